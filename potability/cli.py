@@ -1,0 +1,100 @@
+"""``potability`` console command: the local stack and the database chores.
+
+    potability up        start PostgreSQL (embedded unless DATABASE_URL) + migrations + seed + MLflow
+    potability down      stop everything ``up`` (and later steps) started, by pid
+    potability status    what runs
+    potability env       the local settings as shell exports
+    potability migrate   apply sql/ migrations to the configured database (GCP: via the connector)
+    potability seed      seed the training table from data/ (idempotent)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from potability import db, local_stack, migrations, seed
+from potability.config import Settings
+
+
+def _up(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()  # DATABASE_URL from the real environment only
+    info = local_stack.up(settings, mlflow_port=args.mlflow_port)
+    print(f"PostgreSQL   {info.database_url}")
+    print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
+    print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
+    print(f"MLflow       {info.mlflow_tracking_uri}")
+    print(f"State        {settings.home}  (settings: eval \"$(potability env)\")")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = local_stack.down(Settings.from_env().home)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    home = Settings.from_env().home
+    for name, state in local_stack.status(home).items():
+        print(f"{name:14} {state}")
+    for key, value in local_stack.read_env(home).items():
+        if key.endswith(("_URL", "_URI")):
+            print(f"{key:24} {value}")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    for key, value in local_stack.read_env(Settings.from_env().home).items():
+        print(f"export {key}='{value}'")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    conn = db.connect(local_stack.local_settings())
+    try:
+        applied = migrations.apply_migrations(conn)
+    finally:
+        conn.close()
+    print("applied: " + (", ".join(applied) if applied else "none (up to date)"))
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    conn = db.connect(local_stack.local_settings())
+    try:
+        print(f"seeded {seed.seed(conn)} new rows")
+    finally:
+        conn.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="potability", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the local stack (idempotent)")
+    up.add_argument("--mlflow-port", type=int, default=local_stack.DEFAULT_MLFLOW_PORT)
+    up.set_defaults(func=_up)
+    for name, func, text in [
+        ("down", _down, "stop the local stack"),
+        ("status", _status, "show what runs"),
+        ("env", _env, "print the local settings as shell exports"),
+        ("migrate", _migrate, "apply pending sql/ migrations"),
+        ("seed", _seed, "seed the training table (idempotent)"),
+    ]:
+        sub.add_parser(name, help=text).set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except db.DatabaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

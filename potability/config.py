@@ -1,0 +1,80 @@
+"""All configuration, read from the environment in one place.
+
+The same names are set by Terraform on Google Cloud (function environment variables) and by
+``potability up`` locally (``.potability/env``), so a setting is never sent under one name and
+read under another. Nothing else in the code reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_MODEL_NAME = "water-potability"
+DEFAULT_DB_NAME = "potability"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process of the system needs to know about where things are."""
+
+    env: str = "local"
+    """``local`` (embedded stack) or ``gcp``."""
+    home: Path = Path(".potability")
+    """Local state folder: database files, MLflow artifacts, pids, logs."""
+    database_url: str = ""
+    """Local DSN, e.g. ``postgresql://postgres@/potability?host=/path/to/socketdir``."""
+    cloud_sql_instance: str = ""
+    """Cloud SQL connection name ``project:region:instance``; selects the connector."""
+    db_name: str = DEFAULT_DB_NAME
+    db_user: str = ""
+    db_password: str = field(default="", repr=False)
+    db_iam_auth: bool = True
+    mlflow_tracking_uri: str = ""
+    model_name: str = DEFAULT_MODEL_NAME
+    endpoint_mode: str = "local"
+    """``local`` (HTTP to our model server) or ``vertex`` (Vertex AI endpoint)."""
+    model_server_url: str = ""
+    google_cloud_project: str = ""
+    google_cloud_region: str = ""
+    vertex_endpoint_id: str = ""
+    samples_token_sha256: tuple[str, ...] = ()
+    """sha256 hex digests of bearer tokens allowed to post lab samples (never plain tokens)."""
+    samples_trust_platform_identity: bool = False
+    """On GCP the platform verified the caller's ID token; record its e-mail as submitter."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from ``environ`` (default: the process environment)."""
+        e = os.environ if environ is None else environ
+        return cls(
+            env=e.get("POTABILITY_ENV", "local"),
+            home=Path(e.get("POTABILITY_HOME", ".potability")).absolute(),
+            database_url=e.get("DATABASE_URL", ""),
+            cloud_sql_instance=e.get("CLOUD_SQL_INSTANCE", ""),
+            db_name=e.get("DB_NAME", DEFAULT_DB_NAME),
+            db_user=e.get("DB_USER", ""),
+            db_password=e.get("DB_PASSWORD", ""),
+            db_iam_auth=_flag(e.get("DB_IAM_AUTH", "true")),
+            mlflow_tracking_uri=e.get("MLFLOW_TRACKING_URI", ""),
+            model_name=e.get("MODEL_NAME", DEFAULT_MODEL_NAME),
+            endpoint_mode=e.get("ENDPOINT_MODE", "local"),
+            model_server_url=e.get("MODEL_SERVER_URL", ""),
+            google_cloud_project=e.get("GOOGLE_CLOUD_PROJECT", ""),
+            google_cloud_region=e.get("GOOGLE_CLOUD_REGION", ""),
+            vertex_endpoint_id=e.get("VERTEX_ENDPOINT_ID", ""),
+            samples_token_sha256=tuple(
+                t.strip().lower() for t in e.get("SAMPLES_TOKEN_SHA256", "").split(",") if t.strip()
+            ),
+            samples_trust_platform_identity=_flag(e.get("SAMPLES_TRUST_PLATFORM_IDENTITY")),
+        )
+
+    def with_(self, **changes: object) -> "Settings":
+        """A copy with some fields changed (tests and the local stack use it)."""
+        return replace(self, **changes)  # type: ignore[arg-type]

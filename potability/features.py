@@ -1,0 +1,125 @@
+"""The one feature schema: the nine measurements, their units and physically valid ranges.
+
+Everything that touches a measurement - the SQL CHECK constraints (verified against this
+module by the tests), the functions' request validation, the OpenAPI document and training -
+reads it from here, so a range can never disagree between the database and the API.
+
+Ranges are *physical* plausibility bounds, deliberately generous (the data set's documented
+observations sit well inside them): they catch unit mistakes and broken sensors, not unusual
+water. Missing values are legal everywhere (the data set has NaN in ph, Sulfate and
+Trihalomethanes); the model imputes them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One measurement: its column name, unit, and inclusive valid range."""
+
+    name: str
+    unit: str
+    minimum: float
+    maximum: float
+    description: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("ph", "pH", 0.0, 14.0, "acid-base balance"),
+    Feature("Hardness", "mg/L", 0.0, 2000.0, "calcium and magnesium salts"),
+    Feature("Solids", "ppm", 0.0, 100000.0, "total dissolved solids"),
+    Feature("Chloramines", "ppm", 0.0, 50.0, "chloramine concentration"),
+    Feature("Sulfate", "mg/L", 0.0, 2000.0, "sulfate concentration"),
+    Feature("Conductivity", "uS/cm", 0.0, 5000.0, "electrical conductivity"),
+    Feature("Organic_carbon", "ppm", 0.0, 100.0, "total organic carbon"),
+    Feature("Trihalomethanes", "ug/L", 0.0, 1000.0, "trihalomethane concentration"),
+    Feature("Turbidity", "NTU", 0.0, 100.0, "cloudiness"),
+)
+
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+TARGET = "potability"
+"""Target column name in the database; the CSV spells it ``Potability``."""
+
+
+def column(feature_name: str) -> str:
+    """SQL column for a feature: lower case, so no identifier ever needs quoting."""
+    return feature_name.lower()
+
+
+FEATURE_COLUMNS: tuple[str, ...] = tuple(column(n) for n in FEATURE_NAMES)
+
+
+class ValidationError(ValueError):
+    """A request or record that does not fit the schema; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def check_value(name: str, value: Any, field: str | None = None) -> float | None:
+    """Return the measurement as a float (or None when missing), or raise ValidationError.
+
+    Only an explicit JSON null means "missing": NaN/Infinity (as numbers or strings) and
+    strings such as "7.1" are rejected so a broken sensor can never pass as a reading.
+    """
+    where = field or name
+    feature = FEATURES_BY_NAME[name]
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(where, f"must be a number or null, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValidationError(where, "must be finite (use null for a missing value)")
+    if not feature.minimum <= number <= feature.maximum:
+        raise ValidationError(
+            where,
+            f"{number:g} {feature.unit} is outside the valid range "
+            f"[{feature.minimum:g}, {feature.maximum:g}]",
+        )
+    return number
+
+
+def validate_features(
+    record: Mapping[str, Any], *, where: str = "", allow_extra: frozenset[str] = frozenset()
+) -> dict[str, float | None]:
+    """Validate one reading: all nine names present, nothing unknown, each value in range.
+
+    ``allow_extra`` lists the other keys the caller handles itself (e.g. ``potability``).
+    """
+    if not isinstance(record, Mapping):
+        raise ValidationError(where or "reading", "must be a JSON object")
+    unknown = sorted(set(record) - set(FEATURE_NAMES) - allow_extra)
+    if unknown:
+        raise ValidationError(f"{where}{unknown[0]}", "unknown field")
+    missing = [n for n in FEATURE_NAMES if n not in record]
+    if missing:
+        raise ValidationError(
+            f"{where}{missing[0]}", "is required (send null for a missing measurement)"
+        )
+    return {n: check_value(n, record[n], f"{where}{n}") for n in FEATURE_NAMES}
+
+
+def json_schema_for_reading() -> dict[str, Any]:
+    """JSON Schema of one reading, derived from FEATURES (used by the OpenAPI document)."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(FEATURE_NAMES),
+        "properties": {
+            f.name: {
+                "type": ["number", "null"],
+                "minimum": f.minimum,
+                "maximum": f.maximum,
+                "description": f"{f.description} ({f.unit})",
+            }
+            for f in FEATURES
+        },
+    }

@@ -1,0 +1,189 @@
+"""The local stack, the embedded default: PostgreSQL, migrations, seed data and MLflow.
+
+State lives in one folder (``Settings.home``, default ``.potability/``):
+
+    pg/                     embedded PostgreSQL data directory (pgserver)
+    mlflow/artifacts/       MLflow artifact store (served by the tracking server)
+    run/<service>.pid       one pid file per background service
+    logs/<service>.log      its output
+    env                     KEY=VALUE settings every local process reads (``potability env``)
+
+``up`` is idempotent: whatever already runs is reused. ``down`` stops every service that has a
+pid file, then PostgreSQL (a fast shutdown of the postmaster, by the pid PostgreSQL records).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from potability import db, migrations, seed, services
+from potability.config import DEFAULT_DB_NAME, Settings
+
+MLFLOW = "mlflow"
+DEFAULT_MLFLOW_PORT = 5000
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    database_url: str
+    mlflow_tracking_uri: str
+    training_rows: int
+    migrations_applied: list[str]
+    seeded_rows: int
+
+
+def env_file(home: Path) -> Path:
+    return home / "env"
+
+
+def read_env(home: Path) -> dict[str, str]:
+    """Settings written by ``up`` (empty when the stack was never started)."""
+    path = env_file(home)
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def update_env(home: Path, **values: str) -> dict[str, str]:
+    """Merge ``values`` into the env file (other services add their URLs here)."""
+    merged = {**read_env(home), **values}
+    home.mkdir(parents=True, exist_ok=True)
+    env_file(home).write_text("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
+    return merged
+
+
+def local_settings(home: Path | None = None) -> Settings:
+    """Settings for a local process: the environment, completed by the stack's env file."""
+    base = Settings.from_env()
+    home = home or base.home
+    return Settings.from_env({**read_env(home), **os.environ, "POTABILITY_HOME": str(home)})
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+def _pgdata(home: Path) -> Path:
+    return home / "pg"
+
+
+def start_database(home: Path, external_url: str = "") -> str:
+    """The app database URL: ``external_url`` as given, or the embedded server (started if needed)."""
+    if external_url:
+        return external_url
+    import pgserver  # imported lazily: only local mode needs the embedded binaries
+
+    pgdata = _pgdata(home)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    admin_url = server.get_uri()
+    conn = db.connect(Settings(database_url=admin_url))
+    try:
+        conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEFAULT_DB_NAME,))
+        if not cur.fetchall():
+            cur.execute(f"CREATE DATABASE {DEFAULT_DB_NAME}")
+    finally:
+        conn.close()
+    return db.with_database(admin_url, DEFAULT_DB_NAME)
+
+
+def postgres_pid(home: Path) -> int | None:
+    """The embedded postmaster's pid, from the pid file PostgreSQL itself keeps."""
+    try:
+        pid = int((_pgdata(home) / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if services.is_alive(pid) else None
+
+
+def stop_database(home: Path, timeout: float = 30.0) -> bool:
+    pid = postgres_pid(home)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and services.is_alive(pid):
+        time.sleep(0.1)
+    return not services.is_alive(pid)
+
+
+def prepare_database(database_url: str) -> tuple[list[str], int, int]:
+    """Apply migrations and seed; return (migrations applied, rows seeded, rows in the table)."""
+    conn = db.connect(Settings(database_url=database_url))
+    try:
+        applied = migrations.apply_migrations(conn)
+        seeded = seed.seed(conn)
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM water.water_potability")
+        total = cur.fetchone()[0]
+        conn.commit()
+        return applied, seeded, total
+    finally:
+        conn.close()
+
+
+# --- MLflow -----------------------------------------------------------------------------
+
+def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT) -> str:
+    """A real MLflow tracking server: metadata in the ``public`` schema, artifacts under home."""
+    known = read_env(home).get("MLFLOW_TRACKING_URI")
+    if known and services.running_pid(home, MLFLOW):
+        return known
+    port = services.free_port(port)
+    artifacts = home / "mlflow" / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    argv = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", db.sqlalchemy_url(database_url),
+        "--artifacts-destination", artifacts.as_uri(),
+        "--serve-artifacts",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    pid = services.start(home, MLFLOW, argv)
+    uri = f"http://127.0.0.1:{port}"
+    services.wait_http(f"{uri}/health", timeout=180, pid=pid)
+    return uri
+
+
+# --- the whole stack --------------------------------------------------------------------
+
+def up(settings: Settings, mlflow_port: int = DEFAULT_MLFLOW_PORT) -> StackInfo:
+    """Start (or find) everything; safe to run again."""
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    database_url = start_database(home, settings.database_url if settings.env == "local" else "")
+    applied, seeded, total = prepare_database(database_url)
+    update_env(home, POTABILITY_ENV="local", POTABILITY_HOME=str(home), DATABASE_URL=database_url)
+    tracking_uri = start_mlflow(home, database_url, mlflow_port)
+    update_env(home, MLFLOW_TRACKING_URI=tracking_uri)
+    return StackInfo(database_url, tracking_uri, total, applied, seeded)
+
+
+def down(home: Path) -> list[str]:
+    """Stop every service that has a pid file, then the embedded PostgreSQL; return what stopped."""
+    stopped = []
+    run = home / "run"
+    for pid_path in sorted(run.glob("*.pid")) if run.exists() else []:
+        if services.stop(home, pid_path.stem):
+            stopped.append(pid_path.stem)
+    if stop_database(home):
+        stopped.append("postgresql")
+    return stopped
+
+
+def status(home: Path) -> dict[str, str]:
+    """What runs, by service, with its pid."""
+    result = {}
+    pg = postgres_pid(home)
+    result["postgresql"] = f"running (pid {pg})" if pg else "stopped"
+    run = home / "run"
+    for pid_path in sorted(run.glob("*.pid")) if run.exists() else []:
+        pid = services.running_pid(home, pid_path.stem)
+        result[pid_path.stem] = f"running (pid {pid})" if pid else "stopped"
+    return result

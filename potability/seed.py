@@ -1,0 +1,67 @@
+"""Seed ``water.water_potability`` from the public data set, idempotently.
+
+The CSV is verified against its published checksum first: training on a silently different
+file would make every reported number meaningless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from potability.db import Connection
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
+
+DATA_CSV = Path(__file__).resolve().parent.parent / "data" / "water_potability.csv"
+DATA_SHA256 = "a76bd6b19b547e31d5b43feb0c79412d7b08a654429f7d16e8d2f0572768b55c"
+SEED_SAMPLED_AT = "2021-01-01T00:00:00+00:00"
+SEED_SUBMITTER = "kaggle:adityakadiwal/water-potability"
+_CHUNK = 500
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_dataset(path: Path = DATA_CSV, expected_sha256: str | None = DATA_SHA256) -> pd.DataFrame:
+    """The data set as a frame with our column names (features as in FEATURE_NAMES, ``potability``)."""
+    if expected_sha256 is not None and sha256_of(path) != expected_sha256:
+        raise ValueError(f"{path} does not match the published sha256 {expected_sha256}")
+    frame = pd.read_csv(path)
+    frame = frame.rename(columns={"Potability": TARGET})
+    missing = set(FEATURE_NAMES) - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path} lacks columns {sorted(missing)}")
+    return frame[[*FEATURE_NAMES, TARGET]]
+
+
+def _value(v: object) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)  # type: ignore[arg-type]
+
+
+def seed(conn: Connection, frame: pd.DataFrame | None = None) -> int:
+    """Insert the data set rows that are not there yet; return how many were inserted."""
+    frame = load_dataset() if frame is None else frame
+    columns = ["sample_id", *FEATURE_COLUMNS, "potability", "sampled_at", "submitted_by", "source"]
+    rows = [
+        (f"seed-{i + 1:04d}", *(_value(r[n]) for n in FEATURE_NAMES), int(r[TARGET]),
+         SEED_SAMPLED_AT, SEED_SUBMITTER, "seed")
+        for i, r in enumerate(frame.to_dict("records"))
+    ]
+    cur = conn.cursor()
+    inserted = 0
+    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        cur.execute(
+            f"INSERT INTO water.water_potability ({', '.join(columns)}) VALUES "
+            + ", ".join([placeholder] * len(chunk))
+            + " ON CONFLICT (sample_id) DO NOTHING",
+            [v for row in chunk for v in row],
+        )
+        inserted += max(cur.rowcount, 0)
+    conn.commit()
+    return inserted
