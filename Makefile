@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine (Python 3.11 and network access to PyPI):
+#   make run    create the environment, start the local stack and run the main job
+#   make test   create the environment and run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .venv-uv/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test env tools down status clean
+
+$(UV):
+	$(PYTHON) -m venv .venv-uv
+	.venv-uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The project environment, exactly as locked in uv.lock (dev group included).
+env: $(UV)
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+
+# Test-only tools that cannot share the project environment (see tools/).
+tools: $(UV)
+	UV=$(UV) bash tools/setup-test-tools.sh
+
+run: env
+	$(BIN)/potability up
+
+test: env tools
+	$(BIN)/python -m pytest
+
+down:
+	$(BIN)/potability down
+
+status:
+	$(BIN)/potability status
+
+clean: down
+	rm -rf .potability

@@ -1,0 +1,66 @@
+"""Shared fixtures: one real embedded PostgreSQL and one real MLflow server per test session.
+
+Both run in a temporary stack home, exactly as ``potability up`` starts them, and are stopped
+at the end. Tests that write share the database, so they clean what they depend on
+(``clean_db``) rather than assuming an empty one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from potability import db, local_stack, services
+from potability.config import Settings
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def stack_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("stack")
+    yield home
+    local_stack.down(home)
+
+
+@pytest.fixture(scope="session")
+def database_url(stack_home: Path) -> str:
+    """The app database on a real embedded PostgreSQL, migrated and seeded."""
+    url = local_stack.start_database(stack_home)
+    local_stack.prepare_database(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(stack_home: Path, database_url: str) -> str:
+    """A real MLflow tracking server backed by the same database (``public`` schema)."""
+    return local_stack.start_mlflow(stack_home, database_url, port=services.free_port())
+
+
+@pytest.fixture(scope="session")
+def settings(stack_home: Path, database_url: str) -> Settings:
+    """Settings pointing at the session's database (add MLflow with ``mlflow_uri``)."""
+    return Settings(env="local", home=stack_home, database_url=database_url)
+
+
+@pytest.fixture
+def conn(settings: Settings) -> Iterator[db.Connection]:
+    connection = db.connect(settings)
+    yield connection
+    connection.rollback()
+    connection.close()
+
+
+@pytest.fixture
+def clean_db(conn: db.Connection) -> db.Connection:
+    """The database with no inferences and no lab samples (the seed rows stay)."""
+    cur = conn.cursor()
+    cur.execute("DELETE FROM water.water_inferences")
+    cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
+    conn.commit()
+    return conn
