@@ -78,3 +78,37 @@ class Settings:
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (tests and the local stack use it)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The model server's settings: Vertex AI's custom-container contract plus our names."""
+
+    port: int = 8080
+    host: str = "0.0.0.0"
+    health_route: str = "/health"
+    predict_route: str = "/predict"
+    model_uri: str = ""
+    model_name: str = DEFAULT_MODEL_NAME
+    model_version: str = "unknown"
+    tracking_uri: str = ""
+    threads: int = 8
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingSettings":
+        e = os.environ if environ is None else environ
+        uri = e.get("AIP_STORAGE_URI") or e.get("MODEL_URI", "")
+        version = e.get("MODEL_VERSION", "")
+        if not version and uri.startswith("models:/") and "@" not in uri:
+            version = uri.rstrip("/").rsplit("/", 1)[-1]
+        return cls(
+            port=int(e.get("AIP_HTTP_PORT", "8080")),
+            host=e.get("MODEL_SERVER_HOST", "0.0.0.0"),
+            health_route=e.get("AIP_HEALTH_ROUTE", "/health"),
+            predict_route=e.get("AIP_PREDICT_ROUTE", "/predict"),
+            model_uri=uri,
+            model_name=e.get("MODEL_NAME", DEFAULT_MODEL_NAME),
+            model_version=version or "unknown",
+            tracking_uri=e.get("MLFLOW_TRACKING_URI", ""),
+            threads=int(e.get("MODEL_SERVER_THREADS", "8")),
+        )

@@ -64,3 +64,41 @@ def clean_db(conn: db.Connection) -> db.Connection:
     cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
     conn.commit()
     return conn
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real model (imputer + scaler + logistic regression, tuned threshold) saved as an
+    MLflow model, for tests that need something to serve without running the pipeline."""
+    import mlflow.sklearn
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import TunedThresholdClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from potability.features import FEATURE_NAMES, TARGET
+    from potability.seed import load_dataset
+
+    frame = load_dataset()
+    x, y = frame[list(FEATURE_NAMES)], frame[TARGET]
+    model = TunedThresholdClassifierCV(
+        make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                      LogisticRegression(class_weight="balanced")),
+        scoring="balanced_accuracy", cv=3, random_state=0,
+    ).fit(x, y)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    from potability.model_format import sklearn_save_kwargs
+
+    mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
+                              **sklearn_save_kwargs(model))
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_server_url(stack_home: Path, tiny_model_dir: Path) -> str:
+    """Our real model server (the Vertex container's module) serving ``tiny_model_dir``."""
+    from potability import model_server
+
+    return model_server.start_local(stack_home, str(tiny_model_dir), "water-potability",
+                                    "test-1", tracking_uri="")

@@ -1,0 +1,186 @@
+"""Our model server: one module for the Vertex AI custom container and the local stack.
+
+It follows Vertex AI's custom-container contract - listens on ``AIP_HTTP_PORT``, answers
+``AIP_HEALTH_ROUTE`` and ``AIP_PREDICT_ROUTE``, loads the model from ``AIP_STORAGE_URI`` (Vertex
+copies the uploaded MLflow model there) or ``MODEL_URI`` (locally, e.g.
+``models:/water-potability/3`` through the MLflow tracking server).
+
+    POST /predict {"instances": [{"ph": 7.1, ..., "Turbidity": 3.9}, ...]}
+    ->  {"predictions": [{"potable": 1, "probability": 0.81, "model_version": "3"}, ...],
+         "model_name": "water-potability", "model_version": "3"}
+
+The model version is repeated inside every prediction because Vertex passes only the
+``predictions`` list through to endpoint callers.
+
+Decisions use the model's own tuned threshold (``best_threshold_`` of scikit-learn's
+``TunedThresholdClassifierCV``; 0.5 for a plain classifier), applied to ``predict_proba`` so each
+request costs one pass through the model.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from flask import Flask, jsonify, request
+
+from potability import services
+from potability.config import ServingSettings
+from potability.features import FEATURE_NAMES, ValidationError, validate_features
+
+SERVICE = "model-server"
+MAX_INSTANCES = 1000
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    estimator: Any
+    name: str
+    version: str
+    threshold: float
+
+
+def decision_threshold(estimator: Any) -> float:
+    """The threshold the estimator's own ``predict`` applies to P(potable)."""
+    threshold = getattr(estimator, "best_threshold_", None)
+    return float(threshold) if threshold is not None else 0.5
+
+
+def _serve_single_threaded(estimator: Any) -> None:
+    """Requests are tiny: per-request thread pools (n_jobs) only add latency when serving."""
+    try:
+        params = estimator.get_params(deep=True)
+    except AttributeError:
+        return
+    jobs = {k: 1 for k, v in params.items() if k.endswith("n_jobs") and v not in (None, 1)}
+    if jobs:
+        try:
+            estimator.set_params(**jobs)
+        except ValueError:
+            pass
+
+
+def load_model(settings: ServingSettings) -> LoadedModel:
+    """Load the MLflow (scikit-learn flavour) model named by the settings."""
+    import mlflow
+    import mlflow.sklearn
+
+    if settings.tracking_uri:
+        mlflow.set_tracking_uri(settings.tracking_uri)
+    uri = settings.model_uri
+    if not uri:
+        raise RuntimeError("no model to serve: set AIP_STORAGE_URI or MODEL_URI")
+    estimator = mlflow.sklearn.load_model(uri)
+    _serve_single_threaded(estimator)
+    return LoadedModel(estimator, settings.model_name, settings.model_version,
+                       decision_threshold(estimator))
+
+
+def instances_frame(instances: Any) -> pd.DataFrame:
+    """Validate ``instances`` against the feature schema; nulls become NaN (imputed by the model)."""
+    if not isinstance(instances, list) or not instances:
+        raise ValidationError("instances", "must be a non-empty list of readings")
+    if len(instances) > MAX_INSTANCES:
+        raise ValidationError("instances", f"at most {MAX_INSTANCES} readings per request")
+    rows = []
+    for i, instance in enumerate(instances):
+        values = validate_features(instance, where=f"instances[{i}].")
+        rows.append([math.nan if values[n] is None else values[n] for n in FEATURE_NAMES])
+    return pd.DataFrame(np.asarray(rows, dtype=float), columns=list(FEATURE_NAMES))
+
+
+def predict(model: LoadedModel, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One prediction per row: the class at the model's threshold and P(potable)."""
+    classes = list(model.estimator.classes_)
+    proba = model.estimator.predict_proba(frame)[:, classes.index(1)]
+    return [
+        {"potable": int(p >= model.threshold), "probability": float(p),
+         "model_version": model.version}
+        for p in proba
+    ]
+
+
+def create_app(model: LoadedModel, settings: ServingSettings) -> Flask:
+    """The WSGI app; the model is loaded once, before the first request."""
+    app = Flask(__name__)
+
+    @app.get(settings.health_route)
+    def health() -> Any:
+        return jsonify(status="ok", model_name=model.name, model_version=model.version,
+                       threshold=model.threshold)
+
+    @app.post(settings.predict_route)
+    def predict_route() -> Any:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="body must be a JSON object with 'instances'", field="body"), 400
+        try:
+            frame = instances_frame(body.get("instances"))
+        except ValidationError as exc:
+            return jsonify(error=exc.message, field=exc.field), 400
+        return jsonify(predictions=predict(model, frame), model_name=model.name,
+                       model_version=model.version)
+
+    return app
+
+
+def serve(settings: ServingSettings) -> None:
+    """Run under gunicorn (threads: the model is shared, scikit-learn releases the GIL)."""
+    from gunicorn.app.base import BaseApplication
+
+    model = load_model(settings)
+    app = create_app(model, settings)
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{settings.host}:{settings.port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", settings.threads)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("timeout", 120)
+
+        def load(self) -> Flask:
+            return app
+
+    _Server().run()
+
+
+def start_local(
+    home: Path, model_uri: str, model_name: str, model_version: str, tracking_uri: str,
+    port: int = 0,
+) -> str:
+    """(Re)start the local model server on a model version; publish MODEL_SERVER_URL.
+
+    The port is kept across restarts so the functions already running keep reaching it.
+    """
+    from potability import local_stack
+
+    known = local_stack.read_env(home).get("MODEL_SERVER_URL", "")
+    services.stop(home, SERVICE)
+    port = port or (int(known.rsplit(":", 1)[1]) if known else 0) or services.free_port(8080)
+    env = {
+        "MODEL_URI": model_uri, "MODEL_NAME": model_name, "MODEL_VERSION": model_version,
+        "MLFLOW_TRACKING_URI": tracking_uri, "AIP_HTTP_PORT": str(port),
+        "AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/predict",
+        "MODEL_SERVER_HOST": "127.0.0.1",
+    }
+    pid = services.start(home, SERVICE, [sys.executable, "-m", "potability.model_server"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    services.wait_http(f"{url}/health", timeout=120, pid=pid)
+    local_stack.update_env(home, MODEL_SERVER_URL=url)
+    return url
+
+
+def main() -> None:
+    serve(ServingSettings.from_env())
+
+
+if __name__ == "__main__":
+    main()

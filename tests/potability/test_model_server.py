@@ -1,0 +1,61 @@
+"""The model server over real HTTP, as Vertex AI and the predict function call it."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow.sklearn
+import pandas as pd
+import pytest
+import requests
+
+from potability.config import ServingSettings
+from potability.features import FEATURE_NAMES
+from potability.model_server import decision_threshold
+from potability.seed import load_dataset
+
+
+def test_health_reports_the_model(model_server_url):
+    body = requests.get(f"{model_server_url}/health", timeout=5).json()
+    assert body["model_version"] == "test-1" and body["model_name"] == "water-potability"
+    assert 0 < body["threshold"] < 1
+
+
+def test_predictions_match_the_estimator(model_server_url, tiny_model_dir):
+    frame = load_dataset().head(25)[list(FEATURE_NAMES)]
+    instances = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                 for row in frame.to_dict("records")]
+    response = requests.post(f"{model_server_url}/predict", json={"instances": instances}, timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    estimator = mlflow.sklearn.load_model(str(tiny_model_dir))
+    expected_class = estimator.predict(frame)
+    expected_proba = estimator.predict_proba(frame)[:, 1]
+    assert [p["potable"] for p in body["predictions"]] == [int(c) for c in expected_class]
+    assert [p["probability"] for p in body["predictions"]] == pytest.approx(list(expected_proba))
+    assert {p["model_version"] for p in body["predictions"]} == {"test-1"}
+    assert body["model_version"] == "test-1"
+    assert decision_threshold(estimator) == pytest.approx(estimator.best_threshold_)
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "instances"),
+        ({"instances": []}, "instances"),
+        ({"instances": [{"ph": 7}]}, "instances[0].Hardness"),
+        ({"instances": [{n: 1.0 for n in FEATURE_NAMES} | {"ph": 99}]}, "instances[0].ph"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_requests_are_400_naming_the_field(model_server_url, body, field):
+    response = requests.post(f"{model_server_url}/predict", json=body, timeout=5)
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+
+
+def test_vertex_contract_settings():
+    s = ServingSettings.from_env({"AIP_HTTP_PORT": "7080", "AIP_HEALTH_ROUTE": "/h",
+                                  "AIP_PREDICT_ROUTE": "/p", "AIP_STORAGE_URI": "gs://b/m"})
+    assert (s.port, s.health_route, s.predict_route, s.model_uri) == (7080, "/h", "/p", "gs://b/m")
+    assert ServingSettings.from_env({"MODEL_URI": "models:/water-potability/7"}).model_version == "7"
