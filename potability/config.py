@@ -48,6 +48,14 @@ class Settings:
     """sha256 hex digests of bearer tokens allowed to post lab samples (never plain tokens)."""
     samples_trust_platform_identity: bool = False
     """On GCP the platform verified the caller's ID token; record its e-mail as submitter."""
+    qc_match_window_minutes: float = 30.0
+    """A lab sample confirms the nearest inference of its sensor within +/- this many minutes."""
+    qc_precision_floor: float = 0.60
+    """Live precision below this (on enough matches) is flagged on the status page."""
+    qc_min_matches: int = 20
+    """Matched potable predictions needed before a live precision can be flagged."""
+    qc_drift_window_days: float = 7.0
+    """Drift compares the inferences of the last this-many days with the training data."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -73,6 +81,10 @@ class Settings:
                 t.strip().lower() for t in e.get("SAMPLES_TOKEN_SHA256", "").split(",") if t.strip()
             ),
             samples_trust_platform_identity=_flag(e.get("SAMPLES_TRUST_PLATFORM_IDENTITY")),
+            qc_match_window_minutes=float(e.get("QC_MATCH_WINDOW_MINUTES", "30")),
+            qc_precision_floor=float(e.get("QC_PRECISION_FLOOR", "0.60")),
+            qc_min_matches=int(e.get("QC_MIN_MATCHES", "20")),
+            qc_drift_window_days=float(e.get("QC_DRIFT_WINDOW_DAYS", "7")),
         )
 
     def with_(self, **changes: object) -> "Settings":
