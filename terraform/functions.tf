@@ -1,0 +1,160 @@
+# The three HTTP functions share one source zip built from the repository:
+# potability/, functions/, sql/, a root main.py re-exporting the handlers of
+# functions/main.py, and requirements.txt (both in function_source/).
+locals {
+  repo_root = "${path.module}/.."
+
+  function_source_files = sort([
+    for f in fileset(local.repo_root, "{potability,functions,sql}/**") : f
+    if !strcontains(f, "__pycache__") && !endswith(f, ".pyc")
+  ])
+
+  functions = {
+    predict = {
+      entry_point = "predict"
+      ingress     = "ALLOW_ALL"
+      memory      = "1Gi"
+      env = {
+        ENDPOINT_MODE        = "vertex"
+        GOOGLE_CLOUD_PROJECT = var.project_id
+        GOOGLE_CLOUD_REGION  = var.region
+        VERTEX_ENDPOINT_ID   = google_vertex_ai_endpoint.main.name
+      }
+    }
+    samples = {
+      entry_point = "add_sample"
+      ingress     = "ALLOW_ALL"
+      memory      = "512Mi"
+      env = {
+        SAMPLES_TRUST_PLATFORM_IDENTITY = "true"
+      }
+    }
+    status = {
+      entry_point = "status"
+      ingress     = "ALLOW_ALL"
+      memory      = "512Mi"
+      env         = {}
+    }
+  }
+
+  # What every function needs to reach the database as its own IAM user.
+  function_db_env = {
+    for k in keys(local.functions) : k => {
+      POTABILITY_ENV     = "gcp"
+      CLOUD_SQL_INSTANCE = google_sql_database_instance.main.connection_name
+      CLOUD_SQL_IP_TYPE  = "PRIVATE"
+      DB_NAME            = google_sql_database.app.name
+      DB_USER            = local.db_user[k]
+      DB_IAM_AUTH        = "true"
+    }
+  }
+
+  samples_token_in_secret = var.samples_token_sha256 != ""
+}
+
+data "archive_file" "function_source" {
+  type        = "zip"
+  output_path = "${path.module}/.build/function-source.zip"
+
+  source {
+    filename = "main.py"
+    content  = file("${path.module}/function_source/main.py")
+  }
+
+  source {
+    filename = "requirements.txt"
+    content  = file("${path.module}/function_source/requirements.txt")
+  }
+
+  dynamic "source" {
+    for_each = local.function_source_files
+    content {
+      filename = source.value
+      content  = file("${local.repo_root}/${source.value}")
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "function_source" {
+  # Content-addressed name: a code change creates a new object and redeploys.
+  name   = "functions/source-${data.archive_file.function_source.output_md5}.zip"
+  bucket = google_storage_bucket.main.name
+  source = data.archive_file.function_source.output_path
+}
+
+resource "google_cloudfunctions2_function" "fn" {
+  for_each = local.functions
+
+  name        = "${var.name_prefix}-${each.key}"
+  location    = var.region
+  description = "potability ${each.value.entry_point}"
+
+  build_config {
+    runtime         = var.function_runtime
+    entry_point     = each.value.entry_point
+    service_account = google_service_account.sa["functions-build"].id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.main.name
+        object = google_storage_bucket_object.function_source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email            = google_service_account.sa[each.key].email
+    ingress_settings                 = each.value.ingress
+    available_memory                 = each.value.memory
+    max_instance_count               = var.function_max_instances
+    timeout_seconds                  = 60
+    all_traffic_on_latest_revision   = true
+    environment_variables            = merge(local.function_db_env[each.key], each.value.env, each.key == "samples" && !local.samples_token_in_secret ? { SAMPLES_TOKEN_SHA256 = "" } : {})
+    direct_vpc_egress                = "VPC_EGRESS_PRIVATE_RANGES_ONLY"
+    max_instance_request_concurrency = 1
+
+    direct_vpc_network_interface {
+      network    = google_compute_network.vpc.id
+      subnetwork = google_compute_subnetwork.main.id
+      tags       = ["functions"]
+    }
+
+    dynamic "secret_environment_variables" {
+      for_each = each.key == "samples" && local.samples_token_in_secret ? [1] : []
+      content {
+        key        = "SAMPLES_TOKEN_SHA256"
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.samples_token_sha256[0].secret_id
+        version    = "latest"
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.sa,
+    google_storage_bucket_iam_member.object_viewer,
+    google_secret_manager_secret_iam_member.samples_token_sha256,
+    google_secret_manager_secret_version.samples_token_sha256,
+  ]
+}
+
+# Invokers. Gen2 functions are Cloud Run services: run.invoker is granted on the
+# service (the function-level IAM resource is known to fail for this role).
+locals {
+  invokers = merge(
+    { for sa in var.sensor_service_accounts : "predict/${sa}" => { fn = "predict", member = "serviceAccount:${sa}" } },
+    { "samples/regulator" = { fn = "samples", member = "group:${var.regulator_group}" } },
+    { "status/public" = { fn = "status", member = "allUsers" } },
+  )
+}
+
+resource "google_cloud_run_service_iam_member" "invoker" {
+  #checkov:skip=CKV_GCP_102:The status function is a deliberately public, read-only status page (allUsers invoker); predict and samples are restricted to named principals.
+  for_each = local.invokers
+
+  project  = var.project_id
+  location = google_cloudfunctions2_function.fn[each.value.fn].location
+  service  = google_cloudfunctions2_function.fn[each.value.fn].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}

@@ -1,0 +1,45 @@
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  labels = merge(var.labels, { app = "potability", managed-by = "terraform" })
+
+  bucket_name     = var.bucket_name != "" ? var.bucket_name : "${var.project_id}-${var.name_prefix}"
+  bucket_location = var.bucket_location != "" ? var.bucket_location : upper(var.region)
+
+  # Objects in the bucket the Python code and the schedule agree on.
+  pipeline_template_object = "pipelines/training_pipeline.yaml"
+  pipeline_template_uri    = "gs://${local.bucket_name}/${local.pipeline_template_object}"
+  pipeline_root            = "gs://${local.bucket_name}/pipeline-root"
+  mlflow_artifacts_uri     = "gs://${local.bucket_name}/mlflow-artifacts"
+
+  serving_image = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}/potability:${var.image_tag}"
+
+  # Cloud SQL IAM database user of a service account: its email without ".gserviceaccount.com".
+  db_user = { for k, sa in google_service_account.sa : k => trimsuffix(sa.email, ".gserviceaccount.com") }
+}
+
+resource "google_project_service" "apis" {
+  for_each = toset([
+    "aiplatform.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudfunctions.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "compute.googleapis.com",
+    "iam.googleapis.com",
+    "iap.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "servicenetworking.googleapis.com",
+    "sqladmin.googleapis.com",
+    "storage.googleapis.com",
+  ])
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}

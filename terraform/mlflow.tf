@@ -1,0 +1,66 @@
+# MLflow tracking server: a small VM without public IP, shielded, running as its
+# own service account. A startup script installs two systemd units: the Cloud
+# SQL Auth Proxy (private IP, IAM authentication as the VM's service account) and
+# `mlflow server` with its tables in the app database's `public` schema and the
+# bucket as artifact store. Reachable on port 5000 from the subnet, the peered
+# Vertex AI range and, for engineers, IAP TCP forwarding only.
+resource "google_compute_instance" "mlflow" {
+  #checkov:skip=CKV_GCP_38:Boot disk holds no data (state is in Cloud SQL and the bucket); Google-managed encryption is enough, no CSEK.
+  name         = "${var.name_prefix}-mlflow"
+  zone         = var.zone
+  machine_type = var.mlflow_machine_type
+  tags         = ["mlflow"]
+
+  boot_disk {
+    initialize_params {
+      image = "debian-cloud/debian-12"
+      size  = 20
+      type  = "pd-balanced"
+    }
+  }
+
+  network_interface {
+    subnetwork = google_compute_subnetwork.main.id
+    # No access_config block: no public IP. Egress goes through Cloud NAT.
+  }
+
+  service_account {
+    email  = google_service_account.sa["mlflow"].email
+    scopes = ["cloud-platform"]
+  }
+
+  shielded_instance_config {
+    enable_secure_boot          = true
+    enable_vtpm                 = true
+    enable_integrity_monitoring = true
+  }
+
+  metadata = {
+    enable-oslogin         = "TRUE"
+    block-project-ssh-keys = "true"
+    serial-port-enable     = "false"
+    startup-script = templatefile("${path.module}/templates/mlflow-startup.sh.tftpl", {
+      mlflow_version      = var.mlflow_version
+      proxy_version       = var.cloud_sql_proxy_version
+      instance_connection = google_sql_database_instance.main.connection_name
+      db_name             = google_sql_database.app.name
+      db_user             = local.db_user["mlflow"]
+      artifacts_uri       = local.mlflow_artifacts_uri
+    })
+  }
+
+  allow_stopping_for_update = true
+
+  depends_on = [google_compute_router_nat.main, google_sql_user.sa]
+}
+
+# Engineers open tunnels to the VM (MLflow UI, SSH for the database tunnel).
+resource "google_iap_tunnel_instance_iam_member" "engineers" {
+  for_each = toset(var.engineers)
+
+  project  = var.project_id
+  zone     = google_compute_instance.mlflow.zone
+  instance = google_compute_instance.mlflow.name
+  role     = "roles/iap.tunnelResourceAccessor"
+  member   = each.value
+}

@@ -1,0 +1,100 @@
+output "project_id" {
+  value = var.project_id
+}
+
+output "region" {
+  value = var.region
+}
+
+output "bucket" {
+  description = "Project bucket."
+  value       = google_storage_bucket.main.name
+}
+
+output "pipeline_template_uri" {
+  description = "Where `python -m pipelines compile` output must be uploaded."
+  value       = local.pipeline_template_uri
+}
+
+output "pipeline_root" {
+  value = local.pipeline_root
+}
+
+output "mlflow_artifacts_uri" {
+  value = local.mlflow_artifacts_uri
+}
+
+output "pipeline_parameters" {
+  description = "Runtime parameters of the scheduled run (also for manual runs)."
+  value       = local.pipeline_parameters
+}
+
+output "pipeline_job_json" {
+  description = "The PipelineJob body the schedule POSTs (submit it by hand with curl for an immediate run)."
+  value       = jsonencode(local.pipeline_job)
+}
+
+output "pipelines_service_account" {
+  value = google_service_account.sa["pipelines"].email
+}
+
+output "service_accounts" {
+  description = "Service-account emails by role."
+  value       = { for k, sa in google_service_account.sa : k => sa.email }
+}
+
+output "image_repository" {
+  description = "Artifact Registry path for the project image."
+  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+}
+
+output "serving_image" {
+  description = "Image URI the pipeline deploys (push it before the first run)."
+  value       = local.serving_image
+}
+
+output "endpoint_id" {
+  description = "Vertex AI endpoint id."
+  value       = google_vertex_ai_endpoint.main.name
+}
+
+output "mlflow_internal_address" {
+  description = "MLflow tracking URI inside the VPC (engineers: IAP tunnel, see README.md)."
+  value       = local.mlflow_tracking_uri
+}
+
+output "mlflow_instance" {
+  value = { name = google_compute_instance.mlflow.name, zone = google_compute_instance.mlflow.zone }
+}
+
+output "cloud_sql_instance" {
+  description = "Instance connection name (project:region:instance)."
+  value       = google_sql_database_instance.main.connection_name
+}
+
+output "cloud_sql_private_ip" {
+  value = google_sql_database_instance.main.private_ip_address
+}
+
+output "database_name" {
+  value = google_sql_database.app.name
+}
+
+output "database_users" {
+  description = "IAM database users by role."
+  value       = local.db_user
+}
+
+output "db_grants_sql" {
+  description = "Grants to run once after the first migration (README.md)."
+  value       = local.db_grants_sql
+}
+
+output "function_urls" {
+  description = "HTTPS URLs of the functions."
+  value       = { for k, fn in google_cloudfunctions2_function.fn : k => fn.url }
+}
+
+output "scheduler_job" {
+  value = google_cloud_scheduler_job.training.name
+}

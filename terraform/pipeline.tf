@@ -1,0 +1,37 @@
+# The PipelineJob the schedule submits: compiled template, pipeline root, the
+# pipelines SA, the peered VPC, and the runtime parameters (names are the
+# pipeline's, see pipelines/). Also an output, for manual runs.
+locals {
+  pipeline_parameters = {
+    recall_floor        = var.recall_floor
+    test_fraction       = var.test_fraction
+    split_seed          = var.split_seed
+    cv_folds            = var.cv_folds
+    grids               = var.grids
+    model_name          = var.model_name
+    mlflow_tracking_uri = local.mlflow_tracking_uri
+    database_url        = ""
+    cloud_sql_instance  = google_sql_database_instance.main.connection_name
+    database_name       = google_sql_database.app.name
+    database_user       = local.db_user["pipelines"]
+    deploy_target       = "vertex"
+    project             = var.project_id
+    region              = var.region
+    endpoint_id         = google_vertex_ai_endpoint.main.name
+    serving_image       = local.serving_image
+  }
+
+  mlflow_tracking_uri = "http://${google_compute_instance.mlflow.network_interface[0].network_ip}:5000"
+
+  pipeline_job = {
+    displayName    = "${var.name_prefix}-training"
+    templateUri    = local.pipeline_template_uri
+    serviceAccount = google_service_account.sa["pipelines"].email
+    network        = "projects/${data.google_project.this.number}/global/networks/${google_compute_network.vpc.name}"
+    labels         = local.labels
+    runtimeConfig = {
+      gcsOutputDirectory = local.pipeline_root
+      parameterValues    = local.pipeline_parameters
+    }
+  }
+}

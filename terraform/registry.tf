@@ -1,0 +1,22 @@
+# Docker repository of the project image (pipeline components and serving).
+resource "google_artifact_registry_repository" "images" {
+  repository_id = var.name_prefix
+  location      = var.region
+  format        = "DOCKER"
+  description   = "Project image used by the pipeline components and the Vertex AI serving container."
+
+  docker_config {
+    immutable_tags = false
+  }
+
+  cleanup_policies {
+    id     = "keep-recent"
+    action = "KEEP"
+
+    most_recent_versions {
+      keep_count = 20
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}

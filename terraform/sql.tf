@@ -1,0 +1,124 @@
+# Cloud SQL for PostgreSQL: private IP only, encrypted connections only, IAM
+# database authentication. The app's schema `water` comes from sql/ migrations
+# (`potability migrate`, see README.md); MLflow creates its tables in `public`.
+# No password exists: every user is an IAM database user.
+resource "google_sql_database_instance" "main" {
+  name                = "${var.name_prefix}-pg"
+  region              = var.region
+  database_version    = "POSTGRES_16"
+  deletion_protection = var.db_deletion_protection
+
+  settings {
+    tier                        = var.db_tier
+    edition                     = "ENTERPRISE"
+    availability_type           = var.db_availability_type
+    disk_autoresize             = true
+    deletion_protection_enabled = var.db_deletion_protection
+    user_labels                 = local.labels
+
+    ip_configuration {
+      ipv4_enabled                                  = false
+      private_network                               = google_compute_network.vpc.id
+      allocated_ip_range                            = google_compute_global_address.private_services.name
+      enable_private_path_for_google_cloud_services = true
+      ssl_mode                                      = "ENCRYPTED_ONLY"
+    }
+
+    backup_configuration {
+      enabled                        = true
+      point_in_time_recovery_enabled = true
+      start_time                     = "02:00"
+      transaction_log_retention_days = 7
+
+      backup_retention_settings {
+        retained_backups = 14
+        retention_unit   = "COUNT"
+      }
+    }
+
+    maintenance_window {
+      day          = 7
+      hour         = 4
+      update_track = "stable"
+    }
+
+    insights_config {
+      query_insights_enabled = true
+    }
+
+    dynamic "database_flags" {
+      for_each = {
+        "cloudsql.iam_authentication" = "on"
+        "cloudsql.enable_pgaudit"     = "on"
+        "pgaudit.log"                 = "ddl,role"
+        "log_checkpoints"             = "on"
+        "log_connections"             = "on"
+        "log_disconnections"          = "on"
+        "log_lock_waits"              = "on"
+        "log_hostname"                = "on"
+        "log_statement"               = "ddl"
+        "log_min_messages"            = "error"
+        "log_min_error_statement"     = "error"
+        "log_temp_files"              = "0"
+        "log_min_duration_statement"  = "-1"
+      }
+      content {
+        name  = database_flags.key
+        value = database_flags.value
+      }
+    }
+  }
+
+  depends_on = [google_service_networking_connection.private_services]
+}
+
+resource "google_sql_database" "app" {
+  name     = var.db_name
+  instance = google_sql_database_instance.main.name
+}
+
+# IAM database users of the service accounts that talk to the database.
+resource "google_sql_user" "sa" {
+  for_each = toset(["pipelines", "mlflow", "predict", "samples", "status"])
+
+  name     = local.db_user[each.key]
+  instance = google_sql_database_instance.main.name
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
+
+# Engineers who run migrations and grants (README.md: "First migration").
+resource "google_sql_user" "admins" {
+  for_each = toset(var.db_admins)
+
+  name           = each.value
+  instance       = google_sql_database_instance.main.name
+  type           = "CLOUD_IAM_USER"
+  database_roles = ["cloudsqlsuperuser"]
+}
+
+resource "google_project_iam_member" "db_admins" {
+  for_each = {
+    for pair in setproduct(var.db_admins, ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]) :
+    "${pair[0]}/${pair[1]}" => { member = "user:${pair[0]}", role = pair[1] }
+  }
+
+  project = var.project_id
+  member  = each.value.member
+  role    = each.value.role
+}
+
+locals {
+  # Privileges each IAM database user needs once the migrations have run
+  # (terraform output -raw db_grants_sql | psql ...). Functions and pipeline
+  # work in schema water; MLflow owns its tables in public.
+  db_grants_sql = join("\n", concat(
+    [for k in ["pipelines", "predict", "samples", "status"] : join("\n", [
+      "GRANT USAGE ON SCHEMA water TO \"${local.db_user[k]}\";",
+      "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA water TO \"${local.db_user[k]}\";",
+      "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA water TO \"${local.db_user[k]}\";",
+      "ALTER DEFAULT PRIVILEGES IN SCHEMA water GRANT SELECT, INSERT, UPDATE ON TABLES TO \"${local.db_user[k]}\";",
+      "ALTER DEFAULT PRIVILEGES IN SCHEMA water GRANT USAGE, SELECT ON SEQUENCES TO \"${local.db_user[k]}\";",
+    ])],
+    ["GRANT USAGE, CREATE ON SCHEMA public TO \"${local.db_user["mlflow"]}\";"],
+  ))
+}

@@ -1,0 +1,217 @@
+variable "project_id" {
+  description = "GCP project that hosts the stack."
+  type        = string
+}
+
+variable "region" {
+  description = "Region for every regional resource (Cloud SQL, functions, Vertex AI, scheduler, Artifact Registry)."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "zone" {
+  description = "Zone of the MLflow VM."
+  type        = string
+  default     = "europe-west1-b"
+}
+
+variable "name_prefix" {
+  description = "Prefix of resource names (lowercase letters, digits, hyphens)."
+  type        = string
+  default     = "potability"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,18}$", var.name_prefix))
+    error_message = "name_prefix must be 2-19 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+variable "bucket_name" {
+  description = "Name of the project bucket (globally unique). Empty: <project_id>-<name_prefix>."
+  type        = string
+  default     = ""
+}
+
+variable "bucket_location" {
+  description = "Location of the bucket. Empty: the region."
+  type        = string
+  default     = ""
+}
+
+# ---------------------------------------------------------------- network ----
+
+variable "subnet_cidr" {
+  description = "Primary range of the subnet used by the MLflow VM and the functions' Direct VPC egress."
+  type        = string
+  default     = "10.10.0.0/24"
+}
+
+variable "private_service_range_prefix_length" {
+  description = "Size of the range reserved for private services access (Cloud SQL, Vertex AI peering)."
+  type        = number
+  default     = 20
+}
+
+# -------------------------------------------------------------- Cloud SQL ----
+
+variable "db_name" {
+  description = "Application database (schema `water` from sql/ migrations; MLflow's tables in `public`)."
+  type        = string
+  default     = "potability"
+}
+
+variable "db_tier" {
+  description = "Cloud SQL machine tier."
+  type        = string
+  default     = "db-custom-1-3840"
+}
+
+variable "db_availability_type" {
+  description = "ZONAL or REGIONAL (high availability)."
+  type        = string
+  default     = "ZONAL"
+
+  validation {
+    condition     = contains(["ZONAL", "REGIONAL"], var.db_availability_type)
+    error_message = "db_availability_type must be ZONAL or REGIONAL."
+  }
+}
+
+variable "db_deletion_protection" {
+  description = "Protect the Cloud SQL instance from deletion (Terraform and API)."
+  type        = bool
+  default     = true
+}
+
+variable "db_admins" {
+  description = "Google accounts (user emails) created as IAM database users with the cloudsqlsuperuser role: they run the migrations and grants."
+  type        = list(string)
+  default     = []
+}
+
+# ---------------------------------------------------------------- access ----
+
+variable "sensor_service_accounts" {
+  description = "Service-account emails of the sensors allowed to invoke the inference (predict) function."
+  type        = list(string)
+  default     = []
+}
+
+variable "regulator_group" {
+  description = "Google group (email) of the regulator, the only principal allowed to invoke the samples (add_sample) function."
+  type        = string
+}
+
+variable "engineers" {
+  description = "IAM members (e.g. group:ml-eng@example.com) allowed to reach the MLflow VM through IAP TCP forwarding."
+  type        = list(string)
+  default     = []
+}
+
+variable "samples_token_sha256" {
+  description = "Comma-separated sha256 hex digests of extra bearer tokens accepted by add_sample. Stored in Secret Manager when set."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.samples_token_sha256 == "" || can(regex("^[0-9a-f]{64}(,[0-9a-f]{64})*$", var.samples_token_sha256))
+    error_message = "samples_token_sha256 must be empty or comma-separated 64-character lowercase hex digests."
+  }
+}
+
+# ----------------------------------------------------------- images, MLflow ----
+
+variable "image_tag" {
+  description = "Tag of the project image (<region>-docker.pkg.dev/<project>/<repo>/potability:<tag>) used by components and serving."
+  type        = string
+  default     = "latest"
+}
+
+variable "mlflow_machine_type" {
+  description = "Machine type of the MLflow VM."
+  type        = string
+  default     = "e2-small"
+}
+
+variable "mlflow_version" {
+  description = "MLflow version installed on the VM (keep in step with the client in uv.lock)."
+  type        = string
+  default     = "3.17.2"
+}
+
+variable "cloud_sql_proxy_version" {
+  description = "Cloud SQL Auth Proxy version run on the MLflow VM."
+  type        = string
+  default     = "2.18.2"
+}
+
+# ------------------------------------------------------- pipeline schedule ----
+
+variable "schedule" {
+  description = "Cron schedule of the training pipeline."
+  type        = string
+  default     = "0 3 * * *"
+}
+
+variable "schedule_time_zone" {
+  description = "Time zone of the schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "recall_floor" {
+  description = "Minimum recall on the potable class a model needs to be deployed."
+  type        = number
+  default     = 0.2
+}
+
+variable "test_fraction" {
+  description = "Held-out test fraction."
+  type        = number
+  default     = 0.2
+}
+
+variable "split_seed" {
+  description = "Seed of the train/test split."
+  type        = number
+  default     = 42
+}
+
+variable "cv_folds" {
+  description = "Cross-validation folds."
+  type        = number
+  default     = 5
+}
+
+variable "grids" {
+  description = "Name of the hyper-parameter grid set."
+  type        = string
+  default     = "default"
+}
+
+variable "model_name" {
+  description = "Registered model name (MLflow and Vertex AI)."
+  type        = string
+  default     = "water-potability"
+}
+
+# --------------------------------------------------------------- functions ----
+
+variable "function_runtime" {
+  description = "Cloud Functions runtime."
+  type        = string
+  default     = "python311"
+}
+
+variable "function_max_instances" {
+  description = "Upper bound of instances per function."
+  type        = number
+  default     = 5
+}

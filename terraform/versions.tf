@@ -1,0 +1,28 @@
+terraform {
+  required_version = ">= 1.9"
+
+  required_providers {
+    # Pinned to the 8.7 series: tools/terraform_schema/google-8.7.0.schema.json,
+    # which the offline checks validate against, is generated from 8.7.0.
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 8.7.0"
+    }
+    # Zips the function source (data "archive_file" in functions.tf).
+    archive = {
+      source  = "hashicorp/archive"
+      version = "~> 2.8.0"
+    }
+  }
+
+  # Remote state: copy backend.tf.example to backend.tf (see README.md).
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+  zone    = var.zone
+
+  # Every resource that takes labels gets these (plus its own).
+  default_labels = local.labels
+}
