@@ -56,6 +56,16 @@ class Settings:
     """Matched potable predictions needed before a live precision can be flagged."""
     qc_drift_window_days: float = 7.0
     """Drift compares the inferences of the last this-many days with the training data."""
+    predict_max_readings: int = 500
+    """Most readings one predict request may carry (Vertex online payloads stay well < 1.5 MB)."""
+    samples_max_batch: int = 500
+    """Most lab samples one add_sample request may carry."""
+    max_body_bytes: int = 1_048_576
+    """Largest request body the functions read; bigger bodies are refused with 413 unread."""
+    endpoint_timeout_seconds: float = 10.0
+    """How long predict waits for the model endpoint before answering 503 (retryable)."""
+    db_pool_size: int = 8
+    """Pooled database connections per function instance (one per serving thread)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -85,6 +95,11 @@ class Settings:
             qc_precision_floor=float(e.get("QC_PRECISION_FLOOR", "0.60")),
             qc_min_matches=int(e.get("QC_MIN_MATCHES", "20")),
             qc_drift_window_days=float(e.get("QC_DRIFT_WINDOW_DAYS", "7")),
+            predict_max_readings=int(e.get("PREDICT_MAX_READINGS", "500")),
+            samples_max_batch=int(e.get("SAMPLES_MAX_BATCH", "500")),
+            max_body_bytes=int(e.get("MAX_BODY_BYTES", "1048576")),
+            endpoint_timeout_seconds=float(e.get("ENDPOINT_TIMEOUT_SECONDS", "10")),
+            db_pool_size=int(e.get("DB_POOL_SIZE", "8")),
         )
 
     def with_(self, **changes: object) -> "Settings":
