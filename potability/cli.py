@@ -6,6 +6,7 @@
     potability env       the local settings as shell exports
     potability migrate   apply sql/ migrations to the configured database (GCP: via the connector)
     potability seed      seed the training table from data/ (idempotent)
+    potability qc        quality control: live precision from lab samples + feature drift, stored
 """
 
 from __future__ import annotations
@@ -69,6 +70,30 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _qc(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from potability import qc_job
+
+    settings = local_stack.local_settings()
+    conn = db.connect(settings)
+    try:
+        result = qc_job.run(conn, settings, datetime.now(timezone.utc))
+    finally:
+        conn.close()
+    print(f"quality control run {result.run_id}: {result.lab_samples} lab samples, "
+          f"{len(result.matches)} matched (window +/-{settings.qc_match_window_minutes:g} min)")
+    for m in result.metrics:
+        precision = "n/a" if m.precision is None else f"{m.precision:.3f}"
+        flag = "  FLAGGED (< floor %.2f)" % settings.qc_precision_floor if m.flagged else ""
+        print(f"  model {m.model_version:>8} {m.period:>8}: {m.matches:4d} matches, "
+              f"live precision {precision}{flag}")
+    for d in result.drift:
+        psi = "n/a" if d.psi is None else f"{d.psi:.3f}"
+        print(f"  drift {d.feature:16} PSI {psi:>6}  {d.status}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="potability", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("env", _env, "print the local settings as shell exports"),
         ("migrate", _migrate, "apply pending sql/ migrations"),
         ("seed", _seed, "seed the training table (idempotent)"),
+        ("qc", _qc, "compute and store live precision and feature drift"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
     return parser

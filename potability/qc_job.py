@@ -1,0 +1,178 @@
+"""The quality-control job: read samples, inferences and training rows; compute; store one run.
+
+``potability qc`` runs it (locally, or as a scheduled job on GCP). It recomputes everything
+from scratch each time - lab samples arrive late and in batches, and recomputing is cheap -
+and writes one ``water.qc_runs`` row with its ``water.qc_live_metrics`` and ``water.qc_drift``
+rows in one transaction, so the status page never sees half a run.
+
+The logic lives in :mod:`potability.quality_control` (matching, live precision) and
+:mod:`potability.drift` (PSI); this module is only the database edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Sequence
+
+from potability import drift, quality_control
+from potability.config import Settings
+from potability.db import Connection
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
+
+
+@dataclass(frozen=True)
+class QcResult:
+    run_id: int
+    computed_at: datetime
+    lab_samples: int
+    metrics: list[quality_control.LiveMetric]
+    matches: list[quality_control.Match]
+    drift: list[drift.FeatureDrift]
+    champion_version: str | None
+
+
+def current_champion(conn: Connection) -> tuple[str | None, datetime | None]:
+    """The champion version of the latest succeeded pipeline run, and when that version was
+    trained (the start of the run that promoted it), which bounds its training data."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT champion_version FROM water.pipeline_runs "
+        "WHERE status = 'succeeded' AND champion_version IS NOT NULL "
+        "ORDER BY finished_at DESC NULLS LAST, started_at DESC LIMIT 1"
+    )
+    row = cur.fetchone()
+    if row is None:
+        return None, None
+    version = row[0]
+    cur.execute(
+        "SELECT min(started_at) FROM water.pipeline_runs WHERE status = 'succeeded' "
+        "AND champion_version = %s AND decision IN ('first_champion', 'challenger_wins')",
+        (version,),
+    )
+    return version, cur.fetchone()[0]
+
+
+def load_lab_samples(conn: Connection) -> tuple[int, list[quality_control.LabSample]]:
+    """(number of lab samples, those with a sensor - the only ones that can be matched)."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT id, sensor_id, sampled_at, potability FROM water.water_potability "
+        "WHERE source = 'lab' ORDER BY sampled_at, id"
+    )
+    rows = cur.fetchall()
+    samples = [quality_control.LabSample(int(i), s, t, int(p)) for i, s, t, p in rows if s]
+    return len(rows), samples
+
+
+def load_candidate_inferences(
+    conn: Connection, window: timedelta
+) -> list[quality_control.Inference]:
+    """Only the inferences some lab sample could confirm (same sensor, inside its window);
+    the (sensor_id, inferred_at) index keeps this small however many inferences there are."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT i.id, i.sensor_id, i.inferred_at, i.predicted_class, i.model_version "
+        "FROM water.water_inferences i WHERE EXISTS ("
+        " SELECT 1 FROM water.water_potability s WHERE s.source = 'lab'"
+        " AND s.sensor_id = i.sensor_id"
+        " AND i.inferred_at BETWEEN s.sampled_at - %s * interval '1 second'"
+        " AND s.sampled_at + %s * interval '1 second')",
+        (window.total_seconds(), window.total_seconds()),
+    )
+    return [
+        quality_control.Inference(int(i), s, t, int(c), str(v)) for i, s, t, c, v in cur.fetchall()
+    ]
+
+
+def _columns(rows: Sequence[Sequence[float | None]]) -> dict[str, list[float | None]]:
+    return {name: [r[k] for r in rows] for k, name in enumerate(FEATURE_NAMES)}
+
+
+def load_reference(conn: Connection, trained_at: datetime | None) -> dict[str, list[float | None]]:
+    """The training rows the champion saw: every row created before its training run started
+    (all rows when no champion is known)."""
+    cur = conn.cursor()
+    cols = ", ".join(FEATURE_COLUMNS)
+    if trained_at is None:
+        cur.execute(f"SELECT {cols} FROM water.water_potability")
+    else:
+        cur.execute(
+            f"SELECT {cols} FROM water.water_potability WHERE created_at <= %s", (trained_at,)
+        )
+    return _columns(cur.fetchall())
+
+
+def load_recent(conn: Connection, start: datetime, end: datetime) -> dict[str, list[float | None]]:
+    cur = conn.cursor()
+    cur.execute(
+        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM water.water_inferences "
+        "WHERE inferred_at > %s AND inferred_at <= %s",
+        (start, end),
+    )
+    return _columns(cur.fetchall())
+
+
+def _store(
+    conn: Connection, settings: Settings, now: datetime, start: datetime, lab_samples: int,
+    matches: list[quality_control.Match], metrics: list[quality_control.LiveMetric],
+    drifts: list[drift.FeatureDrift], champion: str | None,
+) -> int:
+    cur = conn.cursor()
+    reference_rows = drifts[0].reference_rows if drifts else 0
+    recent_rows = drifts[0].recent_rows if drifts else 0
+    cur.execute(
+        "INSERT INTO water.qc_runs (computed_at, match_window_minutes, precision_floor, "
+        "min_matches, lab_samples, matched_samples, champion_version, drift_window_start, "
+        "drift_window_end, drift_reference_rows, drift_recent_rows) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (now, settings.qc_match_window_minutes, settings.qc_precision_floor,
+         settings.qc_min_matches, lab_samples, len(matches), champion, start, now,
+         reference_rows, recent_rows),
+    )
+    run_id = int(cur.fetchone()[0])
+    for m in metrics:
+        cur.execute(
+            "INSERT INTO water.qc_live_metrics (run_id, model_version, period, week_start, "
+            "matches, true_positives, false_positives, false_negatives, true_negatives, "
+            "live_precision, live_recall, flagged) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, m.model_version, m.period, m.week_start, m.matches, m.true_positives,
+             m.false_positives, m.false_negatives, m.true_negatives, m.precision, m.recall,
+             m.flagged),
+        )
+    for d in drifts:
+        cur.execute(
+            "INSERT INTO water.qc_drift (run_id, feature, psi, status, reference_rows, "
+            "recent_rows, reference_null_share, recent_null_share) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, d.feature, d.psi, d.status, d.reference_rows, d.recent_rows,
+             d.reference_null_share, d.recent_null_share),
+        )
+    return run_id
+
+
+def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
+    """Compute live metrics and drift as of ``now`` and store them; commits on success."""
+    window = timedelta(minutes=settings.qc_match_window_minutes)
+    try:
+        lab_count, samples = load_lab_samples(conn)
+        matches = quality_control.match_samples(
+            samples, load_candidate_inferences(conn, window), window
+        )
+        metrics = quality_control.live_metrics(
+            matches, settings.qc_precision_floor, settings.qc_min_matches
+        )
+        champion, trained_at = current_champion(conn)
+        start = now - timedelta(days=settings.qc_drift_window_days)
+        reference = load_reference(conn, trained_at)
+        drifts = (
+            drift.drift_report(reference, load_recent(conn, start, now))
+            if reference[FEATURE_NAMES[0]] else []  # nothing to compare with yet
+        )
+        run_id = _store(conn, settings, now, start, lab_count, matches, metrics, drifts, champion)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return QcResult(run_id, now, lab_count, metrics, matches, drifts, champion)
