@@ -1,0 +1,207 @@
+"""The status function on the real database: known rows in, the same numbers out (JSON and
+HTML), nothing private, 503 with Retry-After when the database is down."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+
+import flask
+import pytest
+
+from functions import status as status_module
+from functions.status import status, status_data
+from functions.status_page import render_html
+from potability import db, qc_job
+from potability.config import Settings
+from potability.features import FEATURE_COLUMNS
+
+UTC = timezone.utc
+PRIVATE = ("alice@utility.example", "status-sample-", "status-req-", "token")
+CHAMPION_RUN, LAST_RUN = "status-test-champion", "status-test-last"
+
+
+def _inference(cur: Any, key: str, sensor: str, when: datetime, predicted: int) -> None:
+    cols = ", ".join(FEATURE_COLUMNS)
+    cur.execute(
+        f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
+        "predicted_class, probability, model_name, model_version, endpoint, inferred_at, latency_ms) "
+        f"VALUES (%s, 0, %s, {', '.join(['7.0'] * len(FEATURE_COLUMNS))}, %s, 0.5, "
+        "'water-potability', '3', 'local', %s, 2.0)",
+        (f"status-req-{key}", sensor, predicted, when),
+    )
+
+
+def _lab(cur: Any, key: str, sensor: str, sampled: datetime, created: datetime, potable: int) -> None:
+    cur.execute(
+        "INSERT INTO water.water_potability (sample_id, ph, potability, sensor_id, sampled_at, "
+        "submitted_by, source, created_at) VALUES (%s, 7.0, %s, %s, %s, %s, 'lab', %s)",
+        (f"status-sample-{key}", potable, sensor, sampled, "alice@utility.example", created),
+    )
+
+
+def insert_scenario(conn: db.Connection, settings: Settings, now: datetime) -> None:
+    """Known rows (see the expected numbers in the tests), then one quality-control run."""
+    cur = conn.cursor()
+    cur.execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", (CHAMPION_RUN, LAST_RUN))
+    cur.execute(
+        "INSERT INTO water.pipeline_runs (run_id, started_at, finished_at, status, decision, "
+        "model_name, champion_version, champion_family, champion_precision, champion_recall, "
+        "champion_threshold, training_rows) VALUES "
+        "(%s, %s, %s, 'succeeded', 'first_champion', 'water-potability', '3', "
+        "'random_forest', 0.71, 0.42, 0.6, 3276)",
+        (CHAMPION_RUN, now - timedelta(days=3), now - timedelta(days=3) + timedelta(hours=1)),
+    )
+    # the last run: newest of the session (it starts just before `now`), kept the champion
+    cur.execute(
+        "INSERT INTO water.pipeline_runs (run_id, started_at, finished_at, status, decision, "
+        "model_name, champion_version, champion_family, champion_precision, champion_recall, "
+        "challenger_family, challenger_precision, challenger_recall, training_rows, error) VALUES "
+        "(%s, %s, %s, 'succeeded', 'champion_kept', 'water-potability', '3', 'random_forest', "
+        "0.71, 0.42, 'hist_gradient_boosting', 0.65, 0.45, 3280, 'secret-host:5432 detail')",
+        (LAST_RUN, now - timedelta(seconds=2), now - timedelta(seconds=1)),
+    )
+    h = timedelta(hours=1)
+    for key, sensor, when, predicted in [
+        ("a", "north-1", now - h - timedelta(minutes=1), 1),
+        ("b", "north-1", now - 2 * h - timedelta(minutes=1), 1),
+        ("c", "north-1", now - 5 * h - timedelta(minutes=1), 0),
+        ("d", "south-2", now - timedelta(minutes=30), 0),
+        ("e", "north-1", now - timedelta(days=2), 1),
+        ("f", "north-1", now - timedelta(days=2, hours=5), 0),
+        ("g", "south-2", now - timedelta(days=3), 0),
+        ("h", "south-2", now - timedelta(days=8), 1),  # older than 7 days: not counted
+    ]:
+        _inference(cur, key, sensor, when, predicted)
+    # lab samples: one confirms "a" (TP), one refutes "e" (FP), one is too old to be recent
+    _lab(cur, "1", "north-1", now - h - timedelta(minutes=6), now - h, 1)
+    _lab(cur, "2", "north-1", now - timedelta(days=2, minutes=-10), now - timedelta(days=2), 0)
+    _lab(cur, "3", "south-2", now - timedelta(days=10), now - timedelta(days=10), 1)
+    conn.commit()
+    qc_job.run(conn, settings.with_(qc_precision_floor=0.6, qc_min_matches=2), now)
+
+
+@pytest.fixture
+def scenario(clean_db: db.Connection, settings: Settings) -> Iterator[datetime]:
+    now = datetime.now(UTC)
+    insert_scenario(clean_db, settings, now)
+    yield now
+    cur = clean_db.cursor()
+    cur.execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", (CHAMPION_RUN, LAST_RUN))
+    clean_db.commit()
+
+
+def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> None:
+    data = status_data(clean_db, scenario)
+    json.dumps(data, allow_nan=False)  # JSON-safe as is
+    model = data["model"]
+    assert (model["version"], model["family"], model["held_out_precision"]) == ("3", "random_forest", 0.71)
+    run = data["last_pipeline_run"]
+    assert (run["status"], run["decision"], run["challenger_family"]) == (
+        "succeeded", "champion_kept", "hist_gradient_boosting")
+    day, week = data["inferences"]["last_24h"], data["inferences"]["last_7d"]
+    assert (day["total"], day["potable"], day["potable_share"], day["sensors"]) == (4, 2, 0.5, 2)
+    assert [(s["sensor_id"], s["total"], s["potable"]) for s in day["by_sensor"]] == [
+        ("north-1", 3, 2), ("south-2", 1, 0)]
+    assert (week["total"], week["potable"], week["potable_share"]) == (7, 3, round(3 / 7, 4))
+    assert [(s["sensor_id"], s["total"], s["potable_share"]) for s in week["by_sensor"]] == [
+        ("north-1", 5, 0.6), ("south-2", 2, 0.0)]
+    assert week["by_model_version"] == [
+        {"model_version": "3", "total": 7, "potable": 3, "potable_share": round(3 / 7, 4)}]
+    hourly = data["inferences"]["hourly_24h"]
+    assert len(hourly) == 24 and sum(b["total"] for b in hourly) == 4
+    # newest last: 30 min ago -> last bucket; 1 h 1 min ago -> the one before
+    assert [(b["total"], b["potable"]) for b in hourly[-3:]] == [(1, 1), (1, 1), (1, 0)]
+    daily = data["inferences"]["daily_7d"]
+    assert [b["total"] for b in daily] == [0, 0, 0, 1, 2, 0, 4]
+    lab = data["lab_samples"]
+    assert (lab["total"], lab["last_24h"], lab["last_7d"], lab["potable_share_7d"]) == (3, 1, 2, 0.5)
+    live = data["live_precision"]
+    assert (live["model_version"], live["matches"], live["precision"], live["recall"]) == (
+        "3", 2, 0.5, 1.0)
+    assert live["flagged"] and data["quality_control"]["flagged"]
+    qc = data["quality_control"]
+    assert (qc["lab_samples"], qc["matched_samples"], qc["precision_floor"]) == (3, 2, 0.6)
+    assert [f["feature"] for f in qc["drift"]["features"]][:2] == ["ph", "Hardness"]
+    assert {f["status"] for f in qc["drift"]["features"]} == {"insufficient_data"}  # 7 readings
+    assert qc["drift"]["recent_rows"] == 7
+
+
+def test_nothing_private_is_published(clean_db, scenario) -> None:
+    data = status_data(clean_db, scenario)
+    for text in (json.dumps(data), render_html(data)):
+        for secret in PRIVATE + ("secret-host", "postgresql://"):
+            assert secret not in text
+
+
+def test_the_page_renders_the_numbers_and_escapes_database_text(clean_db, scenario) -> None:
+    data = status_data(clean_db, scenario)
+    page = render_html(data)
+    assert '<meta name="viewport"' in page and "<script" not in page and "http" not in page
+    assert 'data-testid="model-version">v3<' in page
+    assert 'data-testid="inferences-24h-total">4<' in page
+    assert 'data-testid="inferences-7d-total">7<' in page
+    assert 'data-testid="live-precision">50.0%<' in page
+    assert "below floor 60%" in page
+    assert page.count('data-testid="sensor-row"') == 2 and page.count("<svg") >= 5
+    data["inferences"]["last_7d"]["by_sensor"][0]["sensor_id"] = "<script>alert(1)</script>"
+    hostile = render_html(data)
+    assert "<script>" not in hostile and "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile
+
+
+def test_the_page_renders_before_anything_happened(clean_db, scenario) -> None:
+    data = status_data(clean_db, scenario)
+    empty = {**data, "model": None, "last_pipeline_run": None, "quality_control": None,
+             "live_precision": None}
+    empty["inferences"] = {**data["inferences"],
+                           "last_7d": {**data["inferences"]["last_7d"], "by_sensor": []}}
+    page = render_html(empty)
+    assert "no model promoted yet" in page and "Quality control has not run yet" in page
+
+
+# --- the HTTP handler ---------------------------------------------------------------------
+
+@pytest.fixture
+def pool(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[db.Pool]:
+    """The handler's per-instance pool, pointed at the session database."""
+    pool = db.Pool(settings)
+    monkeypatch.setattr(status_module, "_pool", pool)
+    yield pool
+    pool.close()
+
+
+def call(path: str = "/", method: str = "GET", headers: dict[str, str] | None = None) -> flask.Response:
+    app = flask.Flask(__name__)
+    with app.test_request_context(path, method=method, headers=headers or {}):
+        return status(flask.request)
+
+
+def test_json_on_request_html_by_default(pool, scenario) -> None:
+    for response in (call("/?format=json"), call("/", headers={"Accept": "application/json"})):
+        assert response.status_code == 200 and response.mimetype == "application/json"
+        body = response.get_json()
+        assert body["inferences"]["last_24h"]["total"] == 4 and body["model"]["version"] == "3"
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    for response in (call("/", headers={"Accept": browser}), call("/"), call("/?format=html")):
+        assert response.status_code == 200 and response.mimetype == "text/html"
+        assert 'data-testid="inferences-24h-total">4<' in response.get_data(as_text=True)
+    assert "max-age" in response.headers["Cache-Control"]
+
+
+def test_bad_requests_are_4xx_naming_the_problem(pool) -> None:
+    response = call("/?format=xml")
+    assert response.status_code == 400 and response.get_json()["field"] == "format"
+    response = call("/", method="POST")
+    assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD"
+
+
+def test_database_down_is_503_with_retry_after(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    dead = Settings(database_url=f"postgresql://postgres@/potability?host={tmp_path}")
+    monkeypatch.setattr(status_module, "_pool", db.Pool(dead))
+    response = call("/?format=json")
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+    assert "retry" in response.get_json()["error"]
+    response = call("/")
+    assert response.status_code == 503 and response.mimetype == "text/html"
+    assert int(response.headers["Retry-After"]) > 0
