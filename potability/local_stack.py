@@ -80,6 +80,8 @@ def start_database(home: Path, external_url: str = "") -> str:
     pgdata = _pgdata(home)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode=None)
+    with server._lock:  # pgserver caches handles per process: restart if `down` stopped it
+        server.ensure_postgres_running()
     admin_url = server.get_uri()
     conn = db.connect(Settings(database_url=admin_url))
     try:

@@ -33,13 +33,17 @@ def database_url(stack_home: Path) -> str:
     """The app database on a real embedded PostgreSQL, migrated and seeded."""
     url = local_stack.start_database(stack_home)
     local_stack.prepare_database(url)
+    local_stack.update_env(stack_home, POTABILITY_ENV="local", POTABILITY_HOME=str(stack_home),
+                           DATABASE_URL=url)
     return url
 
 
 @pytest.fixture(scope="session")
 def mlflow_uri(stack_home: Path, database_url: str) -> str:
     """A real MLflow tracking server backed by the same database (``public`` schema)."""
-    return local_stack.start_mlflow(stack_home, database_url, port=services.free_port())
+    uri = local_stack.start_mlflow(stack_home, database_url, port=services.free_port())
+    local_stack.update_env(stack_home, MLFLOW_TRACKING_URI=uri)
+    return uri
 
 
 @pytest.fixture(scope="session")
