@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def start_database(home: Path, external_url: str = "") -> str:
     """The app database URL: ``external_url`` as given, or the embedded server (started if needed)."""
     if external_url:
         return external_url
-    import pgserver  # imported lazily: only local mode needs the embedded binaries
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: only local mode needs the embedded binaries
 
     pgdata = _pgdata(home)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
