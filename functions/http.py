@@ -1,0 +1,114 @@
+"""HTTP edges shared by the functions: strict JSON bodies, JSON answers, one error type.
+
+Every refusal is an :class:`ApiError` carrying the HTTP status and the *field* at fault, so a
+client always learns what to fix (``{"error": ..., "field": ..., "request_id": ...}``) and a
+handler never needs its own error formatting. Parsing is strict on purpose: NaN/Infinity
+literals, duplicate keys, non-JSON content types and oversized bodies are refused before any
+value reaches validation, so nothing unexpected can ever reach the database.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+import flask
+
+RETRY_AFTER_SECONDS = 5
+"""What a 503 asks the client to wait: dependencies restart in seconds locally and on GCP."""
+
+
+class ApiError(Exception):
+    """A request we refuse: HTTP ``status``, the ``field`` at fault, a human ``message``."""
+
+    def __init__(
+        self, status: int, field: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"{status} {field}: {message}")
+        self.status = status
+        self.field = field
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def unavailable(field: str, message: str) -> ApiError:
+    """A retryable 503 (a dependency is down): the client should retry after a pause."""
+    return ApiError(503, field, message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> flask.Response:
+    """A JSON answer (compact, ASCII-escaped so odd client strings cannot break a log line)."""
+    response = flask.Response(
+        json.dumps(body, separators=(",", ":"), allow_nan=False), status=status,
+        mimetype="application/json",
+    )
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def error_response(error: ApiError, request_id: str | None) -> flask.Response:
+    body: dict[str, Any] = {"error": error.message, "field": error.field}
+    if request_id:
+        body["request_id"] = request_id
+    return json_response(body, error.status, error.headers)
+
+
+def require_method(request: flask.Request, method: str) -> None:
+    if request.method != method:
+        raise ApiError(405, "method", f"use {method}", {"Allow": method})
+
+
+def _reject_constant(name: str) -> Any:
+    raise ApiError(400, "body", f"{name} is not valid JSON (use null for a missing value)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ApiError(400, key, "duplicate key in JSON object")
+        result[key] = value
+    return result
+
+
+def _parse_int(text: str) -> int | float:
+    # Huge integers become floats (then inf, refused as non-finite) instead of overflowing
+    # float() later or tripping Python's 4300-digit int limit.
+    return int(text) if len(text) <= 18 else float(text)
+
+
+def parse_json(data: bytes) -> Any:
+    """Decode a request body as strict JSON (UTF-8, no NaN/Infinity, no duplicate keys)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "body", "body is not valid UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys,
+                          parse_int=_parse_int)
+    except ApiError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "body", f"malformed JSON: {str(exc)[:200]}") from None
+
+
+def read_json_body(request: flask.Request, max_bytes: int) -> Any:
+    """The request's JSON body, refusing wrong content types and bodies over ``max_bytes``."""
+    mimetype = (request.mimetype or "").lower()
+    if mimetype != "application/json":
+        raise ApiError(415, "Content-Type", "must be application/json")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in {"utf-8", "utf8"}:
+        raise ApiError(415, "Content-Type", "charset must be utf-8")
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise ApiError(413, "body", f"body larger than {max_bytes} bytes")
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ApiError(413, "body", f"body larger than {max_bytes} bytes")
+    if not data.strip():
+        raise ApiError(400, "body", "empty body: send a JSON object")
+    return parse_json(data)

@@ -1,0 +1,52 @@
+"""Entry points of the Cloud Functions (2nd gen), run by ``functions-framework``.
+
+    functions-framework --source functions/main.py --target predict      # inference
+    functions-framework --source functions/main.py --target add_sample   # lab samples
+    functions-framework --source functions/main.py --target status       # status page
+
+On GCP the source root's ``main.py`` re-exports these (``terraform/function_source``). Each
+instance builds one :class:`~functions.serving.Context` from the environment on its first
+request (``Settings.from_env``: the same variable names Terraform and ``potability
+functions`` set), so the database pool and the endpoint session are created once and reused.
+The request and response shapes are published in ``functions/openapi.yaml``.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import flask
+import functions_framework
+
+from functions import predict as _predict
+from functions import samples as _samples
+from functions.serving import Context, serve
+from potability.config import Settings
+
+_context: Context | None = None
+_context_lock = threading.Lock()
+
+
+def context() -> Context:
+    """This instance's shared context, created on first use."""
+    global _context
+    if _context is None:
+        with _context_lock:
+            if _context is None:
+                _context = Context(Settings.from_env())
+    return _context
+
+
+@functions_framework.http
+def predict(request: flask.Request) -> flask.Response:
+    """Inference for one reading or a batch; every answer is logged before it is sent."""
+    return serve(_predict.FUNCTION, _predict.handle, request, context())
+
+
+@functions_framework.http
+def add_sample(request: flask.Request) -> flask.Response:
+    """Certified lab samples from authorised regulators into the training table."""
+    return serve(_samples.FUNCTION, _samples.handle, request, context())
+
+
+from functions.status import status  # noqa: E402,F401 - the status page (its own module)

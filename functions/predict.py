@@ -1,0 +1,175 @@
+"""The inference function: validate, ask the endpoint, log every inference, then answer.
+
+    POST {"sensor_id": "plant-7", "readings": [{"ph": 7.1, ..., "Turbidity": 3.9}, ...]}
+    ->   {"request_id": "...", "sensor_id": "plant-7", "model_name": "water-potability",
+          "predictions": [{"reading_index": 0, "potable": 1, "probability": 0.81,
+                           "model_version": "3", "request_id": "..."}, ...]}
+
+Ordering is what makes it safe: the answer is sent only after all of the request's log rows
+are committed in one transaction, so every answer a sensor saw is in
+``water.water_inferences`` and a failure anywhere (endpoint, database) leaves nothing written.
+
+Idempotency: the client's request id (``Idempotency-Key`` header or ``request_id`` field) keys
+the rows (``UNIQUE (request_id, reading_index)``). A retry of a logged request gets the logged
+answer back without calling the endpoint or writing anything; two identical requests racing
+both get the one logged answer (``INSERT ... ON CONFLICT DO NOTHING``, then read back); the
+same id with different readings is a 409.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import flask
+
+from functions.endpoint import Prediction
+from functions.http import ApiError, json_response, read_json_body, require_method
+from functions.serving import Call, Context
+from functions.validation import Features, PredictRequest, parse_predict
+from potability import db
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
+
+FUNCTION = "predict"
+REPLAY_HEADER = "Idempotent-Replayed"
+
+_INSERT_COLUMNS = ("request_id", "reading_index", "sensor_id", *FEATURE_COLUMNS,
+                   "predicted_class", "probability", "model_name", "model_version",
+                   "endpoint", "latency_ms")
+_ROW_SQL = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+_SELECT_LOGGED = (
+    "SELECT reading_index, sensor_id, " + ", ".join(FEATURE_COLUMNS)
+    + ", predicted_class, probability, model_name, model_version "
+    "FROM water.water_inferences WHERE request_id = %s ORDER BY reading_index"
+)
+
+
+@dataclass(frozen=True)
+class LoggedInference:
+    """One stored row of a request, enough to rebuild the answer and to compare readings."""
+
+    reading_index: int
+    sensor_id: str
+    features: Features
+    potable: int
+    probability: float
+    model_name: str
+    model_version: str
+
+
+def insert_sql(rows: int) -> str:
+    return (
+        f"INSERT INTO water.water_inferences ({', '.join(_INSERT_COLUMNS)}) VALUES "
+        + ", ".join([_ROW_SQL] * rows)
+        + " ON CONFLICT (request_id, reading_index) DO NOTHING RETURNING reading_index"
+    )
+
+
+def row_values(request: PredictRequest, request_id: str, predictions: Sequence[Prediction],
+               model_name: str, endpoint: str, latency_ms: float) -> list[Any]:
+    """The flat parameter list of the multi-row insert, one row per reading."""
+    values: list[Any] = []
+    for index, (reading, prediction) in enumerate(zip(request.readings, predictions)):
+        values += [request_id, index, request.sensor_id]
+        values += [reading[name] for name in FEATURE_NAMES]
+        values += [prediction.potable, prediction.probability, model_name,
+                   prediction.model_version, endpoint, latency_ms]
+    return values
+
+
+def load_logged(conn: db.Connection, request_id: str) -> list[LoggedInference]:
+    cur = conn.cursor()
+    cur.execute(_SELECT_LOGGED, (request_id,))
+    width = len(FEATURE_NAMES)
+    return [
+        LoggedInference(
+            reading_index=row[0], sensor_id=row[1],
+            features=dict(zip(FEATURE_NAMES, row[2:2 + width])),
+            potable=int(row[2 + width]), probability=float(row[3 + width]),
+            model_name=row[4 + width], model_version=row[5 + width],
+        )
+        for row in cur.fetchall()
+    ]
+
+
+def same_request(logged: Sequence[LoggedInference], request: PredictRequest) -> bool:
+    """Whether the logged rows are exactly this request's readings (same sensor, same values)."""
+    return (
+        len(logged) == len(request.readings)
+        and all(row.reading_index == i for i, row in enumerate(logged))
+        and all(row.sensor_id == request.sensor_id for row in logged)
+        and all(row.features == reading for row, reading in zip(logged, request.readings))
+    )
+
+
+def answer(request_id: str, sensor_id: str, rows: Sequence[LoggedInference]) -> dict[str, Any]:
+    """The response body; built from what is (or will be) logged, so a replay is identical."""
+    return {
+        "request_id": request_id,
+        "sensor_id": sensor_id,
+        "model_name": rows[0].model_name,
+        "predictions": [
+            {"reading_index": r.reading_index, "potable": r.potable,
+             "probability": r.probability, "model_version": r.model_version,
+             "request_id": request_id}
+            for r in rows
+        ],
+    }
+
+
+def _replay(request_id: str, request: PredictRequest, logged: list[LoggedInference],
+            call: Call) -> flask.Response:
+    if not same_request(logged, request):
+        raise ApiError(409, "request_id",
+                       "this request id was already used for different readings")
+    call.log["replayed"] = True
+    return json_response(answer(request_id, request.sensor_id, logged), 200,
+                         {REPLAY_HEADER: "true"})
+
+
+class _LostRace(Exception):
+    """Another request with the same id committed first: roll ours back and read theirs."""
+
+
+def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
+    require_method(request, "POST")
+    body = read_json_body(request, ctx.settings.max_body_bytes)
+    parsed = parse_predict(body, request.headers.get("Idempotency-Key"),
+                           ctx.settings.predict_max_readings)
+    request_id = parsed.request_id or str(uuid.uuid4())
+    call.request_id = request_id
+    call.log.update(sensor_id=parsed.sensor_id, readings=len(parsed.readings))
+
+    if parsed.request_id is not None:
+        with ctx.pool.transaction() as conn:
+            logged = load_logged(conn, request_id)
+        if logged:
+            return _replay(request_id, parsed, logged, call)
+
+    endpoint = ctx.endpoint
+    started = time.perf_counter()
+    predictions = endpoint.predict(parsed.readings)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    call.log["endpoint_ms"] = round(latency_ms, 3)
+
+    model_name = ctx.settings.model_name
+    rows = [
+        LoggedInference(i, parsed.sensor_id, reading, p.potable, p.probability, model_name,
+                        p.model_version)
+        for i, (reading, p) in enumerate(zip(parsed.readings, predictions))
+    ]
+    try:
+        with ctx.pool.transaction() as conn:
+            cur = conn.cursor()
+            cur.execute(insert_sql(len(rows)),
+                        row_values(parsed, request_id, predictions, model_name, endpoint.name,
+                                   latency_ms))
+            if len(cur.fetchall()) != len(rows):
+                raise _LostRace()
+    except _LostRace:
+        with ctx.pool.transaction() as conn:
+            logged = load_logged(conn, request_id)
+        return _replay(request_id, parsed, logged, call)
+    return json_response(answer(request_id, parsed.sensor_id, rows), 200)

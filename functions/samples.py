@@ -1,0 +1,118 @@
+"""The samples function: authorised regulators add certified lab samples to the training table.
+
+    POST (Authorization: Bearer ...)
+         {"sample_id": "lab-2024-0001", "sampled_at": "2024-05-01T09:30:00Z",
+          "sensor_id": "plant-7", "potability": 1, "ph": 7.1, ..., "Turbidity": 3.9}
+      or {"samples": [{...}, ...]}
+    ->   201 {"recorded": 1, "already_recorded": 0, "samples": [{"sample_id", "status"}], ...}
+
+A batch is inserted all or nothing, in one transaction. The sample id makes retries safe: a
+sample already stored with identical values is reported ``already recorded`` (200, nothing
+written again); the same id with different values is a 409 and the whole batch is refused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import flask
+
+from functions.auth import authorise_samples
+from functions.http import ApiError, json_response, read_json_body, require_method
+from functions.serving import Call, Context
+from functions.validation import Sample, parse_samples
+from potability import db
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
+
+FUNCTION = "add_sample"
+RECORDED = "recorded"
+ALREADY_RECORDED = "already recorded"
+
+_COLUMNS = ("sample_id", *FEATURE_COLUMNS, TARGET, "sensor_id", "sampled_at", "submitted_by",
+            "source")
+_ROW_SQL = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+
+
+def insert_sql(rows: int) -> str:
+    return (
+        f"INSERT INTO water.water_potability ({', '.join(_COLUMNS)}) VALUES "
+        + ", ".join([_ROW_SQL] * rows)
+        + " ON CONFLICT (sample_id) DO NOTHING RETURNING sample_id"
+    )
+
+
+def row_values(samples: Sequence[Sample], submitted_by: str) -> list[Any]:
+    values: list[Any] = []
+    for s in samples:
+        values += [s.sample_id, *(s.features[n] for n in FEATURE_NAMES), s.potability,
+                   s.sensor_id, s.sampled_at, submitted_by, "lab"]
+    return values
+
+
+def stored_matches(row: Sequence[Any], sample: Sample) -> bool:
+    """Whether a stored row (features, potability, sensor_id, sampled_at, source) is ``sample``."""
+    width = len(FEATURE_NAMES)
+    features = dict(zip(FEATURE_NAMES, row[:width]))
+    potability, sensor_id, sampled_at, source = row[width:width + 4]
+    return (
+        source == "lab"
+        and features == sample.features
+        and int(potability) == sample.potability
+        and sensor_id == sample.sensor_id
+        and sampled_at is not None
+        and sampled_at.astimezone(timezone.utc) == sample.sampled_at
+    )
+
+
+def _check_existing(conn: db.Connection, samples: Sequence[Sample], inserted: set[str],
+                    positions: dict[str, int], prefix: str) -> None:
+    existing = [s for s in samples if s.sample_id not in inserted]
+    if not existing:
+        return
+    cur = conn.cursor()
+    cur.execute(
+        f"SELECT sample_id, {', '.join(FEATURE_COLUMNS)}, {TARGET}, sensor_id, sampled_at, source "
+        "FROM water.water_potability WHERE sample_id = ANY(%s)",
+        ([s.sample_id for s in existing],),
+    )
+    stored = {row[0]: row[1:] for row in cur.fetchall()}
+    for sample in existing:
+        row = stored.get(sample.sample_id)
+        if row is None or not stored_matches(row, sample):
+            raise ApiError(409, f"{prefix(positions[sample.sample_id])}sample_id",
+                           "a different sample with this id is already recorded")
+
+
+def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
+    require_method(request, "POST")
+    submitted_by = authorise_samples(request.headers, ctx.settings)
+    call.log["submitted_by"] = submitted_by
+    body = read_json_body(request, ctx.settings.max_body_bytes)
+    samples = parse_samples(body, ctx.settings.samples_max_batch, datetime.now(timezone.utc))
+    batch = isinstance(body, dict) and "samples" in body
+    call.log["samples"] = len(samples)
+    positions = {s.sample_id: i for i, s in enumerate(samples)}
+
+    def prefix(i: int) -> str:
+        return f"samples[{i}]." if batch else ""
+
+    with ctx.pool.transaction() as conn:
+        cur = conn.cursor()
+        cur.execute(insert_sql(len(samples)), row_values(samples, submitted_by))
+        inserted = {row[0] for row in cur.fetchall()}
+        _check_existing(conn, samples, inserted, positions, prefix)
+
+    statuses = [{"sample_id": s.sample_id,
+                 "status": RECORDED if s.sample_id in inserted else ALREADY_RECORDED}
+                for s in samples]
+    new = len(inserted)
+    body_out = {
+        "message": ALREADY_RECORDED if new == 0 else RECORDED,
+        "recorded": new,
+        "already_recorded": len(samples) - new,
+        "submitted_by": submitted_by,
+        "samples": statuses,
+    }
+    call.log.update(recorded=new, already_recorded=len(samples) - new)
+    return json_response(body_out, 201 if new == len(samples) else 200)

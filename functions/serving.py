@@ -1,0 +1,109 @@
+"""What every function instance shares, and the wrapper every request goes through.
+
+:class:`Context` holds the instance's settings, its database pool and its endpoint client,
+each created lazily on first use and then reused by every request (and thread) of the
+instance. :func:`serve` turns the handler's outcome - an answer or an exception - into the
+HTTP response and writes the structured log line, so handlers only deal with the happy path
+and raise :class:`~functions.http.ApiError` for the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import flask
+
+from functions import request_log
+from functions.endpoint import Endpoint, EndpointRejected, EndpointUnavailable, make_endpoint
+from functions.http import ApiError, error_response, unavailable
+from potability import db
+from potability.config import Settings
+
+
+class Context:
+    """One per function instance: settings plus lazily created, shared connections."""
+
+    def __init__(self, settings: Settings, *, endpoint: Endpoint | None = None,
+                 pool: db.Pool | None = None) -> None:
+        self.settings = settings
+        self._endpoint = endpoint
+        self._pool = pool
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> db.Pool:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = db.Pool(self.settings, size=self.settings.db_pool_size)
+        return self._pool
+
+    @property
+    def endpoint(self) -> Endpoint:
+        if self._endpoint is None:
+            with self._lock:
+                if self._endpoint is None:
+                    self._endpoint = make_endpoint(self.settings)
+        return self._endpoint
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+
+@dataclass
+class Call:
+    """Per-request facts a handler learns on the way (its id, what to add to the log)."""
+
+    request_id: str | None = None
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[flask.Request, Context, Call], flask.Response]
+
+
+def _outcome(handler: Handler, request: flask.Request, ctx: Context, call: Call
+             ) -> tuple[flask.Response, str]:
+    try:
+        return handler(request, ctx, call), "ok"
+    except ApiError as exc:
+        return error_response(exc, call.request_id), exc.message
+    except db.DatabaseUnavailable as exc:
+        call.log["cause"] = str(exc)[:300]
+        err = unavailable("database", "the database is unavailable; nothing was written, retry")
+        return error_response(err, call.request_id), "database unavailable"
+    except EndpointUnavailable as exc:
+        call.log["cause"] = str(exc)[:300]
+        err = unavailable("endpoint", "the model endpoint is unavailable; nothing was written, retry")
+        return error_response(err, call.request_id), "endpoint unavailable"
+    except EndpointRejected as exc:
+        call.log["cause"] = str(exc)[:300]
+        err = ApiError(502, "endpoint", "the model endpoint gave no usable answer; nothing was written")
+        return error_response(err, call.request_id), "endpoint rejected"
+    except Exception as exc:  # noqa: BLE001 - a bug: answer 500, never crash the instance
+        call.log["traceback"] = traceback.format_exc()[-4000:]
+        err = ApiError(500, "server", f"internal error ({type(exc).__name__}); nothing was written")
+        return error_response(err, call.request_id), "internal error"
+
+
+def serve(function: str, handler: Handler, request: flask.Request, ctx: Context) -> flask.Response:
+    """Run ``handler`` for one request: map failures to JSON errors, log one line, time it."""
+    started = time.perf_counter()
+    call = Call()
+    response, message = _outcome(handler, request, ctx, call)
+    if call.request_id:
+        response.headers["X-Request-Id"] = call.request_id
+    latency = time.perf_counter() - started
+    request_log.emit(request_log.entry(
+        function=function, method=request.method, url=request.url, status=response.status_code,
+        latency_s=latency, request_id=call.request_id, message=f"{function}: {message}",
+        trace=request_log.trace_field(request.headers.get("X-Cloud-Trace-Context"),
+                                      ctx.settings.google_cloud_project),
+        extra=call.log, user_agent=request.headers.get("User-Agent"),
+        remote_ip=request.remote_addr,
+    ))
+    return response

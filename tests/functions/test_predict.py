@@ -1,0 +1,175 @@
+"""The predict function on the real PostgreSQL and the real model server."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any
+
+import pytest
+
+from functions.predict import REPLAY_HEADER
+from functions.serving import Context
+from potability import db
+from potability.config import Settings
+from fn_support import count, make_app, reading
+
+
+def post(client: Any, body: Any, headers: dict[str, str] | None = None) -> Any:
+    return client.post("/predict", json=body, headers=headers or {})
+
+
+def test_single_reading_is_answered_and_logged(client, clean_db) -> None:
+    response = post(client, {"sensor_id": "plant-7", "reading": reading()})
+    assert response.status_code == 200, response.json
+    body = response.json
+    request_id = body["request_id"]
+    assert response.headers["X-Request-Id"] == request_id
+    [prediction] = body["predictions"]
+    assert prediction["potable"] in (0, 1)
+    assert 0.0 <= prediction["probability"] <= 1.0
+    assert prediction["model_version"] == "test-1"
+    assert prediction["request_id"] == request_id
+    cur = clean_db.cursor()
+    cur.execute("SELECT sensor_id, ph, turbidity, predicted_class, probability, model_version, "
+                "model_name, endpoint, latency_ms FROM water.water_inferences "
+                "WHERE request_id = %s", (request_id,))
+    [row] = cur.fetchall()
+    assert row[:6] == ["plant-7", 7.08, 3.9, prediction["potable"], prediction["probability"],
+                       "test-1"]
+    assert row[6] == "water-potability" and row[7].startswith("local:http://127.0.0.1:")
+    assert row[8] >= 0
+
+
+def test_batch_one_row_per_reading_in_order(client, clean_db) -> None:
+    readings = [reading(ph=float(i % 14), Sulfate=None) for i in range(25)]
+    response = post(client, {"sensor_id": "plant-7", "readings": readings})
+    assert response.status_code == 200, response.json
+    predictions = response.json["predictions"]
+    assert [p["reading_index"] for p in predictions] == list(range(25))
+    cur = clean_db.cursor()
+    cur.execute("SELECT reading_index, ph, sulfate, probability FROM water.water_inferences "
+                "ORDER BY reading_index")
+    rows = cur.fetchall()
+    assert [r[0] for r in rows] == list(range(25))
+    assert [r[1] for r in rows] == [float(i % 14) for i in range(25)]
+    assert all(r[2] is None for r in rows)
+    assert [r[3] for r in rows] == [p["probability"] for p in predictions]
+    # The model sees the readings: different pH values give different probabilities.
+    assert len({p["probability"] for p in predictions}) > 1
+
+
+def test_missing_values_are_explicit_nulls(client, clean_db) -> None:
+    all_null = {name: None for name in reading()}
+    response = post(client, {"sensor_id": "s", "reading": all_null})
+    assert response.status_code == 200, response.json
+    assert count(clean_db, "water_inferences") == 1
+
+
+def test_batch_limit_is_enforced(client, clean_db, fn_settings: Settings) -> None:
+    limit = fn_settings.predict_max_readings
+    ok = post(client, {"sensor_id": "s", "readings": [reading()] * limit})
+    assert ok.status_code == 200
+    too_many = post(client, {"sensor_id": "s", "readings": [reading()] * (limit + 1)})
+    assert too_many.status_code == 413
+    assert too_many.json["field"] == "readings"
+    assert count(clean_db, "water_inferences") == limit
+
+
+@pytest.mark.parametrize("how", ["header", "field"])
+def test_retry_with_the_same_request_id_returns_the_logged_answer(client, clean_db, how) -> None:
+    body: dict[str, Any] = {"sensor_id": "plant-7", "readings": [reading(), reading(ph=3.0)]}
+    headers = {}
+    if how == "header":
+        headers["Idempotency-Key"] = "sensor-7-000123"
+    else:
+        body["request_id"] = "sensor-7-000123"
+    first = post(client, body, headers)
+    assert first.status_code == 200
+    assert REPLAY_HEADER not in first.headers
+    again = post(client, body, headers)
+    assert again.status_code == 200
+    assert again.headers[REPLAY_HEADER] == "true"
+    assert again.json == first.json
+    assert first.json["request_id"] == "sensor-7-000123"
+    assert count(clean_db, "water_inferences") == 2
+
+
+def test_same_request_id_with_other_readings_is_a_conflict(client, clean_db) -> None:
+    headers = {"Idempotency-Key": "k-1"}
+    assert post(client, {"sensor_id": "a", "reading": reading()}, headers).status_code == 200
+    other = post(client, {"sensor_id": "a", "reading": reading(ph=6.0)}, headers)
+    assert other.status_code == 409
+    assert other.json["field"] == "request_id"
+    other_sensor = post(client, {"sensor_id": "b", "reading": reading()}, headers)
+    assert other_sensor.status_code == 409
+    more = post(client, {"sensor_id": "a", "readings": [reading(), reading()]}, headers)
+    assert more.status_code == 409
+    assert count(clean_db, "water_inferences") == 1
+
+
+def test_header_and_field_must_agree(client, clean_db) -> None:
+    response = post(client, {"sensor_id": "a", "reading": reading(), "request_id": "x"},
+                    {"Idempotency-Key": "y"})
+    assert response.status_code == 400
+    assert response.json["field"] == "request_id"
+    assert count(clean_db, "water_inferences") == 0
+
+
+def test_concurrent_identical_requests_log_once_and_agree(fn_context, clean_db) -> None:
+    app = make_app(fn_context)
+    body = {"sensor_id": "race", "readings": [reading(ph=float(i)) for i in range(10)]}
+
+    def send(_: int) -> Any:
+        response = app.test_client().post("/predict", json=body,
+                                          headers={"Idempotency-Key": "race-1"})
+        return response.status_code, response.json
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, range(16)))
+    assert {status for status, _ in results} == {200}
+    assert len({str(answer) for _, answer in results}) == 1
+    assert count(clean_db, "water_inferences") == 10
+
+
+def test_endpoint_down_is_503_and_nothing_is_written(fn_settings, clean_db, dead_port) -> None:
+    ctx = Context(fn_settings.with_(model_server_url=f"http://127.0.0.1:{dead_port}"))
+    client = make_app(ctx).test_client()
+    for headers in ({}, {"Idempotency-Key": "down-1"}):
+        response = post(client, {"sensor_id": "a", "readings": [reading()] * 3}, headers)
+        assert response.status_code == 503
+        assert response.json["field"] == "endpoint"
+        assert int(response.headers["Retry-After"]) > 0
+    assert count(clean_db, "water_inferences") == 0
+    ctx.close()
+
+
+def test_database_down_is_503_and_nothing_is_written(fn_settings, clean_db, tmp_path) -> None:
+    dead = f"postgresql://postgres@/potability?host={tmp_path}"  # no server on this socket
+    ctx = Context(fn_settings.with_(database_url=dead))
+    client = make_app(ctx).test_client()
+    for headers in ({}, {"Idempotency-Key": "db-down-1"}):
+        response = post(client, {"sensor_id": "a", "reading": reading()}, headers)
+        assert response.status_code == 503, response.json
+        assert response.json["field"] == "database"
+        assert int(response.headers["Retry-After"]) > 0
+    assert count(clean_db, "water_inferences") == 0
+
+
+def test_database_lost_mid_flight_pooled_connection_dropped(fn_settings, clean_db) -> None:
+    """A pooled connection killed by the server (as in a database restart) -> 503, then the
+    next request gets a fresh connection and succeeds; exactly one row, for the 200."""
+    ctx = Context(fn_settings.with_(db_pool_size=1))
+    client = make_app(ctx).test_client()
+    assert post(client, {"sensor_id": "a", "reading": reading()}).status_code == 200
+    cur = clean_db.cursor()
+    cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND application_name = ''  AND state = 'idle'")
+    clean_db.commit()
+    failed = post(client, {"sensor_id": "a", "reading": reading(ph=1.0)})
+    assert failed.status_code == 503
+    assert failed.json["field"] == "database"
+    again = post(client, {"sensor_id": "a", "reading": reading(ph=2.0)})
+    assert again.status_code == 200
+    assert count(clean_db, "water_inferences") == 2
+    ctx.close()
