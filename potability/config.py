@@ -66,6 +66,13 @@ class Settings:
     """How long predict waits for the model endpoint before answering 503 (retryable)."""
     db_pool_size: int = 8
     """Pooled database connections per function instance (one per serving thread)."""
+    pipeline_image: str = ""
+    """The project image the pipeline's components run in (compile time; ``python -m pipelines
+    compile`` bakes it into the YAML). Empty: ``potability:local`` (local runs need no image)."""
+    pipeline_root: str = ""
+    """Vertex pipeline root, ``gs://<bucket>/pipeline-root`` (``submit``)."""
+    pipeline_service_account: str = ""
+    """Service account Vertex runs the pipeline as (``submit``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -100,6 +107,9 @@ class Settings:
             max_body_bytes=int(e.get("MAX_BODY_BYTES", "1048576")),
             endpoint_timeout_seconds=float(e.get("ENDPOINT_TIMEOUT_SECONDS", "10")),
             db_pool_size=int(e.get("DB_POOL_SIZE", "8")),
+            pipeline_image=e.get("PIPELINE_IMAGE", ""),
+            pipeline_root=e.get("PIPELINE_ROOT", ""),
+            pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),
         )
 
     def with_(self, **changes: object) -> "Settings":
