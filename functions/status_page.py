@@ -8,10 +8,14 @@ Every value is escaped: sensor ids and model versions come from the database.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from html import escape
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+WIDE, NARROW = 640, 360
+"""viewBox widths of the two renderings of every chart: CSS shows the narrow one on phones,
+so chart text stays readable instead of shrinking with the screen."""
 POTABLE_COLOR = "#0f766e"
 UNSAFE_COLOR = "#c2410c"
 STATUS_COLORS = {"ok": "#15803d", "watch": "#ca8a04", "drift": "#b91c1c",
@@ -49,6 +53,8 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .legend span{display:inline-block;margin-right:14px;font-size:.85rem}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:-1px}
 footer{margin:32px auto 24px;color:var(--muted);font-size:.85rem}
+.narrow{display:none}
+@media (max-width:600px){.wide{display:none}.narrow{display:block}}
 @media (max-width:520px){.card .value{font-size:1.3rem}h1{font-size:1.25rem}}
 """
 
@@ -78,10 +84,11 @@ def _num(value: float | None, digits: int = 3) -> str:
 # --- SVG charts --------------------------------------------------------------------------
 
 def svg_stacked_bars(
-    buckets: Sequence[dict[str, Any]], labels: Sequence[str], title: str, label_every: int = 1
+    buckets: Sequence[dict[str, Any]], labels: Sequence[str], title: str, label_every: int = 1,
+    width: int = WIDE,
 ) -> str:
     """Bars of inferences per bucket, potable (bottom) and not potable (top)."""
-    width, height, left, bottom, top = 640, 200, 40, 28, 12
+    height, left, bottom, top = 200, 40, 28, 12
     plot_h = height - bottom - top
     top_value = max([b["total"] for b in buckets] + [1])
     slot = (width - left - 8) / max(len(buckets), 1)
@@ -116,12 +123,12 @@ def svg_stacked_bars(
 
 def svg_hbars(
     items: Sequence[tuple[str, float | None, str, str]], max_value: float, title: str,
-    markers: Sequence[tuple[float, str]] = (),
+    markers: Sequence[tuple[float, str]] = (), width: int = WIDE,
 ) -> str:
     """Horizontal bars: (label, value or None, colour, text shown after the bar), with
     dashed vertical markers (thresholds) at the given values."""
-    row, left, right, top = 30, 150, 90, 18
-    width = 640
+    row, top = 30, 18
+    left, right = (150, 96) if width > NARROW else (112, 86)
     height = top + row * max(len(items), 1) + 8
     span = width - left - right
     scale = span / max_value if max_value > 0 else 0
@@ -147,10 +154,11 @@ def svg_hbars(
 
 
 def svg_weekly_precision(
-    points: Sequence[tuple[str, float | None, int, bool]], floor: float | None, title: str
+    points: Sequence[tuple[str, float | None, int, bool]], floor: float | None, title: str,
+    width: int = WIDE,
 ) -> str:
     """Live precision per ISO week (period, precision, matches, flagged) with the floor line."""
-    width, height, left, bottom, top, right = 640, 200, 44, 30, 14, 12
+    height, left, bottom, top, right = 200, 44, 30, 14, 12
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def y(v: float) -> float:
@@ -169,11 +177,13 @@ def svg_weekly_precision(
         parts.append(f'<text x="{width - right}" y="{y(floor) - 5:.1f}" font-size="11" '
                      f'text-anchor="end" fill="#b91c1c">floor {floor * 100:.0f}%</text>')
     slot = plot_w / max(len(points), 1)
+    label_every = max(1, math.ceil(64 / slot))  # a week label is ~60 units wide
     coords = []
     for i, (period, precision, matches, flagged) in enumerate(points):
         x = left + slot * (i + 0.5)
-        parts.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="12" text-anchor="middle" '
-                     f'fill="#4b5563">{escape(period)}</text>')
+        if (len(points) - 1 - i) % label_every == 0:  # always label the latest week
+            parts.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="12" '
+                         f'text-anchor="middle" fill="#4b5563">{escape(period)}</text>')
         if precision is None:
             continue
         coords.append(f"{x:.1f},{y(precision):.1f}")
@@ -190,14 +200,30 @@ def svg_weekly_precision(
 
 # --- page sections -----------------------------------------------------------------------
 
+def _both(chart: Callable[[int], str]) -> str:
+    """The wide and the narrow rendering of a chart; CSS shows one of them."""
+    return f'<div class="wide">{chart(WIDE)}</div><div class="narrow">{chart(NARROW)}</div>'
+
+
 def _card(label: str, value: str, sub: str, testid: str) -> str:
     return (f'<div class="card"><div class="label">{escape(label)}</div>'
             f'<div class="value" data-testid="{testid}">{value}</div>'
             f'<div class="sub">{sub}</div></div>')
 
 
-def _flag(ok: bool | None, good: str, bad: str, none: str, testid: str) -> str:
-    cls, text = ("none", none) if ok is None else (("good", good) if ok else ("bad", bad))
+def live_verdict(row: dict[str, Any], floor: float) -> tuple[str, str]:
+    """(css class, words) for a live-precision row: below the floor only counts as a flag with
+    enough matched potable calls; fewer is said as such, never as "above the floor"."""
+    if row["precision"] is None:
+        return "none", "not measurable yet"
+    if row["flagged"]:
+        return "bad", f"below floor {pct(floor, 0)}"
+    if row["precision"] < floor:
+        return "none", f"below floor {pct(floor, 0)}, too few potable calls to flag"
+    return "good", f"meets floor {pct(floor, 0)}"
+
+
+def _pill(cls: str, text: str, testid: str) -> str:
     return f'<span class="flag {cls}" data-testid="{testid}">{escape(text)}</span>'
 
 
@@ -221,33 +247,36 @@ def _cards(data: dict[str, Any]) -> str:
               f"last {escape(when(lab['last_received_at']))}", "lab-samples-7d"),
     ]
     if live is not None and qc is not None:
-        ok = None if live["precision"] is None else not live["flagged"]
-        floor_text = f"floor {pct(qc['precision_floor'], 0)}"
         cards.append(_card(
             "Live precision (lab-confirmed)", pct(live["precision"]),
             f"{_e(live['matches'])} matched samples, model v{_e(live['model_version'])} "
-            + _flag(ok, f"above {floor_text}", f"below {floor_text}", "not measurable yet",
-                    "live-precision-flag"),
+            + _pill(*live_verdict(live, qc["precision_floor"]), "live-precision-flag"),
             "live-precision"))
     else:
         cards.append(_card("Live precision (lab-confirmed)", "\u2014",
                            "quality control has not run yet", "live-precision"))
     drift = qc["drift"] if qc else None
     if drift and drift["features"]:
-        drifting = drift["drifting"]
+        drifting, watch = drift["drifting"], drift["watch"]
+        if drifting:
+            sub = _pill("bad", "drift", "drift-flag") + " " + escape(", ".join(drifting))
+        elif watch:
+            sub = _pill("none", "watch", "drift-flag") + " " + escape(", ".join(watch))
+        else:
+            sub = _pill("good", "stable", "drift-flag") + " readings look like the training data"
         cards.append(_card(
-            "Measurements drifting", _e(len(drifting)),
-            _flag(not drifting, "inputs look like training data",
-                  "drift: " + ", ".join(drifting), "", "drift-flag"), "drift-count"))
+            "Measurements drifting", f"{len(drifting)} of {len(drift['features'])}", sub,
+            "drift-count"))
     else:
         cards.append(_card("Measurements drifting", "\u2014", "not computed yet", "drift-count"))
     if run:
-        ok = {"succeeded": True, "failed": False}.get(run["status"])
+        cls, word = {"succeeded": ("good", "ok"), "failed": ("bad", "failed")}.get(
+            run["status"], ("none", "running"))
         cards.append(_card(
             "Last training run", _e(run["status"]),
             f"{escape(DECISION_LABELS.get(run['decision'] or '', 'no decision'))}, "
             f"{escape(when(run['finished_at'] or run['started_at']))} "
-            + _flag(ok, "ok", "failed", "running", "pipeline-flag"), "pipeline-status"))
+            + _pill(cls, word, "pipeline-flag"), "pipeline-status"))
     else:
         cards.append(_card("Last training run", "\u2014", "no run yet", "pipeline-status"))
     return '<section class="cards">' + "".join(cards) + "</section>"
@@ -268,10 +297,13 @@ def _activity(data: dict[str, Any]) -> str:
     return (
         "<h2>What the model said</h2>" + _legend()
         + '<figure data-testid="chart-hourly">'
-        + svg_stacked_bars(hourly, hour_labels, "Readings classified per hour, last 24 hours", 4)
+        + _both(lambda w: svg_stacked_bars(
+            hourly, hour_labels, "Readings classified per hour, last 24 hours",
+            4 if w > NARROW else 6, w))
         + "<figcaption>Per hour, last 24 hours (hour ending, UTC).</figcaption></figure>"
         + '<figure data-testid="chart-daily">'
-        + svg_stacked_bars(daily, day_labels, "Readings classified per day, last 7 days")
+        + _both(lambda w: svg_stacked_bars(
+            daily, day_labels, "Readings classified per day, last 7 days", 1, w))
         + "<figcaption>Per day, last 7 days (24-hour periods ending now).</figcaption></figure>"
     )
 
@@ -297,7 +329,8 @@ def _sensors(data: dict[str, Any]) -> str:
     return (
         "<h2>By sensor</h2>"
         + '<figure data-testid="chart-sensors">'
-        + svg_hbars(items, 1.0, "Share of readings classified potable per sensor, 7 days")
+        + _both(lambda w: svg_hbars(
+            items, 1.0, "Share of readings classified potable per sensor, 7 days", width=w))
         + "<figcaption>Share of readings classified potable, last 7 days.</figcaption></figure>"
         + '<div class="table-wrap"><table><thead><tr><th>Sensor</th><th class="num">24 h</th>'
         + '<th class="num">potable</th><th class="num">7 days</th><th class="num">potable</th>'
@@ -327,14 +360,17 @@ def _live(data: dict[str, Any]) -> str:
         if weekly:
             charts.append(
                 f'<figure data-testid="chart-live-precision">'
-                + svg_weekly_precision(
+                + _both(lambda w: svg_weekly_precision(
                     [(r["period"], r["precision"], r["matches"], r["flagged"]) for r in weekly],
-                    qc["precision_floor"], f"Live precision per week, model v{version}")
+                    qc["precision_floor"], f"Live precision per week, model v{version}", w))
                 + f"<figcaption>Model v{escape(version)}: live precision per ISO week.</figcaption>"
                 "</figure>")
     for r in qc["live"]:
-        flag = _flag(None if r["precision"] is None else not r["flagged"], "ok", "below floor",
-                     "n/a", "live-row-flag")
+        cls, words = live_verdict(r, qc["precision_floor"])
+        short = {"good": "ok", "bad": "below floor"}.get(cls, "n/a" if r["precision"] is None
+                                                         else "too few to flag")
+        flag = f'<span class="flag {cls}" data-testid="live-row-flag" title="{escape(words)}">' \
+               f"{escape(short)}</span>"
         rows.append(
             f'<tr data-testid="live-row"><td>v{_e(r["model_version"])}</td><td>{_e(r["period"])}</td>'
             f'<td class="num">{r["matches"]}</td><td class="num">{pct(r["precision"])}</td>'
@@ -364,7 +400,8 @@ def _drift(data: dict[str, Any]) -> str:
         f"{d['reference_rows']} training rows of the model in service (missing values count as "
         "their own bin). Below 0.10 stable, from 0.10 watch, from 0.25 drift.</p>"
         + '<figure data-testid="chart-drift">'
-        + svg_hbars(items, top, "PSI per measurement", [(0.1, "0.10"), (0.25, "0.25")])
+        + _both(lambda w: svg_hbars(
+            items, top, "PSI per measurement", [(0.1, "0.10"), (0.25, "0.25")], w))
         + "</figure>"
     )
 

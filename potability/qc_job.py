@@ -90,17 +90,21 @@ def _columns(rows: Sequence[Sequence[float | None]]) -> dict[str, list[float | N
 
 
 def load_reference(conn: Connection, trained_at: datetime | None) -> dict[str, list[float | None]]:
-    """The training rows the champion saw: every row created before its training run started
-    (all rows when no champion is known)."""
+    """The training rows the champion saw: every row created before its training run started.
+    All rows when no champion is known, or when none predates it (the table was re-created
+    after training, e.g. a re-seeded local stack): the closest reference there is."""
     cur = conn.cursor()
     cols = ", ".join(FEATURE_COLUMNS)
-    if trained_at is None:
-        cur.execute(f"SELECT {cols} FROM water.water_potability")
-    else:
+    rows = []
+    if trained_at is not None:
         cur.execute(
             f"SELECT {cols} FROM water.water_potability WHERE created_at <= %s", (trained_at,)
         )
-    return _columns(cur.fetchall())
+        rows = cur.fetchall()
+    if not rows:
+        cur.execute(f"SELECT {cols} FROM water.water_potability")
+        rows = cur.fetchall()
+    return _columns(rows)
 
 
 def load_recent(conn: Connection, start: datetime, end: datetime) -> dict[str, list[float | None]]:

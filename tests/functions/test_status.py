@@ -143,7 +143,7 @@ def test_the_page_renders_the_numbers_and_escapes_database_text(clean_db, scenar
     assert 'data-testid="inferences-24h-total">4<' in page
     assert 'data-testid="inferences-7d-total">7<' in page
     assert 'data-testid="live-precision">50.0%<' in page
-    assert "below floor 60%" in page
+    assert ">below floor 60%<" in page
     assert page.count('data-testid="sensor-row"') == 2 and page.count("<svg") >= 5
     data["inferences"]["last_7d"]["by_sensor"][0]["sensor_id"] = "<script>alert(1)</script>"
     hostile = render_html(data)
