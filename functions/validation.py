@@ -92,6 +92,7 @@ def check_id(value: Any, field: str) -> str:
 
 
 def _features(record: Any, where: str, allow_extra: frozenset[str] = frozenset()) -> Features:
+    _object(record, where.rstrip(".") or "body")
     try:
         return validate_features(record, where=where, allow_extra=allow_extra)
     except ValidationError as exc:
