@@ -66,6 +66,12 @@ variable "db_name" {
   default     = "potability"
 }
 
+variable "db_version" {
+  description = "Cloud SQL PostgreSQL major version."
+  type        = string
+  default     = "POSTGRES_18"
+}
+
 variable "db_tier" {
   description = "Cloud SQL machine tier."
   type        = string

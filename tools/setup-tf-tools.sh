@@ -13,7 +13,9 @@ PY="${PYTHON:-python3}"
 TF_SPEC="tf==1.2.*"
 CHECKOV_SPEC="checkov==3.3.30"
 
-have_uv() { command -v uv >/dev/null 2>&1; }
+# uv: $UV if given (the Makefile passes its pinned one), else uv on PATH, else venv + pip.
+UV="${UV:-uv}"
+have_uv() { command -v "$UV" >/dev/null 2>&1; }
 
 make_venv() { # make_venv DIR SPEC IMPORT_CHECK
   local dir="$1" spec="$2" check="$3"
@@ -26,8 +28,8 @@ make_venv() { # make_venv DIR SPEC IMPORT_CHECK
   echo "setup-tf-tools: creating $dir ($spec)"
   rm -rf "$dir"
   if have_uv; then
-    uv venv --quiet --python "$PY" "$dir"
-    uv pip install --quiet --python "$dir/bin/python" "$spec"
+    "$UV" venv --quiet --python "$PY" "$dir"
+    "$UV" pip install --quiet --python "$dir/bin/python" "$spec"
   else
     "$PY" -m venv "$dir"
     "$dir/bin/python" -m pip install --quiet --upgrade pip
@@ -40,7 +42,8 @@ make_venv() { # make_venv DIR SPEC IMPORT_CHECK
 make_venv "$ROOT/.venv-tf" "$TF_SPEC" "import tf.provider, tf.runner"
 make_venv "$ROOT/.venv-checkov" "$CHECKOV_SPEC" "import checkov"
 
+# Terraform itself is not a PyPI/Debian package here; the machine image ships it.
 command -v terraform >/dev/null 2>&1 || {
   echo "setup-tf-tools: WARNING: terraform is not on PATH; tests/terraform will fail." >&2
-  echo "  Install Terraform >= 1.9 (e.g. apt-get install terraform from HashiCorp's repository)." >&2
+  echo "  Install Terraform >= 1.9 (HashiCorp's release zip or apt repository)." >&2
 }

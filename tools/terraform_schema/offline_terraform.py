@@ -20,11 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -34,6 +37,8 @@ STANDIN = HERE / "standin_provider.py"
 
 # provider -> version served from the mirror (matches the committed schema files)
 STANDINS = {"google": "8.7.0", "archive": "2.8.1"}
+# Repository folders the configuration reads through ${path.module}/..
+SIBLINGS = ("potability", "functions", "sql", "notebooks")
 
 
 class OfflineError(RuntimeError):
@@ -68,8 +73,13 @@ def clean_env(cli_config: Path | None) -> dict[str, str]:
     return env
 
 
-def build_mirror(workdir: Path, python: Path = TF_VENV_PYTHON) -> Path:
-    """Create <workdir>/mirror and <workdir>/terraformrc; return the CLI config path."""
+def build_mirror(workdir: Path, ptmp: Path, python: Path = TF_VENV_PYTHON) -> Path:
+    """Create <workdir>/mirror and <workdir>/terraformrc; return the CLI config path.
+
+    The providers put their plugin socket in a temporary directory that is not
+    removed when Terraform kills them: ``ptmp`` (short, a unix socket path is at
+    most 107 bytes) holds those; the caller removes it.
+    """
     if not python.exists():
         raise OfflineError(
             f"{python} is missing: run `bash tools/setup-tf-tools.sh` first "
@@ -78,6 +88,7 @@ def build_mirror(workdir: Path, python: Path = TF_VENV_PYTHON) -> Path:
     tf = terraform_bin()
     plat = platform(tf)
     mirror = workdir / "mirror"
+    workdir.mkdir(parents=True, exist_ok=True)
     for provider, version in STANDINS.items():
         schema = schema_file(provider)
         if not schema.exists():
@@ -85,7 +96,7 @@ def build_mirror(workdir: Path, python: Path = TF_VENV_PYTHON) -> Path:
         d = mirror / "registry.terraform.io" / "hashicorp" / provider / version / plat
         d.mkdir(parents=True, exist_ok=True)
         exe = d / f"terraform-provider-{provider}_v{version}"
-        exe.write_text(f'#!/bin/sh\nexec "{python}" "{STANDIN}" "{schema}" "$@"\n')
+        exe.write_text(f'#!/bin/sh\nexport TMPDIR="{ptmp}"\nexec "{python}" "{STANDIN}" "{schema}" "$@"\n')
         exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     rc = workdir / "terraformrc"
     includes = ", ".join(f'"registry.terraform.io/hashicorp/{p}"' for p in STANDINS)
@@ -107,28 +118,106 @@ def copy_config(src: Path, dest: Path) -> Path:
     return dest
 
 
+class DevServers:
+    """The stand-in providers started once, in the plugin SDK's debug ("reattach") mode.
+
+    ``terraform test`` starts every provider again for each plan, apply and
+    teardown step of each run block (mocked providers still need the schema);
+    with TF_REATTACH_PROVIDERS Terraform talks to these long-lived processes
+    instead, which makes the test run several times faster. Installation is
+    still checked through the filesystem mirror by ``init``.
+    """
+
+    def __init__(self, python: Path = TF_VENV_PYTHON, timeout: float = 30):
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="tfp-"))
+        self.procs: list[subprocess.Popen] = []
+        self.reattach: dict = {}
+        try:
+            for provider in STANDINS:
+                self._start(python, provider, timeout)
+        except Exception:
+            self.close()
+            raise
+
+    def _start(self, python: Path, provider: str, timeout: float) -> None:
+        proc = subprocess.Popen(
+            [str(python), "-u", str(STANDIN), str(schema_file(provider)), "--dev"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**clean_env(None), "TMPDIR": str(self.tmpdir)},
+        )
+        self.procs.append(proc)
+        found: dict = {}
+
+        def read() -> None:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                m = re.search(r"TF_REATTACH_PROVIDERS='(.*)'", line)
+                if m:
+                    found.update(json.loads(m.group(1)))
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not found:
+            raise OfflineError(f"stand-in provider {provider} did not start in debug mode within {timeout}s")
+        self.reattach.update(found)
+
+    def env(self) -> dict[str, str]:
+        return {"TF_REATTACH_PROVIDERS": json.dumps(self.reattach)}
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> "DevServers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class OfflineTerraform:
     """A scratch copy of a configuration, initialised against the stand-in providers.
 
-    The copy sits at ``<workdir>/<name of src>`` so that ``${path.module}/..``
-    references keep working when ``link_siblings`` names the sibling folders to link.
+    The copy sits at ``<workdir>/repo/<name of src>``; the sibling folders named in
+    ``siblings`` are copied next to it so that ``${path.module}/..`` references
+    (the function source, the notebook) keep working.
     """
 
-    def __init__(self, workdir: Path, src: Path = ROOT / "terraform", link_siblings: tuple[str, ...] = ()):
+    def __init__(self, workdir: Path, src: Path = ROOT / "terraform", siblings: tuple[str, ...] = SIBLINGS):
         self.workdir = workdir
-        self.cli_config = build_mirror(workdir)
+        self.ptmp = Path(tempfile.mkdtemp(prefix="tfp-"))
+        self.cli_config = build_mirror(workdir, self.ptmp)
         self.dir = copy_config(src, workdir / "repo" / src.name)
-        for sib in link_siblings:
-            target = src.parent / sib
-            if target.exists():
-                (workdir / "repo" / sib).symlink_to(target, target_is_directory=target.is_dir())
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+        for sib in siblings:
+            if (ROOT / sib).is_dir():
+                shutil.copytree(ROOT / sib, workdir / "repo" / sib, ignore=skip)
         self.tf = terraform_bin()
 
-    def run(self, *args: str, check: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = False, timeout: int = 300,
+            servers: DevServers | None = None) -> subprocess.CompletedProcess:
+        """Run terraform in the scratch copy; with ``servers``, against the long-lived stand-ins."""
+        env = clean_env(self.cli_config)
+        if servers is not None:
+            env.update(servers.env())
         return subprocess.run(
-            [self.tf, *args], cwd=self.dir, env=clean_env(self.cli_config),
+            [self.tf, *args], cwd=self.dir, env=env,
             capture_output=True, text=True, check=check, timeout=timeout,
         )
+
+    def close(self) -> None:
+        """Remove the providers' socket directories (the scratch copy is the caller's)."""
+        shutil.rmtree(self.ptmp, ignore_errors=True)
 
     def init(self) -> subprocess.CompletedProcess:
         res = self.run("init", "-backend=false", "-input=false", "-no-color")
@@ -144,14 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("args", nargs="*", default=["validate"], help="terraform subcommand and flags")
     ns = ap.parse_args(argv)
     td = Path(tempfile.mkdtemp(prefix="tf-offline-"))
+    off = None
     try:
-        off = OfflineTerraform(td, ns.src.resolve(), link_siblings=("potability", "functions", "sql", "notebooks"))
+        off = OfflineTerraform(td, ns.src.resolve())
         off.init()
-        res = off.run(*ns.args, "-no-color")
+        with DevServers() as servers:
+            res = off.run(*ns.args, "-no-color", servers=servers if ns.args[:1] == ["test"] else None)
         sys.stdout.write(res.stdout)
         sys.stderr.write(res.stderr)
         return res.returncode
     finally:
+        if off is not None:
+            off.close()
         if ns.keep:
             print(f"scratch directory kept: {td}", file=sys.stderr)
         else:

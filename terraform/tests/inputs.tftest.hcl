@@ -1,0 +1,54 @@
+# Variable handling: extra add_sample tokens go through Secret Manager, bad
+# digests are rejected before anything is planned.
+
+mock_provider "google" {}
+mock_provider "archive" {}
+
+variables {
+  project_id      = "test-project"
+  regulator_group = "regulator@example.com"
+}
+
+run "no_sensors_means_nobody_invokes_predict" {
+  command = apply
+
+  assert {
+    condition     = length([for k, m in google_cloud_run_service_iam_member.invoker : m if startswith(k, "predict/")]) == 0
+    error_message = "predict has no invoker unless sensors are listed."
+  }
+}
+
+run "extra_sample_tokens_live_in_secret_manager" {
+  command = apply
+
+  variables {
+    samples_token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+  }
+
+  assert {
+    condition     = google_secret_manager_secret_version.samples_token_sha256[0].secret_data == var.samples_token_sha256
+    error_message = "The digests are stored in Secret Manager."
+  }
+  assert {
+    condition     = [for s in google_cloudfunctions2_function.fn["samples"].service_config[0].secret_environment_variables : s.key] == ["SAMPLES_TOKEN_SHA256"]
+    error_message = "add_sample reads SAMPLES_TOKEN_SHA256 from Secret Manager."
+  }
+  assert {
+    condition     = !contains(keys(google_cloudfunctions2_function.fn["samples"].service_config[0].environment_variables), "SAMPLES_TOKEN_SHA256")
+    error_message = "The digests are not also in a plain environment variable."
+  }
+  assert {
+    condition     = google_secret_manager_secret_iam_member.samples_token_sha256[0].member == google_service_account.sa["samples"].member
+    error_message = "Only the samples SA can read the secret."
+  }
+}
+
+run "bad_token_digest_is_rejected" {
+  command = plan
+
+  variables {
+    samples_token_sha256 = "not-a-digest"
+  }
+
+  expect_failures = [var.samples_token_sha256]
+}
