@@ -42,7 +42,6 @@ locals {
     for k in keys(local.functions) : k => {
       POTABILITY_ENV     = "gcp"
       CLOUD_SQL_INSTANCE = google_sql_database_instance.main.connection_name
-      CLOUD_SQL_IP_TYPE  = "PRIVATE"
       DB_NAME            = google_sql_database.app.name
       DB_USER            = local.db_user[k]
       DB_IAM_AUTH        = "true"
