@@ -22,7 +22,7 @@ from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY = ROOT / "functions" / "status.py"
+ENTRY = ROOT / "functions" / "main.py"
 ARTIFACTS = ROOT / "test-artifacts"
 README_SCREENSHOT = ROOT / "docs" / "status-page.png"
 CHROMIUM = "/usr/bin/chromium"
