@@ -237,3 +237,35 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
     assert drift["Sulfate"][0] == "drift"
     cur.execute("DELETE FROM water.pipeline_runs WHERE run_id = %s", (run_id,))
     conn.commit()
+
+
+def test_settings_read_the_quality_control_knobs() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.qc_match_window_minutes, defaults.qc_precision_floor,
+            defaults.qc_min_matches, defaults.qc_drift_window_days) == (30.0, 0.6, 20, 7.0)
+    custom = Settings.from_env({"QC_MATCH_WINDOW_MINUTES": "45", "QC_PRECISION_FLOOR": "0.75",
+                                "QC_MIN_MATCHES": "5", "QC_DRIFT_WINDOW_DAYS": "14"})
+    assert (custom.qc_match_window_minutes, custom.qc_precision_floor,
+            custom.qc_min_matches, custom.qc_drift_window_days) == (45.0, 0.75, 5, 14.0)
+
+
+def test_the_qc_command_computes_and_stores_a_run(
+    clean_db, stack_home, database_url: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from potability import cli
+
+    cur = clean_db.cursor()
+    cur.execute("SELECT coalesce(max(id), 0) FROM water.qc_runs")
+    before = cur.fetchone()[0]
+    clean_db.commit()
+    monkeypatch.setenv("POTABILITY_HOME", str(stack_home))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("QC_MATCH_WINDOW_MINUTES", "15")
+    assert cli.main(["qc"]) == 0
+    out = capsys.readouterr().out
+    cur.execute("SELECT id, match_window_minutes, lab_samples FROM water.qc_runs "
+                "WHERE id > %s", (before,))
+    (run_id, window, lab), = cur.fetchall()
+    assert (window, lab) == (15.0, 0)
+    assert f"quality control run {run_id}: 0 lab samples, 0 matched" in out
+    assert "drift ph" in out
