@@ -143,10 +143,11 @@ def served(stack_home: Path, database_url: str) -> Iterator[str]:
 
 
 def _launch(playwright: Any) -> Any:
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if executable is None:
         pytest.fail("Debian's chromium is not installed: run tools/setup-test-tools.sh "
-                    "(apt-get install -y chromium)")
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                    "(apt-get install -y chromium); the status page test needs a real browser")
+    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
 
 
 def test_status_page_in_headless_chromium(served: str, page_data: dict[str, Any]) -> None:
