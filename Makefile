@@ -24,6 +24,7 @@ tools: $(UV)
 
 run: env
 	$(BIN)/potability up
+	$(BIN)/potability functions
 
 test: env tools
 	$(BIN)/python -m pytest

@@ -71,7 +71,7 @@ def _outcome(handler: Handler, request: flask.Request, ctx: Context, call: Call
     try:
         return handler(request, ctx, call), "ok"
     except ApiError as exc:
-        return error_response(exc, call.request_id), exc.message
+        return error_response(exc, call.request_id), f"{exc.status} {exc.field}: {exc.message}"
     except db.DatabaseUnavailable as exc:
         call.log["cause"] = str(exc)[:300]
         err = unavailable("database", "the database is unavailable; nothing was written, retry")

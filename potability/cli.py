@@ -7,6 +7,7 @@
     potability migrate   apply sql/ migrations to the configured database (GCP: via the connector)
     potability seed      seed the training table from data/ (idempotent)
     potability qc        quality control: live precision from lab samples + feature drift, stored
+    potability functions start predict, add_sample and status under functions-framework
 """
 
 from __future__ import annotations
@@ -94,6 +95,21 @@ def _qc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _functions(args: argparse.Namespace) -> int:
+    from functions import local as local_functions
+
+    home = Settings.from_env().home
+    env = local_functions.start(home, threads=args.threads, workers=args.workers)
+    for fn in local_functions.FUNCTIONS:
+        print(f"{fn.target:12} {env[fn.env_key]}   ({fn.env_key}, log {home}/logs/{fn.service}.log)")
+    print(f"model server {env['MODEL_SERVER_URL']}   (predict answers 503 until a model is served)")
+    print(f"regulator token: {home}/{local_functions.TOKEN_FILE} (only its sha256 is in {home}/env)")
+    print("OpenAPI: functions/openapi.yaml. Try:")
+    for line in local_functions.example_curls(home):
+        print("  " + line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="potability", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the local stack (idempotent)")
     up.add_argument("--mlflow-port", type=int, default=local_stack.DEFAULT_MLFLOW_PORT)
     up.set_defaults(func=_up)
+    fns = sub.add_parser("functions", help="start the three functions locally (idempotent)")
+    fns.add_argument("--threads", type=int, default=8, help="serving threads per function")
+    fns.add_argument("--workers", type=int, default=1, help="processes per function")
+    fns.set_defaults(func=_functions)
     for name, func, text in [
         ("down", _down, "stop the local stack"),
         ("status", _status, "show what runs"),

@@ -1,0 +1,141 @@
+"""Run the three functions locally under functions-framework, as background services.
+
+``potability functions`` (and ``make run``) calls :func:`start`: one functions-framework process
+per function (``fn-predict``, ``fn-add-sample``, ``fn-status``), each reading the stack's env file
+through the same variable names Terraform sets on GCP, their URLs published in that file
+(``PREDICT_URL``, ``ADD_SAMPLE_URL``, ``STATUS_URL``) and stopped by ``potability down``.
+
+The samples function needs a regulator token. The first start generates a random one, keeps
+the plain token only in ``<home>/regulator-token`` (mode 0600, for the example ``curl``) and
+publishes only its sha256 as ``SAMPLES_TOKEN_SHA256``.
+
+If no model server runs yet, ``MODEL_SERVER_URL`` is reserved (a free port, published) so the
+predict function and the pipeline's model server agree on it: the model server keeps a known
+port across restarts. Until a model is served there, predict answers 503 (retryable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from functions.auth import token_sha256
+from potability import local_stack, services
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = Path(__file__).resolve().with_name("main.py")
+TOKEN_FILE = "regulator-token"
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    service: str
+    target: str
+    env_key: str
+    preferred_port: int
+
+
+FUNCTIONS = (
+    LocalFunction("fn-predict", "predict", "PREDICT_URL", 8081),
+    LocalFunction("fn-add-sample", "add_sample", "ADD_SAMPLE_URL", 8082),
+    LocalFunction("fn-status", "status", "STATUS_URL", 8083),
+)
+
+DEFAULT_THREADS = 8
+"""Serving threads per function process (functions-framework's THREADS; gunicorn gthread)."""
+
+
+def regulator_token(home: Path) -> str:
+    """The local regulator token (created once, 0600) and its hash published in the env file."""
+    path = home / TOKEN_FILE
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    token = path.read_text().strip()
+    digest = token_sha256(token)
+    known = [h for h in local_stack.read_env(home).get("SAMPLES_TOKEN_SHA256", "").split(",") if h]
+    if digest not in known:
+        local_stack.update_env(home, SAMPLES_TOKEN_SHA256=",".join([*known, digest]))
+    return token
+
+
+def wait_answering(url: str, timeout: float, pid: int) -> None:
+    """Wait until ``url`` answers HTTP at all (a function may refuse GET with 405: still up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not services.is_alive(pid):
+            raise RuntimeError(f"function process {pid} exited before {url} answered "
+                               "(see its log under <home>/logs/)")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[str, str]:
+    """Start (or find) the three functions; return the env file with their URLs."""
+    regulator_token(home)
+    env = local_stack.read_env(home)
+    if not env.get("DATABASE_URL"):
+        raise RuntimeError("the local stack is not up: run `potability up` first")
+    if not env.get("MODEL_SERVER_URL"):
+        port = services.free_port(8080)
+        env = local_stack.update_env(home, MODEL_SERVER_URL=f"http://127.0.0.1:{port}")
+    env.setdefault("ENDPOINT_MODE", "local")
+    urls: dict[str, str] = {}
+    started: list[tuple[LocalFunction, int, str]] = []
+    for fn in FUNCTIONS:
+        known = env.get(fn.env_key, "")
+        if known and services.running_pid(home, fn.service):
+            urls[fn.env_key] = known
+            continue
+        port = services.free_port(_port_of(known) if known else fn.preferred_port)
+        url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "functions_framework", "--source", str(SOURCE),
+                "--target", fn.target, "--host", "127.0.0.1", "--port", str(port)]
+        process_env = {**env, "POTABILITY_HOME": str(home), "THREADS": str(threads),
+                       "WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
+        pid = services.start(home, fn.service, argv, env=process_env, cwd=ROOT)
+        started.append((fn, pid, url))
+        urls[fn.env_key] = url
+    for fn, pid, url in started:
+        wait_answering(url, timeout=60, pid=pid)
+    return local_stack.update_env(home, **urls)
+
+
+def example_curls(home: Path) -> list[str]:
+    """One runnable example per function, with this stack's URLs."""
+    env = local_stack.read_env(home)
+    reading = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
+               "Sulfate": None, "Conductivity": 421.0, "Organic_carbon": 14.2,
+               "Trihalomethanes": 66.4, "Turbidity": 3.9}
+    predict = {"sensor_id": "plant-7", "reading": reading}
+    sample = {"sample_id": "lab-demo-0001", "sampled_at": "2024-05-01T09:30:00Z",
+              "sensor_id": "plant-7", "potability": 1, **reading}
+    token_path = home / TOKEN_FILE
+    return [
+        f"curl -s -X POST {env.get('PREDICT_URL', '$PREDICT_URL')} "
+        f"-H 'Content-Type: application/json' -H 'Idempotency-Key: demo-0001' "
+        f"-d '{json.dumps(predict)}'",
+        f"curl -s -X POST {env.get('ADD_SAMPLE_URL', '$ADD_SAMPLE_URL')} "
+        f"-H \"Authorization: Bearer $(cat {token_path})\" "
+        f"-H 'Content-Type: application/json' -d '{json.dumps(sample)}'",
+        f"curl -s '{env.get('STATUS_URL', '$STATUS_URL')}?format=json'",
+    ]
