@@ -145,17 +145,28 @@ resource "google_project_iam_member" "db_admins" {
 }
 
 locals {
-  # Privileges each IAM database user needs once the migrations have run
-  # (terraform output -raw db_grants_sql | psql ...). Functions and pipeline
-  # work in schema water; MLflow owns its tables in public.
+  # Least privilege per database user, granted once the migrations have run
+  # (terraform output -raw db_grants_sql | psql ...): each role gets exactly the
+  # tables and statements its code uses. MLflow owns its tables in public.
+  db_table_grants = {
+    predict = { "water.water_inferences" = "SELECT, INSERT" }
+    samples = { "water.water_potability" = "SELECT, INSERT" }
+    status  = { "ALL TABLES IN SCHEMA water" = "SELECT" }
+    pipelines = {
+      "water.water_potability" = "SELECT"
+      "water.water_inferences" = "SELECT"
+      "water.pipeline_runs"    = "SELECT, INSERT, UPDATE"
+      "water.qc_runs"          = "SELECT, INSERT"
+      "water.qc_live_metrics"  = "SELECT, INSERT"
+      "water.qc_drift"         = "SELECT, INSERT"
+    }
+  }
   db_grants_sql = join("\n", concat(
-    [for k in ["pipelines", "predict", "samples", "status"] : join("\n", [
-      "GRANT USAGE ON SCHEMA water TO \"${local.db_user[k]}\";",
-      "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA water TO \"${local.db_user[k]}\";",
-      "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA water TO \"${local.db_user[k]}\";",
-      "ALTER DEFAULT PRIVILEGES IN SCHEMA water GRANT SELECT, INSERT, UPDATE ON TABLES TO \"${local.db_user[k]}\";",
-      "ALTER DEFAULT PRIVILEGES IN SCHEMA water GRANT USAGE, SELECT ON SEQUENCES TO \"${local.db_user[k]}\";",
-    ])],
+    flatten([for role, grants in local.db_table_grants : concat(
+      ["GRANT USAGE ON SCHEMA water TO \"${local.db_user[role]}\";"],
+      [for table, privileges in grants : "GRANT ${privileges} ON ${table} TO \"${local.db_user[role]}\";"],
+      ["GRANT USAGE ON ALL SEQUENCES IN SCHEMA water TO \"${local.db_user[role]}\";"],
+    )]),
     ["GRANT USAGE, CREATE ON SCHEMA public TO \"${local.db_user["mlflow"]}\";"],
   ))
 }

@@ -248,3 +248,24 @@ run "least_privilege_iam" {
     error_message = "The bucket has uniform access, public access prevention and versioning."
   }
 }
+
+run "database_grants_are_least_privilege" {
+  command = plan
+
+  assert {
+    condition     = strcontains(output.db_grants_sql, "GRANT SELECT ON ALL TABLES IN SCHEMA water TO \"${local.db_user["status"]}\";")
+    error_message = "The public status function may only read."
+  }
+  assert {
+    condition     = strcontains(output.db_grants_sql, "GRANT SELECT, INSERT ON water.water_inferences TO \"${local.db_user["predict"]}\";")
+    error_message = "predict writes the inference log and nothing else."
+  }
+  assert {
+    condition     = strcontains(output.db_grants_sql, "GRANT SELECT, INSERT ON water.water_potability TO \"${local.db_user["samples"]}\";")
+    error_message = "add_sample writes the training table and nothing else."
+  }
+  assert {
+    condition     = !strcontains(output.db_grants_sql, "DELETE") && !strcontains(output.db_grants_sql, "ALL PRIVILEGES")
+    error_message = "No role may delete or hold all privileges."
+  }
+}
