@@ -1,0 +1,258 @@
+"""Component 4, promote: best candidate vs the current champion, on the same held-out rows.
+
+Rules (pure functions below, one test per branch):
+
+* the challenger is the candidate with the best held-out precision among those whose recall
+  reaches the floor (if none does, the one with the best recall - it can only become a *first*
+  champion, never replace one);
+* the champion (registered model alias ``champion``) is re-scored with the same
+  :func:`components.evaluate.score_model` on the same held-out rows;
+* the challenger replaces it only if it meets the floor and is strictly more precise (or the
+  champion misses the floor); equal scores keep the champion, so a re-run on unchanged data
+  never churns versions.
+
+Choice documented: the held-out rows come from today's export split with the recorded seed.
+When the data changed since the champion was trained, some of these rows may have been in
+its training part, which flatters the champion. That bias is conservative - a challenger must
+beat an optimistic incumbent - so it is accepted rather than keeping a frozen test set that
+would never see new lab samples.
+
+The alias moves last, after the decision is written to ``water.pipeline_runs``; if a later
+step fails, :func:`components.run_record.mark_failed` moves it back.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+from components.evaluate import Scores, score_model
+from components.run_record import CHAMPION_ALIAS
+
+FIRST_CHAMPION = "first_champion"
+CHALLENGER_WINS = "challenger_wins"
+CHAMPION_KEPT = "champion_kept"
+
+
+def _scores(item: dict[str, Any]) -> Scores:
+    return Scores(**item["scores"])
+
+
+def challenger_key(item: dict[str, Any], recall_floor: float) -> tuple[Any, ...]:
+    """Sort key, best first when reversed: meets floor, then precision, then recall."""
+    s = _scores(item)
+    meets = s.meets(recall_floor)
+    return (meets, s.precision if meets else s.recall, s.recall, s.roc_auc)
+
+
+def choose_challenger(scored: list[dict[str, Any]], recall_floor: float) -> dict[str, Any]:
+    """The best candidate by held-out precision at recall >= floor.
+
+    Args:
+        scored: candidates with their held-out ``scores`` (evaluate's output).
+        recall_floor: the minimum held-out recall for precision to count.
+    """
+    if not scored:
+        raise ValueError("no candidates to choose from")
+    return max(scored, key=lambda item: challenger_key(item, recall_floor))
+
+
+def decide(challenger: Scores, champion: Scores | None, recall_floor: float) -> str:
+    """``first_champion`` | ``challenger_wins`` | ``champion_kept`` (ties keep the champion).
+
+    Args:
+        challenger: the challenger's held-out scores.
+        champion: the current champion's scores on the same rows, or None if there is none.
+        recall_floor: the minimum recall for precision to count.
+    """
+    if champion is None:
+        return FIRST_CHAMPION
+    if not challenger.meets(recall_floor):
+        return CHAMPION_KEPT
+    if not champion.meets(recall_floor) or challenger.precision > champion.precision:
+        return CHALLENGER_WINS
+    return CHAMPION_KEPT
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The current champion: registered version, its source run and its family."""
+
+    version: str
+    run_id: str
+    family: str
+    model_id: str
+
+
+def current_champion(client: Any, model_name: str) -> Champion | None:
+    """The version behind the ``champion`` alias, or None (no registered model or no alias)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(model_name, CHAMPION_ALIAS)
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"}:
+            return None
+        raise
+    return Champion(str(version.version), version.run_id or "",
+                    (version.tags or {}).get("family", ""), getattr(version, "model_id", "") or "")
+
+
+def ensure_not_self(champion: Champion, challenger: dict[str, Any]) -> None:
+    """Refuse to compare the challenger with itself (a known pipeline bug elsewhere)."""
+    model_id = challenger["model_uri"].rsplit("/", 1)[-1]
+    if champion.run_id == challenger["run_id"] or (champion.model_id and
+                                                   champion.model_id == model_id):
+        raise RuntimeError(
+            f"champion version {champion.version} is this run's challenger "
+            f"({challenger['run_id']}): refusing to compare a model with itself")
+
+
+class PromoteResult(NamedTuple):
+    decision: str
+    champion_version: str
+    champion_changed: bool
+    previous_version: str
+
+
+def register(client: Any, model_name: str, challenger: dict[str, Any],
+             pipeline_run_id: str) -> str:
+    """Register the challenger as a new version of ``model_name``; return the version.
+
+    ``mlflow.register_model`` (not the bare client call) resolves MLflow 3's
+    ``models:/m-<id>`` logged-model URIs and creates the registered model if needed.
+    """
+    import mlflow
+
+    s = challenger["scores"]
+    version = mlflow.register_model(
+        challenger["model_uri"], model_name,
+        tags={"family": challenger["family"], "pipeline_run_id": pipeline_run_id,
+              "source_run_id": challenger["run_id"], "test_precision": str(s["precision"]),
+              "test_recall": str(s["recall"]), "threshold": str(s["threshold"])},
+    )
+    client.update_model_version(
+        model_name, version.version,
+        description=f"{challenger['family']} from pipeline run {pipeline_run_id}")
+    return str(version.version)
+
+
+def promote(
+    *, settings: Any, run_id: str, scored: list[dict[str, Any]], test: Any, recall_floor: float,
+    parent_run_id: str, training_rows: int, client: Any = None,
+    load_model: Callable[[str], Any] | None = None,
+) -> PromoteResult:
+    """Decide, register (if the challenger wins), record the decision, then move the alias.
+
+    Args:
+        settings: database, MLflow tracking URI and registered model name.
+        run_id: the pipeline job name (row in water.pipeline_runs).
+        scored: evaluate's candidates with held-out scores.
+        test: the held-out rows the candidates were scored on.
+        recall_floor: the minimum recall for precision to count.
+        parent_run_id: the pipeline run's parent MLflow run (decision logged there).
+        training_rows: rows the challenger was trained on (recorded).
+        client: ``MlflowClient`` (default: for ``settings.mlflow_tracking_uri``).
+        load_model: model URI -> estimator (default ``mlflow.sklearn.load_model``).
+    """
+    import mlflow
+    import mlflow.sklearn
+
+    from components import run_record
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = client or mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    load_model = load_model or mlflow.sklearn.load_model
+    name = settings.model_name
+
+    challenger = choose_challenger(scored, recall_floor)
+    challenger_scores = _scores(challenger)
+    champion = current_champion(client, name)
+    champion_scores = None
+    if champion is not None:
+        ensure_not_self(champion, challenger)
+        champion_scores = score_model(load_model(f"models:/{name}/{champion.version}"), test)
+    decision = decide(challenger_scores, champion_scores, recall_floor)
+
+    if decision == CHAMPION_KEPT:
+        assert champion is not None and champion_scores is not None
+        new_version, family, after = champion.version, champion.family, champion_scores
+    else:
+        new_version = register(client, name, challenger, run_id)
+        family, after = challenger["family"], challenger_scores
+    previous = champion.version if champion else ""
+    changed = new_version != previous
+    details = {
+        # Written before the alias moves, so a failure at any later point can undo it.
+        "alias_moved": changed, "previous_champion_version": previous or None,
+        "challenger_version": new_version if changed else None,
+        "champion_before": ({"version": champion.version, "family": champion.family,
+                             "scores": champion_scores.as_dict()}
+                            if champion and champion_scores else None),
+        "challenger": {"family": challenger["family"], "run_id": challenger["run_id"],
+                       "scores": challenger_scores.as_dict()},
+        "candidates": {c["family"]: c["scores"] for c in scored},
+        "parent_run_id": parent_run_id,
+    }
+    values = {
+        "decision": decision, "model_name": name, "champion_version": new_version,
+        "champion_family": family, "champion_precision": after.precision,
+        "champion_recall": after.recall, "champion_threshold": after.threshold,
+        "challenger_family": challenger["family"],
+        "challenger_precision": challenger_scores.precision,
+        "challenger_recall": challenger_scores.recall, "recall_floor": recall_floor,
+        "training_rows": training_rows, "mlflow_run_id": parent_run_id,
+    }
+    run_record.record_decision(settings, run_id, values, details)
+    if changed:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, new_version)
+
+    client.set_tag(parent_run_id, "decision", decision)
+    client.set_tag(parent_run_id, "champion_version", new_version)
+    metrics = {f"challenger.{k}": float(v) for k, v in challenger_scores.as_dict().items()}
+    if champion_scores is not None:
+        metrics.update({f"champion_before.{k}": float(v)
+                        for k, v in champion_scores.as_dict().items()})
+    for key, value in metrics.items():
+        client.log_metric(parent_run_id, key, value)
+    return PromoteResult(decision, new_version, changed, previous)
+
+
+# --- the KFP component -----------------------------------------------------------------------
+from kfp.dsl import Artifact, Dataset, Input  # noqa: E402
+
+
+def promote_component(
+    run_id: str,
+    scored_candidates: Input[Artifact],
+    test_set: Input[Dataset],
+    parent_run_id: str,
+    training_rows: int,
+    recall_floor: float,
+    model_name: str,
+    mlflow_tracking_uri: str,
+    database_url: str,
+    cloud_sql_instance: str,
+    database_name: str,
+    database_user: str,
+) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
+                                   ("champion_changed", bool), ("previous_version", str)]):
+    """Pick the challenger, compare it with the champion, register and move the alias if it wins."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from components import run_record
+    from components.export import read_dataset
+    from components.promote import promote
+    from components.runtime import step_settings
+
+    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
+                             mlflow_tracking_uri, model_name)
+    with run_record.failure_recorded(settings, run_id, "promote"):
+        result = promote(
+            settings=settings, run_id=run_id,
+            scored=json.loads(Path(scored_candidates.path).read_text()),
+            test=read_dataset(test_set.path), recall_floor=recall_floor,
+            parent_run_id=parent_run_id, training_rows=training_rows)
+    outputs = namedtuple("PromoteOutputs",
+                         ["decision", "champion_version", "champion_changed", "previous_version"])
+    return outputs(*result)

@@ -1,0 +1,224 @@
+"""Component 2, train: stratified split, then one grid search + threshold tuning per family.
+
+Each family becomes one MLflow run nested under the pipeline run's parent run, with its
+parameters, CV scores, grid, threshold-tuning figure and the fitted model (scikit-learn
+flavour, with signature and input example). The held-out part is written as a Dataset for
+evaluate and promote, so all later steps score on exactly the same rows.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from components import modeling
+from potability.features import FEATURE_NAMES, TARGET
+
+
+class Split(NamedTuple):
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+
+def split(frame: pd.DataFrame, test_fraction: float, seed: int) -> Split:
+    """Stratified train/test split, reproducible from ``seed``.
+
+    Args:
+        frame: the exported data (features + target).
+        test_fraction: share of rows held out (0 < f < 1).
+        seed: the split's random state (recorded in the MLflow parent run).
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    train, test = train_test_split(frame, test_size=test_fraction, stratify=frame[TARGET],
+                                   random_state=seed)
+    return Split(train.reset_index(drop=True), test.reset_index(drop=True))
+
+
+def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """(X with ``FEATURE_NAMES`` as float columns, y as int)."""
+    return frame[list(FEATURE_NAMES)].astype(float), frame[TARGET].astype(int)
+
+
+def fit_candidates(train: pd.DataFrame, grid_name: str, config: modeling.TrainingConfig,
+                   families: tuple[str, ...] = modeling.FAMILIES) -> list[modeling.FittedCandidate]:
+    """Fit every family of the named grid on the training part (nothing else is seen)."""
+    grids = modeling.grid(grid_name)
+    x, y = features_and_target(train)
+    return [modeling.fit_family(f, grids[f], x, y, config) for f in families]
+
+
+@dataclass(frozen=True)
+class LoggedCandidate:
+    """What later steps need to find a candidate: its family, MLflow run and model URI."""
+
+    family: str
+    run_id: str
+    model_uri: str
+    threshold: float
+    cv_score: float
+    best_params: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.family, "run_id": self.run_id, "model_uri": self.model_uri,
+                "threshold": self.threshold, "cv_score": self.cv_score,
+                "best_params": {k: _plain(v) for k, v in self.best_params.items()}}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form of a grid value (numbers and strings stay, None stays)."""
+    return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
+
+
+def cv_table(candidate: modeling.FittedCandidate) -> dict[str, list[Any]]:
+    """The grid search's per-combination CV scores, JSON-able."""
+    results = candidate.cv_results
+    return {
+        "params": [{k: _plain(v) for k, v in p.items()} for p in results["params"]],
+        "mean_test_score": [float(s) for s in results["mean_test_score"]],
+        "std_test_score": [float(s) for s in results["std_test_score"]],
+        "rank_test_score": [int(r) for r in results["rank_test_score"]],
+    }
+
+
+def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[Any]],
+                  x_train: pd.DataFrame, pipeline_run_id: str,
+                  config: modeling.TrainingConfig) -> LoggedCandidate:
+    """Log one family as a nested MLflow run (call inside the parent run).
+
+    Args:
+        candidate: the fitted family.
+        grid: the parameter grid that was searched.
+        x_train: training features (for the signature and input example).
+        pipeline_run_id: the pipeline job name (tag, to find runs of one pipeline run).
+        config: the training configuration (logged as parameters).
+    """
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from components import figures
+    from potability.model_format import sklearn_save_kwargs
+
+    with mlflow.start_run(run_name=candidate.family, nested=True,
+                          tags={"family": candidate.family,
+                                "pipeline_run_id": pipeline_run_id}) as run:
+        mlflow.log_params({f"best.{k}": _plain(v) for k, v in candidate.best_params.items()})
+        mlflow.log_params({"family": candidate.family, "recall_floor": config.recall_floor,
+                           "recall_margin": config.recall_margin, "cv_folds": config.cv_folds,
+                           "seed": config.seed})
+        mlflow.log_dict({k: [_plain(v) for v in vs] for k, vs in grid.items()}, "grid.json")
+        mlflow.log_dict(cv_table(candidate), "cv_results.json")
+        mlflow.log_metrics({"cv_best_precision_at_recall": candidate.cv_score,
+                            "threshold": candidate.threshold})
+        tuning = candidate.model.cv_results_
+        fig = figures.threshold_tuning_figure(
+            tuning["thresholds"], tuning["scores"], candidate.threshold,
+            f"{candidate.family}: threshold tuned on training folds")
+        mlflow.log_figure(fig, "figures/threshold_tuning.png")
+        figures.close(fig)
+        example = x_train.dropna().head(3)
+        info = mlflow.sklearn.log_model(
+            candidate.model, name="model", input_example=example,
+            signature=infer_signature(example, candidate.model.predict(example)),
+            **sklearn_save_kwargs(candidate.model),
+        )
+        return LoggedCandidate(candidate.family, run.info.run_id, info.model_uri,
+                               candidate.threshold, candidate.cv_score, candidate.best_params)
+
+
+def train(frame: pd.DataFrame, *, tracking_uri: str, experiment: str, pipeline_run_id: str,
+          grid_name: str, config: modeling.TrainingConfig, test_fraction: float,
+          data_sha256: str = "") -> tuple[str, list[LoggedCandidate], Split]:
+    """Split, fit all families, log them under one parent run; return (parent id, candidates, split).
+
+    Args:
+        frame: the exported data.
+        tracking_uri: MLflow tracking server.
+        experiment: MLflow experiment (the registered model's name).
+        pipeline_run_id: the pipeline job name (the parent run's name).
+        grid_name: which named grid of :data:`components.modeling.GRIDS`.
+        config: recall floor and margin, folds, seed, parallelism.
+        test_fraction: share held out for evaluate/promote.
+        data_sha256: the export's content hash (logged, ties the run to its data).
+    """
+    import mlflow
+
+    parts = split(frame, test_fraction, config.seed)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    grids = modeling.grid(grid_name)
+    with mlflow.start_run(run_name=pipeline_run_id,
+                          tags={"pipeline_run_id": pipeline_run_id}) as parent:
+        mlflow.log_params({
+            "recall_floor": config.recall_floor, "recall_margin": config.recall_margin,
+            "test_fraction": test_fraction, "split_seed": config.seed,
+            "cv_folds": config.cv_folds, "grids": grid_name, "data_sha256": data_sha256,
+            "training_rows": len(parts.train), "test_rows": len(parts.test),
+        })
+        x_train, _ = features_and_target(parts.train)
+        logged = []
+        for candidate in fit_candidates(parts.train, grid_name, config):
+            logged.append(log_candidate(candidate, grids[candidate.family], x_train,
+                                        pipeline_run_id, config))
+        mlflow.log_dict([c.to_json() for c in logged], "candidates.json")
+        return parent.info.run_id, logged, parts
+
+
+# --- the KFP component -----------------------------------------------------------------------
+from kfp.dsl import Artifact, Dataset, Input, Output  # noqa: E402
+
+
+def train_component(
+    run_id: str,
+    dataset: Input[Dataset],
+    recall_floor: float,
+    test_fraction: float,
+    split_seed: int,
+    cv_folds: int,
+    grids: str,
+    model_name: str,
+    mlflow_tracking_uri: str,
+    database_url: str,
+    cloud_sql_instance: str,
+    database_name: str,
+    database_user: str,
+    test_set: Output[Dataset],
+    candidates: Output[Artifact],
+) -> NamedTuple("TrainOutputs", [("parent_run_id", str), ("training_rows", int)]):  # type: ignore[valid-type]
+    """Train the four families; write the held-out rows and the candidate list."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from components import run_record
+    from components.export import read_dataset, write_dataset
+    from components.modeling import TrainingConfig
+    from components.runtime import step_settings
+    from components.train import train
+
+    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
+                             mlflow_tracking_uri, model_name)
+    with run_record.failure_recorded(settings, run_id, "train"):
+        config = TrainingConfig(recall_floor=recall_floor, cv_folds=cv_folds, seed=split_seed)
+        parent_id, logged, parts = train(
+            read_dataset(dataset.path), tracking_uri=settings.mlflow_tracking_uri,
+            experiment=settings.model_name, pipeline_run_id=run_id, grid_name=grids,
+            config=config, test_fraction=test_fraction,
+            data_sha256=str(dataset.metadata.get("sha256", "")))
+        held_out = write_dataset(parts.test, Path(test_set.path))
+        test_set.metadata.update({"rows": held_out.rows, "sha256": held_out.sha256,
+                                  "format": "csv", "split_seed": split_seed})
+        Path(candidates.path).write_text(json.dumps([c.to_json() for c in logged], indent=1))
+        candidates.metadata.update({"families": [c.family for c in logged],
+                                    "parent_run_id": parent_id})
+    return namedtuple("TrainOutputs", ["parent_run_id", "training_rows"])(
+        parent_id, len(parts.train))
+
+
+def load_candidates(path: str | Path) -> list[dict[str, Any]]:
+    """The candidate list written by the train component."""
+    return json.loads(Path(path).read_text())

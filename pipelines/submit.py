@@ -1,0 +1,59 @@
+"""``submit``: create a Vertex AI ``PipelineJob`` from the compiled YAML (thin adapter).
+
+Project, region, pipeline root and service account come from configuration (``Settings``:
+GOOGLE_CLOUD_PROJECT, GOOGLE_CLOUD_REGION, PIPELINE_ROOT, PIPELINE_SERVICE_ACCOUNT). The
+``aiplatform`` module is injected so the tests assert the exact job we would create.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from potability.config import Settings
+
+DISPLAY_NAME = "water-potability-training"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything the PipelineJob is built from."""
+
+    template_path: str
+    parameter_values: dict[str, Any]
+    project: str
+    location: str
+    pipeline_root: str
+    service_account: str
+    display_name: str = DISPLAY_NAME
+
+
+def job_spec(settings: Settings, template_path: Path,
+             parameters: Mapping[str, Any]) -> JobSpec:
+    """The job for ``settings``; refuses to build one with missing coordinates."""
+    missing = [name for name, value in (
+        ("GOOGLE_CLOUD_PROJECT", settings.google_cloud_project),
+        ("GOOGLE_CLOUD_REGION", settings.google_cloud_region),
+        ("PIPELINE_ROOT", settings.pipeline_root),
+        ("PIPELINE_SERVICE_ACCOUNT", settings.pipeline_service_account)) if not value]
+    if missing:
+        raise ValueError(f"submit needs {', '.join(missing)}")
+    return JobSpec(str(template_path), dict(parameters), settings.google_cloud_project,
+                   settings.google_cloud_region, settings.pipeline_root,
+                   settings.pipeline_service_account)
+
+
+def build_job(aiplatform: Any, spec: JobSpec, credentials: Any = None) -> Any:
+    """The ``PipelineJob`` (not yet submitted); caching off, like every task in the YAML."""
+    return aiplatform.PipelineJob(
+        display_name=spec.display_name, template_path=spec.template_path,
+        pipeline_root=spec.pipeline_root, parameter_values=spec.parameter_values,
+        project=spec.project, location=spec.location, enable_caching=False,
+        credentials=credentials,
+    )
+
+
+def submit(aiplatform: Any, spec: JobSpec, credentials: Any = None) -> Any:
+    """Create the job on Vertex AI, running as the pipelines service account."""
+    job = build_job(aiplatform, spec, credentials)
+    job.submit(service_account=spec.service_account)
+    return job

@@ -1,0 +1,119 @@
+"""The daily training pipeline (KFP v2): export -> train -> evaluate -> promote -> deploy.
+
+One definition for both places: compiled to YAML for Vertex AI Pipelines (the Cloud Scheduler
+job of ``terraform/pipeline.tf`` starts it with the same parameter names), and run as is by
+``kfp.local`` against the local stack. Components run in the project image (``PIPELINE_IMAGE``
+at compile time); locally the SubprocessRunner runs them in the current venv.
+
+Every task has caching off: an export must read today's table, never a cached yesterday.
+The pipeline job name (``{{$.pipeline_job_name}}``) is the run's id in ``water.pipeline_runs``
+and the name of its MLflow parent run.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler, dsl
+
+from components import deploy, evaluate, export, promote, runtime, train
+
+PIPELINE_NAME = "water-potability-training"
+YAML_PATH = Path(__file__).resolve().parent / "training_pipeline.yaml"
+
+DEFAULT_PARAMETERS: dict[str, Any] = {
+    "recall_floor": 0.2,
+    "test_fraction": 0.2,
+    "split_seed": 42,
+    "cv_folds": 5,
+    "grids": "default",
+    "model_name": "water-potability",
+    "mlflow_tracking_uri": "",
+    "database_url": "",
+    "cloud_sql_instance": "",
+    "database_name": "potability",
+    "database_user": "",
+    "deploy_target": "local",
+    "project": "",
+    "region": "",
+    "endpoint_id": "",
+    "serving_image": "",
+}
+"""The pipeline's parameters and defaults - the names Terraform's scheduler passes."""
+
+
+def build(image: str) -> Any:
+    """The pipeline with its components running in ``image``."""
+    export_op = runtime.as_component(export.export_component, image)
+    train_op = runtime.as_component(train.train_component, image)
+    evaluate_op = runtime.as_component(evaluate.evaluate_component, image)
+    promote_op = runtime.as_component(promote.promote_component, image)
+    deploy_op = runtime.as_component(deploy.deploy_component, image)
+
+    @dsl.pipeline(name=PIPELINE_NAME,
+                  description="Daily training of the water potability classifier: four "
+                              "families, held-out comparison with the champion, deployment.")
+    def training_pipeline(
+        recall_floor: float = 0.2,
+        test_fraction: float = 0.2,
+        split_seed: int = 42,
+        cv_folds: int = 5,
+        grids: str = "default",
+        model_name: str = "water-potability",
+        mlflow_tracking_uri: str = "",
+        database_url: str = "",
+        cloud_sql_instance: str = "",
+        database_name: str = "potability",
+        database_user: str = "",
+        deploy_target: str = "local",
+        project: str = "",
+        region: str = "",
+        endpoint_id: str = "",
+        serving_image: str = "",
+    ) -> None:
+        run_id = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+        db = dict(database_url=database_url, cloud_sql_instance=cloud_sql_instance,
+                  database_name=database_name, database_user=database_user)
+
+        exported = export_op(run_id=run_id, **db).set_display_name("export")
+        trained = train_op(
+            run_id=run_id, dataset=exported.outputs["dataset"], recall_floor=recall_floor,
+            test_fraction=test_fraction, split_seed=split_seed, cv_folds=cv_folds,
+            grids=grids, model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, **db,
+        ).set_display_name("train")
+        evaluated = evaluate_op(
+            run_id=run_id, test_set=trained.outputs["test_set"],
+            candidates=trained.outputs["candidates"],
+            parent_run_id=trained.outputs["parent_run_id"], recall_floor=recall_floor,
+            mlflow_tracking_uri=mlflow_tracking_uri, **db,
+        ).set_display_name("evaluate")
+        promoted = promote_op(
+            run_id=run_id, scored_candidates=evaluated.outputs["scored_candidates"],
+            test_set=trained.outputs["test_set"],
+            parent_run_id=trained.outputs["parent_run_id"],
+            training_rows=trained.outputs["training_rows"], recall_floor=recall_floor,
+            model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, **db,
+        ).set_display_name("promote")
+        deployed = deploy_op(
+            run_id=run_id, champion_version=promoted.outputs["champion_version"],
+            champion_changed=promoted.outputs["champion_changed"], deploy_target=deploy_target,
+            model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, project=project,
+            region=region, endpoint_id=endpoint_id, serving_image=serving_image,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER, **db,
+        ).set_display_name("deploy")
+        for task in (exported, trained, evaluated, promoted, deployed):
+            task.set_caching_options(False)
+        trained.set_cpu_limit("4").set_memory_limit("8G")
+
+    return training_pipeline
+
+
+training_pipeline = build(runtime.image())
+"""The pipeline in the configured image (``PIPELINE_IMAGE``)."""
+
+
+def compile_pipeline(path: Path = YAML_PATH, image: str | None = None) -> Path:
+    """Write the pipeline YAML (the file Vertex and the scheduler run) to ``path``."""
+    pipeline = training_pipeline if image is None else build(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline, str(path))
+    return path
