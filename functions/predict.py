@@ -18,6 +18,7 @@ same id with different readings is a 409.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,20 +26,18 @@ from typing import Any, Sequence
 
 import flask
 
-from functions.endpoint import Prediction
 from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.serving import Call, Context
 from functions.validation import Features, PredictRequest, parse_predict
-from potability import db
-from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, column
 
 FUNCTION = "predict"
 REPLAY_HEADER = "Idempotent-Replayed"
 
-_INSERT_COLUMNS = ("request_id", "reading_index", "sensor_id", *FEATURE_COLUMNS,
-                   "predicted_class", "probability", "model_name", "model_version",
-                   "endpoint", "latency_ms")
-_ROW_SQL = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+INSERT_SQL = "SELECT water.log_inferences(%s, %s, %s, %s, %s, %s::json)"
+"""All readings of a request in one short statement (``sql/003_inference_log_writer.sql``):
+the rows travel as one JSON array (floats exact: shortest round-trip repr both ways), and it
+returns the reading indexes it inserted (fewer than sent = the id was logged already)."""
 _SELECT_LOGGED = (
     "SELECT reading_index, sensor_id, " + ", ".join(FEATURE_COLUMNS)
     + ", predicted_class, probability, model_name, model_version "
@@ -59,28 +58,22 @@ class LoggedInference:
     model_version: str
 
 
-def insert_sql(rows: int) -> str:
-    return (
-        f"INSERT INTO water.water_inferences ({', '.join(_INSERT_COLUMNS)}) VALUES "
-        + ", ".join([_ROW_SQL] * rows)
-        + " ON CONFLICT (request_id, reading_index) DO NOTHING RETURNING reading_index"
-    )
+def insert_params(request_id: str, sensor_id: str, rows: Sequence["LoggedInference"],
+                  endpoint: str, latency_ms: float) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT_SQL`: the request's constants, then the rows as JSON."""
+    records = [
+        {"reading_index": r.reading_index,
+         **{column(name): r.features[name] for name in FEATURE_NAMES},
+         "predicted_class": r.potable, "probability": r.probability,
+         "model_version": r.model_version}
+        for r in rows
+    ]
+    model_name = rows[0].model_name
+    return (request_id, sensor_id, model_name, endpoint, latency_ms,
+            json.dumps(records, allow_nan=False))
 
 
-def row_values(request: PredictRequest, request_id: str, predictions: Sequence[Prediction],
-               model_name: str, endpoint: str, latency_ms: float) -> list[Any]:
-    """The flat parameter list of the multi-row insert, one row per reading."""
-    values: list[Any] = []
-    for index, (reading, prediction) in enumerate(zip(request.readings, predictions)):
-        values += [request_id, index, request.sensor_id]
-        values += [reading[name] for name in FEATURE_NAMES]
-        values += [prediction.potable, prediction.probability, model_name,
-                   prediction.model_version, endpoint, latency_ms]
-    return values
-
-
-def load_logged(conn: db.Connection, request_id: str) -> list[LoggedInference]:
-    cur = conn.cursor()
+def load_logged(cur: Any, request_id: str) -> list[LoggedInference]:
     cur.execute(_SELECT_LOGGED, (request_id,))
     width = len(FEATURE_NAMES)
     return [
@@ -141,35 +134,33 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     request_id = parsed.request_id or str(uuid.uuid4())
     call.request_id = request_id
     call.log.update(sensor_id=parsed.sensor_id, readings=len(parsed.readings))
-
-    if parsed.request_id is not None:
-        with ctx.pool.transaction() as conn:
-            logged = load_logged(conn, request_id)
-        if logged:
-            return _replay(request_id, parsed, logged, call)
-
     endpoint = ctx.endpoint
-    started = time.perf_counter()
-    predictions = endpoint.predict(parsed.readings)
-    latency_ms = (time.perf_counter() - started) * 1000.0
-    call.log["endpoint_ms"] = round(latency_ms, 3)
-
     model_name = ctx.settings.model_name
-    rows = [
-        LoggedInference(i, parsed.sensor_id, reading, p.potable, p.probability, model_name,
-                        p.model_version)
-        for i, (reading, p) in enumerate(zip(parsed.readings, predictions))
-    ]
     try:
+        # One transaction: look up a retry, ask the endpoint, insert; commit before answering.
+        # Any failure (endpoint, database) rolls back, so nothing is ever half-written.
         with ctx.pool.transaction() as conn:
             cur = conn.cursor()
-            cur.execute(insert_sql(len(rows)),
-                        row_values(parsed, request_id, predictions, model_name, endpoint.name,
-                                   latency_ms))
+            if parsed.request_id is not None:
+                logged = load_logged(cur, request_id)
+                if logged:
+                    return _replay(request_id, parsed, logged, call)
+            started = time.perf_counter()
+            predictions = endpoint.predict(parsed.readings)
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            call.log["endpoint_ms"] = round(latency_ms, 3)
+            rows = [
+                LoggedInference(i, parsed.sensor_id, reading, p.potable, p.probability,
+                                model_name, p.model_version)
+                for i, (reading, p) in enumerate(zip(parsed.readings, predictions))
+            ]
+            cur.execute(INSERT_SQL, insert_params(request_id, parsed.sensor_id, rows,
+                                                  endpoint.name, latency_ms))
             if len(cur.fetchall()) != len(rows):
                 raise _LostRace()
     except _LostRace:
+        # A concurrent request with the same id won (our insert waited for its commit).
         with ctx.pool.transaction() as conn:
-            logged = load_logged(conn, request_id)
+            logged = load_logged(conn.cursor(), request_id)
         return _replay(request_id, parsed, logged, call)
     return json_response(answer(request_id, parsed.sensor_id, rows), 200)

@@ -1,0 +1,250 @@
+"""Load benchmark of the predict function, end to end on loopback.
+
+    python bench/functions_bench.py                     # own throw-away stack, logistic model
+    python bench/functions_bench.py --model forest      # ... a 200-tree random forest instead
+    python bench/functions_bench.py --stack .potability # the running local stack (make run)
+
+Path measured: client -> functions-framework (predict) -> model server -> PostgreSQL commit ->
+answer. The load comes from a *second process* (this file with ``client``): ``--concurrency``
+threads, each with its own keep-alive connection, sending for ``--seconds`` per scenario - single
+readings, then batches of 100. Every request carries a unique ``Idempotency-Key``; afterwards
+the database must hold exactly one row per reading of every 200 answer and none for anything
+else ("lost" and "extra" rows are reported). Prints requests/s, inferences/s and p50/p95/p99.
+
+Without ``--stack`` it builds its own stack in a temporary folder (embedded PostgreSQL, a model
+fitted on the data set and served by our model server, the functions started as ``potability
+functions`` does) and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1, "Sulfate": 333.0,
+           "Conductivity": 421.0, "Organic_carbon": 14.2, "Trihalomethanes": 66.4,
+           "Turbidity": 3.9}
+
+
+# --- the client process -------------------------------------------------------------------
+
+def _client(url: str, batch: int, seconds: float, concurrency: int, prefix: str,
+            out: Path) -> None:
+    """Send requests until the deadline; write every (request id, status, latency) to ``out``."""
+    target = urlparse(url)
+    readings = [dict(READING, ph=round(3 + (i % 80) / 10, 2)) for i in range(batch)]
+    body_tail = json.dumps({"sensor_id": "bench", "readings": readings}).encode()
+    results: list[list[tuple[str, int, float]]] = [[] for _ in range(concurrency)]
+    start_gate = threading.Barrier(concurrency + 1)
+    deadline = [0.0]
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        mine = results[k]
+        start_gate.wait()
+        n = 0
+        while time.perf_counter() < deadline[0]:
+            request_id = f"{prefix}-{k}-{n}"
+            n += 1
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", target.path or "/", body=body_tail, headers={
+                    "Content-Type": "application/json", "Idempotency-Key": request_id})
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                status = 0
+            mine.append((request_id, status, time.perf_counter() - t0))
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    for t in threads:
+        t.start()
+    deadline[0] = time.perf_counter() + seconds
+    start_gate.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - began
+    out.write_text(json.dumps({"elapsed": elapsed,
+                               "results": [r for rs in results for r in rs]}))
+
+
+# --- orchestration ------------------------------------------------------------------------
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def _fit_model(kind: str, folder: Path) -> Path:
+    import mlflow.sklearn
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import TunedThresholdClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from potability.features import FEATURE_NAMES, TARGET
+    from potability.model_format import sklearn_save_kwargs
+    from potability.seed import load_dataset
+
+    frame = load_dataset()
+    x, y = frame[list(FEATURE_NAMES)], frame[TARGET]
+    clf = (RandomForestClassifier(n_estimators=200, class_weight="balanced_subsample",
+                                  random_state=0, n_jobs=1)
+           if kind == "forest" else LogisticRegression(class_weight="balanced"))
+    model = TunedThresholdClassifierCV(
+        make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), clf),
+        scoring="balanced_accuracy", cv=3, random_state=0,
+    ).fit(x, y)
+    path = folder / f"model-{kind}"
+    mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
+                              **sklearn_save_kwargs(model))
+    return path
+
+
+def _own_stack(home: Path, kind: str, threads: int, workers: int) -> dict[str, str]:
+    from functions import local
+    from potability import local_stack, model_server
+
+    print(f"building a throw-away stack in {home} (model: {kind}) ...", flush=True)
+    url = local_stack.start_database(home)
+    local_stack.prepare_database(url)
+    local_stack.update_env(home, POTABILITY_ENV="local", DATABASE_URL=url)
+    model_path = _fit_model(kind, home)
+    model_server.start_local(home, str(model_path), "water-potability", f"bench-{kind}",
+                             tracking_uri="")
+    return local.start(home, threads=threads, workers=workers)
+
+
+def _verify(database_url: str, prefix: str, results: list[list[Any]], batch: int
+            ) -> tuple[int, int]:
+    """(lost rows, extra rows): 200 answers must have ``batch`` rows each, others none."""
+    from potability import db
+    from potability.config import Settings
+
+    expected = {rid: (batch if status == 200 else 0) for rid, status, _ in results}
+    conn = db.connect(Settings(database_url=database_url))
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT request_id, count(*) FROM water.water_inferences "
+                    "WHERE request_id LIKE %s GROUP BY request_id", (prefix + "-%",))
+        stored = dict(cur.fetchall())
+    finally:
+        conn.close()
+    lost = sum(max(0, n - stored.get(rid, 0)) for rid, n in expected.items())
+    extra = sum(max(0, n - expected.get(rid, 0)) for rid, n in stored.items())
+    return lost, extra
+
+
+def run_scenario(url: str, database_url: str, batch: int, seconds: float, concurrency: int
+                 ) -> dict[str, Any]:
+    prefix = f"bench{batch}-{int(time.time() * 1000)}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.json"
+        subprocess.run([sys.executable, __file__, "client", url, str(batch), str(seconds),
+                        str(concurrency), prefix, str(out)], check=True)
+        data = json.loads(out.read_text())
+    results = data["results"]
+    ok = sorted(lat for _, status, lat in results if status == 200)
+    errors = len(results) - len(ok)
+    lost, extra = _verify(database_url, prefix, results, batch)
+    elapsed = data["elapsed"]
+    return {
+        "batch": batch, "concurrency": concurrency, "seconds": round(elapsed, 2),
+        "requests": len(results), "ok": len(ok), "errors": errors,
+        "statuses": sorted({status for _, status, _ in results}),
+        "requests_per_s": round(len(ok) / elapsed, 1),
+        "inferences_per_s": round(len(ok) * batch / elapsed, 1),
+        "p50_ms": round(_percentile(ok, 50) * 1000, 2),
+        "p95_ms": round(_percentile(ok, 95) * 1000, 2),
+        "p99_ms": round(_percentile(ok, 99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(ok) * 1000, 2) if ok else None,
+        "lost_rows": lost, "extra_rows": extra,
+    }
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "client":
+        url, batch, seconds, concurrency, prefix, out = sys.argv[2:8]
+        _client(url, int(batch), float(seconds), int(concurrency), prefix, Path(out))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", type=Path, help="use this running stack home (make run)")
+    parser.add_argument("--model", choices=["logistic", "forest"], default="logistic")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--batch-concurrency", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=8, help="function serving threads")
+    parser.add_argument("--workers", type=int, default=1, help="function processes")
+    args = parser.parse_args()
+
+    from potability import local_stack
+
+    temp: tempfile.TemporaryDirectory[str] | None = None
+    if args.stack:
+        env = local_stack.read_env(args.stack.absolute())
+        model = f"the stack's served model ({env.get('MODEL_SERVER_URL')})"
+    else:
+        temp = tempfile.TemporaryDirectory(prefix="fnbench-")
+        home = Path(temp.name)
+        env = _own_stack(home, args.model, args.threads, args.workers)
+        model = f"{args.model} (TunedThreshold(imputer+scaler+"
+        model += ("RandomForest 200 trees))" if args.model == "forest" else "LogisticRegression))")
+    try:
+        import urllib.request
+
+        for _ in range(50):  # warm up: connections, first-request imports, prepared statements
+            req = urllib.request.Request(
+                env["PREDICT_URL"], data=json.dumps({"sensor_id": "warm", "reading": READING}).encode(),
+                headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=30).read()
+        print(f"predict at {env['PREDICT_URL']}, model: {model}; {args.seconds:g}s per scenario, "
+              "loopback, client in a separate process", flush=True)
+        report = []
+        for batch, concurrency in ((1, args.concurrency), (100, args.batch_concurrency)):
+            result = run_scenario(env["PREDICT_URL"], env["DATABASE_URL"], batch, args.seconds,
+                                  concurrency)
+            report.append(result)
+            print(f"batch {batch:>3} x{concurrency}: {result['requests_per_s']:8.1f} req/s "
+                  f"{result['inferences_per_s']:9.1f} inferences/s  p50 {result['p50_ms']:6.2f} ms "
+                  f"p95 {result['p95_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
+                  f"errors {result['errors']}  lost rows {result['lost_rows']}  "
+                  f"extra rows {result['extra_rows']}", flush=True)
+        print(json.dumps(report))
+        single = report[0]
+        target = (single["inferences_per_s"] >= 300 and single["p99_ms"] <= 50
+                  and all(r["errors"] == 0 and r["lost_rows"] == 0 and r["extra_rows"] == 0
+                          for r in report))
+        print("target (>= 300 single inferences/s, p99 <= 50 ms, no errors, no lost rows): "
+              + ("MET" if target else "NOT MET"))
+        return 0
+    finally:
+        if temp is not None:
+            local_stack.down(Path(temp.name))
+            temp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
