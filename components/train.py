@@ -73,6 +73,17 @@ def _plain(value: Any) -> Any:
     return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
 
 
+def model_requirements() -> list[str]:
+    """The model's pip requirements, pinned to what trained it.
+
+    Stated rather than inferred: MLflow's inference starts a subprocess per model (seconds
+    each), and we serve with our own image anyway - this is documentation for other users.
+    """
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("scikit-learn", "skops", "numpy", "pandas")]
+
+
 def cv_table(candidate: modeling.FittedCandidate) -> dict[str, list[Any]]:
     """The grid search's per-combination CV scores, JSON-able."""
     results = candidate.cv_results
@@ -124,7 +135,7 @@ def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[A
         info = mlflow.sklearn.log_model(
             candidate.model, name="model", input_example=example,
             signature=infer_signature(example, candidate.model.predict(example)),
-            **sklearn_save_kwargs(candidate.model),
+            pip_requirements=model_requirements(), **sklearn_save_kwargs(candidate.model),
         )
         return LoggedCandidate(candidate.family, run.info.run_id, info.model_uri,
                                candidate.threshold, candidate.cv_score, candidate.best_params)
