@@ -71,7 +71,7 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
         "oneOf": [{"required": ["reading"]}, {"required": ["readings"]}],
         "description": ("A single reading (`reading`) or a batch (`readings`, at most "
                         f"{s.predict_max_readings}). `request_id` (or the Idempotency-Key "
-                        "header) makes retries safe."),
+                        "header; if both are sent they must be equal) makes retries safe."),
     }
     prediction = {
         "type": "object",

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import flask
 
 from functions.http import ApiError, json_response, read_json_body, require_method
-from functions.serving import Call, Context
+from functions.serving import Call, Context, retry_stale_connection
 from functions.validation import Features, PredictRequest, parse_predict
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, column
 
@@ -134,11 +134,16 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     request_id = parsed.request_id or str(uuid.uuid4())
     call.request_id = request_id
     call.log.update(sensor_id=parsed.sensor_id, readings=len(parsed.readings))
+    return retry_stale_connection(lambda: _infer_and_log(ctx, parsed, request_id, call))
+
+
+def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call
+                   ) -> flask.Response:
+    """Look up a retry, ask the endpoint, log; the answer exists only once committed."""
     endpoint = ctx.endpoint
     model_name = ctx.settings.model_name
     try:
-        # One transaction: look up a retry, ask the endpoint, insert; commit before answering.
-        # Any failure (endpoint, database) rolls back, so nothing is ever half-written.
+        # One transaction: any failure (endpoint, database) rolls back: nothing half-written.
         with ctx.pool.transaction() as conn:
             cur = conn.cursor()
             if parsed.request_id is not None:
@@ -159,7 +164,8 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
             if len(cur.fetchall()) != len(rows):
                 raise _LostRace()
     except _LostRace:
-        # A concurrent request with the same id won (our insert waited for its commit).
+        # The id was logged meanwhile (a concurrent duplicate, or our own first attempt whose
+        # commit landed before the connection broke): answer what is logged.
         with ctx.pool.transaction() as conn:
             logged = load_logged(conn.cursor(), request_id)
         return _replay(request_id, parsed, logged, call)

@@ -20,7 +20,7 @@ import flask
 
 from functions.auth import authorise_samples
 from functions.http import ApiError, json_response, read_json_body, require_method
-from functions.serving import Call, Context
+from functions.serving import Call, Context, retry_stale_connection
 from functions.validation import Sample, parse_samples
 from potability import db
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
@@ -97,11 +97,15 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     def prefix(i: int) -> str:
         return f"samples[{i}]." if batch else ""
 
-    with ctx.pool.transaction() as conn:
-        cur = conn.cursor()
-        cur.execute(insert_sql(len(samples)), row_values(samples, submitted_by))
-        inserted = {row[0] for row in cur.fetchall()}
-        _check_existing(conn, samples, inserted, positions, prefix)
+    def record() -> set[str]:
+        with ctx.pool.transaction() as conn:
+            cur = conn.cursor()
+            cur.execute(insert_sql(len(samples)), row_values(samples, submitted_by))
+            inserted = {row[0] for row in cur.fetchall()}
+            _check_existing(conn, samples, inserted, positions, prefix)
+        return inserted
+
+    inserted = retry_stale_connection(record)
 
     statuses = [{"sample_id": s.sample_id,
                  "status": RECORDED if s.sample_id in inserted else ALREADY_RECORDED}

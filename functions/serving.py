@@ -13,7 +13,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import flask
 
@@ -22,6 +22,24 @@ from functions.endpoint import Endpoint, EndpointRejected, EndpointUnavailable, 
 from functions.http import ApiError, error_response, unavailable
 from potability import db
 from potability.config import Settings
+
+
+T = TypeVar("T")
+
+
+def retry_stale_connection(unit: Callable[[], T]) -> T:
+    """Run a unit of database work, once more if it failed with the database unreachable.
+
+    After a database restart every pooled connection is dead, and the pool finds out only by
+    using it (then drops it): without this, each of them would cost a client a 503. The retry
+    gets a fresh connection; if the database is really down it fails again at once and the
+    client gets the 503. Safe because every unit is idempotent (keyed by the request id or the
+    sample ids), even if the first attempt's commit reached the server before the link broke.
+    """
+    try:
+        return unit()
+    except db.DatabaseUnavailable:
+        return unit()
 
 
 class Context:

@@ -67,6 +67,8 @@ def _object(value: Any, field: str) -> Mapping[str, Any]:
 def _no_unknown(body: Mapping[str, Any], allowed: frozenset[str], prefix: str = "") -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
+        if not unknown[0]:  # an empty key: name the object that holds it
+            raise ApiError(400, prefix.rstrip(".") or "body", "unknown field ''")
         raise ApiError(400, f"{prefix}{unknown[0]}", "unknown field")
 
 

@@ -1,0 +1,174 @@
+"""The published OpenAPI document is current, and drives fuzzing of both functions.
+
+The functions run as real functions-framework processes (``local_functions``) on the session's
+PostgreSQL and model server. Schema-valid requests must be answered (never 5xx) with exactly
+their rows logged; schema-violating requests must be refused with a 4xx JSON error naming a
+field, and must write nothing (the row counts prove it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from schemathesis import GenerationMode
+from schemathesis.core.parameters import ParameterLocation
+
+from functions import local
+from functions.openapi import DOCUMENT_PATH, build_document, render
+from potability.features import json_schema_for_reading
+
+SCHEMA = schemathesis.openapi.from_path(DOCUMENT_PATH)
+PREDICT = SCHEMA["/predict"]["POST"]
+ADD_SAMPLE = SCHEMA["/add_sample"]["POST"]
+FUZZ = hyp_settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+def test_published_document_is_current() -> None:
+    assert DOCUMENT_PATH.read_text() == render(), (
+        "functions/openapi.yaml is stale: python -m functions.openapi > functions/openapi.yaml")
+
+
+def test_document_feature_schema_is_the_one_feature_schema() -> None:
+    published = yaml.safe_load(DOCUMENT_PATH.read_text())
+    reading = dict(published["components"]["schemas"]["Reading"])
+    reading.pop("description")
+    assert reading == json_schema_for_reading()
+    sample = published["components"]["schemas"]["Sample"]
+    for name, prop in json_schema_for_reading()["properties"].items():
+        assert sample["properties"][name] == prop
+    assert build_document()["openapi"].startswith("3.")
+
+
+def _counts(conn: Any) -> tuple[int, int]:
+    conn.rollback()
+    cur = conn.cursor()
+    cur.execute("SELECT (SELECT count(*) FROM water.water_inferences), "
+                "(SELECT count(*) FROM water.water_potability)")
+    result = tuple(cur.fetchone())
+    conn.rollback()
+    return result  # type: ignore[return-value]
+
+
+def _rows_for(conn: Any, request_id: str) -> int:
+    conn.rollback()
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM water.water_inferences WHERE request_id = %s", (request_id,))
+    value = cur.fetchone()[0]
+    conn.rollback()
+    return value
+
+
+def _refused(case: Any, response: Any, before: tuple[int, int], conn: Any) -> None:
+    assert 400 <= response.status_code < 500, (response.status_code, response.text,
+                                                case.headers, case.media_type, case.body)
+    body = response.json()
+    assert body["field"] and body["error"]
+    assert _counts(conn) == before, "a refused request wrote something"
+
+
+def test_fuzz_predict_valid_requests_are_answered_and_logged(local_functions, clean_db) -> None:
+    _, env = local_functions
+
+    @FUZZ
+    @given(case=PREDICT.as_strategy(GenerationMode.POSITIVE))
+    def run(case: Any) -> None:
+        before = _counts(clean_db)
+        response = case.call(base_url=env["PREDICT_URL"])
+        assert response.status_code < 500, response.text
+        key = (case.headers or {}).get("Idempotency-Key")
+        if key is not None and case.body.get("request_id", key) != key:
+            # What the schema cannot say: header and field, when both sent, must agree.
+            assert response.status_code == 400 and response.json()["field"] == "request_id"
+            assert _counts(clean_db) == before
+            return
+        if response.status_code == 409:  # a generated request id reused for other readings
+            assert _counts(clean_db) == before
+            return
+        assert response.status_code == 200, response.text
+        body = response.json()
+        readings = case.body.get("readings") or [case.body["reading"]]
+        assert len(body["predictions"]) == len(readings)
+        assert _rows_for(clean_db, body["request_id"]) == len(readings)
+
+    run()
+
+
+def test_fuzz_predict_invalid_requests_are_refused_and_write_nothing(local_functions,
+                                                                    clean_db) -> None:
+    _, env = local_functions
+
+    @FUZZ
+    @given(case=PREDICT.as_strategy(GenerationMode.NEGATIVE))
+    def run(case: Any) -> None:
+        before = _counts(clean_db)
+        _refused(case, case.call(base_url=env["PREDICT_URL"]), before, clean_db)
+
+    run()
+
+
+def _auth(home: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {(home / local.TOKEN_FILE).read_text().strip()}"}
+
+
+def test_fuzz_add_sample_valid_requests(local_functions, clean_db) -> None:
+    home, env = local_functions
+    auth = _auth(home)
+
+    @FUZZ
+    @given(case=ADD_SAMPLE.as_strategy(GenerationMode.POSITIVE))
+    def run(case: Any) -> None:
+        before = _counts(clean_db)
+        response = case.call(base_url=env["ADD_SAMPLE_URL"], headers=auth)
+        assert response.status_code < 500, response.text
+        if response.status_code in (200, 201):
+            body = response.json()
+            assert _counts(clean_db)[1] == before[1] + body["recorded"]
+            return
+        # What the schema cannot say: ids already used with other values (409), and
+        # sampled_at in the future or before 1970 (400 naming sampled_at).
+        assert response.status_code in (400, 409), response.text
+        if response.status_code == 400:
+            assert response.json()["field"].endswith("sampled_at"), response.text
+        assert _counts(clean_db) == before
+
+    run()
+
+
+def test_fuzz_add_sample_invalid_requests_are_refused(local_functions, clean_db) -> None:
+    home, env = local_functions
+    auth = _auth(home)
+
+    @FUZZ
+    @given(case=ADD_SAMPLE.as_strategy(GenerationMode.NEGATIVE))
+    def run(case: Any) -> None:
+        before = _counts(clean_db)
+        response = case.call(base_url=env["ADD_SAMPLE_URL"], headers=auth)
+        if not case.meta.is_negative_at(ParameterLocation.BODY):
+            # Only the (generated) Authorization header was broken, and we send a valid one.
+            assert response.status_code < 500, response.text
+            return
+        _refused(case, response, before, clean_db)
+
+    run()
+
+
+def test_fuzz_add_sample_without_credentials_writes_nothing(local_functions, clean_db) -> None:
+    _, env = local_functions
+
+    @hyp_settings(max_examples=20, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+    @given(case=ADD_SAMPLE.as_strategy(GenerationMode.POSITIVE))
+    def run(case: Any) -> None:
+        before = _counts(clean_db)
+        case.headers = {k: v for k, v in (case.headers or {}).items()
+                        if k.lower() != "authorization"}
+        response = case.call(base_url=env["ADD_SAMPLE_URL"])
+        assert response.status_code == 401
+        assert _counts(clean_db) == before
+
+    run()
