@@ -24,6 +24,7 @@ tools: $(UV)
 
 run: env
 	$(BIN)/potability up
+	$(BIN)/python -m pipelines run --local
 	$(BIN)/potability functions
 
 test: env tools
