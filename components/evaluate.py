@@ -97,7 +97,8 @@ def log_figures(model: Any, test: pd.DataFrame, scores: Scores, family: str,
 
 def evaluate(candidates: list[dict[str, Any]], test: pd.DataFrame, *, tracking_uri: str,
              parent_run_id: str, recall_floor: float,
-             load_model: Any = None) -> list[dict[str, Any]]:
+             load_model: Any = None,
+             models: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Score every candidate; log to its run and the parent; return candidates + ``scores``.
 
     Args:
@@ -107,15 +108,17 @@ def evaluate(candidates: list[dict[str, Any]], test: pd.DataFrame, *, tracking_u
         parent_run_id: the pipeline run's parent MLflow run.
         recall_floor: drawn on the PR curve; decides which precisions count.
         load_model: loader of a model URI (default ``mlflow.sklearn.load_model``).
+        models: if given, filled with the loaded models by family (saves reloading them).
     """
     import mlflow
     import mlflow.sklearn
 
     mlflow.set_tracking_uri(tracking_uri)
     load_model = load_model or mlflow.sklearn.load_model
+    models = {} if models is None else models
     scored = []
     for candidate in candidates:
-        model = load_model(candidate["model_uri"])
+        model = models[candidate["family"]] = load_model(candidate["model_uri"])
         scores = score_model(model, test)
         with mlflow.start_run(run_id=candidate["run_id"]):
             mlflow.log_metrics({f"test_{k}": float(v) for k, v in scores.as_dict().items()})
@@ -173,18 +176,17 @@ def evaluate_component(
                              mlflow_tracking_uri)
     with run_record.failure_recorded(settings, run_id, "evaluate"):
         test = read_dataset(test_set.path)
+        models: dict = {}
         scored = evaluate(load_candidates(candidates.path), test,
                           tracking_uri=settings.mlflow_tracking_uri,
-                          parent_run_id=parent_run_id, recall_floor=recall_floor)
+                          parent_run_id=parent_run_id, recall_floor=recall_floor, models=models)
         Path(scored_candidates.path).write_text(json.dumps(scored, indent=1))
         for item in scored:
             for key, value in item["scores"].items():
                 metrics.log_metric(f"{item['family']}.{key}", float(value))
         best = choose_challenger(scored, recall_floor)
         metrics.log_metric("challenger.precision", float(best["scores"]["precision"]))
-        import mlflow.sklearn
-
-        model = mlflow.sklearn.load_model(best["model_uri"])
+        model = models[best["family"]]
         x = test[list(FEATURE_NAMES)].astype(float)
         y = test[TARGET].astype(int).to_numpy()
         matrix = confusion_matrix(y, model.predict(x), labels=[0, 1])

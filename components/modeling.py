@@ -205,19 +205,21 @@ def fit_family(
         y: training labels.
         config: floor, margin, folds, seed and parallelism.
     """
-    from sklearn.model_selection import GridSearchCV
+    from sklearn.model_selection import GridSearchCV, ParameterGrid
 
+    # One combination (the quick grid): worker processes would cost more than they save.
+    jobs = 1 if len(ParameterGrid(dict(param_grid))) == 1 else config.n_jobs
     target = min(1.0, config.recall_floor + config.recall_margin)
     folds = StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
     search = GridSearchCV(
         make_pipeline(family, config.seed), dict(param_grid), scoring=_proba_scorer(target),
-        cv=folds, n_jobs=config.n_jobs, refit=False,
+        cv=folds, n_jobs=jobs, refit=False,
     )
     search.fit(x, y)
     best = make_pipeline(family, config.seed).set_params(**search.best_params_)
     tuned = TunedThresholdClassifierCV(
         best, scoring=threshold_scorer(target), response_method="predict_proba",
-        cv=folds, refit=True, n_jobs=config.n_jobs, random_state=config.seed,
+        cv=folds, refit=True, n_jobs=jobs, random_state=config.seed,
         store_cv_results=True,
     )
     tuned.fit(x, y)

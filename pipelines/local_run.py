@@ -46,6 +46,8 @@ def run_local(settings: Settings, overrides: Mapping[str, Any] | None = None) ->
         settings: the local stack's settings (home, database, MLflow).
         overrides: pipeline parameters to change (e.g. ``{"grids": "quick"}``).
     """
+    import warnings
+
     from kfp import local
 
     from components import run_record
@@ -57,6 +59,8 @@ def run_local(settings: Settings, overrides: Mapping[str, Any] | None = None) ->
     before = {p.name for p in root.iterdir()}
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
                raise_on_error=True)
+    # The image is Vertex's business; locally the venv is the image.
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     try:
         task = training_pipeline(**params)
     except BaseException as exc:

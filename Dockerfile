@@ -1,0 +1,42 @@
+# The project image: the training pipeline's components on Vertex AI Pipelines AND the model
+# server behind the Vertex AI endpoint (custom-container contract: AIP_HTTP_PORT,
+# AIP_HEALTH_ROUTE, AIP_PREDICT_ROUTE, AIP_STORAGE_URI). One image, so the code that trained
+# and evaluated a model is the code that serves it.
+#
+#   docker build -t <region>-docker.pkg.dev/<project>/<repo>/potability:<tag> .
+#   PIPELINE_IMAGE=<that tag> python -m pipelines compile      # YAML naming this image
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PROJECT_ENVIRONMENT=/opt/venv
+
+# uv at the version the Makefile pins; installs exactly what uv.lock says (no dev group).
+RUN pip install --no-cache-dir uv==0.13.9
+
+WORKDIR /app
+# Dependencies first (cached layer while only code changes).
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+
+COPY potability/ potability/
+COPY components/ components/
+COPY pipelines/ pipelines/
+COPY functions/ functions/
+COPY sql/ sql/
+COPY data/ data/
+RUN uv sync --frozen --no-dev --no-editable
+
+# KFP runs components as `python3 -m kfp.dsl.executor_main ...`: the venv comes first on PATH.
+ENV PATH=/opt/venv/bin:$PATH \
+    AIP_HTTP_PORT=8080 \
+    AIP_HEALTH_ROUTE=/health \
+    AIP_PREDICT_ROUTE=/predict
+
+RUN useradd --create-home --uid 1000 app
+USER app
+EXPOSE 8080
+# Serving by default; Vertex Pipelines overrides the command for components.
+CMD ["python", "-m", "potability.model_server"]
