@@ -47,6 +47,9 @@ def test_the_printed_example_curls_work(local_functions, clean_db) -> None:
     assert status_code == "200"
     assert count(clean_db, "water_inferences") == 1
     assert count(clean_db, "water_potability") == 1
+    token = (home / local.TOKEN_FILE).read_text().strip()
+    for service in ("fn-predict", "fn-add-sample", "fn-status"):
+        assert token not in services.log_file(home, service).read_text()
 
 
 def test_structured_log_line_per_request(local_functions, clean_db) -> None:

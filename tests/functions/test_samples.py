@@ -185,3 +185,18 @@ def test_database_down_is_503_and_nothing_written(fn_settings, clean_db, auth, t
     assert response.json["field"] == "database"
     assert int(response.headers["Retry-After"]) > 0
     assert count(clean_db, "water_potability") == 0
+
+
+def test_concurrent_identical_samples_are_recorded_once(fn_context, clean_db, auth) -> None:
+    import concurrent.futures
+
+    app = make_app(fn_context)
+    batch = {"samples": [sample(f"race-{i}") for i in range(10)]}
+
+    def send(_: int) -> int:
+        return app.test_client().post("/add_sample", json=batch, headers=auth).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(send, range(12)))
+    assert sorted(set(statuses)) == [200, 201] and statuses.count(201) == 1
+    assert count(clean_db, "water_potability") == 10
