@@ -5,9 +5,11 @@
           "predictions": [{"reading_index": 0, "potable": 1, "probability": 0.81,
                            "model_version": "3", "request_id": "..."}, ...]}
 
-Ordering is what makes it safe: the answer is sent only after all of the request's log rows
-are committed in one transaction, so every answer a sensor saw is in
-``water.water_inferences`` and a failure anywhere (endpoint, database) leaves nothing written.
+Ordering is what makes it safe: the retry lookup, the endpoint call and the insert (through
+``water.log_inferences``, sql/003) share one transaction, and the answer is sent only after it
+commits, so every answer a sensor saw is in ``water.water_inferences`` and a failure anywhere
+(endpoint, database) leaves nothing written. ``latency_ms`` records how long the endpoint took
+for the request the reading was part of.
 
 Idempotency: the client's request id (``Idempotency-Key`` header or ``request_id`` field) keys
 the rows (``UNIQUE (request_id, reading_index)``). A retry of a logged request gets the logged

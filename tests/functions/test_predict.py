@@ -6,12 +6,11 @@ import concurrent.futures
 from typing import Any
 
 import pytest
+from fn_support import count, make_app, reading
 
 from functions.predict import REPLAY_HEADER
 from functions.serving import Context
-from potability import db
 from potability.config import Settings
-from fn_support import count, make_app, reading
 
 
 def post(client: Any, body: Any, headers: dict[str, str] | None = None) -> Any:
