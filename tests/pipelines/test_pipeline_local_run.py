@@ -7,7 +7,6 @@ still served. Quick grid and 3 folds keep it to the pipeline's plumbing, not mod
 """
 
 import uuid
-from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
@@ -16,7 +15,7 @@ import requests
 
 from components import modeling, run_record
 from pipelines.local_run import run_local
-from potability import local_stack, services
+from potability import db, local_stack, services
 from potability.config import Settings
 
 pytestmark = pytest.mark.slow
@@ -42,7 +41,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory, database_url: str, mlflow_uri:
     yield settings, first, second
     services.stop(home, "model-server")
     monkey.undo()
-    conn = __import__("potability.db", fromlist=["connect"]).connect(settings)
+    conn = db.connect(settings)
     cur = conn.cursor()
     cur.execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)",
                 (first.run_id, second.run_id))
