@@ -17,7 +17,8 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=True)
 
 
-def test_up_again_reuses_the_running_stack(stack_home, database_url, mlflow_uri):
+def test_up_again_reuses_the_running_stack(stack_home, database_url, mlflow_uri, clean_db):
+    # clean_db: lab samples left by other tests would change the row count.
     out = _cli(stack_home, "up").stdout
     assert "water.water_potability: 3276 rows (0 seeded now)" in out
     assert "migrations applied now: none (up to date)" in out
