@@ -1,4 +1,5 @@
-"""The daily training pipeline (KFP v2): export -> train -> evaluate -> promote -> deploy.
+"""The daily training pipeline (KFP v2): export -> train -> evaluate -> promote -> deploy,
+then quality control of the served model against the lab samples.
 
 One definition for both places: compiled to YAML for Vertex AI Pipelines (the Cloud Scheduler
 job of ``terraform/pipeline.tf`` starts it with the same parameter names), and run as is by
@@ -15,7 +16,7 @@ from typing import Any
 
 from kfp import compiler, dsl
 
-from components import deploy, evaluate, export, promote, runtime, train
+from components import deploy, evaluate, export, promote, quality_control, runtime, train
 
 PIPELINE_NAME = "water-potability-training"
 YAML_PATH = Path(__file__).resolve().parent / "training_pipeline.yaml"
@@ -48,6 +49,7 @@ def build(image: str) -> Any:
     evaluate_op = runtime.as_component(evaluate.evaluate_component, image)
     promote_op = runtime.as_component(promote.promote_component, image)
     deploy_op = runtime.as_component(deploy.deploy_component, image)
+    quality_control_op = runtime.as_component(quality_control.quality_control_component, image)
 
     @dsl.pipeline(name=PIPELINE_NAME,
                   description="Daily training of the water potability classifier: four "
@@ -100,7 +102,10 @@ def build(image: str) -> Any:
             region=region, endpoint_id=endpoint_id, serving_image=serving_image,
             pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER, **db,
         ).set_display_name("deploy")
-        for task in (exported, trained, evaluated, promoted, deployed):
+        checked = quality_control_op(
+            run_id=run_id, deploy_summary=deployed.output, **db,
+        ).set_display_name("quality-control")
+        for task in (exported, trained, evaluated, promoted, deployed, checked):
             task.set_caching_options(False)
         trained.set_cpu_limit("4").set_memory_limit("8G")
 

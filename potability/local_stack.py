@@ -135,6 +135,11 @@ def prepare_database(database_url: str) -> tuple[list[str], int, int]:
 
 # --- MLflow -----------------------------------------------------------------------------
 
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+"""MLflow 3's job runner (a pool of huey consumers for GenAI scorers and trace rollups) is of no
+use to a tracking server of classical models, and costs ~2 GB and a busy core on a laptop."""
+
+
 def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT) -> str:
     """A real MLflow tracking server: metadata in the ``public`` schema, artifacts under home."""
     known = read_env(home).get("MLFLOW_TRACKING_URI")
@@ -150,7 +155,7 @@ def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT)
         "--serve-artifacts",
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]
-    pid = services.start(home, MLFLOW, argv)
+    pid = services.start(home, MLFLOW, argv, env=MLFLOW_SERVER_ENV)
     uri = f"http://127.0.0.1:{port}"
     services.wait_http(f"{uri}/health", timeout=180, pid=pid)
     return uri

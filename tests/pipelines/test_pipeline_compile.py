@@ -52,7 +52,8 @@ def test_terraform_schedule_passes_exactly_these_parameters() -> None:
 def test_every_task_runs_the_project_image_with_caching_off(spec: dict) -> None:
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"export-component", "train-component", "evaluate-component",
-                          "promote-component", "deploy-component"}
+                          "promote-component", "deploy-component",
+                          "quality-control-component"}
     # KFP writes ``cachingOptions: {}`` for a task with caching off (enableCache: true if on)
     assert all(not t["cachingOptions"].get("enableCache", False) for t in tasks.values())
     executors = spec["deploymentSpec"]["executors"]

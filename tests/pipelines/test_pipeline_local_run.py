@@ -25,9 +25,25 @@ READING = {"ph": 7.1, "Hardness": 204.9, "Solids": 20791.3, "Chloramines": 7.3,
            "Trihalomethanes": 86.99, "Turbidity": 2.96}
 
 
+def _qc_run_ids(database_url: str) -> set[int]:
+    conn = db.connect(Settings(env="local", database_url=database_url))
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT id FROM water.qc_runs")
+        return {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def qc_runs_before(database_url: str) -> set[int]:
+    """Quality-control runs stored before this module's pipeline runs."""
+    return _qc_run_ids(database_url)
+
+
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory: pytest.TempPathFactory, database_url: str, mlflow_uri: str,
-        ) -> Iterator[Any]:
+        qc_runs_before: set[int]) -> Iterator[Any]:
     """Its own stack home (so its model server never replaces the session's), same DB/MLflow."""
     home = tmp_path_factory.mktemp("pipeline-home")
     monkey = pytest.MonkeyPatch()
@@ -101,3 +117,20 @@ def test_second_run_on_unchanged_data_keeps_the_equal_champion(e2e: Any) -> None
     assert [v.version for v in client.search_model_versions(f"name='{settings.model_name}'")] == ["1"]
     url = local_stack.read_env(settings.home)["MODEL_SERVER_URL"]
     assert requests.get(f"{url}/health", timeout=5).json()["model_version"] == "1"
+
+
+def test_each_run_ends_with_quality_control_of_its_champion(
+        e2e: Any, qc_runs_before: set[int]) -> None:
+    settings, _, second = e2e
+    new = sorted(_qc_run_ids(settings.database_url) - qc_runs_before)
+    assert len(new) == 2
+    conn = db.connect(settings)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT q.champion_version, q.computed_at >= r.finished_at, "
+                    "q.drift_reference_rows FROM water.qc_runs q, water.pipeline_runs r "
+                    "WHERE q.id = %s AND r.run_id = %s", (new[-1], second.run_id))
+        version, after_deploy, reference_rows = cur.fetchone()
+    finally:
+        conn.close()
+    assert version == "1" and after_deploy and reference_rows > 0

@@ -1,0 +1,44 @@
+"""Component 6, quality control: measure the served model against the lab samples, daily.
+
+Runs after deploy, so the status page's live precision and drift flags are at most a day old
+on GCP too, where nothing else runs :mod:`potability.qc_job` (locally ``potability qc`` runs it
+on demand). It reads only the ``water`` tables and writes one ``water.qc_runs`` row with its
+metrics in one transaction; the training run is already recorded as succeeded by deploy, so a
+failure here fails this task (visible in the pipeline UI) without undoing the new champion.
+"""
+
+
+def quality_control_component(
+    run_id: str,
+    deploy_summary: str,
+    database_url: str,
+    cloud_sql_instance: str,
+    database_name: str,
+    database_user: str,
+) -> str:
+    """Compute live precision per model version and week, and feature drift; store them.
+
+    Args:
+        run_id: the pipeline job name (for the log line only).
+        deploy_summary: deploy's output; taking it orders this task after deploy.
+        database_url: local DSN (``""`` on GCP).
+        cloud_sql_instance: Cloud SQL connection name (GCP).
+        database_name: database name for the connector.
+        database_user: IAM database user for the connector.
+    """
+    from datetime import datetime, timezone
+
+    from components.runtime import step_settings
+    from potability import db, qc_job
+
+    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user)
+    conn = db.connect(settings)
+    try:
+        result = qc_job.run(conn, settings, datetime.now(timezone.utc))
+    finally:
+        conn.close()
+    drifting = [f"{d.feature}={d.status}" for d in result.drift if d.status in ("watch", "drift")]
+    flagged = [f"{m.model_version}/{m.period}" for m in result.metrics if m.flagged]
+    return (f"{run_id}: quality control run {result.run_id} after '{deploy_summary}': "
+            f"{result.lab_samples} lab samples, {len(result.matches)} matched, "
+            f"below the precision floor: {flagged or 'none'}, drift: {drifting or 'none'}")
