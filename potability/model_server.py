@@ -66,6 +66,51 @@ def _serve_single_threaded(estimator: Any) -> None:
             pass
 
 
+def _forest_predict_proba(forest: Any) -> Any:
+    """``forest.predict_proba`` without joblib: the same per-tree sum in the same order.
+
+    scikit-learn dispatches every tree through ``joblib.Parallel`` even with ``n_jobs=1``,
+    and checks its input again per tree: ~90 us per tree, 18 ms of a 200-tree forest's 19 ms
+    on a one-reading request. A plain loop over the fitted trees gives bit-identical probabilities (a test compares them).
+    """
+
+    trees = [tree.tree_ for tree in forest.estimators_]
+    classes = forest.n_classes_
+
+    def predict_proba(x: Any) -> np.ndarray:
+        x = forest._validate_X_predict(x)  # float32, C-contiguous, as the trees expect
+        total = np.zeros((x.shape[0], classes), dtype=np.float64)
+        for tree in trees:  # DecisionTreeClassifier.predict_proba minus its checks
+            total += tree.predict(x)[:, :classes]
+        return total / len(trees)
+
+    return predict_proba
+
+
+def _innermost(estimator: Any) -> Any:
+    """The fitted final classifier inside threshold wrappers and pipelines."""
+    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+
+    while True:
+        if isinstance(estimator, (TunedThresholdClassifierCV, FixedThresholdClassifier)):
+            estimator = estimator.estimator_
+        elif hasattr(estimator, "steps"):
+            estimator = estimator.steps[-1][1]
+        else:
+            return estimator
+
+
+def speed_up_for_serving(estimator: Any) -> None:
+    """Serving-only shortcuts that leave every prediction unchanged."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    final = _innermost(estimator)
+    for fitted in (estimator, final):  # the fitted copy, not only the unfitted template
+        _serve_single_threaded(fitted)
+    if isinstance(final, RandomForestClassifier) and final.n_outputs_ == 1:
+        final.predict_proba = _forest_predict_proba(final)
+
+
 def load_model(settings: ServingSettings) -> LoadedModel:
     """Load the MLflow (scikit-learn flavour) model named by the settings."""
     import mlflow
@@ -82,7 +127,7 @@ def load_model(settings: ServingSettings) -> LoadedModel:
         raise RuntimeError(f"{uri} was trained on columns {trained_on}, expected {FEATURE_NAMES}")
     # instances_matrix passes the columns in that order, without their names
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
-    _serve_single_threaded(estimator)
+    speed_up_for_serving(estimator)
     return LoadedModel(estimator, settings.model_name, settings.model_version,
                        decision_threshold(estimator))
 

@@ -59,3 +59,28 @@ def test_vertex_contract_settings():
                                   "AIP_PREDICT_ROUTE": "/p", "AIP_STORAGE_URI": "gs://b/m"})
     assert (s.port, s.health_route, s.predict_route, s.model_uri) == (7080, "/h", "/p", "gs://b/m")
     assert ServingSettings.from_env({"MODEL_URI": "models:/water-potability/7"}).model_version == "7"
+
+
+def test_serving_shortcut_for_forests_changes_no_prediction():
+    import copy
+
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.model_selection import TunedThresholdClassifierCV
+    from sklearn.pipeline import make_pipeline
+
+    from potability.features import TARGET
+    from potability.model_server import speed_up_for_serving
+
+    frame = load_dataset()
+    x, y = frame[list(FEATURE_NAMES)], frame[TARGET]
+    forest = RandomForestClassifier(n_estimators=30, random_state=0, n_jobs=2)
+    model = TunedThresholdClassifierCV(make_pipeline(SimpleImputer(), forest), cv=2).fit(x, y)
+    served = copy.deepcopy(model)
+    speed_up_for_serving(served)
+    final = served.estimator_.steps[-1][1]
+    assert "predict_proba" in vars(final) and final.n_jobs == 1  # the shortcut is in place
+    matrix = x.to_numpy()
+    assert np.array_equal(served.predict_proba(matrix), model.predict_proba(x))
+    assert np.array_equal(served.predict_proba(matrix[:1]), model.predict_proba(x.iloc[:1]))
