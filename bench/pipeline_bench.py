@@ -5,7 +5,7 @@
 1. Pipeline: one full ``python -m pipelines run --local`` (kfp.local, every component a
    subprocess) against a fresh local stack in a temporary home; prints its wall time and the
    peak resident memory of the whole process tree (sampled every 0.2 s, children summed).
-2. Quality: for each split seed, the pipeline's own functions in-process - stratified split,
+2. Quality: for each split seed, the pipeline's own functions in-process - the pipeline's split,
    grid search + threshold tuning of the four families on the training part, held-out scores,
    challenger chosen by the promote rule - and the champion's held-out precision, recall,
    ROC-AUC and threshold per seed, then mean and standard deviation over the seeds.
@@ -103,9 +103,9 @@ def bench_quality(grid: str, seeds: list[int]) -> None:
     from components.evaluate import score_model
     from components.promote import choose_challenger
     from components.train import fit_candidates, split
-    from potability.seed import load_dataset
+    from potability.seed import load_training_rows
 
-    frame = load_dataset()
+    frame = load_training_rows()
     print(f"== champion quality over split seeds {seeds} (grid {grid!r}, test fraction 0.2)")
     rows = []
     for seed in seeds:

@@ -16,24 +16,28 @@ from potability.config import Settings
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
 
 
+SAMPLE_ID = "sample_id"
+
+
 class ExportResult(NamedTuple):
     rows: int
     sha256: str
 
 
 def read_training_rows(conn: db.Connection) -> pd.DataFrame:
-    """All labelled rows, features named as the model expects (``FEATURE_NAMES``) + target.
+    """All labelled rows: ``sample_id`` (what the split is keyed on), the features named as the
+    model expects (``FEATURE_NAMES``) and the target.
 
     Args:
         conn: an open database connection.
     """
     cur = conn.cursor()
     cur.execute(
-        f"SELECT {', '.join(FEATURE_COLUMNS)}, potability FROM water.water_potability "
+        f"SELECT sample_id, {', '.join(FEATURE_COLUMNS)}, potability FROM water.water_potability "
         "ORDER BY sample_id"
     )
     records = cur.fetchall()
-    frame = pd.DataFrame(records, columns=[*FEATURE_NAMES, TARGET])
+    frame = pd.DataFrame(records, columns=[SAMPLE_ID, *FEATURE_NAMES, TARGET])
     for name in FEATURE_NAMES:
         frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
     frame[TARGET] = frame[TARGET].astype(int)
@@ -55,7 +59,7 @@ def write_dataset(frame: pd.DataFrame, path: Path) -> ExportResult:
 
 def read_dataset(path: str | Path) -> pd.DataFrame:
     """Read an exported Dataset back with the right dtypes."""
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, dtype={SAMPLE_ID: str})
     for name in FEATURE_NAMES:
         frame[name] = frame[name].astype(float)
     frame[TARGET] = frame[TARGET].astype(int)

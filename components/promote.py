@@ -11,11 +11,13 @@ Rules (pure functions below, one test per branch):
   champion misses the floor); equal scores keep the champion, so a re-run on unchanged data
   never churns versions.
 
-Choice documented: the held-out rows come from today's export split with the recorded seed.
-When the data changed since the champion was trained, some of these rows may have been in
-its training part, which flatters the champion. That bias is conservative - a challenger must
-beat an optimistic incumbent - so it is accepted rather than keeping a frozen test set that
-would never see new lab samples.
+Both are scored on rows neither has trained on. The split is keyed on sample ids
+(:func:`components.train.split`), so with the same ``split_seed`` and ``test_fraction`` every
+held-out row of today was held out when the champion was trained too, and new lab samples
+join one side for good. Each registered version carries its split as tags; if the champion
+was trained with another split, the comparison uses only the held-out rows that its split
+held out as well, and the challenger is re-scored on those. (A champion registered without
+split tags is compared on all of today's held-out rows.)
 
 The alias moves last, after the decision is written to ``water.pipeline_runs``; if a later
 step fails, :func:`components.run_record.mark_failed` moves it back.
@@ -80,6 +82,31 @@ class Champion:
     run_id: str
     family: str
     model_id: str
+    split: tuple[int, float] | None = None
+    """(split_seed, test_fraction) it was trained with, from its tags; None if unknown."""
+
+
+def _split_from_tags(tags: dict[str, str]) -> tuple[int, float] | None:
+    try:
+        return int(tags["split_seed"]), float(tags["test_fraction"])
+    except (KeyError, ValueError):
+        return None
+
+
+def comparison_rows(test: Any, champion_split: tuple[int, float] | None) -> Any:
+    """The held-out rows the champion never trained on either (all of them if its split is
+    unknown).
+
+    Args:
+        test: today's held-out rows (with ``sample_id``).
+        champion_split: (split_seed, test_fraction) the champion was trained with.
+    """
+    from components.train import is_held_out
+
+    if champion_split is None:
+        return test
+    seed, fraction = champion_split
+    return test[is_held_out(test, fraction, seed)].reset_index(drop=True)
 
 
 def current_champion(client: Any, model_name: str) -> Champion | None:
@@ -92,8 +119,9 @@ def current_champion(client: Any, model_name: str) -> Champion | None:
         if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"}:
             return None
         raise
-    return Champion(str(version.version), version.run_id or "",
-                    (version.tags or {}).get("family", ""), getattr(version, "model_id", "") or "")
+    tags = version.tags or {}
+    return Champion(str(version.version), version.run_id or "", tags.get("family", ""),
+                    getattr(version, "model_id", "") or "", _split_from_tags(tags))
 
 
 def ensure_not_self(champion: Champion, challenger: dict[str, Any]) -> None:
@@ -114,7 +142,7 @@ class PromoteResult(NamedTuple):
 
 
 def register(client: Any, model_name: str, challenger: dict[str, Any],
-             pipeline_run_id: str) -> str:
+             pipeline_run_id: str, split: tuple[int, float] | None = None) -> str:
     """Register the challenger as a new version of ``model_name``; return the version.
 
     ``mlflow.register_model`` (not the bare client call) resolves MLflow 3's
@@ -127,7 +155,8 @@ def register(client: Any, model_name: str, challenger: dict[str, Any],
         challenger["model_uri"], model_name,
         tags={"family": challenger["family"], "pipeline_run_id": pipeline_run_id,
               "source_run_id": challenger["run_id"], "test_precision": str(s["precision"]),
-              "test_recall": str(s["recall"]), "threshold": str(s["threshold"])},
+              "test_recall": str(s["recall"]), "threshold": str(s["threshold"]),
+              **({"split_seed": str(split[0]), "test_fraction": str(split[1])} if split else {})},
     )
     client.update_model_version(
         model_name, version.version,
@@ -137,7 +166,8 @@ def register(client: Any, model_name: str, challenger: dict[str, Any],
 
 def promote(
     *, settings: Any, run_id: str, scored: list[dict[str, Any]], test: Any, recall_floor: float,
-    parent_run_id: str, training_rows: int, client: Any = None,
+    parent_run_id: str, training_rows: int, split_seed: int | None = None,
+    test_fraction: float | None = None, client: Any = None,
     load_model: Callable[[str], Any] | None = None,
 ) -> PromoteResult:
     """Decide, register (if the challenger wins), record the decision, then move the alias.
@@ -150,6 +180,8 @@ def promote(
         recall_floor: the minimum recall for precision to count.
         parent_run_id: the pipeline run's parent MLflow run (decision logged there).
         training_rows: rows the challenger was trained on (recorded).
+        split_seed: the split the candidates were trained with (tagged on a new version) ...
+        test_fraction: ... and its held-out share.
         client: ``MlflowClient`` (default: for ``settings.mlflow_tracking_uri``).
         load_model: model URI -> estimator (default ``mlflow.sklearn.load_model``).
     """
@@ -163,20 +195,26 @@ def promote(
     load_model = load_model or mlflow.sklearn.load_model
     name = settings.model_name
 
+    split = (split_seed, test_fraction) if split_seed is not None and test_fraction else None
     challenger = choose_challenger(scored, recall_floor)
     challenger_scores = _scores(challenger)
     champion = current_champion(client, name)
     champion_scores = None
+    compared_on = len(test)
     if champion is not None:
         ensure_not_self(champion, challenger)
-        champion_scores = score_model(load_model(f"models:/{name}/{champion.version}"), test)
+        rows = test if champion.split == split else comparison_rows(test, champion.split)
+        compared_on = len(rows)
+        if compared_on < len(test):  # another split: both on the rows new to both
+            challenger_scores = score_model(load_model(challenger["model_uri"]), rows)
+        champion_scores = score_model(load_model(f"models:/{name}/{champion.version}"), rows)
     decision = decide(challenger_scores, champion_scores, recall_floor)
 
     if decision == CHAMPION_KEPT:
         assert champion is not None and champion_scores is not None
         new_version, family, after = champion.version, champion.family, champion_scores
     else:
-        new_version = register(client, name, challenger, run_id)
+        new_version = register(client, name, challenger, run_id, split)
         family, after = challenger["family"], challenger_scores
     previous = champion.version if champion else ""
     changed = new_version != previous
@@ -190,6 +228,7 @@ def promote(
         "challenger": {"family": challenger["family"], "run_id": challenger["run_id"],
                        "scores": challenger_scores.as_dict()},
         "candidates": {c["family"]: c["scores"] for c in scored},
+        "compared_on_rows": compared_on, "held_out_rows": len(test),
         "parent_run_id": parent_run_id,
     }
     values = {
@@ -227,6 +266,8 @@ def promote_component(
     parent_run_id: str,
     training_rows: int,
     recall_floor: float,
+    split_seed: int,
+    test_fraction: float,
     model_name: str,
     mlflow_tracking_uri: str,
     database_url: str,
@@ -252,7 +293,8 @@ def promote_component(
             settings=settings, run_id=run_id,
             scored=json.loads(Path(scored_candidates.path).read_text()),
             test=read_dataset(test_set.path), recall_floor=recall_floor,
-            parent_run_id=parent_run_id, training_rows=training_rows)
+            parent_run_id=parent_run_id, training_rows=training_rows, split_seed=split_seed,
+            test_fraction=test_fraction)
     outputs = namedtuple("PromoteOutputs",
                          ["decision", "champion_version", "champion_changed", "previous_version"])
     return outputs(*result)

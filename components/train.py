@@ -1,4 +1,13 @@
-"""Component 2, train: stratified split, then one grid search + threshold tuning per family.
+"""Component 2, train: a stable split, then one grid search + threshold tuning per family.
+
+The split is keyed on each row's ``sample_id``: a row is held out when a hash of (seed,
+sample id) falls below the test fraction, a coin flip per row that never changes. So when lab
+samples arrive, every earlier row keeps its side and the champion, trained on yesterday's
+training part, has never seen a row of today's held-out part - the comparison in promote is
+on data new to both models. (An exactly stratified split reshuffles all rows whenever one is
+added: the champion would then be "evaluated" on rows it was trained on, ~80% of them, and a
+memorising forest could never be replaced.) The classes are stratified in expectation; the
+realised shares are logged.
 
 Each family becomes one MLflow run nested under the pipeline run's parent run, with its
 parameters, CV scores, grid, threshold-tuning figure and the fitted model (scikit-learn
@@ -6,15 +15,17 @@ flavour, with signature and input example). The held-out part is written as a Da
 evaluate and promote, so all later steps score on exactly the same rows.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from components import modeling
+from components.export import SAMPLE_ID
 from potability.features import FEATURE_NAMES, TARGET
 
 
@@ -23,19 +34,37 @@ class Split(NamedTuple):
     test: pd.DataFrame
 
 
-def split(frame: pd.DataFrame, test_fraction: float, seed: int) -> Split:
-    """Stratified train/test split, reproducible from ``seed``.
+def held_out_draw(sample_ids: Any, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per sample id, fixed by (seed, id): the row's coin.
 
     Args:
-        frame: the exported data (features + target).
-        test_fraction: share of rows held out (0 < f < 1).
-        seed: the split's random state (recorded in the MLflow parent run).
+        sample_ids: the rows' sample ids.
+        seed: the split seed (recorded in the MLflow parent run and on registered versions).
     """
+    draws = [int.from_bytes(hashlib.sha256(f"{seed}:{sid}".encode()).digest()[:8], "big")
+             for sid in sample_ids]
+    return np.asarray(draws, dtype=np.float64) / 2.0**64
+
+
+def is_held_out(frame: pd.DataFrame, test_fraction: float, seed: int) -> np.ndarray:
+    """Which rows of ``frame`` the split (``test_fraction``, ``seed``) holds out."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    train, test = train_test_split(frame, test_size=test_fraction, stratify=frame[TARGET],
-                                   random_state=seed)
-    return Split(train.reset_index(drop=True), test.reset_index(drop=True))
+    return held_out_draw(frame[SAMPLE_ID], seed) < test_fraction
+
+
+def split(frame: pd.DataFrame, test_fraction: float, seed: int) -> Split:
+    """Train/test split keyed on ``sample_id``, stable as rows are added (see the module).
+
+    Args:
+        frame: the exported data (sample id, features, target).
+        test_fraction: share of rows held out (0 < f < 1), in expectation.
+        seed: the split's seed.
+    """
+    mask = is_held_out(frame, test_fraction, seed)
+    if mask.all() or not mask.any():
+        raise ValueError(f"{len(frame)} rows: the split left one part empty")
+    return Split(frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True))
 
 
 def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -169,6 +198,8 @@ def train(frame: pd.DataFrame, *, tracking_uri: str, experiment: str, pipeline_r
             "test_fraction": test_fraction, "split_seed": config.seed,
             "cv_folds": config.cv_folds, "grids": grid_name, "data_sha256": data_sha256,
             "training_rows": len(parts.train), "test_rows": len(parts.test),
+            "train_potable_share": round(float(parts.train[TARGET].mean()), 4),
+            "test_potable_share": round(float(parts.test[TARGET].mean()), 4),
         })
         x_train, _ = features_and_target(parts.train)
         logged = []

@@ -93,7 +93,8 @@ def build(image: str) -> Any:
             test_set=trained.outputs["test_set"],
             parent_run_id=trained.outputs["parent_run_id"],
             training_rows=trained.outputs["training_rows"], recall_floor=recall_floor,
-            model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, **db,
+            split_seed=split_seed, test_fraction=test_fraction, model_name=model_name,
+            mlflow_tracking_uri=mlflow_tracking_uri, **db,
         ).set_display_name("promote")
         deployed = deploy_op(
             run_id=run_id, champion_version=promoted.outputs["champion_version"],

@@ -42,12 +42,27 @@ def _value(v: object) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)  # type: ignore[arg-type]
 
 
+def seed_sample_id(index: int) -> str:
+    """The ``sample_id`` of the data set's row ``index`` (0-based) in the training table."""
+    return f"seed-{index + 1:04d}"
+
+
+def load_training_rows() -> pd.DataFrame:
+    """The data set as the pipeline's export sees it after seeding: ``sample_id`` first.
+
+    For code that trains without a database (benchmarks, tests): the split is keyed on it.
+    """
+    frame = load_dataset()
+    frame.insert(0, "sample_id", [seed_sample_id(i) for i in range(len(frame))])
+    return frame
+
+
 def seed(conn: Connection, frame: pd.DataFrame | None = None) -> int:
     """Insert the data set rows that are not there yet; return how many were inserted."""
     frame = load_dataset() if frame is None else frame
     columns = ["sample_id", *FEATURE_COLUMNS, "potability", "sampled_at", "submitted_by", "source"]
     rows = [
-        (f"seed-{i + 1:04d}", *(_value(r[n]) for n in FEATURE_NAMES), int(r[TARGET]),
+        (seed_sample_id(i), *(_value(r[n]) for n in FEATURE_NAMES), int(r[TARGET]),
          SEED_SAMPLED_AT, SEED_SUBMITTER, "seed")
         for i, r in enumerate(frame.to_dict("records"))
     ]

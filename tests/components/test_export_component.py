@@ -19,12 +19,13 @@ def test_export_writes_all_rows_with_a_stable_hash(settings: Settings, clean_db:
     assert first.rows == len(load_dataset()) == 3276
     assert first.sha256 == second.sha256
     frame = read_dataset(tmp_path / "a.csv")
-    assert list(frame.columns) == [*FEATURE_NAMES, TARGET]
+    assert list(frame.columns) == ["sample_id", *FEATURE_NAMES, TARGET]
+    assert frame["sample_id"].is_unique and frame["sample_id"].is_monotonic_increasing
     assert frame[TARGET].sum() == load_dataset()[TARGET].sum()
     assert frame["ph"].isna().sum() == load_dataset()["ph"].isna().sum()
     # Round trip is exact (the hash covers the values the model trains on).
     pd.testing.assert_frame_equal(
-        frame.sort_values(list(FEATURE_NAMES)).reset_index(drop=True),
+        frame.drop(columns="sample_id").sort_values(list(FEATURE_NAMES)).reset_index(drop=True),
         load_dataset().astype({n: float for n in FEATURE_NAMES})
         .sort_values(list(FEATURE_NAMES)).reset_index(drop=True),
         check_dtype=False)

@@ -13,18 +13,16 @@ import mlflow.sklearn
 import pandas as pd
 import pytest
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from components import evaluate, promote, run_record
-from components.train import model_requirements
+from components.train import is_held_out, model_requirements, split
 from components.evaluate import Scores
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
 from potability.model_format import sklearn_save_kwargs
-from potability.seed import load_dataset
+from potability.seed import load_training_rows
 
 FLOOR = 0.2
 
@@ -70,18 +68,20 @@ def test_challenger_is_the_most_precise_candidate_meeting_the_floor() -> None:
 
 # --- against real MLflow and PostgreSQL -------------------------------------------------------
 
+SEED, FRACTION = 3, 0.2
+
+
 @pytest.fixture(scope="module")
 def data() -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = load_dataset()
-    train, test = train_test_split(frame, test_size=0.2, stratify=frame[TARGET], random_state=3)
-    return train, test
+    return split(load_training_rows(), FRACTION, SEED)
 
 
 def _fit(train: pd.DataFrame, shuffle_labels: bool) -> Any:
-    """A small real model; with shuffled labels it is (much) worse on held-out data."""
+    """A small real model; with shuffled labels it is (much) worse on held-out data. (A forest:
+    a linear model has almost no signal on this data set.)"""
     y = train[TARGET].sample(frac=1, random_state=0).to_numpy() if shuffle_labels else train[TARGET]
-    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
-                          LogisticRegression(class_weight="balanced"))
+    model = make_pipeline(SimpleImputer(strategy="median"), RandomForestClassifier(
+        n_estimators=60, min_samples_leaf=5, class_weight="balanced", random_state=0, n_jobs=1))
     return model.fit(train[list(FEATURE_NAMES)], y)
 
 
@@ -104,12 +104,14 @@ def ctx(settings: Settings, mlflow_uri: str, conn: Any) -> Any:
     step = settings.with_(mlflow_tracking_uri=mlflow_uri, model_name=name)
     runs: list[str] = []
 
-    def run(scored: list[dict[str, Any]], test: pd.DataFrame) -> promote.PromoteResult:
+    def run(scored: list[dict[str, Any]], test: pd.DataFrame, split_seed: int = SEED,
+            ) -> promote.PromoteResult:
         run_id = f"{name}-{len(runs)}"
         runs.append(run_id)
         return promote.promote(settings=step, run_id=run_id, scored=scored, test=test,
                                recall_floor=FLOOR, parent_run_id=parent.info.run_id,
-                               training_rows=100)
+                               training_rows=100, split_seed=split_seed,
+                               test_fraction=FRACTION)
 
     yield type("Ctx", (), {"name": name, "settings": step, "run": staticmethod(run),
                            "runs": runs, "client": mlflow.MlflowClient(mlflow_uri)})
@@ -196,3 +198,35 @@ def test_a_failed_first_run_leaves_no_champion(ctx: Any, data: Any) -> None:
     ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
     run_record.mark_failed(ctx.settings, ctx.runs[0], "deploy: boom")
     assert promote.current_champion(ctx.client, ctx.name) is None
+
+
+def test_the_split_keeps_every_row_on_its_side_as_samples_arrive() -> None:
+    frame = load_training_rows()
+    before = split(frame.iloc[:3000], FRACTION, SEED)
+    after = split(frame, FRACTION, SEED)
+    assert set(before.test["sample_id"]) <= set(after.test["sample_id"])
+    assert set(before.train["sample_id"]) <= set(after.train["sample_id"])
+    assert abs(len(after.test) / len(frame) - FRACTION) < 0.03  # a fair coin per row
+    assert abs(after.test[TARGET].mean() - frame[TARGET].mean()) < 0.04
+    other = split(frame, FRACTION, SEED + 1)
+    assert set(other.test["sample_id"]) != set(after.test["sample_id"])
+
+
+def test_a_champion_of_another_split_is_compared_only_on_rows_new_to_both(
+        ctx: Any, data: Any) -> None:
+    train, test = data
+    ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
+    version = ctx.client.get_model_version(ctx.name, "1")
+    assert (version.tags["split_seed"], version.tags["test_fraction"]) == (str(SEED), "0.2")
+    # Today's run uses another seed: part of its held-out rows trained the champion.
+    new_train, new_test = split(load_training_rows(), FRACTION, SEED + 1)
+    both = new_test[is_held_out(new_test, FRACTION, SEED)].reset_index(drop=True)
+    assert 0 < len(both) < len(new_test)
+    challenger_model = _fit(new_train, True)
+    challenger = _candidate(challenger_model, "worse", new_test, ctx.name)
+    assert ctx.run([challenger], new_test, split_seed=SEED + 1).decision == promote.CHAMPION_KEPT
+    details = run_record.read_run(ctx.settings, ctx.runs[1])["details"]
+    assert (details["compared_on_rows"], details["held_out_rows"]) == (len(both), len(new_test))
+    champion_now = mlflow.sklearn.load_model(f"models:/{ctx.name}/1")
+    assert details["champion_before"]["scores"] == evaluate.score_model(champion_now, both).as_dict()
+    assert details["challenger"]["scores"] == evaluate.score_model(challenger_model, both).as_dict()
