@@ -28,6 +28,7 @@ from typing import Any, Callable, NamedTuple
 
 from components.evaluate import Scores, score_model
 from components.run_record import CHAMPION_ALIAS
+from potability.features import TARGET
 
 FIRST_CHAMPION = "first_champion"
 CHALLENGER_WINS = "challenger_wins"
@@ -106,7 +107,12 @@ def comparison_rows(test: Any, champion_split: tuple[int, float] | None) -> Any:
     if champion_split is None:
         return test
     seed, fraction = champion_split
-    return test[is_held_out(test, fraction, seed)].reset_index(drop=True)
+    rows = test[is_held_out(test, fraction, seed)].reset_index(drop=True)
+    if rows[TARGET].nunique() < 2:
+        raise ValueError(
+            f"only {len(rows)} held-out rows are new to the champion (trained with split_seed "
+            f"{seed}, test_fraction {fraction}): too few to compare; run with that split")
+    return rows
 
 
 def current_champion(client: Any, model_name: str) -> Champion | None:

@@ -230,3 +230,10 @@ def test_a_champion_of_another_split_is_compared_only_on_rows_new_to_both(
     champion_now = mlflow.sklearn.load_model(f"models:/{ctx.name}/1")
     assert details["champion_before"]["scores"] == evaluate.score_model(champion_now, both).as_dict()
     assert details["challenger"]["scores"] == evaluate.score_model(challenger_model, both).as_dict()
+
+
+def test_comparison_rows_refuse_a_set_too_small_to_compare() -> None:
+    test = load_training_rows().iloc[:40]
+    assert len(promote.comparison_rows(test, None)) == 40  # unknown split: all rows
+    with pytest.raises(ValueError, match="too few to compare"):
+        promote.comparison_rows(test, (SEED, 0.001))
