@@ -71,9 +71,9 @@ def _forest_predict_proba(forest: Any) -> Any:
 
     scikit-learn dispatches every tree through ``joblib.Parallel`` even with ``n_jobs=1``,
     and checks its input again per tree: ~90 us per tree, 18 ms of a 200-tree forest's 19 ms
-    on a one-reading request. A plain loop over the fitted trees gives bit-identical probabilities (a test compares them).
+    on a one-reading request. A plain loop over the fitted trees gives bit-identical
+    probabilities (a test compares them).
     """
-
     trees = [tree.tree_ for tree in forest.estimators_]
     classes = forest.n_classes_
 
@@ -136,8 +136,8 @@ def instances_matrix(instances: Any) -> np.ndarray:
     """Validate ``instances`` against the feature schema; nulls become NaN (imputed by the model).
 
     A plain matrix in :data:`FEATURE_NAMES` order, not a DataFrame: scikit-learn's per-step
-    DataFrame checks cost more than the model itself on a one-reading request (about 1 ms of
-    the server's CPU per request); :func:`load_model` checks the model was trained on the
+    DataFrame checks cost more than the model itself on a one-reading request (1-3 ms of the
+    server's CPU per request); :func:`load_model` checks the model was trained on the
     columns in this order.
     """
     if not isinstance(instances, list) or not instances:
