@@ -14,9 +14,9 @@ from __future__ import annotations
 import ast
 import glob
 import os
-import sysconfig
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -81,8 +81,9 @@ def module_file(module: str) -> str | None:
             for candidate in (f"{root}/{base}/__init__.py", f"{root}/{base}.py"):
                 if os.path.exists(candidate):
                     return os.path.normpath(candidate)
-            if glob.glob(f"{root}/{base}.*.so"):
-                return os.path.normpath(glob.glob(f"{root}/{base}.*.so")[0])
+            extensions = glob.glob(f"{root}/{base}.*.so")
+            if extensions:
+                return os.path.normpath(extensions[0])
     return None
 
 
@@ -110,20 +111,20 @@ def distributions_of(modules: set[str]) -> set[str]:
 
 def closure(reqs: list[Requirement]) -> set[str]:
     """The requirements and everything they depend on (markers evaluated here)."""
-    seen: set[str] = set()
+    visited: set[tuple[str, frozenset[str]]] = set()  # (name, extras): extras add deps
     todo = [(r.name, frozenset(r.extras)) for r in reqs]
     while todo:
         name, extras = todo.pop()
-        key = canonicalize_name(name)
-        if key in seen and not extras:
+        key = (canonicalize_name(name), extras)
+        if key in visited:
             continue
-        seen.add(key)
+        visited.add(key)
         for text in metadata.requires(name) or []:
             dep = Requirement(text)
             if dep.marker and not any(dep.marker.evaluate({"extra": e}) for e in extras or {""}):
                 continue
             todo.append((dep.name, frozenset(dep.extras)))
-    return seen
+    return {name for name, _ in visited}
 
 
 def test_every_range_admits_the_locked_version() -> None:
