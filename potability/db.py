@@ -221,6 +221,36 @@ def connect(settings: Settings, timeout: float = 10.0) -> Connection:
         raise unavailable(exc, "database unreachable", Failure.CONNECTION) from exc
 
 
+@contextlib.contextmanager
+def advisory_lock(settings: Settings, name: str, wait_seconds: float = 600.0) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock ``name`` (hashed to a key) for the block.
+
+    Serialises work across processes and machines that share the database - two pipeline runs
+    promoting at once. It lives on a connection of its own, so it is released when the block
+    ends *and* when the holder dies (a SIGKILLed step's session ends with its socket). Waiting
+    longer than ``wait_seconds`` fails (``55P03``) instead of hanging forever.
+    """
+    conn = connect(settings)
+    try:
+        conn.autocommit = True
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SET lock_timeout = {int(wait_seconds * 1000)}")
+            cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
+        except Exception as exc:  # noqa: BLE001 - classified below, else re-raised
+            failure = classify(exc)
+            if failure is None:
+                raise
+            raise unavailable(exc, f"could not take the lock {name!r}", failure) from exc
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+    finally:
+        _close_quietly(conn)
+
+
 class Pool:
     """A small thread-safe pool: connections are created lazily and reused across requests.
 

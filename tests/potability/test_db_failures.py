@@ -332,3 +332,52 @@ def test_a_server_shutting_down_refuses_with_57P03_and_a_restart_recovers(
     with pool.transaction() as c:  # the pool recovers without being rebuilt
         assert backend_pid(c) != before
     pool.close()
+
+
+# --- the advisory lock that serialises promotions ------------------------------------------
+
+def test_advisory_lock_serialises_holders(settings: Settings) -> None:
+    name = f"faults-lock-{uuid.uuid4().hex[:6]}"
+    events: list[str] = []
+    first_in = threading.Event()
+
+    def holder(tag: str, hold: float) -> None:
+        with db.advisory_lock(settings, name):
+            events.append(f"{tag} in")
+            first_in.set()
+            time.sleep(hold)
+            events.append(f"{tag} out")
+
+    a = threading.Thread(target=holder, args=("a", 0.5))
+    a.start()
+    assert first_in.wait(10)
+    b = threading.Thread(target=holder, args=("b", 0.0))
+    b.start()
+    a.join(timeout=15)
+    b.join(timeout=15)
+    assert events == ["a in", "a out", "b in", "b out"]
+
+
+def test_advisory_lock_is_released_when_its_holder_is_killed(settings: Settings) -> None:
+    import subprocess
+    import sys
+
+    name = f"faults-lock-{uuid.uuid4().hex[:6]}"
+    code = ("import sys, time; from potability import db; from potability.config import Settings;"
+            f" cm = db.advisory_lock(Settings(database_url={settings.database_url!r}), {name!r});"
+            " cm.__enter__(); print('held', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        with pytest.raises(db.DatabaseUnavailable) as caught:  # held: 55P03 after the wait
+            with db.advisory_lock(settings, name, wait_seconds=0.3):
+                pass
+        assert caught.value.sqlstate == "55P03"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        started = time.monotonic()
+        with db.advisory_lock(settings, name, wait_seconds=10):
+            assert time.monotonic() - started < 10
+    finally:
+        child.kill()
+        child.wait(timeout=10)
