@@ -96,7 +96,7 @@ def _qc(args: argparse.Namespace) -> int:
 
 
 def _functions(args: argparse.Namespace) -> int:
-    from functions import local as local_functions
+    from potability import local_functions
 
     home = Settings.from_env().home
     env = local_functions.start(home, threads=args.threads, workers=args.workers)

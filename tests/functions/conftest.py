@@ -60,7 +60,7 @@ def local_functions(tmp_path_factory: pytest.TempPathFactory, database_url: str,
     """The three functions started exactly as ``potability functions`` starts them (real
     functions-framework processes), in their own stack home pointing at the session's
     database and model server."""
-    from functions import local
+    from potability import local_functions as local
 
     home = tmp_path_factory.mktemp("fnstack")
     local_stack.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,

@@ -11,7 +11,7 @@ import subprocess
 import requests
 from fn_support import count, reading
 
-from functions import local
+from potability import local_functions as local
 from functions.auth import token_sha256
 from potability import local_stack, services
 

@@ -30,7 +30,7 @@ from functions.auth import token_sha256
 from potability import local_stack, services
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = Path(__file__).resolve().with_name("main.py")
+SOURCE = ROOT / "functions" / "main.py"
 TOKEN_FILE = "regulator-token"
 
 
