@@ -23,7 +23,7 @@ import flask
 
 from functions.status_page import render_error_html, render_html
 from potability import db
-from potability.config import Settings
+from potability.config import load_settings
 from potability.features import FEATURE_NAMES
 
 RETRY_AFTER_SECONDS = 30
@@ -283,7 +283,7 @@ def _get_pool() -> db.Pool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = db.Pool(Settings.from_env(), size=2)
+            _pool = db.Pool(load_settings(), size=2)
         return _pool
 
 
