@@ -6,7 +6,7 @@
 
 On GCP the source root's ``main.py`` re-exports these (``terraform/function_source``). Each
 instance builds one :class:`~functions.serving.Context` from the environment on its first
-request (``Settings.from_env``: the same variable names Terraform and ``potability
+request (``load_settings``: the same variable names Terraform and ``potability
 functions`` set), so the database pool and the endpoint session are created once and reused.
 The request and response shapes are published in ``functions/openapi.yaml``.
 """
@@ -23,7 +23,7 @@ from functions import predict as _predict
 from functions import samples as _samples
 from functions import status as _status
 from functions.serving import Context, serve
-from potability.config import Settings
+from potability.config import load_settings
 
 gunicorn_worker.install()  # before functions-framework builds its server: see that module
 
@@ -37,7 +37,7 @@ def context() -> Context:
     if _context is None:
         with _context_lock:
             if _context is None:
-                _context = Context(Settings.from_env())
+                _context = Context(load_settings())
     return _context
 
 
