@@ -46,7 +46,7 @@ from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from functions import request_log
-from potability.config import Settings
+from potability.config import load_settings
 
 REQUEST_READ_SECONDS = 10.0
 """How long a client may take to send one whole request (head and body). 1 MiB in 10 s is
@@ -204,7 +204,7 @@ class BufferingThreadWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self.buffering: dict[Any, float] = {}  # connection -> deadline (monotonic)
         self.draining: dict[Any, float] = {}  # refused connection -> when to close it
-        self.max_body = Settings.from_env().max_body_bytes
+        self.max_body = load_settings().max_body_bytes
 
     # --- connections arrive: read them in the event loop, not in a thread ----------------
 
