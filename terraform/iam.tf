@@ -27,7 +27,9 @@ locals {
     pipeline_starter = {
       title       = "potability: start pipeline runs"
       description = "Create Vertex AI pipeline jobs (the daily schedule)."
-      permissions = ["aiplatform.pipelineJobs.create"]
+      # metadataStores.get: creating a pipeline job reads the project's ML Metadata
+      # store (vertex-ai/docs/tabular-data/tabular-workflows/service-accounts).
+      permissions = ["aiplatform.metadataStores.get", "aiplatform.pipelineJobs.create"]
     }
   }
 

@@ -272,7 +272,7 @@ run "exact_project_roles_of_every_service_account" {
   assert {
     condition = (
       google_project_iam_custom_role.roles["endpoint_predictor"].permissions == toset(["aiplatform.endpoints.predict"]) &&
-      google_project_iam_custom_role.roles["pipeline_starter"].permissions == toset(["aiplatform.pipelineJobs.create"]) &&
+      google_project_iam_custom_role.roles["pipeline_starter"].permissions == toset(["aiplatform.metadataStores.get", "aiplatform.pipelineJobs.create"]) &&
       length(google_project_iam_custom_role.roles) == 2
     )
     error_message = "Custom roles hold exactly the one permission their caller uses."
