@@ -52,6 +52,7 @@ resource "google_compute_instance" "mlflow" {
       db_name             = google_sql_database.app.name
       db_user             = local.db_user["mlflow"]
       artifacts_uri       = local.mlflow_artifacts_uri
+      auth_database_uri   = "postgresql+psycopg2://${replace(local.db_user["mlflow"], "@", "%%40")}@127.0.0.1:5432/${google_sql_database.app.name}"
     })
   }
 
