@@ -70,6 +70,7 @@ resource "google_compute_network_attachment" "pipelines" {
   description = "Private Service Connect interfaces of the Vertex AI pipeline jobs."
   # The attachment lives in this project and only this project's Vertex AI jobs
   # name it (pscInterfaceConfig must reference an attachment of the job's own project).
+  # Subnetworks by self link, as in the provider's example (r/compute_network_attachment).
   connection_preference = "ACCEPT_AUTOMATIC"
   subnetworks           = [google_compute_subnetwork.pipelines.self_link]
 }
