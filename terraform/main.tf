@@ -15,11 +15,14 @@ locals {
   pipeline_root_bucket    = "${local.bucket_name}-pipeline-root"
   mlflow_artifacts_bucket = "${local.bucket_name}-mlflow"
 
-  # Objects in the bucket the Python code and the schedule agree on.
-  pipeline_template_object = "pipelines/training_pipeline.yaml"
-  pipeline_template_uri    = "gs://${local.bucket_name}/${local.pipeline_template_object}"
-  pipeline_root            = "gs://${local.pipeline_root_bucket}/pipeline-root"
-  mlflow_artifacts_uri     = "gs://${local.mlflow_artifacts_bucket}/mlflow-artifacts"
+  # The schedule's templateUri: Vertex accepts only the template registry (an
+  # Artifact Registry KFP repository), never gs:// (aiplatform v1 discovery doc,
+  # PipelineJob.templateUri). `python -m pipelines publish` (make gcp-deploy)
+  # uploads the compiled pipeline as this package, tagged latest and by hash.
+  pipeline_package      = "water-potability-training"
+  pipeline_template_uri = "https://${var.region}-kfp.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}/${local.pipeline_package}/latest"
+  pipeline_root         = "gs://${local.pipeline_root_bucket}/pipeline-root"
+  mlflow_artifacts_uri  = "gs://${local.mlflow_artifacts_bucket}/mlflow-artifacts"
 
   # The project image by digest (immutable) once `make gcp-deploy` has pushed it;
   # until then by the mutable tag (var.image_digest, README.md).
