@@ -242,11 +242,15 @@ def _start_mlflow_serve(model_dir: str, tracking_uri: str) -> tuple[subprocess.P
     from potability import services
 
     port = services.free_port(5300)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri) if tracking_uri else None
+    # mlflow runs ``uvicorn`` by name: our venv's bin must be on PATH
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_dir, "--env-manager",
          "local", "-h", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    print(f"started mlflow models serve on {model_dir} (port {port})", flush=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
