@@ -5,10 +5,11 @@
           "predictions": [{"reading_index": 0, "potable": 1, "probability": 0.81,
                            "model_version": "3", "request_id": "..."}, ...]}
 
-Ordering is what makes it safe: the retry lookup, the endpoint call and the insert (through
-``water.log_inferences``, sql/003) share one transaction, and the answer is sent only after it
-commits, so every answer a sensor saw is in ``water.water_inferences`` and a failure anywhere
-(endpoint, database) leaves nothing written. ``latency_ms`` records how long the endpoint took
+Ordering is what makes it safe: the retry lookup, then the endpoint call, then the insert of
+all readings in ONE statement (``water.log_inferences``, sql/003) that commits as it completes,
+and the answer is sent only after that, so every answer a sensor saw is in
+``water.water_inferences`` and a failure anywhere (endpoint, database) leaves nothing written.
+The database costs one round trip per request (two with a client id: the lookup). ``latency_ms`` records how long the endpoint took
 for the request the reading was part of.
 
 Idempotency: the client's request id (``Idempotency-Key`` header or ``request_id`` field) keys
@@ -31,20 +32,25 @@ import flask
 from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.serving import Call, Context, retry_stale_connection
 from functions.validation import Features, PredictRequest, parse_predict
+from potability import db
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, column
 
 FUNCTION = "predict"
 REPLAY_HEADER = "Idempotent-Replayed"
 
-INSERT_SQL = "SELECT water.log_inferences(%s, %s, %s, %s, %s, %s::json)"
+INSERT_SQL = ("SELECT water.log_inferences(:request_id, :sensor_id, :model_name, :endpoint, "
+              ":latency_ms, CAST(:rows AS json))")
 """All readings of a request in one short statement (``sql/003_inference_log_writer.sql``):
 the rows travel as one JSON array (floats exact: shortest round-trip repr both ways), and it
-returns the reading indexes it inserted (fewer than sent = the id was logged already)."""
-_SELECT_LOGGED = (
+returns the reading indexes it inserted (fewer than sent = the id was logged already). Run on
+its own (:meth:`potability.db.Pool.run`), it commits as it completes: the one statement of a
+request without a client id."""
+SELECT_LOGGED = (
     "SELECT reading_index, sensor_id, " + ", ".join(FEATURE_COLUMNS)
     + ", predicted_class, probability, model_name, model_version "
-    "FROM water.water_inferences WHERE request_id = %s ORDER BY reading_index"
+    "FROM water.water_inferences WHERE request_id = :request_id ORDER BY reading_index"
 )
+"""The logged rows of a request id (the unique index's prefix): a retry's answer."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class LoggedInference:
 
 
 def insert_params(request_id: str, sensor_id: str, rows: Sequence["LoggedInference"],
-                  endpoint: str, latency_ms: float) -> tuple[Any, ...]:
+                  endpoint: str, latency_ms: float) -> dict[str, Any]:
     """The parameters of :data:`INSERT_SQL`: the request's constants, then the rows as JSON."""
     records = [
         {"reading_index": r.reading_index,
@@ -70,13 +76,13 @@ def insert_params(request_id: str, sensor_id: str, rows: Sequence["LoggedInferen
          "model_version": r.model_version}
         for r in rows
     ]
-    model_name = rows[0].model_name
-    return (request_id, sensor_id, model_name, endpoint, latency_ms,
-            json.dumps(records, allow_nan=False))
+    return {"request_id": request_id, "sensor_id": sensor_id, "model_name": rows[0].model_name,
+            "endpoint": endpoint, "latency_ms": latency_ms,
+            "rows": json.dumps(records, allow_nan=False)}
 
 
-def load_logged(cur: Any, request_id: str) -> list[LoggedInference]:
-    cur.execute(_SELECT_LOGGED, (request_id,))
+def load_logged(pool: db.Pool, request_id: str) -> list[LoggedInference]:
+    """The rows logged under ``request_id`` (none: a new request), in reading order."""
     width = len(FEATURE_NAMES)
     return [
         LoggedInference(
@@ -85,7 +91,7 @@ def load_logged(cur: Any, request_id: str) -> list[LoggedInference]:
             potable=int(row[2 + width]), probability=float(row[3 + width]),
             model_name=row[4 + width], model_version=row[5 + width],
         )
-        for row in cur.fetchall()
+        for row in pool.run(SELECT_LOGGED, request_id=request_id)
     ]
 
 
@@ -124,10 +130,6 @@ def _replay(request_id: str, request: PredictRequest, logged: list[LoggedInferen
                          {REPLAY_HEADER: "true"})
 
 
-class _LostRace(Exception):
-    """Another request with the same id committed first: roll ours back and read theirs."""
-
-
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     require_method(request, "POST")
     body = read_json_body(request, ctx.settings.max_body_bytes)
@@ -141,34 +143,32 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
 
 def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call
                    ) -> flask.Response:
-    """Look up a retry, ask the endpoint, log; the answer exists only once committed."""
+    """Look up a retry, ask the endpoint, log; the answer exists only once committed.
+
+    No transaction spans the endpoint call: the lookup and the insert are single statements,
+    each committed on its own (one round trip each, :meth:`potability.db.Pool.run`). Nothing
+    is lost by that: the lookup never locked anything (READ COMMITTED), and the insert is the
+    only write - atomic for all readings, idempotent by ``(request_id, reading_index)``.
+    """
     endpoint = ctx.endpoint
     model_name = ctx.settings.model_name
-    try:
-        # One transaction: any failure (endpoint, database) rolls back: nothing half-written.
-        with ctx.pool.transaction() as conn:
-            cur = conn.cursor()
-            if parsed.request_id is not None:
-                logged = load_logged(cur, request_id)
-                if logged:
-                    return _replay(request_id, parsed, logged, call)
-            started = time.perf_counter()
-            predictions = endpoint.predict(parsed.readings)
-            latency_ms = (time.perf_counter() - started) * 1000.0
-            call.log["endpoint_ms"] = round(latency_ms, 3)
-            rows = [
-                LoggedInference(i, parsed.sensor_id, reading, p.potable, p.probability,
-                                model_name, p.model_version)
-                for i, (reading, p) in enumerate(zip(parsed.readings, predictions))
-            ]
-            cur.execute(INSERT_SQL, insert_params(request_id, parsed.sensor_id, rows,
-                                                  endpoint.name, latency_ms))
-            if len(cur.fetchall()) != len(rows):
-                raise _LostRace()
-    except _LostRace:
+    if parsed.request_id is not None:
+        logged = load_logged(ctx.pool, request_id)
+        if logged:
+            return _replay(request_id, parsed, logged, call)
+    started = time.perf_counter()
+    predictions = endpoint.predict(parsed.readings)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    call.log["endpoint_ms"] = round(latency_ms, 3)
+    rows = [
+        LoggedInference(i, parsed.sensor_id, reading, p.potable, p.probability,
+                        model_name, p.model_version)
+        for i, (reading, p) in enumerate(zip(parsed.readings, predictions))
+    ]
+    inserted = ctx.pool.run(INSERT_SQL, **insert_params(request_id, parsed.sensor_id, rows,
+                                                         endpoint.name, latency_ms))
+    if len(inserted) != len(rows):
         # The id was logged meanwhile (a concurrent duplicate, or our own first attempt whose
         # commit landed before the connection broke): answer what is logged.
-        with ctx.pool.transaction() as conn:
-            logged = load_logged(conn.cursor(), request_id)
-        return _replay(request_id, parsed, logged, call)
+        return _replay(request_id, parsed, load_logged(ctx.pool, request_id), call)
     return json_response(answer(request_id, parsed.sensor_id, rows), 200)

@@ -11,11 +11,13 @@ import contextlib
 import enum
 import queue
 import threading
+import weakref
 from typing import Any, Iterator
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.dbapi
 import pg8000.exceptions
+import pg8000.native
 
 from potability.config import Settings
 
@@ -326,6 +328,41 @@ class Pool:
             else:
                 _close_quietly(conn)
 
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """Run ONE statement on its own (no BEGIN/COMMIT) as a prepared statement; its rows.
+
+        The hot path's primitive (predict). Outside a transaction PostgreSQL commits a
+        statement by itself when it completes, atomically, so one statement that writes
+        everything it must (``water.log_inferences``) needs no BEGIN and no COMMIT - two round
+        trips fewer. It is also prepared once per connection (``pg8000.native``'s
+        ``PreparedStatement``: ``:name`` parameters), so a call is a single Bind/Execute/Sync
+        round trip, where ``cursor.execute`` costs three (Parse, Describe, Bind/Execute) plus
+        the statement text scanned in Python each time. Failures are classified as in
+        :meth:`transaction`: the caller sees :class:`DatabaseUnavailable` for the database's.
+        """
+        generation, conn = self._checkout()
+        healthy = True
+        try:
+            statement = _prepared(conn, sql)
+            return statement.run(**params) or []
+        except BaseException as exc:
+            failure = classify(exc)
+            if failure is Failure.CONNECTION:
+                healthy = False
+                self.invalidate()
+                raise unavailable(exc, "database connection lost", failure) from exc
+            if failure is Failure.TRANSIENT:
+                raise unavailable(exc, "database statement failed", failure) from exc
+            raise
+        finally:
+            if healthy and generation == self._generation:
+                try:
+                    self._idle.put_nowait((generation, conn))
+                except queue.Full:
+                    _close_quietly(conn)
+            else:
+                _close_quietly(conn)
+
     def close(self) -> None:
         """Close idle connections (tests and shutdown)."""
         while True:
@@ -333,6 +370,23 @@ class Pool:
                 _close_quietly(self._idle.get_nowait()[1])
             except queue.Empty:
                 return
+
+
+_statements: "weakref.WeakKeyDictionary[Connection, dict[str, pg8000.native.PreparedStatement]]" = \
+    weakref.WeakKeyDictionary()
+"""Prepared statements by connection (a server-side name lives as long as its session)."""
+
+
+def _prepared(conn: Connection, sql: str) -> pg8000.native.PreparedStatement:
+    """``sql`` prepared on ``conn``, once: a pooled connection is used by one thread at a time,
+    so the per-connection dict needs no lock."""
+    mine = _statements.get(conn)
+    if mine is None:
+        mine = _statements[conn] = {}
+    statement = mine.get(sql)
+    if statement is None:
+        statement = mine[sql] = pg8000.native.PreparedStatement(conn, sql)
+    return statement
 
 
 def _close_quietly(conn: Connection) -> None:
