@@ -1,7 +1,7 @@
 """The model endpoint behind the predict function, as one small adapter chosen by configuration.
 
-* ``ENDPOINT_MODE=local``: HTTP to our model server (``MODEL_SERVER_URL``), one keep-alive
-  session per function instance.
+* ``ENDPOINT_MODE=local``: HTTP/1.1 to our model server (``MODEL_SERVER_URL``), keep-alive
+  connections pooled per function instance.
 * ``ENDPOINT_MODE=vertex``: the Vertex AI endpoint ``projects/{p}/locations/{r}/endpoints/{id}``
   through ``google-cloud-aiplatform``'s ``PredictionServiceClient`` (imported only then; it is
   slow to import). Vertex passes only the ``predictions`` list through, which is why our model
@@ -15,12 +15,14 @@ the inference log. Faults become :class:`EndpointUnavailable` (retry later, HTTP
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import queue
+import socket
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
-
-import urllib3
+from urllib.parse import urlsplit
 
 from potability.config import Settings
 from potability.features import FEATURE_NAMES
@@ -79,11 +81,96 @@ def parse_predictions(raw: Any, expected: int, fallback_version: str = "") -> li
     return result
 
 
-class LocalEndpoint:
-    """Our model server over HTTP: one keep-alive connection pool shared by the serving threads.
+class _Http11:
+    """One keep-alive HTTP/1.1 connection to the model server, with just what we need.
 
-    urllib3 directly (what ``requests`` wraps): a request costs a fraction of ``requests``'
-    per-call overhead (environment proxy scans, hooks), which matters at hundreds of requests/s.
+    ``http.client`` (under urllib3) parses every response's headers with the ``email``
+    package and urllib3 adds its pool, retry and response layers: together they were the
+    largest CPU cost of a predict request (cProfile, see README Benchmarks). The model server
+    is ours and speaks plain HTTP/1.1 (gunicorn: ``Content-Length`` bodies), so the request is
+    one ``sendall`` and the response is a status line, headers scanned for the three that
+    matter (``Content-Length``, ``Transfer-Encoding: chunked``, ``Connection: close``; RFC 9112
+    section 6.3 for how a body's length is found) and the body.
+    """
+
+    def __init__(self, host: str, port: int, connect_timeout: float, timeout: float) -> None:
+        self.sock = socket.create_connection((host, port), timeout=connect_timeout)
+        self.sock.settimeout(timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+        self.reusable = True
+
+    def request(self, head: bytes, body: bytes) -> tuple[int, bytes]:
+        """Send one request; the status and the body. A closed socket raises ``_Closed``."""
+        self.sock.sendall(head + body)
+        line = self.reader.readline(65537)
+        if not line:
+            raise _Closed("the model server closed the connection")
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise _Malformed(f"bad status line {line[:80]!r}")
+        status = int(parts[1])
+        length: int | None = None
+        chunked = False
+        for _ in range(100):
+            header = self.reader.readline(65537)
+            if header in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = header.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection" and b"close" in value.lower():
+                self.reusable = False
+        else:
+            raise _Malformed("too many response headers")
+        if chunked:
+            data = self._chunked()
+        elif length is not None:
+            data = self.reader.read(length)
+            if len(data) != length:
+                raise _Malformed("response body shorter than its Content-Length")
+        else:  # no length: the body ends with the connection
+            data = self.reader.read()
+            self.reusable = False
+        if parts[0] == b"HTTP/1.0":
+            self.reusable = False
+        return status, data
+
+    def _chunked(self) -> bytes:
+        chunks = []
+        while True:
+            size = int(self.reader.readline(1024).split(b";", 1)[0], 16)
+            if size == 0:
+                while self.reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                return b"".join(chunks)
+            chunks.append(self.reader.read(size))
+            self.reader.readline(3)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reader.close()
+            self.sock.close()
+
+
+class _Closed(ConnectionError):
+    """The server had closed a kept-alive connection before we used it again."""
+
+
+class _Malformed(ValueError):
+    """Not an HTTP/1.1 answer we can read."""
+
+
+class LocalEndpoint:
+    """Our model server over HTTP: keep-alive connections shared by the serving threads.
+
+    A small pool of :class:`_Http11` connections (one per thread in flight at most). A
+    kept-alive connection the server has closed meanwhile (idle timeout, restart) fails on
+    first use; the request is then sent once more on a new connection - safe, scoring has no
+    side effects. A server that is down is :class:`EndpointUnavailable` (503) at once.
     """
 
     def __init__(self, url: str, timeout: float, pool_size: int = 8) -> None:
@@ -91,27 +178,63 @@ class LocalEndpoint:
             raise EndpointUnavailable("no model server configured (MODEL_SERVER_URL)")
         base = url.rstrip("/")
         self.name = f"local:{base}"
-        self.path = (urllib3.util.parse_url(base).path or "") + "/predict"
-        self.pool = urllib3.connection_from_url(
-            base, maxsize=pool_size, block=False, retries=False,
-            timeout=urllib3.Timeout(connect=min(timeout, 3.0), read=timeout),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-        )
+        parsed = urlsplit(base)
+        if parsed.scheme != "http" or not parsed.hostname:
+            raise EndpointUnavailable(f"MODEL_SERVER_URL must be http://host:port, not {url!r}")
+        self.host = parsed.hostname
+        self.port = parsed.port or 80
+        self.path = (parsed.path or "") + "/predict"
+        self.timeout = timeout
+        self.connect_timeout = min(timeout, 3.0)
+        self._head = (f"POST {self.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+                      "Content-Type: application/json\r\nAccept: application/json\r\n"
+                      "Content-Length: ").encode("ascii")
+        self._idle: queue.LifoQueue[_Http11] = queue.LifoQueue(maxsize=pool_size)
+
+    def _send(self, body: bytes) -> tuple[int, bytes]:
+        head = self._head + str(len(body)).encode("ascii") + b"\r\n\r\n"
+        for reused in (True, False):
+            conn = None
+            if reused:
+                with contextlib.suppress(queue.Empty):
+                    conn = self._idle.get_nowait()
+            if conn is None:
+                reused = False
+                conn = _Http11(self.host, self.port, self.connect_timeout, self.timeout)
+            try:
+                status, data = conn.request(head, body)
+            except (_Closed, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                if reused:
+                    continue  # a stale kept-alive connection: once more on a fresh one
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            if conn.reusable:
+                try:
+                    self._idle.put_nowait(conn)
+                except queue.Full:
+                    conn.close()
+            else:
+                conn.close()
+            return status, data
+        raise AssertionError("unreachable")
 
     def predict(self, instances: Sequence[Instance]) -> list[Prediction]:
         body = json.dumps({"instances": instances_for(instances)}).encode()
         try:
-            response = self.pool.urlopen("POST", self.path, body=body, preload_content=True)
-        except urllib3.exceptions.HTTPError as exc:
+            status, data = self._send(body)
+        except (OSError, _Malformed, ValueError) as exc:
             raise EndpointUnavailable(f"model server unreachable: {type(exc).__name__}") from exc
-        if response.status >= 500 or response.status == 429:
-            raise EndpointUnavailable(f"model server answered {response.status}")
-        if response.status != 200:
+        if status >= 500 or status == 429:
+            raise EndpointUnavailable(f"model server answered {status}")
+        if status != 200:
             raise EndpointRejected(
-                f"model server refused the request ({response.status}): {response.data[:200]!r}"
+                f"model server refused the request ({status}): {data[:200]!r}"
             )
         try:
-            answer = json.loads(response.data)
+            answer = json.loads(data)
         except ValueError as exc:
             raise EndpointRejected("model server answered non-JSON") from exc
         if not isinstance(answer, dict):

@@ -146,3 +146,70 @@ def test_configuration_selects_the_adapter(model_server_url) -> None:
 def test_nonsense_from_the_endpoint_is_rejected(raw) -> None:
     with pytest.raises(EndpointRejected):
         parse_predictions(raw, expected=1)
+
+
+def _scripted_server(answers: list[bytes]) -> tuple[int, list[bytes], Any]:
+    """A loopback HTTP server that sends ``answers[i]`` to the i-th request, each on a NEW
+    connection it closes right after answering (as a server whose keep-alive timed out)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        with listener:
+            for answer in answers:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(10)
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                    seen.append(head + b"\r\n\r\n" + body)
+                    conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], seen, thread
+
+
+def _answer(body: bytes, chunked: bool = False) -> bytes:
+    if chunked:
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+                + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:]))
+                + b"0\r\n\r\n")
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def test_local_endpoint_retries_a_stale_keepalive_connection_once_and_reads_chunked() -> None:
+    body = b'{"predictions":[{"potable":1,"probability":0.75,"model_version":"9"}]}'
+    port, seen, thread = _scripted_server([_answer(body), _answer(body, chunked=True)])
+    endpoint = LocalEndpoint(f"http://127.0.0.1:{port}/base", timeout=5)
+    first = endpoint.predict([reading()])
+    # The server closed that connection after answering: the pooled one is stale now, and
+    # the second call goes through on a fresh connection (chunked answer this time).
+    second = endpoint.predict([reading(ph=None)])
+    thread.join(10)
+    assert first == second == [Prediction(1, 0.75, "9")]
+    assert len(seen) == 2
+    head, _, sent = seen[1].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /base/predict HTTP/1.1\r\n")
+    assert b"\r\ncontent-type: application/json" in head.lower()
+    import json
+
+    assert json.loads(sent) == {"instances": [{**reading(ph=None)}]}
+
+
+def test_local_endpoint_garbage_answer_is_unavailable() -> None:
+    port, _, thread = _scripted_server([b"SSH-2.0-OpenSSH\r\n"])
+    with pytest.raises(EndpointUnavailable):
+        LocalEndpoint(f"http://127.0.0.1:{port}", timeout=5).predict([reading()])
+    thread.join(10)
