@@ -8,6 +8,7 @@
     potability seed      seed the training table from data/ (idempotent)
     potability qc        quality control: live precision from lab samples + feature drift, stored
     potability functions start predict, add_sample and status under functions-framework
+    potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
 """
 
 from __future__ import annotations
@@ -95,6 +96,28 @@ def _qc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from potability import alerts
+
+    settings = local_stack.local_settings()
+    conn = db.connect(settings)
+    try:
+        raised = alerts.check_stale(conn, settings, datetime.now(timezone.utc))
+        alerts.publish(settings, raised)
+        listed = alerts.open_alerts(conn)
+        conn.commit()
+    finally:
+        conn.close()
+    if raised:
+        print(f"raised now: {', '.join(a.event for a in raised)}")
+    print(f"{len(listed)} open alert(s)" + (":" if listed else ""))
+    for a in listed:
+        print(f"  {a['raised_at']}  {a['severity']:7}  {a['event']:22}  {a['message']}")
+    return 0
+
+
 def _functions(args: argparse.Namespace) -> int:
     from functions import local as local_functions
 
@@ -128,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("migrate", _migrate, "apply pending sql/ migrations"),
         ("seed", _seed, "seed the training table (idempotent)"),
         ("qc", _qc, "compute and store live precision and feature drift"),
+        ("alerts", _alerts, "check for a stale pipeline, list the open alerts"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
     return parser

@@ -73,6 +73,23 @@ class Settings:
     """Vertex pipeline root, ``gs://<bucket>/pipeline-root`` (``submit``)."""
     pipeline_service_account: str = ""
     """Service account Vertex runs the pipeline as (``submit``)."""
+    status_url: str = ""
+    """The public status page (alerts link to it)."""
+    alert_webhook_url: str = ""
+    """Where alerts are POSTed as JSON (locally; on GCP Cloud Monitoring notifies). Empty: the
+    alerts are only logged and listed on the status page."""
+    alert_stale_hours: float = 36.0
+    """No successful pipeline run for longer than this raises ``pipeline_stale``."""
+    alert_error_rate: float = 0.05
+    """Share of 5xx answers of predict/add_sample that raises ``function_errors``..."""
+    alert_error_window_seconds: float = 300.0
+    """...over this sliding window..."""
+    alert_error_min_requests: int = 20
+    """...once the window holds at least this many requests (fewer is noise)."""
+    alert_webhook_attempts: int = 3
+    """Webhook delivery attempts per alert (backoff 0.5 s, 1 s, ...)."""
+    alert_webhook_timeout_seconds: float = 5.0
+    """Timeout of one webhook attempt."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -110,6 +127,14 @@ class Settings:
             pipeline_image=e.get("PIPELINE_IMAGE", ""),
             pipeline_root=e.get("PIPELINE_ROOT", ""),
             pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),
+            status_url=e.get("STATUS_URL", ""),
+            alert_webhook_url=e.get("ALERT_WEBHOOK_URL", ""),
+            alert_stale_hours=float(e.get("ALERT_STALE_HOURS", "36")),
+            alert_error_rate=float(e.get("ALERT_ERROR_RATE", "0.05")),
+            alert_error_window_seconds=float(e.get("ALERT_ERROR_WINDOW_SECONDS", "300")),
+            alert_error_min_requests=int(e.get("ALERT_ERROR_MIN_REQUESTS", "20")),
+            alert_webhook_attempts=int(e.get("ALERT_WEBHOOK_ATTEMPTS", "3")),
+            alert_webhook_timeout_seconds=float(e.get("ALERT_WEBHOOK_TIMEOUT_SECONDS", "5")),
         )
 
     def with_(self, **changes: object) -> "Settings":
