@@ -190,7 +190,7 @@ def stale(last_success: datetime | None, first_run: datetime | None, now: dateti
 
 
 def flagged_precision(metrics: Iterable[Any], floor: float) -> list[Alert]:
-    """One alert per flagged live-precision row (``quality_control.LiveMetric``): each flagged
+    """One alert per flagged live-precision row (``live_precision.LiveMetric``): each flagged
     week, and a version's all-weeks row only when none of its weeks is flagged on its own
     (then the evidence is only in the sum; otherwise it would repeat the week's alert)."""
     rows = list(metrics)
