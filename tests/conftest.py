@@ -167,8 +167,11 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def no_alerts(conn: db.Connection) -> db.Connection:
-    """No alert recorded yet (open or resolved)."""
+def no_alerts(conn: db.Connection) -> Iterator[db.Connection]:
+    """No alert recorded yet (open or resolved); none left behind for the next test."""
     conn.cursor().execute("DELETE FROM water.alerts")
     conn.commit()
-    return conn
+    yield conn
+    conn.rollback()
+    conn.cursor().execute("DELETE FROM water.alerts")
+    conn.commit()
