@@ -59,6 +59,10 @@ class Event:
     severity: str
     title: str
     runbook: str
+    gcp_resource: str
+    """The monitored resource type its log lines carry on GCP: ``ml_job`` for pipeline steps
+    (Vertex AI runs each as a custom job), ``cloud_run_revision`` for the functions (2nd gen
+    functions are Cloud Run services)."""
 
 
 EVENTS: dict[str, Event] = {e.name: e for e in (
@@ -66,24 +70,29 @@ EVENTS: dict[str, Event] = {e.name: e for e in (
           "A step of the training pipeline failed; the champion and the served model are "
           "unchanged (a failed run never moves the alias). Open the run in Vertex AI Pipelines "
           "(or `.potability/logs` locally), read the failed step's error, fix the cause "
-          "(data, quota, image) and re-run: `python -m pipelines submit`."),
+          "(data, quota, image) and re-run: `python -m pipelines submit`.",
+          "ml_job"),
     Event(PIPELINE_STALE, "ERROR", "No successful training run for too long",
           "No pipeline run has succeeded for longer than ALERT_STALE_HOURS: the model is not "
           "retrained on new lab samples. Check the Cloud Scheduler job (paused? failing?), the "
-          "last pipeline runs in Vertex AI Pipelines and their errors; re-run by hand."),
+          "last pipeline runs in Vertex AI Pipelines and their errors; re-run by hand.",
+          "ml_job"),
     Event(LIVE_PRECISION_FLAGGED, "ERROR", "Live precision fell below the floor",
           "Lab samples show the served model calls unsafe water potable too often (live "
           "precision below QC_PRECISION_FLOOR on enough matches). Tell the regulator; check "
           "the status page's lab confirmation table and drift; consider rolling the champion "
-          "alias back and retraining with the new lab samples."),
+          "alias back and retraining with the new lab samples.",
+          "ml_job"),
     Event(FEATURE_DRIFT, "WARNING", "A measurement drifted from the training data",
           "Recent readings of a feature no longer look like the training data (PSI >= 0.25). "
           "Check the sensor (calibration, units, a failing probe) and the plant; if the water "
-          "really changed, collect lab samples so the next training run learns it."),
+          "really changed, collect lab samples so the next training run learns it.",
+          "ml_job"),
     Event(FUNCTION_ERRORS, "ERROR", "predict or add_sample answers server errors",
           "The function answered 5xx (503: database or model endpoint down) for more than "
           "ALERT_ERROR_RATE of its requests over ALERT_ERROR_WINDOW_SECONDS. Check Cloud SQL, "
-          "the Vertex endpoint and the function's logs; sensors retry 503s, nothing is lost."),
+          "the Vertex endpoint and the function's logs; sensors retry 503s, nothing is lost.",
+          "cloud_run_revision"),
 )}
 
 
@@ -155,7 +164,7 @@ def terraform_events() -> dict[str, Any]:
     return {
         "events": {
             e.name: {"severity": e.severity, "title": e.title, "runbook": e.runbook,
-                     "log_filter": log_filter(e.name)}
+                     "log_filter": log_filter(e.name), "gcp_resource": e.gcp_resource}
             for e in EVENTS.values()
         }
     }

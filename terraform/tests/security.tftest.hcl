@@ -11,6 +11,7 @@ variables {
   region                  = "europe-west1"
   zone                    = "europe-west1-b"
   regulator_group         = "regulator@example.com"
+  alert_emails            = ["ops@example.com"]
   sensor_service_accounts = ["sensor-a@sensors.iam.gserviceaccount.com", "sensor-b@sensors.iam.gserviceaccount.com"]
   engineers               = ["group:ml-eng@example.com"]
   db_admins               = ["alice@example.com"]
