@@ -24,7 +24,7 @@ import flask
 from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response, json_response
 from functions.serving import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
-from potability import db
+from potability import alerts, db
 from potability.features import FEATURE_NAMES
 
 FUNCTION = "status"
@@ -252,6 +252,12 @@ def _headline(model: dict[str, Any] | None, qc: dict[str, Any] | None) -> dict[s
     return chosen[0] if chosen else max(rows, key=lambda r: r["matches"])
 
 
+def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
+    """The open alerts (``water.alerts``), public fields only: no messages or raw figures."""
+    return [{k: a[k] for k in ("event", "title", "severity", "model_version", "detail",
+                               "raised_at")} for a in alerts.open_alerts(conn)]
+
+
 def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
     """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats)."""
     cur = conn.cursor()
@@ -259,6 +265,7 @@ def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
     qc = _quality_control(cur)
     return {
         "generated_at": _iso(now),
+        "alerts": _open_alerts(conn),
         "model": model,
         "last_pipeline_run": _last_run(cur),
         "inferences": {

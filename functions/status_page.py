@@ -52,6 +52,9 @@ th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);white-
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .legend span{display:inline-block;margin-right:14px;font-size:.85rem}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:-1px}
+.alerts{list-style:none;padding:0;margin:16px 0 0}
+.alerts li{border:1px solid var(--line);border-left:6px solid var(--bad);border-radius:8px;padding:8px 12px;margin-bottom:8px;background:#fef2f2}
+.alerts li.WARNING{border-left-color:#ca8a04;background:#fefce8}
 footer{margin:32px auto 24px;color:var(--muted);font-size:.85rem}
 .narrow{display:none}
 @media (max-width:600px){.wide{display:none}.narrow{display:block}}
@@ -435,13 +438,29 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _alerts(data: dict[str, Any]) -> str:
+    """Open alerts first: what somebody was told and has not been resolved yet."""
+    items = data.get("alerts") or []
+    if not items:
+        return '<p class="muted" data-testid="alerts-none">No open alerts.</p>'
+    rows = []
+    for a in items:
+        version = f" \u00b7 model {escape(str(a['model_version']))}" if a.get("model_version") else ""
+        rows.append(
+            f'<li class="{escape(a["severity"])}" data-testid="alert" data-event="{escape(a["event"])}">'
+            f'<strong>{escape(a["title"])}</strong><br><span>{escape(a.get("detail") or "")}</span>'
+            f'<br><span class="muted">since {escape(when(a["raised_at"]))}{version}</span></li>')
+    return (f'<section aria-label="open alerts"><h2>Open alerts ({len(items)})</h2>'
+            f'<ul class="alerts">{"".join(rows)}</ul></section>')
+
+
 def render_html(data: dict[str, Any]) -> str:
     """The whole page for :func:`functions.status.status_data`'s dict."""
     body = (
         "<header><h1>Drinking-water potability \u2014 service status</h1>"
         f'<div class="muted">Updated {escape(when(data["generated_at"]))}. Public, read-only; '
         'the same data as JSON: <a href="?format=json">?format=json</a>.</div></header>'
-        "<main>" + _cards(data) + _activity(data) + _sensors(data) + _live(data)
+        "<main>" + _alerts(data) + _cards(data) + _activity(data) + _sensors(data) + _live(data)
         + _drift(data) + _run(data) + "</main>"
         "<footer>Readings are classified by a model trained on certified lab analyses; "
         "lab samples keep checking it. Potable means the model judged the reading safe to "

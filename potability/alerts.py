@@ -339,6 +339,28 @@ def sync(conn: Any, event: str, current: Sequence[Alert], now: datetime) -> list
     return [a for a in new if insert(conn, a, now)]
 
 
+def public_detail(event: str, figures: Mapping[str, Any]) -> str:
+    """A one-line summary fit for the public status page: figures only, never error texts
+    (they may carry hostnames) or run ids."""
+    f = figures
+    try:
+        if event == PIPELINE_RUN_FAILED:
+            return f"the {f['step']} step failed; the served model is unchanged"
+        if event == PIPELINE_STALE:
+            return f"last successful training {f['hours_since']:.0f} h ago (limit {f['limit_hours']:g} h)"
+        if event == LIVE_PRECISION_FLAGGED:
+            return (f"{f['period']}: live precision {f['live_precision'] * 100:.1f}% "
+                    f"on {f['matches']} lab matches, floor {f['floor'] * 100:.0f}%")
+        if event == FEATURE_DRIFT:
+            return f"{f['feature']}: PSI {f['psi']:.2f} (drift from 0.25)"
+        if event == FUNCTION_ERRORS:
+            return (f"{f['function']}: {f['error_rate'] * 100:.0f}% server errors over "
+                    f"{f['requests']} requests")
+    except (KeyError, TypeError, ValueError):
+        pass
+    return ""
+
+
 def open_alerts(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
     """The open alerts, newest first (the status page lists them at the top)."""
     cur = conn.cursor()
@@ -351,7 +373,8 @@ def open_alerts(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
             figures = json.loads(figures)
         out.append({"event": event, "title": EVENTS[event].title if event in EVENTS else event,
                     "severity": severity, "model_version": version, "message": message,
-                    "figures": figures, "raised_at": iso(raised_at)})
+                    "figures": figures, "detail": public_detail(event, figures),
+                    "raised_at": iso(raised_at)})
     return out
 
 

@@ -248,3 +248,32 @@ def test_a_stale_pooled_connection_costs_no_503(ctx, scenario, conn) -> None:
     conn.commit()
     response = call(ctx, "/?format=json")
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_open_alerts_are_listed_at_the_top_without_private_text(clean_db, no_alerts, settings,
+                                                               scenario) -> None:
+    from potability import alerts
+
+    # the scenario's QC run flagged v3's live precision (1 TP, 1 FP, floor 0.6): an open alert
+    failed = alerts.pipeline_failed("run-secret-7", "train: OSError: secret-host:5432 refused", "3")
+    assert alerts.insert(clean_db, failed, scenario)
+    clean_db.commit()
+    data = status_data(clean_db, scenario)
+    events = sorted(a["event"] for a in data["alerts"])
+    assert events == [alerts.LIVE_PRECISION_FLAGGED, alerts.PIPELINE_RUN_FAILED]
+    flagged = next(a for a in data["alerts"] if a["event"] == alerts.LIVE_PRECISION_FLAGGED)
+    assert flagged["severity"] == "ERROR" and flagged["model_version"] == "3"
+    assert "live precision 50.0% on 2 lab matches, floor 60%" in flagged["detail"]
+    page = render_html(data)
+    assert page.count('data-testid="alert"') == 2
+    assert page.index("Open alerts (2)") < page.index('class="cards"')  # first thing shown
+    assert "the train step failed; the served model is unchanged" in page
+    for text in (json.dumps(data), page):
+        assert "secret-host" not in text and "run-secret-7" not in text
+
+    # resolved alerts leave the page
+    alerts.resolve(clean_db, alerts.PIPELINE_RUN_FAILED, None, datetime.now(UTC))
+    alerts.resolve(clean_db, alerts.LIVE_PRECISION_FLAGGED, None, datetime.now(UTC))
+    clean_db.commit()
+    data = status_data(clean_db, scenario)
+    assert data["alerts"] == [] and 'data-testid="alerts-none"' in render_html(data)
