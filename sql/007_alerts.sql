@@ -23,3 +23,25 @@ COMMENT ON TABLE water.alerts IS
 CREATE UNIQUE INDEX alerts_one_open_per_occurrence ON water.alerts (event, occurrence)
     WHERE resolved_at IS NULL;
 CREATE INDEX alerts_open_idx ON water.alerts (raised_at DESC) WHERE resolved_at IS NULL;
+
+-- Least privilege (the roles of 005_access_roles.sql, where they exist): the pipeline steps
+-- raise and resolve run/QC alerts, the functions their error-rate alert, the status page reads.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'water_pipelines') THEN
+        GRANT SELECT, INSERT, UPDATE ON water.alerts TO water_pipelines;
+        GRANT USAGE ON SEQUENCE water.alerts_id_seq TO water_pipelines;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'water_predict') THEN
+        GRANT SELECT, INSERT, UPDATE ON water.alerts TO water_predict;
+        GRANT USAGE ON SEQUENCE water.alerts_id_seq TO water_predict;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'water_samples') THEN
+        GRANT SELECT, INSERT, UPDATE ON water.alerts TO water_samples;
+        GRANT USAGE ON SEQUENCE water.alerts_id_seq TO water_samples;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'water_status') THEN
+        GRANT SELECT ON water.alerts TO water_status;
+    END IF;
+END
+$$;
