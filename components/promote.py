@@ -170,7 +170,18 @@ def register(client: Any, model_name: str, challenger: dict[str, Any],
     return str(version.version)
 
 
-def promote(
+def promote(*, settings: Any, **kwargs: Any) -> PromoteResult:
+    """:func:`decide_and_promote`, one pipeline run at a time: two runs at once would both
+    read the same champion, and the later alias move would silently undo the earlier one. The
+    lock is PostgreSQL's (the database every run shares), held from reading the champion to
+    moving the alias, and released if the step dies."""
+    from potability import db
+
+    with db.advisory_lock(settings, f"potability.promote:{settings.model_name}"):
+        return decide_and_promote(settings=settings, **kwargs)
+
+
+def decide_and_promote(
     *, settings: Any, run_id: str, scored: list[dict[str, Any]], test: Any, recall_floor: float,
     parent_run_id: str, training_rows: int, split_seed: int | None = None,
     test_fraction: float | None = None, client: Any = None,
