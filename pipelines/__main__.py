@@ -1,12 +1,13 @@
 """``python -m pipelines compile | run --local | submit`` - the training pipeline's CLI.
 
     compile [--output PATH] [--image IMAGE]   write the pipeline YAML (image: PIPELINE_IMAGE)
-    run --local [--param k=v ...]             run it under kfp.local against the local stack
+    run --local [--param k=v ...] [--verbose] run it under kfp.local against the local stack
     submit [--template PATH] [--param k=v]    create a Vertex AI PipelineJob from the YAML
 """
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,16 +43,27 @@ def _run(args: argparse.Namespace) -> int:
     if not args.local:
         print("only `run --local` runs here; use `submit` for Vertex AI", file=sys.stderr)
         return 2
-    from components.run_record import read_run
-    from pipelines.local_run import run_local
+    from pipelines.local_run import PipelineBusy, run_local
+    from pipelines.summary import summary_lines
     from potability.config import load_settings
 
+    # `potability down` (SIGTERM to the group) during a run: unwind, so the run is recorded
+    # as failed in water.pipeline_runs instead of staying "running".
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = load_settings()
-    result = run_local(settings, _params(args.param))
-    row = read_run(settings, result.run_id) or {}
-    print(f"run {result.run_id}: {row.get('status')} - {row.get('decision')}; champion "
-          f"{row.get('model_name')} v{row.get('champion_version')} ({row.get('champion_family')}, "
-          f"held-out precision {row.get('champion_precision')}, recall {row.get('champion_recall')})")
+    print(f"pipeline: running {'with kfp output' if args.verbose else 'the 6 steps'} "
+          f"(state in {settings.home})", flush=True)
+    try:
+        result = run_local(settings, _params(args.param),
+                           progress=None if args.verbose else sys.stdout)
+    except PipelineBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in summary_lines(settings, result.run_id, result.log_path):
+        print(line)
     return 0
 
 
@@ -89,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the pipeline")
     r.add_argument("--local", action="store_true", help="under kfp.local, on the local stack")
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--verbose", action="store_true",
+                   help="print kfp's full output instead of one line per step")
     r.set_defaults(func=_run)
     s = sub.add_parser("submit", help="create a Vertex AI PipelineJob")
     s.add_argument("--template", default=str(YAML_PATH))

@@ -88,11 +88,20 @@ class Settings:
     """Vertex pipeline root, ``gs://<bucket>/pipeline-root`` (``submit``)."""
     pipeline_service_account: str = ""
     """Service account Vertex runs the pipeline as (``submit``)."""
+    add_sample_url: str = ""
+    """Where ``potability samples import`` posts (locally published by ``potability functions``)."""
+    regulator_token: str = field(default="", repr=False)
+    """A regulator's plain token for ``potability samples import`` (``REGULATOR_TOKEN``; a
+    client setting - the functions only ever hold its sha256)."""
     pipeline_schedule: str = DEFAULT_PIPELINE_SCHEDULE
     """Cron expression of the local scheduler (``potability up``), the same kind and default as
     Terraform's ``schedule`` variable; empty disables the local schedule."""
     pipeline_schedule_time_zone: str = DEFAULT_SCHEDULE_TIME_ZONE
     """IANA time zone the schedule is read in (Terraform's ``schedule_time_zone``)."""
+    pipeline_schedule_params: tuple[str, ...] = ()
+    """``key=value`` pipeline parameters the local scheduled runs send besides the defaults
+    (Terraform's schedule sends its variables, whose defaults are the pipeline's), e.g.
+    ``grids=quick,cv_folds=3``."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -130,9 +139,14 @@ class Settings:
             pipeline_image=e.get("PIPELINE_IMAGE", ""),
             pipeline_root=e.get("PIPELINE_ROOT", ""),
             pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),
+            add_sample_url=e.get("ADD_SAMPLE_URL", ""),
+            regulator_token=e.get("REGULATOR_TOKEN", "").strip(),
             pipeline_schedule=e.get("PIPELINE_SCHEDULE", DEFAULT_PIPELINE_SCHEDULE).strip(),
             pipeline_schedule_time_zone=e.get("PIPELINE_SCHEDULE_TIME_ZONE",
                                               DEFAULT_SCHEDULE_TIME_ZONE),
+            pipeline_schedule_params=tuple(
+                p.strip() for p in e.get("PIPELINE_SCHEDULE_PARAMS", "").split(",") if p.strip()
+            ),
         )
 
     def with_(self, **changes: object) -> "Settings":
