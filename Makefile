@@ -24,8 +24,8 @@ tools: $(UV)
 
 run: env
 	$(BIN)/potability up
+	$(BIN)/potability functions --quiet
 	$(BIN)/python -m pipelines run --local
-	$(BIN)/potability functions
 
 test: env tools
 	$(BIN)/python -m pytest

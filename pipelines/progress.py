@@ -151,7 +151,8 @@ class ProgressStream(io.TextIOBase):
         if not finished:
             return
         task, status = finished.groups()
-        seconds = self.clock() - self._started.get(task, self.clock())
+        now = self.clock()
+        seconds = now - self._started.get(task, now)
         step = step_name(task)
         if status == "SUCCESS":
             folder = self.task_dir(task)
