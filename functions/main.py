@@ -20,6 +20,7 @@ import functions_framework
 
 from functions import predict as _predict
 from functions import samples as _samples
+from functions import status as _status
 from functions.serving import Context, serve
 from potability.config import load_settings
 
@@ -49,4 +50,7 @@ def add_sample(request: flask.Request) -> flask.Response:
     return serve(_samples.FUNCTION, _samples.handle, request, context())
 
 
-from functions.status import status  # noqa: E402,F401 - the status page (its own module)
+@functions_framework.http
+def status(request: flask.Request) -> flask.Response:
+    """The public status page (HTML, or JSON on request); read-only."""
+    return serve(_status.FUNCTION, _status.handle, request, context(), _status.render_error)
