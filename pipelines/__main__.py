@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     # as failed in water.pipeline_runs instead of staying "running".
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = load_settings()
-    print(f"pipeline: running {'with kfp output' if args.verbose else 'the 6 steps'} "
+    print(f"pipeline: running, {'kfp output follows' if args.verbose else 'one line per step'} "
           f"(state in {settings.home})", flush=True)
     try:
         result = run_local(settings, _params(args.param),
