@@ -125,7 +125,7 @@ def test_the_service_fires_a_real_run_at_its_time(scheduled_home: Path, database
         cur = conn.cursor()
         cur.execute("SELECT status, model_name FROM water.pipeline_runs WHERE run_id = %s",
                     (run_id,))
-        assert cur.fetchone() == ("succeeded", model)
+        assert tuple(cur.fetchone()) == ("succeeded", model)
         status = _status(home)
         assert f"{run_id} succeeded" in status and str(run_log) in status
         assert re.search(r"next run +\S+", status)  # the next day's firing
