@@ -29,7 +29,11 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
     print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
     print(f"MLflow       {info.mlflow_tracking_uri}")
-    print(f"Schedule     {local_scheduler.start(load_settings(settings.home))}")
+    try:
+        print(f"Schedule     {local_scheduler.start(load_settings(settings.home))}")
+    except ValueError as exc:  # a PIPELINE_SCHEDULE or time zone that cannot be read
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"State        {settings.home}  (settings: eval \"$(potability env)\")")
     return 0
 
