@@ -111,7 +111,7 @@ def test_the_service_fires_a_real_run_at_its_time(scheduled_home: Path, database
                         results["train"])
     assert results["promote"] == "first champion, champion v1"
     assert results["deploy"].startswith(f"started {model} v1 at http://127.0.0.1:")
-    assert len(output) <= 20, output
+    assert len(output) <= 20, output  # the run's share of make run's 80 lines (no functions)
     assert re.search(rf"^champion     {model} v1 \(\w+\): held-out precision \d+\.\d%", text, re.M)
     link = re.search(r"^MLflow run   (\S+)", text, re.M).group(1)
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/[0-9a-f]{32}", link)

@@ -26,6 +26,7 @@ def test_up_again_reuses_the_running_stack(stack_home, database_url, mlflow_uri,
     assert f"MLflow       {mlflow_uri}" in out
     assert database_url in out
     assert "Schedule     off (PIPELINE_SCHEDULE is empty)" in out
+    assert len(out.splitlines()) <= 8  # its share of make run's 80-line budget
     status = _cli(stack_home, "status").stdout
     assert "postgresql     running" in status and "mlflow         running" in status
     assert "next run                 none (the scheduler is not running)" in status
