@@ -252,9 +252,10 @@ def test_few_readings_say_not_enough_data_and_long_ids_stay_inside(
                 for i in range(labels.count()):
                     box = labels.nth(i).bounding_box()
                     assert box is not None and box["x"] >= svg_box["x"] - 0.5, (viewport, box)
-                long_label = chart.locator("text", has_text="plant-7/outlet")
-                assert long_label.inner_text().endswith("\u2026")
-                assert long_label.locator("title").inner_text() == LONG_SENSOR  # the tooltip
+                long_label = chart.locator("text[text-anchor='end']", has_text="plant-7/outlet")
+                shown = long_label.evaluate("e => e.lastChild.textContent")  # SVG: no innerText
+                assert shown.endswith("\u2026") and LONG_SENSOR.startswith(shown[:-1]), shown
+                assert long_label.locator("title").text_content() == LONG_SENSOR  # the tooltip
                 cells = page.locator('[data-testid="sensor-row"] td.id').all_inner_texts()
                 assert LONG_SENSOR in cells
                 overflow = page.evaluate(
