@@ -20,6 +20,19 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """``"a=x, b=y"`` -> ``(("a", "x"), ("b", "y"))``; a pair without ``=`` is an error."""
+    pairs = []
+    for item in (x.strip() for x in value.split(",")):
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ValueError(f"expected service=user pairs separated by commas, got {item!r}")
+        pairs.append((key.strip(), val.strip()))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of the system needs to know about where things are."""
@@ -73,6 +86,13 @@ class Settings:
     """Vertex pipeline root, ``gs://<bucket>/pipeline-root`` (``submit``)."""
     pipeline_service_account: str = ""
     """Service account Vertex runs the pipeline as (``submit``)."""
+    pipeline_template_uri: str = ""
+    """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
+    (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
+    db_role_members: tuple[tuple[str, str], ...] = ()
+    """``potability migrate``: (service, database user) pairs made members of the service's
+    access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the
+    migration job)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -110,6 +130,8 @@ class Settings:
             pipeline_image=e.get("PIPELINE_IMAGE", ""),
             pipeline_root=e.get("PIPELINE_ROOT", ""),
             pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),
+            pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
+            db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
         )
 
     def with_(self, **changes: object) -> "Settings":
