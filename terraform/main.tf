@@ -9,8 +9,12 @@ locals {
   bucket_location = var.bucket_location != "" ? var.bucket_location : upper(var.region)
 
   # Objects in the bucket the Python code and the schedule agree on.
-  pipeline_template_object = "pipelines/training_pipeline.yaml"
-  pipeline_template_uri    = "gs://${local.bucket_name}/${local.pipeline_template_object}"
+  # The schedule's templateUri: Vertex accepts only the template registry (an
+  # Artifact Registry KFP repository), never gs:// (aiplatform v1 discovery doc,
+  # PipelineJob.templateUri). `python -m pipelines publish` (make gcp-deploy)
+  # uploads the compiled pipeline as this package, tagged latest and by hash.
+  pipeline_package      = "water-potability-training"
+  pipeline_template_uri = "https://${var.region}-kfp.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}/${local.pipeline_package}/latest"
   pipeline_root            = "gs://${local.bucket_name}/pipeline-root"
   mlflow_artifacts_uri     = "gs://${local.bucket_name}/mlflow-artifacts"
 

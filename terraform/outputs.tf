@@ -12,7 +12,7 @@ output "bucket" {
 }
 
 output "pipeline_template_uri" {
-  description = "Where `python -m pipelines compile` output must be uploaded."
+  description = "The published pipeline the schedule runs (`python -m pipelines publish`, make gcp-deploy)."
   value       = local.pipeline_template_uri
 }
 

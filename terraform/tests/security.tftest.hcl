@@ -189,8 +189,8 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
     error_message = "The schedule authenticates as the scheduler SA."
   }
   assert {
-    condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).templateUri == "gs://test-project-potability/pipelines/training_pipeline.yaml"
-    error_message = "templateUri is the compiled pipeline in the bucket."
+    condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).templateUri == "https://europe-west1-kfp.pkg.dev/test-project/potability-pipelines/water-potability-training/latest"
+    error_message = "templateUri is the published pipeline in the KFP repository (Vertex refuses gs:// templates)."
   }
   assert {
     condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).serviceAccount == google_service_account.sa["pipelines"].email
