@@ -15,8 +15,8 @@ locals {
   # uploads the compiled pipeline as this package, tagged latest and by hash.
   pipeline_package      = "water-potability-training"
   pipeline_template_uri = "https://${var.region}-kfp.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}/${local.pipeline_package}/latest"
-  pipeline_root            = "gs://${local.bucket_name}/pipeline-root"
-  mlflow_artifacts_uri     = "gs://${local.bucket_name}/mlflow-artifacts"
+  pipeline_root         = "gs://${local.bucket_name}/pipeline-root"
+  mlflow_artifacts_uri  = "gs://${local.bucket_name}/mlflow-artifacts"
 
   serving_image = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}/potability:${var.image_tag}"
 
