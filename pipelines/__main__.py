@@ -48,9 +48,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from components.run_record import read_run
     from pipelines.local_run import run_local
-    from potability.local_stack import local_settings
+    from potability.config import load_settings
 
-    settings = local_settings()
+    settings = load_settings()
     result = run_local(settings, _params(args.param))
     row = read_run(settings, result.run_id) or {}
     print(f"run {result.run_id}: {row.get('status')} - {row.get('decision')}; champion "
@@ -64,9 +64,9 @@ def _publish(args: argparse.Namespace) -> int:
 
     from pipelines.publish import publish, registry_client, registry_host
     from pipelines.training_pipeline import compile_pipeline
-    from potability.config import Settings
+    from potability.config import load_settings
 
-    settings = Settings.from_env()
+    settings = load_settings()
     image = args.image or settings.pipeline_image
     if not image:
         print("publish needs the project image (--image or PIPELINE_IMAGE): the components "
@@ -92,9 +92,9 @@ def _submit(args: argparse.Namespace) -> int:
 
     from pipelines.submit import job_spec, submit
     from pipelines.training_pipeline import DEFAULT_PARAMETERS, YAML_PATH
-    from potability.config import Settings
+    from potability.config import load_settings
 
-    settings = Settings.from_env()
+    settings = load_settings()
     params = {
         **DEFAULT_PARAMETERS, "deploy_target": "vertex", "model_name": settings.model_name,
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
