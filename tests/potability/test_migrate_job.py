@@ -167,3 +167,28 @@ def _rows(conn: db.Connection, sql: str) -> list[object]:
     rows = [r[0] for r in cur.fetchall()]
     conn.rollback()
     return rows
+
+
+def test_potability_migrate_reports_the_skipped_pgaudit_and_the_memberships(
+        fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from potability import cli
+
+    user = f"predict_sa_{uuid.uuid4().hex[:8]}"
+    admin = db.connect(Settings(database_url=fresh_db))
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE ROLE {user} LOGIN")
+    monkeypatch.setenv("POTABILITY_HOME", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", fresh_db)
+    monkeypatch.setenv("DB_ROLE_MEMBERS", f"predict={user}")
+    try:
+        assert cli.main(["migrate"]) == 0
+        out = capsys.readouterr().out
+        assert f"applied: {', '.join(m.version for m in migrations.discover())}" in out
+        assert "pgaudit: not available on this server" in out and "skipped" in out
+        assert f"member: {user} -> water_predict" in out
+        assert cli.main(["migrate"]) == 0
+        assert "applied: none (up to date)" in capsys.readouterr().out
+    finally:
+        admin.cursor().execute(f"DROP ROLE IF EXISTS {user}")
+        admin.close()
