@@ -29,6 +29,8 @@ class JobSpec:
     location: str
     pipeline_root: str
     service_account: str
+    network_attachment: str = ""
+    """PSC interface network attachment (empty: none - the run cannot reach private IPs)."""
     display_name: str = DISPLAY_NAME
 
 
@@ -48,7 +50,7 @@ def job_spec(settings: Settings, template_path: Path | str,
                          "https://REGION-kfp.pkg.dev/... URI, or pass the local YAML")
     return JobSpec(str(template_path), dict(parameters), settings.google_cloud_project,
                    settings.google_cloud_region, settings.pipeline_root,
-                   settings.pipeline_service_account)
+                   settings.pipeline_service_account, settings.pipeline_network_attachment)
 
 
 def build_job(aiplatform: Any, spec: JobSpec, credentials: Any = None) -> Any:
@@ -64,5 +66,9 @@ def build_job(aiplatform: Any, spec: JobSpec, credentials: Any = None) -> Any:
 def submit(aiplatform: Any, spec: JobSpec, credentials: Any = None) -> Any:
     """Create the job on Vertex AI, running as the pipelines service account."""
     job = build_job(aiplatform, spec, credentials)
+    if spec.network_attachment:
+        # The SDK's submit() has no parameter for it; the PipelineJob resource has the field
+        # (aiplatform v1 PipelineJob.pscInterfaceConfig), the same one the schedule sends.
+        job._gca_resource.psc_interface_config = {"network_attachment": spec.network_attachment}
     job.submit(service_account=spec.service_account)
     return job

@@ -106,6 +106,9 @@ class Settings:
     Terraform's ``schedule`` variable; empty disables the local schedule."""
     pipeline_schedule_time_zone: str = DEFAULT_SCHEDULE_TIME_ZONE
     """IANA time zone the schedule is read in (Terraform's ``schedule_time_zone``)."""
+    pipeline_network_attachment: str = ""
+    """Network attachment of the runs' Private Service Connect interface (``submit``; Terraform's
+    ``network_attachment`` output), how a run reaches Cloud SQL and MLflow - as the schedule's."""
     pipeline_template_uri: str = ""
     """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
     (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
@@ -153,6 +156,7 @@ class Settings:
             pipeline_schedule=e.get("PIPELINE_SCHEDULE", DEFAULT_PIPELINE_SCHEDULE).strip(),
             pipeline_schedule_time_zone=e.get("PIPELINE_SCHEDULE_TIME_ZONE",
                                               DEFAULT_SCHEDULE_TIME_ZONE),
+            pipeline_network_attachment=e.get("PIPELINE_NETWORK_ATTACHMENT", ""),
             pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
             db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
         )

@@ -116,7 +116,8 @@ def _created_job(monkeypatch: pytest.MonkeyPatch, template: str, yaml_file: Path
     monkeypatch.setattr(submit, "build_job", build)
     params = {**DEFAULT_PARAMETERS, "deploy_target": "vertex", "project": "demo",
               "region": "europe-west1", "endpoint_id": "123"}
-    submit.submit(aiplatform, submit.job_spec(SETTINGS, template, params))
+    settings = SETTINGS.with_(pipeline_network_attachment="potability-pipelines")
+    submit.submit(aiplatform, submit.job_spec(settings, template, params))
     assert created and created[0]["parent"] == "projects/demo/locations/europe-west1"
     assert pipeline_jobs._VALID_NAME_PATTERN.match(created[0]["id"])
     if template.startswith("https://"):
@@ -140,6 +141,7 @@ def test_submit_by_registry_uri_sends_a_pipeline_job_google_accepts(
     assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://demo-bucket/pipeline-root"
     assert body["runtimeConfig"]["parameterValues"]["split_seed"] == 42
     assert body["displayName"] == "water-potability-training"
+    assert body["pscInterfaceConfig"] == {"networkAttachment": "potability-pipelines"}
 
 
 def test_submit_of_a_local_yaml_sends_the_spec_inline_without_template_uri(
