@@ -1,8 +1,12 @@
-"""``python -m pipelines compile | run --local | submit`` - the training pipeline's CLI.
+"""``python -m pipelines compile | run --local | publish | submit`` - the training pipeline's CLI.
 
     compile [--output PATH] [--image IMAGE]   write the pipeline YAML (image: PIPELINE_IMAGE)
     run --local [--param k=v ...] [--verbose] run it under kfp.local against the local stack
-    submit [--template PATH] [--param k=v]    create a Vertex AI PipelineJob from the YAML
+    publish [--host URL] [--image IMAGE]      compile and upload it to the KFP template registry
+                                              (host: PIPELINE_TEMPLATE_URI), tags: hash, latest
+    submit [--template URI|PATH] [--param k=v]
+                                              create a Vertex AI PipelineJob (template:
+                                              PIPELINE_TEMPLATE_URI, else the local YAML inline)
 """
 
 import argparse
@@ -67,11 +71,39 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pipelines.publish import publish, registry_client, registry_host
+    from pipelines.training_pipeline import compile_pipeline
+    from potability.config import load_settings
+
+    settings = load_settings()
+    image = args.image or settings.pipeline_image
+    if not image:
+        print("publish needs the project image (--image or PIPELINE_IMAGE): the components "
+              "run in it on Vertex AI", file=sys.stderr)
+        return 2
+    source = args.host or settings.pipeline_template_uri
+    if not source:
+        print("publish needs the registry (--host or PIPELINE_TEMPLATE_URI, "
+              "`terraform output pipeline_template_uri`)", file=sys.stderr)
+        return 2
+    host = registry_host(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        template = compile_pipeline(Path(tmp) / "training_pipeline.yaml", image=image)
+        published = publish(registry_client(host), host, template)
+    print(f"published {published.package} {published.version}")
+    print(f"  latest: {published.latest_uri}")
+    print(f"  this version: {published.pinned_uri}")
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
     from google.cloud import aiplatform
 
     from pipelines.submit import job_spec, submit
-    from pipelines.training_pipeline import DEFAULT_PARAMETERS
+    from pipelines.training_pipeline import DEFAULT_PARAMETERS, YAML_PATH
     from potability.config import load_settings
 
     settings = load_settings()
@@ -83,7 +115,8 @@ def _submit(args: argparse.Namespace) -> int:
         "region": settings.google_cloud_region, "endpoint_id": settings.vertex_endpoint_id,
         "serving_image": settings.pipeline_image, **_params(args.param),
     }
-    job = submit(aiplatform, job_spec(settings, Path(args.template), params))
+    template = args.template or settings.pipeline_template_uri or str(YAML_PATH)
+    job = submit(aiplatform, job_spec(settings, template, params))
     print(f"submitted {job.resource_name}")
     return 0
 
@@ -104,8 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--verbose", action="store_true",
                    help="print kfp's full output instead of one line per step")
     r.set_defaults(func=_run)
+    p = sub.add_parser("publish", help="upload the pipeline to the KFP template registry")
+    p.add_argument("--host", default="", help="https://REGION-kfp.pkg.dev/PROJECT/REPO "
+                   "(default: PIPELINE_TEMPLATE_URI)")
+    p.add_argument("--image", default="", help="component image (default: PIPELINE_IMAGE)")
+    p.set_defaults(func=_publish)
     s = sub.add_parser("submit", help="create a Vertex AI PipelineJob")
-    s.add_argument("--template", default=str(YAML_PATH))
+    s.add_argument("--template", default="", help="registry URL or local YAML (default: "
+                   "PIPELINE_TEMPLATE_URI, else the compiled YAML, sent inline)")
     s.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(func=_submit)
     return parser

@@ -95,12 +95,17 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    conn = db.connect(load_settings())
+    settings = load_settings()
+    conn = db.connect(settings)
     try:
-        applied = migrations.apply_migrations(conn)
+        result = migrations.migrate(conn, dict(settings.db_role_members))
     finally:
         conn.close()
-    print("applied: " + (", ".join(applied) if applied else "none (up to date)"))
+    print("applied: " + (", ".join(result.applied) if result.applied else "none (up to date)"))
+    print(result.pgaudit if result.pgaudit == migrations.PGAUDIT_ABSENT
+          else f"pgaudit: {result.pgaudit}")
+    for user, role in result.members.items():
+        print(f"member: {user} -> {role}")
     return 0
 
 

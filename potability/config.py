@@ -35,6 +35,19 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """``"a=x, b=y"`` -> ``(("a", "x"), ("b", "y"))``; a pair without ``=`` is an error."""
+    pairs = []
+    for item in (x.strip() for x in value.split(",")):
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ValueError(f"expected service=user pairs separated by commas, got {item!r}")
+        pairs.append((key.strip(), val.strip()))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of the system needs to know about where things are."""
@@ -102,6 +115,16 @@ class Settings:
     """``key=value`` pipeline parameters the local scheduled runs send besides the defaults
     (Terraform's schedule sends its variables, whose defaults are the pipeline's), e.g.
     ``grids=quick,cv_folds=3``."""
+    pipeline_network_attachment: str = ""
+    """Network attachment of the runs' Private Service Connect interface (``submit``; Terraform's
+    ``network_attachment`` output), how a run reaches Cloud SQL and MLflow - as the schedule's."""
+    pipeline_template_uri: str = ""
+    """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
+    (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
+    db_role_members: tuple[tuple[str, str], ...] = ()
+    """``potability migrate``: (service, database user) pairs made members of the service's
+    access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the
+    migration job)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -147,6 +170,9 @@ class Settings:
             pipeline_schedule_params=tuple(
                 p.strip() for p in e.get("PIPELINE_SCHEDULE_PARAMS", "").split(",") if p.strip()
             ),
+            pipeline_network_attachment=e.get("PIPELINE_NETWORK_ATTACHMENT", ""),
+            pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
+            db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
         )
 
     def with_(self, **changes: object) -> "Settings":
