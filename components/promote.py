@@ -28,7 +28,8 @@ from typing import Any, Callable, NamedTuple
 
 from components.evaluate import Scores, score_model
 from components.run_record import CHAMPION_ALIAS
-from potability.features import TARGET
+from potability import compiled_model
+from potability.features import FEATURE_NAMES, TARGET
 
 FIRST_CHAMPION = "first_champion"
 CHALLENGER_WINS = "challenger_wins"
@@ -231,6 +232,10 @@ def decide_and_promote(
         assert champion is not None and champion_scores is not None
         new_version, family, after = champion.version, champion.family, champion_scores
     else:
+        # Compiled scoring (issue 12): ONNX form checked against scikit-learn on the held-out
+        # rows, stored in the logged model before it becomes a version.
+        compiled_model.attach_to_uri(challenger["model_uri"], load_model(challenger["model_uri"]),
+                                     test[list(FEATURE_NAMES)])
         new_version = register(client, name, challenger, run_id, split)
         family, after = challenger["family"], challenger_scores
     previous = champion.version if champion else ""
