@@ -221,3 +221,15 @@ variable "function_max_instances" {
   type        = number
   default     = 5
 }
+
+# --- model selection and promotion (issue 11) ---
+
+variable "promotion_confidence" {
+  description = "Probability (paired bootstrap over the held-out rows) that the challenger is more precise than the champion, needed to replace it."
+  type        = number
+  default     = 0.9
+  validation {
+    condition     = var.promotion_confidence > 0 && var.promotion_confidence <= 1
+    error_message = "promotion_confidence must be in (0, 1]."
+  }
+}
