@@ -118,7 +118,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _processes(home: Path) -> dict[str, list[int]]:
     """The stack's processes whose CPU time the benchmark accounts per request."""
-    from functions import local
+    from potability import local_functions as local
     from potability import local_stack, services
 
     roots = {"function": services.running_pid(home, local.FUNCTIONS[0].service),
@@ -163,7 +163,7 @@ def _fit_model(kind: str, folder: Path) -> Path:
 
 
 def _own_stack(home: Path, kind: str, threads: int, workers: int) -> dict[str, str]:
-    from functions import local
+    from potability import local_functions as local
     from potability import local_stack, model_server
 
     print(f"building a throw-away stack in {home} (model: {kind}) ...", flush=True)

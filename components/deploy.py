@@ -44,9 +44,9 @@ def deploy_local(settings: Any, version: str, changed: bool,
         start: the model server starter (default :func:`potability.model_server.start_local`).
         probe: reads the version a running server serves.
     """
-    from potability import local_stack
+    from potability import config
 
-    url = local_stack.read_env(settings.home).get("MODEL_SERVER_URL", "")
+    url = config.read_env(settings.home).get("MODEL_SERVER_URL", "")
     if not changed and url and probe(url) == version:
         return "unchanged", url
     if start is None:

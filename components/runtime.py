@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from potability.config import Settings
+from potability.config import Settings, load_settings
 
 DEFAULT_IMAGE = "potability:local"
 """Image named in a YAML compiled without ``PIPELINE_IMAGE``; local runs ignore images."""
@@ -18,7 +18,7 @@ DEFAULT_IMAGE = "potability:local"
 
 def image(settings: Settings | None = None) -> str:
     """The project image components run in (``PIPELINE_IMAGE``, else :data:`DEFAULT_IMAGE`)."""
-    settings = settings or Settings.from_env()
+    settings = settings or load_settings()
     return settings.pipeline_image or DEFAULT_IMAGE
 
 
@@ -55,9 +55,7 @@ def step_settings(
         mlflow_tracking_uri: MLflow tracking server.
         model_name: registered model name.
     """
-    from potability.local_stack import local_settings
-
-    base = local_settings()
+    base = load_settings()
     changes: dict[str, Any] = {}
     if database_url or cloud_sql_instance:
         changes.update(database_url=database_url, cloud_sql_instance=cloud_sql_instance)

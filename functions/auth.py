@@ -21,20 +21,15 @@ Missing credentials -> 401, wrong credentials -> 403, before the body is even re
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 from typing import Mapping
 
 from functions.http import ApiError
-from potability.config import Settings
+from potability.config import Settings, token_sha256
 
 TOKEN_HEADER = "X-Regulator-Token"
 MAX_TOKEN_CHARS = 8192
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def submitter_for_token(token: str) -> str:

@@ -6,7 +6,7 @@
 
 On GCP the source root's ``main.py`` re-exports these (``terraform/function_source``). Each
 instance builds one :class:`~functions.serving.Context` from the environment on its first
-request (``Settings.from_env``: the same variable names Terraform and ``potability
+request (``load_settings``: the same variable names Terraform and ``potability
 functions`` set), so the database pool and the endpoint session are created once and reused.
 The request and response shapes are published in ``functions/openapi.yaml``.
 """
@@ -20,8 +20,9 @@ import functions_framework
 
 from functions import predict as _predict
 from functions import samples as _samples
+from functions import status as _status
 from functions.serving import Context, serve
-from potability.config import Settings
+from potability.config import load_settings
 
 _context: Context | None = None
 _context_lock = threading.Lock()
@@ -33,7 +34,7 @@ def context() -> Context:
     if _context is None:
         with _context_lock:
             if _context is None:
-                _context = Context(Settings.from_env())
+                _context = Context(load_settings())
     return _context
 
 
@@ -49,4 +50,7 @@ def add_sample(request: flask.Request) -> flask.Response:
     return serve(_samples.FUNCTION, _samples.handle, request, context())
 
 
-from functions.status import status  # noqa: E402,F401 - the status page (its own module)
+@functions_framework.http
+def status(request: flask.Request) -> flask.Response:
+    """The public status page (HTML, or JSON on request); read-only."""
+    return serve(_status.FUNCTION, _status.handle, request, context(), _status.render_error)

@@ -82,37 +82,48 @@ class Call:
 
 
 Handler = Callable[[flask.Request, Context, Call], flask.Response]
+ErrorRenderer = Callable[[flask.Request, ApiError, "str | None"], flask.Response]
+"""Turns a refusal into the response (default :func:`~functions.http.error_response`, JSON);
+status uses its own to show browsers an HTML page for the same error."""
 
 
 def _outcome(handler: Handler, request: flask.Request, ctx: Context, call: Call
-             ) -> tuple[flask.Response, str]:
+             ) -> tuple[flask.Response | ApiError, str]:
+    """The handler's response, or the :class:`ApiError` a failure maps to, and a log message."""
     try:
         return handler(request, ctx, call), "ok"
     except ApiError as exc:
-        return error_response(exc, call.request_id), f"{exc.status} {exc.field}: {exc.message}"
+        return exc, f"{exc.status} {exc.field}: {exc.message}"
     except db.DatabaseUnavailable as exc:
         call.log["cause"] = str(exc)[:300]
-        err = unavailable("database", "the database is unavailable; nothing was written, retry")
-        return error_response(err, call.request_id), "database unavailable"
+        return (unavailable("database", "the database is unavailable; nothing was written, retry"),
+                "database unavailable")
     except EndpointUnavailable as exc:
         call.log["cause"] = str(exc)[:300]
-        err = unavailable("endpoint", "the model endpoint is unavailable; nothing was written, retry")
-        return error_response(err, call.request_id), "endpoint unavailable"
+        return (unavailable("endpoint",
+                            "the model endpoint is unavailable; nothing was written, retry"),
+                "endpoint unavailable")
     except EndpointRejected as exc:
         call.log["cause"] = str(exc)[:300]
-        err = ApiError(502, "endpoint", "the model endpoint gave no usable answer; nothing was written")
-        return error_response(err, call.request_id), "endpoint rejected"
+        return (ApiError(502, "endpoint",
+                         "the model endpoint gave no usable answer; nothing was written"),
+                "endpoint rejected")
     except Exception as exc:  # noqa: BLE001 - a bug: answer 500, never crash the instance
         call.log["traceback"] = traceback.format_exc()[-4000:]
-        err = ApiError(500, "server", f"internal error ({type(exc).__name__}); nothing was written")
-        return error_response(err, call.request_id), "internal error"
+        return (ApiError(500, "server", f"internal error ({type(exc).__name__}); nothing was written"),
+                "internal error")
 
 
-def serve(function: str, handler: Handler, request: flask.Request, ctx: Context) -> flask.Response:
-    """Run ``handler`` for one request: map failures to JSON errors, log one line, time it."""
+def serve(function: str, handler: Handler, request: flask.Request, ctx: Context,
+          render_error: ErrorRenderer | None = None) -> flask.Response:
+    """Run ``handler`` for one request: map failures to errors, log one line, time it."""
     started = time.perf_counter()
     call = Call()
-    response, message = _outcome(handler, request, ctx, call)
+    outcome, message = _outcome(handler, request, ctx, call)
+    if isinstance(outcome, ApiError):
+        response = (render_error or _json_error)(request, outcome, call.request_id)
+    else:
+        response = outcome
     if call.request_id:
         response.headers["X-Request-Id"] = call.request_id
     latency = time.perf_counter() - started
@@ -125,3 +136,7 @@ def serve(function: str, handler: Handler, request: flask.Request, ctx: Context)
         remote_ip=request.remote_addr,
     ))
     return response
+
+
+def _json_error(request: flask.Request, error: ApiError, request_id: str | None) -> flask.Response:
+    return error_response(error, request_id)

@@ -8,31 +8,29 @@ pipeline run from ``water.pipeline_runs`` (no MLflow call), inference and lab-sa
 from the logs, live precision and drift from the latest ``potability qc`` run.
 
 Nothing private is shown: no submitter identities, no sample or request ids, no tokens, no
-error texts (they may carry hostnames). Database down -> 503 with ``Retry-After``.
+error texts (they may carry hostnames). It is served like the other functions, through
+:func:`functions.serving.serve` (the instance's shared pool, one request log line, the JSON
+error contract, the stale-connection retry); database down -> 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import flask
 
+from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response, json_response
+from functions.serving import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
 from potability import db
-from potability.config import Settings
 from potability.features import FEATURE_NAMES
 
-RETRY_AFTER_SECONDS = 30
+FUNCTION = "status"
 CACHE_SECONDS = 60
 MAX_SENSORS = 50
 """Per-sensor breakdowns list the busiest sensors only, so the page stays readable."""
-
-_pool: db.Pool | None = None
-_pool_lock = threading.Lock()
 
 
 # --- data (pure given a connection) ------------------------------------------------------
@@ -277,16 +275,6 @@ def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
 
 # --- HTTP edge ---------------------------------------------------------------------------
 
-def _get_pool() -> db.Pool:
-    """One pool per function instance, created on the first request (not at import, so a
-    cold start never fails on configuration)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = db.Pool(Settings.from_env(), size=2)
-        return _pool
-
-
 def _wants_json(request: flask.Request) -> bool:
     fmt = request.args.get("format")
     if fmt is not None:
@@ -295,42 +283,42 @@ def _wants_json(request: flask.Request) -> bool:
     return best == "application/json"
 
 
-def _json(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> flask.Response:
-    response = flask.Response(
-        json.dumps(body, allow_nan=False), status=status, mimetype="application/json"
-    )
-    response.headers.update(headers or {})
+def _read(ctx: Context) -> dict[str, Any]:
+    """One read-only transaction: every number on the page comes from the same snapshot."""
+    with ctx.pool.transaction() as conn:
+        conn.cursor().execute("SET TRANSACTION READ ONLY")
+        return status_data(conn, datetime.now(timezone.utc))
+
+
+def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
+    """The page (or its JSON); run through :func:`functions.serving.serve` like the others."""
+    if request.method not in ("GET", "HEAD"):
+        raise ApiError(405, "method", "use GET or HEAD", {"Allow": "GET, HEAD"})
+    fmt = request.args.get("format")
+    if fmt not in (None, "html", "json"):
+        raise ApiError(400, "format", "format must be 'html' or 'json'")
+    as_json = _wants_json(request)
+    call.log["format"] = "json" if as_json else "html"
+    data = retry_stale_connection(lambda: _read(ctx))  # read-only: always safe to repeat
+    headers = {"Cache-Control": f"public, max-age={CACHE_SECONDS}", "Vary": "Accept"}
+    if as_json:
+        return json_response(data, 200, headers)
+    response = flask.Response(render_html(data), 200, mimetype="text/html")
+    response.headers.update(headers)
     return response
 
 
-def status(request: flask.Request) -> flask.Response:
-    """HTTP entry point (functions-framework target ``status``)."""
-    if request.method not in ("GET", "HEAD"):
-        return _json(
-            {"error": "method not allowed", "field": "method", "allowed": ["GET", "HEAD"]},
-            405, {"Allow": "GET, HEAD"},
-        )
-    fmt = request.args.get("format")
-    if fmt not in (None, "html", "json"):
-        return _json({"error": "format must be 'html' or 'json'", "field": "format"}, 400)
-    as_json = _wants_json(request)
-    try:
-        with _get_pool().transaction() as conn:
-            conn.cursor().execute("SET TRANSACTION READ ONLY")
-            data = status_data(conn, datetime.now(timezone.utc))
-    except db.DatabaseUnavailable:
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
-        if as_json:
-            return _json(
-                {"error": "database unavailable, retry later",
-                 "retry_after_seconds": RETRY_AFTER_SECONDS}, 503, headers,
-            )
-        response = flask.Response(render_error_html(RETRY_AFTER_SECONDS), 503, mimetype="text/html")
-        response.headers.update(headers)
-        return response
-    headers = {"Cache-Control": f"public, max-age={CACHE_SECONDS}", "Vary": "Accept"}
-    if as_json:
-        return _json(data, 200, headers)
-    response = flask.Response(render_html(data), 200, mimetype="text/html")
-    response.headers.update(headers)
+def render_error(request: flask.Request, error: ApiError, request_id: str | None
+                 ) -> flask.Response:
+    """Errors in the functions' JSON contract, except that a browser asking for the page while
+    the database is down gets a readable HTML page (same 503, same ``Retry-After``). Never
+    cached: a CDN must not keep serving an outage after it ended."""
+    if error.status == 503 and not _wants_json(request):
+        retry_after = int(error.headers.get("Retry-After", RETRY_AFTER_SECONDS))
+        response = flask.Response(render_error_html(retry_after), 503, mimetype="text/html")
+        response.headers.update(error.headers)
+    else:
+        response = error_response(error, request_id)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Vary"] = "Accept"
     return response

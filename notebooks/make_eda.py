@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Image, display
 
-from potability import db, local_stack, seed
+from potability import config, db, seed
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, FEATURES_BY_NAME, TARGET
 
 pd.set_option("display.precision", 3)
@@ -86,7 +86,7 @@ def load_training_table(settings):
     return frame.drop(columns="source"), f"database table water.water_potability {counts}"
 
 
-frame, source = load_training_table(local_stack.local_settings())
+frame, source = load_training_table(config.load_settings())
 print(f"source: {source}")
 print(f"rows: {len(frame)}, features: {len(FEATURE_NAMES)}")
 frame.head()"""),

@@ -44,9 +44,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     from components.run_record import read_run
     from pipelines.local_run import run_local
-    from potability.local_stack import local_settings
+    from potability.config import load_settings
 
-    settings = local_settings()
+    settings = load_settings()
     result = run_local(settings, _params(args.param))
     row = read_run(settings, result.run_id) or {}
     print(f"run {result.run_id}: {row.get('status')} - {row.get('decision')}; champion "
@@ -60,9 +60,9 @@ def _submit(args: argparse.Namespace) -> int:
 
     from pipelines.submit import job_spec, submit
     from pipelines.training_pipeline import DEFAULT_PARAMETERS
-    from potability.config import Settings
+    from potability.config import load_settings
 
-    settings = Settings.from_env()
+    settings = load_settings()
     params = {
         **DEFAULT_PARAMETERS, "deploy_target": "vertex", "model_name": settings.model_name,
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from potability import db, local_stack, migrations, seed
+from potability import config, db, local_stack, migrations, seed
 from potability.config import Settings
 
 
@@ -40,20 +40,20 @@ def _status(args: argparse.Namespace) -> int:
     home = Settings.from_env().home
     for name, state in local_stack.status(home).items():
         print(f"{name:14} {state}")
-    for key, value in local_stack.read_env(home).items():
+    for key, value in config.read_env(home).items():
         if key.endswith(("_URL", "_URI")):
             print(f"{key:24} {value}")
     return 0
 
 
 def _env(args: argparse.Namespace) -> int:
-    for key, value in local_stack.read_env(Settings.from_env().home).items():
+    for key, value in config.read_env(Settings.from_env().home).items():
         print(f"export {key}='{value}'")
     return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    conn = db.connect(local_stack.local_settings())
+    conn = db.connect(config.load_settings())
     try:
         applied = migrations.apply_migrations(conn)
     finally:
@@ -63,7 +63,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    conn = db.connect(local_stack.local_settings())
+    conn = db.connect(config.load_settings())
     try:
         print(f"seeded {seed.seed(conn)} new rows")
     finally:
@@ -76,7 +76,7 @@ def _qc(args: argparse.Namespace) -> int:
 
     from potability import qc_job
 
-    settings = local_stack.local_settings()
+    settings = config.load_settings()
     conn = db.connect(settings)
     try:
         result = qc_job.run(conn, settings, datetime.now(timezone.utc))
@@ -96,7 +96,7 @@ def _qc(args: argparse.Namespace) -> int:
 
 
 def _functions(args: argparse.Namespace) -> int:
-    from functions import local as local_functions
+    from potability import local_functions
 
     home = Settings.from_env().home
     env = local_functions.start(home, threads=args.threads, workers=args.workers)

@@ -2,11 +2,15 @@
 
 The same names are set by Terraform on Google Cloud (function environment variables) and by
 ``potability up`` locally (``.potability/env``), so a setting is never sent under one name and
-read under another. Nothing else in the code reads ``os.environ``.
+read under another. Nothing else in the code reads ``os.environ``: every process builds its
+settings with :func:`load_settings` (the environment completed by the local stack's env file,
+which does not exist on GCP), and background processes get their environment from
+:func:`child_environment`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +18,17 @@ from typing import Mapping
 
 DEFAULT_MODEL_NAME = "water-potability"
 DEFAULT_DB_NAME = "potability"
+DEFAULT_PIPELINE_SCHEDULE = "0 3 * * *"
+"""Daily at 03:00, as Terraform's ``schedule`` variable (Cloud Scheduler, unix-cron)."""
+DEFAULT_SCHEDULE_TIME_ZONE = "Etc/UTC"
+"""As Terraform's ``schedule_time_zone`` variable."""
+ENV_FILE = "env"
+"""The local stack's settings file under ``home``: ``KEY=VALUE`` lines (``potability env``)."""
+
+
+def token_sha256(token: str) -> str:
+    """How a regulator token is published in ``SAMPLES_TOKEN_SHA256`` (never the token itself)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _flag(value: str | None) -> bool:
@@ -73,6 +88,11 @@ class Settings:
     """Vertex pipeline root, ``gs://<bucket>/pipeline-root`` (``submit``)."""
     pipeline_service_account: str = ""
     """Service account Vertex runs the pipeline as (``submit``)."""
+    pipeline_schedule: str = DEFAULT_PIPELINE_SCHEDULE
+    """Cron expression of the local scheduler (``potability up``), the same kind and default as
+    Terraform's ``schedule`` variable; empty disables the local schedule."""
+    pipeline_schedule_time_zone: str = DEFAULT_SCHEDULE_TIME_ZONE
+    """IANA time zone the schedule is read in (Terraform's ``schedule_time_zone``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -110,6 +130,9 @@ class Settings:
             pipeline_image=e.get("PIPELINE_IMAGE", ""),
             pipeline_root=e.get("PIPELINE_ROOT", ""),
             pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),
+            pipeline_schedule=e.get("PIPELINE_SCHEDULE", DEFAULT_PIPELINE_SCHEDULE).strip(),
+            pipeline_schedule_time_zone=e.get("PIPELINE_SCHEDULE_TIME_ZONE",
+                                              DEFAULT_SCHEDULE_TIME_ZONE),
         )
 
     def with_(self, **changes: object) -> "Settings":
@@ -149,3 +172,51 @@ class ServingSettings:
             tracking_uri=e.get("MLFLOW_TRACKING_URI", ""),
             threads=int(e.get("MODEL_SERVER_THREADS", "8")),
         )
+
+
+# --- the local stack's env file and the one loader ---------------------------------------
+
+def env_file(home: Path) -> Path:
+    """Where ``potability up`` (and later steps) publish the local stack's settings."""
+    return home / ENV_FILE
+
+
+def read_env(home: Path) -> dict[str, str]:
+    """Settings written by ``up`` (empty when the stack was never started, and on GCP)."""
+    path = env_file(home)
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def update_env(home: Path, **values: str) -> dict[str, str]:
+    """Merge ``values`` into the env file (other services add their URLs here)."""
+    merged = {**read_env(home), **values}
+    home.mkdir(parents=True, exist_ok=True)
+    env_file(home).write_text("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
+    return merged
+
+
+def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of any process: the environment, completed by the stack's env file.
+
+    The environment wins (Terraform sets it on GCP, where no env file exists; a user may
+    override one value locally); the env file fills in what ``potability up`` published.
+
+    Args:
+        home: the local state folder (default ``POTABILITY_HOME`` or ``.potability``).
+        environ: the environment to read (default the process environment).
+    """
+    e = os.environ if environ is None else environ
+    home = home or Settings.from_env(e).home
+    return Settings.from_env({**read_env(home), **e, "POTABILITY_HOME": str(home)})
+
+
+local_settings = load_settings
+"""The name the local stack's callers used before the loader moved here (same function)."""
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a background process: this one's, plus ``extra``."""
+    return {**os.environ, **(extra or {})}

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from potability import db, migrations, seed, services
-from potability.config import DEFAULT_DB_NAME, Settings
+from potability.config import (  # noqa: F401 - read_env/update_env/local_settings: old homes
+    DEFAULT_DB_NAME, Settings, env_file, local_settings, read_env, update_env,
+)
 
 MLFLOW = "mlflow"
 DEFAULT_MLFLOW_PORT = 5000
@@ -36,34 +38,6 @@ class StackInfo:
     training_rows: int
     migrations_applied: list[str]
     seeded_rows: int
-
-
-def env_file(home: Path) -> Path:
-    return home / "env"
-
-
-def read_env(home: Path) -> dict[str, str]:
-    """Settings written by ``up`` (empty when the stack was never started)."""
-    path = env_file(home)
-    if not path.exists():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
-def update_env(home: Path, **values: str) -> dict[str, str]:
-    """Merge ``values`` into the env file (other services add their URLs here)."""
-    merged = {**read_env(home), **values}
-    home.mkdir(parents=True, exist_ok=True)
-    env_file(home).write_text("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
-    return merged
-
-
-def local_settings(home: Path | None = None) -> Settings:
-    """Settings for a local process: the environment, completed by the stack's env file."""
-    base = Settings.from_env()
-    home = home or base.home
-    return Settings.from_env({**read_env(home), **os.environ, "POTABILITY_HOME": str(home)})
 
 
 # --- PostgreSQL -------------------------------------------------------------------------

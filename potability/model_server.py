@@ -221,9 +221,9 @@ def start_local(
 
     The port is kept across restarts so the functions already running keep reaching it.
     """
-    from potability import local_stack
+    from potability import config
 
-    known = local_stack.read_env(home).get("MODEL_SERVER_URL", "")
+    known = config.read_env(home).get("MODEL_SERVER_URL", "")
     services.stop(home, SERVICE)
     port = port or (int(known.rsplit(":", 1)[1]) if known else 0) or services.free_port(8080)
     env = {
@@ -235,7 +235,7 @@ def start_local(
     pid = services.start(home, SERVICE, [sys.executable, "-m", "potability.model_server"], env=env)
     url = f"http://127.0.0.1:{port}"
     services.wait_http(f"{url}/health", timeout=120, pid=pid)
-    local_stack.update_env(home, MODEL_SERVER_URL=url)
+    config.update_env(home, MODEL_SERVER_URL=url)
     return url
 
 

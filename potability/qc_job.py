@@ -5,7 +5,7 @@ from scratch each time - lab samples arrive late and in batches, and recomputing
 and writes one ``water.qc_runs`` row with its ``water.qc_live_metrics`` and ``water.qc_drift``
 rows in one transaction, so the status page never sees half a run.
 
-The logic lives in :mod:`potability.quality_control` (matching, live precision) and
+The logic lives in :mod:`potability.live_precision` (matching, live precision) and
 :mod:`potability.drift` (PSI); this module is only the database edge.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from potability import drift, quality_control
+from potability import drift, live_precision
 from potability.config import Settings
 from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
@@ -26,8 +26,8 @@ class QcResult:
     run_id: int
     computed_at: datetime
     lab_samples: int
-    metrics: list[quality_control.LiveMetric]
-    matches: list[quality_control.Match]
+    metrics: list[live_precision.LiveMetric]
+    matches: list[live_precision.Match]
     drift: list[drift.FeatureDrift]
     champion_version: str | None
 
@@ -53,7 +53,7 @@ def current_champion(conn: Connection) -> tuple[str | None, datetime | None]:
     return version, cur.fetchone()[0]
 
 
-def load_lab_samples(conn: Connection) -> tuple[int, list[quality_control.LabSample]]:
+def load_lab_samples(conn: Connection) -> tuple[int, list[live_precision.LabSample]]:
     """(number of lab samples, those with a sensor - the only ones that can be matched)."""
     cur = conn.cursor()
     cur.execute(
@@ -61,13 +61,13 @@ def load_lab_samples(conn: Connection) -> tuple[int, list[quality_control.LabSam
         "WHERE source = 'lab' ORDER BY sampled_at, id"
     )
     rows = cur.fetchall()
-    samples = [quality_control.LabSample(int(i), s, t, int(p)) for i, s, t, p in rows if s]
+    samples = [live_precision.LabSample(int(i), s, t, int(p)) for i, s, t, p in rows if s]
     return len(rows), samples
 
 
 def load_candidate_inferences(
     conn: Connection, window: timedelta
-) -> list[quality_control.Inference]:
+) -> list[live_precision.Inference]:
     """Only the inferences some lab sample could confirm (same sensor, inside its window);
     the (sensor_id, inferred_at) index keeps this small however many inferences there are."""
     cur = conn.cursor()
@@ -81,7 +81,7 @@ def load_candidate_inferences(
         (window.total_seconds(), window.total_seconds()),
     )
     return [
-        quality_control.Inference(int(i), s, t, int(c), str(v)) for i, s, t, c, v in cur.fetchall()
+        live_precision.Inference(int(i), s, t, int(c), str(v)) for i, s, t, c, v in cur.fetchall()
     ]
 
 
@@ -119,7 +119,7 @@ def load_recent(conn: Connection, start: datetime, end: datetime) -> dict[str, l
 
 def _store(
     conn: Connection, settings: Settings, now: datetime, start: datetime, lab_samples: int,
-    matches: list[quality_control.Match], metrics: list[quality_control.LiveMetric],
+    matches: list[live_precision.Match], metrics: list[live_precision.LiveMetric],
     drifts: list[drift.FeatureDrift], champion: str | None,
 ) -> int:
     cur = conn.cursor()
@@ -161,10 +161,10 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
     window = timedelta(minutes=settings.qc_match_window_minutes)
     try:
         lab_count, samples = load_lab_samples(conn)
-        matches = quality_control.match_samples(
+        matches = live_precision.match_samples(
             samples, load_candidate_inferences(conn, window), window
         )
-        metrics = quality_control.live_metrics(
+        metrics = live_precision.live_metrics(
             matches, settings.qc_precision_floor, settings.qc_min_matches
         )
         champion, trained_at = current_champion(conn)

@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from potability.config import child_environment
+
 
 def pid_file(home: Path, name: str) -> Path:
     return home / "run" / f"{name}.pid"
@@ -78,7 +80,7 @@ def start(
     with open(log_file(home, name), "ab") as log:
         proc = subprocess.Popen(
             list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+            env=child_environment(env), cwd=cwd, start_new_session=True,
         )
     pid_file(home, name).write_text(str(proc.pid))
     return proc.pid

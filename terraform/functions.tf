@@ -77,7 +77,7 @@ data "archive_file" "function_source" {
 resource "google_storage_bucket_object" "function_source" {
   # Content-addressed name: a code change creates a new object and redeploys.
   name   = "functions/source-${data.archive_file.function_source.output_md5}.zip"
-  bucket = google_storage_bucket.main.name
+  bucket = google_storage_bucket.buckets["main"].name
   source = data.archive_file.function_source.output_path
 }
 
@@ -93,10 +93,12 @@ resource "google_cloudfunctions2_function" "fn" {
     runtime         = var.function_runtime
     entry_point     = each.value.entry_point
     service_account = google_service_account.sa["functions-build"].id
+    # Our repository (registry.tf): the build account may write here and nowhere else.
+    docker_repository = google_artifact_registry_repository.functions.id
 
     source {
       storage_source {
-        bucket = google_storage_bucket.main.name
+        bucket = google_storage_bucket.buckets["main"].name
         object = google_storage_bucket_object.function_source.name
       }
     }
@@ -113,9 +115,10 @@ resource "google_cloudfunctions2_function" "fn" {
     direct_vpc_egress                = "VPC_EGRESS_PRIVATE_RANGES_ONLY"
     max_instance_request_concurrency = 1
 
+    # Names, not ids: provider docs r/cloudfunctions2_function, "direct_vpc_network_interface".
     direct_vpc_network_interface {
-      network    = google_compute_network.vpc.id
-      subnetwork = google_compute_subnetwork.main.id
+      network    = google_compute_network.vpc.name
+      subnetwork = google_compute_subnetwork.main.name
       tags       = ["functions"]
     }
 
@@ -130,9 +133,13 @@ resource "google_cloudfunctions2_function" "fn" {
     }
   }
 
+  # IAM before the build and the first start (there is no propagation wait without
+  # the hashicorp/time provider; README.md "What has never run against Google").
   depends_on = [
     google_project_iam_member.sa,
-    google_storage_bucket_iam_member.object_viewer,
+    google_storage_bucket_iam_member.sa,
+    google_artifact_registry_repository_iam_member.sa,
+    google_sql_user.sa,
     google_secret_manager_secret_iam_member.samples_token_sha256,
     google_secret_manager_secret_version.samples_token_sha256,
   ]

@@ -1,5 +1,8 @@
-# One service account per role; no basic roles; bucket/repository/SA-scoped
-# bindings wherever the service allows it.
+# One service account per role; no basic roles. Project-wide grants are only
+# those Google offers no narrower resource for (Cloud SQL connect, log/metric
+# writing) plus two one-permission custom roles; everything else is granted on
+# the resource (bucket, repository, secret, service account, Cloud Run job).
+# terraform/tests/security.tftest.hcl asserts the exact set of every account.
 locals {
   service_accounts = {
     pipelines       = "Vertex AI training pipeline"
@@ -9,9 +12,31 @@ locals {
     status          = "Public status function (status)"
     scheduler       = "Cloud Scheduler: starts the daily pipeline run"
     functions-build = "Cloud Build for the functions' source"
+    migrator        = "Cloud Run job: database migrations (potability migrate)"
   }
 
+  # Custom roles: exactly the permission a caller uses, where the predefined role
+  # would be aiplatform.user (hundreds of permissions, project-wide). Vertex AI
+  # endpoints have no resource-level IAM in the GA provider 8.7.
+  custom_roles = {
+    endpoint_predictor = {
+      title       = "potability: online prediction"
+      description = "Call predict on Vertex AI endpoints (the predict function)."
+      permissions = ["aiplatform.endpoints.predict"]
+    }
+    pipeline_starter = {
+      title       = "potability: start pipeline runs"
+      description = "Create Vertex AI pipeline jobs (the daily schedule)."
+      # metadataStores.get: creating a pipeline job reads the project's ML Metadata
+      # store (vertex-ai/docs/tabular-data/tabular-workflows/service-accounts).
+      permissions = ["aiplatform.metadataStores.get", "aiplatform.pipelineJobs.create"]
+    }
+  }
+
+  # "custom:<key>" names a role of local.custom_roles.
   project_roles = {
+    # The pipeline orchestrates Vertex AI itself (pipeline tasks, ML metadata, model
+    # upload, endpoint deploy/undeploy, operations): aiplatform.user, see README.md.
     pipelines = [
       "roles/aiplatform.user",
       "roles/cloudsql.client",
@@ -25,17 +50,37 @@ locals {
       "roles/logging.logWriter",
       "roles/monitoring.metricWriter",
     ]
-    # Vertex AI has no endpoint-level IAM in the GA provider: predict needs aiplatform.user.
-    predict         = ["roles/aiplatform.user", "roles/cloudsql.client", "roles/cloudsql.instanceUser"]
+    predict         = ["custom:endpoint_predictor", "roles/cloudsql.client", "roles/cloudsql.instanceUser"]
     samples         = ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]
     status          = ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]
-    scheduler       = ["roles/aiplatform.user"]
-    functions-build = ["roles/cloudbuild.builds.builder"]
+    migrator        = ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]
+    scheduler       = ["custom:pipeline_starter"]
+    functions-build = ["roles/logging.logWriter"]
   }
 
   project_bindings = merge([
     for sa, roles in local.project_roles : { for r in roles : "${sa}/${r}" => { sa = sa, role = r } }
   ]...)
+
+  # Whole-bucket grants on buckets that hold one kind of data each (storage.tf).
+  bucket_grants = {
+    "pipeline_root/pipelines" = { bucket = "pipeline_root", sa = "pipelines", role = "roles/storage.objectUser" }
+    "mlflow/pipelines"        = { bucket = "mlflow", sa = "pipelines", role = "roles/storage.objectUser" }
+    "mlflow/mlflow"           = { bucket = "mlflow", sa = "mlflow", role = "roles/storage.objectUser" }
+    "main/functions-build"    = { bucket = "main", sa = "functions-build", role = "roles/storage.objectViewer" }
+  }
+
+  # Repository-level grants (registry.tf).
+  repository_grants = {
+    "images/pipelines"          = { repository = "images", sa = "pipelines", role = "roles/artifactregistry.reader" }
+    "pipelines/scheduler"       = { repository = "pipelines", sa = "scheduler", role = "roles/artifactregistry.reader" }
+    "functions/functions-build" = { repository = "functions", sa = "functions-build", role = "roles/artifactregistry.writer" }
+  }
+  repositories = {
+    images    = google_artifact_registry_repository.images
+    pipelines = google_artifact_registry_repository.pipelines
+    functions = google_artifact_registry_repository.functions
+  }
 }
 
 resource "google_service_account" "sa" {
@@ -48,11 +93,22 @@ resource "google_service_account" "sa" {
   depends_on = [google_project_service.apis]
 }
 
+resource "google_project_iam_custom_role" "roles" {
+  for_each = local.custom_roles
+
+  # role_id allows letters, digits, underscores and dots only.
+  role_id     = "${replace(var.name_prefix, "-", "_")}_${each.key}"
+  title       = each.value.title
+  description = each.value.description
+  permissions = each.value.permissions
+  stage       = "GA"
+}
+
 resource "google_project_iam_member" "sa" {
   for_each = local.project_bindings
 
   project = var.project_id
-  role    = each.value.role
+  role    = startswith(each.value.role, "custom:") ? google_project_iam_custom_role.roles[trimprefix(each.value.role, "custom:")].name : each.value.role
   member  = google_service_account.sa[each.value.sa].member
 }
 
@@ -67,28 +123,20 @@ resource "google_service_account_iam_member" "pipelines_act_as" {
   member             = google_service_account.sa[each.key].member
 }
 
-# Bucket: the pipeline and MLflow read and write their prefixes; the scheduler
-# only reads the compiled template; the function build reads the source zip.
-resource "google_storage_bucket_iam_member" "object_admin" {
-  for_each = toset(["pipelines", "mlflow"])
+resource "google_storage_bucket_iam_member" "sa" {
+  for_each = local.bucket_grants
 
-  bucket = google_storage_bucket.main.name
-  role   = "roles/storage.objectAdmin"
-  member = google_service_account.sa[each.key].member
+  bucket = google_storage_bucket.buckets[each.value.bucket].name
+  role   = each.value.role
+  member = google_service_account.sa[each.value.sa].member
 }
 
-resource "google_storage_bucket_iam_member" "object_viewer" {
-  for_each = toset(["scheduler", "functions-build"])
+resource "google_artifact_registry_repository_iam_member" "sa" {
+  for_each = local.repository_grants
 
-  bucket = google_storage_bucket.main.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.sa[each.key].member
-}
-
-resource "google_artifact_registry_repository_iam_member" "pipelines_reader" {
   project    = var.project_id
-  location   = google_artifact_registry_repository.images.location
-  repository = google_artifact_registry_repository.images.name
-  role       = "roles/artifactregistry.reader"
-  member     = google_service_account.sa["pipelines"].member
+  location   = local.repositories[each.value.repository].location
+  repository = local.repositories[each.value.repository].name
+  role       = each.value.role
+  member     = google_service_account.sa[each.value.sa].member
 }

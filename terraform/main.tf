@@ -8,13 +8,27 @@ locals {
   bucket_name     = var.bucket_name != "" ? var.bucket_name : "${var.project_id}-${var.name_prefix}"
   bucket_location = var.bucket_location != "" ? var.bucket_location : upper(var.region)
 
-  # Objects in the bucket the Python code and the schedule agree on.
-  pipeline_template_object = "pipelines/training_pipeline.yaml"
-  pipeline_template_uri    = "gs://${local.bucket_name}/${local.pipeline_template_object}"
-  pipeline_root            = "gs://${local.bucket_name}/pipeline-root"
-  mlflow_artifacts_uri     = "gs://${local.bucket_name}/mlflow-artifacts"
+  # Three buckets, one per writer, so that every grant is a whole bucket: the main
+  # bucket (function source, notebook; only read by the function build), the
+  # pipeline root (written by the pipelines SA) and the MLflow artifact store
+  # (written by MLflow and the pipelines SA). No account can touch another's objects.
+  pipeline_root_bucket    = "${local.bucket_name}-pipeline-root"
+  mlflow_artifacts_bucket = "${local.bucket_name}-mlflow"
 
-  serving_image = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}/potability:${var.image_tag}"
+  # The schedule's templateUri: Vertex accepts only the template registry (an
+  # Artifact Registry KFP repository), never gs:// (aiplatform v1 discovery doc,
+  # PipelineJob.templateUri). `python -m pipelines publish` (make gcp-deploy)
+  # uploads the compiled pipeline as this package, tagged latest and by hash.
+  pipeline_package      = "water-potability-training"
+  pipeline_template_uri = "https://${var.region}-kfp.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}/${local.pipeline_package}/latest"
+  pipeline_root         = "gs://${local.pipeline_root_bucket}/pipeline-root"
+  mlflow_artifacts_uri  = "gs://${local.mlflow_artifacts_bucket}/mlflow-artifacts"
+
+  # The project image by digest (immutable) once `make gcp-deploy` has pushed it;
+  # until then by the mutable tag (var.image_digest, README.md).
+  image_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+  project_image    = var.image_digest != "" ? "${local.image_repository}/potability@${var.image_digest}" : "${local.image_repository}/potability:${var.image_tag}"
+  serving_image    = local.project_image
 
   # Cloud SQL IAM database user of a service account: its email without ".gserviceaccount.com".
   db_user = { for k, sa in google_service_account.sa : k => trimsuffix(sa.email, ".gserviceaccount.com") }

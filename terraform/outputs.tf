@@ -7,12 +7,17 @@ output "region" {
 }
 
 output "bucket" {
-  description = "Project bucket."
-  value       = google_storage_bucket.main.name
+  description = "Main bucket (function source, notebook)."
+  value       = google_storage_bucket.buckets["main"].name
+}
+
+output "buckets" {
+  description = "All buckets by purpose (main, pipeline_root, mlflow)."
+  value       = { for k, b in google_storage_bucket.buckets : k => b.name }
 }
 
 output "pipeline_template_uri" {
-  description = "Where `python -m pipelines compile` output must be uploaded."
+  description = "The published pipeline the schedule runs (`python -m pipelines publish`, make gcp-deploy)."
   value       = local.pipeline_template_uri
 }
 
@@ -45,11 +50,31 @@ output "service_accounts" {
 
 output "image_repository" {
   description = "Artifact Registry path for the project image."
-  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+  value       = local.image_repository
+}
+
+output "pipeline_repository" {
+  description = "Artifact Registry KFP repository (Vertex AI template registry) `python -m pipelines publish` uploads to."
+  value       = "https://${var.region}-kfp.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}"
+}
+
+output "migration_job" {
+  description = "Cloud Run job running `potability migrate` (empty until image_digest is set)."
+  value       = local.migrate_job ? google_cloud_run_v2_job.migrate[0].name : ""
+}
+
+output "network_attachment" {
+  description = "Network attachment of the pipeline jobs' PSC interfaces (PipelineJob.pscInterfaceConfig.networkAttachment)."
+  value       = google_compute_network_attachment.pipelines.name
+}
+
+output "mlflow_secrets" {
+  description = "Secret Manager secrets with MLflow's basic-auth passwords (users admin and pipelines)."
+  value       = { for k, s in google_secret_manager_secret.mlflow : k => s.secret_id }
 }
 
 output "serving_image" {
-  description = "Image URI the pipeline deploys (push it before the first run)."
+  description = "Project image the pipeline deploys and the migration job runs (by digest once image_digest is set)."
   value       = local.serving_image
 }
 
@@ -83,11 +108,6 @@ output "database_name" {
 output "database_users" {
   description = "IAM database users by role."
   value       = local.db_user
-}
-
-output "db_grants_sql" {
-  description = "Grants to run once after the first migration (README.md)."
-  value       = local.db_grants_sql
 }
 
 output "function_urls" {

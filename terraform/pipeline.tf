@@ -1,5 +1,5 @@
 # The PipelineJob the schedule submits: compiled template, pipeline root, the
-# pipelines SA, the peered VPC, and the runtime parameters (names are the
+# pipelines SA, the network attachment (PSC interface), and the runtime parameters (names are the
 # pipeline's, see pipelines/). Also an output, for manual runs.
 locals {
   pipeline_parameters = {
@@ -28,8 +28,10 @@ locals {
     displayName    = "${var.name_prefix}-training"
     templateUri    = local.pipeline_template_uri
     serviceAccount = google_service_account.sa["pipelines"].email
-    network        = "projects/${data.google_project.this.number}/global/networks/${google_compute_network.vpc.name}"
-    labels         = local.labels
+    # Network path (network.tf): a PSC interface in our VPC, not peering (which is
+    # not transitive, so it could not reach Cloud SQL's private IP).
+    pscInterfaceConfig = { networkAttachment = google_compute_network_attachment.pipelines.name }
+    labels             = local.labels
     runtimeConfig = {
       gcsOutputDirectory = local.pipeline_root
       parameterValues    = local.pipeline_parameters

@@ -21,5 +21,10 @@ resource "google_cloud_scheduler_job" "training" {
     }
   }
 
-  depends_on = [google_service_account_iam_member.pipelines_act_as]
+  # The first run needs every grant it uses (no propagation wait: README.md "Smaller items").
+  depends_on = [
+    google_service_account_iam_member.pipelines_act_as,
+    google_project_iam_member.sa,
+    google_artifact_registry_repository_iam_member.sa,
+  ]
 }

@@ -1,7 +1,7 @@
 # Cloud SQL for PostgreSQL: private IP only, encrypted connections only, IAM
 # database authentication. Connections must come through a Cloud SQL connector
 # (Python connector, Auth Proxy), which present client certificates. The app's schema `water` comes from sql/ migrations
-# (`potability migrate`, see README.md); MLflow creates its tables in `public`.
+# (`potability migrate`, run by the Cloud Run job in migrate.tf); MLflow creates its tables in `public`.
 # No password exists: every user is an IAM database user.
 resource "google_sql_database_instance" "main" {
   name                = "${var.name_prefix}-pg"
@@ -114,23 +114,32 @@ resource "google_sql_database" "app" {
   instance = google_sql_database_instance.main.name
 }
 
-# IAM database users of the service accounts that talk to the database.
+# IAM database users of the service accounts that talk to the database. The
+# migrator is a cloudsqlsuperuser: `potability migrate` creates the NOLOGIN
+# owner role water_owner (which owns schema water), the access roles and their
+# memberships (sql/, README.md). Teardown: a user that was granted roles or
+# owns objects cannot be dropped through the API, so Terraform abandons it
+# (provider docs r/sql_user, "deletion_policy"); the instance takes it along.
 resource "google_sql_user" "sa" {
-  for_each = toset(["pipelines", "mlflow", "predict", "samples", "status"])
+  for_each = toset(["pipelines", "mlflow", "predict", "samples", "status", "migrator"])
 
-  name     = local.db_user[each.key]
-  instance = google_sql_database_instance.main.name
-  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+  name            = local.db_user[each.key]
+  instance        = google_sql_database_instance.main.name
+  type            = "CLOUD_IAM_SERVICE_ACCOUNT"
+  database_roles  = each.key == "migrator" ? ["cloudsqlsuperuser"] : null
+  deletion_policy = "ABANDON"
 }
 
-# Engineers who run migrations and grants (README.md: "First migration").
+# Break-glass: engineers who may connect as themselves (cloudsqlsuperuser). Not
+# needed for migrations (the migration job, migrate.tf).
 resource "google_sql_user" "admins" {
   for_each = toset(var.db_admins)
 
-  name           = each.value
-  instance       = google_sql_database_instance.main.name
-  type           = "CLOUD_IAM_USER"
-  database_roles = ["cloudsqlsuperuser"]
+  name            = each.value
+  instance        = google_sql_database_instance.main.name
+  type            = "CLOUD_IAM_USER"
+  database_roles  = ["cloudsqlsuperuser"]
+  deletion_policy = "ABANDON"
 }
 
 resource "google_project_iam_member" "db_admins" {
@@ -142,31 +151,4 @@ resource "google_project_iam_member" "db_admins" {
   project = var.project_id
   member  = each.value.member
   role    = each.value.role
-}
-
-locals {
-  # Least privilege per database user, granted once the migrations have run
-  # (terraform output -raw db_grants_sql | psql ...): each role gets exactly the
-  # tables and statements its code uses. MLflow owns its tables in public.
-  db_table_grants = {
-    predict = { "water.water_inferences" = "SELECT, INSERT" }
-    samples = { "water.water_potability" = "SELECT, INSERT" }
-    status  = { "ALL TABLES IN SCHEMA water" = "SELECT" }
-    pipelines = {
-      "water.water_potability" = "SELECT"
-      "water.water_inferences" = "SELECT"
-      "water.pipeline_runs"    = "SELECT, INSERT, UPDATE"
-      "water.qc_runs"          = "SELECT, INSERT"
-      "water.qc_live_metrics"  = "SELECT, INSERT"
-      "water.qc_drift"         = "SELECT, INSERT"
-    }
-  }
-  db_grants_sql = join("\n", concat(
-    flatten([for role, grants in local.db_table_grants : concat(
-      ["GRANT USAGE ON SCHEMA water TO \"${local.db_user[role]}\";"],
-      [for table, privileges in grants : "GRANT ${privileges} ON ${table} TO \"${local.db_user[role]}\";"],
-      ["GRANT USAGE ON ALL SEQUENCES IN SCHEMA water TO \"${local.db_user[role]}\";"],
-    )]),
-    ["GRANT USAGE, CREATE ON SCHEMA public TO \"${local.db_user["mlflow"]}\";"],
-  ))
 }

@@ -1,22 +1,38 @@
-# One bucket: pipeline root, compiled pipeline, MLflow artifacts, function
-# sources and the EDA notebook, each under its own prefix.
-resource "google_storage_bucket" "main" {
-  #checkov:skip=CKV_GCP_62:Data-access audit logs (Cloud Audit Logs) cover this bucket; legacy usage-log buckets would need their own bucket with the same finding.
-  name                        = local.bucket_name
+# Three buckets, one per writer (main.tf): every storage grant is then a whole
+# bucket (iam.tf), and nobody who writes MLflow artifacts can replace what the
+# pipeline or the function build read. All: uniform access, public access
+# prevention, versioning; noncurrent versions are deleted after
+# var.artifact_retention_days (object names are unique - content hashes, run
+# ids - so a "keep N newer versions" rule would never fire).
+locals {
+  buckets = {
+    main          = { name = local.bucket_name, purpose = "function source and the EDA notebook" }
+    pipeline_root = { name = local.pipeline_root_bucket, purpose = "Vertex AI pipeline root (component outputs, model staging)" }
+    mlflow        = { name = local.mlflow_artifacts_bucket, purpose = "MLflow artifact store" }
+  }
+}
+
+resource "google_storage_bucket" "buckets" {
+  #checkov:skip=CKV_GCP_62:Data-access audit logs (Cloud Audit Logs) cover these buckets; legacy usage-log buckets would need their own bucket with the same finding.
+  for_each = local.buckets
+
+  name                        = each.value.name
   location                    = local.bucket_location
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
-  force_destroy               = false
+  # Teardown: README.md "Tear down" (false keeps `terraform destroy` from deleting data by accident).
+  force_destroy = var.bucket_force_destroy
+  labels        = { purpose = replace(each.key, "_", "-") }
 
   versioning {
     enabled = true
   }
 
-  # Old versions of pipeline outputs are not worth keeping forever.
+  # Overwritten or deleted objects are kept var.artifact_retention_days, then deleted.
   lifecycle_rule {
     condition {
-      num_newer_versions = 5
-      with_state         = "ARCHIVED"
+      days_since_noncurrent_time = var.artifact_retention_days
+      with_state                 = "ARCHIVED"
     }
     action {
       type = "Delete"
@@ -29,7 +45,7 @@ resource "google_storage_bucket" "main" {
 # The EDA notebook, next to the artifacts it explains.
 resource "google_storage_bucket_object" "eda_notebook" {
   name         = "notebooks/eda.ipynb"
-  bucket       = google_storage_bucket.main.name
+  bucket       = google_storage_bucket.buckets["main"].name
   source       = "${path.module}/../notebooks/eda.ipynb"
   content_type = "application/x-ipynb+json"
 }

@@ -140,6 +140,17 @@ variable "image_tag" {
   default     = "latest"
 }
 
+variable "image_digest" {
+  description = "Digest (sha256:...) of the project image: functions' serving image parameter, the migration job and Vertex serving use <repo>/potability@<digest>. Empty: fall back to image_tag (mutable; `make gcp-deploy` sets the digest)."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.image_digest == "" || can(regex("^sha256:[0-9a-f]{64}$", var.image_digest))
+    error_message = "image_digest must be empty or sha256: followed by 64 lowercase hex digits."
+  }
+}
+
 variable "mlflow_machine_type" {
   description = "Machine type of the MLflow VM."
   type        = string
@@ -153,9 +164,21 @@ variable "mlflow_version" {
 }
 
 variable "cloud_sql_proxy_version" {
-  description = "Cloud SQL Auth Proxy version run on the MLflow VM."
+  description = "Cloud SQL Auth Proxy version run on the MLflow VM (change cloud_sql_proxy_sha256 with it)."
   type        = string
-  default     = "2.18.2"
+  default     = "2.18.0"
+}
+
+variable "cloud_sql_proxy_sha256" {
+  description = "sha256 of cloud-sql-proxy.linux.amd64 of cloud_sql_proxy_version, from the proxy's release notes; the VM refuses a download that does not match."
+  type        = string
+  # v2.18.0 release notes (table "sha256 hash", cloud-sql-proxy.linux.amd64).
+  default = "e48f49397a69a1b509a74ce025dcf76019da0dcaae17f744c524dd19e9824800"
+
+  validation {
+    condition     = can(regex("^[0-9a-f]{64}$", var.cloud_sql_proxy_sha256))
+    error_message = "cloud_sql_proxy_sha256 must be 64 lowercase hex digits."
+  }
 }
 
 # ------------------------------------------------------- pipeline schedule ----
@@ -220,6 +243,26 @@ variable "function_max_instances" {
   description = "Upper bound of instances per function."
   type        = number
   default     = 5
+}
+
+# ------------------------------------------- GCP path (issue 9, Terraform) ----
+
+variable "pipelines_subnet_cidr" {
+  description = "Subnet of the network attachment: the Private Service Connect interfaces of Vertex AI pipeline jobs get their addresses here (the only source allowed to reach MLflow besides IAP)."
+  type        = string
+  default     = "10.10.8.0/24"
+}
+
+variable "bucket_force_destroy" {
+  description = "Let `terraform destroy` delete the buckets with their objects (teardown; README.md)."
+  type        = bool
+  default     = false
+}
+
+variable "artifact_retention_days" {
+  description = "Untagged images and noncurrent object versions older than this are deleted."
+  type        = number
+  default     = 30
 }
 
 # --- model selection and promotion (issue 11) ---

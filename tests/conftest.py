@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from potability import db, local_stack, services
+from potability import config, db, local_stack, services
 from potability.config import Settings
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -33,7 +33,7 @@ def database_url(stack_home: Path) -> str:
     """The app database on a real embedded PostgreSQL, migrated and seeded."""
     url = local_stack.start_database(stack_home)
     local_stack.prepare_database(url)
-    local_stack.update_env(stack_home, POTABILITY_ENV="local", POTABILITY_HOME=str(stack_home),
+    config.update_env(stack_home, POTABILITY_ENV="local", POTABILITY_HOME=str(stack_home),
                            DATABASE_URL=url)
     return url
 
@@ -42,7 +42,7 @@ def database_url(stack_home: Path) -> str:
 def mlflow_uri(stack_home: Path, database_url: str) -> str:
     """A real MLflow tracking server backed by the same database (``public`` schema)."""
     uri = local_stack.start_mlflow(stack_home, database_url, port=services.free_port())
-    local_stack.update_env(stack_home, MLFLOW_TRACKING_URI=uri)
+    config.update_env(stack_home, MLFLOW_TRACKING_URI=uri)
     return uri
 
 

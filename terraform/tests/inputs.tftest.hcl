@@ -26,8 +26,11 @@ run "extra_sample_tokens_live_in_secret_manager" {
   }
 
   assert {
-    condition     = google_secret_manager_secret_version.samples_token_sha256[0].secret_data == var.samples_token_sha256
-    error_message = "The digests are stored in Secret Manager."
+    condition = (
+      google_secret_manager_secret_version.samples_token_sha256[0].secret_data == null &&
+      google_secret_manager_secret_version.samples_token_sha256[0].secret_data_wo_version == tostring(parseint(substr(sha256(var.samples_token_sha256), 0, 8), 16))
+    )
+    error_message = "The digests go to Secret Manager write-only (secret_data_wo, not in the state); a new value gets a new version number."
   }
   assert {
     condition     = [for s in google_cloudfunctions2_function.fn["samples"].service_config[0].secret_environment_variables : s.key] == ["SAMPLES_TOKEN_SHA256"]
@@ -51,4 +54,31 @@ run "bad_token_digest_is_rejected" {
   }
 
   expect_failures = [var.samples_token_sha256]
+}
+
+run "without_a_digest_the_image_is_the_tag_and_there_is_no_migration_job" {
+  command = plan
+
+  variables {
+    image_tag = "v7"
+  }
+
+  assert {
+    condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.serving_image == "europe-west1-docker.pkg.dev/test-project/potability/potability:v7"
+    error_message = "Without image_digest the image falls back to the tag."
+  }
+  assert {
+    condition     = length(google_cloud_run_v2_job.migrate) == 0 && output.migration_job == ""
+    error_message = "The migration job waits for an image pinned by digest (make gcp-deploy)."
+  }
+}
+
+run "bad_image_digest_is_rejected" {
+  command = plan
+
+  variables {
+    image_digest = "latest"
+  }
+
+  expect_failures = [var.image_digest]
 }

@@ -15,6 +15,7 @@ variables {
   engineers               = ["group:ml-eng@example.com"]
   db_admins               = ["alice@example.com"]
   image_tag               = "v1"
+  image_digest            = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 }
 
 # One mocked apply; the runs after it plan against its state, so every value
@@ -91,16 +92,36 @@ run "mlflow_vm_is_private_and_shielded" {
     error_message = "The MLflow VM runs as its own service account."
   }
   assert {
-    condition     = strcontains(google_compute_instance.mlflow.metadata["startup-script"], "--auto-iam-authn") && strcontains(google_compute_instance.mlflow.metadata["startup-script"], "gs://test-project-potability/mlflow-artifacts")
+    condition     = strcontains(google_compute_instance.mlflow.metadata["startup-script"], "--auto-iam-authn") && strcontains(google_compute_instance.mlflow.metadata["startup-script"], "gs://test-project-potability-mlflow/mlflow-artifacts")
     error_message = "MLflow must use the Auth Proxy with IAM auth and the bucket as artifact store."
   }
   assert {
-    condition     = google_compute_firewall.iap_to_mlflow.source_ranges == toset(["35.235.240.0/20"])
-    error_message = "Engineers reach the VM through IAP TCP forwarding only."
+    condition     = google_compute_firewall.iap_to_mlflow.source_ranges == toset(["35.235.240.0/20"]) && jsonencode([for a in google_compute_firewall.iap_to_mlflow.allow : a.ports]) == jsonencode([["5000"]])
+    error_message = "Engineers reach the MLflow UI (port 5000 only, no SSH) through IAP TCP forwarding only."
   }
   assert {
-    condition     = alltrue([for r in google_compute_firewall.internal_to_mlflow.source_ranges : !contains(["0.0.0.0/0"], r)])
-    error_message = "MLflow must not be open to the internet."
+    condition     = google_compute_firewall.internal_to_mlflow.source_ranges == toset([google_compute_subnetwork.pipelines.ip_cidr_range]) && google_compute_subnetwork.pipelines.ip_cidr_range == "10.10.8.0/24"
+    error_message = "Only the pipeline jobs' PSC interfaces (attachment subnet) reach MLflow: not the functions' subnet, not the private services range."
+  }
+  assert {
+    condition     = length(setintersection(google_compute_firewall.internal_to_mlflow.source_ranges, toset([google_compute_subnetwork.main.ip_cidr_range]))) == 0
+    error_message = "The public status function's Direct VPC egress (main subnet) must not reach MLflow."
+  }
+  assert {
+    condition = alltrue([for s in [
+      "--app-name basic-auth",
+      "default_permission = NO_PERMISSIONS",
+      google_secret_manager_secret.mlflow["admin"].secret_id,
+      google_secret_manager_secret.mlflow["pipelines"].secret_id,
+      "sha256sum --check --strict",
+      "e48f49397a69a1b509a74ce025dcf76019da0dcaae17f744c524dd19e9824800  /tmp/cloud-sql-proxy",
+      "mlflow[auth]==",
+    ] : strcontains(google_compute_instance.mlflow.metadata["startup-script"], s)])
+    error_message = "MLflow authenticates every caller (basic-auth app, passwords from Secret Manager) and the Auth Proxy download is checksummed."
+  }
+  assert {
+    condition     = strcontains(google_compute_instance.mlflow.metadata["startup-script"], "--default-artifact-root gs://test-project-potability-mlflow/mlflow-artifacts")
+    error_message = "MLflow's artifacts live in their own bucket."
   }
   assert {
     condition     = [for m in google_iap_tunnel_instance_iam_member.engineers : m.member] == ["group:ml-eng@example.com"]
@@ -189,16 +210,23 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
     error_message = "The schedule authenticates as the scheduler SA."
   }
   assert {
-    condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).templateUri == "gs://test-project-potability/pipelines/training_pipeline.yaml"
-    error_message = "templateUri is the compiled pipeline in the bucket."
+    condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).templateUri == "https://europe-west1-kfp.pkg.dev/test-project/potability-pipelines/water-potability-training/latest"
+    error_message = "templateUri is the published pipeline in the KFP repository (Vertex refuses gs:// templates)."
+  }
+  assert {
+    condition = (
+      jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).pscInterfaceConfig == { networkAttachment = google_compute_network_attachment.pipelines.name } &&
+      !contains(keys(jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body))), "network")
+    )
+    error_message = "The run reaches Cloud SQL and MLflow through a PSC interface on the network attachment, not through (non-transitive) peering."
   }
   assert {
     condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).serviceAccount == google_service_account.sa["pipelines"].email
     error_message = "The pipeline runs as the pipelines SA."
   }
   assert {
-    condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.gcsOutputDirectory == "gs://test-project-potability/pipeline-root"
-    error_message = "Pipeline root is gs://<bucket>/pipeline-root."
+    condition     = jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.gcsOutputDirectory == "gs://test-project-potability-pipeline-root/pipeline-root"
+    error_message = "Pipeline root is in its own bucket."
   }
   assert {
     condition = toset(keys(jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues)) == toset([
@@ -210,7 +238,7 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
   }
   assert {
     condition = (
-      jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.serving_image == "europe-west1-docker.pkg.dev/test-project/potability/potability:v1" &&
+      jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.serving_image == "europe-west1-docker.pkg.dev/test-project/potability/potability@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" &&
       jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.endpoint_id == google_vertex_ai_endpoint.main.name &&
       jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.database_user == trimsuffix(google_service_account.sa["pipelines"].email, ".gserviceaccount.com") &&
       jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.mlflow_tracking_uri == "http://${google_compute_instance.mlflow.network_interface[0].network_ip}:5000" &&
@@ -220,52 +248,205 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
   }
 }
 
-run "least_privilege_iam" {
+
+# The exact roles of every service account: a new project-wide role, a role
+# dropped or one renamed fails here (not a substring search).
+run "exact_project_roles_of_every_service_account" {
   command = plan
 
   assert {
-    condition     = alltrue([for b in google_project_iam_member.sa : !contains(["roles/owner", "roles/editor", "roles/viewer"], b.role)])
-    error_message = "No basic roles."
+    condition = jsonencode({
+      for k, sa in google_service_account.sa : k => sort([for b in google_project_iam_member.sa : b.role if b.member == sa.member])
+      }) == jsonencode({
+      pipelines       = sort(["roles/aiplatform.user", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter", "roles/monitoring.metricWriter"])
+      mlflow          = sort(["roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter", "roles/monitoring.metricWriter"])
+      predict         = sort([google_project_iam_custom_role.roles["endpoint_predictor"].name, "roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+      samples         = sort(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+      status          = sort(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+      migrator        = sort(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
+      scheduler       = sort([google_project_iam_custom_role.roles["pipeline_starter"].name])
+      functions-build = sort(["roles/logging.logWriter"])
+    })
+    error_message = "Project-wide roles differ from the reviewed set (iam.tf)."
   }
   assert {
-    condition     = alltrue([for b in google_service_account_iam_member.pipelines_act_as : b.service_account_id == google_service_account.sa["pipelines"].name && b.role == "roles/iam.serviceAccountUser"])
-    error_message = "serviceAccountUser is granted on the pipelines SA only, never project-wide."
+    condition = (
+      google_project_iam_custom_role.roles["endpoint_predictor"].permissions == toset(["aiplatform.endpoints.predict"]) &&
+      google_project_iam_custom_role.roles["pipeline_starter"].permissions == toset(["aiplatform.metadataStores.get", "aiplatform.pipelineJobs.create"]) &&
+      length(google_project_iam_custom_role.roles) == 2
+    )
+    error_message = "Custom roles hold exactly the one permission their caller uses."
   }
   assert {
-    condition     = toset([for b in google_service_account_iam_member.pipelines_act_as : b.member]) == toset([google_service_account.sa["pipelines"].member, google_service_account.sa["scheduler"].member])
-    error_message = "Only the pipelines SA itself and the scheduler act as the pipelines SA."
-  }
-  assert {
-    condition     = length([for b in google_project_iam_member.sa : b if strcontains(b.role, "storage")]) == 0
-    error_message = "Storage access is bucket-scoped."
-  }
-  assert {
-    condition     = google_artifact_registry_repository_iam_member.pipelines_reader.role == "roles/artifactregistry.reader"
-    error_message = "The pipeline reads images from the repository only."
-  }
-  assert {
-    condition     = google_storage_bucket.main.uniform_bucket_level_access && google_storage_bucket.main.public_access_prevention == "enforced" && google_storage_bucket.main.versioning[0].enabled
-    error_message = "The bucket has uniform access, public access prevention and versioning."
+    condition     = alltrue([for b in google_project_iam_member.db_admins : startswith(b.member, "user:")])
+    error_message = "No other project binding names a service account."
   }
 }
 
-run "database_grants_are_least_privilege" {
+run "exact_resource_level_grants" {
   command = plan
 
   assert {
-    condition     = strcontains(output.db_grants_sql, "GRANT SELECT ON ALL TABLES IN SCHEMA water TO \"${local.db_user["status"]}\";")
-    error_message = "The public status function may only read."
+    condition = toset([for b in google_storage_bucket_iam_member.sa : "${b.bucket} ${b.role} ${b.member}"]) == toset([
+      "test-project-potability-pipeline-root roles/storage.objectUser ${google_service_account.sa["pipelines"].member}",
+      "test-project-potability-mlflow roles/storage.objectUser ${google_service_account.sa["pipelines"].member}",
+      "test-project-potability-mlflow roles/storage.objectUser ${google_service_account.sa["mlflow"].member}",
+      "test-project-potability roles/storage.objectViewer ${google_service_account.sa["functions-build"].member}",
+    ])
+    error_message = "Each bucket grant is one account on one single-purpose bucket."
   }
   assert {
-    condition     = strcontains(output.db_grants_sql, "GRANT SELECT, INSERT ON water.water_inferences TO \"${local.db_user["predict"]}\";")
-    error_message = "predict writes the inference log and nothing else."
+    condition = toset([for b in google_artifact_registry_repository_iam_member.sa : "${b.repository} ${b.role} ${b.member}"]) == toset([
+      "${google_artifact_registry_repository.images.name} roles/artifactregistry.reader ${google_service_account.sa["pipelines"].member}",
+      "${google_artifact_registry_repository.pipelines.name} roles/artifactregistry.reader ${google_service_account.sa["scheduler"].member}",
+      "${google_artifact_registry_repository.functions.name} roles/artifactregistry.writer ${google_service_account.sa["functions-build"].member}",
+    ])
+    error_message = "Repository grants: the scheduler reads the KFP repository only, the build writes its own repository only."
   }
   assert {
-    condition     = strcontains(output.db_grants_sql, "GRANT SELECT, INSERT ON water.water_potability TO \"${local.db_user["samples"]}\";")
-    error_message = "add_sample writes the training table and nothing else."
+    condition     = google_artifact_registry_repository.pipelines.format == "KFP" && google_artifact_registry_repository.pipelines.repository_id == "potability-pipelines"
+    error_message = "The compiled pipeline lives in a KFP repository named <prefix>-pipelines."
   }
   assert {
-    condition     = !strcontains(output.db_grants_sql, "DELETE") && !strcontains(output.db_grants_sql, "ALL PRIVILEGES")
-    error_message = "No role may delete or hold all privileges."
+    condition = toset([for b in google_service_account_iam_member.pipelines_act_as : "${b.service_account_id} ${b.role} ${b.member}"]) == toset([
+      "${google_service_account.sa["pipelines"].name} roles/iam.serviceAccountUser ${google_service_account.sa["pipelines"].member}",
+      "${google_service_account.sa["pipelines"].name} roles/iam.serviceAccountUser ${google_service_account.sa["scheduler"].member}",
+    ])
+    error_message = "Only the pipelines SA itself and the scheduler act as the pipelines SA."
+  }
+  assert {
+    condition = toset([for b in google_secret_manager_secret_iam_member.mlflow : "${b.secret_id} ${b.role} ${b.member}"]) == toset([
+      "${google_secret_manager_secret.mlflow["admin"].id} roles/secretmanager.secretVersionAdder ${google_service_account.sa["mlflow"].member}",
+      "${google_secret_manager_secret.mlflow["admin"].id} roles/secretmanager.secretAccessor ${google_service_account.sa["mlflow"].member}",
+      "${google_secret_manager_secret.mlflow["pipelines"].id} roles/secretmanager.secretVersionAdder ${google_service_account.sa["mlflow"].member}",
+      "${google_secret_manager_secret.mlflow["pipelines"].id} roles/secretmanager.secretAccessor ${google_service_account.sa["mlflow"].member}",
+      "${google_secret_manager_secret.mlflow["pipelines"].id} roles/secretmanager.secretAccessor ${google_service_account.sa["pipelines"].member}",
+      "${google_secret_manager_secret.mlflow["admin"].id} roles/secretmanager.secretAccessor group:ml-eng@example.com",
+    ])
+    error_message = "MLflow passwords: the VM writes them, the pipeline reads its own, engineers read the admin one."
+  }
+  assert {
+    condition = toset([for b in google_cloud_run_v2_job_iam_member.engineers : "${b.name} ${b.role} ${b.member}"]) == toset([
+      "potability-migrate roles/run.invoker group:ml-eng@example.com",
+      "potability-migrate roles/run.viewer group:ml-eng@example.com",
+    ])
+    error_message = "Engineers may run and watch the migration job, nothing else."
+  }
+  assert {
+    condition     = google_cloudfunctions2_function.fn["predict"].build_config[0].docker_repository == google_artifact_registry_repository.functions.id
+    error_message = "The functions build into our repository (where the build SA may write)."
+  }
+  assert {
+    condition = alltrue([for b in google_storage_bucket.buckets :
+      b.uniform_bucket_level_access && b.public_access_prevention == "enforced" && b.versioning[0].enabled && !b.force_destroy
+    ])
+    error_message = "Every bucket has uniform access, public access prevention and versioning."
+  }
+}
+
+run "direct_vpc_egress_and_ingress" {
+  command = plan
+
+  assert {
+    condition = alltrue([for f in google_cloudfunctions2_function.fn :
+      f.service_config[0].direct_vpc_egress == "VPC_EGRESS_PRIVATE_RANGES_ONLY" &&
+      f.service_config[0].direct_vpc_network_interface[0].network == "potability-vpc" &&
+      f.service_config[0].direct_vpc_network_interface[0].subnetwork == "potability-europe-west1"
+    ])
+    error_message = "Functions use Direct VPC egress for private ranges only, given by network and subnetwork *name* (provider docs)."
+  }
+  assert {
+    condition     = { for k, f in google_cloudfunctions2_function.fn : k => f.service_config[0].ingress_settings } == { predict = "ALLOW_ALL", samples = "ALLOW_ALL", status = "ALLOW_ALL" }
+    error_message = "Ingress: callers are outside Google Cloud, access is IAM (run.invoker) - see the checkov skip in functions.tf."
+  }
+  assert {
+    condition = (
+      google_cloud_run_v2_job.migrate[0].template[0].template[0].vpc_access[0].egress == "PRIVATE_RANGES_ONLY" &&
+      google_cloud_run_v2_job.migrate[0].template[0].template[0].vpc_access[0].network_interfaces[0].network == "potability-vpc" &&
+      google_cloud_run_v2_job.migrate[0].template[0].template[0].vpc_access[0].network_interfaces[0].subnetwork == "potability-europe-west1"
+    )
+    error_message = "The migration job reaches Cloud SQL's private IP through Direct VPC egress."
+  }
+  assert {
+    condition = (
+      google_compute_network_attachment.pipelines.subnetworks == tolist([google_compute_subnetwork.pipelines.self_link]) &&
+      google_compute_subnetwork.pipelines.network == google_compute_network.vpc.id &&
+      google_sql_database_instance.main.settings[0].ip_configuration[0].private_network == google_compute_network.vpc.id
+    )
+    error_message = "The PSC interfaces get addresses in our VPC, the VPC that is peered with Cloud SQL's private IP."
+  }
+}
+
+run "migrations_are_a_job" {
+  command = plan
+
+  assert {
+    condition = (
+      google_cloud_run_v2_job.migrate[0].template[0].template[0].service_account == google_service_account.sa["migrator"].email &&
+      google_cloud_run_v2_job.migrate[0].template[0].template[0].containers[0].image == "europe-west1-docker.pkg.dev/test-project/potability/potability@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" &&
+      google_cloud_run_v2_job.migrate[0].template[0].template[0].containers[0].args == tolist(["potability", "migrate"])
+    )
+    error_message = "The job runs `potability migrate` in the image pinned by digest, as the migrator SA."
+  }
+  assert {
+    condition = { for e in google_cloud_run_v2_job.migrate[0].template[0].template[0].containers[0].env : e.name => e.value } == {
+      POTABILITY_ENV     = "gcp"
+      CLOUD_SQL_INSTANCE = google_sql_database_instance.main.connection_name
+      DB_NAME            = "potability"
+      DB_USER            = trimsuffix(google_service_account.sa["migrator"].email, ".gserviceaccount.com")
+      DB_IAM_AUTH        = "true"
+      DB_ROLE_MEMBERS = join(",", [
+        "predict=${trimsuffix(google_service_account.sa["predict"].email, ".gserviceaccount.com")}",
+        "samples=${trimsuffix(google_service_account.sa["samples"].email, ".gserviceaccount.com")}",
+        "status=${trimsuffix(google_service_account.sa["status"].email, ".gserviceaccount.com")}",
+        "pipelines=${trimsuffix(google_service_account.sa["pipelines"].email, ".gserviceaccount.com")}",
+        "mlflow=${trimsuffix(google_service_account.sa["mlflow"].email, ".gserviceaccount.com")}",
+      ])
+    }
+    error_message = "The job connects as the migrator's IAM user and makes each service's user a member of its access role."
+  }
+  assert {
+    condition     = google_sql_user.sa["migrator"].type == "CLOUD_IAM_SERVICE_ACCOUNT" && google_sql_user.sa["migrator"].database_roles == tolist(["cloudsqlsuperuser"])
+    error_message = "The migrator's IAM database user may create the owner and access roles."
+  }
+  assert {
+    condition     = alltrue([for k, u in google_sql_user.sa : k == "migrator" || u.database_roles == null || length(coalesce(u.database_roles, [])) == 0])
+    error_message = "No other service account's database user is a superuser."
+  }
+}
+
+run "teardown_does_not_block" {
+  command = plan
+
+  assert {
+    condition     = google_service_networking_connection.private_services.deletion_policy == "ABANDON"
+    error_message = "The private services peering is abandoned on destroy (Google releases it with the instance)."
+  }
+  assert {
+    condition     = alltrue([for u in concat(values(google_sql_user.sa), values(google_sql_user.admins)) : u.deletion_policy == "ABANDON"])
+    error_message = "IAM database users (which hold roles after migrations) are abandoned, not dropped, on destroy."
+  }
+  assert {
+    condition     = google_cloud_run_v2_job.migrate[0].deletion_protection == false
+    error_message = "The migration job can be destroyed."
+  }
+}
+
+run "retention_and_cleanup" {
+  command = plan
+
+  assert {
+    condition = alltrue([for b in google_storage_bucket.buckets :
+      anytrue([for r in b.lifecycle_rule : r.action[0].type == "Delete" && r.condition[0].days_since_noncurrent_time == 30])
+    ])
+    error_message = "Noncurrent object versions are deleted after 30 days in every bucket."
+  }
+  assert {
+    condition = alltrue([for r in [google_artifact_registry_repository.images, google_artifact_registry_repository.functions, google_artifact_registry_repository.pipelines] :
+      !r.cleanup_policy_dry_run &&
+      anytrue([for p in r.cleanup_policies : p.action == "DELETE" && try(p.condition[0].older_than, "") == "2592000s"]) &&
+      anytrue([for p in r.cleanup_policies : p.action == "KEEP" && try(p.most_recent_versions[0].keep_count, 0) > 0])
+    ])
+    error_message = "Every repository deletes old versions (not dry run) and keeps the most recent ones."
   }
 }

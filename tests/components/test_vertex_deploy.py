@@ -135,10 +135,10 @@ def test_incomplete_vertex_target_is_refused_before_any_call(field: str, value: 
 # --- local deploy decision (the real server start is covered by the end-to-end run) -----------
 
 def _settings(home: Path, url: str) -> Settings:
-    from potability import local_stack
+    from potability import config
 
     if url:
-        local_stack.update_env(home, MODEL_SERVER_URL=url)
+        config.update_env(home, MODEL_SERVER_URL=url)
     return Settings(home=home, mlflow_tracking_uri="http://127.0.0.1:5000",
                     model_name="water-potability")
 

@@ -16,7 +16,7 @@ from fn_support import REGULATOR_TOKEN
 
 from functions.auth import token_sha256
 from functions.serving import Context
-from potability import db, local_stack, services
+from potability import config, db, local_stack, services
 from potability.config import Settings
 
 
@@ -60,10 +60,10 @@ def local_functions(tmp_path_factory: pytest.TempPathFactory, database_url: str,
     """The three functions started exactly as ``potability functions`` starts them (real
     functions-framework processes), in their own stack home pointing at the session's
     database and model server."""
-    from functions import local
+    from potability import local_functions as local
 
     home = tmp_path_factory.mktemp("fnstack")
-    local_stack.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,
+    config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,
                            MODEL_SERVER_URL=model_server_url)
     try:
         env = local.start(home)

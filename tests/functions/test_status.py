@@ -11,7 +11,9 @@ import flask
 import pytest
 
 from functions import status as status_module
-from functions.status import status, status_data
+from functions.http import RETRY_AFTER_SECONDS
+from functions.serving import Context, serve
+from functions.status import status_data
 from functions.status_page import render_html
 from potability import db, qc_job
 from potability.config import Settings
@@ -160,48 +162,89 @@ def test_the_page_renders_before_anything_happened(clean_db, scenario) -> None:
     assert "no model promoted yet" in page and "Quality control has not run yet" in page
 
 
-# --- the HTTP handler ---------------------------------------------------------------------
+# --- the HTTP handler (through the shared serving path, as functions/main.py wires it) ------
 
 @pytest.fixture
-def pool(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[db.Pool]:
-    """The handler's per-instance pool, pointed at the session database."""
-    pool = db.Pool(settings)
-    monkeypatch.setattr(status_module, "_pool", pool)
-    yield pool
-    pool.close()
+def ctx(settings: Settings) -> Iterator[Context]:
+    """A function instance's context on the session database (its pool from settings)."""
+    context = Context(settings.with_(db_pool_size=3))
+    yield context
+    context.close()
 
 
-def call(path: str = "/", method: str = "GET", headers: dict[str, str] | None = None) -> flask.Response:
+def call(ctx: Context, path: str = "/", method: str = "GET",
+         headers: dict[str, str] | None = None) -> flask.Response:
     app = flask.Flask(__name__)
     with app.test_request_context(path, method=method, headers=headers or {}):
-        return status(flask.request)
+        return serve(status_module.FUNCTION, status_module.handle, flask.request, ctx,
+                     status_module.render_error)
 
 
-def test_json_on_request_html_by_default(pool, scenario) -> None:
-    for response in (call("/?format=json"), call("/", headers={"Accept": "application/json"})):
+def test_json_on_request_html_by_default(ctx, scenario) -> None:
+    for response in (call(ctx, "/?format=json"),
+                     call(ctx, "/", headers={"Accept": "application/json"})):
         assert response.status_code == 200 and response.mimetype == "application/json"
         body = response.get_json()
         assert body["inferences"]["last_24h"]["total"] == 4 and body["model"]["version"] == "3"
     browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-    for response in (call("/", headers={"Accept": browser}), call("/"), call("/?format=html")):
+    for response in (call(ctx, "/", headers={"Accept": browser}), call(ctx, "/"),
+                     call(ctx, "/?format=html")):
         assert response.status_code == 200 and response.mimetype == "text/html"
         assert 'data-testid="inferences-24h-total">4<' in response.get_data(as_text=True)
     assert "max-age" in response.headers["Cache-Control"]
 
 
-def test_bad_requests_are_4xx_naming_the_problem(pool) -> None:
-    response = call("/?format=xml")
+def test_bad_requests_are_json_4xx_naming_the_problem(ctx) -> None:
+    response = call(ctx, "/?format=xml")
     assert response.status_code == 400 and response.get_json()["field"] == "format"
-    response = call("/", method="POST")
+    response = call(ctx, "/", method="POST")
     assert response.status_code == 405 and response.headers["Allow"] == "GET, HEAD"
+    assert response.get_json()["field"] == "method"
+    assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_database_down_is_503_with_retry_after(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    dead = Settings(database_url=f"postgresql://postgres@/potability?host={tmp_path}")
-    monkeypatch.setattr(status_module, "_pool", db.Pool(dead))
-    response = call("/?format=json")
-    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
-    assert "retry" in response.get_json()["error"]
-    response = call("/")
+def test_database_down_is_503_with_the_shared_retry_after(tmp_path) -> None:
+    dead = Context(Settings(database_url=f"postgresql://postgres@/potability?host={tmp_path}"))
+    response = call(dead, "/?format=json")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    assert response.get_json()["field"] == "database" and "retry" in response.get_json()["error"]
+    assert response.headers["Cache-Control"] == "no-store"
+    response = call(dead, "/")  # a browser gets a readable page for the same outage
     assert response.status_code == 503 and response.mimetype == "text/html"
-    assert int(response.headers["Retry-After"]) > 0
+    assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)
+    assert f"try again in {RETRY_AFTER_SECONDS} seconds" in response.get_data(as_text=True)
+
+
+def test_one_log_line_per_request(ctx, scenario, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    call(ctx, "/?format=json", headers={"User-Agent": "probe/1"})
+    call(ctx, "/", method="DELETE")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["function"], r["httpRequest"]["status"]) for r in lines] == [
+        ("status", 200), ("status", 405)]
+    assert lines[0]["severity"] == "INFO" and lines[0]["format"] == "json"
+    assert lines[0]["httpRequest"]["userAgent"] == "probe/1"
+    assert lines[1]["severity"] == "WARNING"
+
+
+def test_uses_the_instance_pool_sized_by_settings(ctx, scenario) -> None:
+    for _ in range(5):
+        assert call(ctx, "/?format=json").status_code == 200
+    assert ctx.pool._idle.maxsize == ctx.settings.db_pool_size == 3
+
+
+def test_a_stale_pooled_connection_costs_no_503(ctx, scenario, conn) -> None:
+    """After a database restart every pooled connection is dead: the read is retried once on a
+    fresh connection instead of answering 503 (here: the server terminates the pooled one)."""
+    assert call(ctx, "/?format=json").status_code == 200
+    pooled = ctx.pool._idle.queue[-1]
+    cur = pooled.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    pooled.rollback()
+    admin = conn.cursor()
+    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    conn.commit()
+    response = call(ctx, "/?format=json")
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -15,7 +15,7 @@ import requests
 
 from components import modeling, run_record
 from pipelines.local_run import run_local
-from potability import db, local_stack, services
+from potability import config, db, services
 from potability.config import Settings
 
 pytestmark = pytest.mark.slow
@@ -104,7 +104,7 @@ def test_first_run_sets_the_champion_records_it_and_serves_it(e2e: Any) -> None:
     assert row["status"] == "succeeded" and row["decision"] == "first_champion"
     assert row["champion_version"] == champion.version == "1"
     assert row["training_rows"] > 0 and len(row["data_sha256"]) == 64
-    url = local_stack.read_env(settings.home)["MODEL_SERVER_URL"]
+    url = config.read_env(settings.home)["MODEL_SERVER_URL"]
     response = requests.post(f"{url}/predict", json={"instances": [READING]}, timeout=10)
     assert response.status_code == 200
     body = response.json()
@@ -128,7 +128,7 @@ def test_second_run_on_unchanged_data_keeps_the_equal_champion(e2e: Any) -> None
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     assert client.get_model_version_by_alias(settings.model_name, "champion").version == "1"
     assert [v.version for v in client.search_model_versions(f"name='{settings.model_name}'")] == ["1"]
-    url = local_stack.read_env(settings.home)["MODEL_SERVER_URL"]
+    url = config.read_env(settings.home)["MODEL_SERVER_URL"]
     assert requests.get(f"{url}/health", timeout=5).json()["model_version"] == "1"
 
 

@@ -1,4 +1,4 @@
-"""Quality control of the deployed model: lab samples confirm (or refute) live inferences.
+"""Live precision of the deployed model (pure): lab samples confirm (or refute) live inferences.
 
 A certified lab sample is ground truth for the water at one site at one moment; the sensor
 readings the model classified around that moment describe the same water. Pairing them gives

@@ -11,9 +11,9 @@ import subprocess
 import requests
 from fn_support import count, reading
 
-from functions import local
+from potability import local_functions as local
 from functions.auth import token_sha256
-from potability import local_stack, services
+from potability import config, local_stack, services
 
 
 def test_started_functions_publish_urls_and_a_hashed_token(local_functions) -> None:
@@ -24,7 +24,7 @@ def test_started_functions_publish_urls_and_a_hashed_token(local_functions) -> N
     token_file = home / local.TOKEN_FILE
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
-    stored = local_stack.read_env(home)
+    stored = config.read_env(home)
     assert stored["SAMPLES_TOKEN_SHA256"] == token_sha256(token)
     assert token not in (home / "env").read_text()
     # Starting again finds what runs: same URLs, same processes, same token.
@@ -79,7 +79,7 @@ def test_structured_log_line_per_request(local_functions, clean_db) -> None:
 
 def test_functions_stop_with_the_stack(tmp_path, database_url) -> None:
     """``potability down`` stops the functions (they are registered services)."""
-    local_stack.update_env(tmp_path, DATABASE_URL=database_url)
+    config.update_env(tmp_path, DATABASE_URL=database_url)
     env = local.start(tmp_path, threads=1)
     assert "MODEL_SERVER_URL" in env  # reserved for the model server when none runs yet
     down = requests.post(env["PREDICT_URL"], json={"sensor_id": "a", "reading": reading()},

@@ -26,11 +26,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from functions.auth import token_sha256
-from potability import local_stack, services
+from potability import config, services
+from potability.config import token_sha256
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = Path(__file__).resolve().with_name("main.py")
+SOURCE = ROOT / "functions" / "main.py"
 TOKEN_FILE = "regulator-token"
 
 
@@ -62,9 +62,9 @@ def regulator_token(home: Path) -> str:
             handle.write(secrets.token_urlsafe(32) + "\n")
     token = path.read_text().strip()
     digest = token_sha256(token)
-    known = [h for h in local_stack.read_env(home).get("SAMPLES_TOKEN_SHA256", "").split(",") if h]
+    known = [h for h in config.read_env(home).get("SAMPLES_TOKEN_SHA256", "").split(",") if h]
     if digest not in known:
-        local_stack.update_env(home, SAMPLES_TOKEN_SHA256=",".join([*known, digest]))
+        config.update_env(home, SAMPLES_TOKEN_SHA256=",".join([*known, digest]))
     return token
 
 
@@ -92,12 +92,12 @@ def _port_of(url: str) -> int:
 def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[str, str]:
     """Start (or find) the three functions; return the env file with their URLs."""
     regulator_token(home)
-    env = local_stack.read_env(home)
+    env = config.read_env(home)
     if not env.get("DATABASE_URL"):
         raise RuntimeError("the local stack is not up: run `potability up` first")
     if not env.get("MODEL_SERVER_URL"):
         port = services.free_port(8080)
-        env = local_stack.update_env(home, MODEL_SERVER_URL=f"http://127.0.0.1:{port}")
+        env = config.update_env(home, MODEL_SERVER_URL=f"http://127.0.0.1:{port}")
     env.setdefault("ENDPOINT_MODE", "local")
     urls: dict[str, str] = {}
     started: list[tuple[LocalFunction, int, str]] = []
@@ -117,12 +117,12 @@ def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[
         urls[fn.env_key] = url
     for fn, pid, url in started:
         wait_answering(url, timeout=60, pid=pid)
-    return local_stack.update_env(home, **urls)
+    return config.update_env(home, **urls)
 
 
 def example_curls(home: Path) -> list[str]:
     """One runnable example per function, with this stack's URLs."""
-    env = local_stack.read_env(home)
+    env = config.read_env(home)
     reading = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
                "Sulfate": None, "Conductivity": 421.0, "Organic_carbon": 14.2,
                "Trihalomethanes": 66.4, "Turbidity": 3.9}

@@ -9,7 +9,7 @@ import pytest
 from potability import qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
-from potability.quality_control import (
+from potability.live_precision import (
     ALL_WEEKS,
     Inference,
     LabSample,
