@@ -133,7 +133,7 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
                                      score_model, uncalibrated_proba)
     from components.promote import CHALLENGER_WINS, decide
     from components.train import split
-    from potability.features import FEATURE_NAMES, TARGET
+    from potability.features import FEATURE_NAMES
     from potability.seed import load_training_rows
 
     frame = load_training_rows()
