@@ -35,7 +35,8 @@ from typing import Any, Callable, NamedTuple
 from components.evaluate import (Evidence, Scores, paired_bootstrap, precision_interval,
                                  predictions, score_model)
 from components.run_record import CHAMPION_ALIAS
-from potability.features import TARGET
+from potability import compiled_model
+from potability.features import FEATURE_NAMES, TARGET
 
 FIRST_CHAMPION = "first_champion"
 CHALLENGER_WINS = "challenger_wins"
@@ -185,7 +186,18 @@ def register(client: Any, model_name: str, challenger: dict[str, Any],
     return str(version.version)
 
 
-def promote(
+def promote(*, settings: Any, **kwargs: Any) -> PromoteResult:
+    """:func:`decide_and_promote`, one pipeline run at a time: two runs at once would both
+    read the same champion, and the later alias move would silently undo the earlier one. The
+    lock is PostgreSQL's (the database every run shares), held from reading the champion to
+    moving the alias, and released if the step dies."""
+    from potability import db
+
+    with db.advisory_lock(settings, f"potability.promote:{settings.model_name}"):
+        return decide_and_promote(settings=settings, **kwargs)
+
+
+def decide_and_promote(
     *, settings: Any, run_id: str, scored: list[dict[str, Any]], test: Any, recall_floor: float,
     parent_run_id: str, training_rows: int, split_seed: int | None = None,
     test_fraction: float | None = None,
@@ -245,6 +257,10 @@ def promote(
         new_version, family, after = champion.version, champion.family, champion_scores
         interval = precision_interval(y, champion_pred)
     else:
+        # Compiled scoring (issue 12): ONNX form checked against scikit-learn on the held-out
+        # rows, stored in the logged model before it becomes a version.
+        compiled_model.attach_to_uri(challenger["model_uri"], load_model(challenger["model_uri"]),
+                                     test[list(FEATURE_NAMES)])
         new_version = register(client, name, challenger, run_id, split)
         family, after = challenger["family"], challenger_scores
         interval = precision_interval(*predictions(challenger_model, rows))

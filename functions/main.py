@@ -18,11 +18,14 @@ import threading
 import flask
 import functions_framework
 
+from functions import gunicorn_worker
 from functions import predict as _predict
 from functions import samples as _samples
 from functions import status as _status
 from functions.serving import Context, serve
 from potability.config import load_settings
+
+gunicorn_worker.install()  # before functions-framework builds its server: see that module
 
 _context: Context | None = None
 _context_lock = threading.Lock()

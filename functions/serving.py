@@ -28,12 +28,16 @@ T = TypeVar("T")
 
 
 def retry_stale_connection(unit: Callable[[], T]) -> T:
-    """Run a unit of database work, once more if it failed with the database unreachable.
+    """Run a unit of database work, once more if the database failed it.
 
-    After a database restart every pooled connection is dead, and the pool finds out only by
-    using it (then drops it): without this, each of them would cost a client a 503. The retry
-    gets a fresh connection; if the database is really down it fails again at once and the
-    client gets the 503. Safe because every unit is idempotent (keyed by the request id or the
+    After a database restart or failover every pooled connection is dead, and the pool finds
+    out only by using one: the first failure makes the pool forget all of them
+    (:meth:`potability.db.Pool.invalidate`), so the retry runs on a fresh connection. A
+    transient failure (serialisation conflict, deadlock victim, no free connection slot, see
+    :func:`potability.db.classify`) was rolled back and is worth one more try as well. If the
+    database is really down the retry fails again at once and the client gets the 503.
+
+    Safe because every unit is one transaction, idempotent by its key (the request id, the
     sample ids), even if the first attempt's commit reached the server before the link broke.
     """
     try:
@@ -96,6 +100,8 @@ def _outcome(handler: Handler, request: flask.Request, ctx: Context, call: Call
         return exc, f"{exc.status} {exc.field}: {exc.message}"
     except db.DatabaseUnavailable as exc:
         call.log["cause"] = str(exc)[:300]
+        if exc.sqlstate:
+            call.log["sqlstate"] = exc.sqlstate
         return (unavailable("database", "the database is unavailable; nothing was written, retry"),
                 "database unavailable")
     except EndpointUnavailable as exc:

@@ -49,6 +49,7 @@ svg text{font-family:inherit}
 .table-wrap{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);white-space:nowrap}
+td.id{white-space:normal;overflow-wrap:anywhere;min-width:12ch;max-width:32ch}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .legend span{display:inline-block;margin-right:14px;font-size:.85rem}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:-1px}
@@ -121,6 +122,17 @@ def svg_stacked_bars(
     return "".join(parts)
 
 
+LABEL_CHAR_PX = 8.0
+"""Width budgeted per character of a 13 px label (wide glyphs like ``m``/``W`` included), so
+a clipped label never crosses the chart's left edge."""
+
+
+def clip(label: str, fits: int) -> str:
+    """``label`` cut to ``fits`` characters with an ellipsis (sensor ids may be 128 long); the
+    full text stays in the tooltip and the table."""
+    return label if len(label) <= fits else label[:fits - 1] + "\u2026"
+
+
 def svg_hbars(
     items: Sequence[tuple[str, float | None, str, str]], max_value: float, title: str,
     markers: Sequence[tuple[float, str]] = (), width: int = WIDE,
@@ -140,10 +152,12 @@ def svg_hbars(
                      'stroke="#6b7280" stroke-dasharray="4 3"/>')
         parts.append(f'<text x="{x:.1f}" y="{top - 6}" font-size="11" text-anchor="middle" '
                      f'fill="#4b5563">{escape(label)}</text>')
+    fits = max(int((left - 12) / LABEL_CHAR_PX), 4)
     for i, (label, value, color, text) in enumerate(items):
         y = top + i * row
         parts.append(f'<text x="{left - 8}" y="{y + row * 0.62:.1f}" font-size="13" '
-                     f'text-anchor="end" fill="#111827">{escape(label)}</text>')
+                     f'text-anchor="end" fill="#111827"><title>{escape(label)}</title>'
+                     f'{escape(clip(label, fits))}</text>')
         w = 0.0 if value is None else max(min(value, max_value) * scale, 1.5)
         parts.append(f'<rect x="{left}" y="{y + 6}" width="{w:.1f}" height="{row - 12}" '
                      f'fill="{color}" rx="2"><title>{escape(label)}: {escape(text)}</title></rect>')
@@ -270,17 +284,26 @@ def _cards(data: dict[str, Any]) -> str:
         cards.append(_card("Live precision (lab-confirmed)", "\u2014",
                            "quality control has not run yet", "live-precision"))
     drift = qc["drift"] if qc else None
-    if drift and drift["features"]:
+    measured = [f for f in drift["features"] if f["status"] != "insufficient_data"] if drift else []
+    if drift and drift["features"] and not measured:
+        cards.append(_card(
+            "Measurements drifting", "not enough data",
+            _pill("none", "not enough data", "drift-flag")
+            + f" {_e(drift['recent_rows'])} recent readings: too few to compare with the "
+            "training data", "drift-count"))
+    elif drift and drift["features"]:
         drifting, watch = drift["drifting"], drift["watch"]
+        few = len(drift["features"]) - len(measured)
         if drifting:
             sub = _pill("bad", "drift", "drift-flag") + " " + escape(", ".join(drifting))
         elif watch:
             sub = _pill("none", "watch", "drift-flag") + " " + escape(", ".join(watch))
         else:
             sub = _pill("good", "stable", "drift-flag") + " readings look like the training data"
+        if few:
+            sub += f"; {few} measurement{'s' if few > 1 else ''} with too few readings"
         cards.append(_card(
-            "Measurements drifting", f"{len(drifting)} of {len(drift['features'])}", sub,
-            "drift-count"))
+            "Measurements drifting", f"{len(drifting)} of {len(measured)}", sub, "drift-count"))
     else:
         cards.append(_card("Measurements drifting", "\u2014", "not computed yet", "drift-count"))
     if run:
@@ -333,7 +356,7 @@ def _sensors(data: dict[str, Any]) -> str:
     for s in week["by_sensor"]:
         d = day.get(s["sensor_id"], {"total": 0, "potable_share": None})
         rows.append(
-            f'<tr data-testid="sensor-row"><td>{_e(s["sensor_id"])}</td>'
+            f'<tr data-testid="sensor-row"><td class="id">{_e(s["sensor_id"])}</td>'
             f'<td class="num">{d["total"]}</td><td class="num">{pct(d["potable_share"])}</td>'
             f'<td class="num">{s["total"]}</td><td class="num">{pct(s["potable_share"])}</td></tr>'
         )

@@ -39,6 +39,10 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "region": "",
     "endpoint_id": "",
     "serving_image": "",
+    "endpoint_machine_type": "n1-standard-2",
+    "endpoint_min_replicas": 1,
+    "endpoint_max_replicas": 3,
+    "endpoint_cpu_target": 60,
 }
 """The pipeline's parameters and defaults - the names Terraform's scheduler passes."""
 
@@ -75,6 +79,10 @@ def build(image: str) -> Any:
         region: str = "",
         endpoint_id: str = "",
         serving_image: str = "",
+        endpoint_machine_type: str = "n1-standard-2",
+        endpoint_min_replicas: int = 1,
+        endpoint_max_replicas: int = 3,
+        endpoint_cpu_target: int = 60,
     ) -> None:
         run_id = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         db = dict(database_url=database_url, cloud_sql_instance=cloud_sql_instance,
@@ -106,7 +114,11 @@ def build(image: str) -> Any:
             champion_changed=promoted.outputs["champion_changed"], deploy_target=deploy_target,
             model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, project=project,
             region=region, endpoint_id=endpoint_id, serving_image=serving_image,
-            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER, **db,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+            endpoint_machine_type=endpoint_machine_type,
+            endpoint_min_replicas=endpoint_min_replicas,
+            endpoint_max_replicas=endpoint_max_replicas,
+            endpoint_cpu_target=endpoint_cpu_target, **db,
         ).set_display_name("deploy")
         checked = quality_control_op(
             run_id=run_id, deploy_summary=deployed.output, **db,

@@ -35,6 +35,19 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """``"a=x, b=y"`` -> ``(("a", "x"), ("b", "y"))``; a pair without ``=`` is an error."""
+    pairs = []
+    for item in (x.strip() for x in value.split(",")):
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ValueError(f"expected service=user pairs separated by commas, got {item!r}")
+        pairs.append((key.strip(), val.strip()))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of the system needs to know about where things are."""
@@ -88,11 +101,30 @@ class Settings:
     """Vertex pipeline root, ``gs://<bucket>/pipeline-root`` (``submit``)."""
     pipeline_service_account: str = ""
     """Service account Vertex runs the pipeline as (``submit``)."""
+    add_sample_url: str = ""
+    """Where ``potability samples import`` posts (locally published by ``potability functions``)."""
+    regulator_token: str = field(default="", repr=False)
+    """A regulator's plain token for ``potability samples import`` (``REGULATOR_TOKEN``; a
+    client setting - the functions only ever hold its sha256)."""
     pipeline_schedule: str = DEFAULT_PIPELINE_SCHEDULE
     """Cron expression of the local scheduler (``potability up``), the same kind and default as
     Terraform's ``schedule`` variable; empty disables the local schedule."""
     pipeline_schedule_time_zone: str = DEFAULT_SCHEDULE_TIME_ZONE
     """IANA time zone the schedule is read in (Terraform's ``schedule_time_zone``)."""
+    pipeline_schedule_params: tuple[str, ...] = ()
+    """``key=value`` pipeline parameters the local scheduled runs send besides the defaults
+    (Terraform's schedule sends its variables, whose defaults are the pipeline's), e.g.
+    ``grids=quick,cv_folds=3``."""
+    pipeline_network_attachment: str = ""
+    """Network attachment of the runs' Private Service Connect interface (``submit``; Terraform's
+    ``network_attachment`` output), how a run reaches Cloud SQL and MLflow - as the schedule's."""
+    pipeline_template_uri: str = ""
+    """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
+    (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
+    db_role_members: tuple[tuple[str, str], ...] = ()
+    """``potability migrate``: (service, database user) pairs made members of the service's
+    access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the
+    migration job)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -130,9 +162,17 @@ class Settings:
             pipeline_image=e.get("PIPELINE_IMAGE", ""),
             pipeline_root=e.get("PIPELINE_ROOT", ""),
             pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),
+            add_sample_url=e.get("ADD_SAMPLE_URL", ""),
+            regulator_token=e.get("REGULATOR_TOKEN", "").strip(),
             pipeline_schedule=e.get("PIPELINE_SCHEDULE", DEFAULT_PIPELINE_SCHEDULE).strip(),
             pipeline_schedule_time_zone=e.get("PIPELINE_SCHEDULE_TIME_ZONE",
                                               DEFAULT_SCHEDULE_TIME_ZONE),
+            pipeline_schedule_params=tuple(
+                p.strip() for p in e.get("PIPELINE_SCHEDULE_PARAMS", "").split(",") if p.strip()
+            ),
+            pipeline_network_attachment=e.get("PIPELINE_NETWORK_ATTACHMENT", ""),
+            pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
+            db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
         )
 
     def with_(self, **changes: object) -> "Settings":

@@ -8,6 +8,7 @@ just call :func:`connect`.
 from __future__ import annotations
 
 import contextlib
+import enum
 import queue
 import threading
 from typing import Any, Iterator
@@ -22,9 +23,8 @@ Connection = pg8000.dbapi.Connection
 
 DEFAULT_PORT = 5432
 
-# Errors that mean "the database is unreachable or the connection died": the caller answers
-# with a retryable 503 and a pool drops the connection. SQL errors (constraint violations...)
-# are pg8000.dbapi.DatabaseError and mean the request itself was wrong.
+# Failures below SQL: the socket broke, the server vanished, a timeout. pg8000 raises
+# InterfaceError ("network error") when it finds the socket closed; the rest are the OS's.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     pg8000.exceptions.InterfaceError,
     ConnectionError,
@@ -33,8 +33,105 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class Failure(enum.Enum):
+    """What a database error says about the database, as opposed to about the request."""
+
+    CONNECTION = "connection"
+    """The session is over (or never began): drop the connection - and the pool's idle ones,
+    which a restart or failover killed as well - and retry on a fresh one."""
+    TRANSIENT = "transient"
+    """The session is fine but the transaction failed for a reason that passes (a serialisation
+    conflict, a deadlock victim, resources exhausted): roll back and retry."""
+
+
+# SQLSTATEs by family (https://www.postgresql.org/docs/current/errcodes-appendix.html). The
+# message text is localised and changes between versions; the code is the contract.
+CONNECTION_CLASSES = ("08",)
+"""Class 08, connection exception (08000, 08003, 08006, 08001, 08004, 08P01, ...)."""
+CONNECTION_STATES = frozenset({
+    "57P01",  # admin_shutdown: pg_terminate_backend, a shutdown, Cloud SQL maintenance
+    "57P02",  # crash_shutdown: another backend crashed, the server resets every session
+    "57P03",  # cannot_connect_now: starting up / shutting down / in recovery (failover)
+    "57P05",  # idle_session_timeout (PostgreSQL 14+)
+    "25P03",  # idle_in_transaction_session_timeout: the server closed the session
+})
+TRANSIENT_CLASSES = ("53",)
+"""Class 53, insufficient resources: 53300 too_many_connections, 53200 out_of_memory, 53100
+disk_full, 53400 configuration_limit_exceeded - the database's trouble, never the request's."""
+TRANSIENT_STATES = frozenset({
+    "40001",  # serialization_failure: the transaction was rolled back; repeating it is the cure
+    "40P01",  # deadlock_detected: we were the victim, rolled back
+    "55P03",  # lock_not_available (lock_timeout)
+    "57014",  # query_canceled: statement_timeout or pg_cancel_backend by an operator
+    "58000",  # system_error (an OS error on the server)
+    "58030",  # io_error
+})
+_SESSION_ENDING_SEVERITIES = frozenset({"FATAL", "PANIC"})
+
+
+def _server_fields(exc: BaseException) -> dict[str, Any] | None:
+    """The server's ErrorResponse fields: pg8000 passes them as a dict in ``args[0]``. Looked
+    for along the exception chain too - when a connection attempt fails, pg8000 closes the
+    socket, and a failing close replaces the server's error with InterfaceError("network
+    error") whose ``__context__`` is the real one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if current.args and isinstance(current.args[0], dict):
+            return current.args[0]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a server error (field ``"C"``), or ``None`` (a network failure)."""
+    fields = _server_fields(exc)
+    code = fields.get("C") if fields else None
+    return code if isinstance(code, str) else None
+
+
+def classify(exc: BaseException) -> Failure | None:
+    """Whether ``exc`` is the database's failure (and which kind), or ``None`` for an error of
+    the request or the code (constraint violations, syntax, types): those are not retried."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return Failure.CONNECTION
+    if not isinstance(exc, pg8000.exceptions.DatabaseError):
+        return None
+    fields = _server_fields(exc)
+    code = sqlstate(exc)
+    if fields is None or code is None:
+        return None
+    if code.startswith(CONNECTION_CLASSES) or code in CONNECTION_STATES:
+        return Failure.CONNECTION
+    if code.startswith(TRANSIENT_CLASSES) or code in TRANSIENT_STATES:
+        return Failure.TRANSIENT
+    severity = fields.get("V") or fields.get("S")  # "V": never localised (PostgreSQL 9.6+)
+    if severity in _SESSION_ENDING_SEVERITIES:  # any FATAL ends the session, whatever its code
+        return Failure.CONNECTION
+    return None
+
+
 class DatabaseUnavailable(RuntimeError):
-    """The database could not be reached; retry later. Nothing was written."""
+    """The database could not serve the request; retry later. Nothing was written.
+
+    ``failure`` says whether the connection died or only the transaction; ``sqlstate`` is the
+    server's code when it sent one (for the log line), ``None`` for a network failure.
+    """
+
+    def __init__(self, message: str, *, failure: Failure = Failure.CONNECTION,
+                 sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.sqlstate = sqlstate
+
+
+def unavailable(exc: BaseException, what: str, failure: Failure) -> DatabaseUnavailable:
+    """The :class:`DatabaseUnavailable` for a classified failure, its SQLSTATE kept."""
+    fields = _server_fields(exc)
+    code = sqlstate(exc)
+    detail = f"{code} {fields.get('M', '')}" if fields and code else str(exc) or type(exc).__name__
+    return DatabaseUnavailable(f"{what}: {detail}", failure=failure, sqlstate=code)
 
 
 def parse_database_url(url: str) -> dict[str, Any]:
@@ -103,7 +200,13 @@ def _cloud_sql_connect(settings: Settings) -> Connection:
 
 
 def connect(settings: Settings, timeout: float = 10.0) -> Connection:
-    """Open one connection as configured; raise :class:`DatabaseUnavailable` if unreachable."""
+    """Open one connection as configured; raise :class:`DatabaseUnavailable` if that fails.
+
+    Every failure to connect is the database's, not the caller's: refused or timed out,
+    ``57P03`` (starting up, shutting down, in recovery), ``53300`` (no free slot), but also a
+    rejected login or a missing database - a 503 the operator reads the cause of in the log,
+    never a 500 (a client cannot fix any of them).
+    """
     try:
         if settings.cloud_sql_instance:
             return _cloud_sql_connect(settings)
@@ -112,56 +215,126 @@ def connect(settings: Settings, timeout: float = 10.0) -> Connection:
                 "no database configured: set DATABASE_URL (local) or CLOUD_SQL_INSTANCE (GCP)"
             )
         return pg8000.dbapi.connect(**parse_database_url(settings.database_url), timeout=timeout)
-    except UNAVAILABLE_ERRORS as exc:
-        raise DatabaseUnavailable(f"database unreachable: {exc}") from exc
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the connector raises its own types, too
+        raise unavailable(exc, "database unreachable", Failure.CONNECTION) from exc
+
+
+@contextlib.contextmanager
+def advisory_lock(settings: Settings, name: str, wait_seconds: float = 600.0) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock ``name`` (hashed to a key) for the block.
+
+    Serialises work across processes and machines that share the database - two pipeline runs
+    promoting at once. It lives on a connection of its own, so it is released when the block
+    ends *and* when the holder dies (a SIGKILLed step's session ends with its socket). Waiting
+    longer than ``wait_seconds`` fails (``55P03``) instead of hanging forever.
+    """
+    conn = connect(settings)
+    try:
+        conn.autocommit = True
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SET lock_timeout = {int(wait_seconds * 1000)}")
+            cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
+        except Exception as exc:  # noqa: BLE001 - classified below, else re-raised
+            failure = classify(exc)
+            if failure is None:
+                raise
+            raise unavailable(exc, f"could not take the lock {name!r}", failure) from exc
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+    finally:
+        _close_quietly(conn)
 
 
 class Pool:
     """A small thread-safe pool: connections are created lazily and reused across requests.
 
-    A connection that failed with a connection-level error is discarded, never reused.
+    A failure that ends the session (:attr:`Failure.CONNECTION`) discards the connection *and*
+    every idle one opened before it: a restart or failover killed them all, and handing them
+    out one by one would cost one failed request each. Connections in use at that moment are
+    discarded when they come back (they belong to an older generation).
     """
 
     def __init__(self, settings: Settings, size: int = 4) -> None:
         self._settings = settings
-        self._idle: queue.LifoQueue[Connection] = queue.LifoQueue(maxsize=size)
+        self.size = size
+        self._idle: queue.LifoQueue[tuple[int, Connection]] = queue.LifoQueue(maxsize=size)
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def _checkout(self) -> tuple[int, Connection]:
+        while True:
+            try:
+                generation, conn = self._idle.get_nowait()
+            except queue.Empty:
+                generation = self._generation
+                try:
+                    return generation, connect(self._settings)
+                except DatabaseUnavailable:
+                    self.invalidate()
+                    raise
+            if generation == self._generation:
+                return generation, conn
+            _close_quietly(conn)
+
+    def invalidate(self) -> None:
+        """Forget every connection opened so far (the server they talk to is gone)."""
+        with self._lock:
+            self._generation += 1
+        while True:
+            try:
+                _close_quietly(self._idle.get_nowait()[1])
+            except queue.Empty:
+                return
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A connection inside one transaction: committed on success, rolled back on error."""
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = connect(self._settings)
+        """A connection inside one transaction: committed on success, rolled back on error.
+
+        A failure the database is to blame for (:func:`classify`) leaves as
+        :class:`DatabaseUnavailable` - after the rollback, nothing of the transaction stays.
+        """
+        generation, conn = self._checkout()
         healthy = True
         try:
             yield conn
             conn.commit()
-        except UNAVAILABLE_ERRORS as exc:
-            healthy = False
-            raise DatabaseUnavailable(f"database connection lost: {exc}") from exc
-        except BaseException:
+        except BaseException as exc:
+            failure = classify(exc)
+            if failure is Failure.CONNECTION:
+                healthy = False
+                self.invalidate()
+                raise unavailable(exc, "database connection lost", failure) from exc
             try:
                 conn.rollback()
-            except UNAVAILABLE_ERRORS:
+            except Exception:  # noqa: BLE001 - a connection that cannot roll back is done
                 healthy = False
+            if failure is Failure.TRANSIENT:
+                raise unavailable(exc, "database transaction failed", failure) from exc
             raise
         finally:
-            if healthy:
+            if healthy and generation == self._generation:
                 try:
-                    self._idle.put_nowait(conn)
+                    self._idle.put_nowait((generation, conn))
                 except queue.Full:
-                    conn.close()
+                    _close_quietly(conn)
             else:
-                with contextlib.suppress(Exception):
-                    conn.close()
+                _close_quietly(conn)
 
     def close(self) -> None:
         """Close idle connections (tests and shutdown)."""
         while True:
             try:
-                self._idle.get_nowait().close()
+                _close_quietly(self._idle.get_nowait()[1])
             except queue.Empty:
                 return
-            except Exception:  # noqa: BLE001 - closing a dead connection may fail; fine
-                continue
+
+
+def _close_quietly(conn: Connection) -> None:
+    with contextlib.suppress(Exception):  # closing a dead connection may fail; fine
+        conn.close()

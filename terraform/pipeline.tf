@@ -20,6 +20,11 @@ locals {
     region               = var.region
     endpoint_id          = google_vertex_ai_endpoint.main.name
     serving_image        = local.serving_image
+    # endpoint sizing (issue 12): variables "endpoint_*" in variables.tf
+    endpoint_machine_type = var.endpoint_machine_type
+    endpoint_min_replicas = var.endpoint_min_replicas
+    endpoint_max_replicas = var.endpoint_max_replicas
+    endpoint_cpu_target   = var.endpoint_cpu_target
   }
 
   mlflow_tracking_uri = "http://${google_compute_instance.mlflow.network_interface[0].network_ip}:5000"

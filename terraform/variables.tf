@@ -245,6 +245,44 @@ variable "function_max_instances" {
   default     = 5
 }
 
+# --- endpoint sizing (serving cost, issue 12; see README "What apply costs") ----------------
+
+variable "endpoint_machine_type" {
+  description = "Machine type of each Vertex endpoint replica (n1-standard-2: 2 vCPU)."
+  type        = string
+  default     = "n1-standard-2"
+}
+
+variable "endpoint_min_replicas" {
+  description = "Replicas always running (billed around the clock; Vertex endpoints do not scale to zero)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.endpoint_min_replicas >= 1 && floor(var.endpoint_min_replicas) == var.endpoint_min_replicas
+    error_message = "endpoint_min_replicas must be a whole number >= 1."
+  }
+}
+
+variable "endpoint_max_replicas" {
+  description = "Upper bound of autoscaling (caps cost under a traffic burst)."
+  type        = number
+  default     = 3
+  validation {
+    condition     = var.endpoint_max_replicas >= 1 && floor(var.endpoint_max_replicas) == var.endpoint_max_replicas
+    error_message = "endpoint_max_replicas must be a whole number >= 1."
+  }
+}
+
+variable "endpoint_cpu_target" {
+  description = "Autoscaling target: average CPU utilisation (percent) Vertex keeps replicas near."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.endpoint_cpu_target >= 1 && var.endpoint_cpu_target <= 100
+    error_message = "endpoint_cpu_target must be a percentage between 1 and 100."
+  }
+}
+
 # ------------------------------------------- GCP path (issue 9, Terraform) ----
 
 variable "pipelines_subnet_cidr" {

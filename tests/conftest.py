@@ -96,6 +96,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
                               **sklearn_save_kwargs(model))
+    from potability import compiled_model  # served as registered versions are: compiled
+
+    compiled_model.write(compiled_model.compile_estimator(model, x), path / compiled_model.FOLDER)
     return path
 
 

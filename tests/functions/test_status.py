@@ -239,18 +239,17 @@ def test_one_log_line_per_request(ctx, scenario, capsys: pytest.CaptureFixture[s
 def test_uses_the_instance_pool_sized_by_settings(ctx, scenario) -> None:
     for _ in range(5):
         assert call(ctx, "/?format=json").status_code == 200
-    assert ctx.pool._idle.maxsize == ctx.settings.db_pool_size == 3
+    assert ctx.pool.size == ctx.settings.db_pool_size == 3
 
 
 def test_a_stale_pooled_connection_costs_no_503(ctx, scenario, conn) -> None:
     """After a database restart every pooled connection is dead: the read is retried once on a
     fresh connection instead of answering 503 (here: the server terminates the pooled one)."""
     assert call(ctx, "/?format=json").status_code == 200
-    pooled = ctx.pool._idle.queue[-1]
-    cur = pooled.cursor()
-    cur.execute("SELECT pg_backend_pid()")
-    pid = cur.fetchone()[0]
-    pooled.rollback()
+    with ctx.pool.transaction() as pooled:  # the pool is LIFO: the one the next call gets
+        cur = pooled.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        pid = cur.fetchone()[0]
     admin = conn.cursor()
     admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     conn.commit()

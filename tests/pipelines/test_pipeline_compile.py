@@ -21,6 +21,8 @@ INTERFACE = {  # the names and types Terraform's scheduler passes (do not rename
     "cloud_sql_instance": "STRING", "database_name": "STRING", "database_user": "STRING",
     "deploy_target": "STRING", "project": "STRING", "region": "STRING",
     "endpoint_id": "STRING", "serving_image": "STRING",
+    "endpoint_machine_type": "STRING", "endpoint_min_replicas": "NUMBER_INTEGER",
+    "endpoint_max_replicas": "NUMBER_INTEGER", "endpoint_cpu_target": "NUMBER_INTEGER",
 }
 
 

@@ -19,6 +19,7 @@ def test_health_reports_the_model(model_server_url):
     body = requests.get(f"{model_server_url}/health", timeout=5).json()
     assert body["model_version"] == "test-1" and body["model_name"] == "water-potability"
     assert 0 < body["threshold"] < 1
+    assert body["runtime"] == "onnx"
 
 
 def test_predictions_match_the_estimator(model_server_url, tiny_model_dir):

@@ -1,0 +1,379 @@
+"""How a function process serves HTTP: gunicorn's threaded worker, hardened against clients.
+
+functions-framework serves a function with gunicorn's ``gthread`` worker: a fixed pool of
+``THREADS`` threads, each of which reads a request from its socket *blocking*. A client that
+sends its headers and part of a body and then waits holds a thread until it gives up, so a
+few dozen such clients (the "slowloris" attack) starve every other caller. And what gunicorn
+refuses itself (oversized headers, a malformed request line) it answers with an HTML page,
+outside our JSON error contract.
+
+:class:`BufferingThreadWorker` changes both, and nothing else:
+
+* A connection reaches a serving thread only once a **whole request** (head and body, by
+  ``Content-Length`` or chunked framing) has arrived. Until then its bytes are read by the
+  worker's event loop, which costs a stalled client one buffer and no thread. A request that
+  is not complete ``REQUEST_READ_SECONDS`` after its connection opened (or, on a kept-alive
+  connection, after its first byte) is answered ``408`` and closed.
+* Refusals below the application are JSON like every other error (``{"error", "field"}``):
+  headers over ``MAX_HEAD_BYTES`` -> 431 (before the head is even parsed), a declared body
+  over ``MAX_BODY_BYTES`` -> 413 (before it is read), a malformed request line or header ->
+  400, a request line over ``LIMIT_REQUEST_LINE`` -> 414, one header over
+  ``LIMIT_REQUEST_FIELD_SIZE`` -> 431, a transfer coding we do not speak -> 501. Each leaves
+  one request log line, as the application's answers do.
+
+:func:`install` makes functions-framework use this worker. Cloud Run functions start the
+process with the same ``functions-framework --target ...`` command as ``potability
+functions`` does locally (the Python buildpack's entrypoint), and that command imports
+``functions/main.py`` - which calls :func:`install` - before it builds its gunicorn
+application, so the one mechanism protects both. (functions-framework offers no option for
+the worker class; :func:`install` substitutes a subclass of its ``GunicornApplication`` that
+sets it, a narrow hook checked by ``tests/faults/test_hostile_clients.py`` against the pinned
+version.)
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import selectors
+import socket
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from gunicorn.http import errors as http_errors
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from functions import request_log
+from potability.config import load_settings
+
+REQUEST_READ_SECONDS = 10.0
+"""How long a client may take to send one whole request (head and body). 1 MiB in 10 s is
+100 kB/s: far slower than any sensor link we serve, far shorter than a thread's worth of
+patience."""
+MAX_HEAD_BYTES = 32 * 1024
+"""Request line plus headers. Ours need a few hundred bytes (an ID token ~1-2 kB)."""
+LIMIT_REQUEST_LINE = 8190
+LIMIT_REQUEST_FIELDS = 100
+LIMIT_REQUEST_FIELD_SIZE = 8190
+"""gunicorn's own parser limits (its defaults; functions-framework lifts the request-line
+limit, we restore it): one header line over 8190 bytes is a 431."""
+_RECV = 64 * 1024
+DRAIN_SECONDS = 2.0
+DRAIN_MAX_BYTES = 2 * 1024 * 1024
+"""After a refusal the rest of the request is read and discarded for a moment before the
+socket closes: closing with unread bytes makes the kernel send a reset, which can destroy the
+refusal before the client reads it (RFC 9112 section 9.6)."""
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request refused before any application code ran."""
+
+    status: int
+    reason: str
+    field: str
+    message: str
+
+
+def _head_fields(head: bytes) -> dict[str, list[str]]:
+    fields: dict[str, list[str]] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            key = name.strip().decode("latin-1").lower()
+            fields.setdefault(key, []).append(value.strip().decode("latin-1"))
+    return fields
+
+
+def _chunked_end(buf: bytes, pos: int, max_body: int) -> int | Refusal | None:
+    """Where a chunked body starting at ``pos`` ends (exclusive), ``None`` if not yet."""
+    total = 0
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None if len(buf) - pos <= 1024 else Refusal(
+                400, "Bad Request", "body", "malformed chunked body")
+        size_text = buf[pos:eol].split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            return Refusal(400, "Bad Request", "body", "malformed chunk size")
+        if size < 0:
+            return Refusal(400, "Bad Request", "body", "malformed chunk size")
+        total += size
+        if total > max_body:
+            return Refusal(413, "Content Too Large", "body", f"body larger than {max_body} bytes")
+        pos = eol + 2
+        if size == 0:
+            if buf[pos:pos + 2] == b"\r\n":
+                return pos + 2
+            end = buf.find(b"\r\n\r\n", pos)
+            return None if end < 0 else end + 4
+        if len(buf) < pos + size + 2:
+            return None
+        pos += size + 2
+
+
+def complete_request(buf: bytes, max_head: int = MAX_HEAD_BYTES,
+                     max_body: int = 1024 * 1024) -> int | Refusal | None:
+    """The length of the first whole HTTP/1.x request in ``buf``; ``None`` if more bytes are
+    needed; a :class:`Refusal` if it can already be refused (pure, so it is tested alone).
+
+    Only framing is checked here; the request line and headers are parsed, and refused if
+    malformed, by gunicorn's parser in the serving thread.
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end < 0 or end + 4 > max_head:
+        if end < 0 and len(buf) <= max_head:
+            return None
+        return Refusal(431, "Request Header Fields Too Large", "headers",
+                       f"request line and headers larger than {max_head} bytes")
+    head_end = end + 4
+    fields = _head_fields(buf[:end])
+    codings = ",".join(fields.get("transfer-encoding", [])).lower()
+    if codings:
+        if codings.replace(" ", "").split(",")[-1] != "chunked":
+            return head_end  # a coding we do not speak: gunicorn refuses it (501) in the thread
+        return _chunked_end(buf, head_end, max_body)
+    lengths = set(fields.get("content-length", []))
+    if not lengths:
+        return head_end
+    if len(lengths) > 1 or not next(iter(lengths)).isdigit():
+        return Refusal(400, "Bad Request", "Content-Length", "invalid Content-Length")
+    length = int(next(iter(lengths)))
+    if length > max_body:
+        return Refusal(413, "Content Too Large", "body", f"body larger than {max_body} bytes")
+    return head_end + length if len(buf) >= head_end + length else None
+
+
+def expects_continue(buf: bytes) -> bool:
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    return "100-continue" in ",".join(_head_fields(buf[:end]).get("expect", [])).lower()
+
+
+def error_bytes(refusal: Refusal) -> bytes:
+    """A complete JSON error response that closes the connection."""
+    body = json.dumps({"error": refusal.message, "field": refusal.field},
+                      separators=(",", ":")).encode()
+    head = (f"HTTP/1.1 {refusal.status} {refusal.reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+def refusal_for(exc: BaseException) -> Refusal:
+    """The JSON refusal for what gunicorn's parser raised (its own HTML page otherwise)."""
+    text = str(exc)[:200]
+    if isinstance(exc, http_errors.LimitRequestHeaders):
+        return Refusal(431, "Request Header Fields Too Large", "headers", text)
+    if isinstance(exc, http_errors.LimitRequestLine):
+        return Refusal(414, "URI Too Long", "url", text)
+    if isinstance(exc, http_errors.UnsupportedTransferCoding):
+        return Refusal(501, "Not Implemented", "Transfer-Encoding", text)
+    if isinstance(exc, http_errors.ExpectationFailed):
+        return Refusal(417, "Expectation Failed", "Expect", text)
+    if isinstance(exc, (http_errors.InvalidHeader, http_errors.InvalidHeaderName,
+                        http_errors.ObsoleteFolding)):
+        return Refusal(400, "Bad Request", "headers", f"malformed header: {text}")
+    if isinstance(exc, (http_errors.InvalidRequestLine, http_errors.InvalidRequestMethod,
+                        http_errors.InvalidHTTPVersion)):
+        return Refusal(400, "Bad Request", "request line", f"malformed request line: {text}")
+    if isinstance(exc, (http_errors.ParseException, http_errors.InvalidChunkSize,
+                        http_errors.ChunkMissingTerminator, http_errors.InvalidChunkExtension)):
+        return Refusal(400, "Bad Request", "request", f"malformed request: {text}")
+    return Refusal(500, "Internal Server Error", "server", "internal error; nothing was written")
+
+
+def _send_nonblocking(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.setblocking(False)
+        sock.send(data)
+    except OSError:
+        pass  # the client is gone or not reading: nothing more to do for it
+
+
+class BufferingThreadWorker(ThreadWorker):
+    """gunicorn's ``gthread`` worker that hands a connection to a thread only with a whole
+    request buffered, and answers its own refusals in JSON (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffering: dict[Any, float] = {}  # connection -> deadline (monotonic)
+        self.draining: dict[Any, float] = {}  # refused connection -> when to close it
+        self.max_body = load_settings().max_body_bytes
+
+    # --- connections arrive: read them in the event loop, not in a thread ----------------
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn.prebuffer = bytearray()
+        self._buffer(conn, time.monotonic() + REQUEST_READ_SECONDS)
+
+    def on_client_socket_readable(self, conn: Any, client: Any) -> None:
+        """A kept-alive connection sends its next request: buffer that one too."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        conn.prebuffer = bytearray()
+        self._buffer(conn, time.monotonic() + REQUEST_READ_SECONDS)
+
+    def _buffer(self, conn: Any, deadline: float) -> None:
+        conn.sock.setblocking(False)
+        self.buffering[conn] = deadline
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+
+    def _readable(self, conn: Any, client: Any) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client left before sending a whole request
+            self._drop(conn)
+            return
+        conn.prebuffer += data
+        outcome = complete_request(bytes(conn.prebuffer), MAX_HEAD_BYTES, self.max_body)
+        if outcome is None:
+            if expects_continue(bytes(conn.prebuffer)) and not getattr(conn, "continued", False):
+                conn.continued = True
+                _send_nonblocking(conn.sock, _CONTINUE)
+            return
+        self._stop_buffering(conn)
+        if isinstance(outcome, Refusal):
+            self._refuse(conn, outcome)
+            return
+        conn.data_ready = True
+        self.enqueue_req(conn)
+
+    def _stop_buffering(self, conn: Any) -> None:
+        self.buffering.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def _drop(self, conn: Any) -> None:
+        self._stop_buffering(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+    def _refuse(self, conn: Any, refusal: Refusal) -> None:
+        """Answer ``refusal``, then half-close and discard what the client still sends."""
+        _send_nonblocking(conn.sock, error_bytes(refusal))
+        self._log_refusal(refusal, conn.client)
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.nr_conns -= 1
+            conn.close()
+            return
+        conn.drained = 0
+        self.draining[conn] = time.monotonic() + DRAIN_SECONDS
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._drain, conn))
+
+    def _drain(self, conn: Any, client: Any) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained > DRAIN_MAX_BYTES:
+            self._close_drained(conn)
+
+    def _close_drained(self, conn: Any) -> None:
+        self.draining.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self) -> None:
+        """Also refuse the connections whose request did not arrive in time (408), and close
+        refused ones whose drain time is up."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn, deadline in list(self.buffering.items()):
+            if deadline <= now:
+                self._stop_buffering(conn)
+                self._refuse(conn, Refusal(
+                    408, "Request Timeout", "request",
+                    f"the request did not arrive within {REQUEST_READ_SECONDS:g} s"))
+        for conn, deadline in list(self.draining.items()):
+            if deadline <= now:
+                self._close_drained(conn)
+
+    # --- in the serving thread: parse from the buffer -------------------------------------
+
+    def handle(self, conn: Any) -> Any:
+        data = bytes(getattr(conn, "prebuffer", b""))
+        conn.prebuffer = bytearray()
+        conn.sock.setblocking(True)
+        conn.init()
+        if data:
+            unreader = conn.parser.unreader
+            unreader.unread(unreader.take_buffered() + data)
+        return super().handle(conn)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """What gunicorn's parser refused, as JSON (gunicorn writes an HTML page)."""
+        refusal = refusal_for(exc)
+        if refusal.status >= 500:
+            self.log.exception("Error handling request")
+        try:
+            client.sendall(error_bytes(refusal))
+        except OSError:
+            pass
+        self._log_refusal(refusal, addr)
+
+    def _log_refusal(self, refusal: Refusal, addr: Any) -> None:
+        remote = addr[0] if isinstance(addr, tuple) and addr else None
+        request_log.emit(request_log.entry(
+            function=str(getattr(self.wsgi, "name", "") or "function"), method="", url="",
+            status=refusal.status, latency_s=0.0, request_id=None, trace=None,
+            message=f"refused by the server layer: {refusal.status} {refusal.field}: "
+                    f"{refusal.message}",
+            remote_ip=remote, extra={"layer": "server"},
+        ))
+
+
+GUNICORN_OPTIONS: dict[str, Any] = {
+    "worker_class": f"{__name__}.BufferingThreadWorker",
+    "limit_request_line": LIMIT_REQUEST_LINE,
+    "limit_request_fields": LIMIT_REQUEST_FIELDS,
+    "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
+}
+
+
+def install() -> None:
+    """Make functions-framework's gunicorn run :class:`BufferingThreadWorker` (idempotent)."""
+    from functions_framework._http import gunicorn as ff_gunicorn
+
+    base = ff_gunicorn.GunicornApplication
+    if getattr(base, "potability_hardened", False):
+        return
+
+    class HardenedGunicornApplication(base):  # type: ignore[misc, valid-type]
+        potability_hardened = True
+
+        def load_config(self) -> None:
+            super().load_config()
+            for key, value in GUNICORN_OPTIONS.items():
+                self.cfg.set(key, value)
+
+    ff_gunicorn.GunicornApplication = HardenedGunicornApplication
+

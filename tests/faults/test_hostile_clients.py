@@ -1,0 +1,160 @@
+"""Hostile clients against a real function process (functions-framework, as on Cloud Run):
+stalled clients cannot starve it, and what the server layer refuses is JSON too."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from typing import Any, Iterator
+
+import pytest
+from faults_support import GOOD_READING, FunctionProcess, deadline, read_response
+
+from functions import gunicorn_worker
+
+THREADS = 4
+
+
+@pytest.fixture
+def predict_fn(function_factory, database_url: str, model_server_url: str
+               ) -> Iterator[FunctionProcess]:
+    yield function_factory("predict", {
+        "DATABASE_URL": database_url, "MODEL_SERVER_URL": model_server_url,
+        "ENDPOINT_MODE": "local"}, threads=THREADS)
+
+
+def predict_once(url: str, key: str, timeout: float = 10.0) -> tuple[int, float]:
+    body = json.dumps({"sensor_id": "hostile-test", "reading": GOOD_READING}).encode()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Idempotency-Key": key})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read()
+        return response.status, time.perf_counter() - started
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def stalled_connection(port: int) -> socket.socket:
+    """Headers and part of the body, then nothing (the connection stays open)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 4000\r\n\r\n" + b'{"sensor_id": "slow", "reading": {')
+    return sock
+
+
+def test_stalled_clients_at_4x_the_threads_cannot_starve_predict(predict_fn, clean_db) -> None:
+    left = deadline(60)
+    status, _ = predict_once(predict_fn.url, "hostile-warmup")  # pool and endpoint session
+    assert status == 200
+    stalled = [stalled_connection(port_of(predict_fn.url)) for _ in range(4 * THREADS)]
+    try:
+        time.sleep(0.5)  # every stalled request has reached the server
+        for i in range(3):
+            status, seconds = predict_once(predict_fn.url, f"hostile-normal-{i}",
+                                           timeout=min(10, left()))
+            assert status == 200 and seconds < 1.0, (i, seconds)
+        # the stalled ones are answered 408 (JSON) once their time to send is up
+        time.sleep(max(0.0, gunicorn_worker.REQUEST_READ_SECONDS - 0.5))
+        for sock in stalled:
+            sock.settimeout(min(5, left()))
+            status, headers, body = read_response(sock)
+            assert status == 408 and headers["content-type"] == "application/json"
+            assert json.loads(body)["field"] == "request"
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def raw_exchange(port: int, request: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` (from a thread: the server may answer before it has all of it) and
+    read the answer."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sender = threading.Thread(target=_send_quietly, args=(sock, request), daemon=True)
+    sender.start()
+    try:
+        return read_response(sock)
+    finally:
+        sender.join(timeout=timeout)
+        sock.close()
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # refused early and closed: fine, the answer is what the test reads
+
+
+def _json_error(port: int, request: bytes) -> tuple[int, dict[str, Any]]:
+    status, headers, body = raw_exchange(port, request)
+    assert headers["content-type"] == "application/json", (status, body[:200])
+    return status, json.loads(body)
+
+
+def test_errors_of_the_server_layer_are_json(predict_fn) -> None:
+    left = deadline(60)
+    port = port_of(predict_fn.url)
+    post = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    body = json.dumps({"sensor_id": "s", "reading": GOOD_READING}).encode()
+    length = b"Content-Length: " + str(len(body)).encode() + b"\r\n"
+
+    # a 10 kB Idempotency-Key: one header over gunicorn's field limit
+    status, error = _json_error(port, post + b"Idempotency-Key: " + b"k" * 10_000 + b"\r\n"
+                                + length + b"\r\n" + body)
+    assert (status, error["field"]) == (431, "headers")
+    # a 1 MB bearer token: refused at the head limit, before it is all read
+    status, error = _json_error(port, post + b"Authorization: Bearer " + b"t" * 1_000_000
+                                + b"\r\n" + length + b"\r\n" + body)
+    assert (status, error["field"]) == (431, "headers")
+    left()
+    # garbage instead of a request line
+    status, error = _json_error(port, b"GARBAGE\r\n\r\n")
+    assert (status, error["field"]) == (400, "request line")
+    status, error = _json_error(port, b"GET / HTTP/9.9\r\nHost: x\r\n\r\n")
+    assert status == 400
+    # an URL over the request-line limit
+    status, error = _json_error(port, b"GET /?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (status, error["field"]) == (414, "url")
+    # a declared body over the limit, refused before it is sent
+    status, error = _json_error(port, post + b"Content-Length: 50000000\r\n\r\n")
+    assert (status, error["field"]) == (413, "body")
+    # a malformed header line
+    status, error = _json_error(port, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    assert status == 400
+    left()
+    # and the function still serves normal requests
+    request = urllib.request.Request(predict_fn.url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    log = predict_fn.log()
+    assert "<html" not in log.lower()
+    assert log.count('"layer":"server"') >= 7  # one request log line per refusal
+
+
+def test_keep_alive_and_chunked_requests_still_work(predict_fn, clean_db) -> None:
+    deadline(30)
+    port = port_of(predict_fn.url)
+    body = json.dumps({"sensor_id": "s", "reading": GOOD_READING}).encode()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        for i in range(3):  # three requests on one kept-alive connection
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + f"Idempotency-Key: keepalive-{i}\r\nContent-Length: {len(body)}\r\n\r\n"
+                         .encode() + body)
+            status, headers, answer = read_response(sock)
+            assert status == 200, answer
+        chunked = b"".join(f"{len(body[i:i + 50]):x}\r\n".encode() + body[i:i + 50] + b"\r\n"
+                           for i in range(0, len(body), 50)) + b"0\r\n\r\n"
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+        status, headers, answer = read_response(sock)
+        assert status == 200, answer
+    finally:
+        sock.close()

@@ -1,0 +1,78 @@
+"""The worker's framing rules and refusals, as data (the worker itself runs in tests/faults)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from gunicorn.http import errors as http_errors
+
+from functions import gunicorn_worker as gw
+
+HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+
+
+def test_a_request_is_complete_only_with_its_whole_body() -> None:
+    body = b'{"a": 1}'
+    request = HEAD + b"Content-Length: 8\r\n\r\n" + body
+    for cut in range(len(request)):
+        assert gw.complete_request(request[:cut]) is None
+    assert gw.complete_request(request) == len(request)
+    assert gw.complete_request(request + b"GET / HTTP/1.1\r\n") == len(request)  # pipelined
+    get = b"GET /?format=json HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert gw.complete_request(get) == len(get)
+
+
+def test_chunked_bodies_are_framed_by_their_chunks() -> None:
+    request = HEAD + b"Transfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n"
+    for cut in range(len(request)):
+        assert gw.complete_request(request[:cut]) is None
+    assert gw.complete_request(request) == len(request)
+    trailers = HEAD + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-T: 1\r\n\r\n"
+    assert gw.complete_request(trailers) == len(trailers)
+    bad = gw.complete_request(HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert isinstance(bad, gw.Refusal) and bad.status == 400
+
+
+def test_oversized_heads_and_declared_bodies_are_refused_before_they_are_read() -> None:
+    huge = HEAD + b"Authorization: Bearer " + b"t" * (gw.MAX_HEAD_BYTES + 10)
+    refusal = gw.complete_request(huge)  # no end of headers yet: refused all the same
+    assert isinstance(refusal, gw.Refusal) and (refusal.status, refusal.field) == (431, "headers")
+    too_big = gw.complete_request(HEAD + b"Content-Length: 2000000\r\n\r\n", max_body=1024)
+    assert isinstance(too_big, gw.Refusal) and (too_big.status, too_big.field) == (413, "body")
+    chunk = b"400\r\n" + b"x" * 1024 + b"\r\n"
+    over = gw.complete_request(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2,
+                               max_body=1500)
+    assert isinstance(over, gw.Refusal) and over.status == 413
+    for value in (b"abc", b"-1", b"1, 2"):
+        bad = gw.complete_request(HEAD + b"Content-Length: " + value + b"\r\n\r\n")
+        assert isinstance(bad, gw.Refusal) and bad.field == "Content-Length"
+
+
+def test_expect_100_continue_is_seen() -> None:
+    assert gw.expects_continue(HEAD + b"Expect: 100-continue\r\nContent-Length: 9\r\n\r\n")
+    assert not gw.expects_continue(HEAD + b"Content-Length: 9\r\n\r\n")
+
+
+def test_error_responses_are_complete_json_and_close() -> None:
+    raw = gw.error_bytes(gw.Refusal(431, "Request Header Fields Too Large", "headers", "big"))
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b"Connection: close" in head and b"Content-Type: application/json" in head
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert json.loads(body) == {"error": "big", "field": "headers"}
+
+
+@pytest.mark.parametrize("exc, status, field", [
+    (http_errors.LimitRequestHeaders("too large"), 431, "headers"),
+    (http_errors.LimitRequestLine(9000, 8190), 414, "url"),
+    (http_errors.InvalidRequestLine("GARBAGE"), 400, "request line"),
+    (http_errors.InvalidRequestMethod("G3T"), 400, "request line"),
+    (http_errors.InvalidHTTPVersion("HTTP/9"), 400, "request line"),
+    (http_errors.InvalidHeaderName("bad name"), 400, "headers"),
+    (http_errors.UnsupportedTransferCoding("gzip"), 501, "Transfer-Encoding"),
+    (ValueError("a bug"), 500, "server"),
+])
+def test_parser_refusals_map_to_json_statuses(exc: BaseException, status: int, field: str) -> None:
+    refusal = gw.refusal_for(exc)
+    assert (refusal.status, refusal.field) == (status, field)
