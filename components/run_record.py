@@ -25,6 +25,10 @@ _DECISION_COLUMNS = (
     "decision", "model_name", "champion_version", "champion_family", "champion_precision",
     "champion_recall", "champion_threshold", "challenger_family", "challenger_precision",
     "challenger_recall", "recall_floor", "training_rows", "mlflow_run_id",
+    # sql/006_promotion_evidence.sql
+    "champion_precision_low", "champion_precision_high", "promotion_confidence",
+    "precision_difference", "precision_difference_low", "precision_difference_high",
+    "probability_challenger_better",
 )
 
 

@@ -61,6 +61,7 @@ def _rows(cur: Any) -> list[dict[str, Any]]:
 def _champion(cur: Any) -> dict[str, Any] | None:
     cur.execute(
         "SELECT model_name, champion_version, champion_family, champion_precision, "
+        "champion_precision_low, champion_precision_high, "
         "champion_recall, champion_threshold, decision, finished_at, training_rows "
         "FROM water.pipeline_runs WHERE status = 'succeeded' AND champion_version IS NOT NULL "
         "ORDER BY finished_at DESC NULLS LAST, started_at DESC LIMIT 1"
@@ -74,6 +75,10 @@ def _champion(cur: Any) -> dict[str, Any] | None:
         "version": r["champion_version"],
         "family": r["champion_family"],
         "held_out_precision": _num(r["champion_precision"]),
+        # 95% bootstrap interval (components/evaluate.py::precision_interval); None before 006
+        "held_out_precision_interval": (
+            [_num(r["champion_precision_low"]), _num(r["champion_precision_high"])]
+            if r["champion_precision_low"] is not None else None),
         "held_out_recall": _num(r["champion_recall"]),
         "threshold": _num(r["champion_threshold"]),
         "training_rows": r["training_rows"],

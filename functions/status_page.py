@@ -244,6 +244,19 @@ def _pill(cls: str, text: str, testid: str) -> str:
     return f'<span class="flag {cls}" data-testid="{testid}">{escape(text)}</span>'
 
 
+def _interval(interval: Any) -> str:
+    """The 95% interval after a precision, and what it means in plain words."""
+    if not interval or None in interval:
+        return ""
+    low, high = pct(interval[0]), pct(interval[1])
+    return (f' <span data-testid="model-precision-interval">(95% interval {low} to {high})</span>'
+            f'<br><small data-testid="model-precision-meaning">Of the readings this model calls '
+            f"potable, between {low} and {high} are expected to really be potable. The range "
+            f"comes from lab samples the model never trained on; with that many samples we cannot "
+            f"be more exact, and ranges worked out this way contain the true figure 95 times in "
+            f"100.</small>")
+
+
 def _cards(data: dict[str, Any]) -> str:
     model, run = data["model"], data["last_pipeline_run"]
     inf24, inf7 = data["inferences"]["last_24h"], data["inferences"]["last_7d"]
@@ -251,7 +264,8 @@ def _cards(data: dict[str, Any]) -> str:
     cards = [
         _card("Model in service", f"v{_e(model['version'])}" if model else "\u2014",
               (f"{_e(model['family'])}, held-out precision "
-               f'<b data-testid="model-precision">{pct(model["held_out_precision"])}</b>')
+               f'<b data-testid="model-precision">{pct(model["held_out_precision"])}</b>'
+               + _interval(model.get("held_out_precision_interval")))
               if model else "no model promoted yet", "model-version"),
         _card("Readings classified, 24 h", _e(inf24["total"]),
               f'<span data-testid="inferences-24h-potable-share">{pct(inf24["potable_share"])}</span>'

@@ -339,3 +339,15 @@ variable "alert_auto_close_hours" {
   type        = number
   default     = 72
 }
+
+# --- model selection and promotion (issue 11) ---
+
+variable "promotion_confidence" {
+  description = "Probability (paired bootstrap over the held-out rows) that the challenger is more precise than the champion, needed to replace it."
+  type        = number
+  default     = 0.9
+  validation {
+    condition     = var.promotion_confidence > 0 && var.promotion_confidence <= 1
+    error_message = "promotion_confidence must be in (0, 1]."
+  }
+}
