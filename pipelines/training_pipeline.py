@@ -27,6 +27,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "split_seed": 42,
     "cv_folds": 5,
     "grids": "default",
+    "promotion_confidence": 0.9,
     "model_name": "water-potability",
     "mlflow_tracking_uri": "",
     "database_url": "",
@@ -56,14 +57,17 @@ def build(image: str) -> Any:
     quality_control_op = runtime.as_component(quality_control.quality_control_component, image)
 
     @dsl.pipeline(name=PIPELINE_NAME,
-                  description="Daily training of the water potability classifier: four "
-                              "families, held-out comparison with the champion, deployment.")
+                  description="Daily training of the water potability classifier: six "
+                              "calibrated families and a soft vote, chosen by cross-"
+                              "validation, promoted over the champion on bootstrap "
+                              "evidence, deployed.")
     def training_pipeline(
         recall_floor: float = 0.2,
         test_fraction: float = 0.2,
         split_seed: int = 42,
         cv_folds: int = 5,
         grids: str = "default",
+        promotion_confidence: float = 0.9,
         model_name: str = "water-potability",
         mlflow_tracking_uri: str = "",
         database_url: str = "",
@@ -101,7 +105,8 @@ def build(image: str) -> Any:
             test_set=trained.outputs["test_set"],
             parent_run_id=trained.outputs["parent_run_id"],
             training_rows=trained.outputs["training_rows"], recall_floor=recall_floor,
-            split_seed=split_seed, test_fraction=test_fraction, model_name=model_name,
+            split_seed=split_seed, test_fraction=test_fraction,
+            promotion_confidence=promotion_confidence, model_name=model_name,
             mlflow_tracking_uri=mlflow_tracking_uri, **db,
         ).set_display_name("promote")
         deployed = deploy_op(

@@ -12,9 +12,10 @@ copies the uploaded MLflow model there) or ``MODEL_URI`` (locally, e.g.
 The model version is repeated inside every prediction because Vertex passes only the
 ``predictions`` list through to endpoint callers.
 
-Decisions use the model's own tuned threshold (``best_threshold_`` of scikit-learn's
-``TunedThresholdClassifierCV``; 0.5 for a plain classifier), applied to P(potable) so each
-request costs one pass through the model.
+Decisions use the model's own threshold (``threshold`` of the ``FixedThresholdClassifier``
+training wraps around the calibrated model, or ``best_threshold_`` of a
+``TunedThresholdClassifierCV``; 0.5 for a plain classifier), applied to ``predict_proba`` (the
+calibrated P(potable)) so each request costs one pass through the model.
 
 Scoring runs on the model's compiled ONNX form (``compiled/model.onnx`` in the model directory,
 see :mod:`potability.compiled_model`) when it has one; otherwise - a family that could not be
@@ -67,7 +68,11 @@ class LoadedModel:
 
 def decision_threshold(estimator: Any) -> float:
     """The threshold the estimator's own ``predict`` applies to P(potable)."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
     threshold = getattr(estimator, "best_threshold_", None)
+    if threshold is None and isinstance(estimator, FixedThresholdClassifier):
+        threshold = estimator.threshold  # a number: training sets it (never "auto")
     return float(threshold) if threshold is not None else 0.5
 
 

@@ -302,3 +302,52 @@ variable "artifact_retention_days" {
   type        = number
   default     = 30
 }
+
+# ------------------------------------------------------------------ alerts ----
+# (terraform/monitoring.tf; who is told of what: README, "Alerts")
+
+variable "alert_emails" {
+  description = "E-mail addresses told of every alert (operators, the regulator's contact). At least one."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.alert_emails) > 0 && alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "alert_emails needs at least one e-mail address, each of the form name@domain."
+  }
+}
+
+variable "alert_webhook_url" {
+  description = "Optional HTTPS webhook also told of every alert (a webhook_tokenauth notification channel); empty: none."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alert_webhook_url == "" || startswith(var.alert_webhook_url, "https://")
+    error_message = "alert_webhook_url must be an https:// URL (or empty)."
+  }
+}
+
+variable "alert_runbook_url" {
+  description = "Where each alert's documentation links for what to do (the README's Alerts section)."
+  type        = string
+  default     = "https://github.com/potability/potability/blob/main/README.md#alerts"
+}
+
+variable "alert_auto_close_hours" {
+  description = "Hours after which an incident with no new matching log line closes by itself."
+  type        = number
+  default     = 72
+}
+
+# --- model selection and promotion (issue 11) ---
+
+variable "promotion_confidence" {
+  description = "Probability (paired bootstrap over the held-out rows) that the challenger is more precise than the champion, needed to replace it."
+  type        = number
+  default     = 0.9
+  validation {
+    condition     = var.promotion_confidence > 0 && var.promotion_confidence <= 1
+    error_message = "promotion_confidence must be in (0, 1]."
+  }
+}
