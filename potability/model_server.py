@@ -242,7 +242,7 @@ def start_local(
     known = config.read_env(home).get("MODEL_SERVER_URL", "")
     services.stop(home, SERVICE)
     port = port or (int(known.rsplit(":", 1)[1]) if known else 0) or services.free_port(8080)
-    if services.free_port(port) != port:
+    if not services.can_listen(port):
         raise RuntimeError(f"port {port} is held by another process; the model server for "
                            f"{model_name} v{model_version} cannot listen there")
     env = {
