@@ -8,7 +8,7 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test env tools down status clean
+.PHONY: run test env tools down status clean gcp-deploy function-requirements
 
 $(UV):
 	$(PYTHON) -m venv .venv-uv
@@ -24,8 +24,8 @@ tools: $(UV)
 
 run: env
 	$(BIN)/potability up
+	$(BIN)/potability functions --quiet
 	$(BIN)/python -m pipelines run --local
-	$(BIN)/potability functions
 
 test: env tools
 	$(BIN)/python -m pytest
@@ -38,3 +38,14 @@ status:
 
 clean: down
 	rm -rf .potability
+
+# After `terraform apply` in terraform/: build the image with Cloud Build, pin it by digest,
+# publish the pipeline, run the migration job, print the function URLs and smoke-test status
+# (potability/gcp_deploy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
+gcp-deploy: env
+	$(BIN)/python -m potability.gcp_deploy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+
+# The Cloud Functions' requirements.txt: exactly what uv.lock pins (with hashes) for the
+# `functions` dependency group. Run after changing dependencies; a test fails while it is stale.
+function-requirements: $(UV)
+	$(UV) export --frozen --only-group functions --no-emit-project --quiet > terraform/function_source/requirements.txt

@@ -11,6 +11,10 @@ readings, then batches of 100. Every request carries a unique ``Idempotency-Key`
 the database must hold exactly one row per reading of every 200 answer and none for anything
 else ("lost" and "extra" rows are reported). Prints requests/s, inferences/s and p50/p95/p99.
 
+Before that it loads the model alone - our model server (the Vertex container's module, scoring
+with the compiled ONNX form when the model has one) and ``mlflow models serve`` on the same
+model directory, both on loopback, same clients, one reading per request - and prints the ratio.
+
 Without ``--stack`` it builds its own stack in a temporary folder (embedded PostgreSQL, a model
 fitted on the data set and served by our model server, the functions started as ``potability
 functions`` does) and removes it afterwards.
@@ -42,12 +46,21 @@ READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
 
 # --- the client process -------------------------------------------------------------------
 
+def _body(kind: str, batch: int) -> bytes:
+    """The request body: predict's, our model server's (Vertex) or MLflow's scoring server's."""
+    readings = [dict(READING, ph=round(3 + (i % 80) / 10, 2)) for i in range(batch)]
+    if kind == "model":
+        return json.dumps({"instances": readings}).encode()
+    if kind == "mlflow":
+        return json.dumps({"dataframe_records": readings}).encode()
+    return json.dumps({"sensor_id": "bench", "readings": readings}).encode()
+
+
 def _client(url: str, batch: int, seconds: float, concurrency: int, prefix: str,
-            out: Path) -> None:
+            out: Path, kind: str = "predict") -> None:
     """Send requests until the deadline; write every (request id, status, latency) to ``out``."""
     target = urlparse(url)
-    readings = [dict(READING, ph=round(3 + (i % 80) / 10, 2)) for i in range(batch)]
-    body_tail = json.dumps({"sensor_id": "bench", "readings": readings}).encode()
+    body_tail = _body(kind, batch)
     results: list[list[tuple[str, int, float]]] = [[] for _ in range(concurrency)]
     start_gate = threading.Barrier(concurrency + 1)
     deadline = [0.0]
@@ -159,6 +172,12 @@ def _fit_model(kind: str, folder: Path) -> Path:
     path = folder / f"model-{kind}"
     mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
                               **sklearn_save_kwargs(model))
+    from potability import compiled_model  # as promote does for a registered champion
+
+    compiled = compiled_model.compile_estimator(model, x)
+    compiled_model.write(compiled, path / compiled_model.FOLDER)
+    print(f"compiled to ONNX: max |difference| {compiled.report['max_abs_difference']:.2g} "
+          f"on {compiled.report['rows_checked']} rows", flush=True)
     return path
 
 
@@ -173,7 +192,8 @@ def _own_stack(home: Path, kind: str, threads: int, workers: int) -> dict[str, s
     model_path = _fit_model(kind, home)
     model_server.start_local(home, str(model_path), "water-potability", f"bench-{kind}",
                              tracking_uri="")
-    return local.start(home, threads=threads, workers=workers)
+    return dict(local.start(home, threads=threads, workers=workers),
+                BENCH_MODEL_DIR=str(model_path))
 
 
 def _verify(database_url: str, prefix: str, results: list[list[Any]], batch: int
@@ -194,6 +214,91 @@ def _verify(database_url: str, prefix: str, results: list[list[Any]], batch: int
     lost = sum(max(0, n - stored.get(rid, 0)) for rid, n in expected.items())
     extra = sum(max(0, n - expected.get(rid, 0)) for rid, n in stored.items())
     return lost, extra
+
+
+def load_server(url: str, kind: str, seconds: float, concurrency: int,
+                pid: int | None = None) -> dict[str, Any]:
+    """Single readings against a model server alone: req/s, latency and CPU ms per request."""
+    before = _cpu_seconds(_tree(pid)) if pid else 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results.json"
+        subprocess.run([sys.executable, __file__, "client", url, "1", str(seconds),
+                        str(concurrency), kind, str(out), kind], check=True)
+        data = json.loads(out.read_text())
+    results = data["results"]
+    ok = sorted(lat for _, status, lat in results if status == 200)
+    cpu = (_cpu_seconds(_tree(pid)) - before) if pid else float("nan")
+    return {"server": kind, "requests": len(results), "errors": len(results) - len(ok),
+            "requests_per_s": round(len(ok) / data["elapsed"], 1),
+            "p50_ms": round(_percentile(ok, 50) * 1000, 2),
+            "p99_ms": round(_percentile(ok, 99) * 1000, 2),
+            "cpu_ms_per_request": round(cpu / max(1, len(results)) * 1000, 2)}
+
+
+def _start_mlflow_serve(model_dir: str, tracking_uri: str) -> tuple[subprocess.Popen, str]:
+    """``mlflow models serve`` on the same model (local env: no per-model virtualenv)."""
+    import urllib.request
+
+    from potability import services
+
+    port = services.free_port(5300)
+    # mlflow runs ``uvicorn`` by name: our venv's bin must be on PATH
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_dir, "--env-manager",
+         "local", "-h", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    print(f"started mlflow models serve on {model_dir} (port {port})", flush=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/ping", timeout=2).read()
+            return proc, f"{url}/invocations"
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("mlflow models serve exited") from None
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError("mlflow models serve did not answer /ping within 180 s")
+
+
+def compare_model_servers(home: Path, env: dict[str, str], seconds: float,
+                          concurrency: int) -> list[dict[str, Any]]:
+    """Our model server vs ``mlflow models serve`` on the same model, same load, one run."""
+    import signal
+
+    from potability import services
+
+    # our own stack's model directory, or the running stack's champion (the served version)
+    model_uri = env.get("BENCH_MODEL_DIR") or (
+        "models:/water-potability@champion" if env.get("MLFLOW_TRACKING_URI") else "")
+    if not model_uri:
+        print("model servers: no model directory known; skipped", flush=True)
+        return []
+    ours = load_server(f"{env['MODEL_SERVER_URL']}/predict", "model", seconds, concurrency,
+                       services.running_pid(home, "model-server"))
+    proc, mlflow_url = _start_mlflow_serve(model_uri, env.get("MLFLOW_TRACKING_URI", ""))
+    try:
+        theirs = load_server(mlflow_url, "mlflow", seconds, concurrency, proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    ratio = ours["requests_per_s"] / theirs["requests_per_s"] if theirs["requests_per_s"] else None
+    for row in (ours, theirs):
+        print(f"model server alone [{row['server']:>6}] x{concurrency}: "
+              f"{row['requests_per_s']:8.1f} req/s  p50 {row['p50_ms']:6.2f} ms  "
+              f"p99 {row['p99_ms']:6.2f} ms  errors {row['errors']}  "
+              f"server CPU {row['cpu_ms_per_request']} ms/request", flush=True)
+    print(f"our model server / mlflow models serve: {ratio and round(ratio, 1)}x "
+          "(target >= 10x, >= 1,000 req/s)", flush=True)
+    return [ours, theirs]
 
 
 def run_scenario(url: str, database_url: str, batch: int, seconds: float, concurrency: int,
@@ -242,7 +347,8 @@ def run_scenario(url: str, database_url: str, batch: int, seconds: float, concur
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         url, batch, seconds, concurrency, prefix, out = sys.argv[2:8]
-        _client(url, int(batch), float(seconds), int(concurrency), prefix, Path(out))
+        kind = sys.argv[8] if len(sys.argv) > 8 else "predict"
+        _client(url, int(batch), float(seconds), int(concurrency), prefix, Path(out), kind)
         return 0
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,6 +359,9 @@ def main() -> int:
     parser.add_argument("--batch-concurrency", type=int, default=4)
     parser.add_argument("--threads", type=int, default=8, help="function serving threads")
     parser.add_argument("--workers", type=int, default=1, help="function processes")
+    parser.add_argument("--model-server-concurrency", type=int, default=4)
+    parser.add_argument("--skip-model-servers", action="store_true",
+                        help="skip the model-server-alone comparison with mlflow models serve")
     args = parser.parse_args()
 
     from potability import local_stack
@@ -279,6 +388,9 @@ def main() -> int:
         print(f"predict at {env['PREDICT_URL']}, model: {model}; {args.seconds:g}s per scenario, "
               "loopback, client in a separate process", flush=True)
         report = []
+        if not args.skip_model_servers:
+            report.extend(compare_model_servers(home, env, args.seconds,
+                                                args.model_server_concurrency))
         for batch, concurrency in ((1, args.concurrency), (100, args.batch_concurrency)):
             result = run_scenario(env["PREDICT_URL"], env["DATABASE_URL"], batch, args.seconds,
                                   concurrency, home)
@@ -291,10 +403,11 @@ def main() -> int:
             print(f"          CPU ms per request: {result['cpu_ms_per_request']} -> idle 2-core "
                   f"ceiling ~{result['idle_2core_ceiling_req_per_s']} req/s", flush=True)
         print(json.dumps(report))
-        single = report[0]
+        scenarios = [r for r in report if "batch" in r]
+        single = scenarios[0]
         target = (single["inferences_per_s"] >= 300 and single["p99_ms"] <= 50
                   and all(r["errors"] == 0 and r["lost_rows"] == 0 and r["extra_rows"] == 0
-                          for r in report))
+                          for r in scenarios))
         print(f"load average during the run: {os.getloadavg()} (other work on the machine "
               "inflates latency; the CPU-per-request figures are less sensitive to it)")
         print("target (>= 300 single inferences/s, p99 <= 50 ms, no errors, no lost rows): "

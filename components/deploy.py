@@ -82,8 +82,15 @@ def deploy_component(
     cloud_sql_instance: str,
     database_name: str,
     database_user: str,
+    endpoint_machine_type: str = "n1-standard-2",
+    endpoint_min_replicas: int = 1,
+    endpoint_max_replicas: int = 3,
+    endpoint_cpu_target: int = 60,
 ) -> str:
-    """Serve the champion (locally or on the Vertex endpoint); mark the run succeeded."""
+    """Serve the champion (locally or on the Vertex endpoint); mark the run succeeded.
+
+    The ``endpoint_*`` parameters size the Vertex endpoint (:class:`components.vertex.ReplicaScaling`).
+    """
     from components import run_record
     from components.deploy import DEPLOY_TARGETS, LOCAL, deploy_local, download_model
     from components.runtime import step_settings
@@ -98,10 +105,14 @@ def deploy_component(
         else:
             from google.cloud import aiplatform
 
-            from components.vertex import VertexTarget, deploy_to_endpoint
+            from components.vertex import ReplicaScaling, VertexTarget, deploy_to_endpoint
 
             target = VertexTarget(project=project, region=region, endpoint_id=endpoint_id,
-                                  serving_image=serving_image, staging_bucket=pipeline_root)
+                                  serving_image=serving_image, staging_bucket=pipeline_root,
+                                  scaling=ReplicaScaling(endpoint_machine_type,
+                                                         endpoint_min_replicas,
+                                                         endpoint_max_replicas,
+                                                         endpoint_cpu_target))
             action, where = deploy_to_endpoint(
                 aiplatform, target, model_name, champion_version, champion_changed,
                 model_dir=lambda: download_model(settings.mlflow_tracking_uri, model_name,

@@ -2,9 +2,17 @@
 
 :func:`score_model` is the one scoring function: evaluate uses it for the candidates and
 promote for the current champion, so both sides of the promotion compare like with like.
-Scores go to each family's MLflow run (with the confusion matrix and the precision-recall
-curve, threshold marked), to the parent run, and to KFP Metrics / ClassificationMetrics so
-they show in the Vertex AI UI.
+Scores go to each family's MLflow run (with the confusion matrix, the precision-recall curve
+with the threshold marked, and the held-out reliability diagram with the Brier scores of the
+calibrated and the uncalibrated model), to the parent run, and to KFP Metrics /
+ClassificationMetrics so they show in the Vertex AI UI.
+
+The held-out scores of the candidates are reported, never used to choose among them: the
+challenger is chosen on cross-validated training figures
+(:func:`components.promote.choose_challenger`), so its held-out precision is an honest
+estimate, not the maximum of several noisy ones. :func:`paired_bootstrap` and
+:func:`precision_interval` turn held-out predictions into evidence: the precision difference
+between two models with its 95% interval and the probability that one is more precise.
 """
 
 from dataclasses import asdict, dataclass
@@ -16,6 +24,12 @@ from sklearn.metrics import (accuracy_score, average_precision_score, confusion_
                              precision_score, recall_score, roc_auc_score, roc_curve)
 
 from potability.features import FEATURE_NAMES, TARGET
+from potability.model_server import decision_threshold
+
+BOOTSTRAP_RESAMPLES = 2000
+"""Resamples of the held-out rows behind every interval and promotion probability."""
+BOOTSTRAP_SEED = 0
+"""Fixed: the same rows and predictions always give the same evidence (a re-run decides alike)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,8 @@ class Scores:
     threshold: float
     predicted_positive: int
     rows: int
+    brier: float = float("nan")
+    """Brier score of the served (calibrated) probability; lower is better."""
 
     def meets(self, recall_floor: float) -> bool:
         """Whether recall reaches the floor (only then does precision count)."""
@@ -40,15 +56,34 @@ class Scores:
         return asdict(self)
 
 
-def model_threshold(model: Any) -> float:
-    """The threshold the model's ``predict`` applies (``best_threshold_``; 0.5 otherwise)."""
-    threshold = getattr(model, "best_threshold_", None)
-    return float(threshold) if threshold is not None else 0.5
-
-
 def positive_proba(model: Any, x: pd.DataFrame) -> np.ndarray:
     """P(potable) per row."""
     return model.predict_proba(x)[:, list(model.classes_).index(1)]
+
+
+def uncalibrated_proba(model: Any, x: pd.DataFrame) -> np.ndarray | None:
+    """P(potable) of the model *before* calibration, for comparison; None if it has none.
+
+    Our served models are ``FixedThresholdClassifier(CalibratedClassifierCV(pipeline,
+    ensemble=False))``: the one calibrated classifier's ``estimator`` is the pipeline refitted
+    on all training rows, exactly what would be served without calibration. (An SVC has no
+    probabilities of its own.)
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+
+    inner = getattr(model, "estimator_", None)
+    if not isinstance(inner, CalibratedClassifierCV) or len(inner.calibrated_classifiers_) != 1:
+        return None
+    pipeline = inner.calibrated_classifiers_[0].estimator
+    if not hasattr(pipeline, "predict_proba"):
+        return None
+    return pipeline.predict_proba(x)[:, list(pipeline.classes_).index(1)]
+
+
+def predictions(model: Any, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(true labels, the model's own hard predictions at its threshold) on ``test``."""
+    x = test[list(FEATURE_NAMES)].astype(float)
+    return test[TARGET].astype(int).to_numpy(), np.asarray(model.predict(x)).astype(int)
 
 
 def score_model(model: Any, test: pd.DataFrame) -> Scores:
@@ -69,10 +104,80 @@ def score_model(model: Any, test: pd.DataFrame) -> Scores:
         roc_auc=float(roc_auc_score(y, proba)),
         pr_auc=float(average_precision_score(y, proba)),
         accuracy=float(accuracy_score(y, predicted)),
-        threshold=model_threshold(model),
+        threshold=decision_threshold(model),
         predicted_positive=int(predicted.sum()),
         rows=len(y),
+        brier=float(np.mean((proba - y) ** 2)),
     )
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Evidence:
+    """Paired bootstrap of (challenger - champion) held-out precision, each at its threshold."""
+
+    difference: float
+    """Observed difference on the rows themselves."""
+    low: float
+    high: float
+    """95% percentile interval of the difference."""
+    probability: float
+    """Share of resamples in which the challenger is strictly more precise."""
+    resamples: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _resample_indices(rows: int, resamples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
+
+
+def _precisions(y: np.ndarray, predicted: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Precision of each resample (rows ``idx[i]``); 0 when a resample predicts no potable."""
+    positive = predicted[idx] == 1
+    true_pos = (positive & (y[idx] == 1)).sum(axis=1)
+    count = positive.sum(axis=1)
+    return np.divide(true_pos, count, out=np.zeros(len(idx)), where=count > 0)
+
+
+def paired_bootstrap(y: Any, challenger: Any, champion: Any, *,
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Evidence:
+    """How sure are we that the challenger is more precise than the champion on these rows?
+
+    Both models' predictions are resampled together (the same rows in each resample), so the
+    noise they share - which rows happen to be held out - cancels out of the difference.
+
+    Args:
+        y: true labels of the held-out rows.
+        challenger: the challenger's hard predictions on them (at its own threshold).
+        champion: the champion's hard predictions on the same rows.
+        resamples: number of bootstrap resamples (>= 2,000 for the promotion rule).
+        seed: the resampling seed (fixed: the same inputs give the same evidence).
+    """
+    y, a, b = (np.asarray(v).astype(int) for v in (y, challenger, champion))
+    if not len(y) == len(a) == len(b) or not len(y):
+        raise ValueError("labels and both predictions must be non-empty and of one length")
+    idx = _resample_indices(len(y), resamples, seed)
+    diffs = _precisions(y, a, idx) - _precisions(y, b, idx)
+    observed = float(_precisions(y, a, np.arange(len(y))[None])[0]
+                     - _precisions(y, b, np.arange(len(y))[None])[0])
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return Evidence(observed, float(low), float(high), float(np.mean(diffs > 0)), resamples)
+
+
+def precision_interval(y: Any, predicted: Any, *, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% bootstrap percentile interval of one model's held-out precision.
+
+    It says how far the precision measured on these ~650 rows could be from the model's
+    precision on water it will see, given only how many potable calls it made and got right.
+    """
+    y, p = np.asarray(y).astype(int), np.asarray(predicted).astype(int)
+    low, high = np.percentile(_precisions(y, p, _resample_indices(len(y), resamples, seed)),
+                              [2.5, 97.5])
+    return float(low), float(high)
 
 
 def log_figures(model: Any, test: pd.DataFrame, scores: Scores, family: str,
@@ -89,9 +194,16 @@ def log_figures(model: Any, test: pd.DataFrame, scores: Scores, family: str,
         matrix.tolist(), f"{family} on held-out data (threshold {scores.threshold:.3f})")
     mlflow.log_figure(fig, "figures/confusion_matrix.png")
     figures.close(fig)
-    fig = figures.precision_recall_figure(y, positive_proba(model, x), scores.threshold,
+    proba = positive_proba(model, x)
+    fig = figures.precision_recall_figure(y, proba, scores.threshold,
                                           recall_floor, f"{family}: held-out precision-recall")
     mlflow.log_figure(fig, "figures/precision_recall_curve.png")
+    figures.close(fig)
+    raw = uncalibrated_proba(model, x)
+    fig = figures.reliability_figure(
+        y, {"calibrated (served)": proba, **({"uncalibrated": raw} if raw is not None else {})},
+        f"{family}: reliability on held-out data")
+    mlflow.log_figure(fig, "figures/reliability_held_out.png")
     figures.close(fig)
 
 
@@ -120,8 +232,13 @@ def evaluate(candidates: list[dict[str, Any]], test: pd.DataFrame, *, tracking_u
     for candidate in candidates:
         model = models[candidate["family"]] = load_model(candidate["model_uri"])
         scores = score_model(model, test)
+        metrics = {f"test_{k}": float(v) for k, v in scores.as_dict().items()}
+        raw = uncalibrated_proba(model, test[list(FEATURE_NAMES)].astype(float))
+        if raw is not None:
+            y = test[TARGET].astype(int).to_numpy()
+            metrics["test_brier_uncalibrated"] = float(np.mean((raw - y) ** 2))
         with mlflow.start_run(run_id=candidate["run_id"]):
-            mlflow.log_metrics({f"test_{k}": float(v) for k, v in scores.as_dict().items()})
+            mlflow.log_metrics(metrics)
             log_figures(model, test, scores, candidate["family"], recall_floor)
         scored.append({**candidate, "scores": scores.as_dict()})
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -184,7 +301,7 @@ def evaluate_component(
         for item in scored:
             for key, value in item["scores"].items():
                 metrics.log_metric(f"{item['family']}.{key}", float(value))
-        best = choose_challenger(scored, recall_floor)
+        best = choose_challenger(scored)
         metrics.log_metric("challenger.precision", float(best["scores"]["precision"]))
         model = models[best["family"]]
         x = test[list(FEATURE_NAMES)].astype(float)

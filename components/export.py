@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from potability import db
+from potability import db, migrations
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
 
@@ -72,9 +72,13 @@ def export(settings: Settings, path: Path) -> ExportResult:
     Args:
         settings: which database (``database_url`` or ``cloud_sql_instance``).
         path: where the CSV goes (the Dataset artifact's local path).
+
+    Raises:
+        migrations.SchemaNotReady: the schema lacks migrations (the message says what to run).
     """
     conn = db.connect(settings)
     try:
+        migrations.require_current(conn)  # an unmigrated database: say what to run, not a SQL error
         frame = read_training_rows(conn)
     finally:
         conn.close()

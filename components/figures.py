@@ -66,5 +66,30 @@ def threshold_tuning_figure(thresholds: Any, scores: Any, chosen: float, title: 
     return fig
 
 
+def reliability_figure(y_true: Any, probabilities: dict[str, Any], title: str,
+                       bins: int = 10) -> Figure:
+    """Reliability diagram: observed potable share against mean predicted probability, per
+    equal-count bin, one line per model (the diagonal is perfect calibration), with each
+    model's Brier score in the legend."""
+    from sklearn.calibration import calibration_curve
+
+    y = np.asarray(y_true).astype(int)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfectly calibrated")
+    for label, proba in probabilities.items():
+        p = np.clip(np.asarray(proba, dtype=float), 0.0, 1.0)
+        observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="quantile")
+        brier = float(np.mean((p - y) ** 2))
+        ax.plot(predicted, observed, "o-", ms=4, lw=1.5, label=f"{label} (Brier {brier:.4f})")
+    ax.set_xlabel("mean predicted P(potable)")
+    ax.set_ylabel("observed potable share")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def close(fig: Figure) -> None:
     plt.close(fig)

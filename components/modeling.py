@@ -1,38 +1,75 @@
-"""The four model families, their named grids and the metric they are tuned for.
+"""The model families, their named grids, calibration and the selection score.
 
 Plain scikit-learn, no I/O: the train component and the benchmark build candidates from here.
 
-Every family is one :class:`~sklearn.pipeline.Pipeline` (imputation -> scaling -> classifier),
-so imputation and scaling are fitted inside each cross-validation fold and never see the
-validation rows. Class imbalance (39% potable) is handled by class weights. The decision
-threshold is tuned by :class:`~sklearn.model_selection.TunedThresholdClassifierCV` on the
-training part only, maximising precision subject to a recall floor (plus a safety margin, so
-that held-out recall - a noisy estimate on ~650 rows - stays above the floor).
+Every family is one :class:`~sklearn.pipeline.Pipeline` (imputation -> scaling -> classifier;
+HistGradientBoosting takes missing values natively and gets no imputer), so imputation and
+scaling are fitted inside each cross-validation fold and never see the validation rows. Class
+imbalance (39% potable) is handled by class weights, which shift the raw scores towards the
+potable class by design - so every served model is **calibrated** afterwards.
 
-The saved estimator's own ``predict`` applies the tuned threshold to ``predict_proba[:, 1]``;
-the model server relies on that (it reads ``best_threshold_``).
+What one family's fit does, on the training part only (the held-out rows are never seen):
+
+1. a grid search (stratified k-fold) ranks hyper-parameters by the best precision reachable at
+   recall >= floor + margin (threshold-free: it scores the ranking where we operate);
+2. out-of-fold (OOF) raw scores of the best pipeline, on the same folds;
+3. calibration: sigmoid (Platt) and isotonic are each cross-fitted on the OOF scores (fold k
+   calibrated by a map fitted on the other folds); the one with the lower Brier score wins;
+4. the **selection score**: for each fold k, a threshold tuned (max precision at recall >=
+   floor + margin) on the calibrated OOF probabilities of the *other* folds is applied to fold
+   k; the pooled predictions give the cross-validated precision at the recall floor. The
+   challenger is the family with the best selection score, so the held-out rows play no part
+   in choosing it (:func:`components.promote.choose_challenger`);
+5. the served model: ``FixedThresholdClassifier(CalibratedClassifierCV(pipeline, method,
+   cv=folds, ensemble=False))`` fitted on the whole training part, its threshold tuned on all
+   calibrated OOF probabilities. ``predict_proba`` is the calibrated P(potable) and ``predict``
+   applies the threshold to it (the model server reads the threshold, see
+   :func:`potability.model_server.decision_threshold`).
+
+A soft-voting ensemble of the best :data:`ENSEMBLE_SIZE` families (by selection score, among
+those with probabilities of their own) is one more candidate, calibrated and scored the same
+way; its OOF scores are the mean of its members' OOF probabilities (same folds, same seeds),
+so ranking it costs no extra fits.
+
+The estimator classes a registered model can contain: FixedThresholdClassifier,
+CalibratedClassifierCV (ensemble=False: one fitted pipeline + one sigmoid or isotonic
+calibrator), Pipeline, SimpleImputer, StandardScaler, PolynomialFeatures,
+RandomForestClassifier, ExtraTreesClassifier, HistGradientBoostingClassifier,
+DecisionTreeClassifier, SVC, LogisticRegression, VotingClassifier (soft).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import (ExtraTreesClassifier, HistGradientBoostingClassifier,
+                              RandomForestClassifier, VotingClassifier)
 from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import make_scorer, precision_recall_curve
-from sklearn.model_selection import StratifiedKFold, TunedThresholdClassifierCV
+from sklearn.metrics import precision_recall_curve
+from sklearn.model_selection import FixedThresholdClassifier, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-FAMILIES: tuple[str, ...] = ("random_forest", "decision_tree", "svm", "logistic_regression")
-"""The four families the design names, in the order they are trained and reported."""
+FAMILIES: tuple[str, ...] = ("random_forest", "extra_trees", "hist_gradient_boosting",
+                             "decision_tree", "svm", "logistic_regression")
+"""The searched families, in the order they are trained and reported."""
+
+ENSEMBLE = "soft_voting"
+"""The candidate built from the best families after they are fitted."""
+
+ENSEMBLE_SIZE = 3
+"""How many families vote in the ensemble."""
+
+CALIBRATION_METHODS: tuple[str, ...] = ("sigmoid", "isotonic")
 
 DEFAULT_RECALL_MARGIN = 0.02
 """Tuning aims at ``recall_floor + margin`` on the training folds, so held-out recall stays
@@ -49,16 +86,19 @@ def precision_at_recall(y_true: Any, y_pred: Any, recall_floor: float) -> float:
         y_pred: predicted labels at some threshold.
         recall_floor: the minimum recall for the precision to count.
     """
+    precision, recall = precision_and_recall(y_true, y_pred)
+    return precision if recall >= recall_floor and precision > 0 else 0.0
+
+
+def precision_and_recall(y_true: Any, y_pred: Any) -> tuple[float, float]:
+    """(precision, recall) of hard predictions on the potable class (0 when undefined)."""
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     positives = int((y_true == 1).sum())
     predicted = int((y_pred == 1).sum())
-    if positives == 0 or predicted == 0:
-        return 0.0
     true_pos = int(((y_true == 1) & (y_pred == 1)).sum())
-    if true_pos / positives < recall_floor:
-        return 0.0
-    return true_pos / predicted
+    return (true_pos / predicted if predicted else 0.0,
+            true_pos / positives if positives else 0.0)
 
 
 def best_precision_at_recall(y_true: Any, proba: Any, recall_floor: float) -> float:
@@ -69,7 +109,7 @@ def best_precision_at_recall(y_true: Any, proba: Any, recall_floor: float) -> fl
 
     Args:
         y_true: true labels.
-        proba: P(potable) per row.
+        proba: a score per row, higher = more likely potable.
         recall_floor: the minimum recall.
     """
     precision, recall, _ = precision_recall_curve(y_true, proba)
@@ -77,25 +117,104 @@ def best_precision_at_recall(y_true: Any, proba: Any, recall_floor: float) -> fl
     return float(precision[eligible].max()) if eligible.any() else 0.0
 
 
-def _proba_scorer(recall_floor: float) -> Callable[..., float]:
+def raw_method(estimator: Any) -> str:
+    """The score ``CalibratedClassifierCV`` calibrates: ``decision_function`` when the
+    estimator has one, else ``predict_proba`` (scikit-learn's own preference order)."""
+    return "decision_function" if hasattr(estimator, "decision_function") else "predict_proba"
+
+
+def raw_scores(estimator: Any, x: Any) -> np.ndarray:
+    """The uncalibrated score per row (higher = more likely potable)."""
+    out = getattr(estimator, raw_method(estimator))(x)
+    return out[:, list(estimator.classes_).index(1)] if np.ndim(out) == 2 else out
+
+
+def _raw_scorer(recall_floor: float) -> Any:
     """A grid-search scorer ``(estimator, X, y) -> best precision at recall >= floor``."""
 
     def scorer(estimator: BaseEstimator, x: Any, y: Any) -> float:
-        proba = estimator.predict_proba(x)[:, list(estimator.classes_).index(1)]
-        return best_precision_at_recall(y, proba, recall_floor)
+        return best_precision_at_recall(y, raw_scores(estimator, x), recall_floor)
 
     return scorer
 
 
-def threshold_scorer(recall_floor: float) -> Any:
-    """The scorer ``TunedThresholdClassifierCV`` maximises over thresholds."""
-    return make_scorer(precision_at_recall, recall_floor=recall_floor)
+def tune_threshold(y_true: Any, proba: Any, target_recall: float
+                   ) -> tuple[float, np.ndarray, np.ndarray]:
+    """The threshold on ``proba`` with the best precision among those reaching the recall target.
+
+    Returns (threshold, thresholds, objective): the objective is the precision where recall
+    reaches the target and 0 elsewhere (the curve the threshold-tuning figure shows). Ties go
+    to the lowest threshold (more recall at the same precision).
+    """
+    precision, recall, thresholds = precision_recall_curve(y_true, proba)
+    objective = np.where(recall[:-1] >= target_recall, precision[:-1], 0.0)
+    if not objective.any():
+        return float(thresholds[0]), thresholds, objective
+    return float(thresholds[int(np.argmax(objective))]), thresholds, objective
+
+
+# --- calibration on out-of-fold scores ----------------------------------------------------------
+
+def fit_calibrator(scores: np.ndarray, y: np.ndarray, method: str) -> Any:
+    """A 1-D map from raw score to P(potable), as ``CalibratedClassifierCV`` fits it.
+
+    Sigmoid: Platt scaling (a logistic regression on the score, unregularised); isotonic: a
+    monotone step function clipped to [0, 1].
+    """
+    if method == "sigmoid":
+        return LogisticRegression(C=1e6, max_iter=1000).fit(scores.reshape(-1, 1), y)
+    if method == "isotonic":
+        return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
+    raise ValueError(f"unknown calibration method {method!r}")
+
+
+def apply_calibrator(calibrator: Any, scores: np.ndarray) -> np.ndarray:
+    if isinstance(calibrator, LogisticRegression):
+        return calibrator.predict_proba(scores.reshape(-1, 1))[:, 1]
+    return calibrator.predict(scores)
+
+
+def cross_fitted_calibration(scores: np.ndarray, y: np.ndarray, fold_ids: np.ndarray,
+                             method: str) -> np.ndarray:
+    """Calibrated OOF probabilities: fold k's scores mapped by a calibrator fitted on the rest."""
+    out = np.empty(len(scores))
+    for k in np.unique(fold_ids):
+        mask = fold_ids == k
+        out[mask] = apply_calibrator(fit_calibrator(scores[~mask], y[~mask], method), scores[mask])
+    return out
+
+
+def brier(y: Any, proba: Any) -> float:
+    """Mean squared error of P(potable) against the 0/1 outcome (lower is better)."""
+    return float(np.mean((np.asarray(proba, dtype=float) - np.asarray(y, dtype=float)) ** 2))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Cross-validated figures of one family at its tuned threshold (training rows only)."""
+
+    score: float
+    """Precision at the recall floor (0 if pooled recall misses it): the selection score."""
+    precision: float
+    recall: float
+
+
+def cv_selection(y: np.ndarray, proba: np.ndarray, fold_ids: np.ndarray, target_recall: float,
+                 recall_floor: float) -> Selection:
+    """Threshold tuned on the other folds, applied to each fold; pooled precision and recall."""
+    predicted = np.zeros(len(y), dtype=int)
+    for k in np.unique(fold_ids):
+        mask = fold_ids == k
+        threshold, _, _ = tune_threshold(y[~mask], proba[~mask], target_recall)
+        predicted[mask] = proba[mask] >= threshold
+    precision, recall = precision_and_recall(y, predicted)
+    return Selection(precision_at_recall(y, predicted, recall_floor), precision, recall)
 
 
 # --- families and grids -----------------------------------------------------------------------
 
 def make_pipeline(family: str, seed: int) -> Pipeline:
-    """An unfitted imputation -> scaling -> classifier pipeline of ``family``.
+    """An unfitted (uncalibrated) pipeline of ``family``.
 
     Args:
         family: one of :data:`FAMILIES`.
@@ -107,13 +226,21 @@ def make_pipeline(family: str, seed: int) -> Pipeline:
         clf: BaseEstimator = RandomForestClassifier(
             n_estimators=200, class_weight="balanced_subsample", random_state=seed, n_jobs=1)
         return Pipeline([("impute", imputer), ("scale", scaler), ("clf", clf)])
+    if family == "extra_trees":
+        clf = ExtraTreesClassifier(n_estimators=300, class_weight="balanced",
+                                   random_state=seed, n_jobs=1)
+        return Pipeline([("impute", imputer), ("clf", clf)])
+    if family == "hist_gradient_boosting":
+        # Missing values are a branch of their own in every split: no imputer.
+        clf = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed,
+                                             early_stopping=False)
+        return Pipeline([("clf", clf)])
     if family == "decision_tree":
         clf = DecisionTreeClassifier(class_weight="balanced", random_state=seed)
         return Pipeline([("impute", imputer), ("scale", scaler), ("clf", clf)])
     if family == "svm":
-        # Platt-calibrated probabilities (what the threshold is tuned on and the server returns).
-        clf = CalibratedClassifierCV(SVC(kernel="rbf", class_weight="balanced"),
-                                     method="sigmoid", cv=3, ensemble=False)
+        # Ranked and calibrated on its decision function (no inner Platt scaling any more).
+        clf = SVC(kernel="rbf", class_weight="balanced")
         return Pipeline([("impute", imputer), ("scale", scaler), ("clf", clf)])
     if family == "logistic_regression":
         # Potable samples differ from the rest mostly in spread, not in mean: squared terms
@@ -129,17 +256,24 @@ GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
     # The daily grid: sized so the whole local pipeline stays under 3 minutes on 2 cores.
     "default": {
         "random_forest": {
-            "clf__n_estimators": [200],
             "clf__min_samples_leaf": [1, 4],
             "clf__max_features": ["sqrt", 0.5],
+        },
+        "extra_trees": {
+            "clf__min_samples_leaf": [1, 3],
+            "clf__max_features": ["sqrt", 0.6],
+        },
+        "hist_gradient_boosting": {
+            "clf__learning_rate": [0.03, 0.1],
+            "clf__max_leaf_nodes": [8, 31],
         },
         "decision_tree": {
             "clf__max_depth": [4, 6, 10],
             "clf__min_samples_leaf": [10, 40],
         },
         "svm": {
-            "clf__estimator__C": [0.5, 1.0, 3.0],
-            "clf__estimator__gamma": ["scale", 0.05],
+            "clf__C": [0.5, 1.0, 3.0],
+            "clf__gamma": ["scale", 0.05],
         },
         "logistic_regression": {
             "poly__degree": [1, 2],
@@ -149,8 +283,10 @@ GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
     # For tests: one small candidate per family, a few seconds in all.
     "quick": {
         "random_forest": {"clf__n_estimators": [40], "clf__max_depth": [8]},
+        "extra_trees": {"clf__n_estimators": [40], "clf__max_depth": [8]},
+        "hist_gradient_boosting": {"clf__max_iter": [30]},
         "decision_tree": {"clf__max_depth": [4]},
-        "svm": {"clf__estimator__C": [1.0]},
+        "svm": {"clf__C": [1.0]},
         "logistic_regression": {"poly__degree": [1], "clf__C": [1.0]},
     },
 }
@@ -172,7 +308,21 @@ class TrainingConfig:
     recall_margin: float = DEFAULT_RECALL_MARGIN
     cv_folds: int = 5
     seed: int = 42
+    """The split seed; also the seed of the folds and estimators unless ``cv_seed`` is set."""
     n_jobs: int = 2
+    cv_seed: int | None = None
+    """Seed of the CV folds and the stochastic estimators (None: ``seed``)."""
+
+    @property
+    def fold_seed(self) -> int:
+        return self.seed if self.cv_seed is None else self.cv_seed
+
+    @property
+    def target_recall(self) -> float:
+        return min(1.0, self.recall_floor + self.recall_margin)
+
+    def folds(self) -> StratifiedKFold:
+        return StratifiedKFold(n_splits=self.cv_folds, shuffle=True, random_state=self.fold_seed)
 
 
 @dataclass
@@ -180,51 +330,152 @@ class FittedCandidate:
     """One family's result on the training part."""
 
     family: str
-    model: TunedThresholdClassifierCV
+    model: FixedThresholdClassifier
     best_params: dict[str, Any]
-    cv_score: float
-    """Mean CV score of the chosen parameters (best precision at recall >= floor + margin)."""
+    selection: Selection
+    """Cross-validated precision/recall at a threshold tuned inside the folds (the ranking)."""
+    search_score: float
+    """The grid search's best mean CV score (best precision at recall >= floor + margin)."""
+    calibration: str
+    cv_brier: dict[str, float]
+    """Cross-fitted OOF Brier score per calibration method, and ``uncalibrated`` (raw
+    probabilities; absent for a family without probabilities of its own, the SVM)."""
     cv_results: dict[str, Any] = field(repr=False)
     threshold: float = 0.5
+    tuning_curve: tuple[np.ndarray, np.ndarray] = field(default=(np.zeros(0), np.zeros(0)),
+                                                        repr=False)
+    oof_raw: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    oof_calibrated: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    raw_kind: str = "predict_proba"
+    pipeline: Any = field(default=None, repr=False)
+    """The unfitted best pipeline (what the ensemble's members are built from)."""
+
+    @property
+    def cv_score(self) -> float:
+        return self.selection.score
+
+    def oof_proba(self) -> np.ndarray | None:
+        """Uncalibrated OOF P(potable), or None for a family without probabilities (SVC)."""
+        if self.raw_kind == "predict_proba":
+            return self.oof_raw
+        if isinstance(self.pipeline[-1], (LogisticRegression, HistGradientBoostingClassifier)):
+            return expit(self.oof_raw)  # binary predict_proba is expit(decision_function)
+        return None
+
+
+def fold_ids(y: Any, config: TrainingConfig) -> np.ndarray:
+    """The fold index of each training row under ``config.folds()``."""
+    ids = np.empty(len(y), dtype=int)
+    for k, (_, test) in enumerate(config.folds().split(np.zeros(len(y)), y)):
+        ids[test] = k
+    return ids
+
+
+def _finish(family: str, pipeline: Any, oof_raw: np.ndarray, raw_kind: str, x: Any, y: Any,
+            config: TrainingConfig, best_params: dict[str, Any], search_score: float,
+            cv_results: dict[str, Any], jobs: int) -> FittedCandidate:
+    """Calibration choice, selection score, threshold and the final fit, from OOF scores."""
+    y = np.asarray(y).astype(int)
+    ids = fold_ids(y, config)
+    calibrated = {m: cross_fitted_calibration(oof_raw, y, ids, m) for m in CALIBRATION_METHODS}
+    cv_brier = {m: brier(y, p) for m, p in calibrated.items()}
+    method = min(CALIBRATION_METHODS, key=lambda m: cv_brier[m])
+    proba = calibrated[method]
+    if raw_kind == "predict_proba":
+        cv_brier["uncalibrated"] = brier(y, oof_raw)
+    selection = cv_selection(y, proba, ids, config.target_recall, config.recall_floor)
+    threshold, thresholds, objective = tune_threshold(y, proba, config.target_recall)
+    model = FixedThresholdClassifier(
+        CalibratedClassifierCV(pipeline, method=method, cv=config.folds(), ensemble=False,
+                               n_jobs=jobs),
+        threshold=threshold, response_method="predict_proba")
+    model.fit(x, y)
+    model.estimator_.set_params(n_jobs=None)  # fit-time parallelism only; serving is 1 thread
+    candidate = FittedCandidate(
+        family=family, model=model, best_params=best_params, selection=selection,
+        search_score=search_score, calibration=method, cv_brier=cv_brier,
+        cv_results=cv_results, threshold=threshold, tuning_curve=(thresholds, objective),
+        oof_raw=oof_raw, oof_calibrated=proba, raw_kind=raw_kind, pipeline=pipeline)
+    if raw_kind == "decision_function" and candidate.oof_proba() is not None:
+        cv_brier["uncalibrated"] = brier(y, candidate.oof_proba())
+    return candidate
 
 
 def fit_family(
     family: str, param_grid: Mapping[str, list[Any]], x: Any, y: Any, config: TrainingConfig,
 ) -> FittedCandidate:
-    """Grid-search one family, then tune its decision threshold, all on the training part.
+    """Grid-search one family, calibrate it, score it for selection and fit the served model.
 
-    The grid search ranks parameters by the best precision reachable at recall >= floor +
-    margin (stratified k-fold); the best pipeline is then wrapped in a
-    ``TunedThresholdClassifierCV`` whose threshold maximises precision subject to the same
-    recall target on out-of-fold predictions, and refitted on the whole training part.
+    All on the training part (see the module docstring for the five steps).
 
     Args:
         family: one of :data:`FAMILIES`.
         param_grid: the family's parameter grid (pipeline step__param -> values).
         x: training features (columns as ``FEATURE_NAMES``).
         y: training labels.
-        config: floor, margin, folds, seed and parallelism.
+        config: floor, margin, folds, seeds and parallelism.
+
+    HistGradientBoosting's OpenMP threads are limited to one: parallelism comes from the
+    worker processes (``n_jobs``), and OpenMP threads spinning for a busy core made a fit
+    3-20x slower on a shared 2-core machine (measured).
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _fit_family(family, param_grid, x, y, config)
+
+
+def _fit_family(family: str, param_grid: Mapping[str, list[Any]], x: Any, y: Any,
+                config: TrainingConfig) -> FittedCandidate:
+    """:func:`fit_family` with OpenMP limited to one thread (see there)."""
     from sklearn.model_selection import GridSearchCV, ParameterGrid
 
     # One combination (the quick grid): worker processes would cost more than they save.
     jobs = 1 if len(ParameterGrid(dict(param_grid))) == 1 else config.n_jobs
-    target = min(1.0, config.recall_floor + config.recall_margin)
-    folds = StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
+    folds = config.folds()
     search = GridSearchCV(
-        make_pipeline(family, config.seed), dict(param_grid), scoring=_proba_scorer(target),
-        cv=folds, n_jobs=jobs, refit=False,
+        make_pipeline(family, config.fold_seed), dict(param_grid),
+        scoring=_raw_scorer(config.target_recall), cv=folds, n_jobs=jobs, refit=False,
     )
     search.fit(x, y)
-    best = make_pipeline(family, config.seed).set_params(**search.best_params_)
-    tuned = TunedThresholdClassifierCV(
-        best, scoring=threshold_scorer(target), response_method="predict_proba",
-        cv=folds, refit=True, n_jobs=jobs, random_state=config.seed,
-        store_cv_results=True,
-    )
-    tuned.fit(x, y)
-    return FittedCandidate(
-        family=family, model=tuned, best_params=dict(search.best_params_),
-        cv_score=float(search.best_score_), cv_results=search.cv_results_,
-        threshold=float(tuned.best_threshold_),
-    )
+    best = make_pipeline(family, config.fold_seed).set_params(**search.best_params_)
+    kind = raw_method(best)
+    oof = cross_val_predict(best, x, y, cv=folds, method=kind, n_jobs=jobs)
+    oof = oof[:, 1] if oof.ndim == 2 else oof
+    return _finish(family, best, oof, kind, x, y, config, dict(search.best_params_),
+                   float(search.best_score_), search.cv_results_, jobs)
+
+
+def fit_ensemble(fitted: list[FittedCandidate], x: Any, y: Any, config: TrainingConfig,
+                 jobs: int = 1) -> FittedCandidate | None:
+    """A soft vote of the best :data:`ENSEMBLE_SIZE` families with probabilities of their own.
+
+    Its OOF probabilities are the mean of the members' (the members are refitted on the same
+    folds with the same seeds, so these are exactly the vote's OOF probabilities). None if
+    fewer than two families qualify.
+    """
+    voters = sorted((c for c in fitted if c.oof_proba() is not None and c.cv_score > 0),
+                    key=lambda c: c.cv_score, reverse=True)[:ENSEMBLE_SIZE]
+    if len(voters) < 2:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    vote = VotingClassifier([(c.family, c.pipeline) for c in voters], voting="soft")
+    oof = np.mean([c.oof_proba() for c in voters], axis=0)
+    params: dict[str, Any] = {"members": ",".join(c.family for c in voters)}
+    params.update({f"{c.family}__{k}": v for c in voters for k, v in c.best_params.items()})
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return _finish(ENSEMBLE, vote, oof, "predict_proba", x, y, config, params,
+                       float(np.mean([c.search_score for c in voters])), {"params": []}, jobs)
+
+
+def fit_all(grids: Mapping[str, Mapping[str, list[Any]]], x: Any, y: Any, config: TrainingConfig,
+            families: tuple[str, ...] = FAMILIES, ensemble: bool = True) -> list[FittedCandidate]:
+    """Every family of ``grids`` (restricted to ``families``), then the ensemble."""
+    from sklearn.model_selection import ParameterGrid
+
+    fitted = [fit_family(f, grids[f], x, y, config) for f in families]
+    # Worker processes pay off only for real grids (the quick grid fits one combination each).
+    jobs = config.n_jobs if any(len(ParameterGrid(dict(grids[f]))) > 1 for f in families) else 1
+    vote = fit_ensemble(fitted, x, y, config, jobs) if ensemble else None
+    return fitted + ([vote] if vote is not None else [])

@@ -1,15 +1,21 @@
-"""Component 4, promote: best candidate vs the current champion, on the same held-out rows.
+"""Component 4, promote: the challenger vs the current champion, on evidence.
 
 Rules (pure functions below, one test per branch):
 
-* the challenger is the candidate with the best held-out precision among those whose recall
-  reaches the floor (if none does, the one with the best recall - it can only become a *first*
-  champion, never replace one);
+* the challenger is the candidate with the best **cross-validated** precision at the recall
+  floor on the training rows (threshold tuned inside the folds; if none reaches the floor in
+  CV, the one with the best CV recall). The held-out rows play no part in this choice, so the
+  challenger's held-out precision is an honest estimate, not the winner's curse of picking the
+  best of several noisy held-out figures;
 * the champion (registered model alias ``champion``) is re-scored with the same
   :func:`components.evaluate.score_model` on the same held-out rows;
-* the challenger replaces it only if it meets the floor and is strictly more precise (or the
-  champion misses the floor); equal scores keep the champion, so a re-run on unchanged data
-  never churns versions.
+* a paired bootstrap (:func:`components.evaluate.paired_bootstrap`, 2,000 resamples, fixed
+  seed) of the held-out precision difference, each model at its own threshold, gives the
+  difference's 95% interval and P(challenger more precise);
+* the challenger replaces the champion when it meets the recall floor and either that
+  probability reaches ``promotion_confidence`` (default 0.9) or the champion misses the floor
+  on these rows. Differences inside the noise (~0.05 standard error on ~90 potable calls) keep
+  the champion, so a re-run on unchanged data - even with other CV folds - changes nothing.
 
 Both are scored on rows neither has trained on. The split is keyed on sample ids
 (:func:`components.train.split`), so with the same ``split_seed`` and ``test_fraction`` every
@@ -26,9 +32,11 @@ step fails, :func:`components.run_record.mark_failed` moves it back.
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
-from components.evaluate import Scores, score_model
+from components.evaluate import (Evidence, Scores, paired_bootstrap, precision_interval,
+                                 predictions, score_model)
 from components.run_record import CHAMPION_ALIAS
-from potability.features import TARGET
+from potability import compiled_model
+from potability.features import FEATURE_NAMES, TARGET
 
 FIRST_CHAMPION = "first_champion"
 CHALLENGER_WINS = "challenger_wins"
@@ -39,40 +47,48 @@ def _scores(item: dict[str, Any]) -> Scores:
     return Scores(**item["scores"])
 
 
-def challenger_key(item: dict[str, Any], recall_floor: float) -> tuple[Any, ...]:
-    """Sort key, best first when reversed: meets floor, then precision, then recall."""
-    s = _scores(item)
-    meets = s.meets(recall_floor)
-    return (meets, s.precision if meets else s.recall, s.recall, s.roc_auc)
+DEFAULT_PROMOTION_CONFIDENCE = 0.9
 
 
-def choose_challenger(scored: list[dict[str, Any]], recall_floor: float) -> dict[str, Any]:
-    """The best candidate by held-out precision at recall >= floor.
+def challenger_key(item: dict[str, Any]) -> tuple[Any, ...]:
+    """Sort key, best first when reversed: CV precision at the floor (0 when CV recall misses
+    it), then CV recall, then CV precision. Held-out scores are not looked at."""
+    return (item["cv_score"], item.get("cv_recall", 0.0), item.get("cv_precision", 0.0))
+
+
+def choose_challenger(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best candidate by cross-validated precision at the recall floor (training rows).
 
     Args:
-        scored: candidates with their held-out ``scores`` (evaluate's output).
-        recall_floor: the minimum held-out recall for precision to count.
+        candidates: train's (or evaluate's) candidates, each with ``cv_score``, ``cv_recall``
+            and ``cv_precision``.
     """
-    if not scored:
+    if not candidates:
         raise ValueError("no candidates to choose from")
-    return max(scored, key=lambda item: challenger_key(item, recall_floor))
+    return max(candidates, key=challenger_key)
 
 
-def decide(challenger: Scores, champion: Scores | None, recall_floor: float) -> str:
-    """``first_champion`` | ``challenger_wins`` | ``champion_kept`` (ties keep the champion).
+def decide(challenger: Scores, champion: Scores | None, evidence: Evidence | None,
+           recall_floor: float, confidence: float = DEFAULT_PROMOTION_CONFIDENCE) -> str:
+    """``first_champion`` | ``challenger_wins`` | ``champion_kept``.
 
     Args:
         challenger: the challenger's held-out scores.
         champion: the current champion's scores on the same rows, or None if there is none.
+        evidence: the paired bootstrap of the precision difference (None without a champion).
         recall_floor: the minimum recall for precision to count.
+        confidence: P(challenger more precise) needed to replace a champion that meets the
+            floor.
     """
     if champion is None:
         return FIRST_CHAMPION
     if not challenger.meets(recall_floor):
         return CHAMPION_KEPT
-    if not champion.meets(recall_floor) or challenger.precision > champion.precision:
+    if not champion.meets(recall_floor):
         return CHALLENGER_WINS
-    return CHAMPION_KEPT
+    if evidence is None:
+        raise ValueError("a champion that meets the floor is replaced only on evidence")
+    return CHALLENGER_WINS if evidence.probability >= confidence else CHAMPION_KEPT
 
 
 @dataclass(frozen=True)
@@ -184,7 +200,8 @@ def promote(*, settings: Any, **kwargs: Any) -> PromoteResult:
 def decide_and_promote(
     *, settings: Any, run_id: str, scored: list[dict[str, Any]], test: Any, recall_floor: float,
     parent_run_id: str, training_rows: int, split_seed: int | None = None,
-    test_fraction: float | None = None, client: Any = None,
+    test_fraction: float | None = None,
+    promotion_confidence: float = DEFAULT_PROMOTION_CONFIDENCE, client: Any = None,
     load_model: Callable[[str], Any] | None = None,
 ) -> PromoteResult:
     """Decide, register (if the challenger wins), record the decision, then move the alias.
@@ -192,13 +209,14 @@ def decide_and_promote(
     Args:
         settings: database, MLflow tracking URI and registered model name.
         run_id: the pipeline job name (row in water.pipeline_runs).
-        scored: evaluate's candidates with held-out scores.
+        scored: evaluate's candidates with CV figures and held-out scores.
         test: the held-out rows the candidates were scored on.
         recall_floor: the minimum recall for precision to count.
         parent_run_id: the pipeline run's parent MLflow run (decision logged there).
         training_rows: rows the challenger was trained on (recorded).
         split_seed: the split the candidates were trained with (tagged on a new version) ...
         test_fraction: ... and its held-out share.
+        promotion_confidence: P(challenger more precise) needed to replace the champion.
         client: ``MlflowClient`` (default: for ``settings.mlflow_tracking_uri``).
         load_model: model URI -> estimator (default ``mlflow.sklearn.load_model``).
     """
@@ -207,32 +225,45 @@ def decide_and_promote(
 
     from components import run_record
 
+    if not 0 < promotion_confidence <= 1:
+        raise ValueError(f"promotion_confidence must be in (0, 1], got {promotion_confidence}")
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = client or mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     load_model = load_model or mlflow.sklearn.load_model
     name = settings.model_name
 
     split = (split_seed, test_fraction) if split_seed is not None and test_fraction else None
-    challenger = choose_challenger(scored, recall_floor)
+    challenger = choose_challenger(scored)
+    challenger_model = load_model(challenger["model_uri"])
     challenger_scores = _scores(challenger)
     champion = current_champion(client, name)
     champion_scores = None
-    compared_on = len(test)
+    evidence = None
+    rows = test
     if champion is not None:
         ensure_not_self(champion, challenger)
         rows = test if champion.split == split else comparison_rows(test, champion.split)
-        compared_on = len(rows)
-        if compared_on < len(test):  # another split: both on the rows new to both
-            challenger_scores = score_model(load_model(challenger["model_uri"]), rows)
-        champion_scores = score_model(load_model(f"models:/{name}/{champion.version}"), rows)
-    decision = decide(challenger_scores, champion_scores, recall_floor)
+        if len(rows) < len(test):  # another split: both on the rows new to both
+            challenger_scores = score_model(challenger_model, rows)
+        champion_model = load_model(f"models:/{name}/{champion.version}")
+        champion_scores = score_model(champion_model, rows)
+        y, champion_pred = predictions(champion_model, rows)
+        evidence = paired_bootstrap(y, predictions(challenger_model, rows)[1], champion_pred)
+    decision = decide(challenger_scores, champion_scores, evidence, recall_floor,
+                      promotion_confidence)
 
     if decision == CHAMPION_KEPT:
         assert champion is not None and champion_scores is not None
         new_version, family, after = champion.version, champion.family, champion_scores
+        interval = precision_interval(y, champion_pred)
     else:
+        # Compiled scoring (issue 12): ONNX form checked against scikit-learn on the held-out
+        # rows, stored in the logged model before it becomes a version.
+        compiled_model.attach_to_uri(challenger["model_uri"], load_model(challenger["model_uri"]),
+                                     test[list(FEATURE_NAMES)])
         new_version = register(client, name, challenger, run_id, split)
         family, after = challenger["family"], challenger_scores
+        interval = precision_interval(*predictions(challenger_model, rows))
     previous = champion.version if champion else ""
     changed = new_version != previous
     details = {
@@ -243,18 +274,28 @@ def decide_and_promote(
                              "scores": champion_scores.as_dict()}
                             if champion and champion_scores else None),
         "challenger": {"family": challenger["family"], "run_id": challenger["run_id"],
+                       "cv_score": challenger["cv_score"],
                        "scores": challenger_scores.as_dict()},
-        "candidates": {c["family"]: c["scores"] for c in scored},
-        "compared_on_rows": compared_on, "held_out_rows": len(test),
+        "candidates": {c["family"]: {"cv_score": c["cv_score"], "scores": c["scores"]}
+                       for c in scored},
+        "evidence": evidence.as_dict() if evidence else None,
+        "champion_precision_interval": list(interval),
+        "compared_on_rows": len(rows), "held_out_rows": len(test),
         "parent_run_id": parent_run_id,
     }
     values = {
         "decision": decision, "model_name": name, "champion_version": new_version,
         "champion_family": family, "champion_precision": after.precision,
+        "champion_precision_low": interval[0], "champion_precision_high": interval[1],
         "champion_recall": after.recall, "champion_threshold": after.threshold,
         "challenger_family": challenger["family"],
         "challenger_precision": challenger_scores.precision,
         "challenger_recall": challenger_scores.recall, "recall_floor": recall_floor,
+        "promotion_confidence": promotion_confidence,
+        "precision_difference": evidence.difference if evidence else None,
+        "precision_difference_low": evidence.low if evidence else None,
+        "precision_difference_high": evidence.high if evidence else None,
+        "probability_challenger_better": evidence.probability if evidence else None,
         "training_rows": training_rows, "mlflow_run_id": parent_run_id,
     }
     run_record.record_decision(settings, run_id, values, details)
@@ -263,10 +304,18 @@ def decide_and_promote(
 
     client.set_tag(parent_run_id, "decision", decision)
     client.set_tag(parent_run_id, "champion_version", new_version)
+    client.set_tag(parent_run_id, "challenger_family", challenger["family"])
     metrics = {f"challenger.{k}": float(v) for k, v in challenger_scores.as_dict().items()}
     if champion_scores is not None:
         metrics.update({f"champion_before.{k}": float(v)
                         for k, v in champion_scores.as_dict().items()})
+    if evidence is not None:
+        metrics.update({"promotion.precision_difference": evidence.difference,
+                        "promotion.precision_difference_low": evidence.low,
+                        "promotion.precision_difference_high": evidence.high,
+                        "promotion.probability_challenger_better": evidence.probability})
+    metrics.update({"champion.precision_low": interval[0], "champion.precision_high": interval[1],
+                    "promotion.confidence_required": promotion_confidence})
     for key, value in metrics.items():
         client.log_metric(parent_run_id, key, value)
     return PromoteResult(decision, new_version, changed, previous)
@@ -285,6 +334,7 @@ def promote_component(
     recall_floor: float,
     split_seed: int,
     test_fraction: float,
+    promotion_confidence: float,
     model_name: str,
     mlflow_tracking_uri: str,
     database_url: str,
@@ -293,7 +343,8 @@ def promote_component(
     database_user: str,
 ) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
                                    ("champion_changed", bool), ("previous_version", str)]):
-    """Pick the challenger, compare it with the champion, register and move the alias if it wins."""
+    """Pick the challenger, weigh the evidence against the champion, register and move the
+    alias if it wins."""
     import json
     from collections import namedtuple
     from pathlib import Path
@@ -311,7 +362,7 @@ def promote_component(
             scored=json.loads(Path(scored_candidates.path).read_text()),
             test=read_dataset(test_set.path), recall_floor=recall_floor,
             parent_run_id=parent_run_id, training_rows=training_rows, split_seed=split_seed,
-            test_fraction=test_fraction)
+            test_fraction=test_fraction, promotion_confidence=promotion_confidence)
     outputs = namedtuple("PromoteOutputs",
                          ["decision", "champion_version", "champion_changed", "previous_version"])
     return outputs(*result)

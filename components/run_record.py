@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
 
-from potability import db
+from potability import alerts, db
 from potability.config import Settings
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,18 @@ _DECISION_COLUMNS = (
     "decision", "model_name", "champion_version", "champion_family", "champion_precision",
     "champion_recall", "champion_threshold", "challenger_family", "challenger_precision",
     "challenger_recall", "recall_floor", "training_rows", "mlflow_run_id",
+    # sql/006_promotion_evidence.sql
+    "champion_precision_low", "champion_precision_high", "promotion_confidence",
+    "precision_difference", "precision_difference_low", "precision_difference_high",
+    "probability_challenger_better",
 )
 
 
 def start_run(settings: Settings, run_id: str, data_sha256: str, rows: int) -> None:
     """Open (or reopen, on a retried export) the run's row with status ``running``.
+
+    First it checks that the previous runs have not gone stale (``pipeline_stale``: no success
+    for ``ALERT_STALE_HOURS``; catches runs killed before they could record their failure).
 
     Args:
         settings: where the database is.
@@ -38,6 +46,10 @@ def start_run(settings: Settings, run_id: str, data_sha256: str, rows: int) -> N
     """
     conn = db.connect(settings)
     try:
+        try:
+            alerts.publish(settings, alerts.check_stale(conn, settings, datetime.now(timezone.utc)))
+        except Exception:  # noqa: BLE001 - a check must not stop the run it precedes
+            log.exception("stale-run check failed")
         conn.cursor().execute(
             "INSERT INTO water.pipeline_runs (run_id, status, data_sha256, training_rows) "
             "VALUES (%s, 'running', %s, %s) ON CONFLICT (run_id) DO UPDATE SET "
@@ -82,12 +94,17 @@ def record_decision(settings: Settings, run_id: str, values: Mapping[str, Any],
 
 
 def finish_run(settings: Settings, run_id: str) -> None:
-    """Mark the run ``succeeded`` (deploy's last act)."""
+    """Mark the run ``succeeded`` (deploy's last act); a success resolves the open
+    ``pipeline_run_failed`` and ``pipeline_stale`` alerts."""
     conn = db.connect(settings)
     try:
-        conn.cursor().execute(
+        cur = conn.cursor()
+        cur.execute(
             "UPDATE water.pipeline_runs SET status = 'succeeded', finished_at = now(), "
-            "error = NULL WHERE run_id = %s", (run_id,))
+            "error = NULL WHERE run_id = %s RETURNING finished_at", (run_id,))
+        finished = cur.fetchone()[0]
+        for event in (alerts.PIPELINE_RUN_FAILED, alerts.PIPELINE_STALE):
+            alerts.resolve(conn, event, None, finished)
         conn.commit()
     finally:
         conn.close()
@@ -130,7 +147,8 @@ def restore_alias(settings: Settings, details: Mapping[str, Any], client: Any = 
 
 
 def mark_failed(settings: Settings, run_id: str, error: str) -> None:
-    """Record the run as ``failed`` with ``error``; undo an alias move made by this run.
+    """Record the run as ``failed`` with ``error``; undo an alias move made by this run;
+    raise the ``pipeline_run_failed`` alert (once per run, however many steps report it).
 
     Args:
         settings: database, MLflow tracking URI and model name.
@@ -148,9 +166,17 @@ def mark_failed(settings: Settings, run_id: str, error: str) -> None:
             (run_id, error[:2000]),
         )
         details = cur.fetchone()[0] or {}
+        cur.execute(
+            "SELECT champion_version FROM water.pipeline_runs WHERE status = 'succeeded' "
+            "AND champion_version IS NOT NULL ORDER BY finished_at DESC NULLS LAST LIMIT 1")
+        row = cur.fetchone()
+        alert = alerts.pipeline_failed(run_id, error, row[0] if row else None)
+        when = datetime.now(timezone.utc)
+        raised = [alert] if alerts.insert(conn, alert, when) else []
         conn.commit()
     finally:
         conn.close()
+    alerts.publish(settings, raised, when)
     if isinstance(details, str):
         details = json.loads(details)
     if restore_alias(settings, details):

@@ -9,9 +9,12 @@ added: the champion would then be "evaluated" on rows it was trained on, ~80% of
 memorising forest could never be replaced.) The classes are stratified in expectation; the
 realised shares are logged.
 
-Each family becomes one MLflow run nested under the pipeline run's parent run, with its
-parameters, CV scores, grid, threshold-tuning figure and the fitted model (scikit-learn
-flavour, with signature and input example). The held-out part is written as a Dataset for
+Each family (and the soft-voting ensemble of the best ones) becomes one MLflow run nested
+under the pipeline run's parent run, with its parameters, CV scores (the selection score:
+cross-validated precision at the recall floor, threshold tuned inside the folds), the grid, the
+calibration method and the cross-validated Brier scores, the threshold-tuning figure and a
+reliability diagram (out-of-fold, calibrated vs uncalibrated), and the fitted model
+(scikit-learn flavour, with signature and input example). The held-out part is written as a Dataset for
 evaluate and promote, so all later steps score on exactly the same rows.
 """
 
@@ -73,11 +76,11 @@ def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 
 
 def fit_candidates(train: pd.DataFrame, grid_name: str, config: modeling.TrainingConfig,
-                   families: tuple[str, ...] = modeling.FAMILIES) -> list[modeling.FittedCandidate]:
-    """Fit every family of the named grid on the training part (nothing else is seen)."""
-    grids = modeling.grid(grid_name)
+                   families: tuple[str, ...] = modeling.FAMILIES,
+                   ensemble: bool = True) -> list[modeling.FittedCandidate]:
+    """Fit every family of the named grid, then the ensemble, on the training part only."""
     x, y = features_and_target(train)
-    return [modeling.fit_family(f, grids[f], x, y, config) for f in families]
+    return modeling.fit_all(modeling.grid(grid_name), x, y, config, families, ensemble)
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,17 @@ class LoggedCandidate:
     model_uri: str
     threshold: float
     cv_score: float
+    """Selection score: CV precision at the recall floor (0 if CV recall misses the floor)."""
+    cv_precision: float
+    cv_recall: float
+    calibration: str
     best_params: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "run_id": self.run_id, "model_uri": self.model_uri,
                 "threshold": self.threshold, "cv_score": self.cv_score,
+                "cv_precision": self.cv_precision, "cv_recall": self.cv_recall,
+                "calibration": self.calibration,
                 "best_params": {k: _plain(v) for k, v in self.best_params.items()}}
 
 
@@ -116,6 +125,8 @@ def model_requirements() -> list[str]:
 def cv_table(candidate: modeling.FittedCandidate) -> dict[str, list[Any]]:
     """The grid search's per-combination CV scores, JSON-able."""
     results = candidate.cv_results
+    if not results.get("params"):  # the ensemble: no grid of its own
+        return {"params": [], "mean_test_score": [], "std_test_score": [], "rank_test_score": []}
     return {
         "params": [{k: _plain(v) for k, v in p.items()} for p in results["params"]],
         "mean_test_score": [float(s) for s in results["mean_test_score"]],
@@ -125,7 +136,7 @@ def cv_table(candidate: modeling.FittedCandidate) -> dict[str, list[Any]]:
 
 
 def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[Any]],
-                  x_train: pd.DataFrame, pipeline_run_id: str,
+                  x_train: pd.DataFrame, y_train: pd.Series, pipeline_run_id: str,
                   config: modeling.TrainingConfig) -> LoggedCandidate:
     """Log one family as a nested MLflow run (call inside the parent run).
 
@@ -133,6 +144,7 @@ def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[A
         candidate: the fitted family.
         grid: the parameter grid that was searched.
         x_train: training features (for the signature and input example).
+        y_train: training labels (for the out-of-fold reliability diagram).
         pipeline_run_id: the pipeline job name (tag, to find runs of one pipeline run).
         config: the training configuration (logged as parameters).
     """
@@ -149,16 +161,30 @@ def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[A
         mlflow.log_params({f"best.{k}": _plain(v) for k, v in candidate.best_params.items()})
         mlflow.log_params({"family": candidate.family, "recall_floor": config.recall_floor,
                            "recall_margin": config.recall_margin, "cv_folds": config.cv_folds,
-                           "seed": config.seed})
+                           "seed": config.seed, "cv_seed": config.fold_seed,
+                           "calibration": candidate.calibration})
         mlflow.log_dict({k: [_plain(v) for v in vs] for k, vs in grid.items()}, "grid.json")
         mlflow.log_dict(cv_table(candidate), "cv_results.json")
-        mlflow.log_metrics({"cv_best_precision_at_recall": candidate.cv_score,
-                            "threshold": candidate.threshold})
-        tuning = candidate.model.cv_results_
+        mlflow.log_metrics({
+            "cv_precision_at_recall_floor": candidate.selection.score,
+            "cv_precision": candidate.selection.precision,
+            "cv_recall": candidate.selection.recall,
+            "cv_best_precision_at_recall": candidate.search_score,
+            "threshold": candidate.threshold,
+            **{f"cv_brier_{k}": v for k, v in candidate.cv_brier.items()},
+        })
+        thresholds, objective = candidate.tuning_curve
         fig = figures.threshold_tuning_figure(
-            tuning["thresholds"], tuning["scores"], candidate.threshold,
-            f"{candidate.family}: threshold tuned on training folds")
+            thresholds, objective, candidate.threshold,
+            f"{candidate.family}: threshold tuned on out-of-fold calibrated probabilities")
         mlflow.log_figure(fig, "figures/threshold_tuning.png")
+        figures.close(fig)
+        fig = figures.reliability_figure(
+            y_train, {f"calibrated ({candidate.calibration})": candidate.oof_calibrated,
+                      **({"uncalibrated": candidate.oof_proba()}
+                         if candidate.oof_proba() is not None else {})},
+            f"{candidate.family}: reliability, out-of-fold on the training rows")
+        mlflow.log_figure(fig, "figures/reliability_cv.png")
         figures.close(fig)
         example = x_train.dropna().head(3)
         info = mlflow.sklearn.log_model(
@@ -167,7 +193,9 @@ def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[A
             pip_requirements=model_requirements(), **sklearn_save_kwargs(candidate.model),
         )
         return LoggedCandidate(candidate.family, run.info.run_id, info.model_uri,
-                               candidate.threshold, candidate.cv_score, candidate.best_params)
+                               candidate.threshold, candidate.cv_score,
+                               candidate.selection.precision, candidate.selection.recall,
+                               candidate.calibration, candidate.best_params)
 
 
 def train(frame: pd.DataFrame, *, tracking_uri: str, experiment: str, pipeline_run_id: str,
@@ -201,10 +229,12 @@ def train(frame: pd.DataFrame, *, tracking_uri: str, experiment: str, pipeline_r
             "train_potable_share": round(float(parts.train[TARGET].mean()), 4),
             "test_potable_share": round(float(parts.test[TARGET].mean()), 4),
         })
-        x_train, _ = features_and_target(parts.train)
+        x_train, y_train = features_and_target(parts.train)
         logged = []
         for candidate in fit_candidates(parts.train, grid_name, config):
-            logged.append(log_candidate(candidate, grids[candidate.family], x_train,
+            searched = grids.get(candidate.family) or {
+                "members": [candidate.best_params["members"]]}
+            logged.append(log_candidate(candidate, searched, x_train, y_train,
                                         pipeline_run_id, config))
         mlflow.log_dict([c.to_json() for c in logged], "candidates.json")
         return parent.info.run_id, logged, parts
@@ -231,7 +261,7 @@ def train_component(
     test_set: Output[Dataset],
     candidates: Output[Artifact],
 ) -> NamedTuple("TrainOutputs", [("parent_run_id", str), ("training_rows", int)]):  # type: ignore[valid-type]
-    """Train the four families; write the held-out rows and the candidate list."""
+    """Train the families and the ensemble; write the held-out rows and the candidate list."""
     import json
     from collections import namedtuple
     from pathlib import Path

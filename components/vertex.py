@@ -11,6 +11,31 @@ SERVING_PORT = 8080
 HEALTH_ROUTE = "/health"
 PREDICT_ROUTE = "/predict"
 MACHINE_TYPE = "n1-standard-2"
+"""Default machine of an endpoint replica (2 vCPU, 7.5 GB)."""
+
+
+@dataclass(frozen=True)
+class ReplicaScaling:
+    """How the endpoint's deployed model scales (pipeline parameters, Terraform variables).
+
+    Vertex AI adds replicas between ``min_replicas`` and ``max_replicas`` to keep CPU use near
+    ``cpu_target`` percent (``Endpoint.deploy``'s ``autoscaling_target_cpu_utilization``;
+    Vertex's default is 60). Sizing: see terraform/README.md, "What apply costs".
+    """
+
+    machine_type: str = MACHINE_TYPE
+    min_replicas: int = 1
+    max_replicas: int = 3
+    cpu_target: int = 60
+
+    def check(self) -> None:
+        if not self.machine_type:
+            raise ValueError("endpoint machine type must not be empty")
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(f"need 1 <= endpoint_min_replicas ({self.min_replicas}) <= "
+                             f"endpoint_max_replicas ({self.max_replicas})")
+        if not 1 <= self.cpu_target <= 100:
+            raise ValueError(f"endpoint_cpu_target must be 1..100 percent, got {self.cpu_target}")
 
 
 @dataclass(frozen=True)
@@ -23,6 +48,7 @@ class VertexTarget:
     serving_image: str
     staging_bucket: str
     """A ``gs://`` folder the SDK stages the model directory in (the pipeline root)."""
+    scaling: ReplicaScaling = ReplicaScaling()
 
     def check(self) -> None:
         missing = [k for k in ("project", "region", "endpoint_id", "serving_image")
@@ -31,6 +57,7 @@ class VertexTarget:
             raise ValueError(f"deploy_target 'vertex' needs {', '.join(missing)}")
         if not self.staging_bucket.startswith("gs://"):
             raise ValueError(f"staging bucket must be a gs:// URI, got {self.staging_bucket!r}")
+        self.scaling.check()
 
 
 def deployed_display_name(model_name: str, version: str) -> str:
@@ -80,7 +107,9 @@ def deploy_to_endpoint(
     )
     endpoint.deploy(
         model=model, deployed_model_display_name=wanted, traffic_percentage=100,
-        machine_type=MACHINE_TYPE, min_replica_count=1, max_replica_count=1, sync=True,
+        machine_type=target.scaling.machine_type, min_replica_count=target.scaling.min_replicas,
+        max_replica_count=target.scaling.max_replicas,
+        autoscaling_target_cpu_utilization=target.scaling.cpu_target, sync=True,
     )
     for old in previous:
         endpoint.undeploy(deployed_model_id=old.id, sync=True)

@@ -78,9 +78,20 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
         "required": ["reading_index", "potable", "probability", "model_version", "request_id"],
         "properties": {
             "reading_index": {"type": "integer", "minimum": 0},
-            "potable": {"type": "integer", "enum": [0, 1]},
+            "potable": {"type": "integer", "enum": [0, 1],
+                        "description": ("1 when `probability` reaches the model's decision "
+                                        "threshold, chosen in training for the highest "
+                                        "precision at a recall of at least the recall floor "
+                                        "(default 0.20); so 1 can mean a probability well "
+                                        "below 0.9 and 0 one above 0.5.")},
             "probability": {"type": "number", "minimum": 0, "maximum": 1,
-                            "description": "P(potable) from the model."},
+                            "description": (
+                                "Calibrated probability that the sample is potable: among "
+                                "readings given p = 0.7, about 70% are potable (checked by "
+                                "cross-validation; sigmoid or isotonic calibration fitted on "
+                                "training folds only, reliability diagram and Brier score in "
+                                "MLflow). An estimate from nine measurements, not a lab "
+                                "result.")},
             "model_version": {"type": "string"},
             "request_id": {"type": "string"},
         },

@@ -20,7 +20,7 @@ import flask
 from functions import request_log
 from functions.endpoint import Endpoint, EndpointRejected, EndpointUnavailable, make_endpoint
 from functions.http import ApiError, error_response, unavailable
-from potability import db
+from potability import alerts, db
 from potability.config import Settings
 
 
@@ -55,6 +55,16 @@ class Context:
         self._endpoint = endpoint
         self._pool = pool
         self._lock = threading.Lock()
+        self._monitors: dict[str, alerts.ErrorRateMonitor] = {}
+
+    def error_monitor(self, function: str) -> alerts.ErrorRateMonitor:
+        """This instance's 5xx-rate monitor of ``function`` (alert ``function_errors``)."""
+        with self._lock:
+            if function not in self._monitors:
+                s = self.settings
+                self._monitors[function] = alerts.ErrorRateMonitor(
+                    s.alert_error_window_seconds, s.alert_error_rate, s.alert_error_min_requests)
+            return self._monitors[function]
 
     @property
     def pool(self) -> db.Pool:
@@ -141,6 +151,9 @@ def serve(function: str, handler: Handler, request: flask.Request, ctx: Context,
         extra=call.log, user_agent=request.headers.get("User-Agent"),
         remote_ip=request.remote_addr,
     ))
+    if function in alerts.WATCHED_FUNCTIONS:
+        alerts.observe_response(ctx.settings, ctx.error_monitor(function), function,
+                                response.status_code)
     return response
 
 

@@ -24,7 +24,7 @@ import flask
 from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response, json_response
 from functions.serving import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
-from potability import db
+from potability import alerts, db
 from potability.features import FEATURE_NAMES
 
 FUNCTION = "status"
@@ -61,6 +61,7 @@ def _rows(cur: Any) -> list[dict[str, Any]]:
 def _champion(cur: Any) -> dict[str, Any] | None:
     cur.execute(
         "SELECT model_name, champion_version, champion_family, champion_precision, "
+        "champion_precision_low, champion_precision_high, "
         "champion_recall, champion_threshold, decision, finished_at, training_rows "
         "FROM water.pipeline_runs WHERE status = 'succeeded' AND champion_version IS NOT NULL "
         "ORDER BY finished_at DESC NULLS LAST, started_at DESC LIMIT 1"
@@ -74,6 +75,10 @@ def _champion(cur: Any) -> dict[str, Any] | None:
         "version": r["champion_version"],
         "family": r["champion_family"],
         "held_out_precision": _num(r["champion_precision"]),
+        # 95% bootstrap interval (components/evaluate.py::precision_interval); None before 006
+        "held_out_precision_interval": (
+            [_num(r["champion_precision_low"]), _num(r["champion_precision_high"])]
+            if r["champion_precision_low"] is not None else None),
         "held_out_recall": _num(r["champion_recall"]),
         "threshold": _num(r["champion_threshold"]),
         "training_rows": r["training_rows"],
@@ -252,6 +257,12 @@ def _headline(model: dict[str, Any] | None, qc: dict[str, Any] | None) -> dict[s
     return chosen[0] if chosen else max(rows, key=lambda r: r["matches"])
 
 
+def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
+    """The open alerts (``water.alerts``), public fields only: no messages or raw figures."""
+    return [{k: a[k] for k in ("event", "title", "severity", "model_version", "detail",
+                               "raised_at")} for a in alerts.open_alerts(conn)]
+
+
 def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
     """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats)."""
     cur = conn.cursor()
@@ -259,6 +270,7 @@ def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
     qc = _quality_control(cur)
     return {
         "generated_at": _iso(now),
+        "alerts": _open_alerts(conn),
         "model": model,
         "last_pipeline_run": _last_run(cur),
         "inferences": {

@@ -49,9 +49,13 @@ svg text{font-family:inherit}
 .table-wrap{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);white-space:nowrap}
+td.id{white-space:normal;overflow-wrap:anywhere;min-width:12ch;max-width:32ch}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .legend span{display:inline-block;margin-right:14px;font-size:.85rem}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:-1px}
+.alerts{list-style:none;padding:0;margin:16px 0 0}
+.alerts li{border:1px solid var(--line);border-left:6px solid var(--bad);border-radius:8px;padding:8px 12px;margin-bottom:8px;background:#fef2f2}
+.alerts li.WARNING{border-left-color:#ca8a04;background:#fefce8}
 footer{margin:32px auto 24px;color:var(--muted);font-size:.85rem}
 .narrow{display:none}
 @media (max-width:600px){.wide{display:none}.narrow{display:block}}
@@ -121,6 +125,17 @@ def svg_stacked_bars(
     return "".join(parts)
 
 
+LABEL_CHAR_PX = 8.0
+"""Width budgeted per character of a 13 px label (wide glyphs like ``m``/``W`` included), so
+a clipped label never crosses the chart's left edge."""
+
+
+def clip(label: str, fits: int) -> str:
+    """``label`` cut to ``fits`` characters with an ellipsis (sensor ids may be 128 long); the
+    full text stays in the tooltip and the table."""
+    return label if len(label) <= fits else label[:fits - 1] + "\u2026"
+
+
 def svg_hbars(
     items: Sequence[tuple[str, float | None, str, str]], max_value: float, title: str,
     markers: Sequence[tuple[float, str]] = (), width: int = WIDE,
@@ -140,10 +155,12 @@ def svg_hbars(
                      'stroke="#6b7280" stroke-dasharray="4 3"/>')
         parts.append(f'<text x="{x:.1f}" y="{top - 6}" font-size="11" text-anchor="middle" '
                      f'fill="#4b5563">{escape(label)}</text>')
+    fits = max(int((left - 12) / LABEL_CHAR_PX), 4)
     for i, (label, value, color, text) in enumerate(items):
         y = top + i * row
         parts.append(f'<text x="{left - 8}" y="{y + row * 0.62:.1f}" font-size="13" '
-                     f'text-anchor="end" fill="#111827">{escape(label)}</text>')
+                     f'text-anchor="end" fill="#111827"><title>{escape(label)}</title>'
+                     f'{escape(clip(label, fits))}</text>')
         w = 0.0 if value is None else max(min(value, max_value) * scale, 1.5)
         parts.append(f'<rect x="{left}" y="{y + 6}" width="{w:.1f}" height="{row - 12}" '
                      f'fill="{color}" rx="2"><title>{escape(label)}: {escape(text)}</title></rect>')
@@ -227,6 +244,19 @@ def _pill(cls: str, text: str, testid: str) -> str:
     return f'<span class="flag {cls}" data-testid="{testid}">{escape(text)}</span>'
 
 
+def _interval(interval: Any) -> str:
+    """The 95% interval after a precision, and what it means in plain words."""
+    if not interval or None in interval:
+        return ""
+    low, high = pct(interval[0]), pct(interval[1])
+    return (f' <span data-testid="model-precision-interval">(95% interval {low} to {high})</span>'
+            f'<br><small data-testid="model-precision-meaning">Of the readings this model calls '
+            f"potable, between {low} and {high} are expected to really be potable. The range "
+            f"comes from lab samples the model never trained on; with that many samples we cannot "
+            f"be more exact, and ranges worked out this way contain the true figure 95 times in "
+            f"100.</small>")
+
+
 def _cards(data: dict[str, Any]) -> str:
     model, run = data["model"], data["last_pipeline_run"]
     inf24, inf7 = data["inferences"]["last_24h"], data["inferences"]["last_7d"]
@@ -234,7 +264,8 @@ def _cards(data: dict[str, Any]) -> str:
     cards = [
         _card("Model in service", f"v{_e(model['version'])}" if model else "\u2014",
               (f"{_e(model['family'])}, held-out precision "
-               f'<b data-testid="model-precision">{pct(model["held_out_precision"])}</b>')
+               f'<b data-testid="model-precision">{pct(model["held_out_precision"])}</b>'
+               + _interval(model.get("held_out_precision_interval")))
               if model else "no model promoted yet", "model-version"),
         _card("Readings classified, 24 h", _e(inf24["total"]),
               f'<span data-testid="inferences-24h-potable-share">{pct(inf24["potable_share"])}</span>'
@@ -256,17 +287,26 @@ def _cards(data: dict[str, Any]) -> str:
         cards.append(_card("Live precision (lab-confirmed)", "\u2014",
                            "quality control has not run yet", "live-precision"))
     drift = qc["drift"] if qc else None
-    if drift and drift["features"]:
+    measured = [f for f in drift["features"] if f["status"] != "insufficient_data"] if drift else []
+    if drift and drift["features"] and not measured:
+        cards.append(_card(
+            "Measurements drifting", "not enough data",
+            _pill("none", "not enough data", "drift-flag")
+            + f" {_e(drift['recent_rows'])} recent readings: too few to compare with the "
+            "training data", "drift-count"))
+    elif drift and drift["features"]:
         drifting, watch = drift["drifting"], drift["watch"]
+        few = len(drift["features"]) - len(measured)
         if drifting:
             sub = _pill("bad", "drift", "drift-flag") + " " + escape(", ".join(drifting))
         elif watch:
             sub = _pill("none", "watch", "drift-flag") + " " + escape(", ".join(watch))
         else:
             sub = _pill("good", "stable", "drift-flag") + " readings look like the training data"
+        if few:
+            sub += f"; {few} measurement{'s' if few > 1 else ''} with too few readings"
         cards.append(_card(
-            "Measurements drifting", f"{len(drifting)} of {len(drift['features'])}", sub,
-            "drift-count"))
+            "Measurements drifting", f"{len(drifting)} of {len(measured)}", sub, "drift-count"))
     else:
         cards.append(_card("Measurements drifting", "\u2014", "not computed yet", "drift-count"))
     if run:
@@ -319,7 +359,7 @@ def _sensors(data: dict[str, Any]) -> str:
     for s in week["by_sensor"]:
         d = day.get(s["sensor_id"], {"total": 0, "potable_share": None})
         rows.append(
-            f'<tr data-testid="sensor-row"><td>{_e(s["sensor_id"])}</td>'
+            f'<tr data-testid="sensor-row"><td class="id">{_e(s["sensor_id"])}</td>'
             f'<td class="num">{d["total"]}</td><td class="num">{pct(d["potable_share"])}</td>'
             f'<td class="num">{s["total"]}</td><td class="num">{pct(s["potable_share"])}</td></tr>'
         )
@@ -435,13 +475,29 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _alerts(data: dict[str, Any]) -> str:
+    """Open alerts first: what somebody was told and has not been resolved yet."""
+    items = data.get("alerts") or []
+    if not items:
+        return '<p class="muted" data-testid="alerts-none">No open alerts.</p>'
+    rows = []
+    for a in items:
+        version = f" \u00b7 model {escape(str(a['model_version']))}" if a.get("model_version") else ""
+        rows.append(
+            f'<li class="{escape(a["severity"])}" data-testid="alert" data-event="{escape(a["event"])}">'
+            f'<strong>{escape(a["title"])}</strong><br><span>{escape(a.get("detail") or "")}</span>'
+            f'<br><span class="muted">since {escape(when(a["raised_at"]))}{version}</span></li>')
+    return (f'<section aria-label="open alerts"><h2>Open alerts ({len(items)})</h2>'
+            f'<ul class="alerts">{"".join(rows)}</ul></section>')
+
+
 def render_html(data: dict[str, Any]) -> str:
     """The whole page for :func:`functions.status.status_data`'s dict."""
     body = (
         "<header><h1>Drinking-water potability \u2014 service status</h1>"
         f'<div class="muted">Updated {escape(when(data["generated_at"]))}. Public, read-only; '
         'the same data as JSON: <a href="?format=json">?format=json</a>.</div></header>'
-        "<main>" + _cards(data) + _activity(data) + _sensors(data) + _live(data)
+        "<main>" + _alerts(data) + _cards(data) + _activity(data) + _sensors(data) + _live(data)
         + _drift(data) + _run(data) + "</main>"
         "<footer>Readings are classified by a model trained on certified lab analyses; "
         "lab samples keep checking it. Potable means the model judged the reading safe to "

@@ -4,19 +4,68 @@ Parameters default to the local stack's settings (``.potability/env``: DATABASE_
 MLFLOW_TRACKING_URI). Each run's folder under ``<home>/kfp`` is named by its pipeline job
 name, which is also its ``run_id`` in ``water.pipeline_runs``; if the run fails in a way its
 steps could not record (a component killed, say), this runner marks it failed.
+
+Never two runs at once: a run holds an exclusive ``flock`` on ``<home>/run/pipeline.lock``
+from start to end (the kernel drops it when the process dies, so a killed run never leaves a
+stale lock), and a second run - by hand or by the scheduler - is refused with
+:class:`PipelineBusy` instead of training against the same alias and model server.
+
+With ``progress`` (a terminal), kfp's output goes to ``<home>/logs/pipeline-runs/<run
+id>.log`` and only one line per finished step is written to ``progress``
+(:mod:`pipelines.progress`).
 """
 
+import contextlib
+import fcntl
+import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, TextIO
 
 from potability.config import Settings
+
+LOCK_FILE = "pipeline.lock"
+
+
+class PipelineBusy(RuntimeError):
+    """Another local pipeline run holds the lock."""
 
 
 @dataclass(frozen=True)
 class LocalRun:
     run_id: str
     outputs: Mapping[str, Any]
+    log_path: Path | None = None
+    """The run's full kfp output (only when run with ``progress``)."""
+
+
+def lock_path(settings: Settings) -> Path:
+    return settings.home / "run" / LOCK_FILE
+
+
+@contextlib.contextmanager
+def run_lock(settings: Settings) -> Iterator[None]:
+    """Hold the local pipeline lock, or raise :class:`PipelineBusy` at once."""
+    path = lock_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise PipelineBusy(f"another local pipeline run is in progress (pid {holder}); "
+                               "wait for it to finish") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def runs_log_dir(settings: Settings) -> Path:
+    return settings.home / "logs" / "pipeline-runs"
 
 
 def local_parameters(settings: Settings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -39,13 +88,60 @@ def pipeline_root(settings: Settings) -> Path:
     return settings.home / "kfp"
 
 
-def run_local(settings: Settings, overrides: Mapping[str, Any] | None = None) -> LocalRun:
+def run_local(settings: Settings, overrides: Mapping[str, Any] | None = None,
+              progress: TextIO | None = None) -> LocalRun:
     """Run the pipeline end to end under ``kfp.local``; raise if it fails (recorded as failed).
 
     Args:
         settings: the local stack's settings (home, database, MLflow).
         overrides: pipeline parameters to change (e.g. ``{"grids": "quick"}``).
+        progress: where to write one line per finished step; kfp's own output then goes to
+            the run's log file. None: kfp prints as it does.
+
+    Raises:
+        PipelineBusy: another local run holds the lock (nothing was started).
     """
+    params = local_parameters(settings, overrides)
+    with run_lock(settings):
+        if progress is None:
+            return _run(settings, params)
+        return _run_reported(settings, params, progress)
+
+
+def _run_reported(settings: Settings, params: Mapping[str, Any], progress: TextIO) -> LocalRun:
+    """:func:`_run` with kfp's output in a log file and one line per step on ``progress``."""
+    from pipelines.progress import ProgressStream
+
+    root = pipeline_root(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in root.iterdir()}
+
+    def task_dir(task: str) -> Path | None:
+        new = sorted({p.name for p in root.iterdir()} - before)
+        return root / new[-1] / task if new else None
+
+    logs = runs_log_dir(settings)
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"run-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.log"
+    final = log_path
+    with open(log_path, "w", buffering=1) as log:
+        stream = ProgressStream(log, progress, task_dir)
+        failed = True
+        try:
+            with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+                result = _run(settings, params)
+            failed = False
+        finally:
+            new = sorted({p.name for p in root.iterdir()} - before)
+            if new:
+                final = logs / f"{new[-1]}.log"
+                log_path.rename(final)
+            if failed:
+                progress.write(f"the run failed; its full output: {final}\n")
+    return LocalRun(result.run_id, result.outputs, final)
+
+
+def _run(settings: Settings, params: Mapping[str, Any]) -> LocalRun:
     import warnings
 
     from kfp import local
@@ -53,7 +149,6 @@ def run_local(settings: Settings, overrides: Mapping[str, Any] | None = None) ->
     from components import run_record
     from pipelines.training_pipeline import training_pipeline
 
-    params = local_parameters(settings, overrides)
     root = pipeline_root(settings)
     root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in root.iterdir()}

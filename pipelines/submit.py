@@ -2,7 +2,12 @@
 
 Project, region, pipeline root and service account come from configuration (``Settings``:
 GOOGLE_CLOUD_PROJECT, GOOGLE_CLOUD_REGION, PIPELINE_ROOT, PIPELINE_SERVICE_ACCOUNT). The
-``aiplatform`` module is injected so the tests assert the exact job we would create.
+template is the published one (PIPELINE_TEMPLATE_URI, ``https://REGION-kfp.pkg.dev/...``, what
+the schedule runs: the SDK downloads it and sets ``templateUri``) or a local YAML, which the SDK
+sends inline as ``pipelineSpec`` (no ``templateUri``: Vertex accepts only registry URIs there).
+The ``aiplatform`` module is injected so the tests assert the exact job we would create, and
+tests/pipelines/test_pipeline_submit.py checks the request the real SDK builds against Google's
+API description.
 """
 
 from dataclasses import dataclass
@@ -24,10 +29,12 @@ class JobSpec:
     location: str
     pipeline_root: str
     service_account: str
+    network_attachment: str = ""
+    """PSC interface network attachment (empty: none - the run cannot reach private IPs)."""
     display_name: str = DISPLAY_NAME
 
 
-def job_spec(settings: Settings, template_path: Path,
+def job_spec(settings: Settings, template_path: Path | str,
              parameters: Mapping[str, Any]) -> JobSpec:
     """The job for ``settings``; refuses to build one with missing coordinates."""
     missing = [name for name, value in (
@@ -37,9 +44,13 @@ def job_spec(settings: Settings, template_path: Path,
         ("PIPELINE_SERVICE_ACCOUNT", settings.pipeline_service_account)) if not value]
     if missing:
         raise ValueError(f"submit needs {', '.join(missing)}")
+    if str(template_path).startswith("gs://"):
+        raise ValueError("a gs:// template cannot be submitted by URI (Vertex accepts only the "
+                         "template registry): `python -m pipelines publish`, then submit its "
+                         "https://REGION-kfp.pkg.dev/... URI, or pass the local YAML")
     return JobSpec(str(template_path), dict(parameters), settings.google_cloud_project,
                    settings.google_cloud_region, settings.pipeline_root,
-                   settings.pipeline_service_account)
+                   settings.pipeline_service_account, settings.pipeline_network_attachment)
 
 
 def build_job(aiplatform: Any, spec: JobSpec, credentials: Any = None) -> Any:
@@ -55,5 +66,9 @@ def build_job(aiplatform: Any, spec: JobSpec, credentials: Any = None) -> Any:
 def submit(aiplatform: Any, spec: JobSpec, credentials: Any = None) -> Any:
     """Create the job on Vertex AI, running as the pipelines service account."""
     job = build_job(aiplatform, spec, credentials)
+    if spec.network_attachment:
+        # The SDK's submit() has no parameter for it; the PipelineJob resource has the field
+        # (aiplatform v1 PipelineJob.pscInterfaceConfig), the same one the schedule sends.
+        job._gca_resource.psc_interface_config = {"network_attachment": spec.network_attachment}
     job.submit(service_account=spec.service_account)
     return job

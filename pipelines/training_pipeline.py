@@ -27,6 +27,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "split_seed": 42,
     "cv_folds": 5,
     "grids": "default",
+    "promotion_confidence": 0.9,
     "model_name": "water-potability",
     "mlflow_tracking_uri": "",
     "database_url": "",
@@ -38,6 +39,10 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "region": "",
     "endpoint_id": "",
     "serving_image": "",
+    "endpoint_machine_type": "n1-standard-2",
+    "endpoint_min_replicas": 1,
+    "endpoint_max_replicas": 3,
+    "endpoint_cpu_target": 60,
 }
 """The pipeline's parameters and defaults - the names Terraform's scheduler passes."""
 
@@ -52,14 +57,17 @@ def build(image: str) -> Any:
     quality_control_op = runtime.as_component(quality_control.quality_control_component, image)
 
     @dsl.pipeline(name=PIPELINE_NAME,
-                  description="Daily training of the water potability classifier: four "
-                              "families, held-out comparison with the champion, deployment.")
+                  description="Daily training of the water potability classifier: six "
+                              "calibrated families and a soft vote, chosen by cross-"
+                              "validation, promoted over the champion on bootstrap "
+                              "evidence, deployed.")
     def training_pipeline(
         recall_floor: float = 0.2,
         test_fraction: float = 0.2,
         split_seed: int = 42,
         cv_folds: int = 5,
         grids: str = "default",
+        promotion_confidence: float = 0.9,
         model_name: str = "water-potability",
         mlflow_tracking_uri: str = "",
         database_url: str = "",
@@ -71,6 +79,10 @@ def build(image: str) -> Any:
         region: str = "",
         endpoint_id: str = "",
         serving_image: str = "",
+        endpoint_machine_type: str = "n1-standard-2",
+        endpoint_min_replicas: int = 1,
+        endpoint_max_replicas: int = 3,
+        endpoint_cpu_target: int = 60,
     ) -> None:
         run_id = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         db = dict(database_url=database_url, cloud_sql_instance=cloud_sql_instance,
@@ -93,7 +105,8 @@ def build(image: str) -> Any:
             test_set=trained.outputs["test_set"],
             parent_run_id=trained.outputs["parent_run_id"],
             training_rows=trained.outputs["training_rows"], recall_floor=recall_floor,
-            split_seed=split_seed, test_fraction=test_fraction, model_name=model_name,
+            split_seed=split_seed, test_fraction=test_fraction,
+            promotion_confidence=promotion_confidence, model_name=model_name,
             mlflow_tracking_uri=mlflow_tracking_uri, **db,
         ).set_display_name("promote")
         deployed = deploy_op(
@@ -101,7 +114,11 @@ def build(image: str) -> Any:
             champion_changed=promoted.outputs["champion_changed"], deploy_target=deploy_target,
             model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, project=project,
             region=region, endpoint_id=endpoint_id, serving_image=serving_image,
-            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER, **db,
+            pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
+            endpoint_machine_type=endpoint_machine_type,
+            endpoint_min_replicas=endpoint_min_replicas,
+            endpoint_max_replicas=endpoint_max_replicas,
+            endpoint_cpu_target=endpoint_cpu_target, **db,
         ).set_display_name("deploy")
         checked = quality_control_op(
             run_id=run_id, deploy_summary=deployed.output, **db,

@@ -8,15 +8,19 @@
     potability seed      seed the training table from data/ (idempotent)
     potability qc        quality control: live precision from lab samples + feature drift, stored
     potability functions start predict, add_sample and status under functions-framework
+    potability samples import FILE.csv   post a regulator's lab results to add_sample
+    potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from potability import config, db, local_stack, migrations, seed
-from potability.config import Settings
+from potability import local_scheduler
+from potability.config import Settings, load_settings
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -26,6 +30,11 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
     print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
     print(f"MLflow       {info.mlflow_tracking_uri}")
+    try:
+        print(f"Schedule     {local_scheduler.start(load_settings(settings.home))}")
+    except ValueError as exc:  # a PIPELINE_SCHEDULE or time zone that cannot be read
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"State        {settings.home}  (settings: eval \"$(potability env)\")")
     return 0
 
@@ -37,13 +46,47 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    home = Settings.from_env().home
+    settings = load_settings()
+    home = settings.home
     for name, state in local_stack.status(home).items():
         print(f"{name:14} {state}")
     for key, value in config.read_env(home).items():
         if key.endswith(("_URL", "_URI")):
             print(f"{key:24} {value}")
+    upcoming = local_scheduler.next_run(home)
+    print(f"{'next run':24} {upcoming or 'none (the scheduler is not running)'}")
+    print(f"{'last run':24} {_last_run(settings)}")
     return 0
+
+
+def _last_run(settings: Settings) -> str:
+    """The latest pipeline run's outcome and log, from water.pipeline_runs."""
+    if not settings.database_url and not settings.cloud_sql_instance:
+        return "unknown (the stack is not up)"
+    from pipelines.local_run import runs_log_dir
+
+    try:
+        conn = db.connect(settings)
+    except db.DatabaseUnavailable:
+        return "unknown (the database is not running)"
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT run_id, status, decision, champion_version, "
+                    "coalesce(finished_at, started_at), error FROM water.pipeline_runs "
+                    "ORDER BY started_at DESC LIMIT 1")
+        row = cur.fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return "none yet"
+    run_id, status, decision, version, at, error = row
+    text = f"{run_id} {status} {at:%Y-%m-%d %H:%M %Z}"
+    if decision:
+        text += f", {decision.replace('_', ' ')} (champion v{version})"
+    if error:
+        text += f", error: {error[:120]}"
+    log = runs_log_dir(settings) / f"{run_id}.log"
+    return text + (f", log {log}" if log.exists() else "")
 
 
 def _env(args: argparse.Namespace) -> int:
@@ -53,17 +96,22 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    conn = db.connect(config.load_settings())
+    settings = load_settings()
+    conn = db.connect(settings)
     try:
-        applied = migrations.apply_migrations(conn)
+        result = migrations.migrate(conn, dict(settings.db_role_members))
     finally:
         conn.close()
-    print("applied: " + (", ".join(applied) if applied else "none (up to date)"))
+    print("applied: " + (", ".join(result.applied) if result.applied else "none (up to date)"))
+    print(result.pgaudit if result.pgaudit == migrations.PGAUDIT_ABSENT
+          else f"pgaudit: {result.pgaudit}")
+    for user, role in result.members.items():
+        print(f"member: {user} -> {role}")
     return 0
 
 
 def _seed(args: argparse.Namespace) -> int:
-    conn = db.connect(config.load_settings())
+    conn = db.connect(load_settings())
     try:
         print(f"seeded {seed.seed(conn)} new rows")
     finally:
@@ -76,7 +124,7 @@ def _qc(args: argparse.Namespace) -> int:
 
     from potability import qc_job
 
-    settings = config.load_settings()
+    settings = load_settings()
     conn = db.connect(settings)
     try:
         result = qc_job.run(conn, settings, datetime.now(timezone.utc))
@@ -95,11 +143,37 @@ def _qc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from potability import alerts
+
+    settings = config.load_settings()
+    conn = db.connect(settings)
+    try:
+        raised = alerts.check_stale(conn, settings, datetime.now(timezone.utc))
+        alerts.publish(settings, raised)
+        listed = alerts.open_alerts(conn)
+        conn.commit()
+    finally:
+        conn.close()
+    if raised:
+        print(f"raised now: {', '.join(a.event for a in raised)}")
+    print(f"{len(listed)} open alert(s)" + (":" if listed else ""))
+    for a in listed:
+        print(f"  {a['raised_at']}  {a['severity']:7}  {a['event']:22}  {a['message']}")
+    return 0
+
+
 def _functions(args: argparse.Namespace) -> int:
     from potability import local_functions
 
     home = Settings.from_env().home
     env = local_functions.start(home, threads=args.threads, workers=args.workers)
+    if args.quiet:
+        print("functions    " + ", ".join(f"{fn.target} {env[fn.env_key]}"
+                                          for fn in local_functions.FUNCTIONS))
+        return 0
     for fn in local_functions.FUNCTIONS:
         print(f"{fn.target:12} {env[fn.env_key]}   ({fn.env_key}, log {home}/logs/{fn.service}.log)")
     print(f"model server {env['MODEL_SERVER_URL']}   (predict answers 503 until a model is served)")
@@ -108,6 +182,34 @@ def _functions(args: argparse.Namespace) -> int:
     for line in local_functions.example_curls(home):
         print("  " + line)
     return 0
+
+
+def _samples_import(args: argparse.Namespace) -> int:
+    from potability import samples_import
+
+    settings = load_settings()
+    token = settings.regulator_token
+    token_file = args.token_file
+    if token_file is None and not token:
+        from potability.local_functions import TOKEN_FILE
+
+        token_file = settings.home / TOKEN_FILE
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            print(f"error: cannot read the regulator token: {exc}", file=sys.stderr)
+            return 2
+    batch = min(args.batch_size or samples_import.DEFAULT_BATCH, settings.samples_max_batch)
+    try:
+        outcome = samples_import.import_csv(args.file, args.url or settings.add_sample_url,
+                                            token, batch)
+    except samples_import.ImportAborted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for line in samples_import.summary(outcome):
+        print(line)
+    return 1 if outcome.refused else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     fns = sub.add_parser("functions", help="start the three functions locally (idempotent)")
     fns.add_argument("--threads", type=int, default=8, help="serving threads per function")
     fns.add_argument("--workers", type=int, default=1, help="processes per function")
+    fns.add_argument("--quiet", action="store_true", help="one line: the functions' URLs")
+    samples = sub.add_parser("samples", help="lab samples").add_subparsers(dest="action",
+                                                                          required=True)
+    imp = samples.add_parser("import", help="post a CSV of lab results to add_sample")
+    imp.add_argument("file", type=Path, help="CSV: the nine measurements, potability, "
+                     "sample_id, sampled_at, optional sensor_id")
+    imp.add_argument("--token-file", type=Path, default=None,
+                     help="file holding the regulator token (default: REGULATOR_TOKEN, "
+                          "else the local stack's <home>/regulator-token)")
+    imp.add_argument("--url", default="", help="add_sample URL (default: ADD_SAMPLE_URL)")
+    imp.add_argument("--batch-size", type=int, default=0,
+                     help="samples per request (default 100, at most SAMPLES_MAX_BATCH)")
+    imp.set_defaults(func=_samples_import)
     fns.set_defaults(func=_functions)
     for name, func, text in [
         ("down", _down, "stop the local stack"),
@@ -128,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("migrate", _migrate, "apply pending sql/ migrations"),
         ("seed", _seed, "seed the training table (idempotent)"),
         ("qc", _qc, "compute and store live precision and feature drift"),
+        ("alerts", _alerts, "check for a stale pipeline, list the open alerts"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
     return parser

@@ -35,6 +35,19 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """``"a=x, b=y"`` -> ``(("a", "x"), ("b", "y"))``; a pair without ``=`` is an error."""
+    pairs = []
+    for item in (x.strip() for x in value.split(",")):
+        if not item:
+            continue
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ValueError(f"expected service=user pairs separated by commas, got {item!r}")
+        pairs.append((key.strip(), val.strip()))
+    return tuple(pairs)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of the system needs to know about where things are."""
@@ -88,11 +101,47 @@ class Settings:
     """Vertex pipeline root, ``gs://<bucket>/pipeline-root`` (``submit``)."""
     pipeline_service_account: str = ""
     """Service account Vertex runs the pipeline as (``submit``)."""
+    add_sample_url: str = ""
+    """Where ``potability samples import`` posts (locally published by ``potability functions``)."""
+    regulator_token: str = field(default="", repr=False)
+    """A regulator's plain token for ``potability samples import`` (``REGULATOR_TOKEN``; a
+    client setting - the functions only ever hold its sha256)."""
+    status_url: str = ""
+    """The public status page (alerts link to it)."""
+    alert_webhook_url: str = ""
+    """Where alerts are POSTed as JSON (locally; on GCP Cloud Monitoring notifies). Empty: the
+    alerts are only logged and listed on the status page."""
+    alert_stale_hours: float = 36.0
+    """No successful pipeline run for longer than this raises ``pipeline_stale``."""
+    alert_error_rate: float = 0.05
+    """Share of 5xx answers of predict/add_sample that raises ``function_errors``..."""
+    alert_error_window_seconds: float = 300.0
+    """...over this sliding window..."""
+    alert_error_min_requests: int = 20
+    """...once the window holds at least this many requests (fewer is noise)."""
+    alert_webhook_attempts: int = 3
+    """Webhook delivery attempts per alert (backoff 0.5 s, 1 s, ...)."""
+    alert_webhook_timeout_seconds: float = 5.0
+    """Timeout of one webhook attempt."""
     pipeline_schedule: str = DEFAULT_PIPELINE_SCHEDULE
     """Cron expression of the local scheduler (``potability up``), the same kind and default as
     Terraform's ``schedule`` variable; empty disables the local schedule."""
     pipeline_schedule_time_zone: str = DEFAULT_SCHEDULE_TIME_ZONE
     """IANA time zone the schedule is read in (Terraform's ``schedule_time_zone``)."""
+    pipeline_schedule_params: tuple[str, ...] = ()
+    """``key=value`` pipeline parameters the local scheduled runs send besides the defaults
+    (Terraform's schedule sends its variables, whose defaults are the pipeline's), e.g.
+    ``grids=quick,cv_folds=3``."""
+    pipeline_network_attachment: str = ""
+    """Network attachment of the runs' Private Service Connect interface (``submit``; Terraform's
+    ``network_attachment`` output), how a run reaches Cloud SQL and MLflow - as the schedule's."""
+    pipeline_template_uri: str = ""
+    """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
+    (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
+    db_role_members: tuple[tuple[str, str], ...] = ()
+    """``potability migrate``: (service, database user) pairs made members of the service's
+    access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the
+    migration job)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -130,9 +179,25 @@ class Settings:
             pipeline_image=e.get("PIPELINE_IMAGE", ""),
             pipeline_root=e.get("PIPELINE_ROOT", ""),
             pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),
+            add_sample_url=e.get("ADD_SAMPLE_URL", ""),
+            regulator_token=e.get("REGULATOR_TOKEN", "").strip(),
+            status_url=e.get("STATUS_URL", ""),
+            alert_webhook_url=e.get("ALERT_WEBHOOK_URL", ""),
+            alert_stale_hours=float(e.get("ALERT_STALE_HOURS", "36")),
+            alert_error_rate=float(e.get("ALERT_ERROR_RATE", "0.05")),
+            alert_error_window_seconds=float(e.get("ALERT_ERROR_WINDOW_SECONDS", "300")),
+            alert_error_min_requests=int(e.get("ALERT_ERROR_MIN_REQUESTS", "20")),
+            alert_webhook_attempts=int(e.get("ALERT_WEBHOOK_ATTEMPTS", "3")),
+            alert_webhook_timeout_seconds=float(e.get("ALERT_WEBHOOK_TIMEOUT_SECONDS", "5")),
             pipeline_schedule=e.get("PIPELINE_SCHEDULE", DEFAULT_PIPELINE_SCHEDULE).strip(),
             pipeline_schedule_time_zone=e.get("PIPELINE_SCHEDULE_TIME_ZONE",
                                               DEFAULT_SCHEDULE_TIME_ZONE),
+            pipeline_schedule_params=tuple(
+                p.strip() for p in e.get("PIPELINE_SCHEDULE_PARAMS", "").split(",") if p.strip()
+            ),
+            pipeline_network_attachment=e.get("PIPELINE_NETWORK_ATTACHMENT", ""),
+            pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
+            db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
         )
 
     def with_(self, **changes: object) -> "Settings":

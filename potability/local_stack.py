@@ -96,7 +96,7 @@ def prepare_database(database_url: str) -> tuple[list[str], int, int]:
     """Apply migrations and seed; return (migrations applied, rows seeded, rows in the table)."""
     conn = db.connect(Settings(database_url=database_url))
     try:
-        applied = migrations.apply_migrations(conn)
+        applied = migrations.migrate(conn).applied
         seeded = seed.seed(conn)
         cur = conn.cursor()
         cur.execute("SELECT count(*) FROM water.water_potability")

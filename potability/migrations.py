@@ -1,16 +1,23 @@
 """Apply the versioned SQL migrations in ``sql/`` in order, recording each one.
 
 Re-running is a no-op; an applied migration whose file changed is refused (migrations are
-append-only: fix forward with a new file). A transaction-scoped advisory lock serialises
-concurrent runners (two ``potability up`` at once, or a Cloud Run job and an engineer).
+append-only: fix forward with a new file). A session advisory lock serialises concurrent
+runners (two ``potability up`` at once, or the Cloud Run migration job and an engineer).
+
+:func:`migrate` is the whole job (``potability migrate``, ``potability up``, the Cloud Run job):
+it creates the NOLOGIN roles, enables pgAudit where the server offers it, applies the
+migrations *as* ``water_owner`` (so no login user owns a table and dropping a service account's
+database user never blocks), and makes each service's database user a member of its access
+role. :func:`require_current` is what the pipeline's first step checks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from potability.db import Connection
 
@@ -19,7 +26,6 @@ _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 7_420_811  # arbitrary, fixed: the advisory lock id of this runner
 
 _BOOTSTRAP = """
-CREATE SCHEMA IF NOT EXISTS water;
 CREATE TABLE IF NOT EXISTS water.schema_migrations (
     version    text PRIMARY KEY,
     name       text NOT NULL,
@@ -59,6 +65,11 @@ def apply_migrations(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
     cur = conn.cursor()
     cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
+        # CREATE SCHEMA checks the database privilege even with IF NOT EXISTS: ask first
+        # (migrate() creates it before it becomes water_owner, who may not create schemas).
+        cur.execute("SELECT to_regnamespace('water') IS NULL")
+        if cur.fetchone()[0]:
+            cur.execute("CREATE SCHEMA water")
         cur.execute(_BOOTSTRAP)  # no parameters: the simple protocol runs many statements
         conn.commit()
         cur.execute("SELECT version, checksum FROM water.schema_migrations")
@@ -86,5 +97,150 @@ def apply_migrations(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
             done.append(migration.version)
         return done
     finally:
+        conn.rollback()  # after an error the transaction is aborted; the unlock must still run
         cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
         conn.commit()
+
+
+# --- the migration job -------------------------------------------------------------------
+
+OWNER_ROLE = "water_owner"
+"""NOLOGIN role owning the schema and everything in it; the migrating user is its member."""
+ACCESS_ROLES = {
+    "predict": "water_predict", "samples": "water_samples", "status": "water_status",
+    "pipelines": "water_pipelines", "mlflow": "water_mlflow",
+}
+"""Service (Terraform's service-account key) -> NOLOGIN role holding its grants (sql/005)."""
+PGAUDIT_ABSENT = ("pgaudit: not available on this server (the embedded local PostgreSQL has no "
+                  "pgaudit; Cloud SQL offers it with the cloudsql.enable_pgaudit flag) - skipped")
+HOW_TO_MIGRATE = ("run the migrations: on Google Cloud `make gcp-deploy` (or `gcloud run jobs "
+                  "execute <name_prefix>-migrate --wait`, the migration job), locally "
+                  "`potability migrate`")
+
+
+class SchemaNotReady(RuntimeError):
+    """The database lacks migrations this code needs (or has ones it does not know)."""
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    applied: list[str]
+    pgaudit: str
+    """``enabled``, ``already enabled`` or :data:`PGAUDIT_ABSENT`."""
+    members: dict[str, str] = field(default_factory=dict)
+    """Database user -> access role granted to it."""
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _ensure_role(cur, name: str) -> None:
+    """``CREATE ROLE name NOLOGIN`` unless it exists (roles are cluster-wide: another database
+    on the same server may have created it already)."""
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
+    if not cur.fetchone():
+        cur.execute(f"CREATE ROLE {_quote(name)} NOLOGIN")
+
+
+def _enable_pgaudit(cur) -> str:
+    cur.execute("SELECT installed_version FROM pg_available_extensions WHERE name = 'pgaudit'")
+    row = cur.fetchone()
+    if row is None:
+        return PGAUDIT_ABSENT
+    if row[0]:
+        return "already enabled"
+    cur.execute("CREATE EXTENSION IF NOT EXISTS pgaudit")
+    return "enabled"
+
+
+def _adopt_schema(cur) -> None:
+    """Hand ``water`` and what is in it to ``water_owner`` (databases migrated before 005 were
+    owned by whoever ran the first migration)."""
+    cur.execute("CREATE SCHEMA IF NOT EXISTS water AUTHORIZATION " + OWNER_ROLE)
+    cur.execute("ALTER SCHEMA water OWNER TO " + OWNER_ROLE)
+    cur.execute(
+        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'water' AND c.relkind IN ('r', 'p', 'v', 'm')"
+        " AND pg_get_userbyid(c.relowner) <> %s", (OWNER_ROLE,))
+    for name, _kind in cur.fetchall():  # sequences owned by a column follow their table
+        cur.execute(f"ALTER TABLE water.{_quote(name)} OWNER TO {OWNER_ROLE}")
+    cur.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n"
+        " ON n.oid = p.pronamespace WHERE n.nspname = 'water'"
+        " AND pg_get_userbyid(p.proowner) <> %s", (OWNER_ROLE,))
+    for (signature,) in cur.fetchall():
+        cur.execute(f"ALTER FUNCTION {signature} OWNER TO {OWNER_ROLE}")
+
+
+def migrate(conn: Connection, members: Mapping[str, str] | None = None,
+            sql_dir: Path = SQL_DIR) -> MigrateResult:
+    """The whole migration job, idempotent.
+
+    Args:
+        conn: a connection as the migrating user (locally the embedded superuser; on Cloud SQL
+            the migrator service account's IAM user, which needs CREATEROLE and CREATE on the
+            database).
+        members: service key (``predict``, ``samples``, ``status``, ``pipelines``,
+            ``mlflow``) -> its database user, made a member of that service's access role.
+        sql_dir: the migrations.
+    """
+    members = dict(members or {})
+    unknown = sorted(set(members) - set(ACCESS_ROLES))
+    if unknown:
+        raise ValueError(f"unknown services in the role members: {unknown}; "
+                         f"known: {sorted(ACCESS_ROLES)}")
+    cur = conn.cursor()
+    cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+    try:
+        for role in (OWNER_ROLE, *ACCESS_ROLES.values()):
+            _ensure_role(cur, role)
+        cur.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (OWNER_ROLE,))
+        if not cur.fetchone()[0]:
+            cur.execute(f"GRANT {OWNER_ROLE} TO CURRENT_USER")
+        audit = _enable_pgaudit(cur)
+        _adopt_schema(cur)
+        # MLflow creates and owns its own tables in ``public`` (they are not ours to migrate).
+        cur.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {ACCESS_ROLES['mlflow']}")
+        conn.commit()
+        cur.execute(f"SET ROLE {OWNER_ROLE}")
+        try:
+            applied = apply_migrations(conn, sql_dir)
+        finally:
+            conn.rollback()  # a failed migration leaves the transaction aborted
+            cur.execute("RESET ROLE")
+            conn.commit()
+        granted = {}
+        for service, user in sorted(members.items()):
+            cur.execute(f"GRANT {ACCESS_ROLES[service]} TO {_quote(user)}")
+            granted[user] = ACCESS_ROLES[service]
+        conn.commit()
+        return MigrateResult(applied, audit, granted)
+    finally:
+        conn.rollback()
+        cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+        conn.commit()
+
+
+def pending(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Versions in ``sql_dir`` the database has not applied (all of them on an empty database)."""
+    known = discover(sql_dir)
+    cur = conn.cursor()
+    cur.execute("SELECT to_regclass('water.schema_migrations') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        conn.rollback()
+        return [f"{m.version}_{m.name}" for m in known]
+    cur.execute("SELECT version FROM water.schema_migrations")
+    applied = {row[0] for row in cur.fetchall()}
+    conn.rollback()
+    return [f"{m.version}_{m.name}" for m in known if m.version not in applied]
+
+
+def require_current(conn: Connection, sql_dir: Path = SQL_DIR) -> None:
+    """Refuse to work on a database that lacks migrations, saying what to run."""
+    missing = pending(conn, sql_dir)
+    if missing:
+        state = ("not migrated" if len(missing) == len(discover(sql_dir))
+                 else "behind this code")
+        raise SchemaNotReady(f"the database schema is {state} (pending: {', '.join(missing)}); "
+                             + HOW_TO_MIGRATE)

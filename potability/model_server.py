@@ -12,13 +12,20 @@ copies the uploaded MLflow model there) or ``MODEL_URI`` (locally, e.g.
 The model version is repeated inside every prediction because Vertex passes only the
 ``predictions`` list through to endpoint callers.
 
-Decisions use the model's own tuned threshold (``best_threshold_`` of scikit-learn's
-``TunedThresholdClassifierCV``; 0.5 for a plain classifier), applied to ``predict_proba`` so each
-request costs one pass through the model.
+Decisions use the model's own threshold (``threshold`` of the ``FixedThresholdClassifier``
+training wraps around the calibrated model, or ``best_threshold_`` of a
+``TunedThresholdClassifierCV``; 0.5 for a plain classifier), applied to ``predict_proba`` (the
+calibrated P(potable)) so each request costs one pass through the model.
+
+Scoring runs on the model's compiled ONNX form (``compiled/model.onnx`` in the model directory,
+see :mod:`potability.compiled_model`) when it has one; otherwise - a family that could not be
+compiled, a model registered before compilation existed, or a graph onnxruntime refuses - it
+falls back to scikit-learn with a logged warning. ``/health`` says which (``runtime``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -36,6 +43,7 @@ from potability.features import FEATURE_NAMES, ValidationError, validate_feature
 
 SERVICE = "model-server"
 MAX_INSTANCES = 1000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,27 @@ class LoadedModel:
     name: str
     version: str
     threshold: float
+    compiled: Any = None
+    """A :class:`potability.compiled_model.CompiledModel`, or None (scikit-learn scores)."""
+
+    @property
+    def runtime(self) -> str:
+        return "onnx" if self.compiled is not None else "scikit-learn"
+
+    def potable_probability(self, matrix: np.ndarray) -> np.ndarray:
+        if self.compiled is not None:
+            return self.compiled.potable_probability(matrix)
+        classes = list(self.estimator.classes_)
+        return self.estimator.predict_proba(matrix)[:, classes.index(1)]
 
 
 def decision_threshold(estimator: Any) -> float:
     """The threshold the estimator's own ``predict`` applies to P(potable)."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
     threshold = getattr(estimator, "best_threshold_", None)
+    if threshold is None and isinstance(estimator, FixedThresholdClassifier):
+        threshold = estimator.threshold  # a number: training sets it (never "auto")
     return float(threshold) if threshold is not None else 0.5
 
 
@@ -111,9 +135,26 @@ def speed_up_for_serving(estimator: Any) -> None:
         final.predict_proba = _forest_predict_proba(final)
 
 
+def load_compiled(model_dir: str, estimator: Any) -> Any:
+    """The model's compiled form, or None with a warning saying why scikit-learn scores."""
+    from potability import compiled_model
+
+    try:
+        compiled = compiled_model.load(model_dir, estimator.classes_)
+    except Exception as exc:  # a graph this onnxruntime cannot run: serve all the same
+        log.warning("compiled model in %s not usable (%s); scoring with scikit-learn",
+                    model_dir, exc)
+        return None
+    if compiled is None:
+        log.warning("%s has no compiled form (%s/%s); scoring with scikit-learn", model_dir,
+                    compiled_model.FOLDER, compiled_model.ONNX_FILE)
+    return compiled
+
+
 def load_model(settings: ServingSettings) -> LoadedModel:
-    """Load the MLflow (scikit-learn flavour) model named by the settings."""
+    """Load the MLflow (scikit-learn flavour) model named by the settings, and its ONNX form."""
     import mlflow
+    import mlflow.artifacts
     import mlflow.sklearn
 
     if settings.tracking_uri:
@@ -121,7 +162,8 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     uri = settings.model_uri
     if not uri:
         raise RuntimeError("no model to serve: set AIP_STORAGE_URI or MODEL_URI")
-    estimator = mlflow.sklearn.load_model(uri)
+    model_dir = uri if Path(uri).is_dir() else mlflow.artifacts.download_artifacts(uri)
+    estimator = mlflow.sklearn.load_model(model_dir)
     trained_on = [str(c) for c in getattr(estimator, "feature_names_in_", FEATURE_NAMES)]
     if trained_on != list(FEATURE_NAMES):
         raise RuntimeError(f"{uri} was trained on columns {trained_on}, expected {FEATURE_NAMES}")
@@ -129,7 +171,7 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     speed_up_for_serving(estimator)
     return LoadedModel(estimator, settings.model_name, settings.model_version,
-                       decision_threshold(estimator))
+                       decision_threshold(estimator), load_compiled(model_dir, estimator))
 
 
 def instances_matrix(instances: Any) -> np.ndarray:
@@ -153,8 +195,7 @@ def instances_matrix(instances: Any) -> np.ndarray:
 
 def predict(model: LoadedModel, matrix: np.ndarray) -> list[dict[str, Any]]:
     """One prediction per row: the class at the model's threshold and P(potable)."""
-    classes = list(model.estimator.classes_)
-    proba = model.estimator.predict_proba(matrix)[:, classes.index(1)]
+    proba = model.potable_probability(matrix)
     return [
         {"potable": int(p >= model.threshold), "probability": float(p),
          "model_version": model.version}
@@ -169,7 +210,7 @@ def create_app(model: LoadedModel, settings: ServingSettings) -> Flask:
     @app.get(settings.health_route)
     def health() -> Any:
         return jsonify(status="ok", model_name=model.name, model_version=model.version,
-                       threshold=model.threshold)
+                       threshold=model.threshold, runtime=model.runtime)
 
     @app.post(settings.predict_route)
     def predict_route() -> Any:
@@ -266,6 +307,7 @@ def start_local(
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     serve(ServingSettings.from_env())
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from potability import drift, live_precision
+from potability import alerts, drift, live_precision
 from potability.config import Settings
 from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
@@ -30,6 +30,8 @@ class QcResult:
     matches: list[live_precision.Match]
     drift: list[drift.FeatureDrift]
     champion_version: str | None
+    alerts_raised: list[alerts.Alert]
+    """Flagged precision rows and drifting features that were not already open alerts."""
 
 
 def current_champion(conn: Connection) -> tuple[str | None, datetime | None]:
@@ -157,7 +159,11 @@ def _store(
 
 
 def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
-    """Compute live metrics and drift as of ``now`` and store them; commits on success."""
+    """Compute live metrics and drift as of ``now`` and store them; commits on success.
+
+    In the same transaction the open ``live_precision_flagged`` and ``feature_drift`` alerts
+    are made to match this run: new ones are raised (then logged and sent after the commit),
+    cleared ones resolved, and a re-run on the same state raises nothing."""
     window = timedelta(minutes=settings.qc_match_window_minutes)
     try:
         lab_count, samples = load_lab_samples(conn)
@@ -175,8 +181,13 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
             if reference[FEATURE_NAMES[0]] else []  # nothing to compare with yet
         )
         run_id = _store(conn, settings, now, start, lab_count, matches, metrics, drifts, champion)
+        raised = alerts.sync(conn, alerts.LIVE_PRECISION_FLAGGED,
+                             alerts.flagged_precision(metrics, settings.qc_precision_floor), now)
+        raised += alerts.sync(conn, alerts.FEATURE_DRIFT,
+                              alerts.drifting_features(drifts, champion), now)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
-    return QcResult(run_id, now, lab_count, metrics, matches, drifts, champion)
+    alerts.publish(settings, raised, now)
+    return QcResult(run_id, now, lab_count, metrics, matches, drifts, champion, raised)

@@ -3,22 +3,28 @@
 # pipeline's, see pipelines/). Also an output, for manual runs.
 locals {
   pipeline_parameters = {
-    recall_floor        = var.recall_floor
-    test_fraction       = var.test_fraction
-    split_seed          = var.split_seed
-    cv_folds            = var.cv_folds
-    grids               = var.grids
-    model_name          = var.model_name
-    mlflow_tracking_uri = local.mlflow_tracking_uri
-    database_url        = ""
-    cloud_sql_instance  = google_sql_database_instance.main.connection_name
-    database_name       = google_sql_database.app.name
-    database_user       = local.db_user["pipelines"]
-    deploy_target       = "vertex"
-    project             = var.project_id
-    region              = var.region
-    endpoint_id         = google_vertex_ai_endpoint.main.name
-    serving_image       = local.serving_image
+    recall_floor         = var.recall_floor
+    test_fraction        = var.test_fraction
+    split_seed           = var.split_seed
+    cv_folds             = var.cv_folds
+    grids                = var.grids
+    promotion_confidence = var.promotion_confidence
+    model_name           = var.model_name
+    mlflow_tracking_uri  = local.mlflow_tracking_uri
+    database_url         = ""
+    cloud_sql_instance   = google_sql_database_instance.main.connection_name
+    database_name        = google_sql_database.app.name
+    database_user        = local.db_user["pipelines"]
+    deploy_target        = "vertex"
+    project              = var.project_id
+    region               = var.region
+    endpoint_id          = google_vertex_ai_endpoint.main.name
+    serving_image        = local.serving_image
+    # endpoint sizing (issue 12): variables "endpoint_*" in variables.tf
+    endpoint_machine_type = var.endpoint_machine_type
+    endpoint_min_replicas = var.endpoint_min_replicas
+    endpoint_max_replicas = var.endpoint_max_replicas
+    endpoint_cpu_target   = var.endpoint_cpu_target
   }
 
   mlflow_tracking_uri = "http://${google_compute_instance.mlflow.network_interface[0].network_ip}:5000"

@@ -245,6 +245,44 @@ variable "function_max_instances" {
   default     = 5
 }
 
+# --- endpoint sizing (serving cost, issue 12; see README "What apply costs") ----------------
+
+variable "endpoint_machine_type" {
+  description = "Machine type of each Vertex endpoint replica (n1-standard-2: 2 vCPU)."
+  type        = string
+  default     = "n1-standard-2"
+}
+
+variable "endpoint_min_replicas" {
+  description = "Replicas always running (billed around the clock; Vertex endpoints do not scale to zero)."
+  type        = number
+  default     = 1
+  validation {
+    condition     = var.endpoint_min_replicas >= 1 && floor(var.endpoint_min_replicas) == var.endpoint_min_replicas
+    error_message = "endpoint_min_replicas must be a whole number >= 1."
+  }
+}
+
+variable "endpoint_max_replicas" {
+  description = "Upper bound of autoscaling (caps cost under a traffic burst)."
+  type        = number
+  default     = 3
+  validation {
+    condition     = var.endpoint_max_replicas >= 1 && floor(var.endpoint_max_replicas) == var.endpoint_max_replicas
+    error_message = "endpoint_max_replicas must be a whole number >= 1."
+  }
+}
+
+variable "endpoint_cpu_target" {
+  description = "Autoscaling target: average CPU utilisation (percent) Vertex keeps replicas near."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.endpoint_cpu_target >= 1 && var.endpoint_cpu_target <= 100
+    error_message = "endpoint_cpu_target must be a percentage between 1 and 100."
+  }
+}
+
 # ------------------------------------------- GCP path (issue 9, Terraform) ----
 
 variable "pipelines_subnet_cidr" {
@@ -263,4 +301,53 @@ variable "artifact_retention_days" {
   description = "Untagged images and noncurrent object versions older than this are deleted."
   type        = number
   default     = 30
+}
+
+# ------------------------------------------------------------------ alerts ----
+# (terraform/monitoring.tf; who is told of what: README, "Alerts")
+
+variable "alert_emails" {
+  description = "E-mail addresses told of every alert (operators, the regulator's contact). At least one."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.alert_emails) > 0 && alltrue([for e in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", e))])
+    error_message = "alert_emails needs at least one e-mail address, each of the form name@domain."
+  }
+}
+
+variable "alert_webhook_url" {
+  description = "Optional HTTPS webhook also told of every alert (a webhook_tokenauth notification channel); empty: none."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alert_webhook_url == "" || startswith(var.alert_webhook_url, "https://")
+    error_message = "alert_webhook_url must be an https:// URL (or empty)."
+  }
+}
+
+variable "alert_runbook_url" {
+  description = "Where each alert's documentation links for what to do (the README's Alerts section)."
+  type        = string
+  default     = "https://github.com/potability/potability/blob/main/README.md#alerts"
+}
+
+variable "alert_auto_close_hours" {
+  description = "Hours after which an incident with no new matching log line closes by itself."
+  type        = number
+  default     = 72
+}
+
+# --- model selection and promotion (issue 11) ---
+
+variable "promotion_confidence" {
+  description = "Probability (paired bootstrap over the held-out rows) that the challenger is more precise than the champion, needed to replace it."
+  type        = number
+  default     = 0.9
+  validation {
+    condition     = var.promotion_confidence > 0 && var.promotion_confidence <= 1
+    error_message = "promotion_confidence must be in (0, 1]."
+  }
 }

@@ -96,6 +96,9 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
                               **sklearn_save_kwargs(model))
+    from potability import compiled_model  # served as registered versions are: compiled
+
+    compiled_model.write(compiled_model.compile_estimator(model, x), path / compiled_model.FOLDER)
     return path
 
 
@@ -106,3 +109,72 @@ def model_server_url(stack_home: Path, tiny_model_dir: Path) -> str:
 
     return model_server.start_local(stack_home, str(tiny_model_dir), "water-potability",
                                     "test-1", tracking_uri="")
+
+
+class WebhookReceiver:
+    """A real local HTTP receiver for alert webhooks: records every JSON body POSTed to it;
+    ``fail_next`` answers that many requests with 500 first (to exercise the retry)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        received: list[dict] = []
+        self.received = received
+        self.fail_next = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if owner.fail_next > 0:
+                    owner.fail_next -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def events(self, event: str | None = None) -> list[dict]:
+        return [r for r in self.received if event is None or r["event"] == event]
+
+    def wait_for(self, event: str, count: int = 1, timeout: float = 30.0) -> list[dict]:
+        """The received bodies of ``event`` once there are ``count`` (or at the timeout)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self.events(event)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.events(event)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def no_alerts(conn: db.Connection) -> Iterator[db.Connection]:
+    """No alert recorded yet (open or resolved); none left behind for the next test."""
+    conn.cursor().execute("DELETE FROM water.alerts")
+    conn.commit()
+    yield conn
+    conn.rollback()
+    conn.cursor().execute("DELETE FROM water.alerts")
+    conn.commit()

@@ -7,6 +7,7 @@ mock_provider "archive" {}
 variables {
   project_id      = "test-project"
   regulator_group = "regulator@example.com"
+  alert_emails    = ["ops@example.com"]
 }
 
 run "no_sensors_means_nobody_invokes_predict" {

@@ -11,6 +11,7 @@ variables {
   region                  = "europe-west1"
   zone                    = "europe-west1-b"
   regulator_group         = "regulator@example.com"
+  alert_emails            = ["ops@example.com"]
   sensor_service_accounts = ["sensor-a@sensors.iam.gserviceaccount.com", "sensor-b@sensors.iam.gserviceaccount.com"]
   engineers               = ["group:ml-eng@example.com"]
   db_admins               = ["alice@example.com"]
@@ -230,9 +231,10 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
   }
   assert {
     condition = toset(keys(jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues)) == toset([
-      "recall_floor", "test_fraction", "split_seed", "cv_folds", "grids", "model_name", "mlflow_tracking_uri",
+      "recall_floor", "test_fraction", "split_seed", "cv_folds", "grids", "promotion_confidence", "model_name", "mlflow_tracking_uri",
       "database_url", "cloud_sql_instance", "database_name", "database_user", "deploy_target", "project", "region",
-      "endpoint_id", "serving_image",
+      "endpoint_id", "serving_image", "endpoint_machine_type", "endpoint_min_replicas", "endpoint_max_replicas",
+      "endpoint_cpu_target",
     ])
     error_message = "parameterValues carries exactly the pipeline's parameter names."
   }

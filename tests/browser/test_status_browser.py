@@ -171,6 +171,7 @@ def test_status_page_in_headless_chromium(served: str, page_data: dict[str, Any]
             assert text("lab-samples-7d").inner_text() == str(page_data["lab_week"])
             assert text("live-precision").inner_text() == f"{page_data['live_precision'] * 100:.1f}%"
             assert text("pipeline-status").inner_text() == "succeeded"
+            assert text("drift-count").inner_text().endswith(" of 9")  # every measurement has data
             assert page.locator('[data-testid="sensor-row"]').count() == len(SENSORS)
             for chart in ("chart-hourly", "chart-daily", "chart-sensors", "chart-drift",
                           "chart-live-precision"):
@@ -199,5 +200,69 @@ def test_status_page_in_headless_chromium(served: str, page_data: dict[str, Any]
             api = page.goto(served + "?format=json")
             assert api is not None and api.headers["content-type"].startswith("application/json")
             assert api.json()["inferences"]["last_24h"]["total"] == page_data["day_total"]
+        finally:
+            browser.close()
+
+
+LONG_SENSOR = "plant-7/outlet-WWWW-main-" + "m" * 103  # 128 characters, the longest accepted
+
+
+@pytest.fixture
+def few_readings(clean_db: db.Connection, settings: Settings) -> Iterator[None]:
+    """Twelve readings (drift needs 50), half of them from a sensor with a 128-character id."""
+    now = datetime.now(timezone.utc)
+    cur = clean_db.cursor()
+    cols = ", ".join(FEATURE_COLUMNS)
+    cur.execute(f"SELECT {cols} FROM water.water_potability WHERE source = 'seed' ORDER BY id "
+                "LIMIT 12")
+    for i, features in enumerate(cur.fetchall()):
+        cur.execute(
+            f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
+            "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
+            "latency_ms) VALUES (%s, 0, %s, " + ", ".join(["%s"] * len(FEATURE_COLUMNS))
+            + ", 1, 0.7, 'water-potability', '4', 'local', %s, 3.0)",
+            (f"few-{i}", LONG_SENSOR if i % 2 else "east-main", *features,
+             now - timedelta(minutes=10 * i + 1)),
+        )
+    clean_db.commit()
+    qc_job.run(clean_db, settings, now)
+    yield
+
+
+def test_few_readings_say_not_enough_data_and_long_ids_stay_inside(
+        served: str, few_readings: None) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert len(LONG_SENSOR) == 128
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            for viewport in ({"width": 1000, "height": 900}, {"width": 390, "height": 844}):
+                page = browser.new_page(viewport=viewport)
+                page.set_default_timeout(10_000)
+                page.goto(served, wait_until="load")
+                card = page.get_by_test_id("drift-count")
+                assert card.inner_text() == "not enough data"
+                assert page.get_by_test_id("drift-flag").inner_text() == "not enough data"
+                assert "stable" not in card.locator("xpath=..").inner_text()
+                chart = page.get_by_test_id("chart-sensors").locator("svg:visible")
+                svg_box = chart.bounding_box()
+                labels = chart.locator("text[text-anchor='end']")
+                assert labels.count() == 2
+                for i in range(labels.count()):
+                    box = labels.nth(i).bounding_box()
+                    assert box is not None and box["x"] >= svg_box["x"] - 0.5, (viewport, box)
+                long_label = chart.locator("text[text-anchor='end']", has_text="plant-7/outlet")
+                shown = long_label.evaluate("e => e.lastChild.textContent")  # SVG: no innerText
+                assert shown.endswith("\u2026") and LONG_SENSOR.startswith(shown[:-1]), shown
+                assert long_label.locator("title").text_content() == LONG_SENSOR  # the tooltip
+                cells = page.locator('[data-testid="sensor-row"] td.id').all_inner_texts()
+                assert LONG_SENSOR in cells
+                overflow = page.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+                page.screenshot(path=str(ARTIFACTS / f"status-page-few-{viewport['width']}.png"),
+                                full_page=True)
+                page.close()
         finally:
             browser.close()

@@ -1,5 +1,7 @@
-"""Promotion: one test per branch (no champion / challenger wins / champion kept), ties, the
-self-comparison guard, and a failed run never moving the alias.
+"""Promotion on evidence: one test per branch (no champion / challenger wins with evidence /
+too little evidence / champion misses the floor / challenger misses it), the paired bootstrap,
+selection without the held-out rows, the self-comparison guard, and a failed run never moving
+the alias.
 
 Pure decisions are tested directly; the MLflow side runs against the session's real MLflow
 server and the decision rows against the real PostgreSQL, each test with its own model name.
@@ -16,9 +18,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import make_pipeline
 
+import numpy as np
+from sklearn.model_selection import FixedThresholdClassifier
+
 from components import evaluate, promote, run_record
 from components.train import is_held_out, model_requirements, split
-from components.evaluate import Scores
+from components.evaluate import Evidence, Scores
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
 from potability.model_format import sklearn_save_kwargs
@@ -34,36 +39,89 @@ def scores(precision: float, recall: float) -> Scores:
 
 # --- pure rules -------------------------------------------------------------------------------
 
+def evidence(probability: float) -> Evidence:
+    return Evidence(difference=0.03, low=-0.05, high=0.11, probability=probability,
+                    resamples=2000)
+
+
 def test_no_champion_makes_the_challenger_the_first_champion() -> None:
-    assert promote.decide(scores(0.5, 0.1), None, FLOOR) == promote.FIRST_CHAMPION
+    assert promote.decide(scores(0.5, 0.1), None, None, FLOOR) == promote.FIRST_CHAMPION
 
 
-def test_strictly_more_precise_challenger_wins() -> None:
-    assert promote.decide(scores(0.71, 0.21), scores(0.70, 0.30), FLOOR) == promote.CHALLENGER_WINS
+def test_challenger_wins_with_enough_evidence() -> None:
+    assert promote.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.93),
+                          FLOOR, 0.9) == promote.CHALLENGER_WINS
+    assert promote.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.9),
+                          FLOOR, 0.9) == promote.CHALLENGER_WINS
 
 
-def test_equal_or_less_precise_challenger_keeps_the_champion() -> None:
-    assert promote.decide(scores(0.70, 0.25), scores(0.70, 0.25), FLOOR) == promote.CHAMPION_KEPT
-    assert promote.decide(scores(0.69, 0.40), scores(0.70, 0.25), FLOOR) == promote.CHAMPION_KEPT
+def test_too_little_evidence_keeps_the_champion_even_when_more_precise() -> None:
+    assert promote.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89),
+                          FLOOR, 0.9) == promote.CHAMPION_KEPT
+    # the confidence is a parameter: the same evidence is enough at 0.85
+    assert promote.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89),
+                          FLOOR, 0.85) == promote.CHALLENGER_WINS
 
 
-def test_recall_floor_decides_before_precision() -> None:
-    # A more precise challenger below the floor never wins ...
-    assert promote.decide(scores(0.95, 0.19), scores(0.60, 0.30), FLOOR) == promote.CHAMPION_KEPT
+def test_recall_floor_decides_before_evidence() -> None:
+    # A challenger below the floor never wins, whatever the evidence ...
+    assert promote.decide(scores(0.95, 0.19), scores(0.60, 0.30), evidence(1.0),
+                          FLOOR) == promote.CHAMPION_KEPT
     # ... and a champion below the floor loses to any challenger that meets it.
-    assert promote.decide(scores(0.55, 0.20), scores(0.90, 0.10), FLOOR) == promote.CHALLENGER_WINS
+    assert promote.decide(scores(0.55, 0.20), scores(0.90, 0.10), evidence(0.0),
+                          FLOOR) == promote.CHALLENGER_WINS
 
 
-def test_challenger_is_the_most_precise_candidate_meeting_the_floor() -> None:
-    scored = [
-        {"family": "a", "scores": scores(0.90, 0.15).as_dict()},
-        {"family": "b", "scores": scores(0.72, 0.22).as_dict()},
-        {"family": "c", "scores": scores(0.70, 0.40).as_dict()},
-    ]
-    assert promote.choose_challenger(scored, FLOOR)["family"] == "b"
-    below = [{"family": "a", "scores": scores(0.9, 0.1).as_dict()},
-             {"family": "b", "scores": scores(0.5, 0.15).as_dict()}]
-    assert promote.choose_challenger(below, FLOOR)["family"] == "b"  # best recall
+def test_challenger_is_chosen_by_cross_validated_precision_not_held_out() -> None:
+    def cand(family: str, cv: float, cv_recall: float, held_out: float) -> dict[str, Any]:
+        return {"family": family, "cv_score": cv, "cv_recall": cv_recall, "cv_precision": cv,
+                "scores": scores(held_out, 0.3).as_dict()}
+
+    scored = [cand("a", 0.70, 0.22, 0.80), cand("b", 0.72, 0.22, 0.65), cand("c", 0.0, 0.1, 0.9)]
+    assert promote.choose_challenger(scored)["family"] == "b"
+    none_meets = [cand("a", 0.0, 0.12, 0.9), cand("b", 0.0, 0.18, 0.5)]
+    assert promote.choose_challenger(none_meets)["family"] == "b"  # best CV recall
+
+
+def test_paired_bootstrap_of_identical_predictions_is_no_evidence() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 600)
+    pred = rng.integers(0, 2, 600)
+    ev = evaluate.paired_bootstrap(y, pred, pred)
+    assert (ev.difference, ev.low, ev.high, ev.probability) == (0.0, 0.0, 0.0, 0.0)
+    assert ev.resamples >= 2000
+
+
+def test_paired_bootstrap_measures_a_real_difference_and_is_reproducible() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 600)
+    champion = np.where(rng.random(600) < 0.3, 1 - y, y)   # ~70% right
+    better = np.where(rng.random(600) < 0.1, 1 - y, y)     # ~90% right
+    ev = evaluate.paired_bootstrap(y, better, champion)
+    p_better = (better & y).sum() / better.sum()
+    p_champion = (champion & y).sum() / champion.sum()
+    assert ev.difference == pytest.approx(p_better - p_champion)
+    assert 0 < ev.low < ev.difference < ev.high and ev.probability == 1.0
+    assert evaluate.paired_bootstrap(y, better, champion) == ev  # fixed seed
+    reverse = evaluate.paired_bootstrap(y, champion, better)
+    assert reverse.probability == 0.0 and reverse.high < 0
+    # A small difference on few rows: an interval spanning 0 and a probability short of 0.9.
+    y_small, a, b = y[:80], better[:80].copy(), better[:80].copy()
+    b[np.flatnonzero((b == 1) & (y_small == 1))[:1]] = 0  # the champion misses one hit
+    b[np.flatnonzero((b == 0) & (y_small == 0))[:1]] = 1  # ... and adds one false alarm
+    small = evaluate.paired_bootstrap(y_small, a, b)
+    assert small.low <= 0 < small.high and 0.5 < small.probability < 0.99
+
+
+def test_precision_interval_brackets_the_observed_precision() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 650)
+    pred = np.where(rng.random(650) < 0.25, 1 - y, y) * (rng.random(650) < 0.3)
+    observed = (pred & y).sum() / pred.sum()
+    low, high = evaluate.precision_interval(y, pred)
+    assert low < observed < high
+    # ~100 potable calls: the interval is about +/- 0.08 wide, not a point
+    assert 0.1 < high - low < 0.25
 
 
 # --- against real MLflow and PostgreSQL -------------------------------------------------------
@@ -76,12 +134,16 @@ def data() -> tuple[pd.DataFrame, pd.DataFrame]:
     return split(load_training_rows(), FRACTION, SEED)
 
 
-def _fit(train: pd.DataFrame, shuffle_labels: bool) -> Any:
+def _fit(train: pd.DataFrame, shuffle_labels: bool, seed: int = 0,
+         threshold: float = 0.5) -> Any:
     """A small real model; with shuffled labels it is (much) worse on held-out data. (A forest:
-    a linear model has almost no signal on this data set.)"""
+    a linear model has almost no signal on this data set.) ``threshold``: its decision
+    threshold (a high one makes it miss the recall floor)."""
     y = train[TARGET].sample(frac=1, random_state=0).to_numpy() if shuffle_labels else train[TARGET]
-    model = make_pipeline(SimpleImputer(strategy="median"), RandomForestClassifier(
-        n_estimators=60, min_samples_leaf=5, class_weight="balanced", random_state=0, n_jobs=1))
+    model = FixedThresholdClassifier(make_pipeline(SimpleImputer(strategy="median"),
+                                                   RandomForestClassifier(
+        n_estimators=60, min_samples_leaf=5, class_weight="balanced", random_state=seed,
+        n_jobs=1)), threshold=threshold, response_method="predict_proba")
     return model.fit(train[list(FEATURE_NAMES)], y)
 
 
@@ -92,6 +154,7 @@ def _candidate(model: Any, family: str, test: pd.DataFrame, experiment: str) -> 
         info = mlflow.sklearn.log_model(model, name="model", pip_requirements=model_requirements(),
                                         **sklearn_save_kwargs(model))
     return {"family": family, "run_id": run.info.run_id, "model_uri": info.model_uri,
+            "cv_score": 0.7, "cv_recall": 0.25, "cv_precision": 0.7,
             "scores": evaluate.score_model(model, test).as_dict()}
 
 
@@ -105,13 +168,13 @@ def ctx(settings: Settings, mlflow_uri: str, conn: Any) -> Any:
     runs: list[str] = []
 
     def run(scored: list[dict[str, Any]], test: pd.DataFrame, split_seed: int = SEED,
-            ) -> promote.PromoteResult:
+            confidence: float = 0.9) -> promote.PromoteResult:
         run_id = f"{name}-{len(runs)}"
         runs.append(run_id)
         return promote.promote(settings=step, run_id=run_id, scored=scored, test=test,
                                recall_floor=FLOOR, parent_run_id=parent.info.run_id,
                                training_rows=100, split_seed=split_seed,
-                               test_fraction=FRACTION)
+                               test_fraction=FRACTION, promotion_confidence=confidence)
 
     yield type("Ctx", (), {"name": name, "settings": step, "run": staticmethod(run),
                            "runs": runs, "client": mlflow.MlflowClient(mlflow_uri)})
@@ -135,6 +198,10 @@ def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data
     assert row["champion_precision"] == pytest.approx(good["scores"]["precision"])
     assert row["challenger_family"] == "logistic_regression"
     assert row["details"]["previous_champion_version"] is None
+    # the precision's 95% interval is recorded; there is nothing to compare with yet
+    assert row["champion_precision_low"] < row["champion_precision"] < row["champion_precision_high"]
+    assert row["probability_challenger_better"] is None and row["precision_difference"] is None
+    assert row["promotion_confidence"] == 0.9
 
 
 def test_worse_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:
@@ -163,12 +230,49 @@ def test_equal_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:
 def test_better_challenger_replaces_the_champion(ctx: Any, data: Any) -> None:
     train, test = data
     ctx.run([_candidate(_fit(train, True), "worse", test, ctx.name)], test)
-    result = ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
+    good_model = _fit(train, False)
+    result = ctx.run([_candidate(good_model, "good", test, ctx.name)], test)
     assert result == promote.PromoteResult(promote.CHALLENGER_WINS, "2", True, "1")
     assert _alias(ctx) == "2"
     row = run_record.read_run(ctx.settings, ctx.runs[1])
     assert row["details"]["previous_champion_version"] == "1"
     assert row["details"]["champion_before"]["version"] == "1"
+    # the evidence: recorded in the row and the parent run, recomputable from the rows
+    y, worse_pred = evaluate.predictions(mlflow.sklearn.load_model(f"models:/{ctx.name}/1"), test)
+    expected = evaluate.paired_bootstrap(y, evaluate.predictions(good_model, test)[1], worse_pred)
+    assert row["details"]["evidence"] == expected.as_dict()
+    assert row["probability_challenger_better"] == expected.probability >= 0.9
+    assert row["precision_difference_low"] > 0 and row["precision_difference"] == pytest.approx(
+        row["champion_precision"] - row["details"]["champion_before"]["scores"]["precision"])
+    parent = ctx.client.get_run(row["mlflow_run_id"]).data
+    assert parent.metrics["promotion.probability_challenger_better"] == expected.probability
+    assert parent.metrics["promotion.confidence_required"] == 0.9
+
+
+def test_too_little_evidence_keeps_the_champion(ctx: Any, data: Any) -> None:
+    train, test = data
+    ctx.run([_candidate(_fit(train, False, seed=0), "forest-0", test, ctx.name)], test)
+    other = _candidate(_fit(train, False, seed=1), "forest-1", test, ctx.name)
+    assert ctx.run([other], test).decision == promote.CHAMPION_KEPT  # confidence 0.9
+    row = run_record.read_run(ctx.settings, ctx.runs[1])
+    probability = row["probability_challenger_better"]
+    assert 0 < probability < 0.9  # another forest on the same rows: a difference within noise
+    assert row["precision_difference_low"] < 0 < row["precision_difference_high"]
+    assert row["champion_version"] == "1" and _alias(ctx) == "1"
+    # The same evidence clears a lower bar: the confidence decides, not the raw difference.
+    again = _candidate(_fit(train, False, seed=1), "forest-1", test, ctx.name)
+    assert ctx.run([again], test, confidence=probability).decision == promote.CHALLENGER_WINS
+
+
+def test_champion_missing_the_floor_loses_to_any_challenger_meeting_it(ctx: Any, data: Any) -> None:
+    train, test = data
+    timid = _fit(train, False, threshold=0.9)  # almost never says "potable"
+    ctx.run([_candidate(timid, "timid", test, ctx.name)], test)
+    assert evaluate.score_model(timid, test).recall < FLOOR
+    worse = _candidate(_fit(train, True), "worse", test, ctx.name)
+    assert worse["scores"]["recall"] >= FLOOR
+    assert ctx.run([worse], test).decision == promote.CHALLENGER_WINS
+    assert _alias(ctx) == "2"
 
 
 def test_champion_is_never_compared_with_itself(ctx: Any, data: Any) -> None:

@@ -84,10 +84,37 @@ def test_new_champion_is_uploaded_deployed_with_all_traffic_and_the_old_one_unde
         }),
         ("deploy", "projects/demo/locations/europe-west1/models/9@2", {
             "deployed_model_display_name": "water-potability-v2", "traffic_percentage": 100,
-            "machine_type": "n1-standard-2", "min_replica_count": 1, "max_replica_count": 1,
-            "sync": True}),
+            "machine_type": "n1-standard-2", "min_replica_count": 1, "max_replica_count": 3,
+            "autoscaling_target_cpu_utilization": 60, "sync": True}),
         ("undeploy", None, {"deployed_model_id": "old-1", "sync": True}),
     ]
+
+
+def test_endpoint_scaling_comes_from_the_target() -> None:
+    import dataclasses
+
+    fake = FakeAiplatform(deployed=[], existing_models=[])
+    scaled = dataclasses.replace(TARGET, scaling=vertex.ReplicaScaling("n1-highcpu-4", 2, 6, 70))
+    vertex.deploy_to_endpoint(fake, scaled, "water-potability", "1", changed=True,
+                              model_dir=lambda: "/tmp/m", tracking_uri="")
+    deploy = next(c for c in fake.calls if c[0] == "deploy")
+    assert {k: deploy[2][k] for k in ("machine_type", "min_replica_count", "max_replica_count",
+                                      "autoscaling_target_cpu_utilization")} == {
+        "machine_type": "n1-highcpu-4", "min_replica_count": 2, "max_replica_count": 6,
+        "autoscaling_target_cpu_utilization": 70}
+
+
+@pytest.mark.parametrize("scaling", [("n1-standard-2", 0, 1, 60), ("n1-standard-2", 3, 2, 60),
+                                     ("n1-standard-2", 1, 2, 0), ("", 1, 1, 60)])
+def test_bad_endpoint_scaling_is_refused_before_any_call(scaling) -> None:
+    import dataclasses
+
+    fake = FakeAiplatform(deployed=[], existing_models=[])
+    bad = dataclasses.replace(TARGET, scaling=vertex.ReplicaScaling(*scaling))
+    with pytest.raises(ValueError):
+        vertex.deploy_to_endpoint(fake, bad, "water-potability", "1", changed=True,
+                                  model_dir=lambda: "/tmp/m", tracking_uri="")
+    assert fake.calls == []
 
 
 def test_first_upload_creates_the_vertex_model() -> None:

@@ -59,9 +59,11 @@ def insert_scenario(conn: db.Connection, settings: Settings, now: datetime) -> N
     cur.execute(
         "INSERT INTO water.pipeline_runs (run_id, started_at, finished_at, status, decision, "
         "model_name, champion_version, champion_family, champion_precision, champion_recall, "
-        "challenger_family, challenger_precision, challenger_recall, training_rows, error) VALUES "
+        "challenger_family, challenger_precision, challenger_recall, training_rows, error, "
+        "champion_precision_low, champion_precision_high, probability_challenger_better) VALUES "
         "(%s, %s, %s, 'succeeded', 'champion_kept', 'water-potability', '3', 'random_forest', "
-        "0.71, 0.42, 'hist_gradient_boosting', 0.65, 0.45, 3280, 'secret-host:5432 detail')",
+        "0.71, 0.42, 'hist_gradient_boosting', 0.65, 0.45, 3280, 'secret-host:5432 detail', "
+        "0.62, 0.8, 0.12)",
         (LAST_RUN, now - timedelta(seconds=2), now - timedelta(seconds=1)),
     )
     h = timedelta(hours=1)
@@ -99,6 +101,7 @@ def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> No
     json.dumps(data, allow_nan=False)  # JSON-safe as is
     model = data["model"]
     assert (model["version"], model["family"], model["held_out_precision"]) == ("3", "random_forest", 0.71)
+    assert model["held_out_precision_interval"] == [0.62, 0.8]
     run = data["last_pipeline_run"]
     assert (run["status"], run["decision"], run["challenger_family"]) == (
         "succeeded", "champion_kept", "hist_gradient_boosting")
@@ -145,6 +148,11 @@ def test_the_page_renders_the_numbers_and_escapes_database_text(clean_db, scenar
     assert 'data-testid="inferences-24h-total">4<' in page
     assert 'data-testid="inferences-7d-total">7<' in page
     assert 'data-testid="live-precision">50.0%<' in page
+    assert 'data-testid="model-precision-interval">(95% interval 62.0% to 80.0%)<' in page
+    assert ("between 62.0% and 80.0% are expected to really be potable" in page
+            and "95 times in" in page)
+    without = render_html({**data, "model": {**data["model"], "held_out_precision_interval": None}})
+    assert "model-precision-interval" not in without and "model-precision-meaning" not in without
     assert ">below floor 60%<" in page
     assert page.count('data-testid="sensor-row"') == 2 and page.count("<svg") >= 5
     data["inferences"]["last_7d"]["by_sensor"][0]["sensor_id"] = "<script>alert(1)</script>"
@@ -247,3 +255,32 @@ def test_a_stale_pooled_connection_costs_no_503(ctx, scenario, conn) -> None:
     conn.commit()
     response = call(ctx, "/?format=json")
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_open_alerts_are_listed_at_the_top_without_private_text(clean_db, no_alerts, settings,
+                                                               scenario) -> None:
+    from potability import alerts
+
+    # the scenario's QC run flagged v3's live precision (1 TP, 1 FP, floor 0.6): an open alert
+    failed = alerts.pipeline_failed("run-secret-7", "train: OSError: secret-host:5432 refused", "3")
+    assert alerts.insert(clean_db, failed, scenario)
+    clean_db.commit()
+    data = status_data(clean_db, scenario)
+    events = sorted(a["event"] for a in data["alerts"])
+    assert events == [alerts.LIVE_PRECISION_FLAGGED, alerts.PIPELINE_RUN_FAILED]
+    flagged = next(a for a in data["alerts"] if a["event"] == alerts.LIVE_PRECISION_FLAGGED)
+    assert flagged["severity"] == "ERROR" and flagged["model_version"] == "3"
+    assert "live precision 50.0% on 2 lab matches, floor 60%" in flagged["detail"]
+    page = render_html(data)
+    assert page.count('data-testid="alert"') == 2
+    assert page.index("Open alerts (2)") < page.index('class="cards"')  # first thing shown
+    assert "the train step failed; the served model is unchanged" in page
+    for text in (json.dumps(data), page):
+        assert "secret-host" not in text and "run-secret-7" not in text
+
+    # resolved alerts leave the page
+    alerts.resolve(clean_db, alerts.PIPELINE_RUN_FAILED, None, datetime.now(UTC))
+    alerts.resolve(clean_db, alerts.LIVE_PRECISION_FLAGGED, None, datetime.now(UTC))
+    clean_db.commit()
+    data = status_data(clean_db, scenario)
+    assert data["alerts"] == [] and 'data-testid="alerts-none"' in render_html(data)

@@ -16,10 +16,13 @@ IMAGE = "europe-west1-docker.pkg.dev/demo-project/potability/potability:test"
 INTERFACE = {  # the names and types Terraform's scheduler passes (do not rename)
     "recall_floor": "NUMBER_DOUBLE", "test_fraction": "NUMBER_DOUBLE",
     "split_seed": "NUMBER_INTEGER", "cv_folds": "NUMBER_INTEGER", "grids": "STRING",
+    "promotion_confidence": "NUMBER_DOUBLE",
     "model_name": "STRING", "mlflow_tracking_uri": "STRING", "database_url": "STRING",
     "cloud_sql_instance": "STRING", "database_name": "STRING", "database_user": "STRING",
     "deploy_target": "STRING", "project": "STRING", "region": "STRING",
     "endpoint_id": "STRING", "serving_image": "STRING",
+    "endpoint_machine_type": "STRING", "endpoint_min_replicas": "NUMBER_INTEGER",
+    "endpoint_max_replicas": "NUMBER_INTEGER", "endpoint_cpu_target": "NUMBER_INTEGER",
 }
 
 

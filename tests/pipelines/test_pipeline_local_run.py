@@ -1,6 +1,6 @@
 """End to end: ``run --local`` under kfp.local against the real PostgreSQL and MLflow, twice.
 
-First run: four families as nested MLflow runs with their figures, a champion alias, the
+First run: every family and the soft vote as nested MLflow runs with their figures, a champion alias, the
 decision row in water.pipeline_runs, and our model server answering with that version.
 Second run on unchanged data: same export hash, an equal challenger, the champion kept and
 still served. Quick grid and 3 folds keep it to the pipeline's plumbing, not model quality.
@@ -65,7 +65,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory, database_url: str, mlflow_uri:
     conn.close()
 
 
-def test_first_run_logs_four_families_with_figures_under_one_parent(e2e: Any) -> None:
+def test_first_run_logs_every_family_with_figures_under_one_parent(e2e: Any) -> None:
     settings, first, _ = e2e
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.model_name)
@@ -76,15 +76,24 @@ def test_first_run_logs_four_families_with_figures_under_one_parent(e2e: Any) ->
     assert parent[0].data.tags["decision"] == "first_champion"
     children = client.search_runs([experiment.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
-    assert sorted(r.data.tags["family"] for r in children) == sorted(modeling.FAMILIES)
+    assert sorted(r.data.tags["family"] for r in children) == sorted(
+        (*modeling.FAMILIES, modeling.ENSEMBLE))
     for child in children:
         figures = {f.path for f in client.list_artifacts(child.info.run_id, "figures")}
         assert figures == {"figures/confusion_matrix.png", "figures/precision_recall_curve.png",
-                           "figures/threshold_tuning.png"}
+                           "figures/threshold_tuning.png", "figures/reliability_cv.png",
+                           "figures/reliability_held_out.png"}
         assert {"test_precision", "test_recall", "test_roc_auc", "test_pr_auc", "test_f1",
-                "test_accuracy", "test_threshold", "cv_best_precision_at_recall"} <= set(
-                    child.data.metrics)
+                "test_accuracy", "test_threshold", "test_brier", "cv_best_precision_at_recall",
+                "cv_precision_at_recall_floor", "cv_recall", "cv_brier_sigmoid",
+                "cv_brier_isotonic"} <= set(child.data.metrics)
+        assert child.data.params["calibration"] in modeling.CALIBRATION_METHODS
         assert "grid.json" in {f.path for f in client.list_artifacts(child.info.run_id)}
+    # The challenger is the best by cross-validation, whatever the held-out figures say.
+    by_family = {r.data.tags["family"]: r.data.metrics for r in children}
+    best_cv = max(by_family, key=lambda f: (by_family[f]["cv_precision_at_recall_floor"],
+                                            by_family[f]["cv_recall"]))
+    assert parent[0].data.tags["challenger_family"] == best_cv
 
 
 def test_first_run_sets_the_champion_records_it_and_serves_it(e2e: Any) -> None:
@@ -112,6 +121,10 @@ def test_second_run_on_unchanged_data_keeps_the_equal_champion(e2e: Any) -> None
     assert after["status"] == "succeeded" and after["decision"] == "champion_kept"
     assert after["champion_version"] == "1"
     assert after["challenger_precision"] == pytest.approx(before["champion_precision"])
+    # identical predictions: no evidence at all, recorded as such
+    assert after["probability_challenger_better"] == 0.0 and after["precision_difference"] == 0.0
+    assert after["champion_precision_low"] <= after["champion_precision"] <= after[
+        "champion_precision_high"]
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     assert client.get_model_version_by_alias(settings.model_name, "champion").version == "1"
     assert [v.version for v in client.search_model_versions(f"name='{settings.model_name}'")] == ["1"]

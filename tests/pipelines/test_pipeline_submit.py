@@ -63,3 +63,97 @@ def test_submit_settings_come_from_the_environment_names() -> None:
     assert (spec.project, spec.location, spec.pipeline_root, spec.service_account) == (
         "demo", "europe-west1", "gs://b/pipeline-root", "sa@demo")
     assert settings.pipeline_image == "img:1"
+
+
+# --- the request the real Vertex AI SDK builds, checked against Google's API description -----
+
+import gcp_discovery  # noqa: E402
+from pipelines.training_pipeline import compile_pipeline  # noqa: E402
+
+TEMPLATE_URI = ("https://europe-west1-kfp.pkg.dev/demo/potability-pipelines/"
+                "water-potability-training/latest")
+
+
+def _created_job(monkeypatch: pytest.MonkeyPatch, template: str, yaml_file: Path) -> dict[str, Any]:
+    """Run ``submit`` with the real ``google.cloud.aiplatform``; Google's side is faked where
+    the SDK would call it: the template download, the bucket check and ``create_pipeline_job``.
+    Returns the PipelineJob as the REST API receives it (proto -> JSON, camelCase)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import pipeline_jobs
+    from google.cloud.aiplatform.utils import gcs_utils, yaml_utils
+
+    import yaml
+    from google.protobuf import json_format
+
+    downloads: list[str] = []
+
+    def download(uri: str, credentials: Any = None) -> dict[str, Any]:
+        downloads.append(uri)
+        return yaml.safe_load(yaml_file.read_text())
+
+    monkeypatch.setattr(yaml_utils, "_load_yaml_from_https_uri", download)
+    monkeypatch.setattr(gcs_utils, "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist",
+                        lambda **kwargs: None)
+    created: list[dict[str, Any]] = []
+
+    class FakeApi:
+        def create_pipeline_job(self, parent: str, pipeline_job: Any, pipeline_job_id: str,
+                                timeout: Any = None) -> Any:
+            # What the REST transport sends: proto -> JSON without unset (default) fields.
+            body = json_format.MessageToDict(type(pipeline_job).pb(pipeline_job))
+            created.append({"parent": parent, "id": pipeline_job_id, "body": body})
+            pipeline_job.name = f"{parent}/pipelineJobs/{pipeline_job_id}"
+            return pipeline_job
+
+    real_build = submit.build_job
+
+    def build(aip: Any, spec: submit.JobSpec, credentials: Any = None) -> Any:
+        job = real_build(aip, spec, AnonymousCredentials())
+        job.api_client = FakeApi()
+        return job
+
+    monkeypatch.setattr(submit, "build_job", build)
+    params = {**DEFAULT_PARAMETERS, "deploy_target": "vertex", "project": "demo",
+              "region": "europe-west1", "endpoint_id": "123"}
+    settings = SETTINGS.with_(pipeline_network_attachment="potability-pipelines")
+    submit.submit(aiplatform, submit.job_spec(settings, template, params))
+    assert created and created[0]["parent"] == "projects/demo/locations/europe-west1"
+    assert pipeline_jobs._VALID_NAME_PATTERN.match(created[0]["id"])
+    if template.startswith("https://"):
+        assert downloads == [template]
+    return created[0]["body"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_pipeline(tmp_path_factory.mktemp("c") / "training_pipeline.yaml",
+                            image="europe-west1-docker.pkg.dev/demo/potability/potability:1")
+
+
+def test_submit_by_registry_uri_sends_a_pipeline_job_google_accepts(
+        monkeypatch: pytest.MonkeyPatch, compiled: Path) -> None:
+    body = _created_job(monkeypatch, TEMPLATE_URI, compiled)
+    gcp_discovery.validate_request("aiplatform", "v1",
+                                   "aiplatform.projects.locations.pipelineJobs.create", body)
+    assert body["templateUri"] == TEMPLATE_URI
+    assert body["serviceAccount"] == "pipelines@demo.iam.gserviceaccount.com"
+    assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://demo-bucket/pipeline-root"
+    assert body["runtimeConfig"]["parameterValues"]["split_seed"] == 42
+    assert body["displayName"] == "water-potability-training"
+    assert body["pscInterfaceConfig"] == {"networkAttachment": "potability-pipelines"}
+
+
+def test_submit_of_a_local_yaml_sends_the_spec_inline_without_template_uri(
+        monkeypatch: pytest.MonkeyPatch, compiled: Path) -> None:
+    body = _created_job(monkeypatch, str(compiled), compiled)
+    gcp_discovery.validate_request("aiplatform", "v1",
+                                   "aiplatform.projects.locations.pipelineJobs.create", body)
+    assert "templateUri" not in body
+    assert body["pipelineSpec"]["pipelineInfo"]["name"] == "water-potability-training"
+
+
+def test_submit_refuses_a_gs_template() -> None:
+    with pytest.raises(ValueError, match="template registry"):
+        submit.job_spec(SETTINGS, "gs://demo-bucket/pipelines/training_pipeline.yaml", {})
+

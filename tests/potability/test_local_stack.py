@@ -13,6 +13,7 @@ from potability import local_stack, services
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["POTABILITY_HOME"] = str(home)
+    env["PIPELINE_SCHEDULE"] = ""  # no daily run in the session's stack (test_local_scheduler)
     return subprocess.run([sys.executable, "-m", "potability.cli", *args], env=env,
                           capture_output=True, text=True, timeout=300, check=True)
 
@@ -24,8 +25,12 @@ def test_up_again_reuses_the_running_stack(stack_home, database_url, mlflow_uri,
     assert "migrations applied now: none (up to date)" in out
     assert f"MLflow       {mlflow_uri}" in out
     assert database_url in out
+    assert "Schedule     off (PIPELINE_SCHEDULE is empty)" in out
+    assert len(out.splitlines()) <= 8  # its share of make run's 80-line budget
     status = _cli(stack_home, "status").stdout
     assert "postgresql     running" in status and "mlflow         running" in status
+    assert "next run                 none (the scheduler is not running)" in status
+    assert "last run                 " in status
 
 
 def test_down_stops_what_up_started(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from potability.config import ServingSettings
-from potability.features import FEATURE_NAMES
+from potability.features import FEATURE_NAMES, TARGET
 from potability.model_server import decision_threshold
 from potability.seed import load_dataset
 
@@ -19,6 +19,7 @@ def test_health_reports_the_model(model_server_url):
     body = requests.get(f"{model_server_url}/health", timeout=5).json()
     assert body["model_version"] == "test-1" and body["model_name"] == "water-potability"
     assert 0 < body["threshold"] < 1
+    assert body["runtime"] == "onnx"
 
 
 def test_predictions_match_the_estimator(model_server_url, tiny_model_dir):
@@ -84,3 +85,16 @@ def test_serving_shortcut_for_forests_changes_no_prediction():
     matrix = x.to_numpy()
     assert np.array_equal(served.predict_proba(matrix), model.predict_proba(x))
     assert np.array_equal(served.predict_proba(matrix[:1]), model.predict_proba(x.iloc[:1]))
+
+
+def test_decision_threshold_of_a_fixed_threshold_model() -> None:
+    """Training serves FixedThresholdClassifier(CalibratedClassifierCV(...)) (components/modeling.py)."""
+    from sklearn.dummy import DummyClassifier
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    frame = load_dataset().head(60)
+    model = FixedThresholdClassifier(DummyClassifier(strategy="prior"), threshold=0.37,
+                                     response_method="predict_proba")
+    model.fit(frame[list(FEATURE_NAMES)], frame[TARGET])
+    assert decision_threshold(model) == 0.37
+    assert decision_threshold(DummyClassifier()) == 0.5

@@ -1,12 +1,15 @@
-"""The Cloud Functions' hand-kept requirements.txt covers what their code imports, at the
-versions we test with.
+"""The Cloud Functions' requirements.txt is uv.lock's pins for the ``functions`` group, and
+covers what their code imports.
 
 Terraform zips ``potability/``, ``functions/`` and ``sql/`` with
-``terraform/function_source/requirements.txt``; the buildpack installs only that file. A module
-the functions import but the file does not provide would first fail in production, so: every
-third-party import (also the lazy ones inside functions) of every module ``functions.main``
-loads must come from a distribution the requirements pull in, and every range must admit the
-version ``uv.lock`` pins (the one the tests ran).
+``terraform/function_source/requirements.txt``; the buildpack installs only that file. It is
+generated (``make function-requirements``: ``uv export --frozen --only-group functions
+--no-emit-project``), so each deploy installs exactly the versions the tests ran, hash-checked.
+Here: the file is what that command prints now (stale after a dependency change: regenerate);
+every requirement is pinned (``==``, with hashes) to uv.lock's version; the ``functions`` group
+repeats [project] ranges, never others; and every third-party import (also the lazy ones
+inside functions) of every module ``functions.main`` loads comes from a distribution the
+requirements pull in - a module missing from the file would first fail in production.
 """
 
 from __future__ import annotations
@@ -29,14 +32,35 @@ REQUIREMENTS = ROOT / "terraform" / "function_source" / "requirements.txt"
 FIRST_PARTY = {"potability", "functions", "components", "pipelines"}
 
 
+UV = ROOT / ".venv-uv" / "bin" / "uv"
+EXPORT = [str(UV), "export", "--frozen", "--only-group", "functions", "--no-emit-project", "--quiet"]
+
+
+def requirement_entries() -> list[tuple[Requirement, list[str]]]:
+    """(requirement, its --hash values) per entry of the exported file (continuation lines)."""
+    text = REQUIREMENTS.read_text().replace("\\\n", " ")
+    entries = []
+    for line in (x.split("#", 1)[0].strip() if not x.lstrip().startswith("--hash") else x.strip()
+                 for x in text.splitlines()):
+        if not line:
+            continue
+        spec, *options = line.split(" --hash=")
+        entries.append((Requirement(spec.strip()), [o.strip() for o in options]))
+    return entries
+
+
 def requirements() -> list[Requirement]:
-    lines = REQUIREMENTS.read_text().splitlines()
-    return [Requirement(line) for line in (x.split("#")[0].strip() for x in lines) if line]
+    return [req for req, _ in requirement_entries()]
 
 
-def locked_versions() -> dict[str, str]:
+def locked_versions() -> dict[str, set[str]]:
+    """Name -> the versions uv.lock pins (several when the resolution forks by marker)."""
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
-    return {canonicalize_name(p["name"]): p["version"] for p in lock["package"] if "version" in p}
+    versions: dict[str, set[str]] = {}
+    for p in lock["package"]:
+        if "version" in p:
+            versions.setdefault(canonicalize_name(p["name"]), set()).add(p["version"])
+    return versions
 
 
 def loaded_source_files() -> list[Path]:
@@ -112,7 +136,7 @@ def distributions_of(modules: set[str]) -> set[str]:
 def closure(reqs: list[Requirement]) -> set[str]:
     """The requirements and everything they depend on (markers evaluated here)."""
     visited: set[tuple[str, frozenset[str]]] = set()  # (name, extras): extras add deps
-    todo = [(r.name, frozenset(r.extras)) for r in reqs]
+    todo = [(r.name, frozenset(r.extras)) for r in reqs if r.marker is None or r.marker.evaluate()]
     while todo:
         name, extras = todo.pop()
         key = (canonicalize_name(name), extras)
@@ -127,13 +151,37 @@ def closure(reqs: list[Requirement]) -> set[str]:
     return {name for name, _ in visited}
 
 
-def test_every_range_admits_the_locked_version() -> None:
+def test_the_file_is_exported_from_the_lock_now() -> None:
+    assert UV.exists(), f"{UV} is missing: run `make env`"
+    fresh = subprocess.run(EXPORT, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert REQUIREMENTS.read_text() == fresh, (
+        "terraform/function_source/requirements.txt is stale: run `make function-requirements`")
+    assert "uv export --frozen --only-group functions --no-emit-project" in fresh.splitlines()[1]
+
+
+def test_every_requirement_is_pinned_with_hashes_to_the_locked_version() -> None:
     locked = locked_versions()
-    for req in requirements():
-        version = locked.get(canonicalize_name(req.name))
-        assert version, f"{req.name} is not in uv.lock"
-        assert req.specifier.contains(version, prereleases=True), (
-            f"{req.name}: requirements.txt says {req.specifier}, uv.lock pins {version}")
+    entries = requirement_entries()
+    assert len(entries) > 20  # the whole closure, not only the direct dependencies
+    for req, hashes in entries:
+        versions = locked.get(canonicalize_name(req.name))
+        assert versions, f"{req.name} is not in uv.lock"
+        pinned = str(req.specifier)
+        assert pinned.startswith("==") and pinned[2:] in versions, (
+            f"{req.name}: {pinned}, uv.lock pins {sorted(versions)}")
+        assert hashes and all(h.startswith("sha256:") for h in hashes), f"{req.name}: no hashes"
+
+
+def test_the_functions_group_only_repeats_project_ranges() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = {canonicalize_name(Requirement(r).name): Requirement(r)
+               for r in pyproject["project"]["dependencies"]}
+    for text in pyproject["dependency-groups"]["functions"]:
+        req = Requirement(text)
+        same = project.get(canonicalize_name(req.name))
+        assert same is not None, f"{req.name} is in the functions group but not a dependency"
+        assert (same.specifier, same.extras) == (req.specifier, req.extras), (
+            f"{req.name}: the functions group says {req}, [project] says {same}")
 
 
 def test_requirements_provide_every_import_of_the_deployed_functions() -> None:

@@ -1,0 +1,67 @@
+"""The few lines a local run ends with: the outcome, where to look, what to try.
+
+Read from the run's row in ``water.pipeline_runs`` (the same record the status page shows), the
+stack's env file (URLs) and MLflow's REST API (the experiment of the run, for the UI link
+``<tracking uri>/#/experiments/<id>/runs/<run id>``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from potability import config, services
+from potability.config import Settings
+
+FUNCTION_URLS = (("predict", "PREDICT_URL", "fn-predict"),
+                 ("add_sample", "ADD_SAMPLE_URL", "fn-add-sample"),
+                 ("status page", "STATUS_URL", "fn-status"))
+
+
+def mlflow_run_link(tracking_uri: str, mlflow_run_id: str) -> str:
+    """The MLflow UI page of a run, or the UI's front page when the run cannot be looked up."""
+    if not tracking_uri or not mlflow_run_id:
+        return tracking_uri
+    try:
+        response = requests.get(f"{tracking_uri}/api/2.0/mlflow/runs/get",
+                                params={"run_id": mlflow_run_id}, timeout=5)
+        experiment = response.json()["run"]["info"]["experiment_id"]
+    except (requests.RequestException, ValueError, KeyError):
+        return tracking_uri
+    return f"{tracking_uri}/#/experiments/{experiment}/runs/{mlflow_run_id}"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value) * 100:.1f}%"
+
+
+def summary_lines(settings: Settings, run_id: str, log_path: Path | None) -> list[str]:
+    """The run's outcome, the champion, the URLs and the example curls."""
+    from components.run_record import read_run
+
+    row = read_run(settings, run_id) or {}
+    decision = str(row.get("decision") or "no decision").replace("_", " ")
+    lines = [f"run {run_id}: {row.get('status', 'unknown')} - {decision}"]
+    if row.get("champion_version"):
+        lines.append(
+            f"champion     {row.get('model_name')} v{row['champion_version']} "
+            f"({row.get('champion_family')}): held-out precision "
+            f"{_pct(row.get('champion_precision'))}, recall {_pct(row.get('champion_recall'))}")
+    lines.append(f"MLflow run   {mlflow_run_link(settings.mlflow_tracking_uri, row.get('mlflow_run_id') or '')}")
+    if log_path is not None:
+        lines.append(f"full log     {log_path}")
+    env = config.read_env(settings.home)
+    running = [(label, env[key]) for label, key, service in FUNCTION_URLS
+               if env.get(key) and services.running_pid(settings.home, service)]
+    if not running:
+        lines.append("functions    not running: `potability functions` starts them")
+        return lines
+    for label, url in running:
+        lines.append(f"{label:<12} {url}")
+    from potability.local_functions import example_curls
+
+    lines.append("try:")
+    lines.extend("  " + curl for curl in example_curls(settings.home))
+    return lines

@@ -1,0 +1,172 @@
+"""``make gcp-deploy``: everything after ``terraform apply``, one command.
+
+    python -m potability.gcp_deploy [--dry-run] [--tag TAG] [--auto-approve]
+
+1. read ``terraform output -json`` (project, region, repositories, migration job, URLs);
+2. build and push the project image with Cloud Build (``gcloud builds submit --tag``);
+3. look up the pushed image's digest (``gcloud artifacts docker images describe``);
+4. ``terraform apply -var image_digest=...``: the functions' serving image, the Vertex
+   serving image and the migration job then run that exact build (a tag can move, a digest
+   cannot; the migration job exists once the digest is known, terraform/migrate.tf);
+5. compile the pipeline for that image and publish it to the KFP template registry
+   (``python -m pipelines publish``), which moves the tag ``latest`` the schedule runs;
+6. run the migration job and wait for it (``gcloud run jobs execute NAME --wait``):
+   ``potability migrate`` - migrations, pgAudit, roles and grants;
+7. print each function's URL, call the public status page once (smoke test) and print how to
+   call predict and add_sample with an identity token.
+
+``--dry-run`` (``make gcp-deploy DRY_RUN=1``) prints every command and runs only the read-only ones
+(``terraform output``, ``git rev-parse``); values a skipped step would produce are shown as
+``<...>``. Each command is printed before it runs, so a failure shows exactly where it stopped;
+re-running is safe (every step is idempotent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+TERRAFORM_DIR = "terraform"
+IMAGE_NAME = "potability"
+
+
+class DeployError(RuntimeError):
+    """A step failed or a value it needs is missing; the message says which and what to do."""
+
+
+@dataclass
+class Runner:
+    """Runs (or, dry, only prints) commands; ``read_only`` ones run even when dry."""
+
+    dry_run: bool = False
+    out: Callable[[str], None] = print
+    cwd: Path = ROOT
+    env: dict[str, str] | None = None
+    executed: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, argv: Sequence[str], *, capture: bool = False, read_only: bool = False,
+                 placeholder: str = "") -> str:
+        argv = [str(a) for a in argv]
+        self.out(("(dry run) " if self.dry_run and not read_only else "") + "+ " + shlex.join(argv))
+        if self.dry_run and not read_only:
+            return placeholder
+        self.executed.append(argv)
+        try:
+            done = subprocess.run(argv, cwd=self.cwd, env=self.env, text=True, check=False,
+                                  stdout=subprocess.PIPE if capture else None)
+        except FileNotFoundError as exc:
+            raise DeployError(f"{argv[0]} is not installed or not on PATH") from exc
+        if done.returncode != 0:
+            raise DeployError(f"`{shlex.join(argv)}` failed (exit {done.returncode}); fix the "
+                              "cause and run `make gcp-deploy` again (every step is idempotent)")
+        return (done.stdout or "").strip() if capture else ""
+
+
+def terraform_outputs(run: Runner) -> dict[str, object]:
+    text = run(["terraform", f"-chdir={TERRAFORM_DIR}", "output", "-json"], capture=True,
+               read_only=True)
+    try:
+        raw = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise DeployError("`terraform output -json` did not print JSON: has `terraform apply` "
+                          "run in terraform/?") from exc
+    return {name: item.get("value") for name, item in raw.items()}
+
+
+def _need(outputs: dict[str, object], *names: str) -> list[object]:
+    missing = [n for n in names if outputs.get(n) in (None, "", {})]
+    if missing:
+        raise DeployError(f"terraform output lacks {', '.join(missing)}: run `terraform apply` "
+                          "in terraform/ first (with this checkout's configuration)")
+    return [outputs[n] for n in names]
+
+
+def source_tag(run: Runner) -> str:
+    """The image tag: the commit being deployed."""
+    return run(["git", "rev-parse", "--short=12", "HEAD"], capture=True, read_only=True)
+
+
+def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
+           python: str = sys.executable) -> dict[str, str]:
+    """The whole path; returns the function URLs."""
+    out = run.out
+    outputs = terraform_outputs(run)
+    project, region, repository, template_uri = _need(
+        outputs, "project_id", "region", "image_repository", "pipeline_template_uri")
+    tag = tag or source_tag(run)
+    image = f"{repository}/{IMAGE_NAME}:{tag}"
+
+    out(f"\n== 1/5 build {image} with Cloud Build")
+    run(["gcloud", "builds", "submit", f"--project={project}", f"--region={region}",
+         f"--tag={image}", "."])
+    digest = run(["gcloud", "artifacts", "docker", "images", "describe", image,
+                  f"--project={project}", "--format=value(image_summary.digest)"],
+                 capture=True, placeholder="<digest of the pushed image>")
+    if not run.dry_run and not digest.startswith("sha256:"):
+        raise DeployError(f"no digest for {image} (got {digest!r})")
+    pinned = f"{repository}/{IMAGE_NAME}@{digest}"
+
+    out(f"\n== 2/5 pin {pinned} (functions, Vertex serving, migration job)")
+    run(["terraform", f"-chdir={TERRAFORM_DIR}", "apply", "-input=false",
+         f"-var=image_digest={digest}", *(["-auto-approve"] if auto_approve else [])])
+    if not run.dry_run:
+        outputs = terraform_outputs(run)
+
+    out("\n== 3/5 publish the pipeline to the template registry (the schedule runs `latest`)")
+    run([python, "-m", "pipelines", "publish", f"--host={template_uri}", f"--image={pinned}"])
+
+    out("\n== 4/5 migrate the database (Cloud Run job: potability migrate)")
+    job = outputs.get("migration_job") or ("<migration_job output>" if run.dry_run else "")
+    if not job:
+        raise DeployError("terraform output migration_job is empty: the migration job is "
+                          "created by `terraform apply -var image_digest=...` (step 2)")
+    run(["gcloud", "run", "jobs", "execute", str(job), f"--project={project}",
+         f"--region={region}", "--wait"])
+
+    out("\n== 5/5 functions")
+    urls = {str(k): str(v) for k, v in dict(outputs.get("function_urls") or {}).items()}
+    for name, url in sorted(urls.items()):
+        out(f"{name:12} {url}")
+    if "status" in urls:
+        run(["curl", "--fail", "--silent", "--show-error", "--max-time", "60",
+             "--output", os.devnull, "--write-out", "status page: HTTP %{http_code}\\n",
+             urls["status"]])
+    token = '"Authorization: Bearer $(gcloud auth print-identity-token)"'
+    if "predict" in urls:
+        out(f"try predict (as a sensor account):  curl -H {token} -H 'Content-Type: "
+            f"application/json' -d @reading.json {urls['predict']}")
+    if "add_sample" in urls:
+        out(f"try add_sample (regulator group):   curl -H {token} -H 'Content-Type: "
+            f"application/json' -d @samples.json {urls['add_sample']}")
+    return urls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m potability.gcp_deploy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print every command; run only the read-only ones "
+                             "(`make gcp-deploy DRY_RUN=1` passes it)")
+    parser.add_argument("--tag", default="", help="image tag (default: the commit, git rev-parse)")
+    parser.add_argument("--auto-approve", action="store_true",
+                        help="pass -auto-approve to terraform apply")
+    args = parser.parse_args(argv)
+    run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
+    try:
+        deploy(run, tag=args.tag, auto_approve=args.auto_approve)
+    except DeployError as exc:
+        print(f"gcp-deploy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

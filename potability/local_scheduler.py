@@ -1,0 +1,215 @@
+"""The daily schedule in local mode: a background service that runs the training pipeline.
+
+On Google Cloud, Cloud Scheduler starts the pipeline (``terraform/scheduler.tf``: the
+``schedule`` cron expression in ``schedule_time_zone``, default ``0 3 * * *`` in ``Etc/UTC``).
+Locally, ``potability up`` starts this service (``scheduler``, pid file and log like every
+other service, stopped by ``potability down``) with the same kind of expression:
+
+    PIPELINE_SCHEDULE            unix-cron, default "0 3 * * *"; empty: no local schedule.
+                                 A sixth field gives seconds (croniter), for tests.
+    PIPELINE_SCHEDULE_TIME_ZONE  IANA zone the expression is read in, default "Etc/UTC".
+    PIPELINE_SCHEDULE_PARAMS     extra pipeline parameters, "k=v,k=v" (default none: the
+                                 pipeline's defaults, which are Terraform's variable defaults).
+
+At each time it fires, it runs ``python -m pipelines run --local`` as a child process (the very
+command a user types, so the run's outcome lands in ``water.pipeline_runs`` and its full output
+in ``<home>/logs/pipeline-runs/<run id>.log``; the step lines and summary go to this service's
+log). Never two runs at once: the pipeline's own lock (:func:`pipelines.local_run.run_lock`)
+refuses a second run, by hand or scheduled, and a firing that finds a run in progress is
+logged as skipped. A firing missed while the machine was off is not caught up (Cloud
+Scheduler does not either, without a retry config): the next one comes at its time.
+
+The service publishes what it will do next in ``<home>/run/scheduler.json`` for ``potability
+status``. Cron semantics are croniter's (https://github.com/pallets-eco/croniter, the README's
+"About DST" section: times are computed in the given zone, across DST changes).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from potability import services
+from potability.config import Settings, load_settings
+
+SERVICE = "scheduler"
+STATE_FILE = "scheduler.json"
+BUSY_EXIT = 3
+"""Exit code of ``python -m pipelines run --local`` when another run holds the lock."""
+ROOT = Path(__file__).resolve().parent.parent
+MAX_SLEEP = 30.0
+"""Longest single sleep: the wall clock is re-read this often (a laptop may have slept)."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    expression: str
+    time_zone: str
+
+    def __post_init__(self) -> None:
+        if not croniter.is_valid(self.expression):
+            raise ValueError(f"PIPELINE_SCHEDULE {self.expression!r} is not a cron expression "
+                             "(5 fields, e.g. '0 3 * * *'; a 6th field gives seconds)")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"PIPELINE_SCHEDULE_TIME_ZONE {self.time_zone!r} is not an IANA "
+                             "time zone (e.g. 'Etc/UTC', 'Europe/Paris')") from None
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first firing strictly after ``moment`` (aware), in the schedule's zone."""
+        local = moment.astimezone(ZoneInfo(self.time_zone))
+        return croniter(self.expression, local).get_next(datetime)
+
+
+def schedule_of(settings: Settings) -> Schedule | None:
+    """The configured schedule, or None when ``PIPELINE_SCHEDULE`` is empty."""
+    if not settings.pipeline_schedule:
+        return None
+    return Schedule(settings.pipeline_schedule, settings.pipeline_schedule_time_zone)
+
+
+def state_path(home: Path) -> Path:
+    return home / "run" / STATE_FILE
+
+
+def read_state(home: Path) -> dict[str, Any]:
+    try:
+        return json.loads(state_path(home).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(home: Path, **values: Any) -> None:
+    path = state_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**read_state(home), **values}, indent=1))
+    tmp.replace(path)
+
+
+def run_command(settings: Settings) -> list[str]:
+    """The command a firing runs: the user's own, with the scheduled parameters."""
+    argv = [sys.executable, "-m", "pipelines", "run", "--local"]
+    for pair in settings.pipeline_schedule_params:
+        argv += ["--param", pair]
+    return argv
+
+
+def fire(settings: Settings, now: Callable[[], datetime]) -> int:
+    """Run the pipeline once, in the foreground of this service; return its exit code."""
+    started = now()
+    print(f"{started.isoformat(timespec='seconds')} scheduled run starting", flush=True)
+    global _child
+    _child = subprocess.Popen(run_command(settings), cwd=ROOT, stdin=subprocess.DEVNULL)
+    try:
+        code = _child.wait()
+    finally:
+        _child = None
+    outcome = {0: "succeeded", BUSY_EXIT: "skipped: another run was in progress"}.get(
+        code, f"failed (exit {code})")
+    print(f"{now().isoformat(timespec='seconds')} scheduled run {outcome}", flush=True)
+    _write_state(settings.home, last_fired=started.isoformat(), last_exit=code,
+                 last_outcome=outcome)
+    return code
+
+
+def serve(settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+          sleep: Callable[[float], None] = time.sleep, firings: int | None = None) -> None:
+    """Fire the pipeline at each time of the schedule, forever (or ``firings`` times)."""
+    schedule = schedule_of(settings)
+    if schedule is None:
+        print("PIPELINE_SCHEDULE is empty: no local schedule", flush=True)
+        return
+    fired = 0
+    while firings is None or fired < firings:
+        due = schedule.next_after(now())
+        _write_state(settings.home, schedule=schedule.expression,
+                     time_zone=schedule.time_zone, next_run=due.isoformat())
+        print(f"next run {due.isoformat()} ({schedule.expression}, {schedule.time_zone})",
+              flush=True)
+        while (left := (due - now()).total_seconds()) > 0:
+            sleep(min(left, MAX_SLEEP))
+        fire(settings, now)
+        fired += 1
+
+
+def start(settings: Settings) -> str:
+    """Start (or keep, or restart on a changed schedule, or stop when empty) the service.
+
+    Returns a line for ``potability up``.
+    """
+    home = settings.home
+    schedule = schedule_of(settings)  # an invalid expression fails `up` here, loudly
+    running = services.running_pid(home, SERVICE)
+    state = read_state(home)
+    if schedule is None:
+        if running:
+            services.stop(home, SERVICE)
+        state_path(home).unlink(missing_ok=True)
+        return "off (PIPELINE_SCHEDULE is empty)"
+    wanted = {"schedule": schedule.expression, "time_zone": schedule.time_zone,
+              "params": list(settings.pipeline_schedule_params)}
+    if running and {k: state.get(k) for k in wanted} != wanted:
+        services.stop(home, SERVICE)
+        running = None
+    if not running:
+        state_path(home).unlink(missing_ok=True)
+        _write_state(home, **wanted)
+        env = {"PIPELINE_SCHEDULE": schedule.expression,
+               "PIPELINE_SCHEDULE_TIME_ZONE": schedule.time_zone,
+               "PIPELINE_SCHEDULE_PARAMS": ",".join(settings.pipeline_schedule_params),
+               "POTABILITY_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        services.start(home, SERVICE, [sys.executable, "-m", "potability.local_scheduler"],
+                       env=env, cwd=ROOT)
+        _wait_for_state(home)
+    return f"{schedule.expression} ({schedule.time_zone}), next run {next_run(home) or '?'}"
+
+
+def _wait_for_state(home: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not read_state(home).get("next_run"):
+        if not services.running_pid(home, SERVICE):
+            raise RuntimeError(f"the scheduler exited at start; see {services.log_file(home, SERVICE)}")
+        time.sleep(0.1)
+
+
+def next_run(home: Path) -> str:
+    """The next firing the running service announced (empty when none runs)."""
+    if not services.running_pid(home, SERVICE):
+        return ""
+    return str(read_state(home).get("next_run", ""))
+
+
+_child: subprocess.Popen[bytes] | None = None
+"""The run in progress, if any."""
+
+
+def _on_sigterm(*_: Any) -> None:
+    """Stop; a run in progress got the same signal (one process group) and records itself as
+    failed: wait for it rather than kill it mid-write."""
+    if _child is not None:
+        try:
+            _child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _child.kill()
+    sys.exit(0)
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    serve(load_settings())
+
+
+if __name__ == "__main__":
+    main()
