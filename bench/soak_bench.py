@@ -12,6 +12,14 @@ so a stall shows up as latency and errors instead of silently lowering the rate)
 predict single readings, 15% predict batches of 20, 15% add_sample, 20% status (JSON).
 At 1/3 of the run PostgreSQL is stopped in immediate mode and started 2 s later; at 2/3 the
 model server is SIGKILLed and started again 2 s later.
+
+The model server listens on a port of its own (not 8080, which every local stack's model
+server prefers), serves model version ``soak-1``, and every predict answer is checked for
+that version: an earlier version "restarted" it in no time with no failed request
+because, while ours was down, another stack's model server had taken port 8080 and answered
+in its place (``model_server.start_local`` now refuses that). The report says when the model
+server stopped answering, when predict answered from the restarted one again, and how many
+predict answers came from any other model.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
            "Trihalomethanes": 66.4, "Turbidity": 3.9}
 MIX = (("predict", 0.50), ("predict_batch", 0.15), ("add_sample", 0.15), ("status", 0.20))
 BATCH = 20
+MODEL_NAME = "soak-water-potability"
+MODEL_VERSION = "soak-1"
 
 
 @dataclass
@@ -52,6 +62,8 @@ class Outcome:
     status: int
     sent: float
     latency: float
+    model: str = ""
+    """For predict: the version of the model that answered."""
 
 
 def train_small_model(path: Path) -> None:
@@ -78,19 +90,36 @@ def train_small_model(path: Path) -> None:
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-         timeout: float = 15.0) -> int:
+         timeout: float = 15.0) -> tuple[int, bytes]:
+    """(status, body); status -1 when there was no answer at all."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={
         **({"Content-Type": "application/json"} if data else {}), **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-            return response.status
+            return response.status, response.read()
     except urllib.error.HTTPError as exc:
-        exc.read()
-        return exc.code
+        return exc.code, exc.read()
     except OSError:
-        return -1  # no answer at all
+        return -1, b""
+
+
+def served_by(raw: bytes) -> str:
+    """The version of the model that answered a predict call ("" if not an answer); predict's
+    own ``model_name`` is its setting, the version is the model server's."""
+    try:
+        answer = json.loads(raw)
+        return str(answer["predictions"][0]["model_version"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+
+
+def answers_health(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def process_tree_rss(pid: int | None) -> int:
@@ -148,13 +177,14 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
     config.update_env(home, POTABILITY_ENV="local", POTABILITY_HOME=str(home), DATABASE_URL=url)
     model_dir = home / "model"
     train_small_model(model_dir)
-    model_server.start_local(home, str(model_dir), "water-potability", "soak-1", tracking_uri="")
+    model_url = model_server.start_local(home, str(model_dir), MODEL_NAME, MODEL_VERSION,
+                                         tracking_uri="", port=services.free_port())
     env = local_functions.start(home)
     token = (home / local_functions.TOKEN_FILE).read_text().strip()
     auth = {"Authorization": f"Bearer {token}"}
     predict_url, samples_url, status_url = env["PREDICT_URL"], env["ADD_SAMPLE_URL"], env["STATUS_URL"]
 
-    def send(kind: str, key: str) -> int:
+    def send(kind: str, key: str) -> tuple[int, bytes]:
         if kind == "predict":
             return http("POST", predict_url, {"sensor_id": "soak", "reading": READING},
                         {"Idempotency-Key": key})
@@ -171,12 +201,14 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     faults: dict[str, tuple[float, float]] = {}
+    model_down: dict[str, float] = {}
 
     def one(kind: str, key: str, due: float) -> None:
         started = time.monotonic()
-        status = send(kind, key)
+        status, raw = send(kind, key)
+        model = served_by(raw) if kind.startswith("predict") and status == 200 else ""
         with lock:
-            outcomes.append(Outcome(kind, key, status, due, time.monotonic() - started))
+            outcomes.append(Outcome(kind, key, status, due, time.monotonic() - started, model))
 
     def inject() -> None:
         try:
@@ -199,15 +231,17 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
         time.sleep(max(0.0, t0 + 2 * duration / 3 - time.monotonic()))
         began = time.monotonic()
         ms_pid = services.running_pid(home, model_server.SERVICE)
-        if ms_pid:
-            os.killpg(ms_pid, signal.SIGKILL)
-            while services.is_alive(ms_pid):
-                time.sleep(0.05)
-        else:
-            print("warning: no model server to kill", flush=True)
+        if not ms_pid:
+            raise RuntimeError("no model server to kill")
+        os.killpg(ms_pid, signal.SIGKILL)
+        while services.is_alive(ms_pid):
+            time.sleep(0.05)
+        if answers_health(model_url):
+            raise RuntimeError(f"{model_url} still answers after the kill: not our server")
+        model_down["killed"] = time.monotonic()
         time.sleep(2.0)
-        model_server.start_local(home, str(model_dir), "water-potability", "soak-1",
-                                 tracking_uri="")
+        model_server.start_local(home, str(model_dir), MODEL_NAME, MODEL_VERSION,
+                                 tracking_uri="")  # same port: the functions keep its URL
         faults["model server restart"] = (began, time.monotonic())
 
     kinds, weights = zip(*MIX)
@@ -285,11 +319,27 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
         failed = Counter(o.status for o in window if not 200 <= o.status < 300)
         print(f"fault '{name}': {ended - began:.1f} s from injection to restarted; "
               f"{len(window)} requests sent meanwhile, not 2xx: {dict(failed) or 0}")
+    ours = MODEL_VERSION
+    foreign = Counter(o.model for o in outcomes if o.model and o.model != ours)
+    print(f"predict answers from another model version than {ours}: {sum(foreign.values())}"
+          + (f" {dict(foreign)}" if foreign else ""))
+    if "model server restart" in faults:
+        began, ended = faults["model server restart"]
+        failed_predicts = [o for o in outcomes if o.kind.startswith("predict")
+                           and o.sent >= began and o.status != 200]
+        back = [o.sent + o.latency for o in outcomes if o.kind.startswith("predict")
+                and o.sent >= ended and o.status == 200 and o.model == ours]
+        print(f"model server: killed {model_down.get('killed', began) - began:.1f} s after "
+              f"injection (health silent), restarted (health answers {ours}) after "
+              f"{ended - began:.1f} s; predict non-200 from the kill on: {len(failed_predicts)}; "
+              f"first predict 200 from the restarted server {min(back) - began:.1f} s after the "
+              "kill" if back else "no predict 200 after the restart")
     missing = {"database restart", "model server restart"} - set(faults)
     if missing:
         print(f"WARNING: faults not injected: {sorted(missing)}")
-    if totals.get(500) or totals.get(-1) or lost:
-        print("FAILED: 500s, unanswered requests or lost rows")
+    if totals.get(500) or totals.get(-1) or lost or foreign or missing:
+        print("FAILED: 500s, unanswered requests, lost rows, answers from another model or "
+              "faults not injected")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def deploy_component(
     endpoint_min_replicas: int = 1,
     endpoint_max_replicas: int = 3,
     endpoint_cpu_target: int = 60,
+    mlflow_credentials_secret: str = "",
 ) -> str:
     """Serve the champion (locally or on the Vertex endpoint); mark the run succeeded.
 
@@ -96,7 +97,7 @@ def deploy_component(
     from components.runtime import step_settings
 
     settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
-                             mlflow_tracking_uri, model_name)
+                             mlflow_tracking_uri, model_name, mlflow_credentials_secret)
     with run_record.failure_recorded(settings, run_id, "deploy"):
         if deploy_target not in DEPLOY_TARGETS:
             raise ValueError(f"deploy_target must be one of {DEPLOY_TARGETS}, got {deploy_target!r}")

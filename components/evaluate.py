@@ -274,6 +274,7 @@ def evaluate_component(
     scored_candidates: Output[Artifact],
     metrics: Output[Metrics],
     challenger_metrics: Output[ClassificationMetrics],
+    mlflow_credentials_secret: str = "",
 ):
     """Score the candidates on the held-out rows; KFP metrics for all, curves for the best."""
     import json
@@ -290,7 +291,8 @@ def evaluate_component(
     from potability.features import FEATURE_NAMES, TARGET
 
     settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
-                             mlflow_tracking_uri)
+                             mlflow_tracking_uri,
+                             mlflow_credentials_secret=mlflow_credentials_secret)
     with run_record.failure_recorded(settings, run_id, "evaluate"):
         test = read_dataset(test_set.path)
         models: dict = {}

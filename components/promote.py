@@ -341,6 +341,7 @@ def promote_component(
     cloud_sql_instance: str,
     database_name: str,
     database_user: str,
+    mlflow_credentials_secret: str = "",
 ) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
                                    ("champion_changed", bool), ("previous_version", str)]):
     """Pick the challenger, weigh the evidence against the champion, register and move the
@@ -355,7 +356,7 @@ def promote_component(
     from components.runtime import step_settings
 
     settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
-                             mlflow_tracking_uri, model_name)
+                             mlflow_tracking_uri, model_name, mlflow_credentials_secret)
     with run_record.failure_recorded(settings, run_id, "promote"):
         result = promote(
             settings=settings, run_id=run_id,

@@ -40,6 +40,7 @@ def step_settings(
     database_user: str = "",
     mlflow_tracking_uri: str = "",
     model_name: str = "",
+    mlflow_credentials_secret: str = "",
 ) -> Settings:
     """Settings for a component from its parameters, completed by the environment.
 
@@ -54,6 +55,8 @@ def step_settings(
         database_user: IAM database user for the connector.
         mlflow_tracking_uri: MLflow tracking server.
         model_name: registered model name.
+        mlflow_credentials_secret: Secret Manager secret with the MLflow ``pipelines`` user's
+            password (GCP); when set, this process logs in to MLflow with it.
     """
     base = load_settings()
     changes: dict[str, Any] = {}
@@ -67,4 +70,23 @@ def step_settings(
         changes["mlflow_tracking_uri"] = mlflow_tracking_uri
     if model_name:
         changes["model_name"] = model_name
-    return base.with_(**changes)
+    if mlflow_credentials_secret:
+        changes["mlflow_credentials_secret"] = mlflow_credentials_secret
+    settings = base.with_(**changes)
+    if settings.mlflow_credentials_secret and settings.mlflow_tracking_uri:
+        mlflow_login(settings.mlflow_credentials_secret)
+    return settings
+
+
+def mlflow_login(secret: str, session: Any = None) -> None:
+    """Log this step's MLflow client in as the ``pipelines`` user, with the password read from
+    Secret Manager by the step's own service account (never a parameter or a command line).
+
+    Args:
+        secret: ``projects/P/secrets/S``.
+        session: an authorized HTTP session (tests inject one; default: the step's credentials).
+    """
+    from potability.config import export_mlflow_credentials
+    from potability.secret_manager import MLFLOW_PIPELINES_USER, access_secret
+
+    export_mlflow_credentials(MLFLOW_PIPELINES_USER, access_secret(secret, session))

@@ -260,6 +260,7 @@ def train_component(
     database_user: str,
     test_set: Output[Dataset],
     candidates: Output[Artifact],
+    mlflow_credentials_secret: str = "",
 ) -> NamedTuple("TrainOutputs", [("parent_run_id", str), ("training_rows", int)]):  # type: ignore[valid-type]
     """Train the families and the ensemble; write the held-out rows and the candidate list."""
     import json
@@ -273,7 +274,7 @@ def train_component(
     from components.train import train
 
     settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
-                             mlflow_tracking_uri, model_name)
+                             mlflow_tracking_uri, model_name, mlflow_credentials_secret)
     with run_record.failure_recorded(settings, run_id, "train"):
         config = TrainingConfig(recall_floor=recall_floor, cv_folds=cv_folds, seed=split_seed)
         parent_id, logged, parts = train(

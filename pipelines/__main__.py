@@ -110,6 +110,7 @@ def _submit(args: argparse.Namespace) -> int:
     params = {
         **DEFAULT_PARAMETERS, "deploy_target": "vertex", "model_name": settings.model_name,
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+        "mlflow_credentials_secret": settings.mlflow_credentials_secret,
         "cloud_sql_instance": settings.cloud_sql_instance, "database_name": settings.db_name,
         "database_user": settings.db_user, "project": settings.google_cloud_project,
         "region": settings.google_cloud_region, "endpoint_id": settings.vertex_endpoint_id,

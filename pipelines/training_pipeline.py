@@ -30,6 +30,7 @@ DEFAULT_PARAMETERS: dict[str, Any] = {
     "promotion_confidence": 0.9,
     "model_name": "water-potability",
     "mlflow_tracking_uri": "",
+    "mlflow_credentials_secret": "",
     "database_url": "",
     "cloud_sql_instance": "",
     "database_name": "potability",
@@ -70,6 +71,7 @@ def build(image: str) -> Any:
         promotion_confidence: float = 0.9,
         model_name: str = "water-potability",
         mlflow_tracking_uri: str = "",
+        mlflow_credentials_secret: str = "",
         database_url: str = "",
         cloud_sql_instance: str = "",
         database_name: str = "potability",
@@ -85,6 +87,8 @@ def build(image: str) -> Any:
         endpoint_cpu_target: int = 60,
     ) -> None:
         run_id = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+        mlflow = dict(mlflow_tracking_uri=mlflow_tracking_uri,
+                      mlflow_credentials_secret=mlflow_credentials_secret)
         db = dict(database_url=database_url, cloud_sql_instance=cloud_sql_instance,
                   database_name=database_name, database_user=database_user)
 
@@ -92,13 +96,13 @@ def build(image: str) -> Any:
         trained = train_op(
             run_id=run_id, dataset=exported.outputs["dataset"], recall_floor=recall_floor,
             test_fraction=test_fraction, split_seed=split_seed, cv_folds=cv_folds,
-            grids=grids, model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, **db,
+            grids=grids, model_name=model_name, **mlflow, **db,
         ).set_display_name("train")
         evaluated = evaluate_op(
             run_id=run_id, test_set=trained.outputs["test_set"],
             candidates=trained.outputs["candidates"],
             parent_run_id=trained.outputs["parent_run_id"], recall_floor=recall_floor,
-            mlflow_tracking_uri=mlflow_tracking_uri, **db,
+            **mlflow, **db,
         ).set_display_name("evaluate")
         promoted = promote_op(
             run_id=run_id, scored_candidates=evaluated.outputs["scored_candidates"],
@@ -107,18 +111,18 @@ def build(image: str) -> Any:
             training_rows=trained.outputs["training_rows"], recall_floor=recall_floor,
             split_seed=split_seed, test_fraction=test_fraction,
             promotion_confidence=promotion_confidence, model_name=model_name,
-            mlflow_tracking_uri=mlflow_tracking_uri, **db,
+            **mlflow, **db,
         ).set_display_name("promote")
         deployed = deploy_op(
             run_id=run_id, champion_version=promoted.outputs["champion_version"],
             champion_changed=promoted.outputs["champion_changed"], deploy_target=deploy_target,
-            model_name=model_name, mlflow_tracking_uri=mlflow_tracking_uri, project=project,
+            model_name=model_name, project=project,
             region=region, endpoint_id=endpoint_id, serving_image=serving_image,
             pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
             endpoint_machine_type=endpoint_machine_type,
             endpoint_min_replicas=endpoint_min_replicas,
             endpoint_max_replicas=endpoint_max_replicas,
-            endpoint_cpu_target=endpoint_cpu_target, **db,
+            endpoint_cpu_target=endpoint_cpu_target, **mlflow, **db,
         ).set_display_name("deploy")
         checked = quality_control_op(
             run_id=run_id, deploy_summary=deployed.output, **db,

@@ -135,6 +135,11 @@ class Settings:
     pipeline_network_attachment: str = ""
     """Network attachment of the runs' Private Service Connect interface (``submit``; Terraform's
     ``network_attachment`` output), how a run reaches Cloud SQL and MLflow - as the schedule's."""
+    mlflow_credentials_secret: str = ""
+    """Secret Manager secret (``projects/P/secrets/S``) holding the password of MLflow's
+    ``pipelines`` user on GCP (MLflow's basic-auth app; Terraform's
+    ``google_secret_manager_secret.mlflow["pipelines"]``). Empty: MLflow needs no login
+    (local)."""
     pipeline_template_uri: str = ""
     """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
     (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
@@ -197,6 +202,7 @@ class Settings:
             ),
             pipeline_network_attachment=e.get("PIPELINE_NETWORK_ATTACHMENT", ""),
             pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
+            mlflow_credentials_secret=e.get("MLFLOW_CREDENTIALS_SECRET", ""),
             db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
         )
 
@@ -285,3 +291,11 @@ local_settings = load_settings
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a background process: this one's, plus ``extra``."""
     return {**os.environ, **(extra or {})}
+
+
+def export_mlflow_credentials(username: str, password: str) -> None:
+    """Log this process's MLflow client in (basic auth): MLflow reads exactly these two
+    variables (``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``) on every request,
+    so they are set here, once, instead of threading a password through every call."""
+    os.environ["MLFLOW_TRACKING_USERNAME"] = username
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = password

@@ -249,6 +249,19 @@ def serve(settings: ServingSettings) -> None:
     _Server().run()
 
 
+def _health(url: str) -> dict[str, Any]:
+    """The model server's /health answer at ``url`` (empty if it is not JSON)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+        try:
+            body = json.loads(response.read())
+        except ValueError:
+            return {}
+    return body if isinstance(body, dict) else {}
+
+
 def start_local(
     home: Path, model_uri: str, model_name: str, model_version: str, tracking_uri: str,
     port: int = 0,
@@ -256,12 +269,23 @@ def start_local(
     """(Re)start the local model server on a model version; publish MODEL_SERVER_URL.
 
     The port is kept across restarts so the functions already running keep reaching it.
+    Another process may hold that port meanwhile (a second stack's model server, which also
+    prefers 8080, started while ours was down): then our server cannot bind, and the old
+    check - "the port answers /health" - passed on the stranger's answer, so a restart
+    "succeeded" at once while predict was served by someone else's model. Hence the port must
+    be free before we start, and the server that answers must report the model we started.
+
+    Raises:
+        RuntimeError: the port is held by another process, or what answers is not our model.
     """
     from potability import config
 
     known = config.read_env(home).get("MODEL_SERVER_URL", "")
     services.stop(home, SERVICE)
     port = port or (int(known.rsplit(":", 1)[1]) if known else 0) or services.free_port(8080)
+    if not services.can_listen(port):
+        raise RuntimeError(f"port {port} is held by another process; the model server for "
+                           f"{model_name} v{model_version} cannot listen there")
     env = {
         "MODEL_URI": model_uri, "MODEL_NAME": model_name, "MODEL_VERSION": model_version,
         "MLFLOW_TRACKING_URI": tracking_uri, "AIP_HTTP_PORT": str(port),
@@ -271,6 +295,13 @@ def start_local(
     pid = services.start(home, SERVICE, [sys.executable, "-m", "potability.model_server"], env=env)
     url = f"http://127.0.0.1:{port}"
     services.wait_http(f"{url}/health", timeout=120, pid=pid)
+    answered = _health(url)
+    if answered.get("model_name") != model_name or (
+            model_version and answered.get("model_version") != model_version):
+        services.stop(home, SERVICE)
+        raise RuntimeError(f"{url} answers for {answered.get('model_name')} "
+                           f"v{answered.get('model_version')}, not {model_name} v{model_version}: "
+                           "another process took the port while ours was starting")
     config.update_env(home, MODEL_SERVER_URL=url)
     return url
 

@@ -67,6 +67,20 @@ def free_port(preferred: int = 0, host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port")
 
 
+def can_listen(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now: no other socket listens there.
+
+    With ``SO_REUSEADDR``, as servers (gunicorn) bind: connections of a server that just died
+    linger in TIME_WAIT on its port, which fails a plain bind but not a server's."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def start(
     home: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
     cwd: Path | None = None,

@@ -191,3 +191,46 @@ def test_model_server_killed_and_restarted_predict_503_then_recovers(
     finally:
         services.stop(home, model_server.SERVICE)
 
+
+
+def test_model_server_restart_refuses_a_port_another_process_took(
+        tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The soak benchmark once "restarted" the model server in no time: while ours was down,
+    another stack's model server took the port, and the restart took its answer for ours."""
+    import http.server
+
+    class Stranger(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = json.dumps({"status": "ok", "model_name": "someone-else",
+                               "model_version": "9"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    stranger = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stranger)
+    port = stranger.server_address[1]
+    thread = threading.Thread(target=stranger.serve_forever, daemon=True)
+    thread.start()
+    home = tmp_path / "model-home"
+    try:
+        from potability import config
+
+        config.update_env(home, MODEL_SERVER_URL=f"http://127.0.0.1:{port}")  # ours, before
+        started = time.monotonic()
+        try:
+            model_server.start_local(home, str(tiny_model_dir), "water-potability", "mine-1",
+                                     tracking_uri="")
+        except RuntimeError as exc:
+            assert f"port {port} is held by another process" in str(exc)
+        else:
+            raise AssertionError("start_local took a stranger's answer for its own server")
+        assert time.monotonic() - started < 10  # refused before starting anything
+        assert services.running_pid(home, model_server.SERVICE) is None
+    finally:
+        stranger.shutdown()
+        stranger.server_close()
+        services.stop(home, model_server.SERVICE)

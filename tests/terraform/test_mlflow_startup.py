@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -103,7 +104,24 @@ def test_startup_script_is_bash_and_wires_the_auth_app(rendered) -> None:
     assert "sha256sum --check --strict" in script
 
 
-def test_only_authenticated_users_reach_mlflow(rendered, tmp_path: Path) -> None:
+class SecretManagerFromStore:
+    """Answers Secret Manager's ``versions.access`` from the fake gcloud's store, so a pipeline
+    step's login (components.runtime.mlflow_login) runs against this real MLflow server."""
+
+    def __init__(self, store: Path) -> None:
+        self.store, self.urls = store, []
+
+    def get(self, url: str, timeout: float) -> Any:
+        self.urls.append(url)
+        secret = url.split("/secrets/")[1].split("/versions/")[0]
+        data = base64.b64encode((self.store / secret).read_bytes()).decode()
+        answer = requests.models.Response()
+        answer.status_code, answer._content = 200, json.dumps({"payload": {"data": data}}).encode()
+        return answer
+
+
+def test_only_authenticated_users_reach_mlflow(rendered, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     script, home = rendered
     auth_dir = home / "auth"
     store = tmp_path / "secrets"
@@ -157,6 +175,24 @@ def test_only_authenticated_users_reach_mlflow(rendered, tmp_path: Path) -> None
                              auth=("pipelines", pipelines), timeout=30).status_code == 403
         assert requests.get(f"{api}/experiments/get", params={"experiment_id": experiment_id},
                             auth=("admin", admin), timeout=30).status_code == 200
+
+        # A pipeline step logs in as the pipelines user with the secret Terraform names in the
+        # schedule (pipeline.tf: mlflow_credentials_secret) and MLflow's own client gets in.
+        import mlflow
+
+        from components.runtime import mlflow_login
+
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "")
+        with pytest.raises(mlflow.exceptions.MlflowException):
+            mlflow.MlflowClient(f"http://127.0.0.1:{port}").get_experiment(experiment_id)
+        secret_manager = SecretManagerFromStore(store)
+        mlflow_login("projects/demo/secrets/potability-mlflow-pipelines-password", secret_manager)
+        assert secret_manager.urls == [
+            "https://secretmanager.googleapis.com/v1/projects/demo/secrets/"
+            "potability-mlflow-pipelines-password/versions/latest:access"]
+        client = mlflow.MlflowClient(f"http://127.0.0.1:{port}")
+        assert client.get_experiment(experiment_id).name == "water-potability"
 
         # Second boot: same secrets, same Flask key, the user's password set again (no error).
         run_section(section, f'write_auth_config "{auth_dir}"', env)
