@@ -100,7 +100,7 @@ def step_result(step: str, out: TaskOutputs) -> str:
 
 
 def step_line(step: str, seconds: float, result: str) -> str:
-    """``  train            41.2 s  4 families ...`` - one line per finished step."""
+    """``  train            41.2 s  7 families ...`` - one line per finished step."""
     return f"  {step:<16}{seconds:6.1f} s  {result}".rstrip()
 
 

@@ -107,7 +107,7 @@ def test_the_service_fires_a_real_run_at_its_time(scheduled_home: Path, database
     assert [m.group(1) for m in steps if m] == list(STEPS), output
     results = dict((m.group(1), m.group(3)) for m in steps)
     assert re.fullmatch(r"\d+ rows exported", results["export"])
-    assert re.fullmatch(r"4 families on \d+ rows, best CV precision \d+\.\d% \(\w+\)",
+    assert re.fullmatch(r"\d+ families on \d+ rows, best CV precision \d+\.\d% \(\w+\)",
                         results["train"])
     assert results["promote"] == "first champion, champion v1"
     assert results["deploy"].startswith(f"started {model} v1 at http://127.0.0.1:")

@@ -40,6 +40,7 @@ variables {
   engineers               = ["group:ml-eng@example.com"]
   db_admins               = ["alice@example.com"]
   image_tag               = "v1"
+  alert_emails            = ["ops@example.com"]
 }
 
 run "render" {
