@@ -183,12 +183,12 @@ def _fit_model(kind: str, folder: Path) -> Path:
 
 def _own_stack(home: Path, kind: str, threads: int, workers: int) -> dict[str, str]:
     from potability import local_functions as local
-    from potability import local_stack, model_server
+    from potability import config, local_stack, model_server
 
     print(f"building a throw-away stack in {home} (model: {kind}) ...", flush=True)
     url = local_stack.start_database(home)
     local_stack.prepare_database(url)
-    local_stack.update_env(home, POTABILITY_ENV="local", DATABASE_URL=url)
+    config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=url)
     model_path = _fit_model(kind, home)
     model_server.start_local(home, str(model_path), "water-potability", f"bench-{kind}",
                              tracking_uri="")
@@ -364,12 +364,12 @@ def main() -> int:
                         help="skip the model-server-alone comparison with mlflow models serve")
     args = parser.parse_args()
 
-    from potability import local_stack
+    from potability import config, local_stack
 
     temp: tempfile.TemporaryDirectory[str] | None = None
     if args.stack:
         home = args.stack.absolute()
-        env = local_stack.read_env(home)
+        env = config.read_env(home)
         model = f"the stack's served model ({env.get('MODEL_SERVER_URL')})"
     else:
         temp = tempfile.TemporaryDirectory(prefix="fnbench-")

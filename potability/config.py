@@ -284,9 +284,6 @@ def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = 
     return Settings.from_env({**read_env(home), **e, "POTABILITY_HOME": str(home)})
 
 
-local_settings = load_settings
-"""The name the local stack's callers used before the loader moved here (same function)."""
-
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a background process: this one's, plus ``extra``."""

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from potability import db, migrations, seed, services
-from potability.config import (  # noqa: F401 - read_env/update_env/local_settings: old homes
-    DEFAULT_DB_NAME, Settings, env_file, local_settings, read_env, update_env,
-)
+from potability.config import DEFAULT_DB_NAME, Settings, read_env, update_env
 
 MLFLOW = "mlflow"
 DEFAULT_MLFLOW_PORT = 5000
