@@ -320,13 +320,17 @@ class Pool:
                 raise unavailable(exc, "database transaction failed", failure) from exc
             raise
         finally:
-            if healthy and generation == self._generation:
-                try:
-                    self._idle.put_nowait((generation, conn))
-                except queue.Full:
-                    _close_quietly(conn)
-            else:
+            self._checkin(generation, conn, healthy)
+
+    def _checkin(self, generation: int, conn: Connection, healthy: bool) -> None:
+        """Back to the idle queue if healthy and of the current generation, else closed."""
+        if healthy and generation == self._generation:
+            try:
+                self._idle.put_nowait((generation, conn))
+            except queue.Full:
                 _close_quietly(conn)
+        else:
+            _close_quietly(conn)
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         """Run ONE statement on its own (no BEGIN/COMMIT) as a prepared statement; its rows.
@@ -355,13 +359,7 @@ class Pool:
                 raise unavailable(exc, "database statement failed", failure) from exc
             raise
         finally:
-            if healthy and generation == self._generation:
-                try:
-                    self._idle.put_nowait((generation, conn))
-                except queue.Full:
-                    _close_quietly(conn)
-            else:
-                _close_quietly(conn)
+            self._checkin(generation, conn, healthy)
 
     def close(self) -> None:
         """Close idle connections (tests and shutdown)."""
