@@ -23,16 +23,21 @@ CONFIG = modeling.TrainingConfig(cv_folds=2, seed=0)
 """Two folds: the calibration maps are fitted the same way, at half the fitting cost."""
 
 
+VARIANTS = {"logistic_regression_degree_2": ("logistic_regression", {"poly__degree": 2})}
+"""Structure the quick grid leaves out but the daily grid searches (squared terms)."""
+
+
 def _family(family: str) -> Pipeline:
     """The family's pipeline with its quick-grid parameters (few trees: a fast test)."""
-    params = {k: v[0] for k, v in modeling.grid("quick")[family].items()}
+    family, extra = VARIANTS.get(family, (family, {}))
+    params = {k: v[0] for k, v in modeling.grid("quick")[family].items()} | extra
     return modeling.make_pipeline(family, seed=0).set_params(**params)
 
 
 VOTERS = [f for f in modeling.FAMILIES if hasattr(_family(f), "predict_proba")]
 """Families with probabilities of their own: any of them may be in the soft vote."""
 
-SHAPES = [(f, m) for f in (*modeling.FAMILIES, modeling.ENSEMBLE)
+SHAPES = [(f, m) for f in (*modeling.FAMILIES, *VARIANTS, modeling.ENSEMBLE)
           for m in modeling.CALIBRATION_METHODS]
 
 
@@ -112,6 +117,22 @@ def test_every_served_shape_compiles_and_equals_sklearn_on_the_whole_data_set(
     threshold = model.threshold
     flips = np.flatnonzero((onnx_proba >= threshold).astype(int) != model.predict(check_rows))
     assert all(abs(reference[i] - threshold) <= 1e-6 for i in flips)
+
+
+def test_shapes_trained_before_calibration_became_the_rule_compile_too(data):
+    """A tuned threshold around a pipeline, and calibration with ``ensemble=True`` (the mean
+    of one calibrated copy per fold)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import TunedThresholdClassifierCV
+
+    x, y = data
+    model = TunedThresholdClassifierCV(CalibratedClassifierCV(
+        _family("logistic_regression"), method="isotonic", cv=3, ensemble=True),
+        cv=2, random_state=0).fit(x, y)
+    compiled = compiled_model.compile_estimator(model, x)
+    assert compiled.report["max_abs_difference"] <= 1e-6
+    assert np.max(np.abs(_onnx_proba(compiled, model.classes_, x)
+                         - model.predict_proba(x)[:, 1])) <= 1e-6
 
 
 @pytest.fixture(scope="module")
