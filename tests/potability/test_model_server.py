@@ -98,3 +98,96 @@ def test_decision_threshold_of_a_fixed_threshold_model() -> None:
     model.fit(frame[list(FEATURE_NAMES)], frame[TARGET])
     assert decision_threshold(model) == 0.37
     assert decision_threshold(DummyClassifier()) == 0.5
+
+
+# --- the WSGI app's HTTP contract: every answer is JSON, errors name what was wrong ----------
+
+def _reading() -> dict[str, float]:
+    return {n: 1.0 for n in FEATURE_NAMES} | {"ph": 7.0}
+
+
+def test_unknown_route_is_a_json_404(model_server_url):
+    response = requests.post(f"{model_server_url}/nowhere", json={"instances": []}, timeout=5)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["field"] == "path" and "/predict" in response.json()["error"]
+
+
+@pytest.mark.parametrize("method, route, allow", [("GET", "/predict", "POST"),
+                                                  ("PUT", "/predict", "POST"),
+                                                  ("POST", "/health", "GET, HEAD")])
+def test_wrong_method_is_a_json_405_with_allow(model_server_url, method, route, allow):
+    response = requests.request(method, f"{model_server_url}{route}", json={}, timeout=5)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == allow
+    assert response.json()["field"] == "method"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00", b"", b"null", b'"instances"'])
+def test_a_body_that_is_not_a_json_object_is_400_naming_body(model_server_url, raw):
+    response = requests.post(f"{model_server_url}/predict", data=raw, timeout=5,
+                             headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["field"] == "body"
+
+
+def test_a_body_over_the_limit_is_413_and_the_connection_still_serves(model_server_url):
+    from potability.model_server import MAX_BODY_BYTES
+
+    with requests.Session() as session:
+        big = b'{"instances": [' + b" " * MAX_BODY_BYTES + b"]}"
+        response = session.post(f"{model_server_url}/predict", data=big, timeout=30)
+        assert response.status_code == 413 and response.json()["field"] == "body"
+        after = session.post(f"{model_server_url}/predict", json={"instances": [_reading()]},
+                             timeout=5)
+        assert after.status_code == 200 and len(after.json()["predictions"]) == 1
+
+
+def test_a_chunked_body_is_read_whole(model_server_url):
+    import json
+
+    payload = json.dumps({"instances": [_reading()] * 3}).encode()
+    chunks = (payload[i:i + 50] for i in range(0, len(payload), 50))  # no Content-Length
+    response = requests.post(f"{model_server_url}/predict", data=chunks, timeout=5,
+                             headers={"Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert len(response.json()["predictions"]) == 3
+
+
+def test_head_of_health_answers_without_a_body(model_server_url):
+    response = requests.head(f"{model_server_url}/health", timeout=5)
+    assert response.status_code == 200 and response.content == b""
+
+
+def test_predict_answers_the_same_readings_the_same_way_in_one_batch(model_server_url):
+    """Rows are scored independently: a reading's answer does not depend on its neighbours."""
+    one = requests.post(f"{model_server_url}/predict", json={"instances": [_reading()]},
+                        timeout=5).json()["predictions"][0]
+    batch = requests.post(f"{model_server_url}/predict",
+                          json={"instances": [_reading(), {**_reading(), "ph": None},
+                                              _reading()]}, timeout=5).json()["predictions"]
+    assert batch[0] == batch[2] == one
+
+
+def test_a_scoring_failure_is_a_json_500_and_logged(tiny_model_dir, caplog):
+    """A model that raises (here: a compiled form whose session is gone) answers JSON 500."""
+    import io
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    from potability.model_server import LoadedModel, create_app, load_model
+
+    served = load_model(ServingSettings(model_uri=str(tiny_model_dir), model_version="t"))
+    broken = LoadedModel(served.estimator, served.name, served.version, served.threshold,
+                         compiled=object())  # no potable_probability: AttributeError
+    app = create_app(broken, ServingSettings())
+    body = json.dumps({"instances": [_reading()]}).encode()
+    environ: dict = {"REQUEST_METHOD": "POST", "PATH_INFO": "/predict",
+                     "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    setup_testing_defaults(environ)
+    answered: list = []
+    chunks = app(environ, lambda status, headers: answered.append((status, dict(headers))))
+    assert answered[0][0].startswith("500")
+    assert answered[0][1]["Content-Type"] == "application/json"
+    assert json.loads(b"".join(chunks)) == {"error": "internal error"}
+    assert "predict failed" in caplog.text
