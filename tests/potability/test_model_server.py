@@ -171,9 +171,8 @@ def test_predict_answers_the_same_readings_the_same_way_in_one_batch(model_serve
 
 def test_a_scoring_failure_is_a_json_500_and_logged(tiny_model_dir, caplog):
     """A model that raises (here: a compiled form whose session is gone) answers JSON 500."""
-    import io
+    import asyncio
     import json
-    from wsgiref.util import setup_testing_defaults
 
     from potability.model_server import LoadedModel, create_app, load_model
 
@@ -182,12 +181,28 @@ def test_a_scoring_failure_is_a_json_500_and_logged(tiny_model_dir, caplog):
                          compiled=object())  # no potable_probability: AttributeError
     app = create_app(broken, ServingSettings())
     body = json.dumps({"instances": [_reading()]}).encode()
-    environ: dict = {"REQUEST_METHOD": "POST", "PATH_INFO": "/predict",
-                     "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
-    setup_testing_defaults(environ)
-    answered: list = []
-    chunks = app(environ, lambda status, headers: answered.append((status, dict(headers))))
-    assert answered[0][0].startswith("500")
-    assert answered[0][1]["Content-Type"] == "application/json"
-    assert json.loads(b"".join(chunks)) == {"error": "internal error"}
+    sent: list = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "method": "POST", "path": "/predict"}, receive, send))
+    assert sent[0]["status"] == 500
+    assert (b"content-type", b"application/json") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"]) == {"error": "internal error"}
     assert "predict failed" in caplog.text
+
+
+def test_a_batch_over_the_inline_size_is_scored_in_a_thread_the_same(model_server_url):
+    """Big batches go to the thread pool (model_server.INLINE_ROWS): same answers."""
+    from potability.model_server import INLINE_ROWS
+
+    rows = [{**_reading(), "ph": 3 + i % 80 / 10} for i in range(INLINE_ROWS + 5)]
+    big = requests.post(f"{model_server_url}/predict", json={"instances": rows},
+                        timeout=10).json()["predictions"]
+    small = [requests.post(f"{model_server_url}/predict", json={"instances": [row]},
+                           timeout=10).json()["predictions"][0] for row in rows[:3]]
+    assert len(big) == len(rows) and big[:3] == small
