@@ -215,10 +215,11 @@ def predictions(model: LoadedModel, proba: np.ndarray) -> list[dict[str, Any]]:
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Largest request body read: MAX_INSTANCES readings take ~200 kB of JSON; more is refused."""
 INLINE_ROWS = 32
-"""Requests up to this many readings are scored on the event loop (a single reading's ONNX run
-costs ~0.1 ms, less than a hand-off to a thread); larger ones in the thread pool, so a batch of
-1,000 neither stalls other requests nor keeps onnxruntime (which releases the GIL) off the
-second core."""
+"""Requests up to this many readings are scored on the event loop when ONNX scores (a single
+reading's run costs ~0.1 ms, less than a hand-off to a thread); larger ones - and every request
+scikit-learn scores (a forest takes milliseconds per reading) - in the thread pool, so a batch
+of 1,000 neither stalls other requests nor keeps onnxruntime or scikit-learn (both release the
+GIL) off the second core."""
 
 _Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
@@ -325,7 +326,7 @@ class ModelApp:
             matrix = instances_matrix(body.get("instances"))
         except ValidationError as exc:
             return _error(400, exc.message, exc.field)
-        if len(matrix) <= INLINE_ROWS:
+        if self.model.compiled is not None and len(matrix) <= INLINE_ROWS:
             proba = self.model.potable_probability(matrix)
         else:
             proba = await asyncio.get_running_loop().run_in_executor(
