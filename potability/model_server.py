@@ -258,11 +258,11 @@ class ModelApp:
     """The model server's ASGI app: two routes, JSON in and out, nothing else.
 
     Served by uvicorn with httptools' C HTTP parser on one event loop (:func:`serve`). Per
-    single-reading request this stack costs ~0.2 ms of server CPU where Flask under gunicorn's
-    gthread worker cost ~1.8 ms - Flask's request/response objects, context locals, routing and
-    ``jsonify`` (~0.25-0.9 ms) and gthread's hand-off of every keep-alive request from its
-    poller to a pool thread and back (~0.5 ms) each cost more than the 200-tree forest's ONNX
-    scoring (~0.1 ms): README, "A lean model server". Vertex's custom-container contract asks
+    single-reading request this costs ~0.45 ms of server CPU with the 200-tree forest where
+    Flask under gunicorn's gthread worker cost ~1.8 ms - Flask's request/response objects,
+    context locals, routing and ``jsonify`` (~0.25-0.9 ms) and gthread's hand-off of every
+    keep-alive request from its poller to a pool thread and back (~0.5 ms) each cost more than
+    the forest's ONNX scoring (~0.1 ms): README, "A lean model server". Vertex's custom-container contract asks
     only for the two routes (``AIP_HEALTH_ROUTE``, ``AIP_PREDICT_ROUTE``) answering JSON on
     ``AIP_HTTP_PORT`` (cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements).
 
