@@ -4,8 +4,9 @@ quality of the service.
 ``GET /`` answers HTML (a self-contained page, server-rendered SVG charts, no scripts);
 ``?format=json`` or ``Accept: application/json`` answers the same data as JSON. Everything
 comes from the database in one read-only transaction: the current champion and the last
-pipeline run from ``water.pipeline_runs`` (:mod:`potability.run_record`; no MLflow call), inference and lab-sample counts
-from the logs, live precision and drift from the latest ``potability qc`` run.
+pipeline run from ``water.pipeline_runs`` (asked of :mod:`potability.run_record`; no MLflow
+call), inference and lab-sample counts from the logs, live precision and drift from the
+latest ``potability qc`` run.
 
 Nothing private is shown: no submitter identities, no sample or request ids, no tokens, no
 error texts (they may carry hostnames). It is served like the other functions, through

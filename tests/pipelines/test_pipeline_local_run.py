@@ -103,7 +103,7 @@ def test_first_run_sets_the_champion_records_it_and_serves_it(e2e: Any) -> None:
     row = run_record.read_run(settings, first.run_id)
     assert row.status == "succeeded" and row.decision == "first_champion"
     assert row.champion_version == champion.version == "1"
-    assert row.training_rows > 0 and len(row["data_sha256"]) == 64
+    assert row.training_rows > 0 and len(row.data_sha256) == 64
     url = config.read_env(settings.home)["MODEL_SERVER_URL"]
     response = requests.post(f"{url}/predict", json={"instances": [READING]}, timeout=10)
     assert response.status_code == 200
@@ -117,7 +117,7 @@ def test_second_run_on_unchanged_data_keeps_the_equal_champion(e2e: Any) -> None
     settings, first, second = e2e
     before = run_record.read_run(settings, first.run_id)
     after = run_record.read_run(settings, second.run_id)
-    assert after["data_sha256"] == before["data_sha256"]
+    assert after.data_sha256 == before.data_sha256
     assert after.status == "succeeded" and after.decision == "champion_kept"
     assert after.champion_version == "1"
     assert after.challenger_precision == pytest.approx(before.champion_precision)

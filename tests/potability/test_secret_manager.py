@@ -76,7 +76,8 @@ def test_a_step_logs_in_only_when_given_a_secret(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(runtime, "mlflow_login", logins.append)
     runtime.step_settings({"url": "postgresql://u@h/db"}, mlflow_tracking_uri="http://127.0.0.1:9")
     assert logins == []
-    settings = runtime.step_settings({"url": "postgresql://u@h/db"}, mlflow_tracking_uri="http://127.0.0.1:9",
+    settings = runtime.step_settings({"url": "postgresql://u@h/db"},
+                                     mlflow_tracking_uri="http://127.0.0.1:9",
                                      mlflow_credentials_secret=SECRET)
     assert logins == [SECRET] and settings.mlflow_credentials_secret == SECRET
 
