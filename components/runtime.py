@@ -39,8 +39,11 @@ def as_component(func: Callable[..., Any], base_image: str) -> Any:
 
 
 DATABASE_KEYS = ("url", "cloud_sql_instance", "name", "user")
-"""The keys of the pipeline's one ``database`` parameter (a KFP ``dict``: a STRUCT in the
-pipeline spec, a JSON object in the PipelineJob's ``runtimeConfig.parameterValues``)."""
+"""The keys of the pipeline's one ``database`` parameter: a KFP ``dict`` parameter (KFP maps
+``dict`` to an object and passes it as JSON,
+https://kubeflow.org/docs/components/pipelines/v2/data-types/parameters/), a STRUCT in the
+compiled spec and a JSON object in the PipelineJob's ``runtimeConfig.parameterValues``
+(``additionalProperties: any`` in aiplatform v1's discovery document)."""
 
 
 def database_parameter(settings: Settings) -> dict[str, str]:
