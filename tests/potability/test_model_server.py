@@ -206,3 +206,28 @@ def test_a_batch_over_the_inline_size_is_scored_in_a_thread_the_same(model_serve
     small = [requests.post(f"{model_server_url}/predict", json={"instances": [row]},
                            timeout=10).json()["predictions"][0] for row in rows[:3]]
     assert len(big) == len(rows) and big[:3] == small
+
+
+def test_stalled_clients_do_not_hold_up_others(model_server_url):
+    """One event loop serves everyone: half-sent requests (headers, or a body promised but not
+    sent) wait on their own sockets while other clients are answered at once."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    target = urlparse(model_server_url)
+    stalled = []
+    for partial in (b"POST /predict HTTP/1.1\r\nHost: x\r\n",
+                    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"inst"):
+        for _ in range(10):
+            sock = socket.create_connection((target.hostname, target.port), timeout=5)
+            sock.sendall(partial)
+            stalled.append(sock)
+    try:
+        started = time.monotonic()
+        response = requests.post(f"{model_server_url}/predict",
+                                 json={"instances": [_reading()]}, timeout=5)
+        assert response.status_code == 200 and time.monotonic() - started < 2
+    finally:
+        for sock in stalled:
+            sock.close()
