@@ -2,6 +2,7 @@
 
     python bench/functions_bench.py                     # own throw-away stack, logistic model
     python bench/functions_bench.py --model forest      # ... a 200-tree random forest instead
+    python bench/functions_bench.py --model calibrated-vote  # ... the trainer's served shape
     python bench/functions_bench.py --stack .potability # the running local stack (make run)
 
 Path measured: client -> functions-framework (predict) -> model server -> PostgreSQL commit ->
@@ -147,8 +148,22 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-def _fit_model(kind: str, folder: Path) -> Path:
-    import mlflow.sklearn
+MODELS = {
+    "logistic": "TunedThreshold(imputer+scaler+LogisticRegression)",
+    "forest": "TunedThreshold(imputer+scaler+RandomForest 200 trees)",
+    "calibrated-forest": "the trainer's shape: FixedThreshold(CalibratedClassifierCV(isotonic, "
+                         "random_forest pipeline, 200 trees))",
+    "calibrated-vote": "the trainer's shape: FixedThreshold(CalibratedClassifierCV(isotonic, "
+                       "soft vote of random_forest 200 + extra_trees 300 + "
+                       "hist_gradient_boosting))",
+}
+"""``--model`` choices: two plain pipelines, and the shapes ``components.modeling`` serves
+(families at their default sizes, built by its own ``make_pipeline``/``soft_vote``/
+``served_model``)."""
+
+
+def _estimator(kind: str) -> Any:
+    """The unfitted model ``--model`` names."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -156,27 +171,51 @@ def _fit_model(kind: str, folder: Path) -> Path:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from components import modeling
+
+    folds = modeling.TrainingConfig(cv_folds=3, seed=0).folds()
+    if kind == "calibrated-forest":
+        return modeling.served_model(modeling.make_pipeline("random_forest", 0), "isotonic",
+                                     folds, 0.5)
+    if kind == "calibrated-vote":
+        vote = modeling.soft_vote([(f, modeling.make_pipeline(f, 0)) for f in (
+            "random_forest", "extra_trees", "hist_gradient_boosting")])
+        return modeling.served_model(vote, "isotonic", folds, 0.5)
+    clf = (RandomForestClassifier(n_estimators=200, class_weight="balanced_subsample",
+                                  random_state=0, n_jobs=1)
+           if kind == "forest" else LogisticRegression(class_weight="balanced"))
+    return TunedThresholdClassifierCV(
+        make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), clf),
+        scoring="balanced_accuracy", cv=3, random_state=0)
+
+
+def _fit_model(kind: str, folder: Path) -> Path:
+    import mlflow.sklearn
+
+    from potability import compiled_model
     from potability.features import FEATURE_NAMES, TARGET
     from potability.model_format import sklearn_save_kwargs
     from potability.seed import load_dataset
 
     frame = load_dataset()
     x, y = frame[list(FEATURE_NAMES)], frame[TARGET]
-    clf = (RandomForestClassifier(n_estimators=200, class_weight="balanced_subsample",
-                                  random_state=0, n_jobs=1)
-           if kind == "forest" else LogisticRegression(class_weight="balanced"))
-    model = TunedThresholdClassifierCV(
-        make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), clf),
-        scoring="balanced_accuracy", cv=3, random_state=0,
-    ).fit(x, y)
+    started = time.perf_counter()
+    model = _estimator(kind).fit(x, y)
+    fitted = time.perf_counter()
     path = folder / f"model-{kind}"
     mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
                               **sklearn_save_kwargs(model))
-    from potability import compiled_model  # as promote does for a registered champion
-
-    compiled = compiled_model.compile_estimator(model, x)
+    # as promote does for a registered champion (a shape it cannot compile is served by
+    # scikit-learn, and the model server says so in /health)
+    try:
+        compiled = compiled_model.compile_estimator(model, x)
+    except compiled_model.NotConvertible as exc:
+        print(f"not compiled ({exc}): scikit-learn will serve it", flush=True)
+        return path
     compiled_model.write(compiled, path / compiled_model.FOLDER)
-    print(f"compiled to ONNX: max |difference| {compiled.report['max_abs_difference']:.2g} "
+    print(f"fitted in {fitted - started:.1f} s; compiled to ONNX in "
+          f"{time.perf_counter() - fitted:.1f} s ({len(compiled.onnx) / 1e6:.1f} MB), "
+          f"max |difference| {compiled.report['max_abs_difference']:.2g} "
           f"on {compiled.report['rows_checked']} rows", flush=True)
     return path
 
@@ -353,7 +392,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", type=Path, help="use this running stack home (make run)")
-    parser.add_argument("--model", choices=["logistic", "forest"], default="logistic")
+    parser.add_argument("--model", choices=sorted(MODELS), default="logistic")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-concurrency", type=int, default=4)
@@ -375,8 +414,7 @@ def main() -> int:
         temp = tempfile.TemporaryDirectory(prefix="fnbench-")
         home = Path(temp.name)
         env = _own_stack(home, args.model, args.threads, args.workers)
-        model = f"{args.model} (TunedThreshold(imputer+scaler+"
-        model += ("RandomForest 200 trees))" if args.model == "forest" else "LogisticRegression))")
+        model = f"{args.model} ({MODELS[args.model]})"
     try:
         import urllib.request
 
@@ -385,7 +423,10 @@ def main() -> int:
                 env["PREDICT_URL"], data=json.dumps({"sensor_id": "warm", "reading": READING}).encode(),
                 headers={"Content-Type": "application/json"})
             urllib.request.urlopen(req, timeout=30).read()
-        print(f"predict at {env['PREDICT_URL']}, model: {model}; {args.seconds:g}s per scenario, "
+        health = json.loads(urllib.request.urlopen(
+            f"{env['MODEL_SERVER_URL']}/health", timeout=10).read())
+        print(f"predict at {env['PREDICT_URL']}, model: {model}, served by the model server "
+              f"with runtime={health.get('runtime')}; {args.seconds:g}s per scenario, "
               "loopback, client in a separate process", flush=True)
         report = []
         if not args.skip_model_servers:

@@ -64,6 +64,8 @@ class Outcome:
     latency: float
     model: str = ""
     """For predict: the version of the model that answered."""
+    error: str = ""
+    """For an answer that is not 2xx: its JSON ``field`` and ``error`` (what it blamed)."""
 
 
 def train_small_model(path: Path) -> None:
@@ -112,6 +114,15 @@ def served_by(raw: bytes) -> str:
         return str(answer["predictions"][0]["model_version"])
     except (ValueError, KeyError, IndexError, TypeError):
         return ""
+
+
+def blamed(raw: bytes) -> str:
+    """``field: error`` of a JSON error answer, or its first bytes if it is not one."""
+    try:
+        answer = json.loads(raw)
+        return f"{answer.get('field', '-')}: {answer.get('error', '')}"[:120]
+    except (ValueError, AttributeError):
+        return raw[:80].decode(errors="replace")
 
 
 def answers_health(url: str) -> bool:
@@ -207,8 +218,10 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
         started = time.monotonic()
         status, raw = send(kind, key)
         model = served_by(raw) if kind.startswith("predict") and status == 200 else ""
+        error = "" if 200 <= status < 300 else blamed(raw)
         with lock:
-            outcomes.append(Outcome(kind, key, status, due, time.monotonic() - started, model))
+            outcomes.append(Outcome(kind, key, status, due, time.monotonic() - started, model,
+                                    error))
 
     def inject() -> None:
         try:
@@ -319,6 +332,14 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
         failed = Counter(o.status for o in window if not 200 <= o.status < 300)
         print(f"fault '{name}': {ended - began:.1f} s from injection to restarted; "
               f"{len(window)} requests sent meanwhile, not 2xx: {dict(failed) or 0}")
+    outside = [o for o in outcomes if not 200 <= o.status < 300
+               and not any(began <= o.sent <= ended for began, ended in faults.values())]
+    print(f"non-2xx outside the fault windows: {len(outside)}")
+    for o in outside[:10]:
+        after = [began for began, _ in faults.values() if began >= o.sent]
+        when = f"{min(after) - o.sent:.2f} s before the next fault" if after else "after the faults"
+        print(f"  {o.kind} {o.status} sent {o.sent - start:.1f} s in ({when}), "
+              f"answered after {o.latency:.2f} s: {o.error}")
     ours = MODEL_VERSION
     foreign = Counter(o.model for o in outcomes if o.model and o.model != ours)
     print(f"predict answers from another model version than {ours}: {sum(foreign.values())}"

@@ -375,6 +375,25 @@ class FittedCandidate:
         return None
 
 
+def served_model(estimator: Any, method: str, folds: Any, threshold: float,
+                 n_jobs: int | None = None) -> FixedThresholdClassifier:
+    """The (unfitted) shape of every served model: ``estimator`` calibrated by ``method`` on
+    ``folds`` (one fit on all rows, ``ensemble=False``), decided at ``threshold``.
+
+    One home for the shape: :mod:`potability.compiled_model` compiles it, and its tests build
+    every family through here.
+    """
+    return FixedThresholdClassifier(
+        CalibratedClassifierCV(estimator, method=method, cv=folds, ensemble=False,
+                               n_jobs=n_jobs),
+        threshold=threshold, response_method="predict_proba")
+
+
+def soft_vote(members: list[tuple[str, Any]]) -> VotingClassifier:
+    """The ensemble candidate's (unfitted) estimator: a soft vote of ``(family, pipeline)``."""
+    return VotingClassifier(members, voting="soft")
+
+
 def fold_ids(y: Any, config: TrainingConfig) -> np.ndarray:
     """The fold index of each training row under ``config.folds()``."""
     ids = np.empty(len(y), dtype=int)
@@ -563,9 +582,7 @@ def calibrated_model(pipeline: Any, method: str, threshold: float, oof_raw: np.n
     of ``pipeline`` on ``config.folds()``): the pipeline is fitted once, on all rows.
     """
     y = np.asarray(y).astype(int)
-    model = FixedThresholdClassifier(
-        CalibratedClassifierCV(pipeline, method=method, cv=config.folds(), ensemble=False),
-        threshold=threshold, response_method="predict_proba")
+    model = served_model(pipeline, method, config.folds(), threshold)
     with _known_oof_scores(oof_raw, raw_kind, y, config):
         model.fit(x, y)
     return model
@@ -585,7 +602,7 @@ def fit_ensemble(fitted: list[FittedCandidate], x: Any, y: Any,
         return None
     from threadpoolctl import threadpool_limits
 
-    vote = VotingClassifier([(c.family, c.pipeline) for c in voters], voting="soft")
+    vote = soft_vote([(c.family, c.pipeline) for c in voters])
     oof = np.mean([c.oof_proba() for c in voters], axis=0)
     params: dict[str, Any] = {"members": ",".join(c.family for c in voters)}
     params.update({f"{c.family}__{k}": v for c in voters for k, v in c.best_params.items()})

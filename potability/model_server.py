@@ -18,9 +18,10 @@ training wraps around the calibrated model, or ``best_threshold_`` of a
 calibrated P(potable)) so each request costs one pass through the model.
 
 Scoring runs on the model's compiled ONNX form (``compiled/model.onnx`` in the model directory,
-see :mod:`potability.compiled_model`) when it has one; otherwise - a family that could not be
-compiled, a model registered before compilation existed, or a graph onnxruntime refuses - it
-falls back to scikit-learn with a logged warning. ``/health`` says which (``runtime``).
+see :mod:`potability.compiled_model`: every shape training produces, within 1e-6 of
+scikit-learn) when it has one; otherwise - an estimator the converter does not know, a model
+registered before compilation existed, or a graph onnxruntime refuses - it falls back to
+scikit-learn with a logged warning. ``/health`` and the startup log say which (``runtime``).
 """
 
 from __future__ import annotations
@@ -170,8 +171,11 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     # instances_matrix passes the columns in that order, without their names
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     speed_up_for_serving(estimator)
-    return LoadedModel(estimator, settings.model_name, settings.model_version,
-                       decision_threshold(estimator), load_compiled(model_dir, estimator))
+    loaded = LoadedModel(estimator, settings.model_name, settings.model_version,
+                         decision_threshold(estimator), load_compiled(model_dir, estimator))
+    log.info("serving %s v%s (threshold %.6g) with runtime %s", loaded.name, loaded.version,
+             loaded.threshold, loaded.runtime)
+    return loaded
 
 
 def instances_matrix(instances: Any) -> np.ndarray:

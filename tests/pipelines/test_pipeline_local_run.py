@@ -6,7 +6,9 @@ Second run on unchanged data: same export hash, an equal challenger, the champio
 still served. Quick grid and 3 folds keep it to the pipeline's plumbing, not model quality.
 """
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import mlflow
@@ -111,6 +113,14 @@ def test_first_run_sets_the_champion_records_it_and_serves_it(e2e: Any) -> None:
     assert body["model_name"] == settings.model_name and body["model_version"] == "1"
     prediction = body["predictions"][0]
     assert prediction["potable"] in (0, 1) and 0.0 <= prediction["probability"] <= 1.0
+    # compiled scoring (issue 12): the calibrated champion is served by its ONNX form, which
+    # promote checked against scikit-learn on the held-out rows
+    assert requests.get(f"{url}/health", timeout=5).json()["runtime"] == "onnx"
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)  # the registry too (models:/ URIs)
+    model_dir = mlflow.artifacts.download_artifacts(
+        f"models:/{settings.model_name}/1", dst_path=str(settings.home / "champion-download"))
+    report = json.loads((Path(model_dir) / "compiled" / "compiled.json").read_text())
+    assert report["max_abs_difference"] <= 1e-6 and report["rows_checked"] > 0
 
 
 def test_second_run_on_unchanged_data_keeps_the_equal_champion(e2e: Any) -> None:
