@@ -254,7 +254,8 @@ def make_pipeline(family: str, seed: int) -> Pipeline:
 
 
 GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
-    # The daily grid: sized so the whole local pipeline stays under 3 minutes on 2 cores.
+    # The daily grid: sized for the whole local pipeline to stay under 3 minutes on 2 idle
+    # cores (measured so far only on a loaded machine: README "Training cost").
     # Points that never won on the training rows were pruned (bench/grid_bench.py, split seeds
     # 0-2, 5-fold CV; README "Training cost"): HistGradientBoosting with 8 leaves (mean CV
     # 0.664/0.682 against 0.699/0.689 with 31), the SVM's C=0.5, the decision tree's shallow or
