@@ -41,10 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from potability import config, db, local_functions, local_stack, model_server, services
 from potability.config import Settings
+from process_memory import tree_rss  # bench/, beside this script
 
 READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
            "Sulfate": 333.0, "Conductivity": 421.0, "Organic_carbon": 14.2,
@@ -133,29 +132,11 @@ def answers_health(url: str) -> bool:
         return False
 
 
-def process_tree_rss(pid: int | None) -> int:
-    """Resident bytes of a process and its children (gunicorn's worker, PostgreSQL's backends)."""
-    if pid is None:
-        return 0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
-
-
 def memory(home: Path) -> dict[str, int]:
     pids = {name: services.running_pid(home, name) for name in
             ("fn-predict", "fn-add-sample", "fn-status", model_server.SERVICE)}
     pids["postgresql"] = local_stack.postgres_pid(home)
-    return {name: process_tree_rss(pid) for name, pid in pids.items()}
+    return {name: tree_rss(pid) for name, pid in pids.items()}
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -78,10 +78,7 @@ def deploy_component(
     endpoint_id: str,
     serving_image: str,
     pipeline_root: str,
-    database_url: str,
-    cloud_sql_instance: str,
-    database_name: str,
-    database_user: str,
+    database: dict,
     endpoint_machine_type: str = "n1-standard-2",
     endpoint_min_replicas: int = 1,
     endpoint_max_replicas: int = 3,
@@ -92,13 +89,12 @@ def deploy_component(
 
     The ``endpoint_*`` parameters size the Vertex endpoint (:class:`components.vertex.ReplicaScaling`).
     """
-    from components import run_record
+    from potability import run_record
     from components.deploy import DEPLOY_TARGETS, LOCAL, deploy_local, download_model
-    from components.runtime import step_settings
+    from components.runtime import failure_recorded, step_settings
 
-    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
-                             mlflow_tracking_uri, model_name, mlflow_credentials_secret)
-    with run_record.failure_recorded(settings, run_id, "deploy"):
+    settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
+    with failure_recorded(settings, run_id, "deploy"):
         if deploy_target not in DEPLOY_TARGETS:
             raise ValueError(f"deploy_target must be one of {DEPLOY_TARGETS}, got {deploy_target!r}")
         if deploy_target == LOCAL:

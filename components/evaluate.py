@@ -267,10 +267,7 @@ def evaluate_component(
     parent_run_id: str,
     recall_floor: float,
     mlflow_tracking_uri: str,
-    database_url: str,
-    cloud_sql_instance: str,
-    database_name: str,
-    database_user: str,
+    database: dict,
     scored_candidates: Output[Artifact],
     metrics: Output[Metrics],
     challenger_metrics: Output[ClassificationMetrics],
@@ -282,18 +279,16 @@ def evaluate_component(
 
     from sklearn.metrics import confusion_matrix
 
-    from components import run_record
     from components.evaluate import evaluate, positive_proba, roc_points
     from components.export import read_dataset
     from components.promote import choose_challenger
-    from components.runtime import step_settings
+    from components.runtime import failure_recorded, step_settings
     from components.train import load_candidates
     from potability.features import FEATURE_NAMES, TARGET
 
-    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
-                             mlflow_tracking_uri,
+    settings = step_settings(database, mlflow_tracking_uri,
                              mlflow_credentials_secret=mlflow_credentials_secret)
-    with run_record.failure_recorded(settings, run_id, "evaluate"):
+    with failure_recorded(settings, run_id, "evaluate"):
         test = read_dataset(test_set.path)
         models: dict = {}
         scored = evaluate(load_candidates(candidates.path), test,

@@ -95,22 +95,19 @@ from kfp.dsl import Dataset, Output  # noqa: E402
 
 def export_component(
     run_id: str,
-    database_url: str,
-    cloud_sql_instance: str,
-    database_name: str,
-    database_user: str,
+    database: dict,
     dataset: Output[Dataset],
 ) -> NamedTuple("ExportOutputs", [("rows", int), ("sha256", str)]):  # type: ignore[valid-type]
     """Export the training table to ``dataset`` and open the run's row in pipeline_runs."""
     from collections import namedtuple
     from pathlib import Path
 
-    from components import run_record
+    from potability import run_record
     from components.export import export
-    from components.runtime import step_settings
+    from components.runtime import failure_recorded, step_settings
 
-    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user)
-    with run_record.failure_recorded(settings, run_id, "export"):
+    settings = step_settings(database)
+    with failure_recorded(settings, run_id, "export"):
         result = export(settings, Path(dataset.path))
         dataset.metadata.update({"rows": result.rows, "sha256": result.sha256, "format": "csv"})
         run_record.start_run(settings, run_id, result.sha256, result.rows)

@@ -26,18 +26,19 @@ held out as well, and the challenger is re-scored on those. (A champion register
 split tags is compared on all of today's held-out rows.)
 
 The alias moves last, after the decision is written to ``water.pipeline_runs``; if a later
-step fails, :func:`components.run_record.mark_failed` moves it back.
+step fails, :func:`components.runtime.record_failure` moves it back (:func:`restore_alias`).
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 from components.evaluate import (Evidence, Scores, paired_bootstrap, precision_interval,
                                  predictions, score_model)
-from components.run_record import CHAMPION_ALIAS
 from potability import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
 
+CHAMPION_ALIAS = "champion"
+"""The registered model's alias on the served version (MLflow's source of truth)."""
 FIRST_CHAMPION = "first_champion"
 CHALLENGER_WINS = "challenger_wins"
 CHAMPION_KEPT = "champion_kept"
@@ -131,8 +132,12 @@ def comparison_rows(test: Any, champion_split: tuple[int, float] | None) -> Any:
     return rows
 
 
-def current_champion(client: Any, model_name: str) -> Champion | None:
-    """The version behind the ``champion`` alias, or None (no registered model or no alias)."""
+def registry_champion(client: Any, model_name: str) -> Champion | None:
+    """The version behind the ``champion`` alias, or None (no registered model or no alias).
+
+    The registry's answer, which promote compares against; what the rest of the system calls
+    the current champion is the pipeline's record of it
+    (:func:`potability.run_record.current_champion`), written before the alias moves."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -144,6 +149,29 @@ def current_champion(client: Any, model_name: str) -> Champion | None:
     tags = version.tags or {}
     return Champion(str(version.version), version.run_id or "", tags.get("family", ""),
                     getattr(version, "model_id", "") or "", _split_from_tags(tags))
+
+
+def restore_alias(settings: Any, details: Mapping[str, Any], client: Any = None) -> bool:
+    """Put ``champion`` back on the version it had before this run; True if it was moved.
+
+    Args:
+        settings: MLflow tracking URI and model name (a :class:`potability.config.Settings`).
+        details: the run's details (``alias_moved``, ``previous_champion_version``), as
+            :func:`potability.run_record.mark_failed` returns them.
+        client: an ``MlflowClient`` (tests pass one; default: for the settings' URI).
+    """
+    if not details.get("alias_moved"):
+        return False
+    if client is None:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    previous = details.get("previous_champion_version")
+    if previous:
+        client.set_registered_model_alias(settings.model_name, CHAMPION_ALIAS, str(previous))
+    else:
+        client.delete_registered_model_alias(settings.model_name, CHAMPION_ALIAS)
+    return True
 
 
 def ensure_not_self(champion: Champion, challenger: dict[str, Any]) -> None:
@@ -223,7 +251,7 @@ def decide_and_promote(
     import mlflow
     import mlflow.sklearn
 
-    from components import run_record
+    from potability import run_record
 
     if not 0 < promotion_confidence <= 1:
         raise ValueError(f"promotion_confidence must be in (0, 1], got {promotion_confidence}")
@@ -236,7 +264,7 @@ def decide_and_promote(
     challenger = choose_challenger(scored)
     challenger_model = load_model(challenger["model_uri"])
     challenger_scores = _scores(challenger)
-    champion = current_champion(client, name)
+    champion = registry_champion(client, name)
     champion_scores = None
     evidence = None
     rows = test
@@ -337,10 +365,7 @@ def promote_component(
     promotion_confidence: float,
     model_name: str,
     mlflow_tracking_uri: str,
-    database_url: str,
-    cloud_sql_instance: str,
-    database_name: str,
-    database_user: str,
+    database: dict,
     mlflow_credentials_secret: str = "",
 ) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
                                    ("champion_changed", bool), ("previous_version", str)]):
@@ -350,14 +375,13 @@ def promote_component(
     from collections import namedtuple
     from pathlib import Path
 
-    from components import run_record
+    from potability import run_record
     from components.export import read_dataset
     from components.promote import promote
-    from components.runtime import step_settings
+    from components.runtime import failure_recorded, step_settings
 
-    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
-                             mlflow_tracking_uri, model_name, mlflow_credentials_secret)
-    with run_record.failure_recorded(settings, run_id, "promote"):
+    settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
+    with failure_recorded(settings, run_id, "promote"):
         result = promote(
             settings=settings, run_id=run_id,
             scored=json.loads(Path(scored_candidates.path).read_text()),

@@ -11,27 +11,21 @@ failure here fails this task (visible in the pipeline UI) without undoing the ne
 def quality_control_component(
     run_id: str,
     deploy_summary: str,
-    database_url: str,
-    cloud_sql_instance: str,
-    database_name: str,
-    database_user: str,
+    database: dict,
 ) -> str:
     """Compute live precision per model version and week, and feature drift; store them.
 
     Args:
         run_id: the pipeline job name (for the log line only).
         deploy_summary: deploy's output; taking it orders this task after deploy.
-        database_url: local DSN (``""`` on GCP).
-        cloud_sql_instance: Cloud SQL connection name (GCP).
-        database_name: database name for the connector.
-        database_user: IAM database user for the connector.
+        database: the pipeline's ``database`` parameter (:func:`components.runtime.step_settings`).
     """
     from datetime import datetime, timezone
 
     from components.runtime import step_settings
     from potability import db, qc_job
 
-    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user)
+    settings = step_settings(database)
     conn = db.connect(settings)
     try:
         result = qc_job.run(conn, settings, datetime.now(timezone.utc))

@@ -255,10 +255,7 @@ def train_component(
     grids: str,
     model_name: str,
     mlflow_tracking_uri: str,
-    database_url: str,
-    cloud_sql_instance: str,
-    database_name: str,
-    database_user: str,
+    database: dict,
     test_set: Output[Dataset],
     candidates: Output[Artifact],
     mlflow_credentials_secret: str = "",
@@ -268,15 +265,13 @@ def train_component(
     from collections import namedtuple
     from pathlib import Path
 
-    from components import run_record
     from components.export import read_dataset, write_dataset
     from components.modeling import TrainingConfig
-    from components.runtime import step_settings
+    from components.runtime import failure_recorded, step_settings
     from components.train import train
 
-    settings = step_settings(database_url, cloud_sql_instance, database_name, database_user,
-                             mlflow_tracking_uri, model_name, mlflow_credentials_secret)
-    with run_record.failure_recorded(settings, run_id, "train"):
+    settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
+    with failure_recorded(settings, run_id, "train"):
         config = TrainingConfig(recall_floor=recall_floor, cv_folds=cv_folds, seed=split_seed)
         parent_id, logged, parts = train(
             read_dataset(dataset.path), tracking_uri=settings.mlflow_tracking_uri,

@@ -188,6 +188,17 @@ def refusal_for(exc: BaseException) -> Refusal:
     return Refusal(500, "Internal Server Error", "server", "internal error; nothing was written")
 
 
+def _recv_ready(sock: socket.socket) -> bytes | None:
+    """What a readable non-blocking socket holds: ``b""`` when the client is gone (closed or
+    reset), ``None`` when nothing is there after all (a spurious wake-up)."""
+    try:
+        return sock.recv(_RECV)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+
+
 def _send_nonblocking(sock: socket.socket, data: bytes) -> None:
     try:
         sock.setblocking(False)
@@ -233,12 +244,9 @@ class BufferingThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
 
     def _readable(self, conn: Any, client: Any) -> None:
-        try:
-            data = conn.sock.recv(_RECV)
-        except (BlockingIOError, InterruptedError):
+        data = _recv_ready(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:  # the client left before sending a whole request
             self._drop(conn)
             return
@@ -283,12 +291,9 @@ class BufferingThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._drain, conn))
 
     def _drain(self, conn: Any, client: Any) -> None:
-        try:
-            data = conn.sock.recv(_RECV)
-        except (BlockingIOError, InterruptedError):
+        data = _recv_ready(conn.sock)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.drained += len(data)
         if not data or conn.drained > DRAIN_MAX_BYTES:
             self._close_drained(conn)

@@ -4,8 +4,9 @@ quality of the service.
 ``GET /`` answers HTML (a self-contained page, server-rendered SVG charts, no scripts);
 ``?format=json`` or ``Accept: application/json`` answers the same data as JSON. Everything
 comes from the database in one read-only transaction: the current champion and the last
-pipeline run from ``water.pipeline_runs`` (no MLflow call), inference and lab-sample counts
-from the logs, live precision and drift from the latest ``potability qc`` run.
+pipeline run from ``water.pipeline_runs`` (asked of :mod:`potability.run_record`; no MLflow
+call), inference and lab-sample counts from the logs, live precision and drift from the
+latest ``potability qc`` run.
 
 Nothing private is shown: no submitter identities, no sample or request ids, no tokens, no
 error texts (they may carry hostnames). It is served like the other functions, through
@@ -24,7 +25,7 @@ import flask
 from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response, json_response
 from functions.serving import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
-from potability import alerts, db
+from potability import alerts, db, run_record
 from potability.features import FEATURE_NAMES
 
 FUNCTION = "status"
@@ -58,55 +59,42 @@ def _rows(cur: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def _champion(cur: Any) -> dict[str, Any] | None:
-    cur.execute(
-        "SELECT model_name, champion_version, champion_family, champion_precision, "
-        "champion_precision_low, champion_precision_high, "
-        "champion_recall, champion_threshold, decision, finished_at, training_rows "
-        "FROM water.pipeline_runs WHERE status = 'succeeded' AND champion_version IS NOT NULL "
-        "ORDER BY finished_at DESC NULLS LAST, started_at DESC LIMIT 1"
-    )
-    rows = _rows(cur)
-    if not rows:
+def _champion(conn: db.Connection) -> dict[str, Any] | None:
+    record = run_record.current_champion(conn)
+    if record is None:
         return None
-    r = rows[0]
+    r = record.run
     return {
-        "name": r["model_name"],
-        "version": r["champion_version"],
-        "family": r["champion_family"],
-        "held_out_precision": _num(r["champion_precision"]),
+        "name": r.model_name,
+        "version": r.champion_version,
+        "family": r.champion_family,
+        "held_out_precision": _num(r.champion_precision),
         # 95% bootstrap interval (components/evaluate.py::precision_interval); None before 006
         "held_out_precision_interval": (
-            [_num(r["champion_precision_low"]), _num(r["champion_precision_high"])]
-            if r["champion_precision_low"] is not None else None),
-        "held_out_recall": _num(r["champion_recall"]),
-        "threshold": _num(r["champion_threshold"]),
-        "training_rows": r["training_rows"],
-        "confirmed_at": _iso(r["finished_at"]),
-        "decision": r["decision"],
+            [_num(r.champion_precision_low), _num(r.champion_precision_high)]
+            if r.champion_precision_low is not None else None),
+        "held_out_recall": _num(r.champion_recall),
+        "threshold": _num(r.champion_threshold),
+        "training_rows": r.training_rows,
+        "confirmed_at": _iso(r.finished_at),
+        "decision": r.decision,
     }
 
 
-def _last_run(cur: Any) -> dict[str, Any] | None:
-    cur.execute(
-        "SELECT status, decision, started_at, finished_at, champion_version, challenger_family, "
-        "challenger_precision, challenger_recall, recall_floor "
-        "FROM water.pipeline_runs ORDER BY started_at DESC LIMIT 1"
-    )
-    rows = _rows(cur)
-    if not rows:
+def _last_run(conn: db.Connection) -> dict[str, Any] | None:
+    r = run_record.last_run(conn)
+    if r is None:
         return None
-    r = rows[0]
     return {
-        "status": r["status"],
-        "decision": r["decision"],
-        "started_at": _iso(r["started_at"]),
-        "finished_at": _iso(r["finished_at"]),
-        "champion_version": r["champion_version"],
-        "challenger_family": r["challenger_family"],
-        "challenger_precision": _num(r["challenger_precision"]),
-        "challenger_recall": _num(r["challenger_recall"]),
-        "recall_floor": _num(r["recall_floor"]),
+        "status": r.status,
+        "decision": r.decision,
+        "started_at": _iso(r.started_at),
+        "finished_at": _iso(r.finished_at),
+        "champion_version": r.champion_version,
+        "challenger_family": r.challenger_family,
+        "challenger_precision": _num(r.challenger_precision),
+        "challenger_recall": _num(r.challenger_recall),
+        "recall_floor": _num(r.recall_floor),
     }
 
 
@@ -266,13 +254,13 @@ def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
 def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
     """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats)."""
     cur = conn.cursor()
-    model = _champion(cur)
+    model = _champion(conn)
     qc = _quality_control(cur)
     return {
         "generated_at": _iso(now),
         "alerts": _open_alerts(conn),
         "model": model,
-        "last_pipeline_run": _last_run(cur),
+        "last_pipeline_run": _last_run(conn),
         "inferences": {
             "last_24h": _inference_window(cur, now - timedelta(hours=24), now),
             "last_7d": _inference_window(cur, now - timedelta(days=7), now),

@@ -102,20 +102,12 @@ def _publish(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from google.cloud import aiplatform
 
-    from pipelines.submit import job_spec, submit
-    from pipelines.training_pipeline import DEFAULT_PARAMETERS, YAML_PATH
+    from pipelines.submit import job_spec, submit, vertex_parameters
+    from pipelines.training_pipeline import YAML_PATH
     from potability.config import load_settings
 
     settings = load_settings()
-    params = {
-        **DEFAULT_PARAMETERS, "deploy_target": "vertex", "model_name": settings.model_name,
-        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-        "mlflow_credentials_secret": settings.mlflow_credentials_secret,
-        "cloud_sql_instance": settings.cloud_sql_instance, "database_name": settings.db_name,
-        "database_user": settings.db_user, "project": settings.google_cloud_project,
-        "region": settings.google_cloud_region, "endpoint_id": settings.vertex_endpoint_id,
-        "serving_image": settings.pipeline_image, **_params(args.param),
-    }
+    params = vertex_parameters(settings, _params(args.param))
     template = args.template or settings.pipeline_template_uri or str(YAML_PATH)
     job = submit(aiplatform, job_spec(settings, template, params))
     print(f"submitted {job.resource_name}")

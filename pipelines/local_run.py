@@ -69,17 +69,22 @@ def runs_log_dir(settings: Settings) -> Path:
 
 
 def local_parameters(settings: Settings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Pipeline parameters for the local stack: defaults, the stack's URLs, then overrides."""
-    from pipelines.training_pipeline import DEFAULT_PARAMETERS
+    """Pipeline parameters for the local stack: defaults, the stack's URLs, then overrides
+    (a ``database`` override changes only the keys it names)."""
+    from components.runtime import database_parameter
+    from pipelines.training_pipeline import default_parameters
 
-    params = {**DEFAULT_PARAMETERS, "database_url": settings.database_url,
+    params = {**default_parameters(), "database": database_parameter(settings),
               "mlflow_tracking_uri": settings.mlflow_tracking_uri,
               "model_name": settings.model_name, "deploy_target": "local"}
-    unknown = set(overrides or {}) - set(DEFAULT_PARAMETERS)
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(params)
     if unknown:
         raise ValueError(f"unknown pipeline parameters: {sorted(unknown)}")
-    params.update(overrides or {})
-    if not params["database_url"] or not params["mlflow_tracking_uri"]:
+    if isinstance(overrides.get("database"), Mapping):
+        overrides["database"] = {**params["database"], **overrides["database"]}
+    params.update(overrides)
+    if not params["database"].get("url") or not params["mlflow_tracking_uri"]:
         raise RuntimeError("the local stack is not up: run `potability up` (or `make run`) first")
     return params
 
@@ -146,8 +151,9 @@ def _run(settings: Settings, params: Mapping[str, Any]) -> LocalRun:
 
     from kfp import local
 
-    from components import run_record
+    from components.runtime import record_failure
     from pipelines.training_pipeline import training_pipeline
+    from potability import run_record
 
     root = pipeline_root(settings)
     root.mkdir(parents=True, exist_ok=True)
@@ -161,9 +167,9 @@ def _run(settings: Settings, params: Mapping[str, Any]) -> LocalRun:
     except BaseException as exc:
         for run_id in sorted({p.name for p in root.iterdir()} - before):
             row = run_record.read_run(settings, run_id)
-            if row is None or row["status"] == "running":
-                run_record.mark_failed(settings.with_(model_name=params["model_name"]),
-                                       run_id, f"runner: {type(exc).__name__}: {exc}")
+            if row is None or row.status == "running":
+                record_failure(settings.with_(model_name=params["model_name"]),
+                               run_id, f"runner: {type(exc).__name__}: {exc}")
         raise
     new = sorted({p.name for p in root.iterdir()} - before)
     outputs = getattr(task, "outputs", {}) or {}

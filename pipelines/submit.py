@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from components.runtime import database_parameter
+from pipelines.training_pipeline import PIPELINE_NAME, default_parameters
 from potability.config import Settings
-
-DISPLAY_NAME = "water-potability-training"
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,23 @@ class JobSpec:
     service_account: str
     network_attachment: str = ""
     """PSC interface network attachment (empty: none - the run cannot reach private IPs)."""
-    display_name: str = DISPLAY_NAME
+    display_name: str = PIPELINE_NAME
+
+
+def vertex_parameters(settings: Settings,
+                      overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters of a job on Vertex AI: the defaults, the coordinates in ``settings``
+    (Cloud SQL through the connector - never a local ``DATABASE_URL`` -, MLflow, endpoint),
+    then ``overrides`` (``--param``)."""
+    return {
+        **default_parameters(), "deploy_target": "vertex", "model_name": settings.model_name,
+        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+        "mlflow_credentials_secret": settings.mlflow_credentials_secret,
+        "database": database_parameter(settings.with_(database_url="")),
+        "project": settings.google_cloud_project, "region": settings.google_cloud_region,
+        "endpoint_id": settings.vertex_endpoint_id, "serving_image": settings.pipeline_image,
+        **(overrides or {}),
+    }
 
 
 def job_spec(settings: Settings, template_path: Path | str,

@@ -39,17 +39,18 @@ def _pct(value: Any) -> str:
 
 def summary_lines(settings: Settings, run_id: str, log_path: Path | None) -> list[str]:
     """The run's outcome, the champion, the URLs and the example curls."""
-    from components.run_record import read_run
+    from potability.run_record import read_run
 
-    row = read_run(settings, run_id) or {}
-    decision = str(row.get("decision") or "no decision").replace("_", " ")
-    lines = [f"run {run_id}: {row.get('status', 'unknown')} - {decision}"]
-    if row.get("champion_version"):
+    run = read_run(settings, run_id)
+    decision = str(run.decision if run and run.decision else "no decision").replace("_", " ")
+    lines = [f"run {run_id}: {run.status if run else 'unknown'} - {decision}"]
+    if run and run.champion_version:
         lines.append(
-            f"champion     {row.get('model_name')} v{row['champion_version']} "
-            f"({row.get('champion_family')}): held-out precision "
-            f"{_pct(row.get('champion_precision'))}, recall {_pct(row.get('champion_recall'))}")
-    lines.append(f"MLflow run   {mlflow_run_link(settings.mlflow_tracking_uri, row.get('mlflow_run_id') or '')}")
+            f"champion     {run.model_name} v{run.champion_version} "
+            f"({run.champion_family}): held-out precision "
+            f"{_pct(run.champion_precision)}, recall {_pct(run.champion_recall)}")
+    mlflow_run_id = (run.mlflow_run_id if run else None) or ""
+    lines.append(f"MLflow run   {mlflow_run_link(settings.mlflow_tracking_uri, mlflow_run_id)}")
     if log_path is not None:
         lines.append(f"full log     {log_path}")
     env = config.read_env(settings.home)

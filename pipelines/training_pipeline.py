@@ -9,8 +9,15 @@ at compile time); locally the SubprocessRunner runs them in the current venv.
 Every task has caching off: an export must read today's table, never a cached yesterday.
 The pipeline job name (``{{$.pipeline_job_name}}``) is the run's id in ``water.pipeline_runs``
 and the name of its MLflow parent run.
+
+The parameters are declared once, in the pipeline function's signature
+(:func:`default_parameters` reads them from it). The database travels as one ``database``
+parameter - a KFP ``dict`` (STRUCT) with the keys of :data:`components.runtime.DATABASE_KEYS` -
+through every component that touches it.
 """
 
+import copy
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -19,34 +26,9 @@ from kfp import compiler, dsl
 from components import deploy, evaluate, export, promote, quality_control, runtime, train
 
 PIPELINE_NAME = "water-potability-training"
+"""The pipeline's name: its ``pipelineInfo.name``, the display name of the jobs ``submit``
+creates, and its package in the template registry (``publish``)."""
 YAML_PATH = Path(__file__).resolve().parent / "training_pipeline.yaml"
-
-DEFAULT_PARAMETERS: dict[str, Any] = {
-    "recall_floor": 0.2,
-    "test_fraction": 0.2,
-    "split_seed": 42,
-    "cv_folds": 5,
-    "grids": "default",
-    "promotion_confidence": 0.9,
-    "model_name": "water-potability",
-    "mlflow_tracking_uri": "",
-    "mlflow_credentials_secret": "",
-    "database_url": "",
-    "cloud_sql_instance": "",
-    "database_name": "potability",
-    "database_user": "",
-    "deploy_target": "local",
-    "project": "",
-    "region": "",
-    "endpoint_id": "",
-    "serving_image": "",
-    "endpoint_machine_type": "n1-standard-2",
-    "endpoint_min_replicas": 1,
-    "endpoint_max_replicas": 3,
-    "endpoint_cpu_target": 60,
-}
-"""The pipeline's parameters and defaults - the names Terraform's scheduler passes."""
-
 
 def build(image: str) -> Any:
     """The pipeline with its components running in ``image``."""
@@ -62,7 +44,7 @@ def build(image: str) -> Any:
                               "calibrated families and a soft vote, chosen by cross-"
                               "validation, promoted over the champion on bootstrap "
                               "evidence, deployed.")
-    def training_pipeline(
+    def training_pipeline(  # the parameters: names, types and defaults, declared only here
         recall_floor: float = 0.2,
         test_fraction: float = 0.2,
         split_seed: int = 42,
@@ -72,10 +54,8 @@ def build(image: str) -> Any:
         model_name: str = "water-potability",
         mlflow_tracking_uri: str = "",
         mlflow_credentials_secret: str = "",
-        database_url: str = "",
-        cloud_sql_instance: str = "",
-        database_name: str = "potability",
-        database_user: str = "",
+        database: dict = {"url": "", "cloud_sql_instance": "",  # noqa: B006 - KFP reads it
+                          "name": "potability", "user": ""},
         deploy_target: str = "local",
         project: str = "",
         region: str = "",
@@ -89,8 +69,7 @@ def build(image: str) -> Any:
         run_id = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
         mlflow = dict(mlflow_tracking_uri=mlflow_tracking_uri,
                       mlflow_credentials_secret=mlflow_credentials_secret)
-        db = dict(database_url=database_url, cloud_sql_instance=cloud_sql_instance,
-                  database_name=database_name, database_user=database_user)
+        db = dict(database=database)
 
         exported = export_op(run_id=run_id, **db).set_display_name("export")
         trained = train_op(
@@ -136,6 +115,14 @@ def build(image: str) -> Any:
 
 training_pipeline = build(runtime.image())
 """The pipeline in the configured image (``PIPELINE_IMAGE``)."""
+
+
+def default_parameters() -> dict[str, Any]:
+    """The pipeline's parameters and their defaults, read from its signature (the one place
+    they are declared): the names Terraform's schedule passes. A fresh copy each call, as the
+    ``database`` default is a dict."""
+    signature = inspect.signature(training_pipeline.pipeline_func)
+    return copy.deepcopy({name: p.default for name, p in signature.parameters.items()})
 
 
 def compile_pipeline(path: Path = YAML_PATH, image: str | None = None) -> Path:

@@ -18,10 +18,10 @@ Five events (:data:`EVENTS`): a pipeline run failed, no successful run for
   alert never blocks or fails the request or pipeline step that raised it.
 
 The deciding functions are pure (state in, alerts out); the database and HTTP edges are below
-them. Who raises what: ``components/run_record.py`` (failed runs, resolved by the next
-success), ``potability/qc_job.py`` (flagged precision, drift), ``functions/serving.py``
-(5xx rate, :class:`ErrorRateMonitor` per instance) and :func:`check_stale` (``potability
-alerts check`` and the pipeline's export step).
+them. Who raises what: ``potability/run_record.py`` (failed runs, resolved by the next
+success; and ``check_stale``, run by ``potability alerts check``, the pipeline's export step
+and the local scheduler between runs), ``potability/qc_job.py`` (flagged precision, drift),
+``functions/serving.py`` (5xx rate, :class:`ErrorRateMonitor` per instance).
 """
 
 from __future__ import annotations
@@ -376,29 +376,6 @@ def open_alerts(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
                     "figures": figures, "detail": public_detail(event, figures),
                     "raised_at": iso(raised_at)})
     return out
-
-
-def check_stale(conn: Any, settings: Settings, now: datetime) -> list[Alert]:
-    """Raise ``pipeline_stale`` if no run succeeded for ``ALERT_STALE_HOURS``; commits.
-    Returns the newly raised alerts (publish them)."""
-    cur = conn.cursor()
-    cur.execute(
-        "SELECT max(finished_at) FILTER (WHERE status = 'succeeded'), min(started_at) "
-        "FROM water.pipeline_runs")
-    last_success, first_run = cur.fetchone()
-    cur.execute(
-        "SELECT champion_version FROM water.pipeline_runs WHERE status = 'succeeded' "
-        "AND champion_version IS NOT NULL ORDER BY finished_at DESC NULLS LAST LIMIT 1")
-    row = cur.fetchone()
-    alert = stale(last_success, first_run, now, settings.alert_stale_hours,
-                  row[0] if row else None)
-    try:
-        raised = sync(conn, PIPELINE_STALE, [alert] if alert else [], now)
-        conn.commit()
-    except BaseException:
-        conn.rollback()
-        raise
-    return raised
 
 
 # --- delivery: log line + webhook --------------------------------------------------------

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from potability import config, db, local_stack, migrations, seed
+from potability import config, db, local_stack, migrations, run_record, seed
 from potability import local_scheduler
 from potability.config import Settings, load_settings
 
@@ -70,22 +70,17 @@ def _last_run(settings: Settings) -> str:
     except db.DatabaseUnavailable:
         return "unknown (the database is not running)"
     try:
-        cur = conn.cursor()
-        cur.execute("SELECT run_id, status, decision, champion_version, "
-                    "coalesce(finished_at, started_at), error FROM water.pipeline_runs "
-                    "ORDER BY started_at DESC LIMIT 1")
-        row = cur.fetchone()
+        run = run_record.last_run(conn)
     finally:
         conn.close()
-    if row is None:
+    if run is None:
         return "none yet"
-    run_id, status, decision, version, at, error = row
-    text = f"{run_id} {status} {at:%Y-%m-%d %H:%M %Z}"
-    if decision:
-        text += f", {decision.replace('_', ' ')} (champion v{version})"
-    if error:
-        text += f", error: {error[:120]}"
-    log = runs_log_dir(settings) / f"{run_id}.log"
+    text = f"{run.run_id} {run.status} {run.finished_at or run.started_at:%Y-%m-%d %H:%M %Z}"
+    if run.decision:
+        text += f", {run.decision.replace('_', ' ')} (champion v{run.champion_version})"
+    if run.error:
+        text += f", error: {run.error[:120]}"
+    log = runs_log_dir(settings) / f"{run.run_id}.log"
     return text + (f", log {log}" if log.exists() else "")
 
 
@@ -151,7 +146,7 @@ def _alerts(args: argparse.Namespace) -> int:
     settings = config.load_settings()
     conn = db.connect(settings)
     try:
-        raised = alerts.check_stale(conn, settings, datetime.now(timezone.utc))
+        raised = run_record.check_stale(conn, settings, datetime.now(timezone.utc))
         alerts.publish(settings, raised)
         listed = alerts.open_alerts(conn)
         conn.commit()

@@ -19,6 +19,13 @@ refuses a second run, by hand or scheduled, and a firing that finds a run in pro
 logged as skipped. A firing missed while the machine was off is not caught up (Cloud
 Scheduler does not either, without a retry config): the next one comes at its time.
 
+Between runs it also does what Terraform's monitoring does on GCP for a pipeline that stops
+running: every :data:`STALE_CHECK_SECONDS` it runs the stale-run check
+(:func:`potability.run_record.check_stale`: no success for ``ALERT_STALE_HOURS`` raises
+``pipeline_stale`` - its log line lands in this service's log, and the webhook is called when
+``ALERT_WEBHOOK_URL`` is set - and the next success resolves it). A database that cannot be
+reached skips that check (logged) and never stops the schedule.
+
 The service publishes what it will do next in ``<home>/run/scheduler.json`` for ``potability
 status``. Cron semantics are croniter's (https://github.com/pallets-eco/croniter, the README's
 "About DST" section: times are computed in the given zone, across DST changes).
@@ -31,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from potability import services
+from potability import alerts, db, run_record, services
 from potability.config import Settings, load_settings
 
 SERVICE = "scheduler"
@@ -49,6 +57,9 @@ BUSY_EXIT = 3
 ROOT = Path(__file__).resolve().parent.parent
 MAX_SLEEP = 30.0
 """Longest single sleep: the wall clock is re-read this often (a laptop may have slept)."""
+STALE_CHECK_SECONDS = 60.0
+"""How often, between runs, the stale-run check runs (the alert is about hours, so a minute's
+delay is nothing; the query is two index scans)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,18 @@ def schedule_of(settings: Settings) -> Schedule | None:
     if not settings.pipeline_schedule:
         return None
     return Schedule(settings.pipeline_schedule, settings.pipeline_schedule_time_zone)
+
+
+def check_params(pairs: tuple[str, ...]) -> None:
+    """Refuse, at ``up``, scheduled parameters the pipeline does not declare (the run at 03:00
+    would fail on them), naming them and the parameters there are."""
+    from pipelines.training_pipeline import default_parameters
+
+    known = default_parameters()
+    bad = [p for p in pairs if "=" not in p or p.partition("=")[0].strip() not in known]
+    if bad:
+        raise ValueError(f"PIPELINE_SCHEDULE_PARAMS {bad}: each must be name=value with a "
+                         f"parameter of the pipeline ({', '.join(known)})")
 
 
 def state_path(home: Path) -> Path:
@@ -124,22 +147,56 @@ def fire(settings: Settings, now: Callable[[], datetime]) -> int:
     return code
 
 
+def check_stale(settings: Settings, when: datetime) -> list[alerts.Alert]:
+    """The stale-run check once: raise (log line, webhook) or resolve ``pipeline_stale``.
+
+    Returns the alerts raised now. Never raises: with the database down the check is skipped
+    and logged, and the next one tries again."""
+    try:
+        with closing(db.connect(settings)) as conn:
+            raised = run_record.check_stale(conn, settings, when)
+    except Exception as exc:  # noqa: BLE001 - the schedule must outlive a database outage
+        print(f"{when.isoformat(timespec='seconds')} stale-run check skipped: "
+              f"{type(exc).__name__}: {exc}", flush=True)
+        return []
+    alerts.publish(settings, raised, when)
+    return raised
+
+
+def wait_until(settings: Settings, due: datetime, now: Callable[[], datetime],
+               sleep: Callable[[float], None], checked: datetime | None = None) -> datetime | None:
+    """Sleep until ``due``, running :func:`check_stale` every :data:`STALE_CHECK_SECONDS`
+    meanwhile (first at once, unless ``checked`` - when it last ran - is more recent).
+
+    Returns when the check last ran, for the next wait."""
+    while (left := (due - now()).total_seconds()) > 0:
+        moment = now()
+        if checked is None or (moment - checked).total_seconds() >= STALE_CHECK_SECONDS:
+            check_stale(settings, moment)
+            checked = moment
+            left = (due - now()).total_seconds()
+        if left > 0:
+            sleep(min(left, MAX_SLEEP, STALE_CHECK_SECONDS))
+    return checked
+
+
 def serve(settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
           sleep: Callable[[float], None] = time.sleep, firings: int | None = None) -> None:
-    """Fire the pipeline at each time of the schedule, forever (or ``firings`` times)."""
+    """Fire the pipeline at each time of the schedule, forever (or ``firings`` times); check
+    for a stale pipeline while waiting."""
     schedule = schedule_of(settings)
     if schedule is None:
         print("PIPELINE_SCHEDULE is empty: no local schedule", flush=True)
         return
     fired = 0
+    checked: datetime | None = None
     while firings is None or fired < firings:
         due = schedule.next_after(now())
         _write_state(settings.home, schedule=schedule.expression,
                      time_zone=schedule.time_zone, next_run=due.isoformat())
         print(f"next run {due.isoformat()} ({schedule.expression}, {schedule.time_zone})",
               flush=True)
-        while (left := (due - now()).total_seconds()) > 0:
-            sleep(min(left, MAX_SLEEP))
+        checked = wait_until(settings, due, now, sleep, checked)
         fire(settings, now)
         fired += 1
 
@@ -158,6 +215,7 @@ def start(settings: Settings) -> str:
             services.stop(home, SERVICE)
         state_path(home).unlink(missing_ok=True)
         return "off (PIPELINE_SCHEDULE is empty)"
+    check_params(settings.pipeline_schedule_params)
     wanted = {"schedule": schedule.expression, "time_zone": schedule.time_zone,
               "params": list(settings.pipeline_schedule_params)}
     if running and {k: state.get(k) for k in wanted} != wanted:

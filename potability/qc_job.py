@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from potability import alerts, drift, live_precision
+from potability import alerts, drift, live_precision, run_record
 from potability.config import Settings
 from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
@@ -32,27 +32,6 @@ class QcResult:
     champion_version: str | None
     alerts_raised: list[alerts.Alert]
     """Flagged precision rows and drifting features that were not already open alerts."""
-
-
-def current_champion(conn: Connection) -> tuple[str | None, datetime | None]:
-    """The champion version of the latest succeeded pipeline run, and when that version was
-    trained (the start of the run that promoted it), which bounds its training data."""
-    cur = conn.cursor()
-    cur.execute(
-        "SELECT champion_version FROM water.pipeline_runs "
-        "WHERE status = 'succeeded' AND champion_version IS NOT NULL "
-        "ORDER BY finished_at DESC NULLS LAST, started_at DESC LIMIT 1"
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None, None
-    version = row[0]
-    cur.execute(
-        "SELECT min(started_at) FROM water.pipeline_runs WHERE status = 'succeeded' "
-        "AND champion_version = %s AND decision IN ('first_champion', 'challenger_wins')",
-        (version,),
-    )
-    return version, cur.fetchone()[0]
 
 
 def load_lab_samples(conn: Connection) -> tuple[int, list[live_precision.LabSample]]:
@@ -173,7 +152,9 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
         metrics = live_precision.live_metrics(
             matches, settings.qc_precision_floor, settings.qc_min_matches
         )
-        champion, trained_at = current_champion(conn)
+        record = run_record.current_champion(conn)
+        champion = record.version if record else None
+        trained_at = record.trained_at if record else None
         start = now - timedelta(days=settings.qc_drift_window_days)
         reference = load_reference(conn, trained_at)
         drifts = (

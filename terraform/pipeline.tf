@@ -14,15 +14,19 @@ locals {
     # MLflow's basic-auth password of the "pipelines" user (secrets.tf): each step reads it
     # with its own service account (components/runtime.py, potability/secret_manager.py).
     mlflow_credentials_secret = google_secret_manager_secret.mlflow["pipelines"].id
-    database_url              = ""
-    cloud_sql_instance        = google_sql_database_instance.main.connection_name
-    database_name             = google_sql_database.app.name
-    database_user             = local.db_user["pipelines"]
-    deploy_target             = "vertex"
-    project                   = var.project_id
-    region                    = var.region
-    endpoint_id               = google_vertex_ai_endpoint.main.name
-    serving_image             = local.serving_image
+    # The database as one STRUCT parameter (components/runtime.py DATABASE_KEYS): Cloud SQL
+    # through the connector as the pipelines SA's IAM user; no DSN on GCP.
+    database = {
+      url                = ""
+      cloud_sql_instance = google_sql_database_instance.main.connection_name
+      name               = google_sql_database.app.name
+      user               = local.db_user["pipelines"]
+    }
+    deploy_target = "vertex"
+    project       = var.project_id
+    region        = var.region
+    endpoint_id   = google_vertex_ai_endpoint.main.name
+    serving_image = local.serving_image
     # endpoint sizing (issue 12): variables "endpoint_*" in variables.tf
     endpoint_machine_type = var.endpoint_machine_type
     endpoint_min_replicas = var.endpoint_min_replicas

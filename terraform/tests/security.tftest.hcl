@@ -232,7 +232,7 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
   assert {
     condition = toset(keys(jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues)) == toset([
       "recall_floor", "test_fraction", "split_seed", "cv_folds", "grids", "promotion_confidence", "model_name", "mlflow_tracking_uri", "mlflow_credentials_secret",
-      "database_url", "cloud_sql_instance", "database_name", "database_user", "deploy_target", "project", "region",
+      "database", "deploy_target", "project", "region",
       "endpoint_id", "serving_image", "endpoint_machine_type", "endpoint_min_replicas", "endpoint_max_replicas",
       "endpoint_cpu_target",
     ])
@@ -242,7 +242,7 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
     condition = (
       jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.serving_image == "europe-west1-docker.pkg.dev/test-project/potability/potability@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" &&
       jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.endpoint_id == google_vertex_ai_endpoint.main.name &&
-      jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.database_user == trimsuffix(google_service_account.sa["pipelines"].email, ".gserviceaccount.com") &&
+      jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.database.user == trimsuffix(google_service_account.sa["pipelines"].email, ".gserviceaccount.com") &&
       jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.mlflow_tracking_uri == "http://${google_compute_instance.mlflow.network_interface[0].network_ip}:5000" &&
       jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.mlflow_credentials_secret == google_secret_manager_secret.mlflow["pipelines"].id &&
       jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues.recall_floor == 0.2

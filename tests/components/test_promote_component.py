@@ -21,9 +21,10 @@ from sklearn.pipeline import make_pipeline
 import numpy as np
 from sklearn.model_selection import FixedThresholdClassifier
 
-from components import evaluate, promote, run_record
+from components import evaluate, promote, runtime
 from components.train import is_held_out, model_requirements, split
 from components.evaluate import Evidence, Scores
+from potability import run_record
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
 from potability.model_format import sklearn_save_kwargs
@@ -194,14 +195,14 @@ def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data
     assert result == promote.PromoteResult(promote.FIRST_CHAMPION, "1", True, "")
     assert _alias(ctx) == "1"
     row = run_record.read_run(ctx.settings, ctx.runs[0])
-    assert row["decision"] == "first_champion" and row["champion_version"] == "1"
-    assert row["champion_precision"] == pytest.approx(good["scores"]["precision"])
-    assert row["challenger_family"] == "logistic_regression"
-    assert row["details"]["previous_champion_version"] is None
+    assert row.decision == "first_champion" and row.champion_version == "1"
+    assert row.champion_precision == pytest.approx(good["scores"]["precision"])
+    assert row.challenger_family == "logistic_regression"
+    assert row.details["previous_champion_version"] is None
     # the precision's 95% interval is recorded; there is nothing to compare with yet
-    assert row["champion_precision_low"] < row["champion_precision"] < row["champion_precision_high"]
-    assert row["probability_challenger_better"] is None and row["precision_difference"] is None
-    assert row["promotion_confidence"] == 0.9
+    assert row.champion_precision_low < row.champion_precision < row.champion_precision_high
+    assert row.probability_challenger_better is None and row.precision_difference is None
+    assert row.promotion_confidence == 0.9
 
 
 def test_worse_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:
@@ -214,9 +215,9 @@ def test_worse_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:
     assert _alias(ctx) == "1"
     assert [v.version for v in ctx.client.search_model_versions(f"name='{ctx.name}'")] == ["1"]
     row = run_record.read_run(ctx.settings, ctx.runs[1])
-    assert row["champion_family"] == "good"
-    assert row["challenger_precision"] == pytest.approx(worse["scores"]["precision"])
-    assert row["champion_precision"] > row["challenger_precision"]
+    assert row.champion_family == "good"
+    assert row.challenger_precision == pytest.approx(worse["scores"]["precision"])
+    assert row.champion_precision > row.challenger_precision
 
 
 def test_equal_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:
@@ -235,16 +236,16 @@ def test_better_challenger_replaces_the_champion(ctx: Any, data: Any) -> None:
     assert result == promote.PromoteResult(promote.CHALLENGER_WINS, "2", True, "1")
     assert _alias(ctx) == "2"
     row = run_record.read_run(ctx.settings, ctx.runs[1])
-    assert row["details"]["previous_champion_version"] == "1"
-    assert row["details"]["champion_before"]["version"] == "1"
+    assert row.details["previous_champion_version"] == "1"
+    assert row.details["champion_before"]["version"] == "1"
     # the evidence: recorded in the row and the parent run, recomputable from the rows
     y, worse_pred = evaluate.predictions(mlflow.sklearn.load_model(f"models:/{ctx.name}/1"), test)
     expected = evaluate.paired_bootstrap(y, evaluate.predictions(good_model, test)[1], worse_pred)
-    assert row["details"]["evidence"] == expected.as_dict()
-    assert row["probability_challenger_better"] == expected.probability >= 0.9
-    assert row["precision_difference_low"] > 0 and row["precision_difference"] == pytest.approx(
-        row["champion_precision"] - row["details"]["champion_before"]["scores"]["precision"])
-    parent = ctx.client.get_run(row["mlflow_run_id"]).data
+    assert row.details["evidence"] == expected.as_dict()
+    assert row.probability_challenger_better == expected.probability >= 0.9
+    assert row.precision_difference_low > 0 and row.precision_difference == pytest.approx(
+        row.champion_precision - row.details["champion_before"]["scores"]["precision"])
+    parent = ctx.client.get_run(row.mlflow_run_id).data
     assert parent.metrics["promotion.probability_challenger_better"] == expected.probability
     assert parent.metrics["promotion.confidence_required"] == 0.9
 
@@ -255,10 +256,10 @@ def test_too_little_evidence_keeps_the_champion(ctx: Any, data: Any) -> None:
     other = _candidate(_fit(train, False, seed=1), "forest-1", test, ctx.name)
     assert ctx.run([other], test).decision == promote.CHAMPION_KEPT  # confidence 0.9
     row = run_record.read_run(ctx.settings, ctx.runs[1])
-    probability = row["probability_challenger_better"]
+    probability = row.probability_challenger_better
     assert 0 < probability < 0.9  # another forest on the same rows: a difference within noise
-    assert row["precision_difference_low"] < 0 < row["precision_difference_high"]
-    assert row["champion_version"] == "1" and _alias(ctx) == "1"
+    assert row.precision_difference_low < 0 < row.precision_difference_high
+    assert row.champion_version == "1" and _alias(ctx) == "1"
     # The same evidence clears a lower bar: the confidence decides, not the raw difference.
     again = _candidate(_fit(train, False, seed=1), "forest-1", test, ctx.name)
     assert ctx.run([again], test, confidence=probability).decision == promote.CHALLENGER_WINS
@@ -290,18 +291,18 @@ def test_a_run_failing_after_promotion_puts_the_alias_back(ctx: Any, data: Any) 
     assert _alias(ctx) == "2"
     # deploy fails afterwards: the step records the failure, which restores the alias.
     with pytest.raises(OSError):
-        with run_record.failure_recorded(ctx.settings, ctx.runs[1], "deploy"):
+        with runtime.failure_recorded(ctx.settings, ctx.runs[1], "deploy"):
             raise OSError("endpoint unreachable")
     assert _alias(ctx) == "1"
     row = run_record.read_run(ctx.settings, ctx.runs[1])
-    assert row["status"] == "failed" and row["error"] == "deploy: OSError: endpoint unreachable"
+    assert row.status == "failed" and row.error == "deploy: OSError: endpoint unreachable"
 
 
 def test_a_failed_first_run_leaves_no_champion(ctx: Any, data: Any) -> None:
     train, test = data
     ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
-    run_record.mark_failed(ctx.settings, ctx.runs[0], "deploy: boom")
-    assert promote.current_champion(ctx.client, ctx.name) is None
+    runtime.record_failure(ctx.settings, ctx.runs[0], "deploy: boom")
+    assert promote.registry_champion(ctx.client, ctx.name) is None
 
 
 def test_the_split_keeps_every_row_on_its_side_as_samples_arrive() -> None:
@@ -329,7 +330,7 @@ def test_a_champion_of_another_split_is_compared_only_on_rows_new_to_both(
     challenger_model = _fit(new_train, True)
     challenger = _candidate(challenger_model, "worse", new_test, ctx.name)
     assert ctx.run([challenger], new_test, split_seed=SEED + 1).decision == promote.CHAMPION_KEPT
-    details = run_record.read_run(ctx.settings, ctx.runs[1])["details"]
+    details = run_record.read_run(ctx.settings, ctx.runs[1]).details
     assert (details["compared_on_rows"], details["held_out_rows"]) == (len(both), len(new_test))
     champion_now = mlflow.sklearn.load_model(f"models:/{ctx.name}/1")
     assert details["champion_before"]["scores"] == evaluate.score_model(champion_now, both).as_dict()

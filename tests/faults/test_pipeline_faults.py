@@ -27,8 +27,7 @@ import pytest
 import requests
 from faults_support import ROOT, deadline
 
-from components import run_record
-from potability import config, db, local_stack, model_server, services
+from potability import config, db, local_stack, model_server, run_record, services
 from potability.config import Settings
 from potability.model_format import sklearn_save_kwargs
 
@@ -187,9 +186,9 @@ def test_pipeline_step_killed_with_sigkill_is_recorded_failed_and_changes_nothin
         if pipeline.poll() is None:
             os.killpg(pipeline.pid, signal.SIGKILL)
     row = latest_run(pipeline_stack.settings, since)
-    assert row["status"] == "failed" and row["finished_at"] is not None
-    assert row["error"].startswith("runner:"), row["error"]  # marked by local_run's runner
-    assert row["decision"] is None
+    assert row.status == "failed" and row.finished_at is not None
+    assert row.error.startswith("runner:"), row.error  # marked by local_run's runner
+    assert row.decision is None
     assert_unchanged(pipeline_stack)
 
 
@@ -214,8 +213,8 @@ def test_mlflow_down_during_a_run_is_recorded_failed_and_changes_nothing(
         config.update_env(home, MLFLOW_TRACKING_URI=uri)
         pipeline_stack.settings = settings = settings.with_(mlflow_tracking_uri=uri)
     row = latest_run(settings, since)
-    assert row["status"] == "failed" and row["decision"] is None
-    assert row["error"], row
+    assert row.status == "failed" and row.decision is None
+    assert row.error, row
     assert_unchanged(pipeline_stack)
 
 
@@ -306,8 +305,8 @@ def test_two_promotions_at_once_are_serialised_and_the_alias_stays_registered(
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == "1"
     assert {r["champion_version"] for r in results} == {"1"}
     rows = [run_record.read_run(settings, args["run_id"]) for args in runs]
-    assert sorted(r["decision"] for r in rows) == ["champion_kept", "first_champion"]
-    assert {r["champion_version"] for r in rows} == {"1"}
+    assert sorted(r.decision for r in rows) == ["champion_kept", "first_champion"]
+    assert {r.champion_version for r in rows} == {"1"}
     conn = db.connect(settings)
     try:
         conn.cursor().execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)",

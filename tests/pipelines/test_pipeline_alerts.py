@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from components import run_record
+from components import runtime
 from pipelines.local_run import run_local
-from potability import alerts, db
+from potability import alerts, db, run_record
 from potability.config import Settings
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def test_a_failed_run_reaches_the_webhook_once(tmp_path, database_url: str, mlfl
     run_id = sorted(p.name for p in (home / "kfp").iterdir())[-1]
     try:
         row = run_record.read_run(settings, run_id)
-        assert row["status"] == "failed" and row["error"].startswith("train: ValueError")
+        assert row.status == "failed" and row.error.startswith("train: ValueError")
 
         got = webhook.wait_for(alerts.PIPELINE_RUN_FAILED, 1)
         assert len(got) == 1  # delivered by the step's own process before it exited
@@ -40,7 +40,7 @@ def test_a_failed_run_reaches_the_webhook_once(tmp_path, database_url: str, mlfl
 
         # the same failure reported again: still one alert, nothing sent
         again = settings.with_(alert_webhook_url=webhook.url)
-        run_record.mark_failed(again, run_id, "runner: RuntimeError: failed")
+        runtime.record_failure(again, run_id, "runner: RuntimeError: failed")
         assert alerts.notifier(again).flush(10)
         assert len(webhook.events(alerts.PIPELINE_RUN_FAILED)) == 1
         conn = db.connect(settings)

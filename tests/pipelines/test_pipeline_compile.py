@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.training_pipeline import DEFAULT_PARAMETERS, compile_pipeline
+from pipelines.training_pipeline import PIPELINE_NAME, compile_pipeline, default_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "europe-west1-docker.pkg.dev/demo-project/potability/potability:test"
@@ -18,8 +18,7 @@ INTERFACE = {  # the names and types Terraform's scheduler passes (do not rename
     "split_seed": "NUMBER_INTEGER", "cv_folds": "NUMBER_INTEGER", "grids": "STRING",
     "promotion_confidence": "NUMBER_DOUBLE",
     "model_name": "STRING", "mlflow_tracking_uri": "STRING",
-    "mlflow_credentials_secret": "STRING", "database_url": "STRING",
-    "cloud_sql_instance": "STRING", "database_name": "STRING", "database_user": "STRING",
+    "mlflow_credentials_secret": "STRING", "database": "STRUCT",
     "deploy_target": "STRING", "project": "STRING", "region": "STRING",
     "endpoint_id": "STRING", "serving_image": "STRING",
     "endpoint_machine_type": "STRING", "endpoint_min_replicas": "NUMBER_INTEGER",
@@ -40,17 +39,37 @@ def spec(compiled: Path) -> dict:
 def test_parameters_are_exactly_the_fixed_interface(spec: dict) -> None:
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert {k: v["parameterType"] for k, v in params.items()} == INTERFACE
-    assert {k: v.get("defaultValue", "") for k, v in params.items()} == DEFAULT_PARAMETERS
+    assert {k: v.get("defaultValue", "") for k, v in params.items()} == default_parameters()
+    assert params["database"]["defaultValue"] == {"url": "", "cloud_sql_instance": "",
+                                                  "name": "potability", "user": ""}
+
+
+def test_every_component_takes_the_database_as_one_parameter(spec: dict) -> None:
+    from components.runtime import DATABASE_KEYS
+
+    for name, component in spec["components"].items():
+        inputs = component["inputDefinitions"]["parameters"]
+        assert not {"database_url", "cloud_sql_instance", "database_name",
+                    "database_user"} & set(inputs), name
+        assert inputs["database"]["parameterType"] == "STRUCT", name
+    tasks = spec["root"]["dag"]["tasks"]
+    assert all(t["inputs"]["parameters"]["database"] ==
+               {"componentInputParameter": "database"} for t in tasks.values())
+    assert set(default_parameters()["database"]) == set(DATABASE_KEYS)
 
 
 def test_terraform_schedule_passes_exactly_these_parameters() -> None:
     tf = (ROOT / "terraform" / "pipeline.tf")
     if not tf.exists():
         pytest.skip("terraform/pipeline.tf not present")
-    block = re.search(r"pipeline_parameters\s*=\s*\{(.*?)\n\s*\}", tf.read_text(), re.S)
+    block = re.search(r"pipeline_parameters\s*=\s*\{(.*?)\n  \}", tf.read_text(), re.S)
     assert block, "pipeline_parameters block not found in terraform/pipeline.tf"
-    names = set(re.findall(r"^\s*(\w+)\s*=", block.group(1), re.M))
+    names = set(re.findall(r"^    (\w+)\s*=", block.group(1), re.M))  # its own keys only
     assert names == set(INTERFACE)
+    database = re.search(r"^    database = \{(.*?)\n    \}", block.group(1), re.S | re.M)
+    assert database, "the database parameter is not an object in terraform/pipeline.tf"
+    assert set(re.findall(r"^\s*(\w+)\s*=", database.group(1), re.M)) == set(
+        default_parameters()["database"])
 
 
 def test_every_task_runs_the_project_image_with_caching_off(spec: dict) -> None:
@@ -71,13 +90,14 @@ def test_compiled_yaml_loads_into_a_vertex_pipeline_job_offline(compiled: Path) 
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform
 
-    params = {**DEFAULT_PARAMETERS, "deploy_target": "vertex", "project": "demo-project",
+    params = {**default_parameters(), "deploy_target": "vertex", "project": "demo-project",
               "region": "europe-west1", "endpoint_id": "1234567890",
-              "cloud_sql_instance": "demo-project:europe-west1:potability",
-              "database_user": "pipelines@demo-project.iam", "serving_image": IMAGE,
+              "database": {"url": "", "cloud_sql_instance": "demo-project:europe-west1:potability",
+                           "name": "potability", "user": "pipelines@demo-project.iam"},
+              "serving_image": IMAGE,
               "mlflow_tracking_uri": "http://10.0.0.5:5000", "split_seed": 7}
     job = aiplatform.PipelineJob(
-        display_name="water-potability-training", template_path=str(compiled),
+        display_name=PIPELINE_NAME, template_path=str(compiled),
         parameter_values=params, pipeline_root="gs://demo-bucket/pipeline-root",
         project="demo-project", location="europe-west1", enable_caching=False,
         credentials=AnonymousCredentials(),

@@ -15,9 +15,9 @@ import mlflow
 import pytest
 import requests
 
-from components import modeling, run_record
+from components import modeling
 from pipelines.local_run import run_local
-from potability import config, db, services
+from potability import config, db, run_record, services
 from potability.config import Settings
 
 pytestmark = pytest.mark.slow
@@ -103,9 +103,9 @@ def test_first_run_sets_the_champion_records_it_and_serves_it(e2e: Any) -> None:
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     champion = client.get_model_version_by_alias(settings.model_name, "champion")
     row = run_record.read_run(settings, first.run_id)
-    assert row["status"] == "succeeded" and row["decision"] == "first_champion"
-    assert row["champion_version"] == champion.version == "1"
-    assert row["training_rows"] > 0 and len(row["data_sha256"]) == 64
+    assert row.status == "succeeded" and row.decision == "first_champion"
+    assert row.champion_version == champion.version == "1"
+    assert row.training_rows > 0 and len(row.data_sha256) == 64
     url = config.read_env(settings.home)["MODEL_SERVER_URL"]
     response = requests.post(f"{url}/predict", json={"instances": [READING]}, timeout=10)
     assert response.status_code == 200
@@ -127,14 +127,13 @@ def test_second_run_on_unchanged_data_keeps_the_equal_champion(e2e: Any) -> None
     settings, first, second = e2e
     before = run_record.read_run(settings, first.run_id)
     after = run_record.read_run(settings, second.run_id)
-    assert after["data_sha256"] == before["data_sha256"]
-    assert after["status"] == "succeeded" and after["decision"] == "champion_kept"
-    assert after["champion_version"] == "1"
-    assert after["challenger_precision"] == pytest.approx(before["champion_precision"])
+    assert after.data_sha256 == before.data_sha256
+    assert after.status == "succeeded" and after.decision == "champion_kept"
+    assert after.champion_version == "1"
+    assert after.challenger_precision == pytest.approx(before.champion_precision)
     # identical predictions: no evidence at all, recorded as such
-    assert after["probability_challenger_better"] == 0.0 and after["precision_difference"] == 0.0
-    assert after["champion_precision_low"] <= after["champion_precision"] <= after[
-        "champion_precision_high"]
+    assert after.probability_challenger_better == 0.0 and after.precision_difference == 0.0
+    assert after.champion_precision_low <= after.champion_precision <= after.champion_precision_high
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     assert client.get_model_version_by_alias(settings.model_name, "champion").version == "1"
     assert [v.version for v in client.search_model_versions(f"name='{settings.model_name}'")] == ["1"]

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from pipelines import submit
-from pipelines.training_pipeline import DEFAULT_PARAMETERS
+from pipelines.training_pipeline import default_parameters
 from potability.config import Settings
 
 SETTINGS = Settings(google_cloud_project="demo", google_cloud_region="europe-west1",
@@ -33,7 +33,7 @@ class FakeAiplatform:
 
 def test_submit_creates_the_job_from_configuration_and_runs_it_as_the_pipelines_sa() -> None:
     fake = FakeAiplatform()
-    params = {**DEFAULT_PARAMETERS, "deploy_target": "vertex"}
+    params = {**default_parameters(), "deploy_target": "vertex"}
     spec = submit.job_spec(SETTINGS, Path("/x/training_pipeline.yaml"), params)
     job = submit.submit(fake, spec)
     assert job.resource_name.endswith("/pipelineJobs/j1")
@@ -46,6 +46,19 @@ def test_submit_creates_the_job_from_configuration_and_runs_it_as_the_pipelines_
             "credentials": None}),
         ("submit", {"service_account": "pipelines@demo.iam.gserviceaccount.com"}),
     ]
+
+
+def test_submitted_parameters_name_cloud_sql_never_a_local_dsn() -> None:
+    settings = SETTINGS.with_(database_url="postgresql://me@/potability?host=/tmp/pg",
+                              cloud_sql_instance="demo:europe-west1:potability",
+                              db_name="potability", db_user="pipelines@demo.iam",
+                              model_name="wp", vertex_endpoint_id="42")
+    params = submit.vertex_parameters(settings, {"grids": "quick"})
+    assert set(params) == set(default_parameters())
+    assert params["database"] == {"url": "", "cloud_sql_instance": "demo:europe-west1:potability",
+                                  "name": "potability", "user": "pipelines@demo.iam"}
+    assert (params["deploy_target"], params["model_name"], params["endpoint_id"],
+            params["grids"]) == ("vertex", "wp", "42", "quick")
 
 
 def test_submit_refuses_missing_configuration_naming_it() -> None:
@@ -114,9 +127,10 @@ def _created_job(monkeypatch: pytest.MonkeyPatch, template: str, yaml_file: Path
         return job
 
     monkeypatch.setattr(submit, "build_job", build)
-    params = {**DEFAULT_PARAMETERS, "deploy_target": "vertex", "project": "demo",
-              "region": "europe-west1", "endpoint_id": "123"}
-    settings = SETTINGS.with_(pipeline_network_attachment="potability-pipelines")
+    settings = SETTINGS.with_(pipeline_network_attachment="potability-pipelines",
+                              cloud_sql_instance="demo:europe-west1:potability",
+                              db_user="pipelines@demo.iam", vertex_endpoint_id="123")
+    params = submit.vertex_parameters(settings)
     submit.submit(aiplatform, submit.job_spec(settings, template, params))
     assert created and created[0]["parent"] == "projects/demo/locations/europe-west1"
     assert pipeline_jobs._VALID_NAME_PATTERN.match(created[0]["id"])
@@ -140,6 +154,9 @@ def test_submit_by_registry_uri_sends_a_pipeline_job_google_accepts(
     assert body["serviceAccount"] == "pipelines@demo.iam.gserviceaccount.com"
     assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://demo-bucket/pipeline-root"
     assert body["runtimeConfig"]["parameterValues"]["split_seed"] == 42
+    assert body["runtimeConfig"]["parameterValues"]["database"] == {
+        "url": "", "cloud_sql_instance": "demo:europe-west1:potability", "name": "potability",
+        "user": "pipelines@demo.iam"}  # one STRUCT value: a JSON object in the request
     assert body["displayName"] == "water-potability-training"
     assert body["pscInterfaceConfig"] == {"networkAttachment": "potability-pipelines"}
 

@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 
-from potability import alerts, db, qc_job
+from potability import alerts, db, qc_job, run_record
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 
@@ -305,21 +305,19 @@ def test_a_stale_pipeline_alerts_once_until_a_run_succeeds(no_alerts, settings: 
         conn.commit()
         cfg = settings.with_(alert_webhook_url=webhook.url, alert_stale_hours=36)
         now = datetime.now(UTC)
-        raised = alerts.check_stale(conn, cfg, now)
+        raised = run_record.check_stale(conn, cfg, now)
         alerts.publish(cfg, raised, now)
-        assert alerts.check_stale(conn, cfg, now + timedelta(hours=1)) == []
+        assert run_record.check_stale(conn, cfg, now + timedelta(hours=1)) == []
         assert alerts.notifier(cfg).flush(10)
         got = webhook.wait_for(alerts.PIPELINE_STALE, 1)
         assert len(got) == 1 and got[0]["model_version"] == "5"
         assert 49.5 < got[0]["figures"]["hours_since"] < 50.5
 
-        from components import run_record
-
         cur.execute("INSERT INTO water.pipeline_runs (run_id, status) VALUES ('al-new', 'running')")
         conn.commit()
         run_record.finish_run(cfg, "al-new")
         assert _open(cur, alerts.PIPELINE_STALE) == []
-        assert alerts.check_stale(conn, cfg, datetime.now(UTC)) == []
+        assert run_record.check_stale(conn, cfg, datetime.now(UTC)) == []
     finally:
         conn.rollback()
         cur.execute("DELETE FROM water.pipeline_runs")

@@ -74,9 +74,10 @@ def test_an_http_error_is_raised_not_swallowed() -> None:
 def test_a_step_logs_in_only_when_given_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     logins: list[str] = []
     monkeypatch.setattr(runtime, "mlflow_login", logins.append)
-    runtime.step_settings("postgresql://u@h/db", mlflow_tracking_uri="http://127.0.0.1:9")
+    runtime.step_settings({"url": "postgresql://u@h/db"}, mlflow_tracking_uri="http://127.0.0.1:9")
     assert logins == []
-    settings = runtime.step_settings("postgresql://u@h/db", mlflow_tracking_uri="http://127.0.0.1:9",
+    settings = runtime.step_settings({"url": "postgresql://u@h/db"},
+                                     mlflow_tracking_uri="http://127.0.0.1:9",
                                      mlflow_credentials_secret=SECRET)
     assert logins == [SECRET] and settings.mlflow_credentials_secret == SECRET
 

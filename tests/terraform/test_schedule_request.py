@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import gcp_discovery
-from pipelines.training_pipeline import DEFAULT_PARAMETERS
+from pipelines.training_pipeline import default_parameters
 
 from .conftest import TF_DIR
 
@@ -87,7 +87,13 @@ def test_the_schedule_posts_a_pipeline_job_google_accepts(rendered: dict) -> Non
     assert body["templateUri"] == ("https://europe-west1-kfp.pkg.dev/test-project/"
                                    "potability-pipelines/water-potability-training/latest")
     # Every runtime parameter is one the compiled pipeline declares.
-    assert set(body["runtimeConfig"]["parameterValues"]) <= set(DEFAULT_PARAMETERS)
+    values = body["runtimeConfig"]["parameterValues"]
+    assert set(values) <= set(default_parameters())
+    # the database travels as one STRUCT value, a JSON object with the pipeline's keys
+    assert set(values["database"]) == set(default_parameters()["database"])
+    assert values["database"]["url"] == ""  # no DSN on GCP: the connector, by instance name
+    assert all(isinstance(values["database"][k], str) and values["database"][k]
+               for k in ("cloud_sql_instance", "name", "user"))
 
 
 def test_the_schedule_calls_the_create_method_google_describes(rendered: dict) -> None:
