@@ -14,9 +14,13 @@ $(UV):
 	$(PYTHON) -m venv .venv-uv
 	.venv-uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The project environment, exactly as locked in uv.lock (dev group included).
+# The project environment, exactly as locked in uv.lock (dev group included), compiled to
+# bytecode once: where PYTHONDONTWRITEBYTECODE is set (CI images, this machine) nothing else
+# writes .pyc files, and every process - each pipeline step, server and CLI call in the
+# tests - recompiled scikit-learn, MLflow and pandas on import (sklearn 10.6 s -> 3.0 s,
+# measured on the loaded 2-core machine).
 env: $(UV)
-	$(UV) sync --frozen --python $(PYTHON) --quiet
+	$(UV) sync --frozen --python $(PYTHON) --compile-bytecode --quiet
 
 # Test-only tools that cannot share the project environment (see tools/).
 tools: $(UV)

@@ -12,7 +12,8 @@ What one family's fit does, on the training part only (the held-out rows are nev
 
 1. a grid search (stratified k-fold) ranks hyper-parameters by the best precision reachable at
    recall >= floor + margin (threshold-free: it scores the ranking where we operate);
-2. out-of-fold (OOF) raw scores of the best pipeline, on the same folds;
+2. out-of-fold (OOF) raw scores of the best pipeline, on the same folds - kept from the grid
+   search's own fold fits (:func:`search_grid`), not fitted again;
 3. calibration: sigmoid (Platt) and isotonic are each cross-fitted on the OOF scores (fold k
    calibrated by a map fitted on the other folds); the one with the lower Brier score wins;
 4. the **selection score**: for each fold k, a threshold tuned (max precision at recall >=
@@ -24,7 +25,14 @@ What one family's fit does, on the training part only (the held-out rows are nev
    cv=folds, ensemble=False))`` fitted on the whole training part, its threshold tuned on all
    calibrated OOF probabilities. ``predict_proba`` is the calibrated P(potable) and ``predict``
    applies the threshold to it (the model server reads the threshold, see
-   :func:`potability.model_server.decision_threshold`).
+   :func:`potability.model_server.decision_threshold`). ``CalibratedClassifierCV`` with
+   ``ensemble=False`` would compute the OOF scores of step 2 once more (k fits); it is handed
+   the ones we hold instead (:func:`calibrated_model`), so only the final pipeline is fitted.
+
+Each fit is made once: a family costs (grid points x k) + 1 fits, where it cost
+(grid points x k) + 2k + 1 (the OOF scores and ``CalibratedClassifierCV``'s own
+cross-validation repeated the grid search's fold fits of the best point). The results are
+identical, not approximately so (tests/components/test_modeling.py compares both ways).
 
 A soft-voting ensemble of the best :data:`ENSEMBLE_SIZE` families (by selection score, among
 those with probabilities of their own) is one more candidate, calibrated and scored the same
@@ -40,8 +48,10 @@ DecisionTreeClassifier, SVC, LogisticRegression, VotingClassifier (soft).
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 from scipy.special import expit
@@ -53,7 +63,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve
-from sklearn.model_selection import FixedThresholdClassifier, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import FixedThresholdClassifier, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVC
@@ -127,15 +137,6 @@ def raw_scores(estimator: Any, x: Any) -> np.ndarray:
     """The uncalibrated score per row (higher = more likely potable)."""
     out = getattr(estimator, raw_method(estimator))(x)
     return out[:, list(estimator.classes_).index(1)] if np.ndim(out) == 2 else out
-
-
-def _raw_scorer(recall_floor: float) -> Any:
-    """A grid-search scorer ``(estimator, X, y) -> best precision at recall >= floor``."""
-
-    def scorer(estimator: BaseEstimator, x: Any, y: Any) -> float:
-        return best_precision_at_recall(y, raw_scores(estimator, x), recall_floor)
-
-    return scorer
 
 
 def tune_threshold(y_true: Any, proba: Any, target_recall: float
@@ -253,7 +254,14 @@ def make_pipeline(family: str, seed: int) -> Pipeline:
 
 
 GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
-    # The daily grid: sized so the whole local pipeline stays under 3 minutes on 2 cores.
+    # The daily grid: sized for the whole local pipeline to stay under 3 minutes on 2 idle
+    # cores (measured so far only on a loaded machine: README "Training cost").
+    # Points that never won on the training rows were pruned (bench/grid_bench.py, split seeds
+    # 0-2, 5-fold CV; README "Training cost"): HistGradientBoosting with 8 leaves (mean CV
+    # 0.664/0.682 against 0.699/0.689 with 31), the SVM's C=0.5, the decision tree's shallow or
+    # small-leaf trees and the logistic regression without squared terms (0.436 against 0.73).
+    # Every point left won on at least one seed (the decision tree's depth 6 is kept as the
+    # runner-up).
     "default": {
         "random_forest": {
             "clf__min_samples_leaf": [1, 4],
@@ -265,26 +273,28 @@ GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
         },
         "hist_gradient_boosting": {
             "clf__learning_rate": [0.03, 0.1],
-            "clf__max_leaf_nodes": [8, 31],
+            "clf__max_leaf_nodes": [31],
         },
         "decision_tree": {
-            "clf__max_depth": [4, 6, 10],
-            "clf__min_samples_leaf": [10, 40],
+            "clf__max_depth": [6, 10],
+            "clf__min_samples_leaf": [40],
         },
         "svm": {
-            "clf__C": [0.5, 1.0, 3.0],
+            "clf__C": [1.0, 3.0],
             "clf__gamma": ["scale", 0.05],
         },
         "logistic_regression": {
-            "poly__degree": [1, 2],
+            "poly__degree": [2],
             "clf__C": [0.1, 1.0],
         },
     },
-    # For tests: one small candidate per family, a few seconds in all.
+    # For tests: every family, both raw-score kinds, both calibrations and the vote at the
+    # least cost - one point per family (so no worker processes: starting them cost more than
+    # the fits, 17 s on a loaded machine), small forests, few boosting rounds.
     "quick": {
-        "random_forest": {"clf__n_estimators": [40], "clf__max_depth": [8]},
-        "extra_trees": {"clf__n_estimators": [40], "clf__max_depth": [8]},
-        "hist_gradient_boosting": {"clf__max_iter": [30]},
+        "random_forest": {"clf__n_estimators": [16], "clf__max_depth": [6]},
+        "extra_trees": {"clf__n_estimators": [16], "clf__max_depth": [6]},
+        "hist_gradient_boosting": {"clf__max_iter": [15]},
         "decision_tree": {"clf__max_depth": [4]},
         "svm": {"clf__C": [1.0]},
         "logistic_regression": {"poly__degree": [1], "clf__C": [1.0]},
@@ -349,6 +359,9 @@ class FittedCandidate:
     raw_kind: str = "predict_proba"
     pipeline: Any = field(default=None, repr=False)
     """The unfitted best pipeline (what the ensemble's members are built from)."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of ``grid_search`` (every point on every fold) and ``final_fit`` (calibration,
+    selection score, threshold and the served model on all rows)."""
 
     @property
     def cv_score(self) -> float:
@@ -392,7 +405,7 @@ def fold_ids(y: Any, config: TrainingConfig) -> np.ndarray:
 
 def _finish(family: str, pipeline: Any, oof_raw: np.ndarray, raw_kind: str, x: Any, y: Any,
             config: TrainingConfig, best_params: dict[str, Any], search_score: float,
-            cv_results: dict[str, Any], jobs: int) -> FittedCandidate:
+            cv_results: dict[str, Any]) -> FittedCandidate:
     """Calibration choice, selection score, threshold and the final fit, from OOF scores."""
     y = np.asarray(y).astype(int)
     ids = fold_ids(y, config)
@@ -404,9 +417,7 @@ def _finish(family: str, pipeline: Any, oof_raw: np.ndarray, raw_kind: str, x: A
         cv_brier["uncalibrated"] = brier(y, oof_raw)
     selection = cv_selection(y, proba, ids, config.target_recall, config.recall_floor)
     threshold, thresholds, objective = tune_threshold(y, proba, config.target_recall)
-    model = served_model(pipeline, method, config.folds(), threshold, jobs)
-    model.fit(x, y)
-    model.estimator_.set_params(n_jobs=None)  # fit-time parallelism only; serving is 1 thread
+    model = calibrated_model(pipeline, method, threshold, oof_raw, raw_kind, x, y, config)
     candidate = FittedCandidate(
         family=family, model=model, best_params=best_params, selection=selection,
         search_score=search_score, calibration=method, cv_brier=cv_brier,
@@ -444,31 +455,147 @@ def fit_family(
 def _fit_family(family: str, param_grid: Mapping[str, list[Any]], x: Any, y: Any,
                 config: TrainingConfig) -> FittedCandidate:
     """:func:`fit_family` with OpenMP limited to one thread (see there)."""
-    from sklearn.model_selection import GridSearchCV, ParameterGrid
-
-    # One combination (the quick grid): worker processes would cost more than they save.
-    jobs = 1 if len(ParameterGrid(dict(param_grid))) == 1 else config.n_jobs
-    folds = config.folds()
-    search = GridSearchCV(
-        make_pipeline(family, config.fold_seed), dict(param_grid),
-        scoring=_raw_scorer(config.target_recall), cv=folds, n_jobs=jobs, refit=False,
-    )
-    search.fit(x, y)
-    best = make_pipeline(family, config.fold_seed).set_params(**search.best_params_)
-    kind = raw_method(best)
-    oof = cross_val_predict(best, x, y, cv=folds, method=kind, n_jobs=jobs)
-    oof = oof[:, 1] if oof.ndim == 2 else oof
-    return _finish(family, best, oof, kind, x, y, config, dict(search.best_params_),
-                   float(search.best_score_), search.cv_results_, jobs)
+    start = time.perf_counter()
+    found = search_grid(make_pipeline(family, config.fold_seed), param_grid, x, y, config)
+    searched = time.perf_counter()
+    best = make_pipeline(family, config.fold_seed).set_params(**found.best_params)
+    candidate = _finish(family, best, found.oof_raw, found.raw_kind, x, y, config,
+                        found.best_params, found.best_score, found.cv_results)
+    candidate.seconds.update(grid_search=searched - start,
+                             final_fit=time.perf_counter() - searched)
+    return candidate
 
 
-def fit_ensemble(fitted: list[FittedCandidate], x: Any, y: Any, config: TrainingConfig,
-                 jobs: int = 1) -> FittedCandidate | None:
+# --- the grid search, keeping every point's out-of-fold scores ----------------------------------
+
+@dataclass(frozen=True)
+class GridResult:
+    """What :func:`search_grid` found: the best point and its out-of-fold raw scores."""
+
+    best_params: dict[str, Any]
+    best_score: float
+    """Mean over the folds of the best point's per-fold score (as ``GridSearchCV.best_score_``)."""
+    cv_results: dict[str, Any]
+    """``params``, ``mean_test_score``, ``std_test_score``, ``rank_test_score`` (GridSearchCV's
+    names and definitions)."""
+    oof_raw: np.ndarray
+    raw_kind: str
+
+
+def _rows(data: Any, index: np.ndarray) -> Any:
+    return data.iloc[index] if hasattr(data, "iloc") else np.asarray(data)[index]
+
+
+def _fold_scores(pipeline: Any, x: Any, y: Any, train: np.ndarray,
+                 test: np.ndarray) -> np.ndarray:
+    """Raw scores of ``test`` rows from ``pipeline`` fitted on the ``train`` rows."""
+    return raw_scores(pipeline.fit(_rows(x, train), _rows(y, train)), _rows(x, test))
+
+
+def search_grid(pipeline: Any, param_grid: Mapping[str, list[Any]], x: Any, y: Any,
+                config: TrainingConfig) -> GridResult:
+    """``GridSearchCV`` ranking, keeping each point's out-of-fold raw scores.
+
+    Every grid point is fitted on each training fold and scores the fold's validation rows
+    (:func:`raw_scores`); a point's score per fold is the best precision at recall >= the
+    target on those rows, its rank the mean over the folds - exactly ``GridSearchCV(scoring=
+    that scorer, cv=config.folds())``, ties going to the earlier point as there. The best
+    point's validation scores, put back in row order, *are* ``cross_val_predict`` of that
+    pipeline on the same folds (same clones, same seeds), so the caller needs no second pass.
+
+    Fits run in ``config.n_jobs`` worker processes when the grid has more than one point (one
+    point: workers would cost more than they save).
+    """
+    from joblib import Parallel, delayed
+    from sklearn.base import clone
+    from sklearn.model_selection import ParameterGrid
+
+    y = np.asarray(y).astype(int)
+    points = list(ParameterGrid(dict(param_grid)))
+    splits = list(config.folds().split(np.zeros(len(y)), y))
+    jobs = 1 if len(points) == 1 else config.n_jobs
+    scores = Parallel(n_jobs=jobs)(
+        delayed(_fold_scores)(clone(pipeline).set_params(**point), x, y, train, test)
+        for point in points for train, test in splits)
+    per_fold = np.array([[best_precision_at_recall(y[test], scores[p * len(splits) + k],
+                                                   config.target_recall)
+                          for k, (_, test) in enumerate(splits)] for p in range(len(points))])
+    mean, std = per_fold.mean(axis=1), per_fold.std(axis=1)
+    ranks = np.empty(len(points), dtype=int)  # GridSearchCV's "min" ranking: 1 = best
+    ranks[:] = [1 + int((mean > m).sum()) for m in mean]
+    best = int(np.argmin(ranks))  # the first point among equals, as GridSearchCV
+    oof = np.empty(len(y))
+    for k, (_, test) in enumerate(splits):
+        oof[test] = scores[best * len(splits) + k]
+    return GridResult(
+        best_params=dict(points[best]), best_score=float(mean[best]),
+        cv_results={"params": points, "mean_test_score": mean, "std_test_score": std,
+                    "rank_test_score": ranks},
+        oof_raw=oof, raw_kind=raw_method(clone(pipeline).set_params(**points[best])))
+
+
+# --- the served model, from the out-of-fold scores we hold --------------------------------------
+
+@contextlib.contextmanager
+def _known_oof_scores(oof_raw: np.ndarray, raw_kind: str, y: np.ndarray,
+                      config: TrainingConfig) -> Iterator[None]:
+    """Inside: ``CalibratedClassifierCV``'s ``cross_val_predict`` returns ``oof_raw``.
+
+    With ``ensemble=False``, ``CalibratedClassifierCV.fit`` calls
+    ``sklearn.model_selection.cross_val_predict(estimator, X, y, cv=cv, method=...)`` (imported
+    into ``sklearn.calibration``) and fits its calibrator on the result, then fits the
+    estimator on all rows (scikit-learn 1.9, ``sklearn/calibration.py``). We hold that result
+    already. The stand-in refuses any call that is not the one we hold the answer to (other
+    method, rows or folds), so it can never answer for another model.
+    """
+    from unittest import mock
+
+    import sklearn.calibration
+
+    labels = np.asarray(y).astype(int)
+    expected = fold_ids(labels, config)
+
+    def known(estimator: Any, X: Any, y: Any = None, *, cv: Any = None,  # noqa: N803
+              method: str = "predict", **_: Any) -> np.ndarray:
+        same = (method == raw_kind and len(X) == len(labels)
+                and np.array_equal(np.asarray(y).astype(int), labels))
+        if same:
+            folds = np.empty(len(labels), dtype=int)
+            for k, (_, test) in enumerate(cv.split(np.zeros(len(labels)), labels)):
+                folds[test] = k
+            same = np.array_equal(folds, expected)
+        if not same:
+            raise RuntimeError("out-of-fold scores asked for another model, rows or folds")
+        return np.column_stack([1 - oof_raw, oof_raw]) if method == "predict_proba" else oof_raw
+
+    with mock.patch.object(sklearn.calibration, "cross_val_predict", known):
+        yield
+
+
+def calibrated_model(pipeline: Any, method: str, threshold: float, oof_raw: np.ndarray,
+                     raw_kind: str, x: Any, y: Any,
+                     config: TrainingConfig) -> FixedThresholdClassifier:
+    """``FixedThresholdClassifier(CalibratedClassifierCV(pipeline, method, cv=folds,
+    ensemble=False))`` fitted on all training rows, its calibrator fitted on ``oof_raw``.
+
+    The same fitted object ``model.fit(x, y)`` gives (every attribute set by scikit-learn's
+    own ``fit``), without the k fold fits that only reproduce ``oof_raw`` (the OOF raw scores
+    of ``pipeline`` on ``config.folds()``): the pipeline is fitted once, on all rows.
+    """
+    y = np.asarray(y).astype(int)
+    model = served_model(pipeline, method, config.folds(), threshold)
+    with _known_oof_scores(oof_raw, raw_kind, y, config):
+        model.fit(x, y)
+    return model
+
+
+def fit_ensemble(fitted: list[FittedCandidate], x: Any, y: Any,
+                 config: TrainingConfig) -> FittedCandidate | None:
     """A soft vote of the best :data:`ENSEMBLE_SIZE` families with probabilities of their own.
 
-    Its OOF probabilities are the mean of the members' (the members are refitted on the same
-    folds with the same seeds, so these are exactly the vote's OOF probabilities). None if
-    fewer than two families qualify.
+    Its OOF probabilities are the mean of the members' (the members would be refitted on the
+    same folds with the same seeds, so these are exactly the vote's OOF probabilities): only
+    the vote's final fit on all rows is new. None if fewer than two families qualify.
     """
     voters = sorted((c for c in fitted if c.oof_proba() is not None and c.cv_score > 0),
                     key=lambda c: c.cv_score, reverse=True)[:ENSEMBLE_SIZE]
@@ -480,18 +607,17 @@ def fit_ensemble(fitted: list[FittedCandidate], x: Any, y: Any, config: Training
     oof = np.mean([c.oof_proba() for c in voters], axis=0)
     params: dict[str, Any] = {"members": ",".join(c.family for c in voters)}
     params.update({f"{c.family}__{k}": v for c in voters for k, v in c.best_params.items()})
+    start = time.perf_counter()
     with threadpool_limits(limits=1, user_api="openmp"):
-        return _finish(ENSEMBLE, vote, oof, "predict_proba", x, y, config, params,
-                       float(np.mean([c.search_score for c in voters])), {"params": []}, jobs)
+        candidate = _finish(ENSEMBLE, vote, oof, "predict_proba", x, y, config, params,
+                            float(np.mean([c.search_score for c in voters])), {"params": []})
+    candidate.seconds.update(grid_search=0.0, final_fit=time.perf_counter() - start)
+    return candidate
 
 
 def fit_all(grids: Mapping[str, Mapping[str, list[Any]]], x: Any, y: Any, config: TrainingConfig,
             families: tuple[str, ...] = FAMILIES, ensemble: bool = True) -> list[FittedCandidate]:
     """Every family of ``grids`` (restricted to ``families``), then the ensemble."""
-    from sklearn.model_selection import ParameterGrid
-
     fitted = [fit_family(f, grids[f], x, y, config) for f in families]
-    # Worker processes pay off only for real grids (the quick grid fits one combination each).
-    jobs = config.n_jobs if any(len(ParameterGrid(dict(grids[f]))) > 1 for f in families) else 1
-    vote = fit_ensemble(fitted, x, y, config, jobs) if ensemble else None
+    vote = fit_ensemble(fitted, x, y, config) if ensemble else None
     return fitted + ([vote] if vote is not None else [])

@@ -172,6 +172,7 @@ def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[A
             "cv_best_precision_at_recall": candidate.search_score,
             "threshold": candidate.threshold,
             **{f"cv_brier_{k}": v for k, v in candidate.cv_brier.items()},
+            **{f"seconds_{k}": v for k, v in candidate.seconds.items()},
         })
         thresholds, objective = candidate.tuning_curve
         fig = figures.threshold_tuning_figure(

@@ -141,6 +141,90 @@ def test_the_vote_oof_scores_are_exactly_the_vote_refitted_on_the_same_folds(
     assert isinstance(voting, VotingClassifier) and voting.voting == "soft"
     members = vote.best_params["members"].split(",")
     assert "svm" not in members and len(members) == modeling.ENSEMBLE_SIZE
+    from threadpoolctl import threadpool_limits
+
     config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
-    direct = cross_val_predict(vote.pipeline, x, y, cv=config.folds(), method="predict_proba")
+    with threadpool_limits(limits=1, user_api="openmp"):  # as training fits
+        direct = cross_val_predict(vote.pipeline, x, y, cv=config.folds(),
+                                   method="predict_proba")
     np.testing.assert_allclose(vote.oof_raw, direct[:, 1], atol=1e-9)
+
+
+def test_the_grid_search_ranks_as_grid_search_cv_and_keeps_the_best_points_oof_scores(
+        sample: tuple) -> None:
+    """search_grid replaces GridSearchCV + cross_val_predict of the best point: same ranking,
+    same scores, and the same out-of-fold scores without fitting the best point again."""
+    from sklearn.model_selection import GridSearchCV
+
+    x, y = sample
+    config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
+    points = {"poly__degree": [1, 2], "clf__C": [0.01, 1.0]}
+    pipeline = modeling.make_pipeline("logistic_regression", config.fold_seed)
+    found = modeling.search_grid(pipeline, points, x, y, config)
+
+    def scorer(estimator: object, x_part: object, y_part: object) -> float:
+        return modeling.best_precision_at_recall(y_part, modeling.raw_scores(estimator, x_part),
+                                                 config.target_recall)
+
+    reference = GridSearchCV(pipeline, points, scoring=scorer, cv=config.folds(),
+                             refit=False).fit(x, y)
+    assert found.best_params == reference.best_params_
+    assert found.best_score == pytest.approx(reference.best_score_, abs=1e-12)
+    assert found.cv_results["params"] == reference.cv_results_["params"]
+    for key in ("mean_test_score", "std_test_score"):
+        np.testing.assert_allclose(found.cv_results[key], reference.cv_results_[key], atol=1e-12)
+    np.testing.assert_array_equal(found.cv_results["rank_test_score"],
+                                  reference.cv_results_["rank_test_score"])
+    assert len(set(found.cv_results["mean_test_score"])) > 1  # the grid really ranks something
+    best = modeling.make_pipeline("logistic_regression", config.fold_seed).set_params(
+        **reference.best_params_)
+    assert found.raw_kind == "decision_function"
+    np.testing.assert_allclose(found.oof_raw, cross_val_predict(
+        best, x, y, cv=config.folds(), method="decision_function"), atol=1e-12)
+
+
+def test_the_served_model_is_exactly_what_scikit_learn_fits_from_scratch(
+        fitted: list, sample: tuple) -> None:
+    """The served model's calibrator is fitted on the out-of-fold scores we hold rather than on
+    CalibratedClassifierCV's own cross_val_predict: the result must not differ."""
+    from threadpoolctl import threadpool_limits
+
+    x, y = sample
+    config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
+    for candidate in fitted:
+        with threadpool_limits(limits=1, user_api="openmp"):  # as training fits
+            reference = FixedThresholdClassifier(
+                CalibratedClassifierCV(candidate.pipeline, method=candidate.calibration,
+                                       cv=config.folds(), ensemble=False),
+                threshold=candidate.threshold, response_method="predict_proba").fit(x, y)
+        ours = candidate.model
+        assert ours.get_params(deep=False).keys() == reference.get_params(deep=False).keys()
+        assert set(vars(ours)) == set(vars(reference)), candidate.family
+        assert set(vars(ours.estimator_)) == set(vars(reference.estimator_)), candidate.family
+        assert repr(ours) == repr(reference)
+        np.testing.assert_allclose(ours.predict_proba(x), reference.predict_proba(x), atol=1e-9,
+                                   err_msg=candidate.family)
+        np.testing.assert_array_equal(ours.predict(x), reference.predict(x))
+
+
+def test_the_stand_in_for_cross_val_predict_answers_only_for_the_scores_it_holds(
+        sample: tuple) -> None:
+    import sklearn.calibration
+
+    x, y = sample
+    config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
+    oof = np.linspace(0, 1, len(y))
+    pipeline = modeling.make_pipeline("random_forest", 0)
+    with modeling._known_oof_scores(oof, "predict_proba", np.asarray(y), config):
+        held = sklearn.calibration.cross_val_predict(pipeline, x, y, cv=config.folds(),
+                                                     method="predict_proba")
+        np.testing.assert_array_equal(held[:, 1], oof)
+        for call in ({"cv": modeling.TrainingConfig(cv_folds=3, seed=6).folds(),
+                      "method": "predict_proba"},
+                     {"cv": config.folds(), "method": "decision_function"}):
+            with pytest.raises(RuntimeError, match="another model"):
+                sklearn.calibration.cross_val_predict(pipeline, x, y, **call)
+        with pytest.raises(RuntimeError, match="another model"):
+            sklearn.calibration.cross_val_predict(pipeline, x[:-3], y[:-3], cv=config.folds(),
+                                                  method="predict_proba")
+    assert sklearn.calibration.cross_val_predict is cross_val_predict  # restored
