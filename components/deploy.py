@@ -19,17 +19,10 @@ DEPLOY_TARGETS = (LOCAL, VERTEX)
 
 def served_version(url: str, timeout: float = 3.0) -> str | None:
     """The model version the local model server at ``url`` reports, or None if unreachable."""
-    import requests
+    from potability import model_server
 
-    if not url:
-        return None
-    try:
-        response = requests.get(f"{url.rstrip('/')}/health", timeout=timeout)
-    except requests.RequestException:
-        return None
-    if response.status_code != 200:
-        return None
-    return str(response.json().get("model_version"))
+    answer = model_server.health(url, timeout) if url else None
+    return str(answer.get("model_version")) if answer else None
 
 
 def deploy_local(settings: Any, version: str, changed: bool,

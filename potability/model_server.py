@@ -356,17 +356,18 @@ def serve(settings: ServingSettings) -> None:
                 timeout_graceful_shutdown=30)
 
 
-def _health(url: str) -> dict[str, Any]:
-    """The model server's /health answer at ``url`` (empty if it is not JSON)."""
+def health(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The /health answer of the model server at ``url``; None if nothing there answers 200
+    with a JSON object (not running, another kind of server, or still starting)."""
     import json
     import urllib.request
 
-    with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-        try:
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as response:
             body = json.loads(response.read())
-        except ValueError:
-            return {}
-    return body if isinstance(body, dict) else {}
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def start_local(
@@ -402,7 +403,7 @@ def start_local(
     pid = services.start(home, SERVICE, [sys.executable, "-m", "potability.model_server"], env=env)
     url = f"http://127.0.0.1:{port}"
     services.wait_http(f"{url}/health", timeout=120, pid=pid)
-    answered = _health(url)
+    answered = health(url) or {}
     if answered.get("model_name") != model_name or (
             model_version and answered.get("model_version") != model_version):
         services.stop(home, SERVICE)
