@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from process_tree import tree_pids  # noqa: E402 - bench/, beside this script
 
 READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1, "Sulfate": 333.0,
            "Conductivity": 421.0, "Organic_carbon": 14.2, "Trihalomethanes": 66.4,
@@ -103,20 +104,6 @@ def _client(url: str, batch: int, seconds: float, concurrency: int, prefix: str,
 
 # --- orchestration ------------------------------------------------------------------------
 
-def _tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (gunicorn workers, PostgreSQL backends)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def _cpu_seconds(pids: list[int]) -> float:
     import os
 
@@ -138,7 +125,7 @@ def _processes(home: Path) -> dict[str, list[int]]:
     roots = {"function": services.running_pid(home, local.FUNCTIONS[0].service),
              "model server": services.running_pid(home, "model-server"),
              "postgresql": local_stack.postgres_pid(home)}
-    return {name: _tree(pid) for name, pid in roots.items() if pid}
+    return {name: tree_pids(pid) for name, pid in roots.items() if pid}
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -265,7 +252,7 @@ def load_server(url: str, kind: str, seconds: float, concurrency: int,
     """
     import resource
 
-    before = _cpu_seconds(_tree(pid)) if pid else 0.0
+    before = _cpu_seconds(tree_pids(pid)) if pid else 0.0
     client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.json"
@@ -277,7 +264,7 @@ def load_server(url: str, kind: str, seconds: float, concurrency: int,
               - client_before.ru_utime - client_before.ru_stime)
     results = data["results"]
     ok = sorted(lat for _, status, lat in results if status == 200)
-    cpu = (_cpu_seconds(_tree(pid)) - before) if pid else float("nan")
+    cpu = (_cpu_seconds(tree_pids(pid)) - before) if pid else float("nan")
     server_ms = cpu / max(1, len(results)) * 1000
     client_ms = client / max(1, len(results)) * 1000
     return {"server": kind, "requests": len(results), "errors": len(results) - len(ok),
@@ -372,7 +359,7 @@ def run_scenario(url: str, database_url: str, batch: int, seconds: float, concur
                         str(concurrency), prefix, str(out)], check=True)
         data = json.loads(out.read_text())
     client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = {name: _cpu_seconds(_tree(pids[0])) - cpu_before[name]
+    cpu = {name: _cpu_seconds(tree_pids(pids[0])) - cpu_before[name]
            for name, pids in processes.items()}
     cpu["client"] = (client_after.ru_utime + client_after.ru_stime
                      - client_before.ru_utime - client_before.ru_stime)

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from process_memory import tree_rss  # noqa: E402 - bench/, beside this script
+from process_tree import tree_rss  # noqa: E402 - bench/, beside this script
 
 
 def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:

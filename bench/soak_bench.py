@@ -43,7 +43,7 @@ from typing import Any
 
 from potability import config, db, local_functions, local_stack, model_server, services
 from potability.config import Settings
-from process_memory import tree_rss  # bench/, beside this script
+from process_tree import tree_rss  # bench/, beside this script
 
 READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
            "Sulfate": 333.0, "Conductivity": 421.0, "Organic_carbon": 14.2,
