@@ -17,6 +17,12 @@ locals {
   )
 
   status_page_url = google_cloudfunctions2_function.fn["status"].url
+
+  # What an alert about the service links to: where customers see it, and what to do.
+  alert_links = [
+    { display_name = "Status page", url = local.status_page_url },
+    { display_name = "Runbook (README, Alerts)", url = var.alert_runbook_url },
+  ]
 }
 
 # ------------------------------------------------------------ notification channels ----
@@ -105,13 +111,12 @@ resource "google_monitoring_alert_policy" "event" {
     subject   = "[${each.value.severity}] ${var.name_prefix}: ${each.value.title}"
     mime_type = "text/markdown"
     content   = "${each.value.runbook}\n\nEvent `${each.key}`; the log entries: `${each.value.log_filter}`. Open alerts are listed at the top of the status page."
-    links {
-      display_name = "Status page"
-      url          = local.status_page_url
-    }
-    links {
-      display_name = "Runbook (README, Alerts)"
-      url          = var.alert_runbook_url
+    dynamic "links" {
+      for_each = local.alert_links
+      content {
+        display_name = links.value.display_name
+        url          = links.value.url
+      }
     }
   }
 }
@@ -214,13 +219,12 @@ resource "google_monitoring_alert_policy" "cloud_sql_down" {
     subject   = "[CRITICAL] ${var.name_prefix}: Cloud SQL is down"
     mime_type = "text/markdown"
     content   = "The Cloud SQL instance `${google_sql_database_instance.main.name}` is not up: predict and add_sample answer 503 (sensors and the regulator retry; nothing is lost while they do), the status page is unavailable and the pipeline cannot export. Check the instance in the Cloud SQL console (maintenance, storage full, a failover), its logs, and restart it if needed."
-    links {
-      display_name = "Status page"
-      url          = local.status_page_url
-    }
-    links {
-      display_name = "Runbook (README, Alerts)"
-      url          = var.alert_runbook_url
+    dynamic "links" {
+      for_each = local.alert_links
+      content {
+        display_name = links.value.display_name
+        url          = links.value.url
+      }
     }
   }
 }
