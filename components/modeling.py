@@ -69,6 +69,8 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
+from potability.compiled_model import calibrated_response
+
 FAMILIES: tuple[str, ...] = ("random_forest", "extra_trees", "hist_gradient_boosting",
                              "decision_tree", "svm", "logistic_regression")
 """The searched families, in the order they are trained and reported."""
@@ -127,15 +129,9 @@ def best_precision_at_recall(y_true: Any, proba: Any, recall_floor: float) -> fl
     return float(precision[eligible].max()) if eligible.any() else 0.0
 
 
-def raw_method(estimator: Any) -> str:
-    """The score ``CalibratedClassifierCV`` calibrates: ``decision_function`` when the
-    estimator has one, else ``predict_proba`` (scikit-learn's own preference order)."""
-    return "decision_function" if hasattr(estimator, "decision_function") else "predict_proba"
-
-
 def raw_scores(estimator: Any, x: Any) -> np.ndarray:
     """The uncalibrated score per row (higher = more likely potable)."""
-    out = getattr(estimator, raw_method(estimator))(x)
+    out = getattr(estimator, calibrated_response(estimator))(x)
     return out[:, list(estimator.classes_).index(1)] if np.ndim(out) == 2 else out
 
 
@@ -531,7 +527,7 @@ def search_grid(pipeline: Any, param_grid: Mapping[str, list[Any]], x: Any, y: A
         best_params=dict(points[best]), best_score=float(mean[best]),
         cv_results={"params": points, "mean_test_score": mean, "std_test_score": std,
                     "rank_test_score": ranks},
-        oof_raw=oof, raw_kind=raw_method(clone(pipeline).set_params(**points[best])))
+        oof_raw=oof, raw_kind=calibrated_response(clone(pipeline).set_params(**points[best])))
 
 
 # --- the served model, from the out-of-fold scores we hold --------------------------------------

@@ -376,9 +376,10 @@ def _pipeline(g: _Graph, pipeline: Any, x: str, response: str) -> str:
     return _score(g, pipeline.steps[-1][1], x, response)
 
 
-def _response_of(estimator: Any) -> str:
-    """What ``CalibratedClassifierCV`` calibrates (``_get_response_values`` with
-    ``["decision_function", "predict_proba"]``: the first method the estimator has)."""
+def calibrated_response(estimator: Any) -> str:
+    """The score ``CalibratedClassifierCV`` calibrates (``_get_response_values`` with
+    ``["decision_function", "predict_proba"]``: the first method the estimator has). One home
+    for training (``components.modeling``) and for the graph that must repeat it."""
     return DECISION if hasattr(estimator, DECISION) else PROBA
 
 
@@ -424,7 +425,7 @@ def _calibrated(g: _Graph, model: Any, x: str, response: str) -> str:
     for calibrated in model.calibrated_classifiers_:
         if calibrated.method not in ("sigmoid", "isotonic") or len(calibrated.calibrators) != 1:
             raise NotConvertible(f"calibration method {calibrated.method!r}")
-        score = _score(g, calibrated.estimator, x, _response_of(calibrated.estimator))
+        score = _score(g, calibrated.estimator, x, calibrated_response(calibrated.estimator))
         calibrator = calibrated.calibrators[0]
         p = (_sigmoid_map if calibrated.method == "sigmoid" else _isotonic_map)(
             g, calibrator, score)
