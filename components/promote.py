@@ -230,7 +230,8 @@ def decide_and_promote(
     parent_run_id: str, training_rows: int, split_seed: int | None = None,
     test_fraction: float | None = None,
     promotion_confidence: float = DEFAULT_PROMOTION_CONFIDENCE, client: Any = None,
-    load_model: Callable[[str], Any] | None = None,
+    load_model: Callable[[str], Any] | None = None, promotion_approval: str = "auto",
+    candidate_expiry_days: float = 7.0,
 ) -> PromoteResult:
     """Decide, register (if the challenger wins), record the decision, then move the alias.
 
@@ -247,11 +248,13 @@ def decide_and_promote(
         promotion_confidence: P(challenger more precise) needed to replace the champion.
         client: ``MlflowClient`` (default: for ``settings.mlflow_tracking_uri``).
         load_model: model URI -> estimator (default ``mlflow.sklearn.load_model``).
+        promotion_approval: ``auto`` | ``manual`` (a winning challenger waits as a candidate).
+        candidate_expiry_days: candidates older than this expire (not approvable).
     """
     import mlflow
     import mlflow.sklearn
 
-    from potability import run_record
+    from potability import model_changes, run_record
 
     if not 0 < promotion_confidence <= 1:
         raise ValueError(f"promotion_confidence must be in (0, 1], got {promotion_confidence}")
@@ -279,22 +282,33 @@ def decide_and_promote(
         evidence = paired_bootstrap(y, predictions(challenger_model, rows)[1], champion_pred)
     decision = decide(challenger_scores, champion_scores, evidence, recall_floor,
                       promotion_confidence)
+    # Operators' control (issue 22): a hold keeps a winning challenger out, manual approval
+    # makes it a candidate (registered, not promoted) - potability/model_changes.py.
+    decision = model_changes.promotion_gate(settings, decision, promotion_approval,
+                                            candidate_expiry_days)
 
-    if decision == CHAMPION_KEPT:
-        assert champion is not None and champion_scores is not None
-        new_version, family, after = champion.version, champion.family, champion_scores
-        interval = precision_interval(y, champion_pred)
-    else:
+    candidate = None
+    if decision in (FIRST_CHAMPION, CHALLENGER_WINS, model_changes.CANDIDATE_WAITING):
         # Compiled scoring (issue 12): ONNX form checked against scikit-learn on the held-out
         # rows, stored in the logged model before it becomes a version.
         compiled_model.attach_to_uri(challenger["model_uri"], load_model(challenger["model_uri"]),
                                      test[list(FEATURE_NAMES)])
-        new_version = register(client, name, challenger, run_id, split)
-        family, after = challenger["family"], challenger_scores
-        interval = precision_interval(*predictions(challenger_model, rows))
+        candidate = register(client, name, challenger, run_id, split)
+    challenger_interval = precision_interval(*predictions(challenger_model, rows))
+    if decision in (FIRST_CHAMPION, CHALLENGER_WINS):
+        assert candidate is not None
+        new_version, family, after = candidate, challenger["family"], challenger_scores
+        interval = challenger_interval
+    elif champion is not None and champion_scores is not None:
+        new_version, family, after = champion.version, champion.family, champion_scores
+        interval = precision_interval(y, champion_pred)
+    else:  # no champion yet and the first one is held back or waits for approval
+        new_version, family, after, interval = "", None, None, (None, None)
     previous = champion.version if champion else ""
     changed = new_version != previous
     details = {
+        "candidate_version": candidate if decision == model_changes.CANDIDATE_WAITING else None,
+        "challenger_precision_interval": list(challenger_interval),
         # Written before the alias moves, so a failure at any later point can undo it.
         "alias_moved": changed, "previous_champion_version": previous or None,
         "challenger_version": new_version if changed else None,
@@ -312,10 +326,11 @@ def decide_and_promote(
         "parent_run_id": parent_run_id,
     }
     values = {
-        "decision": decision, "model_name": name, "champion_version": new_version,
-        "champion_family": family, "champion_precision": after.precision,
+        "decision": decision, "model_name": name, "champion_version": new_version or None,
+        "champion_family": family, "champion_precision": after and after.precision,
         "champion_precision_low": interval[0], "champion_precision_high": interval[1],
-        "champion_recall": after.recall, "champion_threshold": after.threshold,
+        "champion_recall": after and after.recall,
+        "champion_threshold": after and after.threshold,
         "challenger_family": challenger["family"],
         "challenger_precision": challenger_scores.precision,
         "challenger_recall": challenger_scores.recall, "recall_floor": recall_floor,
@@ -332,6 +347,8 @@ def decide_and_promote(
 
     client.set_tag(parent_run_id, "decision", decision)
     client.set_tag(parent_run_id, "champion_version", new_version)
+    if candidate and decision == model_changes.CANDIDATE_WAITING:
+        client.set_tag(parent_run_id, "candidate_version", candidate)
     client.set_tag(parent_run_id, "challenger_family", challenger["family"])
     metrics = {f"challenger.{k}": float(v) for k, v in challenger_scores.as_dict().items()}
     if champion_scores is not None:
@@ -367,6 +384,8 @@ def promote_component(
     mlflow_tracking_uri: str,
     database: dict,
     mlflow_credentials_secret: str = "",
+    promotion_approval: str = "auto",
+    candidate_expiry_days: float = 7.0,
 ) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
                                    ("champion_changed", bool), ("previous_version", str)]):
     """Pick the challenger, weigh the evidence against the champion, register and move the
@@ -387,7 +406,8 @@ def promote_component(
             scored=json.loads(Path(scored_candidates.path).read_text()),
             test=read_dataset(test_set.path), recall_floor=recall_floor,
             parent_run_id=parent_run_id, training_rows=training_rows, split_seed=split_seed,
-            test_fraction=test_fraction, promotion_confidence=promotion_confidence)
+            test_fraction=test_fraction, promotion_confidence=promotion_confidence,
+            promotion_approval=promotion_approval, candidate_expiry_days=candidate_expiry_days)
     outputs = namedtuple("PromoteOutputs",
                          ["decision", "champion_version", "champion_changed", "previous_version"])
     return outputs(*result)

@@ -143,6 +143,12 @@ class Settings:
     pipeline_template_uri: str = ""
     """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
     (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
+    promotion_approval: str = "auto"
+    """``auto``: a challenger that passes the evidence test is promoted at once; ``manual``: it
+    waits as a candidate for ``potability model approve`` (Terraform's ``promotion_approval``;
+    the local scheduled runs send it as the pipeline parameter of that name)."""
+    candidate_expiry_days: float = 7.0
+    """A candidate waiting for approval longer than this expires (``candidate_expiry_days``)."""
     db_role_members: tuple[tuple[str, str], ...] = ()
     """``potability migrate``: (service, database user) pairs made members of the service's
     access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the
@@ -203,6 +209,8 @@ class Settings:
             pipeline_network_attachment=e.get("PIPELINE_NETWORK_ATTACHMENT", ""),
             pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
             mlflow_credentials_secret=e.get("MLFLOW_CREDENTIALS_SECRET", ""),
+            promotion_approval=e.get("PROMOTION_APPROVAL", "auto").strip().lower(),
+            candidate_expiry_days=float(e.get("CANDIDATE_EXPIRY_DAYS", "7")),
             db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
         )
 
