@@ -346,7 +346,7 @@ def decide_and_promote(
         client.set_registered_model_alias(name, CHAMPION_ALIAS, new_version)
 
     client.set_tag(parent_run_id, "decision", decision)
-    client.set_tag(parent_run_id, "champion_version", new_version)
+    client.set_tag(parent_run_id, "champion_version", new_version or "none")
     if candidate and decision == model_changes.CANDIDATE_WAITING:
         client.set_tag(parent_run_id, "candidate_version", candidate)
     client.set_tag(parent_run_id, "challenger_family", challenger["family"])
@@ -362,7 +362,8 @@ def decide_and_promote(
     metrics.update({"champion.precision_low": interval[0], "champion.precision_high": interval[1],
                     "promotion.confidence_required": promotion_confidence})
     for key, value in metrics.items():
-        client.log_metric(parent_run_id, key, value)
+        if value is not None:  # no champion interval while the first one waits
+            client.log_metric(parent_run_id, key, value)
     return PromoteResult(decision, new_version, changed, previous)
 
 
