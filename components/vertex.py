@@ -202,7 +202,10 @@ def switch_endpoint(
         try:
             answer = endpoint.predict(instances=[probe])
             served = {str(p.get("model_version")) for p in answer.predictions}
-        except Exception:  # noqa: BLE001 - not answering yet is what we wait out
+        except Exception as exc:  # noqa: BLE001 - not answering yet is what we wait out
+            import logging
+
+            logging.getLogger(__name__).warning("v%s does not answer yet: %s", version, exc)
             served = set()
         if served == {str(version)}:
             break
