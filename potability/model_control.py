@@ -258,14 +258,56 @@ def _switch(settings: Settings, serving: Serving, *, action: str, version: str, 
     return Outcome(action, version, previous or alias, change_id, where)
 
 
+LOGGING_WRITE_URL = "https://logging.googleapis.com/v2/entries:write"
+ALERT_LOG = "potability-alerts"
+
+
+def cloud_logging_request(project: str, raised: list[alerts.Alert], when: datetime,
+                          status_url: str = "") -> dict[str, Any]:
+    """The ``entries.write`` body carrying the alerts' structured lines (pure): the same
+    ``jsonPayload`` the pipeline's and functions' stdout lines become, so the log-based metrics
+    of ``terraform/monitoring.tf`` match them; resource ``global`` (an operator's machine is no
+    Google resource; see the events' ``gcp_resource``)."""
+    log_name = f"projects/{project}/logs/{ALERT_LOG}"
+    resource = {"type": "global", "labels": {"project_id": project}}
+    return {"entries": [{"logName": log_name, "resource": resource, "severity": a.severity,
+                         "jsonPayload": alerts.log_record(a, when, status_url),
+                         "timestamp": alerts.iso(when)} for a in raised]}
+
+
+def write_to_cloud_logging(settings: Settings, raised: list[alerts.Alert], when: datetime,
+                           post: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+    """On GCP the command runs on an operator's machine, whose output Cloud Logging never
+    sees: its alert lines are written with the operator's credentials (logging.logWriter,
+    terraform/operators.tf)."""
+    body = cloud_logging_request(settings.google_cloud_project, raised, when, settings.status_url)
+    if post is None:
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/logging.write"])
+        session = AuthorizedSession(credentials)
+
+        def post(url: str, json_body: dict[str, Any]) -> None:
+            session.post(url, json=json_body, timeout=10).raise_for_status()
+    post(LOGGING_WRITE_URL, body)
+
+
 def publish(settings: Settings, raised: list[alerts.Alert], when: datetime) -> None:
     """Deliver the alerts now (a command's process ends right after): the log line and the
-    webhook; bounded by the webhook's own retry."""
+    webhook (bounded by the webhook's own retry); on GCP also Cloud Logging. A delivery that
+    fails is reported, never undoes the change (the alert is in ``water.alerts``)."""
     if not raised:
         return
     notifier = alerts.notifier(settings)
     notifier.publish(raised, when)
     notifier.flush()
+    if settings.env == "gcp" and settings.google_cloud_project:
+        try:
+            write_to_cloud_logging(settings, raised, when)
+        except Exception as exc:  # noqa: BLE001 - the change is done and recorded
+            log.error("could not write the alerts to Cloud Logging: %s", exc)
 
 
 def rollback(settings: Settings, reason: str, version: str | None = None,

@@ -11,12 +11,15 @@
 #     (cloud.google.com/vertex-ai/docs/general/iam-permissions: deployModel needs
 #     aiplatform.endpoints.deploy on the endpoint and aiplatform.models.deploy on the model;
 #     the long-running operations are read with the resources' get permissions);
+#   - Cloud Logging: the command's alert lines (its machine's output never reaches Cloud
+#     Logging), matched by the alert policies of monitoring.tf;
 #   - MLflow: moving the champion alias as MLflow's "pipelines" user (its password secret)
 #     and reading model artifacts from the MLflow bucket (a version never uploaded to Vertex).
 locals {
   operators_member = "group:${var.operators}"
   operators_project_roles = var.operators == "" ? [] : [
     "custom:model_operator", "roles/cloudsql.client", "roles/cloudsql.instanceUser",
+    "roles/logging.logWriter",
   ]
   operators_permissions = [
     "aiplatform.endpoints.deploy",

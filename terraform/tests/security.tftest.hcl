@@ -463,8 +463,8 @@ run "operators_get_exactly_what_the_model_command_uses" {
   }
 
   assert {
-    condition     = toset([for m in google_project_iam_member.operators : m.role if m.member == "group:model-ops@example.com"]) == toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser", google_project_iam_custom_role.model_operator[0].name])
-    error_message = "The operators group gets Cloud SQL connect + IAM login and the model_operator custom role, nothing else on the project."
+    condition     = toset([for m in google_project_iam_member.operators : m.role if m.member == "group:model-ops@example.com"]) == toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter", google_project_iam_custom_role.model_operator[0].name])
+    error_message = "The operators group gets Cloud SQL connect + IAM login, log writing and the model_operator custom role, nothing else on the project."
   }
   assert {
     condition = toset(google_project_iam_custom_role.model_operator[0].permissions) == toset([

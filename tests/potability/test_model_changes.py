@@ -187,3 +187,27 @@ def test_each_action_raises_its_event(conn: db.Connection, name: str, no_alerts:
                       "approved": ["model_changed"], "blocked": []}
     assert alerts.open_alerts(conn) == []  # released closed the hold, approved the candidate
     assert alerts.EVENTS[alerts.MODEL_ROLLED_BACK].severity == "ERROR"
+
+
+def test_the_operators_alert_lines_go_to_cloud_logging_as_google_accepts_them() -> None:
+    import gcp_discovery
+    from potability import model_control
+
+    change = mc.ModelChange(
+        id=7, model_name="water-potability", action=mc.ROLLED_BACK, version="4",
+        previous_version="5", family="svm", held_out_precision=0.7,
+        held_out_precision_low=0.6, held_out_precision_high=0.8, held_out_recall=0.3,
+        threshold=0.5, probability_better=None, training_rows=10, run_id="r", actor="ops@x",
+        reason="why", status="done", started_at=T0, changed_at=T0, error=None)
+    sent = []
+    settings = Settings(env="gcp", google_cloud_project="demo", status_url="https://s.example")
+    model_control.write_to_cloud_logging(settings, [mc.alert_for(change)], T0,
+                                         post=lambda url, body: sent.append((url, body)))
+    ((url, body),) = sent
+    assert url == "https://logging.googleapis.com/v2/entries:write"
+    gcp_discovery.validate_request("logging", "v2", "logging.entries.write", body)
+    (entry,) = body["entries"]
+    assert entry["resource"] == {"type": "global", "labels": {"project_id": "demo"}}
+    assert entry["severity"] == "ERROR"
+    assert entry["jsonPayload"]["alert"] == "model_rolled_back"  # what the log filter matches
+    assert alerts.EVENTS[alerts.MODEL_ROLLED_BACK].gcp_resource == "global"
