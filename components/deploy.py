@@ -91,8 +91,9 @@ def deploy_component(
         if deploy_target not in DEPLOY_TARGETS:
             raise ValueError(f"deploy_target must be one of {DEPLOY_TARGETS}, got {deploy_target!r}")
         if not champion_version:  # the first challenger is held back or awaits approval
-            action, where = "nothing to serve yet:", "no champion"
-        elif deploy_target == LOCAL:
+            run_record.finish_run(settings, run_id)
+            return f"nothing to serve yet: no {model_name} champion (held or awaiting approval)"
+        if deploy_target == LOCAL:
             action, where = deploy_local(settings, champion_version, champion_changed)
         else:
             from google.cloud import aiplatform

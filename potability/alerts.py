@@ -1,8 +1,11 @@
 """Alerts: the one definition of the events somebody must be told about, and their delivery.
 
-Five events (:data:`EVENTS`): a pipeline run failed, no successful run for
+The events (:data:`EVENTS`): a pipeline run failed, no successful run for
 ``ALERT_STALE_HOURS``, a live-precision row newly flagged below the floor, a feature newly at
-"drift", and predict/add_sample answering too many 5xx over a window. Each occurrence is
+"drift", and predict/add_sample answering too many 5xx over a window; and the changes of the
+model in service (a rollback, an operator's approval / rejection / release, a hold, the daily
+pipeline's promotion, a candidate waiting for approval: :mod:`potability.model_changes`,
+docs/operating-the-model.md). Each occurrence is
 
 - recorded once in ``water.alerts`` (``sql/007_alerts.sql``): a partial unique index allows one
   *open* alert per (event, occurrence), so a QC re-run of the same state, a retried step or a

@@ -239,8 +239,9 @@ def _switch(settings: Settings, serving: Serving, *, action: str, version: str, 
             evidence=evidence)
 
     change_id = _transaction(settings, begin)
-    try:
-        where = serving.switch(version)
+    try:  # (already serving it: an earlier run of this command stopped before the alias)
+        where = (f"{settings.model_name} v{version} already serves" if previous == version
+                 else serving.switch(version))
     except Exception as exc:
         _transaction(settings, lambda c: model_changes.fail_switch(
             c, change_id, f"{type(exc).__name__}: {exc}"))
