@@ -145,6 +145,12 @@ def is_expired(candidate: ModelChange, now: datetime, days: float) -> bool:
 
 # --- readers ---------------------------------------------------------------------------------
 
+def find(conn: db.Connection, change_id: int) -> ModelChange | None:
+    """The change ``change_id``, or None."""
+    rows = _select("id = %s", (change_id,), conn)
+    return rows[0] if rows else None
+
+
 def hold_state(conn: db.Connection, model_name: str) -> Hold | None:
     """The hold in force (the latest ``held`` not followed by a ``released``), or None."""
     rows = _select("model_name = %s AND action IN ('held', 'released')", (model_name,), conn,
@@ -332,8 +338,7 @@ def record_run_outcome(conn: db.Connection, run: Any, when: datetime) -> list[al
         version = details.get("candidate_version")
     change_id = record(conn, model_name=name, action=action, actor=AUTOMATIC, when=when,
                        version=version, previous_version=previous, evidence=evidence)
-    change = _select("id = %s", (change_id,), conn)[0]
-    return raise_alerts(conn, change, when)
+    return raise_alerts(conn, find(conn, change_id), when)
 
 
 def expire_candidates(conn: db.Connection, model_name: str, now: datetime, days: float,
@@ -346,7 +351,7 @@ def expire_candidates(conn: db.Connection, model_name: str, now: datetime, days:
             change_id = record(conn, model_name=model_name, action=EXPIRED, actor=actor,
                                when=now, version=candidate.version, evidence=candidate,
                                reason=f"candidate older than {days:g} days")
-            expired = _select("id = %s", (change_id,), conn)[0]
+            expired = find(conn, change_id)
             out.append((candidate, raise_alerts(conn, expired, now)))
     return out
 

@@ -251,9 +251,8 @@ def _switch(settings: Settings, serving: Serving, *, action: str, version: str, 
 
     def finish(conn: db.Connection) -> list[alerts.Alert]:
         model_changes.finish_switch(conn, change_id, answered_at)
-        change = model_changes.history(conn, now(), model_name=settings.model_name, limit=20)
-        mine = next(c for c in change if c.id == change_id)
-        return model_changes.raise_alerts(conn, mine, answered_at)
+        return model_changes.raise_alerts(conn, model_changes.find(conn, change_id),
+                                          answered_at)
 
     publish(settings, _transaction(settings, finish), answered_at)
     return Outcome(action, version, previous or alias, change_id, where)
@@ -390,9 +389,7 @@ def _simple(settings: Settings, action: str, reason: str, version: str | None,
                 actor=actor or operator_identity(settings), when=when, version=version,
                 previous_version=current.version if current else None, reason=reason,
                 evidence=evidence)
-            change = next(c for c in model_changes.history(conn, now(),
-                                                           model_name=settings.model_name,
-                                                           limit=20) if c.id == change_id)
+            change = model_changes.find(conn, change_id)
             return change, model_changes.raise_alerts(conn, change, when)
 
         change, raised = _transaction(settings, work)

@@ -463,7 +463,7 @@ run "operators_get_exactly_what_the_model_command_uses" {
   }
 
   assert {
-    condition     = toset([for m in google_project_iam_member.operators : m.role if m.member == "group:model-ops@example.com"]) == toset(["roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter", google_project_iam_custom_role.model_operator[0].name])
+    condition     = toset(keys(google_project_iam_member.operators)) == toset(["custom:model_operator", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter"]) && alltrue([for m in google_project_iam_member.operators : m.member == "group:model-ops@example.com"])
     error_message = "The operators group gets Cloud SQL connect + IAM login, log writing and the model_operator custom role, nothing else on the project."
   }
   assert {
