@@ -232,6 +232,9 @@ class ServingSettings:
     model_version: str = "unknown"
     tracking_uri: str = ""
     threads: int = 8
+    handover_file: str = ""
+    """Set by a local switch (:func:`potability.model_server.switch_local`): load the model,
+    write this file, then take the port over from the old server as soon as it is free."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingSettings":
@@ -250,6 +253,7 @@ class ServingSettings:
             model_version=version or "unknown",
             tracking_uri=e.get("MLFLOW_TRACKING_URI", ""),
             threads=int(e.get("MODEL_SERVER_THREADS", "8")),
+            handover_file=e.get("MODEL_SERVER_HANDOVER_FILE", ""),
         )
 
 

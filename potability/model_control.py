@@ -8,8 +8,9 @@ and raises its alert event. A serving change follows one order, so a failure at 
 leaves the old model serving and a repeat finishes the job:
 
 1. record the change as ``switching`` (committed: the window is on record);
-2. serve the new version - locally our model server restarted on it (the model downloaded
-   first, so the gap is only the process start; predict answers a retryable 503 meanwhile),
+2. serve the new version - locally a new model server loads it beside the old one and takes
+   the port over when the old one stops (:func:`potability.model_server.switch_local`: predict
+   may answer a retryable 503 only in between),
    on GCP the Vertex endpoint (:func:`components.vertex.switch_endpoint`: deploy, traffic,
    answer check, then undeploy the old);
 3. move the registered model's ``champion`` alias (MLflow), so the next daily run compares
@@ -107,10 +108,10 @@ class LocalServing:
         before = self.current()
         new_dir = self._model_dir(version)  # fails here: the old one still serves
         try:
-            url = model_server.start_local(s.home, new_dir, s.model_name, version,
-                                           s.mlflow_tracking_uri)
+            url = model_server.switch_local(s.home, new_dir, s.model_name, version,
+                                            s.mlflow_tracking_uri)
         except Exception:
-            if before:
+            if before and self.current() != before:
                 log.warning("v%s did not start; serving v%s again", version, before)
                 model_server.start_local(s.home, self._model_dir(before), s.model_name,
                                          before, s.mlflow_tracking_uri)
