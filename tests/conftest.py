@@ -92,7 +92,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         scoring="balanced_accuracy", cv=3, random_state=0,
     ).fit(x, y)
     path = tmp_path_factory.mktemp("model") / "tiny"
-    from potability.model_format import sklearn_save_kwargs
+    from potability.model import sklearn_save_kwargs
 
     mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
                               **sklearn_save_kwargs(model))
