@@ -201,3 +201,27 @@ def runs_db(database_url: str) -> Iterator[Settings]:
     finally:
         admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
         admin.close()
+
+
+@pytest.fixture
+def dead_port() -> int:
+    """A loopback port nothing listens on (connection refused)."""
+    return services.free_port()
+
+
+@pytest.fixture(scope="session")
+def local_functions(tmp_path_factory: pytest.TempPathFactory, database_url: str,
+                    model_server_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The three functions started exactly as ``potability functions`` starts them (real
+    functions-framework processes), in their own stack home pointing at the session's
+    database and model server."""
+    from potability import local_functions as local
+
+    home = tmp_path_factory.mktemp("fnstack")
+    config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,
+                           MODEL_SERVER_URL=model_server_url)
+    try:
+        env = local.start(home)
+        yield home, env
+    finally:
+        local_stack.down(home)
