@@ -32,7 +32,7 @@ What one family's fit does, on the training part only (the held-out rows are nev
 Each fit is made once: a family costs (grid points x k) + 1 fits, where it cost
 (grid points x k) + 2k + 1 (the OOF scores and ``CalibratedClassifierCV``'s own
 cross-validation repeated the grid search's fold fits of the best point). The results are
-identical, not approximately so (tests/components/test_modeling.py compares both ways).
+identical, not approximately so (tests/training/test_modeling.py compares both ways).
 
 A soft-voting ensemble of the best :data:`ENSEMBLE_SIZE` families (by selection score, among
 those with probabilities of their own) is one more candidate, calibrated and scored the same
