@@ -234,3 +234,39 @@ def served_on_endpoint(aiplatform: Any, *, project: str, region: str, endpoint_i
         if traffic.get(d.id, 0) == 100 and d.display_name.startswith(prefix):
             return d.display_name[len(prefix):]
     return None
+
+
+class EndpointServing:
+    """The serving side of ``potability model rollback|approve`` on GCP
+    (:class:`potability.model_control.Serving`): the Terraform-created endpoint
+    (``VERTEX_ENDPOINT_ID``), switched by :func:`switch_endpoint`."""
+
+    def __init__(self, settings: Any, aiplatform: Any = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        if aiplatform is None:
+            from google.cloud import aiplatform
+        self.settings = settings
+        self.aiplatform = aiplatform
+        self.sleep = sleep
+
+    def _where(self) -> dict[str, str]:
+        s = self.settings
+        return {"project": s.google_cloud_project, "region": s.google_cloud_region,
+                "endpoint_id": s.vertex_endpoint_id}
+
+    def current(self) -> str | None:
+        return served_on_endpoint(self.aiplatform, model_name=self.settings.model_name,
+                                  **self._where())
+
+    def switch(self, version: str) -> str:
+        from potability.features import FEATURE_NAMES
+        from potability.model_control import LocalServing
+        from potability.seed import load_dataset
+
+        s = self.settings
+        row = load_dataset()[list(FEATURE_NAMES)].dropna().iloc[0]
+        return switch_endpoint(
+            self.aiplatform, staging_bucket=s.pipeline_root, model_name=s.model_name,
+            version=version, tracking_uri=s.mlflow_tracking_uri,
+            model_dir=lambda: LocalServing(s).model_dir(version),
+            probe={k: float(v) for k, v in row.items()}, sleep=self.sleep, **self._where())

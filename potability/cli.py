@@ -20,8 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from potability import config, db, local_stack, migrations, run_record, seed
-from potability import local_scheduler
+from potability import config, db, local_stack, migrations, run_record, seed, services
 from potability.config import Settings, load_settings
 
 
@@ -32,6 +31,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
     print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
     print(f"MLflow       {info.mlflow_tracking_uri}")
+    from pipelines import local_scheduler  # the local twin of terraform/scheduler.tf
+
     try:
         print(f"Schedule     {local_scheduler.start(load_settings(settings.home))}")
     except ValueError as exc:  # a PIPELINE_SCHEDULE or time zone that cannot be read
@@ -55,6 +56,8 @@ def _status(args: argparse.Namespace) -> int:
     for key, value in config.read_env(home).items():
         if key.endswith(("_URL", "_URI")):
             print(f"{key:24} {value}")
+    from pipelines import local_scheduler
+
     upcoming = local_scheduler.next_run(home)
     print(f"{'next run':24} {upcoming or 'none (the scheduler is not running)'}")
     print(f"{'last run':24} {_last_run(settings)}")
@@ -65,8 +68,6 @@ def _last_run(settings: Settings) -> str:
     """The latest pipeline run's outcome and log, from water.pipeline_runs."""
     if not settings.database_url and not settings.cloud_sql_instance:
         return "unknown (the stack is not up)"
-    from pipelines.local_run import runs_log_dir
-
     try:
         conn = db.connect(settings)
     except db.DatabaseUnavailable:
@@ -82,7 +83,7 @@ def _last_run(settings: Settings) -> str:
         text += f", {run.decision.replace('_', ' ')} (champion v{run.champion_version})"
     if run.error:
         text += f", error: {run.error[:120]}"
-    log = runs_log_dir(settings) / f"{run.run_id}.log"
+    log = services.runs_log_dir(settings.home) / f"{run.run_id}.log"
     return text + (f", log {log}" if log.exists() else "")
 
 
@@ -214,17 +215,23 @@ def _model(args: argparse.Namespace) -> int:
     from potability import model_control
 
     settings = load_settings()
+    if settings.endpoint_mode == "vertex":
+        from components.vertex import EndpointServing
+
+        serving: model_control.Serving = EndpointServing(settings)
+    else:
+        serving = model_control.LocalServing(settings)
     try:
         if args.action == "status":
-            return _model_status(model_control.state(settings))
+            return _model_status(model_control.state(settings, serving))
         if args.action == "rollback":
-            outcome = model_control.rollback(settings, args.reason, args.version)
+            outcome = model_control.rollback(settings, args.reason, args.version, serving)
         elif args.action == "hold":
             outcome = model_control.hold(settings, args.reason)
         elif args.action == "release":
             outcome = model_control.release(settings, args.reason)
         elif args.action == "approve":
-            outcome = model_control.approve(settings, args.version, args.reason)
+            outcome = model_control.approve(settings, args.version, args.reason, serving)
         else:
             outcome = model_control.reject(settings, args.version, args.reason)
     except model_control.Refused as exc:

@@ -54,7 +54,7 @@ APPROVAL_MODES = (AUTO, MANUAL)
 """``PROMOTION_APPROVAL``: ``auto`` promotes a winning challenger at once, ``manual`` makes it
 a candidate that waits for ``potability model approve``."""
 
-# promote's decisions (components/promote.py) a hold or manual approval turns into these two
+# promote's decisions (training/decision.py) a hold or manual approval turns into these two
 WINNING_DECISIONS = ("first_champion", "challenger_wins")
 CHALLENGER_HELD = "challenger_held"
 CANDIDATE_WAITING = "candidate_waiting"
@@ -427,7 +427,7 @@ def promotion_gate(settings: Any, decision: str, approval: str = AUTO,
                    now: datetime | None = None) -> str:
     """What promote may do with ``decision`` now (:func:`gate`): reads the hold in force and
     first expires candidates older than ``candidate_expiry_days``. Called by
-    :func:`components.promote.decide_and_promote` under its promotion lock, so a hold or an
+    :func:`training.promotion.decide_and_promote` under its promotion lock, so a hold or an
     approval given meanwhile is seen."""
     from contextlib import closing
     from datetime import timezone

@@ -21,8 +21,8 @@ If 2 fails the old version is served again (locally restarted on it), the row is
 and the alias never moved. Who: on GCP the operator's database identity (their gcloud account,
 through Cloud SQL IAM authentication); locally ``user@host``.
 
-This module reaches the serving side through :mod:`potability.model_server` and, on GCP,
-:mod:`components.vertex` (imported when used, as the CLI imports :mod:`pipelines`).
+Locally the serving side is :class:`LocalServing` (:mod:`potability.model_server`); on GCP the
+caller (``potability.cli``) passes :class:`components.vertex.EndpointServing`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from potability.model_changes import ModelChange
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
-"""The registered model's alias on the served version (as components/promote.py)."""
+"""The registered model's alias on the served version (as training/promotion.py)."""
 
 
 class Refused(RuntimeError):
@@ -94,7 +94,7 @@ class LocalServing:
         answer = model_server.health(url, 3.0) if url else None
         return str(answer["model_version"]) if answer else None
 
-    def _model_dir(self, version: str) -> str:
+    def model_dir(self, version: str) -> str:
         import mlflow.artifacts
 
         return mlflow.artifacts.download_artifacts(
@@ -106,57 +106,26 @@ class LocalServing:
 
         s = self.settings
         before = self.current()
-        new_dir = self._model_dir(version)  # fails here: the old one still serves
+        new_dir = self.model_dir(version)  # fails here: the old one still serves
         try:
             url = model_server.switch_local(s.home, new_dir, s.model_name, version,
                                             s.mlflow_tracking_uri)
         except Exception:
             if before and self.current() != before:
                 log.warning("v%s did not start; serving v%s again", version, before)
-                model_server.start_local(s.home, self._model_dir(before), s.model_name,
+                model_server.start_local(s.home, self.model_dir(before), s.model_name,
                                          before, s.mlflow_tracking_uri)
             raise
         return f"serving {s.model_name} v{version} at {url}"
 
 
-class VertexServing:
-    """The Terraform-created Vertex AI endpoint (``VERTEX_ENDPOINT_ID``)."""
-
-    def __init__(self, settings: Settings, aiplatform: Any = None,
-                 sleep: Callable[[float], None] | None = None) -> None:
-        if aiplatform is None:
-            from google.cloud import aiplatform
-        self.settings = settings
-        self.aiplatform = aiplatform
-        self.sleep = sleep
-
-    def _where(self) -> dict[str, str]:
-        s = self.settings
-        return {"project": s.google_cloud_project, "region": s.google_cloud_region,
-                "endpoint_id": s.vertex_endpoint_id}
-
-    def current(self) -> str | None:
-        from components import vertex
-
-        return vertex.served_on_endpoint(self.aiplatform, model_name=self.settings.model_name,
-                                         **self._where())
-
-    def switch(self, version: str) -> str:
-        from components import vertex
-        from potability.seed import load_dataset
-        from potability.features import FEATURE_NAMES
-
-        s = self.settings
-        row = load_dataset()[list(FEATURE_NAMES)].dropna().iloc[0]
-        return vertex.switch_endpoint(
-            self.aiplatform, staging_bucket=s.pipeline_root, model_name=s.model_name,
-            version=version, tracking_uri=s.mlflow_tracking_uri,
-            model_dir=lambda: LocalServing(s)._model_dir(version),
-            probe={k: float(v) for k, v in row.items()}, sleep=self.sleep, **self._where())
-
-
 def serving_for(settings: Settings) -> Serving:
-    return VertexServing(settings) if settings.endpoint_mode == "vertex" else LocalServing(settings)
+    """The local model server; on Vertex the caller passes the endpoint's serving side
+    (:class:`components.vertex.EndpointServing`: ``potability.cli`` does), as this core module
+    imports no upper floor."""
+    if settings.endpoint_mode == "vertex":
+        raise ValueError("ENDPOINT_MODE=vertex: pass components.vertex.EndpointServing")
+    return LocalServing(settings)
 
 
 # --- MLflow alias -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ then - validated against the aiplatform v1 discovery document; and a new version
 answers sends the traffic back to the old one.
 
 ``google.cloud.aiplatform`` runs for real; only its gRPC stubs are replaced (Google is
-unreachable from tests), as in test_vertex_requests.py.
+unreachable from tests), as in test_vertex.py.
 """
 
 from __future__ import annotations

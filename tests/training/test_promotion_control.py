@@ -19,13 +19,14 @@ from sklearn.impute import SimpleImputer
 from sklearn.model_selection import FixedThresholdClassifier
 from sklearn.pipeline import make_pipeline
 
-from components import evaluate, promote
-from components.train import model_requirements, split
+from training import decision, evaluation, promotion
+from training.candidates import model_requirements
+from training.split import split
 from potability import alerts, config, db, model_changes as mc, model_control, model_server
 from potability import run_record, services
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
-from potability.model_format import sklearn_save_kwargs
+from potability.model import sklearn_save_kwargs
 from potability.seed import load_training_rows
 
 FLOOR, SEED, FRACTION = 0.2, 3, 0.2
@@ -53,7 +54,7 @@ def _candidate(model: Any, family: str, test: pd.DataFrame, experiment: str) -> 
                                         **sklearn_save_kwargs(model))
     return {"family": family, "run_id": run.info.run_id, "model_uri": info.model_uri,
             "cv_score": 0.7, "cv_recall": 0.25, "cv_precision": 0.7,
-            "scores": evaluate.score_model(model, test).as_dict()}
+            "scores": evaluation.score_model(model, test).as_dict()}
 
 
 @pytest.fixture
@@ -71,11 +72,11 @@ def ctx(settings: Settings, mlflow_uri: str, conn: db.Connection, tmp_path: Path
     runs: list[str] = []
 
     def run(scored: list[dict[str, Any]], test: pd.DataFrame, approval: str = "auto",
-            expiry_days: float = 7.0) -> promote.PromoteResult:
+            expiry_days: float = 7.0) -> promotion.PromoteResult:
         run_id = f"{name}-{len(runs)}"
         runs.append(run_id)
         run_record.start_run(step, run_id, "sha", 100)
-        result = promote.promote(settings=step, run_id=run_id, scored=scored, test=test,
+        result = promotion.promote(settings=step, run_id=run_id, scored=scored, test=test,
                                  recall_floor=FLOOR, parent_run_id=parent.info.run_id,
                                  training_rows=100, split_seed=SEED, test_fraction=FRACTION,
                                  promotion_approval=approval, candidate_expiry_days=expiry_days)
@@ -95,7 +96,7 @@ def ctx(settings: Settings, mlflow_uri: str, conn: db.Connection, tmp_path: Path
 
 
 def _alias(ctx: Any) -> str | None:
-    champion = promote.registry_champion(ctx.client, ctx.name)
+    champion = promotion.registry_champion(ctx.client, ctx.name)
     return champion.version if champion else None
 
 
@@ -129,7 +130,7 @@ def test_a_hold_blocks_a_real_promotion_and_keeps_its_evidence(
     # released: the next run promotes on the same evidence
     model_control.release(ctx.settings, "review done", actor="ops@x")
     again = _candidate(_fit(train, False), "good", test, ctx.name)
-    assert ctx.run([again], test).decision == promote.CHALLENGER_WINS
+    assert ctx.run([again], test).decision == decision.CHALLENGER_WINS
     assert _alias(ctx) == "2"
 
 
@@ -160,7 +161,7 @@ def test_manual_approval_promotes_only_after_approve(ctx: Any, data: Any,
     assert mc.pending_candidates(conn, ctx.name) == []
     # a later manual run whose challenger is no better keeps the approved champion
     worse = _candidate(_fit(train, True), "worse", test, ctx.name)
-    assert ctx.run([worse], test, approval="manual").decision == promote.CHAMPION_KEPT
+    assert ctx.run([worse], test, approval="manual").decision == decision.CHAMPION_KEPT
 
 
 def test_a_candidate_expires_and_a_rejected_one_cannot_be_approved(
