@@ -143,6 +143,16 @@ class Settings:
     pipeline_template_uri: str = ""
     """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
     (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
+    inference_retention_days: int = 90
+    """Days of readings the database keeps (``INFERENCE_RETENTION_DAYS``, Terraform's variable
+    of that name): older days are exported to the archive, verified, then dropped by the daily
+    maintenance (docs/inference-log.md says why 90: the hot window; the archive is the record)."""
+    inference_request_key_days: float = 7.0
+    """The idempotency window (``INFERENCE_REQUEST_KEY_DAYS``): how long predict recognises a
+    retried request key (functions/openapi.yaml says it); maintenance prunes older keys."""
+    inference_archive_uri: str = ""
+    """Where expired days are archived as Parquet: ``gs://BUCKET/PREFIX`` on GCP (Terraform
+    sets it), a local folder otherwise; empty: ``<home>/inference-archive``."""
     db_role_members: tuple[tuple[str, str], ...] = ()
     """``potability migrate``: (service, database user) pairs made members of the service's
     access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the
@@ -203,6 +213,9 @@ class Settings:
             pipeline_network_attachment=e.get("PIPELINE_NETWORK_ATTACHMENT", ""),
             pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
             mlflow_credentials_secret=e.get("MLFLOW_CREDENTIALS_SECRET", ""),
+            inference_retention_days=int(e.get("INFERENCE_RETENTION_DAYS", "90")),
+            inference_request_key_days=float(e.get("INFERENCE_REQUEST_KEY_DAYS", "7")),
+            inference_archive_uri=e.get("INFERENCE_ARCHIVE_URI", ""),
             db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
         )
 
