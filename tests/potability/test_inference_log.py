@@ -398,3 +398,20 @@ def test_an_archive_that_differs_from_the_database_stops_the_drop(
     assert set(days) <= set(inference_log.partitions(log_conn))
     assert len(_all(log_conn, "SELECT id FROM water.water_inferences WHERE inferred_at < %s",
                     now - timedelta(days=90))) == len(rows)
+
+
+def test_the_local_scheduler_runs_the_maintenance_and_survives_its_failure(
+        log_db: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from potability import local_scheduler
+
+    when = datetime.now(timezone.utc) + timedelta(days=20)
+    report = local_scheduler.maintain(log_db.with_(home=tmp_path), when)
+    assert report is not None and when.date() + timedelta(days=7) in report.created
+    assert local_scheduler.read_state(tmp_path)["last_maintenance_outcome"] == "succeeded"
+    dead = Settings(home=tmp_path, database_url=f"postgresql://postgres@/x?host={tmp_path}")
+    assert local_scheduler.maintain(dead, when) is None
+    out = capsys.readouterr().out
+    assert "inference-log maintenance: partitions created" in out
+    assert "inference-log maintenance failed: DatabaseUnavailable" in out
+    assert local_scheduler.read_state(tmp_path)["last_maintenance_outcome"] == \
+        "failed: DatabaseUnavailable"
