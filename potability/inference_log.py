@@ -48,6 +48,7 @@ ATTEMPTS = 5
 FETCH_ROWS = 20_000
 """Rows per fetch while archiving: memory holds one batch, whatever the day's size."""
 PARTITION_PREFIX = "water_inferences_p"
+LOCK_NAME = "potability inference-log maintenance"
 
 
 @dataclass
@@ -251,7 +252,8 @@ def run_maintenance(settings: Settings, now: datetime | None = None,
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
     today = utc_day(now)
-    with closing(db.connect(settings)) as conn:
+    # One run at a time (the job and an engineer by hand): the second waits for the first.
+    with db.advisory_lock(settings, LOCK_NAME), closing(db.connect(settings)) as conn:
         report = ensure_partitions(conn, today)
         report.keys_pruned = prune_request_keys(conn, now, settings.inference_request_key_days)
         archive_expired(conn, settings, today, report, store)
