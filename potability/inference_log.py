@@ -49,6 +49,9 @@ FETCH_ROWS = 20_000
 """Rows per fetch while archiving: memory holds one batch, whatever the day's size."""
 PARTITION_PREFIX = "water_inferences_p"
 LOCK_NAME = "potability inference-log maintenance"
+MIN_RETENTION_DAYS = 14
+"""As Terraform's validation of ``inference_retention_days``: the windows that read the log
+(7 days) and the request keys' window (7 days) stay inside what the database keeps."""
 
 
 @dataclass
@@ -236,6 +239,10 @@ def archive_expired(conn: db.Connection, settings: Settings, today: date,
                     report: MaintenanceReport | None = None,
                     store: inference_archive.Store | None = None) -> MaintenanceReport:
     report = report or MaintenanceReport()
+    if settings.inference_retention_days < MIN_RETENTION_DAYS:
+        raise ValueError(f"INFERENCE_RETENTION_DAYS={settings.inference_retention_days}: at least "
+                         f"{MIN_RETENTION_DAYS} (the status page and drift read 7 days, request "
+                         "keys live 7); nothing archived")
     days = expired_days(conn, today, settings.inference_retention_days)
     if not days:
         return report
