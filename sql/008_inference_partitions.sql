@@ -124,10 +124,15 @@ BEGIN
     SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO v_cols
     FROM pg_attribute
     WHERE attrelid = 'water.water_inferences'::regclass AND attnum > 0 AND NOT attisdropped;
+    -- A move is not a deletion: row triggers on the log (e.g. rollups kept incrementally) must
+    -- not see the DELETE from DEFAULT (the rows come back in the new partition, which is not
+    -- attached yet, so no trigger sees the INSERT either).
+    ALTER TABLE water.water_inferences_default DISABLE TRIGGER USER;
     EXECUTE format('WITH moved AS (DELETE FROM water.water_inferences_default '
                    'WHERE inferred_at >= %L AND inferred_at < %L RETURNING %s) '
                    'INSERT INTO water.%I (%s) SELECT %s FROM moved',
                    v_from, v_to, v_cols, v_name, v_cols, v_cols);
+    ALTER TABLE water.water_inferences_default ENABLE TRIGGER USER;
     EXECUTE format('ALTER TABLE water.water_inferences ATTACH PARTITION water.%I FOR VALUES FROM (%L) TO (%L)',
                    v_name, v_from, v_to);
     EXECUTE format('ALTER TABLE water.%I DROP CONSTRAINT %I', v_name, v_name || '_bound');

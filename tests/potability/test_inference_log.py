@@ -208,6 +208,23 @@ def test_partitions_ahead_and_a_reading_without_a_partition_is_stored_then_moved
                           "tablename = %s", inference_log.partition_name(far.date())) == [[4]]
     assert _all(log_conn, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
                 f"water.{inference_log.partition_name(far.date())}") == [["water_owner"]]
+    # A move is not a deletion: a row trigger on the log (rollups, say) sees nothing of it.
+    cur = log_conn.cursor()
+    cur.execute("SET ROLE water_owner")
+    cur.execute("CREATE TABLE water.t_seen (op text)")
+    cur.execute("CREATE FUNCTION water.t_seen() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN INSERT INTO water.t_seen VALUES (TG_OP); RETURN NULL; END $$")
+    cur.execute("CREATE TRIGGER t_seen AFTER INSERT OR DELETE ON water.water_inferences "
+                "FOR EACH ROW EXECUTE FUNCTION water.t_seen()")
+    log_conn.commit()
+    farther = now + timedelta(days=40)
+    _insert_at(log_conn, farther, "farther", n=2)
+    inference_log.run_maintenance(log_db, now=now)
+    assert _where(log_conn, "farther") == [
+        f"water.{inference_log.partition_name(farther.date())}"] * 2
+    assert _all(log_conn, "SELECT op, count(*) FROM water.t_seen GROUP BY op") == [["INSERT", 2]]
+    assert _all(log_conn, "SELECT tgenabled::text FROM pg_trigger WHERE tgname = 't_seen' AND "
+                          "tgrelid = 'water.water_inferences_default'::regclass") == [["O"]]
     # A week later, maintenance has made the next days (idempotent otherwise).
     later = inference_log.run_maintenance(log_db, now=now + timedelta(days=8))
     assert today + timedelta(days=15) in later.created
