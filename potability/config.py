@@ -94,6 +94,15 @@ class Settings:
     """How long predict waits for the model endpoint before answering 503 (retryable)."""
     db_pool_size: int = 8
     """Pooled database connections per function instance (one per serving thread)."""
+    status_db_pool_size: int = 2
+    """The status function's own connection budget per instance: the page refreshes its data
+    once per ``status_refresh_seconds`` (single flight), so however many readers there are it
+    never holds more than this - connections predict needs stay free."""
+    status_refresh_seconds: float = 30.0
+    """How old the status page's data may be: one database refresh per instance per interval,
+    every reader in between served from memory (0 disables the cache: tests)."""
+    status_statement_timeout_ms: int = 5000
+    """``statement_timeout`` of every status query: a slow page fails (503), never piles up."""
     pipeline_image: str = ""
     """The project image the pipeline's components run in (compile time; ``python -m pipelines
     compile`` bakes it into the YAML). Empty: ``potability:local`` (local runs need no image)."""
@@ -181,6 +190,9 @@ class Settings:
             max_body_bytes=int(e.get("MAX_BODY_BYTES", "1048576")),
             endpoint_timeout_seconds=float(e.get("ENDPOINT_TIMEOUT_SECONDS", "10")),
             db_pool_size=int(e.get("DB_POOL_SIZE", "8")),
+            status_db_pool_size=int(e.get("STATUS_DB_POOL_SIZE", "2")),
+            status_refresh_seconds=float(e.get("STATUS_REFRESH_SECONDS", "30")),
+            status_statement_timeout_ms=int(e.get("STATUS_STATEMENT_TIMEOUT_MS", "5000")),
             pipeline_image=e.get("PIPELINE_IMAGE", ""),
             pipeline_root=e.get("PIPELINE_ROOT", ""),
             pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),

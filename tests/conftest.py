@@ -65,6 +65,7 @@ def clean_db(conn: db.Connection) -> db.Connection:
     """The database with no inferences and no lab samples (the seed rows stay)."""
     cur = conn.cursor()
     cur.execute("DELETE FROM water.water_inferences")
+    cur.execute("TRUNCATE water.inference_hourly, water.inference_rolled_hours")
     cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
     conn.commit()
     return conn

@@ -18,6 +18,7 @@ from functions.status_page import render_html
 from potability import db, qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
+from potability.inference_rollup import floor_hour
 
 UTC = timezone.utc
 PRIVATE = ("alice@utility.example", "status-sample-", "status-req-", "token")
@@ -116,8 +117,13 @@ def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> No
         {"model_version": "3", "total": 7, "potable": 3, "potable_share": round(3 / 7, 4)}]
     hourly = data["inferences"]["hourly_24h"]
     assert len(hourly) == 24 and sum(b["total"] for b in hourly) == 4
-    # newest last: 30 min ago -> last bucket; 1 h 1 min ago -> the one before
-    assert [(b["total"], b["potable"]) for b in hourly[-3:]] == [(1, 1), (1, 1), (1, 0)]
+    # clock hours, newest (the current, partial one) last: each reading in the hour it fell in
+    ends = [datetime.fromisoformat(b["end"].replace("Z", "+00:00")) for b in hourly]
+    assert ends[-1] == floor_hour(scenario) + timedelta(hours=1)
+    for minutes_ago, predicted in [(30, 0), (61, 1), (121, 1), (301, 0)]:
+        when = scenario - timedelta(minutes=minutes_ago)
+        bucket = hourly[ends.index(floor_hour(when) + timedelta(hours=1))]
+        assert bucket["total"] >= 1 and (predicted == 0 or bucket["potable"] >= 1)
     daily = data["inferences"]["daily_7d"]
     assert [b["total"] for b in daily] == [0, 0, 0, 1, 2, 0, 4]
     lab = data["lab_samples"]
@@ -175,7 +181,7 @@ def test_the_page_renders_before_anything_happened(clean_db, scenario) -> None:
 @pytest.fixture
 def ctx(settings: Settings) -> Iterator[Context]:
     """A function instance's context on the session database (its pool from settings)."""
-    context = Context(settings.with_(db_pool_size=3))
+    context = Context(settings.with_(db_pool_size=3, status_refresh_seconds=0))
     yield context
     context.close()
 
@@ -236,17 +242,23 @@ def test_one_log_line_per_request(ctx, scenario, capsys: pytest.CaptureFixture[s
     assert lines[1]["severity"] == "WARNING"
 
 
-def test_uses_the_instance_pool_sized_by_settings(ctx, scenario) -> None:
-    for _ in range(5):
-        assert call(ctx, "/?format=json").status_code == 200
-    assert ctx.pool.size == ctx.settings.db_pool_size == 3
+def test_uses_its_own_pool_sized_by_settings(ctx, scenario) -> None:
+    cached = Context(ctx.settings.with_(status_refresh_seconds=60, status_db_pool_size=1))
+    try:
+        for _ in range(5):
+            assert call(cached, "/?format=json").status_code == 200
+        source = status_module.source(cached)
+        assert source.pool is not cached.pool and source.pool.size == 1
+        assert source.refreshes == 1  # the other four were served from memory
+    finally:
+        cached.close()
 
 
 def test_a_stale_pooled_connection_costs_no_503(ctx, scenario, conn) -> None:
     """After a database restart every pooled connection is dead: the read is retried once on a
     fresh connection instead of answering 503 (here: the server terminates the pooled one)."""
     assert call(ctx, "/?format=json").status_code == 200
-    with ctx.pool.transaction() as pooled:  # the pool is LIFO: the one the next call gets
+    with status_module.source(ctx).pool.transaction() as pooled:  # LIFO: the next call's
         cur = pooled.cursor()
         cur.execute("SELECT pg_backend_pid()")
         pid = cur.fetchone()[0]
