@@ -94,14 +94,18 @@ def roll_up(conn: Connection, start: datetime, through: datetime,
     return int(cur.fetchone()[0])
 
 
+CATCH_UP_HOURS = 24
+"""Hours :func:`catch_up` rolls up per transaction."""
+
+
 def catch_up(conn: Connection, now: datetime, days: float = WEEK_HOURS / 24) -> int:
-    """Roll up every complete hour of the last ``days`` (``potability qc``, benches): one
-    hour per transaction, so a long catch-up keeps what it did if it is interrupted."""
+    """Roll up every complete hour of the last ``days`` (``potability qc``, benches), a day's
+    hours per transaction, so a long catch-up keeps what it did if it is interrupted."""
     start = floor_hour(now - timedelta(days=days))
     through = rollable_through(now)
     done = 0
     while True:
-        n = roll_up(conn, start, through, max_hours=1)
+        n = roll_up(conn, start, through, max_hours=CATCH_UP_HOURS)
         conn.commit()
         if n == 0:
             return done

@@ -148,7 +148,7 @@ def test_the_current_hour_and_the_grace_are_never_rolled_up(clean_db: db.Connect
 def test_a_backfilled_hour_is_counted_again_once_forgotten(clean_db: db.Connection) -> None:
     hour = BASE + 5 * HOUR
     _insert(clean_db, [(hour + timedelta(minutes=5), "north-1", "3", 1)])
-    assert inference_rollup.catch_up(clean_db, BASE + 8 * HOUR, days=1) == 23  # one hour per transaction
+    assert inference_rollup.catch_up(clean_db, BASE + 8 * HOUR, days=1) == 23
     _insert(clean_db, [(hour + timedelta(minutes=7), "north-1", "3", 0)])  # late: a backfill
     assert inference_rollup.forget(clean_db, hour, hour + HOUR) == 1
     clean_db.commit()
