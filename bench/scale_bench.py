@@ -239,8 +239,10 @@ def storage(database_url: str) -> dict[str, Any]:
     conn = _connect(database_url)
     try:
         cur = conn.cursor()
-        cur.execute("SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
-                    "FROM pg_partition_tree('water.water_inferences')")
+        # the partitions' relations when the log is partitioned, else the table's own
+        cur.execute("SELECT coalesce(nullif((SELECT sum(pg_total_relation_size(relid)) "
+                    "FROM pg_partition_tree('water.water_inferences')), 0), "
+                    "pg_total_relation_size('water.water_inferences'))")
         log_bytes = int(cur.fetchone()[0])
         cur.execute("SELECT pg_total_relation_size('water.inference_hourly') + "
                     "pg_total_relation_size('water.inference_rolled_hours')")

@@ -23,6 +23,7 @@ error contract, the stale-connection retry); database down -> 503 with ``Retry-A
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -32,7 +33,7 @@ from typing import Any
 
 import flask
 
-from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response, json_response
+from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
 from functions.serving import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
 from potability import alerts, db, inference_rollup, qc_record, run_record
@@ -245,6 +246,7 @@ class StatusSource:
         self._data: dict[str, Any] | None = None
         self._fetched = 0.0
         self._flight: Future[dict[str, Any]] | None = None
+        self._bodies: dict[str, tuple[dict[str, Any], str, str]] = {}
 
     def get(self) -> dict[str, Any]:
         """The current data: from memory while fresh, else from the one refresh in flight."""
@@ -268,6 +270,23 @@ class StatusSource:
             self._data, self._fetched, self._flight = data, time.monotonic(), None
         flight.set_result(data)
         return data
+
+    def rendered(self, fmt: str) -> tuple[str, str]:
+        """(body, mimetype) of the current data as ``json`` or ``html``, rendered once per
+        refresh: a page view served from memory costs no database query and no rendering."""
+        data = self.get()
+        with self._lock:
+            cached = self._bodies.get(fmt)
+            if cached is not None and cached[0] is data:
+                return cached[1], cached[2]
+        if fmt == "json":
+            body, mimetype = json.dumps(data, separators=(",", ":"), allow_nan=False), \
+                "application/json"
+        else:
+            body, mimetype = render_html(data), "text/html"
+        with self._lock:
+            self._bodies[fmt] = (data, body, mimetype)
+        return body, mimetype
 
     def _read(self) -> dict[str, Any]:
         self.refreshes += 1
@@ -309,12 +328,10 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
         raise ApiError(400, "format", "format must be 'html' or 'json'")
     as_json = _wants_json(request)
     call.log["format"] = "json" if as_json else "html"
-    data = source(ctx).get()
-    headers = {"Cache-Control": f"public, max-age={CACHE_SECONDS}", "Vary": "Accept"}
-    if as_json:
-        return json_response(data, 200, headers)
-    response = flask.Response(render_html(data), 200, mimetype="text/html")
-    response.headers.update(headers)
+    body, mimetype = source(ctx).rendered("json" if as_json else "html")
+    response = flask.Response(body, 200, mimetype=mimetype)
+    response.headers.update({"Cache-Control": f"public, max-age={CACHE_SECONDS}",
+                             "Vary": "Accept"})
     return response
 
 
