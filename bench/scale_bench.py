@@ -102,7 +102,7 @@ def _connect(database_url: str) -> Any:
     from potability import db
     from potability.config import Settings
 
-    conn = db.connect(Settings(database_url=database_url))
+    conn = db.connect(Settings(database_url=database_url), timeout=3600)  # 1 M-row statements
     conn.autocommit = True
     return conn
 
@@ -149,7 +149,7 @@ def rollup_catch_up(database_url: str) -> float:
     from potability import db, inference_rollup
     from potability.config import Settings
 
-    conn = db.connect(Settings(database_url=database_url))
+    conn = db.connect(Settings(database_url=database_url), timeout=3600)
     started = time.perf_counter()
     try:
         inference_rollup.catch_up(conn, datetime.now(timezone.utc))
@@ -191,7 +191,9 @@ def quality_control(home: Path) -> dict[str, Any]:
         peak = max(peak, tree_rss(proc.pid))
         time.sleep(0.02)
     if proc.returncode != 0:
-        raise RuntimeError(f"potability qc failed (exit {proc.returncode})")
+        print(f"  potability qc FAILED (exit {proc.returncode})", flush=True)
+        return {"qc_s": f"failed after {time.perf_counter() - started:.1f}",
+                "qc_peak_mb": round(peak / 2**20)}
     return {"qc_s": round(time.perf_counter() - started, 2), "qc_peak_mb": round(peak / 2**20)}
 
 
@@ -344,7 +346,8 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     grow = big["predict_rps"] / small["predict_rps"]
     check("predict at the big size >= 90% of the small", grow >= 0.9, f"{grow:.2f}")
     check("qc peak <= 300 MB", big["qc_peak_mb"] <= 300, f"{big['qc_peak_mb']} MB")
-    check("qc <= 10 s", big["qc_s"] <= 10, f"{big['qc_s']} s")
+    qc_ok = isinstance(big["qc_s"], float) and big["qc_s"] <= 10
+    check("qc <= 10 s", qc_ok, f"{big['qc_s']} s")
     return out
 
 
