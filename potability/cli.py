@@ -120,7 +120,7 @@ def _qc(args: argparse.Namespace) -> int:
     from potability import qc_job
 
     settings = load_settings()
-    conn = db.connect(settings)
+    conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
     try:
         result = qc_job.run(conn, settings, datetime.now(timezone.utc))
     finally:

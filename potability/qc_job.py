@@ -27,6 +27,11 @@ from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
 
 
+SOCKET_TIMEOUT_SECONDS = 900.0
+"""The job's connection waits this long for an answer (``db.connect``'s default is 10 s): the
+drift statement aggregates the whole window in the database and sends nothing until it ends."""
+
+
 @dataclass(frozen=True)
 class QcResult:
     run_id: int
