@@ -419,7 +419,7 @@ def test_an_archive_that_differs_from_the_database_stops_the_drop(
 
 def test_the_local_scheduler_runs_the_maintenance_and_survives_its_failure(
         log_db: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from potability import local_scheduler
+    from pipelines import local_scheduler
 
     when = datetime.now(timezone.utc) + timedelta(days=20)
     report = local_scheduler.maintain(log_db.with_(home=tmp_path), when)
