@@ -122,6 +122,13 @@ def fill(database_url: str, target: int) -> dict[str, Any]:
     conn = _connect(database_url)
     started = time.perf_counter()
     try:
+        # the window's day partitions exist, as on a stack whose maintenance ran every day
+        # (a fresh stack has today's onwards; older rows would land in the DEFAULT partition)
+        from potability import inference_log
+
+        today = datetime.now(timezone.utc).date()
+        for back in range(8):
+            inference_log.ensure_partition(conn, today - timedelta(days=back))
         cur = conn.cursor()
         cur.execute("SELECT count(*) FROM water.water_inferences")
         have = int(cur.fetchone()[0])
