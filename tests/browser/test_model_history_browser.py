@@ -56,7 +56,8 @@ def history(conn: db.Connection) -> Iterator[datetime]:
 
 
 @pytest.fixture
-def served(stack_home: Path, database_url: str) -> Iterator[str]:
+def served(stack_home: Path, database_url: str, history: datetime) -> Iterator[str]:
+    """Started after the rows are in: the status function caches what it read first."""
     port = services.free_port()
     argv = [str(Path(sys.executable).parent / "functions-framework"), "--source", str(ENTRY),
             "--target", "status", "--host", "127.0.0.1", "--port", str(port)]
