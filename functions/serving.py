@@ -50,8 +50,11 @@ class Context:
     """One per function instance: settings plus lazily created, shared connections."""
 
     def __init__(self, settings: Settings, *, endpoint: Endpoint | None = None,
-                 pool: db.Pool | None = None) -> None:
+                 pool: db.Pool | None = None, google_certs: Any = None) -> None:
         self.settings = settings
+        self.google_certs = google_certs
+        """Google's ID-token certificates (``None``: the process-wide cache of
+        :func:`functions.auth.default_certs`); tests inject their own key."""
         self._endpoint = endpoint
         self._pool = pool
         self._lock = threading.Lock()

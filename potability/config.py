@@ -75,7 +75,11 @@ class Settings:
     samples_token_sha256: tuple[str, ...] = ()
     """sha256 hex digests of bearer tokens allowed to post lab samples (never plain tokens)."""
     samples_trust_platform_identity: bool = False
-    """On GCP the platform verified the caller's ID token; record its e-mail as submitter."""
+    """On GCP: the caller's Google ID token is verified (``functions/auth.py``) and its
+    e-mail recorded as submitter."""
+    samples_id_token_audience: tuple[str, ...] = ()
+    """Audiences a regulator's ID token may carry: the samples function's URLs (Terraform sets
+    its ``cloudfunctions.net`` and ``run.app`` URLs). Empty on GCP: every request is refused."""
     qc_match_window_minutes: float = 30.0
     """A lab sample confirms the nearest inference of its sensor within +/- this many minutes."""
     qc_precision_floor: float = 0.60
@@ -172,6 +176,9 @@ class Settings:
                 t.strip().lower() for t in e.get("SAMPLES_TOKEN_SHA256", "").split(",") if t.strip()
             ),
             samples_trust_platform_identity=_flag(e.get("SAMPLES_TRUST_PLATFORM_IDENTITY")),
+            samples_id_token_audience=tuple(
+                a.strip() for a in e.get("SAMPLES_ID_TOKEN_AUDIENCE", "").split(",") if a.strip()
+            ),
             qc_match_window_minutes=float(e.get("QC_MATCH_WINDOW_MINUTES", "30")),
             qc_precision_floor=float(e.get("QC_PRECISION_FLOOR", "0.60")),
             qc_min_matches=int(e.get("QC_MIN_MATCHES", "20")),

@@ -27,6 +27,12 @@ locals {
       memory      = "512Mi"
       env = {
         SAMPLES_TRUST_PLATFORM_IDENTITY = "true"
+        # The function's own URLs (both forms a gen2 function answers on), the audiences a
+        # regulator's ID token may carry: functions/auth.py verifies the token itself.
+        SAMPLES_ID_TOKEN_AUDIENCE = join(",", [
+          "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-samples",
+          "https://${var.name_prefix}-samples-${data.google_project.this.number}.${var.region}.run.app",
+        ])
       }
     }
     status = {
