@@ -56,7 +56,7 @@ def submitter_for_token(token: str) -> str:
     return f"token:{token_sha256(token)[:8]}"
 
 
-def _bearer(headers: Mapping[str, str]) -> str:
+def bearer(headers: Mapping[str, str]) -> str:
     value = headers.get("Authorization", "")
     if not value:
         raise ApiError(401, "Authorization", "a bearer token is required",
@@ -129,7 +129,7 @@ def authorise_samples(headers: Mapping[str, str], settings: Settings,
             raise ApiError(401, SERVERLESS_HEADER,
                            "send the ID token in Authorization only: with this header Cloud "
                            "Run would not check the one we read", {"WWW-Authenticate": "Bearer"})
-        email = id_token_email(_bearer(headers), settings.samples_id_token_audience,
+        email = id_token_email(bearer(headers), settings.samples_id_token_audience,
                                certs or default_certs())
         if settings.samples_token_sha256:
             extra = headers.get(TOKEN_HEADER, "")
@@ -138,7 +138,7 @@ def authorise_samples(headers: Mapping[str, str], settings: Settings,
             if len(extra) > MAX_TOKEN_CHARS or not _token_allowed(extra, settings.samples_token_sha256):
                 raise ApiError(403, TOKEN_HEADER, "not an authorised regulator token")
         return email
-    token = _bearer(headers)
+    token = bearer(headers)
     if not settings.samples_token_sha256:
         raise ApiError(403, "Authorization",
                        "no regulator tokens are configured (SAMPLES_TOKEN_SHA256): refusing all")

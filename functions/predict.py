@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import flask
 
+from functions.callers import Caller, predict_caller
 from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.serving import Call, Context, retry_stale_connection
 from functions.validation import Features, PredictRequest, parse_predict
@@ -132,17 +133,20 @@ def _replay(request_id: str, request: PredictRequest, logged: list[LoggedInferen
 
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     require_method(request, "POST")
+    caller = predict_caller(request.headers, ctx.settings, ctx.google_certs)
+    call.log["caller"] = caller.identity
     body = read_json_body(request, ctx.settings.max_body_bytes)
     parsed = parse_predict(body, request.headers.get("Idempotency-Key"),
                            ctx.settings.predict_max_readings)
+    caller.require_sensor(parsed.sensor_id)
     request_id = parsed.request_id or str(uuid.uuid4())
     call.request_id = request_id
     call.log.update(sensor_id=parsed.sensor_id, readings=len(parsed.readings))
-    return retry_stale_connection(lambda: _infer_and_log(ctx, parsed, request_id, call))
+    return retry_stale_connection(lambda: _infer_and_log(ctx, parsed, request_id, call, caller))
 
 
-def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call
-                   ) -> flask.Response:
+def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call,
+                   caller: Caller) -> flask.Response:
     """Look up a retry, ask the endpoint, log; the answer exists only once committed.
 
     No transaction spans the endpoint call: the lookup and the insert are single statements,

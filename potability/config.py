@@ -31,6 +31,20 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _bindings(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{"who": ["id", ...]}`` (JSON) -> ``(("who", ("id", ...)), ...)``; refuses other shapes."""
+    import json
+
+    if not value.strip():
+        return ()
+    data = json.loads(value)
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(i, str) for i in v)
+            for k, v in data.items()):
+        raise ValueError('expected a JSON object {"caller": ["sensor-id", ...]}')
+    return tuple((k, tuple(v)) for k, v in sorted(data.items()))
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -80,6 +94,15 @@ class Settings:
     samples_id_token_audience: tuple[str, ...] = ()
     """Audiences a regulator's ID token may carry: the samples function's URLs (Terraform sets
     its ``cloudfunctions.net`` and ``run.app`` URLs). Empty on GCP: every request is refused."""
+    predict_id_token_audience: tuple[str, ...] = ()
+    """On GCP: the predict function's URLs, the audiences a sensor's ID token may carry; set,
+    predict verifies the token and binds the caller to its sensors (``functions/callers.py``)."""
+    predict_sensor_bindings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Service account -> the sensor ids it may write (``PREDICT_SENSOR_BINDINGS``, JSON;
+    Terraform's ``sensor_bindings``)."""
+    sensor_token_bindings: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Locally: sha256 of a sensor's bearer token -> the sensor ids it may write
+    (``SENSOR_TOKEN_BINDINGS``, JSON). Empty: local predict is open (docs/security.md)."""
     qc_match_window_minutes: float = 30.0
     """A lab sample confirms the nearest inference of its sensor within +/- this many minutes."""
     qc_precision_floor: float = 0.60
@@ -179,6 +202,11 @@ class Settings:
             samples_id_token_audience=tuple(
                 a.strip() for a in e.get("SAMPLES_ID_TOKEN_AUDIENCE", "").split(",") if a.strip()
             ),
+            predict_id_token_audience=tuple(
+                a.strip() for a in e.get("PREDICT_ID_TOKEN_AUDIENCE", "").split(",") if a.strip()
+            ),
+            predict_sensor_bindings=_bindings(e.get("PREDICT_SENSOR_BINDINGS", "")),
+            sensor_token_bindings=_bindings(e.get("SENSOR_TOKEN_BINDINGS", "")),
             qc_match_window_minutes=float(e.get("QC_MATCH_WINDOW_MINUTES", "30")),
             qc_precision_floor=float(e.get("QC_PRECISION_FLOOR", "0.60")),
             qc_min_matches=int(e.get("QC_MIN_MATCHES", "20")),

@@ -19,6 +19,13 @@ locals {
         GOOGLE_CLOUD_PROJECT = var.project_id
         GOOGLE_CLOUD_REGION  = var.region
         VERTEX_ENDPOINT_ID   = google_vertex_ai_endpoint.main.name
+        # Caller binding (functions/callers.py): the verified ID token's account may write
+        # only the sensor ids var.sensor_bindings gives it; its identity is logged per row.
+        PREDICT_ID_TOKEN_AUDIENCE = join(",", [
+          "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-predict",
+          "https://${var.name_prefix}-predict-${data.google_project.this.number}.${var.region}.run.app",
+        ])
+        PREDICT_SENSOR_BINDINGS = jsonencode(var.sensor_bindings)
       }
     }
     samples = {
@@ -155,7 +162,7 @@ resource "google_cloudfunctions2_function" "fn" {
 # service (the function-level IAM resource is known to fail for this role).
 locals {
   invokers = merge(
-    { for sa in var.sensor_service_accounts : "predict/${sa}" => { fn = "predict", member = "serviceAccount:${sa}" } },
+    { for sa in distinct(concat(var.sensor_service_accounts, keys(var.sensor_bindings))) : "predict/${sa}" => { fn = "predict", member = "serviceAccount:${sa}" } },
     { "samples/regulator" = { fn = "samples", member = "group:${var.regulator_group}" } },
     { "status/public" = { fn = "status", member = "allUsers" } },
   )

@@ -109,6 +109,17 @@ variable "sensor_service_accounts" {
   default     = []
 }
 
+variable "sensor_bindings" {
+  description = "Sensor service account (email) -> the sensor ids it may write through predict. An invoker without an entry here is refused (403); each account is also granted run.invoker on predict."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for ids in values(var.sensor_bindings) : length(ids) > 0 && alltrue([for id in ids : length(id) >= 1 && length(id) <= 128])])
+    error_message = "sensor_bindings: every account needs at least one sensor id of 1-128 characters."
+  }
+}
+
 variable "regulator_group" {
   description = "Google group (email) of the regulator, the only principal allowed to invoke the samples (add_sample) function."
   type        = string
