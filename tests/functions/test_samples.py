@@ -206,3 +206,31 @@ def test_concurrent_identical_samples_are_recorded_once(fn_context, clean_db, au
         statuses = list(pool.map(send, range(12)))
     assert sorted(set(statuses)) == [200, 201] and statuses.count(201) == 1
     assert count(clean_db, "water_potability") == 10
+
+
+def test_another_regulators_sample_id_is_taken_and_its_values_are_not_confirmed(
+        fn_settings, client, clean_db, auth) -> None:
+    assert post(client, sample("lab-a-1"), auth).status_code == 201
+    other = "other-regulator-token"
+    ctx = Context(fn_settings.with_(samples_token_sha256=(*fn_settings.samples_token_sha256,
+                                                          token_sha256(other))))
+    thief = make_app(ctx).test_client()
+    same_values = post(thief, sample("lab-a-1"), {"Authorization": f"Bearer {other}"})
+    assert same_values.status_code == 409 and same_values.json["field"] == "sample_id"
+    other_values = post(thief, sample("lab-a-1", ph=3.0), {"Authorization": f"Bearer {other}"})
+    assert other_values.status_code == 409
+    assert same_values.json["error"] == other_values.json["error"]  # nothing to tell them apart
+    cur = clean_db.cursor()
+    cur.execute("SELECT submitted_by FROM water.water_potability WHERE sample_id = 'lab-a-1'")
+    assert [list(r) for r in cur.fetchall()] == [[submitter_for_token(REGULATOR_TOKEN)]]
+    clean_db.rollback()
+    ctx.close()
+
+
+def test_the_submitter_is_in_the_training_tables_history(client, clean_db, auth) -> None:
+    assert post(client, sample("lab-hist-1"), auth).status_code == 201
+    cur = clean_db.cursor()
+    cur.execute("SELECT operation, app_user FROM water.water_potability_history "
+                "WHERE new_row->>'sample_id' = 'lab-hist-1'")
+    assert [list(r) for r in cur.fetchall()] == [["INSERT", submitter_for_token(REGULATOR_TOKEN)]]
+    clean_db.rollback()
