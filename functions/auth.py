@@ -122,8 +122,13 @@ def id_token_email(token: str, audiences: tuple[str, ...],
 
 
 def authorise_samples(headers: Mapping[str, str], settings: Settings,
-                      certs: google_id_token.CertsSource | None = None) -> str:
-    """The caller's identity for ``submitted_by``, or an :class:`ApiError` (401/403)."""
+                      certs: google_id_token.CertsSource | None = None,
+                      hashes: tuple[str, ...] | None = None) -> str:
+    """The caller's identity for ``submitted_by``, or an :class:`ApiError` (401/403).
+
+    ``hashes``: the regulator tokens' hashes accepted now (:mod:`functions.regulator_tokens`;
+    default ``settings.samples_token_sha256``)."""
+    allowed = settings.samples_token_sha256 if hashes is None else hashes
     if settings.samples_trust_platform_identity:
         if headers.get(SERVERLESS_HEADER) is not None:
             raise ApiError(401, SERVERLESS_HEADER,
@@ -131,17 +136,17 @@ def authorise_samples(headers: Mapping[str, str], settings: Settings,
                            "Run would not check the one we read", {"WWW-Authenticate": "Bearer"})
         email = id_token_email(bearer(headers), settings.samples_id_token_audience,
                                certs or default_certs())
-        if settings.samples_token_sha256:
+        if allowed or settings.samples_token_secret:
             extra = headers.get(TOKEN_HEADER, "")
             if not extra:
                 raise ApiError(401, TOKEN_HEADER, "a regulator token is required")
-            if len(extra) > MAX_TOKEN_CHARS or not _token_allowed(extra, settings.samples_token_sha256):
+            if len(extra) > MAX_TOKEN_CHARS or not _token_allowed(extra, allowed):
                 raise ApiError(403, TOKEN_HEADER, "not an authorised regulator token")
         return email
     token = bearer(headers)
-    if not settings.samples_token_sha256:
+    if not allowed:
         raise ApiError(403, "Authorization",
                        "no regulator tokens are configured (SAMPLES_TOKEN_SHA256): refusing all")
-    if not _token_allowed(token, settings.samples_token_sha256):
+    if not _token_allowed(token, allowed):
         raise ApiError(403, "Authorization", "not an authorised regulator token")
     return submitter_for_token(token)

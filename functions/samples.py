@@ -93,7 +93,8 @@ def _check_existing(conn: db.Connection, samples: Sequence[Sample], inserted: se
 
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     require_method(request, "POST")
-    submitted_by = authorise_samples(request.headers, ctx.settings, ctx.google_certs)
+    submitted_by = authorise_samples(request.headers, ctx.settings, ctx.google_certs,
+                                      ctx.regulator_hashes.current())
     call.log["submitted_by"] = submitted_by
     body = read_json_body(request, ctx.settings.max_body_bytes)
     samples = parse_samples(body, ctx.settings.samples_max_batch, datetime.now(timezone.utc))

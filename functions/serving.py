@@ -59,6 +59,19 @@ class Context:
         self._pool = pool
         self._lock = threading.Lock()
         self._monitors: dict[str, alerts.ErrorRateMonitor] = {}
+        self._regulator_hashes: Any = None
+
+    @property
+    def regulator_hashes(self) -> Any:
+        """The accepted regulator tokens' hashes, re-read every 30 s
+        (:class:`functions.regulator_tokens.TokenHashes`)."""
+        if self._regulator_hashes is None:
+            from functions.regulator_tokens import TokenHashes
+
+            with self._lock:
+                if self._regulator_hashes is None:
+                    self._regulator_hashes = TokenHashes(self.settings)
+        return self._regulator_hashes
 
     def error_monitor(self, function: str) -> alerts.ErrorRateMonitor:
         """This instance's 5xx-rate monitor of ``function`` (alert ``function_errors``)."""

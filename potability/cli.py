@@ -9,6 +9,7 @@
     potability qc        quality control: live precision from lab samples + feature drift, stored
     potability functions start predict, add_sample and status under functions-framework
     potability samples import FILE.csv   post a regulator's lab results to add_sample
+    potability samples tokens list|add|revoke ID   the local regulator tokens (hashes only)
     potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
 """
 
@@ -207,6 +208,36 @@ def _samples_import(args: argparse.Namespace) -> int:
     return 1 if outcome.refused else 0
 
 
+def _samples_tokens(args: argparse.Namespace) -> int:
+    from potability import local_functions
+
+    home = Settings.from_env().home
+    if args.tokens_action == "list":
+        hashes = local_functions.token_hashes(home)
+        for digest in hashes:
+            print(f"token:{digest[:8]}  sha256 {digest}")
+        if not hashes:
+            print("no regulator tokens: add_sample refuses every request")
+        return 0
+    if args.tokens_action == "add":
+        token, ident = local_functions.new_regulator_token(home)
+        print(f"{ident}  (submissions are recorded under this id)")
+        print(token)
+        print("the token is shown once and never stored; only its sha256 is in the env file",
+              file=sys.stderr)
+        return 0
+    try:
+        gone = local_functions.revoke_token(home, args.token)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not gone:
+        print(f"error: no regulator token matches {args.token!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {', '.join(gone)} (running functions refuse it within 30 s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="potability", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -230,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--batch-size", type=int, default=0,
                      help="samples per request (default 100, at most SAMPLES_MAX_BATCH)")
     imp.set_defaults(func=_samples_import)
+    tokens = samples.add_parser("tokens", help="local regulator tokens: list, add, revoke")
+    tokens_sub = tokens.add_subparsers(dest="tokens_action", required=True)
+    tokens_sub.add_parser("list", help="the accepted tokens' ids and hashes")
+    tokens_sub.add_parser("add", help="create a token (printed once) and accept it")
+    revoke = tokens_sub.add_parser("revoke", help="stop accepting a token (within 30 s)")
+    revoke.add_argument("token", help="its id token:<hex>, a hash prefix, or the token")
+    tokens.set_defaults(func=_samples_tokens)
     fns.set_defaults(func=_functions)
     for name, func, text in [
         ("down", _down, "stop the local stack"),

@@ -88,6 +88,10 @@ class Settings:
     vertex_endpoint_id: str = ""
     samples_token_sha256: tuple[str, ...] = ()
     """sha256 hex digests of bearer tokens allowed to post lab samples (never plain tokens)."""
+    samples_token_secret: str = ""
+    """GCP: Secret Manager secret (``projects/P/secrets/S``) holding the regulator tokens'
+    hashes, re-read every 30 s so a revocation takes effect within a minute
+    (``functions/regulator_tokens.py``). Empty: ``samples_token_sha256`` / the env file."""
     samples_trust_platform_identity: bool = False
     """On GCP: the caller's Google ID token is verified (``functions/auth.py``) and its
     e-mail recorded as submitter."""
@@ -198,6 +202,7 @@ class Settings:
             samples_token_sha256=tuple(
                 t.strip().lower() for t in e.get("SAMPLES_TOKEN_SHA256", "").split(",") if t.strip()
             ),
+            samples_token_secret=e.get("SAMPLES_TOKEN_SECRET", ""),
             samples_trust_platform_identity=_flag(e.get("SAMPLES_TRUST_PLATFORM_IDENTITY")),
             samples_id_token_audience=tuple(
                 a.strip() for a in e.get("SAMPLES_ID_TOKEN_AUDIENCE", "").split(",") if a.strip()
@@ -296,11 +301,27 @@ def read_env(home: Path) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-def update_env(home: Path, **values: str) -> dict[str, str]:
-    """Merge ``values`` into the env file (other services add their URLs here)."""
-    merged = {**read_env(home), **values}
+def private_home(home: Path) -> Path:
+    """``home`` created (or tightened) to mode 0700: it holds the database, tokens and the env
+    file, readable by this user only whatever the umask."""
     home.mkdir(parents=True, exist_ok=True)
-    env_file(home).write_text("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
+    os.chmod(home, 0o700)
+    return home
+
+
+def update_env(home: Path, **values: str) -> dict[str, str]:
+    """Merge ``values`` into the env file (other services add their URLs here). The file is
+    mode 0600 (it may hold a DATABASE_URL with a password) and replaced atomically, so a
+    process re-reading it never sees half of it."""
+    merged = {**read_env(home), **values}
+    private_home(home)
+    path = env_file(home)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
     return merged
 
 
