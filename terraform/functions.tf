@@ -62,6 +62,9 @@ locals {
   }
 
   samples_token_in_secret = var.samples_token_sha256 != ""
+  samples_token_env = local.samples_token_in_secret ? {
+    SAMPLES_TOKEN_SECRET = google_secret_manager_secret.samples_token_sha256[0].id
+  } : { SAMPLES_TOKEN_SHA256 = "" }
 }
 
 data "archive_file" "function_source" {
@@ -118,13 +121,17 @@ resource "google_cloudfunctions2_function" "fn" {
   }
 
   service_config {
-    service_account_email            = google_service_account.sa[each.key].email
-    ingress_settings                 = each.value.ingress
-    available_memory                 = each.value.memory
-    max_instance_count               = var.function_max_instances
-    timeout_seconds                  = 60
-    all_traffic_on_latest_revision   = true
-    environment_variables            = merge(local.function_db_env[each.key], each.value.env, each.key == "samples" && !local.samples_token_in_secret ? { SAMPLES_TOKEN_SHA256 = "" } : {})
+    service_account_email          = google_service_account.sa[each.key].email
+    ingress_settings               = each.value.ingress
+    available_memory               = each.value.memory
+    max_instance_count             = var.function_max_instances
+    timeout_seconds                = 60
+    all_traffic_on_latest_revision = true
+    # The regulator tokens' hashes are re-read from the secret every 30 s (not mounted as an
+    # environment value, which an instance reads once at start): a revocation - a new secret
+    # version without the digest - applies within a minute (docs/security.md).
+    environment_variables = merge(local.function_db_env[each.key], each.value.env,
+    each.key == "samples" ? local.samples_token_env : {})
     direct_vpc_egress                = "VPC_EGRESS_PRIVATE_RANGES_ONLY"
     max_instance_request_concurrency = 1
 
@@ -133,16 +140,6 @@ resource "google_cloudfunctions2_function" "fn" {
       network    = google_compute_network.vpc.name
       subnetwork = google_compute_subnetwork.main.name
       tags       = ["functions"]
-    }
-
-    dynamic "secret_environment_variables" {
-      for_each = each.key == "samples" && local.samples_token_in_secret ? [1] : []
-      content {
-        key        = "SAMPLES_TOKEN_SHA256"
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.samples_token_sha256[0].secret_id
-        version    = "latest"
-      }
     }
   }
 
