@@ -27,7 +27,7 @@ from potability.config import Settings, load_settings
 def _up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()  # DATABASE_URL from the real environment only
     info = local_stack.up(settings, mlflow_port=args.mlflow_port)
-    print(f"PostgreSQL   {info.database_url}")
+    print(f"PostgreSQL   {db.redact_url(info.database_url)}")
     print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
     print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
     print(f"MLflow       {info.mlflow_tracking_uri}")
@@ -53,7 +53,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{name:14} {state}")
     for key, value in config.read_env(home).items():
         if key.endswith(("_URL", "_URI")):
-            print(f"{key:24} {value}")
+            print(f"{key:24} {db.redact_url(value)}")
     upcoming = local_scheduler.next_run(home)
     print(f"{'next run':24} {upcoming or 'none (the scheduler is not running)'}")
     print(f"{'last run':24} {_last_run(settings)}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from potability import db, migrations, seed, services
-from potability.config import DEFAULT_DB_NAME, Settings, read_env, update_env
+from potability.config import DEFAULT_DB_NAME, Settings, private_home, read_env, update_env
 
 MLFLOW = "mlflow"
 DEFAULT_MLFLOW_PORT = 5000
@@ -112,6 +112,22 @@ MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 use to a tracking server of classical models, and costs ~2 GB and a busy core on a laptop."""
 
 
+def mlflow_server_command(artifacts: Path, database_url: str, port: int
+                          ) -> tuple[list[str], dict[str, str]]:
+    """MLflow server's command line and environment. The backend store URI (with the database
+    password of an external ``DATABASE_URL``) goes in the environment
+    (``MLFLOW_BACKEND_STORE_URI``, the option's documented variable), never on the command
+    line, which every local user can read with ``ps``."""
+    argv = [
+        sys.executable, "-m", "mlflow", "server",
+        "--artifacts-destination", artifacts.as_uri(),
+        "--serve-artifacts",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    return argv, {**MLFLOW_SERVER_ENV,
+                  "MLFLOW_BACKEND_STORE_URI": db.sqlalchemy_url(database_url)}
+
+
 def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT) -> str:
     """A real MLflow tracking server: metadata in the ``public`` schema, artifacts under home."""
     known = read_env(home).get("MLFLOW_TRACKING_URI")
@@ -120,14 +136,8 @@ def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT)
     port = services.free_port(port)
     artifacts = home / "mlflow" / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    argv = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", db.sqlalchemy_url(database_url),
-        "--artifacts-destination", artifacts.as_uri(),
-        "--serve-artifacts",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]
-    pid = services.start(home, MLFLOW, argv, env=MLFLOW_SERVER_ENV)
+    argv, env = mlflow_server_command(artifacts, database_url, port)
+    pid = services.start(home, MLFLOW, argv, env=env)
     uri = f"http://127.0.0.1:{port}"
     services.wait_http(f"{uri}/health", timeout=180, pid=pid)
     return uri
@@ -137,8 +147,7 @@ def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT)
 
 def up(settings: Settings, mlflow_port: int = DEFAULT_MLFLOW_PORT) -> StackInfo:
     """Start (or find) everything; safe to run again."""
-    home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
+    home = private_home(settings.home)
     database_url = start_database(home, settings.database_url if settings.env == "local" else "")
     applied, seeded, total = prepare_database(database_url)
     update_env(home, POTABILITY_ENV="local", POTABILITY_HOME=str(home), DATABASE_URL=database_url)
