@@ -40,13 +40,27 @@ class LocalFunction:
     target: str
     env_key: str
     preferred_port: int
+    role_service: str
+    """Its access role's service key (``potability.migrations.ACCESS_ROLES``)."""
 
 
 FUNCTIONS = (
-    LocalFunction("fn-predict", "predict", "PREDICT_URL", 8081),
-    LocalFunction("fn-add-sample", "add_sample", "ADD_SAMPLE_URL", 8082),
-    LocalFunction("fn-status", "status", "STATUS_URL", 8083),
+    LocalFunction("fn-predict", "predict", "PREDICT_URL", 8081, "predict"),
+    LocalFunction("fn-add-sample", "add_sample", "ADD_SAMPLE_URL", 8082, "samples"),
+    LocalFunction("fn-status", "status", "STATUS_URL", 8083, "status"),
 )
+
+
+def function_database_url(env: dict[str, str], fn: LocalFunction) -> str:
+    """The database URL ``fn`` connects with: its own least-privilege user on the embedded
+    server (``local_stack.LOCAL_FUNCTION_USERS``); an external ``DATABASE_URL`` as given (its
+    owner grants roles as on Cloud SQL: docs/security.md)."""
+    from potability import local_stack
+
+    url = env["DATABASE_URL"]
+    if "host=/" not in url:  # not the embedded server's unix socket: an external database
+        return url
+    return local_stack.function_database_url(url, fn.role_service)
 
 DEFAULT_THREADS = 8
 """Serving threads per function process (functions-framework's THREADS; gunicorn gthread)."""
@@ -148,6 +162,7 @@ def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[
         process_env = {**env, "POTABILITY_HOME": str(home), "THREADS": str(threads),
                        # revocations (`potability samples tokens revoke`) apply within 30 s
                        "SAMPLES_TOKEN_SECRET": f"file:{config.env_file(home)}",
+                       "DATABASE_URL": function_database_url(env, fn),
                        "WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
         pid = services.start(home, fn.service, argv, env=process_env, cwd=ROOT)
         started.append((fn, pid, url))

@@ -21,6 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from potability import db, migrations, seed, services
 from potability.config import DEFAULT_DB_NAME, Settings, private_home, read_env, update_env
@@ -90,11 +91,41 @@ def stop_database(home: Path, timeout: float = 30.0) -> bool:
     return not services.is_alive(pid)
 
 
-def prepare_database(database_url: str) -> tuple[list[str], int, int]:
-    """Apply migrations and seed; return (migrations applied, rows seeded, rows in the table)."""
+LOCAL_FUNCTION_USERS = {"predict": "potability_predict", "samples": "potability_samples",
+                        "status": "potability_status"}
+"""Service -> the login user its local function connects as: a member of that service's access
+role (sql/005), so the local stack runs with the same least privilege as Cloud SQL's IAM users.
+The embedded server trusts its unix socket (it listens on no TCP port), so they need no
+password."""
+
+
+def function_database_url(database_url: str, service: str) -> str:
+    """``database_url`` with the user of ``service``'s local function."""
+    parsed = urlparse(database_url)
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    return parsed._replace(netloc=f"{LOCAL_FUNCTION_USERS[service]}@{host}").geturl()
+
+
+def _ensure_login_users(conn: db.Connection) -> None:
+    cur = conn.cursor()
+    for user in LOCAL_FUNCTION_USERS.values():
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
+        if not cur.fetchone():
+            cur.execute(f'CREATE ROLE "{user}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+    conn.commit()
+
+
+def prepare_database(database_url: str, local_users: bool = True
+                     ) -> tuple[list[str], int, int]:
+    """Apply migrations and seed; return (migrations applied, rows seeded, rows in the table).
+    ``local_users``: also create the local functions' login users (the embedded server)."""
     conn = db.connect(Settings(database_url=database_url))
     try:
-        applied = migrations.migrate(conn).applied
+        members = {}
+        if local_users:
+            _ensure_login_users(conn)
+            members = dict(LOCAL_FUNCTION_USERS)
+        applied = migrations.migrate(conn, members).applied
         seeded = seed.seed(conn)
         cur = conn.cursor()
         cur.execute("SELECT count(*) FROM water.water_potability")
@@ -149,7 +180,8 @@ def up(settings: Settings, mlflow_port: int = DEFAULT_MLFLOW_PORT) -> StackInfo:
     """Start (or find) everything; safe to run again."""
     home = private_home(settings.home)
     database_url = start_database(home, settings.database_url if settings.env == "local" else "")
-    applied, seeded, total = prepare_database(database_url)
+    external = settings.env == "local" and bool(settings.database_url)
+    applied, seeded, total = prepare_database(database_url, local_users=not external)
     update_env(home, POTABILITY_ENV="local", POTABILITY_HOME=str(home), DATABASE_URL=database_url)
     tracking_uri = start_mlflow(home, database_url, mlflow_port)
     update_env(home, MLFLOW_TRACKING_URI=tracking_uri)
