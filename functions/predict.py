@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import flask
 
-from functions.callers import Caller, predict_caller
+from functions.callers import predict_caller
 from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.serving import Call, Context, retry_stale_connection
 from functions.validation import Features, PredictRequest, parse_predict
@@ -142,11 +142,12 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     request_id = parsed.request_id or str(uuid.uuid4())
     call.request_id = request_id
     call.log.update(sensor_id=parsed.sensor_id, readings=len(parsed.readings))
-    return retry_stale_connection(lambda: _infer_and_log(ctx, parsed, request_id, call, caller))
+    return retry_stale_connection(
+        lambda: _infer_and_log(ctx, parsed, request_id, call, caller.identity))
 
 
 def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call,
-                   caller: Caller) -> flask.Response:
+                   caller: str) -> flask.Response:
     """Look up a retry, ask the endpoint, log; the answer exists only once committed.
 
     No transaction spans the endpoint call: the lookup and the insert are single statements,
