@@ -155,6 +155,10 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                             "content": {"application/json": {"schema": {
                                 "$ref": "#/components/schemas/PredictResponse"}}}},
                     **common_errors,
+                    "401": _error_response("Caller binding configured (GCP: always) and no "
+                                           "valid ID token or sensor token."),
+                    "403": _error_response("The caller may not write this sensor_id, or is "
+                                           "bound to no sensor (docs/security.md)."),
                     "409": _error_response("The request id was used for different readings."),
                     "502": _error_response("The model endpoint answered something unusable."),
                 },
@@ -177,8 +181,8 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                     **common_errors,
                     "401": _error_response("No bearer token."),
                     "403": _error_response("Not an authorised regulator."),
-                    "409": _error_response("A sample id is already recorded with other values; "
-                                           "nothing written."),
+                    "409": _error_response("A sample id is already recorded with other values, "
+                                           "or by another submitter; nothing written."),
                 },
             }},
         },
@@ -187,7 +191,9 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                 "type": "http", "scheme": "bearer",
                 "description": ("Locally: a regulator token whose sha256 is listed in "
                                 "SAMPLES_TOKEN_SHA256. On GCP: a Google ID token of a member of "
-                                "the regulator group (checked by Cloud Run IAM).")}},
+                                "the regulator group for the function's URL, in Authorization "
+                                "(never X-Serverless-Authorization), verified by the function "
+                                "itself.")}},
             "schemas": {
                 "Reading": reading,
                 "SensorId": {"type": "string", "minLength": 1, "maxLength": TEXT_MAX,
