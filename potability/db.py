@@ -140,7 +140,7 @@ def redact_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (for messages and logs)."""
     try:
         parsed = urlparse(url)
-        if parsed.password is None:
+        if not parsed.password:
             return url
         netloc = parsed.netloc.rsplit("@", 1)
         user = netloc[0].split(":", 1)[0]

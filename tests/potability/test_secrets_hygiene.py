@@ -25,3 +25,8 @@ def test_urls_in_messages_are_redacted() -> None:
     with pytest.raises(ValueError) as err:
         db.parse_database_url("mysql://app:s3cret-pw@h/db")
     assert "s3cret-pw" not in str(err.value)
+
+
+def test_an_empty_password_is_left_as_it_is() -> None:
+    url = "postgresql://postgres:@/potability?host=/tmp/pg"
+    assert db.redact_url(url) == url
