@@ -69,7 +69,7 @@ def _champion(conn: db.Connection) -> dict[str, Any] | None:
         "version": r.champion_version,
         "family": r.champion_family,
         "held_out_precision": _num(r.champion_precision),
-        # 95% bootstrap interval (components/evaluate.py::precision_interval); None before 006
+        # 95% bootstrap interval (training/evaluation.py::precision_interval); None before 006
         "held_out_precision_interval": (
             [_num(r.champion_precision_low), _num(r.champion_precision_high)]
             if r.champion_precision_low is not None else None),

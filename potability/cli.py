@@ -19,8 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from potability import config, db, local_stack, migrations, run_record, seed
-from potability import local_scheduler
+from potability import config, db, local_stack, migrations, run_record, seed, services
 from potability.config import Settings, load_settings
 
 
@@ -31,6 +30,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
     print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
     print(f"MLflow       {info.mlflow_tracking_uri}")
+    from pipelines import local_scheduler  # the local twin of terraform/scheduler.tf
+
     try:
         print(f"Schedule     {local_scheduler.start(load_settings(settings.home))}")
     except ValueError as exc:  # a PIPELINE_SCHEDULE or time zone that cannot be read
@@ -54,6 +55,8 @@ def _status(args: argparse.Namespace) -> int:
     for key, value in config.read_env(home).items():
         if key.endswith(("_URL", "_URI")):
             print(f"{key:24} {db.redact_url(value)}")
+    from pipelines import local_scheduler
+
     upcoming = local_scheduler.next_run(home)
     print(f"{'next run':24} {upcoming or 'none (the scheduler is not running)'}")
     print(f"{'last run':24} {_last_run(settings)}")
@@ -64,8 +67,6 @@ def _last_run(settings: Settings) -> str:
     """The latest pipeline run's outcome and log, from water.pipeline_runs."""
     if not settings.database_url and not settings.cloud_sql_instance:
         return "unknown (the stack is not up)"
-    from pipelines.local_run import runs_log_dir
-
     try:
         conn = db.connect(settings)
     except db.DatabaseUnavailable:
@@ -81,7 +82,7 @@ def _last_run(settings: Settings) -> str:
         text += f", {run.decision.replace('_', ' ')} (champion v{run.champion_version})"
     if run.error:
         text += f", error: {run.error[:120]}"
-    log = runs_log_dir(settings) / f"{run.run_id}.log"
+    log = services.runs_log_dir(settings.home) / f"{run.run_id}.log"
     return text + (f", log {log}" if log.exists() else "")
 
 

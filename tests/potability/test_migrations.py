@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from components.export import export
+from training.dataset import export
 from potability import db, migrations
 from potability.config import Settings
 

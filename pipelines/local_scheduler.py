@@ -228,7 +228,7 @@ def start(settings: Settings) -> str:
                "PIPELINE_SCHEDULE_TIME_ZONE": schedule.time_zone,
                "PIPELINE_SCHEDULE_PARAMS": ",".join(settings.pipeline_schedule_params),
                "POTABILITY_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-        services.start(home, SERVICE, [sys.executable, "-m", "potability.local_scheduler"],
+        services.start(home, SERVICE, [sys.executable, "-m", "pipelines.local_scheduler"],
                        env=env, cwd=ROOT)
         _wait_for_state(home)
     return f"{schedule.expression} ({schedule.time_zone}), next run {next_run(home) or '?'}"

@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from potability import config, db, local_scheduler, services
+from pipelines import local_scheduler
+from potability import config, db, services
 from potability.config import Settings
-from potability.local_scheduler import Schedule
+from pipelines.local_scheduler import Schedule
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ("export", "train", "evaluate", "promote", "deploy", "quality control")
