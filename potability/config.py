@@ -337,9 +337,11 @@ def read_env(home: Path) -> dict[str, str]:
 
 def private_home(home: Path) -> Path:
     """``home`` created (or tightened) to mode 0700: it holds the database, tokens and the env
-    file, readable by this user only whatever the umask."""
+    file, readable by this user only whatever the umask. As root, 0711: pgserver then runs the
+    embedded PostgreSQL as an unprivileged user of its own, which must still reach ``pg/``
+    (it cannot list the folder; the env and token files stay 0600)."""
     home.mkdir(parents=True, exist_ok=True)
-    os.chmod(home, 0o700)
+    os.chmod(home, 0o711 if os.geteuid() == 0 else 0o700)
     return home
 
 

