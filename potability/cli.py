@@ -11,6 +11,8 @@
     potability samples import FILE.csv   post a regulator's lab results to add_sample
     potability samples tokens list|add|revoke ID   the local regulator tokens (hashes only)
     potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
+    potability maintenance   inference log: partitions ahead, prune keys, archive + drop old days
+    potability archive list|read --day YYYY-MM-DD   the inference log's archive, read back
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from potability import config, db, local_stack, migrations, run_record, seed, services
+from potability import config, db, inference_log, local_stack, migrations, run_record, seed, services
 from potability.config import Settings, load_settings
 
 
@@ -97,13 +99,53 @@ def _migrate(args: argparse.Namespace) -> int:
     conn = db.connect(settings)
     try:
         result = migrations.migrate(conn, dict(settings.db_role_members))
+        partitions = inference_log.ensure_partitions(conn, inference_log.utc_day(_now()))
     finally:
         conn.close()
     print("applied: " + (", ".join(result.applied) if result.applied else "none (up to date)"))
+    print(partitions.lines()[0])
     print(result.pgaudit if result.pgaudit == migrations.PGAUDIT_ABSENT
           else f"pgaudit: {result.pgaudit}")
     for user, role in result.members.items():
         print(f"member: {user} -> {role}")
+    return 0
+
+
+def _now():  # noqa: ANN202 - a datetime; imported lazily like the other commands do
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    report = inference_log.run_maintenance(load_settings())
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def _archive_list(args: argparse.Namespace) -> int:
+    from potability import inference_archive
+
+    settings = load_settings()
+    days = inference_archive.archived_days(settings)
+    print(f"{inference_archive.archive_uri(settings)}: {len(days)} archived days")
+    for day in days:
+        print(day.isoformat())
+    return 0
+
+
+def _archive_read(args: argparse.Namespace) -> int:
+    from potability import inference_archive
+
+    table = inference_archive.read_day(load_settings(), args.day)
+    frame = table.to_pandas()
+    if args.out:
+        frame.to_csv(args.out, index=False)
+        print(f"{args.day}: {len(frame)} readings (verified) written to {args.out}",
+              file=sys.stderr)
+    else:
+        frame.to_csv(sys.stdout, index=False)
     return 0
 
 
@@ -122,7 +164,7 @@ def _qc(args: argparse.Namespace) -> int:
     from potability import qc_job
 
     settings = load_settings()
-    conn = db.connect(settings)
+    conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
     try:
         result = qc_job.run(conn, settings, datetime.now(timezone.utc))
     finally:
@@ -239,6 +281,15 @@ def _samples_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(text: str):  # noqa: ANN202 - a date
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="potability", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = tokens_sub.add_parser("revoke", help="stop accepting a token (within 30 s)")
     revoke.add_argument("token", help="its id token:<hex>, a hash prefix, or the token")
     tokens.set_defaults(func=_samples_tokens)
+
+
+    archive = sub.add_parser("archive", help="the inference log's archive (Parquet per day)"
+                             ).add_subparsers(dest="action", required=True)
+    archive.add_parser("list", help="the archived days").set_defaults(func=_archive_list)
+    read = archive.add_parser("read", help="one archived day as CSV, verified (count, sha256)")
+    read.add_argument("--day", required=True, type=_day, help="UTC day, YYYY-MM-DD")
+    read.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
+    read.set_defaults(func=_archive_read)
     fns.set_defaults(func=_functions)
     for name, func, text in [
         ("down", _down, "stop the local stack"),
@@ -278,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("seed", _seed, "seed the training table (idempotent)"),
         ("qc", _qc, "compute and store live precision and feature drift"),
         ("alerts", _alerts, "check for a stale pipeline, list the open alerts"),
+        ("maintenance", _maintenance, "inference log: partitions ahead, prune request keys, "
+                                      "archive and drop days past retention"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
     return parser

@@ -164,6 +164,15 @@ class Settings:
     """How long predict waits for the model endpoint before answering 503 (retryable)."""
     db_pool_size: int = 8
     """Pooled database connections per function instance (one per serving thread)."""
+    status_db_pool_size: int = 2
+    """The status function's own connection budget per instance: the page refreshes its data
+    once per ``status_refresh_seconds`` (single flight), so however many readers there are it
+    never holds more than this - connections predict needs stay free."""
+    status_refresh_seconds: float = 30.0
+    """How old the status page's data may be: one database refresh per instance per interval,
+    every reader in between served from memory (0 disables the cache: tests)."""
+    status_statement_timeout_ms: int = 5000
+    """``statement_timeout`` of every status query: a slow page fails (503), never piles up."""
     pipeline_image: str = ""
     """The project image the pipeline's components run in (compile time; ``python -m pipelines
     compile`` bakes it into the YAML). Empty: ``potability:local`` (local runs need no image)."""
@@ -213,6 +222,16 @@ class Settings:
     pipeline_template_uri: str = ""
     """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
     (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
+    inference_retention_days: int = 90
+    """Days of readings the database keeps (Terraform's ``inference_retention_days``): older
+    days are exported to the archive, verified, then dropped by the daily maintenance
+    (docs/inference-log.md says why 90: the hot window; the archive is the long-term record)."""
+    inference_request_key_days: float = 7.0
+    """The idempotency window: how long predict recognises a retried request key
+    (functions/openapi.yaml says it); the daily maintenance prunes older keys."""
+    inference_archive_uri: str = ""
+    """Where expired days of the inference log are archived as Parquet: ``gs://BUCKET/PREFIX``
+    on GCP (Terraform sets it), a local folder otherwise; empty: ``<home>/inference-archive``."""
     db_role_members: tuple[tuple[str, str], ...] = field(default=(), metadata={"parse": _pairs})
     """``potability migrate``: (service, database user) pairs made members of the service's
     access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the

@@ -20,10 +20,11 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
-from potability import db, migrations, seed, services
+from potability import db, inference_log, migrations, seed, services
 from potability.config import DEFAULT_DB_NAME, Settings, private_home, read_env, update_env
 
 MLFLOW = "mlflow"
@@ -126,6 +127,7 @@ def prepare_database(database_url: str, local_users: bool = True
             _ensure_login_users(conn)
             members = dict(LOCAL_FUNCTION_USERS)
         applied = migrations.migrate(conn, members).applied
+        inference_log.ensure_partitions(conn, inference_log.utc_day(datetime.now(timezone.utc)))
         seeded = seed.seed(conn)
         cur = conn.cursor()
         cur.execute("SELECT count(*) FROM water.water_potability")

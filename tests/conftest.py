@@ -63,9 +63,12 @@ def conn(settings: Settings) -> Iterator[db.Connection]:
 
 @pytest.fixture
 def clean_db(conn: db.Connection) -> db.Connection:
-    """The database with no inferences and no lab samples (the seed rows stay)."""
+    """The database with no inferences, no request keys and no lab samples (the seed rows
+    stay). Partitions stay too: the session's partitions ahead are shared by every test."""
     cur = conn.cursor()
     cur.execute("DELETE FROM water.water_inferences")
+    cur.execute("DELETE FROM water.inference_requests")
+    cur.execute("TRUNCATE water.inference_hourly, water.inference_rolled_hours")
     cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
     conn.commit()
     return conn

@@ -46,6 +46,10 @@ def test_a_sensor_account_writes_its_own_sensors_only(gcp_client, clean_db, caps
     assert other.status_code == 403 and other.json["field"] == "sensor_id"
     assert "plant-7" in other.json["error"]
     assert count(clean_db, "water_inferences") == 1
+    cur = clean_db.cursor()
+    cur.execute("SELECT caller, sensor_id FROM water.water_inferences")
+    assert [list(r) for r in cur.fetchall()] == [[PLANT_A, "plant-2"]]  # stored with the row
+    clean_db.rollback()
     logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()
               if line.startswith("{")]
     assert [entry["caller"] for entry in logged if entry.get("function") == "predict"] \
