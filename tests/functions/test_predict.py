@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fn_support import count, make_app, reading
 
+from functions.callers import LOCAL_OPEN_CALLER
 from functions.predict import REPLAY_HEADER
 from functions.serving import Context
 from potability.config import Settings
@@ -150,7 +151,7 @@ def test_concurrent_requests_with_one_key_and_other_readings_add_no_row(fn_conte
     rows, last, caller = cur.fetchone()
     cur.execute("SELECT readings FROM water.inference_requests WHERE request_id = 'mix-1'")
     assert [list(r) for r in cur.fetchall()] == [[rows]]
-    assert last == rows - 1 and caller == ""
+    assert last == rows - 1 and caller == LOCAL_OPEN_CALLER  # the open local mode's caller
     for size, status, answer in results:
         assert (status, size == rows) in {(200, True), (409, False)}, (size, status, answer)
         if status == 200:
