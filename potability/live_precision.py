@@ -32,7 +32,7 @@ safe, so precision is what the utility promises):
 computed per ``model_version`` (of the matched inference) and per ISO week (of the
 measurement time, UTC), plus one ``all`` row per model version. A row is *flagged* only on
 evidence: it rests on at least ``QC_MIN_MATCHES`` matched potable predictions (TP + FP,
-precision's denominator) AND the one-sided ``QC_FLAG_CONFIDENCE`` (default 95%)
+precision's denominator) AND the one-sided :data:`DEFAULT_FLAG_CONFIDENCE` (95%)
 Clopper-Pearson upper bound of its precision is below ``QC_PRECISION_FLOOR``. Clopper-Pearson
 is exact-conservative, so a model whose true precision is at the floor is flagged in at most
 5% of checks (per row); one whose precision is 0.70 far less (docs/statistics.md has the
