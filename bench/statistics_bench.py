@@ -16,7 +16,7 @@ Prints one table (docs/statistics.md keeps a dated copy):
 * promotion on UNCHANGED data: per seed, the champion and the challenger are the same family
   (logistic regression, threshold tuned on the training rows for recall >= floor) fitted on
   two bootstrap draws of the same training rows - no real difference exists - and decided by
-  :func:`components.promote.decide` on the paired bootstrap (REDUCED: one family, no grid
+  :func:`training.decision.decide` on the paired bootstrap (REDUCED: one family, no grid
   search, no CV: the full pipeline per seed is ~minutes); the share of seeds that replace the
   champion is the false promotion rate.
 """
@@ -126,7 +126,8 @@ def promotion_rows(seeds: int) -> list[tuple[str, str, float]]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from components import evaluate, promote
+    from training import decision as promote
+    from training import evaluation as evaluate
 
     recall_floor = 0.2
     frame = _data()

@@ -87,20 +87,33 @@ def quantile_edges(reference: Sequence[float | None], bins: int = DEFAULT_BINS) 
     return np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
 
 
-def bin_shares(values: Sequence[float | None], edges: np.ndarray) -> np.ndarray:
-    """Share of ``values`` per bin: ``len(edges) + 1`` value bins, then the missing-value bin.
+def bin_counts(values: Sequence[float | None], edges: np.ndarray) -> np.ndarray:
+    """Count of ``values`` per bin: ``len(edges) + 1`` value bins, then the missing-value bin.
 
-    A value equal to an edge belongs to the bin above it.
+    A value equal to an edge belongs to the bin above it - what PostgreSQL's
+    ``width_bucket(value, edges)`` computes, so :mod:`potability.qc_job` counts the recent
+    readings in SQL into the very same bins.
     """
     array = _as_array(values)
-    shares = np.zeros(len(edges) + 2, dtype=float)
+    counts = np.zeros(len(edges) + 2, dtype=np.int64)
     if array.size == 0:
-        return shares
+        return counts
     missing = np.isnan(array)
     index = np.searchsorted(edges, array[~missing], side="right")
-    shares[: len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
-    shares[-1] = missing.sum()
-    return shares / array.size
+    counts[: len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
+    counts[-1] = missing.sum()
+    return counts
+
+
+def bin_shares(values: Sequence[float | None], edges: np.ndarray) -> np.ndarray:
+    """Share of ``values`` per bin (:func:`bin_counts` over their number)."""
+    return shares_of(bin_counts(values, edges))
+
+
+def shares_of(counts: np.ndarray) -> np.ndarray:
+    """Counts per bin as shares (all zero when there are none)."""
+    total = int(counts.sum())
+    return counts.astype(float) / total if total else np.zeros(len(counts), dtype=float)
 
 
 def psi(reference_shares: np.ndarray, recent_shares: np.ndarray, epsilon: float = EPSILON) -> float:
@@ -180,21 +193,34 @@ def feature_drift(
     feature: str, reference: Sequence[float | None], recent: Sequence[float | None],
     bins: int = DEFAULT_BINS, min_rows: int = DEFAULT_MIN_ROWS,
 ) -> FeatureDrift:
-    """PSI and status of one feature."""
+    """PSI and status of one feature, from its rows."""
     if len(reference) == 0:
         raise ValueError(f"{feature}: no reference (training) rows to compare with")
     edges = quantile_edges(reference, bins)
-    reference_counts = np.rint(bin_shares(reference, edges) * len(reference))
-    recent_counts = np.rint(bin_shares(recent, edges) * len(recent))
+    return drift_from_counts(feature, bin_counts(reference, edges), bin_counts(recent, edges),
+                             min_rows)
+
+
+def drift_from_counts(
+    feature: str, reference_counts: np.ndarray, recent_counts: np.ndarray,
+    min_rows: int | None = DEFAULT_MIN_ROWS,
+) -> FeatureDrift:
+    """PSI and status of one feature from its bin counts (:func:`bin_counts`' layout: value
+    bins, then missing values): all the decision needs, so the recent side can be counted
+    where the rows are (SQL) and memory stays bounded by the number of bins. The status is
+    :func:`decide`'s."""
+    reference_rows, recent_rows = int(reference_counts.sum()), int(recent_counts.sum())
+    if reference_rows == 0:
+        raise ValueError(f"{feature}: no reference (training) rows to compare with")
     value, status, p_value = decide(reference_counts, recent_counts, min_rows=min_rows)
     return FeatureDrift(
         feature=feature,
         psi=value,
         status=status,
-        reference_rows=len(reference),
-        recent_rows=len(recent),
-        reference_null_share=float(reference_counts[-1] / len(reference)),
-        recent_null_share=float(recent_counts[-1] / len(recent)) if len(recent) else None,
+        reference_rows=reference_rows,
+        recent_rows=recent_rows,
+        reference_null_share=float(reference_counts[-1]) / reference_rows,
+        recent_null_share=int(recent_counts[-1]) / recent_rows if recent_rows else None,
         p_value=p_value,
     )
 

@@ -12,7 +12,7 @@ locals {
     status          = "Public status function (status)"
     scheduler       = "Cloud Scheduler: starts the daily pipeline run"
     functions-build = "Cloud Build for the functions' source"
-    migrator        = "Cloud Run job: database migrations (potability migrate)"
+    migrator        = "Cloud Run jobs: database migrations and the inference log's maintenance"
   }
 
   # Custom roles: exactly the permission a caller uses, where the predefined role
@@ -68,6 +68,11 @@ locals {
     "mlflow/pipelines"        = { bucket = "mlflow", sa = "pipelines", role = "roles/storage.objectUser" }
     "mlflow/mlflow"           = { bucket = "mlflow", sa = "mlflow", role = "roles/storage.objectUser" }
     "main/functions-build"    = { bucket = "main", sa = "functions-build", role = "roles/storage.objectViewer" }
+    # The maintenance job (maintenance.tf) writes the archive create-only and reads it back
+    # to verify: objectCreator cannot replace or delete an object, so no run can overwrite
+    # a day already archived.
+    "archive/migrator/create" = { bucket = "archive", sa = "migrator", role = "roles/storage.objectCreator" }
+    "archive/migrator/read"   = { bucket = "archive", sa = "migrator", role = "roles/storage.objectViewer" }
   }
 
   # Repository-level grants (registry.tf).
