@@ -157,7 +157,7 @@ def decide(
     """
     reference = np.asarray(reference_counts, dtype=float)
     recent = np.asarray(recent_counts, dtype=float)
-    if reference.shape != recent.shape or reference.size < 3:
+    if reference.shape != recent.shape or reference.size < 2:
         raise ValueError("both count vectors need the same value bins and a missing bin")
     if not 0 < alpha < 1 or features < 1:
         raise ValueError("alpha must lie in (0, 1) and there is at least one feature")
