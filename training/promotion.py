@@ -18,10 +18,10 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from potability import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
-from training.decision import (CHAMPION_KEPT, DEFAULT_PROMOTION_CONFIDENCE, choose_challenger,
-                               decide)
+from training.decision import (CHAMPION_KEPT, DEFAULT_PROMOTION_CONFIDENCE, FIRST_CHAMPION,
+                               choose_challenger, decide)
 from training.evaluation import (Scores, paired_bootstrap, precision_interval, predictions,
-                                 score_model)
+                                 recall_floor_evidence, score_model)
 
 CHAMPION_ALIAS = "champion"
 """The registered model's alias on the served version (MLflow's source of truth)."""
@@ -215,7 +215,8 @@ def decide_and_promote(
         champion_model = load_model(f"models:/{name}/{champion.version}")
         champion_scores = score_model(champion_model, rows)
         y, champion_pred = predictions(champion_model, rows)
-        evidence = paired_bootstrap(y, predictions(challenger_model, rows)[1], champion_pred)
+        evidence = paired_bootstrap(y, predictions(challenger_model, rows)[1], champion_pred,
+                                    recall_floor=recall_floor)
     decision = decide(challenger_scores, champion_scores, evidence, recall_floor,
                       promotion_confidence)
 
@@ -231,6 +232,8 @@ def decide_and_promote(
         new_version = register(client, name, challenger, run_id, split)
         family, after = challenger["family"], challenger_scores
         interval = precision_interval(*predictions(challenger_model, rows))
+    first_meets = (recall_floor_evidence(*predictions(challenger_model, rows), recall_floor)
+                   if decision == FIRST_CHAMPION else None)
     previous = champion.version if champion else ""
     changed = new_version != previous
     details = {
@@ -246,6 +249,7 @@ def decide_and_promote(
         "candidates": {c["family"]: {"cv_score": c["cv_score"], "scores": c["scores"]}
                        for c in scored},
         "evidence": evidence.as_dict() if evidence else None,
+        "first_champion_meets_floor": first_meets,
         "champion_precision_interval": list(interval),
         "compared_on_rows": len(rows), "held_out_rows": len(test),
         "parent_run_id": parent_run_id,
@@ -281,6 +285,8 @@ def decide_and_promote(
                         "promotion.precision_difference_low": evidence.low,
                         "promotion.precision_difference_high": evidence.high,
                         "promotion.probability_challenger_better": evidence.probability})
+    if first_meets is not None:
+        metrics["promotion.first_champion_meets_floor"] = first_meets
     metrics.update({"champion.precision_low": interval[0], "champion.precision_high": interval[1],
                     "promotion.confidence_required": promotion_confidence})
     for key, value in metrics.items():
