@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Mapping
 
 from potability.db import Connection
+from potability.package_data import shipped_dir
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = shipped_dir("sql")
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 7_420_811  # arbitrary, fixed: the advisory lock id of this runner
 
@@ -47,13 +48,23 @@ class Migration:
 
 
 def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    """The migrations in ``sql_dir``, ordered by version; misnamed .sql files are an error."""
+    """The migrations in ``sql_dir``, ordered by version; misnamed .sql files are an error.
+
+    A missing or empty directory is an error too: "no migrations" is never a valid state of this
+    project, and answering it with "up to date" is how an image without its sql/ once reported a
+    successful migration of nothing (issue 19).
+    """
+    if not sql_dir.is_dir():
+        raise FileNotFoundError(f"the migrations directory {sql_dir} does not exist (an install "
+                                "without the package data of sql/? see pyproject.toml)")
     found = []
     for path in sorted(sql_dir.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
             raise ValueError(f"migration file {path.name} is not named NNN_name.sql")
         found.append(Migration(match[1], match[2], path.read_text()))
+    if not found:
+        raise FileNotFoundError(f"no migrations (NNN_name.sql) in {sql_dir}")
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise ValueError(f"duplicate migration versions in {sql_dir}: {versions}")

@@ -7,27 +7,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Iterator
-
 import pytest
 
 from components.export import export
 from potability import db, migrations
 from potability.config import Settings
-
-
-@pytest.fixture
-def fresh_db(database_url: str) -> Iterator[str]:
-    """An empty database on the session's server; dropped afterwards."""
-    name = f"fresh_{uuid.uuid4().hex[:10]}"
-    admin = db.connect(Settings(database_url=database_url))
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield db.with_database(database_url, name)
-    finally:
-        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
 
 
 def _one(conn: db.Connection, sql: str, *args: object) -> object:
@@ -192,3 +176,14 @@ def test_potability_migrate_reports_the_skipped_pgaudit_and_the_memberships(
     finally:
         admin.cursor().execute(f"DROP ROLE IF EXISTS {user}")
         admin.close()
+
+
+def test_discover_refuses_a_missing_or_an_empty_migrations_directory(tmp_path: Path) -> None:
+    """"No migrations" is never a state of this project: an install without sql/ once answered
+    it with "up to date" and a successful migration job (issue 19, tests/test_image.py)."""
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        migrations.discover(tmp_path / "absent")
+    (tmp_path / "README.md").write_text("no .sql here")
+    with pytest.raises(FileNotFoundError, match="no migrations"):
+        migrations.discover(tmp_path)
+    assert migrations.discover()  # the real one is found (checkout layout here)
