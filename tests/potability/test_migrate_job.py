@@ -97,54 +97,6 @@ def test_migrate_owns_everything_through_the_nologin_owner_and_grants_least_priv
         conn.close()
 
 
-def test_a_login_migrator_grants_memberships_and_can_be_dropped_afterwards(
-        database_url: str, fresh_db: str) -> None:
-    """The Cloud SQL shape: a non-superuser migrating user (CREATEROLE, CREATE on the database),
-    service users made members of their roles - and no owned object keeps the migrator alive."""
-    tag = uuid.uuid4().hex[:8]
-    migrator, status_user = f"migrator_{tag}", f"status_sa_{tag}"
-    admin = db.connect(Settings(database_url=fresh_db))
-    admin.autocommit = True
-    cur = admin.cursor()
-    cur.execute(f"CREATE ROLE {migrator} LOGIN CREATEROLE")
-    cur.execute(f"CREATE ROLE {status_user} LOGIN")
-    dbname = db.parse_database_url(fresh_db)["database"]
-    cur.execute(f"GRANT CREATE ON DATABASE {dbname} TO {migrator}")
-    cur.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {migrator} WITH GRANT OPTION")
-    try:
-        conn = db.connect(Settings(database_url=fresh_db.replace("postgres@", f"{migrator}@", 1)))
-        try:
-            result = migrations.migrate(conn, {"status": status_user})
-        finally:
-            conn.close()
-        assert result.members == {status_user: "water_status"}
-        cur.execute("SELECT pg_has_role(%s, 'water_status', 'MEMBER'), "
-                    "has_table_privilege(%s, 'water.qc_runs', 'SELECT'), "
-                    "has_table_privilege(%s, 'water.water_potability', 'INSERT')",
-                    (status_user, status_user, status_user))
-        assert list(cur.fetchone()) == [True, True, False]
-        with pytest.raises(ValueError, match="unknown services"):
-            migrations.migrate(admin, {"statuss": status_user})
-        # Removing the service accounts: their database users drop without REASSIGN OWNED.
-        cur.execute(f"REVOKE ALL ON SCHEMA public FROM {migrator}")
-        cur.execute(f"REVOKE ALL ON DATABASE {dbname} FROM {migrator}")
-        cur.execute(f"DROP ROLE {status_user}")
-        cur.execute(f"DROP ROLE {migrator}")
-        cur.execute("SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)", (migrator, status_user))
-        assert cur.fetchone()[0] == 0
-    finally:
-        cur.execute(f"DROP ROLE IF EXISTS {status_user}")
-        cur.execute(f"REVOKE ALL ON SCHEMA public FROM {migrator}") if _exists(cur, migrator) else None
-        cur.execute(f"REVOKE ALL ON DATABASE {dbname} FROM {migrator}") if _exists(cur, migrator) else None
-        cur.execute(f"DROP ROLE IF EXISTS {migrator}")
-        admin.close()
-
-
-def _exists(cur, role: str) -> bool:
-    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-    return cur.fetchone() is not None
-
-
 def _rows(conn: db.Connection, sql: str) -> list[object]:
     cur = conn.cursor()
     cur.execute(sql)
