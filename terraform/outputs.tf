@@ -118,3 +118,14 @@ output "function_urls" {
 output "scheduler_job" {
   value = google_cloud_scheduler_job.training.name
 }
+
+# make gcp-deploy: Cloud Build's account and where the build's source is staged (build.tf).
+output "image_build_service_account" {
+  description = "Service account the image build runs as (gcloud builds submit --service-account)."
+  value       = google_service_account.sa["image-build"].id
+}
+
+output "build_source_staging_dir" {
+  description = "Where gcloud builds submit stages the source (read by the image-build account)."
+  value       = "gs://${google_storage_bucket.buckets["main"].name}/cloudbuild/source"
+}
