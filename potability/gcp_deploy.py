@@ -3,9 +3,13 @@
     python -m potability.gcp_deploy [--dry-run] [--tag TAG] [--auto-approve]
 
 1. read ``terraform output -json`` (project, region, repositories, migration job, URLs);
-2. build and push the project image with Cloud Build (``gcloud builds submit --tag``);
+2. build and push the project image with Cloud Build (``gcloud builds submit`` with
+   cloudbuild.yaml, as the dedicated build account Terraform creates - not the project's default
+   build account, which on new projects is the Compute Engine default account, often roleless);
 3. look up the pushed image's digest (``gcloud artifacts docker images describe``);
-4. ``terraform apply -var image_digest=...``: the functions' serving image, the Vertex
+4. make sure Vertex AI's service agent exists (``gcloud beta services identity create``; Google
+   creates it lazily, the GA provider cannot) and ``terraform apply -var image_digest=...``:
+   the agent's grant on the network attachment, the functions' serving image, the Vertex
    serving image and the migration job then run that exact build (a tag can move, a digest
    cannot; the migration job exists once the digest is known, terraform/migrate.tf);
 5. compile the pipeline for that image and publish it to the KFP template registry
@@ -99,14 +103,16 @@ def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
     """The whole path; returns the function URLs."""
     out = run.out
     outputs = terraform_outputs(run)
-    project, region, repository, template_uri = _need(
-        outputs, "project_id", "region", "image_repository", "pipeline_template_uri")
+    project, region, repository, template_uri, build_account, staging = _need(
+        outputs, "project_id", "region", "image_repository", "pipeline_template_uri",
+        "image_build_service_account", "build_source_staging_dir")
     tag = tag or source_tag(run)
     image = f"{repository}/{IMAGE_NAME}:{tag}"
 
     out(f"\n== 1/5 build {image} with Cloud Build")
     run(["gcloud", "builds", "submit", f"--project={project}", f"--region={region}",
-         f"--tag={image}", "."])
+         "--config=cloudbuild.yaml", f"--substitutions=_IMAGE={image}",
+         f"--service-account={build_account}", f"--gcs-source-staging-dir={staging}", "."])
     digest = run(["gcloud", "artifacts", "docker", "images", "describe", image,
                   f"--project={project}", "--format=value(image_summary.digest)"],
                  capture=True, placeholder="<digest of the pushed image>")
@@ -114,7 +120,10 @@ def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
         raise DeployError(f"no digest for {image} (got {digest!r})")
     pinned = f"{repository}/{IMAGE_NAME}@{digest}"
 
-    out(f"\n== 2/5 pin {pinned} (functions, Vertex serving, migration job)")
+    out(f"\n== 2/5 pin {pinned} (functions, Vertex serving, migration job, Vertex AI's agent)")
+    # terraform/service_agents.tf grants the agent on the network attachment in this apply.
+    run(["gcloud", "beta", "services", "identity", "create", "--service=aiplatform.googleapis.com",
+         f"--project={project}"])
     run(["terraform", f"-chdir={TERRAFORM_DIR}", "apply", "-input=false",
          f"-var=image_digest={digest}", *(["-auto-approve"] if auto_approve else [])])
     if not run.dry_run:

@@ -20,9 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "d" * 64
 REPO = "europe-west1-docker.pkg.dev/demo/potability"
 TEMPLATE = "https://europe-west1-kfp.pkg.dev/demo/potability-pipelines/water-potability-training/latest"
+BUILD_SA = "projects/demo/serviceAccounts/potability-image-build@demo.iam.gserviceaccount.com"
+STAGING = "gs://demo-potability/cloudbuild/source"
 OUTPUTS = {
     "project_id": "demo", "region": "europe-west1", "image_repository": REPO,
     "pipeline_template_uri": TEMPLATE, "migration_job": "",
+    "image_build_service_account": BUILD_SA, "build_source_staging_dir": STAGING,
     "function_urls": {"predict": "https://predict-x.a.run.app",
                       "add_sample": "https://add-sample-x.a.run.app",
                       "status": "https://status-x.a.run.app"},
@@ -74,10 +77,15 @@ def _calls(log: Path) -> list[list[str]]:
 EXPECTED = [
     ["terraform", "-chdir=terraform", "output", "-json"],
     ["git", "rev-parse", "--short=12", "HEAD"],
+    # as the dedicated build account, logs to Cloud Logging only (cloudbuild.yaml)
     ["gcloud", "builds", "submit", "--project=demo", "--region=europe-west1",
-     f"--tag={REPO}/potability:abc123def456", "."],
+     "--config=cloudbuild.yaml", f"--substitutions=_IMAGE={REPO}/potability:abc123def456",
+     f"--service-account={BUILD_SA}", f"--gcs-source-staging-dir={STAGING}", "."],
     ["gcloud", "artifacts", "docker", "images", "describe", f"{REPO}/potability:abc123def456",
      "--project=demo", "--format=value(image_summary.digest)"],
+    # Vertex AI's service agent exists before the apply that grants it (service_agents.tf)
+    ["gcloud", "beta", "services", "identity", "create", "--service=aiplatform.googleapis.com",
+     "--project=demo"],
     ["terraform", "-chdir=terraform", "apply", "-input=false", f"-var=image_digest={DIGEST}"],
     ["terraform", "-chdir=terraform", "output", "-json"],
     ["fakepython", "-m", "pipelines", "publish", f"--host={TEMPLATE}",
@@ -120,7 +128,7 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
     assert any(p.endswith(f"-m pipelines publish --host={TEMPLATE} "
                           f"'--image={REPO}/potability@<digest of the pushed image>'") for p in printed)
     assert "gcloud run jobs execute '<migration_job output>' --project=demo --region=europe-west1 --wait" in printed
-    assert sum(line.startswith("(dry run) + ") for line in out.splitlines()) == 6
+    assert sum(line.startswith("(dry run) + ") for line in out.splitlines()) == 7
 
 
 def test_make_gcp_deploy_dry_run_uses_the_module(fakes: Path) -> None:
@@ -142,5 +150,19 @@ def test_missing_terraform_outputs_say_to_apply_first(
     (tmp_path / "outputs.json").write_text(json.dumps({"project_id": "demo"}))
     assert gcp_deploy.main([]) == 1
     err = capsys.readouterr().err
-    assert "lacks region, image_repository, pipeline_template_uri" in err
+    assert ("lacks region, image_repository, pipeline_template_uri, image_build_service_account,"
+            " build_source_staging_dir") in err
     assert "terraform apply" in err
+
+
+def test_the_build_config_builds_the_dockerfile_and_logs_to_cloud_logging_only() -> None:
+    """A user-specified build account cannot write to the default logs bucket (Google:
+    build/docs/securing-builds/configure-user-specified-service-accounts): without
+    CLOUD_LOGGING_ONLY (or a logs bucket) the build is refused."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    assert config["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+    assert config["steps"] == [{"name": "gcr.io/cloud-builders/docker",
+                                "args": ["build", "--tag", "${_IMAGE}", "."]}]
+    assert config["images"] == ["${_IMAGE}"]
