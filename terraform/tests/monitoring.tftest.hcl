@@ -116,3 +116,16 @@ run "a_plain_http_webhook_is_refused" {
 
   expect_failures = [var.alert_webhook_url]
 }
+
+run "vertex_pipeline_job_failures_alert_without_our_code" {
+  command = plan
+
+  assert {
+    condition     = google_logging_metric.pipeline_job_failures.filter == "resource.type=\"aiplatform.googleapis.com/PipelineJob\" AND logName=\"projects/test-project/logs/aiplatform.googleapis.com%2Fpipeline_job_events\" AND severity>=ERROR"
+    error_message = "Vertex AI's own pipeline job events (vertex-ai/docs/pipelines/logging), errors only."
+  }
+  assert {
+    condition     = strcontains(google_monitoring_alert_policy.pipeline_job_failed.conditions[0].condition_threshold[0].filter, "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed") && length(google_monitoring_alert_policy.pipeline_job_failed.notification_channels) == 2
+    error_message = "The policy watches that metric and notifies every channel."
+  }
+}
