@@ -129,3 +129,9 @@ output "build_source_staging_dir" {
   description = "Where gcloud builds submit stages the source (read by the image-build account)."
   value       = "gs://${google_storage_bucket.buckets["main"].name}/cloudbuild/source"
 }
+
+# make gcp-destroy: the VPC whose service-networking peering Terraform abandons (network.tf).
+output "network" {
+  description = "VPC network name."
+  value       = google_compute_network.vpc.name
+}
