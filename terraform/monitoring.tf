@@ -21,7 +21,7 @@ locals {
   # What an alert about the service links to: where customers see it, and what to do.
   alert_links = [
     { display_name = "Status page", url = local.status_page_url },
-    { display_name = "Runbook (README, Alerts)", url = var.alert_runbook_url },
+    { display_name = "Runbook (docs/alerts.md)", url = var.alert_runbook_url },
   ]
 }
 
@@ -169,7 +169,7 @@ resource "google_monitoring_alert_policy" "scheduler_failed" {
     mime_type = "text/markdown"
     content   = "Cloud Scheduler could not start the daily pipeline run (the POST to Vertex AI pipelineJobs failed): no training run today. Open the job `${google_cloud_scheduler_job.training.name}` in Cloud Scheduler, read the attempt's error (permission of the scheduler service account, a missing compiled pipeline in the bucket, quota), fix it and use \"Force run\"."
     links {
-      display_name = "Runbook (README, Alerts)"
+      display_name = "Runbook (docs/alerts.md)"
       url          = var.alert_runbook_url
     }
   }

@@ -247,7 +247,7 @@ variable "function_max_instances" {
   default     = 5
 }
 
-# --- endpoint sizing (serving cost, issue 12; see README "What apply costs") ----------------
+# --- endpoint sizing (serving cost, issue 12; see terraform/README.md "What apply costs") ----------------
 
 variable "endpoint_machine_type" {
   description = "Machine type of each Vertex endpoint replica (n1-standard-2: 2 vCPU)."
@@ -306,7 +306,7 @@ variable "artifact_retention_days" {
 }
 
 # ------------------------------------------------------------------ alerts ----
-# (terraform/monitoring.tf; who is told of what: README, "Alerts")
+# (terraform/monitoring.tf; who is told of what: docs/alerts.md)
 
 variable "alert_emails" {
   description = "E-mail addresses told of every alert (operators, the regulator's contact). At least one."
@@ -331,9 +331,9 @@ variable "alert_webhook_url" {
 }
 
 variable "alert_runbook_url" {
-  description = "Where each alert's documentation links for what to do (the README's Alerts section)."
+  description = "Where each alert's documentation links for what to do (docs/alerts.md)."
   type        = string
-  default     = "https://github.com/potability/potability/blob/main/README.md#alerts"
+  default     = "https://github.com/potability/potability/blob/main/docs/alerts.md"
 }
 
 variable "alert_auto_close_hours" {
