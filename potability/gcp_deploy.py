@@ -7,7 +7,8 @@
    cloudbuild.yaml, as the dedicated build account Terraform creates - not the project's default
    build account, which on new projects is the Compute Engine default account, often roleless);
 3. look up the pushed image's digest (``gcloud artifacts docker images describe``);
-4. make sure Vertex AI's service agent exists (``gcloud beta services identity create``; Google
+4. wait until Cloud Monitoring knows the log-based metrics (their alert policies come with the
+   next apply), make sure Vertex AI's service agent exists (``gcloud beta services identity create``; Google
    creates it lazily, the GA provider cannot) and ``terraform apply -var image_digest=...``:
    the agent's grant on the network attachment, the functions' serving image, the Vertex
    serving image and the migration job then run that exact build (a tag can move, a digest
@@ -33,9 +34,10 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM_DIR = "terraform"
@@ -93,14 +95,63 @@ def _need(outputs: dict[str, object], *names: str) -> list[object]:
     return [outputs[n] for n in names]
 
 
+MONITORING_API = "https://monitoring.googleapis.com/v3/"
+
+
+def metric_descriptor_url(project: str, metric_type: str) -> str:
+    """Monitoring's ``projects.metricDescriptors.get`` (monitoring v3 discovery document:
+    ``v3/{+name}``, name ``projects/P/metricDescriptors/TYPE``, slashes kept)."""
+    return f"{MONITORING_API}projects/{project}/metricDescriptors/{metric_type}"
+
+
+def wait_for_metrics(project: str, metric_types: Sequence[str], session: Any = None,
+                     timeout: float = 1200, interval: float = 15,
+                     sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.monotonic,
+                     out: Callable[[str], None] = print) -> None:
+    """Return once Cloud Monitoring knows every log-based metric in ``metric_types``.
+
+    Monitoring learns a log-based metric minutes after Logging creates it; an alert policy on
+    it created before then is refused (404 "Cannot find metric(s)", a known provider issue),
+    so the policies are created by the apply after this wait (terraform/monitoring.tf).
+    """
+    if session is None:
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/monitoring.read"])
+        session = AuthorizedSession(credentials)
+    pending = list(metric_types)
+    deadline = clock() + timeout
+    while True:
+        still = []
+        for metric_type in pending:
+            answer = session.get(metric_descriptor_url(project, metric_type), timeout=30)
+            if answer.status_code == 404:
+                still.append(metric_type)
+            elif answer.status_code != 200:
+                raise DeployError(f"Cloud Monitoring answered {answer.status_code} for "
+                                  f"{metric_type}: {answer.text[:300]}")
+        pending = still
+        if not pending:
+            return
+        if clock() >= deadline:
+            raise DeployError(f"Cloud Monitoring does not know {', '.join(pending)} after "
+                              f"{timeout:.0f} s; run `make gcp-deploy` again later")
+        out(f"waiting for Cloud Monitoring to know {len(pending)} log-based metric(s)")
+        sleep(interval)
+
+
 def source_tag(run: Runner) -> str:
     """The image tag: the commit being deployed."""
     return run(["git", "rev-parse", "--short=12", "HEAD"], capture=True, read_only=True)
 
 
 def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
-           python: str = sys.executable) -> dict[str, str]:
-    """The whole path; returns the function URLs."""
+           python: str = sys.executable, monitoring_session: Any = None) -> dict[str, str]:
+    """The whole path; returns the function URLs (``monitoring_session``: an authorized HTTP
+    session for Cloud Monitoring, tests inject one)."""
     out = run.out
     outputs = terraform_outputs(run)
     project, region, repository, template_uri, build_account, staging = _need(
@@ -121,6 +172,13 @@ def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
     pinned = f"{repository}/{IMAGE_NAME}@{digest}"
 
     out(f"\n== 2/5 pin {pinned} (functions, Vertex serving, migration job, Vertex AI's agent)")
+    # The alert policies on log-based metrics are created by this apply (monitoring.tf).
+    metric_types = [str(t) for t in outputs.get("alert_metric_types") or []]
+    if run.dry_run:
+        out(f"(dry run) would wait until Cloud Monitoring knows {len(metric_types)} log-based "
+            "metric(s) (monitoring v3 metricDescriptors.get)")
+    else:
+        wait_for_metrics(str(project), metric_types, monitoring_session, out=out)
     # terraform/service_agents.tf grants the agent on the network attachment in this apply.
     run(["gcloud", "beta", "services", "identity", "create", "--service=aiplatform.googleapis.com",
          f"--project={project}"])

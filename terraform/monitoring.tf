@@ -75,8 +75,17 @@ resource "google_logging_metric" "alert" {
   depends_on = [google_project_service.apis]
 }
 
+# Policies on log-based metrics wait for `make gcp-deploy` (they exist once var.image_digest is
+# set): Cloud Monitoring learns a new log-based metric minutes after Logging creates it, and a
+# policy created before then is refused with 404 "Cannot find metric(s)" (a known provider
+# issue). gcp-deploy polls Monitoring's metricDescriptors.get for every type in
+# output.alert_metric_types before the apply that creates them (potability/gcp_deploy.py).
+locals {
+  log_metric_policies = var.image_digest != ""
+}
+
 resource "google_monitoring_alert_policy" "event" {
-  for_each     = local.alert_events
+  for_each     = local.log_metric_policies ? local.alert_events : {}
   project      = var.project_id
   display_name = "${var.name_prefix}: ${each.value.title}"
   combiner     = "OR"
@@ -139,6 +148,7 @@ resource "google_logging_metric" "scheduler_failures" {
 }
 
 resource "google_monitoring_alert_policy" "scheduler_failed" {
+  count        = local.log_metric_policies ? 1 : 0
   project      = var.project_id
   display_name = "${var.name_prefix}: the training scheduler job failed"
   combiner     = "OR"
@@ -250,6 +260,7 @@ resource "google_logging_metric" "pipeline_job_failures" {
 }
 
 resource "google_monitoring_alert_policy" "pipeline_job_failed" {
+  count        = local.log_metric_policies ? 1 : 0
   project      = var.project_id
   display_name = "${var.name_prefix}: a Vertex AI pipeline job failed"
   combiner     = "OR"

@@ -135,3 +135,14 @@ output "network" {
   description = "VPC network name."
   value       = google_compute_network.vpc.name
 }
+
+# make gcp-deploy waits until Cloud Monitoring knows each of these before the apply that
+# creates the alert policies on them (monitoring.tf).
+output "alert_metric_types" {
+  description = "Metric types of the log-based metrics the alert policies watch."
+  value = concat(
+    [for m in google_logging_metric.alert : "logging.googleapis.com/user/${m.name}"],
+    ["logging.googleapis.com/user/${google_logging_metric.scheduler_failures.name}",
+    "logging.googleapis.com/user/${google_logging_metric.pipeline_job_failures.name}"],
+  )
+}

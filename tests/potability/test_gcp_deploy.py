@@ -22,10 +22,13 @@ REPO = "europe-west1-docker.pkg.dev/demo/potability"
 TEMPLATE = "https://europe-west1-kfp.pkg.dev/demo/potability-pipelines/water-potability-training/latest"
 BUILD_SA = "projects/demo/serviceAccounts/potability-image-build@demo.iam.gserviceaccount.com"
 STAGING = "gs://demo-potability/cloudbuild/source"
+METRICS = ["logging.googleapis.com/user/potability/alerts/pipeline_run_failed",
+           "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed"]
 OUTPUTS = {
     "project_id": "demo", "region": "europe-west1", "image_repository": REPO,
     "pipeline_template_uri": TEMPLATE, "migration_job": "",
     "image_build_service_account": BUILD_SA, "build_source_staging_dir": STAGING,
+    "alert_metric_types": METRICS,
     "function_urls": {"predict": "https://predict-x.a.run.app",
                       "add_sample": "https://add-sample-x.a.run.app",
                       "status": "https://status-x.a.run.app"},
@@ -97,9 +100,29 @@ EXPECTED = [
 ]
 
 
+class FakeMonitoring:
+    """Cloud Monitoring's metricDescriptors.get: 404 for the first ``unknown_for`` rounds."""
+
+    def __init__(self, unknown_for: int = 0) -> None:
+        self.urls: list[str] = []
+        self.unknown_for = unknown_for
+
+    def get(self, url: str, timeout: float) -> object:
+        import requests
+
+        self.urls.append(url)
+        answer = requests.models.Response()
+        answer.status_code = 404 if len(self.urls) <= self.unknown_for * len(METRICS) else 200
+        answer._content = b"{}"
+        return answer
+
+
 def test_deploy_runs_every_step_in_order_with_values_from_terraform(fakes: Path) -> None:
     lines: list[str] = []
-    urls = gcp_deploy.deploy(gcp_deploy.Runner(out=lines.append), python="fakepython")
+    monitoring = FakeMonitoring()
+    urls = gcp_deploy.deploy(gcp_deploy.Runner(out=lines.append), python="fakepython",
+                             monitoring_session=monitoring)
+    assert len(monitoring.urls) == len(METRICS)
     assert _calls(fakes) == EXPECTED
     assert urls == OUTPUTS["function_urls"]
     text = "\n".join(lines)
@@ -110,7 +133,7 @@ def test_deploy_runs_every_step_in_order_with_values_from_terraform(fakes: Path)
 
 def test_auto_approve_reaches_terraform_apply(fakes: Path) -> None:
     gcp_deploy.deploy(gcp_deploy.Runner(out=lambda _: None), tag="v7", auto_approve=True,
-                      python="fakepython")
+                      python="fakepython", monitoring_session=FakeMonitoring())
     apply = next(c for c in _calls(fakes) if "apply" in c)
     assert apply[-1] == "-auto-approve" and apply[-2] == f"-var=image_digest={DIGEST}"
     assert ["git", "rev-parse", "--short=12", "HEAD"] not in _calls(fakes)
@@ -166,3 +189,31 @@ def test_the_build_config_builds_the_dockerfile_and_logs_to_cloud_logging_only()
     assert config["steps"] == [{"name": "gcr.io/cloud-builders/docker",
                                 "args": ["build", "--tag", "${_IMAGE}", "."]}]
     assert config["images"] == ["${_IMAGE}"]
+
+
+def test_alert_policies_wait_until_monitoring_knows_their_metrics() -> None:
+    """A policy created right after its log-based metric is refused (404 "Cannot find
+    metric(s)"): gcp-deploy polls metricDescriptors.get - the exact URL Google's monitoring v3
+    discovery document describes - until every metric is known, before the apply that creates
+    the policies."""
+    import re
+
+    from gcp_discovery import method
+
+    spec = method("monitoring", "v3", "monitoring.projects.metricDescriptors.get")
+    assert spec["httpMethod"] == "GET" and spec["path"] == "v3/{+name}"
+    pattern = re.compile(spec["parameters"]["name"]["pattern"])
+    monitoring, sleeps = FakeMonitoring(unknown_for=2), []
+    gcp_deploy.wait_for_metrics("demo", METRICS, monitoring, sleep=sleeps.append,
+                                out=lambda _: None)
+    assert len(sleeps) == 2 and len(monitoring.urls) == 3 * len(METRICS)
+    for url in monitoring.urls:
+        assert url.startswith("https://monitoring.googleapis.com/v3/")
+        assert pattern.match(url.removeprefix("https://monitoring.googleapis.com/v3/"))
+    assert monitoring.urls[:2] == [
+        f"https://monitoring.googleapis.com/v3/projects/demo/metricDescriptors/{m}" for m in METRICS]
+    clock = iter(range(0, 10_000, 100))
+    with pytest.raises(gcp_deploy.DeployError, match="does not know"):
+        gcp_deploy.wait_for_metrics("demo", METRICS, FakeMonitoring(unknown_for=99),
+                                    timeout=250, sleep=lambda _: None,
+                                    clock=lambda: next(clock), out=lambda _: None)
