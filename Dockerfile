@@ -22,6 +22,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 COPY potability/ potability/
+COPY training/ training/
 COPY components/ components/
 COPY pipelines/ pipelines/
 COPY functions/ functions/

@@ -8,7 +8,7 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test env tools down status clean gcp-deploy gcp-destroy function-requirements
+.PHONY: run test env tools down status clean gcp-deploy gcp-destroy function-requirements docs
 
 $(UV):
 	$(PYTHON) -m venv .venv-uv
@@ -57,5 +57,8 @@ gcp-destroy: env
 
 # The Cloud Functions' requirements.txt: exactly what uv.lock pins (with hashes) for the
 # `functions` dependency group. Run after changing dependencies; a test fails while it is stale.
+docs: env
+	$(BIN)/python -c "from potability.config import configuration_markdown as md; open('docs/configuration.md', 'w').write(md())"
+
 function-requirements: $(UV)
 	$(UV) export --frozen --only-group functions --no-emit-project --quiet > terraform/function_source/requirements.txt

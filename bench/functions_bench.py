@@ -144,7 +144,7 @@ MODELS = {
                        "soft vote of random_forest 200 + extra_trees 300 + "
                        "hist_gradient_boosting))",
 }
-"""``--model`` choices: two plain pipelines, and the shapes ``components.modeling`` serves
+"""``--model`` choices: two plain pipelines, and the shapes ``training.modeling`` serves
 (families at their default sizes, built by its own ``make_pipeline``/``soft_vote``/
 ``served_model``)."""
 
@@ -158,7 +158,7 @@ def _estimator(kind: str) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from components import modeling
+    from training import modeling
 
     folds = modeling.TrainingConfig(cv_folds=3, seed=0).folds()
     if kind == "calibrated-forest":
@@ -181,7 +181,7 @@ def _fit_model(kind: str, folder: Path) -> Path:
 
     from potability import compiled_model
     from potability.features import FEATURE_NAMES, TARGET
-    from potability.model_format import sklearn_save_kwargs
+    from potability.model import sklearn_save_kwargs
     from potability.seed import load_dataset
 
     frame = load_dataset()

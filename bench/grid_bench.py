@@ -4,7 +4,7 @@
 
 Per split seed: the pipeline's split (test fraction 0.2), then, on the training part only,
 every family and the soft vote fitted exactly as the train step fits them
-(:func:`components.modeling.fit_all`). Printed per family: wall seconds of the grid search
+(:func:`training.modeling.fit_all`). Printed per family: wall seconds of the grid search
 (every point on every fold) and of the rest (calibration choice, selection score, threshold,
 the served model's one fit on all rows), the selection score (cross-validated precision at the
 recall floor, threshold tuned inside the folds) and every grid point's mean CV score, the
@@ -36,9 +36,10 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5, help="CV folds (the pipeline's 5)")
     args = parser.parse_args()
 
-    from components import modeling
-    from components.promote import choose_challenger
-    from components.train import features_and_target, split
+    from training import modeling
+    from training.decision import choose_challenger
+    from training.candidates import features_and_target
+    from training.split import split
     from potability.seed import load_training_rows
 
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "

@@ -93,8 +93,8 @@ def bench_pipeline(grid: str) -> None:
 
 def _fit_and_choose(parts: object, grids: str, config: object) -> tuple[list, dict]:
     """Every candidate fitted on the training part; the challenger by the promote rule."""
-    from components.promote import choose_challenger
-    from components.train import fit_candidates
+    from training.decision import choose_challenger
+    from training.candidates import fit_candidates
 
     fitted = fit_candidates(parts.train, grids, config)
     candidates = [{"family": c.family, "cv_score": c.selection.score,
@@ -112,11 +112,11 @@ def _stats(values: list[float]) -> str:
 def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
     import numpy as np
 
-    from components import modeling
-    from components.evaluate import (paired_bootstrap, precision_interval, predictions,
+    from training import modeling
+    from training.evaluation import (paired_bootstrap, precision_interval, predictions,
                                      score_model, uncalibrated_proba)
-    from components.promote import CHALLENGER_WINS, decide
-    from components.train import split
+    from training.decision import CHALLENGER_WINS, decide
+    from training.split import split
     from potability.features import FEATURE_NAMES
     from potability.seed import load_training_rows
 

@@ -77,7 +77,7 @@ def train_small_model(path: Path) -> None:
     from sklearn.preprocessing import StandardScaler
 
     from potability.features import FEATURE_NAMES, TARGET
-    from potability.model_format import sklearn_save_kwargs
+    from potability.model import sklearn_save_kwargs
     from potability.seed import load_dataset
 
     frame = load_dataset()

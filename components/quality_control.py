@@ -26,7 +26,7 @@ def quality_control_component(
     from potability import db, qc_job
 
     settings = step_settings(database)
-    conn = db.connect(settings)
+    conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
     try:
         result = qc_job.run(conn, settings, datetime.now(timezone.utc))
     finally:

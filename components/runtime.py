@@ -128,7 +128,7 @@ def record_failure(settings: Settings, run_id: str, error: str) -> None:
         run_id: the pipeline job name.
         error: what failed (step and message).
     """
-    from components.promote import restore_alias
+    from training.promotion import restore_alias
     from potability import run_record
 
     details = run_record.mark_failed(settings, run_id, error)

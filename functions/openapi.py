@@ -71,7 +71,10 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
         "oneOf": [{"required": ["reading"]}, {"required": ["readings"]}],
         "description": ("A single reading (`reading`) or a batch (`readings`, at most "
                         f"{s.predict_max_readings}). `request_id` (or the Idempotency-Key "
-                        "header; if both are sent they must be equal) makes retries safe."),
+                        "header; if both are sent they must be equal) makes retries safe: "
+                        "the key is recognised for the idempotency window "
+                        f"({s.inference_request_key_days:g} days, INFERENCE_REQUEST_KEY_DAYS) and "
+                        "is scoped to the caller."),
     }
     prediction = {
         "type": "object",
@@ -146,8 +149,14 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                 "parameters": [{
                     "name": "Idempotency-Key", "in": "header", "required": False,
                     "schema": {"$ref": "#/components/schemas/Id"},
-                    "description": "Client request id: a retry with the same key returns the "
-                                   "logged answer instead of a second inference."}],
+                    "description": (
+                        "Client request id: a retry with the same key returns the logged answer "
+                        "(header Idempotent-Replayed: true) instead of a second inference. Keys "
+                        "are scoped to the caller and recognised for the idempotency window, "
+                        f"{s.inference_request_key_days:g} days after the first request "
+                        "(INFERENCE_REQUEST_KEY_DAYS), whichever day the retry arrives; after "
+                        "it the key is forgotten and the same key is a new request. A request's "
+                        "readings are logged all or nothing.")}],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/PredictRequest"}}}},
                 "responses": {
@@ -155,7 +164,9 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                             "content": {"application/json": {"schema": {
                                 "$ref": "#/components/schemas/PredictResponse"}}}},
                     **common_errors,
-                    "409": _error_response("The request id was used for different readings."),
+                    "409": _error_response("The request id was used (by this caller, within "
+                                           "the idempotency window) for different readings; "
+                                           "nothing written."),
                     "502": _error_response("The model endpoint answered something unusable."),
                 },
             }},

@@ -12,11 +12,14 @@ and the answer is sent only after that, so every answer a sensor saw is in
 The database costs one round trip per request (two with a client id: the lookup). ``latency_ms`` records how long the endpoint took
 for the request the reading was part of.
 
-Idempotency: the client's request id (``Idempotency-Key`` header or ``request_id`` field) keys
-the rows (``UNIQUE (request_id, reading_index)``). A retry of a logged request gets the logged
-answer back without calling the endpoint or writing anything; two identical requests racing
-both get the one logged answer (``INSERT ... ON CONFLICT DO NOTHING``, then read back); the
-same id with different readings is a 409.
+Idempotency: the client's request id (``Idempotency-Key`` header or ``request_id`` field),
+scoped to the caller, is a key in ``water.inference_requests`` (sql/008, unique per
+``(caller, request_id)``), recognised for the idempotency window (``INFERENCE_REQUEST_KEY_DAYS``,
+default 7 days; then maintenance prunes it). The same statement claims the key and inserts the
+readings, so a request's rows are inserted all or nothing: a retry of a logged request gets the
+logged answer back without calling the endpoint or writing anything; two identical requests
+racing both get the one logged answer (the second claims nothing, inserts nothing, reads back);
+the same key with different readings is a 409 and adds no row.
 """
 
 from __future__ import annotations
@@ -38,19 +41,20 @@ from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, column
 FUNCTION = "predict"
 REPLAY_HEADER = "Idempotent-Replayed"
 
-INSERT_SQL = ("SELECT water.log_inferences(:request_id, :sensor_id, :model_name, :endpoint, "
-              ":latency_ms, CAST(:rows AS json))")
-"""All readings of a request in one short statement (``sql/003_inference_log_writer.sql``):
-the rows travel as one JSON array (floats exact: shortest round-trip repr both ways), and it
-returns the reading indexes it inserted (fewer than sent = the id was logged already). Run on
+INSERT_SQL = ("SELECT water.log_inferences(:caller, :request_id, :sensor_id, :model_name, "
+              ":endpoint, :latency_ms, CAST(:rows AS json))")
+"""The key and all readings of a request in one short statement (``sql/008``): the rows
+travel as one JSON array (floats exact: shortest round-trip repr both ways), and it returns
+the reading indexes it inserted (all, or none = the key was taken already). Run on
 its own (:meth:`potability.db.Pool.run`), it commits as it completes: the one statement of a
 request without a client id."""
 SELECT_LOGGED = (
     "SELECT reading_index, sensor_id, " + ", ".join(FEATURE_COLUMNS)
     + ", predicted_class, probability, model_name, model_version "
-    "FROM water.water_inferences WHERE request_id = :request_id ORDER BY reading_index"
+    "FROM water.logged_inferences(:caller, :request_id)"
 )
-"""The logged rows of a request id (the unique index's prefix): a retry's answer."""
+"""The logged rows of a request key, in reading order: a retry's answer (the key's
+``inferred_at`` finds them in one partition, whichever day the retry comes)."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,9 @@ class LoggedInference:
     model_version: str
 
 
-def insert_params(request_id: str, sensor_id: str, rows: Sequence["LoggedInference"],
-                  endpoint: str, latency_ms: float) -> dict[str, Any]:
+def insert_params(caller: str, request_id: str, sensor_id: str,
+                  rows: Sequence["LoggedInference"], endpoint: str, latency_ms: float
+                  ) -> dict[str, Any]:
     """The parameters of :data:`INSERT_SQL`: the request's constants, then the rows as JSON."""
     records = [
         {"reading_index": r.reading_index,
@@ -76,13 +81,13 @@ def insert_params(request_id: str, sensor_id: str, rows: Sequence["LoggedInferen
          "model_version": r.model_version}
         for r in rows
     ]
-    return {"request_id": request_id, "sensor_id": sensor_id, "model_name": rows[0].model_name,
+    return {"caller": caller, "request_id": request_id, "sensor_id": sensor_id, "model_name": rows[0].model_name,
             "endpoint": endpoint, "latency_ms": latency_ms,
             "rows": json.dumps(records, allow_nan=False)}
 
 
-def load_logged(pool: db.Pool, request_id: str) -> list[LoggedInference]:
-    """The rows logged under ``request_id`` (none: a new request), in reading order."""
+def load_logged(pool: db.Pool, caller: str, request_id: str) -> list[LoggedInference]:
+    """The rows logged under the key ``(caller, request_id)`` (none: a new request)."""
     width = len(FEATURE_NAMES)
     return [
         LoggedInference(
@@ -91,7 +96,7 @@ def load_logged(pool: db.Pool, request_id: str) -> list[LoggedInference]:
             potable=int(row[2 + width]), probability=float(row[3 + width]),
             model_name=row[4 + width], model_version=row[5 + width],
         )
-        for row in pool.run(SELECT_LOGGED, request_id=request_id)
+        for row in pool.run(SELECT_LOGGED, caller=caller, request_id=request_id)
     ]
 
 
@@ -138,22 +143,24 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     request_id = parsed.request_id or str(uuid.uuid4())
     call.request_id = request_id
     call.log.update(sensor_id=parsed.sensor_id, readings=len(parsed.readings))
-    return retry_stale_connection(lambda: _infer_and_log(ctx, parsed, request_id, call))
+    caller = ""  # every caller is unidentified until the functions verify identities
+    return retry_stale_connection(lambda: _infer_and_log(ctx, parsed, request_id, call, caller))
 
 
-def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call
-                   ) -> flask.Response:
+def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call,
+                   caller: str = "") -> flask.Response:
     """Look up a retry, ask the endpoint, log; the answer exists only once committed.
 
     No transaction spans the endpoint call: the lookup and the insert are single statements,
     each committed on its own (one round trip each, :meth:`potability.db.Pool.run`). Nothing
     is lost by that: the lookup never locked anything (READ COMMITTED), and the insert is the
-    only write - atomic for all readings, idempotent by ``(request_id, reading_index)``.
+    only write - atomic for the key and all readings, idempotent by ``(caller, request_id)``.
+    ``caller`` scopes the key: two callers may use the same request id.
     """
     endpoint = ctx.endpoint
     model_name = ctx.settings.model_name
     if parsed.request_id is not None:
-        logged = load_logged(ctx.pool, request_id)
+        logged = load_logged(ctx.pool, caller, request_id)
         if logged:
             return _replay(request_id, parsed, logged, call)
     started = time.perf_counter()
@@ -165,10 +172,10 @@ def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: 
                         model_name, p.model_version)
         for i, (reading, p) in enumerate(zip(parsed.readings, predictions))
     ]
-    inserted = ctx.pool.run(INSERT_SQL, **insert_params(request_id, parsed.sensor_id, rows,
-                                                         endpoint.name, latency_ms))
+    inserted = ctx.pool.run(INSERT_SQL, **insert_params(caller, request_id, parsed.sensor_id,
+                                                         rows, endpoint.name, latency_ms))
     if len(inserted) != len(rows):
         # The id was logged meanwhile (a concurrent duplicate, or our own first attempt whose
         # commit landed before the connection broke): answer what is logged.
-        return _replay(request_id, parsed, load_logged(ctx.pool, request_id), call)
+        return _replay(request_id, parsed, load_logged(ctx.pool, caller, request_id), call)
     return json_response(answer(request_id, parsed.sensor_id, rows), 200)

@@ -56,6 +56,7 @@ class Context:
         self._pool = pool
         self._lock = threading.Lock()
         self._monitors: dict[str, alerts.ErrorRateMonitor] = {}
+        self._shared: dict[str, Any] = {}
 
     def error_monitor(self, function: str) -> alerts.ErrorRateMonitor:
         """This instance's 5xx-rate monitor of ``function`` (alert ``function_errors``)."""
@@ -65,6 +66,14 @@ class Context:
                 self._monitors[function] = alerts.ErrorRateMonitor(
                     s.alert_error_window_seconds, s.alert_error_rate, s.alert_error_min_requests)
             return self._monitors[function]
+
+    def shared(self, name: str, create: Callable[[], T]) -> T:
+        """The instance's ``name`` object (one per function that needs state of its own, e.g.
+        the status page's cache and pool), created by ``create`` on first use."""
+        with self._lock:
+            if name not in self._shared:
+                self._shared[name] = create()
+            return self._shared[name]
 
     @property
     def pool(self) -> db.Pool:
@@ -85,6 +94,10 @@ class Context:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
+        for item in self._shared.values():
+            close = getattr(item, "close", None)
+            if close is not None:
+                close()
 
 
 @dataclass

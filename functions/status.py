@@ -2,11 +2,18 @@
 quality of the service.
 
 ``GET /`` answers HTML (a self-contained page, server-rendered SVG charts, no scripts);
-``?format=json`` or ``Accept: application/json`` answers the same data as JSON. Everything
-comes from the database in one read-only transaction: the current champion and the last
-pipeline run from ``water.pipeline_runs`` (asked of :mod:`potability.run_record`; no MLflow
-call), inference and lab-sample counts from the logs, live precision and drift from the
-latest ``potability qc`` run.
+``?format=json`` or ``Accept: application/json`` answers the same data as JSON. This module
+maps records to JSON and holds no SQL: the current champion and the last pipeline run come
+from :mod:`potability.run_record` (no MLflow call), inference counts from
+:mod:`potability.inference_rollup` (hourly rollups plus the raw rows of the hours not rolled
+up yet), lab-sample counts, live precision and drift from :mod:`potability.qc_record` (the
+latest ``potability qc`` run), open alerts from :mod:`potability.alerts`.
+
+The page cannot be used to take the database from predict (issue 18): each instance reads the
+database at most once per ``STATUS_REFRESH_SECONDS`` however many readers there are
+(:class:`StatusSource`, single flight), on its own pool of ``STATUS_DB_POOL_SIZE`` connections,
+with ``STATUS_STATEMENT_TIMEOUT_MS`` on every statement; ``Cache-Control`` lets browsers and
+CDNs keep the answer as well.
 
 Nothing private is shown: no submitter identities, no sample or request ids, no tokens, no
 error texts (they may carry hostnames). It is served like the other functions, through
@@ -16,17 +23,21 @@ error contract, the stale-connection retry); database down -> 503 with ``Retry-A
 
 from __future__ import annotations
 
+import json
 import math
+import threading
+import time
+from concurrent.futures import Future
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import flask
 
-from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response, json_response
+from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
 from functions.serving import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
-from potability import alerts, db, run_record
-from potability.features import FEATURE_NAMES
+from potability import alerts, db, inference_rollup, qc_record, run_record
+from potability.config import Settings
 
 FUNCTION = "status"
 CACHE_SECONDS = 60
@@ -34,7 +45,7 @@ MAX_SENSORS = 50
 """Per-sensor breakdowns list the busiest sensors only, so the page stays readable."""
 
 
-# --- data (pure given a connection) ------------------------------------------------------
+# --- data: records from their owner modules, mapped to JSON ------------------------------
 
 def _iso(value: datetime | date | None) -> str | None:
     if value is None:
@@ -54,11 +65,6 @@ def _share(part: int, total: int) -> float | None:
     return _num(part / total) if total else None
 
 
-def _rows(cur: Any) -> list[dict[str, Any]]:
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
-
-
 def _champion(conn: db.Connection) -> dict[str, Any] | None:
     record = run_record.current_champion(conn)
     if record is None:
@@ -69,7 +75,7 @@ def _champion(conn: db.Connection) -> dict[str, Any] | None:
         "version": r.champion_version,
         "family": r.champion_family,
         "held_out_precision": _num(r.champion_precision),
-        # 95% bootstrap interval (components/evaluate.py::precision_interval); None before 006
+        # 95% bootstrap interval (training/evaluation.py::precision_interval); None before 006
         "held_out_precision_interval": (
             [_num(r.champion_precision_low), _num(r.champion_precision_high)]
             if r.champion_precision_low is not None else None),
@@ -98,134 +104,81 @@ def _last_run(conn: db.Connection) -> dict[str, Any] | None:
     }
 
 
-def _inference_window(cur: Any, start: datetime, end: datetime) -> dict[str, Any]:
-    where = "WHERE inferred_at > %s AND inferred_at <= %s"
-    cur.execute(
-        "SELECT count(*), count(*) FILTER (WHERE predicted_class = 1), count(DISTINCT sensor_id) "
-        f"FROM water.water_inferences {where}", (start, end),
-    )
-    total, potable, sensors = cur.fetchone()
-    cur.execute(
-        "SELECT sensor_id, count(*) AS n, count(*) FILTER (WHERE predicted_class = 1) AS p "
-        f"FROM water.water_inferences {where} GROUP BY sensor_id "
-        "ORDER BY n DESC, sensor_id LIMIT %s", (start, end, MAX_SENSORS),
-    )
-    by_sensor = [
-        {"sensor_id": s, "total": n, "potable": p, "potable_share": _share(p, n)}
-        for s, n, p in cur.fetchall()
-    ]
-    cur.execute(
-        "SELECT model_version, count(*) AS n, count(*) FILTER (WHERE predicted_class = 1) "
-        f"FROM water.water_inferences {where} GROUP BY model_version ORDER BY n DESC, model_version",
-        (start, end),
-    )
-    by_version = [
-        {"model_version": v, "total": n, "potable": p, "potable_share": _share(p, n)}
-        for v, n, p in cur.fetchall()
-    ]
+def _counts(counts: list[inference_rollup.Count], key: str) -> list[dict[str, Any]]:
+    return [{key: c.key, "total": c.readings, "potable": c.potable,
+             "potable_share": _share(c.potable, c.readings)} for c in counts]
+
+
+def _window(w: inference_rollup.WindowSummary) -> dict[str, Any]:
     return {
-        "total": total, "potable": potable, "potable_share": _share(potable, total),
-        "sensors": sensors, "by_sensor": by_sensor, "by_model_version": by_version,
+        "total": w.readings, "potable": w.potable, "potable_share": _share(w.potable, w.readings),
+        "sensors": w.sensors, "by_sensor": _counts(w.by_sensor, "sensor_id"),
+        "by_model_version": _counts(w.by_model_version, "model_version"),
+        "start": _iso(w.start),
     }
 
 
-def _buckets(cur: Any, now: datetime, size: timedelta, count: int) -> list[dict[str, Any]]:
-    """Inferences in ``count`` consecutive buckets of ``size`` ending at ``now`` (oldest first);
-    bucket k covers (now - (k+1)*size, now - k*size], so the buckets add up to the window."""
-    seconds = size.total_seconds()
-    cur.execute(
-        "SELECT floor(extract(epoch FROM (%s::timestamptz - inferred_at)) / %s)::int AS k, "
-        "count(*), count(*) FILTER (WHERE predicted_class = 1) FROM water.water_inferences "
-        "WHERE inferred_at > %s AND inferred_at <= %s GROUP BY k",
-        (now, seconds, now - size * count, now),
-    )
-    found = {k: (n, p) for k, n, p in cur.fetchall()}
-    out = []
-    for k in reversed(range(count)):
-        n, p = found.get(k, (0, 0))
-        out.append({"end": _iso(now - size * k), "total": n, "potable": p})
-    return out
-
-
-def _lab_samples(cur: Any, now: datetime) -> dict[str, Any]:
-    cur.execute(
-        "SELECT count(*), "
-        "count(*) FILTER (WHERE created_at > %s), "
-        "count(*) FILTER (WHERE created_at > %s), "
-        "count(*) FILTER (WHERE created_at > %s AND potability = 1), "
-        "count(DISTINCT sensor_id) FILTER (WHERE created_at > %s), "
-        "max(created_at) "
-        "FROM water.water_potability WHERE source = 'lab' AND created_at <= %s",
-        (now - timedelta(hours=24), now - timedelta(days=7), now - timedelta(days=7),
-         now - timedelta(days=7), now),
-    )
-    total, day, week, week_potable, week_sensors, last = cur.fetchone()
+def _inferences(conn: db.Connection, now: datetime) -> dict[str, Any]:
+    """The log's last 24 hours and 7 days in whole UTC hours, the current one included:
+    charts bucketed by clock hour (``start``, ``end`` of each bucket)."""
+    a = inference_rollup.activity(conn, now, MAX_SENSORS)
+    hour = inference_rollup.HOUR
     return {
-        "total": total, "last_24h": day, "last_7d": week,
-        "potable_share_7d": _share(week_potable, week), "sensors_7d": week_sensors,
-        "last_received_at": _iso(last),
+        "last_24h": _window(a.last_24h),
+        "last_7d": _window(a.last_7d),
+        "hourly_24h": [{"start": _iso(c.key), "end": _iso(c.key + hour), "total": c.readings,
+                        "potable": c.potable} for c in a.hourly],
+        "daily_7d": [{"start": _iso(c.key - 24 * hour), "end": _iso(c.key), "total": c.readings,
+                      "potable": c.potable} for c in a.daily],
     }
 
 
-def _quality_control(cur: Any) -> dict[str, Any] | None:
-    cur.execute(
-        "SELECT id, computed_at, match_window_minutes, precision_floor, min_matches, "
-        "lab_samples, matched_samples, champion_version, drift_window_start, drift_window_end, "
-        "drift_reference_rows, drift_recent_rows FROM water.qc_runs "
-        "ORDER BY computed_at DESC, id DESC LIMIT 1"
-    )
-    runs = _rows(cur)
-    if not runs:
+def _lab_samples(conn: db.Connection, now: datetime) -> dict[str, Any]:
+    c = qc_record.lab_sample_counts(conn, now)
+    return {
+        "total": c.total, "last_24h": c.last_24h, "last_7d": c.last_7d,
+        "potable_share_7d": _share(c.potable_7d, c.last_7d), "sensors_7d": c.sensors_7d,
+        "last_received_at": _iso(c.last_received_at),
+    }
+
+
+def _quality_control(conn: db.Connection) -> dict[str, Any] | None:
+    run = qc_record.latest_run(conn)
+    if run is None:
         return None
-    run = runs[0]
-    cur.execute(
-        "SELECT model_version, period, week_start, matches, true_positives, false_positives, "
-        "false_negatives, true_negatives, live_precision, live_recall, flagged "
-        "FROM water.qc_live_metrics WHERE run_id = %s "
-        "ORDER BY model_version, (period = 'all'), week_start",
-        (run["id"],),
-    )
     live = [
         {
-            "model_version": r["model_version"], "period": r["period"],
-            "week_start": _iso(r["week_start"]), "matches": r["matches"],
-            "true_positives": r["true_positives"], "false_positives": r["false_positives"],
-            "false_negatives": r["false_negatives"], "true_negatives": r["true_negatives"],
-            "precision": _num(r["live_precision"]), "recall": _num(r["live_recall"]),
-            "flagged": r["flagged"],
+            "model_version": m.model_version, "period": m.period,
+            "week_start": _iso(m.week_start), "matches": m.matches,
+            "true_positives": m.true_positives, "false_positives": m.false_positives,
+            "false_negatives": m.false_negatives, "true_negatives": m.true_negatives,
+            "precision": _num(m.precision), "recall": _num(m.recall), "flagged": m.flagged,
         }
-        for r in _rows(cur)
+        for m in run.live
     ]
-    cur.execute(
-        "SELECT feature, psi, status, recent_rows, reference_rows, recent_null_share, "
-        "reference_null_share FROM water.qc_drift WHERE run_id = %s",
-        (run["id"],),
-    )
-    order = {name: i for i, name in enumerate(FEATURE_NAMES)}
-    features = sorted(_rows(cur), key=lambda r: order.get(r["feature"], len(order)))
     drift = [
         {
-            "feature": r["feature"], "psi": _num(r["psi"]), "status": r["status"],
-            "recent_null_share": _num(r["recent_null_share"]),
-            "reference_null_share": _num(r["reference_null_share"]),
+            "feature": d.feature, "psi": _num(d.psi), "status": d.status,
+            "recent_null_share": _num(d.recent_null_share),
+            "reference_null_share": _num(d.reference_null_share),
         }
-        for r in features
+        for d in run.drift
     ]
     return {
-        "computed_at": _iso(run["computed_at"]),
-        "match_window_minutes": _num(run["match_window_minutes"]),
-        "precision_floor": _num(run["precision_floor"]),
-        "min_matches": run["min_matches"],
-        "lab_samples": run["lab_samples"],
-        "matched_samples": run["matched_samples"],
+        "computed_at": _iso(run.computed_at),
+        "match_window_minutes": _num(run.settings.match_window_minutes),
+        "precision_floor": _num(run.settings.precision_floor),
+        "min_matches": run.settings.min_matches,
+        "lab_samples": run.lab_samples,
+        "matched_samples": run.matched_samples,
         "flagged": any(r["flagged"] for r in live),
         "live": live,
         "drift": {
-            "champion_version": run["champion_version"],
-            "window_start": _iso(run["drift_window_start"]),
-            "window_end": _iso(run["drift_window_end"]),
-            "reference_rows": run["drift_reference_rows"],
-            "recent_rows": run["drift_recent_rows"],
+            "champion_version": run.champion_version,
+            "window_start": _iso(run.drift_window_start),
+            "window_end": _iso(run.drift_window_end),
+            "reference_rows": run.drift_reference_rows,
+            "recent_rows": run.drift_recent_rows,
             "features": drift,
             "drifting": [d["feature"] for d in drift if d["status"] == "drift"],
             "watch": [d["feature"] for d in drift if d["status"] == "watch"],
@@ -253,24 +206,107 @@ def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
 
 def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
     """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats)."""
-    cur = conn.cursor()
     model = _champion(conn)
-    qc = _quality_control(cur)
+    qc = _quality_control(conn)
     return {
         "generated_at": _iso(now),
         "alerts": _open_alerts(conn),
         "model": model,
         "last_pipeline_run": _last_run(conn),
-        "inferences": {
-            "last_24h": _inference_window(cur, now - timedelta(hours=24), now),
-            "last_7d": _inference_window(cur, now - timedelta(days=7), now),
-            "hourly_24h": _buckets(cur, now, timedelta(hours=1), 24),
-            "daily_7d": _buckets(cur, now, timedelta(days=1), 7),
-        },
-        "lab_samples": _lab_samples(cur, now),
+        "inferences": _inferences(conn, now),
+        "lab_samples": _lab_samples(conn, now),
         "live_precision": _headline(model, qc),
         "quality_control": qc,
     }
+
+
+# --- the instance's source of the data: single flight, own pool, statement timeout -------
+
+ROLLUP_HOURS_PER_REFRESH = 6
+"""Hours a refresh may roll up (oldest first): normally the one that just ended; after a deploy
+on a full log, the week is caught up a few hours per refresh, each a bounded cost."""
+
+
+class StatusSource:
+    """The status data of one instance, read from the database at most once per
+    ``status_refresh_seconds`` whatever the number of readers: the first reader after the
+    interval refreshes, the readers arriving meanwhile wait for that same refresh (single
+    flight) and share its answer - or its failure. Its own pool of ``status_db_pool_size``
+    connections (the page never takes a connection predict needs) and a statement timeout on
+    every query, so a slow database makes the page fail fast (503) rather than pile up.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.pool = db.Pool(settings, size=settings.status_db_pool_size)
+        self.refresh_seconds = settings.status_refresh_seconds
+        self.statement_timeout_ms = settings.status_statement_timeout_ms
+        self.refreshes = 0
+        """Database refreshes done (the bench and the tests count them)."""
+        self._lock = threading.Lock()
+        self._data: dict[str, Any] | None = None
+        self._fetched = 0.0
+        self._flight: Future[dict[str, Any]] | None = None
+        self._bodies: dict[str, tuple[dict[str, Any], str, str]] = {}
+
+    def get(self) -> dict[str, Any]:
+        """The current data: from memory while fresh, else from the one refresh in flight."""
+        with self._lock:
+            if self._data is not None and time.monotonic() - self._fetched < self.refresh_seconds:
+                return self._data
+            flight, leader = self._flight, self._flight is None
+            if leader:
+                flight = self._flight = Future()
+        assert flight is not None
+        if not leader:
+            return flight.result()
+        try:
+            data = retry_stale_connection(self._read)  # read-only: always safe to repeat
+        except BaseException as exc:
+            with self._lock:
+                self._flight = None
+            flight.set_exception(exc)
+            raise
+        with self._lock:
+            self._data, self._fetched, self._flight = data, time.monotonic(), None
+        flight.set_result(data)
+        return data
+
+    def rendered(self, fmt: str) -> tuple[str, str]:
+        """(body, mimetype) of the current data as ``json`` or ``html``, rendered once per
+        refresh: a page view served from memory costs no database query and no rendering."""
+        data = self.get()
+        with self._lock:
+            cached = self._bodies.get(fmt)
+            if cached is not None and cached[0] is data:
+                return cached[1], cached[2]
+        if fmt == "json":
+            body, mimetype = json.dumps(data, separators=(",", ":"), allow_nan=False), \
+                "application/json"
+        else:
+            body, mimetype = render_html(data), "text/html"
+        with self._lock:
+            self._bodies[fmt] = (data, body, mimetype)
+        return body, mimetype
+
+    def _read(self) -> dict[str, Any]:
+        self.refreshes += 1
+        now = datetime.now(timezone.utc)
+        with self.pool.transaction(statement_timeout_ms=self.statement_timeout_ms) as conn:
+            # its own transaction: what it rolled up stays even if the read below fails
+            inference_rollup.roll_up(conn, now - timedelta(days=7),
+                                     inference_rollup.rollable_through(now),
+                                     ROLLUP_HOURS_PER_REFRESH)
+        with self.pool.transaction(read_only=True,
+                                   statement_timeout_ms=self.statement_timeout_ms) as conn:
+            return status_data(conn, now)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def source(ctx: Context) -> StatusSource:
+    """The instance's :class:`StatusSource`, created on first use."""
+    return ctx.shared(FUNCTION, lambda: StatusSource(ctx.settings))
 
 
 # --- HTTP edge ---------------------------------------------------------------------------
@@ -283,13 +319,6 @@ def _wants_json(request: flask.Request) -> bool:
     return best == "application/json"
 
 
-def _read(ctx: Context) -> dict[str, Any]:
-    """One read-only transaction: every number on the page comes from the same snapshot."""
-    with ctx.pool.transaction() as conn:
-        conn.cursor().execute("SET TRANSACTION READ ONLY")
-        return status_data(conn, datetime.now(timezone.utc))
-
-
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     """The page (or its JSON); run through :func:`functions.serving.serve` like the others."""
     if request.method not in ("GET", "HEAD"):
@@ -299,12 +328,10 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
         raise ApiError(400, "format", "format must be 'html' or 'json'")
     as_json = _wants_json(request)
     call.log["format"] = "json" if as_json else "html"
-    data = retry_stale_connection(lambda: _read(ctx))  # read-only: always safe to repeat
-    headers = {"Cache-Control": f"public, max-age={CACHE_SECONDS}", "Vary": "Accept"}
-    if as_json:
-        return json_response(data, 200, headers)
-    response = flask.Response(render_html(data), 200, mimetype="text/html")
-    response.headers.update(headers)
+    body, mimetype = source(ctx).rendered("json" if as_json else "html")
+    response = flask.Response(body, 200, mimetype=mimetype)
+    response.headers.update({"Cache-Control": f"public, max-age={CACHE_SECONDS}",
+                             "Vary": "Accept"})
     return response
 
 

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, TextIO
 
+from potability import services
 from potability.config import Settings
 
 LOCK_FILE = "pipeline.lock"
@@ -62,10 +63,6 @@ def run_lock(settings: Settings) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing drops the lock
-
-
-def runs_log_dir(settings: Settings) -> Path:
-    return settings.home / "logs" / "pipeline-runs"
 
 
 def local_parameters(settings: Settings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -125,7 +122,7 @@ def _run_reported(settings: Settings, params: Mapping[str, Any], progress: TextI
         new = sorted({p.name for p in root.iterdir()} - before)
         return root / new[-1] / task if new else None
 
-    logs = runs_log_dir(settings)
+    logs = services.runs_log_dir(settings.home)
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"run-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.log"
     final = log_path

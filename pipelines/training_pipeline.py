@@ -23,7 +23,8 @@ from typing import Any
 
 from kfp import compiler, dsl
 
-from components import deploy, evaluate, export, promote, quality_control, runtime, train
+from components import (deploy, evaluate_step, export_step, promote_step, quality_control, runtime,
+                        train_step)
 
 PIPELINE_NAME = "water-potability-training"
 """The pipeline's name: its ``pipelineInfo.name``, the display name of the jobs ``submit``
@@ -32,10 +33,10 @@ YAML_PATH = Path(__file__).resolve().parent / "training_pipeline.yaml"
 
 def build(image: str) -> Any:
     """The pipeline with its components running in ``image``."""
-    export_op = runtime.as_component(export.export_component, image)
-    train_op = runtime.as_component(train.train_component, image)
-    evaluate_op = runtime.as_component(evaluate.evaluate_component, image)
-    promote_op = runtime.as_component(promote.promote_component, image)
+    export_op = runtime.as_component(export_step.export_component, image)
+    train_op = runtime.as_component(train_step.train_component, image)
+    evaluate_op = runtime.as_component(evaluate_step.evaluate_component, image)
+    promote_op = runtime.as_component(promote_step.promote_component, image)
     deploy_op = runtime.as_component(deploy.deploy_component, image)
     quality_control_op = runtime.as_component(quality_control.quality_control_component, image)
 

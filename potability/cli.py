@@ -11,6 +11,8 @@
     potability functions start predict, add_sample and status under functions-framework
     potability samples import FILE.csv   post a regulator's lab results to add_sample
     potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
+    potability maintenance   inference log: partitions ahead, prune keys, archive + drop old days
+    potability archive list|read --day YYYY-MM-DD   the inference log's archive, read back
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from potability import config, db, local_stack, migrations, run_record, seed
-from potability import local_scheduler
+from potability import config, db, inference_log, local_stack, migrations, run_record, seed, services
 from potability.config import Settings, load_settings
 
 
@@ -31,6 +32,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
     print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
     print(f"MLflow       {info.mlflow_tracking_uri}")
+    from pipelines import local_scheduler  # the local twin of terraform/scheduler.tf
+
     try:
         print(f"Schedule     {local_scheduler.start(load_settings(settings.home))}")
     except ValueError as exc:  # a PIPELINE_SCHEDULE or time zone that cannot be read
@@ -54,6 +57,8 @@ def _status(args: argparse.Namespace) -> int:
     for key, value in config.read_env(home).items():
         if key.endswith(("_URL", "_URI")):
             print(f"{key:24} {value}")
+    from pipelines import local_scheduler
+
     upcoming = local_scheduler.next_run(home)
     print(f"{'next run':24} {upcoming or 'none (the scheduler is not running)'}")
     print(f"{'last run':24} {_last_run(settings)}")
@@ -64,8 +69,6 @@ def _last_run(settings: Settings) -> str:
     """The latest pipeline run's outcome and log, from water.pipeline_runs."""
     if not settings.database_url and not settings.cloud_sql_instance:
         return "unknown (the stack is not up)"
-    from pipelines.local_run import runs_log_dir
-
     try:
         conn = db.connect(settings)
     except db.DatabaseUnavailable:
@@ -81,7 +84,7 @@ def _last_run(settings: Settings) -> str:
         text += f", {run.decision.replace('_', ' ')} (champion v{run.champion_version})"
     if run.error:
         text += f", error: {run.error[:120]}"
-    log = runs_log_dir(settings) / f"{run.run_id}.log"
+    log = services.runs_log_dir(settings.home) / f"{run.run_id}.log"
     return text + (f", log {log}" if log.exists() else "")
 
 
@@ -96,6 +99,7 @@ def _migrate(args: argparse.Namespace) -> int:
     conn = db.connect(settings)
     try:
         result = migrations.migrate(conn, dict(settings.db_role_members))
+        partitions = inference_log.ensure_partitions(conn, inference_log.utc_day(_now()))
         # --seed: the migration job on Google Cloud (terraform/migrate.tf) also seeds the public
         # data set - locally `potability up` does, on GCP nothing else would, and the first
         # daily run would export no rows. As water_owner, like the schema it writes into;
@@ -104,12 +108,51 @@ def _migrate(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     print("applied: " + (", ".join(result.applied) if result.applied else "none (up to date)"))
+    print(partitions.lines()[0])
     print(result.pgaudit if result.pgaudit == migrations.PGAUDIT_ABSENT
           else f"pgaudit: {result.pgaudit}")
     for user, role in result.members.items():
         print(f"member: {user} -> {role}")
     if seeded is not None:
         print(f"seeded {seeded} new rows")
+    return 0
+
+
+def _now():  # noqa: ANN202 - a datetime; imported lazily like the other commands do
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    report = inference_log.run_maintenance(load_settings())
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def _archive_list(args: argparse.Namespace) -> int:
+    from potability import inference_archive
+
+    settings = load_settings()
+    days = inference_archive.archived_days(settings)
+    print(f"{inference_archive.archive_uri(settings)}: {len(days)} archived days")
+    for day in days:
+        print(day.isoformat())
+    return 0
+
+
+def _archive_read(args: argparse.Namespace) -> int:
+    from potability import inference_archive
+
+    table = inference_archive.read_day(load_settings(), args.day)
+    frame = table.to_pandas()
+    if args.out:
+        frame.to_csv(args.out, index=False)
+        print(f"{args.day}: {len(frame)} readings (verified) written to {args.out}",
+              file=sys.stderr)
+    else:
+        frame.to_csv(sys.stdout, index=False)
     return 0
 
 
@@ -128,7 +171,7 @@ def _qc(args: argparse.Namespace) -> int:
     from potability import qc_job
 
     settings = load_settings()
-    conn = db.connect(settings)
+    conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
     try:
         result = qc_job.run(conn, settings, datetime.now(timezone.utc))
     finally:
@@ -215,6 +258,15 @@ def _samples_import(args: argparse.Namespace) -> int:
     return 1 if outcome.refused else 0
 
 
+def _day(text: str):  # noqa: ANN202 - a date
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="potability", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--batch-size", type=int, default=0,
                      help="samples per request (default 100, at most SAMPLES_MAX_BATCH)")
     imp.set_defaults(func=_samples_import)
+    archive = sub.add_parser("archive", help="the inference log's archive (Parquet per day)"
+                             ).add_subparsers(dest="action", required=True)
+    archive.add_parser("list", help="the archived days").set_defaults(func=_archive_list)
+    read = archive.add_parser("read", help="one archived day as CSV, verified (count, sha256)")
+    read.add_argument("--day", required=True, type=_day, help="UTC day, YYYY-MM-DD")
+    read.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
+    read.set_defaults(func=_archive_read)
     fns.set_defaults(func=_functions)
     mig = sub.add_parser("migrate", help="apply pending sql/ migrations")
     mig.add_argument("--seed", action="store_true",
@@ -250,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("seed", _seed, "seed the training table (idempotent)"),
         ("qc", _qc, "compute and store live precision and feature drift"),
         ("alerts", _alerts, "check for a stale pipeline, list the open alerts"),
+        ("maintenance", _maintenance, "inference log: partitions ahead, prune request keys, "
+                                      "archive and drop days past retention"),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
     return parser

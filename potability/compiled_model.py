@@ -6,9 +6,9 @@ classifier -> calibration (-> vote) graph in C++.
 
 What is compiled: the *probability* model - what is inside
 ``TunedThresholdClassifierCV``/``FixedThresholdClassifier``. The threshold stays in Python
-(:func:`potability.model_server.decision_threshold`), applied to the ONNX P(potable).
+(:func:`potability.model.decision_threshold`), applied to the ONNX P(potable).
 
-Every shape :mod:`components.modeling` trains is covered: each family's pipeline inside
+Every shape :mod:`training.modeling` trains is covered: each family's pipeline inside
 ``CalibratedClassifierCV`` (sigmoid or isotonic, ``ensemble`` False or True), and the soft
 vote of pipelines (histogram gradient boosting with its missing-value routing included). The
 graph is built here, operator by operator, from the fitted attributes, by one rule: **do the
@@ -67,6 +67,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from potability.model import probability_model
+
 log = logging.getLogger(__name__)
 
 FOLDER = "compiled"
@@ -91,15 +93,6 @@ DECISION = "decision_function"
 
 class NotConvertible(Exception):
     """The estimator cannot be compiled faithfully; serve it with scikit-learn."""
-
-
-def probability_model(estimator: Any) -> Any:
-    """The estimator whose ``predict_proba`` is compiled: inside threshold wrappers."""
-    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
-
-    while isinstance(estimator, (TunedThresholdClassifierCV, FixedThresholdClassifier)):
-        estimator = estimator.estimator_
-    return estimator
 
 
 # --- the graph under construction ---------------------------------------------------------------
@@ -379,7 +372,7 @@ def _pipeline(g: _Graph, pipeline: Any, x: str, response: str) -> str:
 def calibrated_response(estimator: Any) -> str:
     """The score ``CalibratedClassifierCV`` calibrates (``_get_response_values`` with
     ``["decision_function", "predict_proba"]``: the first method the estimator has). One home
-    for training (``components.modeling``) and for the graph that must repeat it."""
+    for training (``training.modeling``) and for the graph that must repeat it."""
     return DECISION if hasattr(estimator, DECISION) else PROBA
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 DEFAULT_MODEL_NAME = "water-potability"
 DEFAULT_DB_NAME = "potability"
@@ -48,31 +48,68 @@ def _pairs(value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _items(value: str) -> tuple[str, ...]:
+    """``"a, b,"`` -> ``("a", "b")``."""
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+_CASTS: dict[str, Callable[[str], Any]] = {
+    "str": str.strip, "Path": Path, "bool": _flag, "int": int, "float": float,
+    "tuple[str, ...]": _items,
+}
+"""How a variable's text becomes a field's value, by the field's type (as written)."""
+
+
+def _cast(type_name: Any) -> Callable[[str], Any]:
+    cast = _CASTS.get(type_name if isinstance(type_name, str) else type_name.__name__)
+    if cast is None:
+        raise TypeError(f"no cast from an environment variable to {type_name}: give the field "
+                        f"a parse in its metadata")
+    return cast
+
+
+def env_name(f: Field[Any]) -> str:
+    """The environment variable of a :class:`Settings` field: its name in capitals, unless the
+    field names another (``metadata={"env": ...}``)."""
+    return f.metadata.get("env", f.name.upper())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of the system needs to know about where things are."""
 
-    env: str = "local"
+    env: str = field(default="local", metadata={"env": "POTABILITY_ENV"})
     """``local`` (embedded stack) or ``gcp``."""
-    home: Path = Path(".potability")
+    home: Path = field(default=Path(".potability"), metadata={"env": "POTABILITY_HOME"})
     """Local state folder: database files, MLflow artifacts, pids, logs."""
     database_url: str = ""
     """Local DSN, e.g. ``postgresql://postgres@/potability?host=/path/to/socketdir``."""
     cloud_sql_instance: str = ""
     """Cloud SQL connection name ``project:region:instance``; selects the connector."""
     db_name: str = DEFAULT_DB_NAME
+    """Database name (Cloud SQL, and the embedded server's database)."""
     db_user: str = ""
-    db_password: str = field(default="", repr=False)
+    """Database user on Cloud SQL (an IAM service account user unless ``DB_IAM_AUTH`` is off)."""
+    db_password: str = field(default="", repr=False, metadata={"parse": str})
+    """Database password, only without IAM database authentication (read as is, not stripped)."""
     db_iam_auth: bool = True
+    """IAM database authentication through the Cloud SQL connector."""
     mlflow_tracking_uri: str = ""
+    """The MLflow tracking server."""
     model_name: str = DEFAULT_MODEL_NAME
+    """The registered model (MLflow and Vertex AI)."""
     endpoint_mode: str = "local"
     """``local`` (HTTP to our model server) or ``vertex`` (Vertex AI endpoint)."""
     model_server_url: str = ""
+    """Our model server, with ``ENDPOINT_MODE=local``."""
     google_cloud_project: str = ""
+    """Google Cloud project (``ENDPOINT_MODE=vertex``, submitting the pipeline)."""
     google_cloud_region: str = ""
+    """Google Cloud region of the endpoint and the pipeline."""
     vertex_endpoint_id: str = ""
-    samples_token_sha256: tuple[str, ...] = ()
+    """The Vertex AI endpoint predict calls with ``ENDPOINT_MODE=vertex``."""
+    samples_token_sha256: tuple[str, ...] = field(
+        default=(), metadata={"parse": lambda v: tuple(x.lower() for x in _items(v))})
     """sha256 hex digests of bearer tokens allowed to post lab samples (never plain tokens)."""
     samples_trust_platform_identity: bool = False
     """On GCP the platform verified the caller's ID token; record its e-mail as submitter."""
@@ -94,6 +131,15 @@ class Settings:
     """How long predict waits for the model endpoint before answering 503 (retryable)."""
     db_pool_size: int = 8
     """Pooled database connections per function instance (one per serving thread)."""
+    status_db_pool_size: int = 2
+    """The status function's own connection budget per instance: the page refreshes its data
+    once per ``status_refresh_seconds`` (single flight), so however many readers there are it
+    never holds more than this - connections predict needs stay free."""
+    status_refresh_seconds: float = 30.0
+    """How old the status page's data may be: one database refresh per instance per interval,
+    every reader in between served from memory (0 disables the cache: tests)."""
+    status_statement_timeout_ms: int = 5000
+    """``statement_timeout`` of every status query: a slow page fails (503), never piles up."""
     pipeline_image: str = ""
     """The project image the pipeline's components run in (compile time; ``python -m pipelines
     compile`` bakes it into the YAML). Empty: ``potability:local`` (local runs need no image)."""
@@ -143,73 +189,87 @@ class Settings:
     pipeline_template_uri: str = ""
     """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
     (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
-    db_role_members: tuple[tuple[str, str], ...] = ()
+    inference_retention_days: int = 90
+    """Days of readings the database keeps (Terraform's ``inference_retention_days``): older
+    days are exported to the archive, verified, then dropped by the daily maintenance
+    (docs/inference-log.md says why 90: the hot window; the archive is the long-term record)."""
+    inference_request_key_days: float = 7.0
+    """The idempotency window: how long predict recognises a retried request key
+    (functions/openapi.yaml says it); the daily maintenance prunes older keys."""
+    inference_archive_uri: str = ""
+    """Where expired days of the inference log are archived as Parquet: ``gs://BUCKET/PREFIX``
+    on GCP (Terraform sets it), a local folder otherwise; empty: ``<home>/inference-archive``."""
+    db_role_members: tuple[tuple[str, str], ...] = field(default=(), metadata={"parse": _pairs})
     """``potability migrate``: (service, database user) pairs made members of the service's
     access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the
     migration job)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from ``environ`` (default: the process environment)."""
+        """Build settings from ``environ`` (default: the process environment).
+
+        Each field is read from its variable (:func:`env_name`), cast by its type (:func:`_cast`,
+        or the field's own ``parse``); a variable that is not set leaves the field's default -
+        so each default is written once, on the field.
+        """
         e = os.environ if environ is None else environ
-        return cls(
-            env=e.get("POTABILITY_ENV", "local"),
-            home=Path(e.get("POTABILITY_HOME", ".potability")).absolute(),
-            database_url=e.get("DATABASE_URL", ""),
-            cloud_sql_instance=e.get("CLOUD_SQL_INSTANCE", ""),
-            db_name=e.get("DB_NAME", DEFAULT_DB_NAME),
-            db_user=e.get("DB_USER", ""),
-            db_password=e.get("DB_PASSWORD", ""),
-            db_iam_auth=_flag(e.get("DB_IAM_AUTH", "true")),
-            mlflow_tracking_uri=e.get("MLFLOW_TRACKING_URI", ""),
-            model_name=e.get("MODEL_NAME", DEFAULT_MODEL_NAME),
-            endpoint_mode=e.get("ENDPOINT_MODE", "local"),
-            model_server_url=e.get("MODEL_SERVER_URL", ""),
-            google_cloud_project=e.get("GOOGLE_CLOUD_PROJECT", ""),
-            google_cloud_region=e.get("GOOGLE_CLOUD_REGION", ""),
-            vertex_endpoint_id=e.get("VERTEX_ENDPOINT_ID", ""),
-            samples_token_sha256=tuple(
-                t.strip().lower() for t in e.get("SAMPLES_TOKEN_SHA256", "").split(",") if t.strip()
-            ),
-            samples_trust_platform_identity=_flag(e.get("SAMPLES_TRUST_PLATFORM_IDENTITY")),
-            qc_match_window_minutes=float(e.get("QC_MATCH_WINDOW_MINUTES", "30")),
-            qc_precision_floor=float(e.get("QC_PRECISION_FLOOR", "0.60")),
-            qc_min_matches=int(e.get("QC_MIN_MATCHES", "20")),
-            qc_drift_window_days=float(e.get("QC_DRIFT_WINDOW_DAYS", "7")),
-            predict_max_readings=int(e.get("PREDICT_MAX_READINGS", "500")),
-            samples_max_batch=int(e.get("SAMPLES_MAX_BATCH", "500")),
-            max_body_bytes=int(e.get("MAX_BODY_BYTES", "1048576")),
-            endpoint_timeout_seconds=float(e.get("ENDPOINT_TIMEOUT_SECONDS", "10")),
-            db_pool_size=int(e.get("DB_POOL_SIZE", "8")),
-            pipeline_image=e.get("PIPELINE_IMAGE", ""),
-            pipeline_root=e.get("PIPELINE_ROOT", ""),
-            pipeline_service_account=e.get("PIPELINE_SERVICE_ACCOUNT", ""),
-            add_sample_url=e.get("ADD_SAMPLE_URL", ""),
-            regulator_token=e.get("REGULATOR_TOKEN", "").strip(),
-            status_url=e.get("STATUS_URL", ""),
-            alert_webhook_url=e.get("ALERT_WEBHOOK_URL", ""),
-            alert_stale_hours=float(e.get("ALERT_STALE_HOURS", "36")),
-            alert_error_rate=float(e.get("ALERT_ERROR_RATE", "0.05")),
-            alert_error_window_seconds=float(e.get("ALERT_ERROR_WINDOW_SECONDS", "300")),
-            alert_error_min_requests=int(e.get("ALERT_ERROR_MIN_REQUESTS", "20")),
-            alert_webhook_attempts=int(e.get("ALERT_WEBHOOK_ATTEMPTS", "3")),
-            alert_webhook_timeout_seconds=float(e.get("ALERT_WEBHOOK_TIMEOUT_SECONDS", "5")),
-            pipeline_schedule=e.get("PIPELINE_SCHEDULE", DEFAULT_PIPELINE_SCHEDULE).strip(),
-            pipeline_schedule_time_zone=e.get("PIPELINE_SCHEDULE_TIME_ZONE",
-                                              DEFAULT_SCHEDULE_TIME_ZONE),
-            pipeline_schedule_params=tuple(
-                p.strip() for p in e.get("PIPELINE_SCHEDULE_PARAMS", "").split(",") if p.strip()
-            ),
-            pipeline_network_attachment=e.get("PIPELINE_NETWORK_ATTACHMENT", ""),
-            pipeline_template_uri=e.get("PIPELINE_TEMPLATE_URI", ""),
-            mlflow_credentials_secret=e.get("MLFLOW_CREDENTIALS_SECRET", ""),
-            db_role_members=_pairs(e.get("DB_ROLE_MEMBERS", "")),
-        )
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = env_name(f)
+            if name in e:
+                try:
+                    values[f.name] = (f.metadata.get("parse") or _cast(f.type))(e[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name}={e[name]!r}: {exc}") from None
+        settings = cls(**values)
+        return replace(settings, home=settings.home.absolute())
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (tests and the local stack use it)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
+
+
+def configuration_markdown() -> str:
+    """docs/configuration.md: one row per :class:`Settings` field - its variable, its default
+    and its docstring - so the documented names and defaults are the code's
+    (``make docs``; tests/potability/test_config.py checks the file is current)."""
+    import ast
+    import inspect
+
+    body = ast.parse(inspect.getsource(Settings)).body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            text = " ".join(after.value.value.split()).replace("``", "`")
+            docs[node.target.id] = text  # type: ignore[union-attr]
+
+    def shown(value: object) -> str:
+        if value == "" or value == ():
+            return "(empty)"
+        return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+    rows = [f"| `{env_name(f)}` | {shown(f.default)} | {docs.get(f.name, '').replace('|', '/')} |"
+            for f in fields(Settings)]
+    return "\n".join([
+        "# Configuration",
+        "",
+        "<!-- Generated from potability/config.py (the Settings fields and their docstrings) by",
+        "`make docs`; edit them there. -->",
+        "",
+        "All settings come from environment variables, read in one place (`potability/config.py`:",
+        "every process calls its one loader, `load_settings`, which completes the environment with",
+        "`.potability/env` when it exists); Terraform sets the same names on Google Cloud and",
+        "`potability up` writes them to `.potability/env` locally. A variable that is not set",
+        "leaves the default; text is stripped of surrounding spaces; flags are `1`, `true`, `yes`",
+        "or `on`; lists are comma-separated.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ])
 
 @dataclass(frozen=True)
 class ServingSettings:

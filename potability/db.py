@@ -295,8 +295,13 @@ class Pool:
                 return
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, read_only: bool = False,
+                    statement_timeout_ms: int | None = None) -> Iterator[Connection]:
         """A connection inside one transaction: committed on success, rolled back on error.
+
+        ``read_only`` makes it a read-only transaction; ``statement_timeout_ms`` bounds each of
+        its statements (``SET LOCAL``: the pooled session keeps its default afterwards) - a
+        statement cancelled by it (``57014``) is a transient failure like the others.
 
         A failure the database is to blame for (:func:`classify`) leaves as
         :class:`DatabaseUnavailable` - after the rollback, nothing of the transaction stays.
@@ -304,6 +309,10 @@ class Pool:
         generation, conn = self._checkout()
         healthy = True
         try:
+            if read_only:
+                conn.cursor().execute("SET TRANSACTION READ ONLY")
+            if statement_timeout_ms is not None:
+                conn.cursor().execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
             yield conn
             conn.commit()
         except BaseException as exc:

@@ -20,7 +20,6 @@ Pure: :mod:`potability.qc_job` loads the rows and stores the results.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -64,20 +63,33 @@ def quantile_edges(reference: Sequence[float | None], bins: int = DEFAULT_BINS) 
     return np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
 
 
-def bin_shares(values: Sequence[float | None], edges: np.ndarray) -> np.ndarray:
-    """Share of ``values`` per bin: ``len(edges) + 1`` value bins, then the missing-value bin.
+def bin_counts(values: Sequence[float | None], edges: np.ndarray) -> np.ndarray:
+    """Count of ``values`` per bin: ``len(edges) + 1`` value bins, then the missing-value bin.
 
-    A value equal to an edge belongs to the bin above it.
+    A value equal to an edge belongs to the bin above it - what PostgreSQL's
+    ``width_bucket(value, edges)`` computes, so :mod:`potability.qc_job` counts the recent
+    readings in SQL into the very same bins.
     """
     array = _as_array(values)
-    shares = np.zeros(len(edges) + 2, dtype=float)
+    counts = np.zeros(len(edges) + 2, dtype=np.int64)
     if array.size == 0:
-        return shares
+        return counts
     missing = np.isnan(array)
     index = np.searchsorted(edges, array[~missing], side="right")
-    shares[: len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
-    shares[-1] = missing.sum()
-    return shares / array.size
+    counts[: len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
+    counts[-1] = missing.sum()
+    return counts
+
+
+def bin_shares(values: Sequence[float | None], edges: np.ndarray) -> np.ndarray:
+    """Share of ``values`` per bin (:func:`bin_counts` over their number)."""
+    return shares_of(bin_counts(values, edges))
+
+
+def shares_of(counts: np.ndarray) -> np.ndarray:
+    """Counts per bin as shares (all zero when there are none)."""
+    total = int(counts.sum())
+    return counts.astype(float) / total if total else np.zeros(len(counts), dtype=float)
 
 
 def psi(reference_shares: np.ndarray, recent_shares: np.ndarray, epsilon: float = EPSILON) -> float:
@@ -104,21 +116,34 @@ def feature_drift(
     feature: str, reference: Sequence[float | None], recent: Sequence[float | None],
     bins: int = DEFAULT_BINS, min_rows: int = DEFAULT_MIN_ROWS,
 ) -> FeatureDrift:
-    """PSI and status of one feature."""
+    """PSI and status of one feature, from its rows."""
     if len(reference) == 0:
         raise ValueError(f"{feature}: no reference (training) rows to compare with")
     edges = quantile_edges(reference, bins)
-    reference_shares = bin_shares(reference, edges)
-    value = psi(reference_shares, bin_shares(recent, edges)) if len(recent) else None
-    recent_nulls = sum(v is None or (isinstance(v, float) and math.isnan(v)) for v in recent)
+    return drift_from_counts(feature, bin_counts(reference, edges), bin_counts(recent, edges),
+                             min_rows)
+
+
+def drift_from_counts(
+    feature: str, reference_counts: np.ndarray, recent_counts: np.ndarray,
+    min_rows: int = DEFAULT_MIN_ROWS,
+) -> FeatureDrift:
+    """PSI and status of one feature from its bin counts (:func:`bin_counts`' layout: value
+    bins, then missing values): all the decision needs, so the recent side can be counted
+    where the rows are (SQL) and memory stays bounded by the number of bins."""
+    reference_rows, recent_rows = int(reference_counts.sum()), int(recent_counts.sum())
+    if reference_rows == 0:
+        raise ValueError(f"{feature}: no reference (training) rows to compare with")
+    reference_shares = shares_of(reference_counts)
+    value = psi(reference_shares, shares_of(recent_counts)) if recent_rows else None
     return FeatureDrift(
         feature=feature,
         psi=value,
-        status=INSUFFICIENT if value is None else status_for(value, len(recent), min_rows),
-        reference_rows=len(reference),
-        recent_rows=len(recent),
+        status=INSUFFICIENT if value is None else status_for(value, recent_rows, min_rows),
+        reference_rows=reference_rows,
+        recent_rows=recent_rows,
         reference_null_share=float(reference_shares[-1]),
-        recent_null_share=recent_nulls / len(recent) if len(recent) else None,
+        recent_null_share=int(recent_counts[-1]) / recent_rows if recent_rows else None,
     )
 
 

@@ -20,9 +20,10 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-from potability import db, migrations, seed, services
+from potability import db, inference_log, migrations, seed, services
 from potability.config import DEFAULT_DB_NAME, Settings, read_env, update_env
 
 MLFLOW = "mlflow"
@@ -95,6 +96,7 @@ def prepare_database(database_url: str) -> tuple[list[str], int, int]:
     conn = db.connect(Settings(database_url=database_url))
     try:
         applied = migrations.migrate(conn).applied
+        inference_log.ensure_partitions(conn, inference_log.utc_day(datetime.now(timezone.utc)))
         seeded = seed.seed(conn)
         cur = conn.cursor()
         cur.execute("SELECT count(*) FROM water.water_potability")

@@ -12,10 +12,9 @@ copies the uploaded MLflow model there) or ``MODEL_URI`` (locally, e.g.
 The model version is repeated inside every prediction because Vertex passes only the
 ``predictions`` list through to endpoint callers.
 
-Decisions use the model's own threshold (``threshold`` of the ``FixedThresholdClassifier``
-training wraps around the calibrated model, or ``best_threshold_`` of a
-``TunedThresholdClassifierCV``; 0.5 for a plain classifier), applied to ``predict_proba`` (the
-calibrated P(potable)) so each request costs one pass through the model.
+Decisions use the model's own threshold (:func:`potability.model.decision_threshold`),
+applied to ``predict_proba`` (the calibrated P(potable)) so each request costs one pass
+through the model.
 
 Scoring runs on the model's compiled ONNX form (``compiled/model.onnx`` in the model directory,
 see :mod:`potability.compiled_model`: every shape training produces, within 1e-6 of
@@ -42,6 +41,7 @@ import numpy as np
 from potability import services
 from potability.config import ServingSettings
 from potability.features import FEATURE_NAMES, ValidationError, validate_features
+from potability.model import decision_threshold, final_classifier
 
 SERVICE = "model-server"
 MAX_INSTANCES = 1000
@@ -66,16 +66,6 @@ class LoadedModel:
             return self.compiled.potable_probability(matrix)
         classes = list(self.estimator.classes_)
         return self.estimator.predict_proba(matrix)[:, classes.index(1)]
-
-
-def decision_threshold(estimator: Any) -> float:
-    """The threshold the estimator's own ``predict`` applies to P(potable)."""
-    from sklearn.model_selection import FixedThresholdClassifier
-
-    threshold = getattr(estimator, "best_threshold_", None)
-    if threshold is None and isinstance(estimator, FixedThresholdClassifier):
-        threshold = estimator.threshold  # a number: training sets it (never "auto")
-    return float(threshold) if threshold is not None else 0.5
 
 
 def _serve_single_threaded(estimator: Any) -> None:
@@ -113,24 +103,11 @@ def _forest_predict_proba(forest: Any) -> Any:
     return predict_proba
 
 
-def _innermost(estimator: Any) -> Any:
-    """The fitted final classifier inside threshold wrappers and pipelines."""
-    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
-
-    while True:
-        if isinstance(estimator, (TunedThresholdClassifierCV, FixedThresholdClassifier)):
-            estimator = estimator.estimator_
-        elif hasattr(estimator, "steps"):
-            estimator = estimator.steps[-1][1]
-        else:
-            return estimator
-
-
 def speed_up_for_serving(estimator: Any) -> None:
     """Serving-only shortcuts that leave every prediction unchanged."""
     from sklearn.ensemble import RandomForestClassifier
 
-    final = _innermost(estimator)
+    final = final_classifier(estimator)
     for fitted in (estimator, final):  # the fitted copy, not only the unfitted template
         _serve_single_threaded(fitted)
     if isinstance(final, RandomForestClassifier) and final.n_outputs_ == 1:

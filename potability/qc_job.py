@@ -2,8 +2,12 @@
 
 ``potability qc`` runs it (locally, or as a scheduled job on GCP). It recomputes everything
 from scratch each time - lab samples arrive late and in batches, and recomputing is cheap -
-and writes one ``water.qc_runs`` row with its ``water.qc_live_metrics`` and ``water.qc_drift``
-rows in one transaction, so the status page never sees half a run.
+and stores one run (:func:`potability.qc_record.store_run`: a ``water.qc_runs`` row with its
+live-metric and drift rows) in one transaction, so the status page never sees half a run.
+
+Memory stays bounded whatever the log's size: drift bins the window's inferences in SQL
+(:func:`recent_bin_counts`); only the training rows (the reference) and the inferences some
+lab sample can confirm are loaded.
 
 The logic lives in :mod:`potability.live_precision` (matching, live precision) and
 :mod:`potability.drift` (PSI); this module is only the database edge.
@@ -13,12 +17,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Mapping, Sequence
 
-from potability import alerts, drift, live_precision, run_record
+import numpy as np
+
+from potability import alerts, drift, inference_rollup, live_precision, qc_record, run_record
 from potability.config import Settings
 from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
+
+
+SOCKET_TIMEOUT_SECONDS = 900.0
+"""The job's connection waits this long for an answer (``db.connect``'s default is 10 s): the
+drift statement aggregates the whole window in the database and sends nothing until it ends."""
 
 
 @dataclass(frozen=True)
@@ -88,53 +99,42 @@ def load_reference(conn: Connection, trained_at: datetime | None) -> dict[str, l
     return _columns(rows)
 
 
-def load_recent(conn: Connection, start: datetime, end: datetime) -> dict[str, list[float | None]]:
+def recent_bin_counts(
+    conn: Connection, start: datetime, end: datetime, edges: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per feature, the inferences of ``(start, end]`` counted into the reference's bins
+    (:func:`potability.drift.bin_counts`' layout) by the database: one scan of the window,
+    ``width_bucket`` on the same edges, NULL into the missing-value bin. Python holds a few
+    dozen counts, never the readings, however many the window has."""
+    names = list(edges)
+    columns = [FEATURE_COLUMNS[FEATURE_NAMES.index(name)] for name in names]
+    values = ", ".join(f"({k}, width_bucket(i.{c}, %s::float8[]))" for k, c in enumerate(columns))
     cur = conn.cursor()
     cur.execute(
-        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM water.water_inferences "
-        "WHERE inferred_at > %s AND inferred_at <= %s",
-        (start, end),
+        f"SELECT v.feature, v.bin, count(*) FROM water.water_inferences i "
+        f"CROSS JOIN LATERAL (VALUES {values}) AS v(feature, bin) "
+        "WHERE i.inferred_at > %s AND i.inferred_at <= %s GROUP BY v.feature, v.bin",
+        (*[[float(e) for e in edges[n]] for n in names], start, end),
     )
-    return _columns(cur.fetchall())
+    counts = {name: np.zeros(len(edges[name]) + 2, dtype=np.int64) for name in names}
+    for feature, bin_, n in cur.fetchall():
+        counts[names[feature]][-1 if bin_ is None else bin_] += n
+    return counts
 
 
-def _store(
-    conn: Connection, settings: Settings, now: datetime, start: datetime, lab_samples: int,
-    matches: list[live_precision.Match], metrics: list[live_precision.LiveMetric],
-    drifts: list[drift.FeatureDrift], champion: str | None,
-) -> int:
-    cur = conn.cursor()
-    reference_rows = drifts[0].reference_rows if drifts else 0
-    recent_rows = drifts[0].recent_rows if drifts else 0
-    cur.execute(
-        "INSERT INTO water.qc_runs (computed_at, match_window_minutes, precision_floor, "
-        "min_matches, lab_samples, matched_samples, champion_version, drift_window_start, "
-        "drift_window_end, drift_reference_rows, drift_recent_rows) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (now, settings.qc_match_window_minutes, settings.qc_precision_floor,
-         settings.qc_min_matches, lab_samples, len(matches), champion, start, now,
-         reference_rows, recent_rows),
-    )
-    run_id = int(cur.fetchone()[0])
-    for m in metrics:
-        cur.execute(
-            "INSERT INTO water.qc_live_metrics (run_id, model_version, period, week_start, "
-            "matches, true_positives, false_positives, false_negatives, true_negatives, "
-            "live_precision, live_recall, flagged) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (run_id, m.model_version, m.period, m.week_start, m.matches, m.true_positives,
-             m.false_positives, m.false_negatives, m.true_negatives, m.precision, m.recall,
-             m.flagged),
-        )
-    for d in drifts:
-        cur.execute(
-            "INSERT INTO water.qc_drift (run_id, feature, psi, status, reference_rows, "
-            "recent_rows, reference_null_share, recent_null_share) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (run_id, d.feature, d.psi, d.status, d.reference_rows, d.recent_rows,
-             d.reference_null_share, d.recent_null_share),
-        )
-    return run_id
+def drift_report(
+    conn: Connection, reference: Mapping[str, Sequence[float | None]], start: datetime,
+    end: datetime,
+) -> list[drift.FeatureDrift]:
+    """Drift of every reference feature: the reference (training rows, a few thousand) binned
+    here, the window's inferences binned in SQL (:func:`recent_bin_counts`), the decision
+    from the counts (:func:`potability.drift.drift_from_counts`)."""
+    edges = {name: drift.quantile_edges(values) for name, values in reference.items()}
+    recent = recent_bin_counts(conn, start, end, edges)
+    return [
+        drift.drift_from_counts(name, drift.bin_counts(values, edges[name]), recent[name])
+        for name, values in reference.items()
+    ]
 
 
 def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
@@ -144,6 +144,9 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
     are made to match this run: new ones are raised (then logged and sent after the commit),
     cleared ones resolved, and a re-run on the same state raises nothing."""
     window = timedelta(minutes=settings.qc_match_window_minutes)
+    # keep the status page's hourly rollups complete for a week even when nobody looked at
+    # the page (each hour its own short transaction: see inference_rollup.catch_up)
+    inference_rollup.catch_up(conn, now)
     try:
         lab_count, samples = load_lab_samples(conn)
         matches = live_precision.match_samples(
@@ -158,10 +161,13 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
         start = now - timedelta(days=settings.qc_drift_window_days)
         reference = load_reference(conn, trained_at)
         drifts = (
-            drift.drift_report(reference, load_recent(conn, start, now))
+            drift_report(conn, reference, start, now)
             if reference[FEATURE_NAMES[0]] else []  # nothing to compare with yet
         )
-        run_id = _store(conn, settings, now, start, lab_count, matches, metrics, drifts, champion)
+        run_id = qc_record.store_run(
+            conn, qc_record.QcSettings(settings.qc_match_window_minutes,
+                                       settings.qc_precision_floor, settings.qc_min_matches),
+            now, start, lab_count, len(matches), metrics, drifts, champion)
         raised = alerts.sync(conn, alerts.LIVE_PRECISION_FLAGGED,
                              alerts.flagged_precision(metrics, settings.qc_precision_floor), now)
         raised += alerts.sync(conn, alerts.FEATURE_DRIFT,

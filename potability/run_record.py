@@ -15,7 +15,7 @@ Readers, each returning typed rows (:class:`PipelineRun`):
   ``potability alerts check``, the local scheduler between runs).
 
 Nothing here imports MLflow: the deployed status function loads this module. The registered
-model's ``champion`` alias is promote's (:mod:`components.promote`); a failing step's alias
+model's ``champion`` alias is promote's (:mod:`training.promotion`); a failing step's alias
 restore is :func:`components.runtime.record_failure`.
 """
 

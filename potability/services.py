@@ -27,6 +27,11 @@ def log_file(home: Path, name: str) -> Path:
     return home / "logs" / f"{name}.log"
 
 
+def runs_log_dir(home: Path) -> Path:
+    """Where each local pipeline run's log is written (``<run id>.log``)."""
+    return home / "logs" / "pipeline-runs"
+
+
 def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -13,7 +13,7 @@ locals {
     scheduler       = "Cloud Scheduler: starts the daily pipeline run"
     functions-build = "Cloud Build for the functions' source"
     image-build     = "Cloud Build: the project image (make gcp-deploy)"
-    migrator        = "Cloud Run job: database migrations (potability migrate)"
+    migrator        = "Cloud Run jobs: database migrations and the inference log's maintenance"
   }
 
   # Custom roles: exactly the permission a caller uses, where the predefined role
@@ -78,6 +78,11 @@ locals {
     "main/functions-build" = { bucket = "main", sa = "functions-build", role = "roles/storage.objectAdmin" }
     # The image build reads the source `make gcp-deploy` stages under gs://<main>/cloudbuild/.
     "main/image-build" = { bucket = "main", sa = "image-build", role = "roles/storage.objectViewer" }
+    # The maintenance job (maintenance.tf) writes the archive create-only and reads it back
+    # to verify: objectCreator cannot replace or delete an object, so no run can overwrite
+    # a day already archived.
+    "archive/migrator/create" = { bucket = "archive", sa = "migrator", role = "roles/storage.objectCreator" }
+    "archive/migrator/read"   = { bucket = "archive", sa = "migrator", role = "roles/storage.objectViewer" }
   }
 
   # Repository-level grants (registry.tf).

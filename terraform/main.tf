@@ -14,6 +14,7 @@ locals {
   # (written by MLflow and the pipelines SA). No account can touch another's objects.
   pipeline_root_bucket    = "${local.bucket_name}-pipeline-root"
   mlflow_artifacts_bucket = "${local.bucket_name}-mlflow"
+  archive_bucket          = "${local.bucket_name}-archive"
 
   # The schedule's templateUri: Vertex accepts only the template registry (an
   # Artifact Registry KFP repository), never gs:// (aiplatform v1 discovery doc,

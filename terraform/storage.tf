@@ -1,4 +1,4 @@
-# Three buckets, one per writer (main.tf): every storage grant is then a whole
+# Four buckets, one per writer (main.tf): every storage grant is then a whole
 # bucket (iam.tf), and nobody who writes MLflow artifacts can replace what the
 # pipeline or the function build read. All: uniform access, public access
 # prevention, versioning; noncurrent versions are deleted after
@@ -9,6 +9,7 @@ locals {
     main          = { name = local.bucket_name, purpose = "function source and the EDA notebook" }
     pipeline_root = { name = local.pipeline_root_bucket, purpose = "Vertex AI pipeline root (component outputs, model staging)" }
     mlflow        = { name = local.mlflow_artifacts_bucket, purpose = "MLflow artifact store" }
+    archive       = { name = local.archive_bucket, purpose = "inference-log archive (maintenance.tf)" }
   }
 }
 

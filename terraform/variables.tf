@@ -299,6 +299,37 @@ variable "bucket_force_destroy" {
   default     = false
 }
 
+# ------------------------------------------------------- inference log ----
+# (terraform/maintenance.tf; docs/inference-log.md)
+
+variable "inference_retention_days" {
+  description = "Days of readings Cloud SQL keeps; older days are archived to Parquet in the archive bucket (verified), then dropped. docs/inference-log.md says why 90."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.inference_retention_days >= 14 && floor(var.inference_retention_days) == var.inference_retention_days
+    error_message = "inference_retention_days must be a whole number of days, at least 14 (the status page and drift read 7 days, request keys live 7)."
+  }
+}
+
+variable "inference_archive_prefix" {
+  description = "Object prefix of the inference-log archive in the archive bucket (gs://<bucket>-archive/<prefix>/day=YYYY-MM-DD/...)."
+  type        = string
+  default     = "inference-log"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9._/-]*[a-z0-9]$", var.inference_archive_prefix))
+    error_message = "inference_archive_prefix: lower-case letters, digits, '.', '_', '-', '/', no leading or trailing '/'."
+  }
+}
+
+variable "maintenance_schedule" {
+  description = "Cron schedule (in schedule_time_zone) of the inference log's daily maintenance job."
+  type        = string
+  default     = "30 0 * * *"
+}
+
 variable "artifact_retention_days" {
   description = "Untagged images and noncurrent object versions older than this are deleted."
   type        = number

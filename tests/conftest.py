@@ -7,13 +7,14 @@ at the end. Tests that write share the database, so they clean what they depend 
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from potability import config, db, local_stack, services
+from potability import config, db, local_stack, migrations, services
 from potability.config import Settings
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -89,9 +90,12 @@ def conn(settings: Settings) -> Iterator[db.Connection]:
 
 @pytest.fixture
 def clean_db(conn: db.Connection) -> db.Connection:
-    """The database with no inferences and no lab samples (the seed rows stay)."""
+    """The database with no inferences, no request keys and no lab samples (the seed rows
+    stay). Partitions stay too: the session's partitions ahead are shared by every test."""
     cur = conn.cursor()
     cur.execute("DELETE FROM water.water_inferences")
+    cur.execute("DELETE FROM water.inference_requests")
+    cur.execute("TRUNCATE water.inference_hourly, water.inference_rolled_hours")
     cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
     conn.commit()
     return conn
@@ -119,7 +123,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         scoring="balanced_accuracy", cv=3, random_state=0,
     ).fit(x, y)
     path = tmp_path_factory.mktemp("model") / "tiny"
-    from potability.model_format import sklearn_save_kwargs
+    from potability.model import sklearn_save_kwargs
 
     mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
                               **sklearn_save_kwargs(model))
@@ -205,3 +209,49 @@ def no_alerts(conn: db.Connection) -> Iterator[db.Connection]:
     conn.rollback()
     conn.cursor().execute("DELETE FROM water.alerts")
     conn.commit()
+
+
+@pytest.fixture
+def runs_db(database_url: str) -> Iterator[Settings]:
+    """Settings of a database of its own on the session's server, migrated and without any
+    pipeline run or alert: for the questions asked of the whole ``water.pipeline_runs`` table
+    (the latest run, the current champion, staleness). Dropped afterwards."""
+    name = f"runs_{uuid.uuid4().hex[:10]}"
+    admin = db.connect(Settings(database_url=database_url))
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        url = db.with_database(database_url, name)
+        conn = db.connect(Settings(database_url=url))
+        try:
+            migrations.migrate(conn)
+        finally:
+            conn.close()
+        yield Settings(env="local", database_url=url)
+    finally:
+        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def dead_port() -> int:
+    """A loopback port nothing listens on (connection refused)."""
+    return services.free_port()
+
+
+@pytest.fixture(scope="session")
+def local_functions(tmp_path_factory: pytest.TempPathFactory, database_url: str,
+                    model_server_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
+    """The three functions started exactly as ``potability functions`` starts them (real
+    functions-framework processes), in their own stack home pointing at the session's
+    database and model server."""
+    from potability import local_functions as local
+
+    home = tmp_path_factory.mktemp("fnstack")
+    config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,
+                           MODEL_SERVER_URL=model_server_url)
+    try:
+        env = local.start(home)
+        yield home, env
+    finally:
+        local_stack.down(home)

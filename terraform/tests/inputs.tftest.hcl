@@ -72,6 +72,30 @@ run "without_a_digest_the_image_is_the_tag_and_there_is_no_migration_job" {
     condition     = length(google_cloud_run_v2_job.migrate) == 0 && output.migration_job == ""
     error_message = "The migration job waits for an image pinned by digest (make gcp-deploy)."
   }
+  assert {
+    condition     = length(google_cloud_run_v2_job.maintenance) == 0 && length(google_cloud_scheduler_job.maintenance) == 0
+    error_message = "The maintenance job and its schedule wait for the image too."
+  }
+}
+
+run "a_retention_shorter_than_the_windows_that_read_it_is_rejected" {
+  command = plan
+
+  variables {
+    inference_retention_days = 7
+  }
+
+  expect_failures = [var.inference_retention_days]
+}
+
+run "an_archive_prefix_with_a_leading_slash_is_rejected" {
+  command = plan
+
+  variables {
+    inference_archive_prefix = "/inference-log"
+  }
+
+  expect_failures = [var.inference_archive_prefix]
 }
 
 run "bad_image_digest_is_rejected" {

@@ -297,8 +297,10 @@ run "exact_resource_level_grants" {
       "test-project-potability-mlflow roles/storage.objectUser ${google_service_account.sa["mlflow"].member}",
       "test-project-potability roles/storage.objectAdmin ${google_service_account.sa["functions-build"].member}",
       "test-project-potability roles/storage.objectViewer ${google_service_account.sa["image-build"].member}",
+      "test-project-potability-archive roles/storage.objectCreator ${google_service_account.sa["migrator"].member}",
+      "test-project-potability-archive roles/storage.objectViewer ${google_service_account.sa["migrator"].member}",
     ])
-    error_message = "Each bucket grant is one account on one single-purpose bucket."
+    error_message = "Each bucket grant is one account on one single-purpose bucket; the archive is create-only (no overwrite, no delete)."
   }
   assert {
     condition = toset([for b in google_artifact_registry_repository_iam_member.sa : "${b.repository} ${b.role} ${b.member}"]) == toset([
@@ -454,5 +456,55 @@ run "retention_and_cleanup" {
       anytrue([for p in r.cleanup_policies : p.action == "KEEP" && try(p.most_recent_versions[0].keep_count, 0) > 0])
     ])
     error_message = "Every repository deletes old versions (not dry run) and keeps the most recent ones."
+  }
+}
+
+run "inference_log_maintenance_is_a_daily_job" {
+  command = plan
+
+  assert {
+    condition = (
+      google_cloud_run_v2_job.maintenance[0].template[0].template[0].service_account == google_service_account.sa["migrator"].email &&
+      google_cloud_run_v2_job.maintenance[0].template[0].template[0].containers[0].image == google_cloud_run_v2_job.migrate[0].template[0].template[0].containers[0].image &&
+      google_cloud_run_v2_job.maintenance[0].template[0].template[0].containers[0].args == tolist(["potability", "maintenance"])
+    )
+    error_message = "The maintenance job runs `potability maintenance` in the migration job's image, as the migrator SA (it creates and drops partitions as water_owner)."
+  }
+  assert {
+    condition = { for e in google_cloud_run_v2_job.maintenance[0].template[0].template[0].containers[0].env : e.name => e.value } == {
+      POTABILITY_ENV           = "gcp"
+      CLOUD_SQL_INSTANCE       = google_sql_database_instance.main.connection_name
+      DB_NAME                  = "potability"
+      DB_USER                  = trimsuffix(google_service_account.sa["migrator"].email, ".gserviceaccount.com")
+      DB_IAM_AUTH              = "true"
+      INFERENCE_RETENTION_DAYS = "90"
+      INFERENCE_ARCHIVE_URI    = "gs://test-project-potability-archive/inference-log"
+    }
+    error_message = "The job gets the retention and the archive location (archive bucket + inference_archive_prefix)."
+  }
+  assert {
+    condition = (
+      google_cloud_run_v2_job.maintenance[0].template[0].template[0].vpc_access[0].egress == "PRIVATE_RANGES_ONLY" &&
+      google_cloud_run_v2_job.maintenance[0].template[0].template[0].vpc_access[0].network_interfaces[0].subnetwork == "potability-europe-west1"
+    )
+    error_message = "The maintenance job reaches Cloud SQL's private IP through Direct VPC egress."
+  }
+  assert {
+    condition = (
+      google_cloud_scheduler_job.maintenance[0].schedule == "30 0 * * *" &&
+      google_cloud_scheduler_job.maintenance[0].time_zone == "Etc/UTC" &&
+      google_cloud_scheduler_job.maintenance[0].http_target[0].http_method == "POST" &&
+      google_cloud_scheduler_job.maintenance[0].http_target[0].uri == "https://run.googleapis.com/v2/projects/test-project/locations/europe-west1/jobs/potability-maintenance:run" &&
+      google_cloud_scheduler_job.maintenance[0].http_target[0].oauth_token[0].service_account_email == google_service_account.sa["scheduler"].email
+    )
+    error_message = "Cloud Scheduler runs the job daily through the Cloud Run Admin API v2 jobs.run, with the scheduler SA's OAuth token."
+  }
+  assert {
+    condition = (
+      google_cloud_run_v2_job_iam_member.maintenance_scheduler[0].name == "potability-maintenance" &&
+      google_cloud_run_v2_job_iam_member.maintenance_scheduler[0].role == "roles/run.invoker" &&
+      google_cloud_run_v2_job_iam_member.maintenance_scheduler[0].member == google_service_account.sa["scheduler"].member
+    )
+    error_message = "The scheduler may run the maintenance job, and only that job."
   }
 }

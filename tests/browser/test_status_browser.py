@@ -20,6 +20,7 @@ import pytest
 from potability import db, qc_job, services
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
+from potability.inference_rollup import floor_hour
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"
@@ -104,11 +105,11 @@ def page_data(clean_db: db.Connection, settings: Settings) -> Iterator[dict[str,
     cur = clean_db.cursor()
     cur.execute(
         "SELECT count(*), count(*) FILTER (WHERE predicted_class = 1) FROM water.water_inferences "
-        "WHERE inferred_at > %s", (now - timedelta(hours=24),),
+        "WHERE inferred_at >= %s", (floor_hour(now) - timedelta(hours=23),),  # 24 clock hours
     )
     day_total, day_potable = cur.fetchone()
-    cur.execute("SELECT count(*) FROM water.water_inferences WHERE inferred_at > %s",
-                (now - timedelta(days=7),))
+    cur.execute("SELECT count(*) FROM water.water_inferences WHERE inferred_at >= %s",
+                (floor_hour(now) - timedelta(hours=7 * 24 - 1),))
     week_total = cur.fetchone()[0]
     cur.execute("SELECT count(*) FROM water.water_potability WHERE source = 'lab' AND created_at > %s",
                 (now - timedelta(days=7),))
@@ -132,7 +133,8 @@ def served(stack_home: Path, database_url: str) -> Iterator[str]:
     argv = [str(Path(sys.executable).parent / "functions-framework"), "--source", str(ENTRY),
             "--target", "status", "--host", "127.0.0.1", "--port", str(port)]
     env = {"POTABILITY_ENV": "local", "POTABILITY_HOME": str(stack_home),
-           "DATABASE_URL": database_url}
+           "DATABASE_URL": database_url,
+           "STATUS_REFRESH_SECONDS": "0"}  # no in-process cache: each test's rows show at once
     pid = services.start(stack_home, SERVICE, argv, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -1,7 +1,7 @@
 """A process that promotes, or holds the promotion lock, for the concurrent-promotion fault
 test (each pipeline run's promote step is a process of its own; so is each here).
 
-    python promote_worker.py promote '<json>'   # components.promote.promote, prints a JSON result
+    python promote_worker.py promote '<json>'   # training.promotion.promote, prints a JSON result
     python promote_worker.py hold '<json>'      # takes the promotion lock, prints "held", sleeps
 
 The JSON carries the database URL, the MLflow tracking URI, the registered model name, and for
@@ -36,8 +36,8 @@ def main() -> None:
     import mlflow.sklearn
     import pandas as pd
 
-    from components.evaluate import score_model
-    from components.promote import promote
+    from training.evaluation import score_model
+    from training.promotion import promote
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     test = pd.read_csv(args["test_csv"])

@@ -29,7 +29,7 @@ from faults_support import ROOT, deadline
 
 from potability import config, db, local_stack, model_server, run_record, services
 from potability.config import Settings
-from potability.model_format import sklearn_save_kwargs
+from potability.model import sklearn_save_kwargs
 
 CHAMPION = "champion"
 QUICK = ["--param", "grids=quick", "--param", "cv_folds=3"]

@@ -8,7 +8,6 @@ database and model server.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -16,7 +15,7 @@ from fn_support import REGULATOR_TOKEN
 
 from functions.auth import token_sha256
 from functions.serving import Context
-from potability import config, db, local_stack, services
+from potability import db
 from potability.config import Settings
 
 
@@ -45,28 +44,3 @@ def client(fn_context: Context, clean_db: db.Connection) -> Any:
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {REGULATOR_TOKEN}"}
-
-
-@pytest.fixture
-def dead_port() -> int:
-    """A loopback port nothing listens on (connection refused)."""
-    return services.free_port()
-
-
-
-@pytest.fixture(scope="session")
-def local_functions(tmp_path_factory: pytest.TempPathFactory, database_url: str,
-                    model_server_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
-    """The three functions started exactly as ``potability functions`` starts them (real
-    functions-framework processes), in their own stack home pointing at the session's
-    database and model server."""
-    from potability import local_functions as local
-
-    home = tmp_path_factory.mktemp("fnstack")
-    config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,
-                           MODEL_SERVER_URL=model_server_url)
-    try:
-        env = local.start(home)
-        yield home, env
-    finally:
-        local_stack.down(home)

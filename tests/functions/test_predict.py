@@ -130,6 +130,33 @@ def test_concurrent_identical_requests_log_once_and_agree(fn_context, clean_db) 
     assert count(clean_db, "water_inferences") == 10
 
 
+def test_concurrent_requests_with_one_key_and_other_readings_add_no_row(fn_context,
+                                                                        clean_db) -> None:
+    """In flight at once under one key, with 1, 2 or 3 readings: the readings of one request
+    only are logged (all of them); every other answer is that request's replay or a 409."""
+    app = make_app(fn_context)
+    bodies = [{"sensor_id": "mix", "readings": [reading(ph=float(k)) for k in range(i % 3 + 1)]}
+              for i in range(12)]
+
+    def send(body: dict) -> Any:
+        response = app.test_client().post("/predict", json=body,
+                                          headers={"Idempotency-Key": "mix-1"})
+        return len(body["readings"]), response.status_code, response.json
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, bodies))
+    cur = clean_db.cursor()
+    cur.execute("SELECT count(*), max(reading_index), min(caller) FROM water.water_inferences")
+    rows, last, caller = cur.fetchone()
+    cur.execute("SELECT readings FROM water.inference_requests WHERE request_id = 'mix-1'")
+    assert [list(r) for r in cur.fetchall()] == [[rows]]
+    assert last == rows - 1 and caller == ""
+    for size, status, answer in results:
+        assert (status, size == rows) in {(200, True), (409, False)}, (size, status, answer)
+        if status == 200:
+            assert len(answer["predictions"]) == rows
+
+
 def test_endpoint_down_is_503_and_nothing_is_written(fn_settings, clean_db, dead_port) -> None:
     ctx = Context(fn_settings.with_(model_server_url=f"http://127.0.0.1:{dead_port}"))
     client = make_app(ctx).test_client()

@@ -3,12 +3,19 @@ HTML), nothing private, 503 with Retry-After when the database is down."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import flask
 import pytest
+from werkzeug.serving import make_server
 
 from functions import status as status_module
 from functions.http import RETRY_AFTER_SECONDS
@@ -18,6 +25,7 @@ from functions.status_page import render_html
 from potability import db, qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
+from potability.inference_rollup import floor_hour
 
 UTC = timezone.utc
 PRIVATE = ("alice@utility.example", "status-sample-", "status-req-", "token")
@@ -116,8 +124,13 @@ def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> No
         {"model_version": "3", "total": 7, "potable": 3, "potable_share": round(3 / 7, 4)}]
     hourly = data["inferences"]["hourly_24h"]
     assert len(hourly) == 24 and sum(b["total"] for b in hourly) == 4
-    # newest last: 30 min ago -> last bucket; 1 h 1 min ago -> the one before
-    assert [(b["total"], b["potable"]) for b in hourly[-3:]] == [(1, 1), (1, 1), (1, 0)]
+    # clock hours, newest (the current, partial one) last: each reading in the hour it fell in
+    ends = [datetime.fromisoformat(b["end"].replace("Z", "+00:00")) for b in hourly]
+    assert ends[-1] == floor_hour(scenario) + timedelta(hours=1)
+    for minutes_ago, predicted in [(30, 0), (61, 1), (121, 1), (301, 0)]:
+        when = scenario - timedelta(minutes=minutes_ago)
+        bucket = hourly[ends.index(floor_hour(when) + timedelta(hours=1))]
+        assert bucket["total"] >= 1 and (predicted == 0 or bucket["potable"] >= 1)
     daily = data["inferences"]["daily_7d"]
     assert [b["total"] for b in daily] == [0, 0, 0, 1, 2, 0, 4]
     lab = data["lab_samples"]
@@ -175,7 +188,7 @@ def test_the_page_renders_before_anything_happened(clean_db, scenario) -> None:
 @pytest.fixture
 def ctx(settings: Settings) -> Iterator[Context]:
     """A function instance's context on the session database (its pool from settings)."""
-    context = Context(settings.with_(db_pool_size=3))
+    context = Context(settings.with_(db_pool_size=3, status_refresh_seconds=0))
     yield context
     context.close()
 
@@ -236,17 +249,23 @@ def test_one_log_line_per_request(ctx, scenario, capsys: pytest.CaptureFixture[s
     assert lines[1]["severity"] == "WARNING"
 
 
-def test_uses_the_instance_pool_sized_by_settings(ctx, scenario) -> None:
-    for _ in range(5):
-        assert call(ctx, "/?format=json").status_code == 200
-    assert ctx.pool.size == ctx.settings.db_pool_size == 3
+def test_uses_its_own_pool_sized_by_settings(ctx, scenario) -> None:
+    cached = Context(ctx.settings.with_(status_refresh_seconds=60, status_db_pool_size=1))
+    try:
+        for _ in range(5):
+            assert call(cached, "/?format=json").status_code == 200
+        source = status_module.source(cached)
+        assert source.pool is not cached.pool and source.pool.size == 1
+        assert source.refreshes == 1  # the other four were served from memory
+    finally:
+        cached.close()
 
 
 def test_a_stale_pooled_connection_costs_no_503(ctx, scenario, conn) -> None:
     """After a database restart every pooled connection is dead: the read is retried once on a
     fresh connection instead of answering 503 (here: the server terminates the pooled one)."""
     assert call(ctx, "/?format=json").status_code == 200
-    with ctx.pool.transaction() as pooled:  # the pool is LIFO: the one the next call gets
+    with status_module.source(ctx).pool.transaction() as pooled:  # LIFO: the next call's
         cur = pooled.cursor()
         cur.execute("SELECT pg_backend_pid()")
         pid = cur.fetchone()[0]
@@ -284,3 +303,90 @@ def test_open_alerts_are_listed_at_the_top_without_private_text(clean_db, no_ale
     clean_db.commit()
     data = status_data(clean_db, scenario)
     assert data["alerts"] == [] and 'data-testid="alerts-none"' in render_html(data)
+
+
+# --- many readers, one query: the page cannot take the database from predict ----------------
+
+@contextlib.contextmanager
+def _server(ctx: Context) -> Iterator[str]:
+    """The status handler behind a real threaded HTTP server on loopback."""
+    app = flask.Flask("status-under-test")
+    app.add_url_rule("/", "status", view_func=lambda: serve(
+        status_module.FUNCTION, status_module.handle, flask.request, ctx,
+        status_module.render_error))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/?format=json"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _hold_rollups(conn: db.Connection) -> None:
+    """Block every status refresh (its first statement reads the rolled-up hours)."""
+    conn.cursor().execute("LOCK TABLE water.inference_rolled_hours IN ACCESS EXCLUSIVE MODE")
+
+
+def _waiting_status_queries(conn: db.Connection) -> int:
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%roll_up_inference_hours%' AND pid <> pg_backend_pid()")
+    waiting = int(cur.fetchone()[0])
+    conn.rollback()  # the statistics are a snapshot per transaction
+    return waiting
+
+
+def test_many_concurrent_readers_cost_one_query(settings: Settings, scenario, conn) -> None:
+    readers = 40
+    ctx = Context(settings.with_(status_refresh_seconds=60, status_db_pool_size=2))
+    blocker = db.connect(settings)
+    try:
+        with _server(ctx) as url, ThreadPoolExecutor(readers) as pool:
+            _hold_rollups(blocker)
+            answers = [pool.submit(_get, url) for _ in range(readers)]
+            deadline = time.monotonic() + 20
+            while _waiting_status_queries(conn) < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # every reader has arrived and waits for the one refresh
+            assert _waiting_status_queries(conn) == 1  # one query in the database, not forty
+            blocker.rollback()  # release: the refresh completes, all readers get its answer
+            results = [a.result(timeout=30) for a in answers]
+        assert [code for code, _ in results] == [200] * readers
+        assert {body["generated_at"] for _, body in results} == {results[0][1]["generated_at"]}
+        assert results[0][1]["inferences"]["last_7d"]["total"] == 7
+        assert status_module.source(ctx).refreshes == 1
+    finally:
+        blocker.close()
+        ctx.close()
+
+
+def test_a_slow_database_fails_the_page_fast_by_the_statement_timeout(settings: Settings,
+                                                                      scenario) -> None:
+    ctx = Context(settings.with_(status_refresh_seconds=0, status_statement_timeout_ms=300))
+    blocker = db.connect(settings)
+    try:
+        _hold_rollups(blocker)
+        started = time.monotonic()
+        code, body = _get_direct(ctx)
+        elapsed = time.monotonic() - started
+        assert code == 503 and body["field"] == "database"
+        assert elapsed < 5  # two attempts of 0.3 s each, not a wait for the lock
+    finally:
+        blocker.rollback()
+        blocker.close()
+        ctx.close()
+
+
+def _get_direct(ctx: Context) -> tuple[int, dict]:
+    response = call(ctx, "/?format=json")
+    return response.status_code, response.get_json()

@@ -15,7 +15,7 @@ import mlflow
 import pytest
 import requests
 
-from components import modeling
+from training import modeling
 from pipelines.local_run import run_local
 from potability import config, db, run_record, services
 from potability.config import Settings

@@ -1,6 +1,6 @@
 """Every model shape training serves compiles to ONNX and scores like scikit-learn.
 
-The shapes are built by ``components.modeling`` itself (its families, its quick grid's
+The shapes are built by ``training.modeling`` itself (its families, its quick grid's
 parameters, its ``served_model`` calibration wrapper and ``soft_vote``), so a family added there
 is checked here automatically - and fails, naming its class, if the converter lacks it.
 """
@@ -14,7 +14,7 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from components import modeling
+from training import modeling
 from potability import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
 from potability.seed import load_dataset
@@ -58,7 +58,7 @@ def _save(model: object, path: object) -> None:
     """As training logs it (skops), minus MLflow's ~20 s requirements inference."""
     import mlflow.sklearn
 
-    from potability.model_format import sklearn_save_kwargs
+    from potability.model import sklearn_save_kwargs
 
     mlflow.sklearn.save_model(model, str(path), pip_requirements=["scikit-learn"],
                               **sklearn_save_kwargs(model))

@@ -6,7 +6,7 @@ from pathlib import Path
 from potability import config
 
 ROOT = Path(__file__).resolve().parents[2]
-CODE = ("potability", "components", "functions", "pipelines", "notebooks")
+CODE = ("potability", "training", "components", "functions", "pipelines", "notebooks")
 
 
 def test_nothing_but_config_reads_the_environment() -> None:
@@ -57,3 +57,68 @@ def test_schedule_defaults_are_terraforms() -> None:
     assert config.Settings().pipeline_schedule == default("schedule")
     assert config.Settings().pipeline_schedule_time_zone == default("schedule_time_zone")
     assert config.Settings.from_env({"PIPELINE_SCHEDULE": ""}).pipeline_schedule == ""
+
+
+def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
+    """from_env is derived from the fields: set every variable to a value unlike the default
+    and every field changes - by name, through its type's cast."""
+    from dataclasses import fields
+
+    given = {"str": "x", "Path": "/tmp/somewhere", "int": "7", "float": "0.5",
+             "tuple[str, ...]": "a, b", "tuple[tuple[str, str], ...]": "predict=u1"}
+    environ = {config.env_name(f): str(not f.default) if f.type == "bool" else given[f.type]
+               for f in fields(config.Settings)}
+    settings = config.Settings.from_env(environ)
+    default = config.Settings()
+    for f in fields(config.Settings):
+        assert getattr(settings, f.name) != getattr(default, f.name), config.env_name(f)
+    assert settings.db_iam_auth is False and settings.db_pool_size == 7
+    assert settings.home == Path("/tmp/somewhere") and settings.qc_precision_floor == 0.5
+    assert settings.samples_token_sha256 == ("a", "b")
+    assert settings.db_role_members == (("predict", "u1"),)
+
+
+def test_the_existing_variable_names_keep_working() -> None:
+    """The names Terraform and ``.potability/env`` already use (a field renamed by accident
+    would silently stop reading its variable)."""
+    settings = config.Settings.from_env({
+        "POTABILITY_ENV": "gcp", "DATABASE_URL": "postgresql://h/d", "DB_IAM_AUTH": "no",
+        "SAMPLES_TOKEN_SHA256": "AB12, cd34", "QC_MATCH_WINDOW_MINUTES": "45",
+        "PIPELINE_SCHEDULE": " 0 4 * * * ", "PIPELINE_SCHEDULE_PARAMS": "grids=quick,cv_folds=3",
+        "DB_ROLE_MEMBERS": "predict=u1, status=u2", "DB_PASSWORD": " keep spaces ",
+        "ALERT_WEBHOOK_TIMEOUT_SECONDS": "2.5", "MAX_BODY_BYTES": "2048"})
+    assert (settings.env, settings.database_url, settings.db_iam_auth) == ("gcp", "postgresql://h/d",
+                                                                          False)
+    assert settings.samples_token_sha256 == ("ab12", "cd34")
+    assert settings.qc_match_window_minutes == 45.0 and settings.max_body_bytes == 2048
+    assert settings.pipeline_schedule == "0 4 * * *"
+    assert settings.pipeline_schedule_params == ("grids=quick", "cv_folds=3")
+    assert settings.db_role_members == (("predict", "u1"), ("status", "u2"))
+    assert settings.db_password == " keep spaces "
+    assert settings.alert_webhook_timeout_seconds == 2.5
+    defaults = config.Settings.from_env({})
+    assert defaults.home == Path(".potability").absolute()
+    assert defaults.db_iam_auth is True and defaults.qc_precision_floor == 0.60
+
+
+def test_a_bad_value_is_refused_naming_its_variable() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="DB_POOL_SIZE='eight'"):
+        config.Settings.from_env({"DB_POOL_SIZE": "eight"})
+    with pytest.raises(ValueError, match="DB_ROLE_MEMBERS"):
+        config.Settings.from_env({"DB_ROLE_MEMBERS": "predict"})
+
+
+def test_the_configuration_doc_is_generated_from_the_settings() -> None:
+    """docs/configuration.md is what ``make docs`` writes now: every variable, its default."""
+    from dataclasses import fields
+
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    assert doc == config.configuration_markdown(), "docs/configuration.md is stale: make docs"
+    for f in fields(config.Settings):
+        row = next(line for line in doc.splitlines()
+                   if line.startswith(f"| `{config.env_name(f)}` |"))
+        assert row.rstrip(" |").split("|")[-1].strip(), f"{f.name} has no docstring"
+    assert "| `QC_PRECISION_FLOOR` | `0.6` |" in doc and "| `DB_POOL_SIZE` | `8` |" in doc
+    assert "[docs/configuration.md](docs/configuration.md)" in (ROOT / "README.md").read_text()

@@ -11,7 +11,7 @@ import requests
 
 from potability.config import ServingSettings
 from potability.features import FEATURE_NAMES, TARGET
-from potability.model_server import decision_threshold
+from potability.model import decision_threshold
 from potability.seed import load_dataset
 
 
@@ -88,7 +88,7 @@ def test_serving_shortcut_for_forests_changes_no_prediction():
 
 
 def test_decision_threshold_of_a_fixed_threshold_model() -> None:
-    """Training serves FixedThresholdClassifier(CalibratedClassifierCV(...)) (components/modeling.py)."""
+    """Training serves FixedThresholdClassifier(CalibratedClassifierCV(...)) (training/modeling.py)."""
     from sklearn.dummy import DummyClassifier
     from sklearn.model_selection import FixedThresholdClassifier
 

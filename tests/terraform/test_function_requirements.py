@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "terraform" / "function_source" / "requirements.txt"
-FIRST_PARTY = {"potability", "functions", "components", "pipelines"}
+FIRST_PARTY = {"potability", "training", "functions", "components", "pipelines"}
 
 
 UV = ROOT / ".venv-uv" / "bin" / "uv"

@@ -40,6 +40,7 @@ variables {
   engineers               = ["group:ml-eng@example.com"]
   db_admins               = ["alice@example.com"]
   image_tag               = "v1"
+  image_digest            = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
   alert_emails            = ["ops@example.com"]
 }
 
@@ -54,6 +55,12 @@ output "zz_schedule_body_base64" {
 }
 output "zz_schedule_uri" {
   value = google_cloud_scheduler_job.training.http_target[0].uri
+}
+output "zz_maintenance_body_base64" {
+  value = google_cloud_scheduler_job.maintenance[0].http_target[0].body
+}
+output "zz_maintenance_uri" {
+  value = google_cloud_scheduler_job.maintenance[0].http_target[0].uri
 }
 """
 
@@ -76,8 +83,13 @@ def rendered(offline, terraform_bin: str, tmp_path_factory: pytest.TempPathFacto
     assert res.returncode == 0, res.stdout + res.stderr
     body = re.search(r'^zz_schedule_body_base64 = "([A-Za-z0-9+/=]+)"$', res.stdout, re.M)
     uri = re.search(r'^zz_schedule_uri = "([^"]+)"$', res.stdout, re.M)
-    assert body and uri, res.stdout[-3000:]
-    return {"body": json.loads(base64.b64decode(body[1])), "uri": uri[1]}
+    maintenance_body = re.search(r'^zz_maintenance_body_base64 = "([A-Za-z0-9+/=]+)"$',
+                                 res.stdout, re.M)
+    maintenance_uri = re.search(r'^zz_maintenance_uri = "([^"]+)"$', res.stdout, re.M)
+    assert body and uri and maintenance_body and maintenance_uri, res.stdout[-3000:]
+    return {"body": json.loads(base64.b64decode(body[1])), "uri": uri[1],
+            "maintenance_body": json.loads(base64.b64decode(maintenance_body[1])),
+            "maintenance_uri": maintenance_uri[1]}
 
 
 def test_the_schedule_posts_a_pipeline_job_google_accepts(rendered: dict) -> None:
@@ -109,3 +121,19 @@ def test_a_renamed_field_in_the_rendered_body_fails(rendered: dict) -> None:
     with pytest.raises(gcp_discovery.RequestInvalid, match="serviceAccountEmail: unknown field"):
         gcp_discovery.validate_request("aiplatform", "v1",
                                        "aiplatform.projects.locations.pipelineJobs.create", body)
+
+
+def test_the_maintenance_schedule_runs_the_job_as_cloud_run_describes(rendered: dict) -> None:
+    """Cloud Scheduler POSTs ``run.projects.locations.jobs.run`` (Cloud Run Admin API v2):
+    ``POST v2/{+name}:run`` with a RunJobRequest body (empty: the job as deployed)."""
+    run = gcp_discovery.method("run", "v2", "run.projects.locations.jobs.run")
+    assert run["httpMethod"] == "POST" and run["path"] == "v2/{+name}:run"
+    name = "projects/test-project/locations/europe-west1/jobs/potability-maintenance"
+    assert re.fullmatch(run["parameters"]["name"]["pattern"], name)
+    root = gcp_discovery.document("run", "v2")["rootUrl"]
+    assert rendered["maintenance_uri"] == f"{root}v2/{name}:run"
+    gcp_discovery.validate_request("run", "v2", "run.projects.locations.jobs.run",
+                                   rendered["maintenance_body"])
+    with pytest.raises(gcp_discovery.RequestInvalid, match="unknown field"):
+        gcp_discovery.validate_request("run", "v2", "run.projects.locations.jobs.run",
+                                       {"override": {}})

@@ -21,13 +21,15 @@ from sklearn.pipeline import make_pipeline
 import numpy as np
 from sklearn.model_selection import FixedThresholdClassifier
 
-from components import evaluate, promote, runtime
-from components.train import is_held_out, model_requirements, split
-from components.evaluate import Evidence, Scores
+from components import runtime
+from training import decision, evaluation, promotion
+from training.candidates import model_requirements
+from training.split import is_held_out, split
+from training.evaluation import Evidence, Scores
 from potability import run_record
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
-from potability.model_format import sklearn_save_kwargs
+from potability.model import sklearn_save_kwargs
 from potability.seed import load_training_rows
 
 FLOOR = 0.2
@@ -46,31 +48,31 @@ def evidence(probability: float) -> Evidence:
 
 
 def test_no_champion_makes_the_challenger_the_first_champion() -> None:
-    assert promote.decide(scores(0.5, 0.1), None, None, FLOOR) == promote.FIRST_CHAMPION
+    assert decision.decide(scores(0.5, 0.1), None, None, FLOOR) == decision.FIRST_CHAMPION
 
 
 def test_challenger_wins_with_enough_evidence() -> None:
-    assert promote.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.93),
-                          FLOOR, 0.9) == promote.CHALLENGER_WINS
-    assert promote.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.9),
-                          FLOOR, 0.9) == promote.CHALLENGER_WINS
+    assert decision.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.93),
+                          FLOOR, 0.9) == decision.CHALLENGER_WINS
+    assert decision.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.9),
+                          FLOOR, 0.9) == decision.CHALLENGER_WINS
 
 
 def test_too_little_evidence_keeps_the_champion_even_when_more_precise() -> None:
-    assert promote.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89),
-                          FLOOR, 0.9) == promote.CHAMPION_KEPT
+    assert decision.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89),
+                          FLOOR, 0.9) == decision.CHAMPION_KEPT
     # the confidence is a parameter: the same evidence is enough at 0.85
-    assert promote.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89),
-                          FLOOR, 0.85) == promote.CHALLENGER_WINS
+    assert decision.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89),
+                          FLOOR, 0.85) == decision.CHALLENGER_WINS
 
 
 def test_recall_floor_decides_before_evidence() -> None:
     # A challenger below the floor never wins, whatever the evidence ...
-    assert promote.decide(scores(0.95, 0.19), scores(0.60, 0.30), evidence(1.0),
-                          FLOOR) == promote.CHAMPION_KEPT
+    assert decision.decide(scores(0.95, 0.19), scores(0.60, 0.30), evidence(1.0),
+                          FLOOR) == decision.CHAMPION_KEPT
     # ... and a champion below the floor loses to any challenger that meets it.
-    assert promote.decide(scores(0.55, 0.20), scores(0.90, 0.10), evidence(0.0),
-                          FLOOR) == promote.CHALLENGER_WINS
+    assert decision.decide(scores(0.55, 0.20), scores(0.90, 0.10), evidence(0.0),
+                          FLOOR) == decision.CHALLENGER_WINS
 
 
 def test_challenger_is_chosen_by_cross_validated_precision_not_held_out() -> None:
@@ -79,16 +81,16 @@ def test_challenger_is_chosen_by_cross_validated_precision_not_held_out() -> Non
                 "scores": scores(held_out, 0.3).as_dict()}
 
     scored = [cand("a", 0.70, 0.22, 0.80), cand("b", 0.72, 0.22, 0.65), cand("c", 0.0, 0.1, 0.9)]
-    assert promote.choose_challenger(scored)["family"] == "b"
+    assert decision.choose_challenger(scored)["family"] == "b"
     none_meets = [cand("a", 0.0, 0.12, 0.9), cand("b", 0.0, 0.18, 0.5)]
-    assert promote.choose_challenger(none_meets)["family"] == "b"  # best CV recall
+    assert decision.choose_challenger(none_meets)["family"] == "b"  # best CV recall
 
 
 def test_paired_bootstrap_of_identical_predictions_is_no_evidence() -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 600)
     pred = rng.integers(0, 2, 600)
-    ev = evaluate.paired_bootstrap(y, pred, pred)
+    ev = evaluation.paired_bootstrap(y, pred, pred)
     assert (ev.difference, ev.low, ev.high, ev.probability) == (0.0, 0.0, 0.0, 0.0)
     assert ev.resamples >= 2000
 
@@ -98,19 +100,19 @@ def test_paired_bootstrap_measures_a_real_difference_and_is_reproducible() -> No
     y = rng.integers(0, 2, 600)
     champion = np.where(rng.random(600) < 0.3, 1 - y, y)   # ~70% right
     better = np.where(rng.random(600) < 0.1, 1 - y, y)     # ~90% right
-    ev = evaluate.paired_bootstrap(y, better, champion)
+    ev = evaluation.paired_bootstrap(y, better, champion)
     p_better = (better & y).sum() / better.sum()
     p_champion = (champion & y).sum() / champion.sum()
     assert ev.difference == pytest.approx(p_better - p_champion)
     assert 0 < ev.low < ev.difference < ev.high and ev.probability == 1.0
-    assert evaluate.paired_bootstrap(y, better, champion) == ev  # fixed seed
-    reverse = evaluate.paired_bootstrap(y, champion, better)
+    assert evaluation.paired_bootstrap(y, better, champion) == ev  # fixed seed
+    reverse = evaluation.paired_bootstrap(y, champion, better)
     assert reverse.probability == 0.0 and reverse.high < 0
     # A small difference on few rows: an interval spanning 0 and a probability short of 0.9.
     y_small, a, b = y[:80], better[:80].copy(), better[:80].copy()
     b[np.flatnonzero((b == 1) & (y_small == 1))[:1]] = 0  # the champion misses one hit
     b[np.flatnonzero((b == 0) & (y_small == 0))[:1]] = 1  # ... and adds one false alarm
-    small = evaluate.paired_bootstrap(y_small, a, b)
+    small = evaluation.paired_bootstrap(y_small, a, b)
     assert small.low <= 0 < small.high and 0.5 < small.probability < 0.99
 
 
@@ -119,7 +121,7 @@ def test_precision_interval_brackets_the_observed_precision() -> None:
     y = rng.integers(0, 2, 650)
     pred = np.where(rng.random(650) < 0.25, 1 - y, y) * (rng.random(650) < 0.3)
     observed = (pred & y).sum() / pred.sum()
-    low, high = evaluate.precision_interval(y, pred)
+    low, high = evaluation.precision_interval(y, pred)
     assert low < observed < high
     # ~100 potable calls: the interval is about +/- 0.08 wide, not a point
     assert 0.1 < high - low < 0.25
@@ -156,7 +158,7 @@ def _candidate(model: Any, family: str, test: pd.DataFrame, experiment: str) -> 
                                         **sklearn_save_kwargs(model))
     return {"family": family, "run_id": run.info.run_id, "model_uri": info.model_uri,
             "cv_score": 0.7, "cv_recall": 0.25, "cv_precision": 0.7,
-            "scores": evaluate.score_model(model, test).as_dict()}
+            "scores": evaluation.score_model(model, test).as_dict()}
 
 
 @pytest.fixture
@@ -169,10 +171,10 @@ def ctx(settings: Settings, mlflow_uri: str, conn: Any) -> Any:
     runs: list[str] = []
 
     def run(scored: list[dict[str, Any]], test: pd.DataFrame, split_seed: int = SEED,
-            confidence: float = 0.9) -> promote.PromoteResult:
+            confidence: float = 0.9) -> promotion.PromoteResult:
         run_id = f"{name}-{len(runs)}"
         runs.append(run_id)
-        return promote.promote(settings=step, run_id=run_id, scored=scored, test=test,
+        return promotion.promote(settings=step, run_id=run_id, scored=scored, test=test,
                                recall_floor=FLOOR, parent_run_id=parent.info.run_id,
                                training_rows=100, split_seed=split_seed,
                                test_fraction=FRACTION, promotion_confidence=confidence)
@@ -192,7 +194,7 @@ def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data
     train, test = data
     good = _candidate(_fit(train, False), "logistic_regression", test, ctx.name)
     result = ctx.run([good], test)
-    assert result == promote.PromoteResult(promote.FIRST_CHAMPION, "1", True, "")
+    assert result == promotion.PromoteResult(decision.FIRST_CHAMPION, "1", True, "")
     assert _alias(ctx) == "1"
     row = run_record.read_run(ctx.settings, ctx.runs[0])
     assert row.decision == "first_champion" and row.champion_version == "1"
@@ -210,7 +212,7 @@ def test_worse_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:
     ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
     worse = _candidate(_fit(train, True), "worse", test, ctx.name)
     result = ctx.run([worse], test)
-    assert result.decision == promote.CHAMPION_KEPT
+    assert result.decision == decision.CHAMPION_KEPT
     assert (result.champion_version, result.champion_changed) == ("1", False)
     assert _alias(ctx) == "1"
     assert [v.version for v in ctx.client.search_model_versions(f"name='{ctx.name}'")] == ["1"]
@@ -224,7 +226,7 @@ def test_equal_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:
     train, test = data
     ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
     same = _candidate(_fit(train, False), "good", test, ctx.name)  # retrained, identical
-    assert ctx.run([same], test).decision == promote.CHAMPION_KEPT
+    assert ctx.run([same], test).decision == decision.CHAMPION_KEPT
     assert _alias(ctx) == "1"
 
 
@@ -233,14 +235,14 @@ def test_better_challenger_replaces_the_champion(ctx: Any, data: Any) -> None:
     ctx.run([_candidate(_fit(train, True), "worse", test, ctx.name)], test)
     good_model = _fit(train, False)
     result = ctx.run([_candidate(good_model, "good", test, ctx.name)], test)
-    assert result == promote.PromoteResult(promote.CHALLENGER_WINS, "2", True, "1")
+    assert result == promotion.PromoteResult(decision.CHALLENGER_WINS, "2", True, "1")
     assert _alias(ctx) == "2"
     row = run_record.read_run(ctx.settings, ctx.runs[1])
     assert row.details["previous_champion_version"] == "1"
     assert row.details["champion_before"]["version"] == "1"
     # the evidence: recorded in the row and the parent run, recomputable from the rows
-    y, worse_pred = evaluate.predictions(mlflow.sklearn.load_model(f"models:/{ctx.name}/1"), test)
-    expected = evaluate.paired_bootstrap(y, evaluate.predictions(good_model, test)[1], worse_pred)
+    y, worse_pred = evaluation.predictions(mlflow.sklearn.load_model(f"models:/{ctx.name}/1"), test)
+    expected = evaluation.paired_bootstrap(y, evaluation.predictions(good_model, test)[1], worse_pred)
     assert row.details["evidence"] == expected.as_dict()
     assert row.probability_challenger_better == expected.probability >= 0.9
     assert row.precision_difference_low > 0 and row.precision_difference == pytest.approx(
@@ -254,7 +256,7 @@ def test_too_little_evidence_keeps_the_champion(ctx: Any, data: Any) -> None:
     train, test = data
     ctx.run([_candidate(_fit(train, False, seed=0), "forest-0", test, ctx.name)], test)
     other = _candidate(_fit(train, False, seed=1), "forest-1", test, ctx.name)
-    assert ctx.run([other], test).decision == promote.CHAMPION_KEPT  # confidence 0.9
+    assert ctx.run([other], test).decision == decision.CHAMPION_KEPT  # confidence 0.9
     row = run_record.read_run(ctx.settings, ctx.runs[1])
     probability = row.probability_challenger_better
     assert 0 < probability < 0.9  # another forest on the same rows: a difference within noise
@@ -262,17 +264,17 @@ def test_too_little_evidence_keeps_the_champion(ctx: Any, data: Any) -> None:
     assert row.champion_version == "1" and _alias(ctx) == "1"
     # The same evidence clears a lower bar: the confidence decides, not the raw difference.
     again = _candidate(_fit(train, False, seed=1), "forest-1", test, ctx.name)
-    assert ctx.run([again], test, confidence=probability).decision == promote.CHALLENGER_WINS
+    assert ctx.run([again], test, confidence=probability).decision == decision.CHALLENGER_WINS
 
 
 def test_champion_missing_the_floor_loses_to_any_challenger_meeting_it(ctx: Any, data: Any) -> None:
     train, test = data
     timid = _fit(train, False, threshold=0.9)  # almost never says "potable"
     ctx.run([_candidate(timid, "timid", test, ctx.name)], test)
-    assert evaluate.score_model(timid, test).recall < FLOOR
+    assert evaluation.score_model(timid, test).recall < FLOOR
     worse = _candidate(_fit(train, True), "worse", test, ctx.name)
     assert worse["scores"]["recall"] >= FLOOR
-    assert ctx.run([worse], test).decision == promote.CHALLENGER_WINS
+    assert ctx.run([worse], test).decision == decision.CHALLENGER_WINS
     assert _alias(ctx) == "2"
 
 
@@ -302,7 +304,7 @@ def test_a_failed_first_run_leaves_no_champion(ctx: Any, data: Any) -> None:
     train, test = data
     ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
     runtime.record_failure(ctx.settings, ctx.runs[0], "deploy: boom")
-    assert promote.registry_champion(ctx.client, ctx.name) is None
+    assert promotion.registry_champion(ctx.client, ctx.name) is None
 
 
 def test_the_split_keeps_every_row_on_its_side_as_samples_arrive() -> None:
@@ -329,16 +331,16 @@ def test_a_champion_of_another_split_is_compared_only_on_rows_new_to_both(
     assert 0 < len(both) < len(new_test)
     challenger_model = _fit(new_train, True)
     challenger = _candidate(challenger_model, "worse", new_test, ctx.name)
-    assert ctx.run([challenger], new_test, split_seed=SEED + 1).decision == promote.CHAMPION_KEPT
+    assert ctx.run([challenger], new_test, split_seed=SEED + 1).decision == decision.CHAMPION_KEPT
     details = run_record.read_run(ctx.settings, ctx.runs[1]).details
     assert (details["compared_on_rows"], details["held_out_rows"]) == (len(both), len(new_test))
     champion_now = mlflow.sklearn.load_model(f"models:/{ctx.name}/1")
-    assert details["champion_before"]["scores"] == evaluate.score_model(champion_now, both).as_dict()
-    assert details["challenger"]["scores"] == evaluate.score_model(challenger_model, both).as_dict()
+    assert details["champion_before"]["scores"] == evaluation.score_model(champion_now, both).as_dict()
+    assert details["challenger"]["scores"] == evaluation.score_model(challenger_model, both).as_dict()
 
 
 def test_comparison_rows_refuse_a_set_too_small_to_compare() -> None:
     test = load_training_rows().iloc[:40]
-    assert len(promote.comparison_rows(test, None)) == 40  # unknown split: all rows
+    assert len(promotion.comparison_rows(test, None)) == 40  # unknown split: all rows
     with pytest.raises(ValueError, match="too few to compare"):
-        promote.comparison_rows(test, (SEED, 0.001))
+        promotion.comparison_rows(test, (SEED, 0.001))

@@ -26,6 +26,12 @@ running: every :data:`STALE_CHECK_SECONDS` it runs the stale-run check
 ``ALERT_WEBHOOK_URL`` is set - and the next success resolves it). A database that cannot be
 reached skips that check (logged) and never stops the schedule.
 
+Before each firing it runs the inference log's daily maintenance (:func:`maintain`,
+:func:`potability.inference_log.run_maintenance`: partitions ahead, request keys pruned, days
+past ``INFERENCE_RETENTION_DAYS`` archived to ``<home>/inference-archive`` and dropped) - what
+the ``<name_prefix>-maintenance`` job does on GCP. A failure is logged and never stops the
+schedule or the run; the next firing repeats it (each step is idempotent).
+
 The service publishes what it will do next in ``<home>/run/scheduler.json`` for ``potability
 status``. Cron semantics are croniter's (https://github.com/pallets-eco/croniter, the README's
 "About DST" section: times are computed in the given zone, across DST changes).
@@ -47,7 +53,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from potability import alerts, db, run_record, services
+from potability import alerts, db, inference_log, run_record, services
 from potability.config import Settings, load_settings
 
 SERVICE = "scheduler"
@@ -129,8 +135,28 @@ def run_command(settings: Settings) -> list[str]:
     return argv
 
 
+def maintain(settings: Settings, when: datetime) -> inference_log.MaintenanceReport | None:
+    """The inference log's maintenance once; never raises (logged, repeated next firing)."""
+    try:
+        report = inference_log.run_maintenance(settings, now=when)
+    except Exception as exc:  # noqa: BLE001 - the schedule must outlive a failed maintenance
+        print(f"{when.isoformat(timespec='seconds')} inference-log maintenance failed: "
+              f"{type(exc).__name__}: {exc}", flush=True)
+        _write_state(settings.home, last_maintenance=when.isoformat(),
+                     last_maintenance_outcome=f"failed: {type(exc).__name__}")
+        return None
+    for line in report.lines():
+        print(f"{when.isoformat(timespec='seconds')} inference-log maintenance: {line}",
+              flush=True)
+    _write_state(settings.home, last_maintenance=when.isoformat(),
+                 last_maintenance_outcome="succeeded")
+    return report
+
+
 def fire(settings: Settings, now: Callable[[], datetime]) -> int:
-    """Run the pipeline once, in the foreground of this service; return its exit code."""
+    """Run the maintenance, then the pipeline once, in the foreground of this service; return
+    the pipeline's exit code."""
+    maintain(settings, now())
     started = now()
     print(f"{started.isoformat(timespec='seconds')} scheduled run starting", flush=True)
     global _child
@@ -228,7 +254,7 @@ def start(settings: Settings) -> str:
                "PIPELINE_SCHEDULE_TIME_ZONE": schedule.time_zone,
                "PIPELINE_SCHEDULE_PARAMS": ",".join(settings.pipeline_schedule_params),
                "POTABILITY_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-        services.start(home, SERVICE, [sys.executable, "-m", "potability.local_scheduler"],
+        services.start(home, SERVICE, [sys.executable, "-m", "pipelines.local_scheduler"],
                        env=env, cwd=ROOT)
         _wait_for_state(home)
     return f"{schedule.expression} ({schedule.time_zone}), next run {next_run(home) or '?'}"

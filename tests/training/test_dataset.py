@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from components.export import export, read_dataset
+from training.dataset import export, read_dataset
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
 from potability.seed import load_dataset

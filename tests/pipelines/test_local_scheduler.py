@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from potability import config, db, local_scheduler, services
+from pipelines import local_scheduler
+from potability import config, db, services
 from potability.config import Settings
-from potability.local_scheduler import Schedule
+from pipelines.local_scheduler import Schedule
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ("export", "train", "evaluate", "promote", "deploy", "quality control")
@@ -98,6 +99,8 @@ def test_the_service_fires_a_real_run_at_its_time(scheduled_home: Path, database
         time.sleep(2)
 
     state = local_scheduler.read_state(home)
+    assert state["last_maintenance_outcome"] == "succeeded"  # before the run: the log's upkeep
+    assert "inference-log maintenance: partitions created" in log.read_text()
     text = log.read_text()
     assert state["last_exit"] == 0, text
     run_id = re.search(r"^run (\S+): succeeded", text, re.M).group(1)

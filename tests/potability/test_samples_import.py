@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from fn_support import count
 
 from potability import db
 
@@ -77,14 +76,14 @@ def test_good_rows_recorded_bad_rows_reported_by_line_and_rerun_is_safe(
     second = _import(home, path, "--batch-size", "2")  # the same file again: nothing twice
     assert second.returncode == 1
     assert "8 rows: 0 recorded, 3 already recorded, 5 refused" in second.stdout
-    assert count(clean_db, "water_potability") == 3
+    assert len(_lab_ids(clean_db)) == 3
 
     good = tmp_path / "good.csv"
     good.write_text("\n".join([HEADER, *GOOD, _row("csv-good-4")]) + "\n")
     third = _import(home, good)
     assert third.returncode == 0, third.stdout + third.stderr
     assert "4 rows: 1 recorded, 3 already recorded, 0 refused" in third.stdout
-    assert count(clean_db, "water_potability") == 4
+    assert len(_lab_ids(clean_db)) == 4
 
 
 def test_token_from_the_environment_or_a_file_and_a_wrong_one_stops_at_once(
@@ -97,7 +96,7 @@ def test_token_from_the_environment_or_a_file_and_a_wrong_one_stops_at_once(
     refused = _import(home, good, "--token-file", str(wrong))
     assert refused.returncode == 2
     assert "refused the regulator token (403" in refused.stderr
-    assert count(clean_db, "water_potability") == 0
+    assert len(_lab_ids(clean_db)) == 0
 
     token = (home / "regulator-token").read_text().strip()
     from_env = _import(home, good, "--token-file", str(home / "regulator-token"))
@@ -119,7 +118,7 @@ def test_an_unusable_file_is_refused_before_anything_is_sent(
     result = _import(home, path)
     assert result.returncode == 2
     assert message in result.stderr
-    assert count(clean_db, "water_potability") == 0
+    assert len(_lab_ids(clean_db)) == 0
 
 
 def test_an_unreachable_function_is_reported_after_bounded_retries(

@@ -1,6 +1,6 @@
 """The model families, their named grids, calibration and the selection score.
 
-Plain scikit-learn, no I/O: the train component and the benchmark build candidates from here.
+Plain scikit-learn, no I/O: :mod:`training.candidates` and the benchmarks build candidates from here.
 
 Every family is one :class:`~sklearn.pipeline.Pipeline` (imputation -> scaling -> classifier;
 HistGradientBoosting takes missing values natively and gets no imputer), so imputation and
@@ -20,19 +20,19 @@ What one family's fit does, on the training part only (the held-out rows are nev
    floor + margin) on the calibrated OOF probabilities of the *other* folds is applied to fold
    k; the pooled predictions give the cross-validated precision at the recall floor. The
    challenger is the family with the best selection score, so the held-out rows play no part
-   in choosing it (:func:`components.promote.choose_challenger`);
+   in choosing it (:func:`training.decision.choose_challenger`);
 5. the served model: ``FixedThresholdClassifier(CalibratedClassifierCV(pipeline, method,
    cv=folds, ensemble=False))`` fitted on the whole training part, its threshold tuned on all
    calibrated OOF probabilities. ``predict_proba`` is the calibrated P(potable) and ``predict``
    applies the threshold to it (the model server reads the threshold, see
-   :func:`potability.model_server.decision_threshold`). ``CalibratedClassifierCV`` with
+   :func:`potability.model.decision_threshold`). ``CalibratedClassifierCV`` with
    ``ensemble=False`` would compute the OOF scores of step 2 once more (k fits); it is handed
    the ones we hold instead (:func:`calibrated_model`), so only the final pipeline is fitted.
 
 Each fit is made once: a family costs (grid points x k) + 1 fits, where it cost
 (grid points x k) + 2k + 1 (the OOF scores and ``CalibratedClassifierCV``'s own
 cross-validation repeated the grid search's fold fits of the best point). The results are
-identical, not approximately so (tests/components/test_modeling.py compares both ways).
+identical, not approximately so (tests/training/test_modeling.py compares both ways).
 
 A soft-voting ensemble of the best :data:`ENSEMBLE_SIZE` families (by selection score, among
 those with probabilities of their own) is one more candidate, calibrated and scored the same
@@ -56,7 +56,6 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import (ExtraTreesClassifier, HistGradientBoostingClassifier,
                               RandomForestClassifier, VotingClassifier)
 from sklearn.impute import SimpleImputer
@@ -70,6 +69,7 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from potability.compiled_model import calibrated_response
+from potability.model import served_model
 
 FAMILIES: tuple[str, ...] = ("random_forest", "extra_trees", "hist_gradient_boosting",
                              "decision_tree", "svm", "logistic_regression")
@@ -370,20 +370,6 @@ class FittedCandidate:
         if isinstance(self.pipeline[-1], (LogisticRegression, HistGradientBoostingClassifier)):
             return expit(self.oof_raw)  # binary predict_proba is expit(decision_function)
         return None
-
-
-def served_model(estimator: Any, method: str, folds: Any, threshold: float,
-                 n_jobs: int | None = None) -> FixedThresholdClassifier:
-    """The (unfitted) shape of every served model: ``estimator`` calibrated by ``method`` on
-    ``folds`` (one fit on all rows, ``ensemble=False``), decided at ``threshold``.
-
-    One home for the shape: :mod:`potability.compiled_model` compiles it, and its tests build
-    every family through here.
-    """
-    return FixedThresholdClassifier(
-        CalibratedClassifierCV(estimator, method=method, cv=folds, ensemble=False,
-                               n_jobs=n_jobs),
-        threshold=threshold, response_method="predict_proba")
 
 
 def soft_vote(members: list[tuple[str, Any]]) -> VotingClassifier:

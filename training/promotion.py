@@ -1,24 +1,8 @@
-"""Component 4, promote: the challenger vs the current champion, on evidence.
-
-Rules (pure functions below, one test per branch):
-
-* the challenger is the candidate with the best **cross-validated** precision at the recall
-  floor on the training rows (threshold tuned inside the folds; if none reaches the floor in
-  CV, the one with the best CV recall). The held-out rows play no part in this choice, so the
-  challenger's held-out precision is an honest estimate, not the winner's curse of picking the
-  best of several noisy held-out figures;
-* the champion (registered model alias ``champion``) is re-scored with the same
-  :func:`components.evaluate.score_model` on the same held-out rows;
-* a paired bootstrap (:func:`components.evaluate.paired_bootstrap`, 2,000 resamples, fixed
-  seed) of the held-out precision difference, each model at its own threshold, gives the
-  difference's 95% interval and P(challenger more precise);
-* the challenger replaces the champion when it meets the recall floor and either that
-  probability reaches ``promotion_confidence`` (default 0.9) or the champion misses the floor
-  on these rows. Differences inside the noise (~0.05 standard error on ~90 potable calls) keep
-  the champion, so a re-run on unchanged data - even with other CV folds - changes nothing.
+"""Promotion: the challenger vs the current champion, on evidence - the evidence gathered, the
+decision (:mod:`training.decision`) recorded, the winner registered and the alias moved.
 
 Both are scored on rows neither has trained on. The split is keyed on sample ids
-(:func:`components.train.split`), so with the same ``split_seed`` and ``test_fraction`` every
+(:func:`training.split.split`), so with the same ``split_seed`` and ``test_fraction`` every
 held-out row of today was held out when the champion was trained too, and new lab samples
 join one side for good. Each registered version carries its split as tags; if the champion
 was trained with another split, the comparison uses only the held-out rows that its split
@@ -32,64 +16,19 @@ step fails, :func:`components.runtime.record_failure` moves it back (:func:`rest
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple
 
-from components.evaluate import (Evidence, Scores, paired_bootstrap, precision_interval,
-                                 predictions, score_model)
 from potability import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
+from training.decision import (CHAMPION_KEPT, DEFAULT_PROMOTION_CONFIDENCE, choose_challenger,
+                               decide)
+from training.evaluation import (Scores, paired_bootstrap, precision_interval, predictions,
+                                 score_model)
 
 CHAMPION_ALIAS = "champion"
 """The registered model's alias on the served version (MLflow's source of truth)."""
-FIRST_CHAMPION = "first_champion"
-CHALLENGER_WINS = "challenger_wins"
-CHAMPION_KEPT = "champion_kept"
 
 
 def _scores(item: dict[str, Any]) -> Scores:
     return Scores(**item["scores"])
-
-
-DEFAULT_PROMOTION_CONFIDENCE = 0.9
-
-
-def challenger_key(item: dict[str, Any]) -> tuple[Any, ...]:
-    """Sort key, best first when reversed: CV precision at the floor (0 when CV recall misses
-    it), then CV recall, then CV precision. Held-out scores are not looked at."""
-    return (item["cv_score"], item.get("cv_recall", 0.0), item.get("cv_precision", 0.0))
-
-
-def choose_challenger(candidates: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best candidate by cross-validated precision at the recall floor (training rows).
-
-    Args:
-        candidates: train's (or evaluate's) candidates, each with ``cv_score``, ``cv_recall``
-            and ``cv_precision``.
-    """
-    if not candidates:
-        raise ValueError("no candidates to choose from")
-    return max(candidates, key=challenger_key)
-
-
-def decide(challenger: Scores, champion: Scores | None, evidence: Evidence | None,
-           recall_floor: float, confidence: float = DEFAULT_PROMOTION_CONFIDENCE) -> str:
-    """``first_champion`` | ``challenger_wins`` | ``champion_kept``.
-
-    Args:
-        challenger: the challenger's held-out scores.
-        champion: the current champion's scores on the same rows, or None if there is none.
-        evidence: the paired bootstrap of the precision difference (None without a champion).
-        recall_floor: the minimum recall for precision to count.
-        confidence: P(challenger more precise) needed to replace a champion that meets the
-            floor.
-    """
-    if champion is None:
-        return FIRST_CHAMPION
-    if not challenger.meets(recall_floor):
-        return CHAMPION_KEPT
-    if not champion.meets(recall_floor):
-        return CHALLENGER_WINS
-    if evidence is None:
-        raise ValueError("a champion that meets the floor is replaced only on evidence")
-    return CHALLENGER_WINS if evidence.probability >= confidence else CHAMPION_KEPT
 
 
 @dataclass(frozen=True)
@@ -119,7 +58,7 @@ def comparison_rows(test: Any, champion_split: tuple[int, float] | None) -> Any:
         test: today's held-out rows (with ``sample_id``).
         champion_split: (split_seed, test_fraction) the champion was trained with.
     """
-    from components.train import is_held_out
+    from training.split import is_held_out
 
     if champion_split is None:
         return test
@@ -347,47 +286,3 @@ def decide_and_promote(
     for key, value in metrics.items():
         client.log_metric(parent_run_id, key, value)
     return PromoteResult(decision, new_version, changed, previous)
-
-
-# --- the KFP component -----------------------------------------------------------------------
-from kfp.dsl import Artifact, Dataset, Input  # noqa: E402
-
-
-def promote_component(
-    run_id: str,
-    scored_candidates: Input[Artifact],
-    test_set: Input[Dataset],
-    parent_run_id: str,
-    training_rows: int,
-    recall_floor: float,
-    split_seed: int,
-    test_fraction: float,
-    promotion_confidence: float,
-    model_name: str,
-    mlflow_tracking_uri: str,
-    database: dict,
-    mlflow_credentials_secret: str = "",
-) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
-                                   ("champion_changed", bool), ("previous_version", str)]):
-    """Pick the challenger, weigh the evidence against the champion, register and move the
-    alias if it wins."""
-    import json
-    from collections import namedtuple
-    from pathlib import Path
-
-    from potability import run_record
-    from components.export import read_dataset
-    from components.promote import promote
-    from components.runtime import failure_recorded, step_settings
-
-    settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
-    with failure_recorded(settings, run_id, "promote"):
-        result = promote(
-            settings=settings, run_id=run_id,
-            scored=json.loads(Path(scored_candidates.path).read_text()),
-            test=read_dataset(test_set.path), recall_floor=recall_floor,
-            parent_run_id=parent_run_id, training_rows=training_rows, split_seed=split_seed,
-            test_fraction=test_fraction, promotion_confidence=promotion_confidence)
-    outputs = namedtuple("PromoteOutputs",
-                         ["decision", "champion_version", "champion_changed", "previous_version"])
-    return outputs(*result)

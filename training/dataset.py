@@ -87,28 +87,3 @@ def export(settings: Settings, path: Path) -> ExportResult:
     if frame[TARGET].nunique() < 2:
         raise ValueError("the training data holds one class only")
     return write_dataset(frame, path)
-
-
-# --- the KFP component -----------------------------------------------------------------------
-from kfp.dsl import Dataset, Output  # noqa: E402
-
-
-def export_component(
-    run_id: str,
-    database: dict,
-    dataset: Output[Dataset],
-) -> NamedTuple("ExportOutputs", [("rows", int), ("sha256", str)]):  # type: ignore[valid-type]
-    """Export the training table to ``dataset`` and open the run's row in pipeline_runs."""
-    from collections import namedtuple
-    from pathlib import Path
-
-    from potability import run_record
-    from components.export import export
-    from components.runtime import failure_recorded, step_settings
-
-    settings = step_settings(database)
-    with failure_recorded(settings, run_id, "export"):
-        result = export(settings, Path(dataset.path))
-        dataset.metadata.update({"rows": result.rows, "sha256": result.sha256, "format": "csv"})
-        run_record.start_run(settings, run_id, result.sha256, result.rows)
-    return namedtuple("ExportOutputs", ["rows", "sha256"])(result.rows, result.sha256)

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 import pytest
 
-from components.export import export
+from training.dataset import export
 from potability import db, migrations
 from potability.config import Settings
 
@@ -77,10 +77,10 @@ def test_migrate_owns_everything_through_the_nologin_owner_and_grants_least_priv
             for table in ("water.water_potability", "water.water_inferences", "water.pipeline_runs"):
                 assert not can(role, table, "DELETE")
         assert _one(conn, "SELECT has_function_privilege('water_predict', "
-                          "'water.log_inferences(text, text, text, text, double precision, json)',"
+                          "'water.log_inferences(text, text, text, text, text, double precision, json)',"
                           " 'EXECUTE')") is True
         assert _one(conn, "SELECT has_function_privilege('water_status', "
-                          "'water.log_inferences(text, text, text, text, double precision, json)',"
+                          "'water.log_inferences(text, text, text, text, text, double precision, json)',"
                           " 'EXECUTE')") is False
         # Default privileges: what a later migration creates (as water_owner) has its sequence
         # usable by the writers and its functions not executable by PUBLIC. Rolled back after.

@@ -7,7 +7,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import VotingClassifier
 from sklearn.model_selection import FixedThresholdClassifier, cross_val_predict
 
-from components import modeling
+from training import modeling
 from potability.features import FEATURE_NAMES, TARGET
 from potability.seed import load_dataset
 

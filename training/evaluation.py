@@ -1,4 +1,4 @@
-"""Component 3, evaluate: every candidate scored on the held-out rows.
+"""Evaluation: every candidate scored on the held-out rows (the evaluate step's logic).
 
 :func:`score_model` is the one scoring function: evaluate uses it for the candidates and
 promote for the current champion, so both sides of the promotion compare like with like.
@@ -9,7 +9,7 @@ ClassificationMetrics so they show in the Vertex AI UI.
 
 The held-out scores of the candidates are reported, never used to choose among them: the
 challenger is chosen on cross-validated training figures
-(:func:`components.promote.choose_challenger`), so its held-out precision is an honest
+(:func:`training.decision.choose_challenger`), so its held-out precision is an honest
 estimate, not the maximum of several noisy ones. :func:`paired_bootstrap` and
 :func:`precision_interval` turn held-out predictions into evidence: the precision difference
 between two models with its 95% interval and the probability that one is more precise.
@@ -24,7 +24,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, confusion_
                              precision_score, recall_score, roc_auc_score, roc_curve)
 
 from potability.features import FEATURE_NAMES, TARGET
-from potability.model_server import decision_threshold
+from potability.model import decision_threshold, uncalibrated_model
 
 BOOTSTRAP_RESAMPLES = 2000
 """Resamples of the held-out rows behind every interval and promotion probability."""
@@ -62,20 +62,10 @@ def positive_proba(model: Any, x: pd.DataFrame) -> np.ndarray:
 
 
 def uncalibrated_proba(model: Any, x: pd.DataFrame) -> np.ndarray | None:
-    """P(potable) of the model *before* calibration, for comparison; None if it has none.
-
-    Our served models are ``FixedThresholdClassifier(CalibratedClassifierCV(pipeline,
-    ensemble=False))``: the one calibrated classifier's ``estimator`` is the pipeline refitted
-    on all training rows, exactly what would be served without calibration. (An SVC has no
-    probabilities of its own.)
-    """
-    from sklearn.calibration import CalibratedClassifierCV
-
-    inner = getattr(model, "estimator_", None)
-    if not isinstance(inner, CalibratedClassifierCV) or len(inner.calibrated_classifiers_) != 1:
-        return None
-    pipeline = inner.calibrated_classifiers_[0].estimator
-    if not hasattr(pipeline, "predict_proba"):
+    """P(potable) of the model *before* calibration, for comparison; None if it has none
+    (:func:`potability.model.uncalibrated_model`)."""
+    pipeline = uncalibrated_model(model)
+    if pipeline is None:
         return None
     return pipeline.predict_proba(x)[:, list(pipeline.classes_).index(1)]
 
@@ -185,7 +175,7 @@ def log_figures(model: Any, test: pd.DataFrame, scores: Scores, family: str,
     """Attach the held-out confusion matrix and PR curve to the active MLflow run."""
     import mlflow
 
-    from components import figures
+    from training import figures
 
     x = test[list(FEATURE_NAMES)].astype(float)
     y = test[TARGET].astype(int).to_numpy()
@@ -254,57 +244,3 @@ def roc_points(y: Any, proba: Any, max_points: int = 60) -> tuple[list[float], l
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
     return (fpr[keep].tolist(), tpr[keep].tolist(),
             np.clip(thresholds[keep], 0.0, 1.0).tolist())
-
-
-# --- the KFP component -----------------------------------------------------------------------
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Output  # noqa: E402
-
-
-def evaluate_component(
-    run_id: str,
-    test_set: Input[Dataset],
-    candidates: Input[Artifact],
-    parent_run_id: str,
-    recall_floor: float,
-    mlflow_tracking_uri: str,
-    database: dict,
-    scored_candidates: Output[Artifact],
-    metrics: Output[Metrics],
-    challenger_metrics: Output[ClassificationMetrics],
-    mlflow_credentials_secret: str = "",
-):
-    """Score the candidates on the held-out rows; KFP metrics for all, curves for the best."""
-    import json
-    from pathlib import Path
-
-    from sklearn.metrics import confusion_matrix
-
-    from components.evaluate import evaluate, positive_proba, roc_points
-    from components.export import read_dataset
-    from components.promote import choose_challenger
-    from components.runtime import failure_recorded, step_settings
-    from components.train import load_candidates
-    from potability.features import FEATURE_NAMES, TARGET
-
-    settings = step_settings(database, mlflow_tracking_uri,
-                             mlflow_credentials_secret=mlflow_credentials_secret)
-    with failure_recorded(settings, run_id, "evaluate"):
-        test = read_dataset(test_set.path)
-        models: dict = {}
-        scored = evaluate(load_candidates(candidates.path), test,
-                          tracking_uri=settings.mlflow_tracking_uri,
-                          parent_run_id=parent_run_id, recall_floor=recall_floor, models=models)
-        Path(scored_candidates.path).write_text(json.dumps(scored, indent=1))
-        for item in scored:
-            for key, value in item["scores"].items():
-                metrics.log_metric(f"{item['family']}.{key}", float(value))
-        best = choose_challenger(scored)
-        metrics.log_metric("challenger.precision", float(best["scores"]["precision"]))
-        model = models[best["family"]]
-        x = test[list(FEATURE_NAMES)].astype(float)
-        y = test[TARGET].astype(int).to_numpy()
-        matrix = confusion_matrix(y, model.predict(x), labels=[0, 1])
-        challenger_metrics.log_confusion_matrix(["not potable", "potable"], matrix.tolist())
-        fpr, tpr, thresholds = roc_points(y, positive_proba(model, x))
-        challenger_metrics.log_roc_curve(fpr, tpr, thresholds)
-        challenger_metrics.metadata["family"] = best["family"]

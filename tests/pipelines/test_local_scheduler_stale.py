@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from potability import alerts, config, db, local_scheduler, run_record, services
+from pipelines import local_scheduler
+from potability import alerts, config, db, run_record, services
 from potability.config import Settings
 
 

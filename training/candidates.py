@@ -1,13 +1,5 @@
-"""Component 2, train: a stable split, then one grid search + threshold tuning per family.
-
-The split is keyed on each row's ``sample_id``: a row is held out when a hash of (seed,
-sample id) falls below the test fraction, a coin flip per row that never changes. So when lab
-samples arrive, every earlier row keeps its side and the champion, trained on yesterday's
-training part, has never seen a row of today's held-out part - the comparison in promote is
-on data new to both models. (An exactly stratified split reshuffles all rows whenever one is
-added: the champion would then be "evaluated" on rows it was trained on, ~80% of them, and a
-memorising forest could never be replaced.) The classes are stratified in expectation; the
-realised shares are logged.
+"""Fitting and logging the candidates: one grid search + threshold tuning per family, on the
+training part of the split (:mod:`training.split`).
 
 Each family (and the soft-voting ensemble of the best ones) becomes one MLflow run nested
 under the pipeline run's parent run, with its parameters, CV scores (the selection score:
@@ -18,56 +10,16 @@ reliability diagram (out-of-fold, calibrated vs uncalibrated), and the fitted mo
 evaluate and promote, so all later steps score on exactly the same rows.
 """
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 
-from components import modeling
-from components.export import SAMPLE_ID
 from potability.features import FEATURE_NAMES, TARGET
-
-
-class Split(NamedTuple):
-    train: pd.DataFrame
-    test: pd.DataFrame
-
-
-def held_out_draw(sample_ids: Any, seed: int) -> np.ndarray:
-    """A uniform number in [0, 1) per sample id, fixed by (seed, id): the row's coin.
-
-    Args:
-        sample_ids: the rows' sample ids.
-        seed: the split seed (recorded in the MLflow parent run and on registered versions).
-    """
-    draws = [int.from_bytes(hashlib.sha256(f"{seed}:{sid}".encode()).digest()[:8], "big")
-             for sid in sample_ids]
-    return np.asarray(draws, dtype=np.float64) / 2.0**64
-
-
-def is_held_out(frame: pd.DataFrame, test_fraction: float, seed: int) -> np.ndarray:
-    """Which rows of ``frame`` the split (``test_fraction``, ``seed``) holds out."""
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    return held_out_draw(frame[SAMPLE_ID], seed) < test_fraction
-
-
-def split(frame: pd.DataFrame, test_fraction: float, seed: int) -> Split:
-    """Train/test split keyed on ``sample_id``, stable as rows are added (see the module).
-
-    Args:
-        frame: the exported data (sample id, features, target).
-        test_fraction: share of rows held out (0 < f < 1), in expectation.
-        seed: the split's seed.
-    """
-    mask = is_held_out(frame, test_fraction, seed)
-    if mask.all() or not mask.any():
-        raise ValueError(f"{len(frame)} rows: the split left one part empty")
-    return Split(frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True))
+from training import modeling
+from training.split import Split, split
 
 
 def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -152,8 +104,8 @@ def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[A
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from components import figures
-    from potability.model_format import sklearn_save_kwargs
+    from training import figures
+    from potability.model import sklearn_save_kwargs
 
     with mlflow.start_run(run_name=candidate.family, nested=True,
                           tags={"family": candidate.family,
@@ -209,7 +161,7 @@ def train(frame: pd.DataFrame, *, tracking_uri: str, experiment: str, pipeline_r
         tracking_uri: MLflow tracking server.
         experiment: MLflow experiment (the registered model's name).
         pipeline_run_id: the pipeline job name (the parent run's name).
-        grid_name: which named grid of :data:`components.modeling.GRIDS`.
+        grid_name: which named grid of :data:`training.modeling.GRIDS`.
         config: recall floor and margin, folds, seed, parallelism.
         test_fraction: share held out for evaluate/promote.
         data_sha256: the export's content hash (logged, ties the run to its data).
@@ -239,53 +191,6 @@ def train(frame: pd.DataFrame, *, tracking_uri: str, experiment: str, pipeline_r
                                         pipeline_run_id, config))
         mlflow.log_dict([c.to_json() for c in logged], "candidates.json")
         return parent.info.run_id, logged, parts
-
-
-# --- the KFP component -----------------------------------------------------------------------
-from kfp.dsl import Artifact, Dataset, Input, Output  # noqa: E402
-
-
-def train_component(
-    run_id: str,
-    dataset: Input[Dataset],
-    recall_floor: float,
-    test_fraction: float,
-    split_seed: int,
-    cv_folds: int,
-    grids: str,
-    model_name: str,
-    mlflow_tracking_uri: str,
-    database: dict,
-    test_set: Output[Dataset],
-    candidates: Output[Artifact],
-    mlflow_credentials_secret: str = "",
-) -> NamedTuple("TrainOutputs", [("parent_run_id", str), ("training_rows", int)]):  # type: ignore[valid-type]
-    """Train the families and the ensemble; write the held-out rows and the candidate list."""
-    import json
-    from collections import namedtuple
-    from pathlib import Path
-
-    from components.export import read_dataset, write_dataset
-    from components.modeling import TrainingConfig
-    from components.runtime import failure_recorded, step_settings
-    from components.train import train
-
-    settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
-    with failure_recorded(settings, run_id, "train"):
-        config = TrainingConfig(recall_floor=recall_floor, cv_folds=cv_folds, seed=split_seed)
-        parent_id, logged, parts = train(
-            read_dataset(dataset.path), tracking_uri=settings.mlflow_tracking_uri,
-            experiment=settings.model_name, pipeline_run_id=run_id, grid_name=grids,
-            config=config, test_fraction=test_fraction,
-            data_sha256=str(dataset.metadata.get("sha256", "")))
-        held_out = write_dataset(parts.test, Path(test_set.path))
-        test_set.metadata.update({"rows": held_out.rows, "sha256": held_out.sha256,
-                                  "format": "csv", "split_seed": split_seed})
-        Path(candidates.path).write_text(json.dumps([c.to_json() for c in logged], indent=1))
-        candidates.metadata.update({"families": [c.family for c in logged],
-                                    "parent_run_id": parent_id})
-    return namedtuple("TrainOutputs", ["parent_run_id", "training_rows"])(
-        parent_id, len(parts.train))
 
 
 def load_candidates(path: str | Path) -> list[dict[str, Any]]:

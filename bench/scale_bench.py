@@ -1,0 +1,409 @@
+"""Scale benchmark: the status page, predict and quality control as the inference log grows.
+
+    python bench/scale_bench.py                         # 0.1 M then 1 M readings (quick)
+    python bench/scale_bench.py --sizes 1000000 20000000  # issue 18's sizes
+    python bench/scale_bench.py --stack .potability --sizes ...  # a running stack (adds rows!)
+
+For each size (ascending, one stack: the log is topped up from one size to the next) it fills
+``water.water_inferences`` with synthetic readings spread over the last 7 days - 200 sensors,
+plausible values, 2% missing pH - by ``generate_series`` in the database (1 M rows per
+statement), then measures:
+
+* the hourly rollups' catch-up (``inference_rollup.catch_up``: what ``potability qc`` and the
+  status refreshes do incrementally; after a fill every hour of the week is new);
+* the maintenance step's time, when the stack has one (a ``potability`` subcommand whose name
+  starts with ``mainten``: the storage developer's; reported as "n/a" otherwise);
+* status JSON latency: **cold** = a fresh instance's first refresh, in this process (a new
+  :class:`functions.status.StatusSource`: what a new function instance does on its first
+  request - rollup check + reads, no HTTP; median of 5); **warm** = the running status
+  function over HTTP (median and p99 of 200 sequential requests, served from its cache);
+* predict alone (single readings, ``--concurrency`` clients, ``bench/functions_bench.py``'s
+  client process and checks: lost / extra rows) and the same with ``--readers`` concurrent
+  status readers (a separate process, each thread reading the page in a loop);
+* ``potability qc``: wall time and peak resident memory of its process (polled every 20 ms);
+* storage per retained reading: the inference log's relations (partitions, indexes, TOAST)
+  over its row count, and the rollups' size.
+
+It prints one table with a column per size and the ratio of the last size to the first, and
+the targets of issue 18 as MET / MISSED. Loopback only; the machine's load average is printed
+(other work on the machine inflates every latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import functions_bench  # noqa: E402 - bench/, beside this script
+from process_tree import tree_rss  # noqa: E402
+
+CHUNK = 1_000_000
+SENSORS = 200
+
+FILL = """
+INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, ph, hardness, solids,
+    chloramines, sulfate, conductivity, organic_carbon, trihalomethanes, turbidity,
+    predicted_class, probability, model_name, model_version, endpoint, inferred_at, latency_ms)
+SELECT 'fill-' || %s || '-' || g, 0, 'sensor-' || lpad((g %% {sensors})::text, 3, '0'),
+    CASE WHEN random() < 0.02 THEN NULL ELSE 4 + random() * 6 END,
+    100 + random() * 200, 5000 + random() * 40000, 2 + random() * 10, 200 + random() * 250,
+    200 + random() * 500, 5 + random() * 20, 20 + random() * 90, 1 + random() * 5,
+    (random() < 0.4)::int, random(), 'water-potability', 'fill', 'local',
+    now() - random() * interval '7 days', 1.0
+FROM generate_series(1, %s) g
+""".format(sensors=SENSORS)
+
+
+# --- the status readers' process -----------------------------------------------------------
+
+def _readers(url: str, threads: int, seconds: float, out: Path) -> None:
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    errors = [0] * threads
+    deadline = time.perf_counter() + seconds
+
+    def worker(k: int) -> None:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:
+                    response.read()
+                latencies[k].append(time.perf_counter() - t0)
+            except OSError:
+                errors[k] += 1
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    flat = sorted(x for xs in latencies for x in xs)
+    out.write_text(json.dumps({"requests": len(flat), "errors": sum(errors),
+                               "p50_ms": functions_bench._percentile(flat, 50) * 1000,
+                               "p99_ms": functions_bench._percentile(flat, 99) * 1000}))
+
+
+# --- measurements --------------------------------------------------------------------------
+
+def _connect(database_url: str) -> Any:
+    from potability import db
+    from potability.config import Settings
+
+    conn = db.connect(Settings(database_url=database_url), timeout=3600)  # 1 M-row statements
+    conn.autocommit = True
+    return conn
+
+
+def _rows(database_url: str) -> int:
+    conn = _connect(database_url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM water.water_inferences")
+        return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def fill(database_url: str, target: int) -> dict[str, Any]:
+    """Top the log up to ``target`` rows; seconds taken."""
+    conn = _connect(database_url)
+    started = time.perf_counter()
+    try:
+        # the window's day partitions exist, as on a stack whose maintenance ran every day
+        # (a fresh stack has today's onwards; older rows would land in the DEFAULT partition)
+        from potability import inference_log
+
+        today = datetime.now(timezone.utc).date()
+        for back in range(8):
+            inference_log.ensure_partition(conn, today - timedelta(days=back))
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM water.water_inferences")
+        have = int(cur.fetchone()[0])
+        tag = str(int(time.time()))
+        chunk = 0
+        while have < target:
+            n = min(CHUNK, target - have)
+            cur.execute(FILL, (f"{tag}-{chunk}", n))
+            have += n
+            chunk += 1
+            print(f"  filled {have:,} rows ({time.perf_counter() - started:.0f} s)", flush=True)
+        cur.execute("ANALYZE water.water_inferences")
+        # a backfill: the rows landed in hours the rollups may already hold (the smaller
+        # size's); those hours are re-opened so they are counted again
+        from potability import inference_rollup
+
+        now = datetime.now(timezone.utc)
+        inference_rollup.forget(conn, now - timedelta(days=8), now + timedelta(hours=1))
+    finally:
+        conn.close()
+    return {"rows": have, "fill_s": round(time.perf_counter() - started, 1)}
+
+
+def rollup_catch_up(database_url: str) -> float:
+    from potability import db, inference_rollup
+    from potability.config import Settings
+
+    conn = db.connect(Settings(database_url=database_url), timeout=3600)
+    started = time.perf_counter()
+    try:
+        inference_rollup.catch_up(conn, datetime.now(timezone.utc))
+    finally:
+        conn.close()
+    return round(time.perf_counter() - started, 2)
+
+
+def _potability(home: Path, *args: str, **kwargs: Any) -> subprocess.Popen:
+    env = dict(os.environ, POTABILITY_HOME=str(home))
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; from potability.cli import main; "
+         f"sys.exit(main({list(args)!r}))"], cwd=ROOT, env=env, **kwargs)
+
+
+def maintenance(home: Path) -> float | None:
+    """Seconds of the stack's maintenance step, or ``None`` when there is none (yet)."""
+    help_text = subprocess.run(
+        [sys.executable, "-c", "import sys; from potability.cli import main; main(['--help'])"],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, POTABILITY_HOME=str(home)),
+    ).stdout
+    names = [w.strip("{},") for line in help_text.splitlines() for w in line.split()]
+    command = next((n for n in names if n.startswith("mainten")), None)
+    if command is None:
+        return None
+    started = time.perf_counter()
+    proc = _potability(home, command, stdout=subprocess.DEVNULL)
+    if proc.wait() != 0:
+        print(f"  potability {command} failed (exit {proc.returncode})", flush=True)
+    return round(time.perf_counter() - started, 2)
+
+
+def quality_control(home: Path) -> dict[str, Any]:
+    """Wall time and peak RSS of ``potability qc`` (its own process, polled)."""
+    started = time.perf_counter()
+    proc = _potability(home, "qc", stdout=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.02)
+    if proc.returncode != 0:
+        print(f"  potability qc FAILED (exit {proc.returncode})", flush=True)
+        return {"qc_s": f"failed after {time.perf_counter() - started:.1f}",
+                "qc_peak_mb": round(peak / 2**20)}
+    return {"qc_s": round(time.perf_counter() - started, 2), "qc_peak_mb": round(peak / 2**20)}
+
+
+def status_cold(database_url: str, repeats: int = 5) -> float:
+    """Median ms of a fresh instance's first status refresh (no HTTP)."""
+    from functions.status import StatusSource
+    from potability.config import Settings
+
+    times = []
+    for _ in range(repeats):
+        source = StatusSource(Settings(database_url=database_url))
+        started = time.perf_counter()
+        source.get()
+        times.append((time.perf_counter() - started) * 1000)
+        source.close()
+    return round(statistics.median(times), 1)
+
+
+def status_warm(url: str, requests: int = 200) -> dict[str, float]:
+    times = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        urllib.request.urlopen(url, timeout=30).read()
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return {"warm_p50_ms": round(functions_bench._percentile(times, 50) * 1000, 2),
+            "warm_p99_ms": round(functions_bench._percentile(times, 99) * 1000, 2)}
+
+
+def predict_with_readers(env: dict[str, str], home: Path, seconds: float, concurrency: int,
+                         readers: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "readers.json"
+        proc = subprocess.Popen([sys.executable, __file__, "readers", env["STATUS_URL"] +
+                                 "?format=json", str(readers), str(seconds + 2), str(out)])
+        time.sleep(1.0)
+        result = functions_bench.run_scenario(env["PREDICT_URL"], env["DATABASE_URL"], 1,
+                                              seconds, concurrency, home)
+        proc.wait()
+        result["readers"] = json.loads(out.read_text())
+    return result
+
+
+def storage(database_url: str) -> dict[str, Any]:
+    conn = _connect(database_url)
+    try:
+        cur = conn.cursor()
+        # the partitions' relations when the log is partitioned, else the table's own
+        cur.execute("SELECT coalesce(nullif((SELECT sum(pg_total_relation_size(relid)) "
+                    "FROM pg_partition_tree('water.water_inferences')), 0), "
+                    "pg_total_relation_size('water.water_inferences'))")
+        log_bytes = int(cur.fetchone()[0])
+        cur.execute("SELECT pg_total_relation_size('water.inference_hourly') + "
+                    "pg_total_relation_size('water.inference_rolled_hours')")
+        rollup_bytes = int(cur.fetchone()[0])
+        cur.execute("SELECT count(*) FROM water.water_inferences")
+        rows = int(cur.fetchone()[0])
+    finally:
+        conn.close()
+    return {"log_mb": round(log_bytes / 2**20), "bytes_per_reading": round(log_bytes / max(rows, 1)),
+            "rollups_mb": round(rollup_bytes / 2**20, 1)}
+
+
+def measure(size: int, env: dict[str, str], home: Path, args: argparse.Namespace
+            ) -> dict[str, Any]:
+    url = env["DATABASE_URL"]
+    print(f"\n== {size:,} readings", flush=True)
+    row: dict[str, Any] = fill(url, size)
+    row["rollup_catch_up_s"] = rollup_catch_up(url)
+    print(f"  rollup catch-up {row['rollup_catch_up_s']} s", flush=True)
+    row["maintenance_s"] = maintenance(home)
+    row["status_cold_ms"] = status_cold(url)
+    status_url = env["STATUS_URL"] + "?format=json"
+    row.update(status_warm(status_url))
+    print(f"  status cold {row['status_cold_ms']} ms, warm p50 {row['warm_p50_ms']} ms "
+          f"p99 {row['warm_p99_ms']} ms", flush=True)
+    alone = functions_bench.run_scenario(env["PREDICT_URL"], url, 1, args.seconds,
+                                         args.concurrency, home)
+    loaded = predict_with_readers(env, home, args.seconds, args.concurrency, args.readers)
+    row.update({
+        "predict_rps": alone["requests_per_s"], "predict_p99_ms": alone["p99_ms"],
+        "predict_rps_readers": loaded["requests_per_s"],
+        "predict_p99_ms_readers": loaded["p99_ms"],
+        "reader_requests": loaded["readers"]["requests"],
+        "reader_errors": loaded["readers"]["errors"],
+        "reader_p99_ms": round(loaded["readers"]["p99_ms"], 1),
+        "predict_errors": alone["errors"] + loaded["errors"],
+        "lost_rows": alone["lost_rows"] + loaded["lost_rows"],
+        "extra_rows": alone["extra_rows"] + loaded["extra_rows"],
+    })
+    print(f"  predict alone {alone['requests_per_s']} req/s p99 {alone['p99_ms']} ms; with "
+          f"{args.readers} status readers {loaded['requests_per_s']} req/s p99 "
+          f"{loaded['p99_ms']} ms ({loaded['readers']['requests']} page views, "
+          f"{loaded['readers']['errors']} errors)", flush=True)
+    row.update(quality_control(home))
+    print(f"  qc {row['qc_s']} s, peak {row['qc_peak_mb']} MB", flush=True)
+    row.update(storage(url))
+    row["load_average"] = [round(x, 1) for x in os.getloadavg()]
+    return row
+
+
+ROWS = [
+    ("rows", "readings in the log"), ("fill_s", "fill, s"),
+    ("rollup_catch_up_s", "rollup catch-up (whole week), s"), ("maintenance_s", "maintenance step, s"),
+    ("status_cold_ms", "status JSON cold (fresh instance), ms"),
+    ("warm_p50_ms", "status JSON warm p50, ms"), ("warm_p99_ms", "status JSON warm p99, ms"),
+    ("predict_rps", "predict req/s (alone)"), ("predict_p99_ms", "predict p99 ms (alone)"),
+    ("predict_rps_readers", "predict req/s (with status readers)"),
+    ("predict_p99_ms_readers", "predict p99 ms (with status readers)"),
+    ("reader_requests", "status page views served meanwhile"),
+    ("reader_errors", "status reader errors"), ("predict_errors", "predict errors"),
+    ("lost_rows", "lost rows"), ("extra_rows", "extra rows"),
+    ("qc_s", "potability qc, s"), ("qc_peak_mb", "potability qc peak RSS, MB"),
+    ("log_mb", "inference log on disk, MB"), ("bytes_per_reading", "bytes per retained reading"),
+    ("rollups_mb", "rollups on disk, MB"), ("load_average", "load average after"),
+]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    first, last = rows[0], rows[-1]
+    head = "| | " + " | ".join(f"{r['rows'] / 1e6:g} M" for r in rows) + \
+        f" | ratio {last['rows'] / 1e6:g} M / {first['rows'] / 1e6:g} M |"
+    lines = [head, "|---" * (len(rows) + 2) + "|"]
+    for key, label in ROWS:
+        values = [r.get(key) for r in rows]
+        ratio = ""
+        if all(isinstance(v, (int, float)) for v in (first.get(key), last.get(key))) \
+                and first.get(key):
+            ratio = f"{last[key] / first[key]:.2f}"
+        lines.append(f"| {label} | " + " | ".join("n/a" if v is None else str(v) for v in values)
+                     + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    small, big = rows[0], rows[-1]
+    out = []
+
+    def check(name: str, ok: bool, figures: str) -> None:
+        out.append(f"{'MET   ' if ok else 'MISSED'} {name}: {figures}")
+
+    check("status warm <= 50 ms", big["warm_p50_ms"] <= 50, f"p50 {big['warm_p50_ms']} ms")
+    check("status cold <= 500 ms", big["status_cold_ms"] <= 500, f"{big['status_cold_ms']} ms")
+    ratio = big["status_cold_ms"] / small["status_cold_ms"]
+    check("status cold ratio <= 1.5", ratio <= 1.5, f"{ratio:.2f}")
+    rps = big["predict_rps_readers"] / big["predict_rps"]
+    check("predict with readers >= 90% throughput", rps >= 0.9, f"{rps:.2f}")
+    p99 = big["predict_p99_ms_readers"] / big["predict_p99_ms"]
+    check("predict with readers p99 <= 1.25x", p99 <= 1.25, f"{p99:.2f}x")
+    grow = big["predict_rps"] / small["predict_rps"]
+    check("predict at the big size >= 90% of the small", grow >= 0.9, f"{grow:.2f}")
+    check("qc peak <= 300 MB", big["qc_peak_mb"] <= 300, f"{big['qc_peak_mb']} MB")
+    qc_ok = isinstance(big["qc_s"], float) and big["qc_s"] <= 10
+    check("qc <= 10 s", qc_ok, f"{big['qc_s']} s")
+    return out
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "readers":
+        url, threads, seconds, out = sys.argv[2:6]
+        _readers(url, int(threads), float(seconds), Path(out))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--stack", type=Path, help="use this running stack home (adds rows!)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per predict scenario")
+    parser.add_argument("--concurrency", type=int, default=8, help="predict clients")
+    parser.add_argument("--readers", type=int, default=50, help="concurrent status readers")
+    parser.add_argument("--threads", type=int, default=8, help="function serving threads")
+    args = parser.parse_args()
+
+    from potability import config, local_stack
+
+    temp: tempfile.TemporaryDirectory[str] | None = None
+    if args.stack:
+        home = args.stack.absolute()
+        env = config.read_env(home)
+    else:
+        temp = tempfile.TemporaryDirectory(prefix="scalebench-")
+        home = Path(temp.name)
+        env = functions_bench._own_stack(home, "logistic", args.threads, 1)
+    try:
+        for _ in range(20):  # warm up predict: connections, imports, prepared statements
+            req = urllib.request.Request(
+                env["PREDICT_URL"],
+                data=json.dumps({"sensor_id": "warm", "reading": functions_bench.READING}).encode(),
+                headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=30).read()
+        started = datetime.now(timezone.utc)
+        rows = [measure(size, env, home, args) for size in sorted(args.sizes)]
+        print(f"\nscale bench {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+              f"predict x{args.concurrency} single readings {args.seconds:g} s per scenario, "
+              f"{args.readers} status readers, loopback; load average now {os.getloadavg()}")
+        print(table(rows))
+        print("\n".join(verdicts(rows)))
+        print(json.dumps(rows))
+        return 0
+    finally:
+        if temp is not None:
+            local_stack.down(home)
+            temp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

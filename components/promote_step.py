@@ -1,0 +1,46 @@
+"""Step 4, promote: the challenger against the champion on evidence, registered and the alias
+moved if it wins (:func:`training.promotion.promote`)."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Artifact, Dataset, Input
+
+
+def promote_component(
+    run_id: str,
+    scored_candidates: Input[Artifact],
+    test_set: Input[Dataset],
+    parent_run_id: str,
+    training_rows: int,
+    recall_floor: float,
+    split_seed: int,
+    test_fraction: float,
+    promotion_confidence: float,
+    model_name: str,
+    mlflow_tracking_uri: str,
+    database: dict,
+    mlflow_credentials_secret: str = "",
+) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
+                                   ("champion_changed", bool), ("previous_version", str)]):
+    """Pick the challenger, weigh the evidence against the champion, register and move the
+    alias if it wins."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from components.runtime import failure_recorded, step_settings
+    from potability import run_record
+    from training.dataset import read_dataset
+    from training.promotion import promote
+
+    settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
+    with failure_recorded(settings, run_id, "promote"):
+        result = promote(
+            settings=settings, run_id=run_id,
+            scored=json.loads(Path(scored_candidates.path).read_text()),
+            test=read_dataset(test_set.path), recall_floor=recall_floor,
+            parent_run_id=parent_run_id, training_rows=training_rows, split_seed=split_seed,
+            test_fraction=test_fraction, promotion_confidence=promotion_confidence)
+    outputs = namedtuple("PromoteOutputs",
+                         ["decision", "champion_version", "champion_changed", "previous_version"])
+    return outputs(*result)

@@ -1,0 +1,49 @@
+"""Step 2, train: the split and the candidates (:func:`training.candidates.train`); the held-out
+rows and the candidate list written for evaluate and promote."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Artifact, Dataset, Input, Output
+
+
+def train_component(
+    run_id: str,
+    dataset: Input[Dataset],
+    recall_floor: float,
+    test_fraction: float,
+    split_seed: int,
+    cv_folds: int,
+    grids: str,
+    model_name: str,
+    mlflow_tracking_uri: str,
+    database: dict,
+    test_set: Output[Dataset],
+    candidates: Output[Artifact],
+    mlflow_credentials_secret: str = "",
+) -> NamedTuple("TrainOutputs", [("parent_run_id", str), ("training_rows", int)]):  # type: ignore[valid-type]
+    """Train the families and the ensemble; write the held-out rows and the candidate list."""
+    import json
+    from collections import namedtuple
+    from pathlib import Path
+
+    from components.runtime import failure_recorded, step_settings
+    from training.candidates import train
+    from training.dataset import read_dataset, write_dataset
+    from training.modeling import TrainingConfig
+
+    settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
+    with failure_recorded(settings, run_id, "train"):
+        config = TrainingConfig(recall_floor=recall_floor, cv_folds=cv_folds, seed=split_seed)
+        parent_id, logged, parts = train(
+            read_dataset(dataset.path), tracking_uri=settings.mlflow_tracking_uri,
+            experiment=settings.model_name, pipeline_run_id=run_id, grid_name=grids,
+            config=config, test_fraction=test_fraction,
+            data_sha256=str(dataset.metadata.get("sha256", "")))
+        held_out = write_dataset(parts.test, Path(test_set.path))
+        test_set.metadata.update({"rows": held_out.rows, "sha256": held_out.sha256,
+                                  "format": "csv", "split_seed": split_seed})
+        Path(candidates.path).write_text(json.dumps([c.to_json() for c in logged], indent=1))
+        candidates.metadata.update({"families": [c.family for c in logged],
+                                    "parent_run_id": parent_id})
+    return namedtuple("TrainOutputs", ["parent_run_id", "training_rows"])(
+        parent_id, len(parts.train))
