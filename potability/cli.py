@@ -4,7 +4,8 @@
     potability down      stop everything ``up`` (and later steps) started, by pid
     potability status    what runs
     potability env       the local settings as shell exports
-    potability migrate   apply sql/ migrations to the configured database (GCP: via the connector)
+    potability migrate   apply sql/ migrations to the configured database (GCP: via the connector);
+                         --seed also seeds the training table (the migration job does)
     potability seed      seed the training table from data/ (idempotent)
     potability qc        quality control: live precision from lab samples + feature drift, stored
     potability functions start predict, add_sample and status under functions-framework
@@ -100,6 +101,11 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         result = migrations.migrate(conn, dict(settings.db_role_members))
         partitions = inference_log.ensure_partitions(conn, inference_log.utc_day(_now()))
+        # --seed: the migration job on Google Cloud (terraform/migrate.tf) also seeds the public
+        # data set - locally `potability up` does, on GCP nothing else would, and the first
+        # daily run would export no rows. As water_owner, like the schema it writes into;
+        # idempotent (existing sample ids are kept).
+        seeded = seed.seed(conn, as_role=migrations.OWNER_ROLE) if args.seed else None
     finally:
         conn.close()
     print("applied: " + (", ".join(result.applied) if result.applied else "none (up to date)"))
@@ -108,6 +114,8 @@ def _migrate(args: argparse.Namespace) -> int:
           else f"pgaudit: {result.pgaudit}")
     for user, role in result.members.items():
         print(f"member: {user} -> {role}")
+    if seeded is not None:
+        print(f"seeded {seeded} new rows")
     return 0
 
 
@@ -330,11 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
     read.set_defaults(func=_archive_read)
     fns.set_defaults(func=_functions)
+    mig = sub.add_parser("migrate", help="apply pending sql/ migrations")
+    mig.add_argument("--seed", action="store_true",
+                     help="then seed the training table from the public data set (idempotent)")
+    mig.set_defaults(func=_migrate)
     for name, func, text in [
         ("down", _down, "stop the local stack"),
         ("status", _status, "show what runs"),
         ("env", _env, "print the local settings as shell exports"),
-        ("migrate", _migrate, "apply pending sql/ migrations"),
         ("seed", _seed, "seed the training table (idempotent)"),
         ("qc", _qc, "compute and store live precision and feature drift"),
         ("alerts", _alerts, "check for a stale pipeline, list the open alerts"),

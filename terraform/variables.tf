@@ -21,8 +21,10 @@ variable "name_prefix" {
   default     = "potability"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,18}$", var.name_prefix))
-    error_message = "name_prefix must be 2-19 lowercase letters, digits or hyphens, starting with a letter."
+    # 14 at most: service account ids are 6-30 characters and the longest is
+    # "<name_prefix>-functions-build" (iam.tf; terraform/tests/inputs.tftest.hcl).
+    condition     = can(regex("^[a-z][a-z0-9-]{0,12}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-14 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen (\"<name_prefix>-functions-build\" must fit the 30-character service account id)."
   }
 }
 

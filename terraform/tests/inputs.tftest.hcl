@@ -128,3 +128,27 @@ run "sensor_bindings_grant_invoker_and_reach_predict" {
     error_message = "add_sample verifies ID tokens against its own two URLs."
   }
 }
+# name_prefix: every service account id is "<name_prefix>-<key>" and must fit 30 characters
+# (IAM: account ids are 6-30 characters); the longest key is functions-build.
+run "the_longest_name_prefix_still_fits_every_service_account_id" {
+  command = plan
+
+  variables {
+    name_prefix = "abcdefghij-klm"
+  }
+
+  assert {
+    condition     = alltrue([for sa in google_service_account.sa : length(sa.account_id) <= 30])
+    error_message = "Every service account id fits 30 characters with a 14-character prefix."
+  }
+}
+
+run "a_name_prefix_too_long_for_an_account_id_is_rejected" {
+  command = plan
+
+  variables {
+    name_prefix = "abcdefghij-klmn"
+  }
+
+  expect_failures = [var.name_prefix]
+}
