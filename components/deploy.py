@@ -90,6 +90,9 @@ def deploy_component(
     with failure_recorded(settings, run_id, "deploy"):
         if deploy_target not in DEPLOY_TARGETS:
             raise ValueError(f"deploy_target must be one of {DEPLOY_TARGETS}, got {deploy_target!r}")
+        if not champion_version:  # the first challenger is held back or awaits approval
+            run_record.finish_run(settings, run_id)
+            return f"nothing to serve yet: no {model_name} champion (held or awaiting approval)"
         if deploy_target == LOCAL:
             action, where = deploy_local(settings, champion_version, champion_changed)
         else:

@@ -1,5 +1,6 @@
 """Step 4, promote: the challenger against the champion on evidence, registered and the alias
-moved if it wins (:func:`training.promotion.promote`)."""
+moved if it wins (:func:`training.promotion.promote`) - unless promotions are held or need an
+operator's approval (``promotion_approval``; docs/operating-the-model.md)."""
 
 from typing import NamedTuple
 
@@ -20,6 +21,8 @@ def promote_component(
     mlflow_tracking_uri: str,
     database: dict,
     mlflow_credentials_secret: str = "",
+    promotion_approval: str = "auto",
+    candidate_expiry_days: float = 7.0,
 ) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
                                    ("champion_changed", bool), ("previous_version", str)]):
     """Pick the challenger, weigh the evidence against the champion, register and move the
@@ -40,7 +43,8 @@ def promote_component(
             scored=json.loads(Path(scored_candidates.path).read_text()),
             test=read_dataset(test_set.path), recall_floor=recall_floor,
             parent_run_id=parent_run_id, training_rows=training_rows, split_seed=split_seed,
-            test_fraction=test_fraction, promotion_confidence=promotion_confidence)
+            test_fraction=test_fraction, promotion_confidence=promotion_confidence,
+            promotion_approval=promotion_approval, candidate_expiry_days=candidate_expiry_days)
     outputs = namedtuple("PromoteOutputs",
                          ["decision", "champion_version", "champion_changed", "previous_version"])
     return outputs(*result)

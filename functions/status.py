@@ -36,7 +36,7 @@ import flask
 from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
 from functions.serving import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
-from potability import alerts, db, inference_rollup, qc_record, run_record
+from potability import alerts, db, inference_rollup, model_changes, qc_record, run_record
 from potability.config import Settings
 
 FUNCTION = "status"
@@ -204,6 +204,44 @@ def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
                                "raised_at")} for a in alerts.open_alerts(conn)]
 
 
+# --- model history (issue 22): the changes of the served model, public ----------------------
+
+def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
+    """The model changes of the last 90 days (:mod:`potability.model_changes`), newest first,
+    each with its evidence, who made it ("automatic" for the daily pipeline) and the alerts
+    raised around it; and the hold in force. Reasons are shown: operators write them for the
+    public (``--reason``)."""
+    changes = model_changes.history(conn, now)
+    near = model_changes.alerts_around(conn, changes)
+    names = {c.model_name for c in changes} or {None}
+    holds = [model_changes.hold_state(conn, n) for n in names if n]
+    hold = next((h for h in holds if h is not None), None)
+    return {
+        "days": model_changes.HISTORY_DAYS,
+        "held": ({"since": _iso(hold.since), "by": hold.actor, "reason": hold.reason}
+                 if hold else None),
+        "changes": [{
+            "when": _iso(c.changed_at or c.started_at),
+            "action": c.action,
+            "model_name": c.model_name,
+            "version": c.version,
+            "previous_version": c.previous_version,
+            "family": c.family,
+            "by": c.actor,
+            "reason": c.reason,
+            "in_progress": c.status == model_changes.SWITCHING,
+            "evidence": {
+                "held_out_precision": _num(c.held_out_precision),
+                "held_out_precision_interval": (
+                    [_num(c.held_out_precision_low), _num(c.held_out_precision_high)]
+                    if c.held_out_precision_low is not None else None),
+                "probability_better": _num(c.probability_better),
+            },
+            "alerts": near.get(c.id, []),
+        } for c in changes],
+    }
+
+
 def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
     """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats)."""
     model = _champion(conn)
@@ -217,6 +255,7 @@ def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
         "lab_samples": _lab_samples(conn, now),
         "live_precision": _headline(model, qc),
         "quality_control": qc,
+        "model_history": model_history(conn, now),
     }
 
 

@@ -467,6 +467,57 @@ def _run(data: dict[str, Any]) -> str:
     return "<h2>Training</h2><ul>" + "".join(lines) + "</ul>"
 
 
+ACTION_LABELS = {"promoted": "promoted", "rolled_back": "rolled back",
+                 "approved": "approved", "rejected": "rejected", "candidate": "awaiting approval",
+                 "expired": "expired", "blocked": "not promoted (held)", "held": "held",
+                 "released": "released"}
+
+
+def _history(data: dict[str, Any]) -> str:
+    """Model history (issue 22): every change of the served model in the last 90 days, with
+    its evidence, who made it and the alerts around it; the hold in force first."""
+    history = data.get("model_history") or {}
+    held = history.get("held")
+    banner = ""
+    if held:
+        banner = (f'<p class="flag watch" data-testid="model-held">Model promotions are held '
+                  f'since {escape(when(held["since"]))} by {_e(held["by"])}: '
+                  f'{_e(held["reason"])}. Daily training still runs and records its evidence, '
+                  "but the model in service does not change.</p>")
+    rows = []
+    for c in history.get("changes") or []:
+        ev = c["evidence"]
+        interval = ev.get("held_out_precision_interval")
+        evidence = (pct(ev["held_out_precision"]) if ev.get("held_out_precision") is not None
+                    else "")
+        if interval and None not in interval:
+            evidence += f" (95% {pct(interval[0])}\u2013{pct(interval[1])})"
+        if ev.get("probability_better") is not None:
+            evidence += f"; P(better) {pct(ev['probability_better'], 0)}"
+        near = "; ".join(f"{a['title']} ({when(a['raised_at'])})" for a in c.get("alerts") or [])
+        rows.append(
+            f'<tr data-testid="model-change" data-action="{escape(c["action"])}">'
+            f"<td>{escape(when(c['when']))}</td>"
+            f"<td>{escape(ACTION_LABELS.get(c['action'], c['action']))}"
+            + (" (in progress)" if c.get("in_progress") else "") + "</td>"
+            f"<td>{('v' + _e(c['version'])) if c['version'] else ''}"
+            + (f" <small>(was v{_e(c['previous_version'])})</small>"
+               if c.get("previous_version") and c["action"] in ("rolled_back", "approved",
+                                                               "promoted") else "")
+            + f"</td><td>{_e(c['family'] or '')}</td><td>{escape(evidence)}</td>"
+            f"<td>{_e(c['by'])}</td><td class=\"id\">{_e(c['reason'] or '')}</td>"
+            f'<td class="muted">{escape(near)}</td></tr>')
+    if not rows and not banner:
+        return ""
+    table = ("<table><thead><tr><th>When</th><th>What</th><th>Version</th><th>Family</th>"
+             "<th>Evidence (held-out precision)</th><th>Who</th><th>Why</th>"
+             "<th>Alerts around it</th></tr></thead><tbody>" + "".join(rows)
+             + "</tbody></table>") if rows else '<p class="muted">No changes.</p>'
+    return (f'<section aria-label="model history" data-testid="model-history">'
+            f'<h2>Model history (last {history.get("days", 90)} days)</h2>{banner}'
+            f'<div class="table-wrap">{table}</div></section>')
+
+
 def _page(title: str, body: str) -> str:
     return (
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -498,7 +549,7 @@ def render_html(data: dict[str, Any]) -> str:
         f'<div class="muted">Updated {escape(when(data["generated_at"]))}. Public, read-only; '
         'the same data as JSON: <a href="?format=json">?format=json</a>.</div></header>'
         "<main>" + _alerts(data) + _cards(data) + _activity(data) + _sensors(data) + _live(data)
-        + _drift(data) + _run(data) + "</main>"
+        + _drift(data) + _run(data) + _history(data) + "</main>"
         "<footer>Readings are classified by a model trained on certified lab analyses; "
         "lab samples keep checking it. Potable means the model judged the reading safe to "
         "drink.</footer>"

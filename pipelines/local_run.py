@@ -73,7 +73,9 @@ def local_parameters(settings: Settings, overrides: Mapping[str, Any] | None = N
 
     params = {**default_parameters(), "database": database_parameter(settings),
               "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-              "model_name": settings.model_name, "deploy_target": "local"}
+              "model_name": settings.model_name, "deploy_target": "local",
+              "promotion_approval": settings.promotion_approval,
+              "candidate_expiry_days": settings.candidate_expiry_days}
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(params)
     if unknown:

@@ -52,6 +52,8 @@ def build(image: str) -> Any:
         cv_folds: int = 5,
         grids: str = "default",
         promotion_confidence: float = 0.9,
+        promotion_approval: str = "auto",
+        candidate_expiry_days: float = 7.0,
         model_name: str = "water-potability",
         mlflow_tracking_uri: str = "",
         mlflow_credentials_secret: str = "",
@@ -90,7 +92,8 @@ def build(image: str) -> Any:
             parent_run_id=trained.outputs["parent_run_id"],
             training_rows=trained.outputs["training_rows"], recall_floor=recall_floor,
             split_seed=split_seed, test_fraction=test_fraction,
-            promotion_confidence=promotion_confidence, model_name=model_name,
+            promotion_confidence=promotion_confidence, promotion_approval=promotion_approval,
+            candidate_expiry_days=candidate_expiry_days, model_name=model_name,
             **mlflow, **db,
         ).set_display_name("promote")
         deployed = deploy_op(

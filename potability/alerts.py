@@ -1,8 +1,11 @@
 """Alerts: the one definition of the events somebody must be told about, and their delivery.
 
-Five events (:data:`EVENTS`): a pipeline run failed, no successful run for
+The events (:data:`EVENTS`): a pipeline run failed, no successful run for
 ``ALERT_STALE_HOURS``, a live-precision row newly flagged below the floor, a feature newly at
-"drift", and predict/add_sample answering too many 5xx over a window. Each occurrence is
+"drift", and predict/add_sample answering too many 5xx over a window; and the changes of the
+model in service (a rollback, an operator's approval / rejection / release, a hold, the daily
+pipeline's promotion, a candidate waiting for approval: :mod:`potability.model_changes`,
+docs/operating-the-model.md). Each occurrence is
 
 - recorded once in ``water.alerts`` (``sql/007_alerts.sql``): a partial unique index allows one
   *open* alert per (event, occurrence), so a QC re-run of the same state, a retried step or a
@@ -49,6 +52,11 @@ PIPELINE_STALE = "pipeline_stale"
 LIVE_PRECISION_FLAGGED = "live_precision_flagged"
 FEATURE_DRIFT = "feature_drift"
 FUNCTION_ERRORS = "function_errors"
+MODEL_ROLLED_BACK = "model_rolled_back"
+MODEL_CHANGED = "model_changed"
+MODEL_HELD = "model_held"
+MODEL_PROMOTED = "model_promoted"
+MODEL_CANDIDATE = "model_candidate"
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,34 @@ EVENTS: dict[str, Event] = {e.name: e for e in (
           "ALERT_ERROR_RATE of its requests over ALERT_ERROR_WINDOW_SECONDS. Check Cloud SQL, "
           "the Vertex endpoint and the function's logs; sensors retry 503s, nothing is lost.",
           "cloud_run_revision"),
+    # Model changes (potability/model_changes.py). The operators' actions (`potability model
+    # ...`) run on an operator's machine: on GCP their lines go to Cloud Logging as the
+    # ``global`` resource (potability/model_control.py); the pipeline's as its ``ml_job``.
+    Event(MODEL_ROLLED_BACK, "ERROR", "The model in service was rolled back",
+          "An operator served an earlier model version again (`potability model rollback`); "
+          "the status page's model history says who, why and on what evidence. Find out what "
+          "was wrong with the rolled-back version (live precision, drift, lab samples) before "
+          "promotions resume; consider `potability model hold` meanwhile.",
+          "global"),
+    Event(MODEL_CHANGED, "WARNING", "An operator changed the model in service",
+          "An operator approved a candidate (it now serves), rejected one, or released a hold. "
+          "Check the status page's model history and watch the live precision.",
+          "global"),
+    Event(MODEL_HELD, "WARNING", "Model promotions are held",
+          "An operator held promotions (`potability model hold`): daily runs still train and "
+          "evaluate but never change the served model. Release with `potability model "
+          "release --reason ...` once the cause is dealt with.",
+          "global"),
+    Event(MODEL_PROMOTED, "WARNING", "The daily pipeline promoted a new model",
+          "A challenger beat the champion on held-out evidence and now serves. Check the "
+          "status page's model history; if live precision drops, `potability model rollback "
+          "--reason ...` serves the previous version again.",
+          "ml_job"),
+    Event(MODEL_CANDIDATE, "WARNING", "A model candidate waits for approval",
+          "In manual approval mode (PROMOTION_APPROVAL=manual) a challenger passed the "
+          "evidence test and waits: `potability model approve VERSION --reason ...` or "
+          "`reject`. It expires after CANDIDATE_EXPIRY_DAYS.",
+          "ml_job"),
 )}
 
 
@@ -353,6 +389,9 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
                     f"on {f['matches']} lab matches, floor {f['floor'] * 100:.0f}%")
         if event == FEATURE_DRIFT:
             return f"{f['feature']}: PSI {f['psi']:.2f} (drift from 0.25)"
+        if event in (MODEL_ROLLED_BACK, MODEL_CHANGED, MODEL_HELD, MODEL_PROMOTED, MODEL_CANDIDATE):
+            return f"{f['action'].replace('_', ' ')}: v{f['version']}" if f.get("version") \
+                else f"{f['action'].replace('_', ' ')}"
         if event == FUNCTION_ERRORS:
             return (f"{f['function']}: {f['error_rate'] * 100:.0f}% server errors over "
                     f"{f['requests']} requests")

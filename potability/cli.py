@@ -12,6 +12,8 @@
     potability samples import FILE.csv   post a regulator's lab results to add_sample
     potability samples tokens list|add|revoke ID   the local regulator tokens (hashes only)
     potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
+    potability model status|rollback|hold|release|approve|reject   operators' control of the
+                         model in service (docs/operating-the-model.md)
     potability maintenance   inference log: partitions ahead, prune keys, archive + drop old days
     potability archive list|read --day YYYY-MM-DD   the inference log's archive, read back
 """
@@ -289,6 +291,59 @@ def _samples_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(args: argparse.Namespace) -> int:
+    """``potability model ...`` (potability/model_control.py)."""
+    from potability import model_control
+
+    settings = load_settings()
+    if settings.endpoint_mode == "vertex":
+        from components.vertex import EndpointServing
+
+        serving: model_control.Serving = EndpointServing(settings)
+    else:
+        serving = model_control.LocalServing(settings)
+    try:
+        if args.action == "status":
+            return _model_status(model_control.state(settings, serving))
+        if args.action == "rollback":
+            outcome = model_control.rollback(settings, args.reason, args.version, serving)
+        elif args.action == "hold":
+            outcome = model_control.hold(settings, args.reason)
+        elif args.action == "release":
+            outcome = model_control.release(settings, args.reason)
+        elif args.action == "approve":
+            outcome = model_control.approve(settings, args.version, args.reason, serving)
+        else:
+            outcome = model_control.reject(settings, args.version, args.reason)
+    except model_control.Refused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a switch that failed: the old model serves
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("the previous model version still serves; the change is recorded as failed",
+              file=sys.stderr)
+        return 1
+    print(outcome.message)
+    return 0
+
+
+def _model_status(state: "object") -> int:
+    from potability import alerts
+
+    s = state  # model_control.State
+    print(f"{'serving':12} {('v' + s.serving) if s.serving else 'nothing answers'}")
+    print(f"{'champion':12} {('v' + s.alias) if s.alias else 'no alias'} (MLflow alias)")
+    print(f"{'promotions':12} " + (f"HELD since {alerts.iso(s.hold.since)} by {s.hold.actor}: "
+                                   f"{s.hold.reason}" if s.hold else "not held"))
+    for c in s.candidates:
+        print(f"{'candidate':12} v{c.version} ({c.family}) since {alerts.iso(c.started_at)}, "
+              f"held-out precision {c.held_out_precision}, P(better) {c.probability_better}")
+    for c in s.recent:
+        print(f"  {alerts.iso(c.started_at)}  {c.action:12} v{c.version or '-':6} "
+              f"{c.status:9} {c.actor}: {c.reason or ''}")
+    return 0
+
+
 def _day(text: str):  # noqa: ANN202 - a date
     from datetime import date
 
@@ -342,6 +397,26 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--seed", action="store_true",
                      help="then seed the training table from the public data set (idempotent)")
     mig.set_defaults(func=_migrate)
+    model = sub.add_parser("model", help="operators' control of the model in service "
+                           "(docs/operating-the-model.md)").add_subparsers(dest="action",
+                                                                            required=True)
+    model.add_parser("status", help="what serves, the hold, waiting candidates, recent changes")
+    for name, text, version in [
+        ("rollback", "serve the previous champion again (or VERSION)", "?"),
+        ("hold", "hold promotions: daily runs train and evaluate but never promote", None),
+        ("release", "end the hold", None),
+        ("approve", "promote and deploy the waiting candidate VERSION", 1),
+        ("reject", "discard the waiting candidate VERSION", 1),
+    ]:
+        action = model.add_parser(name, help=text)
+        if version == "?":
+            action.add_argument("version", nargs="?", default=None,
+                                help="a version that served before (default: the previous)")
+        elif version:
+            action.add_argument("version", help="the candidate's registered version")
+        action.add_argument("--reason", required=True,
+                            help="why (shown in the public history on the status page)")
+    sub.choices["model"].set_defaults(func=_model)
     for name, func, text in [
         ("down", _down, "stop the local stack"),
         ("status", _status, "show what runs"),

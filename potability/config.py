@@ -222,6 +222,12 @@ class Settings:
     pipeline_template_uri: str = ""
     """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
     (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
+    promotion_approval: str = "auto"
+    """``auto``: a challenger that passes the evidence test is promoted at once; ``manual``: it
+    waits as a candidate for ``potability model approve`` (Terraform's ``promotion_approval``;
+    the local scheduled runs send it as the pipeline parameter of that name)."""
+    candidate_expiry_days: float = 7.0
+    """A candidate waiting for approval longer than this expires (``candidate_expiry_days``)."""
     inference_retention_days: int = 90
     """Days of readings the database keeps (Terraform's ``inference_retention_days``): older
     days are exported to the archive, verified, then dropped by the daily maintenance
@@ -317,6 +323,9 @@ class ServingSettings:
     model_version: str = "unknown"
     tracking_uri: str = ""
     threads: int = 8
+    handover_file: str = ""
+    """Set by a local switch (:func:`potability.model_server.switch_local`): load the model,
+    write this file, then take the port over from the old server as soon as it is free."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingSettings":
@@ -335,6 +344,7 @@ class ServingSettings:
             model_version=version or "unknown",
             tracking_uri=e.get("MLFLOW_TRACKING_URI", ""),
             threads=int(e.get("MODEL_SERVER_THREADS", "8")),
+            handover_file=e.get("MODEL_SERVER_HANDOVER_FILE", ""),
         )
 
 

@@ -120,6 +120,7 @@ OWNER_ROLE = "water_owner"
 ACCESS_ROLES = {
     "predict": "water_predict", "samples": "water_samples", "status": "water_status",
     "pipelines": "water_pipelines", "mlflow": "water_mlflow",
+    "operators": "water_operators",
 }
 """Service (Terraform's service-account key) -> NOLOGIN role holding its grants (sql/005)."""
 PGAUDIT_ABSENT = ("pgaudit: not available on this server (the embedded local PostgreSQL has no "

@@ -328,9 +328,41 @@ def serve(settings: ServingSettings) -> None:
     import uvicorn
 
     app = create_app(load_model(settings), settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, http="httptools", loop="asyncio",
-                lifespan="off", access_log=False, log_level="info",
-                timeout_graceful_shutdown=30)
+    options = dict(http="httptools", loop="asyncio", lifespan="off", access_log=False,
+                   log_level="info", timeout_graceful_shutdown=30)
+    if settings.handover_file:  # a local switch: the old server still holds the port
+        sock = bind_when_free(settings.host, settings.port, settings.handover_file)
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+        return
+    uvicorn.run(app, host=settings.host, port=settings.port, **options)
+
+
+HANDOVER_WAIT_SECONDS = 60.0
+
+
+def bind_when_free(host: str, port: int, loaded_file: str,
+                   wait_seconds: float = HANDOVER_WAIT_SECONDS) -> Any:
+    """The model is loaded: say so (``loaded_file``), then bind ``port`` as soon as the old
+    server lets go of it (:func:`switch_local`), polling every 10 ms - so the port is without
+    a listener only from the old server's close to this bind, not for a whole model load."""
+    import socket
+    import time
+
+    Path(loaded_file).write_text(str(os.getpid()))
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own bind
+        try:
+            sock.bind((host, port))
+            sock.listen(2048)
+            sock.set_inheritable(True)
+            return sock
+        except OSError:
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def health(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -388,6 +420,63 @@ def start_local(
                            f"v{answered.get('model_version')}, not {model_name} v{model_version}: "
                            "another process took the port while ours was starting")
     config.update_env(home, MODEL_SERVER_URL=url)
+    return url
+
+
+NEXT = f"{SERVICE}-next"
+"""The service name of the replacement server while a switch hands the port over."""
+
+
+def switch_local(home: Path, model_uri: str, model_name: str, model_version: str,
+                 tracking_uri: str, timeout: float = 120.0) -> str:
+    """Serve another version on the running local server's port with the shortest gap.
+
+    The new server starts beside the old one and loads its model (the slow part) while the
+    old one keeps answering; once it is loaded the old one is stopped (gracefully: requests in
+    flight are answered) and the new one binds the port at once. Predict sees the port without
+    a listener only between the two (a retryable 503, README's "documented 503 during a
+    switch"). If the new server fails to load, the old one was never touched. Without a
+    running server this is :func:`start_local`.
+
+    Raises:
+        RuntimeError: the new server did not load or did not answer as ``model_version``
+            (the caller restarts the old version).
+    """
+    import time
+
+    from potability import config
+
+    known = config.read_env(home).get("MODEL_SERVER_URL", "")
+    if not known or services.running_pid(home, SERVICE) is None or health(known) is None:
+        return start_local(home, model_uri, model_name, model_version, tracking_uri)
+    port = int(known.rsplit(":", 1)[1])
+    loaded = home / "run" / f"{NEXT}.loaded"
+    loaded.parent.mkdir(parents=True, exist_ok=True)
+    loaded.unlink(missing_ok=True)
+    services.stop(home, NEXT)
+    env = {
+        "MODEL_URI": model_uri, "MODEL_NAME": model_name, "MODEL_VERSION": model_version,
+        "MLFLOW_TRACKING_URI": tracking_uri, "AIP_HTTP_PORT": str(port),
+        "AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/predict",
+        "MODEL_SERVER_HOST": "127.0.0.1", "MODEL_SERVER_HANDOVER_FILE": str(loaded),
+    }
+    pid = services.start(home, NEXT, [sys.executable, "-m", "potability.model_server"], env=env)
+    deadline = time.monotonic() + timeout
+    while not loaded.exists():
+        if not services.is_alive(pid) or time.monotonic() > deadline:
+            services.stop(home, NEXT)
+            raise RuntimeError(f"{model_name} v{model_version} did not load (log: "
+                               f"{services.log_file(home, NEXT)}); the old server still serves")
+        time.sleep(0.05)
+    services.stop(home, SERVICE)  # graceful; the new server binds as soon as the port is free
+    services.pid_file(home, NEXT).replace(services.pid_file(home, SERVICE))
+    url = f"http://127.0.0.1:{port}"
+    services.wait_http(f"{url}/health", timeout=timeout, pid=pid)
+    answered = health(url) or {}
+    if answered.get("model_name") != model_name or answered.get("model_version") != model_version:
+        services.stop(home, SERVICE)
+        raise RuntimeError(f"{url} answers for {answered.get('model_name')} "
+                           f"v{answered.get('model_version')}, not {model_name} v{model_version}")
     return url
 
 

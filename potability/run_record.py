@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from potability import alerts, db
+from potability import alerts, db, model_changes
 from potability.config import Settings
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,9 @@ def last_run(conn: db.Connection) -> PipelineRun | None:
 
 
 def current_champion(conn: db.Connection) -> ChampionRecord | None:
-    """The champion of the latest succeeded run (None before the first success).
+    """The champion of the latest succeeded run (None before the first success) - unless an
+    operator changed the served version since (``potability model rollback`` / ``approve``,
+    :mod:`potability.model_changes`): then that version, with the evidence it came in with.
 
     "Latest" is by finish time, then start time: a run that kept the champion confirms it too,
     and a failed run never changes the answer (it moves the alias back)."""
@@ -147,9 +149,25 @@ def current_champion(conn: db.Connection) -> ChampionRecord | None:
         "AND r.champion_version IS NOT NULL "
         "ORDER BY r.finished_at DESC NULLS LAST, r.started_at DESC LIMIT 1")
     row = cur.fetchone()
-    if row is None:
-        return None
-    return ChampionRecord(_pipeline_run(row[:-1]), row[-1])
+    latest = None if row is None else ChampionRecord(_pipeline_run(row[:-1]), row[-1])
+    change = model_changes.latest_serving(conn)
+    if change is None or change.actor == model_changes.AUTOMATIC or change.changed_at is None:
+        return latest
+    if latest is not None and latest.run.finished_at is not None \
+            and latest.run.finished_at >= change.changed_at:
+        return latest  # a later run compared against (and kept or replaced) that version
+    trained = find_run(conn, change.run_id) if change.run_id else None
+    return ChampionRecord(PipelineRun(
+        run_id=change.run_id or "", status="succeeded", started_at=change.started_at,
+        finished_at=change.changed_at, decision=change.action, model_name=change.model_name,
+        champion_version=change.version, champion_family=change.family,
+        champion_precision=change.held_out_precision,
+        champion_precision_low=change.held_out_precision_low,
+        champion_precision_high=change.held_out_precision_high,
+        champion_recall=change.held_out_recall, champion_threshold=change.threshold,
+        probability_challenger_better=change.probability_better,
+        training_rows=change.training_rows, details={}),
+        trained.started_at if trained else None)
 
 
 def check_stale(conn: db.Connection, settings: Settings, now: datetime) -> list[alerts.Alert]:
@@ -231,7 +249,9 @@ def record_decision(settings: Settings, run_id: str, values: Mapping[str, Any],
 
 def finish_run(settings: Settings, run_id: str) -> None:
     """Mark the run ``succeeded`` (deploy's last act); a success resolves the open
-    ``pipeline_run_failed`` and ``pipeline_stale`` alerts."""
+    ``pipeline_run_failed`` and ``pipeline_stale`` alerts, and what it changed - a promotion,
+    a candidate, a challenger a hold blocked - goes into the model-change record in the same
+    transaction (:func:`potability.model_changes.record_run_outcome`)."""
     with closing(db.connect(settings)) as conn:
         cur = conn.cursor()
         cur.execute(
@@ -240,7 +260,10 @@ def finish_run(settings: Settings, run_id: str) -> None:
         finished = cur.fetchone()[0]
         for event in (alerts.PIPELINE_RUN_FAILED, alerts.PIPELINE_STALE):
             alerts.resolve(conn, event, None, finished)
+        run = find_run(conn, run_id)
+        raised = model_changes.record_run_outcome(conn, run, finished) if run else []
         conn.commit()
+    alerts.publish(settings, raised, finished)
 
 
 def mark_failed(settings: Settings, run_id: str, error: str) -> Mapping[str, Any]:

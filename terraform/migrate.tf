@@ -14,7 +14,11 @@ locals {
   migrate_job = var.image_digest != ""
 
   # service -> IAM database user, for the memberships `potability migrate` grants.
-  db_role_members = join(",", [for k in ["predict", "samples", "status", "pipelines", "mlflow"] : "${k}=${local.db_user[k]}"])
+  # The operators' IAM group (operators.tf) is a database user of its own name.
+  db_role_members = join(",", concat(
+    [for k in ["predict", "samples", "status", "pipelines", "mlflow"] : "${k}=${local.db_user[k]}"],
+    var.operators == "" ? [] : ["operators=${var.operators}"],
+  ))
 }
 
 resource "google_cloud_run_v2_job" "migrate" {

@@ -9,8 +9,11 @@ locals {
     cv_folds             = var.cv_folds
     grids                = var.grids
     promotion_confidence = var.promotion_confidence
-    model_name           = var.model_name
-    mlflow_tracking_uri  = local.mlflow_tracking_uri
+    # operators' control (issue 22): auto | manual approval, candidate expiry
+    promotion_approval    = var.promotion_approval
+    candidate_expiry_days = var.candidate_expiry_days
+    model_name            = var.model_name
+    mlflow_tracking_uri   = local.mlflow_tracking_uri
     # MLflow's basic-auth password of the "pipelines" user (secrets.tf): each step reads it
     # with its own service account (components/runtime.py, potability/secret_manager.py).
     mlflow_credentials_secret = google_secret_manager_secret.mlflow["pipelines"].id

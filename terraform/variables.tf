@@ -395,3 +395,35 @@ variable "promotion_confidence" {
     error_message = "promotion_confidence must be in (0, 1]."
   }
 }
+
+# --- operators in control of the model (issue 22, docs/operating-the-model.md) ---
+
+variable "promotion_approval" {
+  description = "auto: a challenger that passes the evidence test is promoted at once; manual: it waits as a candidate for `potability model approve VERSION --reason ...`."
+  type        = string
+  default     = "auto"
+  validation {
+    condition     = contains(["auto", "manual"], var.promotion_approval)
+    error_message = "promotion_approval must be \"auto\" or \"manual\"."
+  }
+}
+
+variable "candidate_expiry_days" {
+  description = "A candidate waiting for approval longer than this many days expires (manual approval mode)."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.candidate_expiry_days > 0
+    error_message = "candidate_expiry_days must be > 0."
+  }
+}
+
+variable "operators" {
+  description = "IAM group of the operators who run `potability model rollback|hold|release|approve|reject` with their own gcloud credentials, e.g. \"ops@example.com\" (empty: nobody is granted)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.operators == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.operators))
+    error_message = "operators must be a group e-mail address (or empty)."
+  }
+}

@@ -18,8 +18,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from potability import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
-from training.decision import (CHAMPION_KEPT, DEFAULT_PROMOTION_CONFIDENCE, FIRST_CHAMPION,
-                               choose_challenger, decide)
+from training.decision import (CHALLENGER_WINS, DEFAULT_PROMOTION_CONFIDENCE,
+                               FIRST_CHAMPION, choose_challenger, decide)
 from training.evaluation import (Scores, paired_bootstrap, precision_interval, predictions,
                                  recall_floor_evidence, score_model)
 
@@ -169,7 +169,8 @@ def decide_and_promote(
     parent_run_id: str, training_rows: int, split_seed: int | None = None,
     test_fraction: float | None = None,
     promotion_confidence: float = DEFAULT_PROMOTION_CONFIDENCE, client: Any = None,
-    load_model: Callable[[str], Any] | None = None,
+    load_model: Callable[[str], Any] | None = None, promotion_approval: str = "auto",
+    candidate_expiry_days: float = 7.0,
 ) -> PromoteResult:
     """Decide, register (if the challenger wins), record the decision, then move the alias.
 
@@ -186,11 +187,13 @@ def decide_and_promote(
         promotion_confidence: P(challenger more precise) needed to replace the champion.
         client: ``MlflowClient`` (default: for ``settings.mlflow_tracking_uri``).
         load_model: model URI -> estimator (default ``mlflow.sklearn.load_model``).
+        promotion_approval: ``auto`` | ``manual`` (a winning challenger waits as a candidate).
+        candidate_expiry_days: candidates older than this expire (not approvable).
     """
     import mlflow
     import mlflow.sklearn
 
-    from potability import run_record
+    from potability import model_changes, run_record
 
     if not 0 < promotion_confidence <= 1:
         raise ValueError(f"promotion_confidence must be in (0, 1], got {promotion_confidence}")
@@ -219,24 +222,35 @@ def decide_and_promote(
                                     recall_floor=recall_floor)
     decision = decide(challenger_scores, champion_scores, evidence, recall_floor,
                       promotion_confidence)
+    # Operators' control (issue 22): a hold keeps a winning challenger out, manual approval
+    # makes it a candidate (registered, not promoted) - potability/model_changes.py.
+    decision = model_changes.promotion_gate(settings, decision, promotion_approval,
+                                            candidate_expiry_days)
 
-    if decision == CHAMPION_KEPT:
-        assert champion is not None and champion_scores is not None
-        new_version, family, after = champion.version, champion.family, champion_scores
-        interval = precision_interval(y, champion_pred)
-    else:
+    candidate = None
+    if decision in (FIRST_CHAMPION, CHALLENGER_WINS, model_changes.CANDIDATE_WAITING):
         # Compiled scoring (issue 12): ONNX form checked against scikit-learn on the held-out
         # rows, stored in the logged model before it becomes a version.
         compiled_model.attach_to_uri(challenger["model_uri"], load_model(challenger["model_uri"]),
                                      test[list(FEATURE_NAMES)])
-        new_version = register(client, name, challenger, run_id, split)
-        family, after = challenger["family"], challenger_scores
-        interval = precision_interval(*predictions(challenger_model, rows))
+        candidate = register(client, name, challenger, run_id, split)
+    challenger_interval = precision_interval(*predictions(challenger_model, rows))
+    if decision in (FIRST_CHAMPION, CHALLENGER_WINS):
+        assert candidate is not None
+        new_version, family, after = candidate, challenger["family"], challenger_scores
+        interval = challenger_interval
+    elif champion is not None and champion_scores is not None:
+        new_version, family, after = champion.version, champion.family, champion_scores
+        interval = precision_interval(y, champion_pred)
+    else:  # no champion yet and the first one is held back or waits for approval
+        new_version, family, after, interval = "", None, None, (None, None)
     first_meets = (recall_floor_evidence(*predictions(challenger_model, rows), recall_floor)
                    if decision == FIRST_CHAMPION else None)
     previous = champion.version if champion else ""
     changed = new_version != previous
     details = {
+        "candidate_version": candidate if decision == model_changes.CANDIDATE_WAITING else None,
+        "challenger_precision_interval": list(challenger_interval),
         # Written before the alias moves, so a failure at any later point can undo it.
         "alias_moved": changed, "previous_champion_version": previous or None,
         "challenger_version": new_version if changed else None,
@@ -255,10 +269,11 @@ def decide_and_promote(
         "parent_run_id": parent_run_id,
     }
     values = {
-        "decision": decision, "model_name": name, "champion_version": new_version,
-        "champion_family": family, "champion_precision": after.precision,
+        "decision": decision, "model_name": name, "champion_version": new_version or None,
+        "champion_family": family, "champion_precision": after and after.precision,
         "champion_precision_low": interval[0], "champion_precision_high": interval[1],
-        "champion_recall": after.recall, "champion_threshold": after.threshold,
+        "champion_recall": after and after.recall,
+        "champion_threshold": after and after.threshold,
         "challenger_family": challenger["family"],
         "challenger_precision": challenger_scores.precision,
         "challenger_recall": challenger_scores.recall, "recall_floor": recall_floor,
@@ -274,7 +289,9 @@ def decide_and_promote(
         client.set_registered_model_alias(name, CHAMPION_ALIAS, new_version)
 
     client.set_tag(parent_run_id, "decision", decision)
-    client.set_tag(parent_run_id, "champion_version", new_version)
+    client.set_tag(parent_run_id, "champion_version", new_version or "none")
+    if candidate and decision == model_changes.CANDIDATE_WAITING:
+        client.set_tag(parent_run_id, "candidate_version", candidate)
     client.set_tag(parent_run_id, "challenger_family", challenger["family"])
     metrics = {f"challenger.{k}": float(v) for k, v in challenger_scores.as_dict().items()}
     if champion_scores is not None:
@@ -290,5 +307,6 @@ def decide_and_promote(
     metrics.update({"champion.precision_low": interval[0], "champion.precision_high": interval[1],
                     "promotion.confidence_required": promotion_confidence})
     for key, value in metrics.items():
-        client.log_metric(parent_run_id, key, value)
+        if value is not None:  # no champion interval while the first one waits
+            client.log_metric(parent_run_id, key, value)
     return PromoteResult(decision, new_version, changed, previous)

@@ -18,8 +18,8 @@ run "every_event_has_a_metric_on_the_code_filter_and_a_policy_with_channels" {
   command = apply
 
   assert {
-    condition     = length(local.alert_events) == 5
-    error_message = "The five events of potability/alerts.py are read from alert_events.json."
+    condition     = length(local.alert_events) == 10
+    error_message = "The ten events of potability/alerts.py are read from alert_events.json."
   }
   assert {
     condition     = alltrue([for k, e in local.alert_events : google_logging_metric.alert[k].filter == e.log_filter])

@@ -231,7 +231,7 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
   }
   assert {
     condition = toset(keys(jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues)) == toset([
-      "recall_floor", "test_fraction", "split_seed", "cv_folds", "grids", "promotion_confidence", "model_name", "mlflow_tracking_uri", "mlflow_credentials_secret",
+      "recall_floor", "test_fraction", "split_seed", "cv_folds", "grids", "promotion_confidence", "promotion_approval", "candidate_expiry_days", "model_name", "mlflow_tracking_uri", "mlflow_credentials_secret",
       "database", "deploy_target", "project", "region",
       "endpoint_id", "serving_image", "endpoint_machine_type", "endpoint_min_replicas", "endpoint_max_replicas",
       "endpoint_cpu_target",
@@ -456,6 +456,53 @@ run "retention_and_cleanup" {
       anytrue([for p in r.cleanup_policies : p.action == "KEEP" && try(p.most_recent_versions[0].keep_count, 0) > 0])
     ])
     error_message = "Every repository deletes old versions (not dry run) and keeps the most recent ones."
+  }
+}
+
+# Operators (operators.tf, issue 22): exactly what `potability model ...` uses, for the group.
+run "operators_get_exactly_what_the_model_command_uses" {
+  command = plan
+
+  variables {
+    operators = "model-ops@example.com"
+  }
+
+  assert {
+    condition     = toset(keys(google_project_iam_member.operators)) == toset(["custom:model_operator", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter"]) && alltrue([for m in google_project_iam_member.operators : m.member == "group:model-ops@example.com"])
+    error_message = "The operators group gets Cloud SQL connect + IAM login, log writing and the model_operator custom role, nothing else on the project."
+  }
+  assert {
+    condition = toset(google_project_iam_custom_role.model_operator[0].permissions) == toset([
+      "aiplatform.endpoints.deploy", "aiplatform.endpoints.get", "aiplatform.endpoints.predict",
+      "aiplatform.endpoints.undeploy", "aiplatform.models.deploy", "aiplatform.models.get",
+      "aiplatform.models.list", "aiplatform.models.undeploy", "aiplatform.models.upload",
+    ])
+    error_message = "The model_operator role holds exactly the permissions of the endpoint switch."
+  }
+  assert {
+    condition     = google_sql_user.operators[0].type == "CLOUD_IAM_GROUP" && google_sql_user.operators[0].name == "model-ops@example.com"
+    error_message = "The group logs in to Cloud SQL as itself (IAM group authentication)."
+  }
+  assert {
+    condition     = google_secret_manager_secret_iam_member.operators_mlflow[0].role == "roles/secretmanager.secretAccessor" && google_secret_manager_secret_iam_member.operators_mlflow[0].member == "group:model-ops@example.com" && google_secret_manager_secret_iam_member.operators_mlflow[0].secret_id == google_secret_manager_secret.mlflow["pipelines"].id
+    error_message = "Operators read only the MLflow pipelines password (to move the champion alias)."
+  }
+  assert {
+    condition     = google_storage_bucket_iam_member.operators_mlflow[0].role == "roles/storage.objectViewer" && google_storage_bucket_iam_member.operators_mlflow[0].bucket == google_storage_bucket.buckets["mlflow"].name
+    error_message = "Operators only read the MLflow artifacts bucket."
+  }
+  assert {
+    condition     = strcontains(local.db_role_members, "operators=model-ops@example.com")
+    error_message = "The migration job makes the group a member of water_operators."
+  }
+}
+
+run "no_operators_no_grants" {
+  command = plan
+
+  assert {
+    condition     = length(google_project_iam_member.operators) == 0 && length(google_sql_user.operators) == 0 && length(google_project_iam_custom_role.model_operator) == 0
+    error_message = "Without an operators group nobody is granted anything."
   }
 }
 

@@ -16,7 +16,8 @@ IMAGE = "europe-west1-docker.pkg.dev/demo-project/potability/potability:test"
 INTERFACE = {  # the names and types Terraform's scheduler passes (do not rename)
     "recall_floor": "NUMBER_DOUBLE", "test_fraction": "NUMBER_DOUBLE",
     "split_seed": "NUMBER_INTEGER", "cv_folds": "NUMBER_INTEGER", "grids": "STRING",
-    "promotion_confidence": "NUMBER_DOUBLE",
+    "promotion_confidence": "NUMBER_DOUBLE", "promotion_approval": "STRING",
+    "candidate_expiry_days": "NUMBER_DOUBLE",
     "model_name": "STRING", "mlflow_tracking_uri": "STRING",
     "mlflow_credentials_secret": "STRING", "database": "STRUCT",
     "deploy_target": "STRING", "project": "STRING", "region": "STRING",

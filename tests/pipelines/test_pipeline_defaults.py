@@ -43,6 +43,8 @@ PYTHON = {
     "cv_folds": TrainingConfig().cv_folds,
     "split_seed": TrainingConfig().seed,
     "promotion_confidence": DEFAULT_PROMOTION_CONFIDENCE,
+    "promotion_approval": Settings().promotion_approval,
+    "candidate_expiry_days": Settings().candidate_expiry_days,
     "model_name": Settings().model_name,
     "endpoint_machine_type": ReplicaScaling().machine_type,
     "endpoint_min_replicas": ReplicaScaling().min_replicas,
@@ -52,7 +54,8 @@ PYTHON = {
 """Pipeline parameter -> the default the Python code uses when no parameter is passed."""
 
 SHARED_WITH_TERRAFORM = ["recall_floor", "test_fraction", "split_seed", "cv_folds", "grids",
-                         "model_name", "promotion_confidence", "endpoint_machine_type",
+                         "model_name", "promotion_confidence", "promotion_approval",
+                         "candidate_expiry_days", "endpoint_machine_type",
                          "endpoint_min_replicas", "endpoint_max_replicas", "endpoint_cpu_target"]
 
 NO_PIPELINE_DEFAULT = {"region", "database"}

@@ -73,6 +73,15 @@ def test_migrate_owns_everything_through_the_nologin_owner_and_grants_least_priv
         assert can("water_pipelines", "water.pipeline_runs", "UPDATE")
         assert can("water_pipelines", "water.schema_migrations", "SELECT")
         assert not can("water_pipelines", "water.water_potability", "INSERT")
+        # operators (sql/012): model changes and alerts; the run record read-only; no data
+        assert can("water_operators", "water.model_changes", "INSERT")
+        assert can("water_operators", "water.alerts", "INSERT")
+        assert can("water_operators", "water.pipeline_runs", "SELECT")
+        assert not can("water_operators", "water.pipeline_runs", "UPDATE")
+        assert not can("water_operators", "water.water_potability", "SELECT")
+        assert not can("water_operators", "water.water_inferences", "SELECT")
+        assert can("water_status", "water.model_changes", "SELECT")
+        assert not can("water_status", "water.model_changes", "INSERT")
         for role in migrations.ACCESS_ROLES.values():
             for table in ("water.water_potability", "water.water_inferences", "water.pipeline_runs"):
                 assert not can(role, table, "DELETE")

@@ -1,0 +1,111 @@
+"""The public model history (issue 22) in a real headless Chromium: a promotion by the daily
+pipeline, a rollback by an operator with the alert raised around it, a hold with its
+since-when - served by functions-framework from the functions' entry file."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from potability import alerts, db, model_changes as mc, services
+from potability.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRY = ROOT / "functions" / "main.py"
+CHROMIUM = "/usr/bin/chromium"
+MODEL = "browser-history-model"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def history(conn: db.Connection) -> Iterator[datetime]:
+    now = datetime.now(timezone.utc)
+    cur = conn.cursor()
+    cur.execute("DELETE FROM water.model_changes")  # this page shows every model's changes
+    evidence = {"family": "random_forest", "held_out_precision": 0.712,
+                "held_out_precision_low": 0.62, "held_out_precision_high": 0.80,
+                "probability_better": 0.96, "run_id": "run-5"}
+    mc.record(conn, model_name=MODEL, action=mc.PROMOTED, actor=mc.AUTOMATIC,
+              when=now - timedelta(days=3), version="4", evidence={**evidence,
+                                                                    "held_out_precision": 0.69})
+    mc.record(conn, model_name=MODEL, action=mc.PROMOTED, actor=mc.AUTOMATIC,
+              when=now - timedelta(days=1), version="5", previous_version="4", evidence=evidence)
+    alerts.insert(conn, alerts.Alert(alerts.LIVE_PRECISION_FLAGGED, f"{MODEL}/5/all",
+                                     "low", "5", {"period": "all", "live_precision": 0.41,
+                                                  "matches": 30, "floor": 0.6}),
+                  now - timedelta(hours=3))
+    mc.record(conn, model_name=MODEL, action=mc.ROLLED_BACK, actor="ops@utility.example",
+              when=now - timedelta(hours=2), version="4", previous_version="5",
+              reason="live precision fell to 41% on lab samples", evidence={
+                  **evidence, "held_out_precision": 0.69, "probability_better": None})
+    mc.record(conn, model_name=MODEL, action=mc.HELD, actor="ops@utility.example",
+              when=now - timedelta(hours=1), reason="until the lab review")
+    mc.record(conn, model_name="old", action=mc.PROMOTED, actor=mc.AUTOMATIC,
+              when=now - timedelta(days=120), version="1")  # older than 90 days: not shown
+    conn.commit()
+    yield now
+    conn.rollback()
+    cur.execute("DELETE FROM water.model_changes WHERE model_name IN (%s, 'old')", (MODEL,))
+    cur.execute("DELETE FROM water.alerts WHERE occurrence LIKE %s", (f"{MODEL}%",))
+    conn.commit()
+
+
+@pytest.fixture
+def served(stack_home: Path, database_url: str) -> Iterator[str]:
+    port = services.free_port()
+    argv = [str(Path(sys.executable).parent / "functions-framework"), "--source", str(ENTRY),
+            "--target", "status", "--host", "127.0.0.1", "--port", str(port)]
+    env = {"POTABILITY_ENV": "local", "POTABILITY_HOME": str(stack_home),
+           "DATABASE_URL": database_url}
+    pid = services.start(stack_home, "history-browser-test", argv, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        services.wait_http(url + "?format=json", timeout=60, pid=pid)
+        yield url
+    finally:
+        services.stop(stack_home, "history-browser-test")
+
+
+def test_model_history_on_the_page_and_in_its_json(served: str, history: datetime) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 900})
+            page.set_default_timeout(10_000)
+            assert page.goto(served, wait_until="load").status == 200
+            held = page.get_by_test_id("model-held").inner_text()
+            assert "held since" in held and "ops@utility.example" in held
+            assert (history - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M") in held
+            rows = page.locator('[data-testid="model-change"]')
+            assert [rows.nth(i).get_attribute("data-action") for i in range(rows.count())] == \
+                ["held", "rolled_back", "promoted", "promoted"]
+            rollback = rows.nth(1).inner_text()
+            assert "rolled back" in rollback and "v4" in rollback and "was v5" in rollback
+            assert "ops@utility.example" in rollback and "41% on lab samples" in rollback
+            assert "69.0%" in rollback and "62.0%" in rollback  # evidence with its interval
+            assert "Live precision fell below the floor" in rollback  # the alert around it
+            promoted = rows.nth(2).inner_text()
+            assert "automatic" in promoted and "P(better) 96%" in promoted
+            phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+            phone.goto(served, wait_until="load")
+            assert phone.evaluate("document.documentElement.scrollWidth - "
+                                  "document.documentElement.clientWidth") <= 0
+            api = page.goto(served + "?format=json").json()["model_history"]
+            assert api["days"] == 90 and api["held"]["by"] == "ops@utility.example"
+            assert [c["action"] for c in api["changes"]] == \
+                ["held", "rolled_back", "promoted", "promoted"]
+            back = api["changes"][1]
+            assert (back["version"], back["previous_version"], back["by"]) == \
+                ("4", "5", "ops@utility.example")
+            assert back["evidence"]["held_out_precision_interval"] == [0.62, 0.8]
+            assert [a["event"] for a in back["alerts"]] == ["live_precision_flagged"]
+        finally:
+            browser.close()
