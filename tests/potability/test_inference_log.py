@@ -34,22 +34,10 @@ def _reading_rows(n: int, version: str = "7") -> str:
 
 
 @pytest.fixture
-def log_db(database_url: str) -> Iterator[Settings]:
-    name = f"log_{uuid.uuid4().hex[:10]}"
-    admin = db.connect(Settings(database_url=database_url))
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        url = db.with_database(database_url, name)
-        conn = db.connect(Settings(database_url=url))
-        try:
-            migrations.migrate(conn)
-        finally:
-            conn.close()
-        yield Settings(env="local", database_url=url)
-    finally:
-        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
+def log_db(runs_db: Settings) -> Settings:
+    """A migrated database of its own (tests/conftest.py ``runs_db``): partitions are created
+    and dropped here without touching the session's shared database."""
+    return runs_db
 
 
 @pytest.fixture
