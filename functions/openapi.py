@@ -56,7 +56,15 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
     s = settings or Settings()
     reading = json_schema_for_reading()
     reading["description"] = ("One reading: exactly the nine measurements, each a number in its "
-                              "range or null when not measured. Unknown fields are refused.")
+                              "range or null when not measured, and optionally when it was "
+                              "measured. Unknown fields are refused.")
+    reading["properties"]["measured_at"] = {
+        "oneOf": [{"type": "string", "format": "date-time"}, {"type": "null"}],
+        "description": ("When the sensor measured this reading: RFC 3339 with a time zone, not "
+                        "before 1970 and not more than 5 minutes in the future. Absent or null: "
+                        "the arrival time stands in. Quality control matches lab samples to "
+                        "readings on it, so a batch of readings taken over an hour is matched "
+                        "reading by reading.")}
     predict_request = {
         "type": "object",
         "additionalProperties": False,
