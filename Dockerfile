@@ -38,6 +38,11 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 RUN useradd --create-home --uid 1000 app
 USER app
+# Not /app: `python -m` puts the working directory first on sys.path, and /app holds the build
+# context, a source copy. Every command runs from the installed copy in /opt/venv only (sql/ and
+# data/ are its package data) - tests/test_image.py builds this environment as above and runs each
+# command the cloud runs from another directory, with the build context deleted.
+WORKDIR /home/app
 EXPOSE 8080
 # Serving by default; Vertex Pipelines overrides the command for components.
 CMD ["python", "-m", "potability.model_server"]

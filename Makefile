@@ -8,7 +8,7 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test env tools down status clean gcp-deploy function-requirements docs
+.PHONY: run test env tools down status clean gcp-deploy gcp-destroy function-requirements docs
 
 $(UV):
 	$(PYTHON) -m venv .venv-uv
@@ -48,6 +48,12 @@ clean: down
 # (potability/gcp_deploy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
 gcp-deploy: env
 	$(BIN)/python -m potability.gcp_deploy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+
+# Teardown: undeploy the endpoint's models, lift Cloud SQL's deletion protection, destroy,
+# delete the service-networking peering Terraform abandons, destroy the rest
+# (potability/gcp_destroy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
+gcp-destroy: env
+	$(BIN)/python -m potability.gcp_destroy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
 # The Cloud Functions' requirements.txt: exactly what uv.lock pins (with hashes) for the
 # `functions` dependency group. Run after changing dependencies; a test fails while it is stale.

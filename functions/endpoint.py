@@ -293,6 +293,12 @@ class VertexEndpoint:
                 gexc.TooManyRequests, gexc.BadGateway, gexc.GatewayTimeout,
                 gexc.RetryError) as exc:
             raise EndpointUnavailable(f"Vertex endpoint unavailable: {type(exc).__name__}") from exc
+        except gexc.FailedPrecondition as exc:
+            # Vertex answers FAILED_PRECONDITION while the endpoint has no deployed model (a
+            # new project before the first pipeline run, or mid-redeploy): not the caller's
+            # fault and over once a model is deployed, so sensors retry (503) and lose nothing.
+            raise EndpointUnavailable(
+                f"no model deployed on the Vertex endpoint yet: {exc.message}") from exc
         except gexc.GoogleAPIError as exc:
             raise EndpointRejected(f"Vertex endpoint refused: {exc}") from exc
         predictions = getattr(response, "predictions", None)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import selectors
 import socket
 import time
@@ -66,6 +67,14 @@ DRAIN_MAX_BYTES = 2 * 1024 * 1024
 socket closes: closing with unread bytes makes the kernel send a reset, which can destroy the
 refusal before the client reads it (RFC 9112 section 9.6)."""
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_DECIMAL = re.compile(r"[0-9]+")
+"""Content-Length is 1*DIGIT, ASCII only (RFC 9110 section 8.6): ``str.isdigit`` also accepts
+'²' or '٣', which ``int`` then refuses - in the event loop, where an exception kills the worker."""
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+"""chunk-size is 1*HEXDIG (RFC 9112 section 7.1): ``int(x, 16)`` also takes '+1', '0x1', '1_0'."""
+_MAX_LENGTH_DIGITS = 18
+"""More digits than any body we accept: refused 413 without converting (``int`` refuses over
+4300 digits, by raising)."""
 
 
 @dataclass(frozen=True)
@@ -96,13 +105,12 @@ def _chunked_end(buf: bytes, pos: int, max_body: int) -> int | Refusal | None:
         if eol < 0:
             return None if len(buf) - pos <= 1024 else Refusal(
                 400, "Bad Request", "body", "malformed chunked body")
-        size_text = buf[pos:eol].split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
+        size_text = buf[pos:eol].split(b";", 1)[0].strip(b" \t")
+        if not _HEX.fullmatch(size_text):
             return Refusal(400, "Bad Request", "body", "malformed chunk size")
-        if size < 0:
-            return Refusal(400, "Bad Request", "body", "malformed chunk size")
+        if len(size_text.lstrip(b"0")) > _MAX_LENGTH_DIGITS:
+            return Refusal(413, "Content Too Large", "body", f"body larger than {max_body} bytes")
+        size = int(size_text, 16)
         total += size
         if total > max_body:
             return Refusal(413, "Content Too Large", "body", f"body larger than {max_body} bytes")
@@ -133,17 +141,26 @@ def complete_request(buf: bytes, max_head: int = MAX_HEAD_BYTES,
                        f"request line and headers larger than {max_head} bytes")
     head_end = end + 4
     fields = _head_fields(buf[:end])
+    lengths = fields.get("content-length", [])
     codings = ",".join(fields.get("transfer-encoding", [])).lower()
     if codings:
+        if lengths:  # which one frames the body? (request smuggling: RFC 9112 section 6.1)
+            return Refusal(400, "Bad Request", "Content-Length",
+                           "Content-Length together with Transfer-Encoding")
         if codings.replace(" ", "").split(",")[-1] != "chunked":
             return head_end  # a coding we do not speak: gunicorn refuses it (501) in the thread
         return _chunked_end(buf, head_end, max_body)
-    lengths = set(fields.get("content-length", []))
     if not lengths:
         return head_end
-    if len(lengths) > 1 or not next(iter(lengths)).isdigit():
-        return Refusal(400, "Bad Request", "Content-Length", "invalid Content-Length")
-    length = int(next(iter(lengths)))
+    if len(lengths) > 1:
+        return Refusal(400, "Bad Request", "Content-Length", "more than one Content-Length")
+    text = lengths[0]
+    if not _DECIMAL.fullmatch(text):
+        return Refusal(400, "Bad Request", "Content-Length",
+                       "invalid Content-Length: must be ASCII digits")
+    if len(text.lstrip("0")) > _MAX_LENGTH_DIGITS:
+        return Refusal(413, "Content Too Large", "body", f"body larger than {max_body} bytes")
+    length = int(text)
     if length > max_body:
         return Refusal(413, "Content Too Large", "body", f"body larger than {max_body} bytes")
     return head_end + length if len(buf) >= head_end + length else None
@@ -244,11 +261,30 @@ class BufferingThreadWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
 
     def _readable(self, conn: Any, client: Any) -> None:
+        """Runs in the event loop: an exception here would end the worker and every
+        connection it holds, so none may escape (a bug answers that request 400, logged)."""
+        try:
+            self._read_more(conn)
+        except Exception:  # noqa: BLE001 - see the docstring
+            self.log.exception("framing check failed; refusing the request")
+            self._stop_buffering(conn)
+            try:
+                self._refuse(conn, Refusal(400, "Bad Request", "request", "malformed request"))
+            except Exception:  # noqa: BLE001 - the worker outlives any one connection
+                self.draining.pop(conn, None)
+                conn.close()
+
+    def _read_more(self, conn: Any) -> None:
         data = _recv_ready(conn.sock)
         if data is None:
             return
-        if not data:  # the client left before sending a whole request
-            self._drop(conn)
+        if not data:  # the client closed (or half-closed) before sending a whole request
+            if conn.prebuffer.strip():
+                self._stop_buffering(conn)
+                self._refuse(conn, Refusal(400, "Bad Request", "request",
+                                           "the connection ended before the whole request"))
+            else:
+                self._drop(conn)
             return
         conn.prebuffer += data
         outcome = complete_request(bytes(conn.prebuffer), MAX_HEAD_BYTES, self.max_body)

@@ -56,7 +56,15 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
     s = settings or Settings()
     reading = json_schema_for_reading()
     reading["description"] = ("One reading: exactly the nine measurements, each a number in its "
-                              "range or null when not measured. Unknown fields are refused.")
+                              "range or null when not measured, and optionally when it was "
+                              "measured. Unknown fields are refused.")
+    reading["properties"]["measured_at"] = {
+        "oneOf": [{"type": "string", "format": "date-time"}, {"type": "null"}],
+        "description": ("When the sensor measured this reading: RFC 3339 with a time zone, not "
+                        "before 1970 and not more than 5 minutes in the future. Absent or null: "
+                        "the arrival time stands in. Quality control matches lab samples to "
+                        "readings on it, so a batch of readings taken over an hour is matched "
+                        "reading by reading.")}
     predict_request = {
         "type": "object",
         "additionalProperties": False,
@@ -164,6 +172,10 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                             "content": {"application/json": {"schema": {
                                 "$ref": "#/components/schemas/PredictResponse"}}}},
                     **common_errors,
+                    "401": _error_response("Caller binding configured (GCP: always) and no "
+                                           "valid ID token or sensor token."),
+                    "403": _error_response("The caller may not write this sensor_id, or is "
+                                           "bound to no sensor (docs/security.md)."),
                     "409": _error_response("The request id was used (by this caller, within "
                                            "the idempotency window) for different readings; "
                                            "nothing written."),
@@ -188,8 +200,8 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                     **common_errors,
                     "401": _error_response("No bearer token."),
                     "403": _error_response("Not an authorised regulator."),
-                    "409": _error_response("A sample id is already recorded with other values; "
-                                           "nothing written."),
+                    "409": _error_response("A sample id is already recorded with other values, "
+                                           "or by another submitter; nothing written."),
                 },
             }},
         },
@@ -198,7 +210,9 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                 "type": "http", "scheme": "bearer",
                 "description": ("Locally: a regulator token whose sha256 is listed in "
                                 "SAMPLES_TOKEN_SHA256. On GCP: a Google ID token of a member of "
-                                "the regulator group (checked by Cloud Run IAM).")}},
+                                "the regulator group for the function's URL, in Authorization "
+                                "(never X-Serverless-Authorization), verified by the function "
+                                "itself.")}},
             "schemas": {
                 "Reading": reading,
                 "SensorId": {"type": "string", "minLength": 1, "maxLength": TEXT_MAX,

@@ -28,10 +28,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Sequence
 
 import flask
 
+from functions.callers import predict_caller
 from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.serving import Call, Context, retry_stale_connection
 from functions.validation import Features, PredictRequest, parse_predict
@@ -50,7 +52,7 @@ its own (:meth:`potability.db.Pool.run`), it commits as it completes: the one st
 request without a client id."""
 SELECT_LOGGED = (
     "SELECT reading_index, sensor_id, " + ", ".join(FEATURE_COLUMNS)
-    + ", predicted_class, probability, model_name, model_version "
+    + ", predicted_class, probability, model_name, model_version, measured_at "
     "FROM water.logged_inferences(:caller, :request_id)"
 )
 """The logged rows of a request key, in reading order: a retry's answer (the key's
@@ -68,6 +70,7 @@ class LoggedInference:
     probability: float
     model_name: str
     model_version: str
+    measured_at: datetime | None = None
 
 
 def insert_params(caller: str, request_id: str, sensor_id: str,
@@ -78,7 +81,8 @@ def insert_params(caller: str, request_id: str, sensor_id: str,
         {"reading_index": r.reading_index,
          **{column(name): r.features[name] for name in FEATURE_NAMES},
          "predicted_class": r.potable, "probability": r.probability,
-         "model_version": r.model_version}
+         "model_version": r.model_version,
+         "measured_at": None if r.measured_at is None else r.measured_at.isoformat()}
         for r in rows
     ]
     return {"caller": caller, "request_id": request_id, "sensor_id": sensor_id, "model_name": rows[0].model_name,
@@ -95,6 +99,7 @@ def load_logged(pool: db.Pool, caller: str, request_id: str) -> list[LoggedInfer
             features=dict(zip(FEATURE_NAMES, row[2:2 + width])),
             potable=int(row[2 + width]), probability=float(row[3 + width]),
             model_name=row[4 + width], model_version=row[5 + width],
+            measured_at=row[6 + width],
         )
         for row in pool.run(SELECT_LOGGED, caller=caller, request_id=request_id)
     ]
@@ -107,6 +112,7 @@ def same_request(logged: Sequence[LoggedInference], request: PredictRequest) -> 
         and all(row.reading_index == i for i, row in enumerate(logged))
         and all(row.sensor_id == request.sensor_id for row in logged)
         and all(row.features == reading for row, reading in zip(logged, request.readings))
+        and all(row.measured_at == request.measured(i) for i, row in enumerate(logged))
     )
 
 
@@ -137,18 +143,21 @@ def _replay(request_id: str, request: PredictRequest, logged: list[LoggedInferen
 
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     require_method(request, "POST")
+    caller = predict_caller(request.headers, ctx.settings, ctx.google_certs)
+    call.log["caller"] = caller.identity
     body = read_json_body(request, ctx.settings.max_body_bytes)
     parsed = parse_predict(body, request.headers.get("Idempotency-Key"),
                            ctx.settings.predict_max_readings)
+    caller.require_sensor(parsed.sensor_id)
     request_id = parsed.request_id or str(uuid.uuid4())
     call.request_id = request_id
     call.log.update(sensor_id=parsed.sensor_id, readings=len(parsed.readings))
-    caller = ""  # every caller is unidentified until the functions verify identities
-    return retry_stale_connection(lambda: _infer_and_log(ctx, parsed, request_id, call, caller))
+    return retry_stale_connection(
+        lambda: _infer_and_log(ctx, parsed, request_id, call, caller.identity))
 
 
 def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call,
-                   caller: str = "") -> flask.Response:
+                   caller: str) -> flask.Response:
     """Look up a retry, ask the endpoint, log; the answer exists only once committed.
 
     No transaction spans the endpoint call: the lookup and the insert are single statements,
@@ -169,7 +178,7 @@ def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: 
     call.log["endpoint_ms"] = round(latency_ms, 3)
     rows = [
         LoggedInference(i, parsed.sensor_id, reading, p.potable, p.probability,
-                        model_name, p.model_version)
+                        model_name, p.model_version, parsed.measured(i))
         for i, (reading, p) in enumerate(zip(parsed.readings, predictions))
     ]
     inserted = ctx.pool.run(INSERT_SQL, **insert_params(caller, request_id, parsed.sensor_id,

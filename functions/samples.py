@@ -66,27 +66,35 @@ def stored_matches(row: Sequence[Any], sample: Sample) -> bool:
 
 
 def _check_existing(conn: db.Connection, samples: Sequence[Sample], inserted: set[str],
-                    positions: dict[str, int], prefix: str) -> None:
+                    positions: dict[str, int], prefix: str, submitted_by: str) -> None:
+    """Refuse the batch if an id it did not insert is another sample: one recorded with other
+    values, or one of another submitter. Another submitter's sample is never compared (the
+    answer would confirm its values), only reported taken."""
     existing = [s for s in samples if s.sample_id not in inserted]
     if not existing:
         return
     cur = conn.cursor()
     cur.execute(
-        f"SELECT sample_id, {', '.join(FEATURE_COLUMNS)}, {TARGET}, sensor_id, sampled_at, source "
-        "FROM water.water_potability WHERE sample_id = ANY(%s)",
+        f"SELECT sample_id, submitted_by, {', '.join(FEATURE_COLUMNS)}, {TARGET}, sensor_id, "
+        "sampled_at, source FROM water.water_potability WHERE sample_id = ANY(%s)",
         ([s.sample_id for s in existing],),
     )
     stored = {row[0]: row[1:] for row in cur.fetchall()}
     for sample in existing:
         row = stored.get(sample.sample_id)
-        if row is None or not stored_matches(row, sample):
+        if row is not None and row[0] != submitted_by:
+            raise ApiError(409, f"{prefix(positions[sample.sample_id])}sample_id",
+                           "this sample id is already used by another submitter; "
+                           "choose another id")
+        if row is None or not stored_matches(row[1:], sample):
             raise ApiError(409, f"{prefix(positions[sample.sample_id])}sample_id",
                            "a different sample with this id is already recorded")
 
 
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     require_method(request, "POST")
-    submitted_by = authorise_samples(request.headers, ctx.settings)
+    submitted_by = authorise_samples(request.headers, ctx.settings, ctx.google_certs,
+                                      ctx.regulator_hashes.current())
     call.log["submitted_by"] = submitted_by
     body = read_json_body(request, ctx.settings.max_body_bytes)
     samples = parse_samples(body, ctx.settings.samples_max_batch, datetime.now(timezone.utc))
@@ -100,9 +108,11 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     def record() -> set[str]:
         with ctx.pool.transaction() as conn:
             cur = conn.cursor()
+            # who, for the training table's audit history (sql/011), this transaction only
+            cur.execute("SELECT set_config('potability.submitter', %s, true)", (submitted_by,))
             cur.execute(insert_sql(len(samples)), row_values(samples, submitted_by))
             inserted = {row[0] for row in cur.fetchall()}
-            _check_existing(conn, samples, inserted, positions, prefix)
+            _check_existing(conn, samples, inserted, positions, prefix, submitted_by)
         return inserted
 
     inserted = retry_stale_connection(record)

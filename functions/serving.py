@@ -50,13 +50,29 @@ class Context:
     """One per function instance: settings plus lazily created, shared connections."""
 
     def __init__(self, settings: Settings, *, endpoint: Endpoint | None = None,
-                 pool: db.Pool | None = None) -> None:
+                 pool: db.Pool | None = None, google_certs: Any = None) -> None:
         self.settings = settings
+        self.google_certs = google_certs
+        """Google's ID-token certificates (``None``: the process-wide cache of
+        :func:`functions.auth.default_certs`); tests inject their own key."""
         self._endpoint = endpoint
         self._pool = pool
         self._lock = threading.Lock()
         self._monitors: dict[str, alerts.ErrorRateMonitor] = {}
         self._shared: dict[str, Any] = {}
+        self._regulator_hashes: Any = None
+
+    @property
+    def regulator_hashes(self) -> Any:
+        """The accepted regulator tokens' hashes, re-read every 30 s
+        (:class:`functions.regulator_tokens.TokenHashes`)."""
+        if self._regulator_hashes is None:
+            from functions.regulator_tokens import TokenHashes
+
+            with self._lock:
+                if self._regulator_hashes is None:
+                    self._regulator_hashes = TokenHashes(self.settings)
+        return self._regulator_hashes
 
     def error_monitor(self, function: str) -> alerts.ErrorRateMonitor:
         """This instance's 5xx-rate monitor of ``function`` (alert ``function_errors``)."""

@@ -45,6 +45,12 @@ class PredictRequest:
     sensor_id: str
     readings: tuple[Features, ...]
     request_id: str | None
+    measured_at: tuple[datetime | None, ...] = ()
+    """Per reading, when the sensor measured it (``measured_at``; None: not sent, the arrival
+    time stands in). Quality control matches lab samples on it (potability/live_precision.py)."""
+
+    def measured(self, index: int) -> datetime | None:
+        return self.measured_at[index] if self.measured_at else None
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,19 @@ def _list(value: Any, field: str, limit: int) -> list[Any]:
     return value
 
 
-def parse_predict(body: Any, idempotency_key: str | None, max_readings: int) -> PredictRequest:
+READING_EXTRA = frozenset({"measured_at"})
+"""What a reading may carry besides the nine measurements."""
+
+
+def _reading(record: Any, where: str, now: datetime) -> tuple[Features, datetime | None]:
+    features = _features(record, where, allow_extra=READING_EXTRA)
+    stamp = record.get("measured_at")
+    return features, (None if stamp is None
+                      else parse_timestamp(stamp, f"{where}measured_at", now))
+
+
+def parse_predict(body: Any, idempotency_key: str | None, max_readings: int,
+                  now: datetime | None = None) -> PredictRequest:
     """``{"sensor_id", "reading": {...}}`` or ``{"sensor_id", "readings": [...]}``.
 
     The client's request id (``Idempotency-Key`` header or ``request_id`` field; both must
@@ -132,16 +150,20 @@ def parse_predict(body: Any, idempotency_key: str | None, max_readings: int) -> 
         request_id = key
     if ("reading" in body) == ("readings" in body):
         raise ApiError(400, "readings", "send exactly one of 'reading' or 'readings'")
+    now = now or datetime.now(timezone.utc)
     if "reading" in body:
-        readings: tuple[Features, ...] = (_features(body["reading"], "reading."),)
+        parsed = [_reading(body["reading"], "reading.", now)]
     else:
         items = _list(body["readings"], "readings", max_readings)
-        readings = tuple(_features(r, f"readings[{i}].") for i, r in enumerate(items))
-    return PredictRequest(sensor_id, readings, request_id)
+        parsed = [_reading(r, f"readings[{i}].", now) for i, r in enumerate(items)]
+    stamps = tuple(stamp for _, stamp in parsed)
+    return PredictRequest(sensor_id, tuple(features for features, _ in parsed), request_id,
+                          stamps if any(stamp is not None for stamp in stamps) else ())
 
 
 def parse_timestamp(value: Any, field: str, now: datetime) -> datetime:
-    """An RFC 3339 timestamp with an offset, not before 1970 nor in the future (+5 min skew)."""
+    """An RFC 3339 timestamp with an offset, not before 1970 nor in the future (+5 min skew);
+    ``sampled_at`` of a lab sample and ``measured_at`` of a reading."""
     if not isinstance(value, str):
         raise ApiError(400, field, "must be an RFC 3339 date-time string")
     match = RFC3339.fullmatch(value)

@@ -573,13 +573,23 @@ WATCHED_FUNCTIONS = ("predict", "add_sample")
 """The functions whose 5xx rate is watched (the status page is read-only and public)."""
 
 
+def raise_function_alert(conn: Any, alert: Alert, now: datetime) -> bool:
+    """Record a ``function_errors`` alert through ``water.raise_function_alert`` (sql/011):
+    the public functions' roles may not write ``water.alerts`` themselves."""
+    cur = conn.cursor()
+    cur.execute("SELECT water.raise_function_alert(%s, %s, %s, %s::jsonb, %s)",
+                (alert.occurrence, alert.model_version, alert.message,
+                 json.dumps(dict(alert.figures), default=str), now))
+    return bool(cur.fetchone()[0])
+
+
 def _record_with_own_connection(settings: Settings) -> Callable[[Alert, datetime], bool]:
     def record(alert: Alert, when: datetime) -> bool:
         from potability import db
 
         conn = db.connect(settings, timeout=settings.alert_webhook_timeout_seconds)
         try:
-            new = insert(conn, alert, when)
+            new = raise_function_alert(conn, alert, when)
             conn.commit()
             return new
         finally:
@@ -593,7 +603,9 @@ def _resolve_with_own_connection(settings: Settings, alert: Alert) -> None:
     try:
         conn = db.connect(settings, timeout=settings.alert_webhook_timeout_seconds)
         try:
-            resolve(conn, alert.event, [alert.occurrence], datetime.now(timezone.utc))
+            cur = conn.cursor()
+            cur.execute("SELECT water.resolve_function_alert(%s, %s)",
+                        (alert.occurrence, datetime.now(timezone.utc)))
             conn.commit()
         finally:
             conn.close()

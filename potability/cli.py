@@ -4,11 +4,13 @@
     potability down      stop everything ``up`` (and later steps) started, by pid
     potability status    what runs
     potability env       the local settings as shell exports
-    potability migrate   apply sql/ migrations to the configured database (GCP: via the connector)
+    potability migrate   apply sql/ migrations to the configured database (GCP: via the connector);
+                         --seed also seeds the training table (the migration job does)
     potability seed      seed the training table from data/ (idempotent)
     potability qc        quality control: live precision from lab samples + feature drift, stored
     potability functions start predict, add_sample and status under functions-framework
     potability samples import FILE.csv   post a regulator's lab results to add_sample
+    potability samples tokens list|add|revoke ID   the local regulator tokens (hashes only)
     potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
     potability model status|rollback|hold|release|approve|reject   operators' control of the
                          model in service (docs/operating-the-model.md)
@@ -29,7 +31,7 @@ from potability.config import Settings, load_settings
 def _up(args: argparse.Namespace) -> int:
     settings = Settings.from_env()  # DATABASE_URL from the real environment only
     info = local_stack.up(settings, mlflow_port=args.mlflow_port)
-    print(f"PostgreSQL   {info.database_url}")
+    print(f"PostgreSQL   {db.redact_url(info.database_url)}")
     print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
     print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
     print(f"MLflow       {info.mlflow_tracking_uri}")
@@ -57,7 +59,7 @@ def _status(args: argparse.Namespace) -> int:
         print(f"{name:14} {state}")
     for key, value in config.read_env(home).items():
         if key.endswith(("_URL", "_URI")):
-            print(f"{key:24} {value}")
+            print(f"{key:24} {db.redact_url(value)}")
     from pipelines import local_scheduler
 
     upcoming = local_scheduler.next_run(home)
@@ -101,6 +103,11 @@ def _migrate(args: argparse.Namespace) -> int:
     try:
         result = migrations.migrate(conn, dict(settings.db_role_members))
         partitions = inference_log.ensure_partitions(conn, inference_log.utc_day(_now()))
+        # --seed: the migration job on Google Cloud (terraform/migrate.tf) also seeds the public
+        # data set - locally `potability up` does, on GCP nothing else would, and the first
+        # daily run would export no rows. As water_owner, like the schema it writes into;
+        # idempotent (existing sample ids are kept).
+        seeded = seed.seed(conn, as_role=migrations.OWNER_ROLE) if args.seed else None
     finally:
         conn.close()
     print("applied: " + (", ".join(result.applied) if result.applied else "none (up to date)"))
@@ -109,6 +116,8 @@ def _migrate(args: argparse.Namespace) -> int:
           else f"pgaudit: {result.pgaudit}")
     for user, role in result.members.items():
         print(f"member: {user} -> {role}")
+    if seeded is not None:
+        print(f"seeded {seeded} new rows")
     return 0
 
 
@@ -252,6 +261,36 @@ def _samples_import(args: argparse.Namespace) -> int:
     return 1 if outcome.refused else 0
 
 
+def _samples_tokens(args: argparse.Namespace) -> int:
+    from potability import local_functions
+
+    home = Settings.from_env().home
+    if args.tokens_action == "list":
+        hashes = local_functions.token_hashes(home)
+        for digest in hashes:
+            print(f"token:{digest[:8]}  sha256 {digest}")
+        if not hashes:
+            print("no regulator tokens: add_sample refuses every request")
+        return 0
+    if args.tokens_action == "add":
+        token, ident = local_functions.new_regulator_token(home)
+        print(f"{ident}  (submissions are recorded under this id)")
+        print(token)
+        print("the token is shown once and never stored; only its sha256 is in the env file",
+              file=sys.stderr)
+        return 0
+    try:
+        gone = local_functions.revoke_token(home, args.token)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not gone:
+        print(f"error: no regulator token matches {args.token!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {', '.join(gone)} (running functions refuse it within 30 s)")
+    return 0
+
+
 def _model(args: argparse.Namespace) -> int:
     """``potability model ...`` (potability/model_control.py)."""
     from potability import model_control
@@ -337,6 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--batch-size", type=int, default=0,
                      help="samples per request (default 100, at most SAMPLES_MAX_BATCH)")
     imp.set_defaults(func=_samples_import)
+    tokens = samples.add_parser("tokens", help="local regulator tokens: list, add, revoke")
+    tokens_sub = tokens.add_subparsers(dest="tokens_action", required=True)
+    tokens_sub.add_parser("list", help="the accepted tokens' ids and hashes")
+    tokens_sub.add_parser("add", help="create a token (printed once) and accept it")
+    revoke = tokens_sub.add_parser("revoke", help="stop accepting a token (within 30 s)")
+    revoke.add_argument("token", help="its id token:<hex>, a hash prefix, or the token")
+    tokens.set_defaults(func=_samples_tokens)
+
+
     archive = sub.add_parser("archive", help="the inference log's archive (Parquet per day)"
                              ).add_subparsers(dest="action", required=True)
     archive.add_parser("list", help="the archived days").set_defaults(func=_archive_list)
@@ -345,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
     read.set_defaults(func=_archive_read)
     fns.set_defaults(func=_functions)
+    mig = sub.add_parser("migrate", help="apply pending sql/ migrations")
+    mig.add_argument("--seed", action="store_true",
+                     help="then seed the training table from the public data set (idempotent)")
+    mig.set_defaults(func=_migrate)
     model = sub.add_parser("model", help="operators' control of the model in service "
                            "(docs/operating-the-model.md)").add_subparsers(dest="action",
                                                                             required=True)
@@ -369,7 +421,6 @@ def build_parser() -> argparse.ArgumentParser:
         ("down", _down, "stop the local stack"),
         ("status", _status, "show what runs"),
         ("env", _env, "print the local settings as shell exports"),
-        ("migrate", _migrate, "apply pending sql/ migrations"),
         ("seed", _seed, "seed the training table (idempotent)"),
         ("qc", _qc, "compute and store live precision and feature drift"),
         ("alerts", _alerts, "check for a stale pipeline, list the open alerts"),

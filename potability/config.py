@@ -31,6 +31,20 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _bindings(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``{"who": ["id", ...]}`` (JSON) -> ``(("who", ("id", ...)), ...)``; refuses other shapes."""
+    import json
+
+    if not value.strip():
+        return ()
+    data = json.loads(value)
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(i, str) for i in v)
+            for k, v in data.items()):
+        raise ValueError('expected a JSON object {"caller": ["sensor-id", ...]}')
+    return tuple((k, tuple(v)) for k, v in sorted(data.items()))
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -111,8 +125,27 @@ class Settings:
     samples_token_sha256: tuple[str, ...] = field(
         default=(), metadata={"parse": lambda v: tuple(x.lower() for x in _items(v))})
     """sha256 hex digests of bearer tokens allowed to post lab samples (never plain tokens)."""
+    samples_token_secret: str = ""
+    """GCP: Secret Manager secret (``projects/P/secrets/S``) holding the regulator tokens'
+    hashes, re-read every 30 s so a revocation takes effect within a minute
+    (``functions/regulator_tokens.py``). Empty: ``samples_token_sha256`` / the env file."""
     samples_trust_platform_identity: bool = False
-    """On GCP the platform verified the caller's ID token; record its e-mail as submitter."""
+    """On GCP: the caller's Google ID token is verified (``functions/auth.py``) and its
+    e-mail recorded as submitter."""
+    samples_id_token_audience: tuple[str, ...] = ()
+    """Audiences a regulator's ID token may carry: the samples function's URLs (Terraform sets
+    its ``cloudfunctions.net`` and ``run.app`` URLs). Empty on GCP: every request is refused."""
+    predict_id_token_audience: tuple[str, ...] = ()
+    """On GCP: the predict function's URLs, the audiences a sensor's ID token may carry; set,
+    predict verifies the token and binds the caller to its sensors (``functions/callers.py``)."""
+    predict_sensor_bindings: tuple[tuple[str, tuple[str, ...]], ...] = field(
+        default=(), metadata={"parse": lambda v: _bindings(v)})
+    """Service account -> the sensor ids it may write (``PREDICT_SENSOR_BINDINGS``, JSON;
+    Terraform's ``sensor_bindings``)."""
+    sensor_token_bindings: tuple[tuple[str, tuple[str, ...]], ...] = field(
+        default=(), metadata={"parse": lambda v: _bindings(v)})
+    """Locally: sha256 of a sensor's bearer token -> the sensor ids it may write
+    (``SENSOR_TOKEN_BINDINGS``, JSON). Empty: local predict is open (docs/security.md)."""
     qc_match_window_minutes: float = 30.0
     """A lab sample confirms the nearest inference of its sensor within +/- this many minutes."""
     qc_precision_floor: float = 0.60
@@ -331,11 +364,29 @@ def read_env(home: Path) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-def update_env(home: Path, **values: str) -> dict[str, str]:
-    """Merge ``values`` into the env file (other services add their URLs here)."""
-    merged = {**read_env(home), **values}
+def private_home(home: Path) -> Path:
+    """``home`` created (or tightened) to mode 0700: it holds the database, tokens and the env
+    file, readable by this user only whatever the umask. As root, 0711: pgserver then runs the
+    embedded PostgreSQL as an unprivileged user of its own, which must still reach ``pg/``
+    (it cannot list the folder; the env and token files stay 0600)."""
     home.mkdir(parents=True, exist_ok=True)
-    env_file(home).write_text("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
+    os.chmod(home, 0o711 if os.geteuid() == 0 else 0o700)
+    return home
+
+
+def update_env(home: Path, **values: str) -> dict[str, str]:
+    """Merge ``values`` into the env file (other services add their URLs here). The file is
+    mode 0600 (it may hold a DATABASE_URL with a password) and replaced atomically, so a
+    process re-reading it never sees half of it."""
+    merged = {**read_env(home), **values}
+    private_home(home)
+    path = env_file(home)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
     return merged
 
 

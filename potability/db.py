@@ -136,6 +136,19 @@ def unavailable(exc: BaseException, what: str, failure: Failure) -> DatabaseUnav
     return DatabaseUnavailable(f"{what}: {detail}", failure=failure, sqlstate=code)
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    try:
+        parsed = urlparse(url)
+        if not parsed.password:
+            return url
+        netloc = parsed.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        return parsed._replace(netloc=f"{user}:***@{netloc[1]}").geturl()
+    except ValueError:
+        return "<unparsable URL>"
+
+
 def parse_database_url(url: str) -> dict[str, Any]:
     """Turn ``postgresql://user:pw@host:port/db?host=/socket/dir`` into pg8000 keyword arguments.
 
@@ -144,7 +157,7 @@ def parse_database_url(url: str) -> dict[str, Any]:
     """
     parsed = urlparse(url)
     if parsed.scheme.split("+")[0] not in {"postgresql", "postgres"}:
-        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+        raise ValueError(f"not a PostgreSQL URL: {redact_url(url)!r}")
     query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     kwargs: dict[str, Any] = {
         "user": unquote(parsed.username or "postgres"),

@@ -11,20 +11,41 @@ or last bin. Missing values (NULL: sensor did not measure) form a bin of their o
 sensor that stops reporting sulfate is drift too, and the model's imputation hides it.
 Shares are clipped at :data:`EPSILON` so an empty bin costs a large but finite amount.
 
-Thresholds, the usual ones for PSI: below 0.1 ``ok``, from 0.1 ``watch``, from 0.25 ``drift``.
-With fewer than ``min_rows`` recent values the status is ``insufficient_data`` (PSI is still
-reported): a handful of readings always "drift".
+The DECISION (:func:`decide`, a pure function of bin COUNTS, so the counts may come from SQL)
+does not cry wolf on sampling noise (issue 23). PSI alone does: 50 recent rows drawn from the
+training data itself reach PSI 0.1 in most checks. So:
+
+* measured values and missing values are judged apart. The value bins are compared as shares
+  of the MEASURED values (a sensor that always measures sulfate, against training data with 24%
+  missing, has the same value distribution and is not drifting); the missing share is drift
+  only when it is significantly HIGHER than the reference's (a sensor that stopped measuring).
+* each comparison is a test with a stated false-alarm rate: a chi-square test of homogeneity
+  of the reference and recent value counts (two samples, so the reference's own noise counts)
+  and a one-sided two-proportion z-test of the missing share. Each feature gets
+  ``alpha / (2 * features)`` (Bonferroni over the two tests of the nine features), so a check
+  of all nine features with no drift raises an alert in at most ``alpha`` (default 5%) of weeks.
+* PSI stays the size of the effect: significant AND PSI >= 0.25 is ``drift`` (the alert);
+  significant with a smaller PSI, or a significant rise in missing values, below that, is
+  ``watch``; otherwise ``ok``. A significant rise in missing values is ``drift`` too.
+* the minimum sample: ``min_rows`` = 5 expected rows per value bin (50 for deciles), the
+  textbook condition for the chi-square approximation; below it ``insufficient_data``.
+  docs/statistics.md has the simulated false-alarm rates and the power at n = 50 / 200.
 
 Pure: :mod:`potability.qc_job` loads the rows and stores the results.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+from scipy.stats import chi2_contingency, norm
 
+DEFAULT_ALPHA = 0.05
+"""False-alarm rate of one check of ALL features (Bonferroni-split between them)."""
+DEFAULT_FEATURES = 9
 PSI_WATCH = 0.10
 PSI_DRIFT = 0.25
 DEFAULT_BINS = 10
@@ -46,6 +67,9 @@ class FeatureDrift:
     reference_null_share: float
     recent_null_share: float | None
     """None when there are no recent rows at all."""
+    p_value: float | None = None
+    """The smaller Bonferroni-adjusted p-value of the value and missing-share tests (None
+    when not tested)."""
 
 
 def _as_array(values: Sequence[float | None]) -> np.ndarray:
@@ -101,15 +125,68 @@ def psi(reference_shares: np.ndarray, recent_shares: np.ndarray, epsilon: float 
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def status_for(value: float, recent_rows: int, min_rows: int = DEFAULT_MIN_ROWS) -> str:
-    """``ok`` / ``watch`` / ``drift`` by the thresholds, or ``insufficient_data``."""
-    if recent_rows < min_rows:
-        return INSUFFICIENT
-    if value >= PSI_DRIFT:
-        return DRIFT
-    if value >= PSI_WATCH:
-        return WATCH
-    return OK
+def _missing_rise_p(ref_missing: int, ref_total: int, new_missing: int, new_total: int) -> float:
+    """One-sided p-value of "the recent missing share is higher" (pooled two-proportion z)."""
+    pooled = (ref_missing + new_missing) / (ref_total + new_total)
+    if pooled in (0.0, 1.0):
+        return 1.0
+    se = math.sqrt(pooled * (1 - pooled) * (1 / ref_total + 1 / new_total))
+    z = (new_missing / new_total - ref_missing / ref_total) / se
+    return float(norm.sf(z))
+
+
+def _values_p(reference_values: np.ndarray, recent_values: np.ndarray) -> float:
+    """Chi-square test of homogeneity of two count vectors over the same value bins."""
+    keep = (reference_values + recent_values) > 0
+    if keep.sum() < 2 or reference_values.sum() == 0 or recent_values.sum() == 0:
+        return 1.0
+    table = np.vstack([reference_values[keep], recent_values[keep]])
+    return float(chi2_contingency(table, correction=False)[1])
+
+
+def decide(
+    reference_counts: Sequence[int], recent_counts: Sequence[int], *,
+    min_rows: int | None = None, alpha: float = DEFAULT_ALPHA,
+    features: int = DEFAULT_FEATURES,
+) -> tuple[float | None, str, float | None]:
+    """(PSI, status, adjusted p-value) of one feature from its bin counts.
+
+    Both count vectors are the value bins then the missing-value bin, as
+    :func:`bin_shares` orders them. PSI is computed on the shares of the measured values
+    (missing values judged by their own test). ``min_rows`` defaults to 5 per value bin.
+    """
+    reference = np.asarray(reference_counts, dtype=float)
+    recent = np.asarray(recent_counts, dtype=float)
+    if reference.shape != recent.shape or reference.size < 2:
+        raise ValueError("both count vectors need the same value bins and a missing bin")
+    if not 0 < alpha < 1 or features < 1:
+        raise ValueError("alpha must lie in (0, 1) and there is at least one feature")
+    if reference.sum() == 0:
+        raise ValueError("no reference (training) rows to compare with")
+    total = recent.sum()
+    if total == 0:
+        return None, INSUFFICIENT, None
+    ref_values, new_values = reference[:-1], recent[:-1]
+    value = None
+    if ref_values.sum() and new_values.sum():
+        value = psi(ref_values / ref_values.sum(), new_values / new_values.sum())
+    else:  # no measured values on one side: the size of the effect is the missing bin's
+        value = psi(reference / reference.sum(), recent / total)
+    bonferroni = 2 * features
+    p_values = min(1.0, _values_p(ref_values, new_values) * bonferroni)
+    p_missing = min(1.0, _missing_rise_p(int(reference[-1]), int(reference.sum()),
+                                         int(recent[-1]), int(total)) * bonferroni)
+    p_value = min(p_values, p_missing)
+    if p_missing < alpha and (new_values.sum() == 0 or recent[-1] / total >= 0.5):
+        return value, DRIFT, p_value  # the sensor (mostly) stopped measuring: no minimum
+    minimum = 5 * ref_values.size if min_rows is None else min_rows
+    if new_values.sum() < minimum:
+        return value, INSUFFICIENT, p_value
+    if p_values < alpha and value is not None and value >= PSI_DRIFT:
+        return value, DRIFT, p_value
+    if p_values < alpha or p_missing < alpha:
+        return value, WATCH, p_value
+    return value, OK, p_value
 
 
 def feature_drift(
@@ -126,24 +203,25 @@ def feature_drift(
 
 def drift_from_counts(
     feature: str, reference_counts: np.ndarray, recent_counts: np.ndarray,
-    min_rows: int = DEFAULT_MIN_ROWS,
+    min_rows: int | None = DEFAULT_MIN_ROWS,
 ) -> FeatureDrift:
     """PSI and status of one feature from its bin counts (:func:`bin_counts`' layout: value
     bins, then missing values): all the decision needs, so the recent side can be counted
-    where the rows are (SQL) and memory stays bounded by the number of bins."""
+    where the rows are (SQL) and memory stays bounded by the number of bins. The status is
+    :func:`decide`'s."""
     reference_rows, recent_rows = int(reference_counts.sum()), int(recent_counts.sum())
     if reference_rows == 0:
         raise ValueError(f"{feature}: no reference (training) rows to compare with")
-    reference_shares = shares_of(reference_counts)
-    value = psi(reference_shares, shares_of(recent_counts)) if recent_rows else None
+    value, status, p_value = decide(reference_counts, recent_counts, min_rows=min_rows)
     return FeatureDrift(
         feature=feature,
         psi=value,
-        status=INSUFFICIENT if value is None else status_for(value, recent_rows, min_rows),
+        status=status,
         reference_rows=reference_rows,
         recent_rows=recent_rows,
-        reference_null_share=float(reference_shares[-1]),
+        reference_null_share=float(reference_counts[-1]) / reference_rows,
         recent_null_share=int(recent_counts[-1]) / recent_rows if recent_rows else None,
+        p_value=p_value,
     )
 
 

@@ -3,9 +3,14 @@
     python -m potability.gcp_deploy [--dry-run] [--tag TAG] [--auto-approve]
 
 1. read ``terraform output -json`` (project, region, repositories, migration job, URLs);
-2. build and push the project image with Cloud Build (``gcloud builds submit --tag``);
+2. build and push the project image with Cloud Build (``gcloud builds submit`` with
+   cloudbuild.yaml, as the dedicated build account Terraform creates - not the project's default
+   build account, which on new projects is the Compute Engine default account, often roleless);
 3. look up the pushed image's digest (``gcloud artifacts docker images describe``);
-4. ``terraform apply -var image_digest=...``: the functions' serving image, the Vertex
+4. wait until Cloud Monitoring knows the log-based metrics (their alert policies come with the
+   next apply), make sure Vertex AI's service agent exists (``gcloud beta services identity create``; Google
+   creates it lazily, the GA provider cannot) and ``terraform apply -var image_digest=...``:
+   the agent's grant on the network attachment, the functions' serving image, the Vertex
    serving image and the migration job then run that exact build (a tag can move, a digest
    cannot; the migration job exists once the digest is known, terraform/migrate.tf);
 5. compile the pipeline for that image and publish it to the KFP template registry
@@ -29,9 +34,10 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 TERRAFORM_DIR = "terraform"
@@ -89,24 +95,75 @@ def _need(outputs: dict[str, object], *names: str) -> list[object]:
     return [outputs[n] for n in names]
 
 
+MONITORING_API = "https://monitoring.googleapis.com/v3/"
+
+
+def metric_descriptor_url(project: str, metric_type: str) -> str:
+    """Monitoring's ``projects.metricDescriptors.get`` (monitoring v3 discovery document:
+    ``v3/{+name}``, name ``projects/P/metricDescriptors/TYPE``, slashes kept)."""
+    return f"{MONITORING_API}projects/{project}/metricDescriptors/{metric_type}"
+
+
+def wait_for_metrics(project: str, metric_types: Sequence[str], session: Any = None,
+                     timeout: float = 1200, interval: float = 15,
+                     sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.monotonic,
+                     out: Callable[[str], None] = print) -> None:
+    """Return once Cloud Monitoring knows every log-based metric in ``metric_types``.
+
+    Monitoring learns a log-based metric minutes after Logging creates it; an alert policy on
+    it created before then is refused (404 "Cannot find metric(s)", a known provider issue),
+    so the policies are created by the apply after this wait (terraform/monitoring.tf).
+    """
+    if session is None:
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+
+        credentials, _ = google.auth.default(
+            scopes=["https://www.googleapis.com/auth/monitoring.read"])
+        session = AuthorizedSession(credentials)
+    pending = list(metric_types)
+    deadline = clock() + timeout
+    while True:
+        still = []
+        for metric_type in pending:
+            answer = session.get(metric_descriptor_url(project, metric_type), timeout=30)
+            if answer.status_code == 404:
+                still.append(metric_type)
+            elif answer.status_code != 200:
+                raise DeployError(f"Cloud Monitoring answered {answer.status_code} for "
+                                  f"{metric_type}: {answer.text[:300]}")
+        pending = still
+        if not pending:
+            return
+        if clock() >= deadline:
+            raise DeployError(f"Cloud Monitoring does not know {', '.join(pending)} after "
+                              f"{timeout:.0f} s; run `make gcp-deploy` again later")
+        out(f"waiting for Cloud Monitoring to know {len(pending)} log-based metric(s)")
+        sleep(interval)
+
+
 def source_tag(run: Runner) -> str:
     """The image tag: the commit being deployed."""
     return run(["git", "rev-parse", "--short=12", "HEAD"], capture=True, read_only=True)
 
 
 def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
-           python: str = sys.executable) -> dict[str, str]:
-    """The whole path; returns the function URLs."""
+           python: str = sys.executable, monitoring_session: Any = None) -> dict[str, str]:
+    """The whole path; returns the function URLs (``monitoring_session``: an authorized HTTP
+    session for Cloud Monitoring, tests inject one)."""
     out = run.out
     outputs = terraform_outputs(run)
-    project, region, repository, template_uri = _need(
-        outputs, "project_id", "region", "image_repository", "pipeline_template_uri")
+    project, region, repository, template_uri, build_account, staging = _need(
+        outputs, "project_id", "region", "image_repository", "pipeline_template_uri",
+        "image_build_service_account", "build_source_staging_dir")
     tag = tag or source_tag(run)
     image = f"{repository}/{IMAGE_NAME}:{tag}"
 
     out(f"\n== 1/5 build {image} with Cloud Build")
     run(["gcloud", "builds", "submit", f"--project={project}", f"--region={region}",
-         f"--tag={image}", "."])
+         "--config=cloudbuild.yaml", f"--substitutions=_IMAGE={image}",
+         f"--service-account={build_account}", f"--gcs-source-staging-dir={staging}", "."])
     digest = run(["gcloud", "artifacts", "docker", "images", "describe", image,
                   f"--project={project}", "--format=value(image_summary.digest)"],
                  capture=True, placeholder="<digest of the pushed image>")
@@ -114,7 +171,17 @@ def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
         raise DeployError(f"no digest for {image} (got {digest!r})")
     pinned = f"{repository}/{IMAGE_NAME}@{digest}"
 
-    out(f"\n== 2/5 pin {pinned} (functions, Vertex serving, migration job)")
+    out(f"\n== 2/5 pin {pinned} (functions, Vertex serving, migration job, Vertex AI's agent)")
+    # The alert policies on log-based metrics are created by this apply (monitoring.tf).
+    metric_types = [str(t) for t in outputs.get("alert_metric_types") or []]
+    if run.dry_run:
+        out(f"(dry run) would wait until Cloud Monitoring knows {len(metric_types)} log-based "
+            "metric(s) (monitoring v3 metricDescriptors.get)")
+    else:
+        wait_for_metrics(str(project), metric_types, monitoring_session, out=out)
+    # terraform/service_agents.tf grants the agent on the network attachment in this apply.
+    run(["gcloud", "beta", "services", "identity", "create", "--service=aiplatform.googleapis.com",
+         f"--project={project}"])
     run(["terraform", f"-chdir={TERRAFORM_DIR}", "apply", "-input=false",
          f"-var=image_digest={digest}", *(["-auto-approve"] if auto_approve else [])])
     if not run.dry_run:

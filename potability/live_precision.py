@@ -7,12 +7,18 @@ can only promise.
 
 Matching rule (the one rule the README, the status page and the tests use):
 
-    A lab sample with ``sensor_id`` S taken at ``sampled_at`` T confirms the ONE inference of
-    sensor S whose ``inferred_at`` is nearest to T within ``[T - window, T + window]``
-    (``QC_MATCH_WINDOW_MINUTES``, default 30). Ties go to the earlier inference, then to the
-    smaller inference id. A sample with no sensor, or no inference in its window, confirms
-    nothing and is left out. Every sample counts at most once; two samples may confirm the
-    same inference (each is an independent lab check of that reading).
+    A lab sample with ``sensor_id`` S taken at ``sampled_at`` T may confirm an inference of
+    sensor S whose *measurement time* (``measured_at``, sent by the sensor per reading;
+    ``inferred_at``, the arrival, when it sent none) lies in ``[T - window, T + window]``
+    (``QC_MATCH_WINDOW_MINUTES``, default 30). Matching is ONE-TO-ONE: all (sample,
+    inference) pairs of a sensor are taken nearest first, and a pair is kept when neither its
+    sample nor its inference is already taken. Equal distances go to the earlier sample
+    (then the smaller sample id), then to the earlier inference, then to the smaller
+    inference id - so readings of one batch, which share ``inferred_at``, are told apart by
+    their own ``measured_at`` and otherwise by id, never always "reading 0". A sample with no
+    sensor, or no free inference in its window, confirms nothing and is left out. No two
+    samples confirm the same inference: two lab checks of one reading are not two pieces of
+    evidence about the model.
 
 Why the nearest and not all inferences in the window: the nearest reading is the best
 measurement of the water the lab analysed, and counting every reading in the window would let
@@ -23,11 +29,14 @@ safe, so precision is what the utility promises):
 
     precision = TP / (TP + FP)   recall = TP / (TP + FN)
 
-computed per ``model_version`` (of the matched inference) and per ISO week (of
-``inferred_at``, UTC), plus one ``all`` row per model version. A row is *flagged* when its
-precision is below ``QC_PRECISION_FLOOR`` and rests on at least ``QC_MIN_MATCHES`` matched
-potable predictions (TP + FP, precision's denominator): a precision computed from three
-predictions is noise, not evidence.
+computed per ``model_version`` (of the matched inference) and per ISO week (of the
+measurement time, UTC), plus one ``all`` row per model version. A row is *flagged* only on
+evidence: it rests on at least ``QC_MIN_MATCHES`` matched potable predictions (TP + FP,
+precision's denominator) AND the one-sided :data:`DEFAULT_FLAG_CONFIDENCE` (95%)
+Clopper-Pearson upper bound of its precision is below ``QC_PRECISION_FLOOR``. Clopper-Pearson
+is exact-conservative, so a model whose true precision is at the floor is flagged in at most
+5% of checks (per row); one whose precision is 0.70 far less (docs/statistics.md has the
+simulated rates). A point estimate under the floor is reported, not flagged.
 
 Everything here is pure; :mod:`potability.qc_job` loads the rows and stores the results.
 """
@@ -39,6 +48,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Sequence
+
+from scipy.stats import beta as beta_distribution
+
+DEFAULT_FLAG_CONFIDENCE = 0.95
 
 ALL_WEEKS = "all"
 """``period`` of the row that aggregates every week of a model version."""
@@ -63,6 +76,13 @@ class Inference:
     inferred_at: datetime
     predicted_class: int
     model_version: str
+    measured_at: datetime | None = None
+    """When the sensor measured (sent per reading); None = not sent, the arrival counts."""
+
+    @property
+    def at(self) -> datetime:
+        """The measurement time: ``measured_at``, else ``inferred_at``."""
+        return self.measured_at if self.measured_at is not None else self.inferred_at
 
 
 @dataclass(frozen=True)
@@ -72,8 +92,8 @@ class Match:
 
     @property
     def offset(self) -> timedelta:
-        """How far the inference is from the sample (absolute)."""
-        return abs(self.inference.inferred_at - self.sample.sampled_at)
+        """How far the inference's measurement is from the sample (absolute)."""
+        return abs(self.inference.at - self.sample.sampled_at)
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,10 @@ class LiveMetric:
     recall: float | None
     """None when no matched sample was potable."""
     flagged: bool
+    precision_low: float | None = None
+    precision_high: float | None = None
+    """Two-sided Clopper-Pearson interval of precision at the flag confidence (None without
+    potable predictions); ``precision_high`` < floor is what flags."""
 
     @property
     def predicted_positive(self) -> int:
@@ -104,34 +128,67 @@ class LiveMetric:
 def match_samples(
     samples: Iterable[LabSample], inferences: Iterable[Inference], window: timedelta
 ) -> list[Match]:
-    """Pair each lab sample with the inference it confirms (see the module's matching rule)."""
+    """Pair lab samples and inferences one-to-one, nearest first (the module's matching rule).
+
+    Memory: the candidate pairs of each sensor, i.e. bounded by the samples times the
+    inferences :func:`potability.qc_job.load_candidate_inferences` loads for them (at most
+    ~2 per sample and competing sample), not by the size of the inference log."""
     if window < timedelta(0):
         raise ValueError("the match window cannot be negative")
     by_sensor: dict[str, list[Inference]] = defaultdict(list)
     for inference in inferences:
         by_sensor[inference.sensor_id].append(inference)
     for rows in by_sensor.values():
-        rows.sort(key=lambda i: (i.inferred_at, i.id))
-    times = {sensor: [i.inferred_at for i in rows] for sensor, rows in by_sensor.items()}
+        rows.sort(key=lambda i: (i.at, i.id))
+    times = {sensor: [i.at for i in rows] for sensor, rows in by_sensor.items()}
 
-    matches = []
-    for sample in sorted(samples, key=lambda s: (s.sampled_at, s.id)):
+    pairs = []
+    for sample in samples:
         if sample.sensor_id is None or sample.sensor_id not in by_sensor:
             continue
         rows = by_sensor[sample.sensor_id]
-        start = bisect_left(times[sample.sensor_id], sample.sampled_at - window)
-        best: Inference | None = None
-        for inference in rows[start:]:
-            if inference.inferred_at > sample.sampled_at + window:
+        for inference in rows[bisect_left(times[sample.sensor_id], sample.sampled_at - window):]:
+            if inference.at > sample.sampled_at + window:
                 break
-            distance = abs(inference.inferred_at - sample.sampled_at)
-            # rows are in (time, id) order, so keeping the first of equal distances keeps the
-            # earlier inference (then the smaller id), as the rule says
-            if best is None or distance < abs(best.inferred_at - sample.sampled_at):
-                best = inference
-        if best is not None:
-            matches.append(Match(sample, best))
+            pairs.append((abs(inference.at - sample.sampled_at), sample.sampled_at, sample.id,
+                          inference.at, inference.id, sample, inference))
+    pairs.sort(key=lambda p: p[:5])
+    taken_samples: set[int] = set()
+    taken_inferences: set[int] = set()
+    matches = []
+    for *_, sample, inference in pairs:
+        if sample.id in taken_samples or inference.id in taken_inferences:
+            continue
+        taken_samples.add(sample.id)
+        taken_inferences.add(inference.id)
+        matches.append(Match(sample, inference))
+    matches.sort(key=lambda m: (m.sample.sampled_at, m.sample.id))
     return matches
+
+
+def precision_upper_bound(true_positives: int, predicted_positive: int,
+                          confidence: float = DEFAULT_FLAG_CONFIDENCE) -> float:
+    """One-sided Clopper-Pearson upper bound of precision (TP successes in TP + FP trials).
+
+    Exact: for any true precision p, P(bound < p) <= 1 - confidence, which is the
+    false-alarm rate of a flag raised when the bound is under the floor."""
+    if predicted_positive < 1 or not 0 <= true_positives <= predicted_positive:
+        raise ValueError("need 0 <= true positives <= predicted positive, and at least one")
+    if true_positives == predicted_positive:
+        return 1.0
+    return float(beta_distribution.ppf(confidence, true_positives + 1,
+                                       predicted_positive - true_positives))
+
+
+def precision_lower_bound(true_positives: int, predicted_positive: int,
+                          confidence: float = DEFAULT_FLAG_CONFIDENCE) -> float:
+    """One-sided Clopper-Pearson lower bound of precision (the mirror of the upper bound)."""
+    if predicted_positive < 1 or not 0 <= true_positives <= predicted_positive:
+        raise ValueError("need 0 <= true positives <= predicted positive, and at least one")
+    if true_positives == 0:
+        return 0.0
+    return float(beta_distribution.ppf(1 - confidence, true_positives,
+                                       predicted_positive - true_positives + 1))
 
 
 def iso_week(moment: datetime) -> tuple[str, date]:
@@ -147,7 +204,7 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 def metric(
     model_version: str, period: str, week_start: date | None, matches: Sequence[Match],
-    precision_floor: float, min_matches: int,
+    precision_floor: float, min_matches: int, confidence: float = DEFAULT_FLAG_CONFIDENCE,
 ) -> LiveMetric:
     """Confusion counts, precision, recall and the flag for one group of matches."""
     tp = fp = fn = tn = 0
@@ -162,22 +219,34 @@ def metric(
         else:
             tn += 1
     precision = _ratio(tp, tp + fp)
-    flagged = precision is not None and tp + fp >= min_matches and precision < precision_floor
+    low = high = None
+    if tp + fp:
+        # two-sided interval at the flag confidence: its upper end is the one-sided bound
+        # at (1 + confidence) / 2; the flag itself uses the one-sided bound at `confidence`
+        two_sided = (1 + confidence) / 2
+        low = precision_lower_bound(tp, tp + fp, two_sided)
+        high = precision_upper_bound(tp, tp + fp, two_sided)
+    flagged = (tp + fp >= min_matches
+               and precision_upper_bound(tp, tp + fp, confidence) < precision_floor)
     return LiveMetric(
         model_version=model_version, period=period, week_start=week_start, matches=len(matches),
         true_positives=tp, false_positives=fp, false_negatives=fn, true_negatives=tn,
         precision=precision, recall=_ratio(tp, tp + fn), flagged=flagged,
+        precision_low=low, precision_high=high,
     )
 
 
 def live_metrics(
-    matches: Iterable[Match], precision_floor: float, min_matches: int
+    matches: Iterable[Match], precision_floor: float, min_matches: int,
+    confidence: float = DEFAULT_FLAG_CONFIDENCE,
 ) -> list[LiveMetric]:
     """Per model version: one row per ISO week with matches, then its ``all`` row."""
     if not 0.0 <= precision_floor <= 1.0:
         raise ValueError("the precision floor must lie in [0, 1]")
     if min_matches < 1:
         raise ValueError("the minimum number of matches must be at least 1")
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError("the flag confidence must lie in [0.5, 1)")
     by_version: dict[str, list[Match]] = defaultdict(list)
     for m in matches:
         by_version[m.inference.model_version].append(m)
@@ -185,10 +254,10 @@ def live_metrics(
     for version in sorted(by_version):
         weeks: dict[tuple[str, date], list[Match]] = defaultdict(list)
         for m in by_version[version]:
-            weeks[iso_week(m.inference.inferred_at)].append(m)
+            weeks[iso_week(m.inference.at)].append(m)
         for (period, monday), group in sorted(weeks.items()):
-            rows.append(metric(version, period, monday, group, precision_floor, min_matches))
-        rows.append(
-            metric(version, ALL_WEEKS, None, by_version[version], precision_floor, min_matches)
-        )
+            rows.append(metric(version, period, monday, group, precision_floor, min_matches,
+                               confidence))
+        rows.append(metric(version, ALL_WEEKS, None, by_version[version], precision_floor,
+                           min_matches, confidence))
     return rows

@@ -40,32 +40,81 @@ class LocalFunction:
     target: str
     env_key: str
     preferred_port: int
+    role_service: str
+    """Its access role's service key (``potability.migrations.ACCESS_ROLES``)."""
 
 
 FUNCTIONS = (
-    LocalFunction("fn-predict", "predict", "PREDICT_URL", 8081),
-    LocalFunction("fn-add-sample", "add_sample", "ADD_SAMPLE_URL", 8082),
-    LocalFunction("fn-status", "status", "STATUS_URL", 8083),
+    LocalFunction("fn-predict", "predict", "PREDICT_URL", 8081, "predict"),
+    LocalFunction("fn-add-sample", "add_sample", "ADD_SAMPLE_URL", 8082, "samples"),
+    LocalFunction("fn-status", "status", "STATUS_URL", 8083, "status"),
 )
+
+
+def function_database_url(env: dict[str, str], fn: LocalFunction) -> str:
+    """The database URL ``fn`` connects with: its own least-privilege user on the embedded
+    server (``local_stack.LOCAL_FUNCTION_USERS``); an external ``DATABASE_URL`` as given (its
+    owner grants roles as on Cloud SQL: docs/security.md)."""
+    from potability import local_stack
+
+    url = env["DATABASE_URL"]
+    if "host=/" not in url:  # not the embedded server's unix socket: an external database
+        return url
+    return local_stack.function_database_url(url, fn.role_service)
 
 DEFAULT_THREADS = 8
 """Serving threads per function process (functions-framework's THREADS; gunicorn gthread)."""
 
 
 def regulator_token(home: Path) -> str:
-    """The local regulator token (created once, 0600) and its hash published in the env file."""
+    """The local regulator token (created once, 0600) and its hash published in the env file
+    when it is created (a revoked one stays revoked: ``potability samples tokens revoke``)."""
     path = home / TOKEN_FILE
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
+        config.private_home(home)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32) + "\n")
-    token = path.read_text().strip()
-    digest = token_sha256(token)
-    known = [h for h in config.read_env(home).get("SAMPLES_TOKEN_SHA256", "").split(",") if h]
+        add_token_hash(home, token_sha256(path.read_text().strip()))
+    return path.read_text().strip()
+
+
+def token_hashes(home: Path) -> list[str]:
+    """The regulator tokens' hashes the local add_sample accepts (the env file)."""
+    return [h for h in config.read_env(home).get("SAMPLES_TOKEN_SHA256", "").split(",") if h]
+
+
+def add_token_hash(home: Path, digest: str) -> None:
+    known = token_hashes(home)
     if digest not in known:
         config.update_env(home, SAMPLES_TOKEN_SHA256=",".join([*known, digest]))
-    return token
+
+
+def new_regulator_token(home: Path) -> tuple[str, str]:
+    """A fresh random token (shown once, never stored) and its id ``token:<8 hex>``."""
+    token = secrets.token_urlsafe(32)
+    digest = token_sha256(token)
+    add_token_hash(home, digest)
+    return token, f"token:{digest[:8]}"
+
+
+def revoke_token(home: Path, which: str) -> list[str]:
+    """Remove the hashes matching ``which`` (an id ``token:<hex>``, a hash prefix of at least 8
+    hex digits, or the token itself); return the ids removed. Running functions stop accepting
+    it within 30 s."""
+    key = which.strip()
+    if key.startswith("token:"):
+        key = key[len("token:"):]
+    known = token_hashes(home)
+    if len(key) >= 8 and all(c in "0123456789abcdef" for c in key.lower()):
+        gone = [h for h in known if h.startswith(key.lower())]
+    else:
+        gone = [h for h in known if h == token_sha256(which.strip())]
+    if len(gone) > 1:
+        raise ValueError(f"{which!r} matches {len(gone)} tokens: give more hex digits")
+    if gone:
+        config.update_env(home, SAMPLES_TOKEN_SHA256=",".join(h for h in known if h not in gone))
+    return [f"token:{h[:8]}" for h in gone]
 
 
 def wait_answering(url: str, timeout: float, pid: int) -> None:
@@ -111,6 +160,9 @@ def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[
         argv = [sys.executable, "-m", "functions_framework", "--source", str(SOURCE),
                 "--target", fn.target, "--host", "127.0.0.1", "--port", str(port)]
         process_env = {**env, "POTABILITY_HOME": str(home), "THREADS": str(threads),
+                       # revocations (`potability samples tokens revoke`) apply within 30 s
+                       "SAMPLES_TOKEN_SECRET": f"file:{config.env_file(home)}",
+                       "DATABASE_URL": function_database_url(env, fn),
                        "WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
         pid = services.start(home, fn.service, argv, env=process_env, cwd=ROOT)
         started.append((fn, pid, url))

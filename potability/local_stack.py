@@ -22,9 +22,10 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlparse
 
 from potability import db, inference_log, migrations, seed, services
-from potability.config import DEFAULT_DB_NAME, Settings, read_env, update_env
+from potability.config import DEFAULT_DB_NAME, Settings, private_home, read_env, update_env
 
 MLFLOW = "mlflow"
 DEFAULT_MLFLOW_PORT = 5000
@@ -91,11 +92,41 @@ def stop_database(home: Path, timeout: float = 30.0) -> bool:
     return not services.is_alive(pid)
 
 
-def prepare_database(database_url: str) -> tuple[list[str], int, int]:
-    """Apply migrations and seed; return (migrations applied, rows seeded, rows in the table)."""
+LOCAL_FUNCTION_USERS = {"predict": "potability_predict", "samples": "potability_samples",
+                        "status": "potability_status"}
+"""Service -> the login user its local function connects as: a member of that service's access
+role (sql/005), so the local stack runs with the same least privilege as Cloud SQL's IAM users.
+The embedded server trusts its unix socket (it listens on no TCP port), so they need no
+password."""
+
+
+def function_database_url(database_url: str, service: str) -> str:
+    """``database_url`` with the user of ``service``'s local function."""
+    parsed = urlparse(database_url)
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    return parsed._replace(netloc=f"{LOCAL_FUNCTION_USERS[service]}@{host}").geturl()
+
+
+def _ensure_login_users(conn: db.Connection) -> None:
+    cur = conn.cursor()
+    for user in LOCAL_FUNCTION_USERS.values():
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
+        if not cur.fetchone():
+            cur.execute(f'CREATE ROLE "{user}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+    conn.commit()
+
+
+def prepare_database(database_url: str, local_users: bool = True
+                     ) -> tuple[list[str], int, int]:
+    """Apply migrations and seed; return (migrations applied, rows seeded, rows in the table).
+    ``local_users``: also create the local functions' login users (the embedded server)."""
     conn = db.connect(Settings(database_url=database_url))
     try:
-        applied = migrations.migrate(conn).applied
+        members = {}
+        if local_users:
+            _ensure_login_users(conn)
+            members = dict(LOCAL_FUNCTION_USERS)
+        applied = migrations.migrate(conn, members).applied
         inference_log.ensure_partitions(conn, inference_log.utc_day(datetime.now(timezone.utc)))
         seeded = seed.seed(conn)
         cur = conn.cursor()
@@ -114,6 +145,22 @@ MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 use to a tracking server of classical models, and costs ~2 GB and a busy core on a laptop."""
 
 
+def mlflow_server_command(artifacts: Path, database_url: str, port: int
+                          ) -> tuple[list[str], dict[str, str]]:
+    """MLflow server's command line and environment. The backend store URI (with the database
+    password of an external ``DATABASE_URL``) goes in the environment
+    (``MLFLOW_BACKEND_STORE_URI``, the option's documented variable), never on the command
+    line, which every local user can read with ``ps``."""
+    argv = [
+        sys.executable, "-m", "mlflow", "server",
+        "--artifacts-destination", artifacts.as_uri(),
+        "--serve-artifacts",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    return argv, {**MLFLOW_SERVER_ENV,
+                  "MLFLOW_BACKEND_STORE_URI": db.sqlalchemy_url(database_url)}
+
+
 def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT) -> str:
     """A real MLflow tracking server: metadata in the ``public`` schema, artifacts under home."""
     known = read_env(home).get("MLFLOW_TRACKING_URI")
@@ -122,14 +169,8 @@ def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT)
     port = services.free_port(port)
     artifacts = home / "mlflow" / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    argv = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", db.sqlalchemy_url(database_url),
-        "--artifacts-destination", artifacts.as_uri(),
-        "--serve-artifacts",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]
-    pid = services.start(home, MLFLOW, argv, env=MLFLOW_SERVER_ENV)
+    argv, env = mlflow_server_command(artifacts, database_url, port)
+    pid = services.start(home, MLFLOW, argv, env=env)
     uri = f"http://127.0.0.1:{port}"
     services.wait_http(f"{uri}/health", timeout=180, pid=pid)
     return uri
@@ -139,10 +180,10 @@ def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT)
 
 def up(settings: Settings, mlflow_port: int = DEFAULT_MLFLOW_PORT) -> StackInfo:
     """Start (or find) everything; safe to run again."""
-    home = settings.home
-    home.mkdir(parents=True, exist_ok=True)
+    home = private_home(settings.home)
     database_url = start_database(home, settings.database_url if settings.env == "local" else "")
-    applied, seeded, total = prepare_database(database_url)
+    external = settings.env == "local" and bool(settings.database_url)
+    applied, seeded, total = prepare_database(database_url, local_users=not external)
     update_env(home, POTABILITY_ENV="local", POTABILITY_HOME=str(home), DATABASE_URL=database_url)
     tracking_uri = start_mlflow(home, database_url, mlflow_port)
     update_env(home, MLFLOW_TRACKING_URI=tracking_uri)

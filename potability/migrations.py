@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Mapping
 
 from potability.db import Connection
+from potability.package_data import shipped_dir
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR = shipped_dir("sql")
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 7_420_811  # arbitrary, fixed: the advisory lock id of this runner
 
@@ -47,13 +48,23 @@ class Migration:
 
 
 def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    """The migrations in ``sql_dir``, ordered by version; misnamed .sql files are an error."""
+    """The migrations in ``sql_dir``, ordered by version; misnamed .sql files are an error.
+
+    A missing or empty directory is an error too: "no migrations" is never a valid state of this
+    project, and answering it with "up to date" is how an image without its sql/ once reported a
+    successful migration of nothing (issue 19).
+    """
+    if not sql_dir.is_dir():
+        raise FileNotFoundError(f"the migrations directory {sql_dir} does not exist (an install "
+                                "without the package data of sql/? see pyproject.toml)")
     found = []
     for path in sorted(sql_dir.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
             raise ValueError(f"migration file {path.name} is not named NNN_name.sql")
         found.append(Migration(match[1], match[2], path.read_text()))
+    if not found:
+        raise FileNotFoundError(f"no migrations (NNN_name.sql) in {sql_dir}")
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise ValueError(f"duplicate migration versions in {sql_dir}: {versions}")
@@ -123,6 +134,10 @@ class SchemaNotReady(RuntimeError):
     """The database lacks migrations this code needs (or has ones it does not know)."""
 
 
+class MigratorLacksPrivileges(RuntimeError):
+    """The migrating user can neither create roles nor become a role that can."""
+
+
 @dataclass(frozen=True)
 class MigrateResult:
     applied: list[str]
@@ -142,6 +157,49 @@ def _ensure_role(cur, name: str) -> None:
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
     if not cur.fetchone():
         cur.execute(f"CREATE ROLE {_quote(name)} NOLOGIN")
+
+
+def _server_version(cur) -> int:
+    cur.execute("SELECT current_setting('server_version_num')::int")
+    return cur.fetchone()[0]
+
+
+def _role_admin(cur, version: int) -> str | None:
+    """The role that creates our roles and grants them: ``None`` if the migrating user may
+    create roles itself (a superuser, or CREATEROLE), else a role with CREATEROLE it may
+    ``SET ROLE`` to.
+
+    On Cloud SQL the migrator is an IAM user whose only power is membership of
+    ``cloudsqlsuperuser`` (NOLOGIN, CREATEROLE, CREATEDB): role attributes are never inherited
+    through membership (PostgreSQL docs, "Role Attributes"), so it creates roles as that role.
+    """
+    cur.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = session_user")
+    if cur.fetchone()[0]:
+        return None
+    privilege = "SET" if version >= 160000 else "MEMBER"  # SET exists since PostgreSQL 16
+    cur.execute("SELECT rolname FROM pg_roles WHERE (rolcreaterole OR rolsuper) AND NOT rolcanlogin"
+                f" AND pg_has_role(session_user, oid, '{privilege}') ORDER BY rolname = "
+                "'cloudsqlsuperuser' DESC, rolname LIMIT 1")
+    row = cur.fetchone()
+    if row is None:
+        cur.execute("SELECT session_user")
+        raise MigratorLacksPrivileges(
+            f"the migrating user {cur.fetchone()[0]} cannot create roles: it needs CREATEROLE or "
+            "membership of a role that has it (on Cloud SQL: cloudsqlsuperuser, the "
+            "database_roles of the migrator's google_sql_user in terraform/sql.tf)")
+    return row[0]
+
+
+def _grant_member(cur, role: str, member: str, version: int) -> None:
+    """``GRANT role TO member`` so that the member can SET ROLE to it and uses its privileges.
+
+    Since PostgreSQL 16 a grant's SET and INHERIT options are its own (and a role's creator
+    holds only ADMIN on it, ``createrole_self_grant``): the migrator, granted ``water_owner`` by
+    ``cloudsqlsuperuser``, could otherwise not hand the schema to it ("must be able to SET ROLE
+    water_owner"). Re-granting updates the options of an existing grant (idempotent).
+    """
+    options = " WITH INHERIT TRUE, SET TRUE" if version >= 160000 else ""
+    cur.execute(f"GRANT {_quote(role)} TO {_quote(member)}{options}")
 
 
 def _enable_pgaudit(cur) -> str:
@@ -180,8 +238,9 @@ def migrate(conn: Connection, members: Mapping[str, str] | None = None,
 
     Args:
         conn: a connection as the migrating user (locally the embedded superuser; on Cloud SQL
-            the migrator service account's IAM user, which needs CREATEROLE and CREATE on the
-            database).
+            the migrator service account's IAM user, a member of ``cloudsqlsuperuser`` with no
+            attributes of its own: roles are created and granted as that role,
+            :func:`_role_admin`; tests/potability/test_cloud_sql_roles.py).
         members: service key (``predict``, ``samples``, ``status``, ``pipelines``,
             ``mlflow``) -> its database user, made a member of that service's access role.
         sql_dir: the migrations.
@@ -194,11 +253,16 @@ def migrate(conn: Connection, members: Mapping[str, str] | None = None,
     cur = conn.cursor()
     cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
+        version = _server_version(cur)
+        cur.execute("SELECT session_user")
+        migrator = cur.fetchone()[0]
+        admin = _role_admin(cur, version)
+        if admin:
+            cur.execute(f"SET ROLE {_quote(admin)}")
         for role in (OWNER_ROLE, *ACCESS_ROLES.values()):
             _ensure_role(cur, role)
-        cur.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (OWNER_ROLE,))
-        if not cur.fetchone()[0]:
-            cur.execute(f"GRANT {OWNER_ROLE} TO CURRENT_USER")
+        _grant_member(cur, OWNER_ROLE, migrator, version)
+        cur.execute("RESET ROLE")
         audit = _enable_pgaudit(cur)
         _adopt_schema(cur)
         # MLflow creates and owns its own tables in ``public`` (they are not ours to migrate).
@@ -212,9 +276,12 @@ def migrate(conn: Connection, members: Mapping[str, str] | None = None,
             cur.execute("RESET ROLE")
             conn.commit()
         granted = {}
+        if admin:
+            cur.execute(f"SET ROLE {_quote(admin)}")
         for service, user in sorted(members.items()):
-            cur.execute(f"GRANT {ACCESS_ROLES[service]} TO {_quote(user)}")
+            _grant_member(cur, ACCESS_ROLES[service], user, version)
             granted[user] = ACCESS_ROLES[service]
+        cur.execute("RESET ROLE")
         conn.commit()
         return MigrateResult(applied, audit, granted)
     finally:

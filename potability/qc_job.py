@@ -60,20 +60,43 @@ def load_lab_samples(conn: Connection) -> tuple[int, list[live_precision.LabSamp
 def load_candidate_inferences(
     conn: Connection, window: timedelta
 ) -> list[live_precision.Inference]:
-    """Only the inferences some lab sample could confirm (same sensor, inside its window);
-    the (sensor_id, inferred_at) index keeps this small however many inferences there are."""
+    """Only the inferences the one-to-one matching can use, by indexed lookups.
+
+    A sample can lose its nearer inferences only to other samples of its sensor that share
+    them (within two windows of it); with ``k`` such samples (itself included), its ``k``
+    nearest readings before and its ``k`` nearest after its ``sampled_at`` contain every
+    inference it can end up with. Each is a short range scan of
+    ``water_inferences_sensor_measured_idx`` (sql/013), so time and memory follow the number
+    of lab samples, not the size of the inference log (a sensor reporting every second has
+    3,600 readings in an hour's window; this reads at most ``2k`` of them)."""
+    seconds = window.total_seconds()
     cur = conn.cursor()
     cur.execute(
-        "SELECT i.id, i.sensor_id, i.inferred_at, i.predicted_class, i.model_version "
-        "FROM water.water_inferences i WHERE EXISTS ("
-        " SELECT 1 FROM water.water_potability s WHERE s.source = 'lab'"
-        " AND s.sensor_id = i.sensor_id"
-        " AND i.inferred_at BETWEEN s.sampled_at - %s * interval '1 second'"
-        " AND s.sampled_at + %s * interval '1 second')",
-        (window.total_seconds(), window.total_seconds()),
+        "WITH s AS ("
+        " SELECT a.sensor_id, a.sampled_at, (SELECT count(*) FROM water.water_potability b"
+        "  WHERE b.source = 'lab' AND b.sensor_id = a.sensor_id"
+        "  AND b.sampled_at BETWEEN a.sampled_at - 2 * %s::double precision * interval '1 second'"
+        "  AND a.sampled_at + 2 * %s::double precision * interval '1 second') AS k"
+        " FROM water.water_potability a WHERE a.source = 'lab' AND a.sensor_id IS NOT NULL), "
+        "c AS ("
+        " SELECT n.* FROM s CROSS JOIN LATERAL ("
+        "  SELECT i.id FROM water.water_inferences i WHERE i.sensor_id = s.sensor_id"
+        "  AND coalesce(i.measured_at, i.inferred_at) BETWEEN"
+        "   s.sampled_at - %s::double precision * interval '1 second' AND s.sampled_at"
+        "  ORDER BY coalesce(i.measured_at, i.inferred_at) DESC LIMIT s.k) n"
+        " UNION"
+        " SELECT n.* FROM s CROSS JOIN LATERAL ("
+        "  SELECT i.id FROM water.water_inferences i WHERE i.sensor_id = s.sensor_id"
+        "  AND coalesce(i.measured_at, i.inferred_at) BETWEEN"
+        "   s.sampled_at AND s.sampled_at + %s::double precision * interval '1 second'"
+        "  ORDER BY coalesce(i.measured_at, i.inferred_at) LIMIT s.k) n) "
+        "SELECT i.id, i.sensor_id, i.inferred_at, i.predicted_class, i.model_version,"
+        " i.measured_at FROM water.water_inferences i WHERE i.id IN (SELECT id FROM c)",
+        (seconds,) * 4,
     )
     return [
-        live_precision.Inference(int(i), s, t, int(c), str(v)) for i, s, t, c, v in cur.fetchall()
+        live_precision.Inference(int(i), s, t, int(c), str(v), m)
+        for i, s, t, c, v, m in cur.fetchall()
     ]
 
 

@@ -81,11 +81,11 @@ def store_run(
         cur.execute(
             "INSERT INTO water.qc_live_metrics (run_id, model_version, period, week_start, "
             "matches, true_positives, false_positives, false_negatives, true_negatives, "
-            "live_precision, live_recall, flagged) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "live_precision, live_recall, flagged, precision_low, precision_high) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (run_id, m.model_version, m.period, m.week_start, m.matches, m.true_positives,
              m.false_positives, m.false_negatives, m.true_negatives, m.precision, m.recall,
-             m.flagged),
+             m.flagged, m.precision_low, m.precision_high),
         )
     for d in drifts:
         cur.execute(

@@ -11,8 +11,8 @@ Readers, each returning typed rows (:class:`PipelineRun`):
 * :func:`last_run` - the latest run started (status page, ``potability status``);
 * :func:`current_champion` - "the current champion": the model the latest succeeded run left
   served, with when it was trained (status page, quality control, alerts);
-* :func:`check_stale` - no success for ``ALERT_STALE_HOURS`` (export, ``potability alerts
-  check``, the local scheduler between runs).
+* :func:`check_stale` - no success for ``ALERT_STALE_HOURS`` (export, :func:`mark_failed`,
+  ``potability alerts check``, the local scheduler between runs).
 
 Nothing here imports MLflow: the deployed status function loads this module. The registered
 model's ``champion`` alias is promote's (:mod:`training.promotion`); a failing step's alias
@@ -271,11 +271,30 @@ def mark_failed(settings: Settings, run_id: str, error: str) -> Mapping[str, Any
     (once per run, however many steps report it). Returns the run's details, with which the
     caller undoes an alias move made by this run (:func:`components.runtime.record_failure`).
 
+    Also asks whether runs have gone stale (:func:`check_stale`, from the last success): a run
+    that fails every day must become ``pipeline_stale`` too, and the export - the other place
+    that asks - is not reached when an earlier failure stops the run.
+
+    When the database itself is what failed, the alert is still delivered (its log line is
+    what Cloud Monitoring alerts on; the webhook too), just not recorded; the database's
+    error is re-raised so the step still fails.
+
     Args:
         settings: where the database is (and the alert settings).
         run_id: the pipeline job name.
         error: what failed (step and message), kept short.
     """
+    try:
+        return _mark_failed(settings, run_id, error)
+    except db.DatabaseUnavailable as exc:
+        when = datetime.now(timezone.utc)
+        alert = alerts.pipeline_failed(
+            run_id, f"{error} (not recorded: the database is unavailable: {exc})", None)
+        alerts.publish(settings, [alert], when)
+        raise
+
+
+def _mark_failed(settings: Settings, run_id: str, error: str) -> Mapping[str, Any]:
     with closing(db.connect(settings)) as conn:
         cur = conn.cursor()
         cur.execute(
@@ -291,5 +310,9 @@ def mark_failed(settings: Settings, run_id: str, error: str) -> Mapping[str, Any
         when = datetime.now(timezone.utc)
         raised = [alert] if alerts.insert(conn, alert, when) else []
         conn.commit()
+        try:
+            raised += check_stale(conn, settings, when)
+        except Exception:  # noqa: BLE001 - the failure itself is recorded; this is extra
+            log.exception("stale-run check failed")
     alerts.publish(settings, raised, when)
     return json.loads(details) if isinstance(details, str) else details

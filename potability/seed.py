@@ -14,8 +14,9 @@ import pandas as pd
 
 from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
+from potability.package_data import shipped_dir
 
-DATA_CSV = Path(__file__).resolve().parent.parent / "data" / "water_potability.csv"
+DATA_CSV = shipped_dir("data") / "water_potability.csv"
 DATA_SHA256 = "a76bd6b19b547e31d5b43feb0c79412d7b08a654429f7d16e8d2f0572768b55c"
 SEED_SAMPLED_AT = "2021-01-01T00:00:00+00:00"
 SEED_SUBMITTER = "kaggle:adityakadiwal/water-potability"
@@ -57,8 +58,13 @@ def load_training_rows() -> pd.DataFrame:
     return frame
 
 
-def seed(conn: Connection, frame: pd.DataFrame | None = None) -> int:
-    """Insert the data set rows that are not there yet; return how many were inserted."""
+def seed(conn: Connection, frame: pd.DataFrame | None = None, as_role: str = "") -> int:
+    """Insert the data set rows that are not there yet; return how many were inserted.
+
+    Args:
+        as_role: a role to ``SET ROLE`` to for the insert (the migration job writes as
+            ``water_owner``, which it is a member of); reset afterwards.
+    """
     frame = load_dataset() if frame is None else frame
     columns = ["sample_id", *FEATURE_COLUMNS, "potability", "sampled_at", "submitted_by", "source"]
     rows = [
@@ -67,6 +73,8 @@ def seed(conn: Connection, frame: pd.DataFrame | None = None) -> int:
         for i, r in enumerate(frame.to_dict("records"))
     ]
     cur = conn.cursor()
+    if as_role:
+        cur.execute(f'SET ROLE "{as_role}"')
     inserted = 0
     placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
     for start in range(0, len(rows), _CHUNK):
@@ -79,4 +87,7 @@ def seed(conn: Connection, frame: pd.DataFrame | None = None) -> int:
         )
         inserted += max(cur.rowcount, 0)
     conn.commit()
+    if as_role:
+        cur.execute("RESET ROLE")
+        conn.commit()
     return inserted

@@ -19,6 +19,13 @@ locals {
         GOOGLE_CLOUD_PROJECT = var.project_id
         GOOGLE_CLOUD_REGION  = var.region
         VERTEX_ENDPOINT_ID   = google_vertex_ai_endpoint.main.name
+        # Caller binding (functions/callers.py): the verified ID token's account may write
+        # only the sensor ids var.sensor_bindings gives it; its identity is logged per row.
+        PREDICT_ID_TOKEN_AUDIENCE = join(",", [
+          "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-predict",
+          "https://${var.name_prefix}-predict-${data.google_project.this.number}.${var.region}.run.app",
+        ])
+        PREDICT_SENSOR_BINDINGS = jsonencode(var.sensor_bindings)
       }
     }
     samples = {
@@ -27,6 +34,12 @@ locals {
       memory      = "512Mi"
       env = {
         SAMPLES_TRUST_PLATFORM_IDENTITY = "true"
+        # The function's own URLs (both forms a gen2 function answers on), the audiences a
+        # regulator's ID token may carry: functions/auth.py verifies the token itself.
+        SAMPLES_ID_TOKEN_AUDIENCE = join(",", [
+          "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-samples",
+          "https://${var.name_prefix}-samples-${data.google_project.this.number}.${var.region}.run.app",
+        ])
       }
     }
     status = {
@@ -49,6 +62,9 @@ locals {
   }
 
   samples_token_in_secret = var.samples_token_sha256 != ""
+  samples_token_env = local.samples_token_in_secret ? {
+    SAMPLES_TOKEN_SECRET = google_secret_manager_secret.samples_token_sha256[0].id
+  } : { SAMPLES_TOKEN_SHA256 = "" }
 }
 
 data "archive_file" "function_source" {
@@ -105,13 +121,17 @@ resource "google_cloudfunctions2_function" "fn" {
   }
 
   service_config {
-    service_account_email            = google_service_account.sa[each.key].email
-    ingress_settings                 = each.value.ingress
-    available_memory                 = each.value.memory
-    max_instance_count               = var.function_max_instances
-    timeout_seconds                  = 60
-    all_traffic_on_latest_revision   = true
-    environment_variables            = merge(local.function_db_env[each.key], each.value.env, each.key == "samples" && !local.samples_token_in_secret ? { SAMPLES_TOKEN_SHA256 = "" } : {})
+    service_account_email          = google_service_account.sa[each.key].email
+    ingress_settings               = each.value.ingress
+    available_memory               = each.value.memory
+    max_instance_count             = var.function_max_instances
+    timeout_seconds                = 60
+    all_traffic_on_latest_revision = true
+    # The regulator tokens' hashes are re-read from the secret every 30 s (not mounted as an
+    # environment value, which an instance reads once at start): a revocation - a new secret
+    # version without the digest - applies within a minute (docs/security.md).
+    environment_variables = merge(local.function_db_env[each.key], each.value.env,
+    each.key == "samples" ? local.samples_token_env : {})
     direct_vpc_egress                = "VPC_EGRESS_PRIVATE_RANGES_ONLY"
     max_instance_request_concurrency = 1
 
@@ -120,16 +140,6 @@ resource "google_cloudfunctions2_function" "fn" {
       network    = google_compute_network.vpc.name
       subnetwork = google_compute_subnetwork.main.name
       tags       = ["functions"]
-    }
-
-    dynamic "secret_environment_variables" {
-      for_each = each.key == "samples" && local.samples_token_in_secret ? [1] : []
-      content {
-        key        = "SAMPLES_TOKEN_SHA256"
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.samples_token_sha256[0].secret_id
-        version    = "latest"
-      }
     }
   }
 
@@ -149,7 +159,7 @@ resource "google_cloudfunctions2_function" "fn" {
 # service (the function-level IAM resource is known to fail for this role).
 locals {
   invokers = merge(
-    { for sa in var.sensor_service_accounts : "predict/${sa}" => { fn = "predict", member = "serviceAccount:${sa}" } },
+    { for sa in distinct(concat(var.sensor_service_accounts, keys(var.sensor_bindings))) : "predict/${sa}" => { fn = "predict", member = "serviceAccount:${sa}" } },
     { "samples/regulator" = { fn = "samples", member = "group:${var.regulator_group}" } },
     { "status/public" = { fn = "status", member = "allUsers" } },
   )

@@ -12,6 +12,7 @@ locals {
     status          = "Public status function (status)"
     scheduler       = "Cloud Scheduler: starts the daily pipeline run"
     functions-build = "Cloud Build for the functions' source"
+    image-build     = "Cloud Build: the project image (make gcp-deploy)"
     migrator        = "Cloud Run jobs: database migrations and the inference log's maintenance"
   }
 
@@ -56,6 +57,11 @@ locals {
     migrator        = ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]
     scheduler       = ["custom:pipeline_starter"]
     functions-build = ["roles/logging.logWriter"]
+    # Cloud Build as its own account, not the project default (on projects created since
+    # mid-2024 the Compute Engine default account, often without roles): build logs to
+    # Cloud Logging only (cloudbuild.yaml), hence no logs bucket (Google: build/docs/
+    # securing-builds/configure-user-specified-service-accounts).
+    image-build = ["roles/logging.logWriter"]
   }
 
   project_bindings = merge([
@@ -67,7 +73,11 @@ locals {
     "pipeline_root/pipelines" = { bucket = "pipeline_root", sa = "pipelines", role = "roles/storage.objectUser" }
     "mlflow/pipelines"        = { bucket = "mlflow", sa = "pipelines", role = "roles/storage.objectUser" }
     "mlflow/mlflow"           = { bucket = "mlflow", sa = "mlflow", role = "roles/storage.objectUser" }
-    "main/functions-build"    = { bucket = "main", sa = "functions-build", role = "roles/storage.objectViewer" }
+    # Google's build-account page for functions (run/docs/configuring/services/
+    # build-service-account) names Storage Object Admin on the source bucket, not Viewer.
+    "main/functions-build" = { bucket = "main", sa = "functions-build", role = "roles/storage.objectAdmin" }
+    # The image build reads the source `make gcp-deploy` stages under gs://<main>/cloudbuild/.
+    "main/image-build" = { bucket = "main", sa = "image-build", role = "roles/storage.objectViewer" }
     # The maintenance job (maintenance.tf) writes the archive create-only and reads it back
     # to verify: objectCreator cannot replace or delete an object, so no run can overwrite
     # a day already archived.
@@ -80,6 +90,7 @@ locals {
     "images/pipelines"          = { repository = "images", sa = "pipelines", role = "roles/artifactregistry.reader" }
     "pipelines/scheduler"       = { repository = "pipelines", sa = "scheduler", role = "roles/artifactregistry.reader" }
     "functions/functions-build" = { repository = "functions", sa = "functions-build", role = "roles/artifactregistry.writer" }
+    "images/image-build"        = { repository = "images", sa = "image-build", role = "roles/artifactregistry.writer" }
   }
   repositories = {
     images    = google_artifact_registry_repository.images

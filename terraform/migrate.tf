@@ -1,7 +1,8 @@
-# Migrations as a job: `potability migrate` (schema water from sql/, CREATE
+# Migrations as a job: `potability migrate --seed` (schema water from sql/, CREATE
 # EXTENSION pgaudit, the NOLOGIN owner role water_owner, the access roles with
 # ALTER DEFAULT PRIVILEGES, and each service's IAM database user made a member of
-# its role - DB_ROLE_MEMBERS) runs in the project image as the migrator service
+# its role - DB_ROLE_MEMBERS; then the public data set seeded once, idempotently,
+# into the training table) runs in the project image as the migrator service
 # account, whose IAM database user is a cloudsqlsuperuser (sql.tf). It reaches
 # Cloud SQL's private IP through Direct VPC egress like the functions.
 # `make gcp-deploy` executes it after pushing the image (README.md).
@@ -40,7 +41,9 @@ resource "google_cloud_run_v2_job" "migrate" {
 
       containers {
         image = local.project_image
-        args  = ["potability", "migrate"]
+        # --seed: the public data set into the training table, idempotently (cli.py);
+        # tests/test_image.py runs exactly these args from an image-built environment.
+        args = ["potability", "migrate", "--seed"]
 
         env {
           name  = "POTABILITY_ENV"

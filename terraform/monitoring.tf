@@ -75,8 +75,17 @@ resource "google_logging_metric" "alert" {
   depends_on = [google_project_service.apis]
 }
 
+# Policies on log-based metrics wait for `make gcp-deploy` (they exist once var.image_digest is
+# set): Cloud Monitoring learns a new log-based metric minutes after Logging creates it, and a
+# policy created before then is refused with 404 "Cannot find metric(s)" (a known provider
+# issue). gcp-deploy polls Monitoring's metricDescriptors.get for every type in
+# output.alert_metric_types before the apply that creates them (potability/gcp_deploy.py).
+locals {
+  log_metric_policies = var.image_digest != ""
+}
+
 resource "google_monitoring_alert_policy" "event" {
-  for_each     = local.alert_events
+  for_each     = local.log_metric_policies ? local.alert_events : {}
   project      = var.project_id
   display_name = "${var.name_prefix}: ${each.value.title}"
   combiner     = "OR"
@@ -139,6 +148,7 @@ resource "google_logging_metric" "scheduler_failures" {
 }
 
 resource "google_monitoring_alert_policy" "scheduler_failed" {
+  count        = local.log_metric_policies ? 1 : 0
   project      = var.project_id
   display_name = "${var.name_prefix}: the training scheduler job failed"
   combiner     = "OR"
@@ -219,6 +229,67 @@ resource "google_monitoring_alert_policy" "cloud_sql_down" {
     subject   = "[CRITICAL] ${var.name_prefix}: Cloud SQL is down"
     mime_type = "text/markdown"
     content   = "The Cloud SQL instance `${google_sql_database_instance.main.name}` is not up: predict and add_sample answer 503 (sensors and the regulator retry; nothing is lost while they do), the status page is unavailable and the pipeline cannot export. Check the instance in the Cloud SQL console (maintenance, storage full, a failover), its logs, and restart it if needed."
+    dynamic "links" {
+      for_each = local.alert_links
+      content {
+        display_name = links.value.display_name
+        url          = links.value.url
+      }
+    }
+  }
+}
+
+# -------------------------------------------- Vertex AI's own pipeline job failures ----
+# A run that fails before our code runs (the network attachment, the image pull, a quota)
+# logs nothing of ours, so no `pipeline_run_failed`: Vertex AI's own pipeline job events do
+# (Google: vertex-ai/docs/pipelines/logging - log aiplatform.googleapis.com/pipeline_job_events
+# on the "Vertex Pipelines Job" resource, aiplatform.googleapis.com/PipelineJob).
+resource "google_logging_metric" "pipeline_job_failures" {
+  project     = var.project_id
+  name        = "${var.name_prefix}/alerts/vertex_pipeline_job_failed"
+  description = "Error events of Vertex AI pipeline jobs (including failures before our code runs)."
+  filter      = "resource.type=\"aiplatform.googleapis.com/PipelineJob\" AND logName=\"projects/${var.project_id}/logs/aiplatform.googleapis.com%2Fpipeline_job_events\" AND severity>=ERROR"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_monitoring_alert_policy" "pipeline_job_failed" {
+  count        = local.log_metric_policies ? 1 : 0
+  project      = var.project_id
+  display_name = "${var.name_prefix}: a Vertex AI pipeline job failed"
+  combiner     = "OR"
+  severity     = "ERROR"
+
+  conditions {
+    display_name = "pipeline job error event"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.pipeline_job_failures.name}\" AND resource.type=\"aiplatform.googleapis.com/PipelineJob\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_SUM"
+      }
+    }
+  }
+
+  notification_channels = local.alert_channel_ids
+
+  alert_strategy {
+    auto_close = "${var.alert_auto_close_hours * 3600}s"
+  }
+
+  documentation {
+    subject   = "[ERROR] ${var.name_prefix}: a Vertex AI pipeline job failed"
+    mime_type = "text/markdown"
+    content   = "Vertex AI reported a failed pipeline job: no model trained or deployed by that run. If `pipeline_run_failed` did not fire too, it failed before our code ran - read the job's error in Vertex AI Pipelines (network attachment or service agent permissions, image pull, quota), fix it and start a run again."
     dynamic "links" {
       for_each = local.alert_links
       content {

@@ -118,3 +118,31 @@ output "function_urls" {
 output "scheduler_job" {
   value = google_cloud_scheduler_job.training.name
 }
+
+# make gcp-deploy: Cloud Build's account and where the build's source is staged (build.tf).
+output "image_build_service_account" {
+  description = "Service account the image build runs as (gcloud builds submit --service-account)."
+  value       = google_service_account.sa["image-build"].id
+}
+
+output "build_source_staging_dir" {
+  description = "Where gcloud builds submit stages the source (read by the image-build account)."
+  value       = "gs://${google_storage_bucket.buckets["main"].name}/cloudbuild/source"
+}
+
+# make gcp-destroy: the VPC whose service-networking peering Terraform abandons (network.tf).
+output "network" {
+  description = "VPC network name."
+  value       = google_compute_network.vpc.name
+}
+
+# make gcp-deploy waits until Cloud Monitoring knows each of these before the apply that
+# creates the alert policies on them (monitoring.tf).
+output "alert_metric_types" {
+  description = "Metric types of the log-based metrics the alert policies watch."
+  value = concat(
+    [for m in google_logging_metric.alert : "logging.googleapis.com/user/${m.name}"],
+    ["logging.googleapis.com/user/${google_logging_metric.scheduler_failures.name}",
+    "logging.googleapis.com/user/${google_logging_metric.pipeline_job_failures.name}"],
+  )
+}

@@ -21,8 +21,10 @@ variable "name_prefix" {
   default     = "potability"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,18}$", var.name_prefix))
-    error_message = "name_prefix must be 2-19 lowercase letters, digits or hyphens, starting with a letter."
+    # 14 at most: service account ids are 6-30 characters and the longest is
+    # "<name_prefix>-functions-build" (iam.tf; terraform/tests/inputs.tftest.hcl).
+    condition     = can(regex("^[a-z][a-z0-9-]{0,12}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-14 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen (\"<name_prefix>-functions-build\" must fit the 30-character service account id)."
   }
 }
 
@@ -107,6 +109,17 @@ variable "sensor_service_accounts" {
   description = "Service-account emails of the sensors allowed to invoke the inference (predict) function."
   type        = list(string)
   default     = []
+}
+
+variable "sensor_bindings" {
+  description = "Sensor service account (email) -> the sensor ids it may write through predict. An invoker without an entry here is refused (403); each account is also granted run.invoker on predict."
+  type        = map(list(string))
+  default     = {}
+
+  validation {
+    condition     = alltrue([for ids in values(var.sensor_bindings) : length(ids) > 0 && alltrue([for id in ids : length(id) >= 1 && length(id) <= 128])])
+    error_message = "sensor_bindings: every account needs at least one sensor id of 1-128 characters."
+  }
 }
 
 variable "regulator_group" {

@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.9"
+  # 1.11: write-only arguments (secret_data_wo, secrets.tf) need it.
+  required_version = ">= 1.11"
 
   required_providers {
     # Pinned to the 8.7 series: tools/terraform_schema/google-8.7.0.schema.json,

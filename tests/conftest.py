@@ -39,6 +39,33 @@ def database_url(stack_home: Path) -> str:
     return url
 
 
+def _fresh_database(database_url: str) -> Iterator[str]:
+    import uuid
+
+    name = f"fresh_{uuid.uuid4().hex[:10]}"
+    admin = db.connect(Settings(database_url=database_url))
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield db.with_database(database_url, name)
+    finally:
+        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def fresh_db(database_url: str) -> Iterator[str]:
+    """An empty database (no schema, no roles of its own) on the session's server; dropped
+    afterwards."""
+    yield from _fresh_database(database_url)
+
+
+@pytest.fixture(scope="module")
+def module_fresh_db(database_url: str) -> Iterator[str]:
+    """:func:`fresh_db` shared by the tests of one module."""
+    yield from _fresh_database(database_url)
+
+
 @pytest.fixture(scope="session")
 def mlflow_uri(stack_home: Path, database_url: str) -> str:
     """A real MLflow tracking server backed by the same database (``public`` schema)."""

@@ -14,10 +14,12 @@ Rules (one test per branch):
 * a paired bootstrap (:func:`training.evaluation.paired_bootstrap`, 2,000 resamples, fixed
   seed) of the held-out precision difference, each model at its own threshold, gives the
   difference's 95% interval and P(challenger more precise);
-* the challenger replaces the champion when it meets the recall floor and either that
-  probability reaches ``promotion_confidence`` (default 0.9) or the champion misses the floor
-  on these rows. Differences inside the noise (~0.05 standard error on ~90 potable calls) keep
-  the champion, so a re-run on unchanged data - even with other CV folds - changes nothing.
+* the recall floor is judged INSIDE the same resamples (issue 23). The challenger replaces
+  the champion when, at ``promotion_confidence`` (default 0.9), either it is more precise AND
+  meets the floor in that share of resamples (one combined criterion), or the champion misses
+  the floor in that share while the challenger meets it in at least half. Everything else
+  keeps the champion, so a re-run on unchanged data - even with other CV folds - changes
+  nothing. A first champion is installed and marked (``first_champion_meets_floor``).
 """
 
 from typing import Any
@@ -59,15 +61,24 @@ def decide(challenger: Scores, champion: Scores | None, evidence: Evidence | Non
         champion: the current champion's scores on the same rows, or None if there is none.
         evidence: the paired bootstrap of the precision difference (None without a champion).
         recall_floor: the minimum recall for precision to count.
-        confidence: P(challenger more precise) needed to replace a champion that meets the
-            floor.
+        confidence: the share of paired resamples needed: challenger more precise AND at the
+            floor (one criterion), or the champion under the floor.
+
+    The recall floor is judged inside the same paired bootstrap as precision (issue 23):
+    held-out recall's standard error (~0.027) exceeds the margin to the floor, so single
+    figures decided on noise. A champion under the floor is replaced only when the evidence
+    says it misses it (in ``confidence`` of the resamples) and the challenger meets it in
+    at least half; no replacement without evidence. A first champion is installed
+    (something must serve) and marked by ``first_champion_meets_floor`` (training.promotion).
     """
     if champion is None:
         return FIRST_CHAMPION
-    if not challenger.meets(recall_floor):
-        return CHAMPION_KEPT
-    if not champion.meets(recall_floor):
+    if evidence is None or evidence.joint_probability is None:
+        raise ValueError("a champion is replaced only on evidence that judges the recall floor")
+    assert evidence.champion_meets_floor is not None
+    assert evidence.challenger_meets_floor is not None
+    if evidence.joint_probability >= confidence:
         return CHALLENGER_WINS
-    if evidence is None:
-        raise ValueError("a champion that meets the floor is replaced only on evidence")
-    return CHALLENGER_WINS if evidence.probability >= confidence else CHAMPION_KEPT
+    if evidence.champion_meets_floor <= 1 - confidence and evidence.challenger_meets_floor >= 0.5:
+        return CHALLENGER_WINS
+    return CHAMPION_KEPT

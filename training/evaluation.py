@@ -115,6 +115,13 @@ class Evidence:
     probability: float
     """Share of resamples in which the challenger is strictly more precise."""
     resamples: int
+    joint_probability: float | None = None
+    """Share of resamples in which the challenger is strictly more precise AND its recall
+    reaches the floor: the one combined criterion of promotion (None without a floor)."""
+    challenger_meets_floor: float | None = None
+    """Share of resamples in which the challenger's recall reaches the floor."""
+    champion_meets_floor: float | None = None
+    """Share of resamples in which the champion's recall reaches the floor."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,8 +139,31 @@ def _precisions(y: np.ndarray, predicted: np.ndarray, idx: np.ndarray) -> np.nda
     return np.divide(true_pos, count, out=np.zeros(len(idx)), where=count > 0)
 
 
+def _recalls(y: np.ndarray, predicted: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Recall of each resample; 0 when a resample holds no potable row."""
+    actual = y[idx] == 1
+    true_pos = (actual & (predicted[idx] == 1)).sum(axis=1)
+    count = actual.sum(axis=1)
+    return np.divide(true_pos, count, out=np.zeros(len(idx)), where=count > 0)
+
+
+def recall_floor_evidence(y: Any, predicted: Any, recall_floor: float, *,
+                          resamples: int = BOOTSTRAP_RESAMPLES,
+                          seed: int = BOOTSTRAP_SEED) -> float:
+    """Share of bootstrap resamples in which one model's recall reaches the floor.
+
+    Held-out recall on ~250 potable rows has a standard error (~0.027) larger than the
+    usual margin to the floor, so "recall >= floor" on the rows themselves is a coin toss for
+    a model near it; this share is the evidence (>= the promotion confidence: it meets the
+    floor; <= 1 - confidence: it misses it; in between: undecided)."""
+    y, p = np.asarray(y).astype(int), np.asarray(predicted).astype(int)
+    idx = _resample_indices(len(y), resamples, seed)
+    return float(np.mean(_recalls(y, p, idx) >= recall_floor))
+
+
 def paired_bootstrap(y: Any, challenger: Any, champion: Any, *,
-                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Evidence:
+                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                     recall_floor: float | None = None) -> Evidence:
     """How sure are we that the challenger is more precise than the champion on these rows?
 
     Both models' predictions are resampled together (the same rows in each resample), so the
@@ -145,6 +175,8 @@ def paired_bootstrap(y: Any, challenger: Any, champion: Any, *,
         champion: the champion's hard predictions on the same rows.
         resamples: number of bootstrap resamples (>= 2,000 for the promotion rule).
         seed: the resampling seed (fixed: the same inputs give the same evidence).
+        recall_floor: when given, both recalls are judged in the SAME resamples, so the
+            recall floor and the precision gain make one criterion (``joint_probability``).
     """
     y, a, b = (np.asarray(v).astype(int) for v in (y, challenger, champion))
     if not len(y) == len(a) == len(b) or not len(y):
@@ -154,7 +186,14 @@ def paired_bootstrap(y: Any, challenger: Any, champion: Any, *,
     observed = float(_precisions(y, a, np.arange(len(y))[None])[0]
                      - _precisions(y, b, np.arange(len(y))[None])[0])
     low, high = np.percentile(diffs, [2.5, 97.5])
-    return Evidence(observed, float(low), float(high), float(np.mean(diffs > 0)), resamples)
+    if recall_floor is None:
+        return Evidence(observed, float(low), float(high), float(np.mean(diffs > 0)), resamples)
+    challenger_meets = _recalls(y, a, idx) >= recall_floor
+    champion_meets = _recalls(y, b, idx) >= recall_floor
+    return Evidence(observed, float(low), float(high), float(np.mean(diffs > 0)), resamples,
+                    joint_probability=float(np.mean((diffs > 0) & challenger_meets)),
+                    challenger_meets_floor=float(np.mean(challenger_meets)),
+                    champion_meets_floor=float(np.mean(champion_meets)))
 
 
 def precision_interval(y: Any, predicted: Any, *, resamples: int = BOOTSTRAP_RESAMPLES,

@@ -18,11 +18,10 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from potability import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
-from training.decision import (CHALLENGER_WINS, CHAMPION_KEPT, DEFAULT_PROMOTION_CONFIDENCE,
-                               FIRST_CHAMPION, choose_challenger,
-                               decide)
+from training.decision import (CHALLENGER_WINS, DEFAULT_PROMOTION_CONFIDENCE,
+                               FIRST_CHAMPION, choose_challenger, decide)
 from training.evaluation import (Scores, paired_bootstrap, precision_interval, predictions,
-                                 score_model)
+                                 recall_floor_evidence, score_model)
 
 CHAMPION_ALIAS = "champion"
 """The registered model's alias on the served version (MLflow's source of truth)."""
@@ -219,7 +218,8 @@ def decide_and_promote(
         champion_model = load_model(f"models:/{name}/{champion.version}")
         champion_scores = score_model(champion_model, rows)
         y, champion_pred = predictions(champion_model, rows)
-        evidence = paired_bootstrap(y, predictions(challenger_model, rows)[1], champion_pred)
+        evidence = paired_bootstrap(y, predictions(challenger_model, rows)[1], champion_pred,
+                                    recall_floor=recall_floor)
     decision = decide(challenger_scores, champion_scores, evidence, recall_floor,
                       promotion_confidence)
     # Operators' control (issue 22): a hold keeps a winning challenger out, manual approval
@@ -244,6 +244,8 @@ def decide_and_promote(
         interval = precision_interval(y, champion_pred)
     else:  # no champion yet and the first one is held back or waits for approval
         new_version, family, after, interval = "", None, None, (None, None)
+    first_meets = (recall_floor_evidence(*predictions(challenger_model, rows), recall_floor)
+                   if decision == FIRST_CHAMPION else None)
     previous = champion.version if champion else ""
     changed = new_version != previous
     details = {
@@ -261,6 +263,7 @@ def decide_and_promote(
         "candidates": {c["family"]: {"cv_score": c["cv_score"], "scores": c["scores"]}
                        for c in scored},
         "evidence": evidence.as_dict() if evidence else None,
+        "first_champion_meets_floor": first_meets,
         "champion_precision_interval": list(interval),
         "compared_on_rows": len(rows), "held_out_rows": len(test),
         "parent_run_id": parent_run_id,
@@ -299,6 +302,8 @@ def decide_and_promote(
                         "promotion.precision_difference_low": evidence.low,
                         "promotion.precision_difference_high": evidence.high,
                         "promotion.probability_challenger_better": evidence.probability})
+    if first_meets is not None:
+        metrics["promotion.first_champion_meets_floor"] = first_meets
     metrics.update({"champion.precision_low": interval[0], "champion.precision_high": interval[1],
                     "promotion.confidence_required": promotion_confidence})
     for key, value in metrics.items():

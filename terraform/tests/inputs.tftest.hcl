@@ -34,8 +34,8 @@ run "extra_sample_tokens_live_in_secret_manager" {
     error_message = "The digests go to Secret Manager write-only (secret_data_wo, not in the state); a new value gets a new version number."
   }
   assert {
-    condition     = [for s in google_cloudfunctions2_function.fn["samples"].service_config[0].secret_environment_variables : s.key] == ["SAMPLES_TOKEN_SHA256"]
-    error_message = "add_sample reads SAMPLES_TOKEN_SHA256 from Secret Manager."
+    condition     = google_cloudfunctions2_function.fn["samples"].service_config[0].environment_variables["SAMPLES_TOKEN_SECRET"] == google_secret_manager_secret.samples_token_sha256[0].id && length(google_cloudfunctions2_function.fn["samples"].service_config[0].secret_environment_variables) == 0
+    error_message = "add_sample re-reads the digests from the secret (SAMPLES_TOKEN_SECRET, every 30 s), not from a value mounted once at start."
   }
   assert {
     condition     = !contains(keys(google_cloudfunctions2_function.fn["samples"].service_config[0].environment_variables), "SAMPLES_TOKEN_SHA256")
@@ -106,4 +106,49 @@ run "bad_image_digest_is_rejected" {
   }
 
   expect_failures = [var.image_digest]
+}
+
+run "sensor_bindings_grant_invoker_and_reach_predict" {
+  command = apply
+
+  variables {
+    sensor_bindings = { "plant-a@example.iam.gserviceaccount.com" = ["plant-1", "plant-2"] }
+  }
+
+  assert {
+    condition     = jsondecode(google_cloudfunctions2_function.fn["predict"].service_config[0].environment_variables["PREDICT_SENSOR_BINDINGS"]) == { "plant-a@example.iam.gserviceaccount.com" = ["plant-1", "plant-2"] }
+    error_message = "predict binds each sensor account to its sensor ids (PREDICT_SENSOR_BINDINGS)."
+  }
+  assert {
+    condition     = google_cloud_run_service_iam_member.invoker["predict/plant-a@example.iam.gserviceaccount.com"].member == "serviceAccount:plant-a@example.iam.gserviceaccount.com"
+    error_message = "A bound sensor account may invoke predict."
+  }
+  assert {
+    condition     = length(split(",", google_cloudfunctions2_function.fn["samples"].service_config[0].environment_variables["SAMPLES_ID_TOKEN_AUDIENCE"])) == 2
+    error_message = "add_sample verifies ID tokens against its own two URLs."
+  }
+}
+# name_prefix: every service account id is "<name_prefix>-<key>" and must fit 30 characters
+# (IAM: account ids are 6-30 characters); the longest key is functions-build.
+run "the_longest_name_prefix_still_fits_every_service_account_id" {
+  command = plan
+
+  variables {
+    name_prefix = "abcdefghij-klm"
+  }
+
+  assert {
+    condition     = alltrue([for sa in google_service_account.sa : length(sa.account_id) <= 30])
+    error_message = "Every service account id fits 30 characters with a 14-character prefix."
+  }
+}
+
+run "a_name_prefix_too_long_for_an_account_id_is_rejected" {
+  command = plan
+
+  variables {
+    name_prefix = "abcdefghij-klmn"
+  }
+
+  expect_failures = [var.name_prefix]
 }

@@ -10,6 +10,8 @@ variables {
   project_id      = "test-project"
   regulator_group = "regulator@example.com"
   alert_emails    = ["ops@example.com", "regulator@example.com"]
+  # make gcp-deploy's apply: the policies on log-based metrics exist from then on
+  image_digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 }
 
 run "every_event_has_a_metric_on_the_code_filter_and_a_policy_with_channels" {
@@ -67,7 +69,7 @@ run "the_scheduler_and_cloud_sql_have_their_own_policies" {
     error_message = "The scheduler metric counts the training job's failed attempts."
   }
   assert {
-    condition     = length(google_monitoring_alert_policy.scheduler_failed.notification_channels) == 2 && length(google_monitoring_alert_policy.cloud_sql_down.notification_channels) == 2
+    condition     = length(google_monitoring_alert_policy.scheduler_failed[0].notification_channels) == 2 && length(google_monitoring_alert_policy.cloud_sql_down.notification_channels) == 2
     error_message = "Both policies notify every channel."
   }
   assert {
@@ -75,7 +77,7 @@ run "the_scheduler_and_cloud_sql_have_their_own_policies" {
     error_message = "Cloud SQL down: database/up below 1, or not reported at all."
   }
   assert {
-    condition     = google_monitoring_alert_policy.cloud_sql_down.documentation[0].content != "" && google_monitoring_alert_policy.scheduler_failed.documentation[0].content != ""
+    condition     = google_monitoring_alert_policy.cloud_sql_down.documentation[0].content != "" && google_monitoring_alert_policy.scheduler_failed[0].documentation[0].content != ""
     error_message = "Both policies say what to do."
   }
 }
@@ -115,4 +117,38 @@ run "a_plain_http_webhook_is_refused" {
   }
 
   expect_failures = [var.alert_webhook_url]
+}
+
+run "vertex_pipeline_job_failures_alert_without_our_code" {
+  command = plan
+
+  assert {
+    condition     = google_logging_metric.pipeline_job_failures.filter == "resource.type=\"aiplatform.googleapis.com/PipelineJob\" AND logName=\"projects/test-project/logs/aiplatform.googleapis.com%2Fpipeline_job_events\" AND severity>=ERROR"
+    error_message = "Vertex AI's own pipeline job events (vertex-ai/docs/pipelines/logging), errors only."
+  }
+  assert {
+    condition     = strcontains(google_monitoring_alert_policy.pipeline_job_failed[0].conditions[0].condition_threshold[0].filter, "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed") && length(google_monitoring_alert_policy.pipeline_job_failed[0].notification_channels) == 2
+    error_message = "The policy watches that metric and notifies every channel."
+  }
+}
+
+run "policies_on_log_based_metrics_wait_for_gcp_deploy" {
+  command = plan
+
+  variables {
+    image_digest = ""
+  }
+
+  assert {
+    condition     = length(google_monitoring_alert_policy.event) == 0 && length(google_monitoring_alert_policy.scheduler_failed) == 0 && length(google_monitoring_alert_policy.pipeline_job_failed) == 0
+    error_message = "No policy on a log-based metric in the apply that creates the metric (404 'Cannot find metric(s)')."
+  }
+  assert {
+    condition     = length(google_logging_metric.alert) == 5 && length(output.alert_metric_types) == 7 && contains(output.alert_metric_types, "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed")
+    error_message = "The metrics exist from the first apply; gcp-deploy waits for exactly their types."
+  }
+  assert {
+    condition     = google_monitoring_alert_policy.cloud_sql_down.display_name != ""
+    error_message = "Cloud SQL down watches a built-in metric: created at once."
+  }
 }

@@ -269,6 +269,7 @@ run "exact_project_roles_of_every_service_account" {
       migrator        = sort(["roles/cloudsql.client", "roles/cloudsql.instanceUser"])
       scheduler       = sort([google_project_iam_custom_role.roles["pipeline_starter"].name])
       functions-build = sort(["roles/logging.logWriter"])
+      image-build     = sort(["roles/logging.logWriter"])
     })
     error_message = "Project-wide roles differ from the reviewed set (iam.tf)."
   }
@@ -294,7 +295,8 @@ run "exact_resource_level_grants" {
       "test-project-potability-pipeline-root roles/storage.objectUser ${google_service_account.sa["pipelines"].member}",
       "test-project-potability-mlflow roles/storage.objectUser ${google_service_account.sa["pipelines"].member}",
       "test-project-potability-mlflow roles/storage.objectUser ${google_service_account.sa["mlflow"].member}",
-      "test-project-potability roles/storage.objectViewer ${google_service_account.sa["functions-build"].member}",
+      "test-project-potability roles/storage.objectAdmin ${google_service_account.sa["functions-build"].member}",
+      "test-project-potability roles/storage.objectViewer ${google_service_account.sa["image-build"].member}",
       "test-project-potability-archive roles/storage.objectCreator ${google_service_account.sa["migrator"].member}",
       "test-project-potability-archive roles/storage.objectViewer ${google_service_account.sa["migrator"].member}",
     ])
@@ -305,6 +307,7 @@ run "exact_resource_level_grants" {
       "${google_artifact_registry_repository.images.name} roles/artifactregistry.reader ${google_service_account.sa["pipelines"].member}",
       "${google_artifact_registry_repository.pipelines.name} roles/artifactregistry.reader ${google_service_account.sa["scheduler"].member}",
       "${google_artifact_registry_repository.functions.name} roles/artifactregistry.writer ${google_service_account.sa["functions-build"].member}",
+      "${google_artifact_registry_repository.images.name} roles/artifactregistry.writer ${google_service_account.sa["image-build"].member}",
     ])
     error_message = "Repository grants: the scheduler reads the KFP repository only, the build writes its own repository only."
   }
@@ -389,7 +392,7 @@ run "migrations_are_a_job" {
     condition = (
       google_cloud_run_v2_job.migrate[0].template[0].template[0].service_account == google_service_account.sa["migrator"].email &&
       google_cloud_run_v2_job.migrate[0].template[0].template[0].containers[0].image == "europe-west1-docker.pkg.dev/test-project/potability/potability@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" &&
-      google_cloud_run_v2_job.migrate[0].template[0].template[0].containers[0].args == tolist(["potability", "migrate"])
+      google_cloud_run_v2_job.migrate[0].template[0].template[0].containers[0].args == tolist(["potability", "migrate", "--seed"])
     )
     error_message = "The job runs `potability migrate` in the image pinned by digest, as the migrator SA."
   }

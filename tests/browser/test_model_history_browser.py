@@ -62,7 +62,8 @@ def served(stack_home: Path, database_url: str, history: datetime) -> Iterator[s
     argv = [str(Path(sys.executable).parent / "functions-framework"), "--source", str(ENTRY),
             "--target", "status", "--host", "127.0.0.1", "--port", str(port)]
     env = {"POTABILITY_ENV": "local", "POTABILITY_HOME": str(stack_home),
-           "DATABASE_URL": database_url}
+           "DATABASE_URL": database_url,
+           "STATUS_REFRESH_SECONDS": "0"}  # no in-process cache: the history rows show at once
     pid = services.start(stack_home, "history-browser-test", argv, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -158,3 +158,78 @@ def test_keep_alive_and_chunked_requests_still_work(predict_fn, clean_db) -> Non
         assert status == 200, answer
     finally:
         sock.close()
+
+
+# --- any header bytes: always an answer, never a dead worker --------------------------------
+
+def worker_pids(arbiter_pid: int) -> set[int]:
+    """The gunicorn worker processes under a function's arbiter (it replaces dead ones)."""
+    import psutil
+
+    return {child.pid for child in psutil.Process(arbiter_pid).children()}
+
+
+def answer_to(port: int, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``request``, half-close, read what comes back until the server closes or its
+    first response is complete."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        try:
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # refused early and closed: what it answered is still readable
+        data = b""
+        while b"\r\n\r\n" not in data or data.startswith(b"HTTP/1.1 100 "):
+            if data.startswith(b"HTTP/1.1 100 ") and b"\r\n\r\n" in data:
+                data = data.split(b"\r\n\r\n", 1)[1]  # an interim answer: the real one follows
+                continue
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        sock.close()
+
+
+NASTY_LENGTHS = [b"\xb2", b"1\xb9", "²".encode(), b"-1", b"+3", b"", b" 3 ", b"3, 3", b"0x3",
+                 b"9" * 5000, b"99999999999999999999999", b"3\x00", b"\xff\xfe"]
+NASTY_CODINGS = [b"chunked", b"chunked, chunked", b"gzip", b"gzip, chunked", b"chunked, gzip",
+                 b"CHUNKED", b"chunked\x00", b" chunked", b"identity", b"\xb2"]
+
+
+def test_any_header_bytes_get_an_answer_and_the_worker_survives(predict_fn) -> None:
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    left = deadline(120)
+    port = port_of(predict_fn.url)
+    workers = worker_pids(predict_fn.pid)
+    assert workers
+    header_line = st.one_of(
+        st.binary(max_size=80),
+        st.sampled_from(NASTY_LENGTHS).map(lambda v: b"Content-Length: " + v),
+        st.sampled_from(NASTY_CODINGS).map(lambda v: b"Transfer-Encoding: " + v),
+        st.sampled_from([b"Expect: 100-continue", b"Connection: keep-alive",
+                         b"Content-Type: application/json", b"Host: x"]),
+    )
+
+    @settings(max_examples=120, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(start=st.sampled_from([b"POST / HTTP/1.1", b"GET / HTTP/1.1", b"POST / HTTP/1.0"]),
+           lines=st.lists(header_line, max_size=6), body=st.binary(max_size=40))
+    def exchange(start: bytes, lines: list[bytes], body: bytes) -> None:
+        left()
+        request = start + b"\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n" + body
+        answer = answer_to(port, request, timeout=min(15, left()))
+        assert answer.startswith(b"HTTP/1."), (request[:300], answer[:300])
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert b"content-type: application/json" in head, (request[:300], answer[:300])
+        assert int(answer.split()[1]) != 500, (request[:300], answer[:300])
+        assert worker_pids(predict_fn.pid) == workers, request[:300]
+
+    exchange()
+    assert "Worker exiting" not in predict_fn.log()

@@ -96,6 +96,11 @@ def test_vertex_faults_map_to_retryable_or_rejected() -> None:
                   gexc.InternalServerError("boom"), gexc.TooManyRequests("quota")):
         with pytest.raises(EndpointUnavailable):
             vertex(RecordingClient(error=error)).predict([reading()])
+    # Before the first pipeline run deploys a model (issue 19): retryable, not a 502.
+    with pytest.raises(EndpointUnavailable, match="no model deployed"):
+        vertex(RecordingClient(error=gexc.FailedPrecondition(
+            "Endpoint `projects/1/locations/europe-west1/endpoints/4455` does not have any "
+            "deployed models."))).predict([reading()])
     for error in (gexc.InvalidArgument("bad"), gexc.PermissionDenied("no")):
         with pytest.raises(EndpointRejected):
             vertex(RecordingClient(error=error)).predict([reading()])

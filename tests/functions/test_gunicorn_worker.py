@@ -76,3 +76,26 @@ def test_error_responses_are_complete_json_and_close() -> None:
 def test_parser_refusals_map_to_json_statuses(exc: BaseException, status: int, field: str) -> None:
     refusal = gw.refusal_for(exc)
     assert (refusal.status, refusal.field) == (status, field)
+
+
+@pytest.mark.parametrize("value", [
+    b"\xb2", b"1\xb9", "²".encode(), "５".encode(),  # latin-1 '²', '¹': str.isdigit() says yes
+    b"-1", b"+5", b" ", b"", b"0x10", b"1_000", b"1.0", b"1, 1", b"9" * 5000,  # > int's 4300 digits
+])
+def test_any_malformed_content_length_is_a_400_never_an_exception(value: bytes) -> None:
+    refusal = gw.complete_request(HEAD + b"Content-Length: " + value + b"\r\n\r\n")
+    assert isinstance(refusal, gw.Refusal), value
+    assert (refusal.status, refusal.field) in {(400, "Content-Length"), (413, "body")}
+
+
+def test_huge_declared_lengths_are_413_and_duplicates_or_te_with_cl_are_400() -> None:
+    huge = gw.complete_request(HEAD + b"Content-Length: 99999999999999999999999999\r\n\r\n")
+    assert isinstance(huge, gw.Refusal) and (huge.status, huge.field) == (413, "body")
+    twice = gw.complete_request(HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nab")
+    assert isinstance(twice, gw.Refusal) and (twice.status, twice.field) == (400, "Content-Length")
+    both = gw.complete_request(HEAD + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"0\r\n\r\n")
+    assert isinstance(both, gw.Refusal) and both.status == 400
+    for size in ("²".encode(), b"-1", b"+1", b"1_0", b"f" * 5000):
+        bad = gw.complete_request(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n")
+        assert isinstance(bad, gw.Refusal) and bad.status in (400, 413), size

@@ -50,6 +50,15 @@ def test_the_printed_example_curls_work(local_functions, clean_db) -> None:
     token = (home / local.TOKEN_FILE).read_text().strip()
     for service in ("fn-predict", "fn-add-sample", "fn-status"):
         assert token not in services.log_file(home, service).read_text()
+    # each function connected as its own least-privilege user (sql/005 roles), not the superuser
+    cur = clean_db.cursor()
+    cur.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = current_database()")
+    users = {r[0] for r in cur.fetchall()}
+    clean_db.rollback()
+    assert {"potability_predict", "potability_samples", "potability_status"} <= users
+    cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname LIKE 'potability\\_%'")
+    assert {r[0] for r in cur.fetchall()} == {False}
+    clean_db.rollback()
 
 
 def test_structured_log_line_per_request(local_functions, clean_db) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fn_support import count, make_app, reading
 
+from functions.callers import LOCAL_OPEN_CALLER
 from functions.predict import REPLAY_HEADER
 from functions.serving import Context
 from potability.config import Settings
@@ -150,7 +151,7 @@ def test_concurrent_requests_with_one_key_and_other_readings_add_no_row(fn_conte
     rows, last, caller = cur.fetchone()
     cur.execute("SELECT readings FROM water.inference_requests WHERE request_id = 'mix-1'")
     assert [list(r) for r in cur.fetchall()] == [[rows]]
-    assert last == rows - 1 and caller == ""
+    assert last == rows - 1 and caller == LOCAL_OPEN_CALLER  # the open local mode's caller
     for size, status, answer in results:
         assert (status, size == rows) in {(200, True), (409, False)}, (size, status, answer)
         if status == 200:
@@ -202,3 +203,72 @@ def test_pooled_connection_killed_by_the_database_is_replaced(fn_settings, clean
         assert cur.fetchone()[0] != backend
     assert count(clean_db, "water_inferences") == 2
     ctx.close()
+
+
+def test_each_reading_may_say_when_it_was_measured(client, clean_db) -> None:
+    """``measured_at`` per reading is stored as sent (UTC); absent or null stores NULL, and
+    quality control then uses the arrival time (potability/live_precision.py)."""
+    first = dict(reading(), measured_at="2026-01-05T08:00:00+01:00")
+    body = {"sensor_id": "plant-7",
+            "readings": [first, reading(ph=3.0), dict(reading(), measured_at=None)]}
+    response = post(client, body, {"Idempotency-Key": "measured-1"})
+    assert response.status_code == 200, response.json
+    cur = clean_db.cursor()
+    cur.execute("SELECT reading_index, measured_at, inferred_at FROM water.water_inferences "
+                "WHERE request_id = 'measured-1' ORDER BY reading_index")
+    rows = cur.fetchall()
+    assert [r[0] for r in rows] == [0, 1, 2]
+    assert rows[0][1].isoformat() == "2026-01-05T07:00:00+00:00"
+    assert rows[1][1] is None and rows[2][1] is None
+    # A retry is the same request only with the same measurement times.
+    assert post(client, body, {"Idempotency-Key": "measured-1"}).headers[REPLAY_HEADER] == "true"
+    other = {"sensor_id": "plant-7",
+             "readings": [dict(first, measured_at="2026-01-05T08:01:00+01:00"),
+                          reading(ph=3.0), reading()]}
+    conflict = post(client, other, {"Idempotency-Key": "measured-1"})
+    assert conflict.status_code == 409 and conflict.json["field"] == "request_id"
+    assert count(clean_db, "water_inferences") == 3
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2999-01-01T00:00:00Z", "is in the future"),
+    ("1969-12-31T23:59:59Z", "must not be before 1970-01-01"),
+    ("2026-01-05 08:00", "must be an RFC 3339 date-time"),
+    (1767600000, "must be an RFC 3339 date-time"),
+])
+def test_a_bad_measurement_time_is_refused_naming_the_reading(client, clean_db, value,
+                                                              message) -> None:
+    body = {"sensor_id": "plant-7", "readings": [reading(), dict(reading(), measured_at=value)]}
+    response = post(client, body)
+    assert response.status_code == 400
+    assert response.json["field"] == "readings[1].measured_at"
+    assert message in response.json["error"]
+    assert count(clean_db, "water_inferences") == 0
+
+
+def test_quality_control_matches_a_lab_sample_on_the_measurement_time(client, clean_db) -> None:
+    """A batch sent at once, measured over two hours: the lab sample taken at the second
+    reading's measurement time confirms that reading, not the batch's first."""
+    from datetime import datetime, timedelta, timezone
+
+    from potability import live_precision, qc_job
+
+    taken = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+    readings = [dict(reading(ph=6.0 + k), measured_at=(taken + timedelta(hours=k - 1)).isoformat())
+                for k in range(3)]
+    response = post(client, {"sensor_id": "plant-qc", "readings": readings},
+                    {"Idempotency-Key": "measured-qc"})
+    assert response.status_code == 200, response.json
+    cur = clean_db.cursor()
+    cur.execute("INSERT INTO water.water_potability (sample_id, ph, potability, sensor_id, "
+                "sampled_at, submitted_by, source) VALUES ('lab-measured-qc', 7.0, 1, "
+                "'plant-qc', %s, 'lab-tester', 'lab')", (taken,))
+    cur.execute("SELECT id FROM water.water_inferences WHERE request_id = 'measured-qc' "
+                "ORDER BY reading_index")
+    ids = [row[0] for row in cur.fetchall()]
+    clean_db.commit()
+    window = timedelta(minutes=30)
+    inferences = qc_job.load_candidate_inferences(clean_db, window)
+    _, samples = qc_job.load_lab_samples(clean_db)
+    [matched] = live_precision.match_samples(samples, inferences, window)
+    assert matched.inference.id == ids[1]

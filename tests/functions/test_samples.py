@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fn_support import REGULATOR_TOKEN, count, make_app, sample
+from id_tokens import AUDIENCE, FakeGoogleCerts, TestKey
 
 from functions.auth import authorise_samples, submitter_for_token, token_sha256
 from functions.http import ApiError
@@ -20,10 +21,12 @@ def post(client: Any, body: Any, headers: dict[str, str] | None) -> Any:
     return client.post("/add_sample", json=body, headers=headers or {})
 
 
+GOOGLE = TestKey("google-test")
+
+
 def id_token(claims: dict[str, Any]) -> str:
-    def part(obj: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
-    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.SIGNATURE_REMOVED_BY_GOOGLE"
+    """A Google-signed (test key) ID token for the samples function with these claims."""
+    return GOOGLE.token(**{"email": None, "email_verified": None, **claims})
 
 
 def test_one_sample_is_recorded_with_its_submitter(client, clean_db, auth) -> None:
@@ -139,10 +142,11 @@ def test_no_configured_tokens_refuses_everyone(fn_settings, clean_db) -> None:
 
 
 def test_platform_identity_is_recorded_on_gcp(fn_settings, clean_db) -> None:
-    ctx = Context(fn_settings.with_(samples_trust_platform_identity=True, samples_token_sha256=()))
+    ctx = Context(fn_settings.with_(samples_trust_platform_identity=True, samples_token_sha256=(),
+                                    samples_id_token_audience=(AUDIENCE,)),
+                  google_certs=FakeGoogleCerts(GOOGLE))
     client = make_app(ctx).test_client()
-    token = id_token({"email": "regulator@example.org", "email_verified": True,
-                      "aud": "https://samples"})
+    token = id_token({"email": "regulator@example.org", "email_verified": True})
     response = post(client, sample("lab-1"), {"Authorization": f"Bearer {token}"})
     assert response.status_code == 201, response.json
     assert response.json["submitted_by"] == "regulator@example.org"
@@ -152,16 +156,18 @@ def test_platform_identity_is_recorded_on_gcp(fn_settings, clean_db) -> None:
 
 
 def test_platform_identity_plus_regulator_token_when_configured(fn_settings) -> None:
-    settings = fn_settings.with_(samples_trust_platform_identity=True)
+    settings = fn_settings.with_(samples_trust_platform_identity=True,
+                                 samples_id_token_audience=(AUDIENCE,))
+    certs = FakeGoogleCerts(GOOGLE)
     token = id_token({"email": "regulator@example.org"})
     bearer = {"Authorization": f"Bearer {token}"}
     with pytest.raises(ApiError) as missing:
-        authorise_samples(bearer, settings)
+        authorise_samples(bearer, settings, certs)
     assert (missing.value.status, missing.value.field) == (401, "X-Regulator-Token")
     with pytest.raises(ApiError) as wrong:
-        authorise_samples({**bearer, "X-Regulator-Token": "nope"}, settings)
+        authorise_samples({**bearer, "X-Regulator-Token": "nope"}, settings, certs)
     assert wrong.value.status == 403
-    ok = authorise_samples({**bearer, "X-Regulator-Token": REGULATOR_TOKEN}, settings)
+    ok = authorise_samples({**bearer, "X-Regulator-Token": REGULATOR_TOKEN}, settings, certs)
     assert ok == "regulator@example.org"
 
 
@@ -172,9 +178,9 @@ def test_platform_identity_plus_regulator_token_when_configured(fn_settings) -> 
     (id_token({"email": "x@example.org", "email_verified": False}), 403),
 ])
 def test_platform_identity_without_email_is_refused(token, status) -> None:
-    settings = Settings(samples_trust_platform_identity=True)
+    settings = Settings(samples_trust_platform_identity=True, samples_id_token_audience=(AUDIENCE,))
     with pytest.raises(ApiError) as err:
-        authorise_samples({"Authorization": f"Bearer {token}"}, settings)
+        authorise_samples({"Authorization": f"Bearer {token}"}, settings, FakeGoogleCerts(GOOGLE))
     assert err.value.status == status
 
 
@@ -200,3 +206,31 @@ def test_concurrent_identical_samples_are_recorded_once(fn_context, clean_db, au
         statuses = list(pool.map(send, range(12)))
     assert sorted(set(statuses)) == [200, 201] and statuses.count(201) == 1
     assert count(clean_db, "water_potability") == 10
+
+
+def test_another_regulators_sample_id_is_taken_and_its_values_are_not_confirmed(
+        fn_settings, client, clean_db, auth) -> None:
+    assert post(client, sample("lab-a-1"), auth).status_code == 201
+    other = "other-regulator-token"
+    ctx = Context(fn_settings.with_(samples_token_sha256=(*fn_settings.samples_token_sha256,
+                                                          token_sha256(other))))
+    thief = make_app(ctx).test_client()
+    same_values = post(thief, sample("lab-a-1"), {"Authorization": f"Bearer {other}"})
+    assert same_values.status_code == 409 and same_values.json["field"] == "sample_id"
+    other_values = post(thief, sample("lab-a-1", ph=3.0), {"Authorization": f"Bearer {other}"})
+    assert other_values.status_code == 409
+    assert same_values.json["error"] == other_values.json["error"]  # nothing to tell them apart
+    cur = clean_db.cursor()
+    cur.execute("SELECT submitted_by FROM water.water_potability WHERE sample_id = 'lab-a-1'")
+    assert [list(r) for r in cur.fetchall()] == [[submitter_for_token(REGULATOR_TOKEN)]]
+    clean_db.rollback()
+    ctx.close()
+
+
+def test_the_submitter_is_in_the_training_tables_history(client, clean_db, auth) -> None:
+    assert post(client, sample("lab-hist-1"), auth).status_code == 201
+    cur = clean_db.cursor()
+    cur.execute("SELECT operation, app_user FROM water.water_potability_history "
+                "WHERE new_row->>'sample_id' = 'lab-hist-1'")
+    assert [list(r) for r in cur.fetchall()] == [["INSERT", submitter_for_token(REGULATOR_TOKEN)]]
+    clean_db.rollback()

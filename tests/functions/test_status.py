@@ -91,7 +91,7 @@ def insert_scenario(conn: db.Connection, settings: Settings, now: datetime) -> N
     _lab(cur, "2", "north-1", now - timedelta(days=2, minutes=-10), now - timedelta(days=2), 0)
     _lab(cur, "3", "south-2", now - timedelta(days=10), now - timedelta(days=10), 1)
     conn.commit()
-    qc_job.run(conn, settings.with_(qc_precision_floor=0.6, qc_min_matches=2), now)
+    qc_job.run(conn, settings.with_(qc_precision_floor=0.98, qc_min_matches=2), now)
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> No
         "3", 2, 0.5, 1.0)
     assert live["flagged"] and data["quality_control"]["flagged"]
     qc = data["quality_control"]
-    assert (qc["lab_samples"], qc["matched_samples"], qc["precision_floor"]) == (3, 2, 0.6)
+    assert (qc["lab_samples"], qc["matched_samples"], qc["precision_floor"]) == (3, 2, 0.98)
     assert [f["feature"] for f in qc["drift"]["features"]][:2] == ["ph", "Hardness"]
     assert {f["status"] for f in qc["drift"]["features"]} == {"insufficient_data"}  # 7 readings
     assert qc["drift"]["recent_rows"] == 7
@@ -166,7 +166,7 @@ def test_the_page_renders_the_numbers_and_escapes_database_text(clean_db, scenar
             and "95 times in" in page)
     without = render_html({**data, "model": {**data["model"], "held_out_precision_interval": None}})
     assert "model-precision-interval" not in without and "model-precision-meaning" not in without
-    assert ">below floor 60%<" in page
+    assert ">below floor 98%<" in page
     assert page.count('data-testid="sensor-row"') == 2 and page.count("<svg") >= 5
     data["inferences"]["last_7d"]["by_sensor"][0]["sensor_id"] = "<script>alert(1)</script>"
     hostile = render_html(data)
@@ -280,7 +280,7 @@ def test_open_alerts_are_listed_at_the_top_without_private_text(clean_db, no_ale
                                                                scenario) -> None:
     from potability import alerts
 
-    # the scenario's QC run flagged v3's live precision (1 TP, 1 FP, floor 0.6): an open alert
+    # the scenario's QC run flagged v3's live precision (1 TP, 1 FP, floor 0.98: 1 of 2 has a 95% upper bound of 0.975): an open alert
     failed = alerts.pipeline_failed("run-secret-7", "train: OSError: secret-host:5432 refused", "3")
     assert alerts.insert(clean_db, failed, scenario)
     clean_db.commit()
@@ -289,7 +289,7 @@ def test_open_alerts_are_listed_at_the_top_without_private_text(clean_db, no_ale
     assert events == [alerts.LIVE_PRECISION_FLAGGED, alerts.PIPELINE_RUN_FAILED]
     flagged = next(a for a in data["alerts"] if a["event"] == alerts.LIVE_PRECISION_FLAGGED)
     assert flagged["severity"] == "ERROR" and flagged["model_version"] == "3"
-    assert "live precision 50.0% on 2 lab matches, floor 60%" in flagged["detail"]
+    assert "live precision 50.0% on 2 lab matches, floor 98%" in flagged["detail"]
     page = render_html(data)
     assert page.count('data-testid="alert"') == 2
     assert page.index("Open alerts (2)") < page.index('class="cards"')  # first thing shown

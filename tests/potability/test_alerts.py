@@ -229,17 +229,18 @@ def test_lab_samples_that_make_a_week_fall_alert_once(clean_db, no_alerts, own_q
     assert (cfg.qc_precision_floor, cfg.qc_min_matches) == (0.60, 20)  # the defaults
     now = _mid_week()
     rows = _training_rows(cur, 45)
-    # 45 potable calls of sensor P over the morning; the lab confirms the first 25 as potable
+    # 45 potable calls of sensor P over the morning; the lab confirms the first 15 as potable
     for k in range(45):
         _inference(cur, f"al-i{k}", "P", now - timedelta(minutes=5 * k + 5), 1, rows[k])
-    for k in range(25):
+    for k in range(15):
         _lab_sample(cur, f"al-s{k}", "P", now - timedelta(minutes=5 * k + 5), 1)
     conn.commit()
     first = _run_qc(conn, cfg, now)
     assert not [a for a in first.alerts_raised if a.event == alerts.LIVE_PRECISION_FLAGGED]
 
-    # the lab's next batch: the other 20 calls were unsafe water -> 25/45 = 0.556 < 0.60
-    for k in range(25, 45):
+    # the lab's next batch: the other 30 calls were unsafe water -> 15/45 = 0.333, whose 95%
+    # upper bound (~0.46) is under 0.60: evidence (25/45 = 0.556 would not be: bound ~0.68)
+    for k in range(15, 45):
         _lab_sample(cur, f"al-s{k}", "P", now - timedelta(minutes=5 * k + 5), 0)
     conn.commit()
     second = _run_qc(conn, cfg, now + timedelta(minutes=1))
@@ -250,7 +251,7 @@ def test_lab_samples_that_make_a_week_fall_alert_once(clean_db, no_alerts, own_q
     body = got[0]
     week = now.isocalendar()
     assert body["occurrence"] == f"al1/{week.year}-W{week.week:02d}"
-    assert body["model_version"] == "al1" and body["figures"]["live_precision"] == 0.5556
+    assert body["model_version"] == "al1" and body["figures"]["live_precision"] == 0.3333
     assert body["figures"]["matches"] == 45 and body["figures"]["floor"] == 0.6
     assert body["status_url"] == "http://127.0.0.1:9/" and body["severity"] == "ERROR"
     assert [a.event for a in second.alerts_raised] == [alerts.LIVE_PRECISION_FLAGGED]

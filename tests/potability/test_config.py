@@ -65,7 +65,8 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
     from dataclasses import fields
 
     given = {"str": "x", "Path": "/tmp/somewhere", "int": "7", "float": "0.5",
-             "tuple[str, ...]": "a, b", "tuple[tuple[str, str], ...]": "predict=u1"}
+             "tuple[str, ...]": "a, b", "tuple[tuple[str, str], ...]": "predict=u1",
+             "tuple[tuple[str, tuple[str, ...]], ...]": '{"sa@p": ["plant-1"]}'}
     environ = {config.env_name(f): str(not f.default) if f.type == "bool" else given[f.type]
                for f in fields(config.Settings)}
     settings = config.Settings.from_env(environ)
@@ -76,6 +77,7 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
     assert settings.home == Path("/tmp/somewhere") and settings.qc_precision_floor == 0.5
     assert settings.samples_token_sha256 == ("a", "b")
     assert settings.db_role_members == (("predict", "u1"),)
+    assert settings.predict_sensor_bindings == (("sa@p", ("plant-1",)),)
 
 
 def test_the_existing_variable_names_keep_working() -> None:

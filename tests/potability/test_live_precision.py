@@ -17,6 +17,8 @@ from potability.live_precision import (
     iso_week,
     live_metrics,
     match_samples,
+    precision_lower_bound,
+    precision_upper_bound,
 )
 
 UTC = timezone.utc
@@ -78,9 +80,32 @@ def test_other_sensors_and_samples_without_sensor_confirm_nothing() -> None:
     assert match_samples(samples, INFERENCES, WINDOW) == []
 
 
-def test_two_samples_may_confirm_the_same_inference() -> None:
-    samples = [sample(18, "B", 0, 1), sample(19, "B", 9, 0)]
-    assert paired(match_samples(samples, INFERENCES, WINDOW)) == {18: 4, 19: 4}
+def test_no_two_samples_confirm_the_same_inference() -> None:
+    samples = [sample(18, "B", 0, 1), sample(19, "B", 11, 0)]  # 5 vs 6 min from #4
+    assert paired(match_samples(samples, INFERENCES, WINDOW)) == {18: 4}
+
+
+def test_one_to_one_gives_a_sample_its_next_nearest_free_inference() -> None:
+    # #18 at 12 min: nearest #2 (8 min); #19 at 19 min: nearest #2 too (1 min) - #19 gets
+    # it (the nearer pair goes first) and #18 falls back to #1 (12 min)
+    samples = [sample(18, "A", 12, 1), sample(19, "A", 19, 0)]
+    assert paired(match_samples(samples, INFERENCES, WINDOW)) == {19: 2, 18: 1}
+
+
+def test_equal_distances_go_to_the_earlier_sample() -> None:
+    samples = [sample(21, "B", 10, 0), sample(20, "B", 0, 1)]  # both 5 min from #4
+    assert paired(match_samples(samples, INFERENCES, WINDOW)) == {20: 4}
+
+
+def test_a_batch_is_matched_on_each_readings_measurement_time() -> None:
+    # one request: three readings share inferred_at (arrival, 40 min) but were measured
+    # at 0, 10 and 20 min; the sample at 11 min confirms the reading measured at 10
+    batch = [Inference(30 + k, "D", at(40), k % 2, "1", measured_at=at(10 * k)) for k in range(3)]
+    assert paired(match_samples([sample(22, "D", 11, 1)], batch, WINDOW)) == {22: 31}
+    # without measured_at the arrival counts: the tie goes to the smaller id, not reading "0"
+    # by position
+    arrival = [Inference(40 - k, "D", at(40), 1, "1") for k in range(3)]
+    assert paired(match_samples([sample(23, "D", 45, 1)], arrival, WINDOW)) == {23: 38}
 
 
 def test_a_negative_window_is_refused() -> None:
@@ -109,7 +134,7 @@ def _matches(version: str, week_offset_days: int, tp: int, fp: int, fn: int, tn:
 
 def test_live_precision_and_recall_per_version_and_week() -> None:
     week10 = _matches("1", 0, tp=3, fp=1, fn=2, tn=4)   # precision 3/4, recall 3/5
-    week11 = _matches("1", 7, tp=1, fp=3, fn=0, tn=1)   # precision 1/4, recall 1/1
+    week11 = _matches("1", 7, tp=1, fp=9, fn=0, tn=1)   # precision 1/10, recall 1/1
     other = _matches("2", 0, tp=0, fp=0, fn=1, tn=2)    # no potable call: precision undefined
     rows = live_metrics(week10 + week11 + other, precision_floor=0.7, min_matches=4)
     by_key = {(r.model_version, r.period): r for r in rows}
@@ -122,14 +147,33 @@ def test_live_precision_and_recall_per_version_and_week() -> None:
     assert w10.precision == pytest.approx(0.75) and w10.recall == pytest.approx(0.6)
     assert w10.week_start == date(2025, 3, 3) and not w10.flagged  # 0.75 >= 0.7
     w11 = by_key["1", "2025-W11"]
-    assert w11.precision == pytest.approx(0.25) and w11.recall == pytest.approx(1.0)
-    assert w11.flagged  # 0.25 < 0.7 on 4 potable calls (= the minimum)
+    assert w11.precision == pytest.approx(0.1) and w11.recall == pytest.approx(1.0)
+    assert w11.flagged  # upper bound of 1/10 is ~0.39 < 0.7
+    assert w11.precision_low < 0.1 < w11.precision_high < 0.7
     total = by_key["1", ALL_WEEKS]
-    assert (total.matches, total.true_positives, total.false_positives) == (15, 4, 4)
-    assert total.precision == pytest.approx(0.5) and total.recall == pytest.approx(4 / 6)
+    assert (total.matches, total.true_positives, total.false_positives) == (21, 4, 10)
+    assert total.precision == pytest.approx(4 / 14) and total.recall == pytest.approx(4 / 6)
     assert total.flagged and total.week_start is None
     v2 = by_key["2", ALL_WEEKS]
     assert v2.precision is None and v2.recall == pytest.approx(0.0) and not v2.flagged
+
+
+def test_a_point_estimate_under_the_floor_is_not_evidence() -> None:
+    # 1/4 = 0.25 < 0.7, but with 4 calls a precision of 0.75 is still plausible
+    rows = live_metrics(_matches("1", 0, tp=1, fp=3, fn=0, tn=5), 0.7, min_matches=4)
+    assert rows[-1].precision == pytest.approx(0.25) and not rows[-1].flagged
+    assert precision_upper_bound(1, 4) == pytest.approx(0.7514, abs=1e-4)
+
+
+def test_clopper_pearson_bounds_by_hand() -> None:
+    # 0 of n: upper = 1 - 0.05 ** (1/n); n of n: lower = 0.05 ** (1/n)
+    assert precision_upper_bound(0, 10) == pytest.approx(1 - 0.05 ** 0.1)
+    assert precision_lower_bound(10, 10) == pytest.approx(0.05 ** 0.1)
+    assert precision_upper_bound(10, 10) == 1.0 and precision_lower_bound(0, 10) == 0.0
+    # 30 of 60 (0.5): upper bound ~0.61 > 0.6 - not flagged; 25 of 60: ~0.53 - flagged
+    assert precision_upper_bound(30, 60) > 0.6 > precision_upper_bound(25, 60)
+    with pytest.raises(ValueError):
+        precision_upper_bound(3, 2)
 
 
 def test_too_few_potable_calls_are_not_flagged() -> None:
@@ -217,7 +261,7 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
     period, matches, tp, fp, fn, tn, precision, recall, flagged = cur.fetchone()
     assert (matches, tp, fp, fn, tn) == (4, 1, 2, 1, 0)
     assert precision == pytest.approx(1 / 3) and recall == pytest.approx(1 / 2)
-    assert flagged  # 1/3 < 0.5 on 3 potable calls
+    assert not flagged  # 1/3 < 0.5, but on 3 potable calls its upper bound is ~0.86: no evidence
     cur.execute(
         "SELECT lab_samples, matched_samples, precision_floor, min_matches, champion_version, "
         "drift_recent_rows, drift_reference_rows FROM water.qc_runs WHERE id = %s",

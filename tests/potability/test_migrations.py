@@ -7,27 +7,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Iterator
-
 import pytest
 
 from training.dataset import export
 from potability import db, migrations
 from potability.config import Settings
-
-
-@pytest.fixture
-def fresh_db(database_url: str) -> Iterator[str]:
-    """An empty database on the session's server; dropped afterwards."""
-    name = f"fresh_{uuid.uuid4().hex[:10]}"
-    admin = db.connect(Settings(database_url=database_url))
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield db.with_database(database_url, name)
-    finally:
-        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
 
 
 def _one(conn: db.Connection, sql: str, *args: object) -> object:
@@ -122,54 +106,6 @@ def test_migrate_owns_everything_through_the_nologin_owner_and_grants_least_priv
         conn.close()
 
 
-def test_a_login_migrator_grants_memberships_and_can_be_dropped_afterwards(
-        database_url: str, fresh_db: str) -> None:
-    """The Cloud SQL shape: a non-superuser migrating user (CREATEROLE, CREATE on the database),
-    service users made members of their roles - and no owned object keeps the migrator alive."""
-    tag = uuid.uuid4().hex[:8]
-    migrator, status_user = f"migrator_{tag}", f"status_sa_{tag}"
-    admin = db.connect(Settings(database_url=fresh_db))
-    admin.autocommit = True
-    cur = admin.cursor()
-    cur.execute(f"CREATE ROLE {migrator} LOGIN CREATEROLE")
-    cur.execute(f"CREATE ROLE {status_user} LOGIN")
-    dbname = db.parse_database_url(fresh_db)["database"]
-    cur.execute(f"GRANT CREATE ON DATABASE {dbname} TO {migrator}")
-    cur.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {migrator} WITH GRANT OPTION")
-    try:
-        conn = db.connect(Settings(database_url=fresh_db.replace("postgres@", f"{migrator}@", 1)))
-        try:
-            result = migrations.migrate(conn, {"status": status_user})
-        finally:
-            conn.close()
-        assert result.members == {status_user: "water_status"}
-        cur.execute("SELECT pg_has_role(%s, 'water_status', 'MEMBER'), "
-                    "has_table_privilege(%s, 'water.qc_runs', 'SELECT'), "
-                    "has_table_privilege(%s, 'water.water_potability', 'INSERT')",
-                    (status_user, status_user, status_user))
-        assert list(cur.fetchone()) == [True, True, False]
-        with pytest.raises(ValueError, match="unknown services"):
-            migrations.migrate(admin, {"statuss": status_user})
-        # Removing the service accounts: their database users drop without REASSIGN OWNED.
-        cur.execute(f"REVOKE ALL ON SCHEMA public FROM {migrator}")
-        cur.execute(f"REVOKE ALL ON DATABASE {dbname} FROM {migrator}")
-        cur.execute(f"DROP ROLE {status_user}")
-        cur.execute(f"DROP ROLE {migrator}")
-        cur.execute("SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)", (migrator, status_user))
-        assert cur.fetchone()[0] == 0
-    finally:
-        cur.execute(f"DROP ROLE IF EXISTS {status_user}")
-        cur.execute(f"REVOKE ALL ON SCHEMA public FROM {migrator}") if _exists(cur, migrator) else None
-        cur.execute(f"REVOKE ALL ON DATABASE {dbname} FROM {migrator}") if _exists(cur, migrator) else None
-        cur.execute(f"DROP ROLE IF EXISTS {migrator}")
-        admin.close()
-
-
-def _exists(cur, role: str) -> bool:
-    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-    return cur.fetchone() is not None
-
-
 def _rows(conn: db.Connection, sql: str) -> list[object]:
     cur = conn.cursor()
     cur.execute(sql)
@@ -201,3 +137,14 @@ def test_potability_migrate_reports_the_skipped_pgaudit_and_the_memberships(
     finally:
         admin.cursor().execute(f"DROP ROLE IF EXISTS {user}")
         admin.close()
+
+
+def test_discover_refuses_a_missing_or_an_empty_migrations_directory(tmp_path: Path) -> None:
+    """"No migrations" is never a state of this project: an install without sql/ once answered
+    it with "up to date" and a successful migration job (issue 19, tests/test_image.py)."""
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        migrations.discover(tmp_path / "absent")
+    (tmp_path / "README.md").write_text("no .sql here")
+    with pytest.raises(FileNotFoundError, match="no migrations"):
+        migrations.discover(tmp_path)
+    assert migrations.discover()  # the real one is found (checkout layout here)

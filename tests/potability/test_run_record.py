@@ -99,3 +99,39 @@ def test_staleness_is_raised_once_and_resolved_by_the_next_success(runs_db: Sett
         assert alerts.open_alerts(conn) == []
     finally:
         conn.close()
+
+
+def test_a_run_that_fails_every_day_becomes_stale(runs_db: Settings) -> None:
+    """Staleness is measured from the last success by whoever records a failure too, not only
+    by the export (which a run failing earlier never reaches)."""
+    settings = runs_db.with_(alert_stale_hours=36)
+    _succeeded(settings, "rr-long-ago", "first_champion", "1", 0.66)
+    conn = db.connect(settings)
+    try:
+        conn.cursor().execute("UPDATE water.pipeline_runs SET finished_at = now() - interval '3 days',"
+                              " started_at = now() - interval '3 days'")
+        conn.commit()
+        run_record.mark_failed(settings, "rr-fails", "train: ValueError: no rows")
+        assert sorted(a["event"] for a in alerts.open_alerts(conn)) == sorted(
+            [alerts.PIPELINE_RUN_FAILED, alerts.PIPELINE_STALE])
+    finally:
+        conn.close()
+
+
+def test_mark_failed_delivers_its_alert_when_the_database_is_down(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The failure is most likely the database's on GCP: the alert still leaves (log line for
+    Cloud Monitoring's log-based metric), and the step still fails with the database's error."""
+    import json
+
+    from potability import services
+
+    dead_port = services.free_port()  # nothing listens: connection refused
+    settings = Settings(env="local", database_url=f"postgresql://postgres@127.0.0.1:{dead_port}/x")
+    with pytest.raises(db.DatabaseUnavailable):
+        run_record.mark_failed(settings, "rr-db-down", "export: DatabaseUnavailable: refused")
+    assert alerts.notifier(settings).flush(timeout=10)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    [line] = [x for x in lines if x.get("alert") == alerts.PIPELINE_RUN_FAILED]
+    assert line["occurrence"] == "rr-db-down" and "database is unavailable" in json.dumps(line)

@@ -72,6 +72,13 @@ def auth_section(script: str) -> str:
     return script[start:end]
 
 
+def mlflow_users_unit(script: str) -> str:
+    """The systemd unit that sets up the pipeline's MLflow user, as the script writes it."""
+    start = script.index("cat >/etc/systemd/system/mlflow-users.service <<UNIT\n")
+    body = script[start:].split("\n", 1)[1]
+    return body[:body.index("\nUNIT\n")]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -100,7 +107,12 @@ def test_startup_script_is_bash_and_wires_the_auth_app(rendered) -> None:
     assert "mlflow server --app-name basic-auth" in script
     assert "Environment=MLFLOW_AUTH_CONFIG_PATH=$MLFLOW_HOME/auth/basic_auth.ini" in script
     assert "EnvironmentFile=$MLFLOW_HOME/auth/server.env" in script
-    assert 'ensure_pipelines_user "$MLFLOW_HOME/auth" 5000' in script
+    assert 'write_user_setup_script "$MLFLOW_HOME/auth" 5000' in script
+    unit = mlflow_users_unit(script)
+    for line in ("Type=oneshot", "Restart=on-failure", "StartLimitIntervalSec=0",
+                 "After=mlflow.service", "ExecStart=$MLFLOW_HOME/auth/ensure-pipelines-user.sh"):
+        assert line in unit.splitlines(), line
+    assert "systemctl restart --no-block mlflow-users.service" in script
     assert "sha256sum --check --strict" in script
 
 
@@ -211,3 +223,109 @@ def test_only_authenticated_users_reach_mlflow(rendered, tmp_path: Path,
 
     argv = (store / "argv.log").read_text()
     assert admin not in argv and pipelines not in argv, "a password appeared on a command line"
+
+
+def test_the_pipelines_user_is_set_up_once_mlflow_gets_its_database_late(
+        rendered, tmp_path: Path, database_url: str, fresh_db: str) -> None:
+    """The first boot's real order on GCP: the VM starts MLflow before the migration job has
+    granted MLflow its schema, so MLflow cannot start (systemd restarts it) and the user setup
+    fails (systemd restarts it, mlflow-users.service) - until the grant; then both succeed.
+
+    systemd is emulated by two loops that honour the units' Restart= settings, with the
+    restart delays shortened; MLflow's backend store is a real database on the session's
+    PostgreSQL whose MLflow role gets CREATE on public only later (as `potability migrate`
+    grants it through water_mlflow)."""
+    import re
+    import threading
+    import uuid
+
+    from potability import db
+    from potability.config import Settings
+
+    script, home = rendered
+    auth_dir = home / "auth"
+    store = tmp_path / "secrets"
+    store.mkdir()
+    fakebin = tmp_path / "bin"
+    fakebin.mkdir()
+    (fakebin / "gcloud").write_text(FAKE_GCLOUD)
+    (fakebin / "gcloud").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}", "FAKE_GCLOUD_STORE": str(store)}
+    section = auth_section(script)
+    run_section(section, f'write_auth_config "{auth_dir}"', env)
+    port = free_port()
+    run_section(section, f'write_user_setup_script "{auth_dir}" {port}', env)
+    program = auth_dir / "ensure-pipelines-user.sh"
+    assert program.stat().st_mode & 0o077 == 0
+    unit = mlflow_users_unit(script)
+    assert "Restart=on-failure" in unit.splitlines() and "StartLimitIntervalSec=0" in unit.splitlines()
+
+    role = f"mlflow_late_{uuid.uuid4().hex[:8]}"
+    admin = db.connect(Settings(database_url=fresh_db))
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE ROLE {role} LOGIN")
+    backend = db.sqlalchemy_url(re.sub(r"^(postgresql://)[^@/]*@", rf"\g<1>{role}@", fresh_db))
+    server_env = dict(line.split("=", 1) for line in (auth_dir / "server.env").read_text().split())
+    stop = threading.Event()
+    servers: list[subprocess.Popen] = []
+
+    def mlflow_service() -> None:  # Restart=always
+        while not stop.is_set():
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth",
+                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                 "--backend-store-uri", backend, "--default-artifact-root", str(home / "artifacts")],
+                env={**os.environ, **server_env,
+                     "MLFLOW_AUTH_CONFIG_PATH": str(auth_dir / "basic_auth.ini"),
+                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+                cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            servers.append(proc)
+            while proc.poll() is None and not stop.is_set():
+                time.sleep(0.2)
+            stop.wait(1)
+
+    attempts: list[int] = []
+
+    def mlflow_users_service(deadline: float) -> None:  # Restart=on-failure, no start limit
+        while time.monotonic() < deadline:
+            res = subprocess.run([str(program)], env={**env, "MLFLOW_USER_SETUP_TRIES": "1"},
+                                 capture_output=True, text=True, timeout=120)
+            attempts.append(res.returncode)
+            if res.returncode == 0:
+                return
+            time.sleep(1)
+
+    thread = threading.Thread(target=mlflow_service, daemon=True)
+    thread.start()
+    try:
+        # Before the migration: MLflow exits (no CREATE on public) and the setup fails.
+        deadline = time.monotonic() + 120
+        while not any(p.poll() is not None for p in servers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert any(p.poll() not in (None, 0) for p in servers), "MLflow started without its schema?"
+        mlflow_users_service(time.monotonic() + 2)
+        assert attempts and attempts[-1] != 0
+        # The migration job grants MLflow its schema; both units recover by themselves.
+        admin.cursor().execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
+        mlflow_users_service(time.monotonic() + 240)
+        assert attempts[-1] == 0, f"the user setup never succeeded: {attempts}"
+        pipelines = (store / "potability-mlflow-pipelines-password").read_text()
+        api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        answer = requests.post(f"{api}/experiments/create", json={"name": "late"},
+                               auth=("pipelines", pipelines), timeout=30)
+        assert answer.status_code == 200, answer.text
+    finally:
+        stop.set()
+        for proc in servers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+        thread.join(timeout=10)
+        admin.cursor().execute(f"DROP OWNED BY {role}")  # MLflow's tables, in this database only
+        admin.cursor().execute(f"DROP ROLE {role}")
+        admin.close()

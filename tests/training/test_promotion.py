@@ -42,9 +42,12 @@ def scores(precision: float, recall: float) -> Scores:
 
 # --- pure rules -------------------------------------------------------------------------------
 
-def evidence(probability: float) -> Evidence:
-    return Evidence(difference=0.03, low=-0.05, high=0.11, probability=probability,
-                    resamples=2000)
+def evidence(joint: float, challenger_meets: float = 1.0, champion_meets: float = 1.0,
+             better: float | None = None) -> Evidence:
+    return Evidence(difference=0.03, low=-0.05, high=0.11,
+                    probability=joint if better is None else better, resamples=2000,
+                    joint_probability=joint, challenger_meets_floor=challenger_meets,
+                    champion_meets_floor=champion_meets)
 
 
 def test_no_champion_makes_the_challenger_the_first_champion() -> None:
@@ -66,13 +69,50 @@ def test_too_little_evidence_keeps_the_champion_even_when_more_precise() -> None
                           FLOOR, 0.85) == decision.CHALLENGER_WINS
 
 
-def test_recall_floor_decides_before_evidence() -> None:
-    # A challenger below the floor never wins, whatever the evidence ...
-    assert decision.decide(scores(0.95, 0.19), scores(0.60, 0.30), evidence(1.0),
+def test_the_recall_floor_is_judged_inside_the_same_resamples() -> None:
+    # surely more precise, but its recall reaches the floor in only 60% of resamples: the
+    # combined criterion (more precise AND at the floor) is 0.6 < 0.9 - champion kept
+    assert decision.decide(scores(0.95, 0.21), scores(0.60, 0.30),
+                          evidence(0.6, challenger_meets=0.6, better=1.0),
                           FLOOR) == decision.CHAMPION_KEPT
-    # ... and a champion below the floor loses to any challenger that meets it.
-    assert decision.decide(scores(0.55, 0.20), scores(0.90, 0.10), evidence(0.0),
+    # a held-out recall of 0.19 is no longer a verdict by itself: on evidence it may win
+    assert decision.decide(scores(0.95, 0.19), scores(0.60, 0.30),
+                          evidence(0.95, challenger_meets=0.95), FLOOR) == decision.CHALLENGER_WINS
+
+
+def test_a_champion_under_the_floor_is_replaced_only_on_evidence() -> None:
+    # the champion misses the floor in 95% of resamples, the challenger meets it in 70%
+    assert decision.decide(scores(0.55, 0.20), scores(0.90, 0.10),
+                          evidence(0.0, challenger_meets=0.7, champion_meets=0.05),
                           FLOOR) == decision.CHALLENGER_WINS
+    # a champion whose miss is noise (meets the floor in 30% of resamples) stays
+    assert decision.decide(scores(0.55, 0.20), scores(0.90, 0.19),
+                          evidence(0.0, challenger_meets=0.7, champion_meets=0.3),
+                          FLOOR) == decision.CHAMPION_KEPT
+    # and a challenger that probably misses it too does not replace it
+    assert decision.decide(scores(0.55, 0.20), scores(0.90, 0.10),
+                          evidence(0.0, challenger_meets=0.4, champion_meets=0.0),
+                          FLOOR) == decision.CHAMPION_KEPT
+
+
+def test_no_replacement_without_evidence_on_the_floor() -> None:
+    with pytest.raises(ValueError):
+        decision.decide(scores(0.9, 0.3), scores(0.5, 0.3), None, FLOOR)
+    legacy = Evidence(difference=0.1, low=0.0, high=0.2, probability=1.0, resamples=2000)
+    with pytest.raises(ValueError):
+        decision.decide(scores(0.9, 0.3), scores(0.5, 0.3), legacy, FLOOR)
+
+
+def test_recall_evidence_in_the_bootstrap_by_construction() -> None:
+    y = np.array([1] * 100 + [0] * 100)
+    far_above = np.array([1] * 60 + [0] * 40 + [0] * 100)   # recall 0.6
+    near = np.array([1] * 20 + [0] * 80 + [0] * 100)        # recall 0.2, on the floor
+    found = evaluation.paired_bootstrap(y, far_above, near, recall_floor=FLOOR)
+    assert found.challenger_meets_floor == 1.0
+    assert 0.3 < found.champion_meets_floor < 0.7  # a coin toss, not a verdict
+    assert found.joint_probability <= found.probability
+    assert evaluation.recall_floor_evidence(y, far_above, FLOOR) == 1.0
+    assert evaluation.recall_floor_evidence(y, np.zeros(200), FLOOR) == 0.0
 
 
 def test_challenger_is_chosen_by_cross_validated_precision_not_held_out() -> None:
@@ -204,6 +244,7 @@ def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data
     # the precision's 95% interval is recorded; there is nothing to compare with yet
     assert row.champion_precision_low < row.champion_precision < row.champion_precision_high
     assert row.probability_challenger_better is None and row.precision_difference is None
+    assert 0 <= row.details["first_champion_meets_floor"] <= 1  # marked: on evidence or not
     assert row.promotion_confidence == 0.9
 
 
@@ -242,7 +283,8 @@ def test_better_challenger_replaces_the_champion(ctx: Any, data: Any) -> None:
     assert row.details["champion_before"]["version"] == "1"
     # the evidence: recorded in the row and the parent run, recomputable from the rows
     y, worse_pred = evaluation.predictions(mlflow.sklearn.load_model(f"models:/{ctx.name}/1"), test)
-    expected = evaluation.paired_bootstrap(y, evaluation.predictions(good_model, test)[1], worse_pred)
+    expected = evaluation.paired_bootstrap(y, evaluation.predictions(good_model, test)[1], worse_pred,
+                                         recall_floor=FLOOR)
     assert row.details["evidence"] == expected.as_dict()
     assert row.probability_challenger_better == expected.probability >= 0.9
     assert row.precision_difference_low > 0 and row.precision_difference == pytest.approx(
@@ -264,7 +306,9 @@ def test_too_little_evidence_keeps_the_champion(ctx: Any, data: Any) -> None:
     assert row.champion_version == "1" and _alias(ctx) == "1"
     # The same evidence clears a lower bar: the confidence decides, not the raw difference.
     again = _candidate(_fit(train, False, seed=1), "forest-1", test, ctx.name)
-    assert ctx.run([again], test, confidence=probability).decision == decision.CHALLENGER_WINS
+    joint = row.details["evidence"]["joint_probability"]  # more precise AND at the floor
+    assert 0 < joint <= probability
+    assert ctx.run([again], test, confidence=joint).decision == decision.CHALLENGER_WINS
 
 
 def test_champion_missing_the_floor_loses_to_any_challenger_meeting_it(ctx: Any, data: Any) -> None:

@@ -52,7 +52,7 @@ def schema_file(provider: str) -> Path:
 def terraform_bin() -> str:
     tf = shutil.which("terraform")
     if not tf:
-        raise OfflineError("terraform is not on PATH: install Terraform >= 1.9 (tests/terraform needs it)")
+        raise OfflineError("terraform is not on PATH: install Terraform >= 1.11 (tests/terraform needs it; terraform/versions.tf)")
     return tf
 
 

@@ -1,0 +1,118 @@
+"""Verify a Google-signed ID token ourselves: signature, audience, expiry, issuer.
+
+Why the samples function does not simply trust Cloud Run: Cloud Run's IAM check reads
+``X-Serverless-Authorization`` when a request carries it and then passes ``Authorization``
+through untouched (https://cloud.google.com/run/docs/authenticating/service-to-service: the
+ID token may be sent in either header). An invoker could put its own token in the first and a
+forged one, naming any regulator, in the second. So :mod:`functions.auth` refuses
+``X-Serverless-Authorization`` outright and verifies the ``Authorization`` token here.
+
+Verification is ``google.auth.jwt.decode`` (google-auth: RS256 signature against the key
+named by the token's ``kid``, ``exp``/``iat`` with a small clock skew, ``aud``), plus the
+issuer check. Google's public keys come from :class:`GoogleCerts`, a thin adapter over one GET
+of ``https://www.googleapis.com/oauth2/v1/certs`` (``google.oauth2.id_token``'s certs URL,
+``{kid: PEM certificate}``), cached for the response's ``max-age`` (Google rotates the keys
+over days and publishes the next one ahead) and re-fetched at once for an unknown ``kid``
+(at most every :data:`MIN_REFETCH_SECONDS`, so garbage tokens cannot make us hammer Google).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+CLOCK_SKEW_SECONDS = 30
+DEFAULT_MAX_AGE = 3600.0
+MIN_REFETCH_SECONDS = 30.0
+_MAX_AGE = re.compile(r"max-age=(\d{1,7})")
+
+
+class InvalidIdToken(ValueError):
+    """The token is not a valid Google ID token for us (the message says why)."""
+
+
+class CertsSource(Protocol):
+    def certs(self, refresh: bool = False) -> Mapping[str, str]: ...
+
+
+class GoogleCerts:
+    """Google's ID-token signing certificates, fetched once and cached.
+
+    Args:
+        session: a ``requests``-like object with ``get(url, timeout=...)`` (default a plain
+            ``requests.Session``: the certs are public).
+        clock: monotonic seconds (injected by tests).
+    """
+
+    def __init__(self, session: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._session = session
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._certs: dict[str, str] = {}
+        self._expires = 0.0
+        self._fetched = -MIN_REFETCH_SECONDS
+
+    def _get(self) -> tuple[dict[str, str], float]:
+        if self._session is None:
+            import requests
+
+            self._session = requests.Session()
+        response = self._session.get(CERTS_URL, timeout=10)
+        response.raise_for_status()
+        match = _MAX_AGE.search(response.headers.get("Cache-Control", ""))
+        max_age = float(match[1]) if match else DEFAULT_MAX_AGE
+        certs = response.json()
+        if not isinstance(certs, dict) or not all(isinstance(v, str) for v in certs.values()):
+            raise InvalidIdToken("Google's certificate list has an unexpected shape")
+        return certs, min(max(max_age, 60.0), 6 * 3600.0)
+
+    def certs(self, refresh: bool = False) -> Mapping[str, str]:
+        now = self._clock()
+        with self._lock:
+            stale = now >= self._expires
+            may_refetch = now - self._fetched >= MIN_REFETCH_SECONDS
+            if stale or (refresh and may_refetch):
+                certs, max_age = self._get()
+                self._certs, self._expires, self._fetched = certs, now + max_age, now
+            return self._certs
+
+
+def _kid(token: str) -> str | None:
+    from google.auth import jwt
+
+    try:
+        header = jwt.decode_header(token)
+    except (ValueError, TypeError):
+        raise InvalidIdToken("malformed ID token") from None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
+def verify(token: str, audiences: Sequence[str], source: CertsSource) -> dict[str, Any]:
+    """The claims of ``token`` if Google signed it for one of ``audiences`` and it is current.
+
+    Raises :class:`InvalidIdToken` otherwise (wrong signature, unknown key, wrong audience,
+    expired or not yet valid, another issuer, not a JWT).
+    """
+    from google.auth import exceptions, jwt
+
+    if not audiences:
+        raise InvalidIdToken("no audience is configured (SAMPLES_ID_TOKEN_AUDIENCE)")
+    kid = _kid(token)
+    certs = source.certs()
+    if kid not in certs:
+        certs = source.certs(refresh=True)  # a key Google just started using
+    if kid not in certs:
+        raise InvalidIdToken("the ID token is not signed by a current Google key")
+    try:
+        claims = jwt.decode(token, certs={kid: certs[kid]}, audience=list(audiences),
+                            clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+    except (ValueError, exceptions.GoogleAuthError) as exc:
+        raise InvalidIdToken(f"invalid ID token: {str(exc)[:160]}") from None
+    if claims.get("iss") not in ISSUERS:
+        raise InvalidIdToken("the ID token was not issued by Google")
+    return claims
