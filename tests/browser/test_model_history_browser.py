@@ -27,6 +27,7 @@ def history(conn: db.Connection) -> Iterator[datetime]:
     now = datetime.now(timezone.utc)
     cur = conn.cursor()
     cur.execute("DELETE FROM water.model_changes")  # this page shows every model's changes
+    cur.execute("DELETE FROM water.alerts")  # ... and every alert raised around them
     evidence = {"family": "random_forest", "held_out_precision": 0.712,
                 "held_out_precision_low": 0.62, "held_out_precision_high": 0.80,
                 "probability_better": 0.96, "run_id": "run-5"}
