@@ -144,7 +144,7 @@ run "policies_on_log_based_metrics_wait_for_gcp_deploy" {
     error_message = "No policy on a log-based metric in the apply that creates the metric (404 'Cannot find metric(s)')."
   }
   assert {
-    condition     = length(google_logging_metric.alert) == 5 && length(output.alert_metric_types) == 7 && contains(output.alert_metric_types, "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed")
+    condition     = length(google_logging_metric.alert) == 10 && length(output.alert_metric_types) == 12 && contains(output.alert_metric_types, "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed")
     error_message = "The metrics exist from the first apply; gcp-deploy waits for exactly their types."
   }
   assert {
