@@ -2,7 +2,7 @@
 
 The one home of these facts, used by training (:mod:`training.modeling` builds the shape),
 the model server (reads the threshold, unwraps to the final classifier) and the compiled
-scorer (:mod:`potability.compiled_model` compiles what is inside the threshold).
+scorer (:mod:`potability.serving.compiled_model` compiles what is inside the threshold).
 
 **Shape.** Every served model is ``FixedThresholdClassifier(CalibratedClassifierCV(estimator,
 method, cv=folds, ensemble=False), threshold)`` (:func:`served_model`): ``predict_proba`` is
@@ -27,7 +27,7 @@ def served_model(estimator: Any, method: str, folds: Any, threshold: float,
     """The (unfitted) shape of every served model: ``estimator`` calibrated by ``method`` on
     ``folds`` (one fit on all rows, ``ensemble=False``), decided at ``threshold``.
 
-    One home for the shape: :mod:`potability.compiled_model` compiles it, and its tests build
+    One home for the shape: :mod:`potability.serving.compiled_model` compiles it, and its tests build
     every family through here.
     """
     from sklearn.calibration import CalibratedClassifierCV

@@ -68,7 +68,7 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from potability.compiled_model import calibrated_response
+from potability.serving.compiled_model import calibrated_response
 from potability.model import served_model
 
 FAMILIES: tuple[str, ...] = ("random_forest", "extra_trees", "hist_gradient_boosting",

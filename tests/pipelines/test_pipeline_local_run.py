@@ -17,7 +17,9 @@ import requests
 
 from training import modeling
 from pipelines.local_run import run_local
-from potability import config, db, run_record, services
+from potability import config, db
+from potability.governance import run_record
+from potability.local import services
 from potability.config import Settings
 
 pytestmark = pytest.mark.slow
