@@ -16,7 +16,7 @@ import pytest
 
 from potability.gcp import gcp_deploy
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DIGEST = "sha256:" + "d" * 64
 REPO = "europe-west1-docker.pkg.dev/demo/potability"
 TEMPLATE = "https://europe-west1-kfp.pkg.dev/demo/potability-pipelines/water-potability-training/latest"

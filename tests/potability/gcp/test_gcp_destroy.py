@@ -15,7 +15,7 @@ import pytest
 
 from potability.gcp import gcp_destroy
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OUTPUTS = {"project_id": "demo", "region": "europe-west1", "endpoint_id": "4455",
            "network": "potability-vpc"}
 

@@ -24,7 +24,7 @@ from potability.inference import inference_archive, inference_log
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COLS = ", ".join(FEATURE_COLUMNS)
 WRITE = "SELECT water.log_inferences(%s, %s, %s, 'water-potability', 'test', 1.5, %s)"
 
