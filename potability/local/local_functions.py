@@ -31,7 +31,7 @@ from potability import config
 from potability.local import services
 from potability.config import token_sha256
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "functions" / "main.py"
 TOKEN_FILE = "regulator-token"
 
