@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from training import modeling
 from potability import compiled_model
+from potability.model import served_model
 from potability.features import FEATURE_NAMES, TARGET
 from potability.seed import load_dataset
 
@@ -51,7 +52,7 @@ def _served(family: str, method: str, x: np.ndarray, y: np.ndarray) -> object:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="openmp"):  # as modeling fits (2 shared cores)
-        return modeling.served_model(_unfitted(family), method, CONFIG.folds(), 0.4137).fit(x, y)
+        return served_model(_unfitted(family), method, CONFIG.folds(), 0.4137).fit(x, y)
 
 
 def _save(model: object, path: object) -> None:
@@ -141,7 +142,7 @@ def knn(data):
     x, y = data
     pipe = modeling.make_pipeline("svm", seed=0)
     pipe.steps[-1] = ("clf", KNeighborsClassifier(15))
-    return modeling.served_model(pipe, "sigmoid", CONFIG.folds(), 0.5).fit(x, y)
+    return served_model(pipe, "sigmoid", CONFIG.folds(), 0.5).fit(x, y)
 
 
 def test_an_unknown_estimator_is_refused_naming_it(data, knn):
