@@ -9,7 +9,9 @@ What is compiled: the *probability* model - what is inside
 (:func:`potability.model.decision_threshold`), applied to the ONNX P(potable).
 
 Every shape :mod:`training.modeling` trains is covered: each family's pipeline inside
-``CalibratedClassifierCV`` (sigmoid or isotonic, ``ensemble`` False or True), and the soft
+``OOFCalibratedClassifier`` (:mod:`potability.model`; Platt as a one-feature
+``LogisticRegression`` or isotonic), the shape of models trained before it
+(``CalibratedClassifierCV``, sigmoid or isotonic, ``ensemble`` False or True), and the soft
 vote of pipelines (histogram gradient boosting with its missing-value routing included). The
 graph is built here, operator by operator, from the fitted attributes, by one rule: **do the
 arithmetic scikit-learn does, in float64, in the same order**. Why not ``skl2onnx``'s
@@ -42,6 +44,8 @@ promote checks again on the held-out rows before storing the graph):
   ``sum_j dual_j exp(-gamma |x - sv_j|^2) + intercept`` (``|x - sv|^2`` as
   ``|x|^2 + |sv|^2 - 2 x.sv``): float64 matrix products, whose summation order differs from
   BLAS/libsvm by rounding only (~1e-15);
+* our calibration (``OOFCalibratedClassifier``): Platt ``expit(s coef + intercept)`` (the
+  logistic regression's own arithmetic on one feature), isotonic as below;
 * calibration as scikit-learn's ``_CalibratedClassifier``: sigmoid ``expit(-(a s + b))``;
   isotonic ``np.interp`` on the clipped score (segment found by counting thresholds <= s, an
   exact threshold hit returns its value, as ``np.interp`` does); the mean over calibrated
