@@ -138,9 +138,9 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 MODELS = {
     "logistic": "TunedThreshold(imputer+scaler+LogisticRegression)",
     "forest": "TunedThreshold(imputer+scaler+RandomForest 200 trees)",
-    "calibrated-forest": "the trainer's shape: FixedThreshold(CalibratedClassifierCV(isotonic, "
+    "calibrated-forest": "the trainer's shape: FixedThreshold(OOFCalibratedClassifier(isotonic, "
                          "random_forest pipeline, 200 trees))",
-    "calibrated-vote": "the trainer's shape: FixedThreshold(CalibratedClassifierCV(isotonic, "
+    "calibrated-vote": "the trainer's shape: FixedThreshold(OOFCalibratedClassifier(isotonic, "
                        "soft vote of random_forest 200 + extra_trees 300 + "
                        "hist_gradient_boosting))",
 }
@@ -158,16 +158,16 @@ def _estimator(kind: str) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from potability.model import served_model
     from training import modeling
 
     folds = modeling.TrainingConfig(cv_folds=3, seed=0).folds()
     if kind == "calibrated-forest":
-        return modeling.served_model(modeling.make_pipeline("random_forest", 0), "isotonic",
-                                     folds, 0.5)
+        return served_model(modeling.make_pipeline("random_forest", 0), "isotonic", folds, 0.5)
     if kind == "calibrated-vote":
         vote = modeling.soft_vote([(f, modeling.make_pipeline(f, 0)) for f in (
             "random_forest", "extra_trees", "hist_gradient_boosting")])
-        return modeling.served_model(vote, "isotonic", folds, 0.5)
+        return served_model(vote, "isotonic", folds, 0.5)
     clf = (RandomForestClassifier(n_estimators=200, class_weight="balanced_subsample",
                                   random_state=0, n_jobs=1)
            if kind == "forest" else LogisticRegression(class_weight="balanced"))

@@ -15,24 +15,26 @@ What one family's fit does, on the training part only (the held-out rows are nev
 2. out-of-fold (OOF) raw scores of the best pipeline, on the same folds - kept from the grid
    search's own fold fits (:func:`search_grid`), not fitted again;
 3. calibration: sigmoid (Platt) and isotonic are each cross-fitted on the OOF scores (fold k
-   calibrated by a map fitted on the other folds); the one with the lower Brier score wins;
+   calibrated by a map fitted on the other folds, :func:`potability.model.fit_calibrator`);
+   the one with the lower Brier score wins;
 4. the **selection score**: for each fold k, a threshold tuned (max precision at recall >=
    floor + margin) on the calibrated OOF probabilities of the *other* folds is applied to fold
    k; the pooled predictions give the cross-validated precision at the recall floor. The
    challenger is the family with the best selection score, so the held-out rows play no part
    in choosing it (:func:`training.decision.choose_challenger`);
-5. the served model: ``FixedThresholdClassifier(CalibratedClassifierCV(pipeline, method,
-   cv=folds, ensemble=False))`` fitted on the whole training part, its threshold tuned on all
-   calibrated OOF probabilities. ``predict_proba`` is the calibrated P(potable) and ``predict``
-   applies the threshold to it (the model server reads the threshold, see
-   :func:`potability.model.decision_threshold`). ``CalibratedClassifierCV`` with
-   ``ensemble=False`` would compute the OOF scores of step 2 once more (k fits); it is handed
-   the ones we hold instead (:func:`calibrated_model`), so only the final pipeline is fitted.
+5. the served model: ``FixedThresholdClassifier(OOFCalibratedClassifier(pipeline, method,
+   cv=folds))`` (:mod:`potability.model`): the pipeline fitted on the whole training part,
+   the chosen calibrator fitted on all OOF scores, and the threshold tuned on that same
+   calibrator's probabilities of the OOF scores - one calibration for tuning and serving.
+   ``predict_proba`` is the calibrated P(potable) and ``predict`` applies the threshold to it
+   (the model server reads the threshold, see :func:`potability.model.decision_threshold`).
+   The model is assembled from the OOF scores we hold (:func:`calibrated_model`), so only the
+   final pipeline is fitted, and nothing process-wide is touched (fits may run in threads).
 
-Each fit is made once: a family costs (grid points x k) + 1 fits, where it cost
-(grid points x k) + 2k + 1 (the OOF scores and ``CalibratedClassifierCV``'s own
-cross-validation repeated the grid search's fold fits of the best point). The results are
-identical, not approximately so (tests/training/test_modeling.py compares both ways).
+Each fit is made once: a family costs (grid points x k) + 1 fits, where computing the OOF
+scores again would cost (grid points x k) + k + 1. The result is identical to
+``served_model(...).fit(x, y)``, which computes them itself (tests/training/test_modeling.py
+compares both ways).
 
 A soft-voting ensemble of the best :data:`ENSEMBLE_SIZE` families (by selection score, among
 those with probabilities of their own) is one more candidate, calibrated and scored the same
@@ -40,18 +42,17 @@ way; its OOF scores are the mean of its members' OOF probabilities (same folds, 
 so ranking it costs no extra fits.
 
 The estimator classes a registered model can contain: FixedThresholdClassifier,
-CalibratedClassifierCV (ensemble=False: one fitted pipeline + one sigmoid or isotonic
-calibrator), Pipeline, SimpleImputer, StandardScaler, PolynomialFeatures,
+OOFCalibratedClassifier (one fitted pipeline or vote + one calibrator: LogisticRegression or
+IsotonicRegression), Pipeline, SimpleImputer, StandardScaler, PolynomialFeatures,
 RandomForestClassifier, ExtraTreesClassifier, HistGradientBoostingClassifier,
 DecisionTreeClassifier, SVC, LogisticRegression, VotingClassifier (soft).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 from scipy.special import expit
@@ -59,7 +60,6 @@ from sklearn.base import BaseEstimator
 from sklearn.ensemble import (ExtraTreesClassifier, HistGradientBoostingClassifier,
                               RandomForestClassifier, VotingClassifier)
 from sklearn.impute import SimpleImputer
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import FixedThresholdClassifier, StratifiedKFold
@@ -68,8 +68,8 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from potability.serving.compiled_model import calibrated_response
-from potability.model import served_model
+from potability.model import (apply_calibrator, assemble_served_model, calibrated_response,
+                              fit_calibrator, raw_scores)
 
 FAMILIES: tuple[str, ...] = ("random_forest", "extra_trees", "hist_gradient_boosting",
                              "decision_tree", "svm", "logistic_regression")
@@ -129,12 +129,6 @@ def best_precision_at_recall(y_true: Any, proba: Any, recall_floor: float) -> fl
     return float(precision[eligible].max()) if eligible.any() else 0.0
 
 
-def raw_scores(estimator: Any, x: Any) -> np.ndarray:
-    """The uncalibrated score per row (higher = more likely potable)."""
-    out = getattr(estimator, calibrated_response(estimator))(x)
-    return out[:, list(estimator.classes_).index(1)] if np.ndim(out) == 2 else out
-
-
 def tune_threshold(y_true: Any, proba: Any, target_recall: float
                    ) -> tuple[float, np.ndarray, np.ndarray]:
     """The threshold on ``proba`` with the best precision among those reaching the recall target.
@@ -152,28 +146,10 @@ def tune_threshold(y_true: Any, proba: Any, target_recall: float
 
 # --- calibration on out-of-fold scores ----------------------------------------------------------
 
-def fit_calibrator(scores: np.ndarray, y: np.ndarray, method: str) -> Any:
-    """A 1-D map from raw score to P(potable), as ``CalibratedClassifierCV`` fits it.
-
-    Sigmoid: Platt scaling (a logistic regression on the score, unregularised); isotonic: a
-    monotone step function clipped to [0, 1].
-    """
-    if method == "sigmoid":
-        return LogisticRegression(C=1e6, max_iter=1000).fit(scores.reshape(-1, 1), y)
-    if method == "isotonic":
-        return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, y)
-    raise ValueError(f"unknown calibration method {method!r}")
-
-
-def apply_calibrator(calibrator: Any, scores: np.ndarray) -> np.ndarray:
-    if isinstance(calibrator, LogisticRegression):
-        return calibrator.predict_proba(scores.reshape(-1, 1))[:, 1]
-    return calibrator.predict(scores)
-
-
 def cross_fitted_calibration(scores: np.ndarray, y: np.ndarray, fold_ids: np.ndarray,
                              method: str) -> np.ndarray:
-    """Calibrated OOF probabilities: fold k's scores mapped by a calibrator fitted on the rest."""
+    """Calibrated OOF probabilities: fold k's scores mapped by a calibrator fitted on the rest
+    (:func:`potability.model.fit_calibrator`, the served model's own)."""
     out = np.empty(len(scores))
     for k in np.unique(fold_ids):
         mask = fold_ids == k
@@ -352,6 +328,10 @@ class FittedCandidate:
                                                         repr=False)
     oof_raw: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     oof_calibrated: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    """Cross-fitted calibrated OOF probabilities (fold k mapped by a calibrator fitted on the
+    other folds): the calibration choice, the selection score and the reliability figure."""
+    tuning_proba: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    """The served calibrator's P(potable) of the OOF scores: what the threshold is tuned on."""
     raw_kind: str = "predict_proba"
     pipeline: Any = field(default=None, repr=False)
     """The unfitted best pipeline (what the ensemble's members are built from)."""
@@ -398,13 +378,18 @@ def _finish(family: str, pipeline: Any, oof_raw: np.ndarray, raw_kind: str, x: A
     if raw_kind == "predict_proba":
         cv_brier["uncalibrated"] = brier(y, oof_raw)
     selection = cv_selection(y, proba, ids, config.target_recall, config.recall_floor)
-    threshold, thresholds, objective = tune_threshold(y, proba, config.target_recall)
-    model = calibrated_model(pipeline, method, threshold, oof_raw, raw_kind, x, y, config)
+    model = calibrated_model(pipeline, method, oof_raw, raw_kind, x, y, config)
+    # One calibration: the threshold is tuned on the served calibrator's probabilities of the
+    # OOF scores - the map predict_proba applies to the final pipeline's scores.
+    tuning_proba = model.estimator_.calibrate(oof_raw)
+    threshold, thresholds, objective = tune_threshold(y, tuning_proba, config.target_recall)
+    model.set_params(threshold=threshold)
     candidate = FittedCandidate(
         family=family, model=model, best_params=best_params, selection=selection,
         search_score=search_score, calibration=method, cv_brier=cv_brier,
         cv_results=cv_results, threshold=threshold, tuning_curve=(thresholds, objective),
-        oof_raw=oof_raw, oof_calibrated=proba, raw_kind=raw_kind, pipeline=pipeline)
+        oof_raw=oof_raw, oof_calibrated=proba, tuning_proba=tuning_proba, raw_kind=raw_kind,
+        pipeline=pipeline)
     if raw_kind == "decision_function" and candidate.oof_proba() is not None:
         cv_brier["uncalibrated"] = brier(y, candidate.oof_proba())
     return candidate
@@ -518,57 +503,22 @@ def search_grid(pipeline: Any, param_grid: Mapping[str, list[Any]], x: Any, y: A
 
 # --- the served model, from the out-of-fold scores we hold --------------------------------------
 
-@contextlib.contextmanager
-def _known_oof_scores(oof_raw: np.ndarray, raw_kind: str, y: np.ndarray,
-                      config: TrainingConfig) -> Iterator[None]:
-    """Inside: ``CalibratedClassifierCV``'s ``cross_val_predict`` returns ``oof_raw``.
+def calibrated_model(pipeline: Any, method: str, oof_raw: np.ndarray, raw_kind: str, x: Any,
+                     y: Any, config: TrainingConfig) -> FixedThresholdClassifier:
+    """The served model (:func:`potability.model.served_model`) fitted on all training rows, its
+    calibrator fitted on ``oof_raw`` (the OOF raw scores of ``pipeline`` on ``config.folds()``):
+    the pipeline is fitted once, on all rows. Its threshold is left at 0.5 for the caller to
+    tune on ``model.estimator_.calibrate(oof_raw)``.
 
-    With ``ensemble=False``, ``CalibratedClassifierCV.fit`` calls
-    ``sklearn.model_selection.cross_val_predict(estimator, X, y, cv=cv, method=...)`` (imported
-    into ``sklearn.calibration``) and fits its calibrator on the result, then fits the
-    estimator on all rows (scikit-learn 1.9, ``sklearn/calibration.py``). We hold that result
-    already. The stand-in refuses any call that is not the one we hold the answer to (other
-    method, rows or folds), so it can never answer for another model.
+    The same object ``served_model(...).fit(x, y)`` gives, without the k fold fits that only
+    reproduce ``oof_raw``; nothing outside the returned object is touched, so fits may run in
+    several threads at once.
     """
-    from unittest import mock
-
-    import sklearn.calibration
-
-    labels = np.asarray(y).astype(int)
-    expected = fold_ids(labels, config)
-
-    def known(estimator: Any, X: Any, y: Any = None, *, cv: Any = None,  # noqa: N803
-              method: str = "predict", **_: Any) -> np.ndarray:
-        same = (method == raw_kind and len(X) == len(labels)
-                and np.array_equal(np.asarray(y).astype(int), labels))
-        if same:
-            folds = np.empty(len(labels), dtype=int)
-            for k, (_, test) in enumerate(cv.split(np.zeros(len(labels)), labels)):
-                folds[test] = k
-            same = np.array_equal(folds, expected)
-        if not same:
-            raise RuntimeError("out-of-fold scores asked for another model, rows or folds")
-        return np.column_stack([1 - oof_raw, oof_raw]) if method == "predict_proba" else oof_raw
-
-    with mock.patch.object(sklearn.calibration, "cross_val_predict", known):
-        yield
-
-
-def calibrated_model(pipeline: Any, method: str, threshold: float, oof_raw: np.ndarray,
-                     raw_kind: str, x: Any, y: Any,
-                     config: TrainingConfig) -> FixedThresholdClassifier:
-    """``FixedThresholdClassifier(CalibratedClassifierCV(pipeline, method, cv=folds,
-    ensemble=False))`` fitted on all training rows, its calibrator fitted on ``oof_raw``.
-
-    The same fitted object ``model.fit(x, y)`` gives (every attribute set by scikit-learn's
-    own ``fit``), without the k fold fits that only reproduce ``oof_raw`` (the OOF raw scores
-    of ``pipeline`` on ``config.folds()``): the pipeline is fitted once, on all rows.
-    """
-    y = np.asarray(y).astype(int)
-    model = served_model(pipeline, method, config.folds(), threshold)
-    with _known_oof_scores(oof_raw, raw_kind, y, config):
-        model.fit(x, y)
-    return model
+    if raw_kind != calibrated_response(pipeline):
+        raise ValueError(f"OOF scores are {raw_kind}, the calibrator maps "
+                         f"{calibrated_response(pipeline)}")
+    return assemble_served_model(pipeline, method, config.folds(), 0.5, x,
+                                 np.asarray(y).astype(int), oof_raw)
 
 
 def fit_ensemble(fitted: list[FittedCandidate], x: Any, y: Any,

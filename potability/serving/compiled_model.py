@@ -9,7 +9,9 @@ What is compiled: the *probability* model - what is inside
 (:func:`potability.model.decision_threshold`), applied to the ONNX P(potable).
 
 Every shape :mod:`training.modeling` trains is covered: each family's pipeline inside
-``CalibratedClassifierCV`` (sigmoid or isotonic, ``ensemble`` False or True), and the soft
+``OOFCalibratedClassifier`` (:mod:`potability.model`; Platt as a one-feature
+``LogisticRegression`` or isotonic), the shape of models trained before it
+(``CalibratedClassifierCV``, sigmoid or isotonic, ``ensemble`` False or True), and the soft
 vote of pipelines (histogram gradient boosting with its missing-value routing included). The
 graph is built here, operator by operator, from the fitted attributes, by one rule: **do the
 arithmetic scikit-learn does, in float64, in the same order**. Why not ``skl2onnx``'s
@@ -42,6 +44,8 @@ promote checks again on the held-out rows before storing the graph):
   ``sum_j dual_j exp(-gamma |x - sv_j|^2) + intercept`` (``|x - sv|^2`` as
   ``|x|^2 + |sv|^2 - 2 x.sv``): float64 matrix products, whose summation order differs from
   BLAS/libsvm by rounding only (~1e-15);
+* our calibration (``OOFCalibratedClassifier``): Platt ``expit(s coef + intercept)`` (the
+  logistic regression's own arithmetic on one feature), isotonic as below;
 * calibration as scikit-learn's ``_CalibratedClassifier``: sigmoid ``expit(-(a s + b))``;
   isotonic ``np.interp`` on the clipped score (segment found by counting thresholds <= s, an
   exact threshold hit returns its value, as ``np.interp`` does); the mean over calibrated
@@ -67,7 +71,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from potability.model import probability_model
+from potability.model import (DECISION, PROBA, OOFCalibratedClassifier,
+                              calibrated_response, probability_model)
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +91,6 @@ CHECK_BATCH = 1000
 
 OUTPUT = "probabilities"
 """The graph's output: float64 [n, 2], columns in ``classes_`` order."""
-
-PROBA = "predict_proba"
-DECISION = "decision_function"
-
 
 class NotConvertible(Exception):
     """The estimator cannot be compiled faithfully; serve it with scikit-learn."""
@@ -369,13 +370,6 @@ def _pipeline(g: _Graph, pipeline: Any, x: str, response: str) -> str:
     return _score(g, pipeline.steps[-1][1], x, response)
 
 
-def calibrated_response(estimator: Any) -> str:
-    """The score ``CalibratedClassifierCV`` calibrates (``_get_response_values`` with
-    ``["decision_function", "predict_proba"]``: the first method the estimator has). One home
-    for training (``training.modeling``) and for the graph that must repeat it."""
-    return DECISION if hasattr(estimator, DECISION) else PROBA
-
-
 def _sigmoid_map(g: _Graph, calibrator: Any, score: str) -> str:
     """``_SigmoidCalibration.predict``: ``expit(-(a_ * T + b_))``."""
     affine = g.op("Add", g.op("Mul", score, g.const(float(calibrator.a_))),
@@ -430,6 +424,31 @@ def _calibrated(g: _Graph, model: Any, x: str, response: str) -> str:
     return g.op("Div", total, g.const(float(len(model.calibrated_classifiers_))))
 
 
+def _oof_calibrated(g: _Graph, model: Any, x: str, response: str) -> str:
+    """``OOFCalibratedClassifier.predict_proba``: the project's calibrator on the fitted
+    estimator's raw score - Platt as ``LogisticRegression.predict_proba`` of one feature,
+    ``expit(s * coef + intercept)``, or the isotonic map (``potability.model.fit_calibrator``)."""
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    _binary(model)
+    _needs(model, response, PROBA)
+    if list(model.classes_).index(1) != 1:
+        raise NotConvertible("calibrated classifier whose potable class is not classes_[1]")
+    score = _score(g, model.estimator_, x, model.response_)
+    calibrator = model.calibrator_
+    if type(calibrator) is LogisticRegression:
+        _binary(calibrator)
+        if list(calibrator.classes_) != [0, 1] or calibrator.coef_.shape != (1, 1):
+            raise NotConvertible("Platt calibrator that is not one score -> P(1)")
+        affine = g.op("Add", g.op("Mul", score, g.const(float(calibrator.coef_[0, 0]))),
+                      g.const(float(calibrator.intercept_[0])))
+        return g.op("Sigmoid", affine)
+    if type(calibrator) is IsotonicRegression:
+        return _isotonic_map(g, calibrator, score)
+    raise NotConvertible(f"calibrator {type(calibrator).__name__}")
+
+
 def _vote(g: _Graph, vote: Any, x: str, response: str) -> str:
     """Soft ``VotingClassifier.predict_proba``: ``np.average`` of the members' probabilities
     (unweighted: their sum in member order, divided by their number)."""
@@ -448,6 +467,7 @@ def _vote(g: _Graph, vote: Any, x: str, response: str) -> str:
 SCORERS: dict[str, Callable[[_Graph, Any, str, str], str]] = {
     "Pipeline": _pipeline,
     "CalibratedClassifierCV": _calibrated,
+    "OOFCalibratedClassifier": _oof_calibrated,
     "VotingClassifier": _vote,
     "LogisticRegression": _logistic,
     "SVC": _svc,
@@ -457,14 +477,19 @@ SCORERS: dict[str, Callable[[_Graph, Any, str, str], str]] = {
     "ExtraTreesClassifier": _forest,
     "HistGradientBoostingClassifier": _hist_gradient_boosting,
 }
-"""scikit-learn classes (matched by exact type, not subclass) and how each is compiled."""
+"""scikit-learn classes and our own calibrated classifier (matched by exact type, not
+subclass) and how each is compiled."""
+
+OWN = (OOFCalibratedClassifier,)
+"""Our own classes in :data:`SCORERS`."""
 
 
 def _score(g: _Graph, estimator: Any, x: str, response: str) -> str:
     """(n,) float64: ``estimator``'s P(classes_[1]) (``predict_proba``) or its binary
     ``decision_function``, as a graph value."""
     convert = SCORERS.get(type(estimator).__name__)
-    if convert is None or type(estimator).__module__.split(".")[0] != "sklearn":
+    ours = type(estimator) in OWN
+    if convert is None or not (ours or type(estimator).__module__.split(".")[0] == "sklearn"):
         raise NotConvertible(f"{type(estimator).__name__} has no compiled form")
     return convert(g, estimator, x, response)
 

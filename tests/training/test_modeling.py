@@ -3,11 +3,11 @@ served model's shape, the ensemble and the named grids."""
 
 import numpy as np
 import pytest
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import VotingClassifier
 from sklearn.model_selection import FixedThresholdClassifier, cross_val_predict
 
 from training import modeling
+from potability.model import OOFCalibratedClassifier, raw_scores, served_model
 from potability.features import FEATURE_NAMES, TARGET
 from potability.seed import load_dataset
 
@@ -111,13 +111,37 @@ def test_the_served_model_is_calibrated_and_applies_its_threshold_to_that_probab
         model = candidate.model
         assert isinstance(model, FixedThresholdClassifier), candidate.family
         calibrated = model.estimator_
-        assert isinstance(calibrated, CalibratedClassifierCV)
+        assert isinstance(calibrated, OOFCalibratedClassifier)
         assert calibrated.method == candidate.calibration
-        assert len(calibrated.calibrated_classifiers_) == 1  # one pipeline, one calibrator
         proba = model.predict_proba(x)[:, 1]
         np.testing.assert_array_equal(proba, calibrated.predict_proba(x)[:, 1])
         np.testing.assert_array_equal(model.predict(x), (proba >= candidate.threshold).astype(int))
-        assert calibrated.n_jobs is None
+
+
+def test_tuning_and_serving_use_one_calibration(fitted: list, sample: tuple) -> None:
+    """The threshold is tuned on the served calibrator's probabilities: the same map gives
+    the probabilities tuning saw (of the OOF scores) and the ones the model serves (of the
+    final pipeline's scores) - row for row."""
+    x, y = sample
+    y = np.asarray(y)
+    for candidate in fitted:
+        calibrated = candidate.model.estimator_
+        served = candidate.model.predict_proba(x)[:, 1]
+        final_scores = raw_scores(calibrated.estimator_, x)
+        # The served probability of a row is the tuning map of that row's score ...
+        np.testing.assert_array_equal(served, modeling.apply_calibrator(
+            modeling.fit_calibrator(candidate.oof_raw, y, candidate.calibration), final_scores))
+        # ... and tuning's probability of a row is the served map of its OOF score.
+        np.testing.assert_array_equal(candidate.tuning_proba, calibrated.calibrate(candidate.oof_raw))
+        threshold, _, _ = modeling.tune_threshold(y, candidate.tuning_proba,
+                                                  modeling.TrainingConfig().target_recall)
+        assert candidate.threshold == threshold == candidate.model.threshold
+    # A row whose final score equals its OOF score gets the same probability served as tuned.
+    logistic = next(c for c in fitted if c.family == "logistic_regression")
+    rows = np.isin(raw_scores(logistic.model.estimator_.estimator_, x), logistic.oof_raw)
+    pipeline_scores = np.where(rows, raw_scores(logistic.model.estimator_.estimator_, x), 0)
+    np.testing.assert_array_equal(logistic.model.estimator_.calibrate(pipeline_scores)[rows],
+                                  logistic.tuning_proba[rows])
 
 
 def test_calibration_method_is_the_one_with_the_lower_cross_validated_brier(fitted: list) -> None:
@@ -137,7 +161,7 @@ def test_the_vote_oof_scores_are_exactly_the_vote_refitted_on_the_same_folds(
     x, y = sample
     vote = fitted[-1]
     assert vote.family == modeling.ENSEMBLE
-    voting = vote.model.estimator_.calibrated_classifiers_[0].estimator
+    voting = vote.model.estimator_.estimator_
     assert isinstance(voting, VotingClassifier) and voting.voting == "soft"
     members = vote.best_params["members"].split(",")
     assert "svm" not in members and len(members) == modeling.ENSEMBLE_SIZE
@@ -183,48 +207,89 @@ def test_the_grid_search_ranks_as_grid_search_cv_and_keeps_the_best_points_oof_s
         best, x, y, cv=config.folds(), method="decision_function"), atol=1e-12)
 
 
-def test_the_served_model_is_exactly_what_scikit_learn_fits_from_scratch(
+def test_the_served_model_is_exactly_what_its_own_fit_gives_from_scratch(
         fitted: list, sample: tuple) -> None:
-    """The served model's calibrator is fitted on the out-of-fold scores we hold rather than on
-    CalibratedClassifierCV's own cross_val_predict: the result must not differ."""
+    """The served model is assembled from the out-of-fold scores we hold; fitted from
+    scratch (``served_model(...).fit``: scikit-learn's FixedThresholdClassifier.fit, our
+    cross_val_predict of k fold fits) it must not differ."""
     from threadpoolctl import threadpool_limits
 
     x, y = sample
     config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
     for candidate in fitted:
         with threadpool_limits(limits=1, user_api="openmp"):  # as training fits
-            reference = FixedThresholdClassifier(
-                CalibratedClassifierCV(candidate.pipeline, method=candidate.calibration,
-                                       cv=config.folds(), ensemble=False),
-                threshold=candidate.threshold, response_method="predict_proba").fit(x, y)
+            reference = served_model(candidate.pipeline, candidate.calibration,
+                                              config.folds(), candidate.threshold).fit(x, y)
         ours = candidate.model
         assert ours.get_params(deep=False).keys() == reference.get_params(deep=False).keys()
         assert set(vars(ours)) == set(vars(reference)), candidate.family
         assert set(vars(ours.estimator_)) == set(vars(reference.estimator_)), candidate.family
         assert repr(ours) == repr(reference)
+        np.testing.assert_allclose(ours.estimator_.calibrate(candidate.oof_raw),
+                                   reference.estimator_.calibrate(candidate.oof_raw), atol=1e-9)
         np.testing.assert_allclose(ours.predict_proba(x), reference.predict_proba(x), atol=1e-9,
                                    err_msg=candidate.family)
         np.testing.assert_array_equal(ours.predict(x), reference.predict(x))
 
 
-def test_the_stand_in_for_cross_val_predict_answers_only_for_the_scores_it_holds(
-        sample: tuple) -> None:
+def test_two_fits_in_two_threads_at_once_each_get_their_own_calibration(sample: tuple) -> None:
+    """Two served models assembled at the same moment from different out-of-fold scores of the
+    same rows and folds: each must be calibrated on its own scores, and nothing process-wide
+    may change. (The former stand-in for ``sklearn.calibration.cross_val_predict``, patched
+    for the duration of a fit, handed both fits the scores of whichever patched last and
+    could leave itself installed.)"""
+    import threading
+
     import sklearn.calibration
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict as original
+    from sklearn.pipeline import make_pipeline
 
     x, y = sample
+    y = np.asarray(y).astype(int)
     config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
-    oof = np.linspace(0, 1, len(y))
-    pipeline = modeling.make_pipeline("random_forest", 0)
-    with modeling._known_oof_scores(oof, "predict_proba", np.asarray(y), config):
-        held = sklearn.calibration.cross_val_predict(pipeline, x, y, cv=config.folds(),
-                                                     method="predict_proba")
-        np.testing.assert_array_equal(held[:, 1], oof)
-        for call in ({"cv": modeling.TrainingConfig(cv_folds=3, seed=6).folds(),
-                      "method": "predict_proba"},
-                     {"cv": config.folds(), "method": "decision_function"}):
-            with pytest.raises(RuntimeError, match="another model"):
-                sklearn.calibration.cross_val_predict(pipeline, x, y, **call)
-        with pytest.raises(RuntimeError, match="another model"):
-            sklearn.calibration.cross_val_predict(pipeline, x[:-3], y[:-3], cv=config.folds(),
-                                                  method="predict_proba")
-    assert sklearn.calibration.cross_val_predict is cross_val_predict  # restored
+    both_inside = threading.Barrier(2, timeout=60)
+    waited: set[int] = set()
+
+    class MeetingClassifier(LogisticRegression):
+        """Waits, the first time each thread clones it, until the other thread is inside
+        its fit too (clone is the first thing every fit path does with it)."""
+
+        def __sklearn_clone__(self):  # noqa: D105
+            me = threading.get_ident()
+            if me not in waited and len(waited) < 2:
+                waited.add(me)
+                both_inside.wait()
+            return super().__sklearn_clone__()
+
+    pipeline = make_pipeline(SimpleImputer(), MeetingClassifier(max_iter=1000))
+    kind = modeling.calibrated_response(pipeline)
+    scores = cross_val_predict(make_pipeline(SimpleImputer(), LogisticRegression(max_iter=1000)),
+                               x, y, cv=config.folds(), method=kind)
+    own = {"good": scores, "reversed": -scores}  # same rows, same folds, opposite calibration
+    results: dict[str, object] = {}
+    errors: list[BaseException] = []
+
+    def fit(name: str) -> None:
+        try:
+            results[name] = modeling.calibrated_model(pipeline, "sigmoid", own[name], kind, x, y,
+                                                      config)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fit, args=(name,)) for name in own]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert len(waited) == 2  # both fits really were inside at once
+    for name, oof in own.items():
+        expected = modeling.apply_calibrator(modeling.fit_calibrator(oof, y, "sigmoid"),
+                                             raw_scores(results[name].estimator_.estimator_, x))
+        np.testing.assert_array_equal(results[name].predict_proba(x)[:, 1], expected,
+                                      err_msg=name)
+    good, reversed_ = (results[n].predict_proba(x)[:, 1] for n in ("good", "reversed"))
+    assert np.corrcoef(good, reversed_)[0, 1] < 0  # really two different calibrations
+    assert sklearn.calibration.cross_val_predict is original  # nothing left installed

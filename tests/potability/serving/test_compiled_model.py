@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from training import modeling
 from potability.serving import compiled_model
+from potability.model import served_model
 from potability.features import FEATURE_NAMES, TARGET
 from potability.seed import load_dataset
 
@@ -51,7 +52,7 @@ def _served(family: str, method: str, x: np.ndarray, y: np.ndarray) -> object:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="openmp"):  # as modeling fits (2 shared cores)
-        return modeling.served_model(_unfitted(family), method, CONFIG.folds(), 0.4137).fit(x, y)
+        return served_model(_unfitted(family), method, CONFIG.folds(), 0.4137).fit(x, y)
 
 
 def _save(model: object, path: object) -> None:
@@ -120,19 +121,27 @@ def test_every_served_shape_compiles_and_equals_sklearn_on_the_whole_data_set(
 
 
 def test_shapes_trained_before_calibration_became_the_rule_compile_too(data):
-    """A tuned threshold around a pipeline, and calibration with ``ensemble=True`` (the mean
-    of one calibrated copy per fold)."""
+    """A tuned threshold around a pipeline, calibration with ``ensemble=True`` (the mean
+    of one calibrated copy per fold), and ``CalibratedClassifierCV(ensemble=False)`` inside
+    the fixed threshold (the served shape before ``OOFCalibratedClassifier``)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import TunedThresholdClassifierCV
 
+    from sklearn.model_selection import FixedThresholdClassifier
+
     x, y = data
-    model = TunedThresholdClassifierCV(CalibratedClassifierCV(
+    tuned = TunedThresholdClassifierCV(CalibratedClassifierCV(
         _family("logistic_regression"), method="isotonic", cv=3, ensemble=True),
         cv=2, random_state=0).fit(x, y)
-    compiled = compiled_model.compile_estimator(model, x)
-    assert compiled.report["max_abs_difference"] <= 1e-6
-    assert np.max(np.abs(_onnx_proba(compiled, model.classes_, x)
-                         - model.predict_proba(x)[:, 1])) <= 1e-6
+    # What training served before OOFCalibratedClassifier: champions in the registry still are.
+    former = [FixedThresholdClassifier(CalibratedClassifierCV(
+        _family("svm"), method=method, cv=CONFIG.folds(), ensemble=False), threshold=0.4,
+        response_method="predict_proba").fit(x, y) for method in ("sigmoid", "isotonic")]
+    for model in (tuned, *former):
+        compiled = compiled_model.compile_estimator(model, x)
+        assert compiled.report["max_abs_difference"] <= 1e-6
+        assert np.max(np.abs(_onnx_proba(compiled, model.classes_, x)
+                             - model.predict_proba(x)[:, 1])) <= 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +150,7 @@ def knn(data):
     x, y = data
     pipe = modeling.make_pipeline("svm", seed=0)
     pipe.steps[-1] = ("clf", KNeighborsClassifier(15))
-    return modeling.served_model(pipe, "sigmoid", CONFIG.folds(), 0.5).fit(x, y)
+    return served_model(pipe, "sigmoid", CONFIG.folds(), 0.5).fit(x, y)
 
 
 def test_an_unknown_estimator_is_refused_naming_it(data, knn):
