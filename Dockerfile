@@ -45,4 +45,4 @@ USER app
 WORKDIR /home/app
 EXPOSE 8080
 # Serving by default; Vertex Pipelines overrides the command for components.
-CMD ["python", "-m", "potability.model_server"]
+CMD ["python", "-m", "potability.serving.model_server"]

@@ -119,8 +119,8 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _processes(home: Path) -> dict[str, list[int]]:
     """The stack's processes whose CPU time the benchmark accounts per request."""
-    from potability import local_functions as local
-    from potability import local_stack, services
+    from potability.local import local_functions as local
+    from potability.local import local_stack, services
 
     roots = {"function": services.running_pid(home, local.FUNCTIONS[0].service),
              "model server": services.running_pid(home, "model-server"),
@@ -179,7 +179,7 @@ def _estimator(kind: str) -> Any:
 def _fit_model(kind: str, folder: Path) -> Path:
     import mlflow.sklearn
 
-    from potability import compiled_model
+    from potability.serving import compiled_model
     from potability.features import FEATURE_NAMES, TARGET
     from potability.model import sklearn_save_kwargs
     from potability.seed import load_dataset
@@ -208,9 +208,11 @@ def _fit_model(kind: str, folder: Path) -> Path:
 
 
 def _own_stack(home: Path, kind: str, threads: int, workers: int) -> dict[str, str]:
-    from potability import local_functions as local
-    from potability import config, local_stack, model_server
+    from potability.local import local_functions as local
+    from potability import config
 
+    from potability.local import local_stack
+    from potability.serving import model_server
     print(f"building a throw-away stack in {home} (model: {kind}) ...", flush=True)
     url = local_stack.start_database(home)
     local_stack.prepare_database(url)
@@ -281,7 +283,7 @@ def _start_mlflow_serve(model_dir: str, tracking_uri: str) -> tuple[subprocess.P
     """``mlflow models serve`` on the same model (local env: no per-model virtualenv)."""
     import urllib.request
 
-    from potability import services
+    from potability.local import services
 
     port = services.free_port(5300)
     # mlflow runs ``uvicorn`` by name: our venv's bin must be on PATH
@@ -312,7 +314,7 @@ def compare_model_servers(home: Path, env: dict[str, str], seconds: float,
     """Our model server vs ``mlflow models serve`` on the same model, same load, one run."""
     import signal
 
-    from potability import services
+    from potability.local import services
 
     # our own stack's model directory, or the running stack's champion (the served version)
     model_uri = env.get("BENCH_MODEL_DIR") or (
@@ -408,8 +410,10 @@ def main() -> int:
                         help="skip the model-server-alone comparison with mlflow models serve")
     args = parser.parse_args()
 
-    from potability import config, local_stack
+    from potability import config
 
+
+    from potability.local import local_stack
     temp: tempfile.TemporaryDirectory[str] | None = None
     if args.stack:
         home = args.stack.absolute()

@@ -41,7 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from potability import config, db, local_functions, local_stack, model_server, services
+from potability import config, db
+
+from potability.local import local_functions, local_stack, services
+
+from potability.serving import model_server
 from potability.config import Settings
 from process_tree import tree_rss  # bench/, beside this script
 

@@ -7,7 +7,7 @@ Prints one table (docs/statistics.md keeps a dated copy):
 * drift under NO drift: "recent" rows drawn from the training rows themselves (data/
   water_potability.csv, 80% training split), nine features, one check a week; the share of
   weeks with any alert (status ``drift``) and with any ``watch``-or-worse, for the new rule
-  (:func:`potability.drift.decide`) and the old PSI-only rule (0.1 / 0.25, 50 rows);
+  (:func:`potability.quality.drift.decide`) and the old PSI-only rule (0.1 / 0.25, 50 rows);
   plus the power of the new rule against a 0.5-standard-deviation shift of one feature.
   Also: a sensor that always measures Sulfate (24% missing in training).
 * live precision: 50 matched potable calls a week, true precision 0.70 / 0.60 / 0.55 / 0.50,
@@ -34,7 +34,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from potability import drift, live_precision  # noqa: E402
+from potability.quality import drift, live_precision  # noqa: E402
 from potability.features import FEATURE_NAMES, TARGET  # noqa: E402
 
 FLOOR = 0.60

@@ -1,6 +1,6 @@
 """Component 5, deploy: make the serving side serve the champion, then close the run.
 
-* ``local``: (re)start our model server (:func:`potability.model_server.start_local`) on
+* ``local``: (re)start our model server (:func:`potability.serving.model_server.start_local`) on
   ``models:/<name>/<version>`` - when the champion changed, or when the server is not already
   serving that version (e.g. after ``potability down``/``up``), so ``make run`` always ends
   with the champion served.
@@ -19,7 +19,7 @@ DEPLOY_TARGETS = (LOCAL, VERTEX)
 
 def served_version(url: str, timeout: float = 3.0) -> str | None:
     """The model version the local model server at ``url`` reports, or None if unreachable."""
-    from potability import model_server
+    from potability.serving import model_server
 
     answer = model_server.health(url, timeout) if url else None
     return str(answer.get("model_version")) if answer else None
@@ -34,7 +34,7 @@ def deploy_local(settings: Any, version: str, changed: bool,
         settings: home, MLflow tracking URI, model name, current MODEL_SERVER_URL.
         version: the champion's registered version.
         changed: whether promote changed the champion.
-        start: the model server starter (default :func:`potability.model_server.start_local`).
+        start: the model server starter (default :func:`potability.serving.model_server.start_local`).
         probe: reads the version a running server serves.
     """
     from potability import config
@@ -43,7 +43,7 @@ def deploy_local(settings: Any, version: str, changed: bool,
     if not changed and url and probe(url) == version:
         return "unchanged", url
     if start is None:
-        from potability.model_server import start_local as start
+        from potability.serving.model_server import start_local as start
     url = start(settings.home, f"models:/{settings.model_name}/{version}", settings.model_name,
                 version, settings.mlflow_tracking_uri)
     return "started", url
@@ -82,7 +82,7 @@ def deploy_component(
 
     The ``endpoint_*`` parameters size the Vertex endpoint (:class:`components.vertex.ReplicaScaling`).
     """
-    from potability import run_record
+    from potability.governance import run_record
     from components.deploy import DEPLOY_TARGETS, LOCAL, deploy_local, download_model
     from components.runtime import failure_recorded, step_settings
 

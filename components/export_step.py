@@ -15,7 +15,7 @@ def export_component(
     from collections import namedtuple
     from pathlib import Path
 
-    from potability import run_record
+    from potability.governance import run_record
     from training.dataset import export
     from components.runtime import failure_recorded, step_settings
 

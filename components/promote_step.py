@@ -32,7 +32,7 @@ def promote_component(
     from pathlib import Path
 
     from components.runtime import failure_recorded, step_settings
-    from potability import run_record
+    from potability.governance import run_record
     from training.dataset import read_dataset
     from training.promotion import promote
 

@@ -113,13 +113,13 @@ def mlflow_login(secret: str, session: Any = None) -> None:
         session: an authorized HTTP session (tests inject one; default: the step's credentials).
     """
     from potability.config import export_mlflow_credentials
-    from potability.secret_manager import MLFLOW_PIPELINES_USER, access_secret
+    from potability.gcp.secret_manager import MLFLOW_PIPELINES_USER, access_secret
 
     export_mlflow_credentials(MLFLOW_PIPELINES_USER, access_secret(secret, session))
 
 
 def record_failure(settings: Settings, run_id: str, error: str) -> None:
-    """Record the run as failed (:func:`potability.run_record.mark_failed`: the row, the
+    """Record the run as failed (:func:`potability.governance.run_record.mark_failed`: the row, the
     ``pipeline_run_failed`` alert) and, if this run had already moved the ``champion`` alias
     (promote succeeded, a later step failed), put it back: a failed run never moves the alias.
 
@@ -129,7 +129,7 @@ def record_failure(settings: Settings, run_id: str, error: str) -> None:
         error: what failed (step and message).
     """
     from training.promotion import restore_alias
-    from potability import run_record
+    from potability.governance import run_record
 
     details = run_record.mark_failed(settings, run_id, error)
     if restore_alias(settings, details):

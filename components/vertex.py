@@ -238,7 +238,7 @@ def served_on_endpoint(aiplatform: Any, *, project: str, region: str, endpoint_i
 
 class EndpointServing:
     """The serving side of ``potability model rollback|approve`` on GCP
-    (:class:`potability.model_control.Serving`): the Terraform-created endpoint
+    (:class:`potability.governance.model_control.Serving`): the Terraform-created endpoint
     (``VERTEX_ENDPOINT_ID``), switched by :func:`switch_endpoint`."""
 
     def __init__(self, settings: Any, aiplatform: Any = None,
@@ -260,7 +260,7 @@ class EndpointServing:
 
     def switch(self, version: str) -> str:
         from potability.features import FEATURE_NAMES
-        from potability.model_control import LocalServing
+        from potability.governance.model_control import LocalServing
         from potability.seed import load_dataset
 
         s = self.settings

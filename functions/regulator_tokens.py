@@ -5,7 +5,7 @@ Where the hashes live:
 
 * **GCP** (``SAMPLES_TOKEN_SECRET`` = ``projects/P/secrets/S``): the latest version of that
   Secret Manager secret (comma-separated sha256 digests), read with the function's own service
-  account (:func:`potability.secret_manager.access_secret`). Rotation: add a new version without
+  account (:func:`potability.gcp.secret_manager.access_secret`). Rotation: add a new version without
   the revoked digest (``gcloud secrets versions add``, or Terraform's ``samples_token_sha256``);
   docs/security.md.
 * **Locally** (``SAMPLES_TOKEN_SECRET=file:<home>/env``, set by ``potability functions``):
@@ -56,7 +56,7 @@ class TokenHashes:
             return parse_hashes(config.read_env(path.parent).get("SAMPLES_TOKEN_SHA256", ""))
         if s.samples_token_secret:
             if self._read_secret is None:
-                from potability.secret_manager import access_secret
+                from potability.gcp.secret_manager import access_secret
 
                 self._read_secret = access_secret
             return parse_hashes(self._read_secret(s.samples_token_secret))

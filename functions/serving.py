@@ -20,7 +20,8 @@ import flask
 from functions import request_log
 from functions.endpoint import Endpoint, EndpointRejected, EndpointUnavailable, make_endpoint
 from functions.http import ApiError, error_response, unavailable
-from potability import alerts, db
+from potability import db
+from potability import alerts
 from potability.config import Settings
 
 

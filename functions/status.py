@@ -4,9 +4,9 @@ quality of the service.
 ``GET /`` answers HTML (a self-contained page, server-rendered SVG charts, no scripts);
 ``?format=json`` or ``Accept: application/json`` answers the same data as JSON. This module
 maps records to JSON and holds no SQL: the current champion and the last pipeline run come
-from :mod:`potability.run_record` (no MLflow call), inference counts from
-:mod:`potability.inference_rollup` (hourly rollups plus the raw rows of the hours not rolled
-up yet), lab-sample counts, live precision and drift from :mod:`potability.qc_record` (the
+from :mod:`potability.governance.run_record` (no MLflow call), inference counts from
+:mod:`potability.inference.inference_rollup` (hourly rollups plus the raw rows of the hours not rolled
+up yet), lab-sample counts, live precision and drift from :mod:`potability.quality.qc_record` (the
 latest ``potability qc`` run), open alerts from :mod:`potability.alerts`.
 
 The page cannot be used to take the database from predict (issue 18): each instance reads the
@@ -36,7 +36,11 @@ import flask
 from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
 from functions.serving import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
-from potability import alerts, db, inference_rollup, model_changes, qc_record, run_record
+from potability import db
+from potability.governance import model_changes, run_record
+from potability.inference import inference_rollup
+from potability import alerts
+from potability.quality import qc_record
 from potability.config import Settings
 
 FUNCTION = "status"
@@ -207,7 +211,7 @@ def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
 # --- model history (issue 22): the changes of the served model, public ----------------------
 
 def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
-    """The model changes of the last 90 days (:mod:`potability.model_changes`), newest first,
+    """The model changes of the last 90 days (:mod:`potability.governance.model_changes`), newest first,
     each with its evidence, who made it ("automatic" for the daily pipeline) and the alerts
     raised around it; and the hold in force. Reasons are shown: operators write them for the
     public (``--reason``)."""

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, TextIO
 
-from potability import services
+from potability.local import services
 from potability.config import Settings
 
 LOCK_FILE = "pipeline.lock"
@@ -152,7 +152,7 @@ def _run(settings: Settings, params: Mapping[str, Any]) -> LocalRun:
 
     from components.runtime import record_failure
     from pipelines.training_pipeline import training_pipeline
-    from potability import run_record
+    from potability.governance import run_record
 
     root = pipeline_root(settings)
     root.mkdir(parents=True, exist_ok=True)

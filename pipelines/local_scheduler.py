@@ -21,13 +21,13 @@ Scheduler does not either, without a retry config): the next one comes at its ti
 
 Between runs it also does what Terraform's monitoring does on GCP for a pipeline that stops
 running: every :data:`STALE_CHECK_SECONDS` it runs the stale-run check
-(:func:`potability.run_record.check_stale`: no success for ``ALERT_STALE_HOURS`` raises
+(:func:`potability.governance.run_record.check_stale`: no success for ``ALERT_STALE_HOURS`` raises
 ``pipeline_stale`` - its log line lands in this service's log, and the webhook is called when
 ``ALERT_WEBHOOK_URL`` is set - and the next success resolves it). A database that cannot be
 reached skips that check (logged) and never stops the schedule.
 
 Before each firing it runs the inference log's daily maintenance (:func:`maintain`,
-:func:`potability.inference_log.run_maintenance`: partitions ahead, request keys pruned, days
+:func:`potability.inference.inference_log.run_maintenance`: partitions ahead, request keys pruned, days
 past ``INFERENCE_RETENTION_DAYS`` archived to ``<home>/inference-archive`` and dropped) - what
 the ``<name_prefix>-maintenance`` job does on GCP. A failure is logged and never stops the
 schedule or the run; the next firing repeats it (each step is idempotent).
@@ -53,7 +53,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from potability import alerts, db, inference_log, run_record, services
+from potability import db
+
+from potability.governance import run_record
+
+from potability.inference import inference_log
+
+from potability.local import services
+
+from potability import alerts
 from potability.config import Settings, load_settings
 
 SERVICE = "scheduler"

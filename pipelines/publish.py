@@ -9,7 +9,7 @@ file_name=..., tags=[...], extra_headers={"description": ...})``. The package is
 pipeline (``water-potability-training``); each upload is tagged with its content hash (a
 version to pin or roll back to) and ``latest`` (what the schedule runs, terraform/main.tf).
 
-The client is passed in, so tests assert the exact calls (tests/pipelines/test_pipeline_publish.py).
+The client is passed in, so tests assert the exact calls (tests/pipelines/test_publish.py).
 """
 
 from __future__ import annotations

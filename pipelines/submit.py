@@ -6,7 +6,7 @@ template is the published one (PIPELINE_TEMPLATE_URI, ``https://REGION-kfp.pkg.d
 the schedule runs: the SDK downloads it and sets ``templateUri``) or a local YAML, which the SDK
 sends inline as ``pipelineSpec`` (no ``templateUri``: Vertex accepts only registry URIs there).
 The ``aiplatform`` module is injected so the tests assert the exact job we would create, and
-tests/pipelines/test_pipeline_submit.py checks the request the real SDK builds against Google's
+tests/pipelines/test_submit.py checks the request the real SDK builds against Google's
 API description.
 """
 

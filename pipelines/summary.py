@@ -12,7 +12,9 @@ from typing import Any
 
 import requests
 
-from potability import config, services
+from potability import config
+
+from potability.local import services
 from potability.config import Settings
 
 FUNCTION_URLS = (("predict", "PREDICT_URL", "fn-predict"),
@@ -39,7 +41,7 @@ def _pct(value: Any) -> str:
 
 def summary_lines(settings: Settings, run_id: str, log_path: Path | None) -> list[str]:
     """The run's outcome, the champion, the URLs and the example curls."""
-    from potability.run_record import read_run
+    from potability.governance.run_record import read_run
 
     run = read_run(settings, run_id)
     decision = str(run.decision if run and run.decision else "no decision").replace("_", " ")
@@ -61,7 +63,7 @@ def summary_lines(settings: Settings, run_id: str, log_path: Path | None) -> lis
         return lines
     for label, url in running:
         lines.append(f"{label:<12} {url}")
-    from potability.local_functions import example_curls
+    from potability.local.local_functions import example_curls
 
     lines.append("try:")
     lines.extend("  " + curl for curl in example_curls(settings.home))

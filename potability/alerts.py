@@ -4,7 +4,7 @@ The events (:data:`EVENTS`): a pipeline run failed, no successful run for
 ``ALERT_STALE_HOURS``, a live-precision row newly flagged below the floor, a feature newly at
 "drift", and predict/add_sample answering too many 5xx over a window; and the changes of the
 model in service (a rollback, an operator's approval / rejection / release, a hold, the daily
-pipeline's promotion, a candidate waiting for approval: :mod:`potability.model_changes`,
+pipeline's promotion, a candidate waiting for approval: :mod:`potability.governance.model_changes`,
 docs/operating-the-model.md). Each occurrence is
 
 - recorded once in ``water.alerts`` (``sql/007_alerts.sql``): a partial unique index allows one
@@ -21,9 +21,9 @@ docs/operating-the-model.md). Each occurrence is
   alert never blocks or fails the request or pipeline step that raised it.
 
 The deciding functions are pure (state in, alerts out); the database and HTTP edges are below
-them. Who raises what: ``potability/run_record.py`` (failed runs, resolved by the next
+them. Who raises what: ``potability/governance/run_record.py`` (failed runs, resolved by the next
 success; and ``check_stale``, run by ``potability alerts check``, the pipeline's export step
-and the local scheduler between runs), ``potability/qc_job.py`` (flagged precision, drift),
+and the local scheduler between runs), ``potability/quality/qc_job.py`` (flagged precision, drift),
 ``functions/serving.py`` (5xx rate, :class:`ErrorRateMonitor` per instance).
 """
 
@@ -101,9 +101,9 @@ EVENTS: dict[str, Event] = {e.name: e for e in (
           "ALERT_ERROR_RATE of its requests over ALERT_ERROR_WINDOW_SECONDS. Check Cloud SQL, "
           "the Vertex endpoint and the function's logs; sensors retry 503s, nothing is lost.",
           "cloud_run_revision"),
-    # Model changes (potability/model_changes.py). The operators' actions (`potability model
+    # Model changes (potability/governance/model_changes.py). The operators' actions (`potability model
     # ...`) run on an operator's machine: on GCP their lines go to Cloud Logging as the
-    # ``global`` resource (potability/model_control.py); the pipeline's as its ``ml_job``.
+    # ``global`` resource (potability/governance/model_control.py); the pipeline's as its ``ml_job``.
     Event(MODEL_ROLLED_BACK, "ERROR", "The model in service was rolled back",
           "An operator served an earlier model version again (`potability model rollback`); "
           "the status page's model history says who, why and on what evidence. Find out what "

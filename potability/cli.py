@@ -24,7 +24,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from potability import config, db, inference_log, local_stack, migrations, run_record, seed, services
+from potability import config, db, migrations, seed
+
+from potability.governance import run_record
+
+from potability.inference import inference_log
+
+from potability.local import local_stack, services
 from potability.config import Settings, load_settings
 
 
@@ -135,7 +141,7 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 
 def _archive_list(args: argparse.Namespace) -> int:
-    from potability import inference_archive
+    from potability.inference import inference_archive
 
     settings = load_settings()
     days = inference_archive.archived_days(settings)
@@ -146,7 +152,7 @@ def _archive_list(args: argparse.Namespace) -> int:
 
 
 def _archive_read(args: argparse.Namespace) -> int:
-    from potability import inference_archive
+    from potability.inference import inference_archive
 
     table = inference_archive.read_day(load_settings(), args.day)
     frame = table.to_pandas()
@@ -171,7 +177,7 @@ def _seed(args: argparse.Namespace) -> int:
 def _qc(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from potability import qc_job
+    from potability.quality import qc_job
 
     settings = load_settings()
     conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
@@ -215,7 +221,7 @@ def _alerts(args: argparse.Namespace) -> int:
 
 
 def _functions(args: argparse.Namespace) -> int:
-    from potability import local_functions
+    from potability.local import local_functions
 
     home = Settings.from_env().home
     env = local_functions.start(home, threads=args.threads, workers=args.workers)
@@ -240,7 +246,7 @@ def _samples_import(args: argparse.Namespace) -> int:
     token = settings.regulator_token
     token_file = args.token_file
     if token_file is None and not token:
-        from potability.local_functions import TOKEN_FILE
+        from potability.local.local_functions import TOKEN_FILE
 
         token_file = settings.home / TOKEN_FILE
     if token_file is not None:
@@ -262,7 +268,7 @@ def _samples_import(args: argparse.Namespace) -> int:
 
 
 def _samples_tokens(args: argparse.Namespace) -> int:
-    from potability import local_functions
+    from potability.local import local_functions
 
     home = Settings.from_env().home
     if args.tokens_action == "list":
@@ -292,8 +298,8 @@ def _samples_tokens(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    """``potability model ...`` (potability/model_control.py)."""
-    from potability import model_control
+    """``potability model ...`` (potability/governance/model_control.py)."""
+    from potability.governance import model_control
 
     settings = load_settings()
     if settings.endpoint_mode == "vertex":

@@ -324,7 +324,7 @@ class ServingSettings:
     tracking_uri: str = ""
     threads: int = 8
     handover_file: str = ""
-    """Set by a local switch (:func:`potability.model_server.switch_local`): load the model,
+    """Set by a local switch (:func:`potability.serving.model_server.switch_local`): load the model,
     write this file, then take the port over from the old server as soon as it is free."""
 
     @classmethod

@@ -2,7 +2,7 @@
 
 The one home of these facts, used by training (:mod:`training.modeling` builds the shape),
 the model server (reads the threshold, unwraps to the final classifier) and the compiled
-scorer (:mod:`potability.compiled_model` compiles what is inside the threshold).
+scorer (:mod:`potability.serving.compiled_model` compiles what is inside the threshold).
 
 **Shape.** Every served model is ``FixedThresholdClassifier(OOFCalibratedClassifier(
 estimator, method, cv=folds), threshold)`` (:func:`served_model`): ``predict_proba`` is the
@@ -142,7 +142,7 @@ def served_model(estimator: Any, method: str, folds: Any, threshold: float) -> A
     """The (unfitted) shape of every served model: ``estimator`` calibrated by ``method`` on
     its out-of-fold scores over ``folds``, decided at ``threshold``.
 
-    One home for the shape: :mod:`potability.compiled_model` compiles it, and its tests build
+    One home for the shape: :mod:`potability.serving.compiled_model` compiles it, and its tests build
     every family through here (``.fit(x, y)``: k + 1 fits).
     """
     from sklearn.model_selection import FixedThresholdClassifier

@@ -15,7 +15,7 @@ locals {
     model_name            = var.model_name
     mlflow_tracking_uri   = local.mlflow_tracking_uri
     # MLflow's basic-auth password of the "pipelines" user (secrets.tf): each step reads it
-    # with its own service account (components/runtime.py, potability/secret_manager.py).
+    # with its own service account (components/runtime.py, potability/gcp/secret_manager.py).
     mlflow_credentials_secret = google_secret_manager_secret.mlflow["pipelines"].id
     # The database as one STRUCT parameter (components/runtime.py DATABASE_KEYS): Cloud SQL
     # through the connector as the pipelines SA's IAM user; no DSN on GCP.

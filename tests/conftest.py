@@ -14,7 +14,9 @@ from typing import Iterator
 
 import pytest
 
-from potability import config, db, local_stack, migrations, services
+from potability import config, db, migrations
+
+from potability.local import local_stack, services
 from potability.config import Settings
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -127,7 +129,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
                               **sklearn_save_kwargs(model))
-    from potability import compiled_model  # served as registered versions are: compiled
+    from potability.serving import compiled_model  # served as registered versions are: compiled
 
     compiled_model.write(compiled_model.compile_estimator(model, x), path / compiled_model.FOLDER)
     return path
@@ -136,7 +138,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def model_server_url(stack_home: Path, tiny_model_dir: Path) -> str:
     """Our real model server (the Vertex container's module) serving ``tiny_model_dir``."""
-    from potability import model_server
+    from potability.serving import model_server
 
     return model_server.start_local(stack_home, str(tiny_model_dir), "water-potability",
                                     "test-1", tracking_uri="")
@@ -245,7 +247,7 @@ def local_functions(tmp_path_factory: pytest.TempPathFactory, database_url: str,
     """The three functions started exactly as ``potability functions`` starts them (real
     functions-framework processes), in their own stack home pointing at the session's
     database and model server."""
-    from potability import local_functions as local
+    from potability.local import local_functions as local
 
     home = tmp_path_factory.mktemp("fnstack")
     config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,

@@ -35,7 +35,9 @@ from typing import Iterator
 import pytest
 import yaml
 
-from potability import db, migrations, services
+from potability import db, migrations
+
+from potability.local import services
 from potability.config import Settings
 from potability.seed import load_dataset
 

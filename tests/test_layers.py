@@ -14,6 +14,15 @@ of every first-party module, parsed with ``ast``, must point down or sideways, n
   ``potability`` does not load kfp and the components to answer ``potability env``; it never
   imports the deployed functions (it starts them as processes).
 
+Inside the core, the sub-packages are rooms on floors of their own, and the same rule holds:
+
+    base (potability/*.py: config, db, features, model, alerts, ...)  <  inference | gcp
+        <  local  <  serving  <  governance  <  quality
+
+(the inference log is written by everyone above it; the local stack supervises processes and
+keeps the log's partitions; the model server starts itself through the local supervisor; model
+control switches the served model; quality control reads the champion and the rollups).
+
 And the shipped forms hold every floor they need: the project image (Dockerfile) and the
 installed package (pyproject) carry each floor; the function zip (terraform/functions.tf)
 carries every first-party package the functions import.
@@ -116,6 +125,36 @@ def test_no_step_imports_another_step(module: str) -> None:
                 assert target in ADAPTERS, f"the adapter {module} imports the step {target}"
 
 
+ROOMS = {"base": 0, "inference": 1, "gcp": 1, "local": 2, "serving": 3, "governance": 4,
+         "quality": 5}
+
+
+def room_of(module: str) -> str | None:
+    """The core's room of a module (``potability.quality.qc_job`` -> quality), None outside
+    the core (and for the CLI, the top floor)."""
+    parts = module.split(".")
+    if floor_of(module) != "core":
+        return None
+    return parts[1] if len(parts) > 2 and parts[1] in ROOMS else "base"
+
+
+def test_every_room_of_the_core_is_named() -> None:
+    rooms = {p.parent.name for p in (ROOT / "potability").glob("*/__init__.py")} - {"_sql", "_data"}
+    assert rooms == set(ROOMS) - {"base"}, "a sub-package of potability/ without a floor in ROOMS"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if room_of(m)))
+def test_no_import_runs_up_a_room_of_the_core(module: str) -> None:
+    here = room_of(module)
+    for target, _ in imports(MODULES[module]):
+        there = room_of(target)
+        if there is None or there == here:
+            continue
+        assert ROOMS[there] < ROOMS[here], (
+            f"{module} ({here}) imports {target} ({there}): an arrow up or sideways "
+            f"(base < inference | gcp < local < serving < governance < quality)")
+
+
 def test_the_image_and_the_package_carry_every_floor() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\w+)/ \1/$", dockerfile, re.M))
@@ -124,6 +163,10 @@ def test_the_image_and_the_package_carry_every_floor() -> None:
     for package in PACKAGES:
         assert package in copied, f"the Dockerfile does not COPY {package}/"
         assert package in included, f"pyproject's packages do not list {package}"
+    for init in sorted(ROOT.glob("*/**/__init__.py")):
+        package = module_name(init)
+        if package.split(".")[0] in PACKAGES:
+            assert package in included, f"pyproject's packages do not list {package}"
 
 
 def test_the_function_zip_carries_every_package_the_functions_import() -> None:

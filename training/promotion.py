@@ -16,7 +16,7 @@ step fails, :func:`components.runtime.record_failure` moves it back (:func:`rest
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple
 
-from potability import compiled_model
+from potability.serving import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
 from training.decision import (CHALLENGER_WINS, DEFAULT_PROMOTION_CONFIDENCE,
                                FIRST_CHAMPION, choose_challenger, decide)
@@ -76,7 +76,7 @@ def registry_champion(client: Any, model_name: str) -> Champion | None:
 
     The registry's answer, which promote compares against; what the rest of the system calls
     the current champion is the pipeline's record of it
-    (:func:`potability.run_record.current_champion`), written before the alias moves."""
+    (:func:`potability.governance.run_record.current_champion`), written before the alias moves."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -96,7 +96,7 @@ def restore_alias(settings: Any, details: Mapping[str, Any], client: Any = None)
     Args:
         settings: MLflow tracking URI and model name (a :class:`potability.config.Settings`).
         details: the run's details (``alias_moved``, ``previous_champion_version``), as
-            :func:`potability.run_record.mark_failed` returns them.
+            :func:`potability.governance.run_record.mark_failed` returns them.
         client: an ``MlflowClient`` (tests pass one; default: for the settings' URI).
     """
     if not details.get("alias_moved"):
@@ -193,7 +193,7 @@ def decide_and_promote(
     import mlflow
     import mlflow.sklearn
 
-    from potability import model_changes, run_record
+    from potability.governance import model_changes, run_record
 
     if not 0 < promotion_confidence <= 1:
         raise ValueError(f"promotion_confidence must be in (0, 1], got {promotion_confidence}")
@@ -223,7 +223,7 @@ def decide_and_promote(
     decision = decide(challenger_scores, champion_scores, evidence, recall_floor,
                       promotion_confidence)
     # Operators' control (issue 22): a hold keeps a winning challenger out, manual approval
-    # makes it a candidate (registered, not promoted) - potability/model_changes.py.
+    # makes it a candidate (registered, not promoted) - potability/governance/model_changes.py.
     decision = model_changes.promotion_gate(settings, decision, promotion_approval,
                                             candidate_expiry_days)
 

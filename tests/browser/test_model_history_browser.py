@@ -11,7 +11,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from potability import alerts, db, model_changes as mc, services
+from potability import db
+
+from potability.governance import model_changes as mc
+
+from potability.local import services
+
+from potability import alerts
 from potability.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,10 +17,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from potability import db, qc_job, services
+from potability import db
+
+from potability.local import services
+
+from potability.quality import qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
-from potability.inference_rollup import floor_hour
+from potability.inference.inference_rollup import floor_hour
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from potability import services
+from potability.local import services
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def start_function(home: Path, target: str, env: dict[str, str], threads: int = 
                    timeout: float = 60.0) -> FunctionProcess:
     """``functions-framework --target <target>`` on a free loopback port (the buildpack's
     command on Cloud Run), waiting until it answers HTTP."""
-    from potability import local_functions as local
+    from potability.local import local_functions as local
 
     port = services.free_port()
     service = f"fn-{target}-{port}"

@@ -17,7 +17,9 @@ from typing import Any
 from faults_support import GOOD_READING, deadline
 
 from functions.auth import token_sha256
-from potability import db, local_stack, model_server, services
+from potability import db
+from potability.local import local_stack, services
+from potability.serving import model_server
 from potability.config import Settings
 
 TOKEN = "faults-regulator-token"

@@ -27,7 +27,13 @@ import pytest
 import requests
 from faults_support import ROOT, deadline
 
-from potability import config, db, local_stack, model_server, run_record, services
+from potability import config, db
+
+from potability.governance import run_record
+
+from potability.local import local_stack, services
+
+from potability.serving import model_server
 from potability.config import Settings
 from potability.model import sklearn_save_kwargs
 

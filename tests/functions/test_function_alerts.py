@@ -13,8 +13,12 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from potability import alerts, config, local_stack
+from potability import config
 
+
+from potability.local import local_stack
+
+from potability import alerts
 READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
            "Sulfate": None, "Conductivity": 421.0, "Organic_carbon": 14.2,
            "Trihalomethanes": 66.4, "Turbidity": 3.9}
@@ -25,7 +29,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, model_server_url: str,
               webhook) -> Iterator[tuple[Path, dict[str, str]]]:
     """Its own embedded PostgreSQL (this test stops it) and the functions on it, alerting to
     the webhook after 6 requests of which at least half failed."""
-    from potability import local_functions
+    from potability.local import local_functions
 
     home = tmp_path_factory.mktemp("alertstack")
     try:

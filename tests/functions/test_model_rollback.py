@@ -23,8 +23,11 @@ import pytest
 from fn_support import GOOD_READING, make_app
 
 from functions.serving import Context
-from potability import alerts, config, db, model_changes as mc, model_control, model_server
-from potability import services
+from potability import config, db
+from potability.governance import model_changes as mc, model_control
+from potability import alerts
+from potability.serving import model_server
+from potability.local import services
 from potability.config import Settings
 
 

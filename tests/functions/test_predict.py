@@ -207,7 +207,7 @@ def test_pooled_connection_killed_by_the_database_is_replaced(fn_settings, clean
 
 def test_each_reading_may_say_when_it_was_measured(client, clean_db) -> None:
     """``measured_at`` per reading is stored as sent (UTC); absent or null stores NULL, and
-    quality control then uses the arrival time (potability/live_precision.py)."""
+    quality control then uses the arrival time (potability/quality/live_precision.py)."""
     first = dict(reading(), measured_at="2026-01-05T08:00:00+01:00")
     body = {"sensor_id": "plant-7",
             "readings": [first, reading(ph=3.0), dict(reading(), measured_at=None)]}
@@ -251,7 +251,7 @@ def test_quality_control_matches_a_lab_sample_on_the_measurement_time(client, cl
     reading's measurement time confirms that reading, not the batch's first."""
     from datetime import datetime, timedelta, timezone
 
-    from potability import live_precision, qc_job
+    from potability.quality import live_precision, qc_job
 
     taken = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
     readings = [dict(reading(ph=6.0 + k), measured_at=(taken + timedelta(hours=k - 1)).isoformat())

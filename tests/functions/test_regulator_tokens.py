@@ -16,7 +16,8 @@ from functions.auth import authorise_samples
 from functions.http import ApiError
 from functions.regulator_tokens import TokenHashes
 from functions.serving import Context
-from potability import cli, config, local_functions
+from potability import cli, config
+from potability.local import local_functions
 from potability.config import Settings, token_sha256
 
 SECRET = "projects/p/secrets/potability-samples-token-sha256"
@@ -54,7 +55,7 @@ def test_a_revoked_secret_version_is_refused_within_the_refresh_time() -> None:
 
 
 def test_secret_manager_adapter_sends_the_documented_request() -> None:
-    from potability.secret_manager import access_secret
+    from potability.gcp.secret_manager import access_secret
 
     class Session:
         def get(self, url: str, timeout: float):

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pipelines import local_scheduler
-from potability import config, db, services
+from potability import config, db
+from potability.local import services
 from potability.config import Settings
 from pipelines.local_scheduler import Schedule
 

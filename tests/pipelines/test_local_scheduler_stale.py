@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from pipelines import local_scheduler
-from potability import alerts, config, db, run_record, services
+from potability import config, db
+from potability.governance import run_record
+from potability.local import services
+from potability import alerts
 from potability.config import Settings
 
 

@@ -9,7 +9,9 @@ import pytest
 
 from components import runtime
 from pipelines.local_run import run_local
-from potability import alerts, db, run_record
+from potability import db
+from potability.governance import run_record
+from potability import alerts
 from potability.config import Settings
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,16 @@ from typing import Iterator
 import pytest
 
 
-from potability import alerts, db, qc_job, run_record
+from potability import db
+
+
+from potability.governance import run_record
+
+
+from potability import alerts
+
+
+from potability.quality import qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 
@@ -153,7 +162,7 @@ def test_delivery_retries_then_reaches_the_webhook_once(webhook) -> None:
 
 
 def test_an_unreachable_webhook_never_blocks_the_caller(webhook) -> None:
-    from potability import services
+    from potability.local import services
 
     url = f"http://127.0.0.1:{services.free_port()}/hook"  # nothing listens
     notifier = alerts.Notifier(url, attempts=2, timeout=1, backoff=0.01, stream=io.StringIO())

@@ -27,7 +27,9 @@ from urllib.parse import quote
 
 import pytest
 
-from potability import db, local_stack, migrations, seed
+from potability import db, migrations, seed
+
+from potability.local import local_stack
 from potability.config import Settings
 
 PROJECT_IAM = "demo-project.iam"

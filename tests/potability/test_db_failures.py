@@ -20,7 +20,9 @@ from typing import Any, Iterator
 import pg8000.exceptions
 import pytest
 
-from potability import db, local_stack
+from potability import db
+
+from potability.local import local_stack
 from potability.config import Settings
 
 CONNECTION, TRANSIENT = db.Failure.CONNECTION, db.Failure.TRANSIENT

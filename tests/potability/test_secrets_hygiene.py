@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from potability import db, local_stack
+from potability import db
 
+
+from potability.local import local_stack
 URL = "postgresql://app:s3cret-pw@db.example:5432/potability"
 
 

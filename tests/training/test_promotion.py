@@ -26,7 +26,7 @@ from training import decision, evaluation, promotion
 from training.candidates import model_requirements
 from training.split import is_held_out, split
 from training.evaluation import Evidence, Scores
-from potability import run_record
+from potability.governance import run_record
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
 from potability.model import sklearn_save_kwargs

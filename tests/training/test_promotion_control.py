@@ -22,8 +22,12 @@ from sklearn.pipeline import make_pipeline
 from training import decision, evaluation, promotion
 from training.candidates import model_requirements
 from training.split import split
-from potability import alerts, config, db, model_changes as mc, model_control, model_server
-from potability import run_record, services
+from potability import config, db
+from potability.governance import model_changes as mc, model_control
+from potability import alerts
+from potability.serving import model_server
+from potability.governance import run_record
+from potability.local import services
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
 from potability.model import sklearn_save_kwargs

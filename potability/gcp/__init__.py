@@ -1,0 +1,1 @@
+"""Operations on Google Cloud: deploy, teardown, Secret Manager."""

@@ -1,0 +1,92 @@
+"""``make gcp-destroy``: tear down what ``terraform apply`` + ``make gcp-deploy`` created.
+
+    python -m potability.gcp.gcp_destroy [--dry-run] [--auto-approve]
+
+``terraform destroy`` alone stops half-way on Google Cloud, in three places this runs around:
+
+1. a Vertex AI endpoint with deployed models cannot be deleted: every deployed model is undeployed
+   first (``gcloud ai endpoints undeploy-model``);
+2. Cloud SQL is deletion-protected (``var.db_deletion_protection``): the protection is lifted by a
+   targeted apply, then the instance and everything that needs it are destroyed first;
+3. the service-networking peering is abandoned by Terraform (``deletion_policy = "ABANDON"``,
+   terraform/network.tf: it cannot be deleted while Cloud SQL's producer network holds the
+   instance) and then blocks the VPC's deletion: it is deleted after the instance is gone
+   (``gcloud services vpc-peerings delete``), then ``terraform destroy`` removes the rest.
+
+What Google makes you wait for is reported, not hidden: Direct VPC egress and the network
+attachment release their subnet addresses up to hours after the functions and jobs are gone (a
+subnet deletion failing with "in use" means: wait, run ``make gcp-destroy`` again - every step is
+idempotent), and a Cloud SQL instance name stays reserved for days after deletion (a new stack
+needs another ``name_prefix``). ``--dry-run`` (``make gcp-destroy DRY_RUN=1``) prints every command
+and runs only the read-only ones. tests/potability/gcp/test_gcp_destroy.py runs it with fake tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from potability.gcp.gcp_deploy import TERRAFORM_DIR, DeployError, Runner, _need, terraform_outputs
+
+WAITS = (
+    "Google releases the subnet addresses of Direct VPC egress and of the network attachment up to "
+    "hours after their users are gone: if a subnet or the network attachment could not be "
+    "deleted (\"in use\"), wait and run `make gcp-destroy` again.",
+    "The Cloud SQL instance name stays reserved for several days: a new stack in this project "
+    "needs another name_prefix (terraform.tfvars).",
+)
+
+
+def destroy(run: Runner, auto_approve: bool = False) -> None:
+    out = run.out
+    outputs = terraform_outputs(run)
+    project, region, endpoint, network = _need(outputs, "project_id", "region", "endpoint_id",
+                                               "network")
+    approve = ["-auto-approve"] if auto_approve else []
+    where = [f"--project={project}", f"--region={region}"]
+
+    out("\n== 1/4 undeploy every model from the Vertex AI endpoint")
+    deployed = run(["gcloud", "ai", "endpoints", "describe", str(endpoint), *where,
+                    "--format=value(deployedModels[].id)"], capture=True, read_only=True)
+    for model_id in deployed.replace(";", " ").split():
+        run(["gcloud", "ai", "endpoints", "undeploy-model", str(endpoint), *where,
+             f"--deployed-model-id={model_id}"])
+
+    out("\n== 2/4 lift Cloud SQL's deletion protection, destroy the instance and what needs it")
+    target = "-target=google_sql_database_instance.main"
+    run(["terraform", f"-chdir={TERRAFORM_DIR}", "apply", "-input=false",
+         "-var=db_deletion_protection=false", target, *approve])
+    run(["terraform", f"-chdir={TERRAFORM_DIR}", "destroy", "-input=false",
+         "-var=db_deletion_protection=false", target, *approve])
+
+    out("\n== 3/4 delete the service-networking peering Terraform abandons (network.tf)")
+    run(["gcloud", "services", "vpc-peerings", "delete", f"--network={network}",
+         "--service=servicenetworking.googleapis.com", f"--project={project}", "--quiet"])
+
+    out("\n== 4/4 destroy everything else")
+    run(["terraform", f"-chdir={TERRAFORM_DIR}", "destroy", "-input=false",
+         "-var=db_deletion_protection=false", *approve])
+    for line in WAITS:
+        out(f"note: {line}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m potability.gcp.gcp_destroy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print every command; run only the read-only ones "
+                             "(`make gcp-destroy DRY_RUN=1` passes it)")
+    parser.add_argument("--auto-approve", action="store_true",
+                        help="pass -auto-approve to terraform apply/destroy")
+    args = parser.parse_args(argv)
+    run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
+    try:
+        destroy(run, auto_approve=args.auto_approve)
+    except DeployError as exc:
+        print(f"gcp-destroy: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

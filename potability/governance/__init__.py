@@ -1,0 +1,1 @@
+"""Model governance: the pipeline-run record, operators' control of the model, its public history."""

@@ -1,0 +1,1 @@
+"""The inference log's lifecycle: writing readings, hourly rollups, archive and retention."""

@@ -1,0 +1,1 @@
+"""Quality control: live precision against lab samples, drift, the QC job and its tables."""

@@ -1,0 +1,209 @@
+"""The quality-control job: read samples, inferences and training rows; compute; store one run.
+
+``potability qc`` runs it (locally, or as a scheduled job on GCP). It recomputes everything
+from scratch each time - lab samples arrive late and in batches, and recomputing is cheap -
+and stores one run (:func:`potability.quality.qc_record.store_run`: a ``water.qc_runs`` row with its
+live-metric and drift rows) in one transaction, so the status page never sees half a run.
+
+Memory stays bounded whatever the log's size: drift bins the window's inferences in SQL
+(:func:`recent_bin_counts`); only the training rows (the reference) and the inferences some
+lab sample can confirm are loaded.
+
+The logic lives in :mod:`potability.quality.live_precision` (matching, live precision) and
+:mod:`potability.quality.drift` (PSI); this module is only the database edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from potability.governance import run_record
+
+from potability.inference import inference_rollup
+
+from potability import alerts
+
+from potability.quality import drift, live_precision, qc_record
+from potability.config import Settings
+from potability.db import Connection
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
+
+
+SOCKET_TIMEOUT_SECONDS = 900.0
+"""The job's connection waits this long for an answer (``db.connect``'s default is 10 s): the
+drift statement aggregates the whole window in the database and sends nothing until it ends."""
+
+
+@dataclass(frozen=True)
+class QcResult:
+    run_id: int
+    computed_at: datetime
+    lab_samples: int
+    metrics: list[live_precision.LiveMetric]
+    matches: list[live_precision.Match]
+    drift: list[drift.FeatureDrift]
+    champion_version: str | None
+    alerts_raised: list[alerts.Alert]
+    """Flagged precision rows and drifting features that were not already open alerts."""
+
+
+def load_lab_samples(conn: Connection) -> tuple[int, list[live_precision.LabSample]]:
+    """(number of lab samples, those with a sensor - the only ones that can be matched)."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT id, sensor_id, sampled_at, potability FROM water.water_potability "
+        "WHERE source = 'lab' ORDER BY sampled_at, id"
+    )
+    rows = cur.fetchall()
+    samples = [live_precision.LabSample(int(i), s, t, int(p)) for i, s, t, p in rows if s]
+    return len(rows), samples
+
+
+def load_candidate_inferences(
+    conn: Connection, window: timedelta
+) -> list[live_precision.Inference]:
+    """Only the inferences the one-to-one matching can use, by indexed lookups.
+
+    A sample can lose its nearer inferences only to other samples of its sensor that share
+    them (within two windows of it); with ``k`` such samples (itself included), its ``k``
+    nearest readings before and its ``k`` nearest after its ``sampled_at`` contain every
+    inference it can end up with. Each is a short range scan of
+    ``water_inferences_sensor_measured_idx`` (sql/013), so time and memory follow the number
+    of lab samples, not the size of the inference log (a sensor reporting every second has
+    3,600 readings in an hour's window; this reads at most ``2k`` of them)."""
+    seconds = window.total_seconds()
+    cur = conn.cursor()
+    cur.execute(
+        "WITH s AS ("
+        " SELECT a.sensor_id, a.sampled_at, (SELECT count(*) FROM water.water_potability b"
+        "  WHERE b.source = 'lab' AND b.sensor_id = a.sensor_id"
+        "  AND b.sampled_at BETWEEN a.sampled_at - 2 * %s::double precision * interval '1 second'"
+        "  AND a.sampled_at + 2 * %s::double precision * interval '1 second') AS k"
+        " FROM water.water_potability a WHERE a.source = 'lab' AND a.sensor_id IS NOT NULL), "
+        "c AS ("
+        " SELECT n.* FROM s CROSS JOIN LATERAL ("
+        "  SELECT i.id FROM water.water_inferences i WHERE i.sensor_id = s.sensor_id"
+        "  AND coalesce(i.measured_at, i.inferred_at) BETWEEN"
+        "   s.sampled_at - %s::double precision * interval '1 second' AND s.sampled_at"
+        "  ORDER BY coalesce(i.measured_at, i.inferred_at) DESC LIMIT s.k) n"
+        " UNION"
+        " SELECT n.* FROM s CROSS JOIN LATERAL ("
+        "  SELECT i.id FROM water.water_inferences i WHERE i.sensor_id = s.sensor_id"
+        "  AND coalesce(i.measured_at, i.inferred_at) BETWEEN"
+        "   s.sampled_at AND s.sampled_at + %s::double precision * interval '1 second'"
+        "  ORDER BY coalesce(i.measured_at, i.inferred_at) LIMIT s.k) n) "
+        "SELECT i.id, i.sensor_id, i.inferred_at, i.predicted_class, i.model_version,"
+        " i.measured_at FROM water.water_inferences i WHERE i.id IN (SELECT id FROM c)",
+        (seconds,) * 4,
+    )
+    return [
+        live_precision.Inference(int(i), s, t, int(c), str(v), m)
+        for i, s, t, c, v, m in cur.fetchall()
+    ]
+
+
+def _columns(rows: Sequence[Sequence[float | None]]) -> dict[str, list[float | None]]:
+    return {name: [r[k] for r in rows] for k, name in enumerate(FEATURE_NAMES)}
+
+
+def load_reference(conn: Connection, trained_at: datetime | None) -> dict[str, list[float | None]]:
+    """The training rows the champion saw: every row created before its training run started.
+    All rows when no champion is known, or when none predates it (the table was re-created
+    after training, e.g. a re-seeded local stack): the closest reference there is."""
+    cur = conn.cursor()
+    cols = ", ".join(FEATURE_COLUMNS)
+    rows = []
+    if trained_at is not None:
+        cur.execute(
+            f"SELECT {cols} FROM water.water_potability WHERE created_at <= %s", (trained_at,)
+        )
+        rows = cur.fetchall()
+    if not rows:
+        cur.execute(f"SELECT {cols} FROM water.water_potability")
+        rows = cur.fetchall()
+    return _columns(rows)
+
+
+def recent_bin_counts(
+    conn: Connection, start: datetime, end: datetime, edges: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per feature, the inferences of ``(start, end]`` counted into the reference's bins
+    (:func:`potability.quality.drift.bin_counts`' layout) by the database: one scan of the window,
+    ``width_bucket`` on the same edges, NULL into the missing-value bin. Python holds a few
+    dozen counts, never the readings, however many the window has."""
+    names = list(edges)
+    columns = [FEATURE_COLUMNS[FEATURE_NAMES.index(name)] for name in names]
+    values = ", ".join(f"({k}, width_bucket(i.{c}, %s::float8[]))" for k, c in enumerate(columns))
+    cur = conn.cursor()
+    cur.execute(
+        f"SELECT v.feature, v.bin, count(*) FROM water.water_inferences i "
+        f"CROSS JOIN LATERAL (VALUES {values}) AS v(feature, bin) "
+        "WHERE i.inferred_at > %s AND i.inferred_at <= %s GROUP BY v.feature, v.bin",
+        (*[[float(e) for e in edges[n]] for n in names], start, end),
+    )
+    counts = {name: np.zeros(len(edges[name]) + 2, dtype=np.int64) for name in names}
+    for feature, bin_, n in cur.fetchall():
+        counts[names[feature]][-1 if bin_ is None else bin_] += n
+    return counts
+
+
+def drift_report(
+    conn: Connection, reference: Mapping[str, Sequence[float | None]], start: datetime,
+    end: datetime,
+) -> list[drift.FeatureDrift]:
+    """Drift of every reference feature: the reference (training rows, a few thousand) binned
+    here, the window's inferences binned in SQL (:func:`recent_bin_counts`), the decision
+    from the counts (:func:`potability.quality.drift.drift_from_counts`)."""
+    edges = {name: drift.quantile_edges(values) for name, values in reference.items()}
+    recent = recent_bin_counts(conn, start, end, edges)
+    return [
+        drift.drift_from_counts(name, drift.bin_counts(values, edges[name]), recent[name])
+        for name, values in reference.items()
+    ]
+
+
+def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
+    """Compute live metrics and drift as of ``now`` and store them; commits on success.
+
+    In the same transaction the open ``live_precision_flagged`` and ``feature_drift`` alerts
+    are made to match this run: new ones are raised (then logged and sent after the commit),
+    cleared ones resolved, and a re-run on the same state raises nothing."""
+    window = timedelta(minutes=settings.qc_match_window_minutes)
+    # keep the status page's hourly rollups complete for a week even when nobody looked at
+    # the page (each hour its own short transaction: see inference_rollup.catch_up)
+    inference_rollup.catch_up(conn, now)
+    try:
+        lab_count, samples = load_lab_samples(conn)
+        matches = live_precision.match_samples(
+            samples, load_candidate_inferences(conn, window), window
+        )
+        metrics = live_precision.live_metrics(
+            matches, settings.qc_precision_floor, settings.qc_min_matches
+        )
+        record = run_record.current_champion(conn)
+        champion = record.version if record else None
+        trained_at = record.trained_at if record else None
+        start = now - timedelta(days=settings.qc_drift_window_days)
+        reference = load_reference(conn, trained_at)
+        drifts = (
+            drift_report(conn, reference, start, now)
+            if reference[FEATURE_NAMES[0]] else []  # nothing to compare with yet
+        )
+        run_id = qc_record.store_run(
+            conn, qc_record.QcSettings(settings.qc_match_window_minutes,
+                                       settings.qc_precision_floor, settings.qc_min_matches),
+            now, start, lab_count, len(matches), metrics, drifts, champion)
+        raised = alerts.sync(conn, alerts.LIVE_PRECISION_FLAGGED,
+                             alerts.flagged_precision(metrics, settings.qc_precision_floor), now)
+        raised += alerts.sync(conn, alerts.FEATURE_DRIFT,
+                              alerts.drifting_features(drifts, champion), now)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    alerts.publish(settings, raised, now)
+    return QcResult(run_id, now, lab_count, metrics, matches, drifts, champion, raised)

@@ -1,0 +1,1 @@
+"""Serving: the HTTP model server and the compiled (ONNX) scorer of a trained model."""

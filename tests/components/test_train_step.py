@@ -1,0 +1,48 @@
+"""Step 2, train (components/train_step.py): the split and the candidates, on real MLflow."""
+
+import json
+import uuid
+from pathlib import Path
+
+import mlflow
+import pytest
+from kfp.dsl import Artifact, Dataset
+
+from components.train_step import train_component
+from potability import db
+from potability.governance import run_record
+from training.dataset import read_dataset
+from training.modeling import FAMILIES
+
+
+def test_train_writes_the_held_out_rows_and_one_candidate_per_family(step_chain) -> None:
+    out = step_chain.outputs["train"]
+    test_set, candidates = step_chain.artifacts["test_set"], step_chain.artifacts["candidates"]
+    held_out = read_dataset(test_set.path)
+    assert out.training_rows + len(held_out) == step_chain.outputs["export"].rows
+    assert test_set.metadata["rows"] == len(held_out) and test_set.metadata["split_seed"] == 42
+    logged = json.loads(Path(candidates.path).read_text())
+    families = [c["family"] for c in logged]
+    assert set(FAMILIES) <= set(families) and candidates.metadata["families"] == families
+    assert candidates.metadata["parent_run_id"] == out.parent_run_id
+    parent = mlflow.MlflowClient(step_chain.mlflow_uri).get_run(out.parent_run_id)
+    assert parent.info.status == "FINISHED"
+
+
+def test_a_failing_train_records_the_run_as_failed_and_raises(step_chain, tmp_path) -> None:
+    run_id = f"steps-fail-{uuid.uuid4().hex[:6]}"
+    run_record.start_run(step_chain.settings, run_id, "0" * 64, 1)
+    with pytest.raises(ValueError, match="unknown grid 'nope'"):
+        train_component(
+            run_id=run_id, dataset=step_chain.artifacts["dataset"], recall_floor=0.2,
+            test_fraction=0.25, split_seed=42, cv_folds=2, grids="nope",
+            model_name=step_chain.model_name, mlflow_tracking_uri=step_chain.mlflow_uri,
+            database=step_chain.database,
+            test_set=Dataset(name="t", uri=str(tmp_path / "t"), metadata={}),
+            candidates=Artifact(name="c", uri=str(tmp_path / "c"), metadata={}))
+    conn = db.connect(step_chain.settings)
+    try:
+        run = run_record.find_run(conn, run_id)
+    finally:
+        conn.close()
+    assert run.status == "failed" and run.error.startswith("train: ValueError: unknown grid")

@@ -1,0 +1,106 @@
+"""``make gcp-destroy`` with fake ``gcloud`` and ``terraform`` first on PATH (as the gcp-deploy
+tests): the exact sequence around what stops a plain ``terraform destroy`` on Google Cloud, the
+dry run printing everything and running only the read-only commands, a clear stop on failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from potability.gcp import gcp_destroy
+
+ROOT = Path(__file__).resolve().parents[3]
+OUTPUTS = {"project_id": "demo", "region": "europe-west1", "endpoint_id": "4455",
+           "network": "potability-vpc"}
+
+FAKE = r'''#!{python}
+import json, os, sys
+name = os.path.basename(sys.argv[0])
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps([name, *args]) + "\n")
+if name == os.environ.get("FAKE_FAIL") and os.environ.get("FAKE_FAIL_ON", "") in args:
+    sys.exit(3)
+if name == "terraform" and "output" in args:
+    outputs = json.load(open(os.environ["FAKE_OUTPUTS"]))
+    print(json.dumps({{k: {{"value": v, "sensitive": False}} for k, v in outputs.items()}}))
+elif name == "gcloud" and args[:3] == ["ai", "endpoints", "describe"]:
+    print("111;222")
+'''
+
+
+@pytest.fixture
+def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("gcloud", "terraform"):
+        exe = bin_dir / name
+        exe.write_text(FAKE.format(python=sys.executable))
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.log"))
+    monkeypatch.setenv("FAKE_OUTPUTS", str(tmp_path / "outputs.json"))
+    return tmp_path / "calls.log"
+
+
+def _calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+WHERE = ["--project=demo", "--region=europe-west1"]
+EXPECTED = [
+    ["terraform", "-chdir=terraform", "output", "-json"],
+    ["gcloud", "ai", "endpoints", "describe", "4455", *WHERE, "--format=value(deployedModels[].id)"],
+    # an endpoint with deployed models cannot be deleted
+    ["gcloud", "ai", "endpoints", "undeploy-model", "4455", *WHERE, "--deployed-model-id=111"],
+    ["gcloud", "ai", "endpoints", "undeploy-model", "4455", *WHERE, "--deployed-model-id=222"],
+    # Cloud SQL's deletion protection lifted, then the instance (and what needs it) destroyed
+    ["terraform", "-chdir=terraform", "apply", "-input=false", "-var=db_deletion_protection=false",
+     "-target=google_sql_database_instance.main", "-auto-approve"],
+    ["terraform", "-chdir=terraform", "destroy", "-input=false", "-var=db_deletion_protection=false",
+     "-target=google_sql_database_instance.main", "-auto-approve"],
+    # the peering Terraform abandons (deletion_policy = "ABANDON") would block the network
+    ["gcloud", "services", "vpc-peerings", "delete", "--network=potability-vpc",
+     "--service=servicenetworking.googleapis.com", "--project=demo", "--quiet"],
+    ["terraform", "-chdir=terraform", "destroy", "-input=false", "-var=db_deletion_protection=false",
+     "-auto-approve"],
+]
+
+
+def test_destroy_runs_around_what_stops_terraform_destroy(
+        fakes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert gcp_destroy.main(["--auto-approve"]) == 0
+    assert _calls(fakes) == EXPECTED
+    out = capsys.readouterr().out
+    assert "run `make gcp-destroy` again" in out and "another name_prefix" in out
+
+
+def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
+        fakes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert gcp_destroy.main(["--dry-run", "--auto-approve"]) == 0
+    assert _calls(fakes) == EXPECTED[:2]  # terraform output, endpoint describe
+    out = capsys.readouterr().out
+    dry = [line.split("+ ", 1)[1] for line in out.splitlines() if line.startswith("(dry run) + ")]
+    assert dry == [" ".join(c) for c in EXPECTED[2:]]
+
+
+def test_make_gcp_destroy_dry_run_uses_the_module() -> None:
+    res = subprocess.run(["make", "-n", "gcp-destroy", "DRY_RUN=1"], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    assert ".venv/bin/python -m potability.gcp.gcp_destroy --dry-run" in res.stdout
+
+
+def test_a_failing_step_stops_there(fakes: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FAKE_FAIL", "gcloud")
+    monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings")
+    assert gcp_destroy.main(["--auto-approve"]) == 1
+    assert _calls(fakes) == EXPECTED[:7]  # nothing after the failed peering deletion
+    assert "`gcloud services vpc-peerings delete" in capsys.readouterr().err

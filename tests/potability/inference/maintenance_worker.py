@@ -1,0 +1,48 @@
+"""A maintenance run that SIGKILLs itself mid-archive (test_inference_log's kill test).
+
+``put``: while the archive file is being written into the store (a partial file exists);
+``fetch``: after the file was stored, while it is read back for verification (before the drop).
+The settings come from the environment, as ``potability maintenance`` reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from potability.inference import inference_archive, inference_log
+from potability.config import load_settings
+
+
+class DyingStore(inference_archive.LocalStore):
+    def __init__(self, root: Path, die_in: str) -> None:
+        super().__init__(root)
+        self.die_in = die_in
+
+    def _die(self) -> None:
+        print(f"dying in {self.die_in}", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def put(self, name: str, source: Path) -> None:
+        if self.die_in == "put":
+            partial = self.root / (name + ".partial")
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            with open(source, "rb") as src, open(partial, "wb") as dst:
+                dst.write(src.read(100))  # a part of it, then the kill
+                dst.flush()
+                self._die()
+        super().put(name, source)
+
+    def fetch(self, name: str, target: Path) -> None:
+        if self.die_in == "fetch":
+            self._die()
+        super().fetch(name, target)
+
+
+if __name__ == "__main__":
+    settings = load_settings()
+    store = DyingStore(Path(settings.inference_archive_uri), sys.argv[1])
+    inference_log.run_maintenance(settings, store=store)
+    print("not killed", flush=True)
