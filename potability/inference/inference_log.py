@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 from potability import db
 
-from potability.inference import inference_archive
+from potability.inference import inference_archive, inference_rollup
 from potability.config import Settings
 from potability.migrations import OWNER_ROLE
 
@@ -233,6 +233,9 @@ def archive_day(conn: db.Connection, store: inference_archive.Store, day: date,
                 f"{table} changed while it was archived ({rows} -> {now_rows} rows); "
                 "not dropped, the next run archives it again")
         cur.execute(f"DROP TABLE {table}")
+        # the day's drift cells count the readings just dropped (sql/015): they go with them
+        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        inference_rollup.forget_cells(conn, start, start + timedelta(days=1))
     _retrying(conn, drop)
     return rows
 
