@@ -12,7 +12,7 @@
 CREATE FUNCTION water.drift_cell(x double precision, lo double precision, hi double precision)
 RETURNS smallint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog
+-- no SET clause: PostgreSQL inlines a simple SQL function only without one (9 calls a reading)
 RETURN CASE WHEN x IS NULL THEN -1
             ELSE least(greatest(floor((x - lo) * 2000 / (hi - lo)), 0), 1999)::smallint END;
 
