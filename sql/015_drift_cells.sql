@@ -1,4 +1,4 @@
--- 015: per-hour feature histograms on a fixed grid, rolled up with the hourly counts (sql/009),
+-- 015: per-hour feature histograms on a fixed grid, rolled up after the hourly counts (sql/009),
 -- so `potability qc` counts a week of readings into the champion's drift bins from ~170 hours
 -- of cells instead of scanning every raw reading of the week (62 s at 20 M readings, issue 18).
 -- potability/inference/inference_rollup.py owns the table; potability/quality/drift.py owns
@@ -33,16 +33,19 @@ COMMENT ON TABLE water.inference_hourly_cells IS
     'Readings per UTC hour, feature and drift-grid cell; complete for the hours of '
     'water.inference_rolled_hours whose cells_rolled is true.';
 
--- Hours rolled up before this migration have counts but no cells: qc counts those from the raw
--- rows until water.roll_up_inference_cells has filled them (potability qc and the daily
--- maintenance catch up; nothing is rebuilt inside the migration, whatever the log's size).
+-- An hour rolled up (sql/009, by the status page or a catch-up) has counts; its cells follow
+-- when water.roll_up_inference_cells fills them (the hourly maintenance, `potability qc`).
+-- Until then qc counts that hour from the raw rows. Hours rolled up before this migration are
+-- filled the same way: nothing is rebuilt inside the migration, whatever the log's size.
 ALTER TABLE water.inference_rolled_hours ADD COLUMN cells_rolled boolean NOT NULL DEFAULT false;
 
 -- The cells of the given whole hours, from the raw rows (the caller holds the rollup lock).
+-- work_mem: an hour of 120 k readings is ~1 M (feature, cell) pairs to count in one hash.
 CREATE FUNCTION water.insert_inference_cells(p_hours timestamptz[])
 RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, water
+SET work_mem = '64MB'
 BEGIN ATOMIC
     INSERT INTO water.inference_hourly_cells (hour, feature, cell, readings)
     SELECT date_bin(interval '1 hour', i.inferred_at, timestamptz '2000-01-01 00:00:00+00'),
@@ -67,57 +70,10 @@ END;
 
 REVOKE EXECUTE ON FUNCTION water.insert_inference_cells(timestamptz[]) FROM PUBLIC;
 
--- sql/009's rollup, now writing the hours' cells in the same transaction, under the same lock.
-CREATE OR REPLACE FUNCTION water.roll_up_inference_hours(
-    p_from timestamptz, p_through timestamptz, p_max_hours integer DEFAULT NULL)
-RETURNS integer
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = pg_catalog, water
-AS $$
-DECLARE
-    v_missing timestamptz[];
-BEGIN
-    IF extract(epoch FROM p_from)::bigint % 3600 <> 0
-       OR extract(epoch FROM p_through)::bigint % 3600 <> 0 THEN
-        RAISE EXCEPTION 'roll_up_inference_hours: % and % must be whole hours', p_from, p_through
-            USING ERRCODE = '22023';
-    END IF;
-    -- cheap check without the lock: nothing to do is the common case
-    IF NOT EXISTS (
-        SELECT 1 FROM generate_series(p_from, p_through - interval '1 hour', interval '1 hour') h
-        WHERE NOT EXISTS (SELECT 1 FROM water.inference_rolled_hours r WHERE r.hour = h)
-    ) THEN
-        RETURN 0;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtextextended('water.inference_hourly', 0));
-    SELECT array_agg(h ORDER BY h) INTO v_missing FROM (
-        SELECT h FROM generate_series(p_from, p_through - interval '1 hour', interval '1 hour') h
-        WHERE NOT EXISTS (SELECT 1 FROM water.inference_rolled_hours r WHERE r.hour = h)
-        ORDER BY h LIMIT p_max_hours) todo;
-    IF v_missing IS NULL THEN
-        RETURN 0;  -- a concurrent caller did it while we waited for the lock
-    END IF;
-    INSERT INTO water.inference_hourly (hour, sensor_id, model_version, readings, potable)
-    SELECT date_bin(interval '1 hour', i.inferred_at, timestamptz '2000-01-01 00:00:00+00'),
-           i.sensor_id, i.model_version, count(*), count(*) FILTER (WHERE i.predicted_class = 1)
-    FROM water.water_inferences i
-    WHERE i.inferred_at >= (SELECT min(m) FROM unnest(v_missing) m)
-      AND i.inferred_at < (SELECT max(m) FROM unnest(v_missing) m) + interval '1 hour'
-      AND date_bin(interval '1 hour', i.inferred_at, timestamptz '2000-01-01 00:00:00+00')
-          = ANY (v_missing)
-    GROUP BY 1, 2, 3;
-    PERFORM water.insert_inference_cells(v_missing);
-    INSERT INTO water.inference_rolled_hours (hour, readings, cells_rolled)
-    SELECT m, coalesce((SELECT sum(readings) FROM water.inference_hourly x WHERE x.hour = m), 0),
-           true
-    FROM unnest(v_missing) m;
-    RETURN cardinality(v_missing);
-END
-$$;
-
--- Fills the cells of hours rolled up before 015 (oldest p_max_hours first) in [p_from,
--- p_through); returns how many hours it filled.
+-- Fills the cells of rolled-up hours that have none yet (oldest p_max_hours first) in [p_from,
+-- p_through); returns how many hours it filled. Not part of water.roll_up_inference_hours: the
+-- status page rolls hours up within its 5 s statement timeout, and cells cost ~15 us a reading
+-- (1.8 s for an hour of 120 k readings) - the hourly maintenance and `potability qc` fill them.
 CREATE FUNCTION water.roll_up_inference_cells(
     p_from timestamptz, p_through timestamptz, p_max_hours integer DEFAULT NULL)
 RETURNS integer

@@ -95,26 +95,39 @@ def roll_up(conn: Connection, start: datetime, through: datetime,
     return int(cur.fetchone()[0])
 
 
+def roll_up_cells(conn: Connection, start: datetime, through: datetime,
+                  max_hours: int | None = None) -> int:
+    """Fill the drift cells (sql/015) of the rolled-up hours of ``[start, through)`` that have
+    none (the oldest ``max_hours`` of them, if given); how many were. Caller's transaction."""
+    cur = conn.cursor()
+    cur.execute("SELECT water.roll_up_inference_cells(%s, %s, %s)",
+                (floor_hour(start), floor_hour(through), max_hours))
+    return int(cur.fetchone()[0])
+
+
 CATCH_UP_HOURS = 24
 """Hours :func:`catch_up` rolls up per transaction."""
+CELL_HOURS = 2
+"""Hours whose drift cells :func:`catch_up` fills per transaction: ~15 us a reading (sql/015),
+so ~4 s at 120 k readings an hour - inside a connection's default 10 s socket timeout."""
 
 
 def catch_up(conn: Connection, now: datetime, days: float = WEEK_HOURS / 24) -> int:
-    """Roll up every complete hour of the last ``days`` (``potability qc``, the daily
+    """Roll up every complete hour of the last ``days`` (``potability qc``, the hourly
     maintenance, benches), a day's hours per transaction, so a long catch-up keeps what it did
-    if it is interrupted; then fill the drift cells of hours rolled up before sql/015."""
+    if it is interrupted; then fill the drift cells (sql/015) of the rolled-up hours that have
+    none yet, a few hours per transaction. The status page rolls up counts only: cells cost
+    too much for its statement timeout. Returns the hours whose counts it rolled up."""
     start = floor_hour(now - timedelta(days=days))
     through = rollable_through(now)
     done = 0
-    for function in ("roll_up_inference_hours", "roll_up_inference_cells"):
-        while True:
-            cur = conn.cursor()
-            cur.execute(f"SELECT water.{function}(%s, %s, %s)", (start, through, CATCH_UP_HOURS))
-            n = int(cur.fetchone()[0])
-            conn.commit()
-            if n == 0:
-                break
-            done += n if function == "roll_up_inference_hours" else 0
+    while n := roll_up(conn, start, through, CATCH_UP_HOURS):
+        conn.commit()
+        done += n
+    conn.commit()
+    while roll_up_cells(conn, start, through, CELL_HOURS):
+        conn.commit()
+    conn.commit()
     return done
 
 

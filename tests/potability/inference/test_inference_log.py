@@ -337,7 +337,8 @@ def test_retention_archives_verifies_drops_and_reads_back_equal(
     now = datetime.now(timezone.utc)
     days, rows = _old_days(log_conn, now)
     old_hours = (now - timedelta(days=101), now - timedelta(days=90))
-    inference_rollup.roll_up(log_conn, *old_hours)  # their drift cells (sql/015), too
+    inference_rollup.roll_up(log_conn, *old_hours)
+    inference_rollup.roll_up_cells(log_conn, *old_hours)  # their drift cells (sql/015)
     log_conn.commit()
     cells = "SELECT count(*) FROM water.inference_hourly_cells WHERE hour < %s"
     assert _all(log_conn, cells, now - timedelta(days=90))[0][0] > 0

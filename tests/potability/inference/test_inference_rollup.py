@@ -210,6 +210,12 @@ def test_hourly_drift_cells_equal_a_direct_count_and_follow_their_hours(
     inference_rollup.catch_up(clean_db, BASE + 40 * HOUR, days=2)
     assert _cells_in_table(clean_db) == expected
 
+    # the status page rolls up counts only: no cells until a catch-up fills them
+    inference_rollup.forget(clean_db, BASE, BASE + 10 * HOUR)
+    assert inference_rollup.roll_up(clean_db, BASE, BASE + 10 * HOUR) == 10
+    clean_db.commit()
+    assert _cells_in_table(clean_db) == Counter(
+        {k: n for k, n in expected.items() if k[0] >= BASE + 10 * HOUR})
     # as if hours 0-9 were rolled up before sql/015: counts, no cells - the catch-up fills them
     cur.execute("DELETE FROM water.inference_hourly_cells WHERE hour < %s", (BASE + 10 * HOUR,))
     cur.execute("UPDATE water.inference_rolled_hours SET cells_rolled = false WHERE hour < %s",

@@ -54,18 +54,15 @@ def _value(rng: random.Random, choices: list[float], k: int) -> float | None:
 
 
 def _roll_some(conn: db.Connection, rng: random.Random) -> None:
-    """Roll up a random part of the window: some hours with cells, some "before sql/015"
-    (counts only), the rest not at all."""
-    for _ in range(rng.randrange(4)):
-        lo = inference_rollup.floor_hour(START) + rng.randrange(0, 170) * inference_rollup.HOUR
-        inference_rollup.roll_up(conn, lo, lo + rng.randrange(1, 60) * inference_rollup.HOUR)
+    """Roll up a random part of the window: some hours with cells, some with counts only (as
+    the status page leaves them, or rolled before sql/015), the rest not at all."""
+    hour = inference_rollup.HOUR
     cur = conn.cursor()
-    cur.execute("SELECT hour FROM water.inference_rolled_hours")
-    for (hour,) in cur.fetchall():
-        if rng.random() < 0.3:  # as if rolled up before sql/015: no cells
-            cur.execute("DELETE FROM water.inference_hourly_cells WHERE hour = %s", (hour,))
-            cur.execute("UPDATE water.inference_rolled_hours SET cells_rolled = false "
-                        "WHERE hour = %s", (hour,))
+    for function in ("roll_up_inference_hours", "roll_up_inference_cells"):
+        for _ in range(rng.randrange(1, 4)):
+            lo = inference_rollup.floor_hour(START) + rng.randrange(0, 170) * hour
+            cur.execute(f"SELECT water.{function}(%s, %s)",
+                        (lo, lo + rng.randrange(1, 60) * hour))
     conn.commit()
 
 
