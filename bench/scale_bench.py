@@ -255,7 +255,8 @@ def storage(database_url: str) -> dict[str, Any]:
                     "pg_total_relation_size('water.water_inferences'))")
         log_bytes = int(cur.fetchone()[0])
         cur.execute("SELECT pg_total_relation_size('water.inference_hourly') + "
-                    "pg_total_relation_size('water.inference_rolled_hours')")
+                    "pg_total_relation_size('water.inference_rolled_hours') + coalesce("
+                    "pg_total_relation_size(to_regclass('water.inference_hourly_cells')), 0)")
         rollup_bytes = int(cur.fetchone()[0])
         cur.execute("SELECT count(*) FROM water.water_inferences")
         rows = int(cur.fetchone()[0])

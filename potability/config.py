@@ -230,11 +230,11 @@ class Settings:
     """A candidate waiting for approval longer than this expires (``candidate_expiry_days``)."""
     inference_retention_days: int = 90
     """Days of readings the database keeps (Terraform's ``inference_retention_days``): older
-    days are exported to the archive, verified, then dropped by the daily maintenance
+    days are exported to the archive, verified, then dropped by the hourly maintenance
     (docs/inference-log.md says why 90: the hot window; the archive is the long-term record)."""
     inference_request_key_days: float = 7.0
     """The idempotency window: how long predict recognises a retried request key
-    (functions/openapi.yaml says it); the daily maintenance prunes older keys."""
+    (functions/openapi.yaml says it); the hourly maintenance prunes older keys."""
     inference_archive_uri: str = ""
     """Where expired days of the inference log are archived as Parquet: ``gs://BUCKET/PREFIX``
     on GCP (Terraform sets it), a local folder otherwise; empty: ``<home>/inference-archive``."""

@@ -1,14 +1,16 @@
-# The inference log's daily maintenance (potability/inference/inference_log.py,
+# The inference log's hourly maintenance (potability/inference/inference_log.py,
 # docs/inference-log.md): `potability maintenance` creates the partitions of the
 # next days, prunes request keys older than the idempotency window, and exports
 # every day older than var.inference_retention_days to Parquet in the archive
-# bucket - read back and verified - before it drops that day's partition.
+# bucket - read back and verified - before it drops that day's partition, and
+# rolls up the last hours' counts and drift cells (sql/015) that `potability qc`
+# reads: hourly, so qc never has a day of cells to fill itself (docs/scale.md).
 #
 # A Cloud Run job in the project image, like the migration job (migrate.tf): it
 # is schema work (it creates and drops partitions as the owner role water_owner),
 # so it runs as the migrator service account, which also may create - not
 # replace, not delete - objects in the archive bucket (iam.tf). Cloud Scheduler
-# starts it daily through the Cloud Run Admin API v2 `jobs.run` method
+# starts it hourly through the Cloud Run Admin API v2 `jobs.run` method
 # (POST v2/{name}:run, body RunJobRequest; run.v2 discovery document) with an
 # OAuth token of the scheduler service account, which may run this job only.
 locals {

@@ -336,9 +336,9 @@ variable "inference_archive_prefix" {
 }
 
 variable "maintenance_schedule" {
-  description = "Cron schedule (in schedule_time_zone) of the inference log's daily maintenance job."
+  description = "Cron schedule (in schedule_time_zone) of the inference log's maintenance job: partitions ahead, request keys, retention, and the hour's rollups and drift cells that `potability qc` reads (hourly, so qc never fills a day of cells itself)."
   type        = string
-  default     = "30 0 * * *"
+  default     = "30 * * * *"
 }
 
 variable "artifact_retention_days" {

@@ -97,7 +97,7 @@ def clean_db(conn: db.Connection) -> db.Connection:
     cur = conn.cursor()
     cur.execute("DELETE FROM water.water_inferences")
     cur.execute("DELETE FROM water.inference_requests")
-    cur.execute("TRUNCATE water.inference_hourly, water.inference_rolled_hours")
+    cur.execute("TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours")
     cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
     conn.commit()
     return conn

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from potability.db import Connection
+from potability.features import FEATURE_COLUMNS, FEATURES
 
 HOUR = timedelta(hours=1)
 GRACE = timedelta(minutes=2)
@@ -94,22 +95,40 @@ def roll_up(conn: Connection, start: datetime, through: datetime,
     return int(cur.fetchone()[0])
 
 
+def roll_up_cells(conn: Connection, start: datetime, through: datetime,
+                  max_hours: int | None = None) -> int:
+    """Fill the drift cells (sql/015) of the rolled-up hours of ``[start, through)`` that have
+    none (the oldest ``max_hours`` of them, if given); how many were. Caller's transaction."""
+    cur = conn.cursor()
+    cur.execute("SELECT water.roll_up_inference_cells(%s, %s, %s)",
+                (floor_hour(start), floor_hour(through), max_hours))
+    return int(cur.fetchone()[0])
+
+
 CATCH_UP_HOURS = 24
 """Hours :func:`catch_up` rolls up per transaction."""
+CELL_HOURS = 2
+"""Hours whose drift cells :func:`catch_up` fills per transaction: ~15 us a reading (sql/015),
+so ~4 s at 120 k readings an hour - inside a connection's default 10 s socket timeout."""
 
 
 def catch_up(conn: Connection, now: datetime, days: float = WEEK_HOURS / 24) -> int:
-    """Roll up every complete hour of the last ``days`` (``potability qc``, benches), a day's
-    hours per transaction, so a long catch-up keeps what it did if it is interrupted."""
+    """Roll up every complete hour of the last ``days`` (``potability qc``, the hourly
+    maintenance, benches), a day's hours per transaction, so a long catch-up keeps what it did
+    if it is interrupted; then fill the drift cells (sql/015) of the rolled-up hours that have
+    none yet, a few hours per transaction. The status page rolls up counts only: cells cost
+    too much for its statement timeout. Returns the hours whose counts it rolled up."""
     start = floor_hour(now - timedelta(days=days))
     through = rollable_through(now)
     done = 0
-    while True:
-        n = roll_up(conn, start, through, max_hours=CATCH_UP_HOURS)
+    while n := roll_up(conn, start, through, CATCH_UP_HOURS):
         conn.commit()
-        if n == 0:
-            return done
         done += n
+    conn.commit()
+    while roll_up_cells(conn, start, through, CELL_HOURS):
+        conn.commit()
+    conn.commit()
+    return done
 
 
 def forget(conn: Connection, start: datetime, end: datetime) -> int:
@@ -118,6 +137,67 @@ def forget(conn: Connection, start: datetime, end: datetime) -> int:
     cur = conn.cursor()
     cur.execute("SELECT water.forget_inference_hours(%s, %s)", (floor_hour(start), floor_hour(end)))
     return int(cur.fetchone()[0])
+
+
+def forget_cells(conn: Connection, start: datetime, end: datetime) -> None:
+    """Drop the drift cells of ``[start, end)`` in the caller's transaction: retention calls
+    it as it drops a day's partition, so no cell outlives the readings it counts."""
+    conn.cursor().execute("DELETE FROM water.inference_hourly_cells WHERE hour >= %s AND hour < %s",
+                          (start, end))
+
+
+# the drift grid's cell of each feature column, as water.insert_inference_cells computes it
+_CELLS = ", ".join(
+    f"({k}, water.drift_cell(i.{column}, {f.minimum!r}, {f.maximum!r}))"
+    for k, (column, f) in enumerate(zip(FEATURE_COLUMNS, FEATURES)))
+
+
+def _raw_ranges(start: datetime, end: datetime, covered: set[datetime]
+                ) -> list[tuple[str, datetime, str, datetime]]:
+    """The parts of ``(start, end]`` outside the covered hours, as (op, bound, op, bound): the
+    partial first hour, runs of hours without cells, the partial last hour."""
+    first_full, last_full_end = floor_hour(start) + HOUR, floor_hour(end)
+    if first_full > last_full_end:
+        return [(">", start, "<=", end)]
+    ranges = [(">", start, "<", first_full)]
+    hour = first_full
+    while hour < last_full_end:
+        if hour in covered:
+            hour += HOUR
+            continue
+        run_start = hour
+        while hour < last_full_end and hour not in covered:
+            hour += HOUR
+        ranges.append((">=", run_start, "<", hour))
+    ranges.append((">=", last_full_end, "<=", end))
+    return ranges
+
+
+def drift_cells(conn: Connection, start: datetime, end: datetime) -> dict[int, dict[int, int]]:
+    """Readings of ``(start, end]`` per feature (index in FEATURES) and drift-grid cell: the
+    hours whose cells are rolled up from ``water.inference_hourly_cells``, the rest (the two
+    partial hours at the ends, hours not rolled up yet) from the raw rows in the same
+    statement. Exact whatever has been rolled up; costs ~170 hours of cells plus the raw rows
+    of the unrolled part, not a week of readings."""
+    cur = conn.cursor()
+    cur.execute("SELECT hour FROM water.inference_rolled_hours WHERE cells_rolled "
+                "AND hour >= %s AND hour < %s", (floor_hour(start) + HOUR, floor_hour(end)))
+    covered = sorted(row[0] for row in cur.fetchall())
+    ranges = _raw_ranges(start, end, set(covered))
+    where = " OR ".join(f"(i.inferred_at {a} %s AND i.inferred_at {b} %s)" for a, _, b, _ in ranges)
+    cur.execute(
+        "SELECT feature, cell, sum(n)::bigint FROM ("
+        " SELECT feature, cell, readings AS n FROM water.inference_hourly_cells"
+        " WHERE hour = ANY(%s::timestamptz[])"
+        " UNION ALL"
+        f" SELECT v.feature, v.cell, count(*) FROM water.water_inferences i"
+        f" CROSS JOIN LATERAL (VALUES {_CELLS}) AS v(feature, cell)"
+        f" WHERE {where} GROUP BY 1, 2) c GROUP BY 1, 2",
+        (covered or None, *[bound for _, lo, _, hi in ranges for bound in (lo, hi)]))
+    out: dict[int, dict[int, int]] = {k: {} for k in range(len(FEATURES))}
+    for feature, cell, n in cur.fetchall():
+        out[int(feature)][int(cell)] = int(n)
+    return out
 
 
 _ACTIVITY = f"""

@@ -43,6 +43,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import chi2_contingency, norm
 
+from potability.features import FEATURES_BY_NAME
+
 DEFAULT_ALPHA = 0.05
 """False-alarm rate of one check of ALL features (Bonferroni-split between them)."""
 DEFAULT_FEATURES = 9
@@ -102,6 +104,64 @@ def bin_counts(values: Sequence[float | None], edges: np.ndarray) -> np.ndarray:
     index = np.searchsorted(edges, array[~missing], side="right")
     counts[: len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
     counts[-1] = missing.sum()
+    return counts
+
+
+# --- the drift grid: what the database counts per hour (sql/015) -------------------------------
+
+GRID_CELLS = 2000
+"""Cells per feature of the drift grid: the feature's valid range (potability/features.py) cut
+into equal cells. sql/015's ``water.drift_cell`` computes the same cell; the hourly rollup
+counts readings per cell, so quality control sums ~170 hours of cells instead of a week of
+rows. 2000 cells put the narrowest data range (turbidity, ~1.5-6.7 NTU in 0-100) at 0.05 NTU
+per cell, fine enough for its deciles (~0.3 NTU apart)."""
+MISSING_CELL = -1
+
+
+def cells_of(feature: str, values: Sequence[float | None] | np.ndarray) -> np.ndarray:
+    """The grid cell of each value (:data:`MISSING_CELL` for a missing one):
+    ``floor((x - lo) * GRID_CELLS / (hi - lo))`` clamped to the grid - the same float64
+    operations in the same order as ``water.drift_cell``, so both give the same cell."""
+    spec = FEATURES_BY_NAME[feature]
+    array = _as_array(values) if not isinstance(values, np.ndarray) else values.astype(float)
+    out = np.full(array.shape, MISSING_CELL, dtype=np.int64)
+    measured = ~np.isnan(array)
+    scaled = (array[measured] - spec.minimum) * GRID_CELLS / (spec.maximum - spec.minimum)
+    out[measured] = np.clip(np.floor(scaled), 0, GRID_CELLS - 1).astype(np.int64)
+    return out
+
+
+def cell_edges(feature: str, reference: Sequence[float | None],
+               bins: int = DEFAULT_BINS) -> np.ndarray:
+    """The reference's quantile edges (:func:`quantile_edges`) snapped to the grid: the cells
+    where a bin starts. A bin is then a run of whole cells, so counting a histogram of cells
+    into bins (:func:`counts_from_cells`) equals counting the rows (:func:`cell_bin_counts`)
+    exactly. A value in an edge's cell goes to the bin above (at most one cell's width off the
+    true quantile)."""
+    return np.unique(cells_of(feature, quantile_edges(reference, bins)))
+
+
+def cell_bin_counts(cells: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Rows' cells (:func:`cells_of`) counted into the bins of :func:`cell_edges`:
+    ``len(edges) + 1`` value bins, then the missing-value bin (:func:`bin_counts`' layout)."""
+    cells = np.asarray(cells, dtype=np.int64)
+    missing = cells == MISSING_CELL
+    counts = np.zeros(len(edges) + 2, dtype=np.int64)
+    index = np.searchsorted(edges, cells[~missing], side="right")
+    counts[: len(edges) + 1] = np.bincount(index, minlength=len(edges) + 1)
+    counts[-1] = int(missing.sum())
+    return counts
+
+
+def counts_from_cells(histogram: Mapping[int, int], edges: np.ndarray) -> np.ndarray:
+    """A histogram of cells (cell -> readings, as the hourly rollup stores it) counted into the
+    bins of :func:`cell_edges`; equals :func:`cell_bin_counts` of the rows it counts."""
+    counts = np.zeros(len(edges) + 2, dtype=np.int64)
+    for cell, n in histogram.items():
+        if cell == MISSING_CELL:
+            counts[-1] += n
+        else:
+            counts[int(np.searchsorted(edges, cell, side="right"))] += n
     return counts
 
 
@@ -234,3 +294,19 @@ def drift_report(
         feature_drift(name, values, recent.get(name, ()), bins, min_rows)
         for name, values in reference.items()
     ]
+
+
+def drift_report_on_grid(
+    reference: Mapping[str, Sequence[float | None]], recent: Mapping[str, Sequence[float | None]],
+    bins: int = DEFAULT_BINS, min_rows: int = DEFAULT_MIN_ROWS,
+) -> list[FeatureDrift]:
+    """:func:`drift_report` with the bins snapped to the drift grid (:func:`cell_edges`), from
+    the rows: what quality control computes from the hourly cells, so the two must be equal."""
+    out = []
+    for name, values in reference.items():
+        edges = cell_edges(name, values, bins)
+        out.append(drift_from_counts(
+            name, cell_bin_counts(cells_of(name, values), edges),
+            cell_bin_counts(cells_of(name, list(recent.get(name, ()))), edges), min_rows))
+    return out
+

@@ -5,9 +5,10 @@ from scratch each time - lab samples arrive late and in batches, and recomputing
 and stores one run (:func:`potability.quality.qc_record.store_run`: a ``water.qc_runs`` row with its
 live-metric and drift rows) in one transaction, so the status page never sees half a run.
 
-Memory stays bounded whatever the log's size: drift bins the window's inferences in SQL
-(:func:`recent_bin_counts`); only the training rows (the reference) and the inferences some
-lab sample can confirm are loaded.
+Memory and time stay bounded whatever the log's size: drift reads the window's per-hour
+histograms on a fixed grid (sql/015, kept by the hourly rollup) and the raw rows of at most
+the hours not rolled up yet (:func:`recent_bin_counts`); only the training rows (the
+reference) and the inferences some lab sample can confirm are loaded.
 
 The logic lives in :mod:`potability.quality.live_precision` (matching, live precision) and
 :mod:`potability.quality.drift` (PSI); this module is only the database edge.
@@ -35,7 +36,8 @@ from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
 
 SOCKET_TIMEOUT_SECONDS = 900.0
 """The job's connection waits this long for an answer (``db.connect``'s default is 10 s): the
-drift statement aggregates the whole window in the database and sends nothing until it ends."""
+rollup catch-up after a long pause (or a deploy on a full log) scans a day of raw rows per
+statement and sends nothing until it ends."""
 
 
 @dataclass(frozen=True)
@@ -148,23 +150,13 @@ def recent_bin_counts(
     conn: Connection, start: datetime, end: datetime, edges: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Per feature, the inferences of ``(start, end]`` counted into the reference's bins
-    (:func:`potability.quality.drift.bin_counts`' layout) by the database: one scan of the window,
-    ``width_bucket`` on the same edges, NULL into the missing-value bin. Python holds a few
-    dozen counts, never the readings, however many the window has."""
-    names = list(edges)
-    columns = [FEATURE_COLUMNS[FEATURE_NAMES.index(name)] for name in names]
-    values = ", ".join(f"({k}, width_bucket(i.{c}, %s::float8[]))" for k, c in enumerate(columns))
-    cur = conn.cursor()
-    cur.execute(
-        f"SELECT v.feature, v.bin, count(*) FROM water.water_inferences i "
-        f"CROSS JOIN LATERAL (VALUES {values}) AS v(feature, bin) "
-        "WHERE i.inferred_at > %s AND i.inferred_at <= %s GROUP BY v.feature, v.bin",
-        (*[[float(e) for e in edges[n]] for n in names], start, end),
-    )
-    counts = {name: np.zeros(len(edges[name]) + 2, dtype=np.int64) for name in names}
-    for feature, bin_, n in cur.fetchall():
-        counts[names[feature]][-1 if bin_ is None else bin_] += n
-    return counts
+    (:func:`potability.quality.drift.cell_edges`): the hourly drift cells the rollup keeps,
+    plus the raw rows of the hours it has not rolled up
+    (:func:`potability.inference.inference_rollup.drift_cells`). Python holds at most
+    ``9 x 2001`` cell counts, never the readings; the database reads ~170 hours of cells."""
+    cells = inference_rollup.drift_cells(conn, start, end)
+    return {name: drift.counts_from_cells(cells[FEATURE_NAMES.index(name)], edges[name])
+            for name in edges}
 
 
 def drift_report(
@@ -172,12 +164,14 @@ def drift_report(
     end: datetime,
 ) -> list[drift.FeatureDrift]:
     """Drift of every reference feature: the reference (training rows, a few thousand) binned
-    here, the window's inferences binned in SQL (:func:`recent_bin_counts`), the decision
-    from the counts (:func:`potability.quality.drift.drift_from_counts`)."""
-    edges = {name: drift.quantile_edges(values) for name, values in reference.items()}
+    here on the drift grid, the window's inferences from the hourly cells
+    (:func:`recent_bin_counts`), the decision from the counts
+    (:func:`potability.quality.drift.drift_from_counts`)."""
+    edges = {name: drift.cell_edges(name, values) for name, values in reference.items()}
     recent = recent_bin_counts(conn, start, end, edges)
     return [
-        drift.drift_from_counts(name, drift.bin_counts(values, edges[name]), recent[name])
+        drift.drift_from_counts(
+            name, drift.cell_bin_counts(drift.cells_of(name, values), edges[name]), recent[name])
         for name, values in reference.items()
     ]
 

@@ -506,7 +506,7 @@ run "no_operators_no_grants" {
   }
 }
 
-run "inference_log_maintenance_is_a_daily_job" {
+run "inference_log_maintenance_is_an_hourly_job" {
   command = plan
 
   assert {
@@ -538,7 +538,7 @@ run "inference_log_maintenance_is_a_daily_job" {
   }
   assert {
     condition = (
-      google_cloud_scheduler_job.maintenance[0].schedule == "30 0 * * *" &&
+      google_cloud_scheduler_job.maintenance[0].schedule == "30 * * * *" &&
       google_cloud_scheduler_job.maintenance[0].time_zone == "Etc/UTC" &&
       google_cloud_scheduler_job.maintenance[0].http_target[0].http_method == "POST" &&
       google_cloud_scheduler_job.maintenance[0].http_target[0].uri == "https://run.googleapis.com/v2/projects/test-project/locations/europe-west1/jobs/potability-maintenance:run" &&

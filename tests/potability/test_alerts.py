@@ -25,6 +25,7 @@ from potability.governance import run_record
 from potability import alerts
 
 
+from potability.inference import inference_rollup
 from potability.quality import qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
@@ -292,6 +293,8 @@ def test_drifted_readings_alert_once_and_resolve_when_they_stop(clean_db, no_ale
     assert _open(cur, alerts.FEATURE_DRIFT) == ["ph"]
 
     cur.execute("DELETE FROM water.water_inferences WHERE request_id LIKE 'al-d%'")
+    # a correction of the log forgets the rollups (and drift cells) of the hours it touched
+    inference_rollup.forget(conn, now - timedelta(hours=7), now + timedelta(hours=1))
     conn.commit()
     _run_qc(conn, cfg, now + timedelta(minutes=2))
     assert _open(cur, alerts.FEATURE_DRIFT) == []  # resolved: off the status page

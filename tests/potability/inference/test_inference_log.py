@@ -20,7 +20,7 @@ import pytest
 
 from potability import db, migrations
 
-from potability.inference import inference_archive, inference_log
+from potability.inference import inference_archive, inference_log, inference_rollup
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 
@@ -336,8 +336,15 @@ def test_retention_archives_verifies_drops_and_reads_back_equal(
                             inference_archive_uri=str(tmp_path / "archive"))
     now = datetime.now(timezone.utc)
     days, rows = _old_days(log_conn, now)
+    old_hours = (now - timedelta(days=101), now - timedelta(days=90))
+    inference_rollup.roll_up(log_conn, *old_hours)
+    inference_rollup.roll_up_cells(log_conn, *old_hours)  # their drift cells (sql/015)
+    log_conn.commit()
+    cells = "SELECT count(*) FROM water.inference_hourly_cells WHERE hour < %s"
+    assert _all(log_conn, cells, now - timedelta(days=90))[0][0] > 0
     report = inference_log.run_maintenance(settings, now=now)
     assert report.archived == [(days[0], 40), (days[1], 7)]
+    assert _all(log_conn, cells, now - timedelta(days=90)) == [[0]]  # gone with their readings
     assert not set(days) & set(inference_log.partitions(log_conn))
     assert _all(log_conn, "SELECT count(*) FROM water.water_inferences WHERE inferred_at < %s",
                 now - timedelta(days=90)) == [[0]]

@@ -34,7 +34,7 @@ _rows = st.lists(st.tuples(_offsets, st.sampled_from(SENSORS), st.sampled_from(V
 def _reset(conn: db.Connection) -> None:
     cur = conn.cursor()
     cur.execute("DELETE FROM water.water_inferences")
-    cur.execute("TRUNCATE water.inference_hourly, water.inference_rolled_hours")
+    cur.execute("TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours")
     conn.commit()
 
 
@@ -168,3 +168,64 @@ def test_status_role_may_complete_the_rollups_it_reads(clean_db: db.Connection) 
         assert cur.fetchone()[0] == 2
     finally:
         clean_db.rollback()
+
+
+def _cells_in_table(conn: db.Connection) -> Counter:
+    cur = conn.cursor()
+    cur.execute("SELECT hour, feature, cell, readings FROM water.inference_hourly_cells")
+    return Counter({(h, f, c): n for h, f, c, n in cur.fetchall()})
+
+
+def test_hourly_drift_cells_equal_a_direct_count_and_follow_their_hours(
+        clean_db: db.Connection) -> None:
+    """The rollup's cells (sql/015) equal the rows' cells counted in Python, per hour and
+    feature; an hour rolled up before sql/015 gets its cells at the next catch-up; forgetting
+    an hour forgets its cells."""
+    import random
+
+    from potability.features import FEATURE_COLUMNS, FEATURES
+    from potability.quality import drift
+
+    rng = random.Random(3)
+    rows = []
+    for k in range(400):
+        when = BASE + timedelta(seconds=rng.choice([0, 3599, 3600, rng.randrange(30 * 3600)]))
+        values = [None if rng.random() < 0.2 else rng.uniform(f.minimum, f.maximum) * rng.random()
+                  for f in FEATURES]
+        rows.append((when, values))
+    cur = clean_db.cursor()
+    cols = ", ".join(FEATURE_COLUMNS)
+    for k, (when, values) in enumerate(rows):
+        cur.execute(
+            f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
+            "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
+            f"latency_ms) VALUES (%s, 0, 's', {', '.join(['%s'] * 9)}, 1, 0.5, 'm', '3', 'local', "
+            "%s, 1)", (f"cells-{uuid.uuid4().hex[:6]}-{k}", *values, when))
+    clean_db.commit()
+    expected: Counter = Counter()
+    for when, values in rows:
+        for f, (spec, value) in enumerate(zip(FEATURES, values)):
+            expected[(floor_hour(when), f, int(drift.cells_of(spec.name, [value])[0]))] += 1
+
+    inference_rollup.catch_up(clean_db, BASE + 40 * HOUR, days=2)
+    assert _cells_in_table(clean_db) == expected
+
+    # the status page rolls up counts only: no cells until a catch-up fills them
+    inference_rollup.forget(clean_db, BASE, BASE + 10 * HOUR)
+    assert inference_rollup.roll_up(clean_db, BASE, BASE + 10 * HOUR) == 10
+    clean_db.commit()
+    assert _cells_in_table(clean_db) == Counter(
+        {k: n for k, n in expected.items() if k[0] >= BASE + 10 * HOUR})
+    # as if hours 0-9 were rolled up before sql/015: counts, no cells - the catch-up fills them
+    cur.execute("DELETE FROM water.inference_hourly_cells WHERE hour < %s", (BASE + 10 * HOUR,))
+    cur.execute("UPDATE water.inference_rolled_hours SET cells_rolled = false WHERE hour < %s",
+                (BASE + 10 * HOUR,))
+    clean_db.commit()
+    assert inference_rollup.catch_up(clean_db, BASE + 40 * HOUR, days=2) == 0  # no new hours
+    assert _cells_in_table(clean_db) == expected
+
+    assert inference_rollup.forget(clean_db, BASE + 3 * HOUR, BASE + 5 * HOUR) == 2
+    clean_db.commit()
+    assert _cells_in_table(clean_db) == Counter(
+        {k: n for k, n in expected.items() if not BASE + 3 * HOUR <= k[0] < BASE + 5 * HOUR})
+    clean_db.rollback()

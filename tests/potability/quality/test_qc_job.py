@@ -1,7 +1,8 @@
-"""Quality control's drift in bounded memory: the window's readings are binned by the database
-(width_bucket on the reference's edges, NULL into the missing bin) and the result equals the
-row-based PSI of :mod:`potability.quality.drift` on the same rows - edges, ties, NULLs and values
-outside the reference's range included."""
+"""Quality control's drift in bounded time and memory: the window's readings come from the
+hourly drift cells (sql/015) where the rollup has them and from the raw rows elsewhere, and the
+result equals the row-based PSI on the same grid (:func:`potability.quality.drift.
+drift_report_on_grid`) on the same rows - whatever is rolled up, hours rolled before sql/015
+included, with edges, ties, cell boundaries, NULLs and values outside the reference's range."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 
 from potability import db
 
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, FEATURES
+from potability.inference import inference_rollup
 from potability.quality import drift, qc_job
-from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
 
 UTC = timezone.utc
 END = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -37,39 +39,81 @@ def _insert_recent(conn: db.Connection, rows: list[list[float | None]],
     conn.commit()
 
 
-def _value(rng: random.Random, choices: list[float]) -> float | None:
+def _value(rng: random.Random, choices: list[float], k: int) -> float | None:
     roll = rng.random()
+    spec = FEATURES[k]
     if roll < 0.15:
         return None
-    if roll < 0.6:
+    if roll < 0.5:
         return rng.choice(choices)  # exactly on a reference value: edges and ties
+    if roll < 0.65:  # exactly on a cell boundary of the grid, or a hair either side of it
+        cell = rng.randrange(drift.GRID_CELLS)
+        edge = spec.minimum + cell * (spec.maximum - spec.minimum) / drift.GRID_CELLS
+        return min(spec.maximum, max(spec.minimum, edge * rng.choice([1.0, 1 - 1e-15, 1 + 1e-15])))
     return round(rng.uniform(min(choices) * 0.5, min(max(choices) * 1.5, 14.0)), 3)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_drift_from_sql_histograms_equals_the_row_based_psi(clean_db: db.Connection,
-                                                            seed: int) -> None:
+def _roll_some(conn: db.Connection, rng: random.Random) -> None:
+    """Roll up a random part of the window: some hours with cells, some with counts only (as
+    the status page leaves them, or rolled before sql/015), the rest not at all."""
+    hour = inference_rollup.HOUR
+    cur = conn.cursor()
+    for function in ("roll_up_inference_hours", "roll_up_inference_cells"):
+        for _ in range(rng.randrange(1, 4)):
+            lo = inference_rollup.floor_hour(START) + rng.randrange(0, 170) * hour
+            cur.execute(f"SELECT water.{function}(%s, %s)",
+                        (lo, lo + rng.randrange(1, 60) * hour))
+    conn.commit()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_drift_from_hourly_cells_equals_the_row_based_psi(clean_db: db.Connection,
+                                                         seed: int) -> None:
     rng = random.Random(seed)
     grids = {name: sorted({round(rng.uniform(1, 12), 2) for _ in range(8)})
              for name in FEATURE_NAMES}
     grids[FEATURE_NAMES[1]] = [5.0]  # a constant feature: no interior edges at all
-    reference = {name: [_value(rng, grid) for _ in range(400)] for name, grid in grids.items()}
-    recent_rows = [[_value(rng, grids[name]) for name in FEATURE_NAMES] for _ in range(300)]
-    _insert_recent(clean_db, recent_rows, END - timedelta(hours=3))
-    _insert_recent(clean_db, recent_rows[:40], START - timedelta(seconds=1))  # outside: ignored
+    reference = {name: [_value(rng, grid, k) for _ in range(400)]
+                 for k, (name, grid) in enumerate(grids.items())}
+    recent_rows = [[_value(rng, grids[name], k) for k, name in enumerate(FEATURE_NAMES)]
+                   for _ in range(300)]
+    # spread over the window, the boundary hours and instants included
+    moments = [START + timedelta(seconds=rng.choice([1, 3599, 3600, rng.randrange(7 * 86400)]))
+               for _ in recent_rows[:-2]] + [END, END - timedelta(microseconds=1)]
+    for row, when in zip(recent_rows, moments):
+        _insert_recent(clean_db, [row], when)
+    _insert_recent(clean_db, recent_rows[:40], START)  # outside (start, end]: ignored
+    _insert_recent(clean_db, recent_rows[:10], END + timedelta(microseconds=1))
+    _roll_some(clean_db, rng)
     recent = {name: [r[k] for r in recent_rows] for k, name in enumerate(FEATURE_NAMES)}
 
-    from_sql = qc_job.drift_report(clean_db, reference, START, END)
-    from_rows = drift.drift_report(reference, recent)
+    from_cells = qc_job.drift_report(clean_db, reference, START, END)
+    from_rows = drift.drift_report_on_grid(reference, recent)
     clean_db.rollback()
 
-    assert [d.feature for d in from_sql] == list(FEATURE_NAMES)
-    for sql_row, row in zip(from_sql, from_rows):
-        assert sql_row.psi == pytest.approx(row.psi, rel=1e-12, abs=1e-15)
-        assert (sql_row.status, sql_row.recent_rows, sql_row.reference_rows) == (
-            row.status, row.recent_rows, row.reference_rows)
-        assert sql_row.recent_null_share == pytest.approx(row.recent_null_share)
-        assert sql_row.reference_null_share == row.reference_null_share
+    assert [d.feature for d in from_cells] == list(FEATURE_NAMES)
+    for cells_row, row in zip(from_cells, from_rows):
+        assert cells_row == row  # every figure, exactly
+
+
+def test_sql_and_python_put_a_value_in_the_same_cell(conn: db.Connection) -> None:
+    """water.drift_cell (sql/015) and drift.cells_of agree on every feature's grid, on and
+    around cell boundaries and outside the range (clamped)."""
+    rng = random.Random(7)
+    cur = conn.cursor()
+    for k, spec in enumerate(FEATURES):
+        width = (spec.maximum - spec.minimum) / drift.GRID_CELLS
+        values = [spec.minimum + c * width * f for c in rng.sample(range(drift.GRID_CELLS), 200)
+                  for f in (1.0, 1 - 1e-15, 1 + 1e-15)]
+        values += [spec.minimum, spec.maximum, spec.minimum - 1, spec.maximum + 1]
+        values += [rng.uniform(spec.minimum, spec.maximum) for _ in range(300)]
+        cur.execute("SELECT water.drift_cell(v, %s, %s) FROM unnest(%s::float8[]) "
+                    "WITH ORDINALITY AS u(v, n) ORDER BY n",
+                    (spec.minimum, spec.maximum, values))
+        in_sql = [row[0] for row in cur.fetchall()]
+        assert in_sql == drift.cells_of(spec.name, values).tolist(), spec.name
+    cur.execute("SELECT water.drift_cell(NULL, 0, 14)")
+    assert cur.fetchone()[0] == drift.MISSING_CELL
 
 
 def test_an_empty_window_has_no_psi(clean_db: db.Connection) -> None:
