@@ -1,5 +1,6 @@
 """Step 2, train: the split and the candidates (:func:`training.candidates.train`); the held-out
-rows and the candidate list written for evaluate and promote."""
+rows and the candidate list written for evaluate and promote, the split's sample ids recorded
+(:func:`potability.governance.run_record.record_split`)."""
 
 from typing import NamedTuple
 
@@ -28,7 +29,8 @@ def train_component(
 
     from components.runtime import failure_recorded, step_settings
     from training.candidates import train
-    from training.dataset import read_dataset, write_dataset
+    from potability.governance import run_record
+    from training.dataset import SAMPLE_ID, read_dataset, write_dataset
     from training.modeling import TrainingConfig
 
     settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
@@ -39,6 +41,9 @@ def train_component(
             experiment=settings.model_name, pipeline_run_id=run_id, grid_name=grids,
             config=config, test_fraction=test_fraction,
             data_sha256=str(dataset.metadata.get("sha256", "")))
+        # which samples trained the candidates: the drift reference if one becomes champion
+        run_record.record_split(settings, run_id, split_seed, test_fraction,
+                                parts.train[SAMPLE_ID], parts.test[SAMPLE_ID])
         held_out = write_dataset(parts.test, Path(test_set.path))
         test_set.metadata.update({"rows": held_out.rows, "sha256": held_out.sha256,
                                   "format": "csv", "split_seed": split_seed})

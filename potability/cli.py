@@ -192,6 +192,8 @@ def _qc(args: argparse.Namespace) -> int:
         flag = "  FLAGGED (< floor %.2f)" % settings.qc_precision_floor if m.flagged else ""
         print(f"  model {m.model_version:>8} {m.period:>8}: {m.matches:4d} matches, "
               f"live precision {precision}{flag}")
+    if result.drift:
+        print(f"  drift against: {result.drift_reference.replace('_', ' ')}")
     for d in result.drift:
         psi = "n/a" if d.psi is None else f"{d.psi:.3f}"
         print(f"  drift {d.feature:16} PSI {psi:>6}  {d.status}")

@@ -1,13 +1,14 @@
 """Promotion: the challenger vs the current champion, on evidence - the evidence gathered, the
 decision (:mod:`training.decision`) recorded, the winner registered and the alias moved.
 
-Both are scored on rows neither has trained on. The split is keyed on sample ids
-(:func:`training.split.split`), so with the same ``split_seed`` and ``test_fraction`` every
-held-out row of today was held out when the champion was trained too, and new lab samples
-join one side for good. Each registered version carries its split as tags; if the champion
-was trained with another split, the comparison uses only the held-out rows that its split
-held out as well, and the challenger is re-scored on those. (A champion registered without
-split tags is compared on all of today's held-out rows.)
+Both are scored on rows neither has trained on. Each registered version carries its split
+as tags (:class:`SplitRecord`: seed, fraction, rule and the cut per class,
+:func:`training.split.held_out_cutoffs`). Unless today's split is the champion's exactly, the
+comparison uses only today's held-out rows that the champion's split held out as well - with
+the same seed, the rows whose coin is at or below its cut (rows that arrived since, or moved
+as the stratified cut moved, and were never in its training part); with another seed or an
+older rule, the rows that rule held out - and the challenger is re-scored on those. (A
+champion registered without split tags is compared on all of today's held-out rows.)
 
 The alias moves last, after the decision is written to ``water.pipeline_runs``; if a later
 step fails, :func:`components.runtime.record_failure` moves it back (:func:`restore_alias`).
@@ -41,31 +42,70 @@ class Champion:
     run_id: str
     family: str
     model_id: str
-    split: tuple[int, float] | None = None
-    """(split_seed, test_fraction) it was trained with, from its tags; None if unknown."""
+    split: "SplitRecord | None" = None
+    """The split it was trained with, from its tags; None if unknown."""
 
 
-def _split_from_tags(tags: dict[str, str]) -> tuple[int, float] | None:
+@dataclass(frozen=True)
+class SplitRecord:
+    """A split as a registered version's tags record it."""
+
+    seed: int
+    fraction: float
+    rule: str = ""
+    """:data:`training.split.RULE`, or "" for versions trained with the rule before it."""
+    cutoffs: tuple[float, float] | None = None
+    """The largest held-out coin of class 0 and of class 1 (:func:`training.split.
+    held_out_cutoffs`); None for the rule before."""
+
+    def tags(self) -> dict[str, str]:
+        out = {"split_seed": str(self.seed), "test_fraction": str(self.fraction)}
+        if self.rule:
+            out["split_rule"] = self.rule
+        if self.cutoffs is not None:
+            out["split_cutoff_0"], out["split_cutoff_1"] = (repr(c) for c in self.cutoffs)
+        return out
+
+    @classmethod
+    def of(cls, test: Any, seed: int, fraction: float) -> "SplitRecord":
+        """Today's split, read from its held-out rows."""
+        from training.split import RULE, held_out_cutoffs
+
+        cut = held_out_cutoffs(test, seed)
+        return cls(seed, fraction, RULE, (cut[0], cut[1]))
+
+
+def _split_from_tags(tags: dict[str, str]) -> SplitRecord | None:
     try:
-        return int(tags["split_seed"]), float(tags["test_fraction"])
+        seed, fraction = int(tags["split_seed"]), float(tags["test_fraction"])
+        cutoffs = None
+        if "split_cutoff_0" in tags:
+            cutoffs = (float(tags["split_cutoff_0"]), float(tags["split_cutoff_1"]))
+        return SplitRecord(seed, fraction, tags.get("split_rule", ""), cutoffs)
     except (KeyError, ValueError):
         return None
 
 
-def comparison_rows(test: Any, champion_split: tuple[int, float] | None) -> Any:
+def comparison_rows(test: Any, champion_split: SplitRecord | None) -> Any:
     """The held-out rows the champion never trained on either (all of them if its split is
     unknown).
 
     Args:
-        test: today's held-out rows (with ``sample_id``).
-        champion_split: (split_seed, test_fraction) the champion was trained with.
+        test: today's held-out rows (with ``sample_id`` and the features).
+        champion_split: the split the champion was trained with.
     """
-    from training.split import is_held_out
+    from training.split import RULE, held_out_under, is_held_out, legacy_held_out
 
     if champion_split is None:
         return test
-    seed, fraction = champion_split
-    rows = test[is_held_out(test, fraction, seed)].reset_index(drop=True)
+    seed, fraction = champion_split.seed, champion_split.fraction
+    if champion_split.rule == RULE and champion_split.cutoffs is not None:
+        mask = held_out_under(test, seed, dict(enumerate(champion_split.cutoffs)))
+    elif champion_split.rule == RULE:
+        mask = is_held_out(test, fraction, seed)
+    else:
+        mask = legacy_held_out(test, fraction, seed)
+    rows = test[mask].reset_index(drop=True)
     if rows[TARGET].nunique() < 2:
         raise ValueError(
             f"only {len(rows)} held-out rows are new to the champion (trained with split_seed "
@@ -133,7 +173,7 @@ class PromoteResult(NamedTuple):
 
 
 def register(client: Any, model_name: str, challenger: dict[str, Any],
-             pipeline_run_id: str, split: tuple[int, float] | None = None) -> str:
+             pipeline_run_id: str, split: SplitRecord | None = None) -> str:
     """Register the challenger as a new version of ``model_name``; return the version.
 
     ``mlflow.register_model`` (not the bare client call) resolves MLflow 3's
@@ -147,7 +187,7 @@ def register(client: Any, model_name: str, challenger: dict[str, Any],
         tags={"family": challenger["family"], "pipeline_run_id": pipeline_run_id,
               "source_run_id": challenger["run_id"], "test_precision": str(s["precision"]),
               "test_recall": str(s["recall"]), "threshold": str(s["threshold"]),
-              **({"split_seed": str(split[0]), "test_fraction": str(split[1])} if split else {})},
+              **(split.tags() if split else {})},
     )
     client.update_model_version(
         model_name, version.version,
@@ -204,7 +244,8 @@ def decide_and_promote(
     load_model = load_model or mlflow.sklearn.load_model
     name = settings.model_name
 
-    split = (split_seed, test_fraction) if split_seed is not None and test_fraction else None
+    split = (SplitRecord.of(test, split_seed, test_fraction)
+             if split_seed is not None and test_fraction else None)
     challenger = choose_challenger(scored)
     challenger_model = load_model(challenger["model_uri"])
     challenger_scores = _scores(challenger)

@@ -174,6 +174,23 @@ def current_champion(conn: db.Connection) -> ChampionRecord | None:
         trained.started_at if trained else None)
 
 
+def training_sample_ids(conn: db.Connection, version: str) -> list[str] | None:
+    """The lab-sample ids the run that registered ``version`` trained on (sql/016), or None
+    when unknown (a version trained before 016, or by a run whose split was not recorded).
+
+    The registering run is the earliest that installed it (``first_champion`` /
+    ``challenger_wins``) or registered it as a candidate an operator approved later."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT s.training_sample_ids FROM water.pipeline_run_samples s "
+        "JOIN water.pipeline_runs r USING (run_id) "
+        "WHERE (r.champion_version = %s AND r.decision IN ('first_champion', 'challenger_wins'))"
+        " OR r.details->>'candidate_version' = %s "
+        "ORDER BY r.started_at LIMIT 1", (version, version))
+    row = cur.fetchone()
+    return None if row is None else [str(i) for i in row[0]]
+
+
 def check_stale(conn: db.Connection, settings: Settings, now: datetime) -> list[alerts.Alert]:
     """Raise ``pipeline_stale`` if no run succeeded for ``ALERT_STALE_HOURS`` (or resolve it);
     commits. Returns the newly raised alerts (publish them: :func:`alerts.publish`)."""
@@ -264,6 +281,24 @@ def record_tested_samples(settings: Settings, sample_ids: Iterable[str], at: dat
             "ON CONFLICT (sample_id) DO UPDATE SET tests = promotion_tested_samples.tests + 1, "
             "last_tested_at = greatest(promotion_tested_samples.last_tested_at, "
             "EXCLUDED.last_tested_at)", (ids, at, at))
+        conn.commit()
+
+
+def record_split(settings: Settings, run_id: str, seed: int, test_fraction: float,
+                 training_ids: Iterable[str], held_out_ids: Iterable[str]) -> None:
+    """Record which lab samples the run trained on and held out (train step; sql/016); a
+    retried train step replaces its own record."""
+    with closing(db.connect(settings)) as conn:
+        cur = conn.cursor()
+        cur.execute(
+            "INSERT INTO water.pipeline_run_samples (run_id, split_seed, test_fraction, "
+            "training_sample_ids, held_out_sample_ids) VALUES (%s, %s, %s, %s::text[], "
+            "%s::text[]) ON CONFLICT (run_id) DO UPDATE SET split_seed = EXCLUDED.split_seed, "
+            "test_fraction = EXCLUDED.test_fraction, "
+            "training_sample_ids = EXCLUDED.training_sample_ids, "
+            "held_out_sample_ids = EXCLUDED.held_out_sample_ids, recorded_at = now()",
+            (run_id, int(seed), float(test_fraction), [str(i) for i in training_ids],
+             [str(i) for i in held_out_ids]))
         conn.commit()
 
 

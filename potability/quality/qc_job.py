@@ -51,6 +51,11 @@ class QcResult:
     champion_version: str | None
     alerts_raised: list[alerts.Alert]
     """Flagged precision rows and drifting features that were not already open alerts."""
+    fresh: live_precision.FreshPrecision | None = None
+    """The champion's precision on lab samples no promotion test used (None: no champion)."""
+    drift_reference: str = ""
+    """What drift was measured against (:func:`load_reference`): the champion's training
+    rows, or a stand-in for a champion trained before they were recorded."""
 
 
 def load_lab_samples(conn: Connection) -> tuple[int, list[live_precision.LabSample]]:
@@ -123,22 +128,35 @@ def _columns(rows: Sequence[Sequence[float | None]]) -> dict[str, list[float | N
     return {name: [r[k] for r in rows] for k, name in enumerate(FEATURE_NAMES)}
 
 
-def load_reference(conn: Connection, trained_at: datetime | None) -> dict[str, list[float | None]]:
-    """The training rows the champion saw: every row created before its training run started.
-    All rows when no champion is known, or when none predates it (the table was re-created
-    after training, e.g. a re-seeded local stack): the closest reference there is."""
+REFERENCE_TRAINING_ROWS = "champion_training_rows"
+REFERENCE_ROWS_BEFORE_TRAINING = "rows_before_champion_training"
+REFERENCE_ALL_ROWS = "all_rows"
+
+
+def load_reference(conn: Connection, record: run_record.ChampionRecord | None
+                   ) -> tuple[str, dict[str, list[float | None]]]:
+    """(what it is, the rows) of the drift reference: the rows the champion was trained on
+    (sql/016: its run's training sample ids - not its held-out rows). For a champion trained
+    before 016, every row created before its run started (held-out rows included); with no
+    champion, or none predating it (a re-seeded local stack), all rows."""
     cur = conn.cursor()
     cols = ", ".join(FEATURE_COLUMNS)
-    rows = []
-    if trained_at is not None:
+    ids = run_record.training_sample_ids(conn, record.version) if record else None
+    if ids:
+        cur.execute(f"SELECT {cols} FROM water.water_potability "
+                    "WHERE sample_id = ANY(%s::text[])", (ids,))
+        rows = cur.fetchall()
+        if rows:
+            return REFERENCE_TRAINING_ROWS, _columns(rows)
+    if record is not None and record.trained_at is not None:
         cur.execute(
-            f"SELECT {cols} FROM water.water_potability WHERE created_at <= %s", (trained_at,)
-        )
+            f"SELECT {cols} FROM water.water_potability WHERE created_at <= %s",
+            (record.trained_at,))
         rows = cur.fetchall()
-    if not rows:
-        cur.execute(f"SELECT {cols} FROM water.water_potability")
-        rows = cur.fetchall()
-    return _columns(rows)
+        if rows:
+            return REFERENCE_ROWS_BEFORE_TRAINING, _columns(rows)
+    cur.execute(f"SELECT {cols} FROM water.water_potability")
+    return REFERENCE_ALL_ROWS, _columns(cur.fetchall())
 
 
 def recent_bin_counts(
@@ -196,9 +214,8 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
             fresh = live_precision.fresh_precision(
                 matches, record.version, record.trained_at,
                 fresh_lab_samples(conn, record.trained_at), settings.qc_min_matches)
-        trained_at = record.trained_at if record else None
         start = now - timedelta(days=settings.qc_drift_window_days)
-        reference = load_reference(conn, trained_at)
+        reference_kind, reference = load_reference(conn, record)
         drifts = (
             drift_report(conn, reference, start, now)
             if reference[FEATURE_NAMES[0]] else []  # nothing to compare with yet
@@ -216,4 +233,5 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
         conn.rollback()
         raise
     alerts.publish(settings, raised, now)
-    return QcResult(run_id, now, lab_count, metrics, matches, drifts, champion, raised, fresh)
+    return QcResult(run_id, now, lab_count, metrics, matches, drifts, champion, raised,
+                    fresh=fresh, drift_reference=reference_kind)

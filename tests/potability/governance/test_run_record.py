@@ -139,3 +139,28 @@ def test_mark_failed_delivers_its_alert_when_the_database_is_down(
              if line.startswith("{")]
     [line] = [x for x in lines if x.get("alert") == alerts.PIPELINE_RUN_FAILED]
     assert line["occurrence"] == "rr-db-down" and "database is unavailable" in json.dumps(line)
+
+
+def test_the_split_of_the_run_that_installed_a_version_is_found(runs_db: Settings) -> None:
+    """sql/016: the train step records its split; the version's training ids are those of the
+    run that installed it, not of a later run that kept it."""
+    settings = runs_db
+    run_record.start_run(settings, "split-1", "ab" * 32, 5)
+    run_record.record_split(settings, "split-1", 42, 0.2, ["1", "2", "3", "4"], ["5"])
+    _decide(settings, "split-1", "first_champion", "1", 0.7)
+    run_record.finish_run(settings, "split-1")
+    run_record.start_run(settings, "split-2", "ab" * 32, 6)
+    run_record.record_split(settings, "split-2", 42, 0.2, ["1", "2", "3", "6"], ["4", "5"])
+    run_record.record_split(settings, "split-2", 42, 0.2, ["1", "2", "3", "4", "6"], ["5"])  # a retry
+    _decide(settings, "split-2", "champion_kept", "1", 0.7)
+    run_record.finish_run(settings, "split-2")
+    conn = db.connect(settings)
+    try:
+        assert run_record.training_sample_ids(conn, "1") == ["1", "2", "3", "4"]
+        assert run_record.training_sample_ids(conn, "9") is None  # never installed
+        cur = conn.cursor()
+        cur.execute("SELECT training_sample_ids, held_out_sample_ids FROM water.pipeline_run_samples "
+                    "WHERE run_id = 'split-2'")
+        assert list(cur.fetchone()) == [["1", "2", "3", "4", "6"], ["5"]]
+    finally:
+        conn.close()

@@ -122,3 +122,40 @@ def test_an_empty_window_has_no_psi(clean_db: db.Connection) -> None:
     clean_db.rollback()
     assert {(d.psi, d.status, d.recent_rows) for d in result} == {
         (None, drift.INSUFFICIENT, 0)}
+
+
+def test_the_drift_reference_is_the_champions_training_rows(runs_db) -> None:
+    """Not its held-out rows (sql/016); a champion trained before the split was recorded falls
+    back to the rows created before its run, and no champion to all rows."""
+    from potability.governance import run_record
+
+    conn = db.connect(runs_db)
+    try:
+        cur = conn.cursor()
+        ids = []
+        for k in range(10):
+            when = END - timedelta(days=30 - k)
+            cur.execute("INSERT INTO water.water_potability (sample_id, ph, potability, source, submitted_by, "
+                        "created_at, sampled_at) VALUES (%s, %s, %s, 'seed', 'test', %s, %s) "
+                        "RETURNING sample_id", (f"ref-{k}", float(k), k % 2, when, when))
+            ids.append(cur.fetchone()[0])
+        conn.commit()
+        assert qc_job.load_reference(conn, None)[0] == qc_job.REFERENCE_ALL_ROWS
+
+        run_record.start_run(runs_db, "ref-1", "ab" * 32, 8)
+        run_record.record_decision(runs_db, "ref-1", {"decision": "first_champion",
+                                                      "champion_version": "1"}, {})
+        run_record.finish_run(runs_db, "ref-1")
+        cur.execute("UPDATE water.pipeline_runs SET started_at = %s WHERE run_id = 'ref-1'",
+                    (END - timedelta(days=30 - 7, hours=-1),))  # after rows 0-7 were created
+        conn.commit()
+        champion = run_record.current_champion(conn)
+        kind, rows = qc_job.load_reference(conn, champion)  # no split recorded: before 016
+        assert kind == qc_job.REFERENCE_ROWS_BEFORE_TRAINING and rows["ph"] == [float(k) for k in range(8)]
+
+        run_record.record_split(runs_db, "ref-1", 42, 0.25, ids[:6], ids[6:8])
+        kind, rows = qc_job.load_reference(conn, champion)
+        assert kind == qc_job.REFERENCE_TRAINING_ROWS
+        assert sorted(rows["ph"]) == [float(k) for k in range(6)]  # held-out 6, 7 left out
+    finally:
+        conn.close()
