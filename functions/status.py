@@ -83,6 +83,9 @@ def _champion(conn: db.Connection) -> dict[str, Any] | None:
         "held_out_precision_interval": (
             [_num(r.champion_precision_low), _num(r.champion_precision_high)]
             if r.champion_precision_low is not None else None),
+        # the held-out rows are reused by every later run's promotion test: the champion is
+        # their survivor, so this figure is optimistic (issue 23); champion_fresh_precision is not
+        "held_out_precision_reused_by_tests": True,
         "held_out_recall": _num(r.champion_recall),
         "threshold": _num(r.champion_threshold),
         "training_rows": r.training_rows,
@@ -146,6 +149,22 @@ def _lab_samples(conn: db.Connection, now: datetime) -> dict[str, Any]:
     }
 
 
+def _fresh(run: qc_record.QcRun) -> dict[str, Any] | None:
+    """The champion's precision on lab samples no promotion test used (sql/017)."""
+    f = run.fresh
+    if f is None:
+        return None
+    return {
+        "model_version": f.model_version, "since": _iso(f.since),
+        "potable_calls": f.potable_calls, "confirmed": f.confirmed,
+        "precision": _num(f.precision),
+        "interval_95": ([_num(f.precision_low), _num(f.precision_high)]
+                        if f.precision_low is not None else None),
+        "enough_evidence": f.enough, "min_potable_calls": run.settings.min_matches,
+        "computed_at": _iso(run.computed_at),
+    }
+
+
 def _quality_control(conn: db.Connection) -> dict[str, Any] | None:
     run = qc_record.latest_run(conn)
     if run is None:
@@ -170,6 +189,7 @@ def _quality_control(conn: db.Connection) -> dict[str, Any] | None:
     ]
     return {
         "computed_at": _iso(run.computed_at),
+        "champion_fresh_precision": _fresh(run),
         "match_window_minutes": _num(run.settings.match_window_minutes),
         "precision_floor": _num(run.settings.precision_floor),
         "min_matches": run.settings.min_matches,
@@ -254,6 +274,7 @@ def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
         "generated_at": _iso(now),
         "alerts": _open_alerts(conn),
         "model": model,
+        "champion_fresh_precision": qc["champion_fresh_precision"] if qc else None,
         "last_pipeline_run": _last_run(conn),
         "inferences": _inferences(conn, now),
         "lab_samples": _lab_samples(conn, now),

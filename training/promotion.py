@@ -15,10 +15,12 @@ step fails, :func:`components.runtime.record_failure` moves it back (:func:`rest
 """
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, NamedTuple
 
 from potability.serving import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
+from training.dataset import SAMPLE_ID
 from training.decision import (CHALLENGER_WINS, DEFAULT_PROMOTION_CONFIDENCE,
                                FIRST_CHAMPION, choose_challenger, decide)
 from training.evaluation import (Scores, paired_bootstrap, precision_interval, predictions,
@@ -326,6 +328,9 @@ def decide_and_promote(
         "training_rows": training_rows, "mlflow_run_id": parent_run_id,
     }
     run_record.record_decision(settings, run_id, values, details)
+    # every held-out row this decision looked at: the champion's fresh-sample precision
+    # (quality control) must rest on lab samples no promotion test has used (sql/017)
+    run_record.record_tested_samples(settings, test[SAMPLE_ID], datetime.now(timezone.utc))
     if changed:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, new_version)
 

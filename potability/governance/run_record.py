@@ -268,6 +268,22 @@ def record_decision(settings: Settings, run_id: str, values: Mapping[str, Any],
         conn.commit()
 
 
+def record_tested_samples(settings: Settings, sample_ids: Iterable[str], at: datetime) -> None:
+    """Record that a promotion test used these lab samples (sql/017): quality control leaves
+    them out of the champion's fresh-sample precision, which must rest on rows no test saw."""
+    ids = sorted({str(i) for i in sample_ids})
+    if not ids:
+        return
+    with closing(db.connect(settings)) as conn:
+        conn.cursor().execute(
+            "INSERT INTO water.promotion_tested_samples (sample_id, first_tested_at, "
+            "last_tested_at, tests) SELECT unnest(%s::text[]), %s, %s, 1 "
+            "ON CONFLICT (sample_id) DO UPDATE SET tests = promotion_tested_samples.tests + 1, "
+            "last_tested_at = greatest(promotion_tested_samples.last_tested_at, "
+            "EXCLUDED.last_tested_at)", (ids, at, at))
+        conn.commit()
+
+
 def record_split(settings: Settings, run_id: str, seed: int, test_fraction: float,
                  training_ids: Iterable[str], held_out_ids: Iterable[str]) -> None:
     """Record which lab samples the run trained on and held out (train step; sql/016); a

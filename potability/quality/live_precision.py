@@ -261,3 +261,49 @@ def live_metrics(
         rows.append(metric(version, ALL_WEEKS, None, by_version[version], precision_floor,
                            min_matches, confidence))
     return rows
+
+
+FRESH_CONFIDENCE = 0.95
+"""Two-sided confidence of the interval around the champion's fresh precision."""
+
+
+@dataclass(frozen=True)
+class FreshPrecision:
+    """The champion's precision on lab samples no promotion test has used (issue 23).
+
+    The held-out precision the pipeline records is measured on rows every later run's
+    promotion test reuses: the champion is the survivor of those tests, so that figure is
+    biased upward. This one counts only the champion's potable calls confirmed or refuted by
+    lab samples received after its training run started and never used by a promotion test,
+    with a two-sided Clopper-Pearson interval; below ``min_calls`` it is not enough evidence."""
+
+    model_version: str
+    since: datetime
+    """Samples received after this moment count (the start of the champion's run)."""
+    potable_calls: int
+    confirmed: int
+    precision_low: float | None
+    precision_high: float | None
+    enough: bool
+
+    @property
+    def precision(self) -> float | None:
+        return _ratio(self.confirmed, self.potable_calls)
+
+
+def fresh_precision(matches: Iterable[Match], model_version: str, since: datetime,
+                    fresh_sample_ids: set[int], min_calls: int,
+                    confidence: float = FRESH_CONFIDENCE) -> FreshPrecision:
+    """The champion's precision on the matches whose lab sample is fresh (``fresh_sample_ids``:
+    received after ``since`` and never in a promotion test) and whose inference it served."""
+    calls = [m for m in matches if m.inference.model_version == model_version
+             and m.inference.predicted_class == 1 and m.sample.id in fresh_sample_ids]
+    confirmed = sum(1 for m in calls if m.sample.potability == 1)
+    low = high = None
+    if calls:
+        two_sided = (1 + confidence) / 2
+        low = precision_lower_bound(confirmed, len(calls), two_sided)
+        high = precision_upper_bound(confirmed, len(calls), two_sided)
+    return FreshPrecision(model_version, since, len(calls), confirmed, low, high,
+                          len(calls) >= min_calls)
+

@@ -51,6 +51,8 @@ class QcResult:
     champion_version: str | None
     alerts_raised: list[alerts.Alert]
     """Flagged precision rows and drifting features that were not already open alerts."""
+    fresh: live_precision.FreshPrecision | None = None
+    """The champion's precision on lab samples no promotion test used (None: no champion)."""
     drift_reference: str = ""
     """What drift was measured against (:func:`load_reference`): the champion's training
     rows, or a stand-in for a champion trained before they were recorded."""
@@ -66,6 +68,17 @@ def load_lab_samples(conn: Connection) -> tuple[int, list[live_precision.LabSamp
     rows = cur.fetchall()
     samples = [live_precision.LabSample(int(i), s, t, int(p)) for i, s, t, p in rows if s]
     return len(rows), samples
+
+
+def fresh_lab_samples(conn: Connection, since: datetime) -> set[int]:
+    """Ids of the lab samples received after ``since`` that no promotion test has used
+    (sql/017): what the champion's fresh precision may count."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT p.id FROM water.water_potability p WHERE p.source = 'lab' "
+        "AND p.created_at > %s AND NOT EXISTS (SELECT 1 FROM water.promotion_tested_samples t "
+        "WHERE t.sample_id = p.sample_id)", (since,))
+    return {int(r[0]) for r in cur.fetchall()}
 
 
 def load_candidate_inferences(
@@ -196,6 +209,11 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
         )
         record = run_record.current_champion(conn)
         champion = record.version if record else None
+        fresh = None
+        if record is not None and record.trained_at is not None:
+            fresh = live_precision.fresh_precision(
+                matches, record.version, record.trained_at,
+                fresh_lab_samples(conn, record.trained_at), settings.qc_min_matches)
         start = now - timedelta(days=settings.qc_drift_window_days)
         reference_kind, reference = load_reference(conn, record)
         drifts = (
@@ -205,7 +223,7 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
         run_id = qc_record.store_run(
             conn, qc_record.QcSettings(settings.qc_match_window_minutes,
                                        settings.qc_precision_floor, settings.qc_min_matches),
-            now, start, lab_count, len(matches), metrics, drifts, champion)
+            now, start, lab_count, len(matches), metrics, drifts, champion, fresh)
         raised = alerts.sync(conn, alerts.LIVE_PRECISION_FLAGGED,
                              alerts.flagged_precision(metrics, settings.qc_precision_floor), now)
         raised += alerts.sync(conn, alerts.FEATURE_DRIFT,
@@ -216,4 +234,4 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
         raise
     alerts.publish(settings, raised, now)
     return QcResult(run_id, now, lab_count, metrics, matches, drifts, champion, raised,
-                    reference_kind)
+                    fresh=fresh, drift_reference=reference_kind)

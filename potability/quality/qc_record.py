@@ -15,7 +15,7 @@ from typing import Sequence
 from potability.db import Connection
 from potability.quality.drift import FeatureDrift
 from potability.features import FEATURE_NAMES
-from potability.quality.live_precision import LiveMetric
+from potability.quality.live_precision import FreshPrecision, LiveMetric
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class QcRun:
     drift_recent_rows: int
     live: list[LiveMetric]
     drift: list[FeatureDrift]
+    fresh: FreshPrecision | None = None
+    """The champion's precision on lab samples no promotion test used (sql/017); None before
+    017 or without a champion."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ def store_run(
     conn: Connection, settings: QcSettings, computed_at: datetime, drift_window_start: datetime,
     lab_samples: int, matched_samples: int, metrics: Sequence[LiveMetric],
     drifts: Sequence[FeatureDrift], champion_version: str | None,
+    fresh: FreshPrecision | None = None,
 ) -> int:
     """Insert one run and its rows in the caller's transaction; its id."""
     cur = conn.cursor()
@@ -70,11 +74,16 @@ def store_run(
     cur.execute(
         "INSERT INTO water.qc_runs (computed_at, match_window_minutes, precision_floor, "
         "min_matches, lab_samples, matched_samples, champion_version, drift_window_start, "
-        "drift_window_end, drift_reference_rows, drift_recent_rows) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        "drift_window_end, drift_reference_rows, drift_recent_rows, fresh_model_version, "
+        "fresh_since, fresh_potable_calls, fresh_confirmed, fresh_precision_low, "
+        "fresh_precision_high) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "RETURNING id",
         (computed_at, settings.match_window_minutes, settings.precision_floor,
          settings.min_matches, lab_samples, matched_samples, champion_version,
-         drift_window_start, computed_at, reference_rows, recent_rows),
+         drift_window_start, computed_at, reference_rows, recent_rows,
+         *((fresh.model_version, fresh.since, fresh.potable_calls, fresh.confirmed,
+            fresh.precision_low, fresh.precision_high) if fresh else (None,) * 6)),
     )
     run_id = int(cur.fetchone()[0])
     for m in metrics:
@@ -104,14 +113,18 @@ def latest_run(conn: Connection) -> QcRun | None:
     cur.execute(
         "SELECT id, computed_at, match_window_minutes, precision_floor, min_matches, "
         "lab_samples, matched_samples, champion_version, drift_window_start, drift_window_end, "
-        "drift_reference_rows, drift_recent_rows FROM water.qc_runs "
-        "ORDER BY computed_at DESC, id DESC LIMIT 1"
+        "drift_reference_rows, drift_recent_rows, fresh_model_version, fresh_since, "
+        "fresh_potable_calls, fresh_confirmed, fresh_precision_low, fresh_precision_high "
+        "FROM water.qc_runs ORDER BY computed_at DESC, id DESC LIMIT 1"
     )
     row = cur.fetchone()
     if row is None:
         return None
     (run_id, computed_at, window, floor, min_matches, lab, matched, champion, start, end,
-     reference_rows, recent_rows) = row
+     reference_rows, recent_rows, f_version, f_since, f_calls, f_confirmed, f_low,
+     f_high) = row
+    fresh = None if f_version is None else FreshPrecision(
+        f_version, f_since, f_calls, f_confirmed, f_low, f_high, f_calls >= min_matches)
     cur.execute(
         "SELECT model_version, period, week_start, matches, true_positives, false_positives, "
         "false_negatives, true_negatives, live_precision, live_recall, flagged "
@@ -132,7 +145,7 @@ def latest_run(conn: Connection) -> QcRun | None:
     drift = sorted((FeatureDrift(*r) for r in cur.fetchall()),
                    key=lambda d: order.get(d.feature, len(order)))
     return QcRun(run_id, computed_at, QcSettings(window, floor, min_matches), lab, matched,
-                 champion, start, end, reference_rows, recent_rows, live, drift)
+                 champion, start, end, reference_rows, recent_rows, live, drift, fresh)
 
 
 def _date(value: date | datetime | None) -> date | None:

@@ -111,6 +111,10 @@ def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> No
     model = data["model"]
     assert (model["version"], model["family"], model["held_out_precision"]) == ("3", "random_forest", 0.71)
     assert model["held_out_precision_interval"] == [0.62, 0.8]
+    assert model["held_out_precision_reused_by_tests"] is True  # labelled: optimistic
+    fresh = data["champion_fresh_precision"]  # lab samples after the champion's run, untested
+    assert (fresh["model_version"], fresh["potable_calls"], fresh["confirmed"],
+            fresh["precision"], fresh["enough_evidence"]) == ("3", 2, 1, 0.5, True)
     run = data["last_pipeline_run"]
     assert (run["status"], run["decision"], run["challenger_family"]) == (
         "succeeded", "champion_kept", "hist_gradient_boosting")
@@ -164,7 +168,19 @@ def test_the_page_renders_the_numbers_and_escapes_database_text(clean_db, scenar
     assert 'data-testid="live-precision">50.0%<' in page
     assert 'data-testid="model-precision-interval">(95% interval 62.0% to 80.0%)<' in page
     assert ("between 62.0% and 80.0% are expected to really be potable" in page
-            and "95 times in" in page)
+            and "likely a little optimistic" in page)
+    assert 'data-testid="fresh-precision">50.0%<' in page  # 2 calls meet this scenario's minimum
+    fresh = {"model_version": "3", "since": "2026-05-01T00:00:00Z", "potable_calls": 25,
+             "confirmed": 16, "precision": 0.64, "interval_95": [0.425, 0.82],
+             "enough_evidence": True, "min_potable_calls": 20, "computed_at": None}
+    shown = render_html({**data, "champion_fresh_precision": fresh})
+    assert 'data-testid="fresh-precision">64.0%<' in shown and "(95% interval 42.5% to 82.0%" in shown
+    assert shown.index("fresh-precision") < shown.index('data-testid="model-precision"')  # first
+    few = render_html({**data, "champion_fresh_precision": {**fresh, "potable_calls": 7,
+                                                           "enough_evidence": False}})
+    assert "not enough yet (7 of 20 potable calls checked by the lab)" in few
+    other = render_html({**data, "champion_fresh_precision": {**fresh, "model_version": "2"}})
+    assert "not measured yet" in other  # a figure of another version is not this model's
     without = render_html({**data, "model": {**data["model"], "held_out_precision_interval": None}})
     assert "model-precision-interval" not in without and "model-precision-meaning" not in without
     assert ">below floor 98%<" in page

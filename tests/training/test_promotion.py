@@ -8,6 +8,7 @@ server and the decision rows against the real PostgreSQL, each test with its own
 """
 
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import mlflow
@@ -26,6 +27,7 @@ from training import decision, evaluation, promotion
 from training.candidates import model_requirements
 from training.split import split
 from training.evaluation import Evidence, Scores
+from potability import db
 from potability.governance import run_record
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
@@ -233,6 +235,7 @@ def _alias(ctx: Any) -> str:
 def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data: Any) -> None:
     train, test = data
     good = _candidate(_fit(train, False), "logistic_regression", test, ctx.name)
+    before = datetime.now(timezone.utc)
     result = ctx.run([good], test)
     assert result == promotion.PromoteResult(decision.FIRST_CHAMPION, "1", True, "")
     assert _alias(ctx) == "1"
@@ -246,6 +249,16 @@ def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data
     assert row.probability_challenger_better is None and row.precision_difference is None
     assert 0 <= row.details["first_champion_meets_floor"] <= 1  # marked: on evidence or not
     assert row.promotion_confidence == 0.9
+    # the held-out rows this test used are recorded (sql/017): never "fresh" for the champion
+    conn = db.connect(ctx.settings)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT sample_id FROM water.promotion_tested_samples "
+                    "WHERE last_tested_at >= %s", (before,))
+        tested = {r[0] for r in cur.fetchall()}
+    finally:
+        conn.close()
+    assert tested == set(test["sample_id"])
 
 
 def test_worse_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:

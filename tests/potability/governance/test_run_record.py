@@ -164,3 +164,20 @@ def test_the_split_of_the_run_that_installed_a_version_is_found(runs_db: Setting
         assert list(cur.fetchone()) == [["1", "2", "3", "4", "6"], ["5"]]
     finally:
         conn.close()
+
+
+def test_samples_a_promotion_tested_are_recorded_once_with_their_count(runs_db: Settings) -> None:
+    at = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    run_record.record_tested_samples(runs_db, ["s1", "s2", "s2"], at)
+    run_record.record_tested_samples(runs_db, ["s2", "s3"], at + timedelta(days=1))
+    run_record.record_tested_samples(runs_db, [], at + timedelta(days=2))  # nothing to record
+    conn = db.connect(runs_db)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT sample_id, first_tested_at, last_tested_at, tests "
+                    "FROM water.promotion_tested_samples ORDER BY sample_id")
+        assert [tuple(r) for r in cur.fetchall()] == [
+            ("s1", at, at, 1), ("s2", at, at + timedelta(days=1), 2),
+            ("s3", at + timedelta(days=1), at + timedelta(days=1), 1)]
+    finally:
+        conn.close()

@@ -313,3 +313,30 @@ def test_the_qc_command_computes_and_stores_a_run(
     assert (window, lab) == (15.0, 0)
     assert f"quality control run {run_id}: 0 lab samples, 0 matched" in out
     assert "drift ph" in out
+
+
+def test_fresh_precision_counts_only_the_champions_calls_on_fresh_samples() -> None:
+    """Issue 23: the champion's figure on lab samples no promotion test used - its own potable
+    calls only, fresh samples only, a two-sided 95% Clopper-Pearson interval, and 'not enough'
+    below the minimum number of calls."""
+    from potability.quality.live_precision import fresh_precision
+
+    matches = []
+    for k in range(30):  # version 2's potable calls: samples 0-29, 21 confirmed
+        matches.append(Match(sample(k, "A", k, int(k < 21)), inference(100 + k, "A", k, 1, "2")))
+    matches.append(Match(sample(30, "A", 30, 0), inference(130, "A", 30, 0, "2")))  # not potable
+    matches.append(Match(sample(31, "A", 31, 0), inference(131, "A", 31, 1, "1")))  # other model
+    fresh_ids = set(range(5, 32))  # 0-4: tested by a promotion (or older than the champion)
+
+    got = fresh_precision(matches, "2", T0, fresh_ids, min_calls=20)
+    assert (got.potable_calls, got.confirmed, got.enough) == (25, 16, True)
+    assert got.precision == 16 / 25
+    assert got.precision_low == pytest.approx(precision_lower_bound(16, 25, 0.975))
+    assert got.precision_high == pytest.approx(precision_upper_bound(16, 25, 0.975))
+    assert got.precision_low < 0.64 < got.precision_high
+
+    few = fresh_precision(matches, "2", T0, set(range(20, 32)), min_calls=20)
+    assert (few.potable_calls, few.confirmed, few.enough) == (10, 1, False)
+    none = fresh_precision(matches, "9", T0, fresh_ids, min_calls=20)
+    assert (none.potable_calls, none.precision, none.precision_low, none.enough) == (
+        0, None, None, False)

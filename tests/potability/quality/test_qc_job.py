@@ -159,3 +159,36 @@ def test_the_drift_reference_is_the_champions_training_rows(runs_db) -> None:
         assert sorted(rows["ph"]) == [float(k) for k in range(6)]  # held-out 6, 7 left out
     finally:
         conn.close()
+
+
+def test_fresh_lab_samples_leave_out_older_and_tested_ones_and_the_run_keeps_the_figure(
+        runs_db) -> None:
+    """sql/017: lab samples received after the champion's run started and never used by a
+    promotion test; the QC run stores the champion's fresh figure and reads it back."""
+    from potability.governance import run_record
+    from potability.quality import live_precision, qc_record
+
+    since = END - timedelta(days=10)
+    conn = db.connect(runs_db)
+    try:
+        cur = conn.cursor()
+        ids = {}
+        for name, created in (("old", since - timedelta(hours=1)), ("new", since + timedelta(hours=1)),
+                              ("tested", since + timedelta(hours=2)), ("seed", since + timedelta(hours=3))):
+            cur.execute("INSERT INTO water.water_potability (sample_id, ph, potability, source, "
+                        "submitted_by, created_at, sampled_at) VALUES (%s, 7, 1, %s, 'lab-1', %s, %s) "
+                        "RETURNING id", (f"fresh-{name}", "seed" if name == "seed" else "lab",
+                                         created, created))
+            ids[name] = cur.fetchone()[0]
+        conn.commit()
+        run_record.record_tested_samples(runs_db, ["fresh-tested"], END)
+        assert qc_job.fresh_lab_samples(conn, since) == {ids["new"]}
+
+        fresh = live_precision.FreshPrecision("4", since, 25, 20, 0.59, 0.93, True)
+        run_id = qc_record.store_run(conn, qc_record.QcSettings(30.0, 0.6, 20), END, START, 4, 0,
+                                     [], [], "4", fresh)
+        conn.commit()
+        stored = qc_record.latest_run(conn)
+        assert stored.run_id == run_id and stored.fresh == fresh
+    finally:
+        conn.close()
