@@ -208,9 +208,8 @@ def _fit_model(kind: str, folder: Path) -> Path:
 
 
 def _own_stack(home: Path, kind: str, threads: int, workers: int) -> dict[str, str]:
-    from potability.local import local_functions as local
     from potability import config
-
+    from potability.local import local_functions as local
     from potability.local import local_stack
     from potability.serving import model_server
     print(f"building a throw-away stack in {home} (model: {kind}) ...", flush=True)

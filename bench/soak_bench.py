@@ -42,11 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from potability import config, db
-
-from potability.local import local_functions, local_stack, services
-
-from potability.serving import model_server
 from potability.config import Settings
+from potability.local import local_functions, local_stack, services
+from potability.serving import model_server
 from process_tree import tree_rss  # bench/, beside this script
 
 READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,

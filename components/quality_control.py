@@ -24,7 +24,6 @@ def quality_control_component(
 
     from components.runtime import step_settings
     from potability import db
-
     from potability.quality import qc_job
     settings = step_settings(database)
     conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)

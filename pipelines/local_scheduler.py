@@ -53,16 +53,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from potability import db
-
-from potability.governance import run_record
-
-from potability.inference import inference_log
-
-from potability.local import services
-
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings, load_settings
+from potability.governance import run_record
+from potability.inference import inference_log
+from potability.local import services
 
 SERVICE = "scheduler"
 STATE_FILE = "scheduler.json"

@@ -13,9 +13,8 @@ from typing import Any
 import requests
 
 from potability import config
-
-from potability.local import services
 from potability.config import Settings
+from potability.local import services
 
 FUNCTION_URLS = (("predict", "PREDICT_URL", "fn-predict"),
                  ("add_sample", "ADD_SAMPLE_URL", "fn-add-sample"),

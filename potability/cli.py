@@ -25,13 +25,10 @@ import sys
 from pathlib import Path
 
 from potability import config, db, migrations, seed
-
-from potability.governance import run_record
-
-from potability.inference import inference_log
-
-from potability.local import local_stack, services
 from potability.config import Settings, load_settings
+from potability.governance import run_record
+from potability.inference import inference_log
+from potability.local import local_stack, services
 
 
 def _up(args: argparse.Namespace) -> int:

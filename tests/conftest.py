@@ -15,9 +15,8 @@ from typing import Iterator
 import pytest
 
 from potability import config, db, migrations
-
-from potability.local import local_stack, services
 from potability.config import Settings
+from potability.local import local_stack, services
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 

@@ -36,9 +36,8 @@ import pytest
 import yaml
 
 from potability import db, migrations
-
-from potability.local import services
 from potability.config import Settings
+from potability.local import services
 from potability.seed import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,12 +35,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
-from potability import db
-
-from potability.governance import model_changes
-
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings
+from potability.governance import model_changes
 from potability.governance.model_changes import ModelChange
 
 log = logging.getLogger(__name__)
@@ -93,7 +90,6 @@ class LocalServing:
 
     def current(self) -> str | None:
         from potability import config
-
         from potability.serving import model_server
         url = config.read_env(self.settings.home).get("MODEL_SERVER_URL", "")
         answer = model_server.health(url, 3.0) if url else None

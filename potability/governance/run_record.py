@@ -28,12 +28,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
-from potability import db
-
-from potability.governance import model_changes
-
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings
+from potability.governance import model_changes
 
 log = logging.getLogger(__name__)
 

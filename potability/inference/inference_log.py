@@ -39,9 +39,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from potability import db
-
-from potability.inference import inference_archive, inference_rollup
 from potability.config import Settings
+from potability.inference import inference_archive, inference_rollup
 from potability.migrations import OWNER_ROLE
 
 DAYS_AHEAD = 7

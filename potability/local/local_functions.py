@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from potability import config
-
-from potability.local import services
 from potability.config import token_sha256
+from potability.local import services
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "functions" / "main.py"

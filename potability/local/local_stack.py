@@ -25,11 +25,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from potability import db, migrations, seed
-
-from potability.inference import inference_log
-
-from potability.local import services
 from potability.config import DEFAULT_DB_NAME, Settings, private_home, read_env, update_env
+from potability.inference import inference_log
+from potability.local import services
 
 MLFLOW = "mlflow"
 DEFAULT_MLFLOW_PORT = 5000

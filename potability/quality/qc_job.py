@@ -22,16 +22,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from potability.governance import run_record
-
-from potability.inference import inference_rollup
-
 from potability import alerts
-
-from potability.quality import drift, live_precision, qc_record
 from potability.config import Settings
 from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
+from potability.governance import run_record
+from potability.inference import inference_rollup
+from potability.quality import drift, live_precision, qc_record
 
 
 SOCKET_TIMEOUT_SECONDS = 900.0

@@ -11,14 +11,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from potability import db
-
-from potability.governance import model_changes as mc
-
-from potability.local import services
-
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings
+from potability.governance import model_changes as mc
+from potability.local import services
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"

@@ -18,13 +18,11 @@ from typing import Any, Iterator
 import pytest
 
 from potability import db
-
-from potability.local import services
-
-from potability.quality import qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 from potability.inference.inference_rollup import floor_hour
+from potability.local import services
+from potability.quality import qc_job
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"

@@ -28,14 +28,11 @@ import requests
 from faults_support import ROOT, deadline
 
 from potability import config, db
-
-from potability.governance import run_record
-
-from potability.local import local_stack, services
-
-from potability.serving import model_server
 from potability.config import Settings
+from potability.governance import run_record
+from potability.local import local_stack, services
 from potability.model import sklearn_save_kwargs
+from potability.serving import model_server
 
 CHAMPION = "champion"
 QUICK = ["--param", "grids=quick", "--param", "cv_folds=3"]

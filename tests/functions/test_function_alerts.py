@@ -16,9 +16,8 @@ import requests
 from potability import config
 
 
-from potability.local import local_stack
-
 from potability import alerts
+from potability.local import local_stack
 READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
            "Sulfate": None, "Conductivity": 421.0, "Organic_carbon": 14.2,
            "Trihalomethanes": 66.4, "Turbidity": 3.9}

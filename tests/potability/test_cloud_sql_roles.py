@@ -28,9 +28,8 @@ from urllib.parse import quote
 import pytest
 
 from potability import db, migrations, seed
-
-from potability.local import local_stack
 from potability.config import Settings
+from potability.local import local_stack
 
 PROJECT_IAM = "demo-project.iam"
 MIGRATOR = f"potability-migrator@{PROJECT_IAM}"

@@ -21,9 +21,8 @@ import pg8000.exceptions
 import pytest
 
 from potability import db
-
-from potability.local import local_stack
 from potability.config import Settings
+from potability.local import local_stack
 
 CONNECTION, TRANSIENT = db.Failure.CONNECTION, db.Failure.TRANSIENT
 

@@ -11,9 +11,7 @@ from typing import Any, Iterator
 import pytest
 from pg8000.exceptions import DatabaseError
 
-from potability import db
-
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings
 
 

@@ -10,12 +10,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from potability import db
-
-from potability.governance import model_changes as mc, run_record
-
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings
+from potability.governance import model_changes as mc, run_record
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 

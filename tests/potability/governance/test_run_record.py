@@ -8,12 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from potability import db
-
-from potability.governance import run_record
-
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings
+from potability.governance import run_record
 from potability.governance.run_record import ChampionRecord, PipelineRun
 
 

@@ -19,10 +19,9 @@ from typing import Any, Iterator
 import pytest
 
 from potability import db, migrations
-
-from potability.inference import inference_archive, inference_log, inference_rollup
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
+from potability.inference import inference_archive, inference_log, inference_rollup
 
 ROOT = Path(__file__).resolve().parents[3]
 COLS = ", ".join(FEATURE_COLUMNS)

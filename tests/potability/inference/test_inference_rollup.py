@@ -11,7 +11,6 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from potability import db
-
 from potability.inference import inference_rollup
 from potability.inference.inference_rollup import HOUR, floor_hour
 

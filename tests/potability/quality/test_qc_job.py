@@ -13,7 +13,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from potability import db
-
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, FEATURES
 from potability.inference import inference_rollup
 from potability.quality import drift, qc_job
