@@ -68,6 +68,15 @@ def module_fresh_db(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def seeded_db(database_url: str) -> Iterator[str]:
+    """A database of its own, migrated and seeded like a fresh stack's (without the local
+    functions' login users); shared by the session, dropped afterwards."""
+    for url in _fresh_database(database_url):
+        local_stack.prepare_database(url, local_users=False)
+        yield url
+
+
+@pytest.fixture(scope="session")
 def mlflow_uri(stack_home: Path, database_url: str) -> str:
     """A real MLflow tracking server backed by the same database (``public`` schema)."""
     uri = local_stack.start_mlflow(stack_home, database_url, port=services.free_port())

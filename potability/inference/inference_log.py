@@ -15,7 +15,7 @@ scheduler service before each pipeline firing; ``potability migrate`` runs its p
    cells);
 5. the last week's complete hours are rolled up - counts and drift cells
    (:func:`potability.inference.inference_rollup.catch_up`) - so `potability qc` finds at most
-   the latest hour or two to count from raw rows. Hourly, this is ~2 s at 120 k readings an
+   the latest hour or two to count from raw rows. Hourly, this is ~3 s at 120 k readings an
    hour; the first run after sql/015 fills the whole week.
 
 Each step is idempotent, and a step killed midway leaves the database as it was: partition

@@ -108,8 +108,9 @@ def roll_up_cells(conn: Connection, start: datetime, through: datetime,
 CATCH_UP_HOURS = 24
 """Hours :func:`catch_up` rolls up per transaction."""
 CELL_HOURS = 2
-"""Hours whose drift cells :func:`catch_up` fills per transaction: ~15 us a reading (sql/015),
-so ~4 s at 120 k readings an hour - inside a connection's default 10 s socket timeout."""
+"""Hours whose drift cells :func:`catch_up` fills per transaction: ~23 us a reading measured
+(docs/scale.md), so ~5.5 s at 120 k readings an hour - inside a connection's default 10 s
+socket timeout."""
 
 
 def catch_up(conn: Connection, now: datetime, days: float = WEEK_HOURS / 24) -> int:

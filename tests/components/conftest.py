@@ -1,5 +1,5 @@
 """The pipeline's steps run as plain functions, in order, on real parts: a database of their
-own (migrated and seeded), the session's MLflow server, artifacts in a temporary folder.
+own (``seeded_db``: migrated and seeded), the session's MLflow server, artifacts in a temporary folder.
 
 What KFP does between the steps (passing outputs as inputs) is done here by hand, so each
 step's test file can check its own step; the compiled pipeline and a KFP local run are tested
@@ -12,14 +12,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Metrics
 
-from potability import db
 from potability.config import Settings
-from potability.local import local_stack
 
 
 @dataclass
@@ -44,23 +42,7 @@ class StepChain:
 
 
 @pytest.fixture(scope="session")
-def chain_database(database_url: str) -> Iterator[str]:
-    """A database of the chain's own, migrated and seeded like a fresh stack's."""
-    name = f"steps_{uuid.uuid4().hex[:10]}"
-    admin = db.connect(Settings(database_url=database_url))
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        url = db.with_database(database_url, name)
-        local_stack.prepare_database(url, local_users=False)
-        yield url
-    finally:
-        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
-
-
-@pytest.fixture(scope="session")
-def step_chain(chain_database: str, mlflow_uri: str,
+def step_chain(seeded_db: str, mlflow_uri: str,
                tmp_path_factory: pytest.TempPathFactory) -> StepChain:
     """export -> train -> evaluate -> promote, each step's body called as KFP would."""
     from components.evaluate_step import evaluate_component
@@ -69,8 +51,8 @@ def step_chain(chain_database: str, mlflow_uri: str,
     from components.train_step import train_component
 
     chain = StepChain(
-        run_id=f"steps-{uuid.uuid4().hex[:8]}", database={"url": chain_database},
-        settings=Settings(env="local", database_url=chain_database, mlflow_tracking_uri=mlflow_uri),
+        run_id=f"steps-{uuid.uuid4().hex[:8]}", database={"url": seeded_db},
+        settings=Settings(env="local", database_url=seeded_db, mlflow_tracking_uri=mlflow_uri),
         mlflow_uri=mlflow_uri, model_name=f"steps-{uuid.uuid4().hex[:6]}",
         folder=tmp_path_factory.mktemp("steps"))
     common = dict(mlflow_tracking_uri=mlflow_uri, database=chain.database)

@@ -14,9 +14,9 @@ def test_export_writes_the_table_and_opens_the_run(step_chain) -> None:
         cur = conn.cursor()
         cur.execute("SELECT count(*) FROM water.water_potability")
         rows = cur.fetchone()[0]
-        run = run_record.find_run(conn, step_chain.run_id)
     finally:
         conn.close()
+    run = run_record.read_run(step_chain.settings, step_chain.run_id)
     text = Path(dataset.path).read_bytes()
     assert out.rows == rows == len(text.decode().strip().splitlines()) - 1  # a header, then rows
     assert out.sha256 == hashlib.sha256(text).hexdigest()

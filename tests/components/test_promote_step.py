@@ -8,7 +8,6 @@ import mlflow
 import pytest
 
 from components.promote_step import promote_component
-from potability import db
 from potability.governance import run_record
 from training.decision import FIRST_CHAMPION
 
@@ -20,11 +19,7 @@ def test_the_first_run_installs_a_champion_and_records_it(step_chain) -> None:
     client = mlflow.MlflowClient(step_chain.mlflow_uri)
     alias = client.get_model_version_by_alias(step_chain.model_name, "champion")
     assert alias.version == out.champion_version
-    conn = db.connect(step_chain.settings)
-    try:
-        run = run_record.find_run(conn, step_chain.run_id)
-    finally:
-        conn.close()
+    run = run_record.read_run(step_chain.settings, step_chain.run_id)
     assert (run.decision, run.champion_version) == (FIRST_CHAMPION, out.champion_version)
 
 
@@ -42,11 +37,7 @@ def test_promoting_the_champion_against_itself_is_refused_and_recorded(step_chai
             training_rows=train.training_rows, recall_floor=0.2, split_seed=42,
             test_fraction=0.25, promotion_confidence=0.9, model_name=step_chain.model_name,
             mlflow_tracking_uri=step_chain.mlflow_uri, database=step_chain.database)
-    conn = db.connect(step_chain.settings)
-    try:
-        run = run_record.find_run(conn, run_id)
-    finally:
-        conn.close()
+    run = run_record.read_run(step_chain.settings, run_id)
     assert run.status == "failed" and run.error.startswith("promote: RuntimeError")
     alias = mlflow.MlflowClient(step_chain.mlflow_uri).get_model_version_by_alias(
         step_chain.model_name, "champion")

@@ -9,7 +9,6 @@ import pytest
 from kfp.dsl import Artifact, Dataset
 
 from components.train_step import train_component
-from potability import db
 from potability.governance import run_record
 from training.dataset import read_dataset
 from training.modeling import FAMILIES
@@ -40,9 +39,5 @@ def test_a_failing_train_records_the_run_as_failed_and_raises(step_chain, tmp_pa
             database=step_chain.database,
             test_set=Dataset(name="t", uri=str(tmp_path / "t"), metadata={}),
             candidates=Artifact(name="c", uri=str(tmp_path / "c"), metadata={}))
-    conn = db.connect(step_chain.settings)
-    try:
-        run = run_record.find_run(conn, run_id)
-    finally:
-        conn.close()
+    run = run_record.read_run(step_chain.settings, run_id)
     assert run.status == "failed" and run.error.startswith("train: ValueError: unknown grid")
