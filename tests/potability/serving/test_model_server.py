@@ -231,3 +231,21 @@ def test_stalled_clients_do_not_hold_up_others(model_server_url):
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_a_model_registered_before_the_module_renames_still_loads_and_scores():
+    """tests/fixtures/model_before_rename was saved with skops (MLflow's scikit-learn flavour,
+    our trusted-type list) at commit 6dafec1, before modules were renamed (issue 32). skops
+    stores each class by its import path, so a moved class would refuse to load: this is the
+    guard that registered champions keep serving across renames."""
+    from pathlib import Path
+
+    from potability.serving.model_server import load_model
+
+    folder = Path(__file__).resolve().parents[2] / "fixtures" / "model_before_rename"
+    loaded = load_model(ServingSettings(model_uri=str(folder), model_version="old"))
+    frame = load_dataset().head(3)[list(FEATURE_NAMES)]
+    proba = loaded.estimator.predict_proba(frame)[:, 1]
+    assert list(proba) == pytest.approx([0.39045484986237716, 0.3880811550718409,
+                                         0.3895273108182711])
+    assert loaded.threshold == pytest.approx(0.4)
