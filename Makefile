@@ -45,15 +45,15 @@ clean: down
 
 # After `terraform apply` in terraform/: build the image with Cloud Build, pin it by digest,
 # publish the pipeline, run the migration job, print the function URLs and smoke-test status
-# (potability/gcp/gcp_deploy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
+# (potability/gcp/deploy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
 gcp-deploy: env
-	$(BIN)/python -m potability.gcp.gcp_deploy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+	$(BIN)/python -m potability.gcp.deploy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
 # Teardown: undeploy the endpoint's models, lift Cloud SQL's deletion protection, destroy,
 # delete the service-networking peering Terraform abandons, destroy the rest
-# (potability/gcp/gcp_destroy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
+# (potability/gcp/destroy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
 gcp-destroy: env
-	$(BIN)/python -m potability.gcp.gcp_destroy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+	$(BIN)/python -m potability.gcp.destroy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
 # The Cloud Functions' requirements.txt: exactly what uv.lock pins (with hashes) for the
 # `functions` dependency group. Run after changing dependencies; a test fails while it is stale.

@@ -119,8 +119,8 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _processes(home: Path) -> dict[str, list[int]]:
     """The stack's processes whose CPU time the benchmark accounts per request."""
-    from potability.local import local_functions as local
-    from potability.local import local_stack, services
+    from potability.local import function_servers as local
+    from potability.local import stack as local_stack, services
 
     roots = {"function": services.running_pid(home, local.FUNCTIONS[0].service),
              "model server": services.running_pid(home, "model-server"),
@@ -209,8 +209,8 @@ def _fit_model(kind: str, folder: Path) -> Path:
 
 def _own_stack(home: Path, kind: str, threads: int, workers: int) -> dict[str, str]:
     from potability import config
-    from potability.local import local_functions as local
-    from potability.local import local_stack
+    from potability.local import function_servers as local
+    from potability.local import stack as local_stack
     from potability.serving import model_server
     print(f"building a throw-away stack in {home} (model: {kind}) ...", flush=True)
     url = local_stack.start_database(home)
@@ -412,7 +412,7 @@ def main() -> int:
     from potability import config
 
 
-    from potability.local import local_stack
+    from potability.local import stack as local_stack
     temp: tempfile.TemporaryDirectory[str] | None = None
     if args.stack:
         home = args.stack.absolute()

@@ -62,7 +62,7 @@ def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]
 
 
 def bench_pipeline(grid: str) -> None:
-    from potability.local import local_stack, services
+    from potability.local import stack as local_stack, services
     from potability.config import Settings
 
     home = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))

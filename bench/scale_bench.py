@@ -124,7 +124,7 @@ def fill(database_url: str, target: int) -> dict[str, Any]:
     try:
         # the window's day partitions exist, as on a stack whose maintenance ran every day
         # (a fresh stack has today's onwards; older rows would land in the DEFAULT partition)
-        from potability.inference import inference_log
+        from potability.inference import log as inference_log
 
         today = datetime.now(timezone.utc).date()
         for back in range(8):
@@ -143,7 +143,7 @@ def fill(database_url: str, target: int) -> dict[str, Any]:
         cur.execute("ANALYZE water.water_inferences")
         # a backfill: the rows landed in hours the rollups may already hold (the smaller
         # size's); those hours are re-opened so they are counted again
-        from potability.inference import inference_rollup
+        from potability.inference import rollup as inference_rollup
 
         now = datetime.now(timezone.utc)
         inference_rollup.forget(conn, now - timedelta(days=8), now + timedelta(hours=1))
@@ -154,7 +154,7 @@ def fill(database_url: str, target: int) -> dict[str, Any]:
 
 def rollup_catch_up(database_url: str) -> float:
     from potability import db
-    from potability.inference import inference_rollup
+    from potability.inference import rollup as inference_rollup
     from potability.config import Settings
 
     conn = db.connect(Settings(database_url=database_url), timeout=3600)
@@ -378,7 +378,7 @@ def main() -> int:
     from potability import config
 
 
-    from potability.local import local_stack
+    from potability.local import stack as local_stack
     temp: tempfile.TemporaryDirectory[str] | None = None
     if args.stack:
         home = args.stack.absolute()

@@ -43,7 +43,7 @@ from typing import Any
 
 from potability import config, db
 from potability.config import Settings
-from potability.local import local_functions, local_stack, services
+from potability.local import function_servers, stack as local_stack, services
 from potability.serving import model_server
 from process_tree import tree_rss  # bench/, beside this script
 
@@ -173,8 +173,8 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
     train_small_model(model_dir)
     model_url = model_server.start_local(home, str(model_dir), MODEL_NAME, MODEL_VERSION,
                                          tracking_uri="", port=services.free_port())
-    env = local_functions.start(home)
-    token = (home / local_functions.TOKEN_FILE).read_text().strip()
+    env = function_servers.start(home)
+    token = (home / function_servers.TOKEN_FILE).read_text().strip()
     auth = {"Authorization": f"Bearer {token}"}
     predict_url, samples_url, status_url = env["PREDICT_URL"], env["ADD_SAMPLE_URL"], env["STATUS_URL"]
 

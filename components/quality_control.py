@@ -1,7 +1,7 @@
 """Component 6, quality control: measure the served model against the lab samples, daily.
 
 Runs after deploy, so the status page's live precision and drift flags are at most a day old
-on GCP too, where nothing else runs :mod:`potability.quality.qc_job` (locally ``potability qc`` runs it
+on GCP too, where nothing else runs :mod:`potability.quality.job` (locally ``potability qc`` runs it
 on demand). It reads only the ``water`` tables and writes one ``water.qc_runs`` row with its
 metrics in one transaction; the training run is already recorded as succeeded by deploy, so a
 failure here fails this task (visible in the pipeline UI) without undoing the new champion.
@@ -24,7 +24,7 @@ def quality_control_component(
 
     from components.runtime import step_settings
     from potability import db
-    from potability.quality import qc_job
+    from potability.quality import job as qc_job
     settings = step_settings(database)
     conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
     try:

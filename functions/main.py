@@ -5,7 +5,7 @@
     functions-framework --source functions/main.py --target status       # status page
 
 On GCP the source root's ``main.py`` re-exports these (``terraform/function_source``). Each
-instance builds one :class:`~functions.serving.Context` from the environment on its first
+instance builds one :class:`~functions.context.Context` from the environment on its first
 request (``load_settings``: the same variable names Terraform and ``potability
 functions`` set), so the database pool and the endpoint session are created once and reused.
 The request and response shapes are published in ``functions/openapi.yaml``.
@@ -22,7 +22,7 @@ from functions import gunicorn_worker
 from functions import predict as _predict
 from functions import samples as _samples
 from functions import status as _status
-from functions.serving import Context, serve
+from functions.context import Context, serve
 from potability.config import load_settings
 
 gunicorn_worker.install()  # before functions-framework builds its server: see that module

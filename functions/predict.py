@@ -35,7 +35,7 @@ import flask
 
 from functions.callers import predict_caller
 from functions.http import ApiError, json_response, read_json_body, require_method
-from functions.serving import Call, Context, retry_stale_connection
+from functions.context import Call, Context, retry_stale_connection
 from functions.validation import Features, PredictRequest, parse_predict
 from potability import db
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, column

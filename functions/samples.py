@@ -20,7 +20,7 @@ import flask
 
 from functions.auth import authorise_samples
 from functions.http import ApiError, json_response, read_json_body, require_method
-from functions.serving import Call, Context, retry_stale_connection
+from functions.context import Call, Context, retry_stale_connection
 from functions.validation import Sample, parse_samples
 from potability import db
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET

@@ -5,8 +5,8 @@ quality of the service.
 ``?format=json`` or ``Accept: application/json`` answers the same data as JSON. This module
 maps records to JSON and holds no SQL: the current champion and the last pipeline run come
 from :mod:`potability.governance.run_record` (no MLflow call), inference counts from
-:mod:`potability.inference.inference_rollup` (hourly rollups plus the raw rows of the hours not rolled
-up yet), lab-sample counts, live precision and drift from :mod:`potability.quality.qc_record` (the
+:mod:`potability.inference.rollup` (hourly rollups plus the raw rows of the hours not rolled
+up yet), lab-sample counts, live precision and drift from :mod:`potability.quality.record` (the
 latest ``potability qc`` run), open alerts from :mod:`potability.alerts`.
 
 The page cannot be used to take the database from predict (issue 18): each instance reads the
@@ -17,7 +17,7 @@ CDNs keep the answer as well.
 
 Nothing private is shown: no submitter identities, no sample or request ids, no tokens, no
 error texts (they may carry hostnames). It is served like the other functions, through
-:func:`functions.serving.serve` (the instance's shared pool, one request log line, the JSON
+:func:`functions.context.serve` (the instance's shared pool, one request log line, the JSON
 error contract, the stale-connection retry); database down -> 503 with ``Retry-After``.
 """
 
@@ -34,13 +34,13 @@ from typing import Any
 import flask
 
 from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
-from functions.serving import Call, Context, retry_stale_connection
+from functions.context import Call, Context, retry_stale_connection
 from functions.status_page import render_error_html, render_html
 from potability import db
 from potability.governance import model_changes, run_record
-from potability.inference import inference_rollup
+from potability.inference import rollup as inference_rollup
 from potability import alerts
-from potability.quality import qc_record
+from potability.quality import record as qc_record
 from potability.config import Settings
 
 FUNCTION = "status"
@@ -384,7 +384,7 @@ def _wants_json(request: flask.Request) -> bool:
 
 
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
-    """The page (or its JSON); run through :func:`functions.serving.serve` like the others."""
+    """The page (or its JSON); run through :func:`functions.context.serve` like the others."""
     if request.method not in ("GET", "HEAD"):
         raise ApiError(405, "method", "use GET or HEAD", {"Allow": "GET, HEAD"})
     fmt = request.args.get("format")

@@ -27,7 +27,7 @@ running: every :data:`STALE_CHECK_SECONDS` it runs the stale-run check
 reached skips that check (logged) and never stops the schedule.
 
 Before each firing it runs the inference log's daily maintenance (:func:`maintain`,
-:func:`potability.inference.inference_log.run_maintenance`: partitions ahead, request keys pruned, days
+:func:`potability.inference.log.run_maintenance`: partitions ahead, request keys pruned, days
 past ``INFERENCE_RETENTION_DAYS`` archived to ``<home>/inference-archive`` and dropped) - what
 the ``<name_prefix>-maintenance`` job does on GCP. A failure is logged and never stops the
 schedule or the run; the next firing repeats it (each step is idempotent).
@@ -56,7 +56,7 @@ from croniter import croniter
 from potability import alerts, db
 from potability.config import Settings, load_settings
 from potability.governance import run_record
-from potability.inference import inference_log
+from potability.inference import log as inference_log
 from potability.local import services
 
 SERVICE = "scheduler"

@@ -62,7 +62,7 @@ def summary_lines(settings: Settings, run_id: str, log_path: Path | None) -> lis
         return lines
     for label, url in running:
         lines.append(f"{label:<12} {url}")
-    from potability.local.local_functions import example_curls
+    from potability.local.function_servers import example_curls
 
     lines.append("try:")
     lines.extend("  " + curl for curl in example_curls(settings.home))

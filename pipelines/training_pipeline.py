@@ -23,7 +23,7 @@ from typing import Any
 
 from kfp import compiler, dsl
 
-from components import (deploy, evaluate_step, export_step, promote_step, quality_control, runtime,
+from components import (deploy_step, evaluate_step, export_step, promote_step, quality_control, runtime,
                         train_step)
 
 PIPELINE_NAME = "water-potability-training"
@@ -37,7 +37,7 @@ def build(image: str) -> Any:
     train_op = runtime.as_component(train_step.train_component, image)
     evaluate_op = runtime.as_component(evaluate_step.evaluate_component, image)
     promote_op = runtime.as_component(promote_step.promote_component, image)
-    deploy_op = runtime.as_component(deploy.deploy_component, image)
+    deploy_op = runtime.as_component(deploy_step.deploy_component, image)
     quality_control_op = runtime.as_component(quality_control.quality_control_component, image)
 
     @dsl.pipeline(name=PIPELINE_NAME,

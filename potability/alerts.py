@@ -23,8 +23,8 @@ docs/operating-the-model.md). Each occurrence is
 The deciding functions are pure (state in, alerts out); the database and HTTP edges are below
 them. Who raises what: ``potability/governance/run_record.py`` (failed runs, resolved by the next
 success; and ``check_stale``, run by ``potability alerts check``, the pipeline's export step
-and the local scheduler between runs), ``potability/quality/qc_job.py`` (flagged precision, drift),
-``functions/serving.py`` (5xx rate, :class:`ErrorRateMonitor` per instance).
+and the local scheduler between runs), ``potability/quality/job.py`` (flagged precision, drift),
+``functions/context.py`` (5xx rate, :class:`ErrorRateMonitor` per instance).
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from pathlib import Path
 from potability import config, db, migrations, seed
 from potability.config import Settings, load_settings
 from potability.governance import run_record
-from potability.inference import inference_log
-from potability.local import local_stack, services
+from potability.inference import log as inference_log
+from potability.local import stack as local_stack, services
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -138,7 +138,7 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 
 def _archive_list(args: argparse.Namespace) -> int:
-    from potability.inference import inference_archive
+    from potability.inference import archive as inference_archive
 
     settings = load_settings()
     days = inference_archive.archived_days(settings)
@@ -149,7 +149,7 @@ def _archive_list(args: argparse.Namespace) -> int:
 
 
 def _archive_read(args: argparse.Namespace) -> int:
-    from potability.inference import inference_archive
+    from potability.inference import archive as inference_archive
 
     table = inference_archive.read_day(load_settings(), args.day)
     frame = table.to_pandas()
@@ -174,7 +174,7 @@ def _seed(args: argparse.Namespace) -> int:
 def _qc(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from potability.quality import qc_job
+    from potability.quality import job as qc_job
 
     settings = load_settings()
     conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
@@ -220,20 +220,20 @@ def _alerts(args: argparse.Namespace) -> int:
 
 
 def _functions(args: argparse.Namespace) -> int:
-    from potability.local import local_functions
+    from potability.local import function_servers
 
     home = Settings.from_env().home
-    env = local_functions.start(home, threads=args.threads, workers=args.workers)
+    env = function_servers.start(home, threads=args.threads, workers=args.workers)
     if args.quiet:
         print("functions    " + ", ".join(f"{fn.target} {env[fn.env_key]}"
-                                          for fn in local_functions.FUNCTIONS))
+                                          for fn in function_servers.FUNCTIONS))
         return 0
-    for fn in local_functions.FUNCTIONS:
+    for fn in function_servers.FUNCTIONS:
         print(f"{fn.target:12} {env[fn.env_key]}   ({fn.env_key}, log {home}/logs/{fn.service}.log)")
     print(f"model server {env['MODEL_SERVER_URL']}   (predict answers 503 until a model is served)")
-    print(f"regulator token: {home}/{local_functions.TOKEN_FILE} (only its sha256 is in {home}/env)")
+    print(f"regulator token: {home}/{function_servers.TOKEN_FILE} (only its sha256 is in {home}/env)")
     print("OpenAPI: functions/openapi.yaml. Try:")
-    for line in local_functions.example_curls(home):
+    for line in function_servers.example_curls(home):
         print("  " + line)
     return 0
 
@@ -245,7 +245,7 @@ def _samples_import(args: argparse.Namespace) -> int:
     token = settings.regulator_token
     token_file = args.token_file
     if token_file is None and not token:
-        from potability.local.local_functions import TOKEN_FILE
+        from potability.local.function_servers import TOKEN_FILE
 
         token_file = settings.home / TOKEN_FILE
     if token_file is not None:
@@ -267,25 +267,25 @@ def _samples_import(args: argparse.Namespace) -> int:
 
 
 def _samples_tokens(args: argparse.Namespace) -> int:
-    from potability.local import local_functions
+    from potability.local import function_servers
 
     home = Settings.from_env().home
     if args.tokens_action == "list":
-        hashes = local_functions.token_hashes(home)
+        hashes = function_servers.token_hashes(home)
         for digest in hashes:
             print(f"token:{digest[:8]}  sha256 {digest}")
         if not hashes:
             print("no regulator tokens: add_sample refuses every request")
         return 0
     if args.tokens_action == "add":
-        token, ident = local_functions.new_regulator_token(home)
+        token, ident = function_servers.new_regulator_token(home)
         print(f"{ident}  (submissions are recorded under this id)")
         print(token)
         print("the token is shown once and never stored; only its sha256 is in the env file",
               file=sys.stderr)
         return 0
     try:
-        gone = local_functions.revoke_token(home, args.token)
+        gone = function_servers.revoke_token(home, args.token)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

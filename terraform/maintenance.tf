@@ -1,4 +1,4 @@
-# The inference log's hourly maintenance (potability/inference/inference_log.py,
+# The inference log's hourly maintenance (potability/inference/log.py,
 # docs/inference-log.md): `potability maintenance` creates the partitions of the
 # next days, prunes request keys older than the idempotency window, and exports
 # every day older than var.inference_retention_days to Parquet in the archive

@@ -79,7 +79,7 @@ resource "google_logging_metric" "alert" {
 # set): Cloud Monitoring learns a new log-based metric minutes after Logging creates it, and a
 # policy created before then is refused with 404 "Cannot find metric(s)" (a known provider
 # issue). gcp-deploy polls Monitoring's metricDescriptors.get for every type in
-# output.alert_metric_types before the apply that creates them (potability/gcp/gcp_deploy.py).
+# output.alert_metric_types before the apply that creates them (potability/gcp/deploy.py).
 locals {
   log_metric_policies = var.image_digest != ""
 }

@@ -10,7 +10,7 @@
 # provider has no google_project_service_identity (google-beta only, Google's sample
 # iam/docs/samples/iam-create-project-level-service-agent). `make gcp-deploy` therefore ensures
 # it (`gcloud beta services identity create --service=aiplatform.googleapis.com`,
-# potability/gcp/gcp_deploy.py) before the apply that pins the image - the apply that creates this
+# potability/gcp/deploy.py) before the apply that pins the image - the apply that creates this
 # grant (it exists once var.image_digest is set, like the migration job: no pipeline can run
 # before that apply publishes one). terraform/tests/service_agents.tftest.hcl asserts it.
 locals {

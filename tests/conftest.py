@@ -16,7 +16,7 @@ import pytest
 
 from potability import config, db, migrations
 from potability.config import Settings
-from potability.local import local_stack, services
+from potability.local import stack as local_stack, services
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -255,7 +255,7 @@ def local_functions(tmp_path_factory: pytest.TempPathFactory, database_url: str,
     """The three functions started exactly as ``potability functions`` starts them (real
     functions-framework processes), in their own stack home pointing at the session's
     database and model server."""
-    from potability.local import local_functions as local
+    from potability.local import function_servers as local
 
     home = tmp_path_factory.mktemp("fnstack")
     config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("potability", "training", "components", "pipelines", "functions")
 CLI = "potability.cli"
 FLOOR = {"core": 0, "training": 1, "components": 2, "pipelines": 3, "functions": 3, "cli": 4}
-ADAPTERS = {"components.runtime", "components.vertex", "components.deploy", "components"}
+ADAPTERS = {"components.runtime", "components.vertex", "components.deploy_step", "components"}
 """What a step may import from components/ (deploy is both the deploy adapter and its step)."""
 
 
@@ -130,7 +130,7 @@ ROOMS = {"base": 0, "inference": 1, "gcp": 1, "local": 2, "serving": 3, "governa
 
 
 def room_of(module: str) -> str | None:
-    """The core's room of a module (``potability.quality.qc_job`` -> quality), None outside
+    """The core's room of a module (``potability.quality.job`` -> quality), None outside
     the core (and for the CLI, the top floor)."""
     parts = module.split(".")
     if floor_of(module) != "core":

@@ -31,7 +31,7 @@ training data itself reach PSI 0.1 in most checks. So:
   textbook condition for the chi-square approximation; below it ``insufficient_data``.
   docs/statistics.md has the simulated false-alarm rates and the power at n = 50 / 200.
 
-Pure: :mod:`potability.quality.qc_job` loads the rows and stores the results.
+Pure: :mod:`potability.quality.job` loads the rows and stores the results.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def bin_counts(values: Sequence[float | None], edges: np.ndarray) -> np.ndarray:
     """Count of ``values`` per bin: ``len(edges) + 1`` value bins, then the missing-value bin.
 
     A value equal to an edge belongs to the bin above it - what PostgreSQL's
-    ``width_bucket(value, edges)`` computes, so :mod:`potability.quality.qc_job` counts the recent
+    ``width_bucket(value, edges)`` computes, so :mod:`potability.quality.job` counts the recent
     readings in SQL into the very same bins.
     """
     array = _as_array(values)

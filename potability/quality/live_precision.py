@@ -38,7 +38,7 @@ is exact-conservative, so a model whose true precision is at the floor is flagge
 5% of checks (per row); one whose precision is 0.70 far less (docs/statistics.md has the
 simulated rates). A point estimate under the floor is reported, not flagged.
 
-Everything here is pure; :mod:`potability.quality.qc_job` loads the rows and stores the results.
+Everything here is pure; :mod:`potability.quality.job` loads the rows and stores the results.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def match_samples(
     """Pair lab samples and inferences one-to-one, nearest first (the module's matching rule).
 
     Memory: the candidate pairs of each sensor, i.e. bounded by the samples times the
-    inferences :func:`potability.quality.qc_job.load_candidate_inferences` loads for them (at most
+    inferences :func:`potability.quality.job.load_candidate_inferences` loads for them (at most
     ~2 per sample and competing sample), not by the size of the inference log."""
     if window < timedelta(0):
         raise ValueError("the match window cannot be negative")

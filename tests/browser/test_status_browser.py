@@ -20,9 +20,9 @@ import pytest
 from potability import db
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
-from potability.inference.inference_rollup import floor_hour
+from potability.inference.rollup import floor_hour
 from potability.local import services
-from potability.quality import qc_job
+from potability.quality import job as qc_job
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"

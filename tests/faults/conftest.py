@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 import pytest
 from faults_support import FunctionProcess, start_function
 
-from potability.local import local_stack
+from potability.local import stack as local_stack
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def start_function(home: Path, target: str, env: dict[str, str], threads: int = 
                    timeout: float = 60.0) -> FunctionProcess:
     """``functions-framework --target <target>`` on a free loopback port (the buildpack's
     command on Cloud Run), waiting until it answers HTTP."""
-    from potability.local import local_functions as local
+    from potability.local import function_servers as local
 
     port = services.free_port()
     service = f"fn-{target}-{port}"

@@ -18,7 +18,7 @@ from faults_support import GOOD_READING, deadline
 
 from functions.auth import token_sha256
 from potability import db
-from potability.local import local_stack, services
+from potability.local import stack as local_stack, services
 from potability.serving import model_server
 from potability.config import Settings
 

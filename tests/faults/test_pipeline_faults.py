@@ -30,7 +30,7 @@ from faults_support import ROOT, deadline
 from potability import config, db
 from potability.config import Settings
 from potability.governance import run_record
-from potability.local import local_stack, services
+from potability.local import stack as local_stack, services
 from potability.model import sklearn_save_kwargs
 from potability.serving import model_server
 

@@ -1,6 +1,6 @@
 """Fixtures for the functions: the real handlers on the session's real PostgreSQL and model server.
 
-``client`` serves both functions in-process through the same :func:`functions.serving.serve`
+``client`` serves both functions in-process through the same :func:`functions.context.serve`
 wrapper that ``functions/main.py`` uses (the functions-framework processes themselves are
 exercised by ``test_local.py`` and the fuzz tests), with a :class:`Context` built for the test
 database and model server.
@@ -14,7 +14,7 @@ import pytest
 from fn_support import REGULATOR_TOKEN
 
 from functions.auth import token_sha256
-from functions.serving import Context
+from functions.context import Context
 from potability import db
 from potability.config import Settings
 

@@ -8,7 +8,7 @@ from typing import Any
 import flask
 
 from functions import predict, samples
-from functions.serving import Context, serve
+from functions.context import Context, serve
 from potability import db
 from potability.features import FEATURE_NAMES
 

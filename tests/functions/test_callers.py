@@ -11,7 +11,7 @@ from id_tokens import FakeGoogleCerts, TestKey
 
 from functions.callers import LOCAL_OPEN_CALLER, predict_caller
 from functions.http import ApiError
-from functions.serving import Context
+from functions.context import Context
 from potability.config import Settings, token_sha256
 
 GOOGLE = TestKey("google-predict")

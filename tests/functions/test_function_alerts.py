@@ -17,7 +17,7 @@ from potability import config
 
 
 from potability import alerts
-from potability.local import local_stack
+from potability.local import stack as local_stack
 READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
            "Sulfate": None, "Conductivity": 421.0, "Organic_carbon": 14.2,
            "Trihalomethanes": 66.4, "Turbidity": 3.9}
@@ -28,7 +28,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, model_server_url: str,
               webhook) -> Iterator[tuple[Path, dict[str, str]]]:
     """Its own embedded PostgreSQL (this test stops it) and the functions on it, alerting to
     the webhook after 6 requests of which at least half failed."""
-    from potability.local import local_functions
+    from potability.local import function_servers
 
     home = tmp_path_factory.mktemp("alertstack")
     try:
@@ -38,7 +38,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, model_server_url: str,
                           MODEL_SERVER_URL=model_server_url, ALERT_WEBHOOK_URL=webhook.url,
                           ALERT_ERROR_MIN_REQUESTS="6", ALERT_ERROR_RATE="0.5",
                           ALERT_ERROR_WINDOW_SECONDS="600")
-        yield home, local_functions.start(home)
+        yield home, function_servers.start(home)
     finally:
         local_stack.down(home)
 

@@ -12,7 +12,7 @@ from id_tokens import AUDIENCE, FakeGoogleCerts, TestKey, unsigned
 from functions import google_id_token
 from functions.auth import authorise_samples
 from functions.http import ApiError
-from functions.serving import Context
+from functions.context import Context
 from potability.config import Settings
 
 GOOGLE = TestKey("google-key-1")

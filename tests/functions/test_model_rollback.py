@@ -22,7 +22,7 @@ import mlflow
 import pytest
 from fn_support import GOOD_READING, make_app
 
-from functions.serving import Context
+from functions.context import Context
 from potability import config, db
 from potability.governance import model_changes as mc, model_control
 from potability import alerts

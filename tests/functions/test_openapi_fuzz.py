@@ -17,7 +17,7 @@ from hypothesis import settings as hyp_settings
 from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 
-from potability.local import local_functions as local
+from potability.local import function_servers as local
 from functions.openapi import DOCUMENT_PATH, build_document, render
 from potability.features import json_schema_for_reading
 

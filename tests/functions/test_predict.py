@@ -10,7 +10,7 @@ from fn_support import count, make_app, reading
 
 from functions.callers import LOCAL_OPEN_CALLER
 from functions.predict import REPLAY_HEADER
-from functions.serving import Context
+from functions.context import Context
 from potability.config import Settings
 
 
@@ -251,7 +251,7 @@ def test_quality_control_matches_a_lab_sample_on_the_measurement_time(client, cl
     reading's measurement time confirms that reading, not the batch's first."""
     from datetime import datetime, timedelta, timezone
 
-    from potability.quality import live_precision, qc_job
+    from potability.quality import live_precision, job as qc_job
 
     taken = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
     readings = [dict(reading(ph=6.0 + k), measured_at=(taken + timedelta(hours=k - 1)).isoformat())

@@ -15,9 +15,9 @@ from functions import regulator_tokens
 from functions.auth import authorise_samples
 from functions.http import ApiError
 from functions.regulator_tokens import TokenHashes
-from functions.serving import Context
+from functions.context import Context
 from potability import cli, config
-from potability.local import local_functions
+from potability.local import function_servers
 from potability.config import Settings, token_sha256
 
 SECRET = "projects/p/secrets/potability-samples-token-sha256"
@@ -108,9 +108,9 @@ def test_the_state_folder_and_env_file_are_private(tmp_path) -> None:
     old = os.umask(0o022)
     try:
         config.update_env(home, DATABASE_URL="postgresql://u:secret@h/db")
-        local_functions.regulator_token(home)
+        function_servers.regulator_token(home)
     finally:
         os.umask(old)
     assert stat.S_IMODE(home.stat().st_mode) == (0o711 if os.geteuid() == 0 else 0o700)
     assert stat.S_IMODE(config.env_file(home).stat().st_mode) == 0o600
-    assert stat.S_IMODE((home / local_functions.TOKEN_FILE).stat().st_mode) == 0o600
+    assert stat.S_IMODE((home / function_servers.TOKEN_FILE).stat().st_mode) == 0o600

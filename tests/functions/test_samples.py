@@ -13,7 +13,7 @@ from id_tokens import AUDIENCE, FakeGoogleCerts, TestKey
 
 from functions.auth import authorise_samples, submitter_for_token, token_sha256
 from functions.http import ApiError
-from functions.serving import Context
+from functions.context import Context
 from potability.config import Settings
 
 

@@ -19,14 +19,14 @@ from werkzeug.serving import make_server
 
 from functions import status as status_module
 from functions.http import RETRY_AFTER_SECONDS
-from functions.serving import Context, serve
+from functions.context import Context, serve
 from functions.status import status_data
 from functions.status_page import render_html
 from potability import db
-from potability.quality import qc_job
+from potability.quality import job as qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
-from potability.inference.inference_rollup import floor_hour
+from potability.inference.rollup import floor_hour
 
 UTC = timezone.utc
 PRIVATE = ("alice@utility.example", "status-sample-", "status-req-", "token")

@@ -25,8 +25,8 @@ from potability.governance import run_record
 from potability import alerts
 
 
-from potability.inference import inference_rollup
-from potability.quality import qc_job
+from potability.inference import rollup as inference_rollup
+from potability.quality import job as qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 

@@ -29,7 +29,7 @@ import pytest
 
 from potability import db, migrations, seed
 from potability.config import Settings
-from potability.local import local_stack
+from potability.local import stack as local_stack
 
 PROJECT_IAM = "demo-project.iam"
 MIGRATOR = f"potability-migrator@{PROJECT_IAM}"

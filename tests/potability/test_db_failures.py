@@ -22,7 +22,7 @@ import pytest
 
 from potability import db
 from potability.config import Settings
-from potability.local import local_stack
+from potability.local import stack as local_stack
 
 CONNECTION, TRANSIENT = db.Failure.CONNECTION, db.Failure.TRANSIENT
 

@@ -9,7 +9,7 @@ import pytest
 from potability import db
 
 
-from potability.local import local_stack
+from potability.local import stack as local_stack
 URL = "postgresql://app:s3cret-pw@db.example:5432/potability"
 
 

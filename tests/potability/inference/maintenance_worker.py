@@ -1,4 +1,4 @@
-"""A maintenance run that SIGKILLs itself mid-archive (test_inference_log's kill test).
+"""A maintenance run that SIGKILLs itself mid-archive (test_log's kill test).
 
 ``put``: while the archive file is being written into the store (a partial file exists);
 ``fetch``: after the file was stored, while it is read back for verification (before the drop).
@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from potability.inference import inference_archive, inference_log
+from potability.inference import archive as inference_archive, log as inference_log
 from potability.config import load_settings
 
 

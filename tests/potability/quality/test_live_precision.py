@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from potability.quality import qc_job
+from potability.quality import job as qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 from potability.quality.live_precision import (

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 from potability import db, migrations, seed
 from potability.config import DEFAULT_DB_NAME, Settings, private_home, read_env, update_env
-from potability.inference import inference_log
+from potability.inference import log as inference_log
 from potability.local import services
 
 MLFLOW = "mlflow"

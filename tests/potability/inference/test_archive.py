@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, quote, unquote, urlparse
 import pytest
 
 import gcp_discovery
-from potability.inference import inference_archive
+from potability.inference import archive as inference_archive
 
 
 class FakeGcs:

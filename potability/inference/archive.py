@@ -8,7 +8,7 @@ archive bucket, Terraform's ``inference_archive_prefix``), a local folder otherw
 Every file carries its row count and a SHA-256 of its rows (:func:`row_digest`: each row as a
 canonical JSON line, in ``id`` order) in the Parquet key-value metadata; :func:`verify` reads
 the file back and recomputes both, and :func:`read_day` refuses a file whose content does not
-match them. The maintenance step (:mod:`potability.inference.inference_log`) drops a partition only when
+match them. The maintenance step (:mod:`potability.inference.log`) drops a partition only when
 the file read back from the store matches the rows in the database.
 
 Stores are thin adapters with three calls (exists / put / fetch): :class:`LocalStore`

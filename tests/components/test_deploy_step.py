@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components import deploy, vertex
+from components import deploy_step, vertex
 from potability.config import Settings
 
 TARGET = vertex.VertexTarget(project="demo", region="europe-west1", endpoint_id="123",
@@ -173,7 +173,7 @@ def _settings(home: Path, url: str) -> Settings:
 def test_local_deploy_restarts_the_server_on_a_new_champion(tmp_path: Path) -> None:
     started: list[tuple[Any, ...]] = []
     settings = _settings(tmp_path, "http://127.0.0.1:8080")
-    action, url = deploy.deploy_local(
+    action, url = deploy_step.deploy_local(
         settings, "4", changed=True, probe=lambda u: "3",
         start=lambda *a: started.append(a) or "http://127.0.0.1:8080")
     assert (action, url) == ("started", "http://127.0.0.1:8080")
@@ -183,7 +183,7 @@ def test_local_deploy_restarts_the_server_on_a_new_champion(tmp_path: Path) -> N
 
 def test_local_deploy_keeps_a_server_already_serving_the_champion(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "http://127.0.0.1:8080")
-    action, _ = deploy.deploy_local(settings, "4", changed=False, probe=lambda u: "4",
+    action, _ = deploy_step.deploy_local(settings, "4", changed=False, probe=lambda u: "4",
                                     start=lambda *a: pytest.fail("must not restart"))
     assert action == "unchanged"
 
@@ -191,6 +191,6 @@ def test_local_deploy_keeps_a_server_already_serving_the_champion(tmp_path: Path
 def test_local_deploy_starts_the_server_when_it_is_not_running(tmp_path: Path) -> None:
     settings = _settings(tmp_path, "")
     started: list[Any] = []
-    action, _ = deploy.deploy_local(settings, "4", changed=False, probe=lambda u: None,
+    action, _ = deploy_step.deploy_local(settings, "4", changed=False, probe=lambda u: None,
                                     start=lambda *a: started.append(a) or "http://x")
     assert action == "started" and len(started) == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from potability.gcp import gcp_deploy
+from potability.gcp import deploy as gcp_deploy
 
 ROOT = Path(__file__).resolve().parents[3]
 DIGEST = "sha256:" + "d" * 64
@@ -157,7 +157,7 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
 def test_make_gcp_deploy_dry_run_uses_the_module(fakes: Path) -> None:
     res = subprocess.run(["make", "-n", "gcp-deploy", "DRY_RUN=1"], cwd=ROOT, capture_output=True,
                          text=True, check=True)
-    assert ".venv/bin/python -m potability.gcp.gcp_deploy --dry-run" in res.stdout
+    assert ".venv/bin/python -m potability.gcp.deploy --dry-run" in res.stdout
 
 
 def test_a_failing_step_stops_with_the_command_and_nothing_after_it(

@@ -83,7 +83,7 @@ def deploy_component(
     The ``endpoint_*`` parameters size the Vertex endpoint (:class:`components.vertex.ReplicaScaling`).
     """
     from potability.governance import run_record
-    from components.deploy import DEPLOY_TARGETS, LOCAL, deploy_local, download_model
+    from components.deploy_step import DEPLOY_TARGETS, LOCAL, deploy_local, download_model
     from components.runtime import failure_recorded, step_settings
 
     settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)

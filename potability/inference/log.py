@@ -9,12 +9,12 @@ scheduler service before each pipeline firing; ``potability migrate`` runs its p
 2. partitions for today and the next :data:`DAYS_AHEAD` days are created;
 3. request keys older than the idempotency window (``INFERENCE_REQUEST_KEY_DAYS``) are pruned;
 4. every day older than ``INFERENCE_RETENTION_DAYS`` is exported to Parquet
-   (:mod:`potability.inference.inference_archive`), the file is read back from the store and must match
+   (:mod:`potability.inference.archive`), the file is read back from the store and must match
    the database's rows (count and SHA-256), and only then is its partition dropped - in a short
    transaction that re-counts the rows under an exclusive lock first (with the day's drift
    cells);
 5. the last week's complete hours are rolled up - counts and drift cells
-   (:func:`potability.inference.inference_rollup.catch_up`) - so `potability qc` finds at most
+   (:func:`potability.inference.rollup.catch_up`) - so `potability qc` finds at most
    the latest hour or two to count from raw rows. Hourly, this is ~3 s at 120 k readings an
    hour; the first run after sql/015 fills the whole week.
 
@@ -40,7 +40,7 @@ from typing import Any, Iterator
 
 from potability import db
 from potability.config import Settings
-from potability.inference import inference_archive, inference_rollup
+from potability.inference import archive as inference_archive, rollup as inference_rollup
 from potability.migrations import OWNER_ROLE
 
 DAYS_AHEAD = 7

@@ -1,4 +1,4 @@
-"""The partitioned inference log (sql/008) and its maintenance (potability/inference/inference_log.py), on
+"""The partitioned inference log (sql/008) and its maintenance (potability/inference/log.py), on
 the real embedded PostgreSQL. Tests that create or drop partitions use a database of their own
 (``log_db``): the session database's partitions are shared by every other test."""
 
@@ -21,7 +21,7 @@ import pytest
 from potability import db, migrations
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
-from potability.inference import inference_archive, inference_log, inference_rollup
+from potability.inference import archive as inference_archive, log as inference_log, rollup as inference_rollup
 
 ROOT = Path(__file__).resolve().parents[3]
 COLS = ", ".join(FEATURE_COLUMNS)

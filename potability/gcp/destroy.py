@@ -1,6 +1,6 @@
 """``make gcp-destroy``: tear down what ``terraform apply`` + ``make gcp-deploy`` created.
 
-    python -m potability.gcp.gcp_destroy [--dry-run] [--auto-approve]
+    python -m potability.gcp.destroy [--dry-run] [--auto-approve]
 
 ``terraform destroy`` alone stops half-way on Google Cloud, in three places this runs around:
 
@@ -18,7 +18,7 @@ attachment release their subnet addresses up to hours after the functions and jo
 subnet deletion failing with "in use" means: wait, run ``make gcp-destroy`` again - every step is
 idempotent), and a Cloud SQL instance name stays reserved for days after deletion (a new stack
 needs another ``name_prefix``). ``--dry-run`` (``make gcp-destroy DRY_RUN=1``) prints every command
-and runs only the read-only ones. tests/potability/gcp/test_gcp_destroy.py runs it with fake tools.
+and runs only the read-only ones. tests/potability/gcp/test_destroy.py runs it with fake tools.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from potability.gcp.gcp_deploy import TERRAFORM_DIR, DeployError, Runner, _need, terraform_outputs
+from potability.gcp.deploy import TERRAFORM_DIR, DeployError, Runner, _need, terraform_outputs
 
 WAITS = (
     "Google releases the subnet addresses of Direct VPC egress and of the network attachment up to "
@@ -71,7 +71,7 @@ def destroy(run: Runner, auto_approve: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m potability.gcp.gcp_destroy", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m potability.gcp.destroy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true",
                         help="print every command; run only the read-only ones "

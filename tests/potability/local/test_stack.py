@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from potability.local import local_stack, services
+from potability.local import stack as local_stack, services
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

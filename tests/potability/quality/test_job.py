@@ -14,8 +14,8 @@ import pytest
 
 from potability import db
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, FEATURES
-from potability.inference import inference_rollup
-from potability.quality import drift, qc_job
+from potability.inference import rollup as inference_rollup
+from potability.quality import drift, job as qc_job
 
 UTC = timezone.utc
 END = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -165,7 +165,7 @@ def test_fresh_lab_samples_leave_out_older_and_tested_ones_and_the_run_keeps_the
     """sql/017: lab samples received after the champion's run started and never used by a
     promotion test; the QC run stores the champion's fresh figure and reads it back."""
     from potability.governance import run_record
-    from potability.quality import live_precision, qc_record
+    from potability.quality import live_precision, record as qc_record
 
     since = END - timedelta(days=10)
     conn = db.connect(runs_db)

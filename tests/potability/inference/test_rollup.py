@@ -11,8 +11,8 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from potability import db
-from potability.inference import inference_rollup
-from potability.inference.inference_rollup import HOUR, floor_hour
+from potability.inference import rollup as inference_rollup
+from potability.inference.rollup import HOUR, floor_hour
 
 UTC = timezone.utc
 BASE = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)  # a DST night in Europe: UTC hours do not care

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from potability.gcp import gcp_destroy
+from potability.gcp import destroy as gcp_destroy
 
 ROOT = Path(__file__).resolve().parents[3]
 OUTPUTS = {"project_id": "demo", "region": "europe-west1", "endpoint_id": "4455",
@@ -94,7 +94,7 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
 def test_make_gcp_destroy_dry_run_uses_the_module() -> None:
     res = subprocess.run(["make", "-n", "gcp-destroy", "DRY_RUN=1"], cwd=ROOT,
                          capture_output=True, text=True, check=True)
-    assert ".venv/bin/python -m potability.gcp.gcp_destroy --dry-run" in res.stdout
+    assert ".venv/bin/python -m potability.gcp.destroy --dry-run" in res.stdout
 
 
 def test_a_failing_step_stops_there(fakes: Path, monkeypatch: pytest.MonkeyPatch,

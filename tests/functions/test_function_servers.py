@@ -11,12 +11,12 @@ import subprocess
 import requests
 from fn_support import count, reading
 
-from potability.local import local_functions as local
+from potability.local import function_servers as local
 from functions.auth import token_sha256
 from potability import config
 
 
-from potability.local import local_stack, services
+from potability.local import stack as local_stack, services
 def test_started_functions_publish_urls_and_a_hashed_token(local_functions) -> None:
     home, env = local_functions
     for fn in local.FUNCTIONS:

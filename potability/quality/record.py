@@ -1,6 +1,6 @@
 """The one home of the quality-control tables (``water.qc_runs``, ``water.qc_live_metrics``,
 ``water.qc_drift``, sql/004_quality_control.sql), like :mod:`potability.governance.run_record` is of
-``water.pipeline_runs``: the one writer (:func:`store_run`, called by :mod:`potability.quality.qc_job`)
+``water.pipeline_runs``: the one writer (:func:`store_run`, called by :mod:`potability.quality.job`)
 and typed reads (:func:`latest_run` for the status page). Also the lab-sample counts the status
 page shows (:func:`lab_sample_counts`). Nothing else writes SQL on these tables; the status
 function maps the records to JSON.

@@ -1,6 +1,6 @@
 """``make gcp-deploy``: everything after ``terraform apply``, one command.
 
-    python -m potability.gcp.gcp_deploy [--dry-run] [--tag TAG] [--auto-approve]
+    python -m potability.gcp.deploy [--dry-run] [--tag TAG] [--auto-approve]
 
 1. read ``terraform output -json`` (project, region, repositories, migration job, URLs);
 2. build and push the project image with Cloud Build (``gcloud builds submit`` with
@@ -217,7 +217,7 @@ def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m potability.gcp.gcp_deploy", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m potability.gcp.deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true",
                         help="print every command; run only the read-only ones "

@@ -56,7 +56,7 @@ def function_database_url(env: dict[str, str], fn: LocalFunction) -> str:
     """The database URL ``fn`` connects with: its own least-privilege user on the embedded
     server (``local_stack.LOCAL_FUNCTION_USERS``); an external ``DATABASE_URL`` as given (its
     owner grants roles as on Cloud SQL: docs/security.md)."""
-    from potability.local import local_stack
+    from potability.local import stack as local_stack
 
     url = env["DATABASE_URL"]
     if "host=/" not in url:  # not the embedded server's unix socket: an external database

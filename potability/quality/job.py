@@ -2,7 +2,7 @@
 
 ``potability qc`` runs it (locally, or as a scheduled job on GCP). It recomputes everything
 from scratch each time - lab samples arrive late and in batches, and recomputing is cheap -
-and stores one run (:func:`potability.quality.qc_record.store_run`: a ``water.qc_runs`` row with its
+and stores one run (:func:`potability.quality.record.store_run`: a ``water.qc_runs`` row with its
 live-metric and drift rows) in one transaction, so the status page never sees half a run.
 
 Memory and time stay bounded whatever the log's size: drift reads the window's per-hour
@@ -27,8 +27,8 @@ from potability.config import Settings
 from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
 from potability.governance import run_record
-from potability.inference import inference_rollup
-from potability.quality import drift, live_precision, qc_record
+from potability.inference import rollup as inference_rollup
+from potability.quality import drift, live_precision, record as qc_record
 
 
 SOCKET_TIMEOUT_SECONDS = 900.0
@@ -162,7 +162,7 @@ def recent_bin_counts(
     """Per feature, the inferences of ``(start, end]`` counted into the reference's bins
     (:func:`potability.quality.drift.cell_edges`): the hourly drift cells the rollup keeps,
     plus the raw rows of the hours it has not rolled up
-    (:func:`potability.inference.inference_rollup.drift_cells`). Python holds at most
+    (:func:`potability.inference.rollup.drift_cells`). Python holds at most
     ``9 x 2001`` cell counts, never the readings; the database reads ~170 hours of cells."""
     cells = inference_rollup.drift_cells(conn, start, end)
     return {name: drift.counts_from_cells(cells[FEATURE_NAMES.index(name)], edges[name])
