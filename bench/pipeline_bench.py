@@ -39,8 +39,9 @@ from process_tree import tree_rss  # noqa: E402 - bench/, beside this script
 def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]:
     """Run ``argv``; return (wall seconds, peak tree RSS bytes, exit code)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     peak = 0
     done = threading.Event()
 
@@ -62,8 +63,9 @@ def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]
 
 
 def bench_pipeline(grid: str) -> None:
-    from potability.local import stack as local_stack, services
     from potability.config import Settings
+    from potability.local import services
+    from potability.local import stack as local_stack
 
     home = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     print(f"== pipeline (grid {grid!r}) in a fresh local stack at {home}")
@@ -73,17 +75,22 @@ def bench_pipeline(grid: str) -> None:
         for label in ("first run (no champion)", "second run (unchanged data)"):
             wall, peak, code = run_measured(
                 [sys.executable, "-m", "pipelines", "run", "--local", "--param", f"grids={grid}"],
-                env)
-            print(f"{label:30} wall {wall:6.1f} s   peak RSS (tree) {peak / 2**20:7.0f} MiB"
-                  f"   exit {code}")
+                env,
+            )
+            print(
+                f"{label:30} wall {wall:6.1f} s   peak RSS (tree) {peak / 2**20:7.0f} MiB"
+                f"   exit {code}"
+            )
         from potability import db
 
         conn = db.connect(Settings(database_url=info.database_url))
         cur = conn.cursor()
-        cur.execute("SELECT decision, champion_version, champion_family, champion_precision, "
-                    "champion_precision_low, champion_precision_high, champion_recall, "
-                    "champion_threshold, probability_challenger_better "
-                    "FROM water.pipeline_runs ORDER BY started_at")
+        cur.execute(
+            "SELECT decision, champion_version, champion_family, champion_precision, "
+            "champion_precision_low, champion_precision_high, champion_recall, "
+            "champion_threshold, probability_challenger_better "
+            "FROM water.pipeline_runs ORDER BY started_at"
+        )
         for row in cur.fetchall():
             print("  pipeline_runs:", row)
         conn.close()
@@ -93,36 +100,52 @@ def bench_pipeline(grid: str) -> None:
 
 def _fit_and_choose(parts: object, grids: str, config: object) -> tuple[list, dict]:
     """Every candidate fitted on the training part; the challenger by the promote rule."""
-    from training.decision import choose_challenger
     from training.candidates import fit_candidates
+    from training.decision import choose_challenger
 
     fitted = fit_candidates(parts.train, grids, config)
-    candidates = [{"family": c.family, "cv_score": c.selection.score,
-                   "cv_recall": c.selection.recall, "cv_precision": c.selection.precision,
-                   "fitted": c} for c in fitted]
+    candidates = [
+        {
+            "family": c.family,
+            "cv_score": c.selection.score,
+            "cv_recall": c.selection.recall,
+            "cv_precision": c.selection.precision,
+            "fitted": c,
+        }
+        for c in fitted
+    ]
     return candidates, choose_challenger(candidates)
 
 
 def _stats(values: list[float]) -> str:
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return (f"mean {statistics.mean(values):.3f}  sd {spread:.3f}  min {min(values):.3f}  "
-            f"max {max(values):.3f}")
+    return (
+        f"mean {statistics.mean(values):.3f}  sd {spread:.3f}  min {min(values):.3f}  "
+        f"max {max(values):.3f}"
+    )
 
 
 def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
     import numpy as np
 
-    from training import modeling
-    from training.evaluation import (paired_bootstrap, precision_interval, predictions,
-                                     score_model, uncalibrated_proba)
-    from training.decision import CHALLENGER_WINS, decide
-    from training.split import split
     from potability.features import FEATURE_NAMES
     from potability.seed import load_training_rows
+    from training import modeling
+    from training.decision import CHALLENGER_WINS, decide
+    from training.evaluation import (
+        paired_bootstrap,
+        precision_interval,
+        predictions,
+        score_model,
+        uncalibrated_proba,
+    )
+    from training.split import split
 
     frame = load_training_rows()
-    print(f"== champion quality over split seeds {seeds} (grids {grids!r}, test fraction 0.2, "
-          "challenger chosen by cross-validation on the training part)")
+    print(
+        f"== champion quality over split seeds {seeds} (grids {grids!r}, test fraction 0.2, "
+        "challenger chosen by cross-validation on the training part)"
+    )
     rows, promotions = [], []
     for seed in seeds:
         start = time.perf_counter()
@@ -138,11 +161,14 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
         rows.append({**s.as_dict(), "brier_uncalibrated": raw_brier})
         families = "  ".join(
             f"{c['family'][:8]} cv={c['cv_score']:.3f} P={score_model(c['fitted'].model, parts.test).precision:.3f}"
-            for c in candidates)
-        print(f"seed {seed}: champion {best['family']:22} ({best['fitted'].calibration}) "
-              f"precision {s.precision:.3f} [95% {low:.3f}-{high:.3f}] recall {s.recall:.3f} "
-              f"roc_auc {s.roc_auc:.3f} brier {s.brier:.4f} (uncalibrated {raw_brier:.4f}) "
-              f"threshold {s.threshold:.3f}  (fit {time.perf_counter() - start:.0f} s)")
+            for c in candidates
+        )
+        print(
+            f"seed {seed}: champion {best['family']:22} ({best['fitted'].calibration}) "
+            f"precision {s.precision:.3f} [95% {low:.3f}-{high:.3f}] recall {s.recall:.3f} "
+            f"roc_auc {s.roc_auc:.3f} brier {s.brier:.4f} (uncalibrated {raw_brier:.4f}) "
+            f"threshold {s.threshold:.3f}  (fit {time.perf_counter() - start:.0f} s)"
+        )
         print(f"        per family, held-out for reference only: [{families}]")
         if stability:
             start = time.perf_counter()
@@ -150,33 +176,45 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
             _, rerun = _fit_and_choose(parts, grids, other)
             rerun_model = rerun["fitted"].model
             evidence = paired_bootstrap(y, predictions(rerun_model, parts.test)[1], predicted)
-            decision = decide(score_model(rerun_model, parts.test), s, evidence,
-                              config.recall_floor, 0.9)
+            decision = decide(
+                score_model(rerun_model, parts.test), s, evidence, config.recall_floor, 0.9
+            )
             promotions.append(decision == CHALLENGER_WINS)
-            print(f"        re-run with cv seed {seed + 1000}: challenger {rerun['family']}, "
-                  f"difference {evidence.difference:+.3f} [95% {evidence.low:+.3f} "
-                  f"{evidence.high:+.3f}], P(better) {evidence.probability:.3f} -> {decision}"
-                  f"  ({time.perf_counter() - start:.0f} s)")
+            print(
+                f"        re-run with cv seed {seed + 1000}: challenger {rerun['family']}, "
+                f"difference {evidence.difference:+.3f} [95% {evidence.low:+.3f} "
+                f"{evidence.high:+.3f}], P(better) {evidence.probability:.3f} -> {decision}"
+                f"  ({time.perf_counter() - start:.0f} s)"
+            )
     for key in ("precision", "recall", "roc_auc", "brier", "brier_uncalibrated", "threshold"):
         values = [r[key] for r in rows if r[key] == r[key]]
         if values:
             print(f"{key:19} {_stats(values)}")
     calibrated_better = sum(r["brier"] < r["brier_uncalibrated"] for r in rows)
-    print(f"seeds with calibrated Brier below uncalibrated: {calibrated_better} of {len(rows)}"
-          " (an SVM champion has no uncalibrated probabilities and counts as not below)")
+    print(
+        f"seeds with calibrated Brier below uncalibrated: {calibrated_better} of {len(rows)}"
+        " (an SVM champion has no uncalibrated probabilities and counts as not below)"
+    )
     below = sum(r["recall"] < 0.2 for r in rows)
     print(f"seeds with held-out recall below the 0.20 floor: {below} of {len(rows)}")
     if stability:
-        print(f"promotions on unchanged data (other CV seed): {sum(promotions)} of "
-              f"{len(promotions)}")
+        print(
+            f"promotions on unchanged data (other CV seed): {sum(promotions)} of {len(promotions)}"
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--grids", "--grid", default="default", help="named grid set")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
-                        help="split seeds of the quality and stability parts")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4],
+        help="split seeds of the quality and stability parts",
+    )
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-stability", action="store_true")

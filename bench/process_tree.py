@@ -7,6 +7,8 @@ Imported by the scripts beside it (``python bench/<name>.py`` puts this folder f
 
 from __future__ import annotations
 
+import contextlib
+
 import psutil
 
 
@@ -31,8 +33,6 @@ def tree_rss(pid: int | None) -> int:
     while it is being measured is skipped."""
     total = 0
     for proc in tree(pid):
-        try:
+        with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
-        except psutil.Error:
-            pass
     return total

@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +54,22 @@ from process_tree import tree_rss  # noqa: E402
 CHUNK = 1_000_000
 SENSORS = 200
 
-FILL = """
+FILL = f"""
 INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, ph, hardness, solids,
     chloramines, sulfate, conductivity, organic_carbon, trihalomethanes, turbidity,
     predicted_class, probability, model_name, model_version, endpoint, inferred_at, latency_ms)
-SELECT 'fill-' || %s || '-' || g, 0, 'sensor-' || lpad((g %% {sensors})::text, 3, '0'),
+SELECT 'fill-' || %s || '-' || g, 0, 'sensor-' || lpad((g %% {SENSORS})::text, 3, '0'),
     CASE WHEN random() < 0.02 THEN NULL ELSE 4 + random() * 6 END,
     100 + random() * 200, 5000 + random() * 40000, 2 + random() * 10, 200 + random() * 250,
     200 + random() * 500, 5 + random() * 20, 20 + random() * 90, 1 + random() * 5,
     (random() < 0.4)::int, random(), 'water-potability', 'fill', 'local',
     now() - random() * interval '7 days', 1.0
 FROM generate_series(1, %s) g
-""".format(sensors=SENSORS)
+"""
 
 
 # --- the status readers' process -----------------------------------------------------------
+
 
 def _readers(url: str, threads: int, seconds: float, out: Path) -> None:
     latencies: list[list[float]] = [[] for _ in range(threads)]
@@ -91,12 +92,20 @@ def _readers(url: str, threads: int, seconds: float, out: Path) -> None:
     for t in pool:
         t.join()
     flat = sorted(x for xs in latencies for x in xs)
-    out.write_text(json.dumps({"requests": len(flat), "errors": sum(errors),
-                               "p50_ms": functions_bench._percentile(flat, 50) * 1000,
-                               "p99_ms": functions_bench._percentile(flat, 99) * 1000}))
+    out.write_text(
+        json.dumps(
+            {
+                "requests": len(flat),
+                "errors": sum(errors),
+                "p50_ms": functions_bench._percentile(flat, 50) * 1000,
+                "p99_ms": functions_bench._percentile(flat, 99) * 1000,
+            }
+        )
+    )
 
 
 # --- measurements --------------------------------------------------------------------------
+
 
 def _connect(database_url: str) -> Any:
     from potability import db
@@ -126,7 +135,7 @@ def fill(database_url: str, target: int) -> dict[str, Any]:
         # (a fresh stack has today's onwards; older rows would land in the DEFAULT partition)
         from potability.inference import log as inference_log
 
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         for back in range(8):
             inference_log.ensure_partition(conn, today - timedelta(days=back))
         cur = conn.cursor()
@@ -145,7 +154,7 @@ def fill(database_url: str, target: int) -> dict[str, Any]:
         # size's); those hours are re-opened so they are counted again
         from potability.inference import rollup as inference_rollup
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         inference_rollup.forget(conn, now - timedelta(days=8), now + timedelta(hours=1))
     finally:
         conn.close()
@@ -154,13 +163,13 @@ def fill(database_url: str, target: int) -> dict[str, Any]:
 
 def rollup_catch_up(database_url: str) -> float:
     from potability import db
-    from potability.inference import rollup as inference_rollup
     from potability.config import Settings
+    from potability.inference import rollup as inference_rollup
 
     conn = db.connect(Settings(database_url=database_url), timeout=3600)
     started = time.perf_counter()
     try:
-        inference_rollup.catch_up(conn, datetime.now(timezone.utc))
+        inference_rollup.catch_up(conn, datetime.now(UTC))
     finally:
         conn.close()
     return round(time.perf_counter() - started, 2)
@@ -169,15 +178,25 @@ def rollup_catch_up(database_url: str) -> float:
 def _potability(home: Path, *args: str, **kwargs: Any) -> subprocess.Popen:
     env = dict(os.environ, POTABILITY_HOME=str(home))
     return subprocess.Popen(
-        [sys.executable, "-c", "import sys; from potability.cli import main; "
-         f"sys.exit(main({list(args)!r}))"], cwd=ROOT, env=env, **kwargs)
+        [
+            sys.executable,
+            "-c",
+            f"import sys; from potability.cli import main; sys.exit(main({list(args)!r}))",
+        ],
+        cwd=ROOT,
+        env=env,
+        **kwargs,
+    )
 
 
 def maintenance(home: Path) -> float | None:
     """Seconds of the stack's maintenance step, or ``None`` when there is none (yet)."""
     help_text = subprocess.run(
         [sys.executable, "-c", "import sys; from potability.cli import main; main(['--help'])"],
-        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, POTABILITY_HOME=str(home)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, POTABILITY_HOME=str(home)),
     ).stdout
     names = [w.strip("{},") for line in help_text.splitlines() for w in line.split()]
     command = next((n for n in names if n.startswith("mainten")), None)
@@ -200,8 +219,10 @@ def quality_control(home: Path) -> dict[str, Any]:
         time.sleep(0.02)
     if proc.returncode != 0:
         print(f"  potability qc FAILED (exit {proc.returncode})", flush=True)
-        return {"qc_s": f"failed after {time.perf_counter() - started:.1f}",
-                "qc_peak_mb": round(peak / 2**20)}
+        return {
+            "qc_s": f"failed after {time.perf_counter() - started:.1f}",
+            "qc_peak_mb": round(peak / 2**20),
+        }
     return {"qc_s": round(time.perf_counter() - started, 2), "qc_peak_mb": round(peak / 2**20)}
 
 
@@ -227,19 +248,32 @@ def status_warm(url: str, requests: int = 200) -> dict[str, float]:
         urllib.request.urlopen(url, timeout=30).read()
         times.append(time.perf_counter() - started)
     times.sort()
-    return {"warm_p50_ms": round(functions_bench._percentile(times, 50) * 1000, 2),
-            "warm_p99_ms": round(functions_bench._percentile(times, 99) * 1000, 2)}
+    return {
+        "warm_p50_ms": round(functions_bench._percentile(times, 50) * 1000, 2),
+        "warm_p99_ms": round(functions_bench._percentile(times, 99) * 1000, 2),
+    }
 
 
-def predict_with_readers(env: dict[str, str], home: Path, seconds: float, concurrency: int,
-                         readers: int) -> dict[str, Any]:
+def predict_with_readers(
+    env: dict[str, str], home: Path, seconds: float, concurrency: int, readers: int
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "readers.json"
-        proc = subprocess.Popen([sys.executable, __file__, "readers", env["STATUS_URL"] +
-                                 "?format=json", str(readers), str(seconds + 2), str(out)])
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "readers",
+                env["STATUS_URL"] + "?format=json",
+                str(readers),
+                str(seconds + 2),
+                str(out),
+            ]
+        )
         time.sleep(1.0)
-        result = functions_bench.run_scenario(env["PREDICT_URL"], env["DATABASE_URL"], 1,
-                                              seconds, concurrency, home)
+        result = functions_bench.run_scenario(
+            env["PREDICT_URL"], env["DATABASE_URL"], 1, seconds, concurrency, home
+        )
         proc.wait()
         result["readers"] = json.loads(out.read_text())
     return result
@@ -250,24 +284,30 @@ def storage(database_url: str) -> dict[str, Any]:
     try:
         cur = conn.cursor()
         # the partitions' relations when the log is partitioned, else the table's own
-        cur.execute("SELECT coalesce(nullif((SELECT sum(pg_total_relation_size(relid)) "
-                    "FROM pg_partition_tree('water.water_inferences')), 0), "
-                    "pg_total_relation_size('water.water_inferences'))")
+        cur.execute(
+            "SELECT coalesce(nullif((SELECT sum(pg_total_relation_size(relid)) "
+            "FROM pg_partition_tree('water.water_inferences')), 0), "
+            "pg_total_relation_size('water.water_inferences'))"
+        )
         log_bytes = int(cur.fetchone()[0])
-        cur.execute("SELECT pg_total_relation_size('water.inference_hourly') + "
-                    "pg_total_relation_size('water.inference_rolled_hours') + coalesce("
-                    "pg_total_relation_size(to_regclass('water.inference_hourly_cells')), 0)")
+        cur.execute(
+            "SELECT pg_total_relation_size('water.inference_hourly') + "
+            "pg_total_relation_size('water.inference_rolled_hours') + coalesce("
+            "pg_total_relation_size(to_regclass('water.inference_hourly_cells')), 0)"
+        )
         rollup_bytes = int(cur.fetchone()[0])
         cur.execute("SELECT count(*) FROM water.water_inferences")
         rows = int(cur.fetchone()[0])
     finally:
         conn.close()
-    return {"log_mb": round(log_bytes / 2**20), "bytes_per_reading": round(log_bytes / max(rows, 1)),
-            "rollups_mb": round(rollup_bytes / 2**20, 1)}
+    return {
+        "log_mb": round(log_bytes / 2**20),
+        "bytes_per_reading": round(log_bytes / max(rows, 1)),
+        "rollups_mb": round(rollup_bytes / 2**20, 1),
+    }
 
 
-def measure(size: int, env: dict[str, str], home: Path, args: argparse.Namespace
-            ) -> dict[str, Any]:
+def measure(size: int, env: dict[str, str], home: Path, args: argparse.Namespace) -> dict[str, Any]:
     url = env["DATABASE_URL"]
     print(f"\n== {size:,} readings", flush=True)
     row: dict[str, Any] = fill(url, size)
@@ -277,26 +317,36 @@ def measure(size: int, env: dict[str, str], home: Path, args: argparse.Namespace
     row["status_cold_ms"] = status_cold(url)
     status_url = env["STATUS_URL"] + "?format=json"
     row.update(status_warm(status_url))
-    print(f"  status cold {row['status_cold_ms']} ms, warm p50 {row['warm_p50_ms']} ms "
-          f"p99 {row['warm_p99_ms']} ms", flush=True)
-    alone = functions_bench.run_scenario(env["PREDICT_URL"], url, 1, args.seconds,
-                                         args.concurrency, home)
+    print(
+        f"  status cold {row['status_cold_ms']} ms, warm p50 {row['warm_p50_ms']} ms "
+        f"p99 {row['warm_p99_ms']} ms",
+        flush=True,
+    )
+    alone = functions_bench.run_scenario(
+        env["PREDICT_URL"], url, 1, args.seconds, args.concurrency, home
+    )
     loaded = predict_with_readers(env, home, args.seconds, args.concurrency, args.readers)
-    row.update({
-        "predict_rps": alone["requests_per_s"], "predict_p99_ms": alone["p99_ms"],
-        "predict_rps_readers": loaded["requests_per_s"],
-        "predict_p99_ms_readers": loaded["p99_ms"],
-        "reader_requests": loaded["readers"]["requests"],
-        "reader_errors": loaded["readers"]["errors"],
-        "reader_p99_ms": round(loaded["readers"]["p99_ms"], 1),
-        "predict_errors": alone["errors"] + loaded["errors"],
-        "lost_rows": alone["lost_rows"] + loaded["lost_rows"],
-        "extra_rows": alone["extra_rows"] + loaded["extra_rows"],
-    })
-    print(f"  predict alone {alone['requests_per_s']} req/s p99 {alone['p99_ms']} ms; with "
-          f"{args.readers} status readers {loaded['requests_per_s']} req/s p99 "
-          f"{loaded['p99_ms']} ms ({loaded['readers']['requests']} page views, "
-          f"{loaded['readers']['errors']} errors)", flush=True)
+    row.update(
+        {
+            "predict_rps": alone["requests_per_s"],
+            "predict_p99_ms": alone["p99_ms"],
+            "predict_rps_readers": loaded["requests_per_s"],
+            "predict_p99_ms_readers": loaded["p99_ms"],
+            "reader_requests": loaded["readers"]["requests"],
+            "reader_errors": loaded["readers"]["errors"],
+            "reader_p99_ms": round(loaded["readers"]["p99_ms"], 1),
+            "predict_errors": alone["errors"] + loaded["errors"],
+            "lost_rows": alone["lost_rows"] + loaded["lost_rows"],
+            "extra_rows": alone["extra_rows"] + loaded["extra_rows"],
+        }
+    )
+    print(
+        f"  predict alone {alone['requests_per_s']} req/s p99 {alone['p99_ms']} ms; with "
+        f"{args.readers} status readers {loaded['requests_per_s']} req/s p99 "
+        f"{loaded['p99_ms']} ms ({loaded['readers']['requests']} page views, "
+        f"{loaded['readers']['errors']} errors)",
+        flush=True,
+    )
     row.update(quality_control(home))
     print(f"  qc {row['qc_s']} s, peak {row['qc_peak_mb']} MB", flush=True)
     row.update(storage(url))
@@ -305,35 +355,51 @@ def measure(size: int, env: dict[str, str], home: Path, args: argparse.Namespace
 
 
 ROWS = [
-    ("rows", "readings in the log"), ("fill_s", "fill, s"),
-    ("rollup_catch_up_s", "rollup catch-up (whole week), s"), ("maintenance_s", "maintenance step, s"),
+    ("rows", "readings in the log"),
+    ("fill_s", "fill, s"),
+    ("rollup_catch_up_s", "rollup catch-up (whole week), s"),
+    ("maintenance_s", "maintenance step, s"),
     ("status_cold_ms", "status JSON cold (fresh instance), ms"),
-    ("warm_p50_ms", "status JSON warm p50, ms"), ("warm_p99_ms", "status JSON warm p99, ms"),
-    ("predict_rps", "predict req/s (alone)"), ("predict_p99_ms", "predict p99 ms (alone)"),
+    ("warm_p50_ms", "status JSON warm p50, ms"),
+    ("warm_p99_ms", "status JSON warm p99, ms"),
+    ("predict_rps", "predict req/s (alone)"),
+    ("predict_p99_ms", "predict p99 ms (alone)"),
     ("predict_rps_readers", "predict req/s (with status readers)"),
     ("predict_p99_ms_readers", "predict p99 ms (with status readers)"),
     ("reader_requests", "status page views served meanwhile"),
-    ("reader_errors", "status reader errors"), ("predict_errors", "predict errors"),
-    ("lost_rows", "lost rows"), ("extra_rows", "extra rows"),
-    ("qc_s", "potability qc, s"), ("qc_peak_mb", "potability qc peak RSS, MB"),
-    ("log_mb", "inference log on disk, MB"), ("bytes_per_reading", "bytes per retained reading"),
-    ("rollups_mb", "rollups on disk, MB"), ("load_average", "load average after"),
+    ("reader_errors", "status reader errors"),
+    ("predict_errors", "predict errors"),
+    ("lost_rows", "lost rows"),
+    ("extra_rows", "extra rows"),
+    ("qc_s", "potability qc, s"),
+    ("qc_peak_mb", "potability qc peak RSS, MB"),
+    ("log_mb", "inference log on disk, MB"),
+    ("bytes_per_reading", "bytes per retained reading"),
+    ("rollups_mb", "rollups on disk, MB"),
+    ("load_average", "load average after"),
 ]
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     first, last = rows[0], rows[-1]
-    head = "| | " + " | ".join(f"{r['rows'] / 1e6:g} M" for r in rows) + \
-        f" | ratio {last['rows'] / 1e6:g} M / {first['rows'] / 1e6:g} M |"
+    head = (
+        "| | "
+        + " | ".join(f"{r['rows'] / 1e6:g} M" for r in rows)
+        + f" | ratio {last['rows'] / 1e6:g} M / {first['rows'] / 1e6:g} M |"
+    )
     lines = [head, "|---" * (len(rows) + 2) + "|"]
     for key, label in ROWS:
         values = [r.get(key) for r in rows]
         ratio = ""
-        if all(isinstance(v, (int, float)) for v in (first.get(key), last.get(key))) \
-                and first.get(key):
+        if all(isinstance(v, (int, float)) for v in (first.get(key), last.get(key))) and first.get(
+            key
+        ):
             ratio = f"{last[key] / first[key]:.2f}"
-        lines.append(f"| {label} | " + " | ".join("n/a" if v is None else str(v) for v in values)
-                     + f" | {ratio} |")
+        lines.append(
+            f"| {label} | "
+            + " | ".join("n/a" if v is None else str(v) for v in values)
+            + f" | {ratio} |"
+        )
     return "\n".join(lines)
 
 
@@ -365,8 +431,9 @@ def main() -> int:
         url, threads, seconds, out = sys.argv[2:6]
         _readers(url, int(threads), float(seconds), Path(out))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--stack", type=Path, help="use this running stack home (adds rows!)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per predict scenario")
@@ -376,9 +443,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from potability import config
-
-
     from potability.local import stack as local_stack
+
     temp: tempfile.TemporaryDirectory[str] | None = None
     if args.stack:
         home = args.stack.absolute()
@@ -392,13 +458,16 @@ def main() -> int:
             req = urllib.request.Request(
                 env["PREDICT_URL"],
                 data=json.dumps({"sensor_id": "warm", "reading": functions_bench.READING}).encode(),
-                headers={"Content-Type": "application/json"})
+                headers={"Content-Type": "application/json"},
+            )
             urllib.request.urlopen(req, timeout=30).read()
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         rows = [measure(size, env, home, args) for size in sorted(args.sizes)]
-        print(f"\nscale bench {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-              f"predict x{args.concurrency} single readings {args.seconds:g} s per scenario, "
-              f"{args.readers} status readers, loopback; load average now {os.getloadavg()}")
+        print(
+            f"\nscale bench {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+            f"predict x{args.concurrency} single readings {args.seconds:g} s per scenario, "
+            f"{args.readers} status readers, loopback; load average now {os.getloadavg()}"
+        )
         print(table(rows))
         print("\n".join(verdicts(rows)))
         print(json.dumps(rows))

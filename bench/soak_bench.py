@@ -41,15 +41,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from potability import config, db
-from potability.config import Settings
-from potability.local import function_servers, stack as local_stack, services
-from potability.serving import model_server
 from process_tree import tree_rss  # bench/, beside this script
 
-READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
-           "Sulfate": 333.0, "Conductivity": 421.0, "Organic_carbon": 14.2,
-           "Trihalomethanes": 66.4, "Turbidity": 3.9}
+from potability import config, db
+from potability.config import Settings
+from potability.local import function_servers, services
+from potability.local import stack as local_stack
+from potability.serving import model_server
+
+READING = {
+    "ph": 7.08,
+    "Hardness": 196.4,
+    "Solids": 21000.0,
+    "Chloramines": 7.1,
+    "Sulfate": 333.0,
+    "Conductivity": 421.0,
+    "Organic_carbon": 14.2,
+    "Trihalomethanes": 66.4,
+    "Turbidity": 3.9,
+}
 MIX = (("predict", 0.50), ("predict_batch", 0.15), ("add_sample", 0.15), ("status", 0.20))
 BATCH = 20
 MODEL_NAME = "soak-water-potability"
@@ -85,19 +95,35 @@ def train_small_model(path: Path) -> None:
     frame = load_dataset()
     x, y = frame[list(FEATURE_NAMES)], frame[TARGET]
     model = TunedThresholdClassifierCV(
-        make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
-                      LogisticRegression(class_weight="balanced")),
-        scoring="balanced_accuracy", cv=3, random_state=0).fit(x, y)
-    mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
-                              **sklearn_save_kwargs(model))
+        make_pipeline(
+            SimpleImputer(strategy="median"),
+            StandardScaler(),
+            LogisticRegression(class_weight="balanced"),
+        ),
+        scoring="balanced_accuracy",
+        cv=3,
+        random_state=0,
+    ).fit(x, y)
+    mlflow.sklearn.save_model(
+        model, str(path), input_example=x.head(2).astype(float), **sklearn_save_kwargs(model)
+    )
 
 
-def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-         timeout: float = 15.0) -> tuple[int, bytes]:
+def http(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 15.0,
+) -> tuple[int, bytes]:
     """(status, body); status -1 when there was no answer at all."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        **({"Content-Type": "application/json"} if data else {}), **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={**({"Content-Type": "application/json"} if data else {}), **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -135,8 +161,10 @@ def answers_health(url: str) -> bool:
 
 
 def memory(home: Path) -> dict[str, int]:
-    pids = {name: services.running_pid(home, name) for name in
-            ("fn-predict", "fn-add-sample", "fn-status", model_server.SERVICE)}
+    pids = {
+        name: services.running_pid(home, name)
+        for name in ("fn-predict", "fn-add-sample", "fn-status", model_server.SERVICE)
+    }
     pids["postgresql"] = local_stack.postgres_pid(home)
     return {name: tree_rss(pid) for name, pid in pids.items()}
 
@@ -171,24 +199,46 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
     config.update_env(home, POTABILITY_ENV="local", POTABILITY_HOME=str(home), DATABASE_URL=url)
     model_dir = home / "model"
     train_small_model(model_dir)
-    model_url = model_server.start_local(home, str(model_dir), MODEL_NAME, MODEL_VERSION,
-                                         tracking_uri="", port=services.free_port())
+    model_url = model_server.start_local(
+        home, str(model_dir), MODEL_NAME, MODEL_VERSION, tracking_uri="", port=services.free_port()
+    )
     env = function_servers.start(home)
     token = (home / function_servers.TOKEN_FILE).read_text().strip()
     auth = {"Authorization": f"Bearer {token}"}
-    predict_url, samples_url, status_url = env["PREDICT_URL"], env["ADD_SAMPLE_URL"], env["STATUS_URL"]
+    predict_url, samples_url, status_url = (
+        env["PREDICT_URL"],
+        env["ADD_SAMPLE_URL"],
+        env["STATUS_URL"],
+    )
 
     def send(kind: str, key: str) -> tuple[int, bytes]:
         if kind == "predict":
-            return http("POST", predict_url, {"sensor_id": "soak", "reading": READING},
-                        {"Idempotency-Key": key})
+            return http(
+                "POST",
+                predict_url,
+                {"sensor_id": "soak", "reading": READING},
+                {"Idempotency-Key": key},
+            )
         if kind == "predict_batch":
-            return http("POST", predict_url, {"sensor_id": "soak", "readings": [READING] * BATCH},
-                        {"Idempotency-Key": key})
+            return http(
+                "POST",
+                predict_url,
+                {"sensor_id": "soak", "readings": [READING] * BATCH},
+                {"Idempotency-Key": key},
+            )
         if kind == "add_sample":
-            return http("POST", samples_url, {**READING, "potability": 1, "sample_id": key,
-                                              "sampled_at": "2024-05-01T09:30:00Z",
-                                              "sensor_id": "soak"}, auth)
+            return http(
+                "POST",
+                samples_url,
+                {
+                    **READING,
+                    "potability": 1,
+                    "sample_id": key,
+                    "sampled_at": "2024-05-01T09:30:00Z",
+                    "sensor_id": "soak",
+                },
+                auth,
+            )
         return http("GET", f"{status_url}?format=json")
 
     memory_start = memory(home)
@@ -203,8 +253,9 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
         model = served_by(raw) if kind.startswith("predict") and status == 200 else ""
         error = "" if 200 <= status < 300 else blamed(raw)
         with lock:
-            outcomes.append(Outcome(kind, key, status, due, time.monotonic() - started, model,
-                                    error))
+            outcomes.append(
+                Outcome(kind, key, status, due, time.monotonic() - started, model, error)
+            )
 
     def inject() -> None:
         try:
@@ -236,11 +287,12 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
             raise RuntimeError(f"{model_url} still answers after the kill: not our server")
         model_down["killed"] = time.monotonic()
         time.sleep(2.0)
-        model_server.start_local(home, str(model_dir), MODEL_NAME, MODEL_VERSION,
-                                 tracking_uri="")  # same port: the functions keep its URL
+        model_server.start_local(
+            home, str(model_dir), MODEL_NAME, MODEL_VERSION, tracking_uri=""
+        )  # same port: the functions keep its URL
         faults["model server restart"] = (began, time.monotonic())
 
-    kinds, weights = zip(*MIX)
+    kinds, weights = zip(*MIX, strict=False)
     print(f"soaking: {duration:.0f} s at {rate:g} requests/s ...", flush=True)
     start = time.monotonic()
     injector = threading.Thread(target=inject, daemon=True)
@@ -265,8 +317,10 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
     conn = db.connect(Settings(database_url=url))
     try:
         cur = conn.cursor()
-        cur.execute("SELECT request_id, count(*) FROM water.water_inferences "
-                    "WHERE sensor_id = 'soak' GROUP BY request_id")
+        cur.execute(
+            "SELECT request_id, count(*) FROM water.water_inferences "
+            "WHERE sensor_id = 'soak' GROUP BY request_id"
+        )
         logged = dict(cur.fetchall())
         cur.execute("SELECT sample_id FROM water.water_potability WHERE sensor_id = 'soak'")
         stored = {row[0] for row in cur.fetchall()}
@@ -294,56 +348,85 @@ def run(home: Path, duration: float, rate: float, rng: random.Random) -> None:
     print(f"lost rows: {lost} (extra rows: {extra})")
     print("resident memory (process and children), start -> end:")
     for name in memory_start:
-        print(f"  {name:<14} {memory_start[name] / 2**20:7.1f} MiB -> "
-              f"{memory_end[name] / 2**20:7.1f} MiB")
+        print(
+            f"  {name:<14} {memory_start[name] / 2**20:7.1f} MiB -> "
+            f"{memory_end[name] / 2**20:7.1f} MiB"
+        )
     edges = [start]
     names = []
-    for name, (began, ended) in sorted(faults.items(), key=lambda kv: kv[1][0]):
+    for name, (began, _ended) in sorted(faults.items(), key=lambda kv: kv[1][0]):
         names.append(name)
         edges.append(began)
     edges.append(start + duration + 60)
     print("latency of successful requests (ms), by phase:")
     labels = ["before " + names[0]] if names else ["whole run"]
     labels += [f"after {name}" for name in names]
-    for label, lo, hi in zip(labels, edges, edges[1:]):
+    for label, lo, hi in zip(labels, edges, edges[1:], strict=False):
         ok = [o.latency * 1000 for o in outcomes if lo <= o.sent < hi and 200 <= o.status < 300]
         failed = sum(1 for o in outcomes if lo <= o.sent < hi and not 200 <= o.status < 300)
-        print(f"  {label:<28} n={len(ok):5d}  p50={percentile(ok, 50):7.1f}  "
-              f"p99={percentile(ok, 99):7.1f}  non-2xx={failed}")
+        print(
+            f"  {label:<28} n={len(ok):5d}  p50={percentile(ok, 50):7.1f}  "
+            f"p99={percentile(ok, 99):7.1f}  non-2xx={failed}"
+        )
     for name, (began, ended) in faults.items():
         window = [o for o in outcomes if began <= o.sent <= ended]
         failed = Counter(o.status for o in window if not 200 <= o.status < 300)
-        print(f"fault '{name}': {ended - began:.1f} s from injection to restarted; "
-              f"{len(window)} requests sent meanwhile, not 2xx: {dict(failed) or 0}")
-    outside = [o for o in outcomes if not 200 <= o.status < 300
-               and not any(began <= o.sent <= ended for began, ended in faults.values())]
+        print(
+            f"fault '{name}': {ended - began:.1f} s from injection to restarted; "
+            f"{len(window)} requests sent meanwhile, not 2xx: {dict(failed) or 0}"
+        )
+    outside = [
+        o
+        for o in outcomes
+        if not 200 <= o.status < 300
+        and not any(began <= o.sent <= ended for began, ended in faults.values())
+    ]
     print(f"non-2xx outside the fault windows: {len(outside)}")
     for o in outside[:10]:
         after = [began for began, _ in faults.values() if began >= o.sent]
         when = f"{min(after) - o.sent:.2f} s before the next fault" if after else "after the faults"
-        print(f"  {o.kind} {o.status} sent {o.sent - start:.1f} s in ({when}), "
-              f"answered after {o.latency:.2f} s: {o.error}")
+        print(
+            f"  {o.kind} {o.status} sent {o.sent - start:.1f} s in ({when}), "
+            f"answered after {o.latency:.2f} s: {o.error}"
+        )
     ours = MODEL_VERSION
     foreign = Counter(o.model for o in outcomes if o.model and o.model != ours)
-    print(f"predict answers from another model version than {ours}: {sum(foreign.values())}"
-          + (f" {dict(foreign)}" if foreign else ""))
+    print(
+        f"predict answers from another model version than {ours}: {sum(foreign.values())}"
+        + (f" {dict(foreign)}" if foreign else "")
+    )
     if "model server restart" in faults:
         began, ended = faults["model server restart"]
-        failed_predicts = [o for o in outcomes if o.kind.startswith("predict")
-                           and o.sent >= began and o.status != 200]
-        back = [o.sent + o.latency for o in outcomes if o.kind.startswith("predict")
-                and o.sent >= ended and o.status == 200 and o.model == ours]
-        print(f"model server: killed {model_down.get('killed', began) - began:.1f} s after "
-              f"injection (health silent), restarted (health answers {ours}) after "
-              f"{ended - began:.1f} s; predict non-200 from the kill on: {len(failed_predicts)}; "
-              f"first predict 200 from the restarted server {min(back) - began:.1f} s after the "
-              "kill" if back else "no predict 200 after the restart")
+        failed_predicts = [
+            o
+            for o in outcomes
+            if o.kind.startswith("predict") and o.sent >= began and o.status != 200
+        ]
+        back = [
+            o.sent + o.latency
+            for o in outcomes
+            if o.kind.startswith("predict")
+            and o.sent >= ended
+            and o.status == 200
+            and o.model == ours
+        ]
+        print(
+            f"model server: killed {model_down.get('killed', began) - began:.1f} s after "
+            f"injection (health silent), restarted (health answers {ours}) after "
+            f"{ended - began:.1f} s; predict non-200 from the kill on: {len(failed_predicts)}; "
+            f"first predict 200 from the restarted server {min(back) - began:.1f} s after the "
+            "kill"
+            if back
+            else "no predict 200 after the restart"
+        )
     missing = {"database restart", "model server restart"} - set(faults)
     if missing:
         print(f"WARNING: faults not injected: {sorted(missing)}")
     if totals.get(500) or totals.get(-1) or lost or foreign or missing:
-        print("FAILED: 500s, unanswered requests, lost rows, answers from another model or "
-              "faults not injected")
+        print(
+            "FAILED: 500s, unanswered requests, lost rows, answers from another model or "
+            "faults not injected"
+        )
 
 
 if __name__ == "__main__":

@@ -34,14 +34,16 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from potability.quality import drift, live_precision  # noqa: E402
 from potability.features import FEATURE_NAMES, TARGET  # noqa: E402
+from potability.quality import drift, live_precision  # noqa: E402
 
 FLOOR = 0.60
 
 
 def _data() -> pd.DataFrame:
-    return pd.read_csv(ROOT / "data" / "water_potability.csv").rename(columns={"Potability": TARGET})
+    return pd.read_csv(ROOT / "data" / "water_potability.csv").rename(
+        columns={"Potability": TARGET}
+    )
 
 
 def drift_rows(trials: int, rng: np.random.Generator) -> list[tuple[str, str, float]]:
@@ -49,8 +51,9 @@ def drift_rows(trials: int, rng: np.random.Generator) -> list[tuple[str, str, fl
     train = frame.sample(frac=0.8, random_state=42)
     features = list(FEATURE_NAMES)
     edges = {f: drift.quantile_edges(train[f].tolist()) for f in features}
-    counts = {f: np.rint(drift.bin_shares(train[f].tolist(), edges[f]) * len(train))
-              for f in features}
+    counts = {
+        f: np.rint(drift.bin_shares(train[f].tolist(), edges[f]) * len(train)) for f in features
+    }
     rows = []
     for n in (50, 200):
         new_alert = new_watch = old_alert = old_watch = power = 0
@@ -67,23 +70,33 @@ def drift_rows(trials: int, rng: np.random.Generator) -> list[tuple[str, str, fl
             old_watch += any(p >= drift.PSI_WATCH for p in psis)
             shifted = recent["ph"] + 0.5 * train["ph"].std()
             shares = drift.bin_shares(shifted.tolist(), edges["ph"])
-            power += drift.decide(counts["ph"], np.rint(shares * n))[1] in (drift.DRIFT,
-                                                                            drift.WATCH)
+            power += drift.decide(counts["ph"], np.rint(shares * n))[1] in (
+                drift.DRIFT,
+                drift.WATCH,
+            )
         rows += [
-            (f"drift, no drift, n={n}/week: P(any alert 'drift')", f"new {new_alert / trials:.3f}",
-             old_alert / trials),
-            (f"drift, no drift, n={n}/week: P(any 'watch' or worse)",
-             f"new {new_watch / trials:.3f}", old_watch / trials),
-            (f"drift, ph shifted 0.5 sd, n={n}: P(detected)", f"new {power / trials:.3f}",
-             float("nan")),
+            (
+                f"drift, no drift, n={n}/week: P(any alert 'drift')",
+                f"new {new_alert / trials:.3f}",
+                old_alert / trials,
+            ),
+            (
+                f"drift, no drift, n={n}/week: P(any 'watch' or worse)",
+                f"new {new_watch / trials:.3f}",
+                old_watch / trials,
+            ),
+            (
+                f"drift, ph shifted 0.5 sd, n={n}: P(detected)",
+                f"new {power / trials:.3f}",
+                float("nan"),
+            ),
         ]
     # a sensor that always measures Sulfate: no missing values, same value distribution
     always = train["Sulfate"].dropna().sample(n=200, random_state=1).tolist()
     shares = drift.bin_shares(always, edges["Sulfate"])
     status = drift.decide(counts["Sulfate"], np.rint(shares * 200))[1]
     old = drift.psi(counts["Sulfate"] / counts["Sulfate"].sum(), shares)
-    rows.append(("drift, Sulfate always measured (n=200): status", f"new {status}",
-                 round(old, 2)))
+    rows.append(("drift, Sulfate always measured (n=200): status", f"new {status}", round(old, 2)))
     return rows
 
 
@@ -95,8 +108,9 @@ def _flag_new(tp: int, n: int) -> bool:
     return n >= 20 and live_precision.precision_upper_bound(tp, n) < FLOOR
 
 
-def live_rows(trials: int, rng: np.random.Generator, per_week: int = 50
-              ) -> list[tuple[str, str, float]]:
+def live_rows(
+    trials: int, rng: np.random.Generator, per_week: int = 50
+) -> list[tuple[str, str, float]]:
     rows = []
     for truth in (0.70, 0.60, 0.55, 0.50):
         week_new = week_old = two_new = two_old = 0
@@ -106,16 +120,21 @@ def live_rows(trials: int, rng: np.random.Generator, per_week: int = 50
             first_new, first_old = _flag_new(w1, per_week), _flag_old(w1, per_week)
             week_new += first_new
             week_old += first_old
-            second_new = (_flag_new(w2, per_week)
-                          or _flag_new(w1 + w2, 2 * per_week))
+            second_new = _flag_new(w2, per_week) or _flag_new(w1 + w2, 2 * per_week)
             second_old = _flag_old(w2, per_week) or _flag_old(w1 + w2, 2 * per_week)
             two_new += first_new or second_new
             two_old += first_old or second_old
         rows += [
-            (f"live precision, true {truth:.2f}: P(flag in a week)",
-             f"new {week_new / trials:.3f}", week_old / trials),
-            (f"live precision, true {truth:.2f}: P(flag within 2 weeks)",
-             f"new {two_new / trials:.3f}", two_old / trials),
+            (
+                f"live precision, true {truth:.2f}: P(flag in a week)",
+                f"new {week_new / trials:.3f}",
+                week_old / trials,
+            ),
+            (
+                f"live precision, true {truth:.2f}: P(flag within 2 weeks)",
+                f"new {two_new / trials:.3f}",
+                two_old / trials,
+            ),
         ]
     return rows
 
@@ -139,33 +158,50 @@ def promotion_rows(seeds: int) -> list[tuple[str, str, float]]:
         preds = []
         for draw in range(2):  # champion, challenger: same family, same data, resampled
             boot = train.sample(frac=1.0, replace=True, random_state=seed * 10 + draw)
-            model = make_pipeline(SimpleImputer(), StandardScaler(),
-                                  LogisticRegression(max_iter=1000))
+            model = make_pipeline(
+                SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=1000)
+            )
             model.fit(boot[list(FEATURE_NAMES)], boot[TARGET])
             proba = model.predict_proba(train[list(FEATURE_NAMES)])[:, 1]
             positive = np.sort(proba[train[TARGET].to_numpy() == 1])
             threshold = positive[int(len(positive) * (1 - recall_floor - 0.03))]
-            preds.append((model.predict_proba(test[list(FEATURE_NAMES)])[:, 1]
-                          >= threshold).astype(int))
+            preds.append(
+                (model.predict_proba(test[list(FEATURE_NAMES)])[:, 1] >= threshold).astype(int)
+            )
         y = test[TARGET].to_numpy()
         champion, challenger = preds
         evidence = evaluate.paired_bootstrap(y, challenger, champion, recall_floor=recall_floor)
         recall = [float(((p == 1) & (y == 1)).sum() / max(1, (y == 1).sum())) for p in preds]
         precision = [float(((p == 1) & (y == 1)).sum() / max(1, p.sum())) for p in preds]
 
-        def scores(k: int) -> evaluate.Scores:
-            return evaluate.Scores(precision=precision[k], recall=recall[k], f1=0, roc_auc=0,
-                                   pr_auc=0, accuracy=0, threshold=0.5,
-                                   predicted_positive=int(preds[k].sum()), rows=len(y))
+        def scores(k: int, precision=precision, recall=recall, preds=preds, y=y) -> evaluate.Scores:
+            return evaluate.Scores(
+                precision=precision[k],
+                recall=recall[k],
+                f1=0,
+                roc_auc=0,
+                pr_auc=0,
+                accuracy=0,
+                threshold=0.5,
+                predicted_positive=int(preds[k].sum()),
+                rows=len(y),
+            )
 
-        replaced_new += promote.decide(scores(1), scores(0), evidence, recall_floor) \
-            == promote.CHALLENGER_WINS
+        replaced_new += (
+            promote.decide(scores(1), scores(0), evidence, recall_floor) == promote.CHALLENGER_WINS
+        )
         # the old rule: single held-out recalls first, then P(more precise) >= 0.9
-        old = (recall[1] >= recall_floor
-               and (recall[0] < recall_floor or evidence.probability >= 0.9))
+        old = recall[1] >= recall_floor and (
+            recall[0] < recall_floor or evidence.probability >= 0.9
+        )
         replaced_old += old
-    return [(f"promotion, unchanged data, {seeds} seeds (reduced: LR only): P(replaced)",
-             f"new {replaced_new / seeds:.3f}", replaced_old / seeds)]
+    return [
+        (
+            f"promotion, unchanged data, {seeds} seeds (reduced: LR only): P(replaced)",
+            f"new {replaced_new / seeds:.3f}",
+            replaced_old / seeds,
+        )
+    ]
 
 
 def main() -> None:

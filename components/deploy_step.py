@@ -10,7 +10,8 @@
   when the champion changed or the endpoint does not serve it yet. See :mod:`components.vertex`.
 """
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 LOCAL = "local"
 VERTEX = "vertex"
@@ -25,9 +26,13 @@ def served_version(url: str, timeout: float = 3.0) -> str | None:
     return str(answer.get("model_version")) if answer else None
 
 
-def deploy_local(settings: Any, version: str, changed: bool,
-                 start: Callable[..., str] | None = None,
-                 probe: Callable[[str], str | None] = served_version) -> tuple[str, str]:
+def deploy_local(
+    settings: Any,
+    version: str,
+    changed: bool,
+    start: Callable[..., str] | None = None,
+    probe: Callable[[str], str | None] = served_version,
+) -> tuple[str, str]:
     """Serve ``version`` locally; return (action, url) with action ``started``|``unchanged``.
 
     Args:
@@ -44,8 +49,13 @@ def deploy_local(settings: Any, version: str, changed: bool,
         return "unchanged", url
     if start is None:
         from potability.serving.model_server import start_local as start
-    url = start(settings.home, f"models:/{settings.model_name}/{version}", settings.model_name,
-                version, settings.mlflow_tracking_uri)
+    url = start(
+        settings.home,
+        f"models:/{settings.model_name}/{version}",
+        settings.model_name,
+        version,
+        settings.mlflow_tracking_uri,
+    )
     return "started", url
 
 
@@ -54,10 +64,12 @@ def download_model(tracking_uri: str, model_name: str, version: str) -> str:
     import mlflow.artifacts
 
     return mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{model_name}/{version}", tracking_uri=tracking_uri)
+        artifact_uri=f"models:/{model_name}/{version}", tracking_uri=tracking_uri
+    )
 
 
 # --- the KFP component -----------------------------------------------------------------------
+
 
 def deploy_component(
     run_id: str,
@@ -82,14 +94,16 @@ def deploy_component(
 
     The ``endpoint_*`` parameters size the Vertex endpoint (:class:`components.vertex.ReplicaScaling`).
     """
-    from potability.governance import run_record
     from components.deploy_step import DEPLOY_TARGETS, LOCAL, deploy_local, download_model
     from components.runtime import failure_recorded, step_settings
+    from potability.governance import run_record
 
     settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
     with failure_recorded(settings, run_id, "deploy"):
         if deploy_target not in DEPLOY_TARGETS:
-            raise ValueError(f"deploy_target must be one of {DEPLOY_TARGETS}, got {deploy_target!r}")
+            raise ValueError(
+                f"deploy_target must be one of {DEPLOY_TARGETS}, got {deploy_target!r}"
+            )
         if not champion_version:  # the first challenger is held back or awaits approval
             run_record.finish_run(settings, run_id)
             return f"nothing to serve yet: no {model_name} champion (held or awaiting approval)"
@@ -100,16 +114,29 @@ def deploy_component(
 
             from components.vertex import ReplicaScaling, VertexTarget, deploy_to_endpoint
 
-            target = VertexTarget(project=project, region=region, endpoint_id=endpoint_id,
-                                  serving_image=serving_image, staging_bucket=pipeline_root,
-                                  scaling=ReplicaScaling(endpoint_machine_type,
-                                                         endpoint_min_replicas,
-                                                         endpoint_max_replicas,
-                                                         endpoint_cpu_target))
+            target = VertexTarget(
+                project=project,
+                region=region,
+                endpoint_id=endpoint_id,
+                serving_image=serving_image,
+                staging_bucket=pipeline_root,
+                scaling=ReplicaScaling(
+                    endpoint_machine_type,
+                    endpoint_min_replicas,
+                    endpoint_max_replicas,
+                    endpoint_cpu_target,
+                ),
+            )
             action, where = deploy_to_endpoint(
-                aiplatform, target, model_name, champion_version, champion_changed,
-                model_dir=lambda: download_model(settings.mlflow_tracking_uri, model_name,
-                                                 champion_version),
-                tracking_uri=settings.mlflow_tracking_uri)
+                aiplatform,
+                target,
+                model_name,
+                champion_version,
+                champion_changed,
+                model_dir=lambda: download_model(
+                    settings.mlflow_tracking_uri, model_name, champion_version
+                ),
+                tracking_uri=settings.mlflow_tracking_uri,
+            )
         run_record.finish_run(settings, run_id)
     return f"{action} {model_name} v{champion_version} at {where}"

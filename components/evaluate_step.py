@@ -31,14 +31,20 @@ def evaluate_component(
     from training.decision import choose_challenger
     from training.evaluation import evaluate, positive_proba, roc_points
 
-    settings = step_settings(database, mlflow_tracking_uri,
-                             mlflow_credentials_secret=mlflow_credentials_secret)
+    settings = step_settings(
+        database, mlflow_tracking_uri, mlflow_credentials_secret=mlflow_credentials_secret
+    )
     with failure_recorded(settings, run_id, "evaluate"):
         test = read_dataset(test_set.path)
         models: dict = {}
-        scored = evaluate(load_candidates(candidates.path), test,
-                          tracking_uri=settings.mlflow_tracking_uri,
-                          parent_run_id=parent_run_id, recall_floor=recall_floor, models=models)
+        scored = evaluate(
+            load_candidates(candidates.path),
+            test,
+            tracking_uri=settings.mlflow_tracking_uri,
+            parent_run_id=parent_run_id,
+            recall_floor=recall_floor,
+            models=models,
+        )
         Path(scored_candidates.path).write_text(json.dumps(scored, indent=1))
         for item in scored:
             for key, value in item["scores"].items():

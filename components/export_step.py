@@ -15,9 +15,9 @@ def export_component(
     from collections import namedtuple
     from pathlib import Path
 
+    from components.runtime import failure_recorded, step_settings
     from potability.governance import run_record
     from training.dataset import export
-    from components.runtime import failure_recorded, step_settings
 
     settings = step_settings(database)
     with failure_recorded(settings, run_id, "export"):

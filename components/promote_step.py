@@ -23,8 +23,15 @@ def promote_component(
     mlflow_credentials_secret: str = "",
     promotion_approval: str = "auto",
     candidate_expiry_days: float = 7.0,
-) -> NamedTuple("PromoteOutputs", [("decision", str), ("champion_version", str),  # type: ignore[valid-type]
-                                   ("champion_changed", bool), ("previous_version", str)]):
+) -> NamedTuple(
+    "PromoteOutputs",
+    [
+        ("decision", str),
+        ("champion_version", str),  # type: ignore[valid-type]
+        ("champion_changed", bool),
+        ("previous_version", str),
+    ],
+):
     """Pick the challenger, weigh the evidence against the champion, register and move the
     alias if it wins."""
     import json
@@ -32,19 +39,26 @@ def promote_component(
     from pathlib import Path
 
     from components.runtime import failure_recorded, step_settings
-    from potability.governance import run_record
     from training.dataset import read_dataset
     from training.promotion import promote
 
     settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
     with failure_recorded(settings, run_id, "promote"):
         result = promote(
-            settings=settings, run_id=run_id,
+            settings=settings,
+            run_id=run_id,
             scored=json.loads(Path(scored_candidates.path).read_text()),
-            test=read_dataset(test_set.path), recall_floor=recall_floor,
-            parent_run_id=parent_run_id, training_rows=training_rows, split_seed=split_seed,
-            test_fraction=test_fraction, promotion_confidence=promotion_confidence,
-            promotion_approval=promotion_approval, candidate_expiry_days=candidate_expiry_days)
-    outputs = namedtuple("PromoteOutputs",
-                         ["decision", "champion_version", "champion_changed", "previous_version"])
+            test=read_dataset(test_set.path),
+            recall_floor=recall_floor,
+            parent_run_id=parent_run_id,
+            training_rows=training_rows,
+            split_seed=split_seed,
+            test_fraction=test_fraction,
+            promotion_confidence=promotion_confidence,
+            promotion_approval=promotion_approval,
+            candidate_expiry_days=candidate_expiry_days,
+        )
+    outputs = namedtuple(
+        "PromoteOutputs", ["decision", "champion_version", "champion_changed", "previous_version"]
+    )
     return outputs(*result)

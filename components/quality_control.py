@@ -7,6 +7,8 @@ metrics in one transaction; the training run is already recorded as succeeded by
 failure here fails this task (visible in the pipeline UI) without undoing the new champion.
 """
 
+from datetime import UTC
+
 
 def quality_control_component(
     run_id: str,
@@ -20,19 +22,22 @@ def quality_control_component(
         deploy_summary: deploy's output; taking it orders this task after deploy.
         database: the pipeline's ``database`` parameter (:func:`components.runtime.step_settings`).
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from components.runtime import step_settings
     from potability import db
     from potability.quality import job as qc_job
+
     settings = step_settings(database)
     conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
     try:
-        result = qc_job.run(conn, settings, datetime.now(timezone.utc))
+        result = qc_job.run(conn, settings, datetime.now(UTC))
     finally:
         conn.close()
     drifting = [f"{d.feature}={d.status}" for d in result.drift if d.status in ("watch", "drift")]
     flagged = [f"{m.model_version}/{m.period}" for m in result.metrics if m.flagged]
-    return (f"{run_id}: quality control run {result.run_id} after '{deploy_summary}': "
-            f"{result.lab_samples} lab samples, {len(result.matches)} matched, "
-            f"below the precision floor: {flagged or 'none'}, drift: {drifting or 'none'}")
+    return (
+        f"{run_id}: quality control run {result.run_id} after '{deploy_summary}': "
+        f"{result.lab_samples} lab samples, {len(result.matches)} matched, "
+        f"below the precision floor: {flagged or 'none'}, drift: {drifting or 'none'}"
+    )

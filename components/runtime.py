@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from potability.config import Settings, load_settings
 
@@ -49,8 +50,12 @@ compiled spec and a JSON object in the PipelineJob's ``runtimeConfig.parameterVa
 def database_parameter(settings: Settings) -> dict[str, str]:
     """The ``database`` pipeline parameter naming ``settings``' database: the local DSN
     (``url``) or the Cloud SQL connection name, database and IAM user the connector takes."""
-    return {"url": settings.database_url, "cloud_sql_instance": settings.cloud_sql_instance,
-            "name": settings.db_name, "user": settings.db_user}
+    return {
+        "url": settings.database_url,
+        "cloud_sql_instance": settings.cloud_sql_instance,
+        "name": settings.db_name,
+        "user": settings.db_user,
+    }
 
 
 def step_settings(
@@ -81,8 +86,10 @@ def step_settings(
     database = dict(database or {})
     unknown = sorted(set(database) - set(DATABASE_KEYS))
     if unknown:
-        raise ValueError(f"the database parameter has unknown keys {unknown}; "
-                         f"its keys are {', '.join(DATABASE_KEYS)}")
+        raise ValueError(
+            f"the database parameter has unknown keys {unknown}; "
+            f"its keys are {', '.join(DATABASE_KEYS)}"
+        )
     url, instance = database.get("url", ""), database.get("cloud_sql_instance", "")
     base = load_settings()
     changes: dict[str, Any] = {}
@@ -128,8 +135,8 @@ def record_failure(settings: Settings, run_id: str, error: str) -> None:
         run_id: the pipeline job name.
         error: what failed (step and message).
     """
-    from training.promotion import restore_alias
     from potability.governance import run_record
+    from training.promotion import restore_alias
 
     details = run_record.mark_failed(settings, run_id, error)
     if restore_alias(settings, details):
@@ -147,6 +154,6 @@ def failure_recorded(settings: Settings, run_id: str, step: str) -> Iterator[Non
     except BaseException as exc:
         try:
             record_failure(settings, run_id, f"{step}: {type(exc).__name__}: {exc}")
-        except Exception:  # noqa: BLE001 - the original error matters more
+        except Exception:  # the original error matters more
             log.exception("could not record the failure of run %s", run_id)
         raise

@@ -28,8 +28,8 @@ def train_component(
     from pathlib import Path
 
     from components.runtime import failure_recorded, step_settings
-    from training.candidates import train
     from potability.governance import run_record
+    from training.candidates import train
     from training.dataset import SAMPLE_ID, read_dataset, write_dataset
     from training.modeling import TrainingConfig
 
@@ -37,18 +37,37 @@ def train_component(
     with failure_recorded(settings, run_id, "train"):
         config = TrainingConfig(recall_floor=recall_floor, cv_folds=cv_folds, seed=split_seed)
         parent_id, logged, parts = train(
-            read_dataset(dataset.path), tracking_uri=settings.mlflow_tracking_uri,
-            experiment=settings.model_name, pipeline_run_id=run_id, grid_name=grids,
-            config=config, test_fraction=test_fraction,
-            data_sha256=str(dataset.metadata.get("sha256", "")))
+            read_dataset(dataset.path),
+            tracking_uri=settings.mlflow_tracking_uri,
+            experiment=settings.model_name,
+            pipeline_run_id=run_id,
+            grid_name=grids,
+            config=config,
+            test_fraction=test_fraction,
+            data_sha256=str(dataset.metadata.get("sha256", "")),
+        )
         # which samples trained the candidates: the drift reference if one becomes champion
-        run_record.record_split(settings, run_id, split_seed, test_fraction,
-                                parts.train[SAMPLE_ID], parts.test[SAMPLE_ID])
+        run_record.record_split(
+            settings,
+            run_id,
+            split_seed,
+            test_fraction,
+            parts.train[SAMPLE_ID],
+            parts.test[SAMPLE_ID],
+        )
         held_out = write_dataset(parts.test, Path(test_set.path))
-        test_set.metadata.update({"rows": held_out.rows, "sha256": held_out.sha256,
-                                  "format": "csv", "split_seed": split_seed})
+        test_set.metadata.update(
+            {
+                "rows": held_out.rows,
+                "sha256": held_out.sha256,
+                "format": "csv",
+                "split_seed": split_seed,
+            }
+        )
         Path(candidates.path).write_text(json.dumps([c.to_json() for c in logged], indent=1))
-        candidates.metadata.update({"families": [c.family for c in logged],
-                                    "parent_run_id": parent_id})
+        candidates.metadata.update(
+            {"families": [c.family for c in logged], "parent_run_id": parent_id}
+        )
     return namedtuple("TrainOutputs", ["parent_run_id", "training_rows"])(
-        parent_id, len(parts.train))
+        parent_id, len(parts.train)
+    )

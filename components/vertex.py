@@ -4,8 +4,9 @@ The ``aiplatform`` module is passed in, so tests inject a fake and assert the ex
 nothing here is tested against the network (Google Cloud is unreachable from the tests).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 SERVING_PORT = 8080
 HEALTH_ROUTE = "/health"
@@ -32,8 +33,10 @@ class ReplicaScaling:
         if not self.machine_type:
             raise ValueError("endpoint machine type must not be empty")
         if not 1 <= self.min_replicas <= self.max_replicas:
-            raise ValueError(f"need 1 <= endpoint_min_replicas ({self.min_replicas}) <= "
-                             f"endpoint_max_replicas ({self.max_replicas})")
+            raise ValueError(
+                f"need 1 <= endpoint_min_replicas ({self.min_replicas}) <= "
+                f"endpoint_max_replicas ({self.max_replicas})"
+            )
         if not 1 <= self.cpu_target <= 100:
             raise ValueError(f"endpoint_cpu_target must be 1..100 percent, got {self.cpu_target}")
 
@@ -51,8 +54,9 @@ class VertexTarget:
     scaling: ReplicaScaling = ReplicaScaling()
 
     def check(self) -> None:
-        missing = [k for k in ("project", "region", "endpoint_id", "serving_image")
-                   if not getattr(self, k)]
+        missing = [
+            k for k in ("project", "region", "endpoint_id", "serving_image") if not getattr(self, k)
+        ]
         if missing:
             raise ValueError(f"deploy_target 'vertex' needs {', '.join(missing)}")
         if not self.staging_bucket.startswith("gs://"):
@@ -66,8 +70,13 @@ def deployed_display_name(model_name: str, version: str) -> str:
 
 
 def deploy_to_endpoint(
-    aiplatform: Any, target: VertexTarget, model_name: str, version: str, changed: bool,
-    model_dir: Callable[[], str], tracking_uri: str,
+    aiplatform: Any,
+    target: VertexTarget,
+    model_name: str,
+    version: str,
+    changed: bool,
+    model_dir: Callable[[], str],
+    tracking_uri: str,
 ) -> tuple[str, str]:
     """Serve ``version`` on the endpoint; return (``deployed``|``unchanged``, endpoint name).
 
@@ -81,8 +90,9 @@ def deploy_to_endpoint(
         tracking_uri: MLflow tracking server (passed to the container for logging only).
     """
     target.check()
-    aiplatform.init(project=target.project, location=target.region,
-                    staging_bucket=target.staging_bucket)
+    aiplatform.init(
+        project=target.project, location=target.region, staging_bucket=target.staging_bucket
+    )
     endpoint = aiplatform.Endpoint(endpoint_name=target.endpoint_id)
     wanted = deployed_display_name(model_name, version)
     previous = list(endpoint.list_models())
@@ -98,7 +108,8 @@ def deploy_to_endpoint(
         serving_container_health_route=HEALTH_ROUTE,
         serving_container_ports=[SERVING_PORT],
         serving_container_environment_variables={
-            "MODEL_NAME": model_name, "MODEL_VERSION": version,
+            "MODEL_NAME": model_name,
+            "MODEL_VERSION": version,
             "MLFLOW_TRACKING_URI": tracking_uri,
         },
         labels={"mlflow_model_version": version},
@@ -106,10 +117,14 @@ def deploy_to_endpoint(
         sync=True,
     )
     endpoint.deploy(
-        model=model, deployed_model_display_name=wanted, traffic_percentage=100,
-        machine_type=target.scaling.machine_type, min_replica_count=target.scaling.min_replicas,
+        model=model,
+        deployed_model_display_name=wanted,
+        traffic_percentage=100,
+        machine_type=target.scaling.machine_type,
+        min_replica_count=target.scaling.min_replicas,
         max_replica_count=target.scaling.max_replicas,
-        autoscaling_target_cpu_utilization=target.scaling.cpu_target, sync=True,
+        autoscaling_target_cpu_utilization=target.scaling.cpu_target,
+        sync=True,
     )
     for old in previous:
         endpoint.undeploy(deployed_model_id=old.id, sync=True)
@@ -117,6 +132,7 @@ def deploy_to_endpoint(
 
 
 # --- operators' switch (issue 22): `potability model rollback|approve` on the endpoint ------
+
 
 class SwitchFailed(RuntimeError):
     """The new version did not answer; the endpoint serves the old one again."""
@@ -126,14 +142,25 @@ def find_model_version(aiplatform: Any, model_name: str, version: str) -> Any | 
     """The Vertex model version uploaded for MLflow ``version`` (label
     ``mlflow_model_version``), or None if it never was."""
     found = aiplatform.Model.list(
-        filter=f'display_name="{model_name}" AND labels.mlflow_model_version="{version}"')
+        filter=f'display_name="{model_name}" AND labels.mlflow_model_version="{version}"'
+    )
     return found[0] if found else None
 
 
 def switch_endpoint(
-    aiplatform: Any, *, project: str, region: str, endpoint_id: str, staging_bucket: str,
-    model_name: str, version: str, model_dir: Callable[[], str], tracking_uri: str,
-    probe: dict[str, Any], attempts: int = 5, wait_seconds: float = 10.0,
+    aiplatform: Any,
+    *,
+    project: str,
+    region: str,
+    endpoint_id: str,
+    staging_bucket: str,
+    model_name: str,
+    version: str,
+    model_dir: Callable[[], str],
+    tracking_uri: str,
+    probe: dict[str, Any],
+    attempts: int = 5,
+    wait_seconds: float = 10.0,
     sleep: Callable[[float], None] | None = None,
 ) -> str:
     """Serve MLflow ``version`` on the endpoint; return what was done.
@@ -170,32 +197,50 @@ def switch_endpoint(
         model = find_model_version(aiplatform, model_name, version)
         if model is None:
             if template is None:
-                raise ValueError(f"nothing deployed on {endpoint_id} to copy the serving "
-                                 f"image from, and {model_name} v{version} was never uploaded")
+                raise ValueError(
+                    f"nothing deployed on {endpoint_id} to copy the serving "
+                    f"image from, and {model_name} v{version} was never uploaded"
+                )
             image = aiplatform.Model(model_name=template.model).container_spec.image_uri
             parents = aiplatform.Model.list(filter=f'display_name="{model_name}"')
             model = aiplatform.Model.upload(
                 display_name=model_name,
                 parent_model=parents[0].resource_name if parents else None,
-                artifact_uri=model_dir(), serving_container_image_uri=image,
+                artifact_uri=model_dir(),
+                serving_container_image_uri=image,
                 serving_container_predict_route=PREDICT_ROUTE,
                 serving_container_health_route=HEALTH_ROUTE,
                 serving_container_ports=[SERVING_PORT],
                 serving_container_environment_variables={
-                    "MODEL_NAME": model_name, "MODEL_VERSION": version,
-                    "MLFLOW_TRACKING_URI": tracking_uri},
-                labels={"mlflow_model_version": version}, staging_bucket=staging_bucket,
-                sync=True)
+                    "MODEL_NAME": model_name,
+                    "MODEL_VERSION": version,
+                    "MLFLOW_TRACKING_URI": tracking_uri,
+                },
+                labels={"mlflow_model_version": version},
+                staging_bucket=staging_bucket,
+                sync=True,
+            )
         resources = template.dedicated_resources if template is not None else None
-        scaling = ReplicaScaling() if resources is None else ReplicaScaling(
-            resources.machine_spec.machine_type or MACHINE_TYPE,
-            resources.min_replica_count or 1, resources.max_replica_count or 1,
-            next((m.target for m in resources.autoscaling_metric_specs), 60) or 60)
+        scaling = (
+            ReplicaScaling()
+            if resources is None
+            else ReplicaScaling(
+                resources.machine_spec.machine_type or MACHINE_TYPE,
+                resources.min_replica_count or 1,
+                resources.max_replica_count or 1,
+                next((m.target for m in resources.autoscaling_metric_specs), 60) or 60,
+            )
+        )
         endpoint.deploy(
-            model=model, deployed_model_display_name=wanted, traffic_split={"0": 100},
-            machine_type=scaling.machine_type, min_replica_count=scaling.min_replicas,
+            model=model,
+            deployed_model_display_name=wanted,
+            traffic_split={"0": 100},
+            machine_type=scaling.machine_type,
+            min_replica_count=scaling.min_replicas,
             max_replica_count=scaling.max_replicas,
-            autoscaling_target_cpu_utilization=scaling.cpu_target, sync=True)
+            autoscaling_target_cpu_utilization=scaling.cpu_target,
+            sync=True,
+        )
         new_id = next(d.id for d in endpoint.list_models() if d.display_name == wanted)
         action = "deployed"
     for attempt in range(attempts):
@@ -213,17 +258,21 @@ def switch_endpoint(
             sleep(wait_seconds)
     else:
         if others:
-            endpoint.undeploy(deployed_model_id=new_id, traffic_split={others[0].id: 100},
-                              sync=True)
-        raise SwitchFailed(f"{model_name} v{version} did not answer on {endpoint_id} after "
-                           f"{attempts} tries; the endpoint serves the old version again")
+            endpoint.undeploy(
+                deployed_model_id=new_id, traffic_split={others[0].id: 100}, sync=True
+            )
+        raise SwitchFailed(
+            f"{model_name} v{version} did not answer on {endpoint_id} after "
+            f"{attempts} tries; the endpoint serves the old version again"
+        )
     for old in others:
         endpoint.undeploy(deployed_model_id=old.id, sync=True)
     return f"{action} {wanted} on {endpoint.resource_name}"
 
 
-def served_on_endpoint(aiplatform: Any, *, project: str, region: str, endpoint_id: str,
-                       model_name: str) -> str | None:
+def served_on_endpoint(
+    aiplatform: Any, *, project: str, region: str, endpoint_id: str, model_name: str
+) -> str | None:
     """The MLflow version the endpoint gives all traffic to, from the deployed model's
     display name (None if none does)."""
     aiplatform.init(project=project, location=region)
@@ -232,7 +281,7 @@ def served_on_endpoint(aiplatform: Any, *, project: str, region: str, endpoint_i
     prefix = f"{model_name}-v"
     for d in endpoint.list_models():
         if traffic.get(d.id, 0) == 100 and d.display_name.startswith(prefix):
-            return d.display_name[len(prefix):]
+            return d.display_name[len(prefix) :]
     return None
 
 
@@ -241,8 +290,9 @@ class EndpointServing:
     (:class:`potability.governance.model_control.Serving`): the Terraform-created endpoint
     (``VERTEX_ENDPOINT_ID``), switched by :func:`switch_endpoint`."""
 
-    def __init__(self, settings: Any, aiplatform: Any = None,
-                 sleep: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self, settings: Any, aiplatform: Any = None, sleep: Callable[[float], None] | None = None
+    ) -> None:
         if aiplatform is None:
             from google.cloud import aiplatform
         self.settings = settings
@@ -251,12 +301,16 @@ class EndpointServing:
 
     def _where(self) -> dict[str, str]:
         s = self.settings
-        return {"project": s.google_cloud_project, "region": s.google_cloud_region,
-                "endpoint_id": s.vertex_endpoint_id}
+        return {
+            "project": s.google_cloud_project,
+            "region": s.google_cloud_region,
+            "endpoint_id": s.vertex_endpoint_id,
+        }
 
     def current(self) -> str | None:
-        return served_on_endpoint(self.aiplatform, model_name=self.settings.model_name,
-                                  **self._where())
+        return served_on_endpoint(
+            self.aiplatform, model_name=self.settings.model_name, **self._where()
+        )
 
     def switch(self, version: str) -> str:
         from potability.features import FEATURE_NAMES
@@ -266,7 +320,13 @@ class EndpointServing:
         s = self.settings
         row = load_dataset()[list(FEATURE_NAMES)].dropna().iloc[0]
         return switch_endpoint(
-            self.aiplatform, staging_bucket=s.pipeline_root, model_name=s.model_name,
-            version=version, tracking_uri=s.mlflow_tracking_uri,
+            self.aiplatform,
+            staging_bucket=s.pipeline_root,
+            model_name=s.model_name,
+            version=version,
+            tracking_uri=s.mlflow_tracking_uri,
             model_dir=lambda: LocalServing(s).model_dir(version),
-            probe={k: float(v) for k, v in row.items()}, sleep=self.sleep, **self._where())
+            probe={k: float(v) for k, v in row.items()},
+            sleep=self.sleep,
+            **self._where(),
+        )

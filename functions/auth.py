@@ -29,7 +29,8 @@ import base64
 import hmac
 import json
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from functions import google_id_token
 from functions.http import ApiError
@@ -59,20 +60,22 @@ def submitter_for_token(token: str) -> str:
 def bearer(headers: Mapping[str, str]) -> str:
     value = headers.get("Authorization", "")
     if not value:
-        raise ApiError(401, "Authorization", "a bearer token is required",
-                       {"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "Authorization", "a bearer token is required", {"WWW-Authenticate": "Bearer"}
+        )
     scheme, _, token = value.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_CHARS:
-        raise ApiError(401, "Authorization", "must be 'Bearer <token>'",
-                       {"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401, "Authorization", "must be 'Bearer <token>'", {"WWW-Authenticate": "Bearer"}
+        )
     return token
 
 
 def _token_allowed(token: str, allowed: tuple[str, ...]) -> bool:
     digest = token_sha256(token)
     # Compare against every hash (constant time each) so timing says nothing about which.
-    return any([hmac.compare_digest(digest, h) for h in allowed])
+    return any(hmac.compare_digest(digest, h) for h in allowed)
 
 
 def _unauthenticated(message: str) -> ApiError:
@@ -100,8 +103,9 @@ def _stripped_claims(payload_part: str, audiences: tuple[str, ...]) -> dict[str,
     return claims
 
 
-def id_token_email(token: str, audiences: tuple[str, ...],
-                   certs: google_id_token.CertsSource) -> str:
+def id_token_email(
+    token: str, audiences: tuple[str, ...], certs: google_id_token.CertsSource
+) -> str:
     """The verified ``email`` of a Google ID token issued for this function."""
     parts = token.split(".")
     if len(parts) != 3:
@@ -121,9 +125,12 @@ def id_token_email(token: str, audiences: tuple[str, ...],
     return email
 
 
-def authorise_samples(headers: Mapping[str, str], settings: Settings,
-                      certs: google_id_token.CertsSource | None = None,
-                      hashes: tuple[str, ...] | None = None) -> str:
+def authorise_samples(
+    headers: Mapping[str, str],
+    settings: Settings,
+    certs: google_id_token.CertsSource | None = None,
+    hashes: tuple[str, ...] | None = None,
+) -> str:
     """The caller's identity for ``submitted_by``, or an :class:`ApiError` (401/403).
 
     ``hashes``: the regulator tokens' hashes accepted now (:mod:`functions.regulator_tokens`;
@@ -131,11 +138,16 @@ def authorise_samples(headers: Mapping[str, str], settings: Settings,
     allowed = settings.samples_token_sha256 if hashes is None else hashes
     if settings.samples_trust_platform_identity:
         if headers.get(SERVERLESS_HEADER) is not None:
-            raise ApiError(401, SERVERLESS_HEADER,
-                           "send the ID token in Authorization only: with this header Cloud "
-                           "Run would not check the one we read", {"WWW-Authenticate": "Bearer"})
-        email = id_token_email(bearer(headers), settings.samples_id_token_audience,
-                               certs or default_certs())
+            raise ApiError(
+                401,
+                SERVERLESS_HEADER,
+                "send the ID token in Authorization only: with this header Cloud "
+                "Run would not check the one we read",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        email = id_token_email(
+            bearer(headers), settings.samples_id_token_audience, certs or default_certs()
+        )
         if allowed or settings.samples_token_secret:
             extra = headers.get(TOKEN_HEADER, "")
             if not extra:
@@ -145,8 +157,11 @@ def authorise_samples(headers: Mapping[str, str], settings: Settings,
         return email
     token = bearer(headers)
     if not allowed:
-        raise ApiError(403, "Authorization",
-                       "no regulator tokens are configured (SAMPLES_TOKEN_SHA256): refusing all")
+        raise ApiError(
+            403,
+            "Authorization",
+            "no regulator tokens are configured (SAMPLES_TOKEN_SHA256): refusing all",
+        )
     if not _token_allowed(token, allowed):
         raise ApiError(403, "Authorization", "not an authorised regulator token")
     return submitter_for_token(token)

@@ -20,8 +20,8 @@ is the one value handed to the inference writer and stored with every row.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from functions import auth, google_id_token
 from functions.http import ApiError
@@ -39,24 +39,33 @@ class Caller:
 
     def require_sensor(self, sensor_id: str) -> None:
         if self.sensor_ids is not None and sensor_id not in self.sensor_ids:
-            raise ApiError(403, "sensor_id",
-                           f"caller {self.identity} may not write sensor_id {sensor_id!r}")
+            raise ApiError(
+                403, "sensor_id", f"caller {self.identity} may not write sensor_id {sensor_id!r}"
+            )
 
 
-def predict_caller(headers: Mapping[str, str], settings: Settings,
-                   certs: google_id_token.CertsSource | None = None) -> Caller:
+def predict_caller(
+    headers: Mapping[str, str], settings: Settings, certs: google_id_token.CertsSource | None = None
+) -> Caller:
     """The verified caller of a predict request, or an :class:`ApiError` (401/403)."""
     if settings.predict_id_token_audience:
         if headers.get(auth.SERVERLESS_HEADER) is not None:
-            raise ApiError(401, auth.SERVERLESS_HEADER,
-                           "send the ID token in Authorization only",
-                           {"WWW-Authenticate": "Bearer"})
-        email = auth.id_token_email(auth.bearer(headers), settings.predict_id_token_audience,
-                                    certs or auth.default_certs())
+            raise ApiError(
+                401,
+                auth.SERVERLESS_HEADER,
+                "send the ID token in Authorization only",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        email = auth.id_token_email(
+            auth.bearer(headers), settings.predict_id_token_audience, certs or auth.default_certs()
+        )
         bound = dict(settings.predict_sensor_bindings).get(email)
         if bound is None:
-            raise ApiError(403, "Authorization",
-                           f"{email} is not bound to any sensor (PREDICT_SENSOR_BINDINGS)")
+            raise ApiError(
+                403,
+                "Authorization",
+                f"{email} is not bound to any sensor (PREDICT_SENSOR_BINDINGS)",
+            )
         return Caller(email, frozenset(bound))
     if settings.sensor_token_bindings:
         digest = token_sha256(auth.bearer(headers))

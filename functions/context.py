@@ -12,18 +12,17 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import flask
 
 from functions import request_log
 from functions.endpoint import Endpoint, EndpointRejected, EndpointUnavailable, make_endpoint
 from functions.http import ApiError, error_response, unavailable
-from potability import db
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings
-
 
 T = TypeVar("T")
 
@@ -50,8 +49,14 @@ def retry_stale_connection(unit: Callable[[], T]) -> T:
 class Context:
     """One per function instance: settings plus lazily created, shared connections."""
 
-    def __init__(self, settings: Settings, *, endpoint: Endpoint | None = None,
-                 pool: db.Pool | None = None, google_certs: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        endpoint: Endpoint | None = None,
+        pool: db.Pool | None = None,
+        google_certs: Any = None,
+    ) -> None:
         self.settings = settings
         self.google_certs = google_certs
         """Google's ID-token certificates (``None``: the process-wide cache of
@@ -81,7 +86,8 @@ class Context:
             if function not in self._monitors:
                 s = self.settings
                 self._monitors[function] = alerts.ErrorRateMonitor(
-                    s.alert_error_window_seconds, s.alert_error_rate, s.alert_error_min_requests)
+                    s.alert_error_window_seconds, s.alert_error_rate, s.alert_error_min_requests
+                )
             return self._monitors[function]
 
     def shared(self, name: str, create: Callable[[], T]) -> T:
@@ -131,8 +137,9 @@ ErrorRenderer = Callable[[flask.Request, ApiError, "str | None"], flask.Response
 status uses its own to show browsers an HTML page for the same error."""
 
 
-def _outcome(handler: Handler, request: flask.Request, ctx: Context, call: Call
-             ) -> tuple[flask.Response | ApiError, str]:
+def _outcome(
+    handler: Handler, request: flask.Request, ctx: Context, call: Call
+) -> tuple[flask.Response | ApiError, str]:
     """The handler's response, or the :class:`ApiError` a failure maps to, and a log message."""
     try:
         return handler(request, ctx, call), "ok"
@@ -142,26 +149,41 @@ def _outcome(handler: Handler, request: flask.Request, ctx: Context, call: Call
         call.log["cause"] = str(exc)[:300]
         if exc.sqlstate:
             call.log["sqlstate"] = exc.sqlstate
-        return (unavailable("database", "the database is unavailable; nothing was written, retry"),
-                "database unavailable")
+        return (
+            unavailable("database", "the database is unavailable; nothing was written, retry"),
+            "database unavailable",
+        )
     except EndpointUnavailable as exc:
         call.log["cause"] = str(exc)[:300]
-        return (unavailable("endpoint",
-                            "the model endpoint is unavailable; nothing was written, retry"),
-                "endpoint unavailable")
+        return (
+            unavailable(
+                "endpoint", "the model endpoint is unavailable; nothing was written, retry"
+            ),
+            "endpoint unavailable",
+        )
     except EndpointRejected as exc:
         call.log["cause"] = str(exc)[:300]
-        return (ApiError(502, "endpoint",
-                         "the model endpoint gave no usable answer; nothing was written"),
-                "endpoint rejected")
+        return (
+            ApiError(
+                502, "endpoint", "the model endpoint gave no usable answer; nothing was written"
+            ),
+            "endpoint rejected",
+        )
     except Exception as exc:  # noqa: BLE001 - a bug: answer 500, never crash the instance
         call.log["traceback"] = traceback.format_exc()[-4000:]
-        return (ApiError(500, "server", f"internal error ({type(exc).__name__}); nothing was written"),
-                "internal error")
+        return (
+            ApiError(500, "server", f"internal error ({type(exc).__name__}); nothing was written"),
+            "internal error",
+        )
 
 
-def serve(function: str, handler: Handler, request: flask.Request, ctx: Context,
-          render_error: ErrorRenderer | None = None) -> flask.Response:
+def serve(
+    function: str,
+    handler: Handler,
+    request: flask.Request,
+    ctx: Context,
+    render_error: ErrorRenderer | None = None,
+) -> flask.Response:
     """Run ``handler`` for one request: map failures to errors, log one line, time it."""
     started = time.perf_counter()
     call = Call()
@@ -173,17 +195,27 @@ def serve(function: str, handler: Handler, request: flask.Request, ctx: Context,
     if call.request_id:
         response.headers["X-Request-Id"] = call.request_id
     latency = time.perf_counter() - started
-    request_log.emit(request_log.entry(
-        function=function, method=request.method, url=request.url, status=response.status_code,
-        latency_s=latency, request_id=call.request_id, message=f"{function}: {message}",
-        trace=request_log.trace_field(request.headers.get("X-Cloud-Trace-Context"),
-                                      ctx.settings.google_cloud_project),
-        extra=call.log, user_agent=request.headers.get("User-Agent"),
-        remote_ip=request.remote_addr,
-    ))
+    request_log.emit(
+        request_log.entry(
+            function=function,
+            method=request.method,
+            url=request.url,
+            status=response.status_code,
+            latency_s=latency,
+            request_id=call.request_id,
+            message=f"{function}: {message}",
+            trace=request_log.trace_field(
+                request.headers.get("X-Cloud-Trace-Context"), ctx.settings.google_cloud_project
+            ),
+            extra=call.log,
+            user_agent=request.headers.get("User-Agent"),
+            remote_ip=request.remote_addr,
+        )
+    )
     if function in alerts.WATCHED_FUNCTIONS:
-        alerts.observe_response(ctx.settings, ctx.error_monitor(function), function,
-                                response.status_code)
+        alerts.observe_response(
+            ctx.settings, ctx.error_monitor(function), function, response.status_code
+        )
     return response
 
 

@@ -20,8 +20,9 @@ import json
 import math
 import queue
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from potability.config import Settings
@@ -70,10 +71,18 @@ def parse_predictions(raw: Any, expected: int, fallback_version: str = "") -> li
             raise EndpointRejected(f"prediction {i} is not an object")
         potable, probability = item.get("potable"), item.get("probability")
         version = item.get("model_version") or fallback_version
-        if isinstance(potable, bool) or not isinstance(potable, (int, float)) or potable not in (0, 1):
+        if (
+            isinstance(potable, bool)
+            or not isinstance(potable, (int, float))
+            or potable not in (0, 1)
+        ):
             raise EndpointRejected(f"prediction {i}: potable must be 0 or 1, got {potable!r}")
-        if isinstance(probability, bool) or not isinstance(probability, (int, float)) \
-                or not math.isfinite(probability) or not 0.0 <= probability <= 1.0:
+        if (
+            isinstance(probability, bool)
+            or not isinstance(probability, (int, float))
+            or not math.isfinite(probability)
+            or not 0.0 <= probability <= 1.0
+        ):
             raise EndpointRejected(f"prediction {i}: probability must be in [0, 1]")
         if not isinstance(version, (str, int)) or isinstance(version, bool) or str(version) == "":
             raise EndpointRejected(f"prediction {i}: no model_version")
@@ -186,9 +195,11 @@ class LocalEndpoint:
         self.path = (parsed.path or "") + "/predict"
         self.timeout = timeout
         self.connect_timeout = min(timeout, 3.0)
-        self._head = (f"POST {self.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
-                      "Content-Type: application/json\r\nAccept: application/json\r\n"
-                      "Content-Length: ").encode("ascii")
+        self._head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
+            "Content-Type: application/json\r\nAccept: application/json\r\n"
+            "Content-Length: "
+        ).encode("ascii")
         self._idle: queue.LifoQueue[_Http11] = queue.LifoQueue(maxsize=pool_size)
 
     def _send(self, body: bytes) -> tuple[int, bytes]:
@@ -230,17 +241,16 @@ class LocalEndpoint:
         if status >= 500 or status == 429:
             raise EndpointUnavailable(f"model server answered {status}")
         if status != 200:
-            raise EndpointRejected(
-                f"model server refused the request ({status}): {data[:200]!r}"
-            )
+            raise EndpointRejected(f"model server refused the request ({status}): {data[:200]!r}")
         try:
             answer = json.loads(data)
         except ValueError as exc:
             raise EndpointRejected("model server answered non-JSON") from exc
         if not isinstance(answer, dict):
             raise EndpointRejected("model server answered a non-object")
-        return parse_predictions(answer.get("predictions"), len(instances),
-                                 str(answer.get("model_version") or ""))
+        return parse_predictions(
+            answer.get("predictions"), len(instances), str(answer.get("model_version") or "")
+        )
 
 
 def vertex_endpoint_path(project: str, region: str, endpoint_id: str) -> str:
@@ -255,8 +265,9 @@ class VertexEndpoint:
     cannot be reached from here.
     """
 
-    def __init__(self, project: str, region: str, endpoint_id: str, timeout: float,
-                 client: Any = None) -> None:
+    def __init__(
+        self, project: str, region: str, endpoint_id: str, timeout: float, client: Any = None
+    ) -> None:
         if not (project and region and endpoint_id):
             raise EndpointUnavailable(
                 "Vertex endpoint not configured (GOOGLE_CLOUD_PROJECT, GOOGLE_CLOUD_REGION, "
@@ -289,32 +300,47 @@ class VertexEndpoint:
         request = self.build_request(instances)
         try:
             response = self.client.predict(request=request, timeout=self.timeout)
-        except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
-                gexc.TooManyRequests, gexc.BadGateway, gexc.GatewayTimeout,
-                gexc.RetryError) as exc:
+        except (
+            gexc.ServiceUnavailable,
+            gexc.DeadlineExceeded,
+            gexc.InternalServerError,
+            gexc.TooManyRequests,
+            gexc.BadGateway,
+            gexc.GatewayTimeout,
+            gexc.RetryError,
+        ) as exc:
             raise EndpointUnavailable(f"Vertex endpoint unavailable: {type(exc).__name__}") from exc
         except gexc.FailedPrecondition as exc:
             # Vertex answers FAILED_PRECONDITION while the endpoint has no deployed model (a
             # new project before the first pipeline run, or mid-redeploy): not the caller's
             # fault and over once a model is deployed, so sensors retry (503) and lose nothing.
             raise EndpointUnavailable(
-                f"no model deployed on the Vertex endpoint yet: {exc.message}") from exc
+                f"no model deployed on the Vertex endpoint yet: {exc.message}"
+            ) from exc
         except gexc.GoogleAPIError as exc:
             raise EndpointRejected(f"Vertex endpoint refused: {exc}") from exc
         predictions = getattr(response, "predictions", None)
         if predictions is None:
             raise EndpointRejected("Vertex response without predictions")
         raw = [json_format.MessageToDict(item) for item in predictions.pb]
-        return parse_predictions(raw, len(instances),
-                                 str(getattr(response, "model_version_id", "") or ""))
+        return parse_predictions(
+            raw, len(instances), str(getattr(response, "model_version_id", "") or "")
+        )
 
 
 def make_endpoint(settings: Settings) -> Endpoint:
     """The adapter ``ENDPOINT_MODE`` selects."""
     if settings.endpoint_mode == "local":
-        return LocalEndpoint(settings.model_server_url, settings.endpoint_timeout_seconds,
-                             pool_size=settings.db_pool_size)
+        return LocalEndpoint(
+            settings.model_server_url,
+            settings.endpoint_timeout_seconds,
+            pool_size=settings.db_pool_size,
+        )
     if settings.endpoint_mode == "vertex":
-        return VertexEndpoint(settings.google_cloud_project, settings.google_cloud_region,
-                              settings.vertex_endpoint_id, settings.endpoint_timeout_seconds)
+        return VertexEndpoint(
+            settings.google_cloud_project,
+            settings.google_cloud_region,
+            settings.vertex_endpoint_id,
+            settings.endpoint_timeout_seconds,
+        )
     raise ValueError(f"ENDPOINT_MODE must be 'local' or 'vertex', not {settings.endpoint_mode!r}")

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 ISSUERS = ("https://accounts.google.com", "accounts.google.com")
@@ -109,8 +110,12 @@ def verify(token: str, audiences: Sequence[str], source: CertsSource) -> dict[st
     if kid not in certs:
         raise InvalidIdToken("the ID token is not signed by a current Google key")
     try:
-        claims = jwt.decode(token, certs={kid: certs[kid]}, audience=list(audiences),
-                            clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
+        claims = jwt.decode(
+            token,
+            certs={kid: certs[kid]},
+            audience=list(audiences),
+            clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
+        )
     except (ValueError, exceptions.GoogleAuthError) as exc:
         raise InvalidIdToken(f"invalid ID token: {str(exc)[:160]}") from None
     if claims.get("iss") not in ISSUERS:

@@ -33,6 +33,7 @@ version.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import re
@@ -103,8 +104,11 @@ def _chunked_end(buf: bytes, pos: int, max_body: int) -> int | Refusal | None:
     while True:
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
-            return None if len(buf) - pos <= 1024 else Refusal(
-                400, "Bad Request", "body", "malformed chunked body")
+            return (
+                None
+                if len(buf) - pos <= 1024
+                else Refusal(400, "Bad Request", "body", "malformed chunked body")
+            )
         size_text = buf[pos:eol].split(b";", 1)[0].strip(b" \t")
         if not _HEX.fullmatch(size_text):
             return Refusal(400, "Bad Request", "body", "malformed chunk size")
@@ -116,7 +120,7 @@ def _chunked_end(buf: bytes, pos: int, max_body: int) -> int | Refusal | None:
             return Refusal(413, "Content Too Large", "body", f"body larger than {max_body} bytes")
         pos = eol + 2
         if size == 0:
-            if buf[pos:pos + 2] == b"\r\n":
+            if buf[pos : pos + 2] == b"\r\n":
                 return pos + 2
             end = buf.find(b"\r\n\r\n", pos)
             return None if end < 0 else end + 4
@@ -125,8 +129,9 @@ def _chunked_end(buf: bytes, pos: int, max_body: int) -> int | Refusal | None:
         pos += size + 2
 
 
-def complete_request(buf: bytes, max_head: int = MAX_HEAD_BYTES,
-                     max_body: int = 1024 * 1024) -> int | Refusal | None:
+def complete_request(
+    buf: bytes, max_head: int = MAX_HEAD_BYTES, max_body: int = 1024 * 1024
+) -> int | Refusal | None:
     """The length of the first whole HTTP/1.x request in ``buf``; ``None`` if more bytes are
     needed; a :class:`Refusal` if it can already be refused (pure, so it is tested alone).
 
@@ -137,16 +142,24 @@ def complete_request(buf: bytes, max_head: int = MAX_HEAD_BYTES,
     if end < 0 or end + 4 > max_head:
         if end < 0 and len(buf) <= max_head:
             return None
-        return Refusal(431, "Request Header Fields Too Large", "headers",
-                       f"request line and headers larger than {max_head} bytes")
+        return Refusal(
+            431,
+            "Request Header Fields Too Large",
+            "headers",
+            f"request line and headers larger than {max_head} bytes",
+        )
     head_end = end + 4
     fields = _head_fields(buf[:end])
     lengths = fields.get("content-length", [])
     codings = ",".join(fields.get("transfer-encoding", [])).lower()
     if codings:
         if lengths:  # which one frames the body? (request smuggling: RFC 9112 section 6.1)
-            return Refusal(400, "Bad Request", "Content-Length",
-                           "Content-Length together with Transfer-Encoding")
+            return Refusal(
+                400,
+                "Bad Request",
+                "Content-Length",
+                "Content-Length together with Transfer-Encoding",
+            )
         if codings.replace(" ", "").split(",")[-1] != "chunked":
             return head_end  # a coding we do not speak: gunicorn refuses it (501) in the thread
         return _chunked_end(buf, head_end, max_body)
@@ -156,8 +169,9 @@ def complete_request(buf: bytes, max_head: int = MAX_HEAD_BYTES,
         return Refusal(400, "Bad Request", "Content-Length", "more than one Content-Length")
     text = lengths[0]
     if not _DECIMAL.fullmatch(text):
-        return Refusal(400, "Bad Request", "Content-Length",
-                       "invalid Content-Length: must be ASCII digits")
+        return Refusal(
+            400, "Bad Request", "Content-Length", "invalid Content-Length: must be ASCII digits"
+        )
     if len(text.lstrip("0")) > _MAX_LENGTH_DIGITS:
         return Refusal(413, "Content Too Large", "body", f"body larger than {max_body} bytes")
     length = int(text)
@@ -175,10 +189,13 @@ def expects_continue(buf: bytes) -> bool:
 
 def error_bytes(refusal: Refusal) -> bytes:
     """A complete JSON error response that closes the connection."""
-    body = json.dumps({"error": refusal.message, "field": refusal.field},
-                      separators=(",", ":")).encode()
-    head = (f"HTTP/1.1 {refusal.status} {refusal.reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    body = json.dumps(
+        {"error": refusal.message, "field": refusal.field}, separators=(",", ":")
+    ).encode()
+    head = (
+        f"HTTP/1.1 {refusal.status} {refusal.reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -193,14 +210,28 @@ def refusal_for(exc: BaseException) -> Refusal:
         return Refusal(501, "Not Implemented", "Transfer-Encoding", text)
     if isinstance(exc, http_errors.ExpectationFailed):
         return Refusal(417, "Expectation Failed", "Expect", text)
-    if isinstance(exc, (http_errors.InvalidHeader, http_errors.InvalidHeaderName,
-                        http_errors.ObsoleteFolding)):
+    if isinstance(
+        exc, (http_errors.InvalidHeader, http_errors.InvalidHeaderName, http_errors.ObsoleteFolding)
+    ):
         return Refusal(400, "Bad Request", "headers", f"malformed header: {text}")
-    if isinstance(exc, (http_errors.InvalidRequestLine, http_errors.InvalidRequestMethod,
-                        http_errors.InvalidHTTPVersion)):
+    if isinstance(
+        exc,
+        (
+            http_errors.InvalidRequestLine,
+            http_errors.InvalidRequestMethod,
+            http_errors.InvalidHTTPVersion,
+        ),
+    ):
         return Refusal(400, "Bad Request", "request line", f"malformed request line: {text}")
-    if isinstance(exc, (http_errors.ParseException, http_errors.InvalidChunkSize,
-                        http_errors.ChunkMissingTerminator, http_errors.InvalidChunkExtension)):
+    if isinstance(
+        exc,
+        (
+            http_errors.ParseException,
+            http_errors.InvalidChunkSize,
+            http_errors.ChunkMissingTerminator,
+            http_errors.InvalidChunkExtension,
+        ),
+    ):
         return Refusal(400, "Bad Request", "request", f"malformed request: {text}")
     return Refusal(500, "Internal Server Error", "server", "internal error; nothing was written")
 
@@ -265,7 +296,7 @@ class BufferingThreadWorker(ThreadWorker):
         connection it holds, so none may escape (a bug answers that request 400, logged)."""
         try:
             self._read_more(conn)
-        except Exception:  # noqa: BLE001 - see the docstring
+        except Exception:  # see the docstring
             self.log.exception("framing check failed; refusing the request")
             self._stop_buffering(conn)
             try:
@@ -281,8 +312,15 @@ class BufferingThreadWorker(ThreadWorker):
         if not data:  # the client closed (or half-closed) before sending a whole request
             if conn.prebuffer.strip():
                 self._stop_buffering(conn)
-                self._refuse(conn, Refusal(400, "Bad Request", "request",
-                                           "the connection ended before the whole request"))
+                self._refuse(
+                    conn,
+                    Refusal(
+                        400,
+                        "Bad Request",
+                        "request",
+                        "the connection ended before the whole request",
+                    ),
+                )
             else:
                 self._drop(conn)
             return
@@ -302,10 +340,8 @@ class BufferingThreadWorker(ThreadWorker):
 
     def _stop_buffering(self, conn: Any) -> None:
         self.buffering.pop(conn, None)
-        try:
+        with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
 
     def _drop(self, conn: Any) -> None:
         self._stop_buffering(conn)
@@ -336,10 +372,8 @@ class BufferingThreadWorker(ThreadWorker):
 
     def _close_drained(self, conn: Any) -> None:
         self.draining.pop(conn, None)
-        try:
+        with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
-        except (KeyError, ValueError, OSError):
-            pass
         self.nr_conns -= 1
         conn.close()
 
@@ -351,9 +385,15 @@ class BufferingThreadWorker(ThreadWorker):
         for conn, deadline in list(self.buffering.items()):
             if deadline <= now:
                 self._stop_buffering(conn)
-                self._refuse(conn, Refusal(
-                    408, "Request Timeout", "request",
-                    f"the request did not arrive within {REQUEST_READ_SECONDS:g} s"))
+                self._refuse(
+                    conn,
+                    Refusal(
+                        408,
+                        "Request Timeout",
+                        "request",
+                        f"the request did not arrive within {REQUEST_READ_SECONDS:g} s",
+                    ),
+                )
         for conn, deadline in list(self.draining.items()):
             if deadline <= now:
                 self._close_drained(conn)
@@ -375,21 +415,27 @@ class BufferingThreadWorker(ThreadWorker):
         refusal = refusal_for(exc)
         if refusal.status >= 500:
             self.log.exception("Error handling request")
-        try:
+        with contextlib.suppress(OSError):
             client.sendall(error_bytes(refusal))
-        except OSError:
-            pass
         self._log_refusal(refusal, addr)
 
     def _log_refusal(self, refusal: Refusal, addr: Any) -> None:
         remote = addr[0] if isinstance(addr, tuple) and addr else None
-        request_log.emit(request_log.entry(
-            function=str(getattr(self.wsgi, "name", "") or "function"), method="", url="",
-            status=refusal.status, latency_s=0.0, request_id=None, trace=None,
-            message=f"refused by the server layer: {refusal.status} {refusal.field}: "
-                    f"{refusal.message}",
-            remote_ip=remote, extra={"layer": "server"},
-        ))
+        request_log.emit(
+            request_log.entry(
+                function=str(getattr(self.wsgi, "name", "") or "function"),
+                method="",
+                url="",
+                status=refusal.status,
+                latency_s=0.0,
+                request_id=None,
+                trace=None,
+                message=f"refused by the server layer: {refusal.status} {refusal.field}: "
+                f"{refusal.message}",
+                remote_ip=remote,
+                extra={"layer": "server"},
+            )
+        )
 
 
 GUNICORN_OPTIONS: dict[str, Any] = {
@@ -417,4 +463,3 @@ def install() -> None:
                 self.cfg.set(key, value)
 
     ff_gunicorn.GunicornApplication = HardenedGunicornApplication
-

@@ -10,7 +10,8 @@ value reaches validation, so nothing unexpected can ever reach the database.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flask
 
@@ -41,7 +42,8 @@ def json_response(
 ) -> flask.Response:
     """A JSON answer (compact, ASCII-escaped so odd client strings cannot break a log line)."""
     response = flask.Response(
-        json.dumps(body, separators=(",", ":"), allow_nan=False), status=status,
+        json.dumps(body, separators=(",", ":"), allow_nan=False),
+        status=status,
         mimetype="application/json",
     )
     for key, value in (headers or {}).items():
@@ -87,8 +89,12 @@ def parse_json(data: bytes) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "body", "body is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys,
-                          parse_int=_parse_int)
+        return json.loads(
+            text,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_unique_keys,
+            parse_int=_parse_int,
+        )
     except ApiError:
         raise
     except (ValueError, RecursionError) as exc:

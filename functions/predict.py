@@ -27,15 +27,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import flask
 
 from functions.callers import predict_caller
-from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.context import Call, Context, retry_stale_connection
+from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.validation import Features, PredictRequest, parse_predict
 from potability import db
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, column
@@ -43,15 +44,18 @@ from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, column
 FUNCTION = "predict"
 REPLAY_HEADER = "Idempotent-Replayed"
 
-INSERT_SQL = ("SELECT water.log_inferences(:caller, :request_id, :sensor_id, :model_name, "
-              ":endpoint, :latency_ms, CAST(:rows AS json))")
+INSERT_SQL = (
+    "SELECT water.log_inferences(:caller, :request_id, :sensor_id, :model_name, "
+    ":endpoint, :latency_ms, CAST(:rows AS json))"
+)
 """The key and all readings of a request in one short statement (``sql/008``): the rows
 travel as one JSON array (floats exact: shortest round-trip repr both ways), and it returns
 the reading indexes it inserted (all, or none = the key was taken already). Run on
 its own (:meth:`potability.db.Pool.run`), it commits as it completes: the one statement of a
 request without a client id."""
 SELECT_LOGGED = (
-    "SELECT reading_index, sensor_id, " + ", ".join(FEATURE_COLUMNS)
+    "SELECT reading_index, sensor_id, "
+    + ", ".join(FEATURE_COLUMNS)
     + ", predicted_class, probability, model_name, model_version, measured_at "
     "FROM water.logged_inferences(:caller, :request_id)"
 )
@@ -73,21 +77,35 @@ class LoggedInference:
     measured_at: datetime | None = None
 
 
-def insert_params(caller: str, request_id: str, sensor_id: str,
-                  rows: Sequence["LoggedInference"], endpoint: str, latency_ms: float
-                  ) -> dict[str, Any]:
+def insert_params(
+    caller: str,
+    request_id: str,
+    sensor_id: str,
+    rows: Sequence[LoggedInference],
+    endpoint: str,
+    latency_ms: float,
+) -> dict[str, Any]:
     """The parameters of :data:`INSERT_SQL`: the request's constants, then the rows as JSON."""
     records = [
-        {"reading_index": r.reading_index,
-         **{column(name): r.features[name] for name in FEATURE_NAMES},
-         "predicted_class": r.potable, "probability": r.probability,
-         "model_version": r.model_version,
-         "measured_at": None if r.measured_at is None else r.measured_at.isoformat()}
+        {
+            "reading_index": r.reading_index,
+            **{column(name): r.features[name] for name in FEATURE_NAMES},
+            "predicted_class": r.potable,
+            "probability": r.probability,
+            "model_version": r.model_version,
+            "measured_at": None if r.measured_at is None else r.measured_at.isoformat(),
+        }
         for r in rows
     ]
-    return {"caller": caller, "request_id": request_id, "sensor_id": sensor_id, "model_name": rows[0].model_name,
-            "endpoint": endpoint, "latency_ms": latency_ms,
-            "rows": json.dumps(records, allow_nan=False)}
+    return {
+        "caller": caller,
+        "request_id": request_id,
+        "sensor_id": sensor_id,
+        "model_name": rows[0].model_name,
+        "endpoint": endpoint,
+        "latency_ms": latency_ms,
+        "rows": json.dumps(records, allow_nan=False),
+    }
 
 
 def load_logged(pool: db.Pool, caller: str, request_id: str) -> list[LoggedInference]:
@@ -95,10 +113,13 @@ def load_logged(pool: db.Pool, caller: str, request_id: str) -> list[LoggedInfer
     width = len(FEATURE_NAMES)
     return [
         LoggedInference(
-            reading_index=row[0], sensor_id=row[1],
-            features=dict(zip(FEATURE_NAMES, row[2:2 + width])),
-            potable=int(row[2 + width]), probability=float(row[3 + width]),
-            model_name=row[4 + width], model_version=row[5 + width],
+            reading_index=row[0],
+            sensor_id=row[1],
+            features=dict(zip(FEATURE_NAMES, row[2 : 2 + width], strict=False)),
+            potable=int(row[2 + width]),
+            probability=float(row[3 + width]),
+            model_name=row[4 + width],
+            model_version=row[5 + width],
             measured_at=row[6 + width],
         )
         for row in pool.run(SELECT_LOGGED, caller=caller, request_id=request_id)
@@ -111,7 +132,9 @@ def same_request(logged: Sequence[LoggedInference], request: PredictRequest) -> 
         len(logged) == len(request.readings)
         and all(row.reading_index == i for i, row in enumerate(logged))
         and all(row.sensor_id == request.sensor_id for row in logged)
-        and all(row.features == reading for row, reading in zip(logged, request.readings))
+        and all(
+            row.features == reading for row, reading in zip(logged, request.readings, strict=False)
+        )
         and all(row.measured_at == request.measured(i) for i, row in enumerate(logged))
     )
 
@@ -123,22 +146,27 @@ def answer(request_id: str, sensor_id: str, rows: Sequence[LoggedInference]) -> 
         "sensor_id": sensor_id,
         "model_name": rows[0].model_name,
         "predictions": [
-            {"reading_index": r.reading_index, "potable": r.potable,
-             "probability": r.probability, "model_version": r.model_version,
-             "request_id": request_id}
+            {
+                "reading_index": r.reading_index,
+                "potable": r.potable,
+                "probability": r.probability,
+                "model_version": r.model_version,
+                "request_id": request_id,
+            }
             for r in rows
         ],
     }
 
 
-def _replay(request_id: str, request: PredictRequest, logged: list[LoggedInference],
-            call: Call) -> flask.Response:
+def _replay(
+    request_id: str, request: PredictRequest, logged: list[LoggedInference], call: Call
+) -> flask.Response:
     if not same_request(logged, request):
-        raise ApiError(409, "request_id",
-                       "this request id was already used for different readings")
+        raise ApiError(409, "request_id", "this request id was already used for different readings")
     call.log["replayed"] = True
-    return json_response(answer(request_id, request.sensor_id, logged), 200,
-                         {REPLAY_HEADER: "true"})
+    return json_response(
+        answer(request_id, request.sensor_id, logged), 200, {REPLAY_HEADER: "true"}
+    )
 
 
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
@@ -146,18 +174,21 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     caller = predict_caller(request.headers, ctx.settings, ctx.google_certs)
     call.log["caller"] = caller.identity
     body = read_json_body(request, ctx.settings.max_body_bytes)
-    parsed = parse_predict(body, request.headers.get("Idempotency-Key"),
-                           ctx.settings.predict_max_readings)
+    parsed = parse_predict(
+        body, request.headers.get("Idempotency-Key"), ctx.settings.predict_max_readings
+    )
     caller.require_sensor(parsed.sensor_id)
     request_id = parsed.request_id or str(uuid.uuid4())
     call.request_id = request_id
     call.log.update(sensor_id=parsed.sensor_id, readings=len(parsed.readings))
     return retry_stale_connection(
-        lambda: _infer_and_log(ctx, parsed, request_id, call, caller.identity))
+        lambda: _infer_and_log(ctx, parsed, request_id, call, caller.identity)
+    )
 
 
-def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: Call,
-                   caller: str) -> flask.Response:
+def _infer_and_log(
+    ctx: Context, parsed: PredictRequest, request_id: str, call: Call, caller: str
+) -> flask.Response:
     """Look up a retry, ask the endpoint, log; the answer exists only once committed.
 
     No transaction spans the endpoint call: the lookup and the insert are single statements,
@@ -177,12 +208,22 @@ def _infer_and_log(ctx: Context, parsed: PredictRequest, request_id: str, call: 
     latency_ms = (time.perf_counter() - started) * 1000.0
     call.log["endpoint_ms"] = round(latency_ms, 3)
     rows = [
-        LoggedInference(i, parsed.sensor_id, reading, p.potable, p.probability,
-                        model_name, p.model_version, parsed.measured(i))
-        for i, (reading, p) in enumerate(zip(parsed.readings, predictions))
+        LoggedInference(
+            i,
+            parsed.sensor_id,
+            reading,
+            p.potable,
+            p.probability,
+            model_name,
+            p.model_version,
+            parsed.measured(i),
+        )
+        for i, (reading, p) in enumerate(zip(parsed.readings, predictions, strict=False))
     ]
-    inserted = ctx.pool.run(INSERT_SQL, **insert_params(caller, request_id, parsed.sensor_id,
-                                                         rows, endpoint.name, latency_ms))
+    inserted = ctx.pool.run(
+        INSERT_SQL,
+        **insert_params(caller, request_id, parsed.sensor_id, rows, endpoint.name, latency_ms),
+    )
     if len(inserted) != len(rows):
         # The id was logged meanwhile (a concurrent duplicate, or our own first attempt whose
         # commit landed before the connection broke): answer what is logged.

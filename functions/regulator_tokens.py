@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from potability import config
 from potability.config import Settings
@@ -40,8 +40,12 @@ def parse_hashes(text: str) -> tuple[str, ...]:
 class TokenHashes:
     """The current hashes, cached for :data:`REFRESH_SECONDS` (thread-safe)."""
 
-    def __init__(self, settings: Settings, read_secret: Callable[[str], str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        read_secret: Callable[[str], str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._settings = settings
         self._read_secret = read_secret
         self._clock = clock
@@ -52,7 +56,7 @@ class TokenHashes:
     def _read(self) -> tuple[str, ...]:
         s = self._settings
         if s.samples_token_secret.startswith(FILE_PREFIX):
-            path = Path(s.samples_token_secret[len(FILE_PREFIX):])
+            path = Path(s.samples_token_secret[len(FILE_PREFIX) :])
             return parse_hashes(config.read_env(path.parent).get("SAMPLES_TOKEN_SHA256", ""))
         if s.samples_token_secret:
             if self._read_secret is None:
@@ -68,7 +72,7 @@ class TokenHashes:
             if self._hashes is None or now - self._read_at >= REFRESH_SECONDS:
                 try:
                     self._hashes = self._read()
-                except Exception:  # noqa: BLE001 - keep the last known hashes, log it
+                except Exception:  # keep the last known hashes, log it
                     log.exception("could not re-read the regulator token hashes")
                     if self._hashes is None:
                         self._hashes = ()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import Any, Mapping, TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 _lock = threading.Lock()
 
@@ -35,9 +36,17 @@ def severity_for(status: int) -> str:
 
 
 def entry(
-    *, function: str, method: str, url: str, status: int, latency_s: float,
-    request_id: str | None, trace: str | None, message: str,
-    extra: Mapping[str, Any] | None = None, user_agent: str | None = None,
+    *,
+    function: str,
+    method: str,
+    url: str,
+    status: int,
+    latency_s: float,
+    request_id: str | None,
+    trace: str | None,
+    message: str,
+    extra: Mapping[str, Any] | None = None,
+    user_agent: str | None = None,
     remote_ip: str | None = None,
 ) -> dict[str, Any]:
     """The log entry of one request (pure: tests check it without capturing stdout)."""

@@ -13,14 +13,15 @@ written again); the same id with different values is a 409 and the whole batch i
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import flask
 
 from functions.auth import authorise_samples
-from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.context import Call, Context, retry_stale_connection
+from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.validation import Sample, parse_samples
 from potability import db
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
@@ -29,8 +30,15 @@ FUNCTION = "add_sample"
 RECORDED = "recorded"
 ALREADY_RECORDED = "already recorded"
 
-_COLUMNS = ("sample_id", *FEATURE_COLUMNS, TARGET, "sensor_id", "sampled_at", "submitted_by",
-            "source")
+_COLUMNS = (
+    "sample_id",
+    *FEATURE_COLUMNS,
+    TARGET,
+    "sensor_id",
+    "sampled_at",
+    "submitted_by",
+    "source",
+)
 _ROW_SQL = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
 
 
@@ -45,28 +53,41 @@ def insert_sql(rows: int) -> str:
 def row_values(samples: Sequence[Sample], submitted_by: str) -> list[Any]:
     values: list[Any] = []
     for s in samples:
-        values += [s.sample_id, *(s.features[n] for n in FEATURE_NAMES), s.potability,
-                   s.sensor_id, s.sampled_at, submitted_by, "lab"]
+        values += [
+            s.sample_id,
+            *(s.features[n] for n in FEATURE_NAMES),
+            s.potability,
+            s.sensor_id,
+            s.sampled_at,
+            submitted_by,
+            "lab",
+        ]
     return values
 
 
 def stored_matches(row: Sequence[Any], sample: Sample) -> bool:
     """Whether a stored row (features, potability, sensor_id, sampled_at, source) is ``sample``."""
     width = len(FEATURE_NAMES)
-    features = dict(zip(FEATURE_NAMES, row[:width]))
-    potability, sensor_id, sampled_at, source = row[width:width + 4]
+    features = dict(zip(FEATURE_NAMES, row[:width], strict=False))
+    potability, sensor_id, sampled_at, source = row[width : width + 4]
     return (
         source == "lab"
         and features == sample.features
         and int(potability) == sample.potability
         and sensor_id == sample.sensor_id
         and sampled_at is not None
-        and sampled_at.astimezone(timezone.utc) == sample.sampled_at
+        and sampled_at.astimezone(UTC) == sample.sampled_at
     )
 
 
-def _check_existing(conn: db.Connection, samples: Sequence[Sample], inserted: set[str],
-                    positions: dict[str, int], prefix: str, submitted_by: str) -> None:
+def _check_existing(
+    conn: db.Connection,
+    samples: Sequence[Sample],
+    inserted: set[str],
+    positions: dict[str, int],
+    prefix: str,
+    submitted_by: str,
+) -> None:
     """Refuse the batch if an id it did not insert is another sample: one recorded with other
     values, or one of another submitter. Another submitter's sample is never compared (the
     answer would confirm its values), only reported taken."""
@@ -83,21 +104,27 @@ def _check_existing(conn: db.Connection, samples: Sequence[Sample], inserted: se
     for sample in existing:
         row = stored.get(sample.sample_id)
         if row is not None and row[0] != submitted_by:
-            raise ApiError(409, f"{prefix(positions[sample.sample_id])}sample_id",
-                           "this sample id is already used by another submitter; "
-                           "choose another id")
+            raise ApiError(
+                409,
+                f"{prefix(positions[sample.sample_id])}sample_id",
+                "this sample id is already used by another submitter; choose another id",
+            )
         if row is None or not stored_matches(row[1:], sample):
-            raise ApiError(409, f"{prefix(positions[sample.sample_id])}sample_id",
-                           "a different sample with this id is already recorded")
+            raise ApiError(
+                409,
+                f"{prefix(positions[sample.sample_id])}sample_id",
+                "a different sample with this id is already recorded",
+            )
 
 
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     require_method(request, "POST")
-    submitted_by = authorise_samples(request.headers, ctx.settings, ctx.google_certs,
-                                      ctx.regulator_hashes.current())
+    submitted_by = authorise_samples(
+        request.headers, ctx.settings, ctx.google_certs, ctx.regulator_hashes.current()
+    )
     call.log["submitted_by"] = submitted_by
     body = read_json_body(request, ctx.settings.max_body_bytes)
-    samples = parse_samples(body, ctx.settings.samples_max_batch, datetime.now(timezone.utc))
+    samples = parse_samples(body, ctx.settings.samples_max_batch, datetime.now(UTC))
     batch = isinstance(body, dict) and "samples" in body
     call.log["samples"] = len(samples)
     positions = {s.sample_id: i for i, s in enumerate(samples)}
@@ -117,9 +144,13 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
 
     inserted = retry_stale_connection(record)
 
-    statuses = [{"sample_id": s.sample_id,
-                 "status": RECORDED if s.sample_id in inserted else ALREADY_RECORDED}
-                for s in samples]
+    statuses = [
+        {
+            "sample_id": s.sample_id,
+            "status": RECORDED if s.sample_id in inserted else ALREADY_RECORDED,
+        }
+        for s in samples
+    ]
     new = len(inserted)
     body_out = {
         "message": ALREADY_RECORDED if new == 0 else RECORDED,

@@ -28,20 +28,19 @@ import math
 import threading
 import time
 from concurrent.futures import Future
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import flask
 
-from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
 from functions.context import Call, Context, retry_stale_connection
+from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
 from functions.status_page import render_error_html, render_html
-from potability import db
+from potability import alerts, db
+from potability.config import Settings
 from potability.governance import model_changes, run_record
 from potability.inference import rollup as inference_rollup
-from potability import alerts
 from potability.quality import record as qc_record
-from potability.config import Settings
 
 FUNCTION = "status"
 CACHE_SECONDS = 60
@@ -51,11 +50,12 @@ MAX_SENSORS = 50
 
 # --- data: records from their owner modules, mapped to JSON ------------------------------
 
+
 def _iso(value: datetime | date | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return value.isoformat()
 
 
@@ -82,7 +82,9 @@ def _champion(conn: db.Connection) -> dict[str, Any] | None:
         # 95% bootstrap interval (training/evaluation.py::precision_interval); None before 006
         "held_out_precision_interval": (
             [_num(r.champion_precision_low), _num(r.champion_precision_high)]
-            if r.champion_precision_low is not None else None),
+            if r.champion_precision_low is not None
+            else None
+        ),
         # the held-out rows are reused by every later run's promotion test: the champion is
         # their survivor, so this figure is optimistic (issue 23); champion_fresh_precision is not
         "held_out_precision_reused_by_tests": True,
@@ -112,14 +114,24 @@ def _last_run(conn: db.Connection) -> dict[str, Any] | None:
 
 
 def _counts(counts: list[inference_rollup.Count], key: str) -> list[dict[str, Any]]:
-    return [{key: c.key, "total": c.readings, "potable": c.potable,
-             "potable_share": _share(c.potable, c.readings)} for c in counts]
+    return [
+        {
+            key: c.key,
+            "total": c.readings,
+            "potable": c.potable,
+            "potable_share": _share(c.potable, c.readings),
+        }
+        for c in counts
+    ]
 
 
 def _window(w: inference_rollup.WindowSummary) -> dict[str, Any]:
     return {
-        "total": w.readings, "potable": w.potable, "potable_share": _share(w.potable, w.readings),
-        "sensors": w.sensors, "by_sensor": _counts(w.by_sensor, "sensor_id"),
+        "total": w.readings,
+        "potable": w.potable,
+        "potable_share": _share(w.potable, w.readings),
+        "sensors": w.sensors,
+        "by_sensor": _counts(w.by_sensor, "sensor_id"),
         "by_model_version": _counts(w.by_model_version, "model_version"),
         "start": _iso(w.start),
     }
@@ -133,18 +145,35 @@ def _inferences(conn: db.Connection, now: datetime) -> dict[str, Any]:
     return {
         "last_24h": _window(a.last_24h),
         "last_7d": _window(a.last_7d),
-        "hourly_24h": [{"start": _iso(c.key), "end": _iso(c.key + hour), "total": c.readings,
-                        "potable": c.potable} for c in a.hourly],
-        "daily_7d": [{"start": _iso(c.key - 24 * hour), "end": _iso(c.key), "total": c.readings,
-                      "potable": c.potable} for c in a.daily],
+        "hourly_24h": [
+            {
+                "start": _iso(c.key),
+                "end": _iso(c.key + hour),
+                "total": c.readings,
+                "potable": c.potable,
+            }
+            for c in a.hourly
+        ],
+        "daily_7d": [
+            {
+                "start": _iso(c.key - 24 * hour),
+                "end": _iso(c.key),
+                "total": c.readings,
+                "potable": c.potable,
+            }
+            for c in a.daily
+        ],
     }
 
 
 def _lab_samples(conn: db.Connection, now: datetime) -> dict[str, Any]:
     c = qc_record.lab_sample_counts(conn, now)
     return {
-        "total": c.total, "last_24h": c.last_24h, "last_7d": c.last_7d,
-        "potable_share_7d": _share(c.potable_7d, c.last_7d), "sensors_7d": c.sensors_7d,
+        "total": c.total,
+        "last_24h": c.last_24h,
+        "last_7d": c.last_7d,
+        "potable_share_7d": _share(c.potable_7d, c.last_7d),
+        "sensors_7d": c.sensors_7d,
         "last_received_at": _iso(c.last_received_at),
     }
 
@@ -155,12 +184,16 @@ def _fresh(run: qc_record.QcRun) -> dict[str, Any] | None:
     if f is None:
         return None
     return {
-        "model_version": f.model_version, "since": _iso(f.since),
-        "potable_calls": f.potable_calls, "confirmed": f.confirmed,
+        "model_version": f.model_version,
+        "since": _iso(f.since),
+        "potable_calls": f.potable_calls,
+        "confirmed": f.confirmed,
         "precision": _num(f.precision),
-        "interval_95": ([_num(f.precision_low), _num(f.precision_high)]
-                        if f.precision_low is not None else None),
-        "enough_evidence": f.enough, "min_potable_calls": run.settings.min_matches,
+        "interval_95": (
+            [_num(f.precision_low), _num(f.precision_high)] if f.precision_low is not None else None
+        ),
+        "enough_evidence": f.enough,
+        "min_potable_calls": run.settings.min_matches,
         "computed_at": _iso(run.computed_at),
     }
 
@@ -171,17 +204,25 @@ def _quality_control(conn: db.Connection) -> dict[str, Any] | None:
         return None
     live = [
         {
-            "model_version": m.model_version, "period": m.period,
-            "week_start": _iso(m.week_start), "matches": m.matches,
-            "true_positives": m.true_positives, "false_positives": m.false_positives,
-            "false_negatives": m.false_negatives, "true_negatives": m.true_negatives,
-            "precision": _num(m.precision), "recall": _num(m.recall), "flagged": m.flagged,
+            "model_version": m.model_version,
+            "period": m.period,
+            "week_start": _iso(m.week_start),
+            "matches": m.matches,
+            "true_positives": m.true_positives,
+            "false_positives": m.false_positives,
+            "false_negatives": m.false_negatives,
+            "true_negatives": m.true_negatives,
+            "precision": _num(m.precision),
+            "recall": _num(m.recall),
+            "flagged": m.flagged,
         }
         for m in run.live
     ]
     drift = [
         {
-            "feature": d.feature, "psi": _num(d.psi), "status": d.status,
+            "feature": d.feature,
+            "psi": _num(d.psi),
+            "status": d.status,
             "recent_null_share": _num(d.recent_null_share),
             "reference_null_share": _num(d.reference_null_share),
         }
@@ -224,11 +265,14 @@ def _headline(model: dict[str, Any] | None, qc: dict[str, Any] | None) -> dict[s
 
 def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
     """The open alerts (``water.alerts``), public fields only: no messages or raw figures."""
-    return [{k: a[k] for k in ("event", "title", "severity", "model_version", "detail",
-                               "raised_at")} for a in alerts.open_alerts(conn)]
+    return [
+        {k: a[k] for k in ("event", "title", "severity", "model_version", "detail", "raised_at")}
+        for a in alerts.open_alerts(conn)
+    ]
 
 
 # --- model history (issue 22): the changes of the served model, public ----------------------
+
 
 def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
     """The model changes of the last 90 days (:mod:`potability.governance.model_changes`), newest first,
@@ -242,27 +286,33 @@ def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
     hold = next((h for h in holds if h is not None), None)
     return {
         "days": model_changes.HISTORY_DAYS,
-        "held": ({"since": _iso(hold.since), "by": hold.actor, "reason": hold.reason}
-                 if hold else None),
-        "changes": [{
-            "when": _iso(c.changed_at or c.started_at),
-            "action": c.action,
-            "model_name": c.model_name,
-            "version": c.version,
-            "previous_version": c.previous_version,
-            "family": c.family,
-            "by": c.actor,
-            "reason": c.reason,
-            "in_progress": c.status == model_changes.SWITCHING,
-            "evidence": {
-                "held_out_precision": _num(c.held_out_precision),
-                "held_out_precision_interval": (
-                    [_num(c.held_out_precision_low), _num(c.held_out_precision_high)]
-                    if c.held_out_precision_low is not None else None),
-                "probability_better": _num(c.probability_better),
-            },
-            "alerts": near.get(c.id, []),
-        } for c in changes],
+        "held": (
+            {"since": _iso(hold.since), "by": hold.actor, "reason": hold.reason} if hold else None
+        ),
+        "changes": [
+            {
+                "when": _iso(c.changed_at or c.started_at),
+                "action": c.action,
+                "model_name": c.model_name,
+                "version": c.version,
+                "previous_version": c.previous_version,
+                "family": c.family,
+                "by": c.actor,
+                "reason": c.reason,
+                "in_progress": c.status == model_changes.SWITCHING,
+                "evidence": {
+                    "held_out_precision": _num(c.held_out_precision),
+                    "held_out_precision_interval": (
+                        [_num(c.held_out_precision_low), _num(c.held_out_precision_high)]
+                        if c.held_out_precision_low is not None
+                        else None
+                    ),
+                    "probability_better": _num(c.probability_better),
+                },
+                "alerts": near.get(c.id, []),
+            }
+            for c in changes
+        ],
     }
 
 
@@ -344,8 +394,10 @@ class StatusSource:
             if cached is not None and cached[0] is data:
                 return cached[1], cached[2]
         if fmt == "json":
-            body, mimetype = json.dumps(data, separators=(",", ":"), allow_nan=False), \
-                "application/json"
+            body, mimetype = (
+                json.dumps(data, separators=(",", ":"), allow_nan=False),
+                "application/json",
+            )
         else:
             body, mimetype = render_html(data), "text/html"
         with self._lock:
@@ -354,14 +406,18 @@ class StatusSource:
 
     def _read(self) -> dict[str, Any]:
         self.refreshes += 1
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.pool.transaction(statement_timeout_ms=self.statement_timeout_ms) as conn:
             # its own transaction: what it rolled up stays even if the read below fails
-            inference_rollup.roll_up(conn, now - timedelta(days=7),
-                                     inference_rollup.rollable_through(now),
-                                     ROLLUP_HOURS_PER_REFRESH)
-        with self.pool.transaction(read_only=True,
-                                   statement_timeout_ms=self.statement_timeout_ms) as conn:
+            inference_rollup.roll_up(
+                conn,
+                now - timedelta(days=7),
+                inference_rollup.rollable_through(now),
+                ROLLUP_HOURS_PER_REFRESH,
+            )
+        with self.pool.transaction(
+            read_only=True, statement_timeout_ms=self.statement_timeout_ms
+        ) as conn:
             return status_data(conn, now)
 
     def close(self) -> None:
@@ -374,6 +430,7 @@ def source(ctx: Context) -> StatusSource:
 
 
 # --- HTTP edge ---------------------------------------------------------------------------
+
 
 def _wants_json(request: flask.Request) -> bool:
     fmt = request.args.get("format")
@@ -394,13 +451,11 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     call.log["format"] = "json" if as_json else "html"
     body, mimetype = source(ctx).rendered("json" if as_json else "html")
     response = flask.Response(body, 200, mimetype=mimetype)
-    response.headers.update({"Cache-Control": f"public, max-age={CACHE_SECONDS}",
-                             "Vary": "Accept"})
+    response.headers.update({"Cache-Control": f"public, max-age={CACHE_SECONDS}", "Vary": "Accept"})
     return response
 
 
-def render_error(request: flask.Request, error: ApiError, request_id: str | None
-                 ) -> flask.Response:
+def render_error(request: flask.Request, error: ApiError, request_id: str | None) -> flask.Response:
     """Errors in the functions' JSON contract, except that a browser asking for the page while
     the database is down gets a readable HTML page (same 503, same ``Retry-After``). Never
     cached: a CDN must not keep serving an outage after it ended."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from functions.http import ApiError
 from potability.features import FEATURE_NAMES, TARGET, ValidationError, validate_features
@@ -26,7 +27,7 @@ SENSOR_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f]{1,128}$"
 """Sensor ids: any printable text (site names), no control characters."""
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a ``sampled_at`` may be (clocks of lab systems drift)."""
-EARLIEST_SAMPLE = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EARLIEST_SAMPLE = datetime(1970, 1, 1, tzinfo=UTC)
 RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -93,7 +94,9 @@ def check_id(value: Any, field: str) -> str:
     """A request or sample id: letters, digits and ``. _ : -``, 1..128 characters."""
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise ApiError(
-            400, field, "must be 1 to 128 characters of letters, digits and . _ : - "
+            400,
+            field,
+            "must be 1 to 128 characters of letters, digits and . _ : - "
             "(starting with a letter or digit)",
         )
     return value
@@ -124,12 +127,12 @@ READING_EXTRA = frozenset({"measured_at"})
 def _reading(record: Any, where: str, now: datetime) -> tuple[Features, datetime | None]:
     features = _features(record, where, allow_extra=READING_EXTRA)
     stamp = record.get("measured_at")
-    return features, (None if stamp is None
-                      else parse_timestamp(stamp, f"{where}measured_at", now))
+    return features, (None if stamp is None else parse_timestamp(stamp, f"{where}measured_at", now))
 
 
-def parse_predict(body: Any, idempotency_key: str | None, max_readings: int,
-                  now: datetime | None = None) -> PredictRequest:
+def parse_predict(
+    body: Any, idempotency_key: str | None, max_readings: int, now: datetime | None = None
+) -> PredictRequest:
     """``{"sensor_id", "reading": {...}}`` or ``{"sensor_id", "readings": [...]}``.
 
     The client's request id (``Idempotency-Key`` header or ``request_id`` field; both must
@@ -150,15 +153,19 @@ def parse_predict(body: Any, idempotency_key: str | None, max_readings: int,
         request_id = key
     if ("reading" in body) == ("readings" in body):
         raise ApiError(400, "readings", "send exactly one of 'reading' or 'readings'")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if "reading" in body:
         parsed = [_reading(body["reading"], "reading.", now)]
     else:
         items = _list(body["readings"], "readings", max_readings)
         parsed = [_reading(r, f"readings[{i}].", now) for i, r in enumerate(items)]
     stamps = tuple(stamp for _, stamp in parsed)
-    return PredictRequest(sensor_id, tuple(features for features, _ in parsed), request_id,
-                          stamps if any(stamp is not None for stamp in stamps) else ())
+    return PredictRequest(
+        sensor_id,
+        tuple(features for features, _ in parsed),
+        request_id,
+        stamps if any(stamp is not None for stamp in stamps) else (),
+    )
 
 
 def parse_timestamp(value: Any, field: str, now: datetime) -> datetime:
@@ -168,14 +175,15 @@ def parse_timestamp(value: Any, field: str, now: datetime) -> datetime:
         raise ApiError(400, field, "must be an RFC 3339 date-time string")
     match = RFC3339.fullmatch(value)
     if not match:
-        raise ApiError(400, field, "must be an RFC 3339 date-time with a time zone, "
-                                   "e.g. 2024-05-01T09:30:00Z")
+        raise ApiError(
+            400, field, "must be an RFC 3339 date-time with a time zone, e.g. 2024-05-01T09:30:00Z"
+        )
     fraction = (match.group(7) or "")[:7]  # microseconds: Python keeps 6 digits
     text = value[: match.start(7)] if match.group(7) else value[: match.start(8)]
     offset = match.group(8).upper().replace("Z", "+00:00")
     try:
         stamp = datetime.fromisoformat(f"{text}{fraction}{offset}".replace("t", "T"))
-        utc = stamp.astimezone(timezone.utc)
+        utc = stamp.astimezone(UTC)
     except (ValueError, OverflowError):
         raise ApiError(400, field, "is not a valid date-time") from None
     if utc < EARLIEST_SAMPLE:
@@ -215,7 +223,10 @@ def parse_samples(body: Any, max_batch: int, now: datetime) -> list[Sample]:
     seen: dict[str, int] = {}
     for i, sample in enumerate(samples):
         if sample.sample_id in seen:
-            raise ApiError(400, f"samples[{i}].sample_id",
-                           f"repeats samples[{seen[sample.sample_id]}].sample_id")
+            raise ApiError(
+                400,
+                f"samples[{i}].sample_id",
+                f"repeats samples[{seen[sample.sample_id]}].sample_id",
+            )
         seen[sample.sample_id] = i
     return samples

@@ -19,7 +19,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 NOTEBOOK = Path(__file__).resolve().parent / "eda.ipynb"
 
 CELLS: list[tuple[str, str]] = [
-    ("md", """\
+    (
+        "md",
+        """\
 # Water potability: exploratory data analysis
 
 What the training table looks like, and what that means for the model: class balance,
@@ -28,8 +30,11 @@ missing values, the distribution of each measurement by class, and correlations.
 **Data source.** The training table `water.water_potability` of the configured database
 (`DATABASE_URL`, or the local stack started by `make run`); when no database is reachable,
 the checksum-verified public data set in `data/`. The first code cell says which one was used.
-Run it from anywhere: it works from the repository root."""),
-    ("code", """\
+Run it from anywhere: it works from the repository root.""",
+    ),
+    (
+        "code",
+        """\
 import io
 import os
 from pathlib import Path
@@ -89,12 +94,18 @@ def load_training_table(settings):
 frame, source = load_training_table(config.load_settings())
 print(f"source: {source}")
 print(f"rows: {len(frame)}, features: {len(FEATURE_NAMES)}")
-frame.head()"""),
-    ("md", """\
+frame.head()""",
+    ),
+    (
+        "md",
+        """\
 ## Class balance
 
-`potability = 1` means the lab found the water safe to drink."""),
-    ("code", """\
+`potability = 1` means the lab found the water safe to drink.""",
+    ),
+    (
+        "code",
+        """\
 balance = frame[TARGET].value_counts().sort_index()
 share = balance / balance.sum()
 print(f"potable share: {share.get(1, 0):.1%}  (potable {balance.get(1, 0)}, not potable {balance.get(0, 0)})")
@@ -102,17 +113,23 @@ fig, ax = plt.subplots(figsize=(4, 2.6))
 ax.bar(["not potable (0)", "potable (1)"], [balance.get(0, 0), balance.get(1, 0)], color=["#c2410c", "#0f766e"])
 ax.set_ylabel("samples")
 ax.set_title("Class balance")
-show(fig)"""),
-    ("md", """\
+show(fig)""",
+    ),
+    (
+        "md",
+        """\
 About 39 % of the public samples are potable: the classes are imbalanced but not extremely.
 
 * **Class weights.** A model that minimises plain log-loss leans toward the majority class
   ("not potable"); weighting classes by inverse frequency (`class_weight="balanced"`) lets the
   minority class shape the decision boundary without discarding or duplicating rows.
 * **Stratified folds.** Every cross-validation fold keeps the same 61/39 split, so fold scores
-  are comparable and no fold is starved of potable samples."""),
+  are comparable and no fold is starved of potable samples.""",
+    ),
     ("md", "## Missing values per feature"),
-    ("code", """\
+    (
+        "code",
+        """\
 missing = pd.DataFrame({
     "missing": frame[list(FEATURE_NAMES)].isna().sum(),
     "share": frame[list(FEATURE_NAMES)].isna().mean(),
@@ -127,8 +144,11 @@ missing["share"].plot.barh(ax=ax, color="#6b7280")
 ax.invert_yaxis()
 ax.set_xlabel("share missing")
 ax.set_title("Missing values per feature")
-show(fig)"""),
-    ("md", """\
+show(fig)""",
+    ),
+    (
+        "md",
+        """\
 Three measurements are often missing (ph ~15 %, Sulfate ~24 %, Trihalomethanes ~5 %), and
 dropping incomplete rows would discard close to 40 % of the data. The missing share is about
 the same in both classes, so "missing" itself carries little signal: imputing is reasonable.
@@ -138,9 +158,12 @@ the same in both classes, so "missing" itself carries little signal: imputing is
   statistics (their medians) leak into training, and the held-out precision would be
   optimistic - the one number promotion relies on.
 * **The same imputation at serving time.** Sensors miss measurements too (the API accepts
-  `null`); the deployed pipeline imputes them exactly as in training."""),
+  `null`); the deployed pipeline imputes them exactly as in training.""",
+    ),
     ("md", "## Distributions by class"),
-    ("code", """\
+    (
+        "code",
+        """\
 fig, axes = plt.subplots(3, 3, figsize=(11, 8))
 for ax, name in zip(axes.flat, FEATURE_NAMES):
     values = frame[[name, TARGET]].dropna()
@@ -165,8 +188,11 @@ separation = pd.DataFrame([
     }
     for name in FEATURE_NAMES
 ]).set_index("feature")
-display(separation)"""),
-    ("md", """\
+display(separation)""",
+    ),
+    (
+        "md",
+        """\
 The two classes overlap almost completely on every single measurement: class means differ by
 a few percent of a standard deviation and the Kolmogorov-Smirnov distance between the class
 distributions stays below 0.1. Potable water differs from non-potable mostly in *spread*
@@ -177,9 +203,12 @@ location.
   tree ensembles, which can use ranges and interactions, are the natural candidates.
 * Expect modest scores. The held-out precision at a useful recall is what the pipeline
   optimises and reports; the status page shows it next to the live precision the lab samples
-  confirm."""),
+  confirm.""",
+    ),
     ("md", "## Correlations"),
-    ("code", """\
+    (
+        "code",
+        """\
 corr = frame[[*FEATURE_NAMES, TARGET]].corr()
 fig, ax = plt.subplots(figsize=(7.5, 6))
 image = ax.imshow(corr, cmap="RdBu_r", vmin=-1, vmax=1)
@@ -196,8 +225,11 @@ off_diagonal = corr.loc[list(FEATURE_NAMES), list(FEATURE_NAMES)].where(
     ~np.eye(len(FEATURE_NAMES), dtype=bool)).abs()
 print(f"largest |correlation| between two features: {off_diagonal.max().max():.3f}")
 print("correlation of each feature with potability:")
-print(corr[TARGET].drop(TARGET).round(3).to_string())"""),
-    ("md", """\
+print(corr[TARGET].drop(TARGET).round(3).to_string())""",
+    ),
+    (
+        "md",
+        """\
 Features are nearly uncorrelated with each other (the largest pair, Solids-Sulfate, has
 |r| of about 0.17) and with the target (|r| below 0.04): nothing is redundant, so every measurement stays in the model, and a linear combination of
 them cannot do much - another reason for tree ensembles.
@@ -214,14 +246,17 @@ them cannot do much - another reason for tree ensembles.
 **Why precision.** A false "potable" tells someone unsafe water is safe to drink; a false
 "not potable" costs a re-test. So the pipeline ranks candidates by precision of the potable
 class at a threshold that still keeps recall above a floor, and quality control compares the
-live precision confirmed by lab samples with a floor as well."""),
+live precision confirmed by lab samples with a floor as well.""",
+    ),
 ]
 
 
 def build() -> nbformat.NotebookNode:
     """The notebook, no outputs, python3 kernel."""
     notebook = new_notebook(
-        cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS],
+        cells=[
+            new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS
+        ],
         metadata={
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
             "language_info": {"name": "python"},

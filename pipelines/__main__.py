@@ -1,12 +1,12 @@
 """``python -m pipelines compile | run --local | publish | submit`` - the training pipeline's CLI.
 
-    compile [--output PATH] [--image IMAGE]   write the pipeline YAML (image: PIPELINE_IMAGE)
-    run --local [--param k=v ...] [--verbose] run it under kfp.local against the local stack
-    publish [--host URL] [--image IMAGE]      compile and upload it to the KFP template registry
-                                              (host: PIPELINE_TEMPLATE_URI), tags: hash, latest
-    submit [--template URI|PATH] [--param k=v]
-                                              create a Vertex AI PipelineJob (template:
-                                              PIPELINE_TEMPLATE_URI, else the local YAML inline)
+compile [--output PATH] [--image IMAGE]   write the pipeline YAML (image: PIPELINE_IMAGE)
+run --local [--param k=v ...] [--verbose] run it under kfp.local against the local stack
+publish [--host URL] [--image IMAGE]      compile and upload it to the KFP template registry
+                                          (host: PIPELINE_TEMPLATE_URI), tags: hash, latest
+submit [--template URI|PATH] [--param k=v]
+                                          create a Vertex AI PipelineJob (template:
+                                          PIPELINE_TEMPLATE_URI, else the local YAML inline)
 """
 
 import argparse
@@ -55,11 +55,15 @@ def _run(args: argparse.Namespace) -> int:
     # as failed in water.pipeline_runs instead of staying "running".
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = load_settings()
-    print(f"pipeline: running, {'kfp output follows' if args.verbose else 'one line per step'} "
-          f"(state in {settings.home})", flush=True)
+    print(
+        f"pipeline: running, {'kfp output follows' if args.verbose else 'one line per step'} "
+        f"(state in {settings.home})",
+        flush=True,
+    )
     try:
-        result = run_local(settings, _params(args.param),
-                           progress=None if args.verbose else sys.stdout)
+        result = run_local(
+            settings, _params(args.param), progress=None if args.verbose else sys.stdout
+        )
     except PipelineBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
@@ -81,13 +85,19 @@ def _publish(args: argparse.Namespace) -> int:
     settings = load_settings()
     image = args.image or settings.pipeline_image
     if not image:
-        print("publish needs the project image (--image or PIPELINE_IMAGE): the components "
-              "run in it on Vertex AI", file=sys.stderr)
+        print(
+            "publish needs the project image (--image or PIPELINE_IMAGE): the components "
+            "run in it on Vertex AI",
+            file=sys.stderr,
+        )
         return 2
     source = args.host or settings.pipeline_template_uri
     if not source:
-        print("publish needs the registry (--host or PIPELINE_TEMPLATE_URI, "
-              "`terraform output pipeline_template_uri`)", file=sys.stderr)
+        print(
+            "publish needs the registry (--host or PIPELINE_TEMPLATE_URI, "
+            "`terraform output pipeline_template_uri`)",
+            file=sys.stderr,
+        )
         return 2
     host = registry_host(source)
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,8 +127,11 @@ def _submit(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from pipelines.training_pipeline import YAML_PATH
 
-    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compile", help="write the pipeline YAML")
     c.add_argument("--output", default=str(YAML_PATH))
@@ -127,17 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the pipeline")
     r.add_argument("--local", action="store_true", help="under kfp.local, on the local stack")
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
-    r.add_argument("--verbose", action="store_true",
-                   help="print kfp's full output instead of one line per step")
+    r.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print kfp's full output instead of one line per step",
+    )
     r.set_defaults(func=_run)
     p = sub.add_parser("publish", help="upload the pipeline to the KFP template registry")
-    p.add_argument("--host", default="", help="https://REGION-kfp.pkg.dev/PROJECT/REPO "
-                   "(default: PIPELINE_TEMPLATE_URI)")
+    p.add_argument(
+        "--host",
+        default="",
+        help="https://REGION-kfp.pkg.dev/PROJECT/REPO (default: PIPELINE_TEMPLATE_URI)",
+    )
     p.add_argument("--image", default="", help="component image (default: PIPELINE_IMAGE)")
     p.set_defaults(func=_publish)
     s = sub.add_parser("submit", help="create a Vertex AI PipelineJob")
-    s.add_argument("--template", default="", help="registry URL or local YAML (default: "
-                   "PIPELINE_TEMPLATE_URI, else the compiled YAML, sent inline)")
+    s.add_argument(
+        "--template",
+        default="",
+        help="registry URL or local YAML (default: "
+        "PIPELINE_TEMPLATE_URI, else the compiled YAML, sent inline)",
+    )
     s.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(func=_submit)
     return parser

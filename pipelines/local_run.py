@@ -18,13 +18,14 @@ id>.log`` and only one line per finished step is written to ``progress``
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, TextIO
+from typing import Any, TextIO
 
-from potability.local import services
 from potability.config import Settings
+from potability.local import services
 
 LOCK_FILE = "pipeline.lock"
 
@@ -56,8 +57,9 @@ def run_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise PipelineBusy(f"another local pipeline run is in progress (pid {holder}); "
-                               "wait for it to finish") from None
+            raise PipelineBusy(
+                f"another local pipeline run is in progress (pid {holder}); wait for it to finish"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -65,17 +67,23 @@ def run_lock(settings: Settings) -> Iterator[None]:
         os.close(fd)  # closing drops the lock
 
 
-def local_parameters(settings: Settings, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def local_parameters(
+    settings: Settings, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Pipeline parameters for the local stack: defaults, the stack's URLs, then overrides
     (a ``database`` override changes only the keys it names)."""
     from components.runtime import database_parameter
     from pipelines.training_pipeline import default_parameters
 
-    params = {**default_parameters(), "database": database_parameter(settings),
-              "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-              "model_name": settings.model_name, "deploy_target": "local",
-              "promotion_approval": settings.promotion_approval,
-              "candidate_expiry_days": settings.candidate_expiry_days}
+    params = {
+        **default_parameters(),
+        "database": database_parameter(settings),
+        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+        "model_name": settings.model_name,
+        "deploy_target": "local",
+        "promotion_approval": settings.promotion_approval,
+        "candidate_expiry_days": settings.candidate_expiry_days,
+    }
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(params)
     if unknown:
@@ -92,8 +100,9 @@ def pipeline_root(settings: Settings) -> Path:
     return settings.home / "kfp"
 
 
-def run_local(settings: Settings, overrides: Mapping[str, Any] | None = None,
-              progress: TextIO | None = None) -> LocalRun:
+def run_local(
+    settings: Settings, overrides: Mapping[str, Any] | None = None, progress: TextIO | None = None
+) -> LocalRun:
     """Run the pipeline end to end under ``kfp.local``; raise if it fails (recorded as failed).
 
     Args:
@@ -126,7 +135,7 @@ def _run_reported(settings: Settings, params: Mapping[str, Any], progress: TextI
 
     logs = services.runs_log_dir(settings.home)
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"run-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.log"
+    log_path = logs / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.log"
     final = log_path
     with open(log_path, "w", buffering=1) as log:
         stream = ProgressStream(log, progress, task_dir)
@@ -157,8 +166,9 @@ def _run(settings: Settings, params: Mapping[str, Any]) -> LocalRun:
     root = pipeline_root(settings)
     root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in root.iterdir()}
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-               raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True
+    )
     # The image is Vertex's business; locally the venv is the image.
     warnings.filterwarnings("ignore", message=".*non-Python base image.*")
     try:
@@ -167,8 +177,11 @@ def _run(settings: Settings, params: Mapping[str, Any]) -> LocalRun:
         for run_id in sorted({p.name for p in root.iterdir()} - before):
             row = run_record.read_run(settings, run_id)
             if row is None or row.status == "running":
-                record_failure(settings.with_(model_name=params["model_name"]),
-                               run_id, f"runner: {type(exc).__name__}: {exc}")
+                record_failure(
+                    settings.with_(model_name=params["model_name"]),
+                    run_id,
+                    f"runner: {type(exc).__name__}: {exc}",
+                )
         raise
     new = sorted({p.name for p in root.iterdir()} - before)
     outputs = getattr(task, "outputs", {}) or {}

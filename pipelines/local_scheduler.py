@@ -44,11 +44,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -78,13 +79,17 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not croniter.is_valid(self.expression):
-            raise ValueError(f"PIPELINE_SCHEDULE {self.expression!r} is not a cron expression "
-                             "(5 fields, e.g. '0 3 * * *'; a 6th field gives seconds)")
+            raise ValueError(
+                f"PIPELINE_SCHEDULE {self.expression!r} is not a cron expression "
+                "(5 fields, e.g. '0 3 * * *'; a 6th field gives seconds)"
+            )
         try:
             ZoneInfo(self.time_zone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"PIPELINE_SCHEDULE_TIME_ZONE {self.time_zone!r} is not an IANA "
-                             "time zone (e.g. 'Etc/UTC', 'Europe/Paris')") from None
+            raise ValueError(
+                f"PIPELINE_SCHEDULE_TIME_ZONE {self.time_zone!r} is not an IANA "
+                "time zone (e.g. 'Etc/UTC', 'Europe/Paris')"
+            ) from None
 
     def next_after(self, moment: datetime) -> datetime:
         """The first firing strictly after ``moment`` (aware), in the schedule's zone."""
@@ -107,8 +112,10 @@ def check_params(pairs: tuple[str, ...]) -> None:
     known = default_parameters()
     bad = [p for p in pairs if "=" not in p or p.partition("=")[0].strip() not in known]
     if bad:
-        raise ValueError(f"PIPELINE_SCHEDULE_PARAMS {bad}: each must be name=value with a "
-                         f"parameter of the pipeline ({', '.join(known)})")
+        raise ValueError(
+            f"PIPELINE_SCHEDULE_PARAMS {bad}: each must be name=value with a "
+            f"parameter of the pipeline ({', '.join(known)})"
+        )
 
 
 def state_path(home: Path) -> Path:
@@ -143,16 +150,22 @@ def maintain(settings: Settings, when: datetime) -> inference_log.MaintenanceRep
     try:
         report = inference_log.run_maintenance(settings, now=when)
     except Exception as exc:  # noqa: BLE001 - the schedule must outlive a failed maintenance
-        print(f"{when.isoformat(timespec='seconds')} inference-log maintenance failed: "
-              f"{type(exc).__name__}: {exc}", flush=True)
-        _write_state(settings.home, last_maintenance=when.isoformat(),
-                     last_maintenance_outcome=f"failed: {type(exc).__name__}")
+        print(
+            f"{when.isoformat(timespec='seconds')} inference-log maintenance failed: "
+            f"{type(exc).__name__}: {exc}",
+            flush=True,
+        )
+        _write_state(
+            settings.home,
+            last_maintenance=when.isoformat(),
+            last_maintenance_outcome=f"failed: {type(exc).__name__}",
+        )
         return None
     for line in report.lines():
-        print(f"{when.isoformat(timespec='seconds')} inference-log maintenance: {line}",
-              flush=True)
-    _write_state(settings.home, last_maintenance=when.isoformat(),
-                 last_maintenance_outcome="succeeded")
+        print(f"{when.isoformat(timespec='seconds')} inference-log maintenance: {line}", flush=True)
+    _write_state(
+        settings.home, last_maintenance=when.isoformat(), last_maintenance_outcome="succeeded"
+    )
     return report
 
 
@@ -169,10 +182,12 @@ def fire(settings: Settings, now: Callable[[], datetime]) -> int:
     finally:
         _child = None
     outcome = {0: "succeeded", BUSY_EXIT: "skipped: another run was in progress"}.get(
-        code, f"failed (exit {code})")
+        code, f"failed (exit {code})"
+    )
     print(f"{now().isoformat(timespec='seconds')} scheduled run {outcome}", flush=True)
-    _write_state(settings.home, last_fired=started.isoformat(), last_exit=code,
-                 last_outcome=outcome)
+    _write_state(
+        settings.home, last_fired=started.isoformat(), last_exit=code, last_outcome=outcome
+    )
     return code
 
 
@@ -185,15 +200,23 @@ def check_stale(settings: Settings, when: datetime) -> list[alerts.Alert]:
         with closing(db.connect(settings)) as conn:
             raised = run_record.check_stale(conn, settings, when)
     except Exception as exc:  # noqa: BLE001 - the schedule must outlive a database outage
-        print(f"{when.isoformat(timespec='seconds')} stale-run check skipped: "
-              f"{type(exc).__name__}: {exc}", flush=True)
+        print(
+            f"{when.isoformat(timespec='seconds')} stale-run check skipped: "
+            f"{type(exc).__name__}: {exc}",
+            flush=True,
+        )
         return []
     alerts.publish(settings, raised, when)
     return raised
 
 
-def wait_until(settings: Settings, due: datetime, now: Callable[[], datetime],
-               sleep: Callable[[float], None], checked: datetime | None = None) -> datetime | None:
+def wait_until(
+    settings: Settings,
+    due: datetime,
+    now: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    checked: datetime | None = None,
+) -> datetime | None:
     """Sleep until ``due``, running :func:`check_stale` every :data:`STALE_CHECK_SECONDS`
     meanwhile (first at once, unless ``checked`` - when it last ran - is more recent).
 
@@ -209,8 +232,12 @@ def wait_until(settings: Settings, due: datetime, now: Callable[[], datetime],
     return checked
 
 
-def serve(settings: Settings, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-          sleep: Callable[[float], None] = time.sleep, firings: int | None = None) -> None:
+def serve(
+    settings: Settings,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    sleep: Callable[[float], None] = time.sleep,
+    firings: int | None = None,
+) -> None:
     """Fire the pipeline at each time of the schedule, forever (or ``firings`` times); check
     for a stale pipeline while waiting."""
     schedule = schedule_of(settings)
@@ -221,10 +248,15 @@ def serve(settings: Settings, now: Callable[[], datetime] = lambda: datetime.now
     checked: datetime | None = None
     while firings is None or fired < firings:
         due = schedule.next_after(now())
-        _write_state(settings.home, schedule=schedule.expression,
-                     time_zone=schedule.time_zone, next_run=due.isoformat())
-        print(f"next run {due.isoformat()} ({schedule.expression}, {schedule.time_zone})",
-              flush=True)
+        _write_state(
+            settings.home,
+            schedule=schedule.expression,
+            time_zone=schedule.time_zone,
+            next_run=due.isoformat(),
+        )
+        print(
+            f"next run {due.isoformat()} ({schedule.expression}, {schedule.time_zone})", flush=True
+        )
         checked = wait_until(settings, due, now, sleep, checked)
         fire(settings, now)
         fired += 1
@@ -245,20 +277,27 @@ def start(settings: Settings) -> str:
         state_path(home).unlink(missing_ok=True)
         return "off (PIPELINE_SCHEDULE is empty)"
     check_params(settings.pipeline_schedule_params)
-    wanted = {"schedule": schedule.expression, "time_zone": schedule.time_zone,
-              "params": list(settings.pipeline_schedule_params)}
+    wanted = {
+        "schedule": schedule.expression,
+        "time_zone": schedule.time_zone,
+        "params": list(settings.pipeline_schedule_params),
+    }
     if running and {k: state.get(k) for k in wanted} != wanted:
         services.stop(home, SERVICE)
         running = None
     if not running:
         state_path(home).unlink(missing_ok=True)
         _write_state(home, **wanted)
-        env = {"PIPELINE_SCHEDULE": schedule.expression,
-               "PIPELINE_SCHEDULE_TIME_ZONE": schedule.time_zone,
-               "PIPELINE_SCHEDULE_PARAMS": ",".join(settings.pipeline_schedule_params),
-               "POTABILITY_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-        services.start(home, SERVICE, [sys.executable, "-m", "pipelines.local_scheduler"],
-                       env=env, cwd=ROOT)
+        env = {
+            "PIPELINE_SCHEDULE": schedule.expression,
+            "PIPELINE_SCHEDULE_TIME_ZONE": schedule.time_zone,
+            "PIPELINE_SCHEDULE_PARAMS": ",".join(settings.pipeline_schedule_params),
+            "POTABILITY_HOME": str(home),
+            "PYTHONUNBUFFERED": "1",
+        }
+        services.start(
+            home, SERVICE, [sys.executable, "-m", "pipelines.local_scheduler"], env=env, cwd=ROOT
+        )
         _wait_for_state(home)
     return f"{schedule.expression} ({schedule.time_zone}), next run {next_run(home) or '?'}"
 
@@ -267,7 +306,9 @@ def _wait_for_state(home: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not read_state(home).get("next_run"):
         if not services.running_pid(home, SERVICE):
-            raise RuntimeError(f"the scheduler exited at start; see {services.log_file(home, SERVICE)}")
+            raise RuntimeError(
+                f"the scheduler exited at start; see {services.log_file(home, SERVICE)}"
+            )
         time.sleep(0.1)
 
 

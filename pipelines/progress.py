@@ -20,9 +20,10 @@ import io
 import json
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TextIO
+from typing import Any, TextIO
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '([^']+)'")
@@ -45,14 +46,16 @@ class TaskOutputs:
     """name -> {"uri": local path, "metadata": {...}}."""
 
     @classmethod
-    def read(cls, task_dir: Path) -> "TaskOutputs":
+    def read(cls, task_dir: Path) -> TaskOutputs:
         """The task's ``executor_output.json`` (empty when it wrote none)."""
         try:
             data = json.loads((task_dir / "executor_output.json").read_text())
         except (OSError, ValueError):
             return cls({}, {})
-        artifacts = {name: (value.get("artifacts") or [{}])[0]
-                     for name, value in (data.get("artifacts") or {}).items()}
+        artifacts = {
+            name: (value.get("artifacts") or [{}])[0]
+            for name, value in (data.get("artifacts") or {}).items()
+        }
         return cls(data.get("parameterValues") or {}, artifacts)
 
     def artifact_json(self, name: str) -> Any:
@@ -78,15 +81,20 @@ def step_result(step: str, out: TaskOutputs) -> str:
         if not candidates:
             return f"trained on {p.get('training_rows', '?')} rows"
         best = max(candidates, key=lambda c: c.get("cv_score") or 0.0)
-        return (f"{len(candidates)} families on {p.get('training_rows', '?')} rows, best CV "
-                f"precision {_pct(best.get('cv_score'))} ({best.get('family')})")
+        return (
+            f"{len(candidates)} families on {p.get('training_rows', '?')} rows, best CV "
+            f"precision {_pct(best.get('cv_score'))} ({best.get('family')})"
+        )
     if step == "evaluate":
         metrics = (out.artifacts.get("metrics") or {}).get("metadata") or {}
-        family = ((out.artifacts.get("challenger_metrics") or {}).get("metadata") or {}).get("family")
+        family = ((out.artifacts.get("challenger_metrics") or {}).get("metadata") or {}).get(
+            "family"
+        )
         if family is None:
             return "candidates scored on the held-out rows"
-        return (f"challenger {family}: held-out precision "
-                f"{_pct(metrics.get('challenger.precision'))}")
+        return (
+            f"challenger {family}: held-out precision {_pct(metrics.get('challenger.precision'))}"
+        )
     if step == "promote":
         decision = str(p.get("decision", "?")).replace("_", " ")
         return f"{decision}, champion v{p.get('champion_version', '?')}"
@@ -107,8 +115,13 @@ def step_line(step: str, seconds: float, result: str) -> str:
 class ProgressStream(io.TextIOBase):
     """A text stream that logs everything and reports each finished task on ``terminal``."""
 
-    def __init__(self, log: TextIO, terminal: TextIO, task_dir: Callable[[str], Path | None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        log: TextIO,
+        terminal: TextIO,
+        task_dir: Callable[[str], Path | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """
         Args:
             log: where every line goes (the run's log file).

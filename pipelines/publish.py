@@ -23,8 +23,10 @@ from typing import Any
 from pipelines.training_pipeline import PIPELINE_NAME
 
 LATEST = "latest"
-REGISTRY_HOST = re.compile(r"^https://(?P<region>[a-z0-9-]+)-kfp\.pkg\.dev/(?P<project>[a-z0-9-]+)"
-                           r"/(?P<repo>[a-z0-9-]+)$")
+REGISTRY_HOST = re.compile(
+    r"^https://(?P<region>[a-z0-9-]+)-kfp\.pkg\.dev/(?P<project>[a-z0-9-]+)"
+    r"/(?P<repo>[a-z0-9-]+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,10 @@ def registry_host(template_uri: str) -> str:
     if not REGISTRY_HOST.match(host):
         host = host.rsplit("/", 2)[0]
     if not REGISTRY_HOST.match(host):
-        raise ValueError("expected an Artifact Registry KFP URL https://REGION-kfp.pkg.dev/"
-                         f"PROJECT/REPO[/PACKAGE/TAG], got {template_uri!r}")
+        raise ValueError(
+            "expected an Artifact Registry KFP URL https://REGION-kfp.pkg.dev/"
+            f"PROJECT/REPO[/PACKAGE/TAG], got {template_uri!r}"
+        )
     return host
 
 
@@ -74,11 +78,15 @@ def publish(client: Any, host: str, template: Path) -> Published:
     data = template.read_bytes()
     tag = content_tag(data)
     package, version = client.upload_pipeline(
-        file_name=str(template), tags=[tag, LATEST],
-        extra_headers={"description": f"{PIPELINE_NAME} ({tag})"})
+        file_name=str(template),
+        tags=[tag, LATEST],
+        extra_headers={"description": f"{PIPELINE_NAME} ({tag})"},
+    )
     if package != PIPELINE_NAME:
-        raise RuntimeError(f"the registry stored the pipeline as {package!r}, the schedule runs "
-                           f"{PIPELINE_NAME!r}: is the template the training pipeline?")
+        raise RuntimeError(
+            f"the registry stored the pipeline as {package!r}, the schedule runs "
+            f"{PIPELINE_NAME!r}: is the template the training pipeline?"
+        )
     # Re-uploading known content returns the existing version; make sure `latest` moved to it.
     current = client.get_tag(package_name=package, tag=LATEST)
     if not str(current.get("version", "")).endswith(f"/versions/{version}"):
@@ -93,5 +101,6 @@ def registry_client(host: str, credentials: Any = None) -> Any:
 
     if credentials is None:
         credentials, _ = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
     return RegistryClient(host=host, auth=credentials)

@@ -16,9 +16,11 @@ from potability import config
 from potability.config import Settings
 from potability.local import services
 
-FUNCTION_URLS = (("predict", "PREDICT_URL", "fn-predict"),
-                 ("add_sample", "ADD_SAMPLE_URL", "fn-add-sample"),
-                 ("status page", "STATUS_URL", "fn-status"))
+FUNCTION_URLS = (
+    ("predict", "PREDICT_URL", "fn-predict"),
+    ("add_sample", "ADD_SAMPLE_URL", "fn-add-sample"),
+    ("status page", "STATUS_URL", "fn-status"),
+)
 
 
 def mlflow_run_link(tracking_uri: str, mlflow_run_id: str) -> str:
@@ -26,8 +28,9 @@ def mlflow_run_link(tracking_uri: str, mlflow_run_id: str) -> str:
     if not tracking_uri or not mlflow_run_id:
         return tracking_uri
     try:
-        response = requests.get(f"{tracking_uri}/api/2.0/mlflow/runs/get",
-                                params={"run_id": mlflow_run_id}, timeout=5)
+        response = requests.get(
+            f"{tracking_uri}/api/2.0/mlflow/runs/get", params={"run_id": mlflow_run_id}, timeout=5
+        )
         experiment = response.json()["run"]["info"]["experiment_id"]
     except (requests.RequestException, ValueError, KeyError):
         return tracking_uri
@@ -49,14 +52,18 @@ def summary_lines(settings: Settings, run_id: str, log_path: Path | None) -> lis
         lines.append(
             f"champion     {run.model_name} v{run.champion_version} "
             f"({run.champion_family}): held-out precision "
-            f"{_pct(run.champion_precision)}, recall {_pct(run.champion_recall)}")
+            f"{_pct(run.champion_precision)}, recall {_pct(run.champion_recall)}"
+        )
     mlflow_run_id = (run.mlflow_run_id if run else None) or ""
     lines.append(f"MLflow run   {mlflow_run_link(settings.mlflow_tracking_uri, mlflow_run_id)}")
     if log_path is not None:
         lines.append(f"full log     {log_path}")
     env = config.read_env(settings.home)
-    running = [(label, env[key]) for label, key, service in FUNCTION_URLS
-               if env.get(key) and services.running_pid(settings.home, service)]
+    running = [
+        (label, env[key])
+        for label, key, service in FUNCTION_URLS
+        if env.get(key) and services.running_pid(settings.home, service)
+    ]
     if not running:
         lines.append("functions    not running: `potability functions` starts them")
         return lines

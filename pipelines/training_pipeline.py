@@ -23,13 +23,21 @@ from typing import Any
 
 from kfp import compiler, dsl
 
-from components import (deploy_step, evaluate_step, export_step, promote_step, quality_control, runtime,
-                        train_step)
+from components import (
+    deploy_step,
+    evaluate_step,
+    export_step,
+    promote_step,
+    quality_control,
+    runtime,
+    train_step,
+)
 
 PIPELINE_NAME = "water-potability-training"
 """The pipeline's name: its ``pipelineInfo.name``, the display name of the jobs ``submit``
 creates, and its package in the template registry (``publish``)."""
 YAML_PATH = Path(__file__).resolve().parent / "training_pipeline.yaml"
+
 
 def build(image: str) -> Any:
     """The pipeline with its components running in ``image``."""
@@ -40,11 +48,13 @@ def build(image: str) -> Any:
     deploy_op = runtime.as_component(deploy_step.deploy_component, image)
     quality_control_op = runtime.as_component(quality_control.quality_control_component, image)
 
-    @dsl.pipeline(name=PIPELINE_NAME,
-                  description="Daily training of the water potability classifier: six "
-                              "calibrated families and a soft vote, chosen by cross-"
-                              "validation, promoted over the champion on bootstrap "
-                              "evidence, deployed.")
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description="Daily training of the water potability classifier: six "
+        "calibrated families and a soft vote, chosen by cross-"
+        "validation, promoted over the champion on bootstrap "
+        "evidence, deployed.",
+    )
     def training_pipeline(  # the parameters: names, types and defaults, declared only here
         recall_floor: float = 0.2,
         test_fraction: float = 0.2,
@@ -57,8 +67,12 @@ def build(image: str) -> Any:
         model_name: str = "water-potability",
         mlflow_tracking_uri: str = "",
         mlflow_credentials_secret: str = "",
-        database: dict = {"url": "", "cloud_sql_instance": "",  # noqa: B006 - KFP reads it
-                          "name": "potability", "user": ""},
+        database: dict = {  # noqa: B006 - KFP compiles the default into the pipeline spec; never mutated
+            "url": "",
+            "cloud_sql_instance": "",
+            "name": "potability",
+            "user": "",
+        },
         deploy_target: str = "local",
         project: str = "",
         region: str = "",
@@ -70,45 +84,72 @@ def build(image: str) -> Any:
         endpoint_cpu_target: int = 60,
     ) -> None:
         run_id = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
-        mlflow = dict(mlflow_tracking_uri=mlflow_tracking_uri,
-                      mlflow_credentials_secret=mlflow_credentials_secret)
-        db = dict(database=database)
+        mlflow = {
+            "mlflow_tracking_uri": mlflow_tracking_uri,
+            "mlflow_credentials_secret": mlflow_credentials_secret,
+        }
+        db = {"database": database}
 
         exported = export_op(run_id=run_id, **db).set_display_name("export")
         trained = train_op(
-            run_id=run_id, dataset=exported.outputs["dataset"], recall_floor=recall_floor,
-            test_fraction=test_fraction, split_seed=split_seed, cv_folds=cv_folds,
-            grids=grids, model_name=model_name, **mlflow, **db,
+            run_id=run_id,
+            dataset=exported.outputs["dataset"],
+            recall_floor=recall_floor,
+            test_fraction=test_fraction,
+            split_seed=split_seed,
+            cv_folds=cv_folds,
+            grids=grids,
+            model_name=model_name,
+            **mlflow,
+            **db,
         ).set_display_name("train")
         evaluated = evaluate_op(
-            run_id=run_id, test_set=trained.outputs["test_set"],
+            run_id=run_id,
+            test_set=trained.outputs["test_set"],
             candidates=trained.outputs["candidates"],
-            parent_run_id=trained.outputs["parent_run_id"], recall_floor=recall_floor,
-            **mlflow, **db,
+            parent_run_id=trained.outputs["parent_run_id"],
+            recall_floor=recall_floor,
+            **mlflow,
+            **db,
         ).set_display_name("evaluate")
         promoted = promote_op(
-            run_id=run_id, scored_candidates=evaluated.outputs["scored_candidates"],
+            run_id=run_id,
+            scored_candidates=evaluated.outputs["scored_candidates"],
             test_set=trained.outputs["test_set"],
             parent_run_id=trained.outputs["parent_run_id"],
-            training_rows=trained.outputs["training_rows"], recall_floor=recall_floor,
-            split_seed=split_seed, test_fraction=test_fraction,
-            promotion_confidence=promotion_confidence, promotion_approval=promotion_approval,
-            candidate_expiry_days=candidate_expiry_days, model_name=model_name,
-            **mlflow, **db,
+            training_rows=trained.outputs["training_rows"],
+            recall_floor=recall_floor,
+            split_seed=split_seed,
+            test_fraction=test_fraction,
+            promotion_confidence=promotion_confidence,
+            promotion_approval=promotion_approval,
+            candidate_expiry_days=candidate_expiry_days,
+            model_name=model_name,
+            **mlflow,
+            **db,
         ).set_display_name("promote")
         deployed = deploy_op(
-            run_id=run_id, champion_version=promoted.outputs["champion_version"],
-            champion_changed=promoted.outputs["champion_changed"], deploy_target=deploy_target,
-            model_name=model_name, project=project,
-            region=region, endpoint_id=endpoint_id, serving_image=serving_image,
+            run_id=run_id,
+            champion_version=promoted.outputs["champion_version"],
+            champion_changed=promoted.outputs["champion_changed"],
+            deploy_target=deploy_target,
+            model_name=model_name,
+            project=project,
+            region=region,
+            endpoint_id=endpoint_id,
+            serving_image=serving_image,
             pipeline_root=dsl.PIPELINE_ROOT_PLACEHOLDER,
             endpoint_machine_type=endpoint_machine_type,
             endpoint_min_replicas=endpoint_min_replicas,
             endpoint_max_replicas=endpoint_max_replicas,
-            endpoint_cpu_target=endpoint_cpu_target, **mlflow, **db,
+            endpoint_cpu_target=endpoint_cpu_target,
+            **mlflow,
+            **db,
         ).set_display_name("deploy")
         checked = quality_control_op(
-            run_id=run_id, deploy_summary=deployed.output, **db,
+            run_id=run_id,
+            deploy_summary=deployed.output,
+            **db,
         ).set_display_name("quality-control")
         for task in (exported, trained, evaluated, promoted, deployed, checked):
             task.set_caching_options(False)

@@ -39,9 +39,10 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from potability.config import Settings
 
@@ -73,63 +74,106 @@ class Event:
     functions are Cloud Run services)."""
 
 
-EVENTS: dict[str, Event] = {e.name: e for e in (
-    Event(PIPELINE_RUN_FAILED, "ERROR", "The daily training pipeline run failed",
-          "A step of the training pipeline failed; the champion and the served model are "
-          "unchanged (a failed run never moves the alias). Open the run in Vertex AI Pipelines "
-          "(or `.potability/logs` locally), read the failed step's error, fix the cause "
-          "(data, quota, image) and re-run: `python -m pipelines submit`.",
-          "ml_job"),
-    Event(PIPELINE_STALE, "ERROR", "No successful training run for too long",
-          "No pipeline run has succeeded for longer than ALERT_STALE_HOURS: the model is not "
-          "retrained on new lab samples. Check the Cloud Scheduler job (paused? failing?), the "
-          "last pipeline runs in Vertex AI Pipelines and their errors; re-run by hand.",
-          "ml_job"),
-    Event(LIVE_PRECISION_FLAGGED, "ERROR", "Live precision fell below the floor",
-          "Lab samples show the served model calls unsafe water potable too often (live "
-          "precision below QC_PRECISION_FLOOR on enough matches). Tell the regulator; check "
-          "the status page's lab confirmation table and drift; consider rolling the champion "
-          "alias back and retraining with the new lab samples.",
-          "ml_job"),
-    Event(FEATURE_DRIFT, "WARNING", "A measurement drifted from the training data",
-          "Recent readings of a feature no longer look like the training data (PSI >= 0.25). "
-          "Check the sensor (calibration, units, a failing probe) and the plant; if the water "
-          "really changed, collect lab samples so the next training run learns it.",
-          "ml_job"),
-    Event(FUNCTION_ERRORS, "ERROR", "predict or add_sample answers server errors",
-          "The function answered 5xx (503: database or model endpoint down) for more than "
-          "ALERT_ERROR_RATE of its requests over ALERT_ERROR_WINDOW_SECONDS. Check Cloud SQL, "
-          "the Vertex endpoint and the function's logs; sensors retry 503s, nothing is lost.",
-          "cloud_run_revision"),
-    # Model changes (potability/governance/model_changes.py). The operators' actions (`potability model
-    # ...`) run on an operator's machine: on GCP their lines go to Cloud Logging as the
-    # ``global`` resource (potability/governance/model_control.py); the pipeline's as its ``ml_job``.
-    Event(MODEL_ROLLED_BACK, "ERROR", "The model in service was rolled back",
-          "An operator served an earlier model version again (`potability model rollback`); "
-          "the status page's model history says who, why and on what evidence. Find out what "
-          "was wrong with the rolled-back version (live precision, drift, lab samples) before "
-          "promotions resume; consider `potability model hold` meanwhile.",
-          "global"),
-    Event(MODEL_CHANGED, "WARNING", "An operator changed the model in service",
-          "An operator approved a candidate (it now serves), rejected one, or released a hold. "
-          "Check the status page's model history and watch the live precision.",
-          "global"),
-    Event(MODEL_HELD, "WARNING", "Model promotions are held",
-          "An operator held promotions (`potability model hold`): daily runs still train and "
-          "evaluate but never change the served model. Release with `potability model "
-          "release --reason ...` once the cause is dealt with.",
-          "global"),
-    Event(MODEL_PROMOTED, "WARNING", "The daily pipeline promoted a new model",
-          "A challenger beat the champion on held-out evidence and now serves. Check the "
-          "status page's model history; if live precision drops, `potability model rollback "
-          "--reason ...` serves the previous version again.",
-          "ml_job"),
-    Event(MODEL_CANDIDATE, "WARNING", "A model candidate waits for approval",
-          "In manual approval mode (PROMOTION_APPROVAL=manual) a challenger passed the "
-          "evidence test and waits: `potability model approve VERSION --reason ...` or "
-          "`reject`. It expires after CANDIDATE_EXPIRY_DAYS.",
-          "ml_job"),
-)}
+EVENTS: dict[str, Event] = {
+    e.name: e
+    for e in (
+        Event(
+            PIPELINE_RUN_FAILED,
+            "ERROR",
+            "The daily training pipeline run failed",
+            "A step of the training pipeline failed; the champion and the served model are "
+            "unchanged (a failed run never moves the alias). Open the run in Vertex AI Pipelines "
+            "(or `.potability/logs` locally), read the failed step's error, fix the cause "
+            "(data, quota, image) and re-run: `python -m pipelines submit`.",
+            "ml_job",
+        ),
+        Event(
+            PIPELINE_STALE,
+            "ERROR",
+            "No successful training run for too long",
+            "No pipeline run has succeeded for longer than ALERT_STALE_HOURS: the model is not "
+            "retrained on new lab samples. Check the Cloud Scheduler job (paused? failing?), the "
+            "last pipeline runs in Vertex AI Pipelines and their errors; re-run by hand.",
+            "ml_job",
+        ),
+        Event(
+            LIVE_PRECISION_FLAGGED,
+            "ERROR",
+            "Live precision fell below the floor",
+            "Lab samples show the served model calls unsafe water potable too often (live "
+            "precision below QC_PRECISION_FLOOR on enough matches). Tell the regulator; check "
+            "the status page's lab confirmation table and drift; consider rolling the champion "
+            "alias back and retraining with the new lab samples.",
+            "ml_job",
+        ),
+        Event(
+            FEATURE_DRIFT,
+            "WARNING",
+            "A measurement drifted from the training data",
+            "Recent readings of a feature no longer look like the training data (PSI >= 0.25). "
+            "Check the sensor (calibration, units, a failing probe) and the plant; if the water "
+            "really changed, collect lab samples so the next training run learns it.",
+            "ml_job",
+        ),
+        Event(
+            FUNCTION_ERRORS,
+            "ERROR",
+            "predict or add_sample answers server errors",
+            "The function answered 5xx (503: database or model endpoint down) for more than "
+            "ALERT_ERROR_RATE of its requests over ALERT_ERROR_WINDOW_SECONDS. Check Cloud SQL, "
+            "the Vertex endpoint and the function's logs; sensors retry 503s, nothing is lost.",
+            "cloud_run_revision",
+        ),
+        # Model changes (potability/governance/model_changes.py). The operators' actions (`potability model
+        # ...`) run on an operator's machine: on GCP their lines go to Cloud Logging as the
+        # ``global`` resource (potability/governance/model_control.py); the pipeline's as its ``ml_job``.
+        Event(
+            MODEL_ROLLED_BACK,
+            "ERROR",
+            "The model in service was rolled back",
+            "An operator served an earlier model version again (`potability model rollback`); "
+            "the status page's model history says who, why and on what evidence. Find out what "
+            "was wrong with the rolled-back version (live precision, drift, lab samples) before "
+            "promotions resume; consider `potability model hold` meanwhile.",
+            "global",
+        ),
+        Event(
+            MODEL_CHANGED,
+            "WARNING",
+            "An operator changed the model in service",
+            "An operator approved a candidate (it now serves), rejected one, or released a hold. "
+            "Check the status page's model history and watch the live precision.",
+            "global",
+        ),
+        Event(
+            MODEL_HELD,
+            "WARNING",
+            "Model promotions are held",
+            "An operator held promotions (`potability model hold`): daily runs still train and "
+            "evaluate but never change the served model. Release with `potability model "
+            "release --reason ...` once the cause is dealt with.",
+            "global",
+        ),
+        Event(
+            MODEL_PROMOTED,
+            "WARNING",
+            "The daily pipeline promoted a new model",
+            "A challenger beat the champion on held-out evidence and now serves. Check the "
+            "status page's model history; if live precision drops, `potability model rollback "
+            "--reason ...` serves the previous version again.",
+            "ml_job",
+        ),
+        Event(
+            MODEL_CANDIDATE,
+            "WARNING",
+            "A model candidate waits for approval",
+            "In manual approval mode (PROMOTION_APPROVAL=manual) a challenger passed the "
+            "evidence test and waits: `potability model approve VERSION --reason ...` or "
+            "`reject`. It expires after CANDIDATE_EXPIRY_DAYS.",
+            "ml_job",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -199,28 +243,44 @@ def terraform_events() -> dict[str, Any]:
     """What ``terraform/monitoring.tf`` reads (``terraform/alert_events.json``)."""
     return {
         "events": {
-            e.name: {"severity": e.severity, "title": e.title, "runbook": e.runbook,
-                     "log_filter": log_filter(e.name), "gcp_resource": e.gcp_resource}
+            e.name: {
+                "severity": e.severity,
+                "title": e.title,
+                "runbook": e.runbook,
+                "log_filter": log_filter(e.name),
+                "gcp_resource": e.gcp_resource,
+            }
             for e in EVENTS.values()
         }
     }
 
 
 def iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --- deciding (pure) ---------------------------------------------------------------------
 
+
 def pipeline_failed(run_id: str, error: str, model_version: str | None) -> Alert:
     """A pipeline run failed (``model_version``: the champion still served)."""
     step = error.split(":", 1)[0]
-    return Alert(PIPELINE_RUN_FAILED, run_id, f"pipeline run {run_id} failed in {step}",
-                 model_version, {"run_id": run_id, "step": step, "error": error[:500]})
+    return Alert(
+        PIPELINE_RUN_FAILED,
+        run_id,
+        f"pipeline run {run_id} failed in {step}",
+        model_version,
+        {"run_id": run_id, "step": step, "error": error[:500]},
+    )
 
 
-def stale(last_success: datetime | None, first_run: datetime | None, now: datetime,
-          hours: float, model_version: str | None) -> Alert | None:
+def stale(
+    last_success: datetime | None,
+    first_run: datetime | None,
+    now: datetime,
+    hours: float,
+    model_version: str | None,
+) -> Alert | None:
     """No successful run for more than ``hours``: measured from the last success, or from the
     first run ever started if none succeeded (no run at all: nothing to be stale yet)."""
     since = last_success or first_run
@@ -228,10 +288,18 @@ def stale(last_success: datetime | None, first_run: datetime | None, now: dateti
         return None
     age = (now - since).total_seconds() / 3600.0
     what = "last successful run" if last_success else "first run (none succeeded)"
-    return Alert(PIPELINE_STALE, f"since {iso(since)}",
-                 f"no successful pipeline run for {age:.1f} h (limit {hours:g} h)", model_version,
-                 {"hours_since": round(age, 2), "limit_hours": hours, "since": iso(since),
-                  "since_what": what})
+    return Alert(
+        PIPELINE_STALE,
+        f"since {iso(since)}",
+        f"no successful pipeline run for {age:.1f} h (limit {hours:g} h)",
+        model_version,
+        {
+            "hours_since": round(age, 2),
+            "limit_hours": hours,
+            "since": iso(since),
+            "since_what": what,
+        },
+    )
 
 
 def flagged_precision(metrics: Iterable[Any], floor: float) -> list[Alert]:
@@ -241,13 +309,21 @@ def flagged_precision(metrics: Iterable[Any], floor: float) -> list[Alert]:
     rows = list(metrics)
     weekly = {m.model_version for m in rows if m.flagged and m.week_start is not None}
     return [
-        Alert(LIVE_PRECISION_FLAGGED, f"{m.model_version}/{m.period}",
-              f"live precision of model {m.model_version} in {m.period} is "
-              f"{m.precision:.3f}, below the floor {floor:g} ({m.matches} lab matches)",
-              m.model_version,
-              {"period": m.period, "live_precision": round(m.precision, 4), "floor": floor,
-               "matches": m.matches, "true_positives": m.true_positives,
-               "false_positives": m.false_positives})
+        Alert(
+            LIVE_PRECISION_FLAGGED,
+            f"{m.model_version}/{m.period}",
+            f"live precision of model {m.model_version} in {m.period} is "
+            f"{m.precision:.3f}, below the floor {floor:g} ({m.matches} lab matches)",
+            m.model_version,
+            {
+                "period": m.period,
+                "live_precision": round(m.precision, 4),
+                "floor": floor,
+                "matches": m.matches,
+                "true_positives": m.true_positives,
+                "false_positives": m.false_positives,
+            },
+        )
         for m in rows
         if m.flagged and (m.week_start is not None or m.model_version not in weekly)
     ]
@@ -256,21 +332,30 @@ def flagged_precision(metrics: Iterable[Any], floor: float) -> list[Alert]:
 def drifting_features(drifts: Iterable[Any], champion_version: str | None) -> list[Alert]:
     """One alert per feature at "drift" (``drift.FeatureDrift``)."""
     return [
-        Alert(FEATURE_DRIFT, d.feature,
-              f"{d.feature} drifted from the training data (PSI {d.psi:.3f})", champion_version,
-              {"feature": d.feature, "psi": round(d.psi, 4), "recent_rows": d.recent_rows,
-               "reference_rows": d.reference_rows})
-        for d in drifts if d.status == "drift"
+        Alert(
+            FEATURE_DRIFT,
+            d.feature,
+            f"{d.feature} drifted from the training data (PSI {d.psi:.3f})",
+            champion_version,
+            {
+                "feature": d.feature,
+                "psi": round(d.psi, 4),
+                "recent_rows": d.recent_rows,
+                "reference_rows": d.reference_rows,
+            },
+        )
+        for d in drifts
+        if d.status == "drift"
     ]
 
 
-def reconcile(open_occurrences: Iterable[str], current: Sequence[Alert]
-              ) -> tuple[list[Alert], list[str]]:
+def reconcile(
+    open_occurrences: Iterable[str], current: Sequence[Alert]
+) -> tuple[list[Alert], list[str]]:
     """(alerts to raise: current ones not open yet, open occurrences no longer current)."""
     opened = set(open_occurrences)
     now_keys = {a.occurrence for a in current}
-    return ([a for a in current if a.occurrence not in opened],
-            sorted(opened - now_keys))
+    return ([a for a in current if a.occurrence not in opened], sorted(opened - now_keys))
 
 
 class ErrorRateMonitor:
@@ -282,8 +367,13 @@ class ErrorRateMonitor:
     outage raises once, not once per request. Thread-safe.
     """
 
-    def __init__(self, window_seconds: float, rate: float, min_requests: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window_seconds: float,
+        rate: float,
+        min_requests: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.window = window_seconds
         self.rate = rate
         self.min_requests = max(1, min_requests)
@@ -305,9 +395,13 @@ class ErrorRateMonitor:
             if total < self.min_requests:
                 return None
             share = self._errors / total
-            figures = {"requests": total, "server_errors": self._errors,
-                       "error_rate": round(share, 4), "threshold": self.rate,
-                       "window_seconds": self.window}
+            figures = {
+                "requests": total,
+                "server_errors": self._errors,
+                "error_rate": round(share, 4),
+                "threshold": self.rate,
+                "window_seconds": self.window,
+            }
             if not self.raised and share >= self.rate:
                 self.raised = True
                 return "raise", figures
@@ -317,20 +411,27 @@ class ErrorRateMonitor:
             return None
 
 
-def function_errors(function: str, figures: Mapping[str, Any], model_version: str | None = None
-                    ) -> Alert:
-    return Alert(FUNCTION_ERRORS, function,
-                 f"{function} answered {figures['server_errors']} server errors in "
-                 f"{figures['requests']} requests over {figures['window_seconds']:g} s",
-                 model_version, {"function": function, **figures})
+def function_errors(
+    function: str, figures: Mapping[str, Any], model_version: str | None = None
+) -> Alert:
+    return Alert(
+        FUNCTION_ERRORS,
+        function,
+        f"{function} answered {figures['server_errors']} server errors in "
+        f"{figures['requests']} requests over {figures['window_seconds']:g} s",
+        model_version,
+        {"function": function, **figures},
+    )
 
 
 # --- the database edge -------------------------------------------------------------------
 
+
 def open_occurrences(conn: Any, event: str) -> list[str]:
     cur = conn.cursor()
-    cur.execute("SELECT occurrence FROM water.alerts WHERE event = %s AND resolved_at IS NULL",
-                (event,))
+    cur.execute(
+        "SELECT occurrence FROM water.alerts WHERE event = %s AND resolved_at IS NULL", (event,)
+    )
     return [r[0] for r in cur.fetchall()]
 
 
@@ -342,8 +443,15 @@ def insert(conn: Any, alert: Alert, now: datetime) -> bool:
         "INSERT INTO water.alerts (event, occurrence, severity, model_version, message, figures, "
         "raised_at) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s) "
         "ON CONFLICT (event, occurrence) WHERE resolved_at IS NULL DO NOTHING RETURNING id",
-        (alert.event, alert.occurrence, alert.severity, alert.model_version, alert.message,
-         json.dumps(dict(alert.figures), default=str), now),
+        (
+            alert.event,
+            alert.occurrence,
+            alert.severity,
+            alert.model_version,
+            alert.message,
+            json.dumps(dict(alert.figures), default=str),
+            now,
+        ),
     )
     return cur.fetchone() is not None
 
@@ -352,15 +460,20 @@ def resolve(conn: Any, event: str, occurrences: Iterable[str] | None, now: datet
     """Close open alerts of ``event`` (all of them when ``occurrences`` is None)."""
     cur = conn.cursor()
     if occurrences is None:
-        cur.execute("UPDATE water.alerts SET resolved_at = greatest(%s, raised_at) "
-                    "WHERE event = %s AND resolved_at IS NULL", (now, event))
+        cur.execute(
+            "UPDATE water.alerts SET resolved_at = greatest(%s, raised_at) "
+            "WHERE event = %s AND resolved_at IS NULL",
+            (now, event),
+        )
     else:
         keys = list(occurrences)
         if not keys:
             return 0
-        cur.execute("UPDATE water.alerts SET resolved_at = greatest(%s, raised_at) "
-                    "WHERE event = %s AND resolved_at IS NULL AND occurrence = ANY(%s)",
-                    (now, event, keys))
+        cur.execute(
+            "UPDATE water.alerts SET resolved_at = greatest(%s, raised_at) "
+            "WHERE event = %s AND resolved_at IS NULL AND occurrence = ANY(%s)",
+            (now, event, keys),
+        )
     return cur.rowcount
 
 
@@ -385,16 +498,23 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
         if event == PIPELINE_STALE:
             return f"last successful training {f['hours_since']:.0f} h ago (limit {f['limit_hours']:g} h)"
         if event == LIVE_PRECISION_FLAGGED:
-            return (f"{f['period']}: live precision {f['live_precision'] * 100:.1f}% "
-                    f"on {f['matches']} lab matches, floor {f['floor'] * 100:.0f}%")
+            return (
+                f"{f['period']}: live precision {f['live_precision'] * 100:.1f}% "
+                f"on {f['matches']} lab matches, floor {f['floor'] * 100:.0f}%"
+            )
         if event == FEATURE_DRIFT:
             return f"{f['feature']}: PSI {f['psi']:.2f} (drift from 0.25)"
         if event in (MODEL_ROLLED_BACK, MODEL_CHANGED, MODEL_HELD, MODEL_PROMOTED, MODEL_CANDIDATE):
-            return f"{f['action'].replace('_', ' ')}: v{f['version']}" if f.get("version") \
+            return (
+                f"{f['action'].replace('_', ' ')}: v{f['version']}"
+                if f.get("version")
                 else f"{f['action'].replace('_', ' ')}"
+            )
         if event == FUNCTION_ERRORS:
-            return (f"{f['function']}: {f['error_rate'] * 100:.0f}% server errors over "
-                    f"{f['requests']} requests")
+            return (
+                f"{f['function']}: {f['error_rate'] * 100:.0f}% server errors over "
+                f"{f['requests']} requests"
+            )
     except (KeyError, TypeError, ValueError):
         pass
     return ""
@@ -405,27 +525,44 @@ def open_alerts(conn: Any, limit: int = 50) -> list[dict[str, Any]]:
     cur = conn.cursor()
     cur.execute(
         "SELECT event, severity, model_version, message, figures, raised_at FROM water.alerts "
-        "WHERE resolved_at IS NULL ORDER BY raised_at DESC, id DESC LIMIT %s", (limit,))
+        "WHERE resolved_at IS NULL ORDER BY raised_at DESC, id DESC LIMIT %s",
+        (limit,),
+    )
     out = []
     for event, severity, version, message, figures, raised_at in cur.fetchall():
         if isinstance(figures, str):
             figures = json.loads(figures)
-        out.append({"event": event, "title": EVENTS[event].title if event in EVENTS else event,
-                    "severity": severity, "model_version": version, "message": message,
-                    "figures": figures, "detail": public_detail(event, figures),
-                    "raised_at": iso(raised_at)})
+        out.append(
+            {
+                "event": event,
+                "title": EVENTS[event].title if event in EVENTS else event,
+                "severity": severity,
+                "model_version": version,
+                "message": message,
+                "figures": figures,
+                "detail": public_detail(event, figures),
+                "raised_at": iso(raised_at),
+            }
+        )
     return out
 
 
 # --- delivery: log line + webhook --------------------------------------------------------
 
+
 def _post(url: str, payload: Mapping[str, Any], timeout: float) -> None:
     data = json.dumps(payload, default=str).encode()
     request = urllib.request.Request(
-        url, data=data, method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "potability-alerts/1",
-                 "Idempotency-Key": f"{payload['event']}:{payload['occurrence']}:{payload['when']}"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - our URL
+        url,
+        data=data,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "potability-alerts/1",
+            "Idempotency-Key": f"{payload['event']}:{payload['occurrence']}:{payload['when']}",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # our URL
         response.read()
 
 
@@ -433,9 +570,16 @@ class Notifier:
     """Delivers alerts in the background: writes the log line, POSTs the webhook with a bounded
     retry. ``submit`` never blocks (a full queue drops the webhook, the log line is kept)."""
 
-    def __init__(self, webhook_url: str, status_url: str = "", attempts: int = 3,
-                 timeout: float = 5.0, backoff: float = 0.5, flush_seconds: float = 10.0,
-                 stream: Any = None) -> None:
+    def __init__(
+        self,
+        webhook_url: str,
+        status_url: str = "",
+        attempts: int = 3,
+        timeout: float = 5.0,
+        backoff: float = 0.5,
+        flush_seconds: float = 10.0,
+        stream: Any = None,
+    ) -> None:
         self.webhook_url = webhook_url
         self.status_url = status_url
         self.attempts = max(1, attempts)
@@ -465,8 +609,9 @@ class Notifier:
 
     def publish(self, alerts: Iterable[Alert], when: datetime | None = None) -> None:
         """Log and deliver alerts already recorded as new."""
+        moment = when or datetime.now(UTC)
         for alert in alerts:
-            self.submit(lambda a=alert, w=when or datetime.now(timezone.utc): self.deliver(a, w))
+            self.submit(lambda a=alert, w=moment: self.deliver(a, w))
 
     def deliver(self, alert: Alert, when: datetime) -> bool:
         """Write the log line, then POST the webhook (bounded retry); True if delivered."""
@@ -491,7 +636,7 @@ class Notifier:
                 reason = str(exc)
             log.warning("alert webhook attempt %d failed: %s", attempt + 1, reason)
             if attempt + 1 < self.attempts:
-                time.sleep(self.backoff * 2 ** attempt)
+                time.sleep(self.backoff * 2**attempt)
         self.failed += 1
         log.error("alert %s/%s not delivered to the webhook", alert.event, alert.occurrence)
         return False
@@ -503,7 +648,7 @@ class Notifier:
                 if job is None:
                     return
                 job()
-            except Exception:  # noqa: BLE001 - a delivery must never kill the thread
+            except Exception:  # a delivery must never kill the thread
                 log.exception("alert job failed")
             finally:
                 self._queue.task_done()
@@ -525,13 +670,20 @@ _notifier_lock = threading.Lock()
 def notifier(settings: Settings) -> Notifier:
     """The process's notifier for these delivery settings (created on first use; flushed,
     bounded, at exit so a pipeline step's alerts leave before its process ends)."""
-    key = (settings.alert_webhook_url, settings.status_url, settings.alert_webhook_attempts,
-           settings.alert_webhook_timeout_seconds)
+    key = (
+        settings.alert_webhook_url,
+        settings.status_url,
+        settings.alert_webhook_attempts,
+        settings.alert_webhook_timeout_seconds,
+    )
     with _notifier_lock:
         if key not in _notifiers:
-            made = Notifier(settings.alert_webhook_url, settings.status_url,
-                            attempts=settings.alert_webhook_attempts,
-                            timeout=settings.alert_webhook_timeout_seconds)
+            made = Notifier(
+                settings.alert_webhook_url,
+                settings.status_url,
+                attempts=settings.alert_webhook_attempts,
+                timeout=settings.alert_webhook_timeout_seconds,
+            )
             atexit.register(made.flush)
             _notifiers[key] = made
         return _notifiers[key]
@@ -542,12 +694,13 @@ def publish(settings: Settings, alerts: Sequence[Alert], when: datetime | None =
     if alerts:
         try:
             notifier(settings).publish(alerts, when)
-        except Exception:  # noqa: BLE001 - alerting never fails the caller
+        except Exception:  # alerting never fails the caller
             log.exception("could not publish alerts")
 
 
-def raise_in_background(settings: Settings, alert: Alert,
-                        record: Callable[[Alert, datetime], bool]) -> None:
+def raise_in_background(
+    settings: Settings, alert: Alert, record: Callable[[Alert, datetime], bool]
+) -> None:
     """Record (``record`` returns True if new) and deliver on the delivery thread, so the
     caller (a request) never waits on the database or the webhook. If the database cannot be
     reached the alert is delivered anyway (it is about that outage): deduplication then rests
@@ -555,7 +708,7 @@ def raise_in_background(settings: Settings, alert: Alert,
     from potability import db
 
     def job() -> None:
-        when = datetime.now(timezone.utc)
+        when = datetime.now(UTC)
         try:
             new = record(alert, when)
         except db.DatabaseUnavailable:
@@ -565,7 +718,7 @@ def raise_in_background(settings: Settings, alert: Alert,
 
     try:
         notifier(settings).submit(job)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.exception("could not queue an alert")
 
 
@@ -577,9 +730,16 @@ def raise_function_alert(conn: Any, alert: Alert, now: datetime) -> bool:
     """Record a ``function_errors`` alert through ``water.raise_function_alert`` (sql/011):
     the public functions' roles may not write ``water.alerts`` themselves."""
     cur = conn.cursor()
-    cur.execute("SELECT water.raise_function_alert(%s, %s, %s, %s::jsonb, %s)",
-                (alert.occurrence, alert.model_version, alert.message,
-                 json.dumps(dict(alert.figures), default=str), now))
+    cur.execute(
+        "SELECT water.raise_function_alert(%s, %s, %s, %s::jsonb, %s)",
+        (
+            alert.occurrence,
+            alert.model_version,
+            alert.message,
+            json.dumps(dict(alert.figures), default=str),
+            now,
+        ),
+    )
     return bool(cur.fetchone()[0])
 
 
@@ -594,6 +754,7 @@ def _record_with_own_connection(settings: Settings) -> Callable[[Alert, datetime
             return new
         finally:
             conn.close()
+
     return record
 
 
@@ -604,8 +765,10 @@ def _resolve_with_own_connection(settings: Settings, alert: Alert) -> None:
         conn = db.connect(settings, timeout=settings.alert_webhook_timeout_seconds)
         try:
             cur = conn.cursor()
-            cur.execute("SELECT water.resolve_function_alert(%s, %s)",
-                        (alert.occurrence, datetime.now(timezone.utc)))
+            cur.execute(
+                "SELECT water.resolve_function_alert(%s, %s)",
+                (alert.occurrence, datetime.now(UTC)),
+            )
             conn.commit()
         finally:
             conn.close()
@@ -613,8 +776,13 @@ def _resolve_with_own_connection(settings: Settings, alert: Alert) -> None:
         log.warning("could not resolve alert %s/%s", alert.event, alert.occurrence)
 
 
-def observe_response(settings: Settings, monitor: ErrorRateMonitor, function: str,
-                     status: int, model_version: str | None = None) -> None:
+def observe_response(
+    settings: Settings,
+    monitor: ErrorRateMonitor,
+    function: str,
+    status: int,
+    model_version: str | None = None,
+) -> None:
     """Feed one answer of ``function`` to its monitor; raise or resolve ``function_errors`` on a
     crossing, in the background (the request is never delayed). Never raises."""
     try:
@@ -627,7 +795,7 @@ def observe_response(settings: Settings, monitor: ErrorRateMonitor, function: st
             raise_in_background(settings, alert, _record_with_own_connection(settings))
         else:
             notifier(settings).submit(lambda: _resolve_with_own_connection(settings, alert))
-    except Exception:  # noqa: BLE001 - alerting never fails a request
+    except Exception:  # alerting never fails a request
         log.exception("error-rate monitoring failed")
 
 

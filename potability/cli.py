@@ -1,34 +1,36 @@
 """``potability`` console command: the local stack and the database chores.
 
-    potability up        start PostgreSQL (embedded unless DATABASE_URL) + migrations + seed + MLflow
-    potability down      stop everything ``up`` (and later steps) started, by pid
-    potability status    what runs
-    potability env       the local settings as shell exports
-    potability migrate   apply sql/ migrations to the configured database (GCP: via the connector);
-                         --seed also seeds the training table (the migration job does)
-    potability seed      seed the training table from data/ (idempotent)
-    potability qc        quality control: live precision from lab samples + feature drift, stored
-    potability functions start predict, add_sample and status under functions-framework
-    potability samples import FILE.csv   post a regulator's lab results to add_sample
-    potability samples tokens list|add|revoke ID   the local regulator tokens (hashes only)
-    potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
-    potability model status|rollback|hold|release|approve|reject   operators' control of the
-                         model in service (docs/operating-the-model.md)
-    potability maintenance   inference log: partitions ahead, prune keys, archive + drop old days
-    potability archive list|read --day YYYY-MM-DD   the inference log's archive, read back
+potability up        start PostgreSQL (embedded unless DATABASE_URL) + migrations + seed + MLflow
+potability down      stop everything ``up`` (and later steps) started, by pid
+potability status    what runs
+potability env       the local settings as shell exports
+potability migrate   apply sql/ migrations to the configured database (GCP: via the connector);
+                     --seed also seeds the training table (the migration job does)
+potability seed      seed the training table from data/ (idempotent)
+potability qc        quality control: live precision from lab samples + feature drift, stored
+potability functions start predict, add_sample and status under functions-framework
+potability samples import FILE.csv   post a regulator's lab results to add_sample
+potability samples tokens list|add|revoke ID   the local regulator tokens (hashes only)
+potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
+potability model status|rollback|hold|release|approve|reject   operators' control of the
+                     model in service (docs/operating-the-model.md)
+potability maintenance   inference log: partitions ahead, prune keys, archive + drop old days
+potability archive list|read --day YYYY-MM-DD   the inference log's archive, read back
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC
 from pathlib import Path
 
 from potability import config, db, migrations, seed
 from potability.config import Settings, load_settings
 from potability.governance import run_record
 from potability.inference import log as inference_log
-from potability.local import stack as local_stack, services
+from potability.local import services
+from potability.local import stack as local_stack
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -45,7 +47,7 @@ def _up(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a PIPELINE_SCHEDULE or time zone that cannot be read
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"State        {settings.home}  (settings: eval \"$(potability env)\")")
+    print(f'State        {settings.home}  (settings: eval "$(potability env)")')
     return 0
 
 
@@ -115,8 +117,11 @@ def _migrate(args: argparse.Namespace) -> int:
         conn.close()
     print("applied: " + (", ".join(result.applied) if result.applied else "none (up to date)"))
     print(partitions.lines()[0])
-    print(result.pgaudit if result.pgaudit == migrations.PGAUDIT_ABSENT
-          else f"pgaudit: {result.pgaudit}")
+    print(
+        result.pgaudit
+        if result.pgaudit == migrations.PGAUDIT_ABSENT
+        else f"pgaudit: {result.pgaudit}"
+    )
     for user, role in result.members.items():
         print(f"member: {user} -> {role}")
     if seeded is not None:
@@ -124,10 +129,10 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _now():  # noqa: ANN202 - a datetime; imported lazily like the other commands do
-    from datetime import datetime, timezone
+def _now():  # a datetime; imported lazily like the other commands do
+    from datetime import datetime
 
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _maintenance(args: argparse.Namespace) -> int:
@@ -155,8 +160,9 @@ def _archive_read(args: argparse.Namespace) -> int:
     frame = table.to_pandas()
     if args.out:
         frame.to_csv(args.out, index=False)
-        print(f"{args.day}: {len(frame)} readings (verified) written to {args.out}",
-              file=sys.stderr)
+        print(
+            f"{args.day}: {len(frame)} readings (verified) written to {args.out}", file=sys.stderr
+        )
     else:
         frame.to_csv(sys.stdout, index=False)
     return 0
@@ -172,23 +178,27 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _qc(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from potability.quality import job as qc_job
 
     settings = load_settings()
     conn = db.connect(settings, timeout=qc_job.SOCKET_TIMEOUT_SECONDS)
     try:
-        result = qc_job.run(conn, settings, datetime.now(timezone.utc))
+        result = qc_job.run(conn, settings, datetime.now(UTC))
     finally:
         conn.close()
-    print(f"quality control run {result.run_id}: {result.lab_samples} lab samples, "
-          f"{len(result.matches)} matched (window +/-{settings.qc_match_window_minutes:g} min)")
+    print(
+        f"quality control run {result.run_id}: {result.lab_samples} lab samples, "
+        f"{len(result.matches)} matched (window +/-{settings.qc_match_window_minutes:g} min)"
+    )
     for m in result.metrics:
         precision = "n/a" if m.precision is None else f"{m.precision:.3f}"
-        flag = "  FLAGGED (< floor %.2f)" % settings.qc_precision_floor if m.flagged else ""
-        print(f"  model {m.model_version:>8} {m.period:>8}: {m.matches:4d} matches, "
-              f"live precision {precision}{flag}")
+        flag = f"  FLAGGED (< floor {settings.qc_precision_floor:.2f})" if m.flagged else ""
+        print(
+            f"  model {m.model_version:>8} {m.period:>8}: {m.matches:4d} matches, "
+            f"live precision {precision}{flag}"
+        )
     if result.drift:
         print(f"  drift against: {result.drift_reference.replace('_', ' ')}")
     for d in result.drift:
@@ -198,14 +208,14 @@ def _qc(args: argparse.Namespace) -> int:
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from potability import alerts
 
     settings = config.load_settings()
     conn = db.connect(settings)
     try:
-        raised = run_record.check_stale(conn, settings, datetime.now(timezone.utc))
+        raised = run_record.check_stale(conn, settings, datetime.now(UTC))
         alerts.publish(settings, raised)
         listed = alerts.open_alerts(conn)
         conn.commit()
@@ -225,13 +235,19 @@ def _functions(args: argparse.Namespace) -> int:
     home = Settings.from_env().home
     env = function_servers.start(home, threads=args.threads, workers=args.workers)
     if args.quiet:
-        print("functions    " + ", ".join(f"{fn.target} {env[fn.env_key]}"
-                                          for fn in function_servers.FUNCTIONS))
+        print(
+            "functions    "
+            + ", ".join(f"{fn.target} {env[fn.env_key]}" for fn in function_servers.FUNCTIONS)
+        )
         return 0
     for fn in function_servers.FUNCTIONS:
-        print(f"{fn.target:12} {env[fn.env_key]}   ({fn.env_key}, log {home}/logs/{fn.service}.log)")
+        print(
+            f"{fn.target:12} {env[fn.env_key]}   ({fn.env_key}, log {home}/logs/{fn.service}.log)"
+        )
     print(f"model server {env['MODEL_SERVER_URL']}   (predict answers 503 until a model is served)")
-    print(f"regulator token: {home}/{function_servers.TOKEN_FILE} (only its sha256 is in {home}/env)")
+    print(
+        f"regulator token: {home}/{function_servers.TOKEN_FILE} (only its sha256 is in {home}/env)"
+    )
     print("OpenAPI: functions/openapi.yaml. Try:")
     for line in function_servers.example_curls(home):
         print("  " + line)
@@ -256,8 +272,9 @@ def _samples_import(args: argparse.Namespace) -> int:
             return 2
     batch = min(args.batch_size or samples_import.DEFAULT_BATCH, settings.samples_max_batch)
     try:
-        outcome = samples_import.import_csv(args.file, args.url or settings.add_sample_url,
-                                            token, batch)
+        outcome = samples_import.import_csv(
+            args.file, args.url or settings.add_sample_url, token, batch
+        )
     except samples_import.ImportAborted as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -281,8 +298,10 @@ def _samples_tokens(args: argparse.Namespace) -> int:
         token, ident = function_servers.new_regulator_token(home)
         print(f"{ident}  (submissions are recorded under this id)")
         print(token)
-        print("the token is shown once and never stored; only its sha256 is in the env file",
-              file=sys.stderr)
+        print(
+            "the token is shown once and never stored; only its sha256 is in the env file",
+            file=sys.stderr,
+        )
         return 0
     try:
         gone = function_servers.revoke_token(home, args.token)
@@ -325,31 +344,43 @@ def _model(args: argparse.Namespace) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - a switch that failed: the old model serves
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("the previous model version still serves; the change is recorded as failed",
-              file=sys.stderr)
+        print(
+            "the previous model version still serves; the change is recorded as failed",
+            file=sys.stderr,
+        )
         return 1
     print(outcome.message)
     return 0
 
 
-def _model_status(state: "object") -> int:
+def _model_status(state: object) -> int:
     from potability import alerts
 
     s = state  # model_control.State
     print(f"{'serving':12} {('v' + s.serving) if s.serving else 'nothing answers'}")
     print(f"{'champion':12} {('v' + s.alias) if s.alias else 'no alias'} (MLflow alias)")
-    print(f"{'promotions':12} " + (f"HELD since {alerts.iso(s.hold.since)} by {s.hold.actor}: "
-                                   f"{s.hold.reason}" if s.hold else "not held"))
+    print(
+        f"{'promotions':12} "
+        + (
+            f"HELD since {alerts.iso(s.hold.since)} by {s.hold.actor}: {s.hold.reason}"
+            if s.hold
+            else "not held"
+        )
+    )
     for c in s.candidates:
-        print(f"{'candidate':12} v{c.version} ({c.family}) since {alerts.iso(c.started_at)}, "
-              f"held-out precision {c.held_out_precision}, P(better) {c.probability_better}")
+        print(
+            f"{'candidate':12} v{c.version} ({c.family}) since {alerts.iso(c.started_at)}, "
+            f"held-out precision {c.held_out_precision}, P(better) {c.probability_better}"
+        )
     for c in s.recent:
-        print(f"  {alerts.iso(c.started_at)}  {c.action:12} v{c.version or '-':6} "
-              f"{c.status:9} {c.actor}: {c.reason or ''}")
+        print(
+            f"  {alerts.iso(c.started_at)}  {c.action:12} v{c.version or '-':6} "
+            f"{c.status:9} {c.actor}: {c.reason or ''}"
+        )
     return 0
 
 
-def _day(text: str):  # noqa: ANN202 - a date
+def _day(text: str):  # a date
     from datetime import date
 
     try:
@@ -359,8 +390,9 @@ def _day(text: str):  # noqa: ANN202 - a date
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="potability", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="potability", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the local stack (idempotent)")
     up.add_argument("--mlflow-port", type=int, default=local_stack.DEFAULT_MLFLOW_PORT)
@@ -369,17 +401,29 @@ def build_parser() -> argparse.ArgumentParser:
     fns.add_argument("--threads", type=int, default=8, help="serving threads per function")
     fns.add_argument("--workers", type=int, default=1, help="processes per function")
     fns.add_argument("--quiet", action="store_true", help="one line: the functions' URLs")
-    samples = sub.add_parser("samples", help="lab samples").add_subparsers(dest="action",
-                                                                          required=True)
+    samples = sub.add_parser("samples", help="lab samples").add_subparsers(
+        dest="action", required=True
+    )
     imp = samples.add_parser("import", help="post a CSV of lab results to add_sample")
-    imp.add_argument("file", type=Path, help="CSV: the nine measurements, potability, "
-                     "sample_id, sampled_at, optional sensor_id")
-    imp.add_argument("--token-file", type=Path, default=None,
-                     help="file holding the regulator token (default: REGULATOR_TOKEN, "
-                          "else the local stack's <home>/regulator-token)")
+    imp.add_argument(
+        "file",
+        type=Path,
+        help="CSV: the nine measurements, potability, sample_id, sampled_at, optional sensor_id",
+    )
+    imp.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="file holding the regulator token (default: REGULATOR_TOKEN, "
+        "else the local stack's <home>/regulator-token)",
+    )
     imp.add_argument("--url", default="", help="add_sample URL (default: ADD_SAMPLE_URL)")
-    imp.add_argument("--batch-size", type=int, default=0,
-                     help="samples per request (default 100, at most SAMPLES_MAX_BATCH)")
+    imp.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="samples per request (default 100, at most SAMPLES_MAX_BATCH)",
+    )
     imp.set_defaults(func=_samples_import)
     tokens = samples.add_parser("tokens", help="local regulator tokens: list, add, revoke")
     tokens_sub = tokens.add_subparsers(dest="tokens_action", required=True)
@@ -389,9 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("token", help="its id token:<hex>, a hash prefix, or the token")
     tokens.set_defaults(func=_samples_tokens)
 
-
-    archive = sub.add_parser("archive", help="the inference log's archive (Parquet per day)"
-                             ).add_subparsers(dest="action", required=True)
+    archive = sub.add_parser(
+        "archive", help="the inference log's archive (Parquet per day)"
+    ).add_subparsers(dest="action", required=True)
     archive.add_parser("list", help="the archived days").set_defaults(func=_archive_list)
     read = archive.add_parser("read", help="one archived day as CSV, verified (count, sha256)")
     read.add_argument("--day", required=True, type=_day, help="UTC day, YYYY-MM-DD")
@@ -399,12 +443,15 @@ def build_parser() -> argparse.ArgumentParser:
     read.set_defaults(func=_archive_read)
     fns.set_defaults(func=_functions)
     mig = sub.add_parser("migrate", help="apply pending sql/ migrations")
-    mig.add_argument("--seed", action="store_true",
-                     help="then seed the training table from the public data set (idempotent)")
+    mig.add_argument(
+        "--seed",
+        action="store_true",
+        help="then seed the training table from the public data set (idempotent)",
+    )
     mig.set_defaults(func=_migrate)
-    model = sub.add_parser("model", help="operators' control of the model in service "
-                           "(docs/operating-the-model.md)").add_subparsers(dest="action",
-                                                                            required=True)
+    model = sub.add_parser(
+        "model", help="operators' control of the model in service (docs/operating-the-model.md)"
+    ).add_subparsers(dest="action", required=True)
     model.add_parser("status", help="what serves, the hold, waiting candidates, recent changes")
     for name, text, version in [
         ("rollback", "serve the previous champion again (or VERSION)", "?"),
@@ -415,12 +462,17 @@ def build_parser() -> argparse.ArgumentParser:
     ]:
         action = model.add_parser(name, help=text)
         if version == "?":
-            action.add_argument("version", nargs="?", default=None,
-                                help="a version that served before (default: the previous)")
+            action.add_argument(
+                "version",
+                nargs="?",
+                default=None,
+                help="a version that served before (default: the previous)",
+            )
         elif version:
             action.add_argument("version", help="the candidate's registered version")
-        action.add_argument("--reason", required=True,
-                            help="why (shown in the public history on the status page)")
+        action.add_argument(
+            "--reason", required=True, help="why (shown in the public history on the status page)"
+        )
     sub.choices["model"].set_defaults(func=_model)
     for name, func, text in [
         ("down", _down, "stop the local stack"),
@@ -429,8 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("seed", _seed, "seed the training table (idempotent)"),
         ("qc", _qc, "compute and store live precision and feature drift"),
         ("alerts", _alerts, "check for a stale pipeline, list the open alerts"),
-        ("maintenance", _maintenance, "inference log: partitions ahead, prune request keys, "
-                                      "archive and drop days past retention"),
+        (
+            "maintenance",
+            _maintenance,
+            "inference log: partitions ahead, prune request keys, "
+            "archive and drop days past retention",
+        ),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
     return parser

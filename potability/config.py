@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 DEFAULT_MODEL_NAME = "water-potability"
 DEFAULT_DB_NAME = "potability"
@@ -39,8 +40,9 @@ def _bindings(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
         return ()
     data = json.loads(value)
     if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(i, str) for i in v)
-            for k, v in data.items()):
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(i, str) for i in v)
+        for k, v in data.items()
+    ):
         raise ValueError('expected a JSON object {"caller": ["sensor-id", ...]}')
     return tuple((k, tuple(v)) for k, v in sorted(data.items()))
 
@@ -68,7 +70,11 @@ def _items(value: str) -> tuple[str, ...]:
 
 
 _CASTS: dict[str, Callable[[str], Any]] = {
-    "str": str.strip, "Path": Path, "bool": _flag, "int": int, "float": float,
+    "str": str.strip,
+    "Path": Path,
+    "bool": _flag,
+    "int": int,
+    "float": float,
     "tuple[str, ...]": _items,
 }
 """How a variable's text becomes a field's value, by the field's type (as written)."""
@@ -77,8 +83,10 @@ _CASTS: dict[str, Callable[[str], Any]] = {
 def _cast(type_name: Any) -> Callable[[str], Any]:
     cast = _CASTS.get(type_name if isinstance(type_name, str) else type_name.__name__)
     if cast is None:
-        raise TypeError(f"no cast from an environment variable to {type_name}: give the field "
-                        f"a parse in its metadata")
+        raise TypeError(
+            f"no cast from an environment variable to {type_name}: give the field "
+            f"a parse in its metadata"
+        )
     return cast
 
 
@@ -123,7 +131,8 @@ class Settings:
     vertex_endpoint_id: str = ""
     """The Vertex AI endpoint predict calls with ``ENDPOINT_MODE=vertex``."""
     samples_token_sha256: tuple[str, ...] = field(
-        default=(), metadata={"parse": lambda v: tuple(x.lower() for x in _items(v))})
+        default=(), metadata={"parse": lambda v: tuple(x.lower() for x in _items(v))}
+    )
     """sha256 hex digests of bearer tokens allowed to post lab samples (never plain tokens)."""
     samples_token_secret: str = ""
     """GCP: Secret Manager secret (``projects/P/secrets/S``) holding the regulator tokens'
@@ -139,11 +148,13 @@ class Settings:
     """On GCP: the predict function's URLs, the audiences a sensor's ID token may carry; set,
     predict verifies the token and binds the caller to its sensors (``functions/callers.py``)."""
     predict_sensor_bindings: tuple[tuple[str, tuple[str, ...]], ...] = field(
-        default=(), metadata={"parse": lambda v: _bindings(v)})
+        default=(), metadata={"parse": lambda v: _bindings(v)}
+    )
     """Service account -> the sensor ids it may write (``PREDICT_SENSOR_BINDINGS``, JSON;
     Terraform's ``sensor_bindings``)."""
     sensor_token_bindings: tuple[tuple[str, tuple[str, ...]], ...] = field(
-        default=(), metadata={"parse": lambda v: _bindings(v)})
+        default=(), metadata={"parse": lambda v: _bindings(v)}
+    )
     """Locally: sha256 of a sensor's bearer token -> the sensor ids it may write
     (``SENSOR_TOKEN_BINDINGS``, JSON). Empty: local predict is open (docs/security.md)."""
     qc_match_window_minutes: float = 30.0
@@ -244,7 +255,7 @@ class Settings:
     migration job)."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default: the process environment).
 
         Each field is read from its variable (:func:`env_name`), cast by its type (:func:`_cast`,
@@ -263,10 +274,9 @@ class Settings:
         settings = cls(**values)
         return replace(settings, home=settings.home.absolute())
 
-    def with_(self, **changes: object) -> "Settings":
+    def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests and the local stack use it)."""
         return replace(self, **changes)  # type: ignore[arg-type]
-
 
 
 def configuration_markdown() -> str:
@@ -278,9 +288,13 @@ def configuration_markdown() -> str:
 
     body = ast.parse(inspect.getsource(Settings)).body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, after in zip(body, body[1:]):
-        if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+    for node, after in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
             text = " ".join(after.value.value.split()).replace("``", "`")
             docs[node.target.id] = text  # type: ignore[union-attr]
 
@@ -289,26 +303,31 @@ def configuration_markdown() -> str:
             return "(empty)"
         return f"`{str(value).lower() if isinstance(value, bool) else value}`"
 
-    rows = [f"| `{env_name(f)}` | {shown(f.default)} | {docs.get(f.name, '').replace('|', '/')} |"
-            for f in fields(Settings)]
-    return "\n".join([
-        "# Configuration",
-        "",
-        "<!-- Generated from potability/config.py (the Settings fields and their docstrings) by",
-        "`make docs`; edit them there. -->",
-        "",
-        "All settings come from environment variables, read in one place (`potability/config.py`:",
-        "every process calls its one loader, `load_settings`, which completes the environment with",
-        "`.potability/env` when it exists); Terraform sets the same names on Google Cloud and",
-        "`potability up` writes them to `.potability/env` locally. A variable that is not set",
-        "leaves the default; text is stripped of surrounding spaces; flags are `1`, `true`, `yes`",
-        "or `on`; lists are comma-separated.",
-        "",
-        "| variable | default | meaning |",
-        "|---|---|---|",
-        *rows,
-        "",
-    ])
+    rows = [
+        f"| `{env_name(f)}` | {shown(f.default)} | {docs.get(f.name, '').replace('|', '/')} |"
+        for f in fields(Settings)
+    ]
+    return "\n".join(
+        [
+            "# Configuration",
+            "",
+            "<!-- Generated from potability/config.py (the Settings fields and their docstrings) by",
+            "`make docs`; edit them there. -->",
+            "",
+            "All settings come from environment variables, read in one place (`potability/config.py`:",
+            "every process calls its one loader, `load_settings`, which completes the environment with",
+            "`.potability/env` when it exists); Terraform sets the same names on Google Cloud and",
+            "`potability up` writes them to `.potability/env` locally. A variable that is not set",
+            "leaves the default; text is stripped of surrounding spaces; flags are `1`, `true`, `yes`",
+            "or `on`; lists are comma-separated.",
+            "",
+            "| variable | default | meaning |",
+            "|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
 
 @dataclass(frozen=True)
 class ServingSettings:
@@ -328,7 +347,7 @@ class ServingSettings:
     write this file, then take the port over from the old server as soon as it is free."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
         e = os.environ if environ is None else environ
         uri = e.get("AIP_STORAGE_URI") or e.get("MODEL_URI", "")
         version = e.get("MODEL_VERSION", "")
@@ -349,6 +368,7 @@ class ServingSettings:
 
 
 # --- the local stack's env file and the one loader ---------------------------------------
+
 
 def env_file(home: Path) -> Path:
     """Where ``potability up`` (and later steps) publish the local stack's settings."""
@@ -403,7 +423,6 @@ def load_settings(home: Path | None = None, environ: Mapping[str, str] | None = 
     e = os.environ if environ is None else environ
     home = home or Settings.from_env(e).home
     return Settings.from_env({**read_env(home), **e, "POTABILITY_HOME": str(home)})
-
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -12,7 +12,8 @@ import enum
 import queue
 import threading
 import weakref
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.dbapi
@@ -50,24 +51,28 @@ class Failure(enum.Enum):
 # message text is localised and changes between versions; the code is the contract.
 CONNECTION_CLASSES = ("08",)
 """Class 08, connection exception (08000, 08003, 08006, 08001, 08004, 08P01, ...)."""
-CONNECTION_STATES = frozenset({
-    "57P01",  # admin_shutdown: pg_terminate_backend, a shutdown, Cloud SQL maintenance
-    "57P02",  # crash_shutdown: another backend crashed, the server resets every session
-    "57P03",  # cannot_connect_now: starting up / shutting down / in recovery (failover)
-    "57P05",  # idle_session_timeout (PostgreSQL 14+)
-    "25P03",  # idle_in_transaction_session_timeout: the server closed the session
-})
+CONNECTION_STATES = frozenset(
+    {
+        "57P01",  # admin_shutdown: pg_terminate_backend, a shutdown, Cloud SQL maintenance
+        "57P02",  # crash_shutdown: another backend crashed, the server resets every session
+        "57P03",  # cannot_connect_now: starting up / shutting down / in recovery (failover)
+        "57P05",  # idle_session_timeout (PostgreSQL 14+)
+        "25P03",  # idle_in_transaction_session_timeout: the server closed the session
+    }
+)
 TRANSIENT_CLASSES = ("53",)
 """Class 53, insufficient resources: 53300 too_many_connections, 53200 out_of_memory, 53100
 disk_full, 53400 configuration_limit_exceeded - the database's trouble, never the request's."""
-TRANSIENT_STATES = frozenset({
-    "40001",  # serialization_failure: the transaction was rolled back; repeating it is the cure
-    "40P01",  # deadlock_detected: we were the victim, rolled back
-    "55P03",  # lock_not_available (lock_timeout)
-    "57014",  # query_canceled: statement_timeout or pg_cancel_backend by an operator
-    "58000",  # system_error (an OS error on the server)
-    "58030",  # io_error
-})
+TRANSIENT_STATES = frozenset(
+    {
+        "40001",  # serialization_failure: the transaction was rolled back; repeating it is the cure
+        "40P01",  # deadlock_detected: we were the victim, rolled back
+        "55P03",  # lock_not_available (lock_timeout)
+        "57014",  # query_canceled: statement_timeout or pg_cancel_backend by an operator
+        "58000",  # system_error (an OS error on the server)
+        "58030",  # io_error
+    }
+)
 _SESSION_ENDING_SEVERITIES = frozenset({"FATAL", "PANIC"})
 
 
@@ -121,8 +126,9 @@ class DatabaseUnavailable(RuntimeError):
     server's code when it sent one (for the log line), ``None`` for a network failure.
     """
 
-    def __init__(self, message: str, *, failure: Failure = Failure.CONNECTION,
-                 sqlstate: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, failure: Failure = Failure.CONNECTION, sqlstate: str | None = None
+    ) -> None:
         super().__init__(message)
         self.failure = failure
         self.sqlstate = sqlstate
@@ -232,7 +238,7 @@ def connect(settings: Settings, timeout: float = 10.0) -> Connection:
         return pg8000.dbapi.connect(**parse_database_url(settings.database_url), timeout=timeout)
     except DatabaseUnavailable:
         raise
-    except Exception as exc:  # noqa: BLE001 - the connector raises its own types, too
+    except Exception as exc:  # the connector raises its own types, too
         raise unavailable(exc, "database unreachable", Failure.CONNECTION) from exc
 
 
@@ -252,7 +258,7 @@ def advisory_lock(settings: Settings, name: str, wait_seconds: float = 600.0) ->
         try:
             cur.execute(f"SET lock_timeout = {int(wait_seconds * 1000)}")
             cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
-        except Exception as exc:  # noqa: BLE001 - classified below, else re-raised
+        except Exception as exc:  # classified below, else re-raised
             failure = classify(exc)
             if failure is None:
                 raise
@@ -308,8 +314,9 @@ class Pool:
                 return
 
     @contextlib.contextmanager
-    def transaction(self, *, read_only: bool = False,
-                    statement_timeout_ms: int | None = None) -> Iterator[Connection]:
+    def transaction(
+        self, *, read_only: bool = False, statement_timeout_ms: int | None = None
+    ) -> Iterator[Connection]:
         """A connection inside one transaction: committed on success, rolled back on error.
 
         ``read_only`` makes it a read-only transaction; ``statement_timeout_ms`` bounds each of
@@ -392,8 +399,9 @@ class Pool:
                 return
 
 
-_statements: "weakref.WeakKeyDictionary[Connection, dict[str, pg8000.native.PreparedStatement]]" = \
+_statements: weakref.WeakKeyDictionary[Connection, dict[str, pg8000.native.PreparedStatement]] = (
     weakref.WeakKeyDictionary()
+)
 """Prepared statements by connection (a server-side name lives as long as its session)."""
 
 

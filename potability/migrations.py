@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from potability.db import Connection
 from potability.package_data import shipped_dir
@@ -55,8 +55,10 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
     successful migration of nothing (issue 19).
     """
     if not sql_dir.is_dir():
-        raise FileNotFoundError(f"the migrations directory {sql_dir} does not exist (an install "
-                                "without the package data of sql/? see pyproject.toml)")
+        raise FileNotFoundError(
+            f"the migrations directory {sql_dir} does not exist (an install "
+            "without the package data of sql/? see pyproject.toml)"
+        )
     found = []
     for path in sorted(sql_dir.glob("*.sql")):
         match = _NAME.match(path.name)
@@ -118,16 +120,23 @@ def apply_migrations(conn: Connection, sql_dir: Path = SQL_DIR) -> list[str]:
 OWNER_ROLE = "water_owner"
 """NOLOGIN role owning the schema and everything in it; the migrating user is its member."""
 ACCESS_ROLES = {
-    "predict": "water_predict", "samples": "water_samples", "status": "water_status",
-    "pipelines": "water_pipelines", "mlflow": "water_mlflow",
+    "predict": "water_predict",
+    "samples": "water_samples",
+    "status": "water_status",
+    "pipelines": "water_pipelines",
+    "mlflow": "water_mlflow",
     "operators": "water_operators",
 }
 """Service (Terraform's service-account key) -> NOLOGIN role holding its grants (sql/005)."""
-PGAUDIT_ABSENT = ("pgaudit: not available on this server (the embedded local PostgreSQL has no "
-                  "pgaudit; Cloud SQL offers it with the cloudsql.enable_pgaudit flag) - skipped")
-HOW_TO_MIGRATE = ("run the migrations: on Google Cloud `make gcp-deploy` (or `gcloud run jobs "
-                  "execute <name_prefix>-migrate --wait`, the migration job), locally "
-                  "`potability migrate`")
+PGAUDIT_ABSENT = (
+    "pgaudit: not available on this server (the embedded local PostgreSQL has no "
+    "pgaudit; Cloud SQL offers it with the cloudsql.enable_pgaudit flag) - skipped"
+)
+HOW_TO_MIGRATE = (
+    "run the migrations: on Google Cloud `make gcp-deploy` (or `gcloud run jobs "
+    "execute <name_prefix>-migrate --wait`, the migration job), locally "
+    "`potability migrate`"
+)
 
 
 class SchemaNotReady(RuntimeError):
@@ -177,16 +186,19 @@ def _role_admin(cur, version: int) -> str | None:
     if cur.fetchone()[0]:
         return None
     privilege = "SET" if version >= 160000 else "MEMBER"  # SET exists since PostgreSQL 16
-    cur.execute("SELECT rolname FROM pg_roles WHERE (rolcreaterole OR rolsuper) AND NOT rolcanlogin"
-                f" AND pg_has_role(session_user, oid, '{privilege}') ORDER BY rolname = "
-                "'cloudsqlsuperuser' DESC, rolname LIMIT 1")
+    cur.execute(
+        "SELECT rolname FROM pg_roles WHERE (rolcreaterole OR rolsuper) AND NOT rolcanlogin"
+        f" AND pg_has_role(session_user, oid, '{privilege}') ORDER BY rolname = "
+        "'cloudsqlsuperuser' DESC, rolname LIMIT 1"
+    )
     row = cur.fetchone()
     if row is None:
         cur.execute("SELECT session_user")
         raise MigratorLacksPrivileges(
             f"the migrating user {cur.fetchone()[0]} cannot create roles: it needs CREATEROLE or "
             "membership of a role that has it (on Cloud SQL: cloudsqlsuperuser, the "
-            "database_roles of the migrator's google_sql_user in terraform/sql.tf)")
+            "database_roles of the migrator's google_sql_user in terraform/sql.tf)"
+        )
     return row[0]
 
 
@@ -221,19 +233,24 @@ def _adopt_schema(cur) -> None:
     cur.execute(
         "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'water' AND c.relkind IN ('r', 'p', 'v', 'm')"
-        " AND pg_get_userbyid(c.relowner) <> %s", (OWNER_ROLE,))
+        " AND pg_get_userbyid(c.relowner) <> %s",
+        (OWNER_ROLE,),
+    )
     for name, _kind in cur.fetchall():  # sequences owned by a column follow their table
         cur.execute(f"ALTER TABLE water.{_quote(name)} OWNER TO {OWNER_ROLE}")
     cur.execute(
         "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n"
         " ON n.oid = p.pronamespace WHERE n.nspname = 'water'"
-        " AND pg_get_userbyid(p.proowner) <> %s", (OWNER_ROLE,))
+        " AND pg_get_userbyid(p.proowner) <> %s",
+        (OWNER_ROLE,),
+    )
     for (signature,) in cur.fetchall():
         cur.execute(f"ALTER FUNCTION {signature} OWNER TO {OWNER_ROLE}")
 
 
-def migrate(conn: Connection, members: Mapping[str, str] | None = None,
-            sql_dir: Path = SQL_DIR) -> MigrateResult:
+def migrate(
+    conn: Connection, members: Mapping[str, str] | None = None, sql_dir: Path = SQL_DIR
+) -> MigrateResult:
     """The whole migration job, idempotent.
 
     Args:
@@ -248,8 +265,9 @@ def migrate(conn: Connection, members: Mapping[str, str] | None = None,
     members = dict(members or {})
     unknown = sorted(set(members) - set(ACCESS_ROLES))
     if unknown:
-        raise ValueError(f"unknown services in the role members: {unknown}; "
-                         f"known: {sorted(ACCESS_ROLES)}")
+        raise ValueError(
+            f"unknown services in the role members: {unknown}; known: {sorted(ACCESS_ROLES)}"
+        )
     cur = conn.cursor()
     cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
     try:
@@ -308,7 +326,7 @@ def require_current(conn: Connection, sql_dir: Path = SQL_DIR) -> None:
     """Refuse to work on a database that lacks migrations, saying what to run."""
     missing = pending(conn, sql_dir)
     if missing:
-        state = ("not migrated" if len(missing) == len(discover(sql_dir))
-                 else "behind this code")
-        raise SchemaNotReady(f"the database schema is {state} (pending: {', '.join(missing)}); "
-                             + HOW_TO_MIGRATE)
+        state = "not migrated" if len(missing) == len(discover(sql_dir)) else "behind this code"
+        raise SchemaNotReady(
+            f"the database schema is {state} (pending: {', '.join(missing)}); " + HOW_TO_MIGRATE
+        )

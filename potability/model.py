@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-
 PROBA = "predict_proba"
 DECISION = "decision_function"
 
@@ -74,7 +73,9 @@ def apply_calibrator(calibrator: Any, scores: np.ndarray) -> np.ndarray:
 
     scores = np.asarray(scores, dtype=np.float64)
     if isinstance(calibrator, LogisticRegression):
-        return calibrator.predict_proba(scores.reshape(-1, 1))[:, list(calibrator.classes_).index(1)]
+        return calibrator.predict_proba(scores.reshape(-1, 1))[
+            :, list(calibrator.classes_).index(1)
+        ]
     return calibrator.predict(scores)
 
 
@@ -93,7 +94,7 @@ class OOFCalibratedClassifier(ClassifierMixin, BaseEstimator):
         self.method = method
         self.cv = cv
 
-    def fit(self, X: Any, y: Any) -> "OOFCalibratedClassifier":  # noqa: N803
+    def fit(self, X: Any, y: Any) -> OOFCalibratedClassifier:
         """Out-of-fold raw scores over ``cv`` (k fits), then :meth:`fit_from_oof`."""
         from sklearn.base import clone
         from sklearn.model_selection import check_cv, cross_val_predict
@@ -106,7 +107,7 @@ class OOFCalibratedClassifier(ClassifierMixin, BaseEstimator):
             out = out[:, list(np.unique(labels)).index(1)]
         return self.fit_from_oof(X, y, out)
 
-    def fit_from_oof(self, X: Any, y: Any, oof_scores: Any) -> "OOFCalibratedClassifier":  # noqa: N803
+    def fit_from_oof(self, X: Any, y: Any, oof_scores: Any) -> OOFCalibratedClassifier:
         """Fit ``estimator`` on all rows and the calibrator on ``oof_scores`` (the estimator's
         out-of-fold raw scores of these rows, :func:`calibrated_response`)."""
         from sklearn.base import clone
@@ -129,12 +130,12 @@ class OOFCalibratedClassifier(ClassifierMixin, BaseEstimator):
         returns (applied to the final estimator's scores)."""
         return apply_calibrator(self.calibrator_, scores)
 
-    def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
+    def predict_proba(self, X: Any) -> np.ndarray:
         p = self.calibrate(raw_scores(self.estimator_, X))
         columns = [1.0 - p, p] if list(self.classes_).index(1) == 1 else [p, 1.0 - p]
         return np.column_stack(columns)
 
-    def predict(self, X: Any) -> np.ndarray:  # noqa: N803
+    def predict(self, X: Any) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
@@ -147,12 +148,16 @@ def served_model(estimator: Any, method: str, folds: Any, threshold: float) -> A
     """
     from sklearn.model_selection import FixedThresholdClassifier
 
-    return FixedThresholdClassifier(OOFCalibratedClassifier(estimator, method=method, cv=folds),
-                                    threshold=threshold, response_method="predict_proba")
+    return FixedThresholdClassifier(
+        OOFCalibratedClassifier(estimator, method=method, cv=folds),
+        threshold=threshold,
+        response_method="predict_proba",
+    )
 
 
-def assemble_served_model(estimator: Any, method: str, folds: Any, threshold: float, x: Any,
-                          y: Any, oof_scores: Any) -> Any:
+def assemble_served_model(
+    estimator: Any, method: str, folds: Any, threshold: float, x: Any, y: Any, oof_scores: Any
+) -> Any:
     """:func:`served_model` fitted on ``x, y`` from out-of-fold scores already held: one fit
     of ``estimator`` on all rows, no process-wide state (two threads may assemble at once).
 
@@ -163,7 +168,8 @@ def assemble_served_model(estimator: Any, method: str, folds: Any, threshold: fl
     """
     model = served_model(estimator, method, folds, threshold)
     model.estimator_ = OOFCalibratedClassifier(estimator, method=method, cv=folds).fit_from_oof(
-        x, y, oof_scores)
+        x, y, oof_scores
+    )
     return model
 
 

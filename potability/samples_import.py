@@ -23,9 +23,10 @@ from __future__ import annotations
 import csv
 import re
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, TextIO
 
 import requests
 
@@ -67,7 +68,7 @@ class Outcome:
 
 def _canonical_names() -> dict[str, str]:
     names = {n.lower(): n for n in (*FEATURE_NAMES, *REQUIRED, *OPTIONAL)}
-    names.update({c.lower(): n for c, n in zip(FEATURE_COLUMNS, FEATURE_NAMES)})
+    names.update({c.lower(): n for c, n in zip(FEATURE_COLUMNS, FEATURE_NAMES, strict=False)})
     return names
 
 
@@ -98,11 +99,14 @@ def read_rows(handle: TextIO) -> list[Row]:
         raise ImportAborted("the file is empty (a header row is required)", 2) from None
     names = _canonical_names()
     columns = [names.get(h.strip().lower()) for h in header]
-    unknown = [h for h, c in zip(header, columns) if c is None]
+    unknown = [h for h, c in zip(header, columns, strict=False) if c is None]
     if unknown:
-        raise ImportAborted(f"unknown column(s) {unknown}; expected the nine measurements "
-                            f"{list(FEATURE_NAMES)}, {list(REQUIRED)} and optionally "
-                            f"{list(OPTIONAL)}", 2)
+        raise ImportAborted(
+            f"unknown column(s) {unknown}; expected the nine measurements "
+            f"{list(FEATURE_NAMES)}, {list(REQUIRED)} and optionally "
+            f"{list(OPTIONAL)}",
+            2,
+        )
     missing = [n for n in (*FEATURE_NAMES, *REQUIRED) if n not in columns]
     if missing:
         raise ImportAborted(f"missing column(s) {missing}", 2)
@@ -115,10 +119,11 @@ def read_rows(handle: TextIO) -> list[Row]:
         if not any(c.strip() for c in cells):
             continue  # blank lines (spreadsheets end files with them)
         if len(cells) != len(columns):
-            rows.append(Row(line, {"__cells__": f"has {len(cells)} cells, the header "
-                                                f"{len(columns)}"}))
+            rows.append(
+                Row(line, {"__cells__": f"has {len(cells)} cells, the header {len(columns)}"})
+            )
             continue
-        rows.append(Row(line, {c: _value(c, v) for c, v in zip(columns, cells)}))
+        rows.append(Row(line, {c: _value(c, v) for c, v in zip(columns, cells, strict=False)}))
     return rows
 
 
@@ -126,7 +131,7 @@ def _index(field_name: str) -> int | None:
     """``samples[3].ph`` -> 3 (None when the error names no row)."""
     if field_name.startswith("samples[") and "]" in field_name:
         try:
-            return int(field_name[len("samples["):field_name.index("]")])
+            return int(field_name[len("samples[") : field_name.index("]")])
         except ValueError:
             return None
     return None
@@ -147,8 +152,9 @@ class Poster:
         last = ""
         for attempt in range(RETRIES):
             try:
-                response = self.session.post(self.url, json={"samples": list(records)},
-                                             headers=headers, timeout=self.timeout)
+                response = self.session.post(
+                    self.url, json={"samples": list(records)}, headers=headers, timeout=self.timeout
+                )
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}: {exc}"
             else:
@@ -162,22 +168,29 @@ class Poster:
                 if retry_after.isdigit():
                     self.sleep(min(float(retry_after), 30.0))
                     continue
-            self.sleep(min(2.0 ** attempt, 30.0))
-        raise ImportAborted(f"add_sample at {self.url} is unavailable after {RETRIES} attempts "
-                            f"({last}); nothing is lost: run the import again later", 1)
+            self.sleep(min(2.0**attempt, 30.0))
+        raise ImportAborted(
+            f"add_sample at {self.url} is unavailable after {RETRIES} attempts "
+            f"({last}); nothing is lost: run the import again later",
+            1,
+        )
 
 
 def _line_of(rows: Sequence[Row], i: int) -> str:
     return f"line {rows[i].line}" if 0 <= i < len(rows) else f"samples[{i}]"
 
 
-def import_rows(rows: Sequence[Row], poster: Poster, batch_size: int = DEFAULT_BATCH,
-                report: Callable[[str], None] = print) -> Outcome:
+def import_rows(
+    rows: Sequence[Row],
+    poster: Poster,
+    batch_size: int = DEFAULT_BATCH,
+    report: Callable[[str], None] = print,
+) -> Outcome:
     """Post every row; report progress and each refused row as it is known."""
     outcome = Outcome()
     for start in range(0, len(rows), batch_size):
         pending = []
-        for row in rows[start:start + batch_size]:
+        for row in rows[start : start + batch_size]:
             if "__cells__" in row.record:
                 outcome.refused.append((row.line, row.record["__cells__"]))
                 report(f"  line {row.line}: refused - {row.record['__cells__']}")
@@ -191,31 +204,45 @@ def import_rows(rows: Sequence[Row], poster: Poster, batch_size: int = DEFAULT_B
                 outcome.already_recorded += states.count("already recorded")
                 break
             if status in (401, 403):
-                raise ImportAborted(f"add_sample refused the regulator token ({status}: "
-                                    f"{body.get('error')})", 2)
+                raise ImportAborted(
+                    f"add_sample refused the regulator token ({status}: {body.get('error')})", 2
+                )
             i = _index(str(body.get("field", "")))
             if status not in (400, 409, 422) or i is None or i >= len(pending):
                 raise ImportAborted(f"add_sample answered {status}: {body}", 1)
-            message = re.sub(r"samples\[(\d+)\]",
-                             lambda m: _line_of(pending, int(m.group(1))), str(body.get("error")))
+            message = re.sub(
+                r"samples\[(\d+)\]",
+                lambda m, pending=pending: _line_of(pending, int(m.group(1))),
+                str(body.get("error")),
+            )
             bad = pending.pop(i)
             reason = f"{str(body['field']).split('.', 1)[-1]}: {message}"
             outcome.refused.append((bad.line, reason))
             report(f"  line {bad.line}: refused - {reason}")
         done = min(start + batch_size, len(rows))
-        report(f"rows {start + 1}-{done} of {len(rows)}: {outcome.recorded} recorded, "
-               f"{outcome.already_recorded} already recorded, {len(outcome.refused)} refused")
+        report(
+            f"rows {start + 1}-{done} of {len(rows)}: {outcome.recorded} recorded, "
+            f"{outcome.already_recorded} already recorded, {len(outcome.refused)} refused"
+        )
     outcome.refused.sort()
     return outcome
 
 
-def import_csv(path: Path, url: str, token: str, batch_size: int = DEFAULT_BATCH,
-               report: Callable[[str], None] = print,
-               poster: Poster | None = None) -> Outcome:
+def import_csv(
+    path: Path,
+    url: str,
+    token: str,
+    batch_size: int = DEFAULT_BATCH,
+    report: Callable[[str], None] = print,
+    poster: Poster | None = None,
+) -> Outcome:
     """Read ``path`` and import it (see the module docstring)."""
     if not url:
-        raise ImportAborted("no add_sample URL: start the functions (`potability functions`) "
-                            "or pass --url / set ADD_SAMPLE_URL", 2)
+        raise ImportAborted(
+            "no add_sample URL: start the functions (`potability functions`) "
+            "or pass --url / set ADD_SAMPLE_URL",
+            2,
+        )
     if not token:
         raise ImportAborted("no regulator token: pass --token-file or set REGULATOR_TOKEN", 2)
     try:
@@ -227,7 +254,9 @@ def import_csv(path: Path, url: str, token: str, batch_size: int = DEFAULT_BATCH
 
 
 def summary(outcome: Outcome) -> Iterable[str]:
-    yield (f"{outcome.total} rows: {outcome.recorded} recorded, {outcome.already_recorded} "
-           f"already recorded, {len(outcome.refused)} refused")
+    yield (
+        f"{outcome.total} rows: {outcome.recorded} recorded, {outcome.already_recorded} "
+        f"already recorded, {len(outcome.refused)} refused"
+    )
     for line, reason in outcome.refused:
         yield f"  line {line}: {reason}"

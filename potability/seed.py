@@ -68,8 +68,14 @@ def seed(conn: Connection, frame: pd.DataFrame | None = None, as_role: str = "")
     frame = load_dataset() if frame is None else frame
     columns = ["sample_id", *FEATURE_COLUMNS, "potability", "sampled_at", "submitted_by", "source"]
     rows = [
-        (seed_sample_id(i), *(_value(r[n]) for n in FEATURE_NAMES), int(r[TARGET]),
-         SEED_SAMPLED_AT, SEED_SUBMITTER, "seed")
+        (
+            seed_sample_id(i),
+            *(_value(r[n]) for n in FEATURE_NAMES),
+            int(r[TARGET]),
+            SEED_SAMPLED_AT,
+            SEED_SUBMITTER,
+            "seed",
+        )
         for i, r in enumerate(frame.to_dict("records"))
     ]
     cur = conn.cursor()

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from potability import config, db, migrations
 from potability.config import Settings
-from potability.local import stack as local_stack, services
+from potability.local import services
+from potability.local import stack as local_stack
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
@@ -35,8 +36,9 @@ def database_url(stack_home: Path) -> str:
     """The app database on a real embedded PostgreSQL, migrated and seeded."""
     url = local_stack.start_database(stack_home)
     local_stack.prepare_database(url)
-    config.update_env(stack_home, POTABILITY_ENV="local", POTABILITY_HOME=str(stack_home),
-                           DATABASE_URL=url)
+    config.update_env(
+        stack_home, POTABILITY_ENV="local", POTABILITY_HOME=str(stack_home), DATABASE_URL=url
+    )
     return url
 
 
@@ -105,7 +107,9 @@ def clean_db(conn: db.Connection) -> db.Connection:
     cur = conn.cursor()
     cur.execute("DELETE FROM water.water_inferences")
     cur.execute("DELETE FROM water.inference_requests")
-    cur.execute("TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours")
+    cur.execute(
+        "TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours"
+    )
     cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
     conn.commit()
     return conn
@@ -128,15 +132,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     frame = load_dataset()
     x, y = frame[list(FEATURE_NAMES)], frame[TARGET]
     model = TunedThresholdClassifierCV(
-        make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
-                      LogisticRegression(class_weight="balanced")),
-        scoring="balanced_accuracy", cv=3, random_state=0,
+        make_pipeline(
+            SimpleImputer(strategy="median"),
+            StandardScaler(),
+            LogisticRegression(class_weight="balanced"),
+        ),
+        scoring="balanced_accuracy",
+        cv=3,
+        random_state=0,
     ).fit(x, y)
     path = tmp_path_factory.mktemp("model") / "tiny"
     from potability.model import sklearn_save_kwargs
 
-    mlflow.sklearn.save_model(model, str(path), input_example=x.head(2).astype(float),
-                              **sklearn_save_kwargs(model))
+    mlflow.sklearn.save_model(
+        model, str(path), input_example=x.head(2).astype(float), **sklearn_save_kwargs(model)
+    )
     from potability.serving import compiled_model  # served as registered versions are: compiled
 
     compiled_model.write(compiled_model.compile_estimator(model, x), path / compiled_model.FOLDER)
@@ -148,8 +158,9 @@ def model_server_url(stack_home: Path, tiny_model_dir: Path) -> str:
     """Our real model server (the Vertex container's module) serving ``tiny_model_dir``."""
     from potability.serving import model_server
 
-    return model_server.start_local(stack_home, str(tiny_model_dir), "water-potability",
-                                    "test-1", tracking_uri="")
+    return model_server.start_local(
+        stack_home, str(tiny_model_dir), "water-potability", "test-1", tracking_uri=""
+    )
 
 
 class WebhookReceiver:
@@ -167,7 +178,7 @@ class WebhookReceiver:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if owner.fail_next > 0:
                     owner.fail_next -= 1
@@ -250,16 +261,18 @@ def dead_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def local_functions(tmp_path_factory: pytest.TempPathFactory, database_url: str,
-                    model_server_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
+def local_functions(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, model_server_url: str
+) -> Iterator[tuple[Path, dict[str, str]]]:
     """The three functions started exactly as ``potability functions`` starts them (real
     functions-framework processes), in their own stack home pointing at the session's
     database and model server."""
     from potability.local import function_servers as local
 
     home = tmp_path_factory.mktemp("fnstack")
-    config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=database_url,
-                           MODEL_SERVER_URL=model_server_url)
+    config.update_env(
+        home, POTABILITY_ENV="local", DATABASE_URL=database_url, MODEL_SERVER_URL=model_server_url
+    )
     try:
         env = local.start(home)
         yield home, env

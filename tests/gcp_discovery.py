@@ -23,29 +23,35 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import googleapiclient
 
 DOCUMENTS = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
 
 KFP_TEMPLATE_URI = re.compile(
-    r"^https://[a-z0-9-]+-kfp\.pkg\.dev/[a-z0-9-]+/[a-z0-9-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.:=-]+$")
+    r"^https://[a-z0-9-]+-kfp\.pkg\.dev/[a-z0-9-]+/[a-z0-9-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.:=-]+$"
+)
 
 
 def _template_uri(value: Any) -> str | None:
     if not KFP_TEMPLATE_URI.match(str(value)):
-        return ("templateUri must come from the Vertex Template Registry (an Artifact Registry "
-                f"KFP URL https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG), got {value!r}")
+        return (
+            "templateUri must come from the Vertex Template Registry (an Artifact Registry "
+            f"KFP URL https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG), got {value!r}"
+        )
     return None
 
 
 DESCRIPTION_RULES: dict[tuple[str, str], tuple[str, Callable[[Any], str | None]]] = {
     # (schema id, field) -> (text that must still be in Google's description, check)
     ("GoogleCloudAiplatformV1PipelineJob", "templateUri"): (
-        "only uri from Vertex Template Registry & Gallery is supported", _template_uri),
+        "only uri from Vertex Template Registry & Gallery is supported",
+        _template_uri,
+    ),
 }
 """Prose constraints; the quoted text is asserted to be present, so a change of Google's
 wording makes the rule's test fail rather than the rule silently drift."""
@@ -59,7 +65,7 @@ class RequestInvalid(AssertionError):
         self.errors = errors
 
 
-@lru_cache(maxsize=None)
+@cache
 def document(api: str, version: str) -> dict[str, Any]:
     """The discovery document of ``api`` ``version`` (e.g. ``aiplatform``, ``v1``)."""
     return json.loads((DOCUMENTS / f"{api}.{version}.json").read_text())
@@ -67,6 +73,7 @@ def document(api: str, version: str) -> dict[str, Any]:
 
 def method(api: str, version: str, method_id: str) -> dict[str, Any]:
     """A method by its id, e.g. ``aiplatform.projects.locations.pipelineJobs.create``."""
+
     def walk(resources: dict[str, Any]) -> dict[str, Any] | None:
         for resource in resources.values():
             for m in resource.get("methods", {}).values():
@@ -96,8 +103,9 @@ _INT_FORMATS = {"int32", "uint32"}
 _STRING_INT_FORMATS = {"int64", "uint64"}
 
 
-def _check(doc: dict[str, Any], spec: dict[str, Any], value: Any, path: str,
-           errors: list[str]) -> None:
+def _check(
+    doc: dict[str, Any], spec: dict[str, Any], value: Any, path: str, errors: list[str]
+) -> None:
     if "$ref" in spec:
         _check_object(doc, spec["$ref"], value, path, errors)
         return
@@ -106,8 +114,10 @@ def _check(doc: dict[str, Any], spec: dict[str, Any], value: Any, path: str,
         return
     if kind == "string":
         if not isinstance(value, str):
-            errors.append(f"{path}: expected a string{f' ({fmt})' if fmt else ''}, "
-                          f"got {type(value).__name__} {value!r}")
+            errors.append(
+                f"{path}: expected a string{f' ({fmt})' if fmt else ''}, "
+                f"got {type(value).__name__} {value!r}"
+            )
             return
         if fmt in _STRING_INT_FORMATS and not re.fullmatch(r"-?\d+", value):
             errors.append(f"{path}: {fmt} travels as a decimal string, got {value!r}")
@@ -117,7 +127,9 @@ def _check(doc: dict[str, Any], spec: dict[str, Any], value: Any, path: str,
         if fmt in _STRING_INT_FORMATS and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
             return
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{path}: expected an integer ({fmt}), got {type(value).__name__} {value!r}")
+            errors.append(
+                f"{path}: expected an integer ({fmt}), got {type(value).__name__} {value!r}"
+            )
     elif kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append(f"{path}: expected a number, got {type(value).__name__} {value!r}")
@@ -143,8 +155,9 @@ def _check(doc: dict[str, Any], spec: dict[str, Any], value: Any, path: str,
         errors.append(f"{path}: the document gives no type I know ({kind!r})")
 
 
-def _check_object(doc: dict[str, Any], schema_id: str, value: Any, path: str,
-                  errors: list[str]) -> None:
+def _check_object(
+    doc: dict[str, Any], schema_id: str, value: Any, path: str, errors: list[str]
+) -> None:
     schema = doc["schemas"][schema_id]
     if not isinstance(value, dict):
         errors.append(f"{path}: expected a {schema_id} object, got {type(value).__name__}")
@@ -152,14 +165,21 @@ def _check_object(doc: dict[str, Any], schema_id: str, value: Any, path: str,
     _check_properties(doc, schema, value, path, errors, schema_id)
 
 
-def _check_properties(doc: dict[str, Any], schema: dict[str, Any], value: dict[str, Any],
-                      path: str, errors: list[str], schema_id: str) -> None:
+def _check_properties(
+    doc: dict[str, Any],
+    schema: dict[str, Any],
+    value: dict[str, Any],
+    path: str,
+    errors: list[str],
+    schema_id: str,
+) -> None:
     properties = schema.get("properties", {})
     for key, item in value.items():
         here = f"{path}.{key}" if path else key
         if key not in properties:
-            errors.append(f"{here}: unknown field of {schema_id} "
-                          f"(known: {', '.join(sorted(properties))})")
+            errors.append(
+                f"{here}: unknown field of {schema_id} (known: {', '.join(sorted(properties))})"
+            )
             continue
         spec = properties[key]
         if spec.get("readOnly"):
@@ -170,8 +190,10 @@ def _check_properties(doc: dict[str, Any], schema: dict[str, Any], value: dict[s
         if rule:
             quoted, check = rule
             if quoted not in spec.get("description", ""):
-                errors.append(f"{here}: Google's description no longer says {quoted!r}: "
-                              "review the rule in tests/gcp_discovery.py")
+                errors.append(
+                    f"{here}: Google's description no longer says {quoted!r}: "
+                    "review the rule in tests/gcp_discovery.py"
+                )
             problem = check(item)
             if problem:
                 errors.append(f"{here}: {problem}")

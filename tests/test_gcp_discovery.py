@@ -6,17 +6,18 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytest
-
 import gcp_discovery
+import pytest
 
 VALID_JOB: dict[str, Any] = {
     "displayName": "potability-training",
     "templateUri": "https://europe-west1-kfp.pkg.dev/p/potability-pipelines/water-potability-training/latest",
     "serviceAccount": "pipelines@p.iam.gserviceaccount.com",
     "labels": {"app": "potability"},
-    "runtimeConfig": {"gcsOutputDirectory": "gs://b/pipeline-root",
-                      "parameterValues": {"split_seed": 42, "grids": "default"}},
+    "runtimeConfig": {
+        "gcsOutputDirectory": "gs://b/pipeline-root",
+        "parameterValues": {"split_seed": 42, "grids": "default"},
+    },
     "pscInterfaceConfig": {"networkAttachment": "potability-pipelines"},
 }
 CREATE = "aiplatform.projects.locations.pipelineJobs.create"
@@ -46,63 +47,119 @@ def test_a_renamed_field_is_refused() -> None:
     body = _job(templateUri=None)
     body["templateURI"] = VALID_JOB["templateUri"]
     errors = _errors("aiplatform", "v1", "GoogleCloudAiplatformV1PipelineJob", body)
-    assert errors == ["templateURI: unknown field of GoogleCloudAiplatformV1PipelineJob "
-                      f"(known: {errors[0].split('(known: ')[1]}"]
+    assert errors == [
+        "templateURI: unknown field of GoogleCloudAiplatformV1PipelineJob "
+        f"(known: {errors[0].split('(known: ')[1]}"
+    ]
     nested = _job(runtimeConfig={"gcsOutputDir": "gs://b/x"})
     assert _errors("aiplatform", "v1", "GoogleCloudAiplatformV1PipelineJob", nested)[0].startswith(
-        "runtimeConfig.gcsOutputDir: unknown field of GoogleCloudAiplatformV1PipelineJobRuntimeConfig")
+        "runtimeConfig.gcsOutputDir: unknown field of GoogleCloudAiplatformV1PipelineJobRuntimeConfig"
+    )
 
 
 def test_a_gs_template_uri_is_refused_citing_googles_rule() -> None:
-    errors = _errors("aiplatform", "v1", "GoogleCloudAiplatformV1PipelineJob",
-                     _job(templateUri="gs://b/pipelines/training_pipeline.yaml"))
+    errors = _errors(
+        "aiplatform",
+        "v1",
+        "GoogleCloudAiplatformV1PipelineJob",
+        _job(templateUri="gs://b/pipelines/training_pipeline.yaml"),
+    )
     assert len(errors) == 1 and "Vertex Template Registry" in errors[0]
     assert errors[0].startswith("templateUri: templateUri must come from")
 
 
 def test_the_prose_rule_is_still_in_googles_description() -> None:
     doc = gcp_discovery.document("aiplatform", "v1")
-    description = doc["schemas"]["GoogleCloudAiplatformV1PipelineJob"]["properties"]["templateUri"]["description"]
+    description = doc["schemas"]["GoogleCloudAiplatformV1PipelineJob"]["properties"]["templateUri"][
+        "description"
+    ]
     assert "only uri from Vertex Template Registry & Gallery is supported" in description
 
 
 def test_a_wrong_enum_is_refused() -> None:
-    errors = _errors("aiplatform", "v1", "GoogleCloudAiplatformV1PipelineJobRuntimeConfig",
-                     {"gcsOutputDirectory": "gs://b", "failurePolicy": "FAIL_SOMETIMES"})
+    errors = _errors(
+        "aiplatform",
+        "v1",
+        "GoogleCloudAiplatformV1PipelineJobRuntimeConfig",
+        {"gcsOutputDirectory": "gs://b", "failurePolicy": "FAIL_SOMETIMES"},
+    )
     assert errors[0].startswith("failurePolicy: 'FAIL_SOMETIMES' is not one of [")
-    gcp_discovery.validate("aiplatform", "v1", "GoogleCloudAiplatformV1PipelineJobRuntimeConfig",
-                           {"gcsOutputDirectory": "gs://b", "failurePolicy": "PIPELINE_FAILURE_POLICY_FAIL_FAST"})
+    gcp_discovery.validate(
+        "aiplatform",
+        "v1",
+        "GoogleCloudAiplatformV1PipelineJobRuntimeConfig",
+        {"gcsOutputDirectory": "gs://b", "failurePolicy": "PIPELINE_FAILURE_POLICY_FAIL_FAST"},
+    )
 
 
 def test_a_missing_required_field_is_refused() -> None:
     # GoogleCloudAiplatformV1PipelineJobRuntimeConfig.gcsOutputDirectory: "Required. ..."
-    errors = _errors("aiplatform", "v1", "GoogleCloudAiplatformV1PipelineJob",
-                     _job(runtimeConfig={"parameterValues": {}}))
-    assert errors == ['runtimeConfig.gcsOutputDirectory: required by '
-                      'GoogleCloudAiplatformV1PipelineJobRuntimeConfig ("Required.") but missing']
+    errors = _errors(
+        "aiplatform",
+        "v1",
+        "GoogleCloudAiplatformV1PipelineJob",
+        _job(runtimeConfig={"parameterValues": {}}),
+    )
+    assert errors == [
+        "runtimeConfig.gcsOutputDirectory: required by "
+        'GoogleCloudAiplatformV1PipelineJobRuntimeConfig ("Required.") but missing'
+    ]
     errors = _errors("aiplatform", "v1", "GoogleCloudAiplatformV1DeployModelRequest", {})
-    assert errors == ['deployedModel: required by GoogleCloudAiplatformV1DeployModelRequest '
-                      '("Required.") but missing']
+    assert errors == [
+        "deployedModel: required by GoogleCloudAiplatformV1DeployModelRequest "
+        '("Required.") but missing'
+    ]
 
 
-@pytest.mark.parametrize("schema,body,message", [
-    ("GoogleCloudAiplatformV1PipelineJob", _job(displayName=3), "displayName: expected a string"),
-    ("GoogleCloudAiplatformV1PipelineJob", _job(labels=["a"]), "labels: expected an object"),
-    ("GoogleCloudAiplatformV1PipelineJob", _job(labels={"a": 1}), "labels['a']: expected a string"),
-    ("GoogleCloudAiplatformV1PipelineJob", _job(reservedIpRanges="r"), "reservedIpRanges: expected an array"),
-    ("GoogleCloudAiplatformV1PipelineJob", _job(preflightValidations="yes"),
-     "preflightValidations: expected a boolean"),
-    ("GoogleCloudAiplatformV1PipelineJob", _job(state="PIPELINE_STATE_RUNNING"),
-     "state: output-only field"),
-    # int64 travels as a decimal string in JSON; int32 as a number
-    ("GoogleCloudAiplatformV1DedicatedResources",
-     {"minReplicaCount": "1", "machineSpec": {"machineType": "n1-standard-2"}},
-     "minReplicaCount: expected an integer (int32)"),
-    ("GoogleCloudAiplatformV1DeployedModel",
-     {"model": "m", "dedicatedResources": {"minReplicaCount": 1,
-                                           "machineSpec": {"machineType": "n1-standard-2"}},
-      "displayName": 7}, "displayName: expected a string"),
-])
+@pytest.mark.parametrize(
+    ("schema", "body", "message"),
+    [
+        (
+            "GoogleCloudAiplatformV1PipelineJob",
+            _job(displayName=3),
+            "displayName: expected a string",
+        ),
+        ("GoogleCloudAiplatformV1PipelineJob", _job(labels=["a"]), "labels: expected an object"),
+        (
+            "GoogleCloudAiplatformV1PipelineJob",
+            _job(labels={"a": 1}),
+            "labels['a']: expected a string",
+        ),
+        (
+            "GoogleCloudAiplatformV1PipelineJob",
+            _job(reservedIpRanges="r"),
+            "reservedIpRanges: expected an array",
+        ),
+        (
+            "GoogleCloudAiplatformV1PipelineJob",
+            _job(preflightValidations="yes"),
+            "preflightValidations: expected a boolean",
+        ),
+        (
+            "GoogleCloudAiplatformV1PipelineJob",
+            _job(state="PIPELINE_STATE_RUNNING"),
+            "state: output-only field",
+        ),
+        # int64 travels as a decimal string in JSON; int32 as a number
+        (
+            "GoogleCloudAiplatformV1DedicatedResources",
+            {"minReplicaCount": "1", "machineSpec": {"machineType": "n1-standard-2"}},
+            "minReplicaCount: expected an integer (int32)",
+        ),
+        (
+            "GoogleCloudAiplatformV1DeployedModel",
+            {
+                "model": "m",
+                "dedicatedResources": {
+                    "minReplicaCount": 1,
+                    "machineSpec": {"machineType": "n1-standard-2"},
+                },
+                "displayName": 7,
+            },
+            "displayName: expected a string",
+        ),
+    ],
+)
 def test_wrong_types_are_refused(schema: str, body: Any, message: str) -> None:
     errors = _errors("aiplatform", "v1", schema, body)
     assert any(e.startswith(message) for e in errors), errors

@@ -30,7 +30,6 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -61,8 +60,11 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def migration_job_args() -> list[str]:
     """The container args of the Cloud Run migration job (terraform/migrate.tf)."""
-    match = re.search(r"^\s*args\s*=\s*(\[[^\]]*\])", (ROOT / "terraform" / "migrate.tf").read_text(),
-                      re.MULTILINE)
+    match = re.search(
+        r"^\s*args\s*=\s*(\[[^\]]*\])",
+        (ROOT / "terraform" / "migrate.tf").read_text(),
+        re.MULTILINE,
+    )
     assert match, "terraform/migrate.tf has no args = [...]"
     return json.loads(match[1])
 
@@ -74,15 +76,29 @@ class ImageEnv:
 
     def env(self, **extra: str) -> dict[str, str]:
         """A clean environment: the image's PATH (venv first), nothing pointing at the checkout."""
-        keep = {k: v for k, v in os.environ.items()
-                if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER")}
-        return {**keep, "PATH": f"{self.bin}:/usr/bin:/bin", "PYTHONUNBUFFERED": "1",
-                "POTABILITY_HOME": str(self.workdir / "home"), **extra}
+        keep = {
+            k: v for k, v in os.environ.items() if k in ("HOME", "LANG", "LC_ALL", "TMPDIR", "USER")
+        }
+        return {
+            **keep,
+            "PATH": f"{self.bin}:/usr/bin:/bin",
+            "PYTHONUNBUFFERED": "1",
+            "POTABILITY_HOME": str(self.workdir / "home"),
+            **extra,
+        }
 
     def run(self, argv: list[str], timeout: float = 300, **extra: str) -> str:
-        res = subprocess.run(argv, cwd=self.workdir, env=self.env(**extra), capture_output=True,
-                             text=True, timeout=timeout)
-        assert res.returncode == 0, f"{shlex.join(argv)}: exit {res.returncode}\n{res.stdout}\n{res.stderr}"
+        res = subprocess.run(
+            argv,
+            cwd=self.workdir,
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert res.returncode == 0, (
+            f"{shlex.join(argv)}: exit {res.returncode}\n{res.stdout}\n{res.stderr}"
+        )
         return res.stdout
 
 
@@ -93,10 +109,15 @@ def image_env(tmp_path_factory: pytest.TempPathFactory) -> ImageEnv:
     context, venv, workdir = scratch / "app", scratch / "venv", scratch / "elsewhere"
     context.mkdir()
     workdir.mkdir()
-    uv_env = {k: v for k, v in os.environ.items()
-              if not k.startswith(("UV_", "VIRTUAL_ENV", "PYTHON"))}
-    uv_env.update(UV_PROJECT_ENVIRONMENT=str(venv), UV_PYTHON=sys._base_executable,
-                  UV_LINK_MODE="hardlink", UV_COMPILE_BYTECODE="0")
+    uv_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "PYTHON"))
+    }
+    uv_env.update(
+        UV_PROJECT_ENVIRONMENT=str(venv),
+        UV_PYTHON=sys._base_executable,
+        UV_LINK_MODE="hardlink",
+        UV_COMPILE_BYTECODE="0",
+    )
     syncs: list[str] = []
     for word, rest in dockerfile_instructions():
         if word == "COPY":
@@ -109,8 +130,9 @@ def image_env(tmp_path_factory: pytest.TempPathFactory) -> ImageEnv:
                     shutil.copy2(src, context / src.name)
         elif word == "RUN" and rest.startswith("uv sync"):
             argv = [str(UV), *shlex.split(rest)[1:]]
-            res = subprocess.run(argv, cwd=context, env=uv_env, capture_output=True, text=True,
-                                 timeout=900)
+            res = subprocess.run(
+                argv, cwd=context, env=uv_env, capture_output=True, text=True, timeout=900
+            )
             assert res.returncode == 0, f"{shlex.join(argv)}:\n{res.stderr}"
             syncs.append(rest)
     assert len(syncs) == 2, "the Dockerfile installs dependencies, then the project: two uv syncs"
@@ -122,18 +144,26 @@ def image_env(tmp_path_factory: pytest.TempPathFactory) -> ImageEnv:
 def test_the_image_runs_from_elsewhere_than_its_build_directory() -> None:
     workdirs = [rest for word, rest in dockerfile_instructions() if word == "WORKDIR"]
     assert workdirs[0] == "/app" and workdirs[-1] != "/app", (
-        "the image must not run in its build context: `python -m` would import the source copy")
+        "the image must not run in its build context: `python -m` would import the source copy"
+    )
 
 
 def test_every_package_and_its_data_is_installed(image_env: ImageEnv) -> None:
     packages = sorted(p.parent.name for p in ROOT.glob("*/__init__.py"))
-    out = image_env.run(["python", "-c", (
-        "import importlib, json, sys\n"
-        f"names = {packages!r}\n"
-        "from potability import migrations, seed\n"
-        "print(json.dumps({'files': {n: importlib.import_module(n).__file__ for n in names},"
-        " 'sql': str(migrations.SQL_DIR), 'csv': str(seed.DATA_CSV),"
-        " 'migrations': [m.version for m in migrations.discover()], 'path': sys.path}))")])
+    out = image_env.run(
+        [
+            "python",
+            "-c",
+            (
+                "import importlib, json, sys\n"
+                f"names = {packages!r}\n"
+                "from potability import migrations, seed\n"
+                "print(json.dumps({'files': {n: importlib.import_module(n).__file__ for n in names},"
+                " 'sql': str(migrations.SQL_DIR), 'csv': str(seed.DATA_CSV),"
+                " 'migrations': [m.version for m in migrations.discover()], 'path': sys.path}))"
+            ),
+        ]
+    )
     found = json.loads(out)
     site = str(image_env.venv)
     assert all(f.startswith(site) for f in found["files"].values()), found["files"]
@@ -150,7 +180,8 @@ def job_runs(image_env: ImageEnv, module_fresh_db: str) -> list[str]:
 
 
 def test_the_migration_job_applies_every_migration_and_seeds_once(
-        job_runs: list[str], module_fresh_db: str) -> None:
+    job_runs: list[str], module_fresh_db: str
+) -> None:
     versions = [m.version for m in migrations.discover(ROOT / "sql")]
     first, second = job_runs
     assert f"applied: {', '.join(versions)}" in first
@@ -161,11 +192,15 @@ def test_the_migration_job_applies_every_migration_and_seeds_once(
     try:
         assert migrations.pending(conn, ROOT / "sql") == []
         cur = conn.cursor()
-        cur.execute("SELECT count(*), count(DISTINCT sample_id) FROM water.water_potability "
-                    "WHERE source = 'seed'")
+        cur.execute(
+            "SELECT count(*), count(DISTINCT sample_id) FROM water.water_potability "
+            "WHERE source = 'seed'"
+        )
         assert list(cur.fetchone()) == [rows, rows]
-        cur.execute("SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'water'")
+        cur.execute(
+            "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'water'"
+        )
         assert [r[0] for r in cur.fetchall()] == ["water_owner"]
     finally:
         conn.rollback()
@@ -173,7 +208,8 @@ def test_the_migration_job_applies_every_migration_and_seeds_once(
 
 
 def test_a_pipeline_step_runs_through_kfp_executor_as_compiled(
-        image_env: ImageEnv, job_runs: list[str], module_fresh_db: str, tmp_path: Path) -> None:
+    image_env: ImageEnv, job_runs: list[str], module_fresh_db: str, tmp_path: Path
+) -> None:
     from pipelines.training_pipeline import compile_pipeline
 
     spec = yaml.safe_load(compile_pipeline(tmp_path / "pipeline.yaml", IMAGE).read_text())
@@ -183,15 +219,34 @@ def test_a_pipeline_step_runs_through_kfp_executor_as_compiled(
     outputs.mkdir()
     run_id = "water-potability-training-image-test"
     executor_input = {
-        "inputs": {"parameterValues": {"run_id": run_id, "database": {
-            "url": module_fresh_db, "cloud_sql_instance": "", "name": "", "user": ""}}},
+        "inputs": {
+            "parameterValues": {
+                "run_id": run_id,
+                "database": {
+                    "url": module_fresh_db,
+                    "cloud_sql_instance": "",
+                    "name": "",
+                    "user": "",
+                },
+            }
+        },
         "outputs": {
-            "artifacts": {"dataset": {"artifacts": [{
-                "name": "dataset", "type": {"schemaTitle": "system.Dataset",
-                                            "schemaVersion": "0.0.1"},
-                "uri": str(outputs / "dataset"), "metadata": {}}]}},
-            "parameters": {"rows": {"outputFile": str(outputs / "rows")},
-                           "sha256": {"outputFile": str(outputs / "sha256")}},
+            "artifacts": {
+                "dataset": {
+                    "artifacts": [
+                        {
+                            "name": "dataset",
+                            "type": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"},
+                            "uri": str(outputs / "dataset"),
+                            "metadata": {},
+                        }
+                    ]
+                }
+            },
+            "parameters": {
+                "rows": {"outputFile": str(outputs / "rows")},
+                "sha256": {"outputFile": str(outputs / "sha256")},
+            },
             "outputFile": str(outputs / "executor_output.json"),
         },
     }
@@ -213,15 +268,29 @@ def test_a_pipeline_step_runs_through_kfp_executor_as_compiled(
 
 
 def test_the_model_server_answers_health_as_the_image_cmd_starts_it(
-        image_env: ImageEnv, tiny_model_dir: Path) -> None:
+    image_env: ImageEnv, tiny_model_dir: Path
+) -> None:
     cmd = [rest for word, rest in dockerfile_instructions() if word == "CMD"][-1]
-    env = {k: v for word, rest in dockerfile_instructions() if word == "ENV"
-           for k, v in (item.split("=", 1) for item in shlex.split(rest))}
+    env = {
+        k: v
+        for word, rest in dockerfile_instructions()
+        if word == "ENV"
+        for k, v in (item.split("=", 1) for item in shlex.split(rest))
+    }
     port = services.free_port()
-    proc = subprocess.Popen(json.loads(cmd), cwd=image_env.workdir, env=image_env.env(
-        AIP_HTTP_PORT=str(port), AIP_HEALTH_ROUTE=env["AIP_HEALTH_ROUTE"],
-        AIP_PREDICT_ROUTE=env["AIP_PREDICT_ROUTE"], AIP_STORAGE_URI=str(tiny_model_dir)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        json.loads(cmd),
+        cwd=image_env.workdir,
+        env=image_env.env(
+            AIP_HTTP_PORT=str(port),
+            AIP_HEALTH_ROUTE=env["AIP_HEALTH_ROUTE"],
+            AIP_PREDICT_ROUTE=env["AIP_PREDICT_ROUTE"],
+            AIP_STORAGE_URI=str(tiny_model_dir),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}{env['AIP_HEALTH_ROUTE']}"
         deadline, answer = time.monotonic() + 180, None
@@ -232,7 +301,9 @@ def test_the_model_server_answers_health_as_the_image_cmd_starts_it(
                     break
             except OSError:
                 time.sleep(0.5)
-        assert answer is not None, f"no /health answer (exit {proc.poll()}): {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert answer is not None, (
+            f"no /health answer (exit {proc.poll()}): {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
         assert answer[0] == 200
     finally:
         proc.terminate()

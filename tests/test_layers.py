@@ -50,8 +50,13 @@ def floor_of(module: str) -> str | None:
     top = module.split(".")[0]
     if module == CLI or module.startswith(CLI + "."):
         return "cli"
-    return {"potability": "core", "training": "training", "components": "components",
-            "pipelines": "pipelines", "functions": "functions"}.get(top)
+    return {
+        "potability": "core",
+        "training": "training",
+        "components": "components",
+        "pipelines": "pipelines",
+        "functions": "functions",
+    }.get(top)
 
 
 def module_name(path: Path) -> str:
@@ -74,7 +79,8 @@ def imports(path: Path) -> list[tuple[str, bool]]:
                 for alias in child.names:
                     sub = f"{child.module}.{alias.name}"
                     is_sub = (ROOT / Path(*sub.split("."))).with_suffix(".py").exists() or (
-                        ROOT / Path(*sub.split(".")) / "__init__.py").exists()
+                        ROOT / Path(*sub.split(".")) / "__init__.py"
+                    ).exists()
                     found.append((sub if is_sub else child.module, lazy))
             visit(child, inner)
 
@@ -83,8 +89,9 @@ def imports(path: Path) -> list[tuple[str, bool]]:
 
 
 def first_party_modules() -> dict[str, Path]:
-    return {module_name(p): p for package in PACKAGES
-            for p in sorted((ROOT / package).rglob("*.py"))}
+    return {
+        module_name(p): p for package in PACKAGES for p in sorted((ROOT / package).rglob("*.py"))
+    }
 
 
 MODULES = first_party_modules()
@@ -92,8 +99,14 @@ MODULES = first_party_modules()
 
 def test_the_rule_sees_the_modules_and_their_imports() -> None:
     """The check cannot pass by reading nothing."""
-    assert {"potability.config", "training.modeling", "components.train_step",
-            "pipelines.local_scheduler", "functions.main", CLI} <= set(MODULES)
+    assert {
+        "potability.config",
+        "training.modeling",
+        "components.train_step",
+        "pipelines.local_scheduler",
+        "functions.main",
+        CLI,
+    } <= set(MODULES)
     assert ("training.promotion", True) in imports(MODULES["components.runtime"])
     assert ("pipelines.local_scheduler", True) in imports(MODULES[CLI])
 
@@ -109,11 +122,13 @@ def test_no_import_runs_up_a_floor(module: str) -> None:
         if here == "cli":
             assert there != "functions", f"{module} imports {target}: start functions as processes"
             assert there in ("core", "training") or lazy, (
-                f"{module} imports {target} at module level: only inside a command")
+                f"{module} imports {target} at module level: only inside a command"
+            )
             continue
         assert FLOOR[there] < FLOOR[here], (
             f"{module} ({here}) imports {target} ({there}): an arrow up or sideways "
-            f"(core < training < components < pipelines | functions < cli)")
+            f"(core < training < components < pipelines | functions < cli)"
+        )
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("components.")))
@@ -125,8 +140,15 @@ def test_no_step_imports_another_step(module: str) -> None:
                 assert target in ADAPTERS, f"the adapter {module} imports the step {target}"
 
 
-ROOMS = {"base": 0, "inference": 1, "gcp": 1, "local": 2, "serving": 3, "governance": 4,
-         "quality": 5}
+ROOMS = {
+    "base": 0,
+    "inference": 1,
+    "gcp": 1,
+    "local": 2,
+    "serving": 3,
+    "governance": 4,
+    "quality": 5,
+}
 
 
 def room_of(module: str) -> str | None:
@@ -152,14 +174,16 @@ def test_no_import_runs_up_a_room_of_the_core(module: str) -> None:
             continue
         assert ROOMS[there] < ROOMS[here], (
             f"{module} ({here}) imports {target} ({there}): an arrow up or sideways "
-            f"(base < inference | gcp < local < serving < governance < quality)")
+            f"(base < inference | gcp < local < serving < governance < quality)"
+        )
 
 
 def test_the_image_and_the_package_carry_every_floor() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\w+)/ \1/$", dockerfile, re.M))
-    included = tomllib.loads((ROOT / "pyproject.toml").read_text())[
-        "tool"]["setuptools"]["packages"]
+    included = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]
     for package in PACKAGES:
         assert package in copied, f"the Dockerfile does not COPY {package}/"
         assert package in included, f"pyproject's packages do not list {package}"
@@ -170,8 +194,10 @@ def test_the_image_and_the_package_carry_every_floor() -> None:
 
 
 def test_the_function_zip_carries_every_package_the_functions_import() -> None:
-    zipped = re.search(r'fileset\(local\.repo_root, "\{([\w,]+)\}/\*\*"\)',
-                       (ROOT / "terraform" / "functions.tf").read_text())
+    zipped = re.search(
+        r'fileset\(local\.repo_root, "\{([\w,]+)\}/\*\*"\)',
+        (ROOT / "terraform" / "functions.tf").read_text(),
+    )
     assert zipped, "terraform/functions.tf: the zip's fileset pattern was not found"
     packages = set(zipped.group(1).split(","))
     needed, todo = set(), [m for m in MODULES if m.startswith("functions.")]

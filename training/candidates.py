@@ -11,9 +11,10 @@ evaluate and promote, so all later steps score on exactly the same rows.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -27,9 +28,13 @@ def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return frame[list(FEATURE_NAMES)].astype(float), frame[TARGET].astype(int)
 
 
-def fit_candidates(train: pd.DataFrame, grid_name: str, config: modeling.TrainingConfig,
-                   families: tuple[str, ...] = modeling.FAMILIES,
-                   ensemble: bool = True) -> list[modeling.FittedCandidate]:
+def fit_candidates(
+    train: pd.DataFrame,
+    grid_name: str,
+    config: modeling.TrainingConfig,
+    families: tuple[str, ...] = modeling.FAMILIES,
+    ensemble: bool = True,
+) -> list[modeling.FittedCandidate]:
     """Fit every family of the named grid, then the ensemble, on the training part only."""
     x, y = features_and_target(train)
     return modeling.fit_all(modeling.grid(grid_name), x, y, config, families, ensemble)
@@ -51,11 +56,17 @@ class LoggedCandidate:
     best_params: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"family": self.family, "run_id": self.run_id, "model_uri": self.model_uri,
-                "threshold": self.threshold, "cv_score": self.cv_score,
-                "cv_precision": self.cv_precision, "cv_recall": self.cv_recall,
-                "calibration": self.calibration,
-                "best_params": {k: _plain(v) for k, v in self.best_params.items()}}
+        return {
+            "family": self.family,
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "threshold": self.threshold,
+            "cv_score": self.cv_score,
+            "cv_precision": self.cv_precision,
+            "cv_recall": self.cv_recall,
+            "calibration": self.calibration,
+            "best_params": {k: _plain(v) for k, v in self.best_params.items()},
+        }
 
 
 def _plain(value: Any) -> Any:
@@ -87,9 +98,14 @@ def cv_table(candidate: modeling.FittedCandidate) -> dict[str, list[Any]]:
     }
 
 
-def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[Any]],
-                  x_train: pd.DataFrame, y_train: pd.Series, pipeline_run_id: str,
-                  config: modeling.TrainingConfig) -> LoggedCandidate:
+def log_candidate(
+    candidate: modeling.FittedCandidate,
+    grid: Mapping[str, list[Any]],
+    x_train: pd.DataFrame,
+    y_train: pd.Series,
+    pipeline_run_id: str,
+    config: modeling.TrainingConfig,
+) -> LoggedCandidate:
     """Log one family as a nested MLflow run (call inside the parent run).
 
     Args:
@@ -104,56 +120,95 @@ def log_candidate(candidate: modeling.FittedCandidate, grid: Mapping[str, list[A
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from training import figures
     from potability.model import sklearn_save_kwargs
+    from training import figures
 
-    with mlflow.start_run(run_name=candidate.family, nested=True,
-                          tags={"family": candidate.family,
-                                "pipeline_run_id": pipeline_run_id}) as run:
+    with mlflow.start_run(
+        run_name=candidate.family,
+        nested=True,
+        tags={"family": candidate.family, "pipeline_run_id": pipeline_run_id},
+    ) as run:
         mlflow.log_params({f"best.{k}": _plain(v) for k, v in candidate.best_params.items()})
-        mlflow.log_params({"family": candidate.family, "recall_floor": config.recall_floor,
-                           "recall_margin": config.recall_margin, "cv_folds": config.cv_folds,
-                           "seed": config.seed, "cv_seed": config.fold_seed,
-                           "calibration": candidate.calibration})
+        mlflow.log_params(
+            {
+                "family": candidate.family,
+                "recall_floor": config.recall_floor,
+                "recall_margin": config.recall_margin,
+                "cv_folds": config.cv_folds,
+                "seed": config.seed,
+                "cv_seed": config.fold_seed,
+                "calibration": candidate.calibration,
+            }
+        )
         mlflow.log_dict({k: [_plain(v) for v in vs] for k, vs in grid.items()}, "grid.json")
         mlflow.log_dict(cv_table(candidate), "cv_results.json")
-        mlflow.log_metrics({
-            "cv_precision_at_recall_floor": candidate.selection.score,
-            "cv_precision": candidate.selection.precision,
-            "cv_recall": candidate.selection.recall,
-            "cv_best_precision_at_recall": candidate.search_score,
-            "threshold": candidate.threshold,
-            **{f"cv_brier_{k}": v for k, v in candidate.cv_brier.items()},
-            **{f"seconds_{k}": v for k, v in candidate.seconds.items()},
-        })
+        mlflow.log_metrics(
+            {
+                "cv_precision_at_recall_floor": candidate.selection.score,
+                "cv_precision": candidate.selection.precision,
+                "cv_recall": candidate.selection.recall,
+                "cv_best_precision_at_recall": candidate.search_score,
+                "threshold": candidate.threshold,
+                **{f"cv_brier_{k}": v for k, v in candidate.cv_brier.items()},
+                **{f"seconds_{k}": v for k, v in candidate.seconds.items()},
+            }
+        )
         thresholds, objective = candidate.tuning_curve
         fig = figures.threshold_tuning_figure(
-            thresholds, objective, candidate.threshold,
-            f"{candidate.family}: threshold tuned on out-of-fold calibrated probabilities")
+            thresholds,
+            objective,
+            candidate.threshold,
+            f"{candidate.family}: threshold tuned on out-of-fold calibrated probabilities",
+        )
         mlflow.log_figure(fig, "figures/threshold_tuning.png")
         figures.close(fig)
         fig = figures.reliability_figure(
-            y_train, {f"calibrated ({candidate.calibration})": candidate.oof_calibrated,
-                      **({"uncalibrated": candidate.oof_proba()}
-                         if candidate.oof_proba() is not None else {})},
-            f"{candidate.family}: reliability, out-of-fold on the training rows")
+            y_train,
+            {
+                f"calibrated ({candidate.calibration})": candidate.oof_calibrated,
+                **(
+                    {"uncalibrated": candidate.oof_proba()}
+                    if candidate.oof_proba() is not None
+                    else {}
+                ),
+            },
+            f"{candidate.family}: reliability, out-of-fold on the training rows",
+        )
         mlflow.log_figure(fig, "figures/reliability_cv.png")
         figures.close(fig)
         example = x_train.dropna().head(3)
         info = mlflow.sklearn.log_model(
-            candidate.model, name="model", input_example=example,
+            candidate.model,
+            name="model",
+            input_example=example,
             signature=infer_signature(example, candidate.model.predict(example)),
-            pip_requirements=model_requirements(), **sklearn_save_kwargs(candidate.model),
+            pip_requirements=model_requirements(),
+            **sklearn_save_kwargs(candidate.model),
         )
-        return LoggedCandidate(candidate.family, run.info.run_id, info.model_uri,
-                               candidate.threshold, candidate.cv_score,
-                               candidate.selection.precision, candidate.selection.recall,
-                               candidate.calibration, candidate.best_params)
+        return LoggedCandidate(
+            candidate.family,
+            run.info.run_id,
+            info.model_uri,
+            candidate.threshold,
+            candidate.cv_score,
+            candidate.selection.precision,
+            candidate.selection.recall,
+            candidate.calibration,
+            candidate.best_params,
+        )
 
 
-def train(frame: pd.DataFrame, *, tracking_uri: str, experiment: str, pipeline_run_id: str,
-          grid_name: str, config: modeling.TrainingConfig, test_fraction: float,
-          data_sha256: str = "") -> tuple[str, list[LoggedCandidate], Split]:
+def train(
+    frame: pd.DataFrame,
+    *,
+    tracking_uri: str,
+    experiment: str,
+    pipeline_run_id: str,
+    grid_name: str,
+    config: modeling.TrainingConfig,
+    test_fraction: float,
+    data_sha256: str = "",
+) -> tuple[str, list[LoggedCandidate], Split]:
     """Split, fit all families, log them under one parent run; return (parent id, candidates, split).
 
     Args:
@@ -172,23 +227,33 @@ def train(frame: pd.DataFrame, *, tracking_uri: str, experiment: str, pipeline_r
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
     grids = modeling.grid(grid_name)
-    with mlflow.start_run(run_name=pipeline_run_id,
-                          tags={"pipeline_run_id": pipeline_run_id}) as parent:
-        mlflow.log_params({
-            "recall_floor": config.recall_floor, "recall_margin": config.recall_margin,
-            "test_fraction": test_fraction, "split_seed": config.seed,
-            "cv_folds": config.cv_folds, "grids": grid_name, "data_sha256": data_sha256,
-            "training_rows": len(parts.train), "test_rows": len(parts.test),
-            "train_potable_share": round(float(parts.train[TARGET].mean()), 4),
-            "test_potable_share": round(float(parts.test[TARGET].mean()), 4),
-        })
+    with mlflow.start_run(
+        run_name=pipeline_run_id, tags={"pipeline_run_id": pipeline_run_id}
+    ) as parent:
+        mlflow.log_params(
+            {
+                "recall_floor": config.recall_floor,
+                "recall_margin": config.recall_margin,
+                "test_fraction": test_fraction,
+                "split_seed": config.seed,
+                "cv_folds": config.cv_folds,
+                "grids": grid_name,
+                "data_sha256": data_sha256,
+                "training_rows": len(parts.train),
+                "test_rows": len(parts.test),
+                "train_potable_share": round(float(parts.train[TARGET].mean()), 4),
+                "test_potable_share": round(float(parts.test[TARGET].mean()), 4),
+            }
+        )
         x_train, y_train = features_and_target(parts.train)
         logged = []
         for candidate in fit_candidates(parts.train, grid_name, config):
             searched = grids.get(candidate.family) or {
-                "members": [candidate.best_params["members"]]}
-            logged.append(log_candidate(candidate, searched, x_train, y_train,
-                                        pipeline_run_id, config))
+                "members": [candidate.best_params["members"]]
+            }
+            logged.append(
+                log_candidate(candidate, searched, x_train, y_train, pipeline_run_id, config)
+            )
         mlflow.log_dict([c.to_json() for c in logged], "candidates.json")
         return parent.info.run_id, logged, parts
 

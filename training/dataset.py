@@ -15,7 +15,6 @@ from potability import db, migrations
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
 
-
 SAMPLE_ID = "sample_id"
 
 

@@ -52,8 +52,13 @@ def choose_challenger(candidates: list[dict[str, Any]]) -> dict[str, Any]:
     return max(candidates, key=challenger_key)
 
 
-def decide(challenger: Scores, champion: Scores | None, evidence: Evidence | None,
-           recall_floor: float, confidence: float = DEFAULT_PROMOTION_CONFIDENCE) -> str:
+def decide(
+    challenger: Scores,
+    champion: Scores | None,
+    evidence: Evidence | None,
+    recall_floor: float,
+    confidence: float = DEFAULT_PROMOTION_CONFIDENCE,
+) -> str:
     """``first_champion`` | ``challenger_wins`` | ``champion_kept``.
 
     Args:

@@ -20,8 +20,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
-                             precision_score, recall_score, roc_auc_score, roc_curve)
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+    roc_curve,
+)
 
 from potability.features import FEATURE_NAMES, TARGET
 from potability.model import decision_threshold, uncalibrated_model
@@ -103,6 +111,7 @@ def score_model(model: Any, test: pd.DataFrame) -> Scores:
 
 # --- evidence ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Evidence:
     """Paired bootstrap of (challenger - champion) held-out precision, each at its threshold."""
@@ -147,9 +156,14 @@ def _recalls(y: np.ndarray, predicted: np.ndarray, idx: np.ndarray) -> np.ndarra
     return np.divide(true_pos, count, out=np.zeros(len(idx)), where=count > 0)
 
 
-def recall_floor_evidence(y: Any, predicted: Any, recall_floor: float, *,
-                          resamples: int = BOOTSTRAP_RESAMPLES,
-                          seed: int = BOOTSTRAP_SEED) -> float:
+def recall_floor_evidence(
+    y: Any,
+    predicted: Any,
+    recall_floor: float,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> float:
     """Share of bootstrap resamples in which one model's recall reaches the floor.
 
     Held-out recall on ~250 potable rows has a standard error (~0.027) larger than the
@@ -161,9 +175,15 @@ def recall_floor_evidence(y: Any, predicted: Any, recall_floor: float, *,
     return float(np.mean(_recalls(y, p, idx) >= recall_floor))
 
 
-def paired_bootstrap(y: Any, challenger: Any, champion: Any, *,
-                     resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                     recall_floor: float | None = None) -> Evidence:
+def paired_bootstrap(
+    y: Any,
+    challenger: Any,
+    champion: Any,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    recall_floor: float | None = None,
+) -> Evidence:
     """How sure are we that the challenger is more precise than the champion on these rows?
 
     Both models' predictions are resampled together (the same rows in each resample), so the
@@ -183,34 +203,45 @@ def paired_bootstrap(y: Any, challenger: Any, champion: Any, *,
         raise ValueError("labels and both predictions must be non-empty and of one length")
     idx = _resample_indices(len(y), resamples, seed)
     diffs = _precisions(y, a, idx) - _precisions(y, b, idx)
-    observed = float(_precisions(y, a, np.arange(len(y))[None])[0]
-                     - _precisions(y, b, np.arange(len(y))[None])[0])
+    observed = float(
+        _precisions(y, a, np.arange(len(y))[None])[0]
+        - _precisions(y, b, np.arange(len(y))[None])[0]
+    )
     low, high = np.percentile(diffs, [2.5, 97.5])
     if recall_floor is None:
         return Evidence(observed, float(low), float(high), float(np.mean(diffs > 0)), resamples)
     challenger_meets = _recalls(y, a, idx) >= recall_floor
     champion_meets = _recalls(y, b, idx) >= recall_floor
-    return Evidence(observed, float(low), float(high), float(np.mean(diffs > 0)), resamples,
-                    joint_probability=float(np.mean((diffs > 0) & challenger_meets)),
-                    challenger_meets_floor=float(np.mean(challenger_meets)),
-                    champion_meets_floor=float(np.mean(champion_meets)))
+    return Evidence(
+        observed,
+        float(low),
+        float(high),
+        float(np.mean(diffs > 0)),
+        resamples,
+        joint_probability=float(np.mean((diffs > 0) & challenger_meets)),
+        challenger_meets_floor=float(np.mean(challenger_meets)),
+        champion_meets_floor=float(np.mean(champion_meets)),
+    )
 
 
-def precision_interval(y: Any, predicted: Any, *, resamples: int = BOOTSTRAP_RESAMPLES,
-                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def precision_interval(
+    y: Any, predicted: Any, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
     """95% bootstrap percentile interval of one model's held-out precision.
 
     It says how far the precision measured on these ~650 rows could be from the model's
     precision on water it will see, given only how many potable calls it made and got right.
     """
     y, p = np.asarray(y).astype(int), np.asarray(predicted).astype(int)
-    low, high = np.percentile(_precisions(y, p, _resample_indices(len(y), resamples, seed)),
-                              [2.5, 97.5])
+    low, high = np.percentile(
+        _precisions(y, p, _resample_indices(len(y), resamples, seed)), [2.5, 97.5]
+    )
     return float(low), float(high)
 
 
-def log_figures(model: Any, test: pd.DataFrame, scores: Scores, family: str,
-                recall_floor: float) -> None:
+def log_figures(
+    model: Any, test: pd.DataFrame, scores: Scores, family: str, recall_floor: float
+) -> None:
     """Attach the held-out confusion matrix and PR curve to the active MLflow run."""
     import mlflow
 
@@ -220,26 +251,36 @@ def log_figures(model: Any, test: pd.DataFrame, scores: Scores, family: str,
     y = test[TARGET].astype(int).to_numpy()
     matrix = confusion_matrix(y, model.predict(x), labels=[0, 1])
     fig = figures.confusion_matrix_figure(
-        matrix.tolist(), f"{family} on held-out data (threshold {scores.threshold:.3f})")
+        matrix.tolist(), f"{family} on held-out data (threshold {scores.threshold:.3f})"
+    )
     mlflow.log_figure(fig, "figures/confusion_matrix.png")
     figures.close(fig)
     proba = positive_proba(model, x)
-    fig = figures.precision_recall_figure(y, proba, scores.threshold,
-                                          recall_floor, f"{family}: held-out precision-recall")
+    fig = figures.precision_recall_figure(
+        y, proba, scores.threshold, recall_floor, f"{family}: held-out precision-recall"
+    )
     mlflow.log_figure(fig, "figures/precision_recall_curve.png")
     figures.close(fig)
     raw = uncalibrated_proba(model, x)
     fig = figures.reliability_figure(
-        y, {"calibrated (served)": proba, **({"uncalibrated": raw} if raw is not None else {})},
-        f"{family}: reliability on held-out data")
+        y,
+        {"calibrated (served)": proba, **({"uncalibrated": raw} if raw is not None else {})},
+        f"{family}: reliability on held-out data",
+    )
     mlflow.log_figure(fig, "figures/reliability_held_out.png")
     figures.close(fig)
 
 
-def evaluate(candidates: list[dict[str, Any]], test: pd.DataFrame, *, tracking_uri: str,
-             parent_run_id: str, recall_floor: float,
-             load_model: Any = None,
-             models: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def evaluate(
+    candidates: list[dict[str, Any]],
+    test: pd.DataFrame,
+    *,
+    tracking_uri: str,
+    parent_run_id: str,
+    recall_floor: float,
+    load_model: Any = None,
+    models: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Score every candidate; log to its run and the parent; return candidates + ``scores``.
 
     Args:
@@ -277,9 +318,10 @@ def evaluate(candidates: list[dict[str, Any]], test: pd.DataFrame, *, tracking_u
     return scored
 
 
-def roc_points(y: Any, proba: Any, max_points: int = 60) -> tuple[list[float], list[float], list[float]]:
+def roc_points(
+    y: Any, proba: Any, max_points: int = 60
+) -> tuple[list[float], list[float], list[float]]:
     """A thinned ROC curve (KFP's ClassificationMetrics stores it inline), thresholds in [0, 1]."""
     fpr, tpr, thresholds = roc_curve(y, proba)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
-    return (fpr[keep].tolist(), tpr[keep].tolist(),
-            np.clip(thresholds[keep], 0.0, 1.0).tolist())
+    return (fpr[keep].tolist(), tpr[keep].tolist(), np.clip(thresholds[keep], 0.0, 1.0).tolist())

@@ -1,14 +1,15 @@
 """The figures attached to each candidate's MLflow run (matplotlib, headless)."""
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.metrics import precision_recall_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve
 
 
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]], title: str) -> Figure:
@@ -17,8 +18,14 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], title: str) -> Figu
     data = np.asarray(matrix)
     ax.imshow(data, cmap="Blues")
     for (i, j), value in np.ndenumerate(data):
-        ax.text(j, i, str(value), ha="center", va="center",
-                color="white" if value > data.max() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            str(value),
+            ha="center",
+            va="center",
+            color="white" if value > data.max() / 2 else "black",
+        )
     ax.set_xticks([0, 1], ["not potable", "potable"])
     ax.set_yticks([0, 1], ["not potable", "potable"])
     ax.set_xlabel("predicted")
@@ -28,8 +35,9 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], title: str) -> Figu
     return fig
 
 
-def precision_recall_figure(y_true: Any, proba: Any, threshold: float, recall_floor: float,
-                            title: str) -> Figure:
+def precision_recall_figure(
+    y_true: Any, proba: Any, threshold: float, recall_floor: float, title: str
+) -> Figure:
     """The precision-recall curve with the chosen threshold's operating point marked."""
     precision, recall, thresholds = precision_recall_curve(y_true, proba)
     y = np.asarray(y_true)
@@ -41,8 +49,14 @@ def precision_recall_figure(y_true: Any, proba: Any, threshold: float, recall_fl
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(recall, precision, lw=1.5, label="precision-recall curve")
     ax.axvline(recall_floor, color="grey", ls="--", lw=1, label=f"recall floor {recall_floor:.2f}")
-    ax.plot([point_r], [point_p], "o", color="crimson", ms=8,
-            label=f"threshold {threshold:.3f}: P={point_p:.3f} R={point_r:.3f}")
+    ax.plot(
+        [point_r],
+        [point_p],
+        "o",
+        color="crimson",
+        ms=8,
+        label=f"threshold {threshold:.3f}: P={point_p:.3f} R={point_r:.3f}",
+    )
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
@@ -66,8 +80,9 @@ def threshold_tuning_figure(thresholds: Any, scores: Any, chosen: float, title: 
     return fig
 
 
-def reliability_figure(y_true: Any, probabilities: dict[str, Any], title: str,
-                       bins: int = 10) -> Figure:
+def reliability_figure(
+    y_true: Any, probabilities: dict[str, Any], title: str, bins: int = 10
+) -> Figure:
     """Reliability diagram: observed potable share against mean predicted probability, per
     equal-count bin, one line per model (the diagonal is perfect calibration), with each
     model's Brier score in the legend."""

@@ -51,14 +51,19 @@ DecisionTreeClassifier, SVC, LogisticRegression, VotingClassifier (soft).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator
-from sklearn.ensemble import (ExtraTreesClassifier, HistGradientBoostingClassifier,
-                              RandomForestClassifier, VotingClassifier)
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    VotingClassifier,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve
@@ -68,11 +73,22 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from potability.model import (apply_calibrator, assemble_served_model, calibrated_response,
-                              fit_calibrator, raw_scores)
+from potability.model import (
+    apply_calibrator,
+    assemble_served_model,
+    calibrated_response,
+    fit_calibrator,
+    raw_scores,
+)
 
-FAMILIES: tuple[str, ...] = ("random_forest", "extra_trees", "hist_gradient_boosting",
-                             "decision_tree", "svm", "logistic_regression")
+FAMILIES: tuple[str, ...] = (
+    "random_forest",
+    "extra_trees",
+    "hist_gradient_boosting",
+    "decision_tree",
+    "svm",
+    "logistic_regression",
+)
 """The searched families, in the order they are trained and reported."""
 
 ENSEMBLE = "soft_voting"
@@ -89,6 +105,7 @@ at or above the floor despite the noise of a ~650-row test split."""
 
 
 # --- the metric -------------------------------------------------------------------------------
+
 
 def precision_at_recall(y_true: Any, y_pred: Any, recall_floor: float) -> float:
     """Precision of hard predictions if their recall reaches ``recall_floor``, else 0.
@@ -109,8 +126,7 @@ def precision_and_recall(y_true: Any, y_pred: Any) -> tuple[float, float]:
     positives = int((y_true == 1).sum())
     predicted = int((y_pred == 1).sum())
     true_pos = int(((y_true == 1) & (y_pred == 1)).sum())
-    return (true_pos / predicted if predicted else 0.0,
-            true_pos / positives if positives else 0.0)
+    return (true_pos / predicted if predicted else 0.0, true_pos / positives if positives else 0.0)
 
 
 def best_precision_at_recall(y_true: Any, proba: Any, recall_floor: float) -> float:
@@ -129,8 +145,9 @@ def best_precision_at_recall(y_true: Any, proba: Any, recall_floor: float) -> fl
     return float(precision[eligible].max()) if eligible.any() else 0.0
 
 
-def tune_threshold(y_true: Any, proba: Any, target_recall: float
-                   ) -> tuple[float, np.ndarray, np.ndarray]:
+def tune_threshold(
+    y_true: Any, proba: Any, target_recall: float
+) -> tuple[float, np.ndarray, np.ndarray]:
     """The threshold on ``proba`` with the best precision among those reaching the recall target.
 
     Returns (threshold, thresholds, objective): the objective is the precision where recall
@@ -146,8 +163,10 @@ def tune_threshold(y_true: Any, proba: Any, target_recall: float
 
 # --- calibration on out-of-fold scores ----------------------------------------------------------
 
-def cross_fitted_calibration(scores: np.ndarray, y: np.ndarray, fold_ids: np.ndarray,
-                             method: str) -> np.ndarray:
+
+def cross_fitted_calibration(
+    scores: np.ndarray, y: np.ndarray, fold_ids: np.ndarray, method: str
+) -> np.ndarray:
     """Calibrated OOF probabilities: fold k's scores mapped by a calibrator fitted on the rest
     (:func:`potability.model.fit_calibrator`, the served model's own)."""
     out = np.empty(len(scores))
@@ -172,8 +191,13 @@ class Selection:
     recall: float
 
 
-def cv_selection(y: np.ndarray, proba: np.ndarray, fold_ids: np.ndarray, target_recall: float,
-                 recall_floor: float) -> Selection:
+def cv_selection(
+    y: np.ndarray,
+    proba: np.ndarray,
+    fold_ids: np.ndarray,
+    target_recall: float,
+    recall_floor: float,
+) -> Selection:
     """Threshold tuned on the other folds, applied to each fold; pooled precision and recall."""
     predicted = np.zeros(len(y), dtype=int)
     for k in np.unique(fold_ids):
@@ -186,6 +210,7 @@ def cv_selection(y: np.ndarray, proba: np.ndarray, fold_ids: np.ndarray, target_
 
 # --- families and grids -----------------------------------------------------------------------
 
+
 def make_pipeline(family: str, seed: int) -> Pipeline:
     """An unfitted (uncalibrated) pipeline of ``family``.
 
@@ -197,16 +222,19 @@ def make_pipeline(family: str, seed: int) -> Pipeline:
     scaler = StandardScaler()
     if family == "random_forest":
         clf: BaseEstimator = RandomForestClassifier(
-            n_estimators=200, class_weight="balanced_subsample", random_state=seed, n_jobs=1)
+            n_estimators=200, class_weight="balanced_subsample", random_state=seed, n_jobs=1
+        )
         return Pipeline([("impute", imputer), ("scale", scaler), ("clf", clf)])
     if family == "extra_trees":
-        clf = ExtraTreesClassifier(n_estimators=300, class_weight="balanced",
-                                   random_state=seed, n_jobs=1)
+        clf = ExtraTreesClassifier(
+            n_estimators=300, class_weight="balanced", random_state=seed, n_jobs=1
+        )
         return Pipeline([("impute", imputer), ("clf", clf)])
     if family == "hist_gradient_boosting":
         # Missing values are a branch of their own in every split: no imputer.
-        clf = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed,
-                                             early_stopping=False)
+        clf = HistGradientBoostingClassifier(
+            class_weight="balanced", random_state=seed, early_stopping=False
+        )
         return Pipeline([("clf", clf)])
     if family == "decision_tree":
         clf = DecisionTreeClassifier(class_weight="balanced", random_state=seed)
@@ -219,9 +247,15 @@ def make_pipeline(family: str, seed: int) -> Pipeline:
         # Potable samples differ from the rest mostly in spread, not in mean: squared terms
         # (degree 2) let a linear model see that.
         clf = LogisticRegression(class_weight="balanced", max_iter=2000)
-        return Pipeline([("impute", imputer), ("scale", scaler),
-                         ("poly", PolynomialFeatures(degree=2, include_bias=False)),
-                         ("post_scale", StandardScaler()), ("clf", clf)])
+        return Pipeline(
+            [
+                ("impute", imputer),
+                ("scale", scaler),
+                ("poly", PolynomialFeatures(degree=2, include_bias=False)),
+                ("post_scale", StandardScaler()),
+                ("clf", clf),
+            ]
+        )
     raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
 
 
@@ -324,8 +358,9 @@ class FittedCandidate:
     probabilities; absent for a family without probabilities of its own, the SVM)."""
     cv_results: dict[str, Any] = field(repr=False)
     threshold: float = 0.5
-    tuning_curve: tuple[np.ndarray, np.ndarray] = field(default=(np.zeros(0), np.zeros(0)),
-                                                        repr=False)
+    tuning_curve: tuple[np.ndarray, np.ndarray] = field(
+        default=(np.zeros(0), np.zeros(0)), repr=False
+    )
     oof_raw: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     oof_calibrated: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     """Cross-fitted calibrated OOF probabilities (fold k mapped by a calibrator fitted on the
@@ -365,9 +400,18 @@ def fold_ids(y: Any, config: TrainingConfig) -> np.ndarray:
     return ids
 
 
-def _finish(family: str, pipeline: Any, oof_raw: np.ndarray, raw_kind: str, x: Any, y: Any,
-            config: TrainingConfig, best_params: dict[str, Any], search_score: float,
-            cv_results: dict[str, Any]) -> FittedCandidate:
+def _finish(
+    family: str,
+    pipeline: Any,
+    oof_raw: np.ndarray,
+    raw_kind: str,
+    x: Any,
+    y: Any,
+    config: TrainingConfig,
+    best_params: dict[str, Any],
+    search_score: float,
+    cv_results: dict[str, Any],
+) -> FittedCandidate:
     """Calibration choice, selection score, threshold and the final fit, from OOF scores."""
     y = np.asarray(y).astype(int)
     ids = fold_ids(y, config)
@@ -385,18 +429,33 @@ def _finish(family: str, pipeline: Any, oof_raw: np.ndarray, raw_kind: str, x: A
     threshold, thresholds, objective = tune_threshold(y, tuning_proba, config.target_recall)
     model.set_params(threshold=threshold)
     candidate = FittedCandidate(
-        family=family, model=model, best_params=best_params, selection=selection,
-        search_score=search_score, calibration=method, cv_brier=cv_brier,
-        cv_results=cv_results, threshold=threshold, tuning_curve=(thresholds, objective),
-        oof_raw=oof_raw, oof_calibrated=proba, tuning_proba=tuning_proba, raw_kind=raw_kind,
-        pipeline=pipeline)
+        family=family,
+        model=model,
+        best_params=best_params,
+        selection=selection,
+        search_score=search_score,
+        calibration=method,
+        cv_brier=cv_brier,
+        cv_results=cv_results,
+        threshold=threshold,
+        tuning_curve=(thresholds, objective),
+        oof_raw=oof_raw,
+        oof_calibrated=proba,
+        tuning_proba=tuning_proba,
+        raw_kind=raw_kind,
+        pipeline=pipeline,
+    )
     if raw_kind == "decision_function" and candidate.oof_proba() is not None:
         cv_brier["uncalibrated"] = brier(y, candidate.oof_proba())
     return candidate
 
 
 def fit_family(
-    family: str, param_grid: Mapping[str, list[Any]], x: Any, y: Any, config: TrainingConfig,
+    family: str,
+    param_grid: Mapping[str, list[Any]],
+    x: Any,
+    y: Any,
+    config: TrainingConfig,
 ) -> FittedCandidate:
     """Grid-search one family, calibrate it, score it for selection and fit the served model.
 
@@ -419,21 +478,32 @@ def fit_family(
         return _fit_family(family, param_grid, x, y, config)
 
 
-def _fit_family(family: str, param_grid: Mapping[str, list[Any]], x: Any, y: Any,
-                config: TrainingConfig) -> FittedCandidate:
+def _fit_family(
+    family: str, param_grid: Mapping[str, list[Any]], x: Any, y: Any, config: TrainingConfig
+) -> FittedCandidate:
     """:func:`fit_family` with OpenMP limited to one thread (see there)."""
     start = time.perf_counter()
     found = search_grid(make_pipeline(family, config.fold_seed), param_grid, x, y, config)
     searched = time.perf_counter()
     best = make_pipeline(family, config.fold_seed).set_params(**found.best_params)
-    candidate = _finish(family, best, found.oof_raw, found.raw_kind, x, y, config,
-                        found.best_params, found.best_score, found.cv_results)
-    candidate.seconds.update(grid_search=searched - start,
-                             final_fit=time.perf_counter() - searched)
+    candidate = _finish(
+        family,
+        best,
+        found.oof_raw,
+        found.raw_kind,
+        x,
+        y,
+        config,
+        found.best_params,
+        found.best_score,
+        found.cv_results,
+    )
+    candidate.seconds.update(grid_search=searched - start, final_fit=time.perf_counter() - searched)
     return candidate
 
 
 # --- the grid search, keeping every point's out-of-fold scores ----------------------------------
+
 
 @dataclass(frozen=True)
 class GridResult:
@@ -453,14 +523,14 @@ def _rows(data: Any, index: np.ndarray) -> Any:
     return data.iloc[index] if hasattr(data, "iloc") else np.asarray(data)[index]
 
 
-def _fold_scores(pipeline: Any, x: Any, y: Any, train: np.ndarray,
-                 test: np.ndarray) -> np.ndarray:
+def _fold_scores(pipeline: Any, x: Any, y: Any, train: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Raw scores of ``test`` rows from ``pipeline`` fitted on the ``train`` rows."""
     return raw_scores(pipeline.fit(_rows(x, train), _rows(y, train)), _rows(x, test))
 
 
-def search_grid(pipeline: Any, param_grid: Mapping[str, list[Any]], x: Any, y: Any,
-                config: TrainingConfig) -> GridResult:
+def search_grid(
+    pipeline: Any, param_grid: Mapping[str, list[Any]], x: Any, y: Any, config: TrainingConfig
+) -> GridResult:
     """``GridSearchCV`` ranking, keeping each point's out-of-fold raw scores.
 
     Every grid point is fitted on each training fold and scores the fold's validation rows
@@ -483,10 +553,18 @@ def search_grid(pipeline: Any, param_grid: Mapping[str, list[Any]], x: Any, y: A
     jobs = 1 if len(points) == 1 else config.n_jobs
     scores = Parallel(n_jobs=jobs)(
         delayed(_fold_scores)(clone(pipeline).set_params(**point), x, y, train, test)
-        for point in points for train, test in splits)
-    per_fold = np.array([[best_precision_at_recall(y[test], scores[p * len(splits) + k],
-                                                   config.target_recall)
-                          for k, (_, test) in enumerate(splits)] for p in range(len(points))])
+        for point in points
+        for train, test in splits
+    )
+    per_fold = np.array(
+        [
+            [
+                best_precision_at_recall(y[test], scores[p * len(splits) + k], config.target_recall)
+                for k, (_, test) in enumerate(splits)
+            ]
+            for p in range(len(points))
+        ]
+    )
     mean, std = per_fold.mean(axis=1), per_fold.std(axis=1)
     ranks = np.empty(len(points), dtype=int)  # GridSearchCV's "min" ranking: 1 = best
     ranks[:] = [1 + int((mean > m).sum()) for m in mean]
@@ -495,16 +573,31 @@ def search_grid(pipeline: Any, param_grid: Mapping[str, list[Any]], x: Any, y: A
     for k, (_, test) in enumerate(splits):
         oof[test] = scores[best * len(splits) + k]
     return GridResult(
-        best_params=dict(points[best]), best_score=float(mean[best]),
-        cv_results={"params": points, "mean_test_score": mean, "std_test_score": std,
-                    "rank_test_score": ranks},
-        oof_raw=oof, raw_kind=calibrated_response(clone(pipeline).set_params(**points[best])))
+        best_params=dict(points[best]),
+        best_score=float(mean[best]),
+        cv_results={
+            "params": points,
+            "mean_test_score": mean,
+            "std_test_score": std,
+            "rank_test_score": ranks,
+        },
+        oof_raw=oof,
+        raw_kind=calibrated_response(clone(pipeline).set_params(**points[best])),
+    )
 
 
 # --- the served model, from the out-of-fold scores we hold --------------------------------------
 
-def calibrated_model(pipeline: Any, method: str, oof_raw: np.ndarray, raw_kind: str, x: Any,
-                     y: Any, config: TrainingConfig) -> FixedThresholdClassifier:
+
+def calibrated_model(
+    pipeline: Any,
+    method: str,
+    oof_raw: np.ndarray,
+    raw_kind: str,
+    x: Any,
+    y: Any,
+    config: TrainingConfig,
+) -> FixedThresholdClassifier:
     """The served model (:func:`potability.model.served_model`) fitted on all training rows, its
     calibrator fitted on ``oof_raw`` (the OOF raw scores of ``pipeline`` on ``config.folds()``):
     the pipeline is fitted once, on all rows. Its threshold is left at 0.5 for the caller to
@@ -515,22 +608,28 @@ def calibrated_model(pipeline: Any, method: str, oof_raw: np.ndarray, raw_kind: 
     several threads at once.
     """
     if raw_kind != calibrated_response(pipeline):
-        raise ValueError(f"OOF scores are {raw_kind}, the calibrator maps "
-                         f"{calibrated_response(pipeline)}")
-    return assemble_served_model(pipeline, method, config.folds(), 0.5, x,
-                                 np.asarray(y).astype(int), oof_raw)
+        raise ValueError(
+            f"OOF scores are {raw_kind}, the calibrator maps {calibrated_response(pipeline)}"
+        )
+    return assemble_served_model(
+        pipeline, method, config.folds(), 0.5, x, np.asarray(y).astype(int), oof_raw
+    )
 
 
-def fit_ensemble(fitted: list[FittedCandidate], x: Any, y: Any,
-                 config: TrainingConfig) -> FittedCandidate | None:
+def fit_ensemble(
+    fitted: list[FittedCandidate], x: Any, y: Any, config: TrainingConfig
+) -> FittedCandidate | None:
     """A soft vote of the best :data:`ENSEMBLE_SIZE` families with probabilities of their own.
 
     Its OOF probabilities are the mean of the members' (the members would be refitted on the
     same folds with the same seeds, so these are exactly the vote's OOF probabilities): only
     the vote's final fit on all rows is new. None if fewer than two families qualify.
     """
-    voters = sorted((c for c in fitted if c.oof_proba() is not None and c.cv_score > 0),
-                    key=lambda c: c.cv_score, reverse=True)[:ENSEMBLE_SIZE]
+    voters = sorted(
+        (c for c in fitted if c.oof_proba() is not None and c.cv_score > 0),
+        key=lambda c: c.cv_score,
+        reverse=True,
+    )[:ENSEMBLE_SIZE]
     if len(voters) < 2:
         return None
     from threadpoolctl import threadpool_limits
@@ -541,14 +640,30 @@ def fit_ensemble(fitted: list[FittedCandidate], x: Any, y: Any,
     params.update({f"{c.family}__{k}": v for c in voters for k, v in c.best_params.items()})
     start = time.perf_counter()
     with threadpool_limits(limits=1, user_api="openmp"):
-        candidate = _finish(ENSEMBLE, vote, oof, "predict_proba", x, y, config, params,
-                            float(np.mean([c.search_score for c in voters])), {"params": []})
+        candidate = _finish(
+            ENSEMBLE,
+            vote,
+            oof,
+            "predict_proba",
+            x,
+            y,
+            config,
+            params,
+            float(np.mean([c.search_score for c in voters])),
+            {"params": []},
+        )
     candidate.seconds.update(grid_search=0.0, final_fit=time.perf_counter() - start)
     return candidate
 
 
-def fit_all(grids: Mapping[str, Mapping[str, list[Any]]], x: Any, y: Any, config: TrainingConfig,
-            families: tuple[str, ...] = FAMILIES, ensemble: bool = True) -> list[FittedCandidate]:
+def fit_all(
+    grids: Mapping[str, Mapping[str, list[Any]]],
+    x: Any,
+    y: Any,
+    config: TrainingConfig,
+    families: tuple[str, ...] = FAMILIES,
+    ensemble: bool = True,
+) -> list[FittedCandidate]:
     """Every family of ``grids`` (restricted to ``families``), then the ensemble."""
     fitted = [fit_family(f, grids[f], x, y, config) for f in families]
     vote = fit_ensemble(fitted, x, y, config) if ensemble else None

@@ -14,17 +14,29 @@ The alias moves last, after the decision is written to ``water.pipeline_runs``; 
 step fails, :func:`components.runtime.record_failure` moves it back (:func:`restore_alias`).
 """
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, NamedTuple
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from potability.serving import compiled_model
 from potability.features import FEATURE_NAMES, TARGET
+from potability.serving import compiled_model
 from training.dataset import SAMPLE_ID
-from training.decision import (CHALLENGER_WINS, DEFAULT_PROMOTION_CONFIDENCE,
-                               FIRST_CHAMPION, choose_challenger, decide)
-from training.evaluation import (Scores, paired_bootstrap, precision_interval, predictions,
-                                 recall_floor_evidence, score_model)
+from training.decision import (
+    CHALLENGER_WINS,
+    DEFAULT_PROMOTION_CONFIDENCE,
+    FIRST_CHAMPION,
+    choose_challenger,
+    decide,
+)
+from training.evaluation import (
+    Scores,
+    paired_bootstrap,
+    precision_interval,
+    predictions,
+    recall_floor_evidence,
+    score_model,
+)
 
 CHAMPION_ALIAS = "champion"
 """The registered model's alias on the served version (MLflow's source of truth)."""
@@ -109,7 +121,8 @@ def comparison_rows(test: Any, champion_split: SplitRecord | None) -> Any:
     if rows[TARGET].nunique() < 2:
         raise ValueError(
             f"only {len(rows)} held-out rows are new to the champion (trained with split_seed "
-            f"{seed}, test_fraction {fraction}): too few to compare; run with that split")
+            f"{seed}, test_fraction {fraction}): too few to compare; run with that split"
+        )
     return rows
 
 
@@ -128,8 +141,13 @@ def registry_champion(client: Any, model_name: str) -> Champion | None:
             return None
         raise
     tags = version.tags or {}
-    return Champion(str(version.version), version.run_id or "", tags.get("family", ""),
-                    getattr(version, "model_id", "") or "", _split_from_tags(tags))
+    return Champion(
+        str(version.version),
+        version.run_id or "",
+        tags.get("family", ""),
+        getattr(version, "model_id", "") or "",
+        _split_from_tags(tags),
+    )
 
 
 def restore_alias(settings: Any, details: Mapping[str, Any], client: Any = None) -> bool:
@@ -158,11 +176,13 @@ def restore_alias(settings: Any, details: Mapping[str, Any], client: Any = None)
 def ensure_not_self(champion: Champion, challenger: dict[str, Any]) -> None:
     """Refuse to compare the challenger with itself (a known pipeline bug elsewhere)."""
     model_id = challenger["model_uri"].rsplit("/", 1)[-1]
-    if champion.run_id == challenger["run_id"] or (champion.model_id and
-                                                   champion.model_id == model_id):
+    if champion.run_id == challenger["run_id"] or (
+        champion.model_id and champion.model_id == model_id
+    ):
         raise RuntimeError(
             f"champion version {champion.version} is this run's challenger "
-            f"({challenger['run_id']}): refusing to compare a model with itself")
+            f"({challenger['run_id']}): refusing to compare a model with itself"
+        )
 
 
 class PromoteResult(NamedTuple):
@@ -172,8 +192,13 @@ class PromoteResult(NamedTuple):
     previous_version: str
 
 
-def register(client: Any, model_name: str, challenger: dict[str, Any],
-             pipeline_run_id: str, split: SplitRecord | None = None) -> str:
+def register(
+    client: Any,
+    model_name: str,
+    challenger: dict[str, Any],
+    pipeline_run_id: str,
+    split: SplitRecord | None = None,
+) -> str:
     """Register the challenger as a new version of ``model_name``; return the version.
 
     ``mlflow.register_model`` (not the bare client call) resolves MLflow 3's
@@ -183,15 +208,23 @@ def register(client: Any, model_name: str, challenger: dict[str, Any],
 
     s = challenger["scores"]
     version = mlflow.register_model(
-        challenger["model_uri"], model_name,
-        tags={"family": challenger["family"], "pipeline_run_id": pipeline_run_id,
-              "source_run_id": challenger["run_id"], "test_precision": str(s["precision"]),
-              "test_recall": str(s["recall"]), "threshold": str(s["threshold"]),
-              **(split.tags() if split else {})},
+        challenger["model_uri"],
+        model_name,
+        tags={
+            "family": challenger["family"],
+            "pipeline_run_id": pipeline_run_id,
+            "source_run_id": challenger["run_id"],
+            "test_precision": str(s["precision"]),
+            "test_recall": str(s["recall"]),
+            "threshold": str(s["threshold"]),
+            **(split.tags() if split else {}),
+        },
     )
     client.update_model_version(
-        model_name, version.version,
-        description=f"{challenger['family']} from pipeline run {pipeline_run_id}")
+        model_name,
+        version.version,
+        description=f"{challenger['family']} from pipeline run {pipeline_run_id}",
+    )
     return str(version.version)
 
 
@@ -207,11 +240,20 @@ def promote(*, settings: Any, **kwargs: Any) -> PromoteResult:
 
 
 def decide_and_promote(
-    *, settings: Any, run_id: str, scored: list[dict[str, Any]], test: Any, recall_floor: float,
-    parent_run_id: str, training_rows: int, split_seed: int | None = None,
+    *,
+    settings: Any,
+    run_id: str,
+    scored: list[dict[str, Any]],
+    test: Any,
+    recall_floor: float,
+    parent_run_id: str,
+    training_rows: int,
+    split_seed: int | None = None,
     test_fraction: float | None = None,
-    promotion_confidence: float = DEFAULT_PROMOTION_CONFIDENCE, client: Any = None,
-    load_model: Callable[[str], Any] | None = None, promotion_approval: str = "auto",
+    promotion_confidence: float = DEFAULT_PROMOTION_CONFIDENCE,
+    client: Any = None,
+    load_model: Callable[[str], Any] | None = None,
+    promotion_approval: str = "auto",
     candidate_expiry_days: float = 7.0,
 ) -> PromoteResult:
     """Decide, register (if the challenger wins), record the decision, then move the alias.
@@ -244,8 +286,11 @@ def decide_and_promote(
     load_model = load_model or mlflow.sklearn.load_model
     name = settings.model_name
 
-    split = (SplitRecord.of(test, split_seed, test_fraction)
-             if split_seed is not None and test_fraction else None)
+    split = (
+        SplitRecord.of(test, split_seed, test_fraction)
+        if split_seed is not None and test_fraction
+        else None
+    )
     challenger = choose_challenger(scored)
     challenger_model = load_model(challenger["model_uri"])
     challenger_scores = _scores(challenger)
@@ -261,21 +306,25 @@ def decide_and_promote(
         champion_model = load_model(f"models:/{name}/{champion.version}")
         champion_scores = score_model(champion_model, rows)
         y, champion_pred = predictions(champion_model, rows)
-        evidence = paired_bootstrap(y, predictions(challenger_model, rows)[1], champion_pred,
-                                    recall_floor=recall_floor)
-    decision = decide(challenger_scores, champion_scores, evidence, recall_floor,
-                      promotion_confidence)
+        evidence = paired_bootstrap(
+            y, predictions(challenger_model, rows)[1], champion_pred, recall_floor=recall_floor
+        )
+    decision = decide(
+        challenger_scores, champion_scores, evidence, recall_floor, promotion_confidence
+    )
     # Operators' control (issue 22): a hold keeps a winning challenger out, manual approval
     # makes it a candidate (registered, not promoted) - potability/governance/model_changes.py.
-    decision = model_changes.promotion_gate(settings, decision, promotion_approval,
-                                            candidate_expiry_days)
+    decision = model_changes.promotion_gate(
+        settings, decision, promotion_approval, candidate_expiry_days
+    )
 
     candidate = None
     if decision in (FIRST_CHAMPION, CHALLENGER_WINS, model_changes.CANDIDATE_WAITING):
         # Compiled scoring (issue 12): ONNX form checked against scikit-learn on the held-out
         # rows, stored in the logged model before it becomes a version.
-        compiled_model.attach_to_uri(challenger["model_uri"], load_model(challenger["model_uri"]),
-                                     test[list(FEATURE_NAMES)])
+        compiled_model.attach_to_uri(
+            challenger["model_uri"], load_model(challenger["model_uri"]), test[list(FEATURE_NAMES)]
+        )
         candidate = register(client, name, challenger, run_id, split)
     challenger_interval = precision_interval(*predictions(challenger_model, rows))
     if decision in (FIRST_CHAMPION, CHALLENGER_WINS):
@@ -287,50 +336,71 @@ def decide_and_promote(
         interval = precision_interval(y, champion_pred)
     else:  # no champion yet and the first one is held back or waits for approval
         new_version, family, after, interval = "", None, None, (None, None)
-    first_meets = (recall_floor_evidence(*predictions(challenger_model, rows), recall_floor)
-                   if decision == FIRST_CHAMPION else None)
+    first_meets = (
+        recall_floor_evidence(*predictions(challenger_model, rows), recall_floor)
+        if decision == FIRST_CHAMPION
+        else None
+    )
     previous = champion.version if champion else ""
     changed = new_version != previous
     details = {
         "candidate_version": candidate if decision == model_changes.CANDIDATE_WAITING else None,
         "challenger_precision_interval": list(challenger_interval),
         # Written before the alias moves, so a failure at any later point can undo it.
-        "alias_moved": changed, "previous_champion_version": previous or None,
+        "alias_moved": changed,
+        "previous_champion_version": previous or None,
         "challenger_version": new_version if changed else None,
-        "champion_before": ({"version": champion.version, "family": champion.family,
-                             "scores": champion_scores.as_dict()}
-                            if champion and champion_scores else None),
-        "challenger": {"family": challenger["family"], "run_id": challenger["run_id"],
-                       "cv_score": challenger["cv_score"],
-                       "scores": challenger_scores.as_dict()},
-        "candidates": {c["family"]: {"cv_score": c["cv_score"], "scores": c["scores"]}
-                       for c in scored},
+        "champion_before": (
+            {
+                "version": champion.version,
+                "family": champion.family,
+                "scores": champion_scores.as_dict(),
+            }
+            if champion and champion_scores
+            else None
+        ),
+        "challenger": {
+            "family": challenger["family"],
+            "run_id": challenger["run_id"],
+            "cv_score": challenger["cv_score"],
+            "scores": challenger_scores.as_dict(),
+        },
+        "candidates": {
+            c["family"]: {"cv_score": c["cv_score"], "scores": c["scores"]} for c in scored
+        },
         "evidence": evidence.as_dict() if evidence else None,
         "first_champion_meets_floor": first_meets,
         "champion_precision_interval": list(interval),
-        "compared_on_rows": len(rows), "held_out_rows": len(test),
+        "compared_on_rows": len(rows),
+        "held_out_rows": len(test),
         "parent_run_id": parent_run_id,
     }
     values = {
-        "decision": decision, "model_name": name, "champion_version": new_version or None,
-        "champion_family": family, "champion_precision": after and after.precision,
-        "champion_precision_low": interval[0], "champion_precision_high": interval[1],
+        "decision": decision,
+        "model_name": name,
+        "champion_version": new_version or None,
+        "champion_family": family,
+        "champion_precision": after and after.precision,
+        "champion_precision_low": interval[0],
+        "champion_precision_high": interval[1],
         "champion_recall": after and after.recall,
         "champion_threshold": after and after.threshold,
         "challenger_family": challenger["family"],
         "challenger_precision": challenger_scores.precision,
-        "challenger_recall": challenger_scores.recall, "recall_floor": recall_floor,
+        "challenger_recall": challenger_scores.recall,
+        "recall_floor": recall_floor,
         "promotion_confidence": promotion_confidence,
         "precision_difference": evidence.difference if evidence else None,
         "precision_difference_low": evidence.low if evidence else None,
         "precision_difference_high": evidence.high if evidence else None,
         "probability_challenger_better": evidence.probability if evidence else None,
-        "training_rows": training_rows, "mlflow_run_id": parent_run_id,
+        "training_rows": training_rows,
+        "mlflow_run_id": parent_run_id,
     }
     run_record.record_decision(settings, run_id, values, details)
     # every held-out row this decision looked at: the champion's fresh-sample precision
     # (quality control) must rest on lab samples no promotion test has used (sql/017)
-    run_record.record_tested_samples(settings, test[SAMPLE_ID], datetime.now(timezone.utc))
+    run_record.record_tested_samples(settings, test[SAMPLE_ID], datetime.now(UTC))
     if changed:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, new_version)
 
@@ -341,17 +411,27 @@ def decide_and_promote(
     client.set_tag(parent_run_id, "challenger_family", challenger["family"])
     metrics = {f"challenger.{k}": float(v) for k, v in challenger_scores.as_dict().items()}
     if champion_scores is not None:
-        metrics.update({f"champion_before.{k}": float(v)
-                        for k, v in champion_scores.as_dict().items()})
+        metrics.update(
+            {f"champion_before.{k}": float(v) for k, v in champion_scores.as_dict().items()}
+        )
     if evidence is not None:
-        metrics.update({"promotion.precision_difference": evidence.difference,
-                        "promotion.precision_difference_low": evidence.low,
-                        "promotion.precision_difference_high": evidence.high,
-                        "promotion.probability_challenger_better": evidence.probability})
+        metrics.update(
+            {
+                "promotion.precision_difference": evidence.difference,
+                "promotion.precision_difference_low": evidence.low,
+                "promotion.precision_difference_high": evidence.high,
+                "promotion.probability_challenger_better": evidence.probability,
+            }
+        )
     if first_meets is not None:
         metrics["promotion.first_champion_meets_floor"] = first_meets
-    metrics.update({"champion.precision_low": interval[0], "champion.precision_high": interval[1],
-                    "promotion.confidence_required": promotion_confidence})
+    metrics.update(
+        {
+            "champion.precision_low": interval[0],
+            "champion.precision_high": interval[1],
+            "promotion.confidence_required": promotion_confidence,
+        }
+    )
     for key, value in metrics.items():
         if value is not None:  # no champion interval while the first one waits
             client.log_metric(parent_run_id, key, value)

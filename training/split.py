@@ -24,7 +24,8 @@ whose coin is at or below its own cut - rows it can never have trained on
 
 import hashlib
 import math
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ def is_held_out(frame: pd.DataFrame, test_fraction: float, seed: int) -> np.ndar
         target = round(test_fraction * len(rows))
         groups = pd.DataFrame({"key": keys[rows], "coin": coins[rows], "row": rows})
         taken = 0
-        for (coin, key), members in groups.groupby(["coin", "key"], sort=True):
+        for _, members in groups.groupby(["coin", "key"], sort=True):
             if taken >= target:
                 break
             mask[members["row"].to_numpy()] = True

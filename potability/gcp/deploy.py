@@ -35,9 +35,10 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM_DIR = "terraform"
@@ -58,40 +59,58 @@ class Runner:
     env: dict[str, str] | None = None
     executed: list[list[str]] = field(default_factory=list)
 
-    def __call__(self, argv: Sequence[str], *, capture: bool = False, read_only: bool = False,
-                 placeholder: str = "") -> str:
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        capture: bool = False,
+        read_only: bool = False,
+        placeholder: str = "",
+    ) -> str:
         argv = [str(a) for a in argv]
         self.out(("(dry run) " if self.dry_run and not read_only else "") + "+ " + shlex.join(argv))
         if self.dry_run and not read_only:
             return placeholder
         self.executed.append(argv)
         try:
-            done = subprocess.run(argv, cwd=self.cwd, env=self.env, text=True, check=False,
-                                  stdout=subprocess.PIPE if capture else None)
+            done = subprocess.run(
+                argv,
+                cwd=self.cwd,
+                env=self.env,
+                text=True,
+                check=False,
+                stdout=subprocess.PIPE if capture else None,
+            )
         except FileNotFoundError as exc:
             raise DeployError(f"{argv[0]} is not installed or not on PATH") from exc
         if done.returncode != 0:
-            raise DeployError(f"`{shlex.join(argv)}` failed (exit {done.returncode}); fix the "
-                              "cause and run `make gcp-deploy` again (every step is idempotent)")
+            raise DeployError(
+                f"`{shlex.join(argv)}` failed (exit {done.returncode}); fix the "
+                "cause and run `make gcp-deploy` again (every step is idempotent)"
+            )
         return (done.stdout or "").strip() if capture else ""
 
 
 def terraform_outputs(run: Runner) -> dict[str, object]:
-    text = run(["terraform", f"-chdir={TERRAFORM_DIR}", "output", "-json"], capture=True,
-               read_only=True)
+    text = run(
+        ["terraform", f"-chdir={TERRAFORM_DIR}", "output", "-json"], capture=True, read_only=True
+    )
     try:
         raw = json.loads(text or "{}")
     except json.JSONDecodeError as exc:
-        raise DeployError("`terraform output -json` did not print JSON: has `terraform apply` "
-                          "run in terraform/?") from exc
+        raise DeployError(
+            "`terraform output -json` did not print JSON: has `terraform apply` run in terraform/?"
+        ) from exc
     return {name: item.get("value") for name, item in raw.items()}
 
 
 def _need(outputs: dict[str, object], *names: str) -> list[object]:
     missing = [n for n in names if outputs.get(n) in (None, "", {})]
     if missing:
-        raise DeployError(f"terraform output lacks {', '.join(missing)}: run `terraform apply` "
-                          "in terraform/ first (with this checkout's configuration)")
+        raise DeployError(
+            f"terraform output lacks {', '.join(missing)}: run `terraform apply` "
+            "in terraform/ first (with this checkout's configuration)"
+        )
     return [outputs[n] for n in names]
 
 
@@ -104,11 +123,16 @@ def metric_descriptor_url(project: str, metric_type: str) -> str:
     return f"{MONITORING_API}projects/{project}/metricDescriptors/{metric_type}"
 
 
-def wait_for_metrics(project: str, metric_types: Sequence[str], session: Any = None,
-                     timeout: float = 1200, interval: float = 15,
-                     sleep: Callable[[float], None] = time.sleep,
-                     clock: Callable[[], float] = time.monotonic,
-                     out: Callable[[str], None] = print) -> None:
+def wait_for_metrics(
+    project: str,
+    metric_types: Sequence[str],
+    session: Any = None,
+    timeout: float = 1200,
+    interval: float = 15,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    out: Callable[[str], None] = print,
+) -> None:
     """Return once Cloud Monitoring knows every log-based metric in ``metric_types``.
 
     Monitoring learns a log-based metric minutes after Logging creates it; an alert policy on
@@ -120,7 +144,8 @@ def wait_for_metrics(project: str, metric_types: Sequence[str], session: Any = N
         from google.auth.transport.requests import AuthorizedSession
 
         credentials, _ = google.auth.default(
-            scopes=["https://www.googleapis.com/auth/monitoring.read"])
+            scopes=["https://www.googleapis.com/auth/monitoring.read"]
+        )
         session = AuthorizedSession(credentials)
     pending = list(metric_types)
     deadline = clock() + timeout
@@ -131,14 +156,18 @@ def wait_for_metrics(project: str, metric_types: Sequence[str], session: Any = N
             if answer.status_code == 404:
                 still.append(metric_type)
             elif answer.status_code != 200:
-                raise DeployError(f"Cloud Monitoring answered {answer.status_code} for "
-                                  f"{metric_type}: {answer.text[:300]}")
+                raise DeployError(
+                    f"Cloud Monitoring answered {answer.status_code} for "
+                    f"{metric_type}: {answer.text[:300]}"
+                )
         pending = still
         if not pending:
             return
         if clock() >= deadline:
-            raise DeployError(f"Cloud Monitoring does not know {', '.join(pending)} after "
-                              f"{timeout:.0f} s; run `make gcp-deploy` again later")
+            raise DeployError(
+                f"Cloud Monitoring does not know {', '.join(pending)} after "
+                f"{timeout:.0f} s; run `make gcp-deploy` again later"
+            )
         out(f"waiting for Cloud Monitoring to know {len(pending)} log-based metric(s)")
         sleep(interval)
 
@@ -148,25 +177,58 @@ def source_tag(run: Runner) -> str:
     return run(["git", "rev-parse", "--short=12", "HEAD"], capture=True, read_only=True)
 
 
-def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
-           python: str = sys.executable, monitoring_session: Any = None) -> dict[str, str]:
+def deploy(
+    run: Runner,
+    tag: str = "",
+    auto_approve: bool = False,
+    python: str = sys.executable,
+    monitoring_session: Any = None,
+) -> dict[str, str]:
     """The whole path; returns the function URLs (``monitoring_session``: an authorized HTTP
     session for Cloud Monitoring, tests inject one)."""
     out = run.out
     outputs = terraform_outputs(run)
     project, region, repository, template_uri, build_account, staging = _need(
-        outputs, "project_id", "region", "image_repository", "pipeline_template_uri",
-        "image_build_service_account", "build_source_staging_dir")
+        outputs,
+        "project_id",
+        "region",
+        "image_repository",
+        "pipeline_template_uri",
+        "image_build_service_account",
+        "build_source_staging_dir",
+    )
     tag = tag or source_tag(run)
     image = f"{repository}/{IMAGE_NAME}:{tag}"
 
     out(f"\n== 1/5 build {image} with Cloud Build")
-    run(["gcloud", "builds", "submit", f"--project={project}", f"--region={region}",
-         "--config=cloudbuild.yaml", f"--substitutions=_IMAGE={image}",
-         f"--service-account={build_account}", f"--gcs-source-staging-dir={staging}", "."])
-    digest = run(["gcloud", "artifacts", "docker", "images", "describe", image,
-                  f"--project={project}", "--format=value(image_summary.digest)"],
-                 capture=True, placeholder="<digest of the pushed image>")
+    run(
+        [
+            "gcloud",
+            "builds",
+            "submit",
+            f"--project={project}",
+            f"--region={region}",
+            "--config=cloudbuild.yaml",
+            f"--substitutions=_IMAGE={image}",
+            f"--service-account={build_account}",
+            f"--gcs-source-staging-dir={staging}",
+            ".",
+        ]
+    )
+    digest = run(
+        [
+            "gcloud",
+            "artifacts",
+            "docker",
+            "images",
+            "describe",
+            image,
+            f"--project={project}",
+            "--format=value(image_summary.digest)",
+        ],
+        capture=True,
+        placeholder="<digest of the pushed image>",
+    )
     if not run.dry_run and not digest.startswith("sha256:"):
         raise DeployError(f"no digest for {image} (got {digest!r})")
     pinned = f"{repository}/{IMAGE_NAME}@{digest}"
@@ -175,15 +237,34 @@ def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
     # The alert policies on log-based metrics are created by this apply (monitoring.tf).
     metric_types = [str(t) for t in outputs.get("alert_metric_types") or []]
     if run.dry_run:
-        out(f"(dry run) would wait until Cloud Monitoring knows {len(metric_types)} log-based "
-            "metric(s) (monitoring v3 metricDescriptors.get)")
+        out(
+            f"(dry run) would wait until Cloud Monitoring knows {len(metric_types)} log-based "
+            "metric(s) (monitoring v3 metricDescriptors.get)"
+        )
     else:
         wait_for_metrics(str(project), metric_types, monitoring_session, out=out)
     # terraform/service_agents.tf grants the agent on the network attachment in this apply.
-    run(["gcloud", "beta", "services", "identity", "create", "--service=aiplatform.googleapis.com",
-         f"--project={project}"])
-    run(["terraform", f"-chdir={TERRAFORM_DIR}", "apply", "-input=false",
-         f"-var=image_digest={digest}", *(["-auto-approve"] if auto_approve else [])])
+    run(
+        [
+            "gcloud",
+            "beta",
+            "services",
+            "identity",
+            "create",
+            "--service=aiplatform.googleapis.com",
+            f"--project={project}",
+        ]
+    )
+    run(
+        [
+            "terraform",
+            f"-chdir={TERRAFORM_DIR}",
+            "apply",
+            "-input=false",
+            f"-var=image_digest={digest}",
+            *(["-auto-approve"] if auto_approve else []),
+        ]
+    )
     if not run.dry_run:
         outputs = terraform_outputs(run)
 
@@ -193,38 +274,73 @@ def deploy(run: Runner, tag: str = "", auto_approve: bool = False,
     out("\n== 4/5 migrate the database (Cloud Run job: potability migrate)")
     job = outputs.get("migration_job") or ("<migration_job output>" if run.dry_run else "")
     if not job:
-        raise DeployError("terraform output migration_job is empty: the migration job is "
-                          "created by `terraform apply -var image_digest=...` (step 2)")
-    run(["gcloud", "run", "jobs", "execute", str(job), f"--project={project}",
-         f"--region={region}", "--wait"])
+        raise DeployError(
+            "terraform output migration_job is empty: the migration job is "
+            "created by `terraform apply -var image_digest=...` (step 2)"
+        )
+    run(
+        [
+            "gcloud",
+            "run",
+            "jobs",
+            "execute",
+            str(job),
+            f"--project={project}",
+            f"--region={region}",
+            "--wait",
+        ]
+    )
 
     out("\n== 5/5 functions")
     urls = {str(k): str(v) for k, v in dict(outputs.get("function_urls") or {}).items()}
     for name, url in sorted(urls.items()):
         out(f"{name:12} {url}")
     if "status" in urls:
-        run(["curl", "--fail", "--silent", "--show-error", "--max-time", "60",
-             "--output", os.devnull, "--write-out", "status page: HTTP %{http_code}\\n",
-             urls["status"]])
+        run(
+            [
+                "curl",
+                "--fail",
+                "--silent",
+                "--show-error",
+                "--max-time",
+                "60",
+                "--output",
+                os.devnull,
+                "--write-out",
+                "status page: HTTP %{http_code}\\n",
+                urls["status"],
+            ]
+        )
     token = '"Authorization: Bearer $(gcloud auth print-identity-token)"'
     if "predict" in urls:
-        out(f"try predict (as a sensor account):  curl -H {token} -H 'Content-Type: "
-            f"application/json' -d @reading.json {urls['predict']}")
+        out(
+            f"try predict (as a sensor account):  curl -H {token} -H 'Content-Type: "
+            f"application/json' -d @reading.json {urls['predict']}"
+        )
     if "add_sample" in urls:
-        out(f"try add_sample (regulator group):   curl -H {token} -H 'Content-Type: "
-            f"application/json' -d @samples.json {urls['add_sample']}")
+        out(
+            f"try add_sample (regulator group):   curl -H {token} -H 'Content-Type: "
+            f"application/json' -d @samples.json {urls['add_sample']}"
+        )
     return urls
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m potability.gcp.deploy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print every command; run only the read-only ones "
-                             "(`make gcp-deploy DRY_RUN=1` passes it)")
+    parser = argparse.ArgumentParser(
+        prog="python -m potability.gcp.deploy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every command; run only the read-only ones "
+        "(`make gcp-deploy DRY_RUN=1` passes it)",
+    )
     parser.add_argument("--tag", default="", help="image tag (default: the commit, git rev-parse)")
-    parser.add_argument("--auto-approve", action="store_true",
-                        help="pass -auto-approve to terraform apply")
+    parser.add_argument(
+        "--auto-approve", action="store_true", help="pass -auto-approve to terraform apply"
+    )
     args = parser.parse_args(argv)
     run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
     try:

@@ -31,7 +31,7 @@ from potability.gcp.deploy import TERRAFORM_DIR, DeployError, Runner, _need, ter
 WAITS = (
     "Google releases the subnet addresses of Direct VPC egress and of the network attachment up to "
     "hours after their users are gone: if a subnet or the network attachment could not be "
-    "deleted (\"in use\"), wait and run `make gcp-destroy` again.",
+    'deleted ("in use"), wait and run `make gcp-destroy` again.',
     "The Cloud SQL instance name stays reserved for several days: a new stack in this project "
     "needs another name_prefix (terraform.tfvars).",
 )
@@ -40,44 +40,108 @@ WAITS = (
 def destroy(run: Runner, auto_approve: bool = False) -> None:
     out = run.out
     outputs = terraform_outputs(run)
-    project, region, endpoint, network = _need(outputs, "project_id", "region", "endpoint_id",
-                                               "network")
+    project, region, endpoint, network = _need(
+        outputs, "project_id", "region", "endpoint_id", "network"
+    )
     approve = ["-auto-approve"] if auto_approve else []
     where = [f"--project={project}", f"--region={region}"]
 
     out("\n== 1/4 undeploy every model from the Vertex AI endpoint")
-    deployed = run(["gcloud", "ai", "endpoints", "describe", str(endpoint), *where,
-                    "--format=value(deployedModels[].id)"], capture=True, read_only=True)
+    deployed = run(
+        [
+            "gcloud",
+            "ai",
+            "endpoints",
+            "describe",
+            str(endpoint),
+            *where,
+            "--format=value(deployedModels[].id)",
+        ],
+        capture=True,
+        read_only=True,
+    )
     for model_id in deployed.replace(";", " ").split():
-        run(["gcloud", "ai", "endpoints", "undeploy-model", str(endpoint), *where,
-             f"--deployed-model-id={model_id}"])
+        run(
+            [
+                "gcloud",
+                "ai",
+                "endpoints",
+                "undeploy-model",
+                str(endpoint),
+                *where,
+                f"--deployed-model-id={model_id}",
+            ]
+        )
 
     out("\n== 2/4 lift Cloud SQL's deletion protection, destroy the instance and what needs it")
     target = "-target=google_sql_database_instance.main"
-    run(["terraform", f"-chdir={TERRAFORM_DIR}", "apply", "-input=false",
-         "-var=db_deletion_protection=false", target, *approve])
-    run(["terraform", f"-chdir={TERRAFORM_DIR}", "destroy", "-input=false",
-         "-var=db_deletion_protection=false", target, *approve])
+    run(
+        [
+            "terraform",
+            f"-chdir={TERRAFORM_DIR}",
+            "apply",
+            "-input=false",
+            "-var=db_deletion_protection=false",
+            target,
+            *approve,
+        ]
+    )
+    run(
+        [
+            "terraform",
+            f"-chdir={TERRAFORM_DIR}",
+            "destroy",
+            "-input=false",
+            "-var=db_deletion_protection=false",
+            target,
+            *approve,
+        ]
+    )
 
     out("\n== 3/4 delete the service-networking peering Terraform abandons (network.tf)")
-    run(["gcloud", "services", "vpc-peerings", "delete", f"--network={network}",
-         "--service=servicenetworking.googleapis.com", f"--project={project}", "--quiet"])
+    run(
+        [
+            "gcloud",
+            "services",
+            "vpc-peerings",
+            "delete",
+            f"--network={network}",
+            "--service=servicenetworking.googleapis.com",
+            f"--project={project}",
+            "--quiet",
+        ]
+    )
 
     out("\n== 4/4 destroy everything else")
-    run(["terraform", f"-chdir={TERRAFORM_DIR}", "destroy", "-input=false",
-         "-var=db_deletion_protection=false", *approve])
+    run(
+        [
+            "terraform",
+            f"-chdir={TERRAFORM_DIR}",
+            "destroy",
+            "-input=false",
+            "-var=db_deletion_protection=false",
+            *approve,
+        ]
+    )
     for line in WAITS:
         out(f"note: {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m potability.gcp.destroy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print every command; run only the read-only ones "
-                             "(`make gcp-destroy DRY_RUN=1` passes it)")
-    parser.add_argument("--auto-approve", action="store_true",
-                        help="pass -auto-approve to terraform apply/destroy")
+    parser = argparse.ArgumentParser(
+        prog="python -m potability.gcp.destroy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every command; run only the read-only ones "
+        "(`make gcp-destroy DRY_RUN=1` passes it)",
+    )
+    parser.add_argument(
+        "--auto-approve", action="store_true", help="pass -auto-approve to terraform apply/destroy"
+    )
     args = parser.parse_args(argv)
     run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
     try:

@@ -24,14 +24,13 @@ the status function and :mod:`potability.governance.run_record` can read it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from potability import db
+from potability import alerts, db
 
-
-from potability import alerts
 AUTOMATIC = "automatic"
 """The actor of the daily pipeline's changes."""
 
@@ -44,8 +43,7 @@ EXPIRED = "expired"
 BLOCKED = "blocked"
 HELD = "held"
 RELEASED = "released"
-ACTIONS = (PROMOTED, ROLLED_BACK, APPROVED, REJECTED, CANDIDATE, EXPIRED, BLOCKED, HELD,
-           RELEASED)
+ACTIONS = (PROMOTED, ROLLED_BACK, APPROVED, REJECTED, CANDIDATE, EXPIRED, BLOCKED, HELD, RELEASED)
 SERVING_ACTIONS = (PROMOTED, ROLLED_BACK, APPROVED)
 """Actions after which another version serves."""
 
@@ -94,20 +92,31 @@ class ModelChange:
 
 
 _COLUMNS = tuple(f.name for f in fields(ModelChange))
-_EVIDENCE = ("family", "held_out_precision", "held_out_precision_low", "held_out_precision_high",
-             "held_out_recall", "threshold", "probability_better", "training_rows", "run_id")
+_EVIDENCE = (
+    "family",
+    "held_out_precision",
+    "held_out_precision_low",
+    "held_out_precision_high",
+    "held_out_recall",
+    "threshold",
+    "probability_better",
+    "training_rows",
+    "run_id",
+)
 """The evidence columns a change copies from the row that brought its version in."""
 
 
 def _change(row: Any) -> ModelChange:
-    return ModelChange(**dict(zip(_COLUMNS, row)))
+    return ModelChange(**dict(zip(_COLUMNS, row, strict=False)))
 
 
-def _select(where: str, params: tuple[Any, ...], conn: db.Connection, tail: str = ""
-            ) -> list[ModelChange]:
+def _select(
+    where: str, params: tuple[Any, ...], conn: db.Connection, tail: str = ""
+) -> list[ModelChange]:
     cur = conn.cursor()
-    cur.execute(f"SELECT {', '.join(_COLUMNS)} FROM water.model_changes WHERE {where} {tail}",
-                params)
+    cur.execute(
+        f"SELECT {', '.join(_COLUMNS)} FROM water.model_changes WHERE {where} {tail}", params
+    )
     return [_change(r) for r in cur.fetchall()]
 
 
@@ -121,6 +130,7 @@ class Hold:
 
 
 # --- pure rules ------------------------------------------------------------------------------
+
 
 def check_approval_mode(mode: str) -> str:
     if mode not in APPROVAL_MODES:
@@ -147,6 +157,7 @@ def is_expired(candidate: ModelChange, now: datetime, days: float) -> bool:
 
 # --- readers ---------------------------------------------------------------------------------
 
+
 def find(conn: db.Connection, change_id: int) -> ModelChange | None:
     """The change ``change_id``, or None."""
     rows = _select("id = %s", (change_id,), conn)
@@ -155,8 +166,12 @@ def find(conn: db.Connection, change_id: int) -> ModelChange | None:
 
 def hold_state(conn: db.Connection, model_name: str) -> Hold | None:
     """The hold in force (the latest ``held`` not followed by a ``released``), or None."""
-    rows = _select("model_name = %s AND action IN ('held', 'released')", (model_name,), conn,
-                   "ORDER BY started_at DESC, id DESC LIMIT 1")
+    rows = _select(
+        "model_name = %s AND action IN ('held', 'released')",
+        (model_name,),
+        conn,
+        "ORDER BY started_at DESC, id DESC LIMIT 1",
+    )
     if not rows or rows[0].action != HELD:
         return None
     return Hold(rows[0].started_at, rows[0].actor, rows[0].reason)
@@ -177,9 +192,13 @@ def latest_serving(conn: db.Connection, model_name: str | None = None) -> ModelC
 def version_evidence(conn: db.Connection, model_name: str, version: str) -> ModelChange | None:
     """The row that brought ``version`` in - its promotion, approval or candidacy - with its
     evidence; None if the record never saw that version."""
-    rows = _select("model_name = %s AND version = %s AND action IN "
-                   "('promoted', 'approved', 'candidate') AND held_out_precision IS NOT NULL",
-                   (model_name, version), conn, "ORDER BY started_at DESC, id DESC LIMIT 1")
+    rows = _select(
+        "model_name = %s AND version = %s AND action IN "
+        "('promoted', 'approved', 'candidate') AND held_out_precision IS NOT NULL",
+        (model_name, version),
+        conn,
+        "ORDER BY started_at DESC, id DESC LIMIT 1",
+    )
     return rows[0] if rows else None
 
 
@@ -187,9 +206,12 @@ def served_versions(conn: db.Connection, model_name: str) -> list[str]:
     """Versions that served, most recent first, each once (``rollback``'s default target is
     the second)."""
     seen: list[str] = []
-    for change in _select("model_name = %s AND status = 'done' AND action IN "
-                          "('promoted', 'rolled_back', 'approved')", (model_name,), conn,
-                          "ORDER BY changed_at DESC, id DESC"):
+    for change in _select(
+        "model_name = %s AND status = 'done' AND action IN ('promoted', 'rolled_back', 'approved')",
+        (model_name,),
+        conn,
+        "ORDER BY changed_at DESC, id DESC",
+    ):
         if change.version and change.version not in seen:
             seen.append(change.version)
     return seen
@@ -202,11 +224,19 @@ def pending_candidates(conn: db.Connection, model_name: str) -> list[ModelChange
         "water.model_changes d WHERE d.model_name = water.model_changes.model_name AND "
         "d.version = water.model_changes.version AND d.action IN ('approved', 'rejected', "
         "'expired') AND d.status <> 'failed' AND d.started_at >= water.model_changes.started_at)",
-        (model_name,), conn, "ORDER BY started_at DESC, id DESC")
+        (model_name,),
+        conn,
+        "ORDER BY started_at DESC, id DESC",
+    )
 
 
-def history(conn: db.Connection, now: datetime, days: float = HISTORY_DAYS,
-            model_name: str | None = None, limit: int = 200) -> list[ModelChange]:
+def history(
+    conn: db.Connection,
+    now: datetime,
+    days: float = HISTORY_DAYS,
+    model_name: str | None = None,
+    limit: int = 200,
+) -> list[ModelChange]:
     """The changes of the last ``days``, newest first (the public history). Failed switches
     are left out: nothing changed for the public."""
     where = "started_at > %s AND started_at <= %s AND status <> 'failed'"
@@ -217,12 +247,18 @@ def history(conn: db.Connection, now: datetime, days: float = HISTORY_DAYS,
     return _select(where, params, conn, f"ORDER BY started_at DESC, id DESC LIMIT {int(limit)}")
 
 
-MODEL_EVENTS = (alerts.MODEL_ROLLED_BACK, alerts.MODEL_CHANGED, alerts.MODEL_HELD,
-                alerts.MODEL_PROMOTED, alerts.MODEL_CANDIDATE)
+MODEL_EVENTS = (
+    alerts.MODEL_ROLLED_BACK,
+    alerts.MODEL_CHANGED,
+    alerts.MODEL_HELD,
+    alerts.MODEL_PROMOTED,
+    alerts.MODEL_CANDIDATE,
+)
 
 
-def alerts_around(conn: db.Connection, changes: list[ModelChange],
-                  hours: float = ALERTS_AROUND_HOURS) -> dict[int, list[dict[str, Any]]]:
+def alerts_around(
+    conn: db.Connection, changes: list[ModelChange], hours: float = ALERTS_AROUND_HOURS
+) -> dict[int, list[dict[str, Any]]]:
     """Per change id: the other alerts (not the model-change events themselves) raised from
     ``hours`` before to ``hours`` after it - what the public sees next to a change (public
     fields only, no messages)."""
@@ -235,7 +271,9 @@ def alerts_around(conn: db.Connection, changes: list[ModelChange],
     cur.execute(
         "SELECT event, severity, model_version, figures, raised_at, resolved_at "
         "FROM water.alerts WHERE raised_at BETWEEN %s AND %s AND event <> ALL(%s) "
-        "ORDER BY raised_at LIMIT 1000", (low, high, list(MODEL_EVENTS)))
+        "ORDER BY raised_at LIMIT 1000",
+        (low, high, list(MODEL_EVENTS)),
+    )
     found = cur.fetchall()
     out: dict[int, list[dict[str, Any]]] = {}
     for change in changes:
@@ -244,22 +282,38 @@ def alerts_around(conn: db.Connection, changes: list[ModelChange],
             if abs(raised_at - change.started_at) <= span:
                 if isinstance(figures, str):
                     figures = json.loads(figures)
-                near.append({"event": event, "severity": severity, "model_version": version,
-                             "title": alerts.EVENTS[event].title if event in alerts.EVENTS
-                             else event,
-                             "detail": alerts.public_detail(event, figures or {}),
-                             "raised_at": alerts.iso(raised_at),
-                             "resolved_at": alerts.iso(resolved_at) if resolved_at else None})
+                near.append(
+                    {
+                        "event": event,
+                        "severity": severity,
+                        "model_version": version,
+                        "title": alerts.EVENTS[event].title if event in alerts.EVENTS else event,
+                        "detail": alerts.public_detail(event, figures or {}),
+                        "raised_at": alerts.iso(raised_at),
+                        "resolved_at": alerts.iso(resolved_at) if resolved_at else None,
+                    }
+                )
         out[change.id] = near
     return out
 
 
 # --- writers (the caller's transaction) -------------------------------------------------------
 
-def record(conn: db.Connection, *, model_name: str, action: str, actor: str, when: datetime,
-           version: str | None = None, previous_version: str | None = None,
-           reason: str | None = None, evidence: ModelChange | Mapping[str, Any] | None = None,
-           status: str = DONE, error: str | None = None) -> int:
+
+def record(
+    conn: db.Connection,
+    *,
+    model_name: str,
+    action: str,
+    actor: str,
+    when: datetime,
+    version: str | None = None,
+    previous_version: str | None = None,
+    reason: str | None = None,
+    evidence: ModelChange | Mapping[str, Any] | None = None,
+    status: str = DONE,
+    error: str | None = None,
+) -> int:
     """Insert one change; return its id. ``evidence``: the row (or mapping) whose evidence
     columns (family, held-out figures, P(better), run id) the change carries."""
     if action not in ACTIONS:
@@ -267,8 +321,10 @@ def record(conn: db.Connection, *, model_name: str, action: str, actor: str, whe
     if not actor.strip():
         raise ValueError("a model change needs who made it")
     source: Mapping[str, Any] = (
-        {k: getattr(evidence, k) for k in _EVIDENCE} if isinstance(evidence, ModelChange)
-        else dict(evidence or {}))
+        {k: getattr(evidence, k) for k in _EVIDENCE}
+        if isinstance(evidence, ModelChange)
+        else dict(evidence or {})
+    )
     values = {k: source.get(k) for k in _EVIDENCE}
     cur = conn.cursor()
     cur.execute(
@@ -276,8 +332,20 @@ def record(conn: db.Connection, *, model_name: str, action: str, actor: str, whe
         f"{', '.join(_EVIDENCE)}, actor, reason, status, started_at, changed_at, error) "
         f"VALUES (%s, %s, %s, %s, {', '.join(['%s'] * len(_EVIDENCE))}, %s, %s, %s, %s, %s, %s) "
         "RETURNING id",
-        (model_name, action, version, previous_version, *values.values(), actor,
-         reason, status, when, when if status == DONE else None, error))
+        (
+            model_name,
+            action,
+            version,
+            previous_version,
+            *values.values(),
+            actor,
+            reason,
+            status,
+            when,
+            when if status == DONE else None,
+            error,
+        ),
+    )
     return int(cur.fetchone()[0])
 
 
@@ -291,14 +359,17 @@ def finish_switch(conn: db.Connection, change_id: int, when: datetime) -> None:
     """The new version answers: the change is ``done`` as of ``when``."""
     conn.cursor().execute(
         "UPDATE water.model_changes SET status = 'done', changed_at = greatest(%s, started_at) "
-        "WHERE id = %s", (when, change_id))
+        "WHERE id = %s",
+        (when, change_id),
+    )
 
 
 def fail_switch(conn: db.Connection, change_id: int, error: str) -> None:
     """The switch failed; the old version kept serving."""
     conn.cursor().execute(
         "UPDATE water.model_changes SET status = 'failed', error = %s WHERE id = %s",
-        (error[:2000], change_id))
+        (error[:2000], change_id),
+    )
 
 
 def abandoned_switches(conn: db.Connection, model_name: str) -> list[ModelChange]:
@@ -315,44 +386,72 @@ def record_run_outcome(conn: db.Connection, run: Any, when: datetime) -> list[al
     name = run.model_name or ""
     if not name or run.decision not in (*WINNING_DECISIONS, CHALLENGER_HELD, CANDIDATE_WAITING):
         return []
-    if _select("run_id = %s AND action IN ('promoted', 'candidate', 'blocked')", (run.run_id,),
-               conn):
+    if _select(
+        "run_id = %s AND action IN ('promoted', 'candidate', 'blocked')", (run.run_id,), conn
+    ):
         return []  # a retried deploy step: already recorded
     previous = details.get("previous_champion_version")
     if run.decision in WINNING_DECISIONS:
-        evidence = {"family": run.champion_family, "held_out_precision": run.champion_precision,
-                    "held_out_precision_low": run.champion_precision_low,
-                    "held_out_precision_high": run.champion_precision_high,
-                    "held_out_recall": run.champion_recall, "threshold": run.champion_threshold,
-                    "probability_better": run.probability_challenger_better,
-                    "training_rows": run.training_rows, "run_id": run.run_id}
+        evidence = {
+            "family": run.champion_family,
+            "held_out_precision": run.champion_precision,
+            "held_out_precision_low": run.champion_precision_low,
+            "held_out_precision_high": run.champion_precision_high,
+            "held_out_recall": run.champion_recall,
+            "threshold": run.champion_threshold,
+            "probability_better": run.probability_challenger_better,
+            "training_rows": run.training_rows,
+            "run_id": run.run_id,
+        }
         action, version = PROMOTED, run.champion_version
     else:
         c = details.get("challenger") or {}
         scores = c.get("scores") or {}
         interval = details.get("challenger_precision_interval") or [None, None]
-        evidence = {"family": c.get("family"), "held_out_precision": scores.get("precision"),
-                    "held_out_precision_low": interval[0], "held_out_precision_high": interval[1],
-                    "held_out_recall": scores.get("recall"), "threshold": scores.get("threshold"),
-                    "probability_better": run.probability_challenger_better,
-                    "training_rows": run.training_rows, "run_id": run.run_id}
+        evidence = {
+            "family": c.get("family"),
+            "held_out_precision": scores.get("precision"),
+            "held_out_precision_low": interval[0],
+            "held_out_precision_high": interval[1],
+            "held_out_recall": scores.get("recall"),
+            "threshold": scores.get("threshold"),
+            "probability_better": run.probability_challenger_better,
+            "training_rows": run.training_rows,
+            "run_id": run.run_id,
+        }
         action = CANDIDATE if run.decision == CANDIDATE_WAITING else BLOCKED
         version = details.get("candidate_version")
-    change_id = record(conn, model_name=name, action=action, actor=AUTOMATIC, when=when,
-                       version=version, previous_version=previous, evidence=evidence)
+    change_id = record(
+        conn,
+        model_name=name,
+        action=action,
+        actor=AUTOMATIC,
+        when=when,
+        version=version,
+        previous_version=previous,
+        evidence=evidence,
+    )
     return raise_alerts(conn, find(conn, change_id), when)
 
 
-def expire_candidates(conn: db.Connection, model_name: str, now: datetime, days: float,
-                      actor: str = AUTOMATIC) -> list[tuple[ModelChange, list[alerts.Alert]]]:
+def expire_candidates(
+    conn: db.Connection, model_name: str, now: datetime, days: float, actor: str = AUTOMATIC
+) -> list[tuple[ModelChange, list[alerts.Alert]]]:
     """Record ``expired`` for each pending candidate older than ``days``; return the expired
     candidates and the alerts to publish."""
     out = []
     for candidate in pending_candidates(conn, model_name):
         if is_expired(candidate, now, days):
-            change_id = record(conn, model_name=model_name, action=EXPIRED, actor=actor,
-                               when=now, version=candidate.version, evidence=candidate,
-                               reason=f"candidate older than {days:g} days")
+            change_id = record(
+                conn,
+                model_name=model_name,
+                action=EXPIRED,
+                actor=actor,
+                when=now,
+                version=candidate.version,
+                evidence=candidate,
+                reason=f"candidate older than {days:g} days",
+            )
             expired = find(conn, change_id)
             out.append((candidate, raise_alerts(conn, expired, now)))
     return out
@@ -360,39 +459,70 @@ def expire_candidates(conn: db.Connection, model_name: str, now: datetime, days:
 
 # --- alerts ----------------------------------------------------------------------------------
 
+
 def alert_for(change: ModelChange) -> alerts.Alert | None:
     """The alert a change raises (pure), None for a change that tells nobody anything new (a
     challenger blocked by a hold already announced; an expiry only closes its candidate's
     alert). A rollback is an ERROR-level event; a hold stays open until released, a candidate
     until approved, rejected or expired; the rest are notices."""
-    figures = {"action": change.action, "version": change.version,
-               "previous_version": change.previous_version, "family": change.family,
-               "held_out_precision": change.held_out_precision,
-               "probability_better": change.probability_better, "actor": change.actor,
-               "reason": change.reason}
+    figures = {
+        "action": change.action,
+        "version": change.version,
+        "previous_version": change.previous_version,
+        "family": change.family,
+        "held_out_precision": change.held_out_precision,
+        "probability_better": change.probability_better,
+        "actor": change.actor,
+        "reason": change.reason,
+    }
     name = change.model_name
     said = f": {change.reason}" if change.reason else ""
     if change.action == ROLLED_BACK:
-        return alerts.Alert(alerts.MODEL_ROLLED_BACK, f"{name}/change-{change.id}",
-                            f"{name} rolled back from v{change.previous_version} to "
-                            f"v{change.version} by {change.actor}{said}", change.version, figures)
+        return alerts.Alert(
+            alerts.MODEL_ROLLED_BACK,
+            f"{name}/change-{change.id}",
+            f"{name} rolled back from v{change.previous_version} to "
+            f"v{change.version} by {change.actor}{said}",
+            change.version,
+            figures,
+        )
     if change.action == HELD:
-        return alerts.Alert(alerts.MODEL_HELD, name,
-                            f"promotions of {name} held by {change.actor}{said}",
-                            change.version, figures)
+        return alerts.Alert(
+            alerts.MODEL_HELD,
+            name,
+            f"promotions of {name} held by {change.actor}{said}",
+            change.version,
+            figures,
+        )
     if change.action == CANDIDATE:
-        return alerts.Alert(alerts.MODEL_CANDIDATE, f"{name}/v{change.version}",
-                            f"{name} v{change.version} ({change.family}) waits for approval",
-                            change.version, figures)
+        return alerts.Alert(
+            alerts.MODEL_CANDIDATE,
+            f"{name}/v{change.version}",
+            f"{name} v{change.version} ({change.family}) waits for approval",
+            change.version,
+            figures,
+        )
     if change.action == PROMOTED:
-        return alerts.Alert(alerts.MODEL_PROMOTED, f"{name}/change-{change.id}",
-                            f"{name} v{change.version} ({change.family}) promoted by the daily "
-                            "pipeline", change.version, figures)
+        return alerts.Alert(
+            alerts.MODEL_PROMOTED,
+            f"{name}/change-{change.id}",
+            f"{name} v{change.version} ({change.family}) promoted by the daily pipeline",
+            change.version,
+            figures,
+        )
     if change.action in (APPROVED, REJECTED, RELEASED):
-        what = "promotions released" if change.action == RELEASED else \
-            f"v{change.version} {change.action}"
-        return alerts.Alert(alerts.MODEL_CHANGED, f"{name}/change-{change.id}",
-                            f"{name} {what} by {change.actor}{said}", change.version, figures)
+        what = (
+            "promotions released"
+            if change.action == RELEASED
+            else f"v{change.version} {change.action}"
+        )
+        return alerts.Alert(
+            alerts.MODEL_CHANGED,
+            f"{name}/change-{change.id}",
+            f"{name} {what} by {change.actor}{said}",
+            change.version,
+            figures,
+        )
     return None
 
 
@@ -400,15 +530,15 @@ NOTICES = (alerts.MODEL_ROLLED_BACK, alerts.MODEL_CHANGED, alerts.MODEL_PROMOTED
 """Events that tell of something done: recorded resolved at once (the history keeps them)."""
 
 
-def raise_alerts(conn: db.Connection, change: ModelChange, when: datetime
-                 ) -> list[alerts.Alert]:
+def raise_alerts(conn: db.Connection, change: ModelChange, when: datetime) -> list[alerts.Alert]:
     """Record the alert of ``change`` (and close what it ends: a release closes the hold, a
     decision on a candidate closes the candidate's); return those to publish."""
     if change.action == RELEASED:
         alerts.resolve(conn, alerts.MODEL_HELD, [change.model_name], when)
     if change.action in (APPROVED, REJECTED, EXPIRED):
-        alerts.resolve(conn, alerts.MODEL_CANDIDATE,
-                       [f"{change.model_name}/v{change.version}"], when)
+        alerts.resolve(
+            conn, alerts.MODEL_CANDIDATE, [f"{change.model_name}/v{change.version}"], when
+        )
     alert = alert_for(change)
     if alert is None:
         return []
@@ -424,20 +554,23 @@ WAITING_DECISIONS = (CHALLENGER_HELD, CANDIDATE_WAITING)
 DEFAULT_CANDIDATE_EXPIRY_DAYS = 7.0
 
 
-def promotion_gate(settings: Any, decision: str, approval: str = AUTO,
-                   candidate_expiry_days: float = DEFAULT_CANDIDATE_EXPIRY_DAYS,
-                   now: datetime | None = None) -> str:
+def promotion_gate(
+    settings: Any,
+    decision: str,
+    approval: str = AUTO,
+    candidate_expiry_days: float = DEFAULT_CANDIDATE_EXPIRY_DAYS,
+    now: datetime | None = None,
+) -> str:
     """What promote may do with ``decision`` now (:func:`gate`): reads the hold in force and
     first expires candidates older than ``candidate_expiry_days``. Called by
     :func:`training.promotion.decide_and_promote` under its promotion lock, so a hold or an
     approval given meanwhile is seen."""
     from contextlib import closing
-    from datetime import timezone
 
     check_approval_mode(approval)
     if candidate_expiry_days <= 0:
         raise ValueError(f"candidate_expiry_days must be > 0, got {candidate_expiry_days}")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with closing(db.connect(settings)) as conn:
         try:
             expired = expire_candidates(conn, settings.model_name, now, candidate_expiry_days)

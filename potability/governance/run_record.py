@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from potability import alerts, db
 from potability.config import Settings
@@ -35,12 +36,26 @@ from potability.governance import model_changes
 log = logging.getLogger(__name__)
 
 _DECISION_COLUMNS = (
-    "decision", "model_name", "champion_version", "champion_family", "champion_precision",
-    "champion_recall", "champion_threshold", "challenger_family", "challenger_precision",
-    "challenger_recall", "recall_floor", "training_rows", "mlflow_run_id",
+    "decision",
+    "model_name",
+    "champion_version",
+    "champion_family",
+    "champion_precision",
+    "champion_recall",
+    "champion_threshold",
+    "challenger_family",
+    "challenger_precision",
+    "challenger_recall",
+    "recall_floor",
+    "training_rows",
+    "mlflow_run_id",
     # sql/006_promotion_evidence.sql
-    "champion_precision_low", "champion_precision_high", "promotion_confidence",
-    "precision_difference", "precision_difference_low", "precision_difference_high",
+    "champion_precision_low",
+    "champion_precision_high",
+    "promotion_confidence",
+    "precision_difference",
+    "precision_difference_low",
+    "precision_difference_high",
     "probability_challenger_better",
 )
 
@@ -88,7 +103,7 @@ def _select(alias: str = "") -> str:
 
 
 def _pipeline_run(row: Any) -> PipelineRun:
-    values = dict(zip(_COLUMNS, row))
+    values = dict(zip(_COLUMNS, row, strict=False))
     if isinstance(values["details"], str):  # jsonb arrives parsed or as text, per driver
         values["details"] = json.loads(values["details"])
     values["details"] = values["details"] or {}
@@ -111,6 +126,7 @@ class ChampionRecord:
 
 
 # --- readers ---------------------------------------------------------------------------------
+
 
 def find_run(conn: db.Connection, run_id: str) -> PipelineRun | None:
     """The run ``run_id``, or None."""
@@ -148,27 +164,41 @@ def current_champion(conn: db.Connection) -> ChampionRecord | None:
         " AND p.decision IN ('first_champion', 'challenger_wins')) "
         "FROM water.pipeline_runs r WHERE r.status = 'succeeded' "
         "AND r.champion_version IS NOT NULL "
-        "ORDER BY r.finished_at DESC NULLS LAST, r.started_at DESC LIMIT 1")
+        "ORDER BY r.finished_at DESC NULLS LAST, r.started_at DESC LIMIT 1"
+    )
     row = cur.fetchone()
     latest = None if row is None else ChampionRecord(_pipeline_run(row[:-1]), row[-1])
     change = model_changes.latest_serving(conn)
     if change is None or change.actor == model_changes.AUTOMATIC or change.changed_at is None:
         return latest
-    if latest is not None and latest.run.finished_at is not None \
-            and latest.run.finished_at >= change.changed_at:
+    if (
+        latest is not None
+        and latest.run.finished_at is not None
+        and latest.run.finished_at >= change.changed_at
+    ):
         return latest  # a later run compared against (and kept or replaced) that version
     trained = find_run(conn, change.run_id) if change.run_id else None
-    return ChampionRecord(PipelineRun(
-        run_id=change.run_id or "", status="succeeded", started_at=change.started_at,
-        finished_at=change.changed_at, decision=change.action, model_name=change.model_name,
-        champion_version=change.version, champion_family=change.family,
-        champion_precision=change.held_out_precision,
-        champion_precision_low=change.held_out_precision_low,
-        champion_precision_high=change.held_out_precision_high,
-        champion_recall=change.held_out_recall, champion_threshold=change.threshold,
-        probability_challenger_better=change.probability_better,
-        training_rows=change.training_rows, details={}),
-        trained.started_at if trained else None)
+    return ChampionRecord(
+        PipelineRun(
+            run_id=change.run_id or "",
+            status="succeeded",
+            started_at=change.started_at,
+            finished_at=change.changed_at,
+            decision=change.action,
+            model_name=change.model_name,
+            champion_version=change.version,
+            champion_family=change.family,
+            champion_precision=change.held_out_precision,
+            champion_precision_low=change.held_out_precision_low,
+            champion_precision_high=change.held_out_precision_high,
+            champion_recall=change.held_out_recall,
+            champion_threshold=change.threshold,
+            probability_challenger_better=change.probability_better,
+            training_rows=change.training_rows,
+            details={},
+        ),
+        trained.started_at if trained else None,
+    )
 
 
 def training_sample_ids(conn: db.Connection, version: str) -> list[str] | None:
@@ -183,7 +213,9 @@ def training_sample_ids(conn: db.Connection, version: str) -> list[str] | None:
         "JOIN water.pipeline_runs r USING (run_id) "
         "WHERE (r.champion_version = %s AND r.decision IN ('first_champion', 'challenger_wins'))"
         " OR r.details->>'candidate_version' = %s "
-        "ORDER BY r.started_at LIMIT 1", (version, version))
+        "ORDER BY r.started_at LIMIT 1",
+        (version, version),
+    )
     row = cur.fetchone()
     return None if row is None else [str(i) for i in row[0]]
 
@@ -194,11 +226,17 @@ def check_stale(conn: db.Connection, settings: Settings, now: datetime) -> list[
     cur = conn.cursor()
     cur.execute(
         "SELECT max(finished_at) FILTER (WHERE status = 'succeeded'), min(started_at) "
-        "FROM water.pipeline_runs")
+        "FROM water.pipeline_runs"
+    )
     last_success, first_run = cur.fetchone()
     champion = current_champion(conn)
-    alert = alerts.stale(last_success, first_run, now, settings.alert_stale_hours,
-                         champion.version if champion else None)
+    alert = alerts.stale(
+        last_success,
+        first_run,
+        now,
+        settings.alert_stale_hours,
+        champion.version if champion else None,
+    )
     try:
         raised = alerts.sync(conn, alerts.PIPELINE_STALE, [alert] if alert else [], now)
         conn.commit()
@@ -209,6 +247,7 @@ def check_stale(conn: db.Connection, settings: Settings, now: datetime) -> list[
 
 
 # --- writers ---------------------------------------------------------------------------------
+
 
 def start_run(settings: Settings, run_id: str, data_sha256: str, rows: int) -> None:
     """Open (or reopen, on a retried export) the run's row with status ``running``.
@@ -224,8 +263,8 @@ def start_run(settings: Settings, run_id: str, data_sha256: str, rows: int) -> N
     """
     with closing(db.connect(settings)) as conn:
         try:
-            alerts.publish(settings, check_stale(conn, settings, datetime.now(timezone.utc)))
-        except Exception:  # noqa: BLE001 - a check must not stop the run it precedes
+            alerts.publish(settings, check_stale(conn, settings, datetime.now(UTC)))
+        except Exception:  # a check must not stop the run it precedes
             log.exception("stale-run check failed")
         conn.cursor().execute(
             "INSERT INTO water.pipeline_runs (run_id, status, data_sha256, training_rows) "
@@ -237,8 +276,9 @@ def start_run(settings: Settings, run_id: str, data_sha256: str, rows: int) -> N
         conn.commit()
 
 
-def record_decision(settings: Settings, run_id: str, values: Mapping[str, Any],
-                    details: Mapping[str, Any]) -> None:
+def record_decision(
+    settings: Settings, run_id: str, values: Mapping[str, Any], details: Mapping[str, Any]
+) -> None:
     """Write promote's decision and both scores into the run's row (still ``running``).
 
     Args:
@@ -256,10 +296,11 @@ def record_decision(settings: Settings, run_id: str, values: Mapping[str, Any],
         cur = conn.cursor()
         cur.execute(
             "INSERT INTO water.pipeline_runs (run_id, status) VALUES (%s, 'running') "
-            "ON CONFLICT (run_id) DO NOTHING", (run_id,))
+            "ON CONFLICT (run_id) DO NOTHING",
+            (run_id,),
+        )
         cur.execute(
-            f"UPDATE water.pipeline_runs SET {assignments}, details = %s::jsonb "
-            "WHERE run_id = %s",
+            f"UPDATE water.pipeline_runs SET {assignments}, details = %s::jsonb WHERE run_id = %s",
             [values[n] for n in names] + [json.dumps(dict(details)), run_id],
         )
         conn.commit()
@@ -277,12 +318,20 @@ def record_tested_samples(settings: Settings, sample_ids: Iterable[str], at: dat
             "last_tested_at, tests) SELECT unnest(%s::text[]), %s, %s, 1 "
             "ON CONFLICT (sample_id) DO UPDATE SET tests = promotion_tested_samples.tests + 1, "
             "last_tested_at = greatest(promotion_tested_samples.last_tested_at, "
-            "EXCLUDED.last_tested_at)", (ids, at, at))
+            "EXCLUDED.last_tested_at)",
+            (ids, at, at),
+        )
         conn.commit()
 
 
-def record_split(settings: Settings, run_id: str, seed: int, test_fraction: float,
-                 training_ids: Iterable[str], held_out_ids: Iterable[str]) -> None:
+def record_split(
+    settings: Settings,
+    run_id: str,
+    seed: int,
+    test_fraction: float,
+    training_ids: Iterable[str],
+    held_out_ids: Iterable[str],
+) -> None:
     """Record which lab samples the run trained on and held out (train step; sql/016); a
     retried train step replaces its own record."""
     with closing(db.connect(settings)) as conn:
@@ -294,8 +343,14 @@ def record_split(settings: Settings, run_id: str, seed: int, test_fraction: floa
             "test_fraction = EXCLUDED.test_fraction, "
             "training_sample_ids = EXCLUDED.training_sample_ids, "
             "held_out_sample_ids = EXCLUDED.held_out_sample_ids, recorded_at = now()",
-            (run_id, int(seed), float(test_fraction), [str(i) for i in training_ids],
-             [str(i) for i in held_out_ids]))
+            (
+                run_id,
+                int(seed),
+                float(test_fraction),
+                [str(i) for i in training_ids],
+                [str(i) for i in held_out_ids],
+            ),
+        )
         conn.commit()
 
 
@@ -308,7 +363,9 @@ def finish_run(settings: Settings, run_id: str) -> None:
         cur = conn.cursor()
         cur.execute(
             "UPDATE water.pipeline_runs SET status = 'succeeded', finished_at = now(), "
-            "error = NULL WHERE run_id = %s RETURNING finished_at", (run_id,))
+            "error = NULL WHERE run_id = %s RETURNING finished_at",
+            (run_id,),
+        )
         finished = cur.fetchone()[0]
         for event in (alerts.PIPELINE_RUN_FAILED, alerts.PIPELINE_STALE):
             alerts.resolve(conn, event, None, finished)
@@ -339,9 +396,10 @@ def mark_failed(settings: Settings, run_id: str, error: str) -> Mapping[str, Any
     try:
         return _mark_failed(settings, run_id, error)
     except db.DatabaseUnavailable as exc:
-        when = datetime.now(timezone.utc)
+        when = datetime.now(UTC)
         alert = alerts.pipeline_failed(
-            run_id, f"{error} (not recorded: the database is unavailable: {exc})", None)
+            run_id, f"{error} (not recorded: the database is unavailable: {exc})", None
+        )
         alerts.publish(settings, [alert], when)
         raise
 
@@ -359,12 +417,12 @@ def _mark_failed(settings: Settings, run_id: str, error: str) -> Mapping[str, An
         details = cur.fetchone()[0] or {}
         champion = current_champion(conn)
         alert = alerts.pipeline_failed(run_id, error, champion.version if champion else None)
-        when = datetime.now(timezone.utc)
+        when = datetime.now(UTC)
         raised = [alert] if alerts.insert(conn, alert, when) else []
         conn.commit()
         try:
             raised += check_stale(conn, settings, when)
-        except Exception:  # noqa: BLE001 - the failure itself is recorded; this is extra
+        except Exception:  # the failure itself is recorded; this is extra
             log.exception("stale-run check failed")
     alerts.publish(settings, raised, when)
     return json.loads(details) if isinstance(details, str) else details

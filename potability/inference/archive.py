@@ -26,10 +26,11 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,9 +43,14 @@ META_SHA256 = b"potability.sha256"
 META_DAY = b"potability.day"
 
 PG_TYPES = {
-    "bigint": pa.int64(), "integer": pa.int32(), "smallint": pa.int16(),
-    "double precision": pa.float64(), "real": pa.float32(), "boolean": pa.bool_(),
-    "text": pa.string(), "character varying": pa.string(),
+    "bigint": pa.int64(),
+    "integer": pa.int32(),
+    "smallint": pa.int16(),
+    "double precision": pa.float64(),
+    "real": pa.float32(),
+    "boolean": pa.bool_(),
+    "text": pa.string(),
+    "character varying": pa.string(),
     "timestamp with time zone": pa.timestamp("us", tz="UTC"),
 }
 """PostgreSQL column type -> Parquet (Arrow) type; timestamps keep PostgreSQL's microseconds."""
@@ -60,7 +66,7 @@ def object_name(day: date) -> str:
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat()
+        return value.astimezone(UTC).isoformat()
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     return value
@@ -104,8 +110,9 @@ class Written:
     sha256: str
 
 
-def write_file(path: Path, schema: pa.Schema, batches: Iterable[Sequence[Sequence[Any]]],
-               day: date) -> Written:
+def write_file(
+    path: Path, schema: pa.Schema, batches: Iterable[Sequence[Sequence[Any]]], day: date
+) -> Written:
     """Write row batches to a Parquet file at ``path``; its metadata gets count and digest.
 
     Parquet's footer is written last, so the digest of the rows goes into its key-value
@@ -115,12 +122,23 @@ def write_file(path: Path, schema: pa.Schema, batches: Iterable[Sequence[Sequenc
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for batch in batches:
             digest.update(batch)
-            columns = list(zip(*batch))
-            writer.write_table(pa.table({n: pa.array(list(c), type=schema.field(n).type)
-                                         for n, c in zip(names, columns)}, schema=schema))
-        writer.add_key_value_metadata({META_ROWS: str(digest.rows).encode(),
-                                       META_SHA256: digest.sha256.encode(),
-                                       META_DAY: day.isoformat().encode()})
+            columns = list(zip(*batch, strict=False))
+            writer.write_table(
+                pa.table(
+                    {
+                        n: pa.array(list(c), type=schema.field(n).type)
+                        for n, c in zip(names, columns, strict=False)
+                    },
+                    schema=schema,
+                )
+            )
+        writer.add_key_value_metadata(
+            {
+                META_ROWS: str(digest.rows).encode(),
+                META_SHA256: digest.sha256.encode(),
+                META_DAY: day.isoformat().encode(),
+            }
+        )
     return Written(path, digest.rows, digest.sha256)
 
 
@@ -131,7 +149,7 @@ def file_digest(path: Path) -> tuple[RowDigest, dict[bytes, bytes]]:
     names = parquet.schema_arrow.names
     for batch in parquet.iter_batches(batch_size=50_000):
         columns = [batch.column(n).to_pylist() for n in names]
-        digest.update(zip(*columns))
+        digest.update(zip(*columns, strict=False))
     return digest, dict(parquet.metadata.metadata or {})
 
 
@@ -140,15 +158,19 @@ def verify(path: Path, rows: int | None = None, sha256: str | None = None) -> Ro
     digest, meta = file_digest(path)
     claimed = (int(meta.get(META_ROWS, b"-1")), meta.get(META_SHA256, b"").decode())
     if (digest.rows, digest.sha256) != claimed:
-        raise ArchiveMismatch(f"{path}: rows/sha256 {digest.rows}/{digest.sha256} do not match "
-                              f"its metadata {claimed[0]}/{claimed[1]}")
+        raise ArchiveMismatch(
+            f"{path}: rows/sha256 {digest.rows}/{digest.sha256} do not match "
+            f"its metadata {claimed[0]}/{claimed[1]}"
+        )
     if rows is not None and digest.rows != rows or sha256 is not None and digest.sha256 != sha256:
-        raise ArchiveMismatch(f"{path}: rows/sha256 {digest.rows}/{digest.sha256}, expected "
-                              f"{rows}/{sha256}")
+        raise ArchiveMismatch(
+            f"{path}: rows/sha256 {digest.rows}/{digest.sha256}, expected {rows}/{sha256}"
+        )
     return digest
 
 
 # --- stores ------------------------------------------------------------------------------
+
 
 class Store(Protocol):
     uri: str
@@ -193,7 +215,7 @@ class GcsStore:
     def __init__(self, uri: str, client: Any = None) -> None:
         if not uri.startswith("gs://"):
             raise ValueError(f"not a gs:// URI: {uri!r}")
-        bucket, _, prefix = uri[len("gs://"):].partition("/")
+        bucket, _, prefix = uri[len("gs://") :].partition("/")
         self.uri = uri
         self.prefix = prefix.strip("/")
         if client is None:
@@ -211,15 +233,19 @@ class GcsStore:
 
     def put(self, name: str, source: Path) -> None:
         self.bucket.blob(self._key(name)).upload_from_filename(
-            str(source), content_type="application/vnd.apache.parquet", if_generation_match=0)
+            str(source), content_type="application/vnd.apache.parquet", if_generation_match=0
+        )
 
     def fetch(self, name: str, target: Path) -> None:
         self.bucket.blob(self._key(name)).download_to_filename(str(target))
 
     def names(self) -> list[str]:
         start = len(self.prefix) + 1 if self.prefix else 0
-        return sorted(b.name[start:] for b in self._client.list_blobs(
-            self.bucket, prefix=self._key("day=")) if b.name.endswith(FILE_NAME))
+        return sorted(
+            b.name[start:]
+            for b in self._client.list_blobs(self.bucket, prefix=self._key("day="))
+            if b.name.endswith(FILE_NAME)
+        )
 
 
 def archive_uri(settings: Settings) -> str:

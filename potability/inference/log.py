@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from potability import db
 from potability.config import Settings
-from potability.inference import archive as inference_archive, rollup as inference_rollup
+from potability.inference import archive as inference_archive
+from potability.inference import rollup as inference_rollup
 from potability.migrations import OWNER_ROLE
 
 DAYS_AHEAD = 7
@@ -75,16 +77,18 @@ class MaintenanceReport:
     def lines(self) -> list[str]:
         days = ", ".join(d.isoformat() for d in self.created) or "none"
         archived = ", ".join(f"{d.isoformat()} ({n} rows)" for d, n in self.archived) or "none"
-        return [f"partitions created: {days}",
-                f"readings moved out of the default partition: {self.moved_from_default}",
-                f"request keys pruned (older than the idempotency window): {self.keys_pruned}",
-                f"days archived and dropped: {archived}",
-                f"hours rolled up (counts and drift cells): {self.hours_rolled_up}",
-                f"took {self.seconds:.2f} s"]
+        return [
+            f"partitions created: {days}",
+            f"readings moved out of the default partition: {self.moved_from_default}",
+            f"request keys pruned (older than the idempotency window): {self.keys_pruned}",
+            f"days archived and dropped: {archived}",
+            f"hours rolled up (counts and drift cells): {self.hours_rolled_up}",
+            f"took {self.seconds:.2f} s",
+        ]
 
 
 def utc_day(moment: datetime) -> date:
-    return moment.astimezone(timezone.utc).date()
+    return moment.astimezone(UTC).date()
 
 
 def partition_name(day: date) -> str:
@@ -94,12 +98,17 @@ def partition_name(day: date) -> str:
 def partitions(conn: db.Connection) -> list[date]:
     """The days that have a partition, oldest first."""
     cur = conn.cursor()
-    cur.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'water.water_inferences'::regclass")
+    cur.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'water.water_inferences'::regclass"
+    )
     names = [r[0] for r in cur.fetchall()]
     conn.rollback()
-    return sorted(datetime.strptime(n[len(PARTITION_PREFIX):], "%Y%m%d").date()
-                  for n in names if n.startswith(PARTITION_PREFIX))
+    return sorted(
+        datetime.strptime(n[len(PARTITION_PREFIX) :], "%Y%m%d").date()
+        for n in names
+        if n.startswith(PARTITION_PREFIX)
+    )
 
 
 def _as_owner(cur: Any) -> None:
@@ -120,30 +129,35 @@ def _retrying(conn: db.Connection, work: Any) -> Any:
             conn.rollback()
             if db.sqlstate(exc) != "55P03" or attempt == ATTEMPTS - 1:
                 raise
-            time.sleep(0.2 * 2 ** attempt)
+            time.sleep(0.2 * 2**attempt)
     raise AssertionError("unreachable")
 
 
 def ensure_partition(conn: db.Connection, day: date) -> bool:
     """The partition of ``day`` (created if missing, its readings moved out of DEFAULT)."""
+
     def work(cur: Any) -> bool:
         cur.execute("SELECT water.ensure_inference_partition(%s)", (day,))
         return bool(cur.fetchone()[0])
+
     return _retrying(conn, work)
 
 
 def default_days(conn: db.Connection) -> dict[date, int]:
     """Days with readings in the DEFAULT partition, and how many each."""
     cur = conn.cursor()
-    cur.execute("SELECT (inferred_at AT TIME ZONE 'UTC')::date, count(*) "
-                "FROM water.water_inferences_default GROUP BY 1 ORDER BY 1")
+    cur.execute(
+        "SELECT (inferred_at AT TIME ZONE 'UTC')::date, count(*) "
+        "FROM water.water_inferences_default GROUP BY 1 ORDER BY 1"
+    )
     found = {r[0]: int(r[1]) for r in cur.fetchall()}
     conn.rollback()
     return found
 
 
-def ensure_partitions(conn: db.Connection, today: date, report: MaintenanceReport | None = None
-                      ) -> MaintenanceReport:
+def ensure_partitions(
+    conn: db.Connection, today: date, report: MaintenanceReport | None = None
+) -> MaintenanceReport:
     """Steps 1 and 2: readings out of DEFAULT into their days; today + :data:`DAYS_AHEAD`."""
     report = report or MaintenanceReport()
     for day, rows in default_days(conn).items():
@@ -160,8 +174,10 @@ def ensure_partitions(conn: db.Connection, today: date, report: MaintenanceRepor
 def prune_request_keys(conn: db.Connection, now: datetime, window_days: float) -> int:
     """Step 3: forget request keys older than the idempotency window."""
     cur = conn.cursor()
-    cur.execute("DELETE FROM water.inference_requests WHERE inferred_at < %s",
-                (now - timedelta(days=window_days),))
+    cur.execute(
+        "DELETE FROM water.inference_requests WHERE inferred_at < %s",
+        (now - timedelta(days=window_days),),
+    )
     pruned = cur.rowcount
     conn.commit()
     return max(pruned, 0)
@@ -175,21 +191,26 @@ def expired_days(conn: db.Connection, today: date, retention_days: int) -> list[
 
 def _columns(conn: db.Connection) -> list[tuple[str, str]]:
     cur = conn.cursor()
-    cur.execute("SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
-                "WHERE attrelid = 'water.water_inferences'::regclass AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attnum")
+    cur.execute(
+        "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+        "WHERE attrelid = 'water.water_inferences'::regclass AND attnum > 0 "
+        "AND NOT attisdropped ORDER BY attnum"
+    )
     return [(r[0], r[1]) for r in cur.fetchall()]
 
 
-def _partition_rows(conn: db.Connection, day: date, names: list[str]
-                    ) -> Iterator[list[tuple[Any, ...]]]:
+def _partition_rows(
+    conn: db.Connection, day: date, names: list[str]
+) -> Iterator[list[tuple[Any, ...]]]:
     """The partition's rows in id order, in batches, from one snapshot (a cursor in a
     REPEATABLE READ transaction the caller ends)."""
     conn.rollback()
     cur = conn.cursor()
     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    cur.execute(f"DECLARE archive_rows NO SCROLL CURSOR FOR SELECT {', '.join(names)} "
-                f"FROM water.{partition_name(day)} ORDER BY id")
+    cur.execute(
+        f"DECLARE archive_rows NO SCROLL CURSOR FOR SELECT {', '.join(names)} "
+        f"FROM water.{partition_name(day)} ORDER BY id"
+    )
     while True:
         cur.execute(f"FETCH {FETCH_ROWS} FROM archive_rows")
         batch = [tuple(r) for r in cur.fetchall()]
@@ -198,8 +219,9 @@ def _partition_rows(conn: db.Connection, day: date, names: list[str]
         yield batch
 
 
-def archive_day(conn: db.Connection, store: inference_archive.Store, day: date,
-                workdir: Path) -> int:
+def archive_day(
+    conn: db.Connection, store: inference_archive.Store, day: date, workdir: Path
+) -> int:
     """Step 4 for one day: export, verify the stored file against the database, drop.
 
     Returns the rows archived. Raises :class:`inference_archive.ArchiveMismatch` (nothing
@@ -211,13 +233,17 @@ def archive_day(conn: db.Connection, store: inference_archive.Store, day: date,
         if store.exists(name):
             # A run before this one got as far as the upload: check it, never overwrite it.
             digest = inference_archive.row_digest(
-                row for batch in _partition_rows(conn, day, names) for row in batch)
+                row for batch in _partition_rows(conn, day, names) for row in batch
+            )
             rows, sha = digest.rows, digest.sha256
         else:
             local = workdir / f"{partition_name(day)}.parquet"
             written = inference_archive.write_file(
-                local, inference_archive.arrow_schema(columns),
-                _partition_rows(conn, day, names), day)
+                local,
+                inference_archive.arrow_schema(columns),
+                _partition_rows(conn, day, names),
+                day,
+            )
             rows, sha = written.rows, written.sha256
             store.put(name, local)
             local.unlink()
@@ -227,7 +253,8 @@ def archive_day(conn: db.Connection, store: inference_archive.Store, day: date,
     if (stored.rows, stored.sha256) != (rows, sha):
         raise inference_archive.ArchiveMismatch(
             f"{store.uri}/{name} holds {stored.rows} rows (sha256 {stored.sha256}) but the "
-            f"partition {partition_name(day)} has {rows} (sha256 {sha}); not dropped")
+            f"partition {partition_name(day)} has {rows} (sha256 {sha}); not dropped"
+        )
     (workdir / f"{day.isoformat()}.parquet").unlink(missing_ok=True)
 
     def drop(cur: Any) -> None:
@@ -238,23 +265,31 @@ def archive_day(conn: db.Connection, store: inference_archive.Store, day: date,
         if now_rows != rows:
             raise inference_archive.ArchiveMismatch(
                 f"{table} changed while it was archived ({rows} -> {now_rows} rows); "
-                "not dropped, the next run archives it again")
+                "not dropped, the next run archives it again"
+            )
         cur.execute(f"DROP TABLE {table}")
         # the day's drift cells count the readings just dropped (sql/015): they go with them
-        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         inference_rollup.forget_cells(conn, start, start + timedelta(days=1))
+
     _retrying(conn, drop)
     return rows
 
 
-def archive_expired(conn: db.Connection, settings: Settings, today: date,
-                    report: MaintenanceReport | None = None,
-                    store: inference_archive.Store | None = None) -> MaintenanceReport:
+def archive_expired(
+    conn: db.Connection,
+    settings: Settings,
+    today: date,
+    report: MaintenanceReport | None = None,
+    store: inference_archive.Store | None = None,
+) -> MaintenanceReport:
     report = report or MaintenanceReport()
     if settings.inference_retention_days < MIN_RETENTION_DAYS:
-        raise ValueError(f"INFERENCE_RETENTION_DAYS={settings.inference_retention_days}: at least "
-                         f"{MIN_RETENTION_DAYS} (the status page and drift read 7 days, request "
-                         "keys live 7); nothing archived")
+        raise ValueError(
+            f"INFERENCE_RETENTION_DAYS={settings.inference_retention_days}: at least "
+            f"{MIN_RETENTION_DAYS} (the status page and drift read 7 days, request "
+            "keys live 7); nothing archived"
+        )
     days = expired_days(conn, today, settings.inference_retention_days)
     if not days:
         return report
@@ -265,11 +300,12 @@ def archive_expired(conn: db.Connection, settings: Settings, today: date,
     return report
 
 
-def run_maintenance(settings: Settings, now: datetime | None = None,
-                    store: inference_archive.Store | None = None) -> MaintenanceReport:
+def run_maintenance(
+    settings: Settings, now: datetime | None = None, store: inference_archive.Store | None = None
+) -> MaintenanceReport:
     """The daily step, whole (what the benchmark times): see the module docstring."""
     started = time.perf_counter()
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     today = utc_day(now)
     # One run at a time (the job and an engineer by hand): the second waits for the first.
     with db.advisory_lock(settings, LOCK_NAME), closing(db.connect(settings)) as conn:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from potability.db import Connection
@@ -33,7 +33,7 @@ GRACE = timedelta(minutes=2)
 (and stamped its rows with that start) has committed by then."""
 DAY_HOURS = 24
 WEEK_HOURS = 7 * 24
-_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _BIN = "date_bin(interval '1 hour', {col}, timestamptz '2000-01-01 00:00:00+00')"
 
 
@@ -85,23 +85,29 @@ class InferenceActivity:
     last_7d: WindowSummary
 
 
-def roll_up(conn: Connection, start: datetime, through: datetime,
-            max_hours: int | None = None) -> int:
+def roll_up(
+    conn: Connection, start: datetime, through: datetime, max_hours: int | None = None
+) -> int:
     """Roll up the complete hours of ``[start, through)`` not rolled up yet (the oldest
     ``max_hours`` of them, if given); how many were. Runs in the caller's transaction."""
     cur = conn.cursor()
-    cur.execute("SELECT water.roll_up_inference_hours(%s, %s, %s)",
-                (floor_hour(start), floor_hour(through), max_hours))
+    cur.execute(
+        "SELECT water.roll_up_inference_hours(%s, %s, %s)",
+        (floor_hour(start), floor_hour(through), max_hours),
+    )
     return int(cur.fetchone()[0])
 
 
-def roll_up_cells(conn: Connection, start: datetime, through: datetime,
-                  max_hours: int | None = None) -> int:
+def roll_up_cells(
+    conn: Connection, start: datetime, through: datetime, max_hours: int | None = None
+) -> int:
     """Fill the drift cells (sql/015) of the rolled-up hours of ``[start, through)`` that have
     none (the oldest ``max_hours`` of them, if given); how many were. Caller's transaction."""
     cur = conn.cursor()
-    cur.execute("SELECT water.roll_up_inference_cells(%s, %s, %s)",
-                (floor_hour(start), floor_hour(through), max_hours))
+    cur.execute(
+        "SELECT water.roll_up_inference_cells(%s, %s, %s)",
+        (floor_hour(start), floor_hour(through), max_hours),
+    )
     return int(cur.fetchone()[0])
 
 
@@ -143,18 +149,21 @@ def forget(conn: Connection, start: datetime, end: datetime) -> int:
 def forget_cells(conn: Connection, start: datetime, end: datetime) -> None:
     """Drop the drift cells of ``[start, end)`` in the caller's transaction: retention calls
     it as it drops a day's partition, so no cell outlives the readings it counts."""
-    conn.cursor().execute("DELETE FROM water.inference_hourly_cells WHERE hour >= %s AND hour < %s",
-                          (start, end))
+    conn.cursor().execute(
+        "DELETE FROM water.inference_hourly_cells WHERE hour >= %s AND hour < %s", (start, end)
+    )
 
 
 # the drift grid's cell of each feature column, as water.insert_inference_cells computes it
 _CELLS = ", ".join(
     f"({k}, water.drift_cell(i.{column}, {f.minimum!r}, {f.maximum!r}))"
-    for k, (column, f) in enumerate(zip(FEATURE_COLUMNS, FEATURES)))
+    for k, (column, f) in enumerate(zip(FEATURE_COLUMNS, FEATURES, strict=False))
+)
 
 
-def _raw_ranges(start: datetime, end: datetime, covered: set[datetime]
-                ) -> list[tuple[str, datetime, str, datetime]]:
+def _raw_ranges(
+    start: datetime, end: datetime, covered: set[datetime]
+) -> list[tuple[str, datetime, str, datetime]]:
     """The parts of ``(start, end]`` outside the covered hours, as (op, bound, op, bound): the
     partial first hour, runs of hours without cells, the partial last hour."""
     first_full, last_full_end = floor_hour(start) + HOUR, floor_hour(end)
@@ -181,8 +190,11 @@ def drift_cells(conn: Connection, start: datetime, end: datetime) -> dict[int, d
     statement. Exact whatever has been rolled up; costs ~170 hours of cells plus the raw rows
     of the unrolled part, not a week of readings."""
     cur = conn.cursor()
-    cur.execute("SELECT hour FROM water.inference_rolled_hours WHERE cells_rolled "
-                "AND hour >= %s AND hour < %s", (floor_hour(start) + HOUR, floor_hour(end)))
+    cur.execute(
+        "SELECT hour FROM water.inference_rolled_hours WHERE cells_rolled "
+        "AND hour >= %s AND hour < %s",
+        (floor_hour(start) + HOUR, floor_hour(end)),
+    )
     covered = sorted(row[0] for row in cur.fetchall())
     ranges = _raw_ranges(start, end, set(covered))
     where = " OR ".join(f"(i.inferred_at {a} %s AND i.inferred_at {b} %s)" for a, _, b, _ in ranges)
@@ -194,7 +206,8 @@ def drift_cells(conn: Connection, start: datetime, end: datetime) -> dict[int, d
         f" SELECT v.feature, v.cell, count(*) FROM water.water_inferences i"
         f" CROSS JOIN LATERAL (VALUES {_CELLS}) AS v(feature, cell)"
         f" WHERE {where} GROUP BY 1, 2) c GROUP BY 1, 2",
-        (covered or None, *[bound for _, lo, _, hi in ranges for bound in (lo, hi)]))
+        (covered or None, *[bound for _, lo, _, hi in ranges for bound in (lo, hi)]),
+    )
     out: dict[int, dict[int, int]] = {k: {} for k in range(len(FEATURES))}
     for feature, cell, n in cur.fetchall():
         out[int(feature)][int(cell)] = int(n)
@@ -215,7 +228,7 @@ WITH rolled AS (
     SELECT b.hour, i.sensor_id, i.model_version, count(*),
            count(*) FILTER (WHERE i.predicted_class = 1)
     FROM water.water_inferences i
-    CROSS JOIN LATERAL (SELECT {_BIN.format(col='i.inferred_at')} AS hour) b
+    CROSS JOIN LATERAL (SELECT {_BIN.format(col="i.inferred_at")} AS hour) b
     WHERE i.inferred_at >= (SELECT hour FROM first_gap) AND i.inferred_at <= %(now)s
       AND NOT EXISTS (SELECT 1 FROM rolled r WHERE r.hour = b.hour)
     GROUP BY 1, 2, 3
@@ -237,8 +250,13 @@ _ACTIVITY_SQL = re.sub(r"%\(\w+\)s", "%s", _ACTIVITY)
 _BY_HOUR, _BY_SENSOR, _BY_VERSION = 0b0111, 0b1010, 0b1100
 
 
-def _summary(start: datetime, end: datetime, sensors: dict[str, list[int]],
-             versions: dict[str, list[int]], max_sensors: int) -> WindowSummary:
+def _summary(
+    start: datetime,
+    end: datetime,
+    sensors: dict[str, list[int]],
+    versions: dict[str, list[int]],
+    max_sensors: int,
+) -> WindowSummary:
     def ordered(groups: dict[str, list[int]]) -> list[Count]:
         counts = [Count(k, n, p) for k, (n, p) in groups.items() if n]
         return sorted(counts, key=lambda c: (-c.readings, c.key))
@@ -246,8 +264,9 @@ def _summary(start: datetime, end: datetime, sensors: dict[str, list[int]],
     by_sensor = ordered(sensors)
     readings = sum(c.readings for c in by_sensor)
     potable = sum(c.potable for c in by_sensor)
-    return WindowSummary(start, end, readings, potable, len(by_sensor), by_sensor[:max_sensors],
-                         ordered(versions))
+    return WindowSummary(
+        start, end, readings, potable, len(by_sensor), by_sensor[:max_sensors], ordered(versions)
+    )
 
 
 def activity(conn: Connection, now: datetime, max_sensors: int = 50) -> InferenceActivity:
@@ -269,8 +288,9 @@ def activity(conn: Connection, now: datetime, max_sensors: int = 50) -> Inferenc
             sensors[bool(in_day)][sensor] = [int(n), int(p)]
         elif grouping == _BY_VERSION:
             versions[bool(in_day)][version] = [int(n), int(p)]
-    hourly = [Count(h, *hours.get(h, (0, 0)))
-              for h in (day_start + k * HOUR for k in range(DAY_HOURS))]
+    hourly = [
+        Count(h, *hours.get(h, (0, 0))) for h in (day_start + k * HOUR for k in range(DAY_HOURS))
+    ]
     daily = []
     for d in range(WEEK_HOURS // 24):
         first = start + d * 24 * HOUR
@@ -287,7 +307,9 @@ def activity(conn: Connection, now: datetime, max_sensors: int = 50) -> Inferenc
         return out
 
     return InferenceActivity(
-        now=now, hourly=hourly, daily=daily,
+        now=now,
+        hourly=hourly,
+        daily=daily,
         last_24h=_summary(day_start, now, sensors[True], versions[True], max_sensors),
         last_7d=_summary(start, now, merged(sensors), merged(versions), max_sensors),
     )

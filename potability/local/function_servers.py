@@ -63,6 +63,7 @@ def function_database_url(env: dict[str, str], fn: LocalFunction) -> str:
         return url
     return local_stack.function_database_url(url, fn.role_service)
 
+
 DEFAULT_THREADS = 8
 """Serving threads per function process (functions-framework's THREADS; gunicorn gthread)."""
 
@@ -105,7 +106,7 @@ def revoke_token(home: Path, which: str) -> list[str]:
     it within 30 s."""
     key = which.strip()
     if key.startswith("token:"):
-        key = key[len("token:"):]
+        key = key[len("token:") :]
     known = token_hashes(home)
     if len(key) >= 8 and all(c in "0123456789abcdef" for c in key.lower()):
         gone = [h for h in known if h.startswith(key.lower())]
@@ -123,8 +124,10 @@ def wait_answering(url: str, timeout: float, pid: int) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not services.is_alive(pid):
-            raise RuntimeError(f"function process {pid} exited before {url} answered "
-                               "(see its log under <home>/logs/)")
+            raise RuntimeError(
+                f"function process {pid} exited before {url} answered "
+                "(see its log under <home>/logs/)"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -158,17 +161,33 @@ def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[
             continue
         port = services.free_port(_port_of(known) if known else fn.preferred_port)
         url = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", "functions_framework", "--source", str(SOURCE),
-                "--target", fn.target, "--host", "127.0.0.1", "--port", str(port)]
-        process_env = {**env, "POTABILITY_HOME": str(home), "THREADS": str(threads),
-                       # revocations (`potability samples tokens revoke`) apply within 30 s
-                       "SAMPLES_TOKEN_SECRET": f"file:{config.env_file(home)}",
-                       "DATABASE_URL": function_database_url(env, fn),
-                       "WORKERS": str(workers), "PYTHONUNBUFFERED": "1"}
+        argv = [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--source",
+            str(SOURCE),
+            "--target",
+            fn.target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        process_env = {
+            **env,
+            "POTABILITY_HOME": str(home),
+            "THREADS": str(threads),
+            # revocations (`potability samples tokens revoke`) apply within 30 s
+            "SAMPLES_TOKEN_SECRET": f"file:{config.env_file(home)}",
+            "DATABASE_URL": function_database_url(env, fn),
+            "WORKERS": str(workers),
+            "PYTHONUNBUFFERED": "1",
+        }
         pid = services.start(home, fn.service, argv, env=process_env, cwd=ROOT)
         started.append((fn, pid, url))
         urls[fn.env_key] = url
-    for fn, pid, url in started:
+    for _fn, pid, url in started:
         wait_answering(url, timeout=60, pid=pid)
     return config.update_env(home, **urls)
 
@@ -176,19 +195,32 @@ def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[
 def example_curls(home: Path) -> list[str]:
     """One runnable example per function, with this stack's URLs."""
     env = config.read_env(home)
-    reading = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
-               "Sulfate": None, "Conductivity": 421.0, "Organic_carbon": 14.2,
-               "Trihalomethanes": 66.4, "Turbidity": 3.9}
+    reading = {
+        "ph": 7.08,
+        "Hardness": 196.4,
+        "Solids": 21000.0,
+        "Chloramines": 7.1,
+        "Sulfate": None,
+        "Conductivity": 421.0,
+        "Organic_carbon": 14.2,
+        "Trihalomethanes": 66.4,
+        "Turbidity": 3.9,
+    }
     predict = {"sensor_id": "plant-7", "reading": reading}
-    sample = {"sample_id": "lab-demo-0001", "sampled_at": "2024-05-01T09:30:00Z",
-              "sensor_id": "plant-7", "potability": 1, **reading}
+    sample = {
+        "sample_id": "lab-demo-0001",
+        "sampled_at": "2024-05-01T09:30:00Z",
+        "sensor_id": "plant-7",
+        "potability": 1,
+        **reading,
+    }
     token_path = home / TOKEN_FILE
     return [
         f"curl -s -X POST {env.get('PREDICT_URL', '$PREDICT_URL')} "
         f"-H 'Content-Type: application/json' -H 'Idempotency-Key: demo-0001' "
         f"-d '{json.dumps(predict)}'",
         f"curl -s -X POST {env.get('ADD_SAMPLE_URL', '$ADD_SAMPLE_URL')} "
-        f"-H \"Authorization: Bearer $(cat {token_path})\" "
+        f'-H "Authorization: Bearer $(cat {token_path})" '
         f"-H 'Content-Type: application/json' -d '{json.dumps(sample)}'",
         f"curl -s '{env.get('STATUS_URL', '$STATUS_URL')}?format=json'",
     ]

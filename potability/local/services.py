@@ -7,14 +7,15 @@ stops exactly what ``up`` started and ``up`` twice finds what is already running
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from potability.config import child_environment
 
@@ -87,7 +88,10 @@ def can_listen(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def start(
-    home: Path, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
+    home: Path,
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> int:
     """Start ``argv`` in the background unless already running; return its pid."""
@@ -98,8 +102,13 @@ def start(
         folder.mkdir(parents=True, exist_ok=True)
     with open(log_file(home, name), "ab") as log:
         proc = subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=child_environment(env), cwd=cwd, start_new_session=True,
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=child_environment(env),
+            cwd=cwd,
+            start_new_session=True,
         )
     pid_file(home, name).write_text(str(proc.pid))
     return proc.pid
@@ -141,7 +150,5 @@ def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass

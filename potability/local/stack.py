@@ -20,7 +20,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -43,6 +43,7 @@ class StackInfo:
 
 
 # --- PostgreSQL -------------------------------------------------------------------------
+
 
 def _pgdata(home: Path) -> Path:
     return home / "pg"
@@ -94,8 +95,11 @@ def stop_database(home: Path, timeout: float = 30.0) -> bool:
     return not services.is_alive(pid)
 
 
-LOCAL_FUNCTION_USERS = {"predict": "potability_predict", "samples": "potability_samples",
-                        "status": "potability_status"}
+LOCAL_FUNCTION_USERS = {
+    "predict": "potability_predict",
+    "samples": "potability_samples",
+    "status": "potability_status",
+}
 """Service -> the login user its local function connects as: a member of that service's access
 role (sql/005), so the local stack runs with the same least privilege as Cloud SQL's IAM users.
 The embedded server trusts its unix socket (it listens on no TCP port), so they need no
@@ -118,8 +122,7 @@ def _ensure_login_users(conn: db.Connection) -> None:
     conn.commit()
 
 
-def prepare_database(database_url: str, local_users: bool = True
-                     ) -> tuple[list[str], int, int]:
+def prepare_database(database_url: str, local_users: bool = True) -> tuple[list[str], int, int]:
     """Apply migrations and seed; return (migrations applied, rows seeded, rows in the table).
     ``local_users``: also create the local functions' login users (the embedded server)."""
     conn = db.connect(Settings(database_url=database_url))
@@ -129,7 +132,7 @@ def prepare_database(database_url: str, local_users: bool = True
             _ensure_login_users(conn)
             members = dict(LOCAL_FUNCTION_USERS)
         applied = migrations.migrate(conn, members).applied
-        inference_log.ensure_partitions(conn, inference_log.utc_day(datetime.now(timezone.utc)))
+        inference_log.ensure_partitions(conn, inference_log.utc_day(datetime.now(UTC)))
         seeded = seed.seed(conn)
         cur = conn.cursor()
         cur.execute("SELECT count(*) FROM water.water_potability")
@@ -147,20 +150,29 @@ MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 use to a tracking server of classical models, and costs ~2 GB and a busy core on a laptop."""
 
 
-def mlflow_server_command(artifacts: Path, database_url: str, port: int
-                          ) -> tuple[list[str], dict[str, str]]:
+def mlflow_server_command(
+    artifacts: Path, database_url: str, port: int
+) -> tuple[list[str], dict[str, str]]:
     """MLflow server's command line and environment. The backend store URI (with the database
     password of an external ``DATABASE_URL``) goes in the environment
     (``MLFLOW_BACKEND_STORE_URI``, the option's documented variable), never on the command
     line, which every local user can read with ``ps``."""
     argv = [
-        sys.executable, "-m", "mlflow", "server",
-        "--artifacts-destination", artifacts.as_uri(),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--artifacts-destination",
+        artifacts.as_uri(),
         "--serve-artifacts",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
-    return argv, {**MLFLOW_SERVER_ENV,
-                  "MLFLOW_BACKEND_STORE_URI": db.sqlalchemy_url(database_url)}
+    return argv, {**MLFLOW_SERVER_ENV, "MLFLOW_BACKEND_STORE_URI": db.sqlalchemy_url(database_url)}
 
 
 def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT) -> str:
@@ -179,6 +191,7 @@ def start_mlflow(home: Path, database_url: str, port: int = DEFAULT_MLFLOW_PORT)
 
 
 # --- the whole stack --------------------------------------------------------------------
+
 
 def up(settings: Settings, mlflow_port: int = DEFAULT_MLFLOW_PORT) -> StackInfo:
     """Start (or find) everything; safe to run again."""

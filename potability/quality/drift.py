@@ -37,8 +37,8 @@ Pure: :mod:`potability.quality.job` loads the rows and stores the results.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import chi2_contingency, norm
@@ -131,8 +131,9 @@ def cells_of(feature: str, values: Sequence[float | None] | np.ndarray) -> np.nd
     return out
 
 
-def cell_edges(feature: str, reference: Sequence[float | None],
-               bins: int = DEFAULT_BINS) -> np.ndarray:
+def cell_edges(
+    feature: str, reference: Sequence[float | None], bins: int = DEFAULT_BINS
+) -> np.ndarray:
     """The reference's quantile edges (:func:`quantile_edges`) snapped to the grid: the cells
     where a bin starts. A bin is then a run of whole cells, so counting a histogram of cells
     into bins (:func:`counts_from_cells`) equals counting the rows (:func:`cell_bin_counts`)
@@ -205,8 +206,11 @@ def _values_p(reference_values: np.ndarray, recent_values: np.ndarray) -> float:
 
 
 def decide(
-    reference_counts: Sequence[int], recent_counts: Sequence[int], *,
-    min_rows: int | None = None, alpha: float = DEFAULT_ALPHA,
+    reference_counts: Sequence[int],
+    recent_counts: Sequence[int],
+    *,
+    min_rows: int | None = None,
+    alpha: float = DEFAULT_ALPHA,
     features: int = DEFAULT_FEATURES,
 ) -> tuple[float | None, str, float | None]:
     """(PSI, status, adjusted p-value) of one feature from its bin counts.
@@ -234,8 +238,11 @@ def decide(
         value = psi(reference / reference.sum(), recent / total)
     bonferroni = 2 * features
     p_values = min(1.0, _values_p(ref_values, new_values) * bonferroni)
-    p_missing = min(1.0, _missing_rise_p(int(reference[-1]), int(reference.sum()),
-                                         int(recent[-1]), int(total)) * bonferroni)
+    p_missing = min(
+        1.0,
+        _missing_rise_p(int(reference[-1]), int(reference.sum()), int(recent[-1]), int(total))
+        * bonferroni,
+    )
     p_value = min(p_values, p_missing)
     if p_missing < alpha and (new_values.sum() == 0 or recent[-1] / total >= 0.5):
         return value, DRIFT, p_value  # the sensor (mostly) stopped measuring: no minimum
@@ -250,19 +257,25 @@ def decide(
 
 
 def feature_drift(
-    feature: str, reference: Sequence[float | None], recent: Sequence[float | None],
-    bins: int = DEFAULT_BINS, min_rows: int = DEFAULT_MIN_ROWS,
+    feature: str,
+    reference: Sequence[float | None],
+    recent: Sequence[float | None],
+    bins: int = DEFAULT_BINS,
+    min_rows: int = DEFAULT_MIN_ROWS,
 ) -> FeatureDrift:
     """PSI and status of one feature, from its rows."""
     if len(reference) == 0:
         raise ValueError(f"{feature}: no reference (training) rows to compare with")
     edges = quantile_edges(reference, bins)
-    return drift_from_counts(feature, bin_counts(reference, edges), bin_counts(recent, edges),
-                             min_rows)
+    return drift_from_counts(
+        feature, bin_counts(reference, edges), bin_counts(recent, edges), min_rows
+    )
 
 
 def drift_from_counts(
-    feature: str, reference_counts: np.ndarray, recent_counts: np.ndarray,
+    feature: str,
+    reference_counts: np.ndarray,
+    recent_counts: np.ndarray,
     min_rows: int | None = DEFAULT_MIN_ROWS,
 ) -> FeatureDrift:
     """PSI and status of one feature from its bin counts (:func:`bin_counts`' layout: value
@@ -286,8 +299,10 @@ def drift_from_counts(
 
 
 def drift_report(
-    reference: Mapping[str, Sequence[float | None]], recent: Mapping[str, Sequence[float | None]],
-    bins: int = DEFAULT_BINS, min_rows: int = DEFAULT_MIN_ROWS,
+    reference: Mapping[str, Sequence[float | None]],
+    recent: Mapping[str, Sequence[float | None]],
+    bins: int = DEFAULT_BINS,
+    min_rows: int = DEFAULT_MIN_ROWS,
 ) -> list[FeatureDrift]:
     """PSI of every feature of ``reference`` (same order), against the same feature in ``recent``."""
     return [
@@ -297,16 +312,22 @@ def drift_report(
 
 
 def drift_report_on_grid(
-    reference: Mapping[str, Sequence[float | None]], recent: Mapping[str, Sequence[float | None]],
-    bins: int = DEFAULT_BINS, min_rows: int = DEFAULT_MIN_ROWS,
+    reference: Mapping[str, Sequence[float | None]],
+    recent: Mapping[str, Sequence[float | None]],
+    bins: int = DEFAULT_BINS,
+    min_rows: int = DEFAULT_MIN_ROWS,
 ) -> list[FeatureDrift]:
     """:func:`drift_report` with the bins snapped to the drift grid (:func:`cell_edges`), from
     the rows: what quality control computes from the hourly cells, so the two must be equal."""
     out = []
     for name, values in reference.items():
         edges = cell_edges(name, values, bins)
-        out.append(drift_from_counts(
-            name, cell_bin_counts(cells_of(name, values), edges),
-            cell_bin_counts(cells_of(name, list(recent.get(name, ()))), edges), min_rows))
+        out.append(
+            drift_from_counts(
+                name,
+                cell_bin_counts(cells_of(name, values), edges),
+                cell_bin_counts(cells_of(name, list(recent.get(name, ()))), edges),
+                min_rows,
+            )
+        )
     return out
-

@@ -16,9 +16,9 @@ The logic lives in :mod:`potability.quality.live_precision` (matching, live prec
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -28,8 +28,8 @@ from potability.db import Connection
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
 from potability.governance import run_record
 from potability.inference import rollup as inference_rollup
-from potability.quality import drift, live_precision, record as qc_record
-
+from potability.quality import drift, live_precision
+from potability.quality import record as qc_record
 
 SOCKET_TIMEOUT_SECONDS = 900.0
 """The job's connection waits this long for an answer (``db.connect``'s default is 10 s): the
@@ -74,7 +74,9 @@ def fresh_lab_samples(conn: Connection, since: datetime) -> set[int]:
     cur.execute(
         "SELECT p.id FROM water.water_potability p WHERE p.source = 'lab' "
         "AND p.created_at > %s AND NOT EXISTS (SELECT 1 FROM water.promotion_tested_samples t "
-        "WHERE t.sample_id = p.sample_id)", (since,))
+        "WHERE t.sample_id = p.sample_id)",
+        (since,),
+    )
     return {int(r[0]) for r in cur.fetchall()}
 
 
@@ -130,8 +132,9 @@ REFERENCE_ROWS_BEFORE_TRAINING = "rows_before_champion_training"
 REFERENCE_ALL_ROWS = "all_rows"
 
 
-def load_reference(conn: Connection, record: run_record.ChampionRecord | None
-                   ) -> tuple[str, dict[str, list[float | None]]]:
+def load_reference(
+    conn: Connection, record: run_record.ChampionRecord | None
+) -> tuple[str, dict[str, list[float | None]]]:
     """(what it is, the rows) of the drift reference: the rows the champion was trained on
     (sql/016: its run's training sample ids - not its held-out rows). For a champion trained
     before 016, every row created before its run started (held-out rows included); with no
@@ -140,15 +143,17 @@ def load_reference(conn: Connection, record: run_record.ChampionRecord | None
     cols = ", ".join(FEATURE_COLUMNS)
     ids = run_record.training_sample_ids(conn, record.version) if record else None
     if ids:
-        cur.execute(f"SELECT {cols} FROM water.water_potability "
-                    "WHERE sample_id = ANY(%s::text[])", (ids,))
+        cur.execute(
+            f"SELECT {cols} FROM water.water_potability WHERE sample_id = ANY(%s::text[])", (ids,)
+        )
         rows = cur.fetchall()
         if rows:
             return REFERENCE_TRAINING_ROWS, _columns(rows)
     if record is not None and record.trained_at is not None:
         cur.execute(
             f"SELECT {cols} FROM water.water_potability WHERE created_at <= %s",
-            (record.trained_at,))
+            (record.trained_at,),
+        )
         rows = cur.fetchall()
         if rows:
             return REFERENCE_ROWS_BEFORE_TRAINING, _columns(rows)
@@ -165,12 +170,16 @@ def recent_bin_counts(
     (:func:`potability.inference.rollup.drift_cells`). Python holds at most
     ``9 x 2001`` cell counts, never the readings; the database reads ~170 hours of cells."""
     cells = inference_rollup.drift_cells(conn, start, end)
-    return {name: drift.counts_from_cells(cells[FEATURE_NAMES.index(name)], edges[name])
-            for name in edges}
+    return {
+        name: drift.counts_from_cells(cells[FEATURE_NAMES.index(name)], edges[name])
+        for name in edges
+    }
 
 
 def drift_report(
-    conn: Connection, reference: Mapping[str, Sequence[float | None]], start: datetime,
+    conn: Connection,
+    reference: Mapping[str, Sequence[float | None]],
+    start: datetime,
     end: datetime,
 ) -> list[drift.FeatureDrift]:
     """Drift of every reference feature: the reference (training rows, a few thousand) binned
@@ -181,7 +190,8 @@ def drift_report(
     recent = recent_bin_counts(conn, start, end, edges)
     return [
         drift.drift_from_counts(
-            name, drift.cell_bin_counts(drift.cells_of(name, values), edges[name]), recent[name])
+            name, drift.cell_bin_counts(drift.cells_of(name, values), edges[name]), recent[name]
+        )
         for name, values in reference.items()
     ]
 
@@ -209,26 +219,58 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
         fresh = None
         if record is not None and record.trained_at is not None:
             fresh = live_precision.fresh_precision(
-                matches, record.version, record.trained_at,
-                fresh_lab_samples(conn, record.trained_at), settings.qc_min_matches)
+                matches,
+                record.version,
+                record.trained_at,
+                fresh_lab_samples(conn, record.trained_at),
+                settings.qc_min_matches,
+            )
         start = now - timedelta(days=settings.qc_drift_window_days)
         reference_kind, reference = load_reference(conn, record)
         drifts = (
             drift_report(conn, reference, start, now)
-            if reference[FEATURE_NAMES[0]] else []  # nothing to compare with yet
+            if reference[FEATURE_NAMES[0]]
+            else []  # nothing to compare with yet
         )
         run_id = qc_record.store_run(
-            conn, qc_record.QcSettings(settings.qc_match_window_minutes,
-                                       settings.qc_precision_floor, settings.qc_min_matches),
-            now, start, lab_count, len(matches), metrics, drifts, champion, fresh)
-        raised = alerts.sync(conn, alerts.LIVE_PRECISION_FLAGGED,
-                             alerts.flagged_precision(metrics, settings.qc_precision_floor), now)
-        raised += alerts.sync(conn, alerts.FEATURE_DRIFT,
-                              alerts.drifting_features(drifts, champion), now)
+            conn,
+            qc_record.QcSettings(
+                settings.qc_match_window_minutes,
+                settings.qc_precision_floor,
+                settings.qc_min_matches,
+            ),
+            now,
+            start,
+            lab_count,
+            len(matches),
+            metrics,
+            drifts,
+            champion,
+            fresh,
+        )
+        raised = alerts.sync(
+            conn,
+            alerts.LIVE_PRECISION_FLAGGED,
+            alerts.flagged_precision(metrics, settings.qc_precision_floor),
+            now,
+        )
+        raised += alerts.sync(
+            conn, alerts.FEATURE_DRIFT, alerts.drifting_features(drifts, champion), now
+        )
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
     alerts.publish(settings, raised, now)
-    return QcResult(run_id, now, lab_count, metrics, matches, drifts, champion, raised,
-                    fresh=fresh, drift_reference=reference_kind)
+    return QcResult(
+        run_id,
+        now,
+        lab_count,
+        metrics,
+        matches,
+        drifts,
+        champion,
+        raised,
+        fresh=fresh,
+        drift_reference=reference_kind,
+    )

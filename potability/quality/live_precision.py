@@ -45,9 +45,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
 
 from scipy.stats import beta as beta_distribution
 
@@ -147,11 +147,20 @@ def match_samples(
         if sample.sensor_id is None or sample.sensor_id not in by_sensor:
             continue
         rows = by_sensor[sample.sensor_id]
-        for inference in rows[bisect_left(times[sample.sensor_id], sample.sampled_at - window):]:
+        for inference in rows[bisect_left(times[sample.sensor_id], sample.sampled_at - window) :]:
             if inference.at > sample.sampled_at + window:
                 break
-            pairs.append((abs(inference.at - sample.sampled_at), sample.sampled_at, sample.id,
-                          inference.at, inference.id, sample, inference))
+            pairs.append(
+                (
+                    abs(inference.at - sample.sampled_at),
+                    sample.sampled_at,
+                    sample.id,
+                    inference.at,
+                    inference.id,
+                    sample,
+                    inference,
+                )
+            )
     pairs.sort(key=lambda p: p[:5])
     taken_samples: set[int] = set()
     taken_inferences: set[int] = set()
@@ -166,8 +175,9 @@ def match_samples(
     return matches
 
 
-def precision_upper_bound(true_positives: int, predicted_positive: int,
-                          confidence: float = DEFAULT_FLAG_CONFIDENCE) -> float:
+def precision_upper_bound(
+    true_positives: int, predicted_positive: int, confidence: float = DEFAULT_FLAG_CONFIDENCE
+) -> float:
     """One-sided Clopper-Pearson upper bound of precision (TP successes in TP + FP trials).
 
     Exact: for any true precision p, P(bound < p) <= 1 - confidence, which is the
@@ -176,24 +186,29 @@ def precision_upper_bound(true_positives: int, predicted_positive: int,
         raise ValueError("need 0 <= true positives <= predicted positive, and at least one")
     if true_positives == predicted_positive:
         return 1.0
-    return float(beta_distribution.ppf(confidence, true_positives + 1,
-                                       predicted_positive - true_positives))
+    return float(
+        beta_distribution.ppf(confidence, true_positives + 1, predicted_positive - true_positives)
+    )
 
 
-def precision_lower_bound(true_positives: int, predicted_positive: int,
-                          confidence: float = DEFAULT_FLAG_CONFIDENCE) -> float:
+def precision_lower_bound(
+    true_positives: int, predicted_positive: int, confidence: float = DEFAULT_FLAG_CONFIDENCE
+) -> float:
     """One-sided Clopper-Pearson lower bound of precision (the mirror of the upper bound)."""
     if predicted_positive < 1 or not 0 <= true_positives <= predicted_positive:
         raise ValueError("need 0 <= true positives <= predicted positive, and at least one")
     if true_positives == 0:
         return 0.0
-    return float(beta_distribution.ppf(1 - confidence, true_positives,
-                                       predicted_positive - true_positives + 1))
+    return float(
+        beta_distribution.ppf(
+            1 - confidence, true_positives, predicted_positive - true_positives + 1
+        )
+    )
 
 
 def iso_week(moment: datetime) -> tuple[str, date]:
     """The ISO week of a moment in UTC, as (``YYYY-Www``, its Monday)."""
-    day = moment.astimezone(timezone.utc).date() if moment.tzinfo else moment.date()
+    day = moment.astimezone(UTC).date() if moment.tzinfo else moment.date()
     year, week, weekday = day.isocalendar()
     return f"{year}-W{week:02d}", day - timedelta(days=weekday - 1)
 
@@ -203,8 +218,13 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 
 
 def metric(
-    model_version: str, period: str, week_start: date | None, matches: Sequence[Match],
-    precision_floor: float, min_matches: int, confidence: float = DEFAULT_FLAG_CONFIDENCE,
+    model_version: str,
+    period: str,
+    week_start: date | None,
+    matches: Sequence[Match],
+    precision_floor: float,
+    min_matches: int,
+    confidence: float = DEFAULT_FLAG_CONFIDENCE,
 ) -> LiveMetric:
     """Confusion counts, precision, recall and the flag for one group of matches."""
     tp = fp = fn = tn = 0
@@ -226,18 +246,30 @@ def metric(
         two_sided = (1 + confidence) / 2
         low = precision_lower_bound(tp, tp + fp, two_sided)
         high = precision_upper_bound(tp, tp + fp, two_sided)
-    flagged = (tp + fp >= min_matches
-               and precision_upper_bound(tp, tp + fp, confidence) < precision_floor)
+    flagged = (
+        tp + fp >= min_matches and precision_upper_bound(tp, tp + fp, confidence) < precision_floor
+    )
     return LiveMetric(
-        model_version=model_version, period=period, week_start=week_start, matches=len(matches),
-        true_positives=tp, false_positives=fp, false_negatives=fn, true_negatives=tn,
-        precision=precision, recall=_ratio(tp, tp + fn), flagged=flagged,
-        precision_low=low, precision_high=high,
+        model_version=model_version,
+        period=period,
+        week_start=week_start,
+        matches=len(matches),
+        true_positives=tp,
+        false_positives=fp,
+        false_negatives=fn,
+        true_negatives=tn,
+        precision=precision,
+        recall=_ratio(tp, tp + fn),
+        flagged=flagged,
+        precision_low=low,
+        precision_high=high,
     )
 
 
 def live_metrics(
-    matches: Iterable[Match], precision_floor: float, min_matches: int,
+    matches: Iterable[Match],
+    precision_floor: float,
+    min_matches: int,
     confidence: float = DEFAULT_FLAG_CONFIDENCE,
 ) -> list[LiveMetric]:
     """Per model version: one row per ISO week with matches, then its ``all`` row."""
@@ -256,10 +288,20 @@ def live_metrics(
         for m in by_version[version]:
             weeks[iso_week(m.inference.at)].append(m)
         for (period, monday), group in sorted(weeks.items()):
-            rows.append(metric(version, period, monday, group, precision_floor, min_matches,
-                               confidence))
-        rows.append(metric(version, ALL_WEEKS, None, by_version[version], precision_floor,
-                           min_matches, confidence))
+            rows.append(
+                metric(version, period, monday, group, precision_floor, min_matches, confidence)
+            )
+        rows.append(
+            metric(
+                version,
+                ALL_WEEKS,
+                None,
+                by_version[version],
+                precision_floor,
+                min_matches,
+                confidence,
+            )
+        )
     return rows
 
 
@@ -291,19 +333,29 @@ class FreshPrecision:
         return _ratio(self.confirmed, self.potable_calls)
 
 
-def fresh_precision(matches: Iterable[Match], model_version: str, since: datetime,
-                    fresh_sample_ids: set[int], min_calls: int,
-                    confidence: float = FRESH_CONFIDENCE) -> FreshPrecision:
+def fresh_precision(
+    matches: Iterable[Match],
+    model_version: str,
+    since: datetime,
+    fresh_sample_ids: set[int],
+    min_calls: int,
+    confidence: float = FRESH_CONFIDENCE,
+) -> FreshPrecision:
     """The champion's precision on the matches whose lab sample is fresh (``fresh_sample_ids``:
     received after ``since`` and never in a promotion test) and whose inference it served."""
-    calls = [m for m in matches if m.inference.model_version == model_version
-             and m.inference.predicted_class == 1 and m.sample.id in fresh_sample_ids]
+    calls = [
+        m
+        for m in matches
+        if m.inference.model_version == model_version
+        and m.inference.predicted_class == 1
+        and m.sample.id in fresh_sample_ids
+    ]
     confirmed = sum(1 for m in calls if m.sample.potability == 1)
     low = high = None
     if calls:
         two_sided = (1 + confidence) / 2
         low = precision_lower_bound(confirmed, len(calls), two_sided)
         high = precision_upper_bound(confirmed, len(calls), two_sided)
-    return FreshPrecision(model_version, since, len(calls), confirmed, low, high,
-                          len(calls) >= min_calls)
-
+    return FreshPrecision(
+        model_version, since, len(calls), confirmed, low, high, len(calls) >= min_calls
+    )

@@ -8,13 +8,13 @@ function maps the records to JSON.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Sequence
 
 from potability.db import Connection
-from potability.quality.drift import FeatureDrift
 from potability.features import FEATURE_NAMES
+from potability.quality.drift import FeatureDrift
 from potability.quality.live_precision import FreshPrecision, LiveMetric
 
 
@@ -62,9 +62,15 @@ class LabSampleCounts:
 
 
 def store_run(
-    conn: Connection, settings: QcSettings, computed_at: datetime, drift_window_start: datetime,
-    lab_samples: int, matched_samples: int, metrics: Sequence[LiveMetric],
-    drifts: Sequence[FeatureDrift], champion_version: str | None,
+    conn: Connection,
+    settings: QcSettings,
+    computed_at: datetime,
+    drift_window_start: datetime,
+    lab_samples: int,
+    matched_samples: int,
+    metrics: Sequence[LiveMetric],
+    drifts: Sequence[FeatureDrift],
+    champion_version: str | None,
     fresh: FreshPrecision | None = None,
 ) -> int:
     """Insert one run and its rows in the caller's transaction; its id."""
@@ -79,11 +85,31 @@ def store_run(
         "fresh_precision_high) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "RETURNING id",
-        (computed_at, settings.match_window_minutes, settings.precision_floor,
-         settings.min_matches, lab_samples, matched_samples, champion_version,
-         drift_window_start, computed_at, reference_rows, recent_rows,
-         *((fresh.model_version, fresh.since, fresh.potable_calls, fresh.confirmed,
-            fresh.precision_low, fresh.precision_high) if fresh else (None,) * 6)),
+        (
+            computed_at,
+            settings.match_window_minutes,
+            settings.precision_floor,
+            settings.min_matches,
+            lab_samples,
+            matched_samples,
+            champion_version,
+            drift_window_start,
+            computed_at,
+            reference_rows,
+            recent_rows,
+            *(
+                (
+                    fresh.model_version,
+                    fresh.since,
+                    fresh.potable_calls,
+                    fresh.confirmed,
+                    fresh.precision_low,
+                    fresh.precision_high,
+                )
+                if fresh
+                else (None,) * 6
+            ),
+        ),
     )
     run_id = int(cur.fetchone()[0])
     for m in metrics:
@@ -92,17 +118,38 @@ def store_run(
             "matches, true_positives, false_positives, false_negatives, true_negatives, "
             "live_precision, live_recall, flagged, precision_low, precision_high) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (run_id, m.model_version, m.period, m.week_start, m.matches, m.true_positives,
-             m.false_positives, m.false_negatives, m.true_negatives, m.precision, m.recall,
-             m.flagged, m.precision_low, m.precision_high),
+            (
+                run_id,
+                m.model_version,
+                m.period,
+                m.week_start,
+                m.matches,
+                m.true_positives,
+                m.false_positives,
+                m.false_negatives,
+                m.true_negatives,
+                m.precision,
+                m.recall,
+                m.flagged,
+                m.precision_low,
+                m.precision_high,
+            ),
         )
     for d in drifts:
         cur.execute(
             "INSERT INTO water.qc_drift (run_id, feature, psi, status, reference_rows, "
             "recent_rows, reference_null_share, recent_null_share) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (run_id, d.feature, d.psi, d.status, d.reference_rows, d.recent_rows,
-             d.reference_null_share, d.recent_null_share),
+            (
+                run_id,
+                d.feature,
+                d.psi,
+                d.status,
+                d.reference_rows,
+                d.recent_rows,
+                d.reference_null_share,
+                d.recent_null_share,
+            ),
         )
     return run_id
 
@@ -120,11 +167,33 @@ def latest_run(conn: Connection) -> QcRun | None:
     row = cur.fetchone()
     if row is None:
         return None
-    (run_id, computed_at, window, floor, min_matches, lab, matched, champion, start, end,
-     reference_rows, recent_rows, f_version, f_since, f_calls, f_confirmed, f_low,
-     f_high) = row
-    fresh = None if f_version is None else FreshPrecision(
-        f_version, f_since, f_calls, f_confirmed, f_low, f_high, f_calls >= min_matches)
+    (
+        run_id,
+        computed_at,
+        window,
+        floor,
+        min_matches,
+        lab,
+        matched,
+        champion,
+        start,
+        end,
+        reference_rows,
+        recent_rows,
+        f_version,
+        f_since,
+        f_calls,
+        f_confirmed,
+        f_low,
+        f_high,
+    ) = row
+    fresh = (
+        None
+        if f_version is None
+        else FreshPrecision(
+            f_version, f_since, f_calls, f_confirmed, f_low, f_high, f_calls >= min_matches
+        )
+    )
     cur.execute(
         "SELECT model_version, period, week_start, matches, true_positives, false_positives, "
         "false_negatives, true_negatives, live_precision, live_recall, flagged "
@@ -132,20 +201,46 @@ def latest_run(conn: Connection) -> QcRun | None:
         "ORDER BY model_version, (period = 'all'), week_start",
         (run_id,),
     )
-    live = [LiveMetric(model_version=v, period=p, week_start=_date(w), matches=n,
-                       true_positives=tp, false_positives=fp, false_negatives=fn,
-                       true_negatives=tn, precision=prec, recall=rec, flagged=flag)
-            for v, p, w, n, tp, fp, fn, tn, prec, rec, flag in cur.fetchall()]
+    live = [
+        LiveMetric(
+            model_version=v,
+            period=p,
+            week_start=_date(w),
+            matches=n,
+            true_positives=tp,
+            false_positives=fp,
+            false_negatives=fn,
+            true_negatives=tn,
+            precision=prec,
+            recall=rec,
+            flagged=flag,
+        )
+        for v, p, w, n, tp, fp, fn, tn, prec, rec, flag in cur.fetchall()
+    ]
     cur.execute(
         "SELECT feature, psi, status, reference_rows, recent_rows, reference_null_share, "
         "recent_null_share FROM water.qc_drift WHERE run_id = %s",
         (run_id,),
     )
     order = {name: i for i, name in enumerate(FEATURE_NAMES)}
-    drift = sorted((FeatureDrift(*r) for r in cur.fetchall()),
-                   key=lambda d: order.get(d.feature, len(order)))
-    return QcRun(run_id, computed_at, QcSettings(window, floor, min_matches), lab, matched,
-                 champion, start, end, reference_rows, recent_rows, live, drift, fresh)
+    drift = sorted(
+        (FeatureDrift(*r) for r in cur.fetchall()), key=lambda d: order.get(d.feature, len(order))
+    )
+    return QcRun(
+        run_id,
+        computed_at,
+        QcSettings(window, floor, min_matches),
+        lab,
+        matched,
+        champion,
+        start,
+        end,
+        reference_rows,
+        recent_rows,
+        live,
+        drift,
+        fresh,
+    )
 
 
 def _date(value: date | datetime | None) -> date | None:

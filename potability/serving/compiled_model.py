@@ -65,14 +65,20 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from potability.model import (DECISION, PROBA, OOFCalibratedClassifier,
-                              calibrated_response, probability_model)
+from potability.model import (
+    DECISION,
+    PROBA,
+    OOFCalibratedClassifier,
+    calibrated_response,
+    probability_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +98,13 @@ CHECK_BATCH = 1000
 OUTPUT = "probabilities"
 """The graph's output: float64 [n, 2], columns in ``classes_`` order."""
 
+
 class NotConvertible(Exception):
     """The estimator cannot be compiled faithfully; serve it with scikit-learn."""
 
 
 # --- the graph under construction ---------------------------------------------------------------
+
 
 class _Graph:
     """ONNX nodes and constants with unique names; every value is float64 unless cast."""
@@ -121,8 +129,9 @@ class _Graph:
         from onnx import helper
 
         out = self._name(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out,
-                                           domain=domain or None, **attrs))
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), [out], name=out, domain=domain or None, **attrs)
+        )
         return out
 
     def column(self, vector: str) -> str:
@@ -134,13 +143,17 @@ class _Graph:
 
         self.nodes.append(helper.make_node("Identity", [out], [OUTPUT], name=OUTPUT))
         graph = helper.make_graph(
-            self.nodes, "potability", [helper.make_tensor_value_info(
-                x, TensorProto.DOUBLE, [None, n_features])],
+            self.nodes,
+            "potability",
+            [helper.make_tensor_value_info(x, TensorProto.DOUBLE, [None, n_features])],
             [helper.make_tensor_value_info(OUTPUT, TensorProto.DOUBLE, [None, 2])],
-            self.initializers)
+            self.initializers,
+        )
         return helper.make_model(
-            graph, producer_name="potability.serving.compiled_model",
-            opset_imports=[helper.make_opsetid(d, v) for d, v in TARGET_OPSET.items()])
+            graph,
+            producer_name="potability.serving.compiled_model",
+            opset_imports=[helper.make_opsetid(d, v) for d, v in TARGET_OPSET.items()],
+        )
 
 
 def _binary(estimator: Any) -> None:
@@ -149,6 +162,7 @@ def _binary(estimator: Any) -> None:
 
 
 # --- transformers: (n, d) -> (n, d') ------------------------------------------------------------
+
 
 def _imputer(g: _Graph, imputer: Any, x: str) -> str:
     """``SimpleImputer``: ``Where(IsNaN(x), statistics_, x)``."""
@@ -182,17 +196,23 @@ def _polynomial(g: _Graph, poly: Any, x: str) -> str:
     out = g.op("Gather", x, g.const(first[:linear], np.int64), axis=1)
     if linear == len(powers):
         return out
-    products = g.op("Mul", g.op("Gather", x, g.const(first[linear:], np.int64), axis=1),
-                    g.op("Gather", x, g.const(second[linear:], np.int64), axis=1))
+    products = g.op(
+        "Mul",
+        g.op("Gather", x, g.const(first[linear:], np.int64), axis=1),
+        g.op("Gather", x, g.const(second[linear:], np.int64), axis=1),
+    )
     return g.op("Concat", out, products, axis=1) if linear else products
 
 
 TRANSFORMERS: dict[str, Callable[[_Graph, Any, str], str]] = {
-    "SimpleImputer": _imputer, "StandardScaler": _scaler, "PolynomialFeatures": _polynomial,
+    "SimpleImputer": _imputer,
+    "StandardScaler": _scaler,
+    "PolynomialFeatures": _polynomial,
 }
 
 
 # --- trees: onnxruntime finds the leaf, float64 values summed in scikit-learn's order ------------
+
 
 @dataclass(frozen=True)
 class _Tree:
@@ -214,21 +234,27 @@ def _sklearn_tree(tree: Any) -> _Tree:
         raise NotConvertible("tree with several outputs or more than two classes")
     # DecisionTreeClassifier.predict_proba returns tree_.value[leaf] (fractions since 1.4)
     is_leaf = tree.children_left < 0
-    return _Tree(left=np.where(is_leaf, 0, tree.children_left),
-                 right=np.where(is_leaf, 0, tree.children_right),
-                 feature=np.where(is_leaf, 0, tree.feature), threshold=tree.threshold,
-                 missing_left=np.asarray(tree.missing_go_to_left, dtype=np.int64),
-                 is_leaf=is_leaf, value=tree.value[:, 0, 1].astype(np.float64))
+    return _Tree(
+        left=np.where(is_leaf, 0, tree.children_left),
+        right=np.where(is_leaf, 0, tree.children_right),
+        feature=np.where(is_leaf, 0, tree.feature),
+        threshold=tree.threshold,
+        missing_left=np.asarray(tree.missing_go_to_left, dtype=np.int64),
+        is_leaf=is_leaf,
+        value=tree.value[:, 0, 1].astype(np.float64),
+    )
 
 
 def _leaf_ids(g: _Graph, x: str, trees: list[_Tree]) -> str:
     """(n, T) int64: the global index (tree offset + node id) of each row's leaf in each tree."""
-    nodes: dict[str, list[Any]] = {k: [] for k in (
-        "treeids", "nodeids", "featureids", "modes", "values", "true", "false", "missing")}
+    nodes: dict[str, list[Any]] = {
+        k: []
+        for k in ("treeids", "nodeids", "featureids", "modes", "values", "true", "false", "missing")
+    }
     targets: dict[str, list[Any]] = {k: [] for k in ("treeids", "nodeids", "ids", "weights")}
     for t, tree in enumerate(trees):
         n = len(tree.left)
-        if n >= 2 ** 24:
+        if n >= 2**24:
             raise NotConvertible("a tree too large for exact float32 leaf ids")
         ids = np.arange(n)
         nodes["treeids"] += [t] * n
@@ -247,29 +273,46 @@ def _leaf_ids(g: _Graph, x: str, trees: list[_Tree]) -> str:
     from onnx import numpy_helper
 
     found = g.op(
-        "TreeEnsembleRegressor", x, domain="ai.onnx.ml", n_targets=len(trees),
-        aggregate_function="SUM", post_transform="NONE",
-        nodes_treeids=nodes["treeids"], nodes_nodeids=nodes["nodeids"],
-        nodes_featureids=nodes["featureids"], nodes_modes=nodes["modes"],
+        "TreeEnsembleRegressor",
+        x,
+        domain="ai.onnx.ml",
+        n_targets=len(trees),
+        aggregate_function="SUM",
+        post_transform="NONE",
+        nodes_treeids=nodes["treeids"],
+        nodes_nodeids=nodes["nodeids"],
+        nodes_featureids=nodes["featureids"],
+        nodes_modes=nodes["modes"],
         nodes_values_as_tensor=numpy_helper.from_array(
-            np.concatenate(nodes["values"]).astype(np.float64)),
-        nodes_truenodeids=nodes["true"], nodes_falsenodeids=nodes["false"],
+            np.concatenate(nodes["values"]).astype(np.float64)
+        ),
+        nodes_truenodeids=nodes["true"],
+        nodes_falsenodeids=nodes["false"],
         nodes_missing_value_tracks_true=nodes["missing"],
-        target_treeids=targets["treeids"], target_nodeids=targets["nodeids"],
-        target_ids=targets["ids"], target_weights=targets["weights"])
+        target_treeids=targets["treeids"],
+        target_nodeids=targets["nodeids"],
+        target_ids=targets["ids"],
+        target_weights=targets["weights"],
+    )
     offsets = np.cumsum([0] + [len(tree.left) for tree in trees[:-1]])
     return g.op("Add", g.op("Cast", found, to=INT64), g.const(offsets[None, :], np.int64))  # int64
 
 
 def _tree_sum(g: _Graph, x: str, trees: list[_Tree], start: float | None = None) -> str:
     """(n,) float64: ``start`` (if any) + leaf value of tree 1 + tree 2 + ..., left to right."""
-    table = g.const(np.concatenate([tree.value for tree in trees] + (
-        [np.array([start])] if start is not None else [])))
+    table = g.const(
+        np.concatenate(
+            [tree.value for tree in trees] + ([np.array([start])] if start is not None else [])
+        )
+    )
     ids = _leaf_ids(g, x, trees)
     if start is not None:  # a first column pointing at ``start``, the last entry of the table
         rows = g.op("Slice", g.op("Shape", ids), g.const([0], np.int64), g.const([1], np.int64))
-        first = g.op("Expand", g.const([[sum(len(t.left) for t in trees)]], np.int64),
-                     g.op("Concat", rows, g.const([1], np.int64), axis=0))
+        first = g.op(
+            "Expand",
+            g.const([[sum(len(t.left) for t in trees)]], np.int64),
+            g.op("Concat", rows, g.const([1], np.int64), axis=0),
+        )
         ids = g.op("Concat", first, ids, axis=1)
     values = g.op("Gather", table, ids)  # (n, columns)
     columns = len(trees) + (start is not None)
@@ -312,17 +355,23 @@ def _hist_gradient_boosting(g: _Graph, model: Any, x: str, response: str) -> str
         if nodes["is_categorical"].any():
             raise NotConvertible("HistGradientBoosting with categorical splits")
         leaf = nodes["is_leaf"].astype(bool)
-        trees.append(_Tree(left=np.where(leaf, 0, nodes["left"]),
-                           right=np.where(leaf, 0, nodes["right"]),
-                           feature=np.where(leaf, 0, nodes["feature_idx"]),
-                           threshold=nodes["num_threshold"].astype(np.float64),
-                           missing_left=nodes["missing_go_to_left"].astype(np.int64),
-                           is_leaf=leaf, value=nodes["value"].astype(np.float64)))
+        trees.append(
+            _Tree(
+                left=np.where(leaf, 0, nodes["left"]),
+                right=np.where(leaf, 0, nodes["right"]),
+                feature=np.where(leaf, 0, nodes["feature_idx"]),
+                threshold=nodes["num_threshold"].astype(np.float64),
+                missing_left=nodes["missing_go_to_left"].astype(np.int64),
+                is_leaf=leaf,
+                value=nodes["value"].astype(np.float64),
+            )
+        )
     raw = _tree_sum(g, x, trees, start=float(model._baseline_prediction[0, 0]))
     return raw if response == DECISION else g.op("Sigmoid", raw)
 
 
 # --- linear and kernel models -------------------------------------------------------------------
+
 
 def _needs(estimator: Any, response: str, *supported: str) -> None:
     if response not in supported:
@@ -347,17 +396,24 @@ def _svc(g: _Graph, model: Any, x: str, response: str) -> str:
     dot = g.op("MatMul", x, g.const(vectors.T))  # (n, m)
     if model.kernel == "rbf":
         x_sq = g.op("ReduceSum", g.op("Mul", x, x), g.const([1], np.int64), keepdims=1)
-        distance = g.op("Sub", g.op("Add", x_sq, g.const((vectors ** 2).sum(axis=1)[None, :])),
-                        g.op("Mul", dot, g.const(2.0)))
+        distance = g.op(
+            "Sub",
+            g.op("Add", x_sq, g.const((vectors**2).sum(axis=1)[None, :])),
+            g.op("Mul", dot, g.const(2.0)),
+        )
         kernel = g.op("Exp", g.op("Mul", distance, g.const(-float(model._gamma))))
     else:
         kernel = dot
-    score = g.op("Add", g.op("MatMul", kernel, g.const(model.dual_coef_[0][:, None])),
-                 g.const(model.intercept_))
+    score = g.op(
+        "Add",
+        g.op("MatMul", kernel, g.const(model.dual_coef_[0][:, None])),
+        g.const(model.intercept_),
+    )
     return g.op("Reshape", score, g.const([-1], np.int64))
 
 
 # --- composites ---------------------------------------------------------------------------------
+
 
 def _pipeline(g: _Graph, pipeline: Any, x: str, response: str) -> str:
     for name, step in pipeline.steps[:-1]:
@@ -372,8 +428,9 @@ def _pipeline(g: _Graph, pipeline: Any, x: str, response: str) -> str:
 
 def _sigmoid_map(g: _Graph, calibrator: Any, score: str) -> str:
     """``_SigmoidCalibration.predict``: ``expit(-(a_ * T + b_))``."""
-    affine = g.op("Add", g.op("Mul", score, g.const(float(calibrator.a_))),
-                  g.const(float(calibrator.b_)))
+    affine = g.op(
+        "Add", g.op("Mul", score, g.const(float(calibrator.a_))), g.const(float(calibrator.b_))
+    )
     return g.op("Sigmoid", g.op("Neg", affine))
 
 
@@ -397,8 +454,7 @@ def _isotonic_map(g: _Graph, calibrator: Any, score: str) -> str:
     j = g.op("ReduceSum", g.op("Cast", above, to=INT64), g.const([1], np.int64), keepdims=0)
     slopes = np.append((fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1]), 0.0)
     x_j, f_j = g.op("Gather", g.const(xp), j), g.op("Gather", g.const(fp), j)
-    between = g.op("Add", g.op("Mul", g.op("Gather", g.const(slopes), j),
-                               g.op("Sub", s, x_j)), f_j)
+    between = g.op("Add", g.op("Mul", g.op("Gather", g.const(slopes), j), g.op("Sub", s, x_j)), f_j)
     return g.op("Where", g.op("Equal", s, x_j), f_j, between)
 
 
@@ -415,9 +471,11 @@ def _calibrated(g: _Graph, model: Any, x: str, response: str) -> str:
         score = _score(g, calibrated.estimator, x, calibrated_response(calibrated.estimator))
         calibrator = calibrated.calibrators[0]
         p = (_sigmoid_map if calibrated.method == "sigmoid" else _isotonic_map)(
-            g, calibrator, score)
-        over = g.op("And", g.op("Greater", p, g.const(1.0)),
-                    g.op("LessOrEqual", p, g.const(1.0 + 1e-5)))
+            g, calibrator, score
+        )
+        over = g.op(
+            "And", g.op("Greater", p, g.const(1.0)), g.op("LessOrEqual", p, g.const(1.0 + 1e-5))
+        )
         p = g.op("Where", over, g.const(1.0), p)
         total = p if total is None else g.op("Add", total, p)
     assert total is not None
@@ -441,8 +499,11 @@ def _oof_calibrated(g: _Graph, model: Any, x: str, response: str) -> str:
         _binary(calibrator)
         if list(calibrator.classes_) != [0, 1] or calibrator.coef_.shape != (1, 1):
             raise NotConvertible("Platt calibrator that is not one score -> P(1)")
-        affine = g.op("Add", g.op("Mul", score, g.const(float(calibrator.coef_[0, 0]))),
-                      g.const(float(calibrator.intercept_[0])))
+        affine = g.op(
+            "Add",
+            g.op("Mul", score, g.const(float(calibrator.coef_[0, 0]))),
+            g.const(float(calibrator.intercept_[0])),
+        )
         return g.op("Sigmoid", affine)
     if type(calibrator) is IsotonicRegression:
         return _isotonic_map(g, calibrator, score)
@@ -519,16 +580,18 @@ class CompiledModel:
         # One thread per run: requests are small and the server's threads give concurrency.
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(onnx_bytes, options,
-                                                    providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(
+            onnx_bytes, options, providers=["CPUExecutionProvider"]
+        )
         self.input = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
         self.output = OUTPUT if OUTPUT in outputs else outputs[-1]
         self.column = list(classes).index(1)
 
     def potable_probability(self, matrix: np.ndarray) -> np.ndarray:
-        proba = self.session.run([self.output], {self.input: np.ascontiguousarray(
-            matrix, dtype=np.float64)})[0]
+        proba = self.session.run(
+            [self.output], {self.input: np.ascontiguousarray(matrix, dtype=np.float64)}
+        )[0]
         return np.asarray(proba, dtype=np.float64)[:, self.column]
 
 
@@ -536,8 +599,12 @@ def max_difference(estimator: Any, compiled: CompiledModel, x: np.ndarray) -> fl
     """Largest |P_onnx - P_sklearn| of P(potable) over the rows of ``x``."""
     column = list(estimator.classes_).index(1)
     reference = probability_model(estimator).predict_proba(x)[:, column]
-    onnx = np.concatenate([compiled.potable_probability(x[i:i + CHECK_BATCH])
-                           for i in range(0, len(x), CHECK_BATCH)])
+    onnx = np.concatenate(
+        [
+            compiled.potable_probability(x[i : i + CHECK_BATCH])
+            for i in range(0, len(x), CHECK_BATCH)
+        ]
+    )
     return float(np.max(np.abs(onnx - reference)))
 
 
@@ -563,15 +630,26 @@ def compile_estimator(estimator: Any, x_check: Any) -> Compiled:
     except Exception as exc:  # onnxruntime refuses a graph: InvalidGraph, Fail, NotImplemented
         raise NotConvertible(f"onnxruntime cannot run the graph: {exc}") from exc
     if not difference <= TOLERANCE:
-        raise NotConvertible(f"ONNX probabilities differ from scikit-learn's by {difference:.3g} "
-                             f"(> {TOLERANCE:g}) on the check rows")
-    return Compiled(onnx_bytes, {
-        "format": "onnx", "file": ONNX_FILE, "input": "X float64 [n, 9] in FEATURE_NAMES order",
-        "converter": "potability.serving.compiled_model", "max_abs_difference": difference,
-        "rows_checked": int(x.shape[0]), "tolerance": TOLERANCE,
-        "scikit-learn": sklearn.__version__, "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__, "target_opset": TARGET_OPSET,
-    })
+        raise NotConvertible(
+            f"ONNX probabilities differ from scikit-learn's by {difference:.3g} "
+            f"(> {TOLERANCE:g}) on the check rows"
+        )
+    return Compiled(
+        onnx_bytes,
+        {
+            "format": "onnx",
+            "file": ONNX_FILE,
+            "input": "X float64 [n, 9] in FEATURE_NAMES order",
+            "converter": "potability.serving.compiled_model",
+            "max_abs_difference": difference,
+            "rows_checked": int(x.shape[0]),
+            "tolerance": TOLERANCE,
+            "scikit-learn": sklearn.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "target_opset": TARGET_OPSET,
+        },
+    )
 
 
 def write(compiled: Compiled, folder: Path) -> None:

@@ -26,6 +26,7 @@ scikit-learn with a logged warning. ``/health`` and the startup log say which (`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -38,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from potability.local import services
 from potability.config import ServingSettings
 from potability.features import FEATURE_NAMES, ValidationError, validate_features
+from potability.local import services
 from potability.model import decision_threshold, final_classifier
 
 SERVICE = "model-server"
@@ -76,10 +77,8 @@ def _serve_single_threaded(estimator: Any) -> None:
         return
     jobs = {k: 1 for k, v in params.items() if k.endswith("n_jobs") and v not in (None, 1)}
     if jobs:
-        try:
+        with contextlib.suppress(ValueError):
             estimator.set_params(**jobs)
-        except ValueError:
-            pass
 
 
 def _forest_predict_proba(forest: Any) -> Any:
@@ -120,13 +119,18 @@ def load_compiled(model_dir: str, estimator: Any) -> Any:
 
     try:
         compiled = compiled_model.load(model_dir, estimator.classes_)
-    except Exception as exc:  # a graph this onnxruntime cannot run: serve all the same
-        log.warning("compiled model in %s not usable (%s); scoring with scikit-learn",
-                    model_dir, exc)
+    except Exception as exc:  # noqa: BLE001 - a graph this onnxruntime cannot run: serve all the same
+        log.warning(
+            "compiled model in %s not usable (%s); scoring with scikit-learn", model_dir, exc
+        )
         return None
     if compiled is None:
-        log.warning("%s has no compiled form (%s/%s); scoring with scikit-learn", model_dir,
-                    compiled_model.FOLDER, compiled_model.ONNX_FILE)
+        log.warning(
+            "%s has no compiled form (%s/%s); scoring with scikit-learn",
+            model_dir,
+            compiled_model.FOLDER,
+            compiled_model.ONNX_FILE,
+        )
     return compiled
 
 
@@ -149,10 +153,20 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     # instances_matrix passes the columns in that order, without their names
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     speed_up_for_serving(estimator)
-    loaded = LoadedModel(estimator, settings.model_name, settings.model_version,
-                         decision_threshold(estimator), load_compiled(model_dir, estimator))
-    log.info("serving %s v%s (threshold %.6g) with runtime %s", loaded.name, loaded.version,
-             loaded.threshold, loaded.runtime)
+    loaded = LoadedModel(
+        estimator,
+        settings.model_name,
+        settings.model_version,
+        decision_threshold(estimator),
+        load_compiled(model_dir, estimator),
+    )
+    log.info(
+        "serving %s v%s (threshold %.6g) with runtime %s",
+        loaded.name,
+        loaded.version,
+        loaded.threshold,
+        loaded.runtime,
+    )
     return loaded
 
 
@@ -183,8 +197,11 @@ def predict(model: LoadedModel, matrix: np.ndarray) -> list[dict[str, Any]]:
 def predictions(model: LoadedModel, proba: np.ndarray) -> list[dict[str, Any]]:
     """The answer's ``predictions`` for P(potable) of each row."""
     return [
-        {"potable": int(p >= model.threshold), "probability": float(p),
-         "model_version": model.version}
+        {
+            "potable": int(p >= model.threshold),
+            "probability": float(p),
+            "model_version": model.version,
+        }
         for p in proba
     ]
 
@@ -203,8 +220,15 @@ _Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 def _json(status: int, payload: dict[str, Any], *extra: tuple[bytes, bytes]) -> _Response:
     body = json.dumps(payload, separators=(",", ":")).encode()
-    return status, [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()), *extra], body
+    return (
+        status,
+        [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *extra,
+        ],
+        body,
+    )
 
 
 def _error(status: int, message: str, field: str, *extra: tuple[bytes, bytes]) -> _Response:
@@ -255,11 +279,17 @@ class ModelApp:
         self.model = model
         self.health_route = settings.health_route
         self.predict_route = settings.predict_route
-        self._pool = ThreadPoolExecutor(max_workers=settings.threads,
-                                        thread_name_prefix="score")
-        self._health = _json(200, {
-            "status": "ok", "model_name": model.name, "model_version": model.version,
-            "threshold": model.threshold, "runtime": model.runtime})
+        self._pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="score")
+        self._health = _json(
+            200,
+            {
+                "status": "ok",
+                "model_name": model.name,
+                "model_version": model.version,
+                "threshold": model.threshold,
+                "runtime": model.runtime,
+            },
+        )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":  # lifespan is off (serve); websockets are not served
@@ -286,8 +316,9 @@ class ModelApp:
             if method not in ("GET", "HEAD"):
                 return _error(405, f"{path} accepts GET", "method", (b"allow", b"GET, HEAD"))
             return self._health
-        return _error(404, f"no route {path}: use {self.predict_route} or "
-                      f"{self.health_route}", "path")
+        return _error(
+            404, f"no route {path}: use {self.predict_route} or {self.health_route}", "path"
+        )
 
     async def predict(self, receive: Any) -> _Response:
         raw = await _read_body(receive)
@@ -307,9 +338,16 @@ class ModelApp:
             proba = self.model.potable_probability(matrix)
         else:
             proba = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self.model.potable_probability, matrix)
-        return _json(200, {"predictions": predictions(self.model, proba),
-                           "model_name": self.model.name, "model_version": self.model.version})
+                self._pool, self.model.potable_probability, matrix
+            )
+        return _json(
+            200,
+            {
+                "predictions": predictions(self.model, proba),
+                "model_name": self.model.name,
+                "model_version": self.model.version,
+            },
+        )
 
 
 def create_app(model: LoadedModel, settings: ServingSettings) -> ModelApp:
@@ -328,8 +366,14 @@ def serve(settings: ServingSettings) -> None:
     import uvicorn
 
     app = create_app(load_model(settings), settings)
-    options = dict(http="httptools", loop="asyncio", lifespan="off", access_log=False,
-                   log_level="info", timeout_graceful_shutdown=30)
+    options = {
+        "http": "httptools",
+        "loop": "asyncio",
+        "lifespan": "off",
+        "access_log": False,
+        "log_level": "info",
+        "timeout_graceful_shutdown": 30,
+    }
     if settings.handover_file:  # a local switch: the old server still holds the port
         sock = bind_when_free(settings.host, settings.port, settings.handover_file)
         uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
@@ -340,8 +384,9 @@ def serve(settings: ServingSettings) -> None:
 HANDOVER_WAIT_SECONDS = 60.0
 
 
-def bind_when_free(host: str, port: int, loaded_file: str,
-                   wait_seconds: float = HANDOVER_WAIT_SECONDS) -> Any:
+def bind_when_free(
+    host: str, port: int, loaded_file: str, wait_seconds: float = HANDOVER_WAIT_SECONDS
+) -> Any:
     """The model is loaded: say so (``loaded_file``), then bind ``port`` as soon as the old
     server lets go of it (:func:`switch_local`), polling every 10 ms - so the port is without
     a listener only from the old server's close to this bind, not for a whole model load."""
@@ -380,7 +425,11 @@ def health(url: str, timeout: float = 5.0) -> dict[str, Any] | None:
 
 
 def start_local(
-    home: Path, model_uri: str, model_name: str, model_version: str, tracking_uri: str,
+    home: Path,
+    model_uri: str,
+    model_name: str,
+    model_version: str,
+    tracking_uri: str,
     port: int = 0,
 ) -> str:
     """(Re)start the local model server on a model version; publish MODEL_SERVER_URL.
@@ -401,24 +450,35 @@ def start_local(
     services.stop(home, SERVICE)
     port = port or (int(known.rsplit(":", 1)[1]) if known else 0) or services.free_port(8080)
     if not services.can_listen(port):
-        raise RuntimeError(f"port {port} is held by another process; the model server for "
-                           f"{model_name} v{model_version} cannot listen there")
+        raise RuntimeError(
+            f"port {port} is held by another process; the model server for "
+            f"{model_name} v{model_version} cannot listen there"
+        )
     env = {
-        "MODEL_URI": model_uri, "MODEL_NAME": model_name, "MODEL_VERSION": model_version,
-        "MLFLOW_TRACKING_URI": tracking_uri, "AIP_HTTP_PORT": str(port),
-        "AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/predict",
+        "MODEL_URI": model_uri,
+        "MODEL_NAME": model_name,
+        "MODEL_VERSION": model_version,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "AIP_HTTP_PORT": str(port),
+        "AIP_HEALTH_ROUTE": "/health",
+        "AIP_PREDICT_ROUTE": "/predict",
         "MODEL_SERVER_HOST": "127.0.0.1",
     }
-    pid = services.start(home, SERVICE, [sys.executable, "-m", "potability.serving.model_server"], env=env)
+    pid = services.start(
+        home, SERVICE, [sys.executable, "-m", "potability.serving.model_server"], env=env
+    )
     url = f"http://127.0.0.1:{port}"
     services.wait_http(f"{url}/health", timeout=120, pid=pid)
     answered = health(url) or {}
     if answered.get("model_name") != model_name or (
-            model_version and answered.get("model_version") != model_version):
+        model_version and answered.get("model_version") != model_version
+    ):
         services.stop(home, SERVICE)
-        raise RuntimeError(f"{url} answers for {answered.get('model_name')} "
-                           f"v{answered.get('model_version')}, not {model_name} v{model_version}: "
-                           "another process took the port while ours was starting")
+        raise RuntimeError(
+            f"{url} answers for {answered.get('model_name')} "
+            f"v{answered.get('model_version')}, not {model_name} v{model_version}: "
+            "another process took the port while ours was starting"
+        )
     config.update_env(home, MODEL_SERVER_URL=url)
     return url
 
@@ -427,8 +487,14 @@ NEXT = f"{SERVICE}-next"
 """The service name of the replacement server while a switch hands the port over."""
 
 
-def switch_local(home: Path, model_uri: str, model_name: str, model_version: str,
-                 tracking_uri: str, timeout: float = 120.0) -> str:
+def switch_local(
+    home: Path,
+    model_uri: str,
+    model_name: str,
+    model_version: str,
+    tracking_uri: str,
+    timeout: float = 120.0,
+) -> str:
     """Serve another version on the running local server's port with the shortest gap.
 
     The new server starts beside the old one and loads its model (the slow part) while the
@@ -455,18 +521,27 @@ def switch_local(home: Path, model_uri: str, model_name: str, model_version: str
     loaded.unlink(missing_ok=True)
     services.stop(home, NEXT)
     env = {
-        "MODEL_URI": model_uri, "MODEL_NAME": model_name, "MODEL_VERSION": model_version,
-        "MLFLOW_TRACKING_URI": tracking_uri, "AIP_HTTP_PORT": str(port),
-        "AIP_HEALTH_ROUTE": "/health", "AIP_PREDICT_ROUTE": "/predict",
-        "MODEL_SERVER_HOST": "127.0.0.1", "MODEL_SERVER_HANDOVER_FILE": str(loaded),
+        "MODEL_URI": model_uri,
+        "MODEL_NAME": model_name,
+        "MODEL_VERSION": model_version,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "AIP_HTTP_PORT": str(port),
+        "AIP_HEALTH_ROUTE": "/health",
+        "AIP_PREDICT_ROUTE": "/predict",
+        "MODEL_SERVER_HOST": "127.0.0.1",
+        "MODEL_SERVER_HANDOVER_FILE": str(loaded),
     }
-    pid = services.start(home, NEXT, [sys.executable, "-m", "potability.serving.model_server"], env=env)
+    pid = services.start(
+        home, NEXT, [sys.executable, "-m", "potability.serving.model_server"], env=env
+    )
     deadline = time.monotonic() + timeout
     while not loaded.exists():
         if not services.is_alive(pid) or time.monotonic() > deadline:
             services.stop(home, NEXT)
-            raise RuntimeError(f"{model_name} v{model_version} did not load (log: "
-                               f"{services.log_file(home, NEXT)}); the old server still serves")
+            raise RuntimeError(
+                f"{model_name} v{model_version} did not load (log: "
+                f"{services.log_file(home, NEXT)}); the old server still serves"
+            )
         time.sleep(0.05)
     services.stop(home, SERVICE)  # graceful; the new server binds as soon as the port is free
     services.pid_file(home, NEXT).replace(services.pid_file(home, SERVICE))
@@ -475,8 +550,10 @@ def switch_local(home: Path, model_uri: str, model_name: str, model_version: str
     answered = health(url) or {}
     if answered.get("model_name") != model_name or answered.get("model_version") != model_version:
         services.stop(home, SERVICE)
-        raise RuntimeError(f"{url} answers for {answered.get('model_name')} "
-                           f"v{answered.get('model_version')}, not {model_name} v{model_version}")
+        raise RuntimeError(
+            f"{url} answers for {answered.get('model_name')} "
+            f"v{answered.get('model_version')}, not {model_name} v{model_version}"
+        )
     return url
 
 

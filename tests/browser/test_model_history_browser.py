@@ -5,14 +5,13 @@ since-when - served by functions-framework from the functions' entry file."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
 
 from potability import alerts, db
-from potability.config import Settings
 from potability.governance import model_changes as mc
 from potability.local import services
 
@@ -26,30 +25,75 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def history(conn: db.Connection) -> Iterator[datetime]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cur = conn.cursor()
     cur.execute("DELETE FROM water.model_changes")  # this page shows every model's changes
     cur.execute("DELETE FROM water.alerts")  # ... and every alert raised around them
-    evidence = {"family": "random_forest", "held_out_precision": 0.712,
-                "held_out_precision_low": 0.62, "held_out_precision_high": 0.80,
-                "probability_better": 0.96, "run_id": "run-5"}
-    mc.record(conn, model_name=MODEL, action=mc.PROMOTED, actor=mc.AUTOMATIC,
-              when=now - timedelta(days=3), version="4", evidence={**evidence,
-                                                                    "held_out_precision": 0.69})
-    mc.record(conn, model_name=MODEL, action=mc.PROMOTED, actor=mc.AUTOMATIC,
-              when=now - timedelta(days=1), version="5", previous_version="4", evidence=evidence)
-    alerts.insert(conn, alerts.Alert(alerts.LIVE_PRECISION_FLAGGED, f"{MODEL}/5/all",
-                                     "low", "5", {"period": "all", "live_precision": 0.41,
-                                                  "matches": 30, "floor": 0.6}),
-                  now - timedelta(hours=3))
-    mc.record(conn, model_name=MODEL, action=mc.ROLLED_BACK, actor="ops@utility.example",
-              when=now - timedelta(hours=2), version="4", previous_version="5",
-              reason="live precision fell to 41% on lab samples", evidence={
-                  **evidence, "held_out_precision": 0.69, "probability_better": None})
-    mc.record(conn, model_name=MODEL, action=mc.HELD, actor="ops@utility.example",
-              when=now - timedelta(hours=1), reason="until the lab review")
-    mc.record(conn, model_name="old", action=mc.PROMOTED, actor=mc.AUTOMATIC,
-              when=now - timedelta(days=120), version="1")  # older than 90 days: not shown
+    evidence = {
+        "family": "random_forest",
+        "held_out_precision": 0.712,
+        "held_out_precision_low": 0.62,
+        "held_out_precision_high": 0.80,
+        "probability_better": 0.96,
+        "run_id": "run-5",
+    }
+    mc.record(
+        conn,
+        model_name=MODEL,
+        action=mc.PROMOTED,
+        actor=mc.AUTOMATIC,
+        when=now - timedelta(days=3),
+        version="4",
+        evidence={**evidence, "held_out_precision": 0.69},
+    )
+    mc.record(
+        conn,
+        model_name=MODEL,
+        action=mc.PROMOTED,
+        actor=mc.AUTOMATIC,
+        when=now - timedelta(days=1),
+        version="5",
+        previous_version="4",
+        evidence=evidence,
+    )
+    alerts.insert(
+        conn,
+        alerts.Alert(
+            alerts.LIVE_PRECISION_FLAGGED,
+            f"{MODEL}/5/all",
+            "low",
+            "5",
+            {"period": "all", "live_precision": 0.41, "matches": 30, "floor": 0.6},
+        ),
+        now - timedelta(hours=3),
+    )
+    mc.record(
+        conn,
+        model_name=MODEL,
+        action=mc.ROLLED_BACK,
+        actor="ops@utility.example",
+        when=now - timedelta(hours=2),
+        version="4",
+        previous_version="5",
+        reason="live precision fell to 41% on lab samples",
+        evidence={**evidence, "held_out_precision": 0.69, "probability_better": None},
+    )
+    mc.record(
+        conn,
+        model_name=MODEL,
+        action=mc.HELD,
+        actor="ops@utility.example",
+        when=now - timedelta(hours=1),
+        reason="until the lab review",
+    )
+    mc.record(
+        conn,
+        model_name="old",
+        action=mc.PROMOTED,
+        actor=mc.AUTOMATIC,
+        when=now - timedelta(days=120),
+        version="1",
+    )  # older than 90 days: not shown
     conn.commit()
     yield now
     conn.rollback()
@@ -62,11 +106,23 @@ def history(conn: db.Connection) -> Iterator[datetime]:
 def served(stack_home: Path, database_url: str, history: datetime) -> Iterator[str]:
     """Started after the rows are in: the status function caches what it read first."""
     port = services.free_port()
-    argv = [str(Path(sys.executable).parent / "functions-framework"), "--source", str(ENTRY),
-            "--target", "status", "--host", "127.0.0.1", "--port", str(port)]
-    env = {"POTABILITY_ENV": "local", "POTABILITY_HOME": str(stack_home),
-           "DATABASE_URL": database_url,
-           "STATUS_REFRESH_SECONDS": "0"}  # no in-process cache: the history rows show at once
+    argv = [
+        str(Path(sys.executable).parent / "functions-framework"),
+        "--source",
+        str(ENTRY),
+        "--target",
+        "status",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    env = {
+        "POTABILITY_ENV": "local",
+        "POTABILITY_HOME": str(stack_home),
+        "DATABASE_URL": database_url,
+        "STATUS_REFRESH_SECONDS": "0",
+    }  # no in-process cache: the history rows show at once
     pid = services.start(stack_home, "history-browser-test", argv, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -80,8 +136,9 @@ def test_model_history_on_the_page_and_in_its_json(served: str, history: datetim
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.set_default_timeout(10_000)
@@ -90,8 +147,12 @@ def test_model_history_on_the_page_and_in_its_json(served: str, history: datetim
             assert "held since" in held and "ops@utility.example" in held
             assert (history - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M") in held
             rows = page.locator('[data-testid="model-change"]')
-            assert [rows.nth(i).get_attribute("data-action") for i in range(rows.count())] == \
-                ["held", "rolled_back", "promoted", "promoted"]
+            assert [rows.nth(i).get_attribute("data-action") for i in range(rows.count())] == [
+                "held",
+                "rolled_back",
+                "promoted",
+                "promoted",
+            ]
             rollback = rows.nth(1).inner_text()
             assert "rolled back" in rollback and "v4" in rollback and "was v5" in rollback
             assert "ops@utility.example" in rollback and "41% on lab samples" in rollback
@@ -101,15 +162,26 @@ def test_model_history_on_the_page_and_in_its_json(served: str, history: datetim
             assert "automatic" in promoted and "P(better) 96%" in promoted
             phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
             phone.goto(served, wait_until="load")
-            assert phone.evaluate("document.documentElement.scrollWidth - "
-                                  "document.documentElement.clientWidth") <= 0
+            assert (
+                phone.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
+                <= 0
+            )
             api = page.goto(served + "?format=json").json()["model_history"]
             assert api["days"] == 90 and api["held"]["by"] == "ops@utility.example"
-            assert [c["action"] for c in api["changes"]] == \
-                ["held", "rolled_back", "promoted", "promoted"]
+            assert [c["action"] for c in api["changes"]] == [
+                "held",
+                "rolled_back",
+                "promoted",
+                "promoted",
+            ]
             back = api["changes"][1]
-            assert (back["version"], back["previous_version"], back["by"]) == \
-                ("4", "5", "ops@utility.example")
+            assert (back["version"], back["previous_version"], back["by"]) == (
+                "4",
+                "5",
+                "ops@utility.example",
+            )
             assert back["evidence"]["held_out_precision_interval"] == [0.62, 0.8]
             assert [a["event"] for a in back["alerts"]] == ["live_precision_flagged"]
         finally:

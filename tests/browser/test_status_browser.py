@@ -11,9 +11,10 @@ from __future__ import annotations
 import random
 import shutil
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -29,8 +30,15 @@ ENTRY = ROOT / "functions" / "main.py"
 ARTIFACTS = ROOT / "test-artifacts"
 README_SCREENSHOT = ROOT / "docs" / "status-page.png"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SERVICE = "status-browser-test"
 RUNS = ("browser-test-champion", "browser-test-last")
 SENSORS = ["north-reservoir", "east-main", "south-well", "west-tower"]
@@ -50,15 +58,24 @@ def _insert(conn: db.Connection, settings: Settings, now: datetime) -> None:
         "'random_forest', 0.74, 0.38, 3276), "
         "(%s, %s, %s, 'succeeded', 'champion_kept', 'water-potability', '4', "
         "'random_forest', 0.74, 0.38, 3290)",
-        (RUNS[0], now - timedelta(days=9), now - timedelta(days=9) + timedelta(hours=1),
-         RUNS[1], now - timedelta(seconds=3), now - timedelta(seconds=1)),
+        (
+            RUNS[0],
+            now - timedelta(days=9),
+            now - timedelta(days=9) + timedelta(hours=1),
+            RUNS[1],
+            now - timedelta(seconds=3),
+            now - timedelta(seconds=1),
+        ),
     )
     cols = ", ".join(FEATURE_COLUMNS)
     # readings: real measurements (seed rows), turbidity nudged up to show a drift signal;
     # the "model" is right four times out of five
     hours = 7 * 24
-    cur.execute(f"SELECT {cols}, potability FROM water.water_potability WHERE source = 'seed' "
-                "ORDER BY id LIMIT %s", (hours * len(SENSORS),))
+    cur.execute(
+        f"SELECT {cols}, potability FROM water.water_potability WHERE source = 'seed' "
+        "ORDER BY id LIMIT %s",
+        (hours * len(SENSORS),),
+    )
     seed_rows = list(cur.fetchall())
     random.Random(7).shuffle(seed_rows)
     mistakes = random.Random(11)
@@ -75,25 +92,35 @@ def _insert(conn: db.Connection, settings: Settings, now: datetime) -> None:
             predicted = truth[k, s] if mistakes.random() >= 0.2 else 1 - truth[k, s]
             when = now - timedelta(hours=k, minutes=7 * s + 1)
             rows.append((f"browser-{k}-{s}", sensor, *features, predicted, when))
-    values = "(%s, 0, %s, " + ", ".join(["%s"] * len(FEATURE_COLUMNS)) + (
-        ", %s, 0.5, 'water-potability', '4', 'local', %s, 3.0)")
+    values = (
+        "(%s, 0, %s, "
+        + ", ".join(["%s"] * len(FEATURE_COLUMNS))
+        + (", %s, 0.5, 'water-potability', '4', 'local', %s, 3.0)")
+    )
     for start in range(0, len(rows), 200):
-        chunk = rows[start:start + 200]
+        chunk = rows[start : start + 200]
         cur.execute(
             f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
             "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
             "latency_ms) VALUES " + ", ".join([values] * len(chunk)),
             [v for row in chunk for v in row],
         )
-    for k in range(0, hours, 3):  # a lab sample every 3 hours, sensors in turn, 3 min after a reading
+    for k in range(
+        0, hours, 3
+    ):  # a lab sample every 3 hours, sensors in turn, 3 min after a reading
         s = (k // 3) % len(SENSORS)
         sampled = now - timedelta(hours=k, minutes=7 * s + 1) + timedelta(minutes=3)
         cur.execute(
             "INSERT INTO water.water_potability (sample_id, ph, potability, sensor_id, "
             "sampled_at, submitted_by, source, created_at) "
             "VALUES (%s, 7.1, %s, %s, %s, 'lab-chemist@utility.example', 'lab', %s)",
-            (f"browser-sample-{k}", truth[k, s], SENSORS[s], sampled,
-             min(sampled + timedelta(hours=2), now)),
+            (
+                f"browser-sample-{k}",
+                truth[k, s],
+                SENSORS[s],
+                sampled,
+                min(sampled + timedelta(hours=2), now),
+            ),
         )
     conn.commit()
     qc_job.run(conn, settings, now)
@@ -102,27 +129,37 @@ def _insert(conn: db.Connection, settings: Settings, now: datetime) -> None:
 @pytest.fixture
 def page_data(clean_db: db.Connection, settings: Settings) -> Iterator[dict[str, Any]]:
     """The rows, and the numbers the page must show, read straight from the database."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     _insert(clean_db, settings, now)
     cur = clean_db.cursor()
     cur.execute(
         "SELECT count(*), count(*) FILTER (WHERE predicted_class = 1) FROM water.water_inferences "
-        "WHERE inferred_at >= %s", (floor_hour(now) - timedelta(hours=23),),  # 24 clock hours
+        "WHERE inferred_at >= %s",
+        (floor_hour(now) - timedelta(hours=23),),  # 24 clock hours
     )
     day_total, day_potable = cur.fetchone()
-    cur.execute("SELECT count(*) FROM water.water_inferences WHERE inferred_at >= %s",
-                (floor_hour(now) - timedelta(hours=7 * 24 - 1),))
+    cur.execute(
+        "SELECT count(*) FROM water.water_inferences WHERE inferred_at >= %s",
+        (floor_hour(now) - timedelta(hours=7 * 24 - 1),),
+    )
     week_total = cur.fetchone()[0]
-    cur.execute("SELECT count(*) FROM water.water_potability WHERE source = 'lab' AND created_at > %s",
-                (now - timedelta(days=7),))
+    cur.execute(
+        "SELECT count(*) FROM water.water_potability WHERE source = 'lab' AND created_at > %s",
+        (now - timedelta(days=7),),
+    )
     lab_week = cur.fetchone()[0]
     cur.execute(
         "SELECT m.live_precision FROM water.qc_live_metrics m JOIN water.qc_runs r ON r.id = m.run_id "
         "WHERE m.model_version = '4' AND m.period = 'all' ORDER BY r.computed_at DESC LIMIT 1"
     )
     live = cur.fetchone()[0]
-    yield {"day_total": day_total, "day_share": day_potable / day_total, "week_total": week_total,
-           "lab_week": lab_week, "live_precision": live}
+    yield {
+        "day_total": day_total,
+        "day_share": day_potable / day_total,
+        "week_total": week_total,
+        "lab_week": lab_week,
+        "live_precision": live,
+    }
     cur.execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", RUNS)
     clean_db.commit()
 
@@ -132,11 +169,23 @@ def served(stack_home: Path, database_url: str) -> Iterator[str]:
     """functions-framework serving the ``status`` target of the functions' entry file."""
     assert ENTRY.exists(), f"{ENTRY} (the functions' entry file) is missing"
     port = services.free_port()
-    argv = [str(Path(sys.executable).parent / "functions-framework"), "--source", str(ENTRY),
-            "--target", "status", "--host", "127.0.0.1", "--port", str(port)]
-    env = {"POTABILITY_ENV": "local", "POTABILITY_HOME": str(stack_home),
-           "DATABASE_URL": database_url,
-           "STATUS_REFRESH_SECONDS": "0"}  # no in-process cache: each test's rows show at once
+    argv = [
+        str(Path(sys.executable).parent / "functions-framework"),
+        "--source",
+        str(ENTRY),
+        "--target",
+        "status",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    env = {
+        "POTABILITY_ENV": "local",
+        "POTABILITY_HOME": str(stack_home),
+        "DATABASE_URL": database_url,
+        "STATUS_REFRESH_SECONDS": "0",
+    }  # no in-process cache: each test's rows show at once
     pid = services.start(stack_home, SERVICE, argv, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -149,8 +198,10 @@ def served(stack_home: Path, database_url: str) -> Iterator[str]:
 def _launch(playwright: Any) -> Any:
     executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     if executable is None:
-        pytest.fail("Debian's chromium is not installed: run tools/setup-test-tools.sh "
-                    "(apt-get install -y chromium); the status page test needs a real browser")
+        pytest.fail(
+            "Debian's chromium is not installed: run tools/setup-test-tools.sh "
+            "(apt-get install -y chromium); the status page test needs a real browser"
+        )
     return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
 
 
@@ -170,15 +221,23 @@ def test_status_page_in_headless_chromium(served: str, page_data: dict[str, Any]
             assert text("model-precision").inner_text() == "74.0%"
             assert text("inferences-24h-total").inner_text() == str(page_data["day_total"])
             assert text("inferences-24h-potable-share").inner_text() == (
-                f"{page_data['day_share'] * 100:.1f}%")
+                f"{page_data['day_share'] * 100:.1f}%"
+            )
             assert text("inferences-7d-total").inner_text() == str(page_data["week_total"])
             assert text("lab-samples-7d").inner_text() == str(page_data["lab_week"])
-            assert text("live-precision").inner_text() == f"{page_data['live_precision'] * 100:.1f}%"
+            assert (
+                text("live-precision").inner_text() == f"{page_data['live_precision'] * 100:.1f}%"
+            )
             assert text("pipeline-status").inner_text() == "succeeded"
             assert text("drift-count").inner_text().endswith(" of 9")  # every measurement has data
             assert page.locator('[data-testid="sensor-row"]').count() == len(SENSORS)
-            for chart in ("chart-hourly", "chart-daily", "chart-sensors", "chart-drift",
-                          "chart-live-precision"):
+            for chart in (
+                "chart-hourly",
+                "chart-daily",
+                "chart-sensors",
+                "chart-drift",
+                "chart-live-precision",
+            ):
                 box = text(chart).first.locator(".wide svg").bounding_box()
                 assert box is not None and box["width"] > 300 and box["height"] > 50, chart
             body = page.content()
@@ -188,11 +247,13 @@ def test_status_page_in_headless_chromium(served: str, page_data: dict[str, Any]
                 README_SCREENSHOT.parent.mkdir(exist_ok=True)
                 shutil.copyfile(ARTIFACTS / "status-page.png", README_SCREENSHOT)
 
-            phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                                     is_mobile=True)
+            phone = browser.new_page(
+                viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+            )
             phone.goto(served, wait_until="load")
             overflow = phone.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
             assert overflow <= 0, f"the page scrolls sideways on a phone by {overflow}px"
             assert phone.get_by_test_id("inferences-24h-total").is_visible()
             # phones get the narrow rendering of each chart, at full width
@@ -214,19 +275,25 @@ LONG_SENSOR = "plant-7/outlet-WWWW-main-" + "m" * 103  # 128 characters, the lon
 @pytest.fixture
 def few_readings(clean_db: db.Connection, settings: Settings) -> Iterator[None]:
     """Twelve readings (drift needs 50), half of them from a sensor with a 128-character id."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cur = clean_db.cursor()
     cols = ", ".join(FEATURE_COLUMNS)
-    cur.execute(f"SELECT {cols} FROM water.water_potability WHERE source = 'seed' ORDER BY id "
-                "LIMIT 12")
+    cur.execute(
+        f"SELECT {cols} FROM water.water_potability WHERE source = 'seed' ORDER BY id LIMIT 12"
+    )
     for i, features in enumerate(cur.fetchall()):
         cur.execute(
             f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
             "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
-            "latency_ms) VALUES (%s, 0, %s, " + ", ".join(["%s"] * len(FEATURE_COLUMNS))
+            "latency_ms) VALUES (%s, 0, %s, "
+            + ", ".join(["%s"] * len(FEATURE_COLUMNS))
             + ", 1, 0.7, 'water-potability', '4', 'local', %s, 3.0)",
-            (f"few-{i}", LONG_SENSOR if i % 2 else "east-main", *features,
-             now - timedelta(minutes=10 * i + 1)),
+            (
+                f"few-{i}",
+                LONG_SENSOR if i % 2 else "east-main",
+                *features,
+                now - timedelta(minutes=10 * i + 1),
+            ),
         )
     clean_db.commit()
     qc_job.run(clean_db, settings, now)
@@ -234,7 +301,8 @@ def few_readings(clean_db: db.Connection, settings: Settings) -> Iterator[None]:
 
 
 def test_few_readings_say_not_enough_data_and_long_ids_stay_inside(
-        served: str, few_readings: None) -> None:
+    served: str, few_readings: None
+) -> None:
     from playwright.sync_api import sync_playwright
 
     assert len(LONG_SENSOR) == 128
@@ -263,10 +331,12 @@ def test_few_readings_say_not_enough_data_and_long_ids_stay_inside(
                 cells = page.locator('[data-testid="sensor-row"] td.id').all_inner_texts()
                 assert LONG_SENSOR in cells
                 overflow = page.evaluate(
-                    "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
                 assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
-                page.screenshot(path=str(ARTIFACTS / f"status-page-few-{viewport['width']}.png"),
-                                full_page=True)
+                page.screenshot(
+                    path=str(ARTIFACTS / f"status-page-few-{viewport['width']}.png"), full_page=True
+                )
                 page.close()
         finally:
             browser.close()

@@ -42,8 +42,9 @@ class StepChain:
 
 
 @pytest.fixture(scope="session")
-def step_chain(seeded_db: str, mlflow_uri: str,
-               tmp_path_factory: pytest.TempPathFactory) -> StepChain:
+def step_chain(
+    seeded_db: str, mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> StepChain:
     """export -> train -> evaluate -> promote, each step's body called as KFP would."""
     from components.evaluate_step import evaluate_component
     from components.export_step import export_component
@@ -51,30 +52,52 @@ def step_chain(seeded_db: str, mlflow_uri: str,
     from components.train_step import train_component
 
     chain = StepChain(
-        run_id=f"steps-{uuid.uuid4().hex[:8]}", database={"url": seeded_db},
+        run_id=f"steps-{uuid.uuid4().hex[:8]}",
+        database={"url": seeded_db},
         settings=Settings(env="local", database_url=seeded_db, mlflow_tracking_uri=mlflow_uri),
-        mlflow_uri=mlflow_uri, model_name=f"steps-{uuid.uuid4().hex[:6]}",
-        folder=tmp_path_factory.mktemp("steps"))
-    common = dict(mlflow_tracking_uri=mlflow_uri, database=chain.database)
+        mlflow_uri=mlflow_uri,
+        model_name=f"steps-{uuid.uuid4().hex[:6]}",
+        folder=tmp_path_factory.mktemp("steps"),
+    )
+    common = {"mlflow_tracking_uri": mlflow_uri, "database": chain.database}
     chain.outputs["export"] = export_component(
-        run_id=chain.run_id, database=chain.database,
-        dataset=chain.artifact(Dataset, "dataset"))
+        run_id=chain.run_id, database=chain.database, dataset=chain.artifact(Dataset, "dataset")
+    )
     chain.outputs["train"] = train_component(
-        run_id=chain.run_id, dataset=chain.artifacts["dataset"], recall_floor=0.2,
-        test_fraction=0.25, split_seed=42, cv_folds=2, grids="quick",
-        model_name=chain.model_name, test_set=chain.artifact(Dataset, "test_set"),
-        candidates=chain.artifact(Artifact, "candidates"), **common)
+        run_id=chain.run_id,
+        dataset=chain.artifacts["dataset"],
+        recall_floor=0.2,
+        test_fraction=0.25,
+        split_seed=42,
+        cv_folds=2,
+        grids="quick",
+        model_name=chain.model_name,
+        test_set=chain.artifact(Dataset, "test_set"),
+        candidates=chain.artifact(Artifact, "candidates"),
+        **common,
+    )
     chain.outputs["evaluate"] = evaluate_component(
-        run_id=chain.run_id, test_set=chain.artifacts["test_set"],
+        run_id=chain.run_id,
+        test_set=chain.artifacts["test_set"],
         candidates=chain.artifacts["candidates"],
-        parent_run_id=chain.outputs["train"].parent_run_id, recall_floor=0.2,
+        parent_run_id=chain.outputs["train"].parent_run_id,
+        recall_floor=0.2,
         scored_candidates=chain.artifact(Artifact, "scored_candidates"),
         metrics=chain.artifact(Metrics, "metrics"),
-        challenger_metrics=chain.artifact(ClassificationMetrics, "challenger_metrics"), **common)
+        challenger_metrics=chain.artifact(ClassificationMetrics, "challenger_metrics"),
+        **common,
+    )
     chain.outputs["promote"] = promote_component(
-        run_id=chain.run_id, scored_candidates=chain.artifacts["scored_candidates"],
+        run_id=chain.run_id,
+        scored_candidates=chain.artifacts["scored_candidates"],
         test_set=chain.artifacts["test_set"],
         parent_run_id=chain.outputs["train"].parent_run_id,
-        training_rows=chain.outputs["train"].training_rows, recall_floor=0.2, split_seed=42,
-        test_fraction=0.25, promotion_confidence=0.9, model_name=chain.model_name, **common)
+        training_rows=chain.outputs["train"].training_rows,
+        recall_floor=0.2,
+        split_seed=42,
+        test_fraction=0.25,
+        promotion_confidence=0.9,
+        model_name=chain.model_name,
+        **common,
+    )
     return chain

@@ -33,11 +33,18 @@ def test_a_failing_train_records_the_run_as_failed_and_raises(step_chain, tmp_pa
     run_record.start_run(step_chain.settings, run_id, "0" * 64, 1)
     with pytest.raises(ValueError, match="unknown grid 'nope'"):
         train_component(
-            run_id=run_id, dataset=step_chain.artifacts["dataset"], recall_floor=0.2,
-            test_fraction=0.25, split_seed=42, cv_folds=2, grids="nope",
-            model_name=step_chain.model_name, mlflow_tracking_uri=step_chain.mlflow_uri,
+            run_id=run_id,
+            dataset=step_chain.artifacts["dataset"],
+            recall_floor=0.2,
+            test_fraction=0.25,
+            split_seed=42,
+            cv_folds=2,
+            grids="nope",
+            model_name=step_chain.model_name,
+            mlflow_tracking_uri=step_chain.mlflow_uri,
             database=step_chain.database,
             test_set=Dataset(name="t", uri=str(tmp_path / "t"), metadata={}),
-            candidates=Artifact(name="c", uri=str(tmp_path / "c"), metadata={}))
+            candidates=Artifact(name="c", uri=str(tmp_path / "c"), metadata={}),
+        )
     run = run_record.read_run(step_chain.settings, run_id)
     assert run.status == "failed" and run.error.startswith("train: ValueError: unknown grid")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import gcp_discovery
 import pytest
 from google.protobuf import any_pb2, json_format
 
-import gcp_discovery
 from components import vertex
 
 PROJECT_PATH = "projects/demo/locations/europe-west1"
@@ -23,8 +23,12 @@ ENDPOINT = f"{PROJECT_PATH}/endpoints/123"
 MODEL = f"{PROJECT_PATH}/models/9"
 IMAGE = "europe-west1-docker.pkg.dev/demo/potability/potability@sha256:" + "b" * 64
 PROBE = {"ph": 7.0, "Hardness": 200.0}
-WHERE = dict(project="demo", region="europe-west1", endpoint_id="123",
-             staging_bucket="gs://demo-bucket/pipeline-root")
+WHERE = {
+    "project": "demo",
+    "region": "europe-west1",
+    "endpoint_id": "123",
+    "staging_bucket": "gs://demo-bucket/pipeline-root",
+}
 
 
 def _body(request: Any, *path_fields: str) -> dict[str, Any]:
@@ -42,44 +46,64 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Any:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud.aiplatform import initializer
     from google.cloud.aiplatform_v1.services.endpoint_service.transports.grpc import (
-        EndpointServiceGrpcTransport)
+        EndpointServiceGrpcTransport,
+    )
     from google.cloud.aiplatform_v1.services.model_service.transports.grpc import (
-        ModelServiceGrpcTransport)
+        ModelServiceGrpcTransport,
+    )
     from google.cloud.aiplatform_v1.services.prediction_service.transports.grpc import (
-        PredictionServiceGrpcTransport)
+        PredictionServiceGrpcTransport,
+    )
     from google.cloud.aiplatform_v1.types import endpoint as endpoint_t
-    from google.cloud.aiplatform_v1.types import (endpoint_service, machine_resources,
-                                                  model_service, prediction_service)
+    from google.cloud.aiplatform_v1.types import (
+        endpoint_service,
+        machine_resources,
+        model_service,
+        prediction_service,
+    )
     from google.cloud.aiplatform_v1.types import model as model_t
     from google.longrunning import operations_pb2
 
     state: dict[str, Any] = {"sent": {}, "answers": None, "next": 10}
     resources = machine_resources.DedicatedResources(
         machine_spec=machine_resources.MachineSpec(machine_type="n1-standard-4"),
-        min_replica_count=2, max_replica_count=5)
-    state["deployed"] = [endpoint_t.DeployedModel(
-        id="d-2", model=f"{MODEL}@2", display_name="water-potability-v2",
-        dedicated_resources=resources)]
+        min_replica_count=2,
+        max_replica_count=5,
+    )
+    state["deployed"] = [
+        endpoint_t.DeployedModel(
+            id="d-2",
+            model=f"{MODEL}@2",
+            display_name="water-potability-v2",
+            dedicated_resources=resources,
+        )
+    ]
     state["traffic"] = {"d-2": 100}
 
     def model(version: str) -> Any:
         return model_t.Model(
-            name=f"{MODEL}@{version}", display_name="water-potability", version_id=version,
+            name=f"{MODEL}@{version}",
+            display_name="water-potability",
+            version_id=version,
             labels={"mlflow_model_version": version},
             container_spec=model_t.ModelContainerSpec(image_uri=IMAGE),
             supported_deployment_resources_types=[
-                model_t.Model.DeploymentResourcesType.DEDICATED_RESOURCES])
+                model_t.Model.DeploymentResourcesType.DEDICATED_RESOURCES
+            ],
+        )
 
     def done(response: Any) -> operations_pb2.Operation:
         packed = any_pb2.Any()
         packed.Pack(type(response).pb(response))
-        return operations_pb2.Operation(name=f"{PROJECT_PATH}/operations/1", done=True,
-                                        response=packed)
+        return operations_pb2.Operation(
+            name=f"{PROJECT_PATH}/operations/1", done=True, response=packed
+        )
 
     def stub(name: str, answer: Any) -> property:
         def call(request: Any, timeout: Any = None, metadata: Any = None, **_: Any) -> Any:
             state["sent"].setdefault(name, []).append(request)
             return answer(request)
+
         return property(lambda self: call)
 
     def list_models(request: Any) -> Any:
@@ -90,17 +114,24 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Any:
         return model_service.ListModelsResponse(models=[model("2")])
 
     def get_endpoint(_: Any) -> Any:
-        return endpoint_t.Endpoint(name=ENDPOINT, display_name="potability-endpoint",
-                                   deployed_models=list(state["deployed"]),
-                                   traffic_split=dict(state["traffic"]))
+        return endpoint_t.Endpoint(
+            name=ENDPOINT,
+            display_name="potability-endpoint",
+            deployed_models=list(state["deployed"]),
+            traffic_split=dict(state["traffic"]),
+        )
 
     def deploy_model(request: Any) -> Any:
         state["next"] += 1
-        new = endpoint_t.DeployedModel(id=f"d-{state['next']}", model=request.deployed_model.model,
-                                       display_name=request.deployed_model.display_name)
+        new = endpoint_t.DeployedModel(
+            id=f"d-{state['next']}",
+            model=request.deployed_model.model,
+            display_name=request.deployed_model.display_name,
+        )
         state["deployed"].append(new)
-        state["traffic"] = {(new.id if k == "0" else k): v
-                            for k, v in request.traffic_split.items()}
+        state["traffic"] = {
+            (new.id if k == "0" else k): v for k, v in request.traffic_split.items()
+        }
         return done(endpoint_service.DeployModelResponse(deployed_model=new))
 
     def undeploy_model(request: Any) -> Any:
@@ -116,15 +147,18 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Any:
         version = state["answers"] or serving.display_name.rsplit("-v", 1)[1]
         raw = prediction_service.PredictResponse.pb()(deployed_model_id=serving.id)
         raw.predictions.add().struct_value.update(
-            {"potable": 1, "probability": 0.8, "model_version": version})
+            {"potable": 1, "probability": 0.8, "model_version": version}
+        )
         return prediction_service.PredictResponse.wrap(raw)
 
     patches = {
         (ModelServiceGrpcTransport, "list_models"): list_models,
         (ModelServiceGrpcTransport, "upload_model"): lambda r: done(
-            model_service.UploadModelResponse(model=MODEL, model_version_id="3")),
-        (ModelServiceGrpcTransport, "get_model"): lambda r: model(r.name.rsplit("@", 1)[-1]
-                                                                  if "@" in r.name else "3"),
+            model_service.UploadModelResponse(model=MODEL, model_version_id="3")
+        ),
+        (ModelServiceGrpcTransport, "get_model"): lambda r: model(
+            r.name.rsplit("@", 1)[-1] if "@" in r.name else "3"
+        ),
         (EndpointServiceGrpcTransport, "get_endpoint"): get_endpoint,
         (EndpointServiceGrpcTransport, "deploy_model"): deploy_model,
         (EndpointServiceGrpcTransport, "undeploy_model"): undeploy_model,
@@ -133,8 +167,11 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Any:
     for (cls, name), answer in patches.items():
         monkeypatch.setattr(cls, name, stub(name, answer))
     for attribute in ("_project", "_location", "_staging_bucket"):
-        monkeypatch.setattr(initializer.global_config, attribute,
-                            getattr(initializer.global_config, attribute, None))
+        monkeypatch.setattr(
+            initializer.global_config,
+            attribute,
+            getattr(initializer.global_config, attribute, None),
+        )
     monkeypatch.setattr(initializer.global_config, "_credentials", AnonymousCredentials())
     return state
 
@@ -143,17 +180,27 @@ def _switch(version: str, **kwargs: Any) -> str:
     from google.cloud import aiplatform
 
     return vertex.switch_endpoint(
-        aiplatform, model_name="water-potability", version=version,
-        model_dir=lambda: "gs://demo-bucket/mlflow/models/m-3", tracking_uri="http://10.0.0.5:5000",
-        probe=PROBE, sleep=lambda s: None, **WHERE, **kwargs)
+        aiplatform,
+        model_name="water-potability",
+        version=version,
+        model_dir=lambda: "gs://demo-bucket/mlflow/models/m-3",
+        tracking_uri="http://10.0.0.5:5000",
+        probe=PROBE,
+        sleep=lambda s: None,
+        **WHERE,
+        **kwargs,
+    )
 
 
 def _validate(method: str, body: dict[str, Any]) -> None:
-    gcp_discovery.validate_request("aiplatform", "v1",
-                                   f"aiplatform.projects.locations.{method}", body)
+    gcp_discovery.validate_request(
+        "aiplatform", "v1", f"aiplatform.projects.locations.{method}", body
+    )
 
 
-def test_rollback_deploys_the_uploaded_version_moves_traffic_checks_then_undeploys(api: Any) -> None:
+def test_rollback_deploys_the_uploaded_version_moves_traffic_checks_then_undeploys(
+    api: Any,
+) -> None:
     assert "deployed water-potability-v1" in _switch("1")
     sent = api["sent"]
     assert "upload_model" not in sent  # v1's Vertex model version is reused

@@ -4,8 +4,8 @@ disturbs the session's). Loopback only; every test bounds its own time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from faults_support import FunctionProcess, start_function

@@ -5,17 +5,24 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from potability.local import services
 
 ROOT = Path(__file__).resolve().parents[2]
 
 GOOD_READING: dict[str, float | None] = {
-    "ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1, "Sulfate": 333.0,
-    "Conductivity": 421.0, "Organic_carbon": 14.2, "Trihalomethanes": 66.4, "Turbidity": 3.9,
+    "ph": 7.08,
+    "Hardness": 196.4,
+    "Solids": 21000.0,
+    "Chloramines": 7.1,
+    "Sulfate": 333.0,
+    "Conductivity": 421.0,
+    "Organic_carbon": 14.2,
+    "Trihalomethanes": 66.4,
+    "Turbidity": 3.9,
 }
 
 
@@ -34,24 +41,44 @@ class FunctionProcess:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def start_function(home: Path, target: str, env: dict[str, str], threads: int = 4,
-                   timeout: float = 60.0) -> FunctionProcess:
+def start_function(
+    home: Path, target: str, env: dict[str, str], threads: int = 4, timeout: float = 60.0
+) -> FunctionProcess:
     """``functions-framework --target <target>`` on a free loopback port (the buildpack's
     command on Cloud Run), waiting until it answers HTTP."""
     from potability.local import function_servers as local
 
     port = services.free_port()
     service = f"fn-{target}-{port}"
-    argv = [sys.executable, "-m", "functions_framework", "--source",
-            str(ROOT / "functions" / "main.py"), "--target", target,
-            "--host", "127.0.0.1", "--port", str(port)]
-    pid = services.start(home, service, argv, cwd=ROOT, env={
-        **env, "THREADS": str(threads), "WORKERS": "1", "PYTHONUNBUFFERED": "1",
-        "POTABILITY_HOME": str(home)})
+    argv = [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        "--source",
+        str(ROOT / "functions" / "main.py"),
+        "--target",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    pid = services.start(
+        home,
+        service,
+        argv,
+        cwd=ROOT,
+        env={
+            **env,
+            "THREADS": str(threads),
+            "WORKERS": "1",
+            "PYTHONUNBUFFERED": "1",
+            "POTABILITY_HOME": str(home),
+        },
+    )
     url = f"http://127.0.0.1:{port}"
     local.wait_answering(url, timeout=timeout, pid=pid)
     return FunctionProcess(home, service, url, pid)
-
 
 
 def deadline(seconds: float) -> Callable[[], float]:
@@ -65,7 +92,6 @@ def deadline(seconds: float) -> Callable[[], float]:
         return remaining
 
     return left
-
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:

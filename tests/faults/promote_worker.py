@@ -22,9 +22,12 @@ def main() -> None:
     args = json.loads(raw)
     from potability.config import Settings
 
-    settings = Settings(env="local", database_url=args["database_url"],
-                        mlflow_tracking_uri=args["mlflow_tracking_uri"],
-                        model_name=args["model_name"])
+    settings = Settings(
+        env="local",
+        database_url=args["database_url"],
+        mlflow_tracking_uri=args["mlflow_tracking_uri"],
+        model_name=args["model_name"],
+    )
     if mode == "hold":
         from potability import db
 
@@ -42,16 +45,38 @@ def main() -> None:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     test = pd.read_csv(args["test_csv"])
     scores = score_model(mlflow.sklearn.load_model(args["model_uri"]), test).as_dict()
-    candidate = {"family": "logistic_regression", "run_id": args["source_run_id"],
-                 "model_uri": args["model_uri"], "scores": scores,
-                 # cross-validated figures, for rules that choose on them (equal for equal models)
-                 "cv_score": 0.5, "cv_precision": 0.5, "cv_recall": 0.5}
+    candidate = {
+        "family": "logistic_regression",
+        "run_id": args["source_run_id"],
+        "model_uri": args["model_uri"],
+        "scores": scores,
+        # cross-validated figures, for rules that choose on them (equal for equal models)
+        "cv_score": 0.5,
+        "cv_precision": 0.5,
+        "cv_recall": 0.5,
+    }
     print("promoting", flush=True)
-    result = promote(settings=settings, run_id=args["run_id"], scored=[candidate], test=test,
-                     recall_floor=0.2, parent_run_id=args["parent_run_id"],
-                     training_rows=1000, split_seed=42, test_fraction=0.2)
-    print(json.dumps({"decision": result.decision, "champion_version": result.champion_version,
-                      "champion_changed": result.champion_changed}), flush=True)
+    result = promote(
+        settings=settings,
+        run_id=args["run_id"],
+        scored=[candidate],
+        test=test,
+        recall_floor=0.2,
+        parent_run_id=args["parent_run_id"],
+        training_rows=1000,
+        split_seed=42,
+        test_fraction=0.2,
+    )
+    print(
+        json.dumps(
+            {
+                "decision": result.decision,
+                "champion_version": result.champion_version,
+                "champion_changed": result.champion_changed,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -18,17 +18,23 @@ from faults_support import GOOD_READING, deadline
 
 from functions.auth import token_sha256
 from potability import db
-from potability.local import stack as local_stack, services
-from potability.serving import model_server
 from potability.config import Settings
+from potability.local import services
+from potability.local import stack as local_stack
+from potability.serving import model_server
 
 TOKEN = "faults-regulator-token"
 
 
-def post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
-         timeout: float = 10.0) -> tuple[int, dict[str, str], dict[str, Any]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+def post(
+    url: str, body: dict[str, Any], headers: dict[str, str] | None = None, timeout: float = 10.0
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), json.loads(response.read())
@@ -88,23 +94,40 @@ class Load:
 
 
 def test_database_restart_under_load_costs_no_500_and_loses_nothing(
-        function_factory, private_database, model_server_url: str) -> None:
+    function_factory, private_database, model_server_url: str
+) -> None:
     left = deadline(120)
     home, url = private_database
-    env = {"DATABASE_URL": url, "MODEL_SERVER_URL": model_server_url, "ENDPOINT_MODE": "local",
-           "SAMPLES_TOKEN_SHA256": token_sha256(TOKEN), "DB_POOL_SIZE": "4"}
+    env = {
+        "DATABASE_URL": url,
+        "MODEL_SERVER_URL": model_server_url,
+        "ENDPOINT_MODE": "local",
+        "SAMPLES_TOKEN_SHA256": token_sha256(TOKEN),
+        "DB_POOL_SIZE": "4",
+    }
     predict = function_factory("predict", env, threads=4)
     samples = function_factory("add_sample", env, threads=4)
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
     def send_predict(key: str) -> Any:
-        return post(predict.url, {"sensor_id": "restart", "readings": [GOOD_READING] * 3},
-                    {"Idempotency-Key": key})
+        return post(
+            predict.url,
+            {"sensor_id": "restart", "readings": [GOOD_READING] * 3},
+            {"Idempotency-Key": key},
+        )
 
     def send_sample(key: str) -> Any:
-        return post(samples.url, {**GOOD_READING, "potability": 1, "sample_id": key,
-                                  "sampled_at": "2024-05-01T09:30:00Z", "sensor_id": "restart"},
-                    auth)
+        return post(
+            samples.url,
+            {
+                **GOOD_READING,
+                "potability": 1,
+                "sample_id": key,
+                "sampled_at": "2024-05-01T09:30:00Z",
+                "sensor_id": "restart",
+            },
+            auth,
+        )
 
     load = Load()
     for n in range(3):
@@ -132,14 +155,17 @@ def test_database_restart_under_load_costs_no_500_and_loses_nothing(
     # the functions recovered by themselves: everything after a short grace period succeeds
     late = [o for o in load.outcomes if o[3] > restarted_at + 2.0]
     assert late and all(status in (200, 201) for _, _, status, _, _ in late), Counter(
-        o[2] for o in late)
+        o[2] for o in late
+    )
     assert services.is_alive(predict.pid) and services.is_alive(samples.pid)
 
     conn = db.connect(Settings(database_url=url))
     try:
         cur = conn.cursor()
-        cur.execute("SELECT request_id, count(*), array_agg(reading_index ORDER BY reading_index) "
-                    "FROM water.water_inferences WHERE sensor_id = 'restart' GROUP BY request_id")
+        cur.execute(
+            "SELECT request_id, count(*), array_agg(reading_index ORDER BY reading_index) "
+            "FROM water.water_inferences WHERE sensor_id = 'restart' GROUP BY request_id"
+        )
         logged = {key: (n, list(idx)) for key, n, idx in cur.fetchall()}
         cur.execute("SELECT sample_id FROM water.water_potability WHERE sensor_id = 'restart'")
         stored = {row[0] for row in cur.fetchall()}
@@ -160,15 +186,18 @@ def test_database_restart_under_load_costs_no_500_and_loses_nothing(
 
 
 def test_model_server_killed_and_restarted_predict_503_then_recovers(
-        function_factory, tmp_path: Path, database_url: str, tiny_model_dir: Path,
-        clean_db) -> None:
+    function_factory, tmp_path: Path, database_url: str, tiny_model_dir: Path, clean_db
+) -> None:
     left = deadline(120)
     home = tmp_path / "model-home"
-    url = model_server.start_local(home, str(tiny_model_dir), "water-potability", "fault-1",
-                                   tracking_uri="")
+    url = model_server.start_local(
+        home, str(tiny_model_dir), "water-potability", "fault-1", tracking_uri=""
+    )
     try:
-        predict = function_factory("predict", {
-            "DATABASE_URL": database_url, "MODEL_SERVER_URL": url, "ENDPOINT_MODE": "local"})
+        predict = function_factory(
+            "predict",
+            {"DATABASE_URL": database_url, "MODEL_SERVER_URL": url, "ENDPOINT_MODE": "local"},
+        )
         body = {"sensor_id": "model-restart", "reading": GOOD_READING}
         assert post(predict.url, body, {"Idempotency-Key": "ms-before"})[0] == 200
         pid = services.running_pid(home, model_server.SERVICE)
@@ -180,31 +209,38 @@ def test_model_server_killed_and_restarted_predict_503_then_recovers(
         status, headers, error = post(predict.url, body, {"Idempotency-Key": "ms-during"})
         assert (status, error["field"]) == (503, "endpoint") and int(headers["Retry-After"]) > 0
         left()
-        assert model_server.start_local(home, str(tiny_model_dir), "water-potability",
-                                        "fault-1", tracking_uri="") == url  # same port
+        assert (
+            model_server.start_local(
+                home, str(tiny_model_dir), "water-potability", "fault-1", tracking_uri=""
+            )
+            == url
+        )  # same port
         status, _, answer = post(predict.url, body, {"Idempotency-Key": "ms-after"})
         assert status == 200 and answer["predictions"][0]["model_version"] == "fault-1"
         cur = clean_db.cursor()
         clean_db.rollback()
-        cur.execute("SELECT request_id FROM water.water_inferences "
-                    "WHERE sensor_id = 'model-restart' ORDER BY request_id")
+        cur.execute(
+            "SELECT request_id FROM water.water_inferences "
+            "WHERE sensor_id = 'model-restart' ORDER BY request_id"
+        )
         assert [r[0] for r in cur.fetchall()] == ["ms-after", "ms-before"]  # 503: nothing
         clean_db.rollback()
     finally:
         services.stop(home, model_server.SERVICE)
 
 
-
 def test_model_server_restart_refuses_a_port_another_process_took(
-        tmp_path: Path, tiny_model_dir: Path) -> None:
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
     """The soak benchmark once "restarted" the model server in no time: while ours was down,
     another stack's model server took the port, and the restart took its answer for ours."""
     import http.server
 
     class Stranger(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            body = json.dumps({"status": "ok", "model_name": "someone-else",
-                               "model_version": "9"}).encode()
+        def do_GET(self) -> None:  # http.server's name
+            body = json.dumps(
+                {"status": "ok", "model_name": "someone-else", "model_version": "9"}
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -224,8 +260,9 @@ def test_model_server_restart_refuses_a_port_another_process_took(
         config.update_env(home, MODEL_SERVER_URL=f"http://127.0.0.1:{port}")  # ours, before
         started = time.monotonic()
         try:
-            model_server.start_local(home, str(tiny_model_dir), "water-potability", "mine-1",
-                                     tracking_uri="")
+            model_server.start_local(
+                home, str(tiny_model_dir), "water-potability", "mine-1", tracking_uri=""
+            )
         except RuntimeError as exc:
             assert f"port {port} is held by another process" in str(exc)
         else:

@@ -8,7 +8,8 @@ import socket
 import threading
 import time
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from faults_support import GOOD_READING, FunctionProcess, deadline, read_response
@@ -19,17 +20,28 @@ THREADS = 4
 
 
 @pytest.fixture
-def predict_fn(function_factory, database_url: str, model_server_url: str
-               ) -> Iterator[FunctionProcess]:
-    yield function_factory("predict", {
-        "DATABASE_URL": database_url, "MODEL_SERVER_URL": model_server_url,
-        "ENDPOINT_MODE": "local"}, threads=THREADS)
+def predict_fn(
+    function_factory, database_url: str, model_server_url: str
+) -> Iterator[FunctionProcess]:
+    yield function_factory(
+        "predict",
+        {
+            "DATABASE_URL": database_url,
+            "MODEL_SERVER_URL": model_server_url,
+            "ENDPOINT_MODE": "local",
+        },
+        threads=THREADS,
+    )
 
 
 def predict_once(url: str, key: str, timeout: float = 10.0) -> tuple[int, float]:
     body = json.dumps({"sensor_id": "hostile-test", "reading": GOOD_READING}).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "Idempotency-Key": key})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Idempotency-Key": key},
+    )
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=timeout) as response:
         response.read()
@@ -43,8 +55,10 @@ def port_of(url: str) -> int:
 def stalled_connection(port: int) -> socket.socket:
     """Headers and part of the body, then nothing (the connection stays open)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 4000\r\n\r\n" + b'{"sensor_id": "slow", "reading": {')
+    sock.sendall(
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 4000\r\n\r\n" + b'{"sensor_id": "slow", "reading": {'
+    )
     return sock
 
 
@@ -56,8 +70,9 @@ def test_stalled_clients_at_4x_the_threads_cannot_starve_predict(predict_fn, cle
     try:
         time.sleep(0.5)  # every stalled request has reached the server
         for i in range(3):
-            status, seconds = predict_once(predict_fn.url, f"hostile-normal-{i}",
-                                           timeout=min(10, left()))
+            status, seconds = predict_once(
+                predict_fn.url, f"hostile-normal-{i}", timeout=min(10, left())
+            )
             assert status == 200 and seconds < 1.0, (i, seconds)
         # the stalled ones are answered 408 (JSON) once their time to send is up
         time.sleep(max(0.0, gunicorn_worker.REQUEST_READ_SECONDS - 0.5))
@@ -71,7 +86,9 @@ def test_stalled_clients_at_4x_the_threads_cannot_starve_predict(predict_fn, cle
             sock.close()
 
 
-def raw_exchange(port: int, request: bytes, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+def raw_exchange(
+    port: int, request: bytes, timeout: float = 10
+) -> tuple[int, dict[str, str], bytes]:
     """Send ``request`` (from a thread: the server may answer before it has all of it) and
     read the answer."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -105,12 +122,15 @@ def test_errors_of_the_server_layer_are_json(predict_fn) -> None:
     length = b"Content-Length: " + str(len(body)).encode() + b"\r\n"
 
     # a 10 kB Idempotency-Key: one header over gunicorn's field limit
-    status, error = _json_error(port, post + b"Idempotency-Key: " + b"k" * 10_000 + b"\r\n"
-                                + length + b"\r\n" + body)
+    status, error = _json_error(
+        port, post + b"Idempotency-Key: " + b"k" * 10_000 + b"\r\n" + length + b"\r\n" + body
+    )
     assert (status, error["field"]) == (431, "headers")
     # a 1 MB bearer token: refused at the head limit, before it is all read
-    status, error = _json_error(port, post + b"Authorization: Bearer " + b"t" * 1_000_000
-                                + b"\r\n" + length + b"\r\n" + body)
+    status, error = _json_error(
+        port,
+        post + b"Authorization: Bearer " + b"t" * 1_000_000 + b"\r\n" + length + b"\r\n" + body,
+    )
     assert (status, error["field"]) == (431, "headers")
     left()
     # garbage instead of a request line
@@ -129,8 +149,9 @@ def test_errors_of_the_server_layer_are_json(predict_fn) -> None:
     assert status == 400
     left()
     # and the function still serves normal requests
-    request = urllib.request.Request(predict_fn.url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        predict_fn.url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
     log = predict_fn.log()
@@ -145,15 +166,24 @@ def test_keep_alive_and_chunked_requests_still_work(predict_fn, clean_db) -> Non
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     try:
         for i in range(3):  # three requests on one kept-alive connection
-            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                         + f"Idempotency-Key: keepalive-{i}\r\nContent-Length: {len(body)}\r\n\r\n"
-                         .encode() + body)
+            sock.sendall(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Idempotency-Key: keepalive-{i}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             status, headers, answer = read_response(sock)
             assert status == 200, answer
-        chunked = b"".join(f"{len(body[i:i + 50]):x}\r\n".encode() + body[i:i + 50] + b"\r\n"
-                           for i in range(0, len(body), 50)) + b"0\r\n\r\n"
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+        chunked = (
+            b"".join(
+                f"{len(body[i : i + 50]):x}\r\n".encode() + body[i : i + 50] + b"\r\n"
+                for i in range(0, len(body), 50)
+            )
+            + b"0\r\n\r\n"
+        )
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunked
+        )
         status, headers, answer = read_response(sock)
         assert status == 200, answer
     finally:
@@ -161,6 +191,7 @@ def test_keep_alive_and_chunked_requests_still_work(predict_fn, clean_db) -> Non
 
 
 # --- any header bytes: always an answer, never a dead worker --------------------------------
+
 
 def worker_pids(arbiter_pid: int) -> set[int]:
     """The gunicorn worker processes under a function's arbiter (it replaces dead ones)."""
@@ -196,14 +227,38 @@ def answer_to(port: int, request: bytes, timeout: float = 10.0) -> bytes:
         sock.close()
 
 
-NASTY_LENGTHS = [b"\xb2", b"1\xb9", "²".encode(), b"-1", b"+3", b"", b" 3 ", b"3, 3", b"0x3",
-                 b"9" * 5000, b"99999999999999999999999", b"3\x00", b"\xff\xfe"]
-NASTY_CODINGS = [b"chunked", b"chunked, chunked", b"gzip", b"gzip, chunked", b"chunked, gzip",
-                 b"CHUNKED", b"chunked\x00", b" chunked", b"identity", b"\xb2"]
+NASTY_LENGTHS = [
+    b"\xb2",
+    b"1\xb9",
+    "²".encode(),
+    b"-1",
+    b"+3",
+    b"",
+    b" 3 ",
+    b"3, 3",
+    b"0x3",
+    b"9" * 5000,
+    b"99999999999999999999999",
+    b"3\x00",
+    b"\xff\xfe",
+]
+NASTY_CODINGS = [
+    b"chunked",
+    b"chunked, chunked",
+    b"gzip",
+    b"gzip, chunked",
+    b"chunked, gzip",
+    b"CHUNKED",
+    b"chunked\x00",
+    b" chunked",
+    b"identity",
+    b"\xb2",
+]
 
 
 def test_any_header_bytes_get_an_answer_and_the_worker_survives(predict_fn) -> None:
-    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     left = deadline(120)
     port = port_of(predict_fn.url)
@@ -213,14 +268,28 @@ def test_any_header_bytes_get_an_answer_and_the_worker_survives(predict_fn) -> N
         st.binary(max_size=80),
         st.sampled_from(NASTY_LENGTHS).map(lambda v: b"Content-Length: " + v),
         st.sampled_from(NASTY_CODINGS).map(lambda v: b"Transfer-Encoding: " + v),
-        st.sampled_from([b"Expect: 100-continue", b"Connection: keep-alive",
-                         b"Content-Type: application/json", b"Host: x"]),
+        st.sampled_from(
+            [
+                b"Expect: 100-continue",
+                b"Connection: keep-alive",
+                b"Content-Type: application/json",
+                b"Host: x",
+            ]
+        ),
     )
 
-    @settings(max_examples=120, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(start=st.sampled_from([b"POST / HTTP/1.1", b"GET / HTTP/1.1", b"POST / HTTP/1.0"]),
-           lines=st.lists(header_line, max_size=6), body=st.binary(max_size=40))
+    @settings(
+        max_examples=120,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        start=st.sampled_from([b"POST / HTTP/1.1", b"GET / HTTP/1.1", b"POST / HTTP/1.0"]),
+        lines=st.lists(header_line, max_size=6),
+        body=st.binary(max_size=40),
+    )
     def exchange(start: bytes, lines: list[bytes], body: bytes) -> None:
         left()
         request = start + b"\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n" + body

@@ -10,6 +10,7 @@ the one a fault is likeliest to hit - and each test bounds its own time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,9 +18,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 import psutil
@@ -30,7 +32,8 @@ from faults_support import ROOT, deadline
 from potability import config, db
 from potability.config import Settings
 from potability.governance import run_record
-from potability.local import stack as local_stack, services
+from potability.local import services
+from potability.local import stack as local_stack
 from potability.model import sklearn_save_kwargs
 from potability.serving import model_server
 
@@ -50,8 +53,9 @@ def register_champion(tracking_uri: str, name: str, model_dir: Path) -> str:
     with mlflow.start_run(run_name="seed-champion"):
         estimator = mlflow.sklearn.load_model(str(model_dir))
         info = mlflow.sklearn.log_model(estimator, name="model", **sklearn_save_kwargs(estimator))
-    version = mlflow.register_model(info.model_uri, name,
-                                    tags={"split_seed": "42", "test_fraction": "0.2"})
+    version = mlflow.register_model(
+        info.model_uri, name, tags={"split_seed": "42", "test_fraction": "0.2"}
+    )
     client = mlflow.MlflowClient(tracking_uri)
     client.set_registered_model_alias(name, CHAMPION, version.version)
     return str(version.version)
@@ -71,35 +75,58 @@ class PipelineStack:
 
     def versions(self) -> list[str]:
         client = mlflow.MlflowClient(self.settings.mlflow_tracking_uri)
-        return sorted(str(v.version) for v in
-                      client.search_model_versions(f"name='{self.settings.model_name}'"))
+        return sorted(
+            str(v.version)
+            for v in client.search_model_versions(f"name='{self.settings.model_name}'")
+        )
 
     def served(self) -> tuple[str, str, int | None]:
         health = requests.get(f"{self.model_url}/health", timeout=5).json()
-        return (health["model_name"], health["model_version"],
-                services.running_pid(self.home, model_server.SERVICE))
+        return (
+            health["model_name"],
+            health["model_version"],
+            services.running_pid(self.home, model_server.SERVICE),
+        )
 
 
 @pytest.fixture(scope="module")
-def pipeline_stack(tmp_path_factory: pytest.TempPathFactory, database_url: str,
-                   tiny_model_dir: Path) -> Iterator[PipelineStack]:
+def pipeline_stack(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, tiny_model_dir: Path
+) -> Iterator[PipelineStack]:
     """Its own home and MLflow server (on the session's database), a registered champion
     served by our model server - what a stack looks like the day after a good run."""
     home = tmp_path_factory.mktemp("pipeline-faults")
     name = f"water-potability-faults-{uuid.uuid4().hex[:6]}"
-    config.update_env(home, POTABILITY_ENV="local", POTABILITY_HOME=str(home),
-                      DATABASE_URL=database_url)
+    config.update_env(
+        home, POTABILITY_ENV="local", POTABILITY_HOME=str(home), DATABASE_URL=database_url
+    )
     try:
         tracking = local_stack.start_mlflow(home, database_url, port=services.free_port())
         config.update_env(home, MLFLOW_TRACKING_URI=tracking)
         version = register_champion(tracking, name, tiny_model_dir)
-        url = model_server.start_local(home, f"models:/{name}/{version}", name, version,
-                                       tracking_uri=tracking, port=services.free_port())
+        url = model_server.start_local(
+            home,
+            f"models:/{name}/{version}",
+            name,
+            version,
+            tracking_uri=tracking,
+            port=services.free_port(),
+        )
         pid = services.running_pid(home, model_server.SERVICE)
         assert pid is not None
-        yield PipelineStack(home, Settings(env="local", home=home, database_url=database_url,
-                                           mlflow_tracking_uri=tracking, model_name=name),
-                            version, url, pid)
+        yield PipelineStack(
+            home,
+            Settings(
+                env="local",
+                home=home,
+                database_url=database_url,
+                mlflow_tracking_uri=tracking,
+                model_name=name,
+            ),
+            version,
+            url,
+            pid,
+        )
     finally:
         for service in (model_server.SERVICE, local_stack.MLFLOW):
             services.stop(home, service)
@@ -107,16 +134,34 @@ def pipeline_stack(tmp_path_factory: pytest.TempPathFactory, database_url: str,
 
 def start_pipeline(stack: PipelineStack) -> subprocess.Popen[str]:
     """``python -m pipelines run --local`` for the stack's model, as an operator starts it."""
-    env = {**os.environ, **BOUNDED_MLFLOW, "POTABILITY_HOME": str(stack.home),
-           "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        **BOUNDED_MLFLOW,
+        "POTABILITY_HOME": str(stack.home),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
     for key in ("DATABASE_URL", "MLFLOW_TRACKING_URI", "MODEL_SERVER_URL"):
         env.pop(key, None)  # the stack's env file says where they are
     log = open(stack.home / f"pipeline-{uuid.uuid4().hex[:6]}.log", "w")
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines", "run", "--local", *QUICK,
-         "--param", f"model_name={stack.settings.model_name}"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "run",
+            "--local",
+            *QUICK,
+            "--param",
+            f"model_name={stack.settings.model_name}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_step(pipeline: subprocess.Popen[str], function: str, left: Any) -> psutil.Process:
@@ -149,8 +194,11 @@ def latest_run(settings: Settings, since: float) -> dict[str, Any]:
     conn = db.connect(settings)
     try:
         cur = conn.cursor()
-        cur.execute("SELECT run_id FROM water.pipeline_runs WHERE started_at >= to_timestamp(%s) "
-                    "AND run_id NOT LIKE 'race-%%' ORDER BY started_at DESC", (since,))
+        cur.execute(
+            "SELECT run_id FROM water.pipeline_runs WHERE started_at >= to_timestamp(%s) "
+            "AND run_id NOT LIKE 'race-%%' ORDER BY started_at DESC",
+            (since,),
+        )
         rows = cur.fetchall()
     finally:
         conn.close()
@@ -165,12 +213,16 @@ def assert_unchanged(stack: PipelineStack) -> None:
     assert stack.alias() == stack.champion_version
     assert stack.versions() == [stack.champion_version]  # nothing registered by a failed run
     name, version, pid = stack.served()
-    assert (name, version, pid) == (stack.settings.model_name, stack.champion_version,
-                                    stack.model_pid)
+    assert (name, version, pid) == (
+        stack.settings.model_name,
+        stack.champion_version,
+        stack.model_pid,
+    )
 
 
 def test_pipeline_step_killed_with_sigkill_is_recorded_failed_and_changes_nothing(
-        pipeline_stack: PipelineStack) -> None:
+    pipeline_stack: PipelineStack,
+) -> None:
     left = deadline(240)
     since = time.time() - 1
     pipeline = start_pipeline(pipeline_stack)
@@ -180,10 +232,8 @@ def test_pipeline_step_killed_with_sigkill_is_recorded_failed_and_changes_nothin
         # the step's process tree (kfp's ``sh -c`` and the Python executor under it): it
         # records nothing, so the runner must
         for proc in [step, *step.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
-            except psutil.NoSuchProcess:
-                pass
         assert finish(pipeline, left) != 0
     finally:
         if pipeline.poll() is None:
@@ -196,7 +246,8 @@ def test_pipeline_step_killed_with_sigkill_is_recorded_failed_and_changes_nothin
 
 
 def test_mlflow_down_during_a_run_is_recorded_failed_and_changes_nothing(
-        pipeline_stack: PipelineStack) -> None:
+    pipeline_stack: PipelineStack,
+) -> None:
     left = deadline(300)
     home, settings = pipeline_stack.home, pipeline_stack.settings
     since = time.time() - 1
@@ -223,14 +274,24 @@ def test_mlflow_down_during_a_run_is_recorded_failed_and_changes_nothing(
 
 # --- two promotions at once -------------------------------------------------------------------
 
+
 def start_worker(mode: str, args: dict[str, Any], log: Path) -> subprocess.Popen[str]:
     """promote_worker.py: its result on stdout (one line), its chatter in ``log``."""
     with open(log, "w") as err:
         return subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("promote_worker.py")), mode,
-             json.dumps(args)],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+            [
+                sys.executable,
+                str(Path(__file__).with_name("promote_worker.py")),
+                mode,
+                json.dumps(args),
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def waiting_for_advisory_locks(settings: Settings) -> int:
@@ -244,7 +305,8 @@ def waiting_for_advisory_locks(settings: Settings) -> int:
 
 
 def test_two_promotions_at_once_are_serialised_and_the_alias_stays_registered(
-        tmp_path: Path, database_url: str, mlflow_uri: str, tiny_model_dir: Path) -> None:
+    tmp_path: Path, database_url: str, mlflow_uri: str, tiny_model_dir: Path
+) -> None:
     """Two runs' promote steps, on real MLflow and PostgreSQL, both finding no champion. The
     local run lock keeps two *local* runs apart, but not two stacks on one database, a manual
     run beside a scheduled Vertex run, or a retried step - so promote holds a lock of its own.
@@ -256,8 +318,9 @@ def test_two_promotions_at_once_are_serialised_and_the_alias_stays_registered(
 
     left = deadline(300)
     name = f"water-potability-race-{uuid.uuid4().hex[:6]}"
-    settings = Settings(env="local", database_url=database_url, mlflow_tracking_uri=mlflow_uri,
-                        model_name=name)
+    settings = Settings(
+        env="local", database_url=database_url, mlflow_tracking_uri=mlflow_uri, model_name=name
+    )
     from potability.seed import load_dataset
 
     test = load_dataset().sample(300, random_state=1).reset_index(drop=True)
@@ -270,20 +333,31 @@ def test_two_promotions_at_once_are_serialised_and_the_alias_stays_registered(
     runs = []
     for n in range(2):  # two runs' challengers: equal models, logged apart
         with mlflow.start_run(run_name=f"race-{n}") as parent:
-            info = mlflow.sklearn.log_model(estimator, name="model",
-                                            **sklearn_save_kwargs(estimator))
-        runs.append({"database_url": database_url, "mlflow_tracking_uri": mlflow_uri,
-                     "model_name": name, "run_id": f"race-{name}-{n}",
-                     "parent_run_id": parent.info.run_id, "source_run_id": parent.info.run_id,
-                     "model_uri": info.model_uri, "test_csv": str(test_csv)})
+            info = mlflow.sklearn.log_model(
+                estimator, name="model", **sklearn_save_kwargs(estimator)
+            )
+        runs.append(
+            {
+                "database_url": database_url,
+                "mlflow_tracking_uri": mlflow_uri,
+                "model_name": name,
+                "run_id": f"race-{name}-{n}",
+                "parent_run_id": parent.info.run_id,
+                "source_run_id": parent.info.run_id,
+                "model_uri": info.model_uri,
+                "test_csv": str(test_csv),
+            }
+        )
     client = mlflow.MlflowClient(mlflow_uri)
 
     holder = start_worker("hold", runs[0], tmp_path / "holder.log")
     workers: list[subprocess.Popen[str]] = []
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        workers = [start_worker("promote", args, tmp_path / f"worker-{n}.log")
-                   for n, args in enumerate(runs)]
+        workers = [
+            start_worker("promote", args, tmp_path / f"worker-{n}.log")
+            for n, args in enumerate(runs)
+        ]
         while waiting_for_advisory_locks(settings) < 2:  # both queued behind the holder
             left()
             for n, worker in enumerate(workers):
@@ -312,8 +386,10 @@ def test_two_promotions_at_once_are_serialised_and_the_alias_stays_registered(
     assert {r.champion_version for r in rows} == {"1"}
     conn = db.connect(settings)
     try:
-        conn.cursor().execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)",
-                              (runs[0]["run_id"], runs[1]["run_id"]))
+        conn.cursor().execute(
+            "DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)",
+            (runs[0]["run_id"], runs[1]["run_id"]),
+        )
         conn.commit()
     finally:
         conn.close()

@@ -8,7 +8,8 @@ database and model server.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fn_support import REGULATOR_TOKEN
@@ -21,10 +22,14 @@ from potability.config import Settings
 
 @pytest.fixture(scope="session")
 def fn_settings(settings: Settings, model_server_url: str) -> Settings:
-    return settings.with_(model_server_url=model_server_url, endpoint_mode="local",
-                          samples_token_sha256=(token_sha256(REGULATOR_TOKEN),),
-                          predict_max_readings=100, samples_max_batch=50,
-                          max_body_bytes=256 * 1024)
+    return settings.with_(
+        model_server_url=model_server_url,
+        endpoint_mode="local",
+        samples_token_sha256=(token_sha256(REGULATOR_TOKEN),),
+        predict_max_readings=100,
+        samples_max_batch=50,
+        max_body_bytes=256 * 1024,
+    )
 
 
 @pytest.fixture(scope="session")

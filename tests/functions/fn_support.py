@@ -15,8 +15,15 @@ from potability.features import FEATURE_NAMES
 REGULATOR_TOKEN = "test-regulator-" + secrets.token_hex(8)
 
 GOOD_READING: dict[str, float | None] = {
-    "ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1, "Sulfate": 333.0,
-    "Conductivity": 421.0, "Organic_carbon": 14.2, "Trihalomethanes": 66.4, "Turbidity": 3.9,
+    "ph": 7.08,
+    "Hardness": 196.4,
+    "Solids": 21000.0,
+    "Chloramines": 7.1,
+    "Sulfate": 333.0,
+    "Conductivity": 421.0,
+    "Organic_carbon": 14.2,
+    "Trihalomethanes": 66.4,
+    "Turbidity": 3.9,
 }
 
 
@@ -25,15 +32,23 @@ def reading(**changes: Any) -> dict[str, Any]:
 
 
 def sample(sample_id: str, **changes: Any) -> dict[str, Any]:
-    return {**GOOD_READING, "potability": 1, "sample_id": sample_id,
-            "sampled_at": "2024-05-01T09:30:00Z", "sensor_id": "plant-7", **changes}
+    return {
+        **GOOD_READING,
+        "potability": 1,
+        "sample_id": sample_id,
+        "sampled_at": "2024-05-01T09:30:00Z",
+        "sensor_id": "plant-7",
+        **changes,
+    }
 
 
 def count(conn: db.Connection, table: str) -> int:
     conn.rollback()  # a fresh snapshot: see what other connections committed
     cur = conn.cursor()
-    cur.execute(f"SELECT count(*) FROM water.{table}"
-                + (" WHERE source = 'lab'" if table == "water_potability" else ""))
+    cur.execute(
+        f"SELECT count(*) FROM water.{table}"
+        + (" WHERE source = 'lab'" if table == "water_potability" else "")
+    )
     value = cur.fetchone()[0]
     conn.rollback()
     return value
@@ -43,12 +58,19 @@ def make_app(ctx: Context) -> flask.Flask:
     """Both handlers, each on its own path, exactly as main.py wires them."""
     app = flask.Flask("functions-under-test")
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    app.add_url_rule("/predict", "predict", methods=methods,
-                     view_func=lambda: serve(predict.FUNCTION, predict.handle, flask.request, ctx))
-    app.add_url_rule("/add_sample", "add_sample", methods=methods,
-                     view_func=lambda: serve(samples.FUNCTION, samples.handle, flask.request, ctx))
+    app.add_url_rule(
+        "/predict",
+        "predict",
+        methods=methods,
+        view_func=lambda: serve(predict.FUNCTION, predict.handle, flask.request, ctx),
+    )
+    app.add_url_rule(
+        "/add_sample",
+        "add_sample",
+        methods=methods,
+        view_func=lambda: serve(samples.FUNCTION, samples.handle, flask.request, ctx),
+    )
     return app
-
 
 
 assert len(GOOD_READING) == len(FEATURE_NAMES)

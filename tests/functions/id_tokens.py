@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,23 +27,37 @@ class TestKey:
         self.kid = kid
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kid)])
-        now = dt.datetime.now(dt.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(self.key.public_key()).serial_number(1)
-                .not_valid_before(now - dt.timedelta(days=1))
-                .not_valid_after(now + dt.timedelta(days=1))
-                .sign(self.key, hashes.SHA256()))
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .sign(self.key, hashes.SHA256())
+        )
         self.cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-        pem = self.key.private_bytes(serialization.Encoding.PEM,
-                                     serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()).decode()
+        pem = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
         self.signer = crypt.RSASigner.from_string(pem, key_id=kid)
 
     def token(self, **claims: Any) -> str:
         now = int(time.time())
-        payload = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "iat": now,
-                   "exp": now + 3600, "email": "regulator@example.org",
-                   "email_verified": True, "sub": "1234", **claims}
+        payload = {
+            "iss": "https://accounts.google.com",
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": now + 3600,
+            "email": "regulator@example.org",
+            "email_verified": True,
+            "sub": "1234",
+            **claims,
+        }
         payload = {k: v for k, v in payload.items() if v is not None}
         return jwt.encode(self.signer, payload).decode()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,11 +12,17 @@ from fn_support import count, reading, sample
 from functions.http import ApiError
 from functions.validation import parse_timestamp
 
-NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def raw(client: Any, path: str, data: bytes | str, auth: dict[str, str],
-        content_type: str = "application/json", method: str = "POST") -> Any:
+def raw(
+    client: Any,
+    path: str,
+    data: bytes | str,
+    auth: dict[str, str],
+    content_type: str = "application/json",
+    method: str = "POST",
+) -> Any:
     return client.open(path, method=method, data=data, content_type=content_type, headers=auth)
 
 
@@ -35,20 +41,48 @@ PREDICT_CASES: list[tuple[str, Any, int, str]] = [
     ("duplicate key", b'{"sensor_id": "a", "sensor_id": "b"}', 400, "sensor_id"),
     ("deep nesting", b"[" * 100000 + b"]" * 100000, 400, "body"),
     ("NaN string", predict_body(readings=[reading(), reading(ph="NaN")]), 400, "readings[1].ph"),
-    ("Infinity string", predict_body(reading=reading(Solids="Infinity"), readings=None), 400,
-     "reading.Solids"),
+    (
+        "Infinity string",
+        predict_body(reading=reading(Solids="Infinity"), readings=None),
+        400,
+        "reading.Solids",
+    ),
     ("number as string", predict_body(readings=[reading(ph="7.1")]), 400, "readings[0].ph"),
-    ("boolean value", predict_body(readings=[reading(Turbidity=True)]), 400,
-     "readings[0].Turbidity"),
-    ("out of range", predict_body(readings=[reading(), reading(), reading(ph=14.5)]), 400,
-     "readings[2].ph"),
+    (
+        "boolean value",
+        predict_body(readings=[reading(Turbidity=True)]),
+        400,
+        "readings[0].Turbidity",
+    ),
+    (
+        "out of range",
+        predict_body(readings=[reading(), reading(), reading(ph=14.5)]),
+        400,
+        "readings[2].ph",
+    ),
     ("negative", predict_body(readings=[reading(Hardness=-1)]), 400, "readings[0].Hardness"),
-    ("huge number", json.dumps({"sensor_id": "a", "reading": reading(ph=12345.0)}).encode()
-     .replace(b"12345.0", b"1e400"), 400, "reading.ph"),
-    ("huge integer", json.dumps({"sensor_id": "a", "reading": reading(ph=12345.0)}).encode()
-     .replace(b"12345.0", b"9" * 5000), 400, "reading.ph"),
-    ("missing feature", predict_body(readings=[{k: v for k, v in reading().items() if k != "Sulfate"}]),
-     400, "readings[0].Sulfate"),
+    (
+        "huge number",
+        json.dumps({"sensor_id": "a", "reading": reading(ph=12345.0)})
+        .encode()
+        .replace(b"12345.0", b"1e400"),
+        400,
+        "reading.ph",
+    ),
+    (
+        "huge integer",
+        json.dumps({"sensor_id": "a", "reading": reading(ph=12345.0)})
+        .encode()
+        .replace(b"12345.0", b"9" * 5000),
+        400,
+        "reading.ph",
+    ),
+    (
+        "missing feature",
+        predict_body(readings=[{k: v for k, v in reading().items() if k != "Sulfate"}]),
+        400,
+        "readings[0].Sulfate",
+    ),
     ("unknown feature", predict_body(readings=[reading(colour=1.0)]), 400, "readings[0].colour"),
     ("unknown field", predict_body(extra=1), 400, "extra"),
     ("reading not object", predict_body(readings=[reading(), [1, 2]]), 400, "readings[1]"),
@@ -75,8 +109,9 @@ def _encode(body: Any) -> bytes:
     return json.dumps(body).encode()
 
 
-@pytest.mark.parametrize("body,status,field", [c[1:] for c in PREDICT_CASES],
-                         ids=[c[0] for c in PREDICT_CASES])
+@pytest.mark.parametrize(
+    ("body", "status", "field"), [c[1:] for c in PREDICT_CASES], ids=[c[0] for c in PREDICT_CASES]
+)
 def test_predict_bad_input(client, clean_db, fn_settings, body, status, field) -> None:
     data = _encode(body)
     if len(data) > fn_settings.max_body_bytes:
@@ -93,13 +128,25 @@ SAMPLE_CASES: list[tuple[str, Any, int, str]] = [
     ("potability 2", sample("s1", potability=2), 400, "potability"),
     ("potability float", sample("s1", potability=1.0), 400, "potability"),
     ("potability string", sample("s1", potability="1"), 400, "potability"),
-    ("potability missing", {k: v for k, v in sample("s1").items() if k != "potability"}, 400,
-     "potability"),
-    ("sample id missing", {k: v for k, v in sample("s1").items() if k != "sample_id"}, 400,
-     "sample_id"),
+    (
+        "potability missing",
+        {k: v for k, v in sample("s1").items() if k != "potability"},
+        400,
+        "potability",
+    ),
+    (
+        "sample id missing",
+        {k: v for k, v in sample("s1").items() if k != "sample_id"},
+        400,
+        "sample_id",
+    ),
     ("sample id bad", sample("bad id!"), 400, "sample_id"),
-    ("sampled_at missing", {k: v for k, v in sample("s1").items() if k != "sampled_at"}, 400,
-     "sampled_at"),
+    (
+        "sampled_at missing",
+        {k: v for k, v in sample("s1").items() if k != "sampled_at"},
+        400,
+        "sampled_at",
+    ),
     ("sampled_at no zone", sample("s1", sampled_at="2024-05-01T09:30:00"), 400, "sampled_at"),
     ("sampled_at not a date", sample("s1", sampled_at="yesterday"), 400, "sampled_at"),
     ("sampled_at number", sample("s1", sampled_at=1714555800), 400, "sampled_at"),
@@ -118,8 +165,9 @@ SAMPLE_CASES: list[tuple[str, Any, int, str]] = [
 ]
 
 
-@pytest.mark.parametrize("body,status,field", [c[1:] for c in SAMPLE_CASES],
-                         ids=[c[0] for c in SAMPLE_CASES])
+@pytest.mark.parametrize(
+    ("body", "status", "field"), [c[1:] for c in SAMPLE_CASES], ids=[c[0] for c in SAMPLE_CASES]
+)
 def test_add_sample_bad_input(client, clean_db, auth, body, status, field) -> None:
     response = raw(client, "/add_sample", _encode(body), auth)
     assert response.status_code == status, response.json
@@ -130,8 +178,11 @@ def test_add_sample_bad_input(client, clean_db, auth, body, status, field) -> No
 @pytest.mark.parametrize("path", ["/predict", "/add_sample"])
 def test_wrong_content_type_method_and_size(client, clean_db, auth, fn_settings, path) -> None:
     body = json.dumps(predict_body()).encode()
-    for content_type in ("text/plain", "application/x-www-form-urlencoded",
-                         "application/json; charset=latin-1"):
+    for content_type in (
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+    ):
         response = raw(client, path, body, auth, content_type=content_type)
         assert response.status_code == 415
         assert response.json["field"] == "Content-Type"
@@ -148,13 +199,22 @@ def test_wrong_content_type_method_and_size(client, clean_db, auth, fn_settings,
 
 def test_timestamps() -> None:
     assert parse_timestamp("2024-05-01T09:30:00Z", "t", NOW) == datetime(
-        2024, 5, 1, 9, 30, tzinfo=timezone.utc)
+        2024, 5, 1, 9, 30, tzinfo=UTC
+    )
     assert parse_timestamp("2024-05-01t11:30:00.1234567+02:00", "t", NOW) == datetime(
-        2024, 5, 1, 9, 30, 0, 123456, tzinfo=timezone.utc)
+        2024, 5, 1, 9, 30, 0, 123456, tzinfo=UTC
+    )
     assert parse_timestamp((NOW + timedelta(minutes=4)).isoformat(), "t", NOW) > NOW
-    for bad in ("2024-05-01", "2024-05-01T09:30Z", "2024-05-01T25:00:00Z", "1969-12-31T23:59:59Z",
-                "2024-05-01T09:30:00+24:00", "0000-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59",
-                (NOW + timedelta(minutes=6)).isoformat()):
+    for bad in (
+        "2024-05-01",
+        "2024-05-01T09:30Z",
+        "2024-05-01T25:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "2024-05-01T09:30:00+24:00",
+        "0000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-23:59",
+        (NOW + timedelta(minutes=6)).isoformat(),
+    ):
         with pytest.raises(ApiError) as err:
             parse_timestamp(bad, "t", NOW)
         assert err.value.field == "t" and err.value.status == 400

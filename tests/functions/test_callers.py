@@ -10,8 +10,8 @@ from fn_support import GOOD_READING, count, make_app
 from id_tokens import FakeGoogleCerts, TestKey
 
 from functions.callers import LOCAL_OPEN_CALLER, predict_caller
-from functions.http import ApiError
 from functions.context import Context
+from functions.http import ApiError
 from potability.config import Settings, token_sha256
 
 GOOGLE = TestKey("google-predict")
@@ -28,15 +28,17 @@ def token_of(email: str) -> dict[str, str]:
 def gcp_client(fn_settings, clean_db):
     settings = fn_settings.with_(
         predict_id_token_audience=(PREDICT_URL,),
-        predict_sensor_bindings=((PLANT_A, ("plant-1", "plant-2")),))
+        predict_sensor_bindings=((PLANT_A, ("plant-1", "plant-2")),),
+    )
     ctx = Context(settings, google_certs=FakeGoogleCerts(GOOGLE))
     yield make_app(ctx).test_client()
     ctx.close()
 
 
 def predict(client, sensor_id: str, headers: dict[str, str]):
-    return client.post("/predict", json={"sensor_id": sensor_id, "reading": GOOD_READING},
-                       headers=headers)
+    return client.post(
+        "/predict", json={"sensor_id": sensor_id, "reading": GOOD_READING}, headers=headers
+    )
 
 
 def test_a_sensor_account_writes_its_own_sensors_only(gcp_client, clean_db, capsys) -> None:
@@ -50,10 +52,13 @@ def test_a_sensor_account_writes_its_own_sensors_only(gcp_client, clean_db, caps
     cur.execute("SELECT caller, sensor_id FROM water.water_inferences")
     assert [list(r) for r in cur.fetchall()] == [[PLANT_A, "plant-2"]]  # stored with the row
     clean_db.rollback()
-    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-              if line.startswith("{")]
-    assert [entry["caller"] for entry in logged if entry.get("function") == "predict"] \
-        == [PLANT_A, PLANT_A]
+    logged = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    assert [entry["caller"] for entry in logged if entry.get("function") == "predict"] == [
+        PLANT_A,
+        PLANT_A,
+    ]
 
 
 def test_an_unbound_account_or_a_forged_token_writes_nothing(gcp_client, clean_db) -> None:
@@ -80,8 +85,12 @@ def test_local_sensor_tokens_bind_like_accounts() -> None:
 
 
 def test_bindings_are_read_from_json_settings() -> None:
-    settings = Settings.from_env({"PREDICT_SENSOR_BINDINGS": json.dumps({PLANT_A: ["plant-1"]}),
-                                  "PREDICT_ID_TOKEN_AUDIENCE": PREDICT_URL})
+    settings = Settings.from_env(
+        {
+            "PREDICT_SENSOR_BINDINGS": json.dumps({PLANT_A: ["plant-1"]}),
+            "PREDICT_ID_TOKEN_AUDIENCE": PREDICT_URL,
+        }
+    )
     assert settings.predict_sensor_bindings == ((PLANT_A, ("plant-1",)),)
     with pytest.raises(ValueError):
         Settings.from_env({"PREDICT_SENSOR_BINDINGS": '{"a": "plant-1"}'})

@@ -7,9 +7,16 @@ from typing import Any
 import pytest
 from fn_support import reading
 
-from functions.endpoint import (EndpointRejected, EndpointUnavailable, LocalEndpoint,
-                                Prediction, VertexEndpoint, make_endpoint, parse_predictions,
-                                vertex_endpoint_path)
+from functions.endpoint import (
+    EndpointRejected,
+    EndpointUnavailable,
+    LocalEndpoint,
+    Prediction,
+    VertexEndpoint,
+    make_endpoint,
+    parse_predictions,
+    vertex_endpoint_path,
+)
 from potability.config import Settings
 from potability.features import FEATURE_NAMES
 
@@ -40,8 +47,9 @@ def test_local_endpoint_down_or_failing(dead_port, model_server_url) -> None:
 class RecordingClient:
     """Stands in for aiplatform_v1.PredictionServiceClient: records, answers like Vertex."""
 
-    def __init__(self, predictions: list[dict[str, Any]] | None = None,
-                 error: Exception | None = None) -> None:
+    def __init__(
+        self, predictions: list[dict[str, Any]] | None = None, error: Exception | None = None
+    ) -> None:
         self.requests: list[Any] = []
         self.kwargs: list[dict[str, Any]] = []
         self.predictions = predictions
@@ -66,8 +74,12 @@ def vertex(client: RecordingClient) -> VertexEndpoint:
 def test_vertex_request_is_exactly_what_vertex_expects() -> None:
     from google.cloud import aiplatform_v1
 
-    client = RecordingClient([{"potable": 1, "probability": 0.8, "model_version": "7"},
-                              {"potable": 0, "probability": 0.1, "model_version": "7"}])
+    client = RecordingClient(
+        [
+            {"potable": 1, "probability": 0.8, "model_version": "7"},
+            {"potable": 0, "probability": 0.1, "model_version": "7"},
+        ]
+    )
     endpoint = vertex(client)
     readings = [reading(), {**reading(), "ph": None}]
     predictions = endpoint.predict(readings)
@@ -92,15 +104,24 @@ def test_vertex_version_falls_back_to_the_deployed_model_version() -> None:
 def test_vertex_faults_map_to_retryable_or_rejected() -> None:
     from google.api_core import exceptions as gexc
 
-    for error in (gexc.ServiceUnavailable("down"), gexc.DeadlineExceeded("slow"),
-                  gexc.InternalServerError("boom"), gexc.TooManyRequests("quota")):
+    for error in (
+        gexc.ServiceUnavailable("down"),
+        gexc.DeadlineExceeded("slow"),
+        gexc.InternalServerError("boom"),
+        gexc.TooManyRequests("quota"),
+    ):
         with pytest.raises(EndpointUnavailable):
             vertex(RecordingClient(error=error)).predict([reading()])
     # Before the first pipeline run deploys a model (issue 19): retryable, not a 502.
     with pytest.raises(EndpointUnavailable, match="no model deployed"):
-        vertex(RecordingClient(error=gexc.FailedPrecondition(
-            "Endpoint `projects/1/locations/europe-west1/endpoints/4455` does not have any "
-            "deployed models."))).predict([reading()])
+        vertex(
+            RecordingClient(
+                error=gexc.FailedPrecondition(
+                    "Endpoint `projects/1/locations/europe-west1/endpoints/4455` does not have any "
+                    "deployed models."
+                )
+            )
+        ).predict([reading()])
     for error in (gexc.InvalidArgument("bad"), gexc.PermissionDenied("no")):
         with pytest.raises(EndpointRejected):
             vertex(RecordingClient(error=error)).predict([reading()])
@@ -120,6 +141,7 @@ def test_vertex_client_is_regional() -> None:
             super().__init__(credentials=AnonymousCredentials(), **kwargs)
 
     import google.cloud.aiplatform_v1 as module
+
     original = module.PredictionServiceClient
     module.PredictionServiceClient = Spy
     try:
@@ -139,15 +161,20 @@ def test_configuration_selects_the_adapter(model_server_url) -> None:
         make_endpoint(Settings(endpoint_mode="elsewhere"))
 
 
-@pytest.mark.parametrize("raw", [
-    None, {}, [{"potable": 1, "probability": 0.5}, {"potable": 0, "probability": 0.5}],
-    [{"potable": 2, "probability": 0.5, "model_version": "1"}],
-    [{"potable": True, "probability": 0.5, "model_version": "1"}],
-    [{"potable": 1, "probability": 1.5, "model_version": "1"}],
-    [{"potable": 1, "probability": float("nan"), "model_version": "1"}],
-    [{"potable": 1, "probability": 0.5}],
-    ["x"],
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        {},
+        [{"potable": 1, "probability": 0.5}, {"potable": 0, "probability": 0.5}],
+        [{"potable": 2, "probability": 0.5, "model_version": "1"}],
+        [{"potable": True, "probability": 0.5, "model_version": "1"}],
+        [{"potable": 1, "probability": 1.5, "model_version": "1"}],
+        [{"potable": 1, "probability": float("nan"), "model_version": "1"}],
+        [{"potable": 1, "probability": 0.5}],
+        ["x"],
+    ],
+)
 def test_nonsense_from_the_endpoint_is_rejected(raw) -> None:
     with pytest.raises(EndpointRejected):
         parse_predictions(raw, expected=1)
@@ -186,12 +213,16 @@ def _scripted_server(answers: list[bytes]) -> tuple[int, list[bytes], Any]:
 
 def _answer(body: bytes, chunked: bool = False) -> bytes:
     if chunked:
-        return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n"
-                + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:]))
-                + b"0\r\n\r\n")
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:5], body[5:]))
+            + b"0\r\n\r\n"
+        )
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
 
 
 def test_local_endpoint_retries_a_stale_keepalive_connection_once_and_reads_chunked() -> None:

@@ -7,25 +7,33 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
-from potability import config
-
-
-from potability import alerts
+from potability import alerts, config
 from potability.local import stack as local_stack
-READING = {"ph": 7.08, "Hardness": 196.4, "Solids": 21000.0, "Chloramines": 7.1,
-           "Sulfate": None, "Conductivity": 421.0, "Organic_carbon": 14.2,
-           "Trihalomethanes": 66.4, "Turbidity": 3.9}
+
+READING = {
+    "ph": 7.08,
+    "Hardness": 196.4,
+    "Solids": 21000.0,
+    "Chloramines": 7.1,
+    "Sulfate": None,
+    "Conductivity": 421.0,
+    "Organic_carbon": 14.2,
+    "Trihalomethanes": 66.4,
+    "Turbidity": 3.9,
+}
 
 
 @pytest.fixture
-def own_stack(tmp_path_factory: pytest.TempPathFactory, model_server_url: str,
-              webhook) -> Iterator[tuple[Path, dict[str, str]]]:
+def own_stack(
+    tmp_path_factory: pytest.TempPathFactory, model_server_url: str, webhook
+) -> Iterator[tuple[Path, dict[str, str]]]:
     """Its own embedded PostgreSQL (this test stops it) and the functions on it, alerting to
     the webhook after 6 requests of which at least half failed."""
     from potability.local import function_servers
@@ -34,10 +42,16 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, model_server_url: str,
     try:
         url = local_stack.start_database(home)
         local_stack.prepare_database(url)
-        config.update_env(home, POTABILITY_ENV="local", DATABASE_URL=url,
-                          MODEL_SERVER_URL=model_server_url, ALERT_WEBHOOK_URL=webhook.url,
-                          ALERT_ERROR_MIN_REQUESTS="6", ALERT_ERROR_RATE="0.5",
-                          ALERT_ERROR_WINDOW_SECONDS="600")
+        config.update_env(
+            home,
+            POTABILITY_ENV="local",
+            DATABASE_URL=url,
+            MODEL_SERVER_URL=model_server_url,
+            ALERT_WEBHOOK_URL=webhook.url,
+            ALERT_ERROR_MIN_REQUESTS="6",
+            ALERT_ERROR_RATE="0.5",
+            ALERT_ERROR_WINDOW_SECONDS="600",
+        )
         yield home, function_servers.start(home)
     finally:
         local_stack.down(home)
@@ -45,7 +59,7 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory, model_server_url: str,
 
 def _predict(url: str, n: int) -> list[int]:
     codes = []
-    for k in range(n):
+    for _ in range(n):
         r = requests.post(url, json={"sensor_id": "al-fn", "reading": READING}, timeout=30)
         codes.append(r.status_code)
     return codes

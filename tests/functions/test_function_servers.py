@@ -11,12 +11,13 @@ import subprocess
 import requests
 from fn_support import count, reading
 
-from potability.local import function_servers as local
 from functions.auth import token_sha256
 from potability import config
+from potability.local import function_servers as local
+from potability.local import services
+from potability.local import stack as local_stack
 
 
-from potability.local import stack as local_stack, services
 def test_started_functions_publish_urls_and_a_hashed_token(local_functions) -> None:
     home, env = local_functions
     for fn in local.FUNCTIONS:
@@ -37,9 +38,16 @@ def test_started_functions_publish_urls_and_a_hashed_token(local_functions) -> N
 def test_the_printed_example_curls_work(local_functions, clean_db) -> None:
     home, _ = local_functions
     predict_curl, sample_curl, status_curl = local.example_curls(home)
-    outputs = [subprocess.run(["bash", "-c", cmd + " -w '\\n%{http_code}'"], capture_output=True,
-                              text=True, timeout=30, check=True).stdout.rsplit("\n", 1)
-               for cmd in (predict_curl, sample_curl, status_curl)]
+    outputs = [
+        subprocess.run(
+            ["bash", "-c", cmd + " -w '\\n%{http_code}'"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.rsplit("\n", 1)
+        for cmd in (predict_curl, sample_curl, status_curl)
+    ]
     (predict_body, predict_code), (sample_body, sample_code), (_, status_code) = outputs
     assert predict_code == "200", predict_body
     assert json.loads(predict_body)["predictions"][0]["model_version"] == "test-1"
@@ -65,15 +73,22 @@ def test_the_printed_example_curls_work(local_functions, clean_db) -> None:
 def test_structured_log_line_per_request(local_functions, clean_db) -> None:
     home, env = local_functions
     trace = "105445aa7843bc8bf206b12000100000/1;o=1"
-    response = requests.post(env["PREDICT_URL"], json={"sensor_id": "log-test", "reading": reading()},
-                             headers={"X-Cloud-Trace-Context": trace, "Idempotency-Key": "log-1"},
-                             timeout=10)
+    response = requests.post(
+        env["PREDICT_URL"],
+        json={"sensor_id": "log-test", "reading": reading()},
+        headers={"X-Cloud-Trace-Context": trace, "Idempotency-Key": "log-1"},
+        timeout=10,
+    )
     assert response.status_code == 200
-    bad = requests.post(env["PREDICT_URL"], data="nope", timeout=10,
-                        headers={"Content-Type": "application/json"})
+    bad = requests.post(
+        env["PREDICT_URL"], data="nope", timeout=10, headers={"Content-Type": "application/json"}
+    )
     assert bad.status_code == 400
-    lines = [json.loads(line) for line in services.log_file(home, "fn-predict").read_text().splitlines()
-             if line.startswith("{")]
+    lines = [
+        json.loads(line)
+        for line in services.log_file(home, "fn-predict").read_text().splitlines()
+        if line.startswith("{")
+    ]
     [ok] = [e for e in lines if e.get("request_id") == "log-1"]
     assert ok["severity"] == "INFO"
     assert ok["httpRequest"]["requestMethod"] == "POST"
@@ -92,8 +107,9 @@ def test_functions_stop_with_the_stack(tmp_path, database_url) -> None:
     config.update_env(tmp_path, DATABASE_URL=database_url)
     env = local.start(tmp_path, threads=1)
     assert "MODEL_SERVER_URL" in env  # reserved for the model server when none runs yet
-    down = requests.post(env["PREDICT_URL"], json={"sensor_id": "a", "reading": reading()},
-                         timeout=10)
+    down = requests.post(
+        env["PREDICT_URL"], json={"sensor_id": "a", "reading": reading()}, timeout=10
+    )
     assert down.status_code == 503 and down.json()["field"] == "endpoint"
     pids = [services.running_pid(tmp_path, fn.service) for fn in local.FUNCTIONS]
     stopped = local_stack.down(tmp_path)

@@ -11,8 +11,8 @@ from id_tokens import AUDIENCE, FakeGoogleCerts, TestKey, unsigned
 
 from functions import google_id_token
 from functions.auth import authorise_samples
-from functions.http import ApiError
 from functions.context import Context
+from functions.http import ApiError
 from potability.config import Settings
 
 GOOGLE = TestKey("google-key-1")
@@ -31,19 +31,24 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_a_google_signed_token_for_this_function_names_the_submitter() -> None:
-    assert authorise_samples(bearer(GOOGLE.token()), GCP, FakeGoogleCerts(GOOGLE)) \
+    assert (
+        authorise_samples(bearer(GOOGLE.token()), GCP, FakeGoogleCerts(GOOGLE))
         == "regulator@example.org"
+    )
 
 
-@pytest.mark.parametrize("token, reason", [
-    (ATTACKER.token(email="boss@example.org"), "signature"),
-    (TestKey("other-kid").token(), "not signed by a current Google key"),
-    (GOOGLE.token(aud="https://another-function"), "audience"),
-    (GOOGLE.token(exp=int(time.time()) - 120, iat=int(time.time()) - 3720), "expired"),
-    (GOOGLE.token(iss="https://evil.example"), "issuer"),
-    (GOOGLE.token(iat=int(time.time()) + 600, exp=int(time.time()) + 4000), "early"),
-    ("a.b.c", "malformed"),
-])
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (ATTACKER.token(email="boss@example.org"), "signature"),
+        (TestKey("other-kid").token(), "not signed by a current Google key"),
+        (GOOGLE.token(aud="https://another-function"), "audience"),
+        (GOOGLE.token(exp=int(time.time()) - 120, iat=int(time.time()) - 3720), "expired"),
+        (GOOGLE.token(iss="https://evil.example"), "issuer"),
+        (GOOGLE.token(iat=int(time.time()) + 600, exp=int(time.time()) + 4000), "early"),
+        ("a.b.c", "malformed"),
+    ],
+)
 def test_forged_foreign_expired_or_misaddressed_tokens_are_refused(token: str, reason: str) -> None:
     error = refused(bearer(token))
     assert (error.status, error.field) == (401, "Authorization"), reason
@@ -51,14 +56,17 @@ def test_forged_foreign_expired_or_misaddressed_tokens_are_refused(token: str, r
 
 def test_x_serverless_authorization_is_refused_whatever_authorization_says() -> None:
     """Cloud Run checks that header for IAM and passes Authorization through unchecked."""
-    error = refused({**bearer(GOOGLE.token()),
-                     "X-Serverless-Authorization": f"Bearer {GOOGLE.token()}"})
+    error = refused(
+        {**bearer(GOOGLE.token()), "X-Serverless-Authorization": f"Bearer {GOOGLE.token()}"}
+    )
     assert (error.status, error.field) == (401, "X-Serverless-Authorization")
 
 
 def test_a_token_cloud_run_verified_and_stripped_is_still_checked_for_audience_and_expiry() -> None:
-    assert authorise_samples(bearer(unsigned(GOOGLE.token())), GCP, FakeGoogleCerts(GOOGLE)) \
+    assert (
+        authorise_samples(bearer(unsigned(GOOGLE.token())), GCP, FakeGoogleCerts(GOOGLE))
         == "regulator@example.org"
+    )
     assert refused(bearer(unsigned(GOOGLE.token(aud="https://x")))).status == 401
     assert refused(bearer(unsigned(GOOGLE.token(exp=int(time.time()) - 300)))).status == 401
 
@@ -68,12 +76,20 @@ def test_no_audience_configured_refuses_everyone() -> None:
 
 
 def test_forged_identity_writes_nothing_through_the_function(fn_settings, clean_db) -> None:
-    ctx = Context(fn_settings.with_(samples_trust_platform_identity=True, samples_token_sha256=(),
-                                    samples_id_token_audience=(AUDIENCE,)),
-                  google_certs=FakeGoogleCerts(GOOGLE))
+    ctx = Context(
+        fn_settings.with_(
+            samples_trust_platform_identity=True,
+            samples_token_sha256=(),
+            samples_id_token_audience=(AUDIENCE,),
+        ),
+        google_certs=FakeGoogleCerts(GOOGLE),
+    )
     client = make_app(ctx).test_client()
-    forged = client.post("/add_sample", json=sample("lab-forged"),
-                         headers=bearer(ATTACKER.token(email="boss@example.org")))
+    forged = client.post(
+        "/add_sample",
+        json=sample("lab-forged"),
+        headers=bearer(ATTACKER.token(email="boss@example.org")),
+    )
     assert forged.status_code == 401 and forged.json["field"] == "Authorization"
     assert count(clean_db, "water_potability") == 0
     ok = client.post("/add_sample", json=sample("lab-ok"), headers=bearer(GOOGLE.token()))
@@ -105,7 +121,9 @@ class RecordingSession:
 
 def test_google_certs_are_fetched_once_and_cached_for_their_max_age() -> None:
     now = [1000.0]
-    session = RecordingSession({GOOGLE.kid: GOOGLE.cert_pem}, "public, max-age=20000, must-revalidate")
+    session = RecordingSession(
+        {GOOGLE.kid: GOOGLE.cert_pem}, "public, max-age=20000, must-revalidate"
+    )
     certs = google_id_token.GoogleCerts(session, clock=lambda: now[0])
     for _ in range(50):
         google_id_token.verify(GOOGLE.token(), [AUDIENCE], certs)

@@ -41,8 +41,9 @@ def test_oversized_heads_and_declared_bodies_are_refused_before_they_are_read() 
     too_big = gw.complete_request(HEAD + b"Content-Length: 2000000\r\n\r\n", max_body=1024)
     assert isinstance(too_big, gw.Refusal) and (too_big.status, too_big.field) == (413, "body")
     chunk = b"400\r\n" + b"x" * 1024 + b"\r\n"
-    over = gw.complete_request(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2,
-                               max_body=1500)
+    over = gw.complete_request(
+        HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunk * 2, max_body=1500
+    )
     assert isinstance(over, gw.Refusal) and over.status == 413
     for value in (b"abc", b"-1", b"1, 2"):
         bad = gw.complete_request(HEAD + b"Content-Length: " + value + b"\r\n\r\n")
@@ -63,25 +64,42 @@ def test_error_responses_are_complete_json_and_close() -> None:
     assert json.loads(body) == {"error": "big", "field": "headers"}
 
 
-@pytest.mark.parametrize("exc, status, field", [
-    (http_errors.LimitRequestHeaders("too large"), 431, "headers"),
-    (http_errors.LimitRequestLine(9000, 8190), 414, "url"),
-    (http_errors.InvalidRequestLine("GARBAGE"), 400, "request line"),
-    (http_errors.InvalidRequestMethod("G3T"), 400, "request line"),
-    (http_errors.InvalidHTTPVersion("HTTP/9"), 400, "request line"),
-    (http_errors.InvalidHeaderName("bad name"), 400, "headers"),
-    (http_errors.UnsupportedTransferCoding("gzip"), 501, "Transfer-Encoding"),
-    (ValueError("a bug"), 500, "server"),
-])
+@pytest.mark.parametrize(
+    ("exc", "status", "field"),
+    [
+        (http_errors.LimitRequestHeaders("too large"), 431, "headers"),
+        (http_errors.LimitRequestLine(9000, 8190), 414, "url"),
+        (http_errors.InvalidRequestLine("GARBAGE"), 400, "request line"),
+        (http_errors.InvalidRequestMethod("G3T"), 400, "request line"),
+        (http_errors.InvalidHTTPVersion("HTTP/9"), 400, "request line"),
+        (http_errors.InvalidHeaderName("bad name"), 400, "headers"),
+        (http_errors.UnsupportedTransferCoding("gzip"), 501, "Transfer-Encoding"),
+        (ValueError("a bug"), 500, "server"),
+    ],
+)
 def test_parser_refusals_map_to_json_statuses(exc: BaseException, status: int, field: str) -> None:
     refusal = gw.refusal_for(exc)
     assert (refusal.status, refusal.field) == (status, field)
 
 
-@pytest.mark.parametrize("value", [
-    b"\xb2", b"1\xb9", "²".encode(), "５".encode(),  # latin-1 '²', '¹': str.isdigit() says yes
-    b"-1", b"+5", b" ", b"", b"0x10", b"1_000", b"1.0", b"1, 1", b"9" * 5000,  # > int's 4300 digits
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"\xb2",
+        b"1\xb9",
+        "²".encode(),
+        "５".encode(),  # latin-1 '²', '¹': str.isdigit() says yes
+        b"-1",
+        b"+5",
+        b" ",
+        b"",
+        b"0x10",
+        b"1_000",
+        b"1.0",
+        b"1, 1",
+        b"9" * 5000,  # > int's 4300 digits
+    ],
+)
 def test_any_malformed_content_length_is_a_400_never_an_exception(value: bytes) -> None:
     refusal = gw.complete_request(HEAD + b"Content-Length: " + value + b"\r\n\r\n")
     assert isinstance(refusal, gw.Refusal), value
@@ -93,8 +111,9 @@ def test_huge_declared_lengths_are_413_and_duplicates_or_te_with_cl_are_400() ->
     assert isinstance(huge, gw.Refusal) and (huge.status, huge.field) == (413, "body")
     twice = gw.complete_request(HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nab")
     assert isinstance(twice, gw.Refusal) and (twice.status, twice.field) == (400, "Content-Length")
-    both = gw.complete_request(HEAD + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-                               b"0\r\n\r\n")
+    both = gw.complete_request(
+        HEAD + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
     assert isinstance(both, gw.Refusal) and both.status == 400
     for size in ("²".encode(), b"-1", b"+1", b"1_0", b"f" * 5000):
         bad = gw.complete_request(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n")

@@ -14,21 +14,22 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 import pytest
 from fn_support import GOOD_READING, make_app
 
 from functions.context import Context
-from potability import config, db
-from potability.governance import model_changes as mc, model_control
-from potability import alerts
-from potability.serving import model_server
-from potability.local import services
+from potability import alerts, config, db
 from potability.config import Settings
+from potability.governance import model_changes as mc
+from potability.governance import model_control
+from potability.local import services
+from potability.serving import model_server
 
 
 def _register(name: str, source: Path) -> str:
@@ -40,8 +41,14 @@ def _register(name: str, source: Path) -> str:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, settings: Settings, mlflow_uri: str, tiny_model_dir: Path,
-          conn: db.Connection, webhook: Any) -> Iterator[Any]:
+def stack(
+    tmp_path: Path,
+    settings: Settings,
+    mlflow_uri: str,
+    tiny_model_dir: Path,
+    conn: db.Connection,
+    webhook: Any,
+) -> Iterator[Any]:
     """Versions 1 and 2 registered, 2 promoted after 1 and served by a model server of its
     own stack home; settings for the operator's command."""
     name = f"test-rollback-{uuid.uuid4().hex[:8]}"
@@ -52,20 +59,31 @@ def stack(tmp_path: Path, settings: Settings, mlflow_uri: str, tiny_model_dir: P
     client.set_registered_model_alias(name, "champion", "2")
     home = tmp_path / "stack"
     config.update_env(home, DATABASE_URL=settings.database_url, MLFLOW_TRACKING_URI=mlflow_uri)
-    ctl = settings.with_(home=home, mlflow_tracking_uri=mlflow_uri, model_name=name,
-                         alert_webhook_url=webhook.url)
-    now = datetime.now(timezone.utc)
+    ctl = settings.with_(
+        home=home, mlflow_tracking_uri=mlflow_uri, model_name=name, alert_webhook_url=webhook.url
+    )
+    now = datetime.now(UTC)
     for version, precision in (("1", 0.68), ("2", 0.71)):
-        mc.record(conn, model_name=name, action=mc.PROMOTED, actor=mc.AUTOMATIC, when=now,
-                  version=version, evidence={"family": "logistic_regression",
-                                             "held_out_precision": precision,
-                                             "held_out_precision_low": precision - 0.08,
-                                             "held_out_precision_high": precision + 0.08,
-                                             "run_id": f"{name}-run-{version}"})
+        mc.record(
+            conn,
+            model_name=name,
+            action=mc.PROMOTED,
+            actor=mc.AUTOMATIC,
+            when=now,
+            version=version,
+            evidence={
+                "family": "logistic_regression",
+                "held_out_precision": precision,
+                "held_out_precision_low": precision - 0.08,
+                "held_out_precision_high": precision + 0.08,
+                "run_id": f"{name}-run-{version}",
+            },
+        )
     conn.commit()
     url = model_server.start_local(home, str(tiny_model_dir), name, "2", "")
-    yield type("Stack", (), {"name": name, "settings": ctl, "url": url, "client": client,
-                             "home": home})
+    yield type(
+        "Stack", (), {"name": name, "settings": ctl, "url": url, "client": client, "home": home}
+    )
     services.stop(home, model_server.SERVICE)
     conn.rollback()
     conn.cursor().execute("DELETE FROM water.model_changes WHERE model_name = %s", (name,))
@@ -91,11 +109,13 @@ class Load:
         n = 0
         while not self.stop.is_set():
             n += 1
-            sent = datetime.now(timezone.utc)
-            response = client.post("/predict", json={"sensor_id": f"rollback-{worker}",
-                                                     "readings": [GOOD_READING]},
-                                   headers={"Idempotency-Key": f"rb-{uuid.uuid4().hex}"})
-            received = datetime.now(timezone.utc)
+            sent = datetime.now(UTC)
+            response = client.post(
+                "/predict",
+                json={"sensor_id": f"rollback-{worker}", "readings": [GOOD_READING]},
+                headers={"Idempotency-Key": f"rb-{uuid.uuid4().hex}"},
+            )
+            received = datetime.now(UTC)
             body = response.get_json() or {}
             versions = [p.get("model_version") for p in body.get("predictions", [])]
             with self.lock:
@@ -110,23 +130,30 @@ class Load:
 
 
 def test_rollback_under_predict_load_loses_nothing_and_answers_only_from_serving_versions(
-        stack: Any, fn_settings: Settings, webhook: Any, conn: db.Connection) -> None:
+    stack: Any, fn_settings: Settings, webhook: Any, conn: db.Connection
+) -> None:
     ctx = Context(fn_settings.with_(model_server_url=stack.url, endpoint_timeout_seconds=5))
     try:
         load = Load(ctx)
         time.sleep(1.5)
-        outcome = model_control.rollback(stack.settings, "live precision dropped overnight",
-                                         actor="ops@example.com")
+        outcome = model_control.rollback(
+            stack.settings, "live precision dropped overnight", actor="ops@example.com"
+        )
         time.sleep(1.5)
         load.finish()
     finally:
         ctx.close()
-    assert (outcome.action, outcome.version, outcome.previous_version) == \
-        ("rolled_back", "1", "2")
-    change = next(c for c in mc.history(conn, datetime.now(timezone.utc),
-                                        model_name=stack.name) if c.id == outcome.change_id)
-    assert (change.status, change.actor, change.reason) == \
-        ("done", "ops@example.com", "live precision dropped overnight")
+    assert (outcome.action, outcome.version, outcome.previous_version) == ("rolled_back", "1", "2")
+    change = next(
+        c
+        for c in mc.history(conn, datetime.now(UTC), model_name=stack.name)
+        if c.id == outcome.change_id
+    )
+    assert (change.status, change.actor, change.reason) == (
+        "done",
+        "ops@example.com",
+        "live precision dropped overnight",
+    )
     assert change.held_out_precision == 0.68 and change.run_id == f"{stack.name}-run-1"
     start, end = change.started_at, change.changed_at
 
@@ -158,23 +185,33 @@ def test_rollback_under_predict_load_loses_nothing_and_answers_only_from_serving
 
 
 def test_a_rollback_that_fails_halfway_leaves_the_old_model_serving(
-        stack: Any, conn: db.Connection, tmp_path: Path) -> None:
+    stack: Any, conn: db.Connection, tmp_path: Path
+) -> None:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "MLmodel").write_text("flavors: {}\n")  # registered, but nothing can serve it
     version = _register(stack.name, broken)
-    mc.record(conn, model_name=stack.name, action=mc.PROMOTED, actor=mc.AUTOMATIC,
-              when=datetime(2026, 1, 1, tzinfo=timezone.utc), version=version)
+    mc.record(
+        conn,
+        model_name=stack.name,
+        action=mc.PROMOTED,
+        actor=mc.AUTOMATIC,
+        when=datetime(2026, 1, 1, tzinfo=UTC),
+        version=version,
+    )
     conn.commit()
     with pytest.raises(Exception):
         model_control.rollback(stack.settings, "try the broken one", version, actor="ops@x")
     assert model_server.health(stack.url)["model_version"] == "2"
     assert stack.client.get_model_version_by_alias(stack.name, "champion").version == "2"
-    failed = [c for c in mc.abandoned_switches(conn, stack.name)]
+    failed = list(mc.abandoned_switches(conn, stack.name))
     assert failed == []
     cur = conn.cursor()
-    cur.execute("SELECT status, error FROM water.model_changes WHERE model_name = %s "
-                "AND action = 'rolled_back'", (stack.name,))
+    cur.execute(
+        "SELECT status, error FROM water.model_changes WHERE model_name = %s "
+        "AND action = 'rolled_back'",
+        (stack.name,),
+    )
     ((status, error),) = cur.fetchall()
     assert status == "failed" and error
 

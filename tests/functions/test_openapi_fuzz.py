@@ -17,20 +17,26 @@ from hypothesis import settings as hyp_settings
 from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 
-from potability.local import function_servers as local
 from functions.openapi import DOCUMENT_PATH, build_document, render
 from potability.features import json_schema_for_reading
+from potability.local import function_servers as local
 
 SCHEMA = schemathesis.openapi.from_path(DOCUMENT_PATH)
 PREDICT = SCHEMA["/predict"]["POST"]
 ADD_SAMPLE = SCHEMA["/add_sample"]["POST"]
-FUZZ = hyp_settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
+FUZZ = hyp_settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def test_published_document_is_current() -> None:
     assert DOCUMENT_PATH.read_text() == render(), (
-        "functions/openapi.yaml is stale: python -m functions.openapi > functions/openapi.yaml")
+        "functions/openapi.yaml is stale: python -m functions.openapi > functions/openapi.yaml"
+    )
 
 
 def test_document_feature_schema_is_the_one_feature_schema() -> None:
@@ -40,7 +46,9 @@ def test_document_feature_schema_is_the_one_feature_schema() -> None:
     properties = dict(reading.pop("properties"))
     # the nine measurements are the feature schema's; measured_at is the one addition
     assert properties.pop("measured_at")["oneOf"] == [
-        {"type": "string", "format": "date-time"}, {"type": "null"}]
+        {"type": "string", "format": "date-time"},
+        {"type": "null"},
+    ]
     expected = json_schema_for_reading()
     assert properties == expected.pop("properties")
     assert reading == expected
@@ -53,8 +61,10 @@ def test_document_feature_schema_is_the_one_feature_schema() -> None:
 def _counts(conn: Any) -> tuple[int, int]:
     conn.rollback()
     cur = conn.cursor()
-    cur.execute("SELECT (SELECT count(*) FROM water.water_inferences), "
-                "(SELECT count(*) FROM water.water_potability)")
+    cur.execute(
+        "SELECT (SELECT count(*) FROM water.water_inferences), "
+        "(SELECT count(*) FROM water.water_potability)"
+    )
     result = tuple(cur.fetchone())
     conn.rollback()
     return result  # type: ignore[return-value]
@@ -70,8 +80,13 @@ def _rows_for(conn: Any, request_id: str) -> int:
 
 
 def _refused(case: Any, response: Any, before: tuple[int, int], conn: Any) -> None:
-    assert 400 <= response.status_code < 500, (response.status_code, response.text,
-                                                case.headers, case.media_type, case.body)
+    assert 400 <= response.status_code < 500, (
+        response.status_code,
+        response.text,
+        case.headers,
+        case.media_type,
+        case.body,
+    )
     body = response.json()
     assert body["field"] and body["error"]
     assert _counts(conn) == before, "a refused request wrote something"
@@ -109,8 +124,9 @@ def test_fuzz_predict_valid_requests_are_answered_and_logged(local_functions, cl
     run()
 
 
-def test_fuzz_predict_invalid_requests_are_refused_and_write_nothing(local_functions,
-                                                                    clean_db) -> None:
+def test_fuzz_predict_invalid_requests_are_refused_and_write_nothing(
+    local_functions, clean_db
+) -> None:
     _, env = local_functions
 
     @FUZZ
@@ -171,13 +187,19 @@ def test_fuzz_add_sample_invalid_requests_are_refused(local_functions, clean_db)
 def test_fuzz_add_sample_without_credentials_writes_nothing(local_functions, clean_db) -> None:
     _, env = local_functions
 
-    @hyp_settings(max_examples=20, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+    @hyp_settings(
+        max_examples=20,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=ADD_SAMPLE.as_strategy(GenerationMode.POSITIVE))
     def run(case: Any) -> None:
         before = _counts(clean_db)
-        case.headers = {k: v for k, v in (case.headers or {}).items()
-                        if k.lower() != "authorization"}
+        case.headers = {
+            k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"
+        }
         response = case.call(base_url=env["ADD_SAMPLE_URL"])
         assert response.status_code == 401
         assert _counts(clean_db) == before

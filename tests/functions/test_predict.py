@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import concurrent.futures
+from datetime import UTC
 from typing import Any
 
 import pytest
 from fn_support import count, make_app, reading
 
 from functions.callers import LOCAL_OPEN_CALLER
-from functions.predict import REPLAY_HEADER
 from functions.context import Context
+from functions.predict import REPLAY_HEADER
 from potability.config import Settings
 
 
@@ -30,12 +31,21 @@ def test_single_reading_is_answered_and_logged(client, clean_db) -> None:
     assert prediction["model_version"] == "test-1"
     assert prediction["request_id"] == request_id
     cur = clean_db.cursor()
-    cur.execute("SELECT sensor_id, ph, turbidity, predicted_class, probability, model_version, "
-                "model_name, endpoint, latency_ms FROM water.water_inferences "
-                "WHERE request_id = %s", (request_id,))
+    cur.execute(
+        "SELECT sensor_id, ph, turbidity, predicted_class, probability, model_version, "
+        "model_name, endpoint, latency_ms FROM water.water_inferences "
+        "WHERE request_id = %s",
+        (request_id,),
+    )
     [row] = cur.fetchall()
-    assert row[:6] == ["plant-7", 7.08, 3.9, prediction["potable"], prediction["probability"],
-                       "test-1"]
+    assert row[:6] == [
+        "plant-7",
+        7.08,
+        3.9,
+        prediction["potable"],
+        prediction["probability"],
+        "test-1",
+    ]
     assert row[6] == "water-potability" and row[7].startswith("local:http://127.0.0.1:")
     assert row[8] >= 0
 
@@ -47,8 +57,10 @@ def test_batch_one_row_per_reading_in_order(client, clean_db) -> None:
     predictions = response.json["predictions"]
     assert [p["reading_index"] for p in predictions] == list(range(25))
     cur = clean_db.cursor()
-    cur.execute("SELECT reading_index, ph, sulfate, probability FROM water.water_inferences "
-                "ORDER BY reading_index")
+    cur.execute(
+        "SELECT reading_index, ph, sulfate, probability FROM water.water_inferences "
+        "ORDER BY reading_index"
+    )
     rows = cur.fetchall()
     assert [r[0] for r in rows] == list(range(25))
     assert [r[1] for r in rows] == [float(i % 14) for i in range(25)]
@@ -59,7 +71,7 @@ def test_batch_one_row_per_reading_in_order(client, clean_db) -> None:
 
 
 def test_missing_values_are_explicit_nulls(client, clean_db) -> None:
-    all_null = {name: None for name in reading()}
+    all_null = dict.fromkeys(reading())
     response = post(client, {"sensor_id": "s", "reading": all_null})
     assert response.status_code == 200, response.json
     assert count(clean_db, "water_inferences") == 1
@@ -108,8 +120,11 @@ def test_same_request_id_with_other_readings_is_a_conflict(client, clean_db) -> 
 
 
 def test_header_and_field_must_agree(client, clean_db) -> None:
-    response = post(client, {"sensor_id": "a", "reading": reading(), "request_id": "x"},
-                    {"Idempotency-Key": "y"})
+    response = post(
+        client,
+        {"sensor_id": "a", "reading": reading(), "request_id": "x"},
+        {"Idempotency-Key": "y"},
+    )
     assert response.status_code == 400
     assert response.json["field"] == "request_id"
     assert count(clean_db, "water_inferences") == 0
@@ -120,8 +135,9 @@ def test_concurrent_identical_requests_log_once_and_agree(fn_context, clean_db) 
     body = {"sensor_id": "race", "readings": [reading(ph=float(i)) for i in range(10)]}
 
     def send(_: int) -> Any:
-        response = app.test_client().post("/predict", json=body,
-                                          headers={"Idempotency-Key": "race-1"})
+        response = app.test_client().post(
+            "/predict", json=body, headers={"Idempotency-Key": "race-1"}
+        )
         return response.status_code, response.json
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -131,17 +147,21 @@ def test_concurrent_identical_requests_log_once_and_agree(fn_context, clean_db) 
     assert count(clean_db, "water_inferences") == 10
 
 
-def test_concurrent_requests_with_one_key_and_other_readings_add_no_row(fn_context,
-                                                                        clean_db) -> None:
+def test_concurrent_requests_with_one_key_and_other_readings_add_no_row(
+    fn_context, clean_db
+) -> None:
     """In flight at once under one key, with 1, 2 or 3 readings: the readings of one request
     only are logged (all of them); every other answer is that request's replay or a 409."""
     app = make_app(fn_context)
-    bodies = [{"sensor_id": "mix", "readings": [reading(ph=float(k)) for k in range(i % 3 + 1)]}
-              for i in range(12)]
+    bodies = [
+        {"sensor_id": "mix", "readings": [reading(ph=float(k)) for k in range(i % 3 + 1)]}
+        for i in range(12)
+    ]
 
     def send(body: dict) -> Any:
-        response = app.test_client().post("/predict", json=body,
-                                          headers={"Idempotency-Key": "mix-1"})
+        response = app.test_client().post(
+            "/predict", json=body, headers={"Idempotency-Key": "mix-1"}
+        )
         return len(body["readings"]), response.status_code, response.json
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -209,35 +229,48 @@ def test_each_reading_may_say_when_it_was_measured(client, clean_db) -> None:
     """``measured_at`` per reading is stored as sent (UTC); absent or null stores NULL, and
     quality control then uses the arrival time (potability/quality/live_precision.py)."""
     first = dict(reading(), measured_at="2026-01-05T08:00:00+01:00")
-    body = {"sensor_id": "plant-7",
-            "readings": [first, reading(ph=3.0), dict(reading(), measured_at=None)]}
+    body = {
+        "sensor_id": "plant-7",
+        "readings": [first, reading(ph=3.0), dict(reading(), measured_at=None)],
+    }
     response = post(client, body, {"Idempotency-Key": "measured-1"})
     assert response.status_code == 200, response.json
     cur = clean_db.cursor()
-    cur.execute("SELECT reading_index, measured_at, inferred_at FROM water.water_inferences "
-                "WHERE request_id = 'measured-1' ORDER BY reading_index")
+    cur.execute(
+        "SELECT reading_index, measured_at, inferred_at FROM water.water_inferences "
+        "WHERE request_id = 'measured-1' ORDER BY reading_index"
+    )
     rows = cur.fetchall()
     assert [r[0] for r in rows] == [0, 1, 2]
     assert rows[0][1].isoformat() == "2026-01-05T07:00:00+00:00"
     assert rows[1][1] is None and rows[2][1] is None
     # A retry is the same request only with the same measurement times.
     assert post(client, body, {"Idempotency-Key": "measured-1"}).headers[REPLAY_HEADER] == "true"
-    other = {"sensor_id": "plant-7",
-             "readings": [dict(first, measured_at="2026-01-05T08:01:00+01:00"),
-                          reading(ph=3.0), reading()]}
+    other = {
+        "sensor_id": "plant-7",
+        "readings": [
+            dict(first, measured_at="2026-01-05T08:01:00+01:00"),
+            reading(ph=3.0),
+            reading(),
+        ],
+    }
     conflict = post(client, other, {"Idempotency-Key": "measured-1"})
     assert conflict.status_code == 409 and conflict.json["field"] == "request_id"
     assert count(clean_db, "water_inferences") == 3
 
 
-@pytest.mark.parametrize("value, message", [
-    ("2999-01-01T00:00:00Z", "is in the future"),
-    ("1969-12-31T23:59:59Z", "must not be before 1970-01-01"),
-    ("2026-01-05 08:00", "must be an RFC 3339 date-time"),
-    (1767600000, "must be an RFC 3339 date-time"),
-])
-def test_a_bad_measurement_time_is_refused_naming_the_reading(client, clean_db, value,
-                                                              message) -> None:
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2999-01-01T00:00:00Z", "is in the future"),
+        ("1969-12-31T23:59:59Z", "must not be before 1970-01-01"),
+        ("2026-01-05 08:00", "must be an RFC 3339 date-time"),
+        (1767600000, "must be an RFC 3339 date-time"),
+    ],
+)
+def test_a_bad_measurement_time_is_refused_naming_the_reading(
+    client, clean_db, value, message
+) -> None:
     body = {"sensor_id": "plant-7", "readings": [reading(), dict(reading(), measured_at=value)]}
     response = post(client, body)
     assert response.status_code == 400
@@ -249,22 +282,31 @@ def test_a_bad_measurement_time_is_refused_naming_the_reading(client, clean_db, 
 def test_quality_control_matches_a_lab_sample_on_the_measurement_time(client, clean_db) -> None:
     """A batch sent at once, measured over two hours: the lab sample taken at the second
     reading's measurement time confirms that reading, not the batch's first."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    from potability.quality import live_precision, job as qc_job
+    from potability.quality import job as qc_job
+    from potability.quality import live_precision
 
-    taken = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
-    readings = [dict(reading(ph=6.0 + k), measured_at=(taken + timedelta(hours=k - 1)).isoformat())
-                for k in range(3)]
-    response = post(client, {"sensor_id": "plant-qc", "readings": readings},
-                    {"Idempotency-Key": "measured-qc"})
+    taken = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    readings = [
+        dict(reading(ph=6.0 + k), measured_at=(taken + timedelta(hours=k - 1)).isoformat())
+        for k in range(3)
+    ]
+    response = post(
+        client, {"sensor_id": "plant-qc", "readings": readings}, {"Idempotency-Key": "measured-qc"}
+    )
     assert response.status_code == 200, response.json
     cur = clean_db.cursor()
-    cur.execute("INSERT INTO water.water_potability (sample_id, ph, potability, sensor_id, "
-                "sampled_at, submitted_by, source) VALUES ('lab-measured-qc', 7.0, 1, "
-                "'plant-qc', %s, 'lab-tester', 'lab')", (taken,))
-    cur.execute("SELECT id FROM water.water_inferences WHERE request_id = 'measured-qc' "
-                "ORDER BY reading_index")
+    cur.execute(
+        "INSERT INTO water.water_potability (sample_id, ph, potability, sensor_id, "
+        "sampled_at, submitted_by, source) VALUES ('lab-measured-qc', 7.0, 1, "
+        "'plant-qc', %s, 'lab-tester', 'lab')",
+        (taken,),
+    )
+    cur.execute(
+        "SELECT id FROM water.water_inferences WHERE request_id = 'measured-qc' "
+        "ORDER BY reading_index"
+    )
     ids = [row[0] for row in cur.fetchall()]
     clean_db.commit()
     window = timedelta(minutes=30)

@@ -13,12 +13,12 @@ from fn_support import make_app, sample
 
 from functions import regulator_tokens
 from functions.auth import authorise_samples
+from functions.context import Context
 from functions.http import ApiError
 from functions.regulator_tokens import TokenHashes
-from functions.context import Context
 from potability import cli, config
-from potability.local import function_servers
 from potability.config import Settings, token_sha256
+from potability.local import function_servers
 
 SECRET = "projects/p/secrets/potability-samples-token-sha256"
 
@@ -33,8 +33,9 @@ def test_a_revoked_secret_version_is_refused_within_the_refresh_time() -> None:
         return published[0]
 
     now = [0.0]
-    hashes = TokenHashes(Settings(env="gcp", samples_token_secret=SECRET), read_secret,
-                         clock=lambda: now[0])
+    hashes = TokenHashes(
+        Settings(env="gcp", samples_token_secret=SECRET), read_secret, clock=lambda: now[0]
+    )
     settings = Settings(env="gcp")
     bearer = {"Authorization": f"Bearer {bob}"}
     assert authorise_samples(bearer, settings, hashes=hashes.current()).startswith("token:")
@@ -66,6 +67,7 @@ def test_secret_manager_adapter_sends_the_documented_request() -> None:
 
                 def json(self) -> dict:
                     return {"payload": {"data": base64.b64encode(b"ab" * 32).decode()}}
+
             return R()
 
     session = Session()
@@ -89,8 +91,11 @@ def test_local_tokens_list_add_revoke(tmp_path, monkeypatch, capsys, fn_settings
     code, out = run_cli(monkeypatch, capsys, home, "samples", "tokens", "list")
     assert ident in out
     # a function reading this env file (as `potability functions` starts it) accepts it...
-    ctx = Context(fn_settings.with_(samples_token_sha256=(),
-                                    samples_token_secret=f"file:{config.env_file(home)}"))
+    ctx = Context(
+        fn_settings.with_(
+            samples_token_sha256=(), samples_token_secret=f"file:{config.env_file(home)}"
+        )
+    )
     client = make_app(ctx).test_client()
     headers = {"Authorization": f"Bearer {token}"}
     assert client.post("/add_sample", json=sample("lab-rev-1"), headers=headers).status_code == 201

@@ -10,15 +10,27 @@ from functions import request_log
 
 def test_entry_has_the_cloud_logging_fields() -> None:
     record = request_log.entry(
-        function="predict", method="POST", url="http://127.0.0.1:8081/", status=200,
-        latency_s=0.0123456, request_id="r-1", message="predict: ok",
+        function="predict",
+        method="POST",
+        url="http://127.0.0.1:8081/",
+        status=200,
+        latency_s=0.0123456,
+        request_id="r-1",
+        message="predict: ok",
         trace=request_log.trace_field("abc123/456;o=1", "my-project"),
-        extra={"readings": 3}, user_agent="curl/8", remote_ip="127.0.0.1",
+        extra={"readings": 3},
+        user_agent="curl/8",
+        remote_ip="127.0.0.1",
     )
     assert record["severity"] == "INFO"
-    assert record["httpRequest"] == {"requestMethod": "POST", "requestUrl": "http://127.0.0.1:8081/",
-                                     "status": 200, "latency": "0.012346s",
-                                     "userAgent": "curl/8", "remoteIp": "127.0.0.1"}
+    assert record["httpRequest"] == {
+        "requestMethod": "POST",
+        "requestUrl": "http://127.0.0.1:8081/",
+        "status": 200,
+        "latency": "0.012346s",
+        "userAgent": "curl/8",
+        "remoteIp": "127.0.0.1",
+    }
     assert record["logging.googleapis.com/trace"] == "projects/my-project/traces/abc123"
     assert record["request_id"] == "r-1" and record["readings"] == 3
     assert record["latency_ms"] == 12.346
@@ -26,15 +38,23 @@ def test_entry_has_the_cloud_logging_fields() -> None:
 
 def test_severity_follows_the_status() -> None:
     assert [request_log.severity_for(s) for s in (200, 201, 400, 409, 503, 500)] == [
-        "INFO", "INFO", "WARNING", "WARNING", "ERROR", "ERROR"]
+        "INFO",
+        "INFO",
+        "WARNING",
+        "WARNING",
+        "ERROR",
+        "ERROR",
+    ]
 
 
 def test_trace_header_is_parsed_defensively() -> None:
     assert request_log.trace_field(None, "p") is None
     assert request_log.trace_field("", "p") is None
     assert request_log.trace_field("not a trace!/1", "p") is None
-    assert request_log.trace_field("0af7651916cd43dd8448eb211c80319c", "") == \
-        "0af7651916cd43dd8448eb211c80319c"
+    assert (
+        request_log.trace_field("0af7651916cd43dd8448eb211c80319c", "")
+        == "0af7651916cd43dd8448eb211c80319c"
+    )
 
 
 def test_emit_writes_exactly_one_json_line() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,8 +10,8 @@ from fn_support import REGULATOR_TOKEN, count, make_app, sample
 from id_tokens import AUDIENCE, FakeGoogleCerts, TestKey
 
 from functions.auth import authorise_samples, submitter_for_token, token_sha256
-from functions.http import ApiError
 from functions.context import Context
+from functions.http import ApiError
 from potability.config import Settings
 
 
@@ -35,11 +33,13 @@ def test_one_sample_is_recorded_with_its_submitter(client, clean_db, auth) -> No
     assert response.json["recorded"] == 1
     assert response.json["samples"] == [{"sample_id": "lab-1", "status": "recorded"}]
     cur = clean_db.cursor()
-    cur.execute("SELECT ph, turbidity, potability, sensor_id, sampled_at, submitted_by, source "
-                "FROM water.water_potability WHERE sample_id = 'lab-1'")
+    cur.execute(
+        "SELECT ph, turbidity, potability, sensor_id, sampled_at, submitted_by, source "
+        "FROM water.water_potability WHERE sample_id = 'lab-1'"
+    )
     [row] = cur.fetchall()
     assert row[:4] == [7.08, 3.9, 1, "plant-7"]
-    assert row[4] == datetime(2024, 5, 1, 9, 30, tzinfo=timezone.utc)
+    assert row[4] == datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
     assert row[5] == submitter_for_token(REGULATOR_TOKEN)
     assert REGULATOR_TOKEN not in row[5]
     assert row[6] == "lab"
@@ -74,10 +74,19 @@ def test_batch_with_some_known_samples_records_the_rest(client, clean_db, auth) 
     assert count(clean_db, "water_potability") == 2
 
 
-@pytest.mark.parametrize("change", [{"ph": 6.5}, {"potability": 0}, {"sensor_id": "other"},
-                                    {"sampled_at": "2024-05-01T09:31:00Z"}, {"Sulfate": None}])
-def test_same_id_other_values_is_409_and_the_batch_is_refused(client, clean_db, auth,
-                                                               change) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ph": 6.5},
+        {"potability": 0},
+        {"sensor_id": "other"},
+        {"sampled_at": "2024-05-01T09:31:00Z"},
+        {"Sulfate": None},
+    ],
+)
+def test_same_id_other_values_is_409_and_the_batch_is_refused(
+    client, clean_db, auth, change
+) -> None:
     assert post(client, sample("lab-1"), auth).status_code == 201
     response = post(client, {"samples": [sample("lab-2"), sample("lab-1", **change)]}, auth)
     assert response.status_code == 409
@@ -110,16 +119,20 @@ def test_duplicate_ids_in_one_batch_are_refused(client, clean_db, auth) -> None:
     assert count(clean_db, "water_potability") == 0
 
 
-@pytest.mark.parametrize("headers,status", [
-    ({}, 401),
-    ({"Authorization": "Basic dXNlcjpwdw=="}, 401),
-    ({"Authorization": "Bearer"}, 401),
-    ({"Authorization": "Bearer not-the-token"}, 403),
-    ({"Authorization": f"Bearer {REGULATOR_TOKEN}x"}, 403),
-    ({"Authorization": f"Bearer {token_sha256(REGULATOR_TOKEN)}"}, 403),  # the hash is no token
-])
-def test_unauthorised_callers_are_refused_and_nothing_written(client, clean_db, headers,
-                                                             status) -> None:
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Basic dXNlcjpwdw=="}, 401),
+        ({"Authorization": "Bearer"}, 401),
+        ({"Authorization": "Bearer not-the-token"}, 403),
+        ({"Authorization": f"Bearer {REGULATOR_TOKEN}x"}, 403),
+        ({"Authorization": f"Bearer {token_sha256(REGULATOR_TOKEN)}"}, 403),  # the hash is no token
+    ],
+)
+def test_unauthorised_callers_are_refused_and_nothing_written(
+    client, clean_db, headers, status
+) -> None:
     response = post(client, sample("lab-1"), headers)
     assert response.status_code == status
     assert response.json["field"] == "Authorization"
@@ -135,16 +148,22 @@ def test_auth_is_checked_before_the_body(client, clean_db) -> None:
 
 def test_no_configured_tokens_refuses_everyone(fn_settings, clean_db) -> None:
     ctx = Context(fn_settings.with_(samples_token_sha256=()))
-    response = post(make_app(ctx).test_client(), sample("lab-1"),
-                    {"Authorization": f"Bearer {REGULATOR_TOKEN}"})
+    response = post(
+        make_app(ctx).test_client(), sample("lab-1"), {"Authorization": f"Bearer {REGULATOR_TOKEN}"}
+    )
     assert response.status_code == 403
     assert count(clean_db, "water_potability") == 0
 
 
 def test_platform_identity_is_recorded_on_gcp(fn_settings, clean_db) -> None:
-    ctx = Context(fn_settings.with_(samples_trust_platform_identity=True, samples_token_sha256=(),
-                                    samples_id_token_audience=(AUDIENCE,)),
-                  google_certs=FakeGoogleCerts(GOOGLE))
+    ctx = Context(
+        fn_settings.with_(
+            samples_trust_platform_identity=True,
+            samples_token_sha256=(),
+            samples_id_token_audience=(AUDIENCE,),
+        ),
+        google_certs=FakeGoogleCerts(GOOGLE),
+    )
     client = make_app(ctx).test_client()
     token = id_token({"email": "regulator@example.org", "email_verified": True})
     response = post(client, sample("lab-1"), {"Authorization": f"Bearer {token}"})
@@ -156,8 +175,9 @@ def test_platform_identity_is_recorded_on_gcp(fn_settings, clean_db) -> None:
 
 
 def test_platform_identity_plus_regulator_token_when_configured(fn_settings) -> None:
-    settings = fn_settings.with_(samples_trust_platform_identity=True,
-                                 samples_id_token_audience=(AUDIENCE,))
+    settings = fn_settings.with_(
+        samples_trust_platform_identity=True, samples_id_token_audience=(AUDIENCE,)
+    )
     certs = FakeGoogleCerts(GOOGLE)
     token = id_token({"email": "regulator@example.org"})
     bearer = {"Authorization": f"Bearer {token}"}
@@ -171,12 +191,15 @@ def test_platform_identity_plus_regulator_token_when_configured(fn_settings) -> 
     assert ok == "regulator@example.org"
 
 
-@pytest.mark.parametrize("token,status", [
-    ("not-a-jwt", 401),
-    ("a.!!!.c", 401),
-    (id_token({"sub": "123"}), 403),
-    (id_token({"email": "x@example.org", "email_verified": False}), 403),
-])
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [
+        ("not-a-jwt", 401),
+        ("a.!!!.c", 401),
+        (id_token({"sub": "123"}), 403),
+        (id_token({"email": "x@example.org", "email_verified": False}), 403),
+    ],
+)
 def test_platform_identity_without_email_is_refused(token, status) -> None:
     settings = Settings(samples_trust_platform_identity=True, samples_id_token_audience=(AUDIENCE,))
     with pytest.raises(ApiError) as err:
@@ -185,7 +208,9 @@ def test_platform_identity_without_email_is_refused(token, status) -> None:
 
 
 def test_database_down_is_503_and_nothing_written(fn_settings, clean_db, auth, tmp_path) -> None:
-    ctx = Context(fn_settings.with_(database_url=f"postgresql://postgres@/potability?host={tmp_path}"))
+    ctx = Context(
+        fn_settings.with_(database_url=f"postgresql://postgres@/potability?host={tmp_path}")
+    )
     response = post(make_app(ctx).test_client(), {"samples": [sample("lab-1")]}, auth)
     assert response.status_code == 503
     assert response.json["field"] == "database"
@@ -209,11 +234,15 @@ def test_concurrent_identical_samples_are_recorded_once(fn_context, clean_db, au
 
 
 def test_another_regulators_sample_id_is_taken_and_its_values_are_not_confirmed(
-        fn_settings, client, clean_db, auth) -> None:
+    fn_settings, client, clean_db, auth
+) -> None:
     assert post(client, sample("lab-a-1"), auth).status_code == 201
     other = "other-regulator-token"
-    ctx = Context(fn_settings.with_(samples_token_sha256=(*fn_settings.samples_token_sha256,
-                                                          token_sha256(other))))
+    ctx = Context(
+        fn_settings.with_(
+            samples_token_sha256=(*fn_settings.samples_token_sha256, token_sha256(other))
+        )
+    )
     thief = make_app(ctx).test_client()
     same_values = post(thief, sample("lab-a-1"), {"Authorization": f"Bearer {other}"})
     assert same_values.status_code == 409 and same_values.json["field"] == "sample_id"
@@ -230,7 +259,9 @@ def test_another_regulators_sample_id_is_taken_and_its_values_are_not_confirmed(
 def test_the_submitter_is_in_the_training_tables_history(client, clean_db, auth) -> None:
     assert post(client, sample("lab-hist-1"), auth).status_code == 201
     cur = clean_db.cursor()
-    cur.execute("SELECT operation, app_user FROM water.water_potability_history "
-                "WHERE new_row->>'sample_id' = 'lab-hist-1'")
+    cur.execute(
+        "SELECT operation, app_user FROM water.water_potability_history "
+        "WHERE new_row->>'sample_id' = 'lab-hist-1'"
+    )
     assert [list(r) for r in cur.fetchall()] == [["INSERT", submitter_for_token(REGULATOR_TOKEN)]]
     clean_db.rollback()

@@ -9,26 +9,27 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import flask
 import pytest
 from werkzeug.serving import make_server
 
 from functions import status as status_module
-from functions.http import RETRY_AFTER_SECONDS
 from functions.context import Context, serve
+from functions.http import RETRY_AFTER_SECONDS
 from functions.status import status_data
 from functions.status_page import render_html
 from potability import db
-from potability.quality import job as qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 from potability.inference.rollup import floor_hour
+from potability.quality import job as qc_job
 
-UTC = timezone.utc
+UTC = UTC
 PRIVATE = ("alice@utility.example", "status-sample-", "status-req-", "token")
 CHAMPION_RUN, LAST_RUN = "status-test-champion", "status-test-last"
 
@@ -44,7 +45,9 @@ def _inference(cur: Any, key: str, sensor: str, when: datetime, predicted: int) 
     )
 
 
-def _lab(cur: Any, key: str, sensor: str, sampled: datetime, created: datetime, potable: int) -> None:
+def _lab(
+    cur: Any, key: str, sensor: str, sampled: datetime, created: datetime, potable: int
+) -> None:
     cur.execute(
         "INSERT INTO water.water_potability (sample_id, ph, potability, sensor_id, sampled_at, "
         "submitted_by, source, created_at) VALUES (%s, 7.0, %s, %s, %s, %s, 'lab', %s)",
@@ -55,7 +58,9 @@ def _lab(cur: Any, key: str, sensor: str, sampled: datetime, created: datetime, 
 def insert_scenario(conn: db.Connection, settings: Settings, now: datetime) -> None:
     """Known rows (see the expected numbers in the tests), then one quality-control run."""
     cur = conn.cursor()
-    cur.execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", (CHAMPION_RUN, LAST_RUN))
+    cur.execute(
+        "DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", (CHAMPION_RUN, LAST_RUN)
+    )
     cur.execute(
         "INSERT INTO water.pipeline_runs (run_id, started_at, finished_at, status, decision, "
         "model_name, champion_version, champion_family, champion_precision, champion_recall, "
@@ -101,7 +106,9 @@ def scenario(clean_db: db.Connection, settings: Settings) -> Iterator[datetime]:
     insert_scenario(clean_db, settings, now)
     yield now
     cur = clean_db.cursor()
-    cur.execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", (CHAMPION_RUN, LAST_RUN))
+    cur.execute(
+        "DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", (CHAMPION_RUN, LAST_RUN)
+    )
     clean_db.commit()
 
 
@@ -109,24 +116,41 @@ def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> No
     data = status_data(clean_db, scenario)
     json.dumps(data, allow_nan=False)  # JSON-safe as is
     model = data["model"]
-    assert (model["version"], model["family"], model["held_out_precision"]) == ("3", "random_forest", 0.71)
+    assert (model["version"], model["family"], model["held_out_precision"]) == (
+        "3",
+        "random_forest",
+        0.71,
+    )
     assert model["held_out_precision_interval"] == [0.62, 0.8]
     assert model["held_out_precision_reused_by_tests"] is True  # labelled: optimistic
     fresh = data["champion_fresh_precision"]  # lab samples after the champion's run, untested
-    assert (fresh["model_version"], fresh["potable_calls"], fresh["confirmed"],
-            fresh["precision"], fresh["enough_evidence"]) == ("3", 2, 1, 0.5, True)
+    assert (
+        fresh["model_version"],
+        fresh["potable_calls"],
+        fresh["confirmed"],
+        fresh["precision"],
+        fresh["enough_evidence"],
+    ) == ("3", 2, 1, 0.5, True)
     run = data["last_pipeline_run"]
     assert (run["status"], run["decision"], run["challenger_family"]) == (
-        "succeeded", "champion_kept", "hist_gradient_boosting")
+        "succeeded",
+        "champion_kept",
+        "hist_gradient_boosting",
+    )
     day, week = data["inferences"]["last_24h"], data["inferences"]["last_7d"]
     assert (day["total"], day["potable"], day["potable_share"], day["sensors"]) == (4, 2, 0.5, 2)
     assert [(s["sensor_id"], s["total"], s["potable"]) for s in day["by_sensor"]] == [
-        ("north-1", 3, 2), ("south-2", 1, 0)]
+        ("north-1", 3, 2),
+        ("south-2", 1, 0),
+    ]
     assert (week["total"], week["potable"], week["potable_share"]) == (7, 3, round(3 / 7, 4))
     assert [(s["sensor_id"], s["total"], s["potable_share"]) for s in week["by_sensor"]] == [
-        ("north-1", 5, 0.6), ("south-2", 2, 0.0)]
+        ("north-1", 5, 0.6),
+        ("south-2", 2, 0.0),
+    ]
     assert week["by_model_version"] == [
-        {"model_version": "3", "total": 7, "potable": 3, "potable_share": round(3 / 7, 4)}]
+        {"model_version": "3", "total": 7, "potable": 3, "potable_share": round(3 / 7, 4)}
+    ]
     hourly = data["inferences"]["hourly_24h"]
     assert len(hourly) == 24 and sum(b["total"] for b in hourly) == 4
     # clock hours, newest (the current, partial one) last: each reading in the hour it fell in
@@ -139,10 +163,19 @@ def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> No
     daily = data["inferences"]["daily_7d"]
     assert [b["total"] for b in daily] == [0, 0, 0, 1, 2, 0, 4]
     lab = data["lab_samples"]
-    assert (lab["total"], lab["last_24h"], lab["last_7d"], lab["potable_share_7d"]) == (3, 1, 2, 0.5)
+    assert (lab["total"], lab["last_24h"], lab["last_7d"], lab["potable_share_7d"]) == (
+        3,
+        1,
+        2,
+        0.5,
+    )
     live = data["live_precision"]
     assert (live["model_version"], live["matches"], live["precision"], live["recall"]) == (
-        "3", 2, 0.5, 1.0)
+        "3",
+        2,
+        0.5,
+        1.0,
+    )
     assert live["flagged"] and data["quality_control"]["flagged"]
     qc = data["quality_control"]
     assert (qc["lab_samples"], qc["matched_samples"], qc["precision_floor"]) == (3, 2, 0.98)
@@ -167,17 +200,33 @@ def test_the_page_renders_the_numbers_and_escapes_database_text(clean_db, scenar
     assert 'data-testid="inferences-7d-total">7<' in page
     assert 'data-testid="live-precision">50.0%<' in page
     assert 'data-testid="model-precision-interval">(95% interval 62.0% to 80.0%)<' in page
-    assert ("between 62.0% and 80.0% are expected to really be potable" in page
-            and "likely a little optimistic" in page)
+    assert (
+        "between 62.0% and 80.0% are expected to really be potable" in page
+        and "likely a little optimistic" in page
+    )
     assert 'data-testid="fresh-precision">50.0%<' in page  # 2 calls meet this scenario's minimum
-    fresh = {"model_version": "3", "since": "2026-05-01T00:00:00Z", "potable_calls": 25,
-             "confirmed": 16, "precision": 0.64, "interval_95": [0.425, 0.82],
-             "enough_evidence": True, "min_potable_calls": 20, "computed_at": None}
+    fresh = {
+        "model_version": "3",
+        "since": "2026-05-01T00:00:00Z",
+        "potable_calls": 25,
+        "confirmed": 16,
+        "precision": 0.64,
+        "interval_95": [0.425, 0.82],
+        "enough_evidence": True,
+        "min_potable_calls": 20,
+        "computed_at": None,
+    }
     shown = render_html({**data, "champion_fresh_precision": fresh})
-    assert 'data-testid="fresh-precision">64.0%<' in shown and "(95% interval 42.5% to 82.0%" in shown
+    assert (
+        'data-testid="fresh-precision">64.0%<' in shown and "(95% interval 42.5% to 82.0%" in shown
+    )
     assert shown.index("fresh-precision") < shown.index('data-testid="model-precision"')  # first
-    few = render_html({**data, "champion_fresh_precision": {**fresh, "potable_calls": 7,
-                                                           "enough_evidence": False}})
+    few = render_html(
+        {
+            **data,
+            "champion_fresh_precision": {**fresh, "potable_calls": 7, "enough_evidence": False},
+        }
+    )
     assert "not enough yet (7 of 20 potable calls checked by the lab)" in few
     other = render_html({**data, "champion_fresh_precision": {**fresh, "model_version": "2"}})
     assert "not measured yet" in other  # a figure of another version is not this model's
@@ -192,15 +241,23 @@ def test_the_page_renders_the_numbers_and_escapes_database_text(clean_db, scenar
 
 def test_the_page_renders_before_anything_happened(clean_db, scenario) -> None:
     data = status_data(clean_db, scenario)
-    empty = {**data, "model": None, "last_pipeline_run": None, "quality_control": None,
-             "live_precision": None}
-    empty["inferences"] = {**data["inferences"],
-                           "last_7d": {**data["inferences"]["last_7d"], "by_sensor": []}}
+    empty = {
+        **data,
+        "model": None,
+        "last_pipeline_run": None,
+        "quality_control": None,
+        "live_precision": None,
+    }
+    empty["inferences"] = {
+        **data["inferences"],
+        "last_7d": {**data["inferences"]["last_7d"], "by_sensor": []},
+    }
     page = render_html(empty)
     assert "no model promoted yet" in page and "Quality control has not run yet" in page
 
 
 # --- the HTTP handler (through the shared serving path, as functions/main.py wires it) ------
+
 
 @pytest.fixture
 def ctx(settings: Settings) -> Iterator[Context]:
@@ -210,23 +267,34 @@ def ctx(settings: Settings) -> Iterator[Context]:
     context.close()
 
 
-def call(ctx: Context, path: str = "/", method: str = "GET",
-         headers: dict[str, str] | None = None) -> flask.Response:
+def call(
+    ctx: Context, path: str = "/", method: str = "GET", headers: dict[str, str] | None = None
+) -> flask.Response:
     app = flask.Flask(__name__)
     with app.test_request_context(path, method=method, headers=headers or {}):
-        return serve(status_module.FUNCTION, status_module.handle, flask.request, ctx,
-                     status_module.render_error)
+        return serve(
+            status_module.FUNCTION,
+            status_module.handle,
+            flask.request,
+            ctx,
+            status_module.render_error,
+        )
 
 
 def test_json_on_request_html_by_default(ctx, scenario) -> None:
-    for response in (call(ctx, "/?format=json"),
-                     call(ctx, "/", headers={"Accept": "application/json"})):
+    for response in (
+        call(ctx, "/?format=json"),
+        call(ctx, "/", headers={"Accept": "application/json"}),
+    ):
         assert response.status_code == 200 and response.mimetype == "application/json"
         body = response.get_json()
         assert body["inferences"]["last_24h"]["total"] == 4 and body["model"]["version"] == "3"
     browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
-    for response in (call(ctx, "/", headers={"Accept": browser}), call(ctx, "/"),
-                     call(ctx, "/?format=html")):
+    for response in (
+        call(ctx, "/", headers={"Accept": browser}),
+        call(ctx, "/"),
+        call(ctx, "/?format=html"),
+    ):
         assert response.status_code == 200 and response.mimetype == "text/html"
         assert 'data-testid="inferences-24h-total">4<' in response.get_data(as_text=True)
     assert "max-age" in response.headers["Cache-Control"]
@@ -260,7 +328,9 @@ def test_one_log_line_per_request(ctx, scenario, capsys: pytest.CaptureFixture[s
     call(ctx, "/", method="DELETE")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["function"], r["httpRequest"]["status"]) for r in lines] == [
-        ("status", 200), ("status", 405)]
+        ("status", 200),
+        ("status", 405),
+    ]
     assert lines[0]["severity"] == "INFO" and lines[0]["format"] == "json"
     assert lines[0]["httpRequest"]["userAgent"] == "probe/1"
     assert lines[1]["severity"] == "WARNING"
@@ -293,8 +363,9 @@ def test_a_stale_pooled_connection_costs_no_503(ctx, scenario, conn) -> None:
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
-def test_open_alerts_are_listed_at_the_top_without_private_text(clean_db, no_alerts, settings,
-                                                               scenario) -> None:
+def test_open_alerts_are_listed_at_the_top_without_private_text(
+    clean_db, no_alerts, settings, scenario
+) -> None:
     from potability import alerts
 
     # the scenario's QC run flagged v3's live precision (1 TP, 1 FP, floor 0.98: 1 of 2 has a 95% upper bound of 0.975): an open alert
@@ -324,13 +395,22 @@ def test_open_alerts_are_listed_at_the_top_without_private_text(clean_db, no_ale
 
 # --- many readers, one query: the page cannot take the database from predict ----------------
 
+
 @contextlib.contextmanager
 def _server(ctx: Context) -> Iterator[str]:
     """The status handler behind a real threaded HTTP server on loopback."""
     app = flask.Flask("status-under-test")
-    app.add_url_rule("/", "status", view_func=lambda: serve(
-        status_module.FUNCTION, status_module.handle, flask.request, ctx,
-        status_module.render_error))
+    app.add_url_rule(
+        "/",
+        "status",
+        view_func=lambda: serve(
+            status_module.FUNCTION,
+            status_module.handle,
+            flask.request,
+            ctx,
+            status_module.render_error,
+        ),
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -356,8 +436,10 @@ def _hold_rollups(conn: db.Connection) -> None:
 
 def _waiting_status_queries(conn: db.Connection) -> int:
     cur = conn.cursor()
-    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%roll_up_inference_hours%' AND pid <> pg_backend_pid()")
+    cur.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%roll_up_inference_hours%' AND pid <> pg_backend_pid()"
+    )
     waiting = int(cur.fetchone()[0])
     conn.rollback()  # the statistics are a snapshot per transaction
     return waiting
@@ -387,8 +469,9 @@ def test_many_concurrent_readers_cost_one_query(settings: Settings, scenario, co
         ctx.close()
 
 
-def test_a_slow_database_fails_the_page_fast_by_the_statement_timeout(settings: Settings,
-                                                                      scenario) -> None:
+def test_a_slow_database_fails_the_page_fast_by_the_statement_timeout(
+    settings: Settings, scenario
+) -> None:
     ctx = Context(settings.with_(status_refresh_seconds=0, status_statement_timeout_ms=300))
     blocker = db.connect(settings)
     try:

@@ -19,8 +19,12 @@ GENERATOR = ROOT / "notebooks" / "make_eda.py"
 
 def _execute(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
     # "python3" is ipykernel's own spec; jupyter_client starts it with this interpreter
-    client = NotebookClient(notebook, kernel_name="python3", timeout=180,
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=180,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
     client.execute()
     return notebook
 
@@ -59,7 +63,9 @@ def test_executes_end_to_end_on_the_training_table(kernel_env, clean_db, databas
     text = _text(notebook)
     assert "source: database table water.water_potability" in text
     assert "potable share: 39.0%" in text  # the seed: 1278 of 3276
-    images = sum("image/png" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", []))
+    images = sum(
+        "image/png" in o.get("data", {}) for c in notebook.cells for o in c.get("outputs", [])
+    )
     assert images == 4  # balance, missing values, distributions, correlations
     assert not [o for c in notebook.cells for o in c.get("outputs", []) if o.output_type == "error"]
 

@@ -8,25 +8,34 @@ still served. Quick grid and 3 folds keep it to the pipeline's plumbing, not mod
 
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 import pytest
 import requests
 
-from training import modeling
 from pipelines.local_run import run_local
 from potability import config, db
+from potability.config import Settings
 from potability.governance import run_record
 from potability.local import services
-from potability.config import Settings
+from training import modeling
 
 pytestmark = pytest.mark.slow
 
-READING = {"ph": 7.1, "Hardness": 204.9, "Solids": 20791.3, "Chloramines": 7.3,
-           "Sulfate": None, "Conductivity": 564.3, "Organic_carbon": 10.4,
-           "Trihalomethanes": 86.99, "Turbidity": 2.96}
+READING = {
+    "ph": 7.1,
+    "Hardness": 204.9,
+    "Solids": 20791.3,
+    "Chloramines": 7.3,
+    "Sulfate": None,
+    "Conductivity": 564.3,
+    "Organic_carbon": 10.4,
+    "Trihalomethanes": 86.99,
+    "Turbidity": 2.96,
+}
 
 
 def _qc_run_ids(database_url: str) -> set[int]:
@@ -46,15 +55,24 @@ def qc_runs_before(database_url: str) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory: pytest.TempPathFactory, database_url: str, mlflow_uri: str,
-        qc_runs_before: set[int]) -> Iterator[Any]:
+def e2e(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str,
+    mlflow_uri: str,
+    qc_runs_before: set[int],
+) -> Iterator[Any]:
     """Its own stack home (so its model server never replaces the session's), same DB/MLflow."""
     home = tmp_path_factory.mktemp("pipeline-home")
     monkey = pytest.MonkeyPatch()
     monkey.setenv("POTABILITY_HOME", str(home))  # the components (subprocesses) read it
     name = f"water-potability-e2e-{uuid.uuid4().hex[:6]}"
-    settings = Settings(env="local", home=home, database_url=database_url,
-                        mlflow_tracking_uri=mlflow_uri, model_name=name)
+    settings = Settings(
+        env="local",
+        home=home,
+        database_url=database_url,
+        mlflow_tracking_uri=mlflow_uri,
+        model_name=name,
+    )
     params = {"grids": "quick", "cv_folds": 3}
     first = run_local(settings, params)
     second = run_local(settings, params)
@@ -63,8 +81,9 @@ def e2e(tmp_path_factory: pytest.TempPathFactory, database_url: str, mlflow_uri:
     monkey.undo()
     conn = db.connect(settings)
     cur = conn.cursor()
-    cur.execute("DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)",
-                (first.run_id, second.run_id))
+    cur.execute(
+        "DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", (first.run_id, second.run_id)
+    )
     conn.commit()
     conn.close()
 
@@ -73,30 +92,50 @@ def test_first_run_logs_every_family_with_figures_under_one_parent(e2e: Any) -> 
     settings, first, _ = e2e
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     experiment = client.get_experiment_by_name(settings.model_name)
-    parent = client.search_runs([experiment.experiment_id],
-                                f"attributes.run_name = '{first.run_id}'")
+    parent = client.search_runs(
+        [experiment.experiment_id], f"attributes.run_name = '{first.run_id}'"
+    )
     assert len(parent) == 1
     assert parent[0].data.params["split_seed"] == "42"
     assert parent[0].data.tags["decision"] == "first_champion"
-    children = client.search_runs([experiment.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'")
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'"
+    )
     assert sorted(r.data.tags["family"] for r in children) == sorted(
-        (*modeling.FAMILIES, modeling.ENSEMBLE))
+        (*modeling.FAMILIES, modeling.ENSEMBLE)
+    )
     for child in children:
         figures = {f.path for f in client.list_artifacts(child.info.run_id, "figures")}
-        assert figures == {"figures/confusion_matrix.png", "figures/precision_recall_curve.png",
-                           "figures/threshold_tuning.png", "figures/reliability_cv.png",
-                           "figures/reliability_held_out.png"}
-        assert {"test_precision", "test_recall", "test_roc_auc", "test_pr_auc", "test_f1",
-                "test_accuracy", "test_threshold", "test_brier", "cv_best_precision_at_recall",
-                "cv_precision_at_recall_floor", "cv_recall", "cv_brier_sigmoid",
-                "cv_brier_isotonic"} <= set(child.data.metrics)
+        assert figures == {
+            "figures/confusion_matrix.png",
+            "figures/precision_recall_curve.png",
+            "figures/threshold_tuning.png",
+            "figures/reliability_cv.png",
+            "figures/reliability_held_out.png",
+        }
+        assert {
+            "test_precision",
+            "test_recall",
+            "test_roc_auc",
+            "test_pr_auc",
+            "test_f1",
+            "test_accuracy",
+            "test_threshold",
+            "test_brier",
+            "cv_best_precision_at_recall",
+            "cv_precision_at_recall_floor",
+            "cv_recall",
+            "cv_brier_sigmoid",
+            "cv_brier_isotonic",
+        } <= set(child.data.metrics)
         assert child.data.params["calibration"] in modeling.CALIBRATION_METHODS
         assert "grid.json" in {f.path for f in client.list_artifacts(child.info.run_id)}
     # The challenger is the best by cross-validation, whatever the held-out figures say.
     by_family = {r.data.tags["family"]: r.data.metrics for r in children}
-    best_cv = max(by_family, key=lambda f: (by_family[f]["cv_precision_at_recall_floor"],
-                                            by_family[f]["cv_recall"]))
+    best_cv = max(
+        by_family,
+        key=lambda f: (by_family[f]["cv_precision_at_recall_floor"], by_family[f]["cv_recall"]),
+    )
     assert parent[0].data.tags["challenger_family"] == best_cv
 
 
@@ -120,7 +159,8 @@ def test_first_run_sets_the_champion_records_it_and_serves_it(e2e: Any) -> None:
     assert requests.get(f"{url}/health", timeout=5).json()["runtime"] == "onnx"
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)  # the registry too (models:/ URIs)
     model_dir = mlflow.artifacts.download_artifacts(
-        f"models:/{settings.model_name}/1", dst_path=str(settings.home / "champion-download"))
+        f"models:/{settings.model_name}/1", dst_path=str(settings.home / "champion-download")
+    )
     report = json.loads((Path(model_dir) / "compiled" / "compiled.json").read_text())
     assert report["max_abs_difference"] <= 1e-6 and report["rows_checked"] > 0
 
@@ -138,22 +178,28 @@ def test_second_run_on_unchanged_data_keeps_the_equal_champion(e2e: Any) -> None
     assert after.champion_precision_low <= after.champion_precision <= after.champion_precision_high
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     assert client.get_model_version_by_alias(settings.model_name, "champion").version == "1"
-    assert [v.version for v in client.search_model_versions(f"name='{settings.model_name}'")] == ["1"]
+    assert [v.version for v in client.search_model_versions(f"name='{settings.model_name}'")] == [
+        "1"
+    ]
     url = config.read_env(settings.home)["MODEL_SERVER_URL"]
     assert requests.get(f"{url}/health", timeout=5).json()["model_version"] == "1"
 
 
 def test_each_run_ends_with_quality_control_of_its_champion(
-        e2e: Any, qc_runs_before: set[int]) -> None:
+    e2e: Any, qc_runs_before: set[int]
+) -> None:
     settings, _, second = e2e
     new = sorted(_qc_run_ids(settings.database_url) - qc_runs_before)
     assert len(new) == 2
     conn = db.connect(settings)
     try:
         cur = conn.cursor()
-        cur.execute("SELECT q.champion_version, q.computed_at >= r.finished_at, "
-                    "q.drift_reference_rows FROM water.qc_runs q, water.pipeline_runs r "
-                    "WHERE q.id = %s AND r.run_id = %s", (new[-1], second.run_id))
+        cur.execute(
+            "SELECT q.champion_version, q.computed_at >= r.finished_at, "
+            "q.drift_reference_rows FROM water.qc_runs q, water.pipeline_runs r "
+            "WHERE q.id = %s AND r.run_id = %s",
+            (new[-1], second.run_id),
+        )
         version, after_deploy, reference_rows = cur.fetchone()
     finally:
         conn.close()

@@ -9,23 +9,27 @@ import pytest
 
 from components import runtime
 from pipelines.local_run import run_local
-from potability import db
-from potability.governance import run_record
-from potability import alerts
+from potability import alerts, db
 from potability.config import Settings
+from potability.governance import run_record
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_failed_run_reaches_the_webhook_once(tmp_path, database_url: str, mlflow_uri: str,
-                                               webhook, no_alerts, monkeypatch) -> None:
+def test_a_failed_run_reaches_the_webhook_once(
+    tmp_path, database_url: str, mlflow_uri: str, webhook, no_alerts, monkeypatch
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("POTABILITY_HOME", str(home))  # the steps (subprocesses) read both
     monkeypatch.setenv("ALERT_WEBHOOK_URL", webhook.url)
-    settings = Settings(env="local", home=home, database_url=database_url,
-                        mlflow_tracking_uri=mlflow_uri,
-                        model_name=f"water-potability-alerts-{uuid.uuid4().hex[:6]}")
+    settings = Settings(
+        env="local",
+        home=home,
+        database_url=database_url,
+        mlflow_tracking_uri=mlflow_uri,
+        model_name=f"water-potability-alerts-{uuid.uuid4().hex[:6]}",
+    )
     with pytest.raises(Exception):
         run_local(settings, {"grids": "quick", "cv_folds": 3, "test_fraction": 1.5})
     run_id = sorted(p.name for p in (home / "kfp").iterdir())[-1]

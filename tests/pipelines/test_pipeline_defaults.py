@@ -28,7 +28,7 @@ VARIABLES = (ROOT / "terraform" / "variables.tf").read_text()
 
 def terraform_default(name: str) -> Any:
     """The literal default of ``variable "name"`` (a number or a string), or KeyError."""
-    block = re.search(r'^variable "%s" \{\n(.*?)\n\}' % re.escape(name), VARIABLES, re.S | re.M)
+    block = re.search(rf'^variable "{re.escape(name)}" \{{\n(.*?)\n\}}', VARIABLES, re.S | re.M)
     if not block:
         raise KeyError(name)
     value = re.search(r"^\s*default\s*=\s*(\"[^\"]*\"|[-0-9.]+)\s*$", block.group(1), re.M)
@@ -53,10 +53,21 @@ PYTHON = {
 }
 """Pipeline parameter -> the default the Python code uses when no parameter is passed."""
 
-SHARED_WITH_TERRAFORM = ["recall_floor", "test_fraction", "split_seed", "cv_folds", "grids",
-                         "model_name", "promotion_confidence", "promotion_approval",
-                         "candidate_expiry_days", "endpoint_machine_type",
-                         "endpoint_min_replicas", "endpoint_max_replicas", "endpoint_cpu_target"]
+SHARED_WITH_TERRAFORM = [
+    "recall_floor",
+    "test_fraction",
+    "split_seed",
+    "cv_folds",
+    "grids",
+    "model_name",
+    "promotion_confidence",
+    "promotion_approval",
+    "candidate_expiry_days",
+    "endpoint_machine_type",
+    "endpoint_min_replicas",
+    "endpoint_max_replicas",
+    "endpoint_cpu_target",
+]
 
 NO_PIPELINE_DEFAULT = {"region", "database"}
 """Where the deployment is: empty (or per key) in the signature, always sent by the schedule."""
@@ -70,7 +81,9 @@ def test_python_and_the_pipeline_signature_agree(name: str) -> None:
 @pytest.mark.parametrize("name", SHARED_WITH_TERRAFORM)
 def test_terraform_and_the_pipeline_signature_agree(name: str) -> None:
     pipeline = default_parameters()[name]
-    assert terraform_default(name) == pipeline, f"variables.tf {name} != the pipeline's {pipeline!r}"
+    assert terraform_default(name) == pipeline, (
+        f"variables.tf {name} != the pipeline's {pipeline!r}"
+    )
 
 
 def test_every_pipeline_parameter_named_like_a_terraform_variable_is_compared() -> None:
@@ -82,8 +95,9 @@ def test_every_pipeline_parameter_named_like_a_terraform_variable_is_compared() 
 
 def test_settings_shared_with_terraform_agree() -> None:
     settings = Settings()
-    assert terraform_default("db_name") == settings.db_name == default_parameters()["database"][
-        "name"]
+    assert (
+        terraform_default("db_name") == settings.db_name == default_parameters()["database"]["name"]
+    )
     assert terraform_default("schedule") == settings.pipeline_schedule
     assert terraform_default("schedule_time_zone") == settings.pipeline_schedule_time_zone
 

@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import gcp_discovery
 import pytest
 from google.auth.credentials import AnonymousCredentials
 
-import gcp_discovery
 from pipelines import publish
 from pipelines.training_pipeline import compile_pipeline
 
@@ -33,8 +33,10 @@ class FakeRegistry:
 
     def get_tag(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("get_tag", kwargs))
-        return {"name": f"{PACKAGE_PATH}/tags/latest",
-                "version": f"{PACKAGE_PATH}/versions/{self.latest_version}"}
+        return {
+            "name": f"{PACKAGE_PATH}/tags/latest",
+            "version": f"{PACKAGE_PATH}/versions/{self.latest_version}",
+        }
 
     def update_tag(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("update_tag", kwargs))
@@ -43,8 +45,10 @@ class FakeRegistry:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return compile_pipeline(tmp_path_factory.mktemp("p") / "training_pipeline.yaml",
-                            image="europe-west1-docker.pkg.dev/demo/potability/potability@sha256:" + "c" * 64)
+    return compile_pipeline(
+        tmp_path_factory.mktemp("p") / "training_pipeline.yaml",
+        image="europe-west1-docker.pkg.dev/demo/potability/potability@sha256:" + "c" * 64,
+    )
 
 
 def test_publish_uploads_tagged_with_its_hash_and_latest(template: Path) -> None:
@@ -52,22 +56,34 @@ def test_publish_uploads_tagged_with_its_hash_and_latest(template: Path) -> None
     result = publish.publish(fake, HOST, template)
     tag = "sha256-" + hashlib.sha256(template.read_bytes()).hexdigest()[:16]
     assert fake.calls == [
-        ("upload_pipeline", {"file_name": str(template), "tags": [tag, "latest"],
-                             "extra_headers": {"description": f"water-potability-training ({tag})"}}),
+        (
+            "upload_pipeline",
+            {
+                "file_name": str(template),
+                "tags": [tag, "latest"],
+                "extra_headers": {"description": f"water-potability-training ({tag})"},
+            },
+        ),
         ("get_tag", {"package_name": "water-potability-training", "tag": "latest"}),
     ]
     assert result.latest_uri == f"{HOST}/water-potability-training/latest"
     assert result.pinned_uri == f"{HOST}/water-potability-training/{tag}"
     # The URI the schedule (terraform/main.tf) and submit use passes Google's templateUri rule.
-    assert gcp_discovery.DESCRIPTION_RULES[("GoogleCloudAiplatformV1PipelineJob", "templateUri")][1](
-        result.latest_uri) is None
+    assert (
+        gcp_discovery.DESCRIPTION_RULES[("GoogleCloudAiplatformV1PipelineJob", "templateUri")][1](
+            result.latest_uri
+        )
+        is None
+    )
 
 
 def test_republishing_known_content_moves_latest_back_to_it(template: Path) -> None:
     fake = FakeRegistry(latest_version="sha256:" + "99" * 32)
     publish.publish(fake, HOST, template)
-    assert fake.calls[-1] == ("update_tag", {"package_name": "water-potability-training",
-                                             "version": VERSION, "tag": "latest"})
+    assert fake.calls[-1] == (
+        "update_tag",
+        {"package_name": "water-potability-training", "version": VERSION, "tag": "latest"},
+    )
 
 
 def test_a_template_of_another_pipeline_is_refused(template: Path) -> None:
@@ -75,23 +91,30 @@ def test_a_template_of_another_pipeline_is_refused(template: Path) -> None:
         publish.publish(FakeRegistry(VERSION, package="other"), HOST, template)
 
 
-@pytest.mark.parametrize("given,host", [
-    (HOST, HOST), (HOST + "/", HOST),
-    (f"{HOST}/water-potability-training/latest", HOST),
-])
+@pytest.mark.parametrize(
+    ("given", "host"),
+    [
+        (HOST, HOST),
+        (HOST + "/", HOST),
+        (f"{HOST}/water-potability-training/latest", HOST),
+    ],
+)
 def test_registry_host_from_the_template_uri(given: str, host: str) -> None:
     assert publish.registry_host(given) == host
 
 
-@pytest.mark.parametrize("bad", ["gs://b/pipelines/training_pipeline.yaml",
-                                 "https://europe-west1-docker.pkg.dev/demo/r", ""])
+@pytest.mark.parametrize(
+    "bad",
+    ["gs://b/pipelines/training_pipeline.yaml", "https://europe-west1-docker.pkg.dev/demo/r", ""],
+)
 def test_registry_host_refuses_what_is_not_a_kfp_repository(bad: str) -> None:
     with pytest.raises(ValueError, match="Artifact Registry KFP URL"):
         publish.registry_host(bad)
 
 
 def test_the_real_client_sends_tag_requests_artifact_registry_accepts(
-        template: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real ``RegistryClient`` with HTTP faked at ``requests``: the URLs it calls for our
     repository, and its tag body validated against artifactregistry v1's Tag schema."""
     import kfp.registry.registry_client as rc
@@ -108,8 +131,9 @@ def test_the_real_client_sends_tag_requests_artifact_registry_accepts(
         def json(self) -> Any:
             return json.loads(self.text)
 
-    def post(url: str, data: Any = None, headers: Any = None, files: Any = None,
-             auth: Any = None) -> Response:
+    def post(
+        url: str, data: Any = None, headers: Any = None, files: Any = None, auth: Any = None
+    ) -> Response:
         sent.append(("post", url, data))
         return Response(f"water-potability-training/{VERSION}")
 
@@ -129,13 +153,21 @@ def test_the_real_client_sends_tag_requests_artifact_registry_accepts(
     assert [(m, u) for m, u, _ in sent] == [
         ("post", HOST),
         ("get", f"https://artifactregistry.googleapis.com/v1/{PACKAGE_PATH}/tags/latest"),
-        ("patch", f"https://artifactregistry.googleapis.com/v1/{PACKAGE_PATH}/tags/latest"
-                  "?updateMask=version"),
+        (
+            "patch",
+            f"https://artifactregistry.googleapis.com/v1/{PACKAGE_PATH}/tags/latest"
+            "?updateMask=version",
+        ),
     ]
     assert sent[0][2]["tags"].endswith(",latest")
     tag_body = json.loads(sent[2][2])
     assert tag_body["version"] == f"{PACKAGE_PATH}/versions/{VERSION}"
     gcp_discovery.validate("artifactregistry", "v1", "Tag", tag_body)
-    assert gcp_discovery.method("artifactregistry", "v1",
-                                "artifactregistry.projects.locations.repositories.packages.tags.patch"
-                                )["request"]["$ref"] == "Tag"
+    assert (
+        gcp_discovery.method(
+            "artifactregistry",
+            "v1",
+            "artifactregistry.projects.locations.repositories.packages.tags.patch",
+        )["request"]["$ref"]
+        == "Tag"
+    )

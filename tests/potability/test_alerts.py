@@ -8,37 +8,38 @@ import io
 import json
 import re
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
 
 import pytest
 
-
-from potability import db
-
-
-from potability.governance import run_record
-
-
-from potability import alerts
-
-
-from potability.inference import rollup as inference_rollup
-from potability.quality import job as qc_job
+from potability import alerts, db
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
+from potability.governance import run_record
+from potability.inference import rollup as inference_rollup
+from potability.quality import job as qc_job
 
 ROOT = Path(__file__).resolve().parents[2]
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
 # --- the log line matches the filter (a small evaluator of the Logging query language) ----
 
-SEVERITIES = ["DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT",
-              "EMERGENCY"]
+SEVERITIES = [
+    "DEFAULT",
+    "DEBUG",
+    "INFO",
+    "NOTICE",
+    "WARNING",
+    "ERROR",
+    "CRITICAL",
+    "ALERT",
+    "EMERGENCY",
+]
 _TERM = re.compile(r'^(?P<field>[\w.]+)(?P<op>>=|=)(?P<value>"[^"]*"|\w+)$')
 
 
@@ -83,8 +84,16 @@ def test_each_event_line_matches_its_own_filter_and_no_other() -> None:
 def test_a_request_log_line_matches_no_alert_filter() -> None:
     from functions import request_log
 
-    record = request_log.entry(function="predict", method="POST", url="http://x/", status=503,
-                               latency_s=0.1, request_id="r", trace=None, message="predict: down")
+    record = request_log.entry(
+        function="predict",
+        method="POST",
+        url="http://x/",
+        status=503,
+        latency_s=0.1,
+        request_id="r",
+        trace=None,
+        message="predict: down",
+    )
     entry = cloud_logging_entry(json.dumps(record))
     assert not any(matches(alerts.log_filter(e), entry) for e in alerts.EVENTS)
 
@@ -92,10 +101,13 @@ def test_a_request_log_line_matches_no_alert_filter() -> None:
 def test_terraform_reads_the_events_the_code_defines() -> None:
     """``terraform/alert_events.json`` is generated from the code (same strings, not copies)."""
     on_disk = json.loads((ROOT / "terraform" / "alert_events.json").read_text())
-    assert on_disk == alerts.terraform_events(), "run: python -m potability.alerts terraform/alert_events.json"
+    assert on_disk == alerts.terraform_events(), (
+        "run: python -m potability.alerts terraform/alert_events.json"
+    )
 
 
 # --- pure decisions -------------------------------------------------------------------------
+
 
 def test_stale_counts_from_the_last_success_or_the_first_run() -> None:
     assert alerts.stale(None, None, NOW, 36, None) is None
@@ -105,20 +117,32 @@ def test_stale_counts_from_the_last_success_or_the_first_run() -> None:
     never = alerts.stale(None, NOW - timedelta(hours=37), NOW, 36, None)
     assert never and "none succeeded" in never.figures["since_what"]
     # the same stale state is the same occurrence an hour later
-    assert alerts.stale(NOW - timedelta(hours=40), None, NOW + timedelta(hours=1), 36,
-                        "3").occurrence == late.occurrence
+    assert (
+        alerts.stale(NOW - timedelta(hours=40), None, NOW + timedelta(hours=1), 36, "3").occurrence
+        == late.occurrence
+    )
 
 
 def _metric(version: str, period: str, flagged: bool, precision: float = 0.4) -> SimpleNamespace:
-    return SimpleNamespace(model_version=version, period=period, flagged=flagged,
-                           week_start=None if period == "all" else NOW.date(),
-                           precision=precision, matches=30, true_positives=12,
-                           false_positives=18)
+    return SimpleNamespace(
+        model_version=version,
+        period=period,
+        flagged=flagged,
+        week_start=None if period == "all" else NOW.date(),
+        precision=precision,
+        matches=30,
+        true_positives=12,
+        false_positives=18,
+    )
 
 
 def test_a_flagged_week_is_one_alert_and_the_all_row_only_without_one() -> None:
-    rows = [_metric("3", "2026-W48", True), _metric("3", "all", True),
-            _metric("2", "2026-W40", False), _metric("2", "all", True)]
+    rows = [
+        _metric("3", "2026-W48", True),
+        _metric("3", "all", True),
+        _metric("2", "2026-W40", False),
+        _metric("2", "all", True),
+    ]
     found = alerts.flagged_precision(rows, 0.6)
     assert [a.occurrence for a in found] == ["3/2026-W48", "2/all"]
 
@@ -148,14 +172,18 @@ def test_the_error_rate_monitor_raises_once_per_outage_and_clears() -> None:
 
 # --- webhook delivery ---------------------------------------------------------------------
 
+
 def test_delivery_retries_then_reaches_the_webhook_once(webhook) -> None:
     webhook.fail_next = 2
-    notifier = alerts.Notifier(webhook.url, "http://127.0.0.1:1/status", attempts=3,
-                               backoff=0.01, stream=io.StringIO())
-    alert = alerts.Alert(alerts.PIPELINE_RUN_FAILED, "run-1", "run-1 failed", "4", {"step": "train"})
+    notifier = alerts.Notifier(
+        webhook.url, "http://127.0.0.1:1/status", attempts=3, backoff=0.01, stream=io.StringIO()
+    )
+    alert = alerts.Alert(
+        alerts.PIPELINE_RUN_FAILED, "run-1", "run-1 failed", "4", {"step": "train"}
+    )
     notifier.publish([alert], NOW)
     assert notifier.flush(10)
-    body, = webhook.events()
+    (body,) = webhook.events()
     assert body["event"] == "pipeline_run_failed" and body["severity"] == "ERROR"
     assert body["when"] == "2026-11-26T12:00:00Z" and body["figures"] == {"step": "train"}
     assert body["status_url"] == "http://127.0.0.1:1/status" and body["what_to_do"]
@@ -176,33 +204,43 @@ def test_an_unreachable_webhook_never_blocks_the_caller(webhook) -> None:
 
 # --- quality control on the real database: real data, one webhook call per occurrence ------
 
+
 def _training_rows(cur, n: int) -> list[tuple]:
-    cur.execute(f"SELECT {', '.join(FEATURE_COLUMNS)} FROM water.water_potability "
-                "WHERE source = 'seed' ORDER BY sample_id LIMIT %s", (n,))
+    cur.execute(
+        f"SELECT {', '.join(FEATURE_COLUMNS)} FROM water.water_potability "
+        "WHERE source = 'seed' ORDER BY sample_id LIMIT %s",
+        (n,),
+    )
     return cur.fetchall()
 
 
-def _inference(cur, request_id: str, sensor: str, when: datetime, predicted: int,
-               features: tuple) -> None:
+def _inference(
+    cur, request_id: str, sensor: str, when: datetime, predicted: int, features: tuple
+) -> None:
     cols = ", ".join(FEATURE_COLUMNS)
     cur.execute(
         f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
         "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
         f"latency_ms) VALUES (%s, 0, %s, {', '.join(['%s'] * len(FEATURE_COLUMNS))}, %s, %s, "
         "'water-potability', 'al1', 'test', %s, 1.0)",
-        (request_id, sensor, *features, predicted, 0.9 if predicted else 0.1, when))
+        (request_id, sensor, *features, predicted, 0.9 if predicted else 0.1, when),
+    )
 
 
 def _lab_sample(cur, sample_id: str, sensor: str, when: datetime, potable: int) -> None:
     cur.execute(
         "INSERT INTO water.water_potability (sample_id, ph, potability, sensor_id, sampled_at, "
         "submitted_by, source) VALUES (%s, 7.0, %s, %s, %s, 'lab-tester', 'lab')",
-        (sample_id, potable, sensor, when))
+        (sample_id, potable, sensor, when),
+    )
 
 
 def _open(cur, event: str) -> list[str]:
-    cur.execute("SELECT occurrence FROM water.alerts WHERE event = %s AND resolved_at IS NULL "
-                "ORDER BY occurrence", (event,))
+    cur.execute(
+        "SELECT occurrence FROM water.alerts WHERE event = %s AND resolved_at IS NULL "
+        "ORDER BY occurrence",
+        (event,),
+    )
     return [r[0] for r in cur.fetchall()]
 
 
@@ -231,8 +269,9 @@ def _mid_week() -> datetime:
     return today - timedelta(days=(today.weekday() - 2) % 7)
 
 
-def test_lab_samples_that_make_a_week_fall_alert_once(clean_db, no_alerts, own_qc_runs,
-                                                      settings: Settings, webhook) -> None:
+def test_lab_samples_that_make_a_week_fall_alert_once(
+    clean_db, no_alerts, own_qc_runs, settings: Settings, webhook
+) -> None:
     conn = clean_db
     cur = conn.cursor()
     cfg = settings.with_(alert_webhook_url=webhook.url, status_url="http://127.0.0.1:9/")
@@ -270,9 +309,9 @@ def test_lab_samples_that_make_a_week_fall_alert_once(clean_db, no_alerts, own_q
     assert webhook.events(alerts.FEATURE_DRIFT) == []  # training-like readings: no drift
 
 
-def test_drifted_readings_alert_once_and_resolve_when_they_stop(clean_db, no_alerts, own_qc_runs,
-                                                                settings: Settings,
-                                                                webhook) -> None:
+def test_drifted_readings_alert_once_and_resolve_when_they_stop(
+    clean_db, no_alerts, own_qc_runs, settings: Settings, webhook
+) -> None:
     conn = clean_db
     cur = conn.cursor()
     cfg = settings.with_(alert_webhook_url=webhook.url)
@@ -301,8 +340,9 @@ def test_drifted_readings_alert_once_and_resolve_when_they_stop(clean_db, no_ale
     assert len(webhook.events(alerts.FEATURE_DRIFT)) == 1
 
 
-def test_a_stale_pipeline_alerts_once_until_a_run_succeeds(no_alerts, settings: Settings,
-                                                           webhook) -> None:
+def test_a_stale_pipeline_alerts_once_until_a_run_succeeds(
+    no_alerts, settings: Settings, webhook
+) -> None:
     conn = no_alerts
     cur = conn.cursor()
     cur.execute("SELECT run_id FROM water.pipeline_runs")
@@ -314,7 +354,8 @@ def test_a_stale_pipeline_alerts_once_until_a_run_succeeds(no_alerts, settings: 
         cur.execute(
             "INSERT INTO water.pipeline_runs (run_id, started_at, finished_at, status, "
             "champion_version) VALUES ('al-old', %s, %s, 'succeeded', '5')",
-            (long_ago, long_ago + timedelta(minutes=10)))
+            (long_ago, long_ago + timedelta(minutes=10)),
+        )
         conn.commit()
         cfg = settings.with_(alert_webhook_url=webhook.url, alert_stale_hours=36)
         now = datetime.now(UTC)
@@ -342,11 +383,23 @@ def test_a_stale_pipeline_alerts_once_until_a_run_succeeds(no_alerts, settings: 
 
 
 def test_settings_read_the_alert_knobs() -> None:
-    s = Settings.from_env({"ALERT_WEBHOOK_URL": "http://127.0.0.1:9/h", "ALERT_STALE_HOURS": "12",
-                           "ALERT_ERROR_RATE": "0.2", "ALERT_ERROR_WINDOW_SECONDS": "60",
-                           "ALERT_ERROR_MIN_REQUESTS": "5", "STATUS_URL": "http://s/"})
-    assert (s.alert_webhook_url, s.alert_stale_hours, s.alert_error_rate,
-            s.alert_error_window_seconds, s.alert_error_min_requests, s.status_url) == (
-        "http://127.0.0.1:9/h", 12.0, 0.2, 60.0, 5, "http://s/")
+    s = Settings.from_env(
+        {
+            "ALERT_WEBHOOK_URL": "http://127.0.0.1:9/h",
+            "ALERT_STALE_HOURS": "12",
+            "ALERT_ERROR_RATE": "0.2",
+            "ALERT_ERROR_WINDOW_SECONDS": "60",
+            "ALERT_ERROR_MIN_REQUESTS": "5",
+            "STATUS_URL": "http://s/",
+        }
+    )
+    assert (
+        s.alert_webhook_url,
+        s.alert_stale_hours,
+        s.alert_error_rate,
+        s.alert_error_window_seconds,
+        s.alert_error_min_requests,
+        s.status_url,
+    ) == ("http://127.0.0.1:9/h", 12.0, 0.2, 60.0, 5, "http://s/")
     d = Settings.from_env({})
     assert (d.alert_stale_hours, d.alert_webhook_url) == (36.0, "")

@@ -22,7 +22,7 @@ POSTGRES_18 is modelled by 16, the first version with the PostgreSQL 16 role rul
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -33,8 +33,10 @@ from potability.local import stack as local_stack
 
 PROJECT_IAM = "demo-project.iam"
 MIGRATOR = f"potability-migrator@{PROJECT_IAM}"
-MEMBERS = {"predict": f"potability-predict@{PROJECT_IAM}",
-           "mlflow": f"potability-mlflow@{PROJECT_IAM}"}
+MEMBERS = {
+    "predict": f"potability-predict@{PROJECT_IAM}",
+    "mlflow": f"potability-mlflow@{PROJECT_IAM}",
+}
 
 
 def _q(name: str) -> str:
@@ -51,7 +53,9 @@ def cloud_sql_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         admin.autocommit = True
         cur = admin.cursor()
         cur.execute("CREATE ROLE cloudsqlsuperuser NOLOGIN CREATEROLE CREATEDB")
-        cur.execute(f"ALTER DATABASE {db.parse_database_url(url)['database']} OWNER TO cloudsqlsuperuser")
+        cur.execute(
+            f"ALTER DATABASE {db.parse_database_url(url)['database']} OWNER TO cloudsqlsuperuser"
+        )
         for user in (MIGRATOR, *MEMBERS.values()):
             cur.execute(f"CREATE ROLE {_q(user)} LOGIN")
         cur.execute(f"GRANT cloudsqlsuperuser TO {_q(MIGRATOR)}")
@@ -74,11 +78,13 @@ def _as(url: str, user: str) -> db.Connection:
 
 
 def test_the_migrator_migrates_seeds_and_grants_with_only_cloudsqlsuperuser_membership(
-        cloud_sql_like: str) -> None:
+    cloud_sql_like: str,
+) -> None:
     admin = db.connect(Settings(database_url=cloud_sql_like))
     cur = admin.cursor()
-    cur.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = %s",
-                (MIGRATOR,))
+    cur.execute(
+        "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = %s", (MIGRATOR,)
+    )
     assert list(cur.fetchone()) == [False, False, False]  # nothing of its own: Cloud SQL's shape
     admin.rollback()
 
@@ -92,18 +98,24 @@ def test_the_migrator_migrates_seeds_and_grants_with_only_cloudsqlsuperuser_memb
     finally:
         conn.close()
 
-    cur.execute("SELECT m.set_option, m.inherit_option FROM pg_auth_members m "
-                "WHERE m.roleid = 'water_owner'::regrole AND m.member = %s::regrole",
-                (_q(MIGRATOR),))
+    cur.execute(
+        "SELECT m.set_option, m.inherit_option FROM pg_auth_members m "
+        "WHERE m.roleid = 'water_owner'::regrole AND m.member = %s::regrole",
+        (_q(MIGRATOR),),
+    )
     assert (True, True) in [tuple(r) for r in cur.fetchall()]
-    cur.execute("SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n"
-                " ON n.oid = c.relnamespace WHERE n.nspname = 'water'")
+    cur.execute(
+        "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = 'water'"
+    )
     assert [r[0] for r in cur.fetchall()] == ["water_owner"]
-    cur.execute("SELECT pg_has_role(%s, 'water_predict', 'MEMBER'), "
-                "has_table_privilege(%s, 'water.water_inferences', 'INSERT'), "
-                "has_table_privilege(%s, 'water.water_potability', 'SELECT'), "
-                "has_schema_privilege(%s, 'public', 'CREATE')",
-                (MEMBERS["predict"], MEMBERS["predict"], MEMBERS["predict"], MEMBERS["mlflow"]))
+    cur.execute(
+        "SELECT pg_has_role(%s, 'water_predict', 'MEMBER'), "
+        "has_table_privilege(%s, 'water.water_inferences', 'INSERT'), "
+        "has_table_privilege(%s, 'water.water_potability', 'SELECT'), "
+        "has_schema_privilege(%s, 'public', 'CREATE')",
+        (MEMBERS["predict"], MEMBERS["predict"], MEMBERS["predict"], MEMBERS["mlflow"]),
+    )
     assert list(cur.fetchone()) == [True, True, False, True]
     admin.rollback()
     admin.close()
@@ -117,7 +129,9 @@ def test_the_migrator_migrates_seeds_and_grants_with_only_cloudsqlsuperuser_memb
         mlflow_conn.close()
 
 
-def test_no_login_user_owns_anything_so_service_accounts_can_be_dropped(cloud_sql_like: str) -> None:
+def test_no_login_user_owns_anything_so_service_accounts_can_be_dropped(
+    cloud_sql_like: str,
+) -> None:
     """Removing a service account (or `terraform destroy`) never blocks on owned objects."""
     conn = _as(cloud_sql_like, MIGRATOR)
     try:
@@ -132,8 +146,10 @@ def test_no_login_user_owns_anything_so_service_accounts_can_be_dropped(cloud_sq
         cur.execute("DROP TABLE IF EXISTS public.mlflow_probe")  # MLflow's own, not ours
         for user in (MEMBERS["predict"], MIGRATOR):
             cur.execute(f"DROP ROLE {_q(user)}")
-        cur.execute("SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)",
-                    (MEMBERS["predict"], MIGRATOR))
+        cur.execute(
+            "SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)",
+            (MEMBERS["predict"], MIGRATOR),
+        )
         assert cur.fetchone()[0] == 0
     finally:
         admin.rollback()  # the module's later tests keep their users

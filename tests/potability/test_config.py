@@ -12,7 +12,8 @@ CODE = ("potability", "training", "components", "functions", "pipelines", "noteb
 def test_nothing_but_config_reads_the_environment() -> None:
     readers = [
         str(path.relative_to(ROOT))
-        for folder in CODE for path in sorted((ROOT / folder).rglob("*.py"))
+        for folder in CODE
+        for path in sorted((ROOT / folder).rglob("*.py"))
         if path != ROOT / "potability" / "config.py"
         and re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text())
     ]
@@ -35,8 +36,9 @@ def test_the_environment_wins_over_the_env_file(tmp_path: Path) -> None:
 
 
 def test_without_an_env_file_the_environment_is_all(tmp_path: Path) -> None:
-    settings = config.load_settings(None, {"POTABILITY_HOME": str(tmp_path / "none"),
-                                           "DB_NAME": "x"})
+    settings = config.load_settings(
+        None, {"POTABILITY_HOME": str(tmp_path / "none"), "DB_NAME": "x"}
+    )
     assert settings.db_name == "x" and settings.database_url == ""
 
 
@@ -50,7 +52,7 @@ def test_schedule_defaults_are_terraforms() -> None:
     variables = (ROOT / "terraform" / "variables.tf").read_text()
 
     def default(name: str) -> str:
-        block = re.search(r'variable "%s" \{(.*?)\n\}' % name, variables, re.S)
+        block = re.search(rf'variable "{name}" \{{(.*?)\n\}}', variables, re.S)
         assert block, name
         return re.search(r'default\s*=\s*"([^"]*)"', block.group(1)).group(1)
 
@@ -64,11 +66,19 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
     and every field changes - by name, through its type's cast."""
     from dataclasses import fields
 
-    given = {"str": "x", "Path": "/tmp/somewhere", "int": "7", "float": "0.5",
-             "tuple[str, ...]": "a, b", "tuple[tuple[str, str], ...]": "predict=u1",
-             "tuple[tuple[str, tuple[str, ...]], ...]": '{"sa@p": ["plant-1"]}'}
-    environ = {config.env_name(f): str(not f.default) if f.type == "bool" else given[f.type]
-               for f in fields(config.Settings)}
+    given = {
+        "str": "x",
+        "Path": "/tmp/somewhere",
+        "int": "7",
+        "float": "0.5",
+        "tuple[str, ...]": "a, b",
+        "tuple[tuple[str, str], ...]": "predict=u1",
+        "tuple[tuple[str, tuple[str, ...]], ...]": '{"sa@p": ["plant-1"]}',
+    }
+    environ = {
+        config.env_name(f): str(not f.default) if f.type == "bool" else given[f.type]
+        for f in fields(config.Settings)
+    }
     settings = config.Settings.from_env(environ)
     default = config.Settings()
     for f in fields(config.Settings):
@@ -83,14 +93,26 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
 def test_the_existing_variable_names_keep_working() -> None:
     """The names Terraform and ``.potability/env`` already use (a field renamed by accident
     would silently stop reading its variable)."""
-    settings = config.Settings.from_env({
-        "POTABILITY_ENV": "gcp", "DATABASE_URL": "postgresql://h/d", "DB_IAM_AUTH": "no",
-        "SAMPLES_TOKEN_SHA256": "AB12, cd34", "QC_MATCH_WINDOW_MINUTES": "45",
-        "PIPELINE_SCHEDULE": " 0 4 * * * ", "PIPELINE_SCHEDULE_PARAMS": "grids=quick,cv_folds=3",
-        "DB_ROLE_MEMBERS": "predict=u1, status=u2", "DB_PASSWORD": " keep spaces ",
-        "ALERT_WEBHOOK_TIMEOUT_SECONDS": "2.5", "MAX_BODY_BYTES": "2048"})
-    assert (settings.env, settings.database_url, settings.db_iam_auth) == ("gcp", "postgresql://h/d",
-                                                                          False)
+    settings = config.Settings.from_env(
+        {
+            "POTABILITY_ENV": "gcp",
+            "DATABASE_URL": "postgresql://h/d",
+            "DB_IAM_AUTH": "no",
+            "SAMPLES_TOKEN_SHA256": "AB12, cd34",
+            "QC_MATCH_WINDOW_MINUTES": "45",
+            "PIPELINE_SCHEDULE": " 0 4 * * * ",
+            "PIPELINE_SCHEDULE_PARAMS": "grids=quick,cv_folds=3",
+            "DB_ROLE_MEMBERS": "predict=u1, status=u2",
+            "DB_PASSWORD": " keep spaces ",
+            "ALERT_WEBHOOK_TIMEOUT_SECONDS": "2.5",
+            "MAX_BODY_BYTES": "2048",
+        }
+    )
+    assert (settings.env, settings.database_url, settings.db_iam_auth) == (
+        "gcp",
+        "postgresql://h/d",
+        False,
+    )
     assert settings.samples_token_sha256 == ("ab12", "cd34")
     assert settings.qc_match_window_minutes == 45.0 and settings.max_body_bytes == 2048
     assert settings.pipeline_schedule == "0 4 * * *"
@@ -119,8 +141,9 @@ def test_the_configuration_doc_is_generated_from_the_settings() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text()
     assert doc == config.configuration_markdown(), "docs/configuration.md is stale: make docs"
     for f in fields(config.Settings):
-        row = next(line for line in doc.splitlines()
-                   if line.startswith(f"| `{config.env_name(f)}` |"))
+        row = next(
+            line for line in doc.splitlines() if line.startswith(f"| `{config.env_name(f)}` |")
+        )
         assert row.rstrip(" |").split("|")[-1].strip(), f"{f.name} has no docstring"
     assert "| `QC_PRECISION_FLOOR` | `0.6` |" in doc and "| `DB_POOL_SIZE` | `8` |" in doc
     assert "[docs/configuration.md](docs/configuration.md)" in (ROOT / "README.md").read_text()

@@ -14,8 +14,9 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pg8000.exceptions
 import pytest
@@ -30,7 +31,8 @@ CONNECTION, TRANSIENT = db.Failure.CONNECTION, db.Failure.TRANSIENT
 def server_error(code: str, severity: str = "ERROR") -> pg8000.exceptions.DatabaseError:
     """What pg8000 raises for a server ErrorResponse (fields as the protocol names them)."""
     return pg8000.exceptions.DatabaseError(
-        {"S": severity, "V": severity, "C": code, "M": "text never consulted"})
+        {"S": severity, "V": severity, "C": code, "M": "text never consulted"}
+    )
 
 
 @pytest.mark.parametrize("code", ["08000", "08003", "08006", "08001", "08004", "08P01"])
@@ -54,17 +56,20 @@ def test_conflicts_timeouts_and_server_system_errors_are_transient(code: str) ->
     assert db.classify(server_error(code)) is TRANSIENT
 
 
-@pytest.mark.parametrize("code", [
-    "23505",  # unique_violation
-    "23514",  # check_violation
-    "22P02",  # invalid_text_representation
-    "42P01",  # undefined_table
-    "42501",  # insufficient_privilege: a deployment bug, not an outage
-    "25006",  # read_only_sql_transaction
-    "40002",  # transaction_integrity_constraint_violation (class 40, not retry-safe)
-    "57000",  # operator_intervention (class 57, but none of the listed states)
-    "XX000",  # internal_error
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "23505",  # unique_violation
+        "23514",  # check_violation
+        "22P02",  # invalid_text_representation
+        "42P01",  # undefined_table
+        "42501",  # insufficient_privilege: a deployment bug, not an outage
+        "25006",  # read_only_sql_transaction
+        "40002",  # transaction_integrity_constraint_violation (class 40, not retry-safe)
+        "57000",  # operator_intervention (class 57, but none of the listed states)
+        "XX000",  # internal_error
+    ],
+)
 def test_errors_of_the_request_or_the_code_are_not_the_databases(code: str) -> None:
     assert db.classify(server_error(code)) is None
 
@@ -77,8 +82,13 @@ def test_any_fatal_error_ends_the_connection_whatever_its_code() -> None:
 
 
 def test_failures_below_sql_end_the_connection() -> None:
-    for exc in (pg8000.exceptions.InterfaceError("network error"), ConnectionResetError(),
-                BrokenPipeError(), TimeoutError(), OSError("socket")):
+    for exc in (
+        pg8000.exceptions.InterfaceError("network error"),
+        ConnectionResetError(),
+        BrokenPipeError(),
+        TimeoutError(),
+        OSError("socket"),
+    ):
         assert db.classify(exc) is CONNECTION
     assert db.classify(ValueError("a bug")) is None
     assert db.classify(pg8000.exceptions.DatabaseError("no fields")) is None
@@ -106,6 +116,7 @@ def test_unavailable_keeps_the_sqlstate_for_the_log() -> None:
 
 
 # --- provoked for real ---------------------------------------------------------------------
+
 
 def backend_pid(conn: db.Connection) -> int:
     cur = conn.cursor()
@@ -140,7 +151,8 @@ def scratch(conn: db.Connection) -> Iterator[str]:
 
 
 def test_backend_terminated_mid_query_ends_the_connection_and_the_pool_starts_afresh(
-        pool, conn) -> None:
+    pool, conn
+) -> None:
     """The server sends FATAL 57P01 and closes the socket; pg8000 1.31 keeps reading for
     ReadyForQuery and reports the closed socket (InterfaceError, the code lost) - either way
     it is a lost connection, and the pool must not hand the dead one out again."""
@@ -162,8 +174,10 @@ def test_backend_terminated_mid_query_ends_the_connection_and_the_pool_starts_af
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # wait for the sleep to be running
         cur = conn.cursor()
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE %s",
-                    (old, "%pg_sleep%"))
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND query LIKE %s",
+            (old, "%pg_sleep%"),
+        )
         found = cur.fetchone()[0]
         conn.rollback()
         if found:
@@ -191,9 +205,8 @@ def test_a_stale_idle_connection_is_dropped_with_its_siblings(pool, conn) -> Non
     for pid in pids:
         terminate(conn, pid)
     time.sleep(0.2)
-    with pytest.raises(db.DatabaseUnavailable) as caught:
-        with pool.transaction() as c:
-            backend_pid(c)
+    with pytest.raises(db.DatabaseUnavailable) as caught, pool.transaction() as c:
+        backend_pid(c)
     assert caught.value.failure is CONNECTION
     with pool.transaction() as c:  # not one of the other two dead ones
         assert backend_pid(c) not in pids
@@ -219,15 +232,14 @@ def test_no_free_connection_slot_is_53300(settings: Settings, conn) -> None:
 def test_serialisation_conflict_is_40001_and_the_connection_is_kept(pool, conn, scratch) -> None:
     with pool.transaction() as c:
         kept = backend_pid(c)
-    with pytest.raises(db.DatabaseUnavailable) as caught:
-        with pool.transaction() as c:
-            cur = c.cursor()
-            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            cur.execute(f"SELECT v FROM {scratch} WHERE id = 1")  # the snapshot is taken
-            other = conn.cursor()
-            other.execute(f"UPDATE {scratch} SET v = v + 1 WHERE id = 1")
-            conn.commit()
-            cur.execute(f"UPDATE {scratch} SET v = v + 10 WHERE id = 1")
+    with pytest.raises(db.DatabaseUnavailable) as caught, pool.transaction() as c:
+        cur = c.cursor()
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute(f"SELECT v FROM {scratch} WHERE id = 1")  # the snapshot is taken
+        other = conn.cursor()
+        other.execute(f"UPDATE {scratch} SET v = v + 1 WHERE id = 1")
+        conn.commit()
+        cur.execute(f"UPDATE {scratch} SET v = v + 10 WHERE id = 1")
     assert (caught.value.failure, caught.value.sqlstate) == (TRANSIENT, "40001")
     with pool.transaction() as c:  # rolled back and reused: only the transaction failed
         assert backend_pid(c) == kept
@@ -265,20 +277,18 @@ def test_deadlock_victim_is_40P01(pool, scratch) -> None:
 
 
 def test_statement_timeout_is_57014(pool) -> None:
-    with pytest.raises(db.DatabaseUnavailable) as caught:
-        with pool.transaction() as c:
-            cur = c.cursor()
-            cur.execute("SET LOCAL statement_timeout = '50ms'")
-            cur.execute("SELECT pg_sleep(5)")
+    with pytest.raises(db.DatabaseUnavailable) as caught, pool.transaction() as c:
+        cur = c.cursor()
+        cur.execute("SET LOCAL statement_timeout = '50ms'")
+        cur.execute("SELECT pg_sleep(5)")
     assert (caught.value.failure, caught.value.sqlstate) == (TRANSIENT, "57014")
 
 
 def test_request_errors_pass_through_and_keep_the_connection(pool, scratch) -> None:
     with pool.transaction() as c:
         kept = backend_pid(c)
-    with pytest.raises(pg8000.exceptions.DatabaseError) as caught:
-        with pool.transaction() as c:
-            c.cursor().execute(f"INSERT INTO {scratch} VALUES (1, 0)")
+    with pytest.raises(pg8000.exceptions.DatabaseError) as caught, pool.transaction() as c:
+        c.cursor().execute(f"INSERT INTO {scratch} VALUES (1, 0)")
     assert not isinstance(caught.value, db.DatabaseUnavailable)
     assert db.sqlstate(caught.value) == "23505"
     with pool.transaction() as c:
@@ -296,7 +306,8 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
 
 
 def test_a_server_shutting_down_refuses_with_57P03_and_a_restart_recovers(
-        private_server: tuple[Path, str]) -> None:
+    private_server: tuple[Path, str],
+) -> None:
     """Cloud SQL maintenance and failover look like this: new connections get FATAL 57P03
     (pg8000 raises DatabaseError, not InterfaceError) - it must be 'unavailable', not a bug."""
     home, url = private_server
@@ -337,6 +348,7 @@ def test_a_server_shutting_down_refuses_with_57P03_and_a_restart_recovers(
 
 # --- the advisory lock that serialises promotions ------------------------------------------
 
+
 def test_advisory_lock_serialises_holders(settings: Settings) -> None:
     name = f"faults-lock-{uuid.uuid4().hex[:6]}"
     events: list[str] = []
@@ -364,9 +376,11 @@ def test_advisory_lock_is_released_when_its_holder_is_killed(settings: Settings)
     import sys
 
     name = f"faults-lock-{uuid.uuid4().hex[:6]}"
-    code = ("import sys, time; from potability import db; from potability.config import Settings;"
-            f" cm = db.advisory_lock(Settings(database_url={settings.database_url!r}), {name!r});"
-            " cm.__enter__(); print('held', flush=True); time.sleep(60)")
+    code = (
+        "import sys, time; from potability import db; from potability.config import Settings;"
+        f" cm = db.advisory_lock(Settings(database_url={settings.database_url!r}), {name!r});"
+        " cm.__enter__(); print('held', flush=True); time.sleep(60)"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"

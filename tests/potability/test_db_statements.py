@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pg8000.exceptions
 import pytest
@@ -56,13 +56,15 @@ def test_a_statement_commits_by_itself_and_is_prepared_once(pool, conn, scratch)
     assert pool.run(insert, id=2, v="b") == [[2]]
     [[prepared]] = pool.run(  # pg8000 sends the text with $1, $2 for :id, :v
         "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE :s",
-        s=f"INSERT INTO {scratch} VALUES ($1, $2)%")
+        s=f"INSERT INTO {scratch} VALUES ($1, $2)%",
+    )
     assert prepared == 1  # the second call reused the first one's prepared statement
     assert pool.run("SELECT pg_backend_pid()") == [[backend]]  # one connection all along
 
 
-def test_a_request_error_passes_through_and_the_connection_stays_usable(pool, conn,
-                                                                         scratch) -> None:
+def test_a_request_error_passes_through_and_the_connection_stays_usable(
+    pool, conn, scratch
+) -> None:
     insert = f"INSERT INTO {scratch} VALUES (:id, :v)"
     pool.run(insert, id=1, v="a")
     [[backend]] = pool.run("SELECT pg_backend_pid()")
@@ -76,8 +78,7 @@ def test_a_request_error_passes_through_and_the_connection_stays_usable(pool, co
     assert _rows(conn, f"SELECT id, v FROM {scratch} ORDER BY id") == [[1, "a"], [2, "b"]]
 
 
-def test_a_dead_connection_is_unavailable_and_the_next_call_runs_on_a_new_one(pool,
-                                                                            conn) -> None:
+def test_a_dead_connection_is_unavailable_and_the_next_call_runs_on_a_new_one(pool, conn) -> None:
     [[old]] = pool.run("SELECT pg_backend_pid()")
     conn.cursor().execute("SELECT pg_terminate_backend(%s)", (old,))
     conn.commit()

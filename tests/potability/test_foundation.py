@@ -8,14 +8,27 @@ import pg8000.dbapi
 import pytest
 
 from potability import db, migrations, seed
-from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, FEATURES, ValidationError, check_value, column, validate_features
+from potability.features import (
+    FEATURE_COLUMNS,
+    FEATURE_NAMES,
+    FEATURES,
+    ValidationError,
+    check_value,
+    column,
+    validate_features,
+)
 
-LAB = dict(sample_id="lab-x", potability=1, sampled_at="2026-01-01T00:00:00Z",
-           submitted_by="tester", source="lab")
+LAB = {
+    "sample_id": "lab-x",
+    "potability": 1,
+    "sampled_at": "2026-01-01T00:00:00Z",
+    "submitted_by": "tester",
+    "source": "lab",
+}
 
 
 def _insert_sample(conn: db.Connection, **overrides: object) -> None:
-    row = {**LAB, **{c: 1.0 for c in FEATURE_COLUMNS}, "ph": 7.0, **overrides}
+    row = {**LAB, **dict.fromkeys(FEATURE_COLUMNS, 1.0), "ph": 7.0, **overrides}
     cols = list(row)
     conn.cursor().execute(
         f"INSERT INTO water.water_potability ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
@@ -87,11 +100,15 @@ def test_sql_ranges_match_the_feature_schema(clean_db, feature):
         cur.execute(
             "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
             "WHERE t.relname = %s AND pg_get_constraintdef(c.oid) LIKE %s",
-            (table, f"CHECK ((({col} >= %")
+            (table, f"CHECK ((({col} >= %"),
         )
         (definition,) = cur.fetchone()
-        assert f"{col} >= {feature.minimum:g}" in definition.replace("(", "").replace(")", "").replace("::double precision", "")
-        assert f"{col} <= {feature.maximum:g}" in definition.replace("(", "").replace(")", "").replace("::double precision", "")
+        assert f"{col} >= {feature.minimum:g}" in definition.replace("(", "").replace(
+            ")", ""
+        ).replace("::double precision", "")
+        assert f"{col} <= {feature.maximum:g}" in definition.replace("(", "").replace(
+            ")", ""
+        ).replace("::double precision", "")
 
 
 def test_missing_values_are_legal(clean_db):
@@ -101,7 +118,7 @@ def test_missing_values_are_legal(clean_db):
 
 
 def test_validation_accepts_null_and_rejects_nonsense():
-    reading = {n: 1.0 for n in FEATURE_NAMES} | {"ph": None}
+    reading = dict.fromkeys(FEATURE_NAMES, 1.0) | {"ph": None}
     assert validate_features(reading)["ph"] is None
     for bad, field in [
         ({**reading, "ph": 15}, "ph"),
@@ -129,14 +146,24 @@ def test_dataset_checksum_is_enforced(tmp_path):
 
 def test_database_url_forms():
     assert db.parse_database_url("postgresql://postgres:@/potability?host=/tmp/x") == {
-        "user": "postgres", "database": "potability", "unix_sock": "/tmp/x/.s.PGSQL.5432"}
+        "user": "postgres",
+        "database": "potability",
+        "unix_sock": "/tmp/x/.s.PGSQL.5432",
+    }
     assert db.parse_database_url("postgresql://u:p%40ss@db.example:6543/app") == {
-        "user": "u", "password": "p@ss", "database": "app", "host": "db.example", "port": 6543}
+        "user": "u",
+        "password": "p@ss",
+        "database": "app",
+        "host": "db.example",
+        "port": 6543,
+    }
     assert db.sqlalchemy_url("postgresql://postgres:@/potability?host=/tmp/x") == (
-        "postgresql+pg8000://postgres@/potability?unix_sock=/tmp/x/.s.PGSQL.5432")
+        "postgresql+pg8000://postgres@/potability?unix_sock=/tmp/x/.s.PGSQL.5432"
+    )
 
 
 def test_unreachable_database_is_reported_as_unavailable(tmp_path):
     from potability.config import Settings
+
     with pytest.raises(db.DatabaseUnavailable):
         db.connect(Settings(database_url=f"postgresql://postgres@/x?host={tmp_path}"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pg8000.exceptions import DatabaseError
@@ -42,8 +43,10 @@ def denied(conn: db.Connection, role: str, sql: str, *params: Any) -> bool:
     return False
 
 
-ALERT = ("INSERT INTO water.alerts (event, occurrence, severity, message) "
-         "VALUES ('live_precision_flagged', 'x', 'ERROR', 'm')")
+ALERT = (
+    "INSERT INTO water.alerts (event, occurrence, severity, message) "
+    "VALUES ('live_precision_flagged', 'x', 'ERROR', 'm')"
+)
 
 
 @pytest.mark.parametrize("role", ["water_predict", "water_samples"])
@@ -56,16 +59,24 @@ def test_public_functions_cannot_touch_alerts_except_their_own_error_rate(admin,
         assert denied(admin, role, "UPDATE water.alerts SET resolved_at = now()")
         assert denied(admin, role, "DELETE FROM water.alerts")
         assert denied(admin, role, ALERT)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         fn = "predict" if role == "water_predict" else "add_sample"
-        assert as_role(admin, role, "SELECT water.raise_function_alert(%s, %s, %s, %s::jsonb, %s)",
-                       fn, None, "errors", json.dumps({"function": fn}), now) == [[True]]
-        assert as_role(admin, role, "SELECT water.resolve_function_alert(%s, %s)", fn, now) \
-            == [[0]]
+        assert as_role(
+            admin,
+            role,
+            "SELECT water.raise_function_alert(%s, %s, %s, %s::jsonb, %s)",
+            fn,
+            None,
+            "errors",
+            json.dumps({"function": fn}),
+            now,
+        ) == [[True]]
+        assert as_role(admin, role, "SELECT water.resolve_function_alert(%s, %s)", fn, now) == [[0]]
         other = "add_sample" if fn == "predict" else "predict"
         with pytest.raises(DatabaseError):
-            as_role(admin, role, "SELECT water.raise_function_alert(%s, NULL, 'm', '{}', now())",
-                    other)
+            as_role(
+                admin, role, "SELECT water.raise_function_alert(%s, NULL, 'm', '{}', now())", other
+            )
         cur.execute("SELECT resolved_at FROM water.alerts WHERE id = %s", (flagged,))
         assert cur.fetchone()[0] is None
     finally:
@@ -74,12 +85,14 @@ def test_public_functions_cannot_touch_alerts_except_their_own_error_rate(admin,
 
 
 def test_function_error_alerts_are_recorded_and_resolved_through_the_narrow_functions(
-        settings, no_alerts) -> None:
-    alert = alerts.function_errors("predict", {"server_errors": 5, "requests": 20,
-                                               "window_seconds": 300.0, "error_rate": 0.25})
+    settings, no_alerts
+) -> None:
+    alert = alerts.function_errors(
+        "predict", {"server_errors": 5, "requests": 20, "window_seconds": 300.0, "error_rate": 0.25}
+    )
     record = alerts._record_with_own_connection(settings)
-    assert record(alert, datetime.now(timezone.utc)) is True
-    assert record(alert, datetime.now(timezone.utc)) is False  # already open
+    assert record(alert, datetime.now(UTC)) is True
+    assert record(alert, datetime.now(UTC)) is False  # already open
     alerts._resolve_with_own_connection(settings, alert)
     cur = no_alerts.cursor()
     no_alerts.rollback()
@@ -90,8 +103,9 @@ def test_function_error_alerts_are_recorded_and_resolved_through_the_narrow_func
 def test_the_status_role_cannot_read_who_submitted_samples(admin) -> None:
     assert denied(admin, "water_status", "SELECT submitted_by FROM water.water_potability")
     assert denied(admin, "water_status", "SELECT * FROM water.water_potability")
-    assert as_role(admin, "water_status",
-                   "SELECT count(*) FROM water.water_potability WHERE source = 'lab'")
+    assert as_role(
+        admin, "water_status", "SELECT count(*) FROM water.water_potability WHERE source = 'lab'"
+    )
     assert denied(admin, "water_status", "SELECT * FROM water.water_potability_history")
 
 
@@ -100,22 +114,30 @@ def test_every_write_to_the_training_table_is_in_its_history_admins_included(adm
     cur = admin.cursor()
     cur.execute("SET LOCAL ROLE water_samples")
     cur.execute("SELECT set_config('potability.submitter', 'regulator@example.org', true)")
-    cur.execute("INSERT INTO water.water_potability (sample_id, potability, sampled_at, "
-                "submitted_by, source) VALUES (%s, 1, now(), 'regulator@example.org', 'lab') "
-                "RETURNING id", (sample_id,))
+    cur.execute(
+        "INSERT INTO water.water_potability (sample_id, potability, sampled_at, "
+        "submitted_by, source) VALUES (%s, 1, now(), 'regulator@example.org', 'lab') "
+        "RETURNING id",
+        (sample_id,),
+    )
     row_id = cur.fetchone()[0]
     admin.commit()
     cur.execute("UPDATE water.water_potability SET potability = 0 WHERE id = %s", (row_id,))
     cur.execute("DELETE FROM water.water_potability WHERE id = %s", (row_id,))
     admin.commit()
-    cur.execute("SELECT operation, acting_role, app_user, old_row->>'potability', "
-                "new_row->>'potability' FROM water.water_potability_history "
-                "WHERE row_id = %s ORDER BY id", (row_id,))
+    cur.execute(
+        "SELECT operation, acting_role, app_user, old_row->>'potability', "
+        "new_row->>'potability' FROM water.water_potability_history "
+        "WHERE row_id = %s ORDER BY id",
+        (row_id,),
+    )
     rows = [list(r) for r in cur.fetchall()]
     admin.rollback()
     assert [r[0] for r in rows] == ["INSERT", "UPDATE", "DELETE"]
     assert rows[0][1:] == ["water_samples", "regulator@example.org", None, "1"]
     assert rows[1][3:] == ["1", "0"] and rows[1][1:3] == ["none", None]  # the admin, no role
     assert rows[2][3:] == ["0", None]
-    assert denied(admin, "water_samples", "UPDATE water.water_potability_history SET operation = 'x'")
+    assert denied(
+        admin, "water_samples", "UPDATE water.water_potability_history SET operation = 'x'"
+    )
     assert denied(admin, "water_samples", "DELETE FROM water.water_potability_history")

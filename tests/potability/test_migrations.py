@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+
 import pytest
 
-from training.dataset import export
 from potability import db, migrations
 from potability.config import Settings
+from training.dataset import export
 
 
 def _one(conn: db.Connection, sql: str, *args: object) -> object:
@@ -22,8 +23,9 @@ def _one(conn: db.Connection, sql: str, *args: object) -> object:
     return value
 
 
-def test_export_refuses_an_unmigrated_database_saying_what_to_run(fresh_db: str,
-                                                                   tmp_path: Path) -> None:
+def test_export_refuses_an_unmigrated_database_saying_what_to_run(
+    fresh_db: str, tmp_path: Path
+) -> None:
     with pytest.raises(migrations.SchemaNotReady) as err:
         export(Settings(database_url=fresh_db), tmp_path / "x.csv")
     message = str(err.value)
@@ -41,12 +43,15 @@ def test_export_refuses_a_schema_behind_the_code(fresh_db: str, tmp_path: Path) 
         conn.commit()
     finally:
         conn.close()
-    with pytest.raises(migrations.SchemaNotReady, match=r"behind this code \(pending: 005_access_roles\)"):
+    with pytest.raises(
+        migrations.SchemaNotReady, match=r"behind this code \(pending: 005_access_roles\)"
+    ):
         export(Settings(database_url=fresh_db), tmp_path / "x.csv")
 
 
 def test_migrate_owns_everything_through_the_nologin_owner_and_grants_least_privilege(
-        fresh_db: str) -> None:
+    fresh_db: str,
+) -> None:
     conn = db.connect(Settings(database_url=fresh_db))
     try:
         result = migrations.migrate(conn)
@@ -54,14 +59,23 @@ def test_migrate_owns_everything_through_the_nologin_owner_and_grants_least_priv
         assert result.pgaudit == migrations.PGAUDIT_ABSENT  # the embedded server has none
         assert migrations.pending(conn) == []
         assert _one(conn, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'water_owner'") is False
-        assert set(_rows(conn, "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
-                               " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                               " WHERE n.nspname = 'water'")) == {"water_owner"}
-        assert _one(conn, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace "
-                          "WHERE nspname = 'water'") == "water_owner"
+        assert set(
+            _rows(
+                conn,
+                "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'water'",
+            )
+        ) == {"water_owner"}
+        assert (
+            _one(conn, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'water'")
+            == "water_owner"
+        )
 
         def can(role: str, table: str, privilege: str) -> bool:
-            return bool(_one(conn, "SELECT has_table_privilege(%s, %s, %s)", role, table, privilege))
+            return bool(
+                _one(conn, "SELECT has_table_privilege(%s, %s, %s)", role, table, privilege)
+            )
 
         assert can("water_predict", "water.water_inferences", "INSERT")
         assert not can("water_predict", "water.water_potability", "SELECT")
@@ -83,22 +97,40 @@ def test_migrate_owns_everything_through_the_nologin_owner_and_grants_least_priv
         assert can("water_status", "water.model_changes", "SELECT")
         assert not can("water_status", "water.model_changes", "INSERT")
         for role in migrations.ACCESS_ROLES.values():
-            for table in ("water.water_potability", "water.water_inferences", "water.pipeline_runs"):
+            for table in (
+                "water.water_potability",
+                "water.water_inferences",
+                "water.pipeline_runs",
+            ):
                 assert not can(role, table, "DELETE")
-        assert _one(conn, "SELECT has_function_privilege('water_predict', "
-                          "'water.log_inferences(text, text, text, text, text, double precision, json)',"
-                          " 'EXECUTE')") is True
-        assert _one(conn, "SELECT has_function_privilege('water_status', "
-                          "'water.log_inferences(text, text, text, text, text, double precision, json)',"
-                          " 'EXECUTE')") is False
+        assert (
+            _one(
+                conn,
+                "SELECT has_function_privilege('water_predict', "
+                "'water.log_inferences(text, text, text, text, text, double precision, json)',"
+                " 'EXECUTE')",
+            )
+            is True
+        )
+        assert (
+            _one(
+                conn,
+                "SELECT has_function_privilege('water_status', "
+                "'water.log_inferences(text, text, text, text, text, double precision, json)',"
+                " 'EXECUTE')",
+            )
+            is False
+        )
         # Default privileges: what a later migration creates (as water_owner) has its sequence
         # usable by the writers and its functions not executable by PUBLIC. Rolled back after.
         cur = conn.cursor()
         cur.execute("SET ROLE water_owner")
         cur.execute("CREATE TABLE water.later (id bigserial PRIMARY KEY)")
         cur.execute("CREATE FUNCTION water.later_fn() RETURNS int LANGUAGE sql AS 'SELECT 1'")
-        cur.execute("SELECT has_sequence_privilege('water_predict', 'water.later_id_seq', 'USAGE'),"
-                    " has_function_privilege('water_status', 'water.later_fn()', 'EXECUTE')")
+        cur.execute(
+            "SELECT has_sequence_privilege('water_predict', 'water.later_id_seq', 'USAGE'),"
+            " has_function_privilege('water_status', 'water.later_fn()', 'EXECUTE')"
+        )
         assert list(cur.fetchone()) == [True, False]
         conn.rollback()
         assert migrations.migrate(conn).applied == []  # idempotent
@@ -115,8 +147,11 @@ def _rows(conn: db.Connection, sql: str) -> list[object]:
 
 
 def test_potability_migrate_reports_the_skipped_pgaudit_and_the_memberships(
-        fresh_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    fresh_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from potability import cli
 
     user = f"predict_sa_{uuid.uuid4().hex[:8]}"
@@ -140,7 +175,7 @@ def test_potability_migrate_reports_the_skipped_pgaudit_and_the_memberships(
 
 
 def test_discover_refuses_a_missing_or_an_empty_migrations_directory(tmp_path: Path) -> None:
-    """"No migrations" is never a state of this project: an install without sql/ once answered
+    """ "No migrations" is never a state of this project: an install without sql/ once answered
     it with "up to date" and a successful migration job (issue 19, tests/test_image.py)."""
     with pytest.raises(FileNotFoundError, match="does not exist"):
         migrations.discover(tmp_path / "absent")

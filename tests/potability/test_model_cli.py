@@ -4,8 +4,9 @@ and MLflow: hold / status / release, and the refusals that change nothing (exit 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,12 +14,21 @@ from potability import cli, config, db
 
 
 @pytest.fixture
-def operator_env(tmp_path: Path, settings: Any, mlflow_uri: str, conn: db.Connection,
-                 monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def operator_env(
+    tmp_path: Path,
+    settings: Any,
+    mlflow_uri: str,
+    conn: db.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
     name = f"test-cli-{uuid.uuid4().hex[:8]}"
     home = tmp_path / "home"
-    config.update_env(home, DATABASE_URL=settings.database_url, MLFLOW_TRACKING_URI=mlflow_uri,
-                      MODEL_SERVER_URL="http://127.0.0.1:9")  # nothing serves
+    config.update_env(
+        home,
+        DATABASE_URL=settings.database_url,
+        MLFLOW_TRACKING_URI=mlflow_uri,
+        MODEL_SERVER_URL="http://127.0.0.1:9",
+    )  # nothing serves
     for key in ("DATABASE_URL", "MLFLOW_TRACKING_URI", "MODEL_SERVER_URL", "ALERT_WEBHOOK_URL"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("POTABILITY_HOME", str(home))

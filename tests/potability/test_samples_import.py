@@ -12,39 +12,58 @@ import pytest
 
 from potability import db
 
-HEADER = ("sample_id,sampled_at,sensor_id,ph,Hardness,Solids,Chloramines,Sulfate,"
-          "Conductivity,organic_carbon,TRIHALOMETHANES,Turbidity,Potability")
+HEADER = (
+    "sample_id,sampled_at,sensor_id,ph,Hardness,Solids,Chloramines,Sulfate,"
+    "Conductivity,organic_carbon,TRIHALOMETHANES,Turbidity,Potability"
+)
 
 
-def _row(sample_id: str, ph: str = "7.1", potability: str = "1", sensor: str = "plant-7",
-         sampled_at: str = "2024-05-01T09:30:00Z") -> str:
-    return (f"{sample_id},{sampled_at},{sensor},{ph},196.4,21000,7.1,,421,14.2,66.4,3.9,"
-            f"{potability}")
+def _row(
+    sample_id: str,
+    ph: str = "7.1",
+    potability: str = "1",
+    sensor: str = "plant-7",
+    sampled_at: str = "2024-05-01T09:30:00Z",
+) -> str:
+    return f"{sample_id},{sampled_at},{sensor},{ph},196.4,21000,7.1,,421,14.2,66.4,3.9,{potability}"
 
 
 GOOD = [_row("csv-good-1"), _row("csv-good-2", sensor=""), _row("csv-good-3", ph="")]
-CSV = "\n".join([
-    HEADER,                                   # line 1
-    GOOD[0],                                  # line 2
-    _row("csv-bad-ph", ph="abc"),             # line 3: refused, batch 1
-    GOOD[1],                                  # line 4
-    _row("csv-bad-label", potability="2"),    # line 5: refused, batch 2 with line 4
-    "",                                       # line 6: blank, skipped
-    _row("csv-good-1", ph="6.0"),             # line 7: same id, other values (409)
-    GOOD[2],                                  # line 8
-    _row("csv-bad-time", sampled_at="yesterday"),  # line 9
-    "csv-short,2024-05-01T09:30:00Z,plant-7",  # line 10: too few cells
-]) + "\n"
+CSV = (
+    "\n".join(
+        [
+            HEADER,  # line 1
+            GOOD[0],  # line 2
+            _row("csv-bad-ph", ph="abc"),  # line 3: refused, batch 1
+            GOOD[1],  # line 4
+            _row("csv-bad-label", potability="2"),  # line 5: refused, batch 2 with line 4
+            "",  # line 6: blank, skipped
+            _row("csv-good-1", ph="6.0"),  # line 7: same id, other values (409)
+            GOOD[2],  # line 8
+            _row("csv-bad-time", sampled_at="yesterday"),  # line 9
+            "csv-short,2024-05-01T09:30:00Z,plant-7",  # line 10: too few cells
+        ]
+    )
+    + "\n"
+)
 
 
-def _import(home: Path, path: Path, *extra: str, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("ADD_SAMPLE_URL", "REGULATOR_TOKEN", "DATABASE_URL")}
+def _import(
+    home: Path, path: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ADD_SAMPLE_URL", "REGULATOR_TOKEN", "DATABASE_URL")
+    }
     environ.update(POTABILITY_HOME=str(home), **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "potability.cli", "samples", "import", str(path), *extra],
-        capture_output=True, text=True, timeout=120, env=environ)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+    )
 
 
 def _lab_ids(conn: db.Connection) -> dict[str, float | None]:
@@ -57,7 +76,8 @@ def _lab_ids(conn: db.Connection) -> dict[str, float | None]:
 
 
 def test_good_rows_recorded_bad_rows_reported_by_line_and_rerun_is_safe(
-        local_functions, clean_db, tmp_path: Path) -> None:
+    local_functions, clean_db, tmp_path: Path
+) -> None:
     home, _ = local_functions
     path = tmp_path / "lab.csv"
     path.write_text(CSV)
@@ -87,7 +107,8 @@ def test_good_rows_recorded_bad_rows_reported_by_line_and_rerun_is_safe(
 
 
 def test_token_from_the_environment_or_a_file_and_a_wrong_one_stops_at_once(
-        local_functions, clean_db, tmp_path: Path) -> None:
+    local_functions, clean_db, tmp_path: Path
+) -> None:
     home, _ = local_functions
     good = tmp_path / "good.csv"
     good.write_text("\n".join([HEADER, _row("csv-token-1")]) + "\n")
@@ -105,13 +126,17 @@ def test_token_from_the_environment_or_a_file_and_a_wrong_one_stops_at_once(
     assert again.returncode == 0 and "1 already recorded" in again.stdout
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "the file is empty"),
-    (HEADER.replace("Turbidity", "Turbidty") + "\n", "unknown column(s) ['Turbidty']"),
-    (HEADER.replace(",Potability", "") + "\n", "missing column(s) ['potability']"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        (HEADER.replace("Turbidity", "Turbidty") + "\n", "unknown column(s) ['Turbidty']"),
+        (HEADER.replace(",Potability", "") + "\n", "missing column(s) ['potability']"),
+    ],
+)
 def test_an_unusable_file_is_refused_before_anything_is_sent(
-        local_functions, clean_db, tmp_path: Path, text: str, message: str) -> None:
+    local_functions, clean_db, tmp_path: Path, text: str, message: str
+) -> None:
     home, _ = local_functions
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -122,14 +147,16 @@ def test_an_unusable_file_is_refused_before_anything_is_sent(
 
 
 def test_an_unreachable_function_is_reported_after_bounded_retries(
-        local_functions, tmp_path: Path, dead_port: int) -> None:
+    local_functions, tmp_path: Path, dead_port: int
+) -> None:
     from potability import samples_import
 
     path = tmp_path / "good.csv"
     path.write_text("\n".join([HEADER, _row("csv-dead-1")]) + "\n")
     pauses: list[float] = []
-    poster = samples_import.Poster(f"http://127.0.0.1:{dead_port}", "t", timeout=2,
-                                   sleep=pauses.append)
+    poster = samples_import.Poster(
+        f"http://127.0.0.1:{dead_port}", "t", timeout=2, sleep=pauses.append
+    )
     with pytest.raises(samples_import.ImportAborted) as err:
         samples_import.import_csv(path, poster.url, "t", poster=poster, report=lambda _: None)
     assert err.value.exit_code == 1 and "unavailable after 5 attempts" in str(err.value)

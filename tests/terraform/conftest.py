@@ -64,7 +64,9 @@ def initialised(offline: ModuleType, terraform_bin: str, tmp_path_factory: pytes
 def checkov_bin() -> Path:
     exe = ROOT / ".venv-checkov" / "bin" / "checkov"
     if not exe.exists():
-        pytest.fail(f"{exe} is missing: run `bash tools/setup-tf-tools.sh` (checkov lives in its own venv)")
+        pytest.fail(
+            f"{exe} is missing: run `bash tools/setup-tf-tools.sh` (checkov lives in its own venv)"
+        )
     return exe
 
 

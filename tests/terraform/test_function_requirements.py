@@ -33,15 +33,25 @@ FIRST_PARTY = {"potability", "training", "functions", "components", "pipelines"}
 
 
 UV = ROOT / ".venv-uv" / "bin" / "uv"
-EXPORT = [str(UV), "export", "--frozen", "--only-group", "functions", "--no-emit-project", "--quiet"]
+EXPORT = [
+    str(UV),
+    "export",
+    "--frozen",
+    "--only-group",
+    "functions",
+    "--no-emit-project",
+    "--quiet",
+]
 
 
 def requirement_entries() -> list[tuple[Requirement, list[str]]]:
     """(requirement, its --hash values) per entry of the exported file (continuation lines)."""
     text = REQUIREMENTS.read_text().replace("\\\n", " ")
     entries = []
-    for line in (x.split("#", 1)[0].strip() if not x.lstrip().startswith("--hash") else x.strip()
-                 for x in text.splitlines()):
+    for line in (
+        x.split("#", 1)[0].strip() if not x.lstrip().startswith("--hash") else x.strip()
+        for x in text.splitlines()
+    ):
         if not line:
             continue
         spec, *options = line.split(" --hash=")
@@ -65,12 +75,15 @@ def locked_versions() -> dict[str, set[str]]:
 
 def loaded_source_files() -> list[Path]:
     """The first-party files ``functions.main`` (the deployed entry point) loads."""
-    code = ("import sys, functions.main\n"
-            "for m in list(sys.modules.values()):\n"
-            "    f = getattr(m, '__file__', None)\n"
-            "    if f: print(f)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.split()
+    code = (
+        "import sys, functions.main\n"
+        "for m in list(sys.modules.values()):\n"
+        "    f = getattr(m, '__file__', None)\n"
+        "    if f: print(f)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     files = {Path(f).resolve() for f in out}
     return sorted(f for f in files if f.is_relative_to(ROOT) and ".venv" not in f.parts)
 
@@ -96,8 +109,11 @@ def module_file(module: str) -> str | None:
     google.cloud.aiplatform just to ask where it lives takes seconds)."""
     roots = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     parts = module.split(".")
-    if any(os.path.isdir(f"{root}/{'/'.join(parts)}") and not os.path.exists(
-            f"{root}/{'/'.join(parts)}/__init__.py") for root in roots):
+    if any(
+        os.path.isdir(f"{root}/{'/'.join(parts)}")
+        and not os.path.exists(f"{root}/{'/'.join(parts)}/__init__.py")
+        for root in roots
+    ):
         return NAMESPACE
     for n in range(len(parts), 0, -1):
         base = "/".join(parts[:n])
@@ -116,8 +132,11 @@ def distributions_of(modules: set[str]) -> set[str]:
     owner_of_file: dict[str, str] = {}
     for dist in metadata.distributions():
         name = canonicalize_name(dist.metadata["Name"])
-        owner_of_file.update((os.path.normpath(dist.locate_file(f)), name)
-                             for f in dist.files or [] if f.suffix in (".py", ".so"))
+        owner_of_file.update(
+            (os.path.normpath(dist.locate_file(f)), name)
+            for f in dist.files or []
+            if f.suffix in (".py", ".so")
+        )
     dists: set[str] = set()
     for module in sorted(modules):
         top = module.split(".")[0]
@@ -155,7 +174,8 @@ def test_the_file_is_exported_from_the_lock_now() -> None:
     assert UV.exists(), f"{UV} is missing: run `make env`"
     fresh = subprocess.run(EXPORT, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert REQUIREMENTS.read_text() == fresh, (
-        "terraform/function_source/requirements.txt is stale: run `make function-requirements`")
+        "terraform/function_source/requirements.txt is stale: run `make function-requirements`"
+    )
     assert "uv export --frozen --only-group functions --no-emit-project" in fresh.splitlines()[1]
 
 
@@ -168,20 +188,24 @@ def test_every_requirement_is_pinned_with_hashes_to_the_locked_version() -> None
         assert versions, f"{req.name} is not in uv.lock"
         pinned = str(req.specifier)
         assert pinned.startswith("==") and pinned[2:] in versions, (
-            f"{req.name}: {pinned}, uv.lock pins {sorted(versions)}")
+            f"{req.name}: {pinned}, uv.lock pins {sorted(versions)}"
+        )
         assert hashes and all(h.startswith("sha256:") for h in hashes), f"{req.name}: no hashes"
 
 
 def test_the_functions_group_only_repeats_project_ranges() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    project = {canonicalize_name(Requirement(r).name): Requirement(r)
-               for r in pyproject["project"]["dependencies"]}
+    project = {
+        canonicalize_name(Requirement(r).name): Requirement(r)
+        for r in pyproject["project"]["dependencies"]
+    }
     for text in pyproject["dependency-groups"]["functions"]:
         req = Requirement(text)
         same = project.get(canonicalize_name(req.name))
         assert same is not None, f"{req.name} is in the functions group but not a dependency"
         assert (same.specifier, same.extras) == (req.specifier, req.extras), (
-            f"{req.name}: the functions group says {req}, [project] says {same}")
+            f"{req.name}: the functions group says {req}, [project] says {same}"
+        )
 
 
 def test_requirements_provide_every_import_of_the_deployed_functions() -> None:

@@ -48,21 +48,37 @@ esac
 """
 
 
-def render_startup_script(terraform_bin: str, offline, workdir: Path, auth_database_uri: str) -> str:
+def render_startup_script(
+    terraform_bin: str, offline, workdir: Path, auth_database_uri: str
+) -> str:
     """The script exactly as Terraform renders it (``templatefile`` in ``terraform console``)."""
     values = {
-        "mlflow_version": "3.17.2", "proxy_version": "2.18.0", "proxy_sha256": "0" * 64,
-        "project": "test-project", "admin_secret": "potability-mlflow-admin-password",
+        "mlflow_version": "3.17.2",
+        "proxy_version": "2.18.0",
+        "proxy_sha256": "0" * 64,
+        "project": "test-project",
+        "admin_secret": "potability-mlflow-admin-password",
         "pipelines_secret": "potability-mlflow-pipelines-password",
-        "instance_connection": "test-project:europe-west1:potability-pg", "db_name": "potability",
-        "db_user": "potability-mlflow@test-project.iam", "artifacts_uri": "gs://b/mlflow-artifacts",
+        "instance_connection": "test-project:europe-west1:potability-pg",
+        "db_name": "potability",
+        "db_user": "potability-mlflow@test-project.iam",
+        "artifacts_uri": "gs://b/mlflow-artifacts",
         "auth_database_uri": auth_database_uri,
     }
-    expr = (f'base64encode(templatefile("{TF_DIR}/templates/mlflow-startup.sh.tftpl", '
-            f'{json.dumps(values)}))')
+    expr = (
+        f'base64encode(templatefile("{TF_DIR}/templates/mlflow-startup.sh.tftpl", '
+        f"{json.dumps(values)}))"
+    )
     workdir.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run([terraform_bin, "console"], input=expr, cwd=workdir, capture_output=True,
-                         text=True, env=offline.clean_env(None), timeout=120)
+    res = subprocess.run(
+        [terraform_bin, "console"],
+        input=expr,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=offline.clean_env(None),
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     return base64.b64decode(res.stdout.strip().strip('"')).decode()
 
@@ -76,7 +92,7 @@ def mlflow_users_unit(script: str) -> str:
     """The systemd unit that sets up the pipeline's MLflow user, as the script writes it."""
     start = script.index("cat >/etc/systemd/system/mlflow-users.service <<UNIT\n")
     body = script[start:].split("\n", 1)[1]
-    return body[:body.index("\nUNIT\n")]
+    return body[: body.index("\nUNIT\n")]
 
 
 def free_port() -> int:
@@ -86,8 +102,13 @@ def free_port() -> int:
 
 
 def run_section(section: str, call: str, env: dict[str, str]) -> None:
-    res = subprocess.run(["bash", "-c", f"set -euo pipefail\n{section}\n{call}"], env=env,
-                         capture_output=True, text=True, timeout=400)
+    res = subprocess.run(
+        ["bash", "-c", f"set -euo pipefail\n{section}\n{call}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert res.returncode == 0, f"{call}: exit {res.returncode}\n{res.stdout}\n{res.stderr}"
 
 
@@ -95,8 +116,9 @@ def run_section(section: str, call: str, env: dict[str, str]) -> None:
 def rendered(terraform_bin: str, offline, tmp_path: Path) -> tuple[str, Path]:
     home = tmp_path / "mlflow"
     (home / "auth").mkdir(parents=True)
-    script = render_startup_script(terraform_bin, offline, tmp_path / "console",
-                                   f"sqlite:///{home}/auth.db")
+    script = render_startup_script(
+        terraform_bin, offline, tmp_path / "console", f"sqlite:///{home}/auth.db"
+    )
     return script, home
 
 
@@ -109,8 +131,13 @@ def test_startup_script_is_bash_and_wires_the_auth_app(rendered) -> None:
     assert "EnvironmentFile=$MLFLOW_HOME/auth/server.env" in script
     assert 'write_user_setup_script "$MLFLOW_HOME/auth" 5000' in script
     unit = mlflow_users_unit(script)
-    for line in ("Type=oneshot", "Restart=on-failure", "StartLimitIntervalSec=0",
-                 "After=mlflow.service", "ExecStart=$MLFLOW_HOME/auth/ensure-pipelines-user.sh"):
+    for line in (
+        "Type=oneshot",
+        "Restart=on-failure",
+        "StartLimitIntervalSec=0",
+        "After=mlflow.service",
+        "ExecStart=$MLFLOW_HOME/auth/ensure-pipelines-user.sh",
+    ):
         assert line in unit.splitlines(), line
     assert "systemctl restart --no-block mlflow-users.service" in script
     assert "sha256sum --check --strict" in script
@@ -132,8 +159,9 @@ class SecretManagerFromStore:
         return answer
 
 
-def test_only_authenticated_users_reach_mlflow(rendered, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_authenticated_users_reach_mlflow(
+    rendered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     script, home = rendered
     auth_dir = home / "auth"
     store = tmp_path / "secrets"
@@ -158,35 +186,87 @@ def test_only_authenticated_users_reach_mlflow(rendered, tmp_path: Path,
 
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{home}/store.db",
-         "--default-artifact-root", str(home / "artifacts")],
-        env={**os.environ, **server_env, "MLFLOW_AUTH_CONFIG_PATH": str(auth_dir / "basic_auth.ini"),
-             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--app-name",
+            "basic-auth",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{home}/store.db",
+            "--default-artifact-root",
+            str(home / "artifacts"),
+        ],
+        env={
+            **os.environ,
+            **server_env,
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_dir / "basic_auth.ini"),
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        },
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         run_section(section, f'ensure_pipelines_user "{auth_dir}" {port}', env)
         assert not (auth_dir / "curl.cfg").exists() and not (auth_dir / "pipelines.json").exists()
         api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
 
-        assert requests.get(f"{api}/experiments/search", params={"max_results": 1},
-                            timeout=30).status_code == 401
-        assert requests.get(f"{api}/experiments/search", params={"max_results": 1},
-                            auth=("pipelines", "wrong"), timeout=30).status_code == 401
-        created = requests.post(f"{api}/experiments/create", json={"name": "water-potability"},
-                                auth=("pipelines", pipelines), timeout=30)
+        assert (
+            requests.get(
+                f"{api}/experiments/search", params={"max_results": 1}, timeout=30
+            ).status_code
+            == 401
+        )
+        assert (
+            requests.get(
+                f"{api}/experiments/search",
+                params={"max_results": 1},
+                auth=("pipelines", "wrong"),
+                timeout=30,
+            ).status_code
+            == 401
+        )
+        created = requests.post(
+            f"{api}/experiments/create",
+            json={"name": "water-potability"},
+            auth=("pipelines", pipelines),
+            timeout=30,
+        )
         assert created.status_code == 200, created.text
         experiment_id = created.json()["experiment_id"]
-        run = requests.post(f"{api}/runs/create", json={"experiment_id": experiment_id},
-                            auth=("pipelines", pipelines), timeout=30)
+        run = requests.post(
+            f"{api}/runs/create",
+            json={"experiment_id": experiment_id},
+            auth=("pipelines", pipelines),
+            timeout=30,
+        )
         assert run.status_code == 200, run.text
         # The pipelines user is not an admin: it cannot create users.
-        assert requests.post(f"{api}/users/create", json={"username": "x", "password": "y" * 12},
-                             auth=("pipelines", pipelines), timeout=30).status_code == 403
-        assert requests.get(f"{api}/experiments/get", params={"experiment_id": experiment_id},
-                            auth=("admin", admin), timeout=30).status_code == 200
+        assert (
+            requests.post(
+                f"{api}/users/create",
+                json={"username": "x", "password": "y" * 12},
+                auth=("pipelines", pipelines),
+                timeout=30,
+            ).status_code
+            == 403
+        )
+        assert (
+            requests.get(
+                f"{api}/experiments/get",
+                params={"experiment_id": experiment_id},
+                auth=("admin", admin),
+                timeout=30,
+            ).status_code
+            == 200
+        )
 
         # A pipeline step logs in as the pipelines user with the secret Terraform names in the
         # schedule (pipeline.tf: mlflow_credentials_secret) and MLflow's own client gets in.
@@ -202,17 +282,30 @@ def test_only_authenticated_users_reach_mlflow(rendered, tmp_path: Path,
         mlflow_login("projects/demo/secrets/potability-mlflow-pipelines-password", secret_manager)
         assert secret_manager.urls == [
             "https://secretmanager.googleapis.com/v1/projects/demo/secrets/"
-            "potability-mlflow-pipelines-password/versions/latest:access"]
+            "potability-mlflow-pipelines-password/versions/latest:access"
+        ]
         client = mlflow.MlflowClient(f"http://127.0.0.1:{port}")
         assert client.get_experiment(experiment_id).name == "water-potability"
 
         # Second boot: same secrets, same Flask key, the user's password set again (no error).
         run_section(section, f'write_auth_config "{auth_dir}"', env)
         run_section(section, f'ensure_pipelines_user "{auth_dir}" {port}', env)
-        assert dict(line.split("=", 1) for line in (auth_dir / "server.env").read_text().split()) == server_env
-        assert (store / "adds.log").read_text().split("\n").count("add potability-mlflow-admin-password") == 1
-        assert requests.get(f"{api}/experiments/get", params={"experiment_id": experiment_id},
-                            auth=("pipelines", pipelines), timeout=30).status_code == 200
+        assert (
+            dict(line.split("=", 1) for line in (auth_dir / "server.env").read_text().split())
+            == server_env
+        )
+        assert (store / "adds.log").read_text().split("\n").count(
+            "add potability-mlflow-admin-password"
+        ) == 1
+        assert (
+            requests.get(
+                f"{api}/experiments/get",
+                params={"experiment_id": experiment_id},
+                auth=("pipelines", pipelines),
+                timeout=30,
+            ).status_code
+            == 200
+        )
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -226,7 +319,8 @@ def test_only_authenticated_users_reach_mlflow(rendered, tmp_path: Path,
 
 
 def test_the_pipelines_user_is_set_up_once_mlflow_gets_its_database_late(
-        rendered, tmp_path: Path, database_url: str, fresh_db: str) -> None:
+    rendered, tmp_path: Path, database_url: str, fresh_db: str
+) -> None:
     """The first boot's real order on GCP: the VM starts MLflow before the migration job has
     granted MLflow its schema, so MLflow cannot start (systemd restarts it) and the user setup
     fails (systemd restarts it, mlflow-users.service) - until the grant; then both succeed.
@@ -258,7 +352,9 @@ def test_the_pipelines_user_is_set_up_once_mlflow_gets_its_database_late(
     program = auth_dir / "ensure-pipelines-user.sh"
     assert program.stat().st_mode & 0o077 == 0
     unit = mlflow_users_unit(script)
-    assert "Restart=on-failure" in unit.splitlines() and "StartLimitIntervalSec=0" in unit.splitlines()
+    assert (
+        "Restart=on-failure" in unit.splitlines() and "StartLimitIntervalSec=0" in unit.splitlines()
+    )
 
     role = f"mlflow_late_{uuid.uuid4().hex[:8]}"
     admin = db.connect(Settings(database_url=fresh_db))
@@ -272,14 +368,33 @@ def test_the_pipelines_user_is_set_up_once_mlflow_gets_its_database_late(
     def mlflow_service() -> None:  # Restart=always
         while not stop.is_set():
             proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth",
-                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                 "--backend-store-uri", backend, "--default-artifact-root", str(home / "artifacts")],
-                env={**os.environ, **server_env,
-                     "MLFLOW_AUTH_CONFIG_PATH": str(auth_dir / "basic_auth.ini"),
-                     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
+                [
+                    str(Path(sys.executable).parent / "mlflow"),
+                    "server",
+                    "--app-name",
+                    "basic-auth",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    backend,
+                    "--default-artifact-root",
+                    str(home / "artifacts"),
+                ],
+                env={
+                    **os.environ,
+                    **server_env,
+                    "MLFLOW_AUTH_CONFIG_PATH": str(auth_dir / "basic_auth.ini"),
+                    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                },
+                cwd=home,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             servers.append(proc)
             while proc.poll() is None and not stop.is_set():
                 time.sleep(0.2)
@@ -289,8 +404,13 @@ def test_the_pipelines_user_is_set_up_once_mlflow_gets_its_database_late(
 
     def mlflow_users_service(deadline: float) -> None:  # Restart=on-failure, no start limit
         while time.monotonic() < deadline:
-            res = subprocess.run([str(program)], env={**env, "MLFLOW_USER_SETUP_TRIES": "1"},
-                                 capture_output=True, text=True, timeout=120)
+            res = subprocess.run(
+                [str(program)],
+                env={**env, "MLFLOW_USER_SETUP_TRIES": "1"},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             attempts.append(res.returncode)
             if res.returncode == 0:
                 return
@@ -312,8 +432,12 @@ def test_the_pipelines_user_is_set_up_once_mlflow_gets_its_database_late(
         assert attempts[-1] == 0, f"the user setup never succeeded: {attempts}"
         pipelines = (store / "potability-mlflow-pipelines-password").read_text()
         api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
-        answer = requests.post(f"{api}/experiments/create", json={"name": "late"},
-                               auth=("pipelines", pipelines), timeout=30)
+        answer = requests.post(
+            f"{api}/experiments/create",
+            json={"name": "late"},
+            auth=("pipelines", pipelines),
+            timeout=30,
+        )
         assert answer.status_code == 200, answer.text
     finally:
         stop.set()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-from .conftest import ROOT, SCHEMA_TOOLS, TF_DIR
+from .conftest import SCHEMA_TOOLS, TF_DIR
 
-FAKE_JS = '''
+FAKE_JS = """
 class DemoThing extends cdktn.TerraformResource {
     static tfResourceType = "demo_thing";
     // name - computed: false, optional: false, required: true
@@ -85,7 +85,7 @@ class DemoThingTimeoutsOutputReference extends cdktn.ComplexObject {
         return this.getStringAttribute('create');
     }
 }
-'''
+"""
 
 
 def test_generator_reads_cdktn_bindings(generator) -> None:
@@ -99,15 +99,20 @@ def test_generator_reads_cdktn_bindings(generator) -> None:
     assert b["rule"]["nesting_mode"] == "set" and "max_items" not in b["rule"]
     assert b["rule"]["block"]["attributes"]["enabled"] == {"type": "bool", "optional": True}
     assert b["settings"] == {
-        "nesting_mode": "list", "max_items": 1, "min_items": 1,
+        "nesting_mode": "list",
+        "max_items": 1,
+        "min_items": 1,
         "block": {"attributes": {"tier": {"type": "string", "required": True}}},
     }
     assert b["timeouts"]["nesting_mode"] == "single"
 
 
 def _schema(provider: str) -> dict:
-    path = SCHEMA_TOOLS / f"{provider}-{ {'google': '8.7.0', 'archive': '2.8.1'}[provider] }.schema.json"
-    (src, s), = json.loads(path.read_text())["provider_schemas"].items()
+    path = (
+        SCHEMA_TOOLS
+        / f"{provider}-{ {'google': '8.7.0', 'archive': '2.8.1'}[provider] }.schema.json"
+    )
+    ((src, s),) = json.loads(path.read_text())["provider_schemas"].items()
     assert src == f"registry.terraform.io/hashicorp/{provider}"
     return s
 
@@ -117,16 +122,25 @@ def test_committed_schemas_cover_every_type_the_configuration_uses(generator) ->
         resources, data_sources = generator.used_types(TF_DIR, provider)
         s = _schema(provider)
         assert resources <= set(s["resource_schemas"]), resources - set(s["resource_schemas"])
-        assert data_sources <= set(s["data_source_schemas"]), data_sources - set(s["data_source_schemas"])
+        assert data_sources <= set(s["data_source_schemas"]), data_sources - set(
+            s["data_source_schemas"]
+        )
     google = _schema("google")["resource_schemas"]
-    ipc = google["google_sql_database_instance"]["block"]["block_types"]["settings"]["block"]["block_types"]["ip_configuration"]
+    ipc = google["google_sql_database_instance"]["block"]["block_types"]["settings"]["block"][
+        "block_types"
+    ]["ip_configuration"]
     assert "ssl_mode" in ipc["block"]["attributes"]
 
 
 def test_version_pins_match_the_schemas(generator, offline) -> None:
     versions = (TF_DIR / "versions.tf").read_text()
-    assert re.search(r'google\s*=\s*\{\s*source\s*=\s*"hashicorp/google"\s*version\s*=\s*"~> 8\.7\.0"', versions)
-    assert re.search(r'archive\s*=\s*\{\s*source\s*=\s*"hashicorp/archive"\s*version\s*=\s*"~> 2\.8\.0"', versions)
+    assert re.search(
+        r'google\s*=\s*\{\s*source\s*=\s*"hashicorp/google"\s*version\s*=\s*"~> 8\.7\.0"', versions
+    )
+    assert re.search(
+        r'archive\s*=\s*\{\s*source\s*=\s*"hashicorp/archive"\s*version\s*=\s*"~> 2\.8\.0"',
+        versions,
+    )
     assert generator.PROVIDERS["google"][2] == offline.STANDINS["google"] == "8.7.0"
     assert generator.PROVIDERS["archive"][2] == offline.STANDINS["archive"] == "2.8.1"
 
@@ -136,14 +150,26 @@ def test_readme_says_schema_level_not_a_plan() -> None:
     assert "schema-level" in readme and "not a plan" in readme
 
 
-def test_readme_gcp_section_lists_manual_steps_cites_the_network_path_and_says_what_never_ran() -> None:
+def test_readme_gcp_section_lists_manual_steps_cites_the_network_path_and_says_what_never_ran() -> (
+    None
+):
     readme = (TF_DIR / "README.md").read_text()
     assert "Manual steps that remain, all of them:" in readme
     assert "## What has never been run against Google" in readme
     # the network path is Google's documented one, cited
-    assert "https://cloud.google.com/vertex-ai/docs/pipelines/configure-private-service-connect" in readme
+    assert (
+        "https://cloud.google.com/vertex-ai/docs/pipelines/configure-private-service-connect"
+        in readme
+    )
     assert "https://cloud.google.com/vertex-ai/docs/general/psc-interfaces" in readme
     # every smaller item of issue 9 point 7 is fixed or explained
-    for item in ("Direct VPC egress", "Noncurrent versions", "Artifact Registry cleanup", "Image by digest",
-                 "secret_data_wo", "Cloud SQL Auth Proxy checksum", "IAM propagation"):
+    for item in (
+        "Direct VPC egress",
+        "Noncurrent versions",
+        "Artifact Registry cleanup",
+        "Image by digest",
+        "secret_data_wo",
+        "Cloud SQL Auth Proxy checksum",
+        "IAM propagation",
+    ):
         assert item in readme, item

@@ -23,15 +23,23 @@ def _out(res: subprocess.CompletedProcess) -> str:
 def test_fmt(terraform_bin: str, offline) -> None:
     res = subprocess.run(
         [terraform_bin, "fmt", "-check", "-recursive", "-diff", str(TF_DIR)],
-        capture_output=True, text=True, env=offline.clean_env(None),
+        capture_output=True,
+        text=True,
+        env=offline.clean_env(None),
     )
-    assert res.returncode == 0, "terraform fmt -check failed (run `terraform fmt -recursive terraform`):\n" + _out(res)
+    assert res.returncode == 0, (
+        "terraform fmt -check failed (run `terraform fmt -recursive terraform`):\n" + _out(res)
+    )
 
 
 def test_init_uses_only_the_stand_in_providers(initialised) -> None:
     lock = (initialised.dir / ".terraform.lock.hcl").read_text()
-    assert re.search(r'provider "registry.terraform.io/hashicorp/google" \{\s*version\s*=\s*"8\.7\.0"', lock)
-    assert re.search(r'provider "registry.terraform.io/hashicorp/archive" \{\s*version\s*=\s*"2\.8\.1"', lock)
+    assert re.search(
+        r'provider "registry.terraform.io/hashicorp/google" \{\s*version\s*=\s*"8\.7\.0"', lock
+    )
+    assert re.search(
+        r'provider "registry.terraform.io/hashicorp/archive" \{\s*version\s*=\s*"2\.8\.1"', lock
+    )
     # init ran in the scratch copy: no lock file or .terraform/ appears in the repository.
     assert initialised.dir != TF_DIR
     assert not (TF_DIR / ".terraform.lock.hcl").exists()
@@ -63,7 +71,7 @@ BREAKAGES = {
         "scheduler.tf",
         '    headers     = { "Content-Type" = "application/json" }',
         '    headers {\n      Content-Type = "application/json"\n    }',
-        r'Unsupported block type',
+        r"Unsupported block type",
     ),
     # reference to an attribute the resource does not have
     "bad-reference": (
@@ -76,10 +84,14 @@ BREAKAGES = {
 
 
 @pytest.mark.parametrize("case", sorted(BREAKAGES))
-def test_validate_catches_a_broken_configuration(case: str, offline, terraform_bin: str, tmp_path: Path) -> None:
+def test_validate_catches_a_broken_configuration(
+    case: str, offline, terraform_bin: str, tmp_path: Path
+) -> None:
     fname, old, new, expected = BREAKAGES[case]
     src = tmp_path / "src" / "terraform"
-    shutil.copytree(TF_DIR, src, ignore=shutil.ignore_patterns(".terraform*", ".build", "*.tfstate*"))
+    shutil.copytree(
+        TF_DIR, src, ignore=shutil.ignore_patterns(".terraform*", ".build", "*.tfstate*")
+    )
     text = (src / fname).read_text()
     assert old in text, f"{fname} no longer contains the line this test breaks: {old!r}"
     (src / fname).write_text(text.replace(old, new, 1))

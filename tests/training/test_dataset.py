@@ -6,14 +6,15 @@ from typing import Any
 
 import pandas as pd
 
-from training.dataset import export, read_dataset
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
 from potability.seed import load_dataset
+from training.dataset import export, read_dataset
 
 
-def test_export_writes_all_rows_with_a_stable_hash(settings: Settings, clean_db: Any,
-                                                   tmp_path: Path) -> None:
+def test_export_writes_all_rows_with_a_stable_hash(
+    settings: Settings, clean_db: Any, tmp_path: Path
+) -> None:
     first = export(settings, tmp_path / "a.csv")
     second = export(settings, tmp_path / "b.csv")
     assert first.rows == len(load_dataset()) == 3276
@@ -26,18 +27,23 @@ def test_export_writes_all_rows_with_a_stable_hash(settings: Settings, clean_db:
     # Round trip is exact (the hash covers the values the model trains on).
     pd.testing.assert_frame_equal(
         frame.drop(columns="sample_id").sort_values(list(FEATURE_NAMES)).reset_index(drop=True),
-        load_dataset().astype({n: float for n in FEATURE_NAMES})
-        .sort_values(list(FEATURE_NAMES)).reset_index(drop=True),
-        check_dtype=False)
+        load_dataset()
+        .astype(dict.fromkeys(FEATURE_NAMES, float))
+        .sort_values(list(FEATURE_NAMES))
+        .reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
-def test_a_new_lab_sample_changes_the_hash(settings: Settings, clean_db: Any,
-                                           tmp_path: Path) -> None:
+def test_a_new_lab_sample_changes_the_hash(
+    settings: Settings, clean_db: Any, tmp_path: Path
+) -> None:
     before = export(settings, tmp_path / "before.csv")
     cur = clean_db.cursor()
     cur.execute(
         "INSERT INTO water.water_potability (sample_id, ph, potability, sampled_at, "
-        "submitted_by, source) VALUES ('export-test-1', 7.0, 1, now(), 'test', 'lab')")
+        "submitted_by, source) VALUES ('export-test-1', 7.0, 1, now(), 'test', 'lab')"
+    )
     clean_db.commit()
     try:
         after = export(settings, tmp_path / "after.csv")

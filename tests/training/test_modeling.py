@@ -6,10 +6,10 @@ import pytest
 from sklearn.ensemble import VotingClassifier
 from sklearn.model_selection import FixedThresholdClassifier, cross_val_predict
 
-from training import modeling
-from potability.model import OOFCalibratedClassifier, raw_scores, served_model
 from potability.features import FEATURE_NAMES, TARGET
+from potability.model import OOFCalibratedClassifier, raw_scores, served_model
 from potability.seed import load_dataset
+from training import modeling
 
 
 def test_precision_counts_only_when_recall_reaches_the_floor() -> None:
@@ -67,7 +67,7 @@ def test_cross_fitted_calibration_never_uses_a_fold_own_labels() -> None:
         after = modeling.cross_fitted_calibration(scores, flipped, folds, method)
         np.testing.assert_array_equal(before[folds == 2], after[folds == 2])
         assert not np.array_equal(before[folds != 2], after[folds != 2])
-        assert ((0 <= before) & (before <= 1)).all()
+        assert ((before >= 0) & (before <= 1)).all()
 
 
 def test_every_named_grid_covers_every_family_with_valid_parameters() -> None:
@@ -99,13 +99,18 @@ def fitted(sample: tuple) -> list[modeling.FittedCandidate]:
     x, y = sample
     config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
     quick = modeling.grid("quick")
-    return modeling.fit_all(quick, x, y, config,
-                            ("hist_gradient_boosting", "decision_tree", "logistic_regression",
-                             "svm"))
+    return modeling.fit_all(
+        quick,
+        x,
+        y,
+        config,
+        ("hist_gradient_boosting", "decision_tree", "logistic_regression", "svm"),
+    )
 
 
 def test_the_served_model_is_calibrated_and_applies_its_threshold_to_that_probability(
-        fitted: list, sample: tuple) -> None:
+    fitted: list, sample: tuple
+) -> None:
     x, _ = sample
     for candidate in fitted:
         model = candidate.model
@@ -129,19 +134,27 @@ def test_tuning_and_serving_use_one_calibration(fitted: list, sample: tuple) -> 
         served = candidate.model.predict_proba(x)[:, 1]
         final_scores = raw_scores(calibrated.estimator_, x)
         # The served probability of a row is the tuning map of that row's score ...
-        np.testing.assert_array_equal(served, modeling.apply_calibrator(
-            modeling.fit_calibrator(candidate.oof_raw, y, candidate.calibration), final_scores))
+        np.testing.assert_array_equal(
+            served,
+            modeling.apply_calibrator(
+                modeling.fit_calibrator(candidate.oof_raw, y, candidate.calibration), final_scores
+            ),
+        )
         # ... and tuning's probability of a row is the served map of its OOF score.
-        np.testing.assert_array_equal(candidate.tuning_proba, calibrated.calibrate(candidate.oof_raw))
-        threshold, _, _ = modeling.tune_threshold(y, candidate.tuning_proba,
-                                                  modeling.TrainingConfig().target_recall)
+        np.testing.assert_array_equal(
+            candidate.tuning_proba, calibrated.calibrate(candidate.oof_raw)
+        )
+        threshold, _, _ = modeling.tune_threshold(
+            y, candidate.tuning_proba, modeling.TrainingConfig().target_recall
+        )
         assert candidate.threshold == threshold == candidate.model.threshold
     # A row whose final score equals its OOF score gets the same probability served as tuned.
     logistic = next(c for c in fitted if c.family == "logistic_regression")
     rows = np.isin(raw_scores(logistic.model.estimator_.estimator_, x), logistic.oof_raw)
     pipeline_scores = np.where(rows, raw_scores(logistic.model.estimator_.estimator_, x), 0)
-    np.testing.assert_array_equal(logistic.model.estimator_.calibrate(pipeline_scores)[rows],
-                                  logistic.tuning_proba[rows])
+    np.testing.assert_array_equal(
+        logistic.model.estimator_.calibrate(pipeline_scores)[rows], logistic.tuning_proba[rows]
+    )
 
 
 def test_calibration_method_is_the_one_with_the_lower_cross_validated_brier(fitted: list) -> None:
@@ -157,7 +170,8 @@ def test_calibration_method_is_the_one_with_the_lower_cross_validated_brier(fitt
 
 
 def test_the_vote_oof_scores_are_exactly_the_vote_refitted_on_the_same_folds(
-        fitted: list, sample: tuple) -> None:
+    fitted: list, sample: tuple
+) -> None:
     x, y = sample
     vote = fitted[-1]
     assert vote.family == modeling.ENSEMBLE
@@ -169,13 +183,13 @@ def test_the_vote_oof_scores_are_exactly_the_vote_refitted_on_the_same_folds(
 
     config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
     with threadpool_limits(limits=1, user_api="openmp"):  # as training fits
-        direct = cross_val_predict(vote.pipeline, x, y, cv=config.folds(),
-                                   method="predict_proba")
+        direct = cross_val_predict(vote.pipeline, x, y, cv=config.folds(), method="predict_proba")
     np.testing.assert_allclose(vote.oof_raw, direct[:, 1], atol=1e-9)
 
 
 def test_the_grid_search_ranks_as_grid_search_cv_and_keeps_the_best_points_oof_scores(
-        sample: tuple) -> None:
+    sample: tuple,
+) -> None:
     """search_grid replaces GridSearchCV + cross_val_predict of the best point: same ranking,
     same scores, and the same out-of-fold scores without fitting the best point again."""
     from sklearn.model_selection import GridSearchCV
@@ -187,28 +201,36 @@ def test_the_grid_search_ranks_as_grid_search_cv_and_keeps_the_best_points_oof_s
     found = modeling.search_grid(pipeline, points, x, y, config)
 
     def scorer(estimator: object, x_part: object, y_part: object) -> float:
-        return modeling.best_precision_at_recall(y_part, modeling.raw_scores(estimator, x_part),
-                                                 config.target_recall)
+        return modeling.best_precision_at_recall(
+            y_part, modeling.raw_scores(estimator, x_part), config.target_recall
+        )
 
-    reference = GridSearchCV(pipeline, points, scoring=scorer, cv=config.folds(),
-                             refit=False).fit(x, y)
+    reference = GridSearchCV(pipeline, points, scoring=scorer, cv=config.folds(), refit=False).fit(
+        x, y
+    )
     assert found.best_params == reference.best_params_
     assert found.best_score == pytest.approx(reference.best_score_, abs=1e-12)
     assert found.cv_results["params"] == reference.cv_results_["params"]
     for key in ("mean_test_score", "std_test_score"):
         np.testing.assert_allclose(found.cv_results[key], reference.cv_results_[key], atol=1e-12)
-    np.testing.assert_array_equal(found.cv_results["rank_test_score"],
-                                  reference.cv_results_["rank_test_score"])
+    np.testing.assert_array_equal(
+        found.cv_results["rank_test_score"], reference.cv_results_["rank_test_score"]
+    )
     assert len(set(found.cv_results["mean_test_score"])) > 1  # the grid really ranks something
     best = modeling.make_pipeline("logistic_regression", config.fold_seed).set_params(
-        **reference.best_params_)
+        **reference.best_params_
+    )
     assert found.raw_kind == "decision_function"
-    np.testing.assert_allclose(found.oof_raw, cross_val_predict(
-        best, x, y, cv=config.folds(), method="decision_function"), atol=1e-12)
+    np.testing.assert_allclose(
+        found.oof_raw,
+        cross_val_predict(best, x, y, cv=config.folds(), method="decision_function"),
+        atol=1e-12,
+    )
 
 
 def test_the_served_model_is_exactly_what_its_own_fit_gives_from_scratch(
-        fitted: list, sample: tuple) -> None:
+    fitted: list, sample: tuple
+) -> None:
     """The served model is assembled from the out-of-fold scores we hold; fitted from
     scratch (``served_model(...).fit``: scikit-learn's FixedThresholdClassifier.fit, our
     cross_val_predict of k fold fits) it must not differ."""
@@ -218,17 +240,22 @@ def test_the_served_model_is_exactly_what_its_own_fit_gives_from_scratch(
     config = modeling.TrainingConfig(cv_folds=3, n_jobs=1, seed=5)
     for candidate in fitted:
         with threadpool_limits(limits=1, user_api="openmp"):  # as training fits
-            reference = served_model(candidate.pipeline, candidate.calibration,
-                                              config.folds(), candidate.threshold).fit(x, y)
+            reference = served_model(
+                candidate.pipeline, candidate.calibration, config.folds(), candidate.threshold
+            ).fit(x, y)
         ours = candidate.model
         assert ours.get_params(deep=False).keys() == reference.get_params(deep=False).keys()
         assert set(vars(ours)) == set(vars(reference)), candidate.family
         assert set(vars(ours.estimator_)) == set(vars(reference.estimator_)), candidate.family
         assert repr(ours) == repr(reference)
-        np.testing.assert_allclose(ours.estimator_.calibrate(candidate.oof_raw),
-                                   reference.estimator_.calibrate(candidate.oof_raw), atol=1e-9)
-        np.testing.assert_allclose(ours.predict_proba(x), reference.predict_proba(x), atol=1e-9,
-                                   err_msg=candidate.family)
+        np.testing.assert_allclose(
+            ours.estimator_.calibrate(candidate.oof_raw),
+            reference.estimator_.calibrate(candidate.oof_raw),
+            atol=1e-9,
+        )
+        np.testing.assert_allclose(
+            ours.predict_proba(x), reference.predict_proba(x), atol=1e-9, err_msg=candidate.family
+        )
         np.testing.assert_array_equal(ours.predict(x), reference.predict(x))
 
 
@@ -256,7 +283,7 @@ def test_two_fits_in_two_threads_at_once_each_get_their_own_calibration(sample: 
         """Waits, the first time each thread clones it, until the other thread is inside
         its fit too (clone is the first thing every fit path does with it)."""
 
-        def __sklearn_clone__(self):  # noqa: D105
+        def __sklearn_clone__(self):
             me = threading.get_ident()
             if me not in waited and len(waited) < 2:
                 waited.add(me)
@@ -265,16 +292,22 @@ def test_two_fits_in_two_threads_at_once_each_get_their_own_calibration(sample: 
 
     pipeline = make_pipeline(SimpleImputer(), MeetingClassifier(max_iter=1000))
     kind = modeling.calibrated_response(pipeline)
-    scores = cross_val_predict(make_pipeline(SimpleImputer(), LogisticRegression(max_iter=1000)),
-                               x, y, cv=config.folds(), method=kind)
+    scores = cross_val_predict(
+        make_pipeline(SimpleImputer(), LogisticRegression(max_iter=1000)),
+        x,
+        y,
+        cv=config.folds(),
+        method=kind,
+    )
     own = {"good": scores, "reversed": -scores}  # same rows, same folds, opposite calibration
     results: dict[str, object] = {}
     errors: list[BaseException] = []
 
     def fit(name: str) -> None:
         try:
-            results[name] = modeling.calibrated_model(pipeline, "sigmoid", own[name], kind, x, y,
-                                                      config)
+            results[name] = modeling.calibrated_model(
+                pipeline, "sigmoid", own[name], kind, x, y, config
+            )
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -286,10 +319,11 @@ def test_two_fits_in_two_threads_at_once_each_get_their_own_calibration(sample: 
     assert not errors, errors
     assert len(waited) == 2  # both fits really were inside at once
     for name, oof in own.items():
-        expected = modeling.apply_calibrator(modeling.fit_calibrator(oof, y, "sigmoid"),
-                                             raw_scores(results[name].estimator_.estimator_, x))
-        np.testing.assert_array_equal(results[name].predict_proba(x)[:, 1], expected,
-                                      err_msg=name)
+        expected = modeling.apply_calibrator(
+            modeling.fit_calibrator(oof, y, "sigmoid"),
+            raw_scores(results[name].estimator_.estimator_, x),
+        )
+        np.testing.assert_array_equal(results[name].predict_proba(x)[:, 1], expected, err_msg=name)
     good, reversed_ = (results[n].predict_proba(x)[:, 1] for n in ("good", "reversed"))
     assert np.corrcoef(good, reversed_)[0, 1] < 0  # really two different calibrations
     assert sklearn.calibration.cross_val_predict is original  # nothing left installed

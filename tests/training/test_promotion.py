@@ -8,48 +8,67 @@ server and the decision rows against the real PostgreSQL, each test with its own
 """
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import mlflow
 import mlflow.sklearn
+import numpy as np
 import pandas as pd
 import pytest
-from sklearn.impute import SimpleImputer
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import FixedThresholdClassifier
 from sklearn.pipeline import make_pipeline
 
-import numpy as np
-from sklearn.model_selection import FixedThresholdClassifier
-
 from components import runtime
-from training import decision, evaluation, promotion
-from training.candidates import model_requirements
-from training.split import split
-from training.evaluation import Evidence, Scores
 from potability import db
-from potability.governance import run_record
 from potability.config import Settings
 from potability.features import FEATURE_NAMES, TARGET
+from potability.governance import run_record
 from potability.model import sklearn_save_kwargs
 from potability.seed import load_training_rows
+from training import decision, evaluation, promotion
+from training.candidates import model_requirements
+from training.evaluation import Evidence, Scores
+from training.split import split
 
 FLOOR = 0.2
 
 
 def scores(precision: float, recall: float) -> Scores:
-    return Scores(precision=precision, recall=recall, f1=0.5, roc_auc=0.6, pr_auc=0.5,
-                  accuracy=0.6, threshold=0.5, predicted_positive=10, rows=100)
+    return Scores(
+        precision=precision,
+        recall=recall,
+        f1=0.5,
+        roc_auc=0.6,
+        pr_auc=0.5,
+        accuracy=0.6,
+        threshold=0.5,
+        predicted_positive=10,
+        rows=100,
+    )
 
 
 # --- pure rules -------------------------------------------------------------------------------
 
-def evidence(joint: float, challenger_meets: float = 1.0, champion_meets: float = 1.0,
-             better: float | None = None) -> Evidence:
-    return Evidence(difference=0.03, low=-0.05, high=0.11,
-                    probability=joint if better is None else better, resamples=2000,
-                    joint_probability=joint, challenger_meets_floor=challenger_meets,
-                    champion_meets_floor=champion_meets)
+
+def evidence(
+    joint: float,
+    challenger_meets: float = 1.0,
+    champion_meets: float = 1.0,
+    better: float | None = None,
+) -> Evidence:
+    return Evidence(
+        difference=0.03,
+        low=-0.05,
+        high=0.11,
+        probability=joint if better is None else better,
+        resamples=2000,
+        joint_probability=joint,
+        challenger_meets_floor=challenger_meets,
+        champion_meets_floor=champion_meets,
+    )
 
 
 def test_no_champion_makes_the_challenger_the_first_champion() -> None:
@@ -57,44 +76,80 @@ def test_no_champion_makes_the_challenger_the_first_champion() -> None:
 
 
 def test_challenger_wins_with_enough_evidence() -> None:
-    assert decision.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.93),
-                          FLOOR, 0.9) == decision.CHALLENGER_WINS
-    assert decision.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.9),
-                          FLOOR, 0.9) == decision.CHALLENGER_WINS
+    assert (
+        decision.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.93), FLOOR, 0.9)
+        == decision.CHALLENGER_WINS
+    )
+    assert (
+        decision.decide(scores(0.75, 0.21), scores(0.70, 0.30), evidence(0.9), FLOOR, 0.9)
+        == decision.CHALLENGER_WINS
+    )
 
 
 def test_too_little_evidence_keeps_the_champion_even_when_more_precise() -> None:
-    assert decision.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89),
-                          FLOOR, 0.9) == decision.CHAMPION_KEPT
+    assert (
+        decision.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89), FLOOR, 0.9)
+        == decision.CHAMPION_KEPT
+    )
     # the confidence is a parameter: the same evidence is enough at 0.85
-    assert decision.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89),
-                          FLOOR, 0.85) == decision.CHALLENGER_WINS
+    assert (
+        decision.decide(scores(0.75, 0.25), scores(0.70, 0.25), evidence(0.89), FLOOR, 0.85)
+        == decision.CHALLENGER_WINS
+    )
 
 
 def test_the_recall_floor_is_judged_inside_the_same_resamples() -> None:
     # surely more precise, but its recall reaches the floor in only 60% of resamples: the
     # combined criterion (more precise AND at the floor) is 0.6 < 0.9 - champion kept
-    assert decision.decide(scores(0.95, 0.21), scores(0.60, 0.30),
-                          evidence(0.6, challenger_meets=0.6, better=1.0),
-                          FLOOR) == decision.CHAMPION_KEPT
+    assert (
+        decision.decide(
+            scores(0.95, 0.21),
+            scores(0.60, 0.30),
+            evidence(0.6, challenger_meets=0.6, better=1.0),
+            FLOOR,
+        )
+        == decision.CHAMPION_KEPT
+    )
     # a held-out recall of 0.19 is no longer a verdict by itself: on evidence it may win
-    assert decision.decide(scores(0.95, 0.19), scores(0.60, 0.30),
-                          evidence(0.95, challenger_meets=0.95), FLOOR) == decision.CHALLENGER_WINS
+    assert (
+        decision.decide(
+            scores(0.95, 0.19), scores(0.60, 0.30), evidence(0.95, challenger_meets=0.95), FLOOR
+        )
+        == decision.CHALLENGER_WINS
+    )
 
 
 def test_a_champion_under_the_floor_is_replaced_only_on_evidence() -> None:
     # the champion misses the floor in 95% of resamples, the challenger meets it in 70%
-    assert decision.decide(scores(0.55, 0.20), scores(0.90, 0.10),
-                          evidence(0.0, challenger_meets=0.7, champion_meets=0.05),
-                          FLOOR) == decision.CHALLENGER_WINS
+    assert (
+        decision.decide(
+            scores(0.55, 0.20),
+            scores(0.90, 0.10),
+            evidence(0.0, challenger_meets=0.7, champion_meets=0.05),
+            FLOOR,
+        )
+        == decision.CHALLENGER_WINS
+    )
     # a champion whose miss is noise (meets the floor in 30% of resamples) stays
-    assert decision.decide(scores(0.55, 0.20), scores(0.90, 0.19),
-                          evidence(0.0, challenger_meets=0.7, champion_meets=0.3),
-                          FLOOR) == decision.CHAMPION_KEPT
+    assert (
+        decision.decide(
+            scores(0.55, 0.20),
+            scores(0.90, 0.19),
+            evidence(0.0, challenger_meets=0.7, champion_meets=0.3),
+            FLOOR,
+        )
+        == decision.CHAMPION_KEPT
+    )
     # and a challenger that probably misses it too does not replace it
-    assert decision.decide(scores(0.55, 0.20), scores(0.90, 0.10),
-                          evidence(0.0, challenger_meets=0.4, champion_meets=0.0),
-                          FLOOR) == decision.CHAMPION_KEPT
+    assert (
+        decision.decide(
+            scores(0.55, 0.20),
+            scores(0.90, 0.10),
+            evidence(0.0, challenger_meets=0.4, champion_meets=0.0),
+            FLOOR,
+        )
+        == decision.CHAMPION_KEPT
+    )
 
 
 def test_no_replacement_without_evidence_on_the_floor() -> None:
@@ -107,8 +162,8 @@ def test_no_replacement_without_evidence_on_the_floor() -> None:
 
 def test_recall_evidence_in_the_bootstrap_by_construction() -> None:
     y = np.array([1] * 100 + [0] * 100)
-    far_above = np.array([1] * 60 + [0] * 40 + [0] * 100)   # recall 0.6
-    near = np.array([1] * 20 + [0] * 80 + [0] * 100)        # recall 0.2, on the floor
+    far_above = np.array([1] * 60 + [0] * 40 + [0] * 100)  # recall 0.6
+    near = np.array([1] * 20 + [0] * 80 + [0] * 100)  # recall 0.2, on the floor
     found = evaluation.paired_bootstrap(y, far_above, near, recall_floor=FLOOR)
     assert found.challenger_meets_floor == 1.0
     assert 0.3 < found.champion_meets_floor < 0.7  # a coin toss, not a verdict
@@ -119,8 +174,13 @@ def test_recall_evidence_in_the_bootstrap_by_construction() -> None:
 
 def test_challenger_is_chosen_by_cross_validated_precision_not_held_out() -> None:
     def cand(family: str, cv: float, cv_recall: float, held_out: float) -> dict[str, Any]:
-        return {"family": family, "cv_score": cv, "cv_recall": cv_recall, "cv_precision": cv,
-                "scores": scores(held_out, 0.3).as_dict()}
+        return {
+            "family": family,
+            "cv_score": cv,
+            "cv_recall": cv_recall,
+            "cv_precision": cv,
+            "scores": scores(held_out, 0.3).as_dict(),
+        }
 
     scored = [cand("a", 0.70, 0.22, 0.80), cand("b", 0.72, 0.22, 0.65), cand("c", 0.0, 0.1, 0.9)]
     assert decision.choose_challenger(scored)["family"] == "b"
@@ -140,8 +200,8 @@ def test_paired_bootstrap_of_identical_predictions_is_no_evidence() -> None:
 def test_paired_bootstrap_measures_a_real_difference_and_is_reproducible() -> None:
     rng = np.random.default_rng(2)
     y = rng.integers(0, 2, 600)
-    champion = np.where(rng.random(600) < 0.3, 1 - y, y)   # ~70% right
-    better = np.where(rng.random(600) < 0.1, 1 - y, y)     # ~90% right
+    champion = np.where(rng.random(600) < 0.3, 1 - y, y)  # ~70% right
+    better = np.where(rng.random(600) < 0.1, 1 - y, y)  # ~90% right
     ev = evaluation.paired_bootstrap(y, better, champion)
     p_better = (better & y).sum() / better.sum()
     p_champion = (champion & y).sum() / champion.sum()
@@ -179,16 +239,25 @@ def data() -> tuple[pd.DataFrame, pd.DataFrame]:
     return split(load_training_rows(), FRACTION, SEED)
 
 
-def _fit(train: pd.DataFrame, shuffle_labels: bool, seed: int = 0,
-         threshold: float = 0.5) -> Any:
+def _fit(train: pd.DataFrame, shuffle_labels: bool, seed: int = 0, threshold: float = 0.5) -> Any:
     """A small real model; with shuffled labels it is (much) worse on held-out data. (A forest:
     a linear model has almost no signal on this data set.) ``threshold``: its decision
     threshold (a high one makes it miss the recall floor)."""
     y = train[TARGET].sample(frac=1, random_state=0).to_numpy() if shuffle_labels else train[TARGET]
-    model = FixedThresholdClassifier(make_pipeline(SimpleImputer(strategy="median"),
-                                                   RandomForestClassifier(
-        n_estimators=60, min_samples_leaf=5, class_weight="balanced", random_state=seed,
-        n_jobs=1)), threshold=threshold, response_method="predict_proba")
+    model = FixedThresholdClassifier(
+        make_pipeline(
+            SimpleImputer(strategy="median"),
+            RandomForestClassifier(
+                n_estimators=60,
+                min_samples_leaf=5,
+                class_weight="balanced",
+                random_state=seed,
+                n_jobs=1,
+            ),
+        ),
+        threshold=threshold,
+        response_method="predict_proba",
+    )
     return model.fit(train[list(FEATURE_NAMES)], y)
 
 
@@ -196,11 +265,18 @@ def _candidate(model: Any, family: str, test: pd.DataFrame, experiment: str) -> 
     """Log ``model`` as a candidate run, exactly the shape evaluate hands to promote."""
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=family) as run:
-        info = mlflow.sklearn.log_model(model, name="model", pip_requirements=model_requirements(),
-                                        **sklearn_save_kwargs(model))
-    return {"family": family, "run_id": run.info.run_id, "model_uri": info.model_uri,
-            "cv_score": 0.7, "cv_recall": 0.25, "cv_precision": 0.7,
-            "scores": evaluation.score_model(model, test).as_dict()}
+        info = mlflow.sklearn.log_model(
+            model, name="model", pip_requirements=model_requirements(), **sklearn_save_kwargs(model)
+        )
+    return {
+        "family": family,
+        "run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "cv_score": 0.7,
+        "cv_recall": 0.25,
+        "cv_precision": 0.7,
+        "scores": evaluation.score_model(model, test).as_dict(),
+    }
 
 
 @pytest.fixture
@@ -212,17 +288,38 @@ def ctx(settings: Settings, mlflow_uri: str, conn: Any) -> Any:
     step = settings.with_(mlflow_tracking_uri=mlflow_uri, model_name=name)
     runs: list[str] = []
 
-    def run(scored: list[dict[str, Any]], test: pd.DataFrame, split_seed: int = SEED,
-            confidence: float = 0.9) -> promotion.PromoteResult:
+    def run(
+        scored: list[dict[str, Any]],
+        test: pd.DataFrame,
+        split_seed: int = SEED,
+        confidence: float = 0.9,
+    ) -> promotion.PromoteResult:
         run_id = f"{name}-{len(runs)}"
         runs.append(run_id)
-        return promotion.promote(settings=step, run_id=run_id, scored=scored, test=test,
-                               recall_floor=FLOOR, parent_run_id=parent.info.run_id,
-                               training_rows=100, split_seed=split_seed,
-                               test_fraction=FRACTION, promotion_confidence=confidence)
+        return promotion.promote(
+            settings=step,
+            run_id=run_id,
+            scored=scored,
+            test=test,
+            recall_floor=FLOOR,
+            parent_run_id=parent.info.run_id,
+            training_rows=100,
+            split_seed=split_seed,
+            test_fraction=FRACTION,
+            promotion_confidence=confidence,
+        )
 
-    yield type("Ctx", (), {"name": name, "settings": step, "run": staticmethod(run),
-                           "runs": runs, "client": mlflow.MlflowClient(mlflow_uri)})
+    yield type(
+        "Ctx",
+        (),
+        {
+            "name": name,
+            "settings": step,
+            "run": staticmethod(run),
+            "runs": runs,
+            "client": mlflow.MlflowClient(mlflow_uri),
+        },
+    )
     cur = conn.cursor()
     cur.execute("DELETE FROM water.pipeline_runs WHERE run_id LIKE %s", (f"{name}-%",))
     conn.commit()
@@ -235,7 +332,7 @@ def _alias(ctx: Any) -> str:
 def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data: Any) -> None:
     train, test = data
     good = _candidate(_fit(train, False), "logistic_regression", test, ctx.name)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     result = ctx.run([good], test)
     assert result == promotion.PromoteResult(decision.FIRST_CHAMPION, "1", True, "")
     assert _alias(ctx) == "1"
@@ -253,8 +350,10 @@ def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data
     conn = db.connect(ctx.settings)
     try:
         cur = conn.cursor()
-        cur.execute("SELECT sample_id FROM water.promotion_tested_samples "
-                    "WHERE last_tested_at >= %s", (before,))
+        cur.execute(
+            "SELECT sample_id FROM water.promotion_tested_samples WHERE last_tested_at >= %s",
+            (before,),
+        )
         tested = {r[0] for r in cur.fetchall()}
     finally:
         conn.close()
@@ -296,12 +395,14 @@ def test_better_challenger_replaces_the_champion(ctx: Any, data: Any) -> None:
     assert row.details["champion_before"]["version"] == "1"
     # the evidence: recorded in the row and the parent run, recomputable from the rows
     y, worse_pred = evaluation.predictions(mlflow.sklearn.load_model(f"models:/{ctx.name}/1"), test)
-    expected = evaluation.paired_bootstrap(y, evaluation.predictions(good_model, test)[1], worse_pred,
-                                         recall_floor=FLOOR)
+    expected = evaluation.paired_bootstrap(
+        y, evaluation.predictions(good_model, test)[1], worse_pred, recall_floor=FLOOR
+    )
     assert row.details["evidence"] == expected.as_dict()
     assert row.probability_challenger_better == expected.probability >= 0.9
     assert row.precision_difference_low > 0 and row.precision_difference == pytest.approx(
-        row.champion_precision - row.details["champion_before"]["scores"]["precision"])
+        row.champion_precision - row.details["champion_before"]["scores"]["precision"]
+    )
     parent = ctx.client.get_run(row.mlflow_run_id).data
     assert parent.metrics["promotion.probability_challenger_better"] == expected.probability
     assert parent.metrics["promotion.confidence_required"] == 0.9
@@ -349,9 +450,8 @@ def test_a_run_failing_after_promotion_puts_the_alias_back(ctx: Any, data: Any) 
     ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
     assert _alias(ctx) == "2"
     # deploy fails afterwards: the step records the failure, which restores the alias.
-    with pytest.raises(OSError):
-        with runtime.failure_recorded(ctx.settings, ctx.runs[1], "deploy"):
-            raise OSError("endpoint unreachable")
+    with pytest.raises(OSError), runtime.failure_recorded(ctx.settings, ctx.runs[1], "deploy"):
+        raise OSError("endpoint unreachable")
     assert _alias(ctx) == "1"
     row = run_record.read_run(ctx.settings, ctx.runs[1])
     assert row.status == "failed" and row.error == "deploy: OSError: endpoint unreachable"
@@ -371,8 +471,9 @@ def test_the_champion_is_never_compared_on_a_row_it_trained_on_as_samples_arrive
     before = split(frame.iloc[:2800], FRACTION, seed)
     after = split(frame, FRACTION, seed)
     moved_in = set(after.test["sample_id"]) & set(before.train["sample_id"])
-    rows = promotion.comparison_rows(after.test,
-                                     promotion.SplitRecord.of(before.test, seed, FRACTION))
+    rows = promotion.comparison_rows(
+        after.test, promotion.SplitRecord.of(before.test, seed, FRACTION)
+    )
     assert moved_in  # the cut did move (else this test proves nothing)
     assert not set(rows["sample_id"]) & set(before.train["sample_id"])
     assert set(after.test["sample_id"]) & set(before.test["sample_id"]) <= set(rows["sample_id"])
@@ -380,7 +481,8 @@ def test_the_champion_is_never_compared_on_a_row_it_trained_on_as_samples_arrive
 
 
 def test_a_champion_of_another_split_is_compared_only_on_rows_new_to_both(
-        ctx: Any, data: Any) -> None:
+    ctx: Any, data: Any
+) -> None:
     train, test = data
     ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
     version = ctx.client.get_model_version(ctx.name, "1")
@@ -395,8 +497,12 @@ def test_a_champion_of_another_split_is_compared_only_on_rows_new_to_both(
     details = run_record.read_run(ctx.settings, ctx.runs[1]).details
     assert (details["compared_on_rows"], details["held_out_rows"]) == (len(both), len(new_test))
     champion_now = mlflow.sklearn.load_model(f"models:/{ctx.name}/1")
-    assert details["champion_before"]["scores"] == evaluation.score_model(champion_now, both).as_dict()
-    assert details["challenger"]["scores"] == evaluation.score_model(challenger_model, both).as_dict()
+    assert (
+        details["champion_before"]["scores"] == evaluation.score_model(champion_now, both).as_dict()
+    )
+    assert (
+        details["challenger"]["scores"] == evaluation.score_model(challenger_model, both).as_dict()
+    )
 
 
 def test_comparison_rows_refuse_a_set_too_small_to_compare() -> None:

@@ -40,8 +40,10 @@ def test_a_resubmitted_sample_lands_on_the_side_of_its_twin(frame: pd.DataFrame)
 
 
 def test_the_seed_fixes_the_split(frame: pd.DataFrame) -> None:
-    first, again = split(frame, FRACTION, SEED), split(frame.sample(frac=1, random_state=3),
-                                                       FRACTION, SEED)
+    first, again = (
+        split(frame, FRACTION, SEED),
+        split(frame.sample(frac=1, random_state=3), FRACTION, SEED),
+    )
     assert set(first.test[SAMPLE_ID]) == set(again.test[SAMPLE_ID])  # row order does not matter
     other = split(frame, FRACTION, SEED + 1)
     assert len(set(first.test[SAMPLE_ID]) & set(other.test[SAMPLE_ID])) < 0.4 * len(first.test)

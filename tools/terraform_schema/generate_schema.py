@@ -56,7 +56,10 @@ FLAGS_RE = re.compile(
     r"^\s*// (\w+) - computed: (true|false), optional: (true|false), required: (true|false)\s*$"
 )
 NEW_RE = re.compile(r'^\s*_\w+ = new ([\w.]+)\(this, "(\w+)"(?:, (true|false))?\);')
-CDKTN_CLASSES = {"cdktn.StringMap": ["map", "string"], "cdktn.StringMapList": ["list", ["map", "string"]]}
+CDKTN_CLASSES = {
+    "cdktn.StringMap": ["map", "string"],
+    "cdktn.StringMapList": ["list", ["map", "string"]],
+}
 GETTER_RE = re.compile(r"^\s*return (.*)this\.(get\w+Attribute)\('(\w+)'\)\)?;")
 CLASS_RE = re.compile(r"^class (\w+) extends ([\w.]+) \{", re.M)
 HCL_FN_RE = re.compile(r"^function (\w+)ToHclTerraform\(struct\) \{", re.M)
@@ -161,7 +164,11 @@ class JsModule:
                 m.group(3) == "true",
                 m.group(4) == "true",
             )
-            flags = {k: True for k, v in (("required", required), ("optional", optional), ("computed", computed)) if v}
+            flags = {
+                k: True
+                for k, v in (("required", required), ("optional", optional), ("computed", computed))
+                if v
+            }
             window = lines[i + 1 : i + 8]
             i += 1
             complex_new = next((NEW_RE.match(l) for l in window[:2] if NEW_RE.match(l)), None)
@@ -285,7 +292,9 @@ def used_types(tf_dir: Path, provider: str) -> tuple[set[str], set[str]]:
     return res, ds
 
 
-def generate(provider: str, lib: dict[str, str], resources: set[str], data_sources: set[str]) -> dict:
+def generate(
+    provider: str, lib: dict[str, str], resources: set[str], data_sources: set[str]
+) -> dict:
     package, package_version, provider_version = PROVIDERS[provider]
     wanted = resources | data_sources
     found: dict[tuple[str, str], tuple[JsModule, str]] = {}
@@ -325,7 +334,16 @@ def generate(provider: str, lib: dict[str, str], resources: set[str], data_sourc
 
 def fetch_wheel(provider: str, dest: Path) -> Path:
     package, version, _ = PROVIDERS[provider]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(dest), f"{package}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "-d",
+        str(dest),
+        f"{package}=={version}",
+    ]
     subprocess.run(cmd, check=True)
     return next(dest.glob(package.replace("-", "_") + "-*.whl"))
 
@@ -336,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wheel", type=Path, help="the provider's cdktn wheel (default: pip download)")
     ap.add_argument("--tf-dir", type=Path, default=ROOT / "terraform")
     ap.add_argument("--types", nargs="*", help="extra resource types (data sources as data.NAME)")
-    ap.add_argument("--out", type=Path, help="default: tools/terraform_schema/<provider>-<version>.schema.json")
+    ap.add_argument(
+        "--out", type=Path, help="default: tools/terraform_schema/<provider>-<version>.schema.json"
+    )
     args = ap.parse_args(argv)
     out = args.out or HERE / f"{args.provider}-{PROVIDERS[args.provider][2]}.schema.json"
     resources, data_sources = used_types(args.tf_dir, args.provider)
@@ -348,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = generate(args.provider, lib, resources, data_sources)
     out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     s = doc["provider_schemas"][f"registry.terraform.io/hashicorp/{args.provider}"]
-    print(f"wrote {out}: {len(s['resource_schemas'])} resources, "
-          f"{len(s['data_source_schemas'])} data sources")
+    print(
+        f"wrote {out}: {len(s['resource_schemas'])} resources, "
+        f"{len(s['data_source_schemas'])} data sources"
+    )
     return 0
 
 

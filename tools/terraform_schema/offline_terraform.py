@@ -52,13 +52,16 @@ def schema_file(provider: str) -> Path:
 def terraform_bin() -> str:
     tf = shutil.which("terraform")
     if not tf:
-        raise OfflineError("terraform is not on PATH: install Terraform >= 1.11 (tests/terraform needs it; terraform/versions.tf)")
+        raise OfflineError(
+            "terraform is not on PATH: install Terraform >= 1.11 (tests/terraform needs it; terraform/versions.tf)"
+        )
     return tf
 
 
 def platform(tf: str) -> str:
-    out = subprocess.run([tf, "version", "-json"], capture_output=True, text=True, check=True,
-                         env=clean_env(None)).stdout
+    out = subprocess.run(
+        [tf, "version", "-json"], capture_output=True, text=True, check=True, env=clean_env(None)
+    ).stdout
     return json.loads(out)["platform"]
 
 
@@ -92,11 +95,15 @@ def build_mirror(workdir: Path, ptmp: Path, python: Path = TF_VENV_PYTHON) -> Pa
     for provider, version in STANDINS.items():
         schema = schema_file(provider)
         if not schema.exists():
-            raise OfflineError(f"{schema} is missing: run tools/terraform_schema/generate_schema.py --provider {provider}")
+            raise OfflineError(
+                f"{schema} is missing: run tools/terraform_schema/generate_schema.py --provider {provider}"
+            )
         d = mirror / "registry.terraform.io" / "hashicorp" / provider / version / plat
         d.mkdir(parents=True, exist_ok=True)
         exe = d / f"terraform-provider-{provider}_v{version}"
-        exe.write_text(f'#!/bin/sh\nexport TMPDIR="{ptmp}"\nexec "{python}" "{STANDIN}" "{schema}" "$@"\n')
+        exe.write_text(
+            f'#!/bin/sh\nexport TMPDIR="{ptmp}"\nexec "{python}" "{STANDIN}" "{schema}" "$@"\n'
+        )
         exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     rc = workdir / "terraformrc"
     includes = ", ".join(f'"registry.terraform.io/hashicorp/{p}"' for p in STANDINS)
@@ -113,7 +120,9 @@ def build_mirror(workdir: Path, ptmp: Path, python: Path = TF_VENV_PYTHON) -> Pa
 
 def copy_config(src: Path, dest: Path) -> Path:
     """Copy the configuration (not its .terraform/, lock file, state or build output)."""
-    ignore = shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*", ".build", "terraform.tfvars")
+    ignore = shutil.ignore_patterns(
+        ".terraform", ".terraform.lock.hcl", "*.tfstate*", ".build", "terraform.tfvars"
+    )
     shutil.copytree(src, dest, ignore=ignore)
     return dest
 
@@ -142,7 +151,9 @@ class DevServers:
     def _start(self, python: Path, provider: str, timeout: float) -> None:
         proc = subprocess.Popen(
             [str(python), "-u", str(STANDIN), str(schema_file(provider)), "--dev"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
             env={**clean_env(None), "TMPDIR": str(self.tmpdir)},
         )
         self.procs.append(proc)
@@ -159,7 +170,9 @@ class DevServers:
         reader.start()
         reader.join(timeout)
         if not found:
-            raise OfflineError(f"stand-in provider {provider} did not start in debug mode within {timeout}s")
+            raise OfflineError(
+                f"stand-in provider {provider} did not start in debug mode within {timeout}s"
+            )
         self.reattach.update(found)
 
     def env(self) -> dict[str, str]:
@@ -178,7 +191,7 @@ class DevServers:
         self.procs.clear()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
-    def __enter__(self) -> "DevServers":
+    def __enter__(self) -> DevServers:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -193,7 +206,9 @@ class OfflineTerraform:
     (the function source, the notebook) keep working.
     """
 
-    def __init__(self, workdir: Path, src: Path = ROOT / "terraform", siblings: tuple[str, ...] = SIBLINGS):
+    def __init__(
+        self, workdir: Path, src: Path = ROOT / "terraform", siblings: tuple[str, ...] = SIBLINGS
+    ):
         self.workdir = workdir
         self.ptmp = Path(tempfile.mkdtemp(prefix="tfp-"))
         self.cli_config = build_mirror(workdir, self.ptmp)
@@ -204,15 +219,21 @@ class OfflineTerraform:
                 shutil.copytree(ROOT / sib, workdir / "repo" / sib, ignore=skip)
         self.tf = terraform_bin()
 
-    def run(self, *args: str, check: bool = False, timeout: int = 300,
-            servers: DevServers | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, check: bool = False, timeout: int = 300, servers: DevServers | None = None
+    ) -> subprocess.CompletedProcess:
         """Run terraform in the scratch copy; with ``servers``, against the long-lived stand-ins."""
         env = clean_env(self.cli_config)
         if servers is not None:
             env.update(servers.env())
         return subprocess.run(
-            [self.tf, *args], cwd=self.dir, env=env,
-            capture_output=True, text=True, check=check, timeout=timeout,
+            [self.tf, *args],
+            cwd=self.dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
         )
 
     def close(self) -> None:
@@ -238,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         off = OfflineTerraform(td, ns.src.resolve())
         off.init()
         with DevServers() as servers:
-            res = off.run(*ns.args, "-no-color", servers=servers if ns.args[:1] == ["test"] else None)
+            res = off.run(
+                *ns.args, "-no-color", servers=servers if ns.args[:1] == ["test"] else None
+            )
         sys.stdout.write(res.stdout)
         sys.stderr.write(res.stderr)
         return res.returncode

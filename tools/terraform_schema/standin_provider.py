@@ -94,7 +94,7 @@ def _kind(name: str, doc: dict, data: bool) -> type:
 class StandinProvider(Provider):
     def __init__(self, schema_file: Path):
         full = json.loads(schema_file.read_text())
-        (self.source, self.schema), = full["provider_schemas"].items()
+        ((self.source, self.schema),) = full["provider_schemas"].items()
 
     def get_model_prefix(self) -> str:
         return ""
@@ -112,10 +112,14 @@ class StandinProvider(Provider):
         pass
 
     def get_data_sources(self) -> list:
-        return [_kind(n, d, True) for n, d in sorted(self.schema.get("data_source_schemas", {}).items())]
+        return [
+            _kind(n, d, True) for n, d in sorted(self.schema.get("data_source_schemas", {}).items())
+        ]
 
     def get_resources(self) -> list:
-        return [_kind(n, d, False) for n, d in sorted(self.schema.get("resource_schemas", {}).items())]
+        return [
+            _kind(n, d, False) for n, d in sorted(self.schema.get("resource_schemas", {}).items())
+        ]
 
 
 def main() -> None:

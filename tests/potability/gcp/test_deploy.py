@@ -19,22 +19,32 @@ from potability.gcp import deploy as gcp_deploy
 ROOT = Path(__file__).resolve().parents[3]
 DIGEST = "sha256:" + "d" * 64
 REPO = "europe-west1-docker.pkg.dev/demo/potability"
-TEMPLATE = "https://europe-west1-kfp.pkg.dev/demo/potability-pipelines/water-potability-training/latest"
+TEMPLATE = (
+    "https://europe-west1-kfp.pkg.dev/demo/potability-pipelines/water-potability-training/latest"
+)
 BUILD_SA = "projects/demo/serviceAccounts/potability-image-build@demo.iam.gserviceaccount.com"
 STAGING = "gs://demo-potability/cloudbuild/source"
-METRICS = ["logging.googleapis.com/user/potability/alerts/pipeline_run_failed",
-           "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed"]
+METRICS = [
+    "logging.googleapis.com/user/potability/alerts/pipeline_run_failed",
+    "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed",
+]
 OUTPUTS = {
-    "project_id": "demo", "region": "europe-west1", "image_repository": REPO,
-    "pipeline_template_uri": TEMPLATE, "migration_job": "",
-    "image_build_service_account": BUILD_SA, "build_source_staging_dir": STAGING,
+    "project_id": "demo",
+    "region": "europe-west1",
+    "image_repository": REPO,
+    "pipeline_template_uri": TEMPLATE,
+    "migration_job": "",
+    "image_build_service_account": BUILD_SA,
+    "build_source_staging_dir": STAGING,
     "alert_metric_types": METRICS,
-    "function_urls": {"predict": "https://predict-x.a.run.app",
-                      "add_sample": "https://add-sample-x.a.run.app",
-                      "status": "https://status-x.a.run.app"},
+    "function_urls": {
+        "predict": "https://predict-x.a.run.app",
+        "add_sample": "https://add-sample-x.a.run.app",
+        "status": "https://status-x.a.run.app",
+    },
 }
 
-FAKE = r'''#!{python}
+FAKE = r"""#!{python}
 import json, os, sys
 name = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
@@ -55,7 +65,7 @@ elif name == "git":
     print("abc123def456")
 elif name == "curl":
     print("status page: HTTP 200")
-'''
+"""
 
 
 @pytest.fixture
@@ -81,22 +91,71 @@ EXPECTED = [
     ["terraform", "-chdir=terraform", "output", "-json"],
     ["git", "rev-parse", "--short=12", "HEAD"],
     # as the dedicated build account, logs to Cloud Logging only (cloudbuild.yaml)
-    ["gcloud", "builds", "submit", "--project=demo", "--region=europe-west1",
-     "--config=cloudbuild.yaml", f"--substitutions=_IMAGE={REPO}/potability:abc123def456",
-     f"--service-account={BUILD_SA}", f"--gcs-source-staging-dir={STAGING}", "."],
-    ["gcloud", "artifacts", "docker", "images", "describe", f"{REPO}/potability:abc123def456",
-     "--project=demo", "--format=value(image_summary.digest)"],
+    [
+        "gcloud",
+        "builds",
+        "submit",
+        "--project=demo",
+        "--region=europe-west1",
+        "--config=cloudbuild.yaml",
+        f"--substitutions=_IMAGE={REPO}/potability:abc123def456",
+        f"--service-account={BUILD_SA}",
+        f"--gcs-source-staging-dir={STAGING}",
+        ".",
+    ],
+    [
+        "gcloud",
+        "artifacts",
+        "docker",
+        "images",
+        "describe",
+        f"{REPO}/potability:abc123def456",
+        "--project=demo",
+        "--format=value(image_summary.digest)",
+    ],
     # Vertex AI's service agent exists before the apply that grants it (service_agents.tf)
-    ["gcloud", "beta", "services", "identity", "create", "--service=aiplatform.googleapis.com",
-     "--project=demo"],
+    [
+        "gcloud",
+        "beta",
+        "services",
+        "identity",
+        "create",
+        "--service=aiplatform.googleapis.com",
+        "--project=demo",
+    ],
     ["terraform", "-chdir=terraform", "apply", "-input=false", f"-var=image_digest={DIGEST}"],
     ["terraform", "-chdir=terraform", "output", "-json"],
-    ["fakepython", "-m", "pipelines", "publish", f"--host={TEMPLATE}",
-     f"--image={REPO}/potability@{DIGEST}"],
-    ["gcloud", "run", "jobs", "execute", "potability-migrate", "--project=demo",
-     "--region=europe-west1", "--wait"],
-    ["curl", "--fail", "--silent", "--show-error", "--max-time", "60", "--output", os.devnull,
-     "--write-out", "status page: HTTP %{http_code}\\n", "https://status-x.a.run.app"],
+    [
+        "fakepython",
+        "-m",
+        "pipelines",
+        "publish",
+        f"--host={TEMPLATE}",
+        f"--image={REPO}/potability@{DIGEST}",
+    ],
+    [
+        "gcloud",
+        "run",
+        "jobs",
+        "execute",
+        "potability-migrate",
+        "--project=demo",
+        "--region=europe-west1",
+        "--wait",
+    ],
+    [
+        "curl",
+        "--fail",
+        "--silent",
+        "--show-error",
+        "--max-time",
+        "60",
+        "--output",
+        os.devnull,
+        "--write-out",
+        "status page: HTTP %{http_code}\\n",
+        "https://status-x.a.run.app",
+    ],
 ]
 
 
@@ -120,8 +179,9 @@ class FakeMonitoring:
 def test_deploy_runs_every_step_in_order_with_values_from_terraform(fakes: Path) -> None:
     lines: list[str] = []
     monitoring = FakeMonitoring()
-    urls = gcp_deploy.deploy(gcp_deploy.Runner(out=lines.append), python="fakepython",
-                             monitoring_session=monitoring)
+    urls = gcp_deploy.deploy(
+        gcp_deploy.Runner(out=lines.append), python="fakepython", monitoring_session=monitoring
+    )
     assert len(monitoring.urls) == len(METRICS)
     assert _calls(fakes) == EXPECTED
     assert urls == OUTPUTS["function_urls"]
@@ -132,36 +192,63 @@ def test_deploy_runs_every_step_in_order_with_values_from_terraform(fakes: Path)
 
 
 def test_auto_approve_reaches_terraform_apply(fakes: Path) -> None:
-    gcp_deploy.deploy(gcp_deploy.Runner(out=lambda _: None), tag="v7", auto_approve=True,
-                      python="fakepython", monitoring_session=FakeMonitoring())
+    gcp_deploy.deploy(
+        gcp_deploy.Runner(out=lambda _: None),
+        tag="v7",
+        auto_approve=True,
+        python="fakepython",
+        monitoring_session=FakeMonitoring(),
+    )
     apply = next(c for c in _calls(fakes) if "apply" in c)
     assert apply[-1] == "-auto-approve" and apply[-2] == f"-var=image_digest={DIGEST}"
     assert ["git", "rev-parse", "--short=12", "HEAD"] not in _calls(fakes)
 
 
 def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
-        fakes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fakes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert gcp_deploy.main(["--dry-run"]) == 0
     assert _calls(fakes) == [EXPECTED[0], EXPECTED[1]]  # terraform output, git rev-parse
     out = capsys.readouterr().out
     printed = [line.split("+ ", 1)[1] for line in out.splitlines() if "+ " in line]
-    assert printed[:4] == [" ".join(EXPECTED[0]), " ".join(EXPECTED[1]), " ".join(EXPECTED[2]),
-                           shlex.join(EXPECTED[3])]
-    assert "terraform -chdir=terraform apply -input=false '-var=image_digest=<digest of the pushed image>'" in printed
-    assert any(p.endswith(f"-m pipelines publish --host={TEMPLATE} "
-                          f"'--image={REPO}/potability@<digest of the pushed image>'") for p in printed)
-    assert "gcloud run jobs execute '<migration_job output>' --project=demo --region=europe-west1 --wait" in printed
+    assert printed[:4] == [
+        " ".join(EXPECTED[0]),
+        " ".join(EXPECTED[1]),
+        " ".join(EXPECTED[2]),
+        shlex.join(EXPECTED[3]),
+    ]
+    assert (
+        "terraform -chdir=terraform apply -input=false '-var=image_digest=<digest of the pushed image>'"
+        in printed
+    )
+    assert any(
+        p.endswith(
+            f"-m pipelines publish --host={TEMPLATE} "
+            f"'--image={REPO}/potability@<digest of the pushed image>'"
+        )
+        for p in printed
+    )
+    assert (
+        "gcloud run jobs execute '<migration_job output>' --project=demo --region=europe-west1 --wait"
+        in printed
+    )
     assert sum(line.startswith("(dry run) + ") for line in out.splitlines()) == 7
 
 
 def test_make_gcp_deploy_dry_run_uses_the_module(fakes: Path) -> None:
-    res = subprocess.run(["make", "-n", "gcp-deploy", "DRY_RUN=1"], cwd=ROOT, capture_output=True,
-                         text=True, check=True)
+    res = subprocess.run(
+        ["make", "-n", "gcp-deploy", "DRY_RUN=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert ".venv/bin/python -m potability.gcp.deploy --dry-run" in res.stdout
 
 
 def test_a_failing_step_stops_with_the_command_and_nothing_after_it(
-        fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("FAKE_FAIL", "gcloud")
     assert gcp_deploy.main(["--tag", "v1"]) == 1
     assert [c[0] for c in _calls(fakes)] == ["terraform", "gcloud"]
@@ -169,12 +256,15 @@ def test_a_failing_step_stops_with_the_command_and_nothing_after_it(
 
 
 def test_missing_terraform_outputs_say_to_apply_first(
-        fakes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fakes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "outputs.json").write_text(json.dumps({"project_id": "demo"}))
     assert gcp_deploy.main([]) == 1
     err = capsys.readouterr().err
-    assert ("lacks region, image_repository, pipeline_template_uri, image_build_service_account,"
-            " build_source_staging_dir") in err
+    assert (
+        "lacks region, image_repository, pipeline_template_uri, image_build_service_account,"
+        " build_source_staging_dir"
+    ) in err
     assert "terraform apply" in err
 
 
@@ -186,8 +276,9 @@ def test_the_build_config_builds_the_dockerfile_and_logs_to_cloud_logging_only()
 
     config = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
     assert config["options"]["logging"] == "CLOUD_LOGGING_ONLY"
-    assert config["steps"] == [{"name": "gcr.io/cloud-builders/docker",
-                                "args": ["build", "--tag", "${_IMAGE}", "."]}]
+    assert config["steps"] == [
+        {"name": "gcr.io/cloud-builders/docker", "args": ["build", "--tag", "${_IMAGE}", "."]}
+    ]
     assert config["images"] == ["${_IMAGE}"]
 
 
@@ -204,16 +295,24 @@ def test_alert_policies_wait_until_monitoring_knows_their_metrics() -> None:
     assert spec["httpMethod"] == "GET" and spec["path"] == "v3/{+name}"
     pattern = re.compile(spec["parameters"]["name"]["pattern"])
     monitoring, sleeps = FakeMonitoring(unknown_for=2), []
-    gcp_deploy.wait_for_metrics("demo", METRICS, monitoring, sleep=sleeps.append,
-                                out=lambda _: None)
+    gcp_deploy.wait_for_metrics(
+        "demo", METRICS, monitoring, sleep=sleeps.append, out=lambda _: None
+    )
     assert len(sleeps) == 2 and len(monitoring.urls) == 3 * len(METRICS)
     for url in monitoring.urls:
         assert url.startswith("https://monitoring.googleapis.com/v3/")
         assert pattern.match(url.removeprefix("https://monitoring.googleapis.com/v3/"))
     assert monitoring.urls[:2] == [
-        f"https://monitoring.googleapis.com/v3/projects/demo/metricDescriptors/{m}" for m in METRICS]
+        f"https://monitoring.googleapis.com/v3/projects/demo/metricDescriptors/{m}" for m in METRICS
+    ]
     clock = iter(range(0, 10_000, 100))
     with pytest.raises(gcp_deploy.DeployError, match="does not know"):
-        gcp_deploy.wait_for_metrics("demo", METRICS, FakeMonitoring(unknown_for=99),
-                                    timeout=250, sleep=lambda _: None,
-                                    clock=lambda: next(clock), out=lambda _: None)
+        gcp_deploy.wait_for_metrics(
+            "demo",
+            METRICS,
+            FakeMonitoring(unknown_for=99),
+            timeout=250,
+            sleep=lambda _: None,
+            clock=lambda: next(clock),
+            out=lambda _: None,
+        )

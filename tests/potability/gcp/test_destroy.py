@@ -16,10 +16,14 @@ import pytest
 from potability.gcp import destroy as gcp_destroy
 
 ROOT = Path(__file__).resolve().parents[3]
-OUTPUTS = {"project_id": "demo", "region": "europe-west1", "endpoint_id": "4455",
-           "network": "potability-vpc"}
+OUTPUTS = {
+    "project_id": "demo",
+    "region": "europe-west1",
+    "endpoint_id": "4455",
+    "network": "potability-vpc",
+}
 
-FAKE = r'''#!{python}
+FAKE = r"""#!{python}
 import json, os, sys
 name = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
@@ -32,7 +36,7 @@ if name == "terraform" and "output" in args:
     print(json.dumps({{k: {{"value": v, "sensitive": False}} for k, v in outputs.items()}}))
 elif name == "gcloud" and args[:3] == ["ai", "endpoints", "describe"]:
     print("111;222")
-'''
+"""
 
 
 @pytest.fixture
@@ -57,25 +61,62 @@ def _calls(log: Path) -> list[list[str]]:
 WHERE = ["--project=demo", "--region=europe-west1"]
 EXPECTED = [
     ["terraform", "-chdir=terraform", "output", "-json"],
-    ["gcloud", "ai", "endpoints", "describe", "4455", *WHERE, "--format=value(deployedModels[].id)"],
+    [
+        "gcloud",
+        "ai",
+        "endpoints",
+        "describe",
+        "4455",
+        *WHERE,
+        "--format=value(deployedModels[].id)",
+    ],
     # an endpoint with deployed models cannot be deleted
     ["gcloud", "ai", "endpoints", "undeploy-model", "4455", *WHERE, "--deployed-model-id=111"],
     ["gcloud", "ai", "endpoints", "undeploy-model", "4455", *WHERE, "--deployed-model-id=222"],
     # Cloud SQL's deletion protection lifted, then the instance (and what needs it) destroyed
-    ["terraform", "-chdir=terraform", "apply", "-input=false", "-var=db_deletion_protection=false",
-     "-target=google_sql_database_instance.main", "-auto-approve"],
-    ["terraform", "-chdir=terraform", "destroy", "-input=false", "-var=db_deletion_protection=false",
-     "-target=google_sql_database_instance.main", "-auto-approve"],
+    [
+        "terraform",
+        "-chdir=terraform",
+        "apply",
+        "-input=false",
+        "-var=db_deletion_protection=false",
+        "-target=google_sql_database_instance.main",
+        "-auto-approve",
+    ],
+    [
+        "terraform",
+        "-chdir=terraform",
+        "destroy",
+        "-input=false",
+        "-var=db_deletion_protection=false",
+        "-target=google_sql_database_instance.main",
+        "-auto-approve",
+    ],
     # the peering Terraform abandons (deletion_policy = "ABANDON") would block the network
-    ["gcloud", "services", "vpc-peerings", "delete", "--network=potability-vpc",
-     "--service=servicenetworking.googleapis.com", "--project=demo", "--quiet"],
-    ["terraform", "-chdir=terraform", "destroy", "-input=false", "-var=db_deletion_protection=false",
-     "-auto-approve"],
+    [
+        "gcloud",
+        "services",
+        "vpc-peerings",
+        "delete",
+        "--network=potability-vpc",
+        "--service=servicenetworking.googleapis.com",
+        "--project=demo",
+        "--quiet",
+    ],
+    [
+        "terraform",
+        "-chdir=terraform",
+        "destroy",
+        "-input=false",
+        "-var=db_deletion_protection=false",
+        "-auto-approve",
+    ],
 ]
 
 
 def test_destroy_runs_around_what_stops_terraform_destroy(
-        fakes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fakes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert gcp_destroy.main(["--auto-approve"]) == 0
     assert _calls(fakes) == EXPECTED
     out = capsys.readouterr().out
@@ -83,7 +124,8 @@ def test_destroy_runs_around_what_stops_terraform_destroy(
 
 
 def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
-        fakes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fakes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert gcp_destroy.main(["--dry-run", "--auto-approve"]) == 0
     assert _calls(fakes) == EXPECTED[:2]  # terraform output, endpoint describe
     out = capsys.readouterr().out
@@ -92,13 +134,19 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
 
 
 def test_make_gcp_destroy_dry_run_uses_the_module() -> None:
-    res = subprocess.run(["make", "-n", "gcp-destroy", "DRY_RUN=1"], cwd=ROOT,
-                         capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        ["make", "-n", "gcp-destroy", "DRY_RUN=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert ".venv/bin/python -m potability.gcp.destroy --dry-run" in res.stdout
 
 
-def test_a_failing_step_stops_there(fakes: Path, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failing_step_stops_there(
+    fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("FAKE_FAIL", "gcloud")
     monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings")
     assert gcp_destroy.main(["--auto-approve"]) == 1

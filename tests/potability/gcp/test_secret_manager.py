@@ -10,12 +10,12 @@ import json
 import re
 from typing import Any
 
+import gcp_discovery
 import pytest
 import requests
 
 from components import runtime
 from potability.gcp import secret_manager
-import gcp_discovery
 
 SECRET = "projects/demo-project/secrets/potability-mlflow-pipelines-password"
 
@@ -34,21 +34,29 @@ class RecordingSession:
 
 
 def _payload(text: str) -> dict[str, Any]:
-    return {"name": f"{SECRET}/versions/3",
-            "payload": {"data": base64.b64encode(text.encode()).decode(), "dataCrc32c": "1"}}
+    return {
+        "name": f"{SECRET}/versions/3",
+        "payload": {"data": base64.b64encode(text.encode()).decode(), "dataCrc32c": "1"},
+    }
 
 
 def test_the_request_is_googles_versions_access() -> None:
     session = RecordingSession(_payload("s3cret-Ünïcode"))
     assert secret_manager.access_secret(SECRET, session) == "s3cret-Ünïcode"
-    assert session.calls == [(
-        "https://secretmanager.googleapis.com/v1/projects/demo-project/secrets/"
-        "potability-mlflow-pipelines-password/versions/latest:access", 30.0)]
+    assert session.calls == [
+        (
+            "https://secretmanager.googleapis.com/v1/projects/demo-project/secrets/"
+            "potability-mlflow-pipelines-password/versions/latest:access",
+            30.0,
+        )
+    ]
 
     # The same URL as Google's description builds it: rootUrl + servicePath + path, with the
     # name matching the parameter's pattern; GET, and the answer is AccessSecretVersionResponse.
     doc = gcp_discovery.document("secretmanager", "v1")
-    access = gcp_discovery.method("secretmanager", "v1", "secretmanager.projects.secrets.versions.access")
+    access = gcp_discovery.method(
+        "secretmanager", "v1", "secretmanager.projects.secrets.versions.access"
+    )
     assert access["httpMethod"] == "GET" and access["path"] == "v1/{+name}:access"
     name = f"{SECRET}/versions/latest"
     assert re.match(access["parameters"]["name"]["pattern"], name)
@@ -76,9 +84,11 @@ def test_a_step_logs_in_only_when_given_a_secret(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(runtime, "mlflow_login", logins.append)
     runtime.step_settings({"url": "postgresql://u@h/db"}, mlflow_tracking_uri="http://127.0.0.1:9")
     assert logins == []
-    settings = runtime.step_settings({"url": "postgresql://u@h/db"},
-                                     mlflow_tracking_uri="http://127.0.0.1:9",
-                                     mlflow_credentials_secret=SECRET)
+    settings = runtime.step_settings(
+        {"url": "postgresql://u@h/db"},
+        mlflow_tracking_uri="http://127.0.0.1:9",
+        mlflow_credentials_secret=SECRET,
+    )
     assert logins == [SECRET] and settings.mlflow_credentials_secret == SECRET
 
 

@@ -12,8 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from potability.inference import archive as inference_archive, log as inference_log
 from potability.config import load_settings
+from potability.inference import archive as inference_archive
+from potability.inference import log as inference_log
 
 
 class DyingStore(inference_archive.LocalStore):

@@ -11,14 +11,15 @@ import http.server
 import json
 import re
 import threading
-from datetime import date, datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
+import gcp_discovery
 import pytest
 
-import gcp_discovery
 from potability.inference import archive as inference_archive
 
 
@@ -45,16 +46,23 @@ class FakeGcs:
                 self.wfile.write(body)
 
             def _meta(self, bucket: str, name: str) -> bytes:
-                return json.dumps({"kind": "storage#object", "bucket": bucket, "name": name,
-                                   "generation": "1", "size": str(len(owner.objects[(bucket, name)]))
-                                   }).encode()
+                return json.dumps(
+                    {
+                        "kind": "storage#object",
+                        "bucket": bucket,
+                        "name": name,
+                        "generation": "1",
+                        "size": str(len(owner.objects[(bucket, name)])),
+                    }
+                ).encode()
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 path, query = self._record()
                 bucket = re.fullmatch(r"/upload/storage/v1/b/([^/]+)/o", path)[1]
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
                 message = email.parser.BytesParser().parsebytes(
-                    b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw)
+                    b"Content-Type: " + self.headers["Content-Type"].encode() + b"\r\n\r\n" + raw
+                )
                 meta_part, media_part = message.get_payload()
                 name = json.loads(meta_part.get_payload(decode=True))["name"]
                 if query.get("ifGenerationMatch") == "0" and (bucket, name) in owner.objects:
@@ -62,7 +70,7 @@ class FakeGcs:
                 owner.objects[(bucket, name)] = media_part.get_payload(decode=True)
                 self._send(200, self._meta(bucket, name))
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 path, query = self._record()
                 download = re.fullmatch(r"/download/storage/v1/b/([^/]+)/o/(.+)", path)
                 get = re.fullmatch(r"/storage/v1/b/([^/]+)/o/(.+)", path)
@@ -78,12 +86,16 @@ class FakeGcs:
                     if (bucket, name) not in owner.objects:
                         return self._send(404, b'{"error": {"code": 404, "message": "none"}}')
                     if download or query.get("alt") == "media":
-                        return self._send(200, owner.objects[(bucket, name)],
-                                          "application/octet-stream")
+                        return self._send(
+                            200, owner.objects[(bucket, name)], "application/octet-stream"
+                        )
                     return self._send(200, self._meta(bucket, name))
                 bucket = listing[1]
-                items = [json.loads(self._meta(b, n)) for b, n in sorted(owner.objects)
-                         if b == bucket and n.startswith(query.get("prefix", ""))]
+                items = [
+                    json.loads(self._meta(b, n))
+                    for b, n in sorted(owner.objects)
+                    if b == bucket and n.startswith(query.get("prefix", ""))
+                ]
                 self._send(200, json.dumps({"kind": "storage#objects", "items": items}).encode())
 
             def log_message(self, *args: object) -> None:
@@ -109,8 +121,11 @@ def _client(gcs: FakeGcs) -> Any:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    return storage.Client(project="test-project", credentials=AnonymousCredentials(),
-                          client_options={"api_endpoint": gcs.url})
+    return storage.Client(
+        project="test-project",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": gcs.url},
+    )
 
 
 def _check_against_discovery(method: str, path: str, query: dict[str, str]) -> str:
@@ -122,22 +137,30 @@ def _check_against_discovery(method: str, path: str, query: dict[str, str]) -> s
     if re.fullmatch("/storage/v1/" + bucket_get["path"].replace("{bucket}", "[^/]+"), path):
         spec, which = bucket_get, "buckets.get"
     elif method == "POST":
-        spec, shape = objects["insert"], objects["insert"]["mediaUpload"]["protocols"]["simple"]["path"]
+        spec, shape = (
+            objects["insert"],
+            objects["insert"]["mediaUpload"]["protocols"]["simple"]["path"],
+        )
         assert re.fullmatch(shape.replace("{bucket}", "[^/]+"), path)
         assert query["uploadType"] == "multipart"
         which = "insert"
     elif path.startswith("/download/"):
         spec, which = objects["get"], "get"
-        assert re.fullmatch("/download/storage/v1/" + spec["path"].replace("{bucket}", "[^/]+")
-                            .replace("{object}", ".+"), path)
+        assert re.fullmatch(
+            "/download/storage/v1/"
+            + spec["path"].replace("{bucket}", "[^/]+").replace("{object}", ".+"),
+            path,
+        )
         assert query["alt"] == "media"
     elif path.endswith("/o"):
         spec, which = objects["list"], "list"
         assert re.fullmatch("/storage/v1/" + spec["path"].replace("{bucket}", "[^/]+"), path)
     else:
         spec, which = objects["get"], "get"
-        assert re.fullmatch("/storage/v1/" + spec["path"].replace("{bucket}", "[^/]+")
-                            .replace("{object}", ".+"), path)
+        assert re.fullmatch(
+            "/storage/v1/" + spec["path"].replace("{bucket}", "[^/]+").replace("{object}", ".+"),
+            path,
+        )
     assert spec["httpMethod"] == method
     unknown = set(query) - set(spec["parameters"]) - common
     assert not unknown, (which, unknown)
@@ -145,18 +168,32 @@ def _check_against_discovery(method: str, path: str, query: dict[str, str]) -> s
 
 
 def test_a_day_is_stored_create_only_fetched_and_verified_through_the_json_api(
-        gcs: FakeGcs, tmp_path: Path) -> None:
+    gcs: FakeGcs, tmp_path: Path
+) -> None:
     from google.api_core.exceptions import PreconditionFailed
 
     store = inference_archive.GcsStore("gs://arch-bucket/inference-log", client=_client(gcs))
     day = date(2026, 3, 1)
-    schema = inference_archive.arrow_schema([("id", "bigint"), ("sensor_id", "text"),
-                                             ("ph", "double precision"),
-                                             ("inferred_at", "timestamp with time zone")])
-    rows = [(i, f"s{i % 3}", None if i % 4 == 0 else 7 + i / 10,
-             datetime(2026, 3, 1, 0, 0, i, 123456, tzinfo=timezone.utc)) for i in range(50)]
-    written = inference_archive.write_file(tmp_path / "d.parquet", schema,
-                                           inference_archive.batches_of(iter(rows), 16), day)
+    schema = inference_archive.arrow_schema(
+        [
+            ("id", "bigint"),
+            ("sensor_id", "text"),
+            ("ph", "double precision"),
+            ("inferred_at", "timestamp with time zone"),
+        ]
+    )
+    rows = [
+        (
+            i,
+            f"s{i % 3}",
+            None if i % 4 == 0 else 7 + i / 10,
+            datetime(2026, 3, 1, 0, 0, i, 123456, tzinfo=UTC),
+        )
+        for i in range(50)
+    ]
+    written = inference_archive.write_file(
+        tmp_path / "d.parquet", schema, inference_archive.batches_of(iter(rows), 16), day
+    )
     name = inference_archive.object_name(day)
     assert not store.exists(name)
     store.put(name, written.path)
@@ -166,14 +203,19 @@ def test_a_day_is_stored_create_only_fetched_and_verified_through_the_json_api(
         store.put(name, written.path)
     assert store.names() == [name]
     path, digest = inference_archive.fetch_verified(store, day, tmp_path)
-    assert (digest.rows, digest.sha256) == (written.rows, written.sha256) == (
-        50, inference_archive.row_digest(rows).sha256)
-    assert [tuple(r.values()) for r in inference_archive.read_day(None, day, store).to_pylist()] \
-        == rows  # type: ignore[arg-type]
+    assert (
+        (digest.rows, digest.sha256)
+        == (written.rows, written.sha256)
+        == (50, inference_archive.row_digest(rows).sha256)
+    )
+    assert [
+        tuple(r.values()) for r in inference_archive.read_day(None, day, store).to_pylist()
+    ] == rows  # type: ignore[arg-type]
 
     seen = [_check_against_discovery(*r) for r in gcs.requests]
     assert {"insert", "get", "list"} <= set(seen)
     uploads = [q for m, _, q in gcs.requests if m == "POST"]
     assert uploads and all(q.get("ifGenerationMatch") == "0" for q in uploads)
-    assert quote("inference-log/day=2026-03-01/water_inferences.parquet", safe="") in \
-        " ".join(p for _, p, _ in gcs.requests)
+    assert quote("inference-log/day=2026-03-01/water_inferences.parquet", safe="") in " ".join(
+        p for _, p, _ in gcs.requests
+    )

@@ -6,34 +6,40 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from potability import db
 from potability.inference import rollup as inference_rollup
 from potability.inference.rollup import HOUR, floor_hour
 
-UTC = timezone.utc
+UTC = UTC
 BASE = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)  # a DST night in Europe: UTC hours do not care
 NOW = BASE + timedelta(days=8, minutes=17, seconds=3)
 SENSORS = ("north-1", "south-2", "east-3")
 VERSIONS = ("3", "4")
 
 _offsets = st.one_of(
-    st.integers(0, 9 * 24 * 3600 * 1_000_000),                        # anywhere, in microseconds
-    st.integers(0, 9 * 24).map(lambda h: h * 3600 * 1_000_000),       # exactly on an hour
-    st.integers(0, 9 * 24).map(lambda h: h * 3600 * 1_000_000 - 1),   # just before one
-    st.integers(0, 9 * 24).map(lambda h: h * 3600 * 1_000_000 + 1),   # just after one
+    st.integers(0, 9 * 24 * 3600 * 1_000_000),  # anywhere, in microseconds
+    st.integers(0, 9 * 24).map(lambda h: h * 3600 * 1_000_000),  # exactly on an hour
+    st.integers(0, 9 * 24).map(lambda h: h * 3600 * 1_000_000 - 1),  # just before one
+    st.integers(0, 9 * 24).map(lambda h: h * 3600 * 1_000_000 + 1),  # just after one
 )
-_rows = st.lists(st.tuples(_offsets, st.sampled_from(SENSORS), st.sampled_from(VERSIONS),
-                           st.integers(0, 1)), max_size=60)
+_rows = st.lists(
+    st.tuples(_offsets, st.sampled_from(SENSORS), st.sampled_from(VERSIONS), st.integers(0, 1)),
+    max_size=60,
+)
 
 
 def _reset(conn: db.Connection) -> None:
     cur = conn.cursor()
     cur.execute("DELETE FROM water.water_inferences")
-    cur.execute("TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours")
+    cur.execute(
+        "TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours"
+    )
     conn.commit()
 
 
@@ -47,7 +53,13 @@ def _insert(conn: db.Connection, rows: list[tuple[datetime, str, str, int]]) -> 
         "latency_ms) SELECT %s || k, 0, s, c, 0.5, 'water-potability', v, 'local', t, 1 "
         "FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::smallint[]) "
         "WITH ORDINALITY AS r(t, s, v, c, k)",
-        (f"rollup-{uuid.uuid4().hex[:8]}-", [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]),
+        (
+            f"rollup-{uuid.uuid4().hex[:8]}-",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+        ),
     )
     conn.commit()
 
@@ -66,10 +78,13 @@ def _expected(rows: list[tuple[datetime, str, str, int]], now: datetime) -> dict
     hours = Counter(floor_hour(r[0]) for r in week)
     potable_hours = Counter(floor_hour(r[0]) for r in week if r[3])
     return {
-        "hourly": [(day_start + k * HOUR, hours[day_start + k * HOUR],
-                    potable_hours[day_start + k * HOUR]) for k in range(24)],
-        "daily": [sum(hours[week_start + (24 * d + k) * HOUR] for k in range(24))
-                  for d in range(7)],
+        "hourly": [
+            (day_start + k * HOUR, hours[day_start + k * HOUR], potable_hours[day_start + k * HOUR])
+            for k in range(24)
+        ],
+        "daily": [
+            sum(hours[week_start + (24 * d + k) * HOUR] for k in range(24)) for d in range(7)
+        ],
         "day": (len(day), sum(r[3] for r in day), by(1, day), by(2, day)),
         "week": (len(week), sum(r[3] for r in week), by(1, week), by(2, week)),
     }
@@ -77,8 +92,12 @@ def _expected(rows: list[tuple[datetime, str, str, int]], now: datetime) -> dict
 
 def _seen(a: inference_rollup.InferenceActivity) -> dict:
     def window(w: inference_rollup.WindowSummary) -> tuple:
-        return (w.readings, w.potable, [(c.key, c.readings, c.potable) for c in w.by_sensor],
-                [(c.key, c.readings, c.potable) for c in w.by_model_version])
+        return (
+            w.readings,
+            w.potable,
+            [(c.key, c.readings, c.potable) for c in w.by_sensor],
+            [(c.key, c.readings, c.potable) for c in w.by_model_version],
+        )
 
     return {
         "hourly": [(c.key, c.readings, c.potable) for c in a.hourly],
@@ -90,23 +109,28 @@ def _seen(a: inference_rollup.InferenceActivity) -> dict:
 
 def _rolled_vs_raw(conn: db.Connection) -> tuple[list, list]:
     cur = conn.cursor()
-    cur.execute("SELECT hour, sensor_id, model_version, readings, potable "
-                "FROM water.inference_hourly ORDER BY 1, 2, 3")
+    cur.execute(
+        "SELECT hour, sensor_id, model_version, readings, potable "
+        "FROM water.inference_hourly ORDER BY 1, 2, 3"
+    )
     rolled = cur.fetchall()
     cur.execute(
         "SELECT date_trunc('hour', inferred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS h, "
         "sensor_id, model_version, count(*), count(*) FILTER (WHERE predicted_class = 1) "
         "FROM water.water_inferences WHERE date_trunc('hour', inferred_at AT TIME ZONE 'UTC') "
         "AT TIME ZONE 'UTC' IN (SELECT hour FROM water.inference_rolled_hours) "
-        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
     return rolled, cur.fetchall()
 
 
-@hsettings(max_examples=25, deadline=None,
-           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=_rows, max_hours=st.sampled_from([None, 1, 7, 50]))
 def test_rollups_equal_a_direct_count_and_the_page_equals_the_raw_count(
-        conn: db.Connection, raw: list, max_hours: int | None) -> None:
+    conn: db.Connection, raw: list, max_hours: int | None
+) -> None:
     _reset(conn)
     rows = [(BASE + timedelta(microseconds=o), s, v, c) for o, s, v, c in raw]
     _insert(conn, rows)
@@ -117,8 +141,9 @@ def test_rollups_equal_a_direct_count_and_the_page_equals_the_raw_count(
     conn.rollback()
 
     # some hours rolled up (the oldest max_hours of the week): same numbers
-    inference_rollup.roll_up(conn, NOW - timedelta(days=9), inference_rollup.rollable_through(NOW),
-                             max_hours)
+    inference_rollup.roll_up(
+        conn, NOW - timedelta(days=9), inference_rollup.rollable_through(NOW), max_hours
+    )
     conn.commit()
     rolled, direct = _rolled_vs_raw(conn)
     assert rolled == direct
@@ -126,8 +151,12 @@ def test_rollups_equal_a_direct_count_and_the_page_equals_the_raw_count(
 
     # everything rolled up, again: nothing counted twice
     inference_rollup.roll_up(conn, NOW - timedelta(days=9), inference_rollup.rollable_through(NOW))
-    assert inference_rollup.roll_up(conn, NOW - timedelta(days=9),
-                                    inference_rollup.rollable_through(NOW)) == 0
+    assert (
+        inference_rollup.roll_up(
+            conn, NOW - timedelta(days=9), inference_rollup.rollable_through(NOW)
+        )
+        == 0
+    )
     conn.commit()
     rolled, direct = _rolled_vs_raw(conn)
     assert rolled == direct
@@ -137,8 +166,9 @@ def test_rollups_equal_a_direct_count_and_the_page_equals_the_raw_count(
 
 def test_the_current_hour_and_the_grace_are_never_rolled_up(clean_db: db.Connection) -> None:
     now = floor_hour(datetime.now(UTC)) + timedelta(minutes=1)  # within the grace of the last
-    inference_rollup.roll_up(clean_db, now - timedelta(hours=3),
-                             inference_rollup.rollable_through(now))
+    inference_rollup.roll_up(
+        clean_db, now - timedelta(hours=3), inference_rollup.rollable_through(now)
+    )
     clean_db.commit()
     cur = clean_db.cursor()
     cur.execute("SELECT max(hour) FROM water.inference_rolled_hours")
@@ -176,7 +206,8 @@ def _cells_in_table(conn: db.Connection) -> Counter:
 
 
 def test_hourly_drift_cells_equal_a_direct_count_and_follow_their_hours(
-        clean_db: db.Connection) -> None:
+    clean_db: db.Connection,
+) -> None:
     """The rollup's cells (sql/015) equal the rows' cells counted in Python, per hour and
     feature; an hour rolled up before sql/015 gets its cells at the next catch-up; forgetting
     an hour forgets its cells."""
@@ -187,10 +218,12 @@ def test_hourly_drift_cells_equal_a_direct_count_and_follow_their_hours(
 
     rng = random.Random(3)
     rows = []
-    for k in range(400):
+    for _ in range(400):
         when = BASE + timedelta(seconds=rng.choice([0, 3599, 3600, rng.randrange(30 * 3600)]))
-        values = [None if rng.random() < 0.2 else rng.uniform(f.minimum, f.maximum) * rng.random()
-                  for f in FEATURES]
+        values = [
+            None if rng.random() < 0.2 else rng.uniform(f.minimum, f.maximum) * rng.random()
+            for f in FEATURES
+        ]
         rows.append((when, values))
     cur = clean_db.cursor()
     cols = ", ".join(FEATURE_COLUMNS)
@@ -199,11 +232,13 @@ def test_hourly_drift_cells_equal_a_direct_count_and_follow_their_hours(
             f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
             "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
             f"latency_ms) VALUES (%s, 0, 's', {', '.join(['%s'] * 9)}, 1, 0.5, 'm', '3', 'local', "
-            "%s, 1)", (f"cells-{uuid.uuid4().hex[:6]}-{k}", *values, when))
+            "%s, 1)",
+            (f"cells-{uuid.uuid4().hex[:6]}-{k}", *values, when),
+        )
     clean_db.commit()
     expected: Counter = Counter()
     for when, values in rows:
-        for f, (spec, value) in enumerate(zip(FEATURES, values)):
+        for f, (spec, value) in enumerate(zip(FEATURES, values, strict=False)):
             expected[(floor_hour(when), f, int(drift.cells_of(spec.name, [value])[0]))] += 1
 
     inference_rollup.catch_up(clean_db, BASE + 40 * HOUR, days=2)
@@ -214,11 +249,14 @@ def test_hourly_drift_cells_equal_a_direct_count_and_follow_their_hours(
     assert inference_rollup.roll_up(clean_db, BASE, BASE + 10 * HOUR) == 10
     clean_db.commit()
     assert _cells_in_table(clean_db) == Counter(
-        {k: n for k, n in expected.items() if k[0] >= BASE + 10 * HOUR})
+        {k: n for k, n in expected.items() if k[0] >= BASE + 10 * HOUR}
+    )
     # as if hours 0-9 were rolled up before sql/015: counts, no cells - the catch-up fills them
     cur.execute("DELETE FROM water.inference_hourly_cells WHERE hour < %s", (BASE + 10 * HOUR,))
-    cur.execute("UPDATE water.inference_rolled_hours SET cells_rolled = false WHERE hour < %s",
-                (BASE + 10 * HOUR,))
+    cur.execute(
+        "UPDATE water.inference_rolled_hours SET cells_rolled = false WHERE hour < %s",
+        (BASE + 10 * HOUR,),
+    )
     clean_db.commit()
     assert inference_rollup.catch_up(clean_db, BASE + 40 * HOUR, days=2) == 0  # no new hours
     assert _cells_in_table(clean_db) == expected
@@ -226,5 +264,6 @@ def test_hourly_drift_cells_equal_a_direct_count_and_follow_their_hours(
     assert inference_rollup.forget(clean_db, BASE + 3 * HOUR, BASE + 5 * HOUR) == 2
     clean_db.commit()
     assert _cells_in_table(clean_db) == Counter(
-        {k: n for k, n in expected.items() if not BASE + 3 * HOUR <= k[0] < BASE + 5 * HOUR})
+        {k: n for k, n in expected.items() if not BASE + 3 * HOUR <= k[0] < BASE + 5 * HOUR}
+    )
     clean_db.rollback()

@@ -7,15 +7,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-from potability.local import stack as local_stack, services
+from potability.local import services
+from potability.local import stack as local_stack
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["POTABILITY_HOME"] = str(home)
     env["PIPELINE_SCHEDULE"] = ""  # no daily run in the session's stack (test_local_scheduler)
-    return subprocess.run([sys.executable, "-m", "potability.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "potability.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
 
 
 def test_up_again_reuses_the_running_stack(stack_home, database_url, mlflow_uri, clean_db):
@@ -37,7 +44,9 @@ def test_down_stops_what_up_started(tmp_path):
     home = tmp_path / "stack"
     url = local_stack.start_database(home)
     local_stack.prepare_database(url)
-    sleeper = services.start(home, "sleeper", [sys.executable, "-c", "import time; time.sleep(600)"])
+    sleeper = services.start(
+        home, "sleeper", [sys.executable, "-c", "import time; time.sleep(600)"]
+    )
     pg = local_stack.postgres_pid(home)
     assert pg and services.is_alive(sleeper)
     out = _cli(home, "down").stdout

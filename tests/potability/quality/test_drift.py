@@ -14,10 +14,10 @@ from potability.quality.drift import (
     OK,
     WATCH,
     bin_shares,
+    decide,
     drift_report,
     feature_drift,
     psi,
-    decide,
     quantile_edges,
 )
 
@@ -63,7 +63,9 @@ def test_a_sensor_that_always_measures_is_not_drifting() -> None:
     # the training data misses 24% of the values; the sensor measures every time
     reference = [*([float(v) for v in range(100)] * 3), *([None] * 95)]
     result = feature_drift("x", reference, [float(v) for v in range(100)])
-    assert result.recent_null_share == 0.0 and result.reference_null_share == pytest.approx(95 / 395)
+    assert result.recent_null_share == 0.0 and result.reference_null_share == pytest.approx(
+        95 / 395
+    )
     assert result.psi == pytest.approx(0.0) and result.status == OK
 
 
@@ -79,15 +81,18 @@ def test_a_small_shift_is_watch_by_hand() -> None:
 REF_COUNTS = [300] * 10 + [0]  # 3,000 training rows on deciles, none missing
 
 
-@pytest.mark.parametrize("recent, status", [
-    ([5] * 10 + [0], OK),                       # exactly the reference shares
-    ([7, 3] * 5 + [0], OK),                     # PSI ~0.17 on 50 rows: noise (p ~0.45)
-    ([70, 30] * 5 + [0], WATCH),                # same PSI on 500 rows: significant, < 0.25
-    ([14, 2, 14, 2, 14, 2, 14, 2, 14, 2] + [0], DRIFT),  # PSI ~0.9 on 80 rows
-    ([5] * 9 + [4] + [0], INSUFFICIENT),        # 49 measured values < 5 per bin
-    ([5] * 10 + [12], WATCH),                   # missing share up from 0 to 19%
-    ([], None),
-])
+@pytest.mark.parametrize(
+    ("recent", "status"),
+    [
+        ([5] * 10 + [0], OK),  # exactly the reference shares
+        ([7, 3] * 5 + [0], OK),  # PSI ~0.17 on 50 rows: noise (p ~0.45)
+        ([70, 30] * 5 + [0], WATCH),  # same PSI on 500 rows: significant, < 0.25
+        ([14, 2, 14, 2, 14, 2, 14, 2, 14, 2] + [0], DRIFT),  # PSI ~0.9 on 80 rows
+        ([5] * 9 + [4] + [0], INSUFFICIENT),  # 49 measured values < 5 per bin
+        ([5] * 10 + [12], WATCH),  # missing share up from 0 to 19%
+        ([], None),
+    ],
+)
 def test_the_decision_on_counts(recent: list[int], status: str | None) -> None:
     if status is None:
         with pytest.raises(ValueError):

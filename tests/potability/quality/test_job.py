@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from potability import db
 from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, FEATURES
 from potability.inference import rollup as inference_rollup
-from potability.quality import drift, job as qc_job
+from potability.quality import drift
+from potability.quality import job as qc_job
 
-UTC = timezone.utc
+UTC = UTC
 END = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 START = END - timedelta(days=7)
 
 
-def _insert_recent(conn: db.Connection, rows: list[list[float | None]],
-                   when: datetime) -> None:
+def _insert_recent(conn: db.Connection, rows: list[list[float | None]], when: datetime) -> None:
     cur = conn.cursor()
     cols = ", ".join(FEATURE_COLUMNS)
     marks = ", ".join(["%s"] * len(FEATURE_COLUMNS))
@@ -60,26 +60,32 @@ def _roll_some(conn: db.Connection, rng: random.Random) -> None:
     for function in ("roll_up_inference_hours", "roll_up_inference_cells"):
         for _ in range(rng.randrange(1, 4)):
             lo = inference_rollup.floor_hour(START) + rng.randrange(0, 170) * hour
-            cur.execute(f"SELECT water.{function}(%s, %s)",
-                        (lo, lo + rng.randrange(1, 60) * hour))
+            cur.execute(f"SELECT water.{function}(%s, %s)", (lo, lo + rng.randrange(1, 60) * hour))
     conn.commit()
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_drift_from_hourly_cells_equals_the_row_based_psi(clean_db: db.Connection,
-                                                         seed: int) -> None:
+def test_drift_from_hourly_cells_equals_the_row_based_psi(
+    clean_db: db.Connection, seed: int
+) -> None:
     rng = random.Random(seed)
-    grids = {name: sorted({round(rng.uniform(1, 12), 2) for _ in range(8)})
-             for name in FEATURE_NAMES}
+    grids = {
+        name: sorted({round(rng.uniform(1, 12), 2) for _ in range(8)}) for name in FEATURE_NAMES
+    }
     grids[FEATURE_NAMES[1]] = [5.0]  # a constant feature: no interior edges at all
-    reference = {name: [_value(rng, grid, k) for _ in range(400)]
-                 for k, (name, grid) in enumerate(grids.items())}
-    recent_rows = [[_value(rng, grids[name], k) for k, name in enumerate(FEATURE_NAMES)]
-                   for _ in range(300)]
+    reference = {
+        name: [_value(rng, grid, k) for _ in range(400)]
+        for k, (name, grid) in enumerate(grids.items())
+    }
+    recent_rows = [
+        [_value(rng, grids[name], k) for k, name in enumerate(FEATURE_NAMES)] for _ in range(300)
+    ]
     # spread over the window, the boundary hours and instants included
-    moments = [START + timedelta(seconds=rng.choice([1, 3599, 3600, rng.randrange(7 * 86400)]))
-               for _ in recent_rows[:-2]] + [END, END - timedelta(microseconds=1)]
-    for row, when in zip(recent_rows, moments):
+    moments = [
+        START + timedelta(seconds=rng.choice([1, 3599, 3600, rng.randrange(7 * 86400)]))
+        for _ in recent_rows[:-2]
+    ] + [END, END - timedelta(microseconds=1)]
+    for row, when in zip(recent_rows, moments, strict=False):
         _insert_recent(clean_db, [row], when)
     _insert_recent(clean_db, recent_rows[:40], START)  # outside (start, end]: ignored
     _insert_recent(clean_db, recent_rows[:10], END + timedelta(microseconds=1))
@@ -91,7 +97,7 @@ def test_drift_from_hourly_cells_equals_the_row_based_psi(clean_db: db.Connectio
     clean_db.rollback()
 
     assert [d.feature for d in from_cells] == list(FEATURE_NAMES)
-    for cells_row, row in zip(from_cells, from_rows):
+    for cells_row, row in zip(from_cells, from_rows, strict=False):
         assert cells_row == row  # every figure, exactly
 
 
@@ -100,15 +106,20 @@ def test_sql_and_python_put_a_value_in_the_same_cell(conn: db.Connection) -> Non
     around cell boundaries and outside the range (clamped)."""
     rng = random.Random(7)
     cur = conn.cursor()
-    for k, spec in enumerate(FEATURES):
+    for spec in FEATURES:
         width = (spec.maximum - spec.minimum) / drift.GRID_CELLS
-        values = [spec.minimum + c * width * f for c in rng.sample(range(drift.GRID_CELLS), 200)
-                  for f in (1.0, 1 - 1e-15, 1 + 1e-15)]
+        values = [
+            spec.minimum + c * width * f
+            for c in rng.sample(range(drift.GRID_CELLS), 200)
+            for f in (1.0, 1 - 1e-15, 1 + 1e-15)
+        ]
         values += [spec.minimum, spec.maximum, spec.minimum - 1, spec.maximum + 1]
         values += [rng.uniform(spec.minimum, spec.maximum) for _ in range(300)]
-        cur.execute("SELECT water.drift_cell(v, %s, %s) FROM unnest(%s::float8[]) "
-                    "WITH ORDINALITY AS u(v, n) ORDER BY n",
-                    (spec.minimum, spec.maximum, values))
+        cur.execute(
+            "SELECT water.drift_cell(v, %s, %s) FROM unnest(%s::float8[]) "
+            "WITH ORDINALITY AS u(v, n) ORDER BY n",
+            (spec.minimum, spec.maximum, values),
+        )
         in_sql = [row[0] for row in cur.fetchall()]
         assert in_sql == drift.cells_of(spec.name, values).tolist(), spec.name
     cur.execute("SELECT water.drift_cell(NULL, 0, 14)")
@@ -119,8 +130,7 @@ def test_an_empty_window_has_no_psi(clean_db: db.Connection) -> None:
     reference = {name: [1.0, 2.0, 3.0, None] for name in FEATURE_NAMES}
     result = qc_job.drift_report(clean_db, reference, START, END)
     clean_db.rollback()
-    assert {(d.psi, d.status, d.recent_rows) for d in result} == {
-        (None, drift.INSUFFICIENT, 0)}
+    assert {(d.psi, d.status, d.recent_rows) for d in result} == {(None, drift.INSUFFICIENT, 0)}
 
 
 def test_the_drift_reference_is_the_champions_training_rows(runs_db) -> None:
@@ -134,23 +144,31 @@ def test_the_drift_reference_is_the_champions_training_rows(runs_db) -> None:
         ids = []
         for k in range(10):
             when = END - timedelta(days=30 - k)
-            cur.execute("INSERT INTO water.water_potability (sample_id, ph, potability, source, submitted_by, "
-                        "created_at, sampled_at) VALUES (%s, %s, %s, 'seed', 'test', %s, %s) "
-                        "RETURNING sample_id", (f"ref-{k}", float(k), k % 2, when, when))
+            cur.execute(
+                "INSERT INTO water.water_potability (sample_id, ph, potability, source, submitted_by, "
+                "created_at, sampled_at) VALUES (%s, %s, %s, 'seed', 'test', %s, %s) "
+                "RETURNING sample_id",
+                (f"ref-{k}", float(k), k % 2, when, when),
+            )
             ids.append(cur.fetchone()[0])
         conn.commit()
         assert qc_job.load_reference(conn, None)[0] == qc_job.REFERENCE_ALL_ROWS
 
         run_record.start_run(runs_db, "ref-1", "ab" * 32, 8)
-        run_record.record_decision(runs_db, "ref-1", {"decision": "first_champion",
-                                                      "champion_version": "1"}, {})
+        run_record.record_decision(
+            runs_db, "ref-1", {"decision": "first_champion", "champion_version": "1"}, {}
+        )
         run_record.finish_run(runs_db, "ref-1")
-        cur.execute("UPDATE water.pipeline_runs SET started_at = %s WHERE run_id = 'ref-1'",
-                    (END - timedelta(days=30 - 7, hours=-1),))  # after rows 0-7 were created
+        cur.execute(
+            "UPDATE water.pipeline_runs SET started_at = %s WHERE run_id = 'ref-1'",
+            (END - timedelta(days=30 - 7, hours=-1),),
+        )  # after rows 0-7 were created
         conn.commit()
         champion = run_record.current_champion(conn)
         kind, rows = qc_job.load_reference(conn, champion)  # no split recorded: before 016
-        assert kind == qc_job.REFERENCE_ROWS_BEFORE_TRAINING and rows["ph"] == [float(k) for k in range(8)]
+        assert kind == qc_job.REFERENCE_ROWS_BEFORE_TRAINING and rows["ph"] == [
+            float(k) for k in range(8)
+        ]
 
         run_record.record_split(runs_db, "ref-1", 42, 0.25, ids[:6], ids[6:8])
         kind, rows = qc_job.load_reference(conn, champion)
@@ -161,31 +179,40 @@ def test_the_drift_reference_is_the_champions_training_rows(runs_db) -> None:
 
 
 def test_fresh_lab_samples_leave_out_older_and_tested_ones_and_the_run_keeps_the_figure(
-        runs_db) -> None:
+    runs_db,
+) -> None:
     """sql/017: lab samples received after the champion's run started and never used by a
     promotion test; the QC run stores the champion's fresh figure and reads it back."""
     from potability.governance import run_record
-    from potability.quality import live_precision, record as qc_record
+    from potability.quality import live_precision
+    from potability.quality import record as qc_record
 
     since = END - timedelta(days=10)
     conn = db.connect(runs_db)
     try:
         cur = conn.cursor()
         ids = {}
-        for name, created in (("old", since - timedelta(hours=1)), ("new", since + timedelta(hours=1)),
-                              ("tested", since + timedelta(hours=2)), ("seed", since + timedelta(hours=3))):
-            cur.execute("INSERT INTO water.water_potability (sample_id, ph, potability, source, "
-                        "submitted_by, created_at, sampled_at) VALUES (%s, 7, 1, %s, 'lab-1', %s, %s) "
-                        "RETURNING id", (f"fresh-{name}", "seed" if name == "seed" else "lab",
-                                         created, created))
+        for name, created in (
+            ("old", since - timedelta(hours=1)),
+            ("new", since + timedelta(hours=1)),
+            ("tested", since + timedelta(hours=2)),
+            ("seed", since + timedelta(hours=3)),
+        ):
+            cur.execute(
+                "INSERT INTO water.water_potability (sample_id, ph, potability, source, "
+                "submitted_by, created_at, sampled_at) VALUES (%s, 7, 1, %s, 'lab-1', %s, %s) "
+                "RETURNING id",
+                (f"fresh-{name}", "seed" if name == "seed" else "lab", created, created),
+            )
             ids[name] = cur.fetchone()[0]
         conn.commit()
         run_record.record_tested_samples(runs_db, ["fresh-tested"], END)
         assert qc_job.fresh_lab_samples(conn, since) == {ids["new"]}
 
         fresh = live_precision.FreshPrecision("4", since, 25, 20, 0.59, 0.93, True)
-        run_id = qc_record.store_run(conn, qc_record.QcSettings(30.0, 0.6, 20), END, START, 4, 0,
-                                     [], [], "4", fresh)
+        run_id = qc_record.store_run(
+            conn, qc_record.QcSettings(30.0, 0.6, 20), END, START, 4, 0, [], [], "4", fresh
+        )
         conn.commit()
         stored = qc_record.latest_run(conn)
         assert stored.run_id == run_id and stored.fresh == fresh

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from potability.quality import job as qc_job
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
+from potability.quality import job as qc_job
 from potability.quality.live_precision import (
     ALL_WEEKS,
     Inference,
@@ -21,7 +21,7 @@ from potability.quality.live_precision import (
     precision_upper_bound,
 )
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)  # a Tuesday, ISO week 2025-W10
 WINDOW = timedelta(minutes=30)
 
@@ -30,7 +30,9 @@ def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def inference(id_: int, sensor: str, minutes: float, predicted: int, version: str = "1") -> Inference:
+def inference(
+    id_: int, sensor: str, minutes: float, predicted: int, version: str = "1"
+) -> Inference:
     return Inference(id_, sensor, at(minutes), predicted, version)
 
 
@@ -67,7 +69,7 @@ def test_equal_time_goes_to_the_smaller_id() -> None:
 
 def test_the_window_is_inclusive_at_both_ends_and_nothing_beyond() -> None:
     samples = [
-        sample(12, "A", 90, 1),   # exactly 30 min after #3: matched
+        sample(12, "A", 90, 1),  # exactly 30 min after #3: matched
         sample(13, "A", 90.5, 1),  # 30.5 min after #3: nothing
         sample(14, "A", -30, 0),  # exactly 30 min before #1: matched
     ]
@@ -120,7 +122,9 @@ def test_iso_weeks_are_utc_and_cross_years() -> None:
     assert iso_week(datetime(2025, 1, 5, 23, 30, tzinfo=eastern)) == ("2025-W02", date(2025, 1, 6))
 
 
-def _matches(version: str, week_offset_days: int, tp: int, fp: int, fn: int, tn: int) -> list[Match]:
+def _matches(
+    version: str, week_offset_days: int, tp: int, fp: int, fn: int, tn: int
+) -> list[Match]:
     """Hand-made matches with the given confusion counts, all in one week."""
     out = []
     n = 0
@@ -128,22 +132,33 @@ def _matches(version: str, week_offset_days: int, tp: int, fp: int, fn: int, tn:
         for _ in range(count):
             n += 1
             t = T0 + timedelta(days=week_offset_days, minutes=n)
-            out.append(Match(LabSample(n, "A", t, actual), Inference(n, "A", t, predicted, version)))
+            out.append(
+                Match(LabSample(n, "A", t, actual), Inference(n, "A", t, predicted, version))
+            )
     return out
 
 
 def test_live_precision_and_recall_per_version_and_week() -> None:
-    week10 = _matches("1", 0, tp=3, fp=1, fn=2, tn=4)   # precision 3/4, recall 3/5
-    week11 = _matches("1", 7, tp=1, fp=9, fn=0, tn=1)   # precision 1/10, recall 1/1
-    other = _matches("2", 0, tp=0, fp=0, fn=1, tn=2)    # no potable call: precision undefined
+    week10 = _matches("1", 0, tp=3, fp=1, fn=2, tn=4)  # precision 3/4, recall 3/5
+    week11 = _matches("1", 7, tp=1, fp=9, fn=0, tn=1)  # precision 1/10, recall 1/1
+    other = _matches("2", 0, tp=0, fp=0, fn=1, tn=2)  # no potable call: precision undefined
     rows = live_metrics(week10 + week11 + other, precision_floor=0.7, min_matches=4)
     by_key = {(r.model_version, r.period): r for r in rows}
     assert [(r.model_version, r.period) for r in rows] == [
-        ("1", "2025-W10"), ("1", "2025-W11"), ("1", ALL_WEEKS), ("2", "2025-W10"), ("2", ALL_WEEKS)
+        ("1", "2025-W10"),
+        ("1", "2025-W11"),
+        ("1", ALL_WEEKS),
+        ("2", "2025-W10"),
+        ("2", ALL_WEEKS),
     ]
     w10 = by_key["1", "2025-W10"]
-    assert (w10.matches, w10.true_positives, w10.false_positives, w10.false_negatives,
-            w10.true_negatives) == (10, 3, 1, 2, 4)
+    assert (
+        w10.matches,
+        w10.true_positives,
+        w10.false_positives,
+        w10.false_negatives,
+        w10.true_negatives,
+    ) == (10, 3, 1, 2, 4)
     assert w10.precision == pytest.approx(0.75) and w10.recall == pytest.approx(0.6)
     assert w10.week_start == date(2025, 3, 3) and not w10.flagged  # 0.75 >= 0.7
     w11 = by_key["1", "2025-W11"]
@@ -167,8 +182,8 @@ def test_a_point_estimate_under_the_floor_is_not_evidence() -> None:
 
 def test_clopper_pearson_bounds_by_hand() -> None:
     # 0 of n: upper = 1 - 0.05 ** (1/n); n of n: lower = 0.05 ** (1/n)
-    assert precision_upper_bound(0, 10) == pytest.approx(1 - 0.05 ** 0.1)
-    assert precision_lower_bound(10, 10) == pytest.approx(0.05 ** 0.1)
+    assert precision_upper_bound(0, 10) == pytest.approx(1 - 0.05**0.1)
+    assert precision_lower_bound(10, 10) == pytest.approx(0.05**0.1)
     assert precision_upper_bound(10, 10) == 1.0 and precision_lower_bound(0, 10) == 0.0
     # 30 of 60 (0.5): upper bound ~0.61 > 0.6 - not flagged; 25 of 60: ~0.53 - flagged
     assert precision_upper_bound(30, 60) > 0.6 > precision_upper_bound(25, 60)
@@ -182,7 +197,7 @@ def test_too_few_potable_calls_are_not_flagged() -> None:
     assert not rows[-1].flagged  # 4 potable calls < 5: noise, not evidence
 
 
-@pytest.mark.parametrize("floor, minimum", [(-0.1, 1), (1.1, 1), (0.5, 0)])
+@pytest.mark.parametrize(("floor", "minimum"), [(-0.1, 1), (1.1, 1), (0.5, 0)])
 def test_bad_settings_are_refused(floor: float, minimum: int) -> None:
     with pytest.raises(ValueError):
         live_metrics([], floor, minimum)
@@ -190,8 +205,16 @@ def test_bad_settings_are_refused(floor: float, minimum: int) -> None:
 
 # --- the job on the real database ---------------------------------------------------------
 
-def _insert_inference(cur, request_id: str, sensor: str, when: datetime, predicted: int,
-                      version: str, features: dict[str, float | None] | None = None) -> None:
+
+def _insert_inference(
+    cur,
+    request_id: str,
+    sensor: str,
+    when: datetime,
+    predicted: int,
+    version: str,
+    features: dict[str, float | None] | None = None,
+) -> None:
     values = features or {}
     cols = ", ".join(FEATURE_COLUMNS)
     cur.execute(
@@ -199,12 +222,21 @@ def _insert_inference(cur, request_id: str, sensor: str, when: datetime, predict
         "predicted_class, probability, model_name, model_version, endpoint, inferred_at, latency_ms) "
         f"VALUES (%s, 0, %s, {', '.join(['%s'] * len(FEATURE_COLUMNS))}, %s, %s, "
         "'water-potability', %s, 'test', %s, 1.0)",
-        (request_id, sensor, *[values.get(c) for c in FEATURE_COLUMNS], predicted,
-         0.9 if predicted else 0.1, version, when),
+        (
+            request_id,
+            sensor,
+            *[values.get(c) for c in FEATURE_COLUMNS],
+            predicted,
+            0.9 if predicted else 0.1,
+            version,
+            when,
+        ),
     )
 
 
-def _insert_lab_sample(cur, sample_id: str, sensor: str | None, when: datetime, potable: int) -> None:
+def _insert_lab_sample(
+    cur, sample_id: str, sensor: str | None, when: datetime, potable: int
+) -> None:
     cur.execute(
         "INSERT INTO water.water_potability (sample_id, ph, potability, sensor_id, sampled_at, "
         "submitted_by, source) VALUES (%s, 7.0, %s, %s, %s, 'lab-tester', 'lab')",
@@ -230,20 +262,22 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
     )
     # sensor S1: predictions at base+0 (potable), +20 (not), +40 (potable), +100 (potable)
     for k, (minutes, predicted) in enumerate([(0, 1), (20, 0), (40, 1), (100, 1)]):
-        _insert_inference(cur, f"qc-r{k}", "S1", base + timedelta(minutes=minutes), predicted, "qc7",
-                          {"ph": 13.9})
+        _insert_inference(
+            cur, f"qc-r{k}", "S1", base + timedelta(minutes=minutes), predicted, "qc7", {"ph": 13.9}
+        )
     _insert_inference(cur, "qc-r9", "S2", base, 1, "qc7", {"ph": 13.9})
     # 60 more recent readings with an extreme pH, far from any lab sample (drift, no matches)
     for k in range(60):
-        _insert_inference(cur, f"qc-d{k}", "S9", base - timedelta(hours=20, minutes=k), 0, "qc7",
-                          {"ph": 13.9})
+        _insert_inference(
+            cur, f"qc-d{k}", "S9", base - timedelta(hours=20, minutes=k), 0, "qc7", {"ph": 13.9}
+        )
     samples = [
-        ("qc-s1", "S1", base + timedelta(minutes=2), 1),    # -> +0 potable: TP
-        ("qc-s2", "S1", base + timedelta(minutes=19), 1),   # -> +20 not: FN
-        ("qc-s3", "S1", base + timedelta(minutes=45), 0),   # -> +40 potable: FP
+        ("qc-s1", "S1", base + timedelta(minutes=2), 1),  # -> +0 potable: TP
+        ("qc-s2", "S1", base + timedelta(minutes=19), 1),  # -> +20 not: FN
+        ("qc-s3", "S1", base + timedelta(minutes=45), 0),  # -> +40 potable: FP
         ("qc-s4", "S1", base + timedelta(minutes=131), 1),  # +100 is 31 min away: unmatched
-        ("qc-s5", None, base, 1),                           # no sensor: unmatched
-        ("qc-s6", "S2", base - timedelta(minutes=30), 0),   # -> S2 at base: FP (window edge)
+        ("qc-s5", None, base, 1),  # no sensor: unmatched
+        ("qc-s6", "S2", base - timedelta(minutes=30), 0),  # -> S2 at base: FP (window edge)
     ]
     for s in samples:
         _insert_lab_sample(cur, *s)
@@ -256,7 +290,8 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
     cur.execute(
         "SELECT period, matches, true_positives, false_positives, false_negatives, "
         "true_negatives, live_precision, live_recall, flagged FROM water.qc_live_metrics "
-        "WHERE run_id = %s AND model_version = 'qc7' AND period = 'all'", (result.run_id,),
+        "WHERE run_id = %s AND model_version = 'qc7' AND period = 'all'",
+        (result.run_id,),
     )
     period, matches, tp, fp, fn, tn, precision, recall, flagged = cur.fetchone()
     assert (matches, tp, fp, fn, tn) == (4, 1, 2, 1, 0)
@@ -285,12 +320,26 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
 
 def test_settings_read_the_quality_control_knobs() -> None:
     defaults = Settings.from_env({})
-    assert (defaults.qc_match_window_minutes, defaults.qc_precision_floor,
-            defaults.qc_min_matches, defaults.qc_drift_window_days) == (30.0, 0.6, 20, 7.0)
-    custom = Settings.from_env({"QC_MATCH_WINDOW_MINUTES": "45", "QC_PRECISION_FLOOR": "0.75",
-                                "QC_MIN_MATCHES": "5", "QC_DRIFT_WINDOW_DAYS": "14"})
-    assert (custom.qc_match_window_minutes, custom.qc_precision_floor,
-            custom.qc_min_matches, custom.qc_drift_window_days) == (45.0, 0.75, 5, 14.0)
+    assert (
+        defaults.qc_match_window_minutes,
+        defaults.qc_precision_floor,
+        defaults.qc_min_matches,
+        defaults.qc_drift_window_days,
+    ) == (30.0, 0.6, 20, 7.0)
+    custom = Settings.from_env(
+        {
+            "QC_MATCH_WINDOW_MINUTES": "45",
+            "QC_PRECISION_FLOOR": "0.75",
+            "QC_MIN_MATCHES": "5",
+            "QC_DRIFT_WINDOW_DAYS": "14",
+        }
+    )
+    assert (
+        custom.qc_match_window_minutes,
+        custom.qc_precision_floor,
+        custom.qc_min_matches,
+        custom.qc_drift_window_days,
+    ) == (45.0, 0.75, 5, 14.0)
 
 
 def test_the_qc_command_computes_and_stores_a_run(
@@ -307,9 +356,10 @@ def test_the_qc_command_computes_and_stores_a_run(
     monkeypatch.setenv("QC_MATCH_WINDOW_MINUTES", "15")
     assert cli.main(["qc"]) == 0
     out = capsys.readouterr().out
-    cur.execute("SELECT id, match_window_minutes, lab_samples FROM water.qc_runs "
-                "WHERE id > %s", (before,))
-    (run_id, window, lab), = cur.fetchall()
+    cur.execute(
+        "SELECT id, match_window_minutes, lab_samples FROM water.qc_runs WHERE id > %s", (before,)
+    )
+    ((run_id, window, lab),) = cur.fetchall()
     assert (window, lab) == (15.0, 0)
     assert f"quality control run {run_id}: 0 lab samples, 0 matched" in out
     assert "drift ph" in out
@@ -339,4 +389,8 @@ def test_fresh_precision_counts_only_the_champions_calls_on_fresh_samples() -> N
     assert (few.potable_calls, few.confirmed, few.enough) == (10, 1, False)
     none = fresh_precision(matches, "9", T0, fresh_ids, min_calls=20)
     assert (none.potable_calls, none.precision, none.precision_low, none.enough) == (
-        0, None, None, False)
+        0,
+        None,
+        None,
+        False,
+    )

@@ -14,11 +14,11 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from training import modeling
-from potability.serving import compiled_model
-from potability.model import served_model
 from potability.features import FEATURE_NAMES, TARGET
+from potability.model import served_model
 from potability.seed import load_dataset
+from potability.serving import compiled_model
+from training import modeling
 
 CONFIG = modeling.TrainingConfig(cv_folds=2, seed=0)
 """Two folds: the calibration maps are fitted the same way, at half the fitting cost."""
@@ -38,8 +38,11 @@ def _family(family: str) -> Pipeline:
 VOTERS = [f for f in modeling.FAMILIES if hasattr(_family(f), "predict_proba")]
 """Families with probabilities of their own: any of them may be in the soft vote."""
 
-SHAPES = [(f, m) for f in (*modeling.FAMILIES, *VARIANTS, modeling.ENSEMBLE)
-          for m in modeling.CALIBRATION_METHODS]
+SHAPES = [
+    (f, m)
+    for f in (*modeling.FAMILIES, *VARIANTS, modeling.ENSEMBLE)
+    for m in modeling.CALIBRATION_METHODS
+]
 
 
 def _unfitted(family: str) -> object:
@@ -61,8 +64,9 @@ def _save(model: object, path: object) -> None:
 
     from potability.model import sklearn_save_kwargs
 
-    mlflow.sklearn.save_model(model, str(path), pip_requirements=["scikit-learn"],
-                              **sklearn_save_kwargs(model))
+    mlflow.sklearn.save_model(
+        model, str(path), pip_requirements=["scikit-learn"], **sklearn_save_kwargs(model)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +103,15 @@ def served(data):
 
 def _onnx_proba(compiled: compiled_model.Compiled, classes: object, x: np.ndarray) -> np.ndarray:
     session = compiled_model.CompiledModel(compiled.onnx, classes)
-    return np.concatenate([session.potable_probability(x[i:i + 1000])
-                           for i in range(0, len(x), 1000)])
+    return np.concatenate(
+        [session.potable_probability(x[i : i + 1000]) for i in range(0, len(x), 1000)]
+    )
 
 
 @pytest.mark.parametrize(("family", "method"), SHAPES, ids=[f"{f}-{m}" for f, m in SHAPES])
 def test_every_served_shape_compiles_and_equals_sklearn_on_the_whole_data_set(
-        family, method, served, check_rows):
+    family, method, served, check_rows
+):
     model = served(family, method)
     compiled = compiled_model.compile_estimator(model, check_rows)
     reference = model.predict_proba(check_rows)[:, 1]
@@ -125,23 +131,34 @@ def test_shapes_trained_before_calibration_became_the_rule_compile_too(data):
     of one calibrated copy per fold), and ``CalibratedClassifierCV(ensemble=False)`` inside
     the fixed threshold (the served shape before ``OOFCalibratedClassifier``)."""
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.model_selection import TunedThresholdClassifierCV
-
-    from sklearn.model_selection import FixedThresholdClassifier
+    from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
 
     x, y = data
-    tuned = TunedThresholdClassifierCV(CalibratedClassifierCV(
-        _family("logistic_regression"), method="isotonic", cv=3, ensemble=True),
-        cv=2, random_state=0).fit(x, y)
+    tuned = TunedThresholdClassifierCV(
+        CalibratedClassifierCV(
+            _family("logistic_regression"), method="isotonic", cv=3, ensemble=True
+        ),
+        cv=2,
+        random_state=0,
+    ).fit(x, y)
     # What training served before OOFCalibratedClassifier: champions in the registry still are.
-    former = [FixedThresholdClassifier(CalibratedClassifierCV(
-        _family("svm"), method=method, cv=CONFIG.folds(), ensemble=False), threshold=0.4,
-        response_method="predict_proba").fit(x, y) for method in ("sigmoid", "isotonic")]
+    former = [
+        FixedThresholdClassifier(
+            CalibratedClassifierCV(
+                _family("svm"), method=method, cv=CONFIG.folds(), ensemble=False
+            ),
+            threshold=0.4,
+            response_method="predict_proba",
+        ).fit(x, y)
+        for method in ("sigmoid", "isotonic")
+    ]
     for model in (tuned, *former):
         compiled = compiled_model.compile_estimator(model, x)
         assert compiled.report["max_abs_difference"] <= 1e-6
-        assert np.max(np.abs(_onnx_proba(compiled, model.classes_, x)
-                             - model.predict_proba(x)[:, 1])) <= 1e-6
+        assert (
+            np.max(np.abs(_onnx_proba(compiled, model.classes_, x) - model.predict_proba(x)[:, 1]))
+            <= 1e-6
+        )
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +219,11 @@ def test_model_server_scores_with_the_compiled_form(tmp_path, data, served, chec
     assert "with runtime onnx" in caplog.text
     rows = check_rows[-1000:]  # the server's largest request, with missing readings
     answers = predict(loaded, rows)
-    assert np.max(np.abs(np.array([a["probability"] for a in answers])
-                         - model.predict_proba(rows)[:, 1])) <= 1e-6
+    assert (
+        np.max(
+            np.abs(np.array([a["probability"] for a in answers]) - model.predict_proba(rows)[:, 1])
+        )
+        <= 1e-6
+    )
     decided = np.array([a["potable"] for a in answers])
     assert (decided == model.predict(rows)).mean() == 1.0

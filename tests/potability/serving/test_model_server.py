@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import mlflow.sklearn
-import pandas as pd
 import pytest
 import requests
 
@@ -24,9 +23,13 @@ def test_health_reports_the_model(model_server_url):
 
 def test_predictions_match_the_estimator(model_server_url, tiny_model_dir):
     frame = load_dataset().head(25)[list(FEATURE_NAMES)]
-    instances = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-                 for row in frame.to_dict("records")]
-    response = requests.post(f"{model_server_url}/predict", json={"instances": instances}, timeout=10)
+    instances = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    ]
+    response = requests.post(
+        f"{model_server_url}/predict", json={"instances": instances}, timeout=10
+    )
     assert response.status_code == 200
     body = response.json()
     estimator = mlflow.sklearn.load_model(str(tiny_model_dir))
@@ -40,12 +43,12 @@ def test_predictions_match_the_estimator(model_server_url, tiny_model_dir):
 
 
 @pytest.mark.parametrize(
-    "body, field",
+    ("body", "field"),
     [
         ({}, "instances"),
         ({"instances": []}, "instances"),
         ({"instances": [{"ph": 7}]}, "instances[0].Hardness"),
-        ({"instances": [{n: 1.0 for n in FEATURE_NAMES} | {"ph": 99}]}, "instances[0].ph"),
+        ({"instances": [dict.fromkeys(FEATURE_NAMES, 1.0) | {"ph": 99}]}, "instances[0].ph"),
         ([1, 2], "body"),
     ],
 )
@@ -56,10 +59,18 @@ def test_bad_requests_are_400_naming_the_field(model_server_url, body, field):
 
 
 def test_vertex_contract_settings():
-    s = ServingSettings.from_env({"AIP_HTTP_PORT": "7080", "AIP_HEALTH_ROUTE": "/h",
-                                  "AIP_PREDICT_ROUTE": "/p", "AIP_STORAGE_URI": "gs://b/m"})
+    s = ServingSettings.from_env(
+        {
+            "AIP_HTTP_PORT": "7080",
+            "AIP_HEALTH_ROUTE": "/h",
+            "AIP_PREDICT_ROUTE": "/p",
+            "AIP_STORAGE_URI": "gs://b/m",
+        }
+    )
     assert (s.port, s.health_route, s.predict_route, s.model_uri) == (7080, "/h", "/p", "gs://b/m")
-    assert ServingSettings.from_env({"MODEL_URI": "models:/water-potability/7"}).model_version == "7"
+    assert (
+        ServingSettings.from_env({"MODEL_URI": "models:/water-potability/7"}).model_version == "7"
+    )
 
 
 def test_serving_shortcut_for_forests_changes_no_prediction():
@@ -93,8 +104,9 @@ def test_decision_threshold_of_a_fixed_threshold_model() -> None:
     from sklearn.model_selection import FixedThresholdClassifier
 
     frame = load_dataset().head(60)
-    model = FixedThresholdClassifier(DummyClassifier(strategy="prior"), threshold=0.37,
-                                     response_method="predict_proba")
+    model = FixedThresholdClassifier(
+        DummyClassifier(strategy="prior"), threshold=0.37, response_method="predict_proba"
+    )
     model.fit(frame[list(FEATURE_NAMES)], frame[TARGET])
     assert decision_threshold(model) == 0.37
     assert decision_threshold(DummyClassifier()) == 0.5
@@ -102,8 +114,9 @@ def test_decision_threshold_of_a_fixed_threshold_model() -> None:
 
 # --- the WSGI app's HTTP contract: every answer is JSON, errors name what was wrong ----------
 
+
 def _reading() -> dict[str, float]:
-    return {n: 1.0 for n in FEATURE_NAMES} | {"ph": 7.0}
+    return dict.fromkeys(FEATURE_NAMES, 1.0) | {"ph": 7.0}
 
 
 def test_unknown_route_is_a_json_404(model_server_url):
@@ -113,9 +126,10 @@ def test_unknown_route_is_a_json_404(model_server_url):
     assert response.json()["field"] == "path" and "/predict" in response.json()["error"]
 
 
-@pytest.mark.parametrize("method, route, allow", [("GET", "/predict", "POST"),
-                                                  ("PUT", "/predict", "POST"),
-                                                  ("POST", "/health", "GET, HEAD")])
+@pytest.mark.parametrize(
+    ("method", "route", "allow"),
+    [("GET", "/predict", "POST"), ("PUT", "/predict", "POST"), ("POST", "/health", "GET, HEAD")],
+)
 def test_wrong_method_is_a_json_405_with_allow(model_server_url, method, route, allow):
     response = requests.request(method, f"{model_server_url}{route}", json={}, timeout=5)
     assert response.status_code == 405
@@ -125,8 +139,12 @@ def test_wrong_method_is_a_json_405_with_allow(model_server_url, method, route, 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00", b"", b"null", b'"instances"'])
 def test_a_body_that_is_not_a_json_object_is_400_naming_body(model_server_url, raw):
-    response = requests.post(f"{model_server_url}/predict", data=raw, timeout=5,
-                             headers={"Content-Type": "application/json"})
+    response = requests.post(
+        f"{model_server_url}/predict",
+        data=raw,
+        timeout=5,
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     assert response.json()["field"] == "body"
 
@@ -138,8 +156,9 @@ def test_a_body_over_the_limit_is_413_and_the_connection_still_serves(model_serv
         big = b'{"instances": [' + b" " * MAX_BODY_BYTES + b"]}"
         response = session.post(f"{model_server_url}/predict", data=big, timeout=30)
         assert response.status_code == 413 and response.json()["field"] == "body"
-        after = session.post(f"{model_server_url}/predict", json={"instances": [_reading()]},
-                             timeout=5)
+        after = session.post(
+            f"{model_server_url}/predict", json={"instances": [_reading()]}, timeout=5
+        )
         assert after.status_code == 200 and len(after.json()["predictions"]) == 1
 
 
@@ -147,9 +166,13 @@ def test_a_chunked_body_is_read_whole(model_server_url):
     import json
 
     payload = json.dumps({"instances": [_reading()] * 3}).encode()
-    chunks = (payload[i:i + 50] for i in range(0, len(payload), 50))  # no Content-Length
-    response = requests.post(f"{model_server_url}/predict", data=chunks, timeout=5,
-                             headers={"Content-Type": "application/json"})
+    chunks = (payload[i : i + 50] for i in range(0, len(payload), 50))  # no Content-Length
+    response = requests.post(
+        f"{model_server_url}/predict",
+        data=chunks,
+        timeout=5,
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 200
     assert len(response.json()["predictions"]) == 3
 
@@ -161,11 +184,14 @@ def test_head_of_health_answers_without_a_body(model_server_url):
 
 def test_predict_answers_the_same_readings_the_same_way_in_one_batch(model_server_url):
     """Rows are scored independently: a reading's answer does not depend on its neighbours."""
-    one = requests.post(f"{model_server_url}/predict", json={"instances": [_reading()]},
-                        timeout=5).json()["predictions"][0]
-    batch = requests.post(f"{model_server_url}/predict",
-                          json={"instances": [_reading(), {**_reading(), "ph": None},
-                                              _reading()]}, timeout=5).json()["predictions"]
+    one = requests.post(
+        f"{model_server_url}/predict", json={"instances": [_reading()]}, timeout=5
+    ).json()["predictions"][0]
+    batch = requests.post(
+        f"{model_server_url}/predict",
+        json={"instances": [_reading(), {**_reading(), "ph": None}, _reading()]},
+        timeout=5,
+    ).json()["predictions"]
     assert batch[0] == batch[2] == one
 
 
@@ -177,8 +203,9 @@ def test_a_scoring_failure_is_a_json_500_and_logged(tiny_model_dir, caplog):
     from potability.serving.model_server import LoadedModel, create_app, load_model
 
     served = load_model(ServingSettings(model_uri=str(tiny_model_dir), model_version="t"))
-    broken = LoadedModel(served.estimator, served.name, served.version, served.threshold,
-                         compiled=object())  # no potable_probability: AttributeError
+    broken = LoadedModel(
+        served.estimator, served.name, served.version, served.threshold, compiled=object()
+    )  # no potable_probability: AttributeError
     app = create_app(broken, ServingSettings())
     body = json.dumps({"instances": [_reading()]}).encode()
     sent: list = []
@@ -201,10 +228,15 @@ def test_a_batch_over_the_inline_size_is_scored_in_a_thread_the_same(model_serve
     from potability.serving.model_server import INLINE_ROWS
 
     rows = [{**_reading(), "ph": 3 + i % 80 / 10} for i in range(INLINE_ROWS + 5)]
-    big = requests.post(f"{model_server_url}/predict", json={"instances": rows},
-                        timeout=10).json()["predictions"]
-    small = [requests.post(f"{model_server_url}/predict", json={"instances": [row]},
-                           timeout=10).json()["predictions"][0] for row in rows[:3]]
+    big = requests.post(f"{model_server_url}/predict", json={"instances": rows}, timeout=10).json()[
+        "predictions"
+    ]
+    small = [
+        requests.post(f"{model_server_url}/predict", json={"instances": [row]}, timeout=10).json()[
+            "predictions"
+        ][0]
+        for row in rows[:3]
+    ]
     assert len(big) == len(rows) and big[:3] == small
 
 
@@ -217,16 +249,19 @@ def test_stalled_clients_do_not_hold_up_others(model_server_url):
 
     target = urlparse(model_server_url)
     stalled = []
-    for partial in (b"POST /predict HTTP/1.1\r\nHost: x\r\n",
-                    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"inst"):
+    for partial in (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\n",
+        b'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{"inst',
+    ):
         for _ in range(10):
             sock = socket.create_connection((target.hostname, target.port), timeout=5)
             sock.sendall(partial)
             stalled.append(sock)
     try:
         started = time.monotonic()
-        response = requests.post(f"{model_server_url}/predict",
-                                 json={"instances": [_reading()]}, timeout=5)
+        response = requests.post(
+            f"{model_server_url}/predict", json={"instances": [_reading()]}, timeout=5
+        )
         assert response.status_code == 200 and time.monotonic() - started < 2
     finally:
         for sock in stalled:
@@ -246,6 +281,7 @@ def test_a_model_registered_before_the_module_renames_still_loads_and_scores():
     loaded = load_model(ServingSettings(model_uri=str(folder), model_version="old"))
     frame = load_dataset().head(3)[list(FEATURE_NAMES)]
     proba = loaded.estimator.predict_proba(frame)[:, 1]
-    assert list(proba) == pytest.approx([0.39045484986237716, 0.3880811550718409,
-                                         0.3895273108182711])
+    assert list(proba) == pytest.approx(
+        [0.39045484986237716, 0.3880811550718409, 0.3895273108182711]
+    )
     assert loaded.threshold == pytest.approx(0.4)
