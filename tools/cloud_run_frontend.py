@@ -16,7 +16,9 @@ What it models, and the Google page each part follows:
   deterministic ``https://SERVICE-PROJECT_NUMBER.REGION.run.app`` and, for a function,
   ``https://REGION-PROJECT.cloudfunctions.net/FUNCTION``
   (https://cloud.google.com/run/docs/triggering/https-request#deterministic,
-  https://cloud.google.com/functions/docs/calling/http). A token Google cannot verify is
+  https://cloud.google.com/functions/docs/calling/http) - or, for a person's own token from
+  ``gcloud auth print-identity-token``, gcloud's client id
+  (https://cloud.google.com/run/docs/authenticating/developers). A token Google cannot verify is
   answered ``401`` with ``WWW-Authenticate: Bearer error="invalid_token"``; no token, or a
   verified caller who is not an invoker, ``403`` "Your client does not have permission"
   (https://cloud.google.com/run/docs/troubleshooting, "401" and "403 Forbidden"). The body is
@@ -204,7 +206,12 @@ def _error_page(status: int, path: str) -> str:
 
 
 def _claims(token: str, certs: Mapping[str, str], audiences: Iterable[str]) -> dict[str, Any]:
-    """The claims of a Google-signed ID token for one of ``audiences``; ValueError otherwise."""
+    """The claims of a Google-signed ID token for one of ``audiences``; ValueError otherwise.
+
+    A person's token from ``gcloud auth print-identity-token`` (audience: gcloud's own client
+    id) is accepted too - Cloud Run documents exactly that command for developers
+    (https://cloud.google.com/run/docs/authenticating/developers) - but only for user accounts;
+    the function behind still checks the audience is its own."""
     from google.auth import exceptions, jwt
 
     try:
@@ -217,11 +224,14 @@ def _claims(token: str, certs: Mapping[str, str], audiences: Iterable[str]) -> d
         claims = jwt.decode(
             token,
             certs={kid: certs[kid]},
-            audience=list(audiences),
+            audience=[*audiences, GCLOUD_CLIENT_ID],
             clock_skew_in_seconds=CLOCK_SKEW_SECONDS,
         )
     except (ValueError, exceptions.GoogleAuthError) as exc:
         raise ValueError(str(exc)) from None
+    person = not str(claims.get("email", "")).endswith(".gserviceaccount.com")
+    if claims.get("aud") == GCLOUD_CLIENT_ID and not person:
+        raise ValueError("a service account's token must name the service as its audience")
     if claims.get("iss") not in (ISSUER, "accounts.google.com"):
         raise ValueError("not issued by Google")
     return claims

@@ -38,6 +38,7 @@ UV = ROOT / ".venv-uv" / "bin" / "uv"
 SENSOR = "sensor-a@sensors.iam.gserviceaccount.com"
 UNBOUND_SENSOR = "sensor-b@sensors.iam.gserviceaccount.com"
 REGULATOR = "lab-1@regulator-lab.iam.gserviceaccount.com"
+HUMAN_REGULATOR = "ana@regulator.example"
 STRANGER = "someone@elsewhere.iam.gserviceaccount.com"
 SENSOR_IDS = ["plant-1-a", "plant-1-b"]
 VARIABLES = {

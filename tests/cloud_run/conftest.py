@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import rendered_terraform
 from cloud_run_support import (
+    HUMAN_REGULATOR,
     OUTPUTS,
     REGULATOR,
     UV,
@@ -114,7 +115,7 @@ def cloud_run(
             for key, name in names.items()
         }
         issuer = frontend.Issuer()
-        directory = frontend.Directory({"regulator@example.com": {REGULATOR}})
+        directory = frontend.Directory({"regulator@example.com": {REGULATOR, HUMAN_REGULATOR}})
         front = frontend.FrontEnd(
             [
                 frontend.Service(

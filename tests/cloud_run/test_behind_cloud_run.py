@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from cloud_run_support import (
+    HUMAN_REGULATOR,
     REGULATOR,
     SENSOR,
     SENSOR_IDS,
@@ -173,6 +174,19 @@ def test_a_regulator_adds_a_sample_recorded_under_its_identity(
     ) == [(REGULATOR,)]
 
 
+def test_a_persons_plain_gcloud_token_passes_google_but_not_the_function(
+    cloud_run: CloudRun, frontend, clean_db
+) -> None:
+    """`gcloud auth print-identity-token` without --audiences (gcloud's client id as audience):
+    Cloud Run lets a person's token in, the function refuses it - the token was not minted
+    for it, so it could be replayed from anywhere. The documented way is impersonation of a
+    regulator service account with --audiences (terraform/README.md)."""
+    token = cloud_run.issuer.id_token(HUMAN_REGULATOR, frontend.GCLOUD_CLIENT_ID)
+    answer = add_sample(cloud_run, "lab-behind-run-3", token)
+    assert answer.status_code == 401 and answer.json()["field"] == "Authorization"
+    assert "audience" in answer.json()["error"]
+
+
 def test_sensors_cannot_add_samples(cloud_run: CloudRun, clean_db) -> None:
     answer = add_sample(cloud_run, "lab-behind-run-2", cloud_run.token(SENSOR, "samples"))
     assert answer.status_code == 403 and "text/html" in answer.headers["Content-Type"]
@@ -263,8 +277,8 @@ def test_the_former_auth_code_refuses_every_sensor_behind_cloud_run(
     clean_db,
 ) -> None:
     """The bug issue 28 found, reproduced through the emulator: the same function zip with the
-    former functions/auth.py, google_id_token.py and callers.py (Google's certificate endpoint stood in
-    for on loopback) refuses a correctly bound sensor with a valid token - 401."""
+    former functions/auth.py, google_id_token.py and callers.py (Google's certificate endpoint
+    stood in for on loopback) refuses a correctly bound sensor with a valid token - 401."""
     source = tmp_path / "workspace"
     shutil.copytree(deployed_source, source, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "venv").symlink_to(deployed_source.parent / "venv")

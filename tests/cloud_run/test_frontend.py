@@ -50,6 +50,11 @@ def test_an_invoker_is_forwarded_with_the_signature_replaced_and_googles_headers
     assert verdict.headers["Content-Type"] == "application/json"
 
 
+def test_a_persons_gcloud_token_passes_the_front_end_as_cloud_run_documents() -> None:
+    verdict = decide(PRIVATE, {"Authorization": bearer("alice@example.com", cr.GCLOUD_CLIENT_ID)})
+    assert verdict.status is None and verdict.caller == "alice@example.com"
+
+
 def test_group_members_are_invokers_through_the_directory() -> None:
     assert decide(PRIVATE, {"Authorization": bearer("alice@example.com")}).status is None
     assert decide(PRIVATE, {"Authorization": bearer("bob@example.com")}).status == 403
@@ -62,7 +67,8 @@ def test_group_members_are_invokers_through_the_directory() -> None:
         ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
         ({"Authorization": "Bearer not-a-jwt"}, 401),
         ({"Authorization": bearer(SENSOR, "https://elsewhere.run.app")}, 401),
-        ({"Authorization": bearer(SENSOR, cr.GCLOUD_CLIENT_ID)}, 401),
+        ({"Authorization": bearer(SENSOR, cr.GCLOUD_CLIENT_ID)}, 401),  # an account: its URL
+        ({"Authorization": bearer("bob@example.com", cr.GCLOUD_CLIENT_ID)}, 403),  # a person
         ({"Authorization": bearer(SENSOR, exp=1, iat=0)}, 401),
         ({"Authorization": bearer("nobody@example.com")}, 403),
     ],
