@@ -8,7 +8,7 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test env tools down status clean gcp-deploy gcp-destroy function-requirements docs
+.PHONY: run test env tools down status clean gcp-deploy gcp-smoke gcp-destroy function-requirements docs
 
 $(UV):
 	$(PYTHON) -m venv .venv-uv
@@ -48,6 +48,12 @@ clean: down
 # (potability/gcp/deploy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
 gcp-deploy: env
 	$(BIN)/python -m potability.gcp.deploy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+
+# The smoke test alone (gcp-deploy ends with it): predict, add_sample and the status page called
+# as the smoke-test account through Google's front end, rows read back; ARGS="--pipeline" also
+# runs the pipeline once (potability/gcp/smoke.py).
+gcp-smoke: env
+	$(BIN)/python -m potability.gcp.smoke $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
 # Teardown: undeploy the endpoint's models, lift Cloud SQL's deletion protection, destroy,
 # delete the service-networking peering Terraform abandons, destroy the rest

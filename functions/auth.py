@@ -8,11 +8,14 @@ Two layers, both fail closed:
   ``X-Serverless-Authorization`` instead of ``Authorization`` when a request carries it, and
   then passes ``Authorization`` through unchecked
   (https://cloud.google.com/run/docs/authenticating/service-to-service): such requests are
-  refused (401), so the token we read is the one IAM checked. We verify it again ourselves
-  (:mod:`functions.google_id_token`: signature against Google's cached keys, audience = the
-  function's URL ``SAMPLES_ID_TOKEN_AUDIENCE``, expiry, issuer) and record its ``email``. Only
-  if Cloud Run removed the signature (an empty third part: the platform verified and stripped
-  it) are audience, expiry and issuer checked without it. If regulator tokens are also
+  refused (401), so the token we read is the one IAM checked. Cloud Run forwards it with its
+  signature replaced by ``SIGNATURE_REMOVED_BY_GOOGLE``
+  (https://cloud.google.com/run/docs/troubleshooting#signature-removed): where Terraform says
+  the function runs behind that check (``ID_TOKEN_PLATFORM_VERIFIED``) exactly that marker is
+  accepted in place of the signature, and we check audience (the function's URLs,
+  ``SAMPLES_ID_TOKEN_AUDIENCE``), issuer and ``iat``/``nbf``/``exp`` ourselves
+  (:func:`id_token_email`); a token with a real signature is verified against Google's keys;
+  an empty signature is never accepted. We record its ``email``. If regulator tokens are also
   configured (``SAMPLES_TOKEN_SHA256`` or its secret), the caller must additionally present one
   in ``X-Regulator-Token`` (defence in depth: a mis-granted invoker role alone is not enough).
 * **Locally** the caller presents ``Authorization: Bearer <token>``; the token's sha256 must be
@@ -25,12 +28,8 @@ Missing credentials -> 401, wrong credentials -> 403, before the body is even re
 
 from __future__ import annotations
 
-import base64
 import hmac
-import json
-import time
 from collections.abc import Mapping
-from typing import Any
 
 from functions import google_id_token
 from functions.http import ApiError
@@ -82,41 +81,38 @@ def _unauthenticated(message: str) -> ApiError:
     return ApiError(401, "Authorization", message, {"WWW-Authenticate": "Bearer"})
 
 
-def _stripped_claims(payload_part: str, audiences: tuple[str, ...]) -> dict[str, Any]:
-    """The claims of a token whose signature Cloud Run verified and removed: audience,
-    expiry and issuer are still ours to check."""
-    payload = payload_part + "=" * (-len(payload_part) % 4)
-    try:
-        claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-    except (ValueError, UnicodeError):
-        raise _unauthenticated("unreadable ID token") from None
-    if not isinstance(claims, dict):
-        raise _unauthenticated("unreadable ID token")
-    aud = claims.get("aud")
-    if not audiences or aud not in audiences:
-        raise _unauthenticated("the ID token is not for this function (audience)")
-    exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or exp + google_id_token.CLOCK_SKEW_SECONDS < time.time():
-        raise _unauthenticated("the ID token has expired")
-    if claims.get("iss") not in google_id_token.ISSUERS:
-        raise _unauthenticated("the ID token was not issued by Google")
-    return claims
-
-
 def id_token_email(
-    token: str, audiences: tuple[str, ...], certs: google_id_token.CertsSource
+    token: str,
+    audiences: tuple[str, ...],
+    certs: google_id_token.CertsSource,
+    platform_verified: bool = False,
 ) -> str:
-    """The verified ``email`` of a Google ID token issued for this function."""
+    """The ``email`` of a Google ID token issued for this function, once it is verified.
+
+    A token is verified either by its signature (:func:`google_id_token.verify`) or - only
+    where ``platform_verified`` (``ID_TOKEN_PLATFORM_VERIFIED``: Terraform sets it on the
+    functions behind Cloud Run's IAM check) - by Cloud Run's front end, which then forwards it
+    with the signature replaced by exactly ``SIGNATURE_REMOVED_BY_GOOGLE``
+    (https://cloud.google.com/run/docs/troubleshooting#signature-removed). An empty or missing
+    signature is never accepted: nothing verified that token.
+    """
     parts = token.split(".")
-    if len(parts) != 3:
+    if len(parts) != 3 or not parts[0] or not parts[1]:
         raise _unauthenticated("expected a Google ID token (JWT)")
-    if parts[2]:
-        try:
+    try:
+        if parts[2] == google_id_token.PLATFORM_SIGNATURE:
+            if not platform_verified:
+                raise google_id_token.InvalidIdToken(
+                    "the ID token's signature was removed, but this function is not deployed "
+                    "behind Cloud Run's IAM check (ID_TOKEN_PLATFORM_VERIFIED)"
+                )
+            claims = google_id_token.platform_verified_claims(token, audiences)
+        elif not parts[2]:
+            raise google_id_token.InvalidIdToken("the ID token has no signature")
+        else:
             claims = google_id_token.verify(token, audiences, certs)
-        except google_id_token.InvalidIdToken as exc:
-            raise _unauthenticated(str(exc)) from None
-    else:
-        claims = _stripped_claims(parts[1], audiences)
+    except google_id_token.InvalidIdToken as exc:
+        raise _unauthenticated(str(exc)) from None
     email = claims.get("email")
     if not isinstance(email, str) or "@" not in email or len(email) > 320:
         raise ApiError(403, "Authorization", "the ID token carries no e-mail identity")
@@ -146,7 +142,10 @@ def authorise_samples(
                 {"WWW-Authenticate": "Bearer"},
             )
         email = id_token_email(
-            bearer(headers), settings.samples_id_token_audience, certs or default_certs()
+            bearer(headers),
+            settings.samples_id_token_audience,
+            certs or default_certs(),
+            settings.id_token_platform_verified,
         )
         if allowed or settings.samples_token_secret:
             extra = headers.get(TOKEN_HEADER, "")

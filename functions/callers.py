@@ -57,7 +57,10 @@ def predict_caller(
                 {"WWW-Authenticate": "Bearer"},
             )
         email = auth.id_token_email(
-            auth.bearer(headers), settings.predict_id_token_audience, certs or auth.default_certs()
+            auth.bearer(headers),
+            settings.predict_id_token_audience,
+            certs or auth.default_certs(),
+            settings.id_token_platform_verified,
         )
         bound = dict(settings.predict_sensor_bindings).get(email)
         if bound is None:

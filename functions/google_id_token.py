@@ -8,9 +8,14 @@ forged one, naming any regulator, in the second. So :mod:`functions.auth` refuse
 ``X-Serverless-Authorization`` outright and verifies the ``Authorization`` token here.
 
 Verification is ``google.auth.jwt.decode`` (google-auth: RS256 signature against the key
-named by the token's ``kid``, ``exp``/``iat`` with a small clock skew, ``aud``), plus the
-issuer check. Google's public keys come from :class:`GoogleCerts`, a thin adapter over one GET
-of ``https://www.googleapis.com/oauth2/v1/certs`` (``google.oauth2.id_token``'s certs URL,
+named by the token's ``kid``, ``exp``/``iat`` with a small clock skew, ``aud``), plus
+:func:`check_claims` (issuer, ``nbf``). Behind Cloud Run's IAM front end a token arrives with
+its signature replaced by :data:`PLATFORM_SIGNATURE`: the front end verified it, and
+:func:`platform_verified_claims` checks what remains ours to check - only where the deployment
+says it runs behind that front end (``ID_TOKEN_PLATFORM_VERIFIED``, set by Terraform).
+
+Google's public keys come from :class:`GoogleCerts`, a thin adapter over one GET of
+``https://www.googleapis.com/oauth2/v1/certs`` (``google.oauth2.id_token``'s certs URL,
 ``{kid: PEM certificate}``), cached for the response's ``max-age`` (Google rotates the keys
 over days and publishes the next one ahead) and re-fetched at once for an unknown ``kid``
 (at most every :data:`MIN_REFETCH_SECONDS`, so garbage tokens cannot make us hammer Google).
@@ -30,6 +35,12 @@ CLOCK_SKEW_SECONDS = 30
 DEFAULT_MAX_AGE = 3600.0
 MIN_REFETCH_SECONDS = 30.0
 _MAX_AGE = re.compile(r"max-age=(\d{1,7})")
+
+
+PLATFORM_SIGNATURE = "SIGNATURE_REMOVED_BY_GOOGLE"
+"""What Cloud Run puts in place of the signature of an ID token its IAM front end verified,
+before it forwards the request (https://cloud.google.com/run/docs/troubleshooting, section
+"signature-removed": the token stays readable, but can no longer be replayed elsewhere)."""
 
 
 class InvalidIdToken(ValueError):
@@ -93,6 +104,53 @@ def _kid(token: str) -> str | None:
     return kid if isinstance(kid, str) else None
 
 
+def check_claims(
+    claims: Mapping[str, Any], audiences: Sequence[str], now: float | None = None
+) -> None:
+    """The checks every ID token must pass, signed or verified by the platform: ours
+    (audience), Google's (issuer), and current (``iat``, ``nbf``, ``exp`` within
+    :data:`CLOCK_SKEW_SECONDS`). Raises :class:`InvalidIdToken` naming the first that fails."""
+    now = time.time() if now is None else now
+    if not audiences:
+        raise InvalidIdToken("no audience is configured for this function")
+    if claims.get("aud") not in audiences:
+        raise InvalidIdToken("the ID token is not for this function (audience)")
+    if claims.get("iss") not in ISSUERS:
+        raise InvalidIdToken("the ID token was not issued by Google")
+    exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", claims.get("iat"))
+    if not _number(exp) or not _number(iat) or not _number(nbf):
+        raise InvalidIdToken("the ID token has no valid exp/iat times")
+    if exp + CLOCK_SKEW_SECONDS < now:
+        raise InvalidIdToken("the ID token has expired")
+    if max(iat, nbf) - CLOCK_SKEW_SECONDS > now:
+        raise InvalidIdToken("the ID token is not valid yet (iat/nbf in the future)")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def platform_verified_claims(token: str, audiences: Sequence[str]) -> dict[str, Any]:
+    """The claims of a token whose signature Cloud Run's front end verified and replaced
+    with :data:`PLATFORM_SIGNATURE` - exactly that marker, nothing else (an empty or any other
+    third part is not a verified token). Audience, issuer and times are still ours to check:
+    the front end accepts every audience of the service and knows nothing of ours."""
+    import base64
+    import json
+
+    header, payload, signature = (token.split(".") + ["", "", ""])[:3]
+    if token.count(".") != 2 or not header or not payload or signature != PLATFORM_SIGNATURE:
+        raise InvalidIdToken("not a token verified by Cloud Run (its signature marker)")
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, UnicodeError):
+        raise InvalidIdToken("unreadable ID token") from None
+    if not isinstance(claims, dict):
+        raise InvalidIdToken("unreadable ID token")
+    check_claims(claims, audiences)
+    return claims
+
+
 def verify(token: str, audiences: Sequence[str], source: CertsSource) -> dict[str, Any]:
     """The claims of ``token`` if Google signed it for one of ``audiences`` and it is current.
 
@@ -102,7 +160,7 @@ def verify(token: str, audiences: Sequence[str], source: CertsSource) -> dict[st
     from google.auth import exceptions, jwt
 
     if not audiences:
-        raise InvalidIdToken("no audience is configured (SAMPLES_ID_TOKEN_AUDIENCE)")
+        raise InvalidIdToken("no audience is configured for this function")
     kid = _kid(token)
     certs = source.certs()
     if kid not in certs:
@@ -118,6 +176,5 @@ def verify(token: str, audiences: Sequence[str], source: CertsSource) -> dict[st
         )
     except (ValueError, exceptions.GoogleAuthError) as exc:
         raise InvalidIdToken(f"invalid ID token: {str(exc)[:160]}") from None
-    if claims.get("iss") not in ISSUERS:
-        raise InvalidIdToken("the ID token was not issued by Google")
+    check_claims(claims, audiences)  # nbf too, which google-auth does not check
     return claims

@@ -144,6 +144,11 @@ class Settings:
     samples_id_token_audience: tuple[str, ...] = ()
     """Audiences a regulator's ID token may carry: the samples function's URLs (Terraform sets
     its ``cloudfunctions.net`` and ``run.app`` URLs). Empty on GCP: every request is refused."""
+    id_token_platform_verified: bool = False
+    """On GCP (Terraform sets it on predict and add_sample): the functions run behind Cloud
+    Run's IAM check, which verifies the caller's ID token and forwards it with the signature
+    replaced by `SIGNATURE_REMOVED_BY_GOOGLE`; that marker is then accepted in place of the
+    signature (``functions/auth.py``). Off: only tokens with a valid Google signature."""
     predict_id_token_audience: tuple[str, ...] = ()
     """On GCP: the predict function's URLs, the audiences a sensor's ID token may carry; set,
     predict verifies the token and binds the caller to its sensors (``functions/callers.py``)."""

@@ -42,6 +42,14 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+SMOKE_SENSOR_PREFIX = "smoke-"
+"""Sensor ids of the deploy smoke test (``potability.gcp.smoke``): its readings and lab samples
+are real rows, written through the real path, and are left out of what describes the water -
+the training export, quality control's matching and the status page's figures. Terraform binds
+only the smoke-test account to such an id, so no real sensor can write one."""
+SMOKE_SENSOR_LIKE = SMOKE_SENSOR_PREFIX + "%"
+"""The SQL ``LIKE`` pattern of :data:`SMOKE_SENSOR_PREFIX` (it has no ``%`` or ``_``)."""
 FEATURES_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 TARGET = "potability"
 """Target column name in the database; the CSV spells it ``Potability``."""

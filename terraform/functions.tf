@@ -26,6 +26,9 @@ locals {
           "https://${var.name_prefix}-predict-${data.google_project.this.number}.${var.region}.run.app",
         ])
         PREDICT_SENSOR_BINDINGS = jsonencode(var.sensor_bindings)
+        # Behind Cloud Run's IAM check the token arrives with its signature replaced by
+        # SIGNATURE_REMOVED_BY_GOOGLE (cloud.google.com/run/docs/troubleshooting#signature-removed).
+        ID_TOKEN_PLATFORM_VERIFIED = "true"
       }
     }
     samples = {
@@ -34,6 +37,7 @@ locals {
       memory      = "512Mi"
       env = {
         SAMPLES_TRUST_PLATFORM_IDENTITY = "true"
+        ID_TOKEN_PLATFORM_VERIFIED      = "true"
         # The function's own URLs (both forms a gen2 function answers on), the audiences a
         # regulator's ID token may carry: functions/auth.py verifies the token itself.
         SAMPLES_ID_TOKEN_AUDIENCE = join(",", [

@@ -13,7 +13,7 @@ import pandas as pd
 
 from potability import db, migrations
 from potability.config import Settings
-from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, TARGET
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, SMOKE_SENSOR_LIKE, TARGET
 
 SAMPLE_ID = "sample_id"
 
@@ -33,7 +33,9 @@ def read_training_rows(conn: db.Connection) -> pd.DataFrame:
     cur = conn.cursor()
     cur.execute(
         f"SELECT sample_id, {', '.join(FEATURE_COLUMNS)}, potability FROM water.water_potability "
-        "ORDER BY sample_id"
+        "WHERE sensor_id IS NULL OR sensor_id NOT LIKE %s "  # never the deploy smoke test's
+        "ORDER BY sample_id",
+        (SMOKE_SENSOR_LIKE,),
     )
     records = cur.fetchall()
     frame = pd.DataFrame(records, columns=[SAMPLE_ID, *FEATURE_NAMES, TARGET])

@@ -17,8 +17,10 @@
    (``python -m pipelines publish``), which moves the tag ``latest`` the schedule runs;
 6. run the migration job and wait for it (``gcloud run jobs execute NAME --wait``):
    ``potability migrate`` - migrations, pgAudit, roles and grants;
-7. print each function's URL, call the public status page once (smoke test) and print how to
-   call predict and add_sample with an identity token.
+7. print each function's URL and run the smoke test (:mod:`potability.gcp.smoke`): predict,
+   add_sample and the status page called as a dedicated smoke-test account through Google's
+   front end, their rows read back; ``--pipeline`` also runs the pipeline once. A failed check
+   fails the deploy.
 
 ``--dry-run`` (``make gcp-deploy DRY_RUN=1``) prints every command and runs only the read-only ones
 (``terraform output``, ``git rev-parse``); values a skipped step would produce are shown as
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -183,9 +184,13 @@ def deploy(
     auto_approve: bool = False,
     python: str = sys.executable,
     monitoring_session: Any = None,
+    smoke: bool = True,
+    pipeline: bool = False,
+    http: Any = None,
 ) -> dict[str, str]:
     """The whole path; returns the function URLs (``monitoring_session``: an authorized HTTP
-    session for Cloud Monitoring, tests inject one)."""
+    session for Cloud Monitoring, ``http``: the smoke test's session; tests inject both).
+    ``pipeline``: the smoke test also runs the pipeline once and waits for its outcome."""
     out = run.out
     outputs = terraform_outputs(run)
     project, region, repository, template_uri, build_account, staging = _need(
@@ -291,37 +296,30 @@ def deploy(
         ]
     )
 
-    out("\n== 5/5 functions")
+    out("\n== 5/5 functions, and the smoke test (potability/gcp/smoke.py)")
     urls = {str(k): str(v) for k, v in dict(outputs.get("function_urls") or {}).items()}
     for name, url in sorted(urls.items()):
         out(f"{name:12} {url}")
-    if "status" in urls:
-        run(
-            [
-                "curl",
-                "--fail",
-                "--silent",
-                "--show-error",
-                "--max-time",
-                "60",
-                "--output",
-                os.devnull,
-                "--write-out",
-                "status page: HTTP %{http_code}\\n",
-                urls["status"],
-            ]
-        )
-    token = '"Authorization: Bearer $(gcloud auth print-identity-token)"'
-    if "predict" in urls:
-        out(
-            f"try predict (as a sensor account):  curl -H {token} -H 'Content-Type: "
-            f"application/json' -d @reading.json {urls['predict']}"
-        )
-    if "add_sample" in urls:
-        out(
-            f"try add_sample (regulator group):   curl -H {token} -H 'Content-Type: "
-            f"application/json' -d @samples.json {urls['add_sample']}"
-        )
+    if smoke:
+        from potability.gcp import smoke as smoke_test  # it uses this module's Runner
+
+        checks = smoke_test.run_smoke(run, pipeline=pipeline, http=http, outputs=outputs)
+        failed = [c.name for c in checks if not c.ok]
+        if failed:
+            raise DeployError(
+                f"smoke test failed: {', '.join(failed)} (see the FAIL lines above); "
+                "re-run it alone with `python -m potability.gcp.smoke`"
+            )
+    for name, who in (("predict", "a sensor account"), ("samples", "the regulator group")):
+        if name in urls:
+            token = (
+                '"Authorization: Bearer $(gcloud auth print-identity-token '
+                f'--impersonate-service-account=ACCOUNT --audiences={urls[name]} --include-email)"'
+            )
+            out(
+                f"try {name} (as {who}): curl -H {token} -H 'Content-Type: application/json' "
+                f"-d @body.json {urls[name]}"
+            )
     return urls
 
 
@@ -341,10 +339,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--auto-approve", action="store_true", help="pass -auto-approve to terraform apply"
     )
+    parser.add_argument(
+        "--pipeline", action="store_true", help="the smoke test also runs the pipeline once"
+    )
+    parser.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
     args = parser.parse_args(argv)
     run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
     try:
-        deploy(run, tag=args.tag, auto_approve=args.auto_approve)
+        deploy(
+            run,
+            tag=args.tag,
+            auto_approve=args.auto_approve,
+            smoke=not args.no_smoke,
+            pipeline=args.pipeline,
+        )
     except DeployError as exc:
         print(f"gcp-deploy: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ import numpy as np
 from potability import alerts
 from potability.config import Settings
 from potability.db import Connection
-from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, SMOKE_SENSOR_LIKE
 from potability.governance import run_record
 from potability.inference import rollup as inference_rollup
 from potability.quality import drift, live_precision
@@ -60,7 +60,9 @@ def load_lab_samples(conn: Connection) -> tuple[int, list[live_precision.LabSamp
     cur = conn.cursor()
     cur.execute(
         "SELECT id, sensor_id, sampled_at, potability FROM water.water_potability "
-        "WHERE source = 'lab' ORDER BY sampled_at, id"
+        "WHERE source = 'lab' AND (sensor_id IS NULL OR sensor_id NOT LIKE %s) "
+        "ORDER BY sampled_at, id",
+        (SMOKE_SENSOR_LIKE,),  # the deploy smoke test's samples confirm nothing
     )
     rows = cur.fetchall()
     samples = [live_precision.LabSample(int(i), s, t, int(p)) for i, s, t, p in rows if s]
@@ -73,9 +75,10 @@ def fresh_lab_samples(conn: Connection, since: datetime) -> set[int]:
     cur = conn.cursor()
     cur.execute(
         "SELECT p.id FROM water.water_potability p WHERE p.source = 'lab' "
+        "AND (p.sensor_id IS NULL OR p.sensor_id NOT LIKE %s) "
         "AND p.created_at > %s AND NOT EXISTS (SELECT 1 FROM water.promotion_tested_samples t "
         "WHERE t.sample_id = p.sample_id)",
-        (since,),
+        (SMOKE_SENSOR_LIKE, since),
     )
     return {int(r[0]) for r in cur.fetchall()}
 
@@ -100,7 +103,8 @@ def load_candidate_inferences(
         "  WHERE b.source = 'lab' AND b.sensor_id = a.sensor_id"
         "  AND b.sampled_at BETWEEN a.sampled_at - 2 * %s::double precision * interval '1 second'"
         "  AND a.sampled_at + 2 * %s::double precision * interval '1 second') AS k"
-        " FROM water.water_potability a WHERE a.source = 'lab' AND a.sensor_id IS NOT NULL), "
+        " FROM water.water_potability a WHERE a.source = 'lab' AND a.sensor_id IS NOT NULL"
+        "  AND a.sensor_id NOT LIKE %s), "
         "c AS ("
         " SELECT n.* FROM s CROSS JOIN LATERAL ("
         "  SELECT i.id FROM water.water_inferences i WHERE i.sensor_id = s.sensor_id"
@@ -115,7 +119,7 @@ def load_candidate_inferences(
         "  ORDER BY coalesce(i.measured_at, i.inferred_at) LIMIT s.k) n) "
         "SELECT i.id, i.sensor_id, i.inferred_at, i.predicted_class, i.model_version,"
         " i.measured_at FROM water.water_inferences i WHERE i.id IN (SELECT id FROM c)",
-        (seconds,) * 4,
+        (seconds, seconds, SMOKE_SENSOR_LIKE, seconds, seconds),
     )
     return [
         live_precision.Inference(int(i), s, t, int(c), str(v), m)

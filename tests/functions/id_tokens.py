@@ -75,8 +75,15 @@ class FakeGoogleCerts:
 
 
 def unsigned(token: str) -> str:
-    """``token`` with its signature removed, as Cloud Run forwards a token it verified."""
+    """``token`` with an empty signature: nothing verified it."""
     return token.rsplit(".", 1)[0] + "."
+
+
+def platform_stripped(token: str) -> str:
+    """``token`` as Cloud Run forwards a token its IAM front end verified: the signature
+    replaced by ``SIGNATURE_REMOVED_BY_GOOGLE``
+    (https://cloud.google.com/run/docs/troubleshooting#signature-removed)."""
+    return token.rsplit(".", 1)[0] + ".SIGNATURE_REMOVED_BY_GOOGLE"
 
 
 def json_of(part: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from fn_support import count, make_app, sample
-from id_tokens import AUDIENCE, FakeGoogleCerts, TestKey, unsigned
+from id_tokens import AUDIENCE, FakeGoogleCerts, TestKey, platform_stripped, unsigned
 
 from functions import google_id_token
 from functions.auth import authorise_samples
@@ -62,13 +62,65 @@ def test_x_serverless_authorization_is_refused_whatever_authorization_says() -> 
     assert (error.status, error.field) == (401, "X-Serverless-Authorization")
 
 
-def test_a_token_cloud_run_verified_and_stripped_is_still_checked_for_audience_and_expiry() -> None:
-    assert (
-        authorise_samples(bearer(unsigned(GOOGLE.token())), GCP, FakeGoogleCerts(GOOGLE))
-        == "regulator@example.org"
+BEHIND_CLOUD_RUN = GCP.with_(id_token_platform_verified=True)
+
+
+def test_a_token_cloud_run_verified_and_stripped_is_accepted_behind_cloud_run() -> None:
+    """What every sensor's and regulator's request looks like on GCP (issue 28: refused
+    before, because the marker was sent to signature verification)."""
+    token = platform_stripped(GOOGLE.token())
+    assert token.endswith(".SIGNATURE_REMOVED_BY_GOOGLE")
+    assert authorise_samples(bearer(token), BEHIND_CLOUD_RUN, FakeGoogleCerts()) == (
+        "regulator@example.org"
     )
-    assert refused(bearer(unsigned(GOOGLE.token(aud="https://x")))).status == 401
-    assert refused(bearer(unsigned(GOOGLE.token(exp=int(time.time()) - 300)))).status == 401
+
+
+def test_the_marker_is_refused_where_the_deployment_is_not_behind_cloud_run() -> None:
+    error = refused(bearer(platform_stripped(GOOGLE.token())), GCP)
+    assert (error.status, error.field) == (401, "Authorization")
+    assert "ID_TOKEN_PLATFORM_VERIFIED" in error.message
+
+
+NOW = int(time.time())
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"aud": "https://another-function"}, "audience"),
+        ({"exp": NOW - 120, "iat": NOW - 3720}, "expired"),
+        ({"iat": NOW + 600, "exp": NOW + 4000}, "not valid yet"),
+        ({"nbf": NOW + 600}, "not valid yet"),
+        ({"iss": "https://evil.example"}, "issued by Google"),
+        ({"iat": None}, "exp/iat"),
+    ],
+)
+def test_a_stripped_token_is_still_checked_for_audience_issuer_and_times(
+    claims: dict[str, Any], reason: str
+) -> None:
+    error = refused(bearer(platform_stripped(GOOGLE.token(**claims))), BEHIND_CLOUD_RUN)
+    assert (error.status, error.field) == (401, "Authorization")
+    assert reason in error.message
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        unsigned(GOOGLE.token()),  # empty third part: nothing verified it (fail-open before)
+        GOOGLE.token().rsplit(".", 1)[0],  # no third part at all
+        GOOGLE.token().rsplit(".", 1)[0] + ".SIGNATURE_REMOVED",  # not Google's marker
+        "." + GOOGLE.token().split(".")[1] + ".SIGNATURE_REMOVED_BY_GOOGLE",  # no header
+    ],
+)
+def test_empty_missing_or_made_up_signatures_are_never_accepted(token: str) -> None:
+    for settings in (GCP, BEHIND_CLOUD_RUN):
+        error = refused(bearer(token), settings)
+        assert (error.status, error.field) == (401, "Authorization")
+
+
+def test_a_signed_token_not_valid_yet_is_refused() -> None:
+    error = refused(bearer(GOOGLE.token(nbf=NOW + 600)))
+    assert error.status == 401 and "not valid yet" in error.message
 
 
 def test_no_audience_configured_refuses_everyone() -> None:

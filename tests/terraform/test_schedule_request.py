@@ -1,9 +1,9 @@
 """The body Cloud Scheduler POSTs to Vertex AI every day, as Terraform renders it, checked
 against Google's description of ``pipelineJobs.create`` (aiplatform v1 discovery document).
 
-Terraform runs offline against the schema stand-ins with a mocked google provider (as
-terraform/tests/ does); an extra output in the scratch copy exposes the scheduler job's
-base64 body, which this test decodes and validates - unknown or renamed fields, types, enums,
+Terraform renders the configuration offline (tests/rendered_terraform.py: the schema
+stand-ins with a mocked google provider); an extra output exposes the scheduler job's base64
+body, which this test decodes and validates - unknown or renamed fields, types, enums,
 required fields and the templateUri rule (template registry only, never gs://).
 """
 
@@ -12,88 +12,30 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 
 import gcp_discovery
 import pytest
+import rendered_terraform
 
 from pipelines.training_pipeline import default_parameters
 
-from .conftest import TF_DIR
-
-RENDER_TEST = """
-mock_provider "google" {
-  override_resource {
-    target = google_service_account.sa
-    values = { email = "svc@test-project.iam.gserviceaccount.com" }
-  }
-}
-mock_provider "archive" {}
-
-variables {
-  project_id              = "test-project"
-  region                  = "europe-west1"
-  zone                    = "europe-west1-b"
-  regulator_group         = "regulator@example.com"
-  sensor_service_accounts = ["sensor-a@sensors.iam.gserviceaccount.com"]
-  engineers               = ["group:ml-eng@example.com"]
-  db_admins               = ["alice@example.com"]
-  image_tag               = "v1"
-  image_digest            = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-  alert_emails            = ["ops@example.com"]
-}
-
-run "render" {
-  command = apply
-}
-"""
-
-RENDER_OUTPUT = """
-output "zz_schedule_body_base64" {
-  value = google_cloud_scheduler_job.training.http_target[0].body
-}
-output "zz_schedule_uri" {
-  value = google_cloud_scheduler_job.training.http_target[0].uri
-}
-output "zz_maintenance_body_base64" {
-  value = google_cloud_scheduler_job.maintenance[0].http_target[0].body
-}
-output "zz_maintenance_uri" {
-  value = google_cloud_scheduler_job.maintenance[0].http_target[0].uri
-}
-"""
-
 
 @pytest.fixture(scope="module")
-def rendered(offline, terraform_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    src = tmp_path_factory.mktemp("render-src") / "terraform"
-    shutil.copytree(
-        TF_DIR, src, ignore=shutil.ignore_patterns(".terraform*", ".build", "*.tfstate*")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = rendered_terraform.render(
+        tmp_path_factory.mktemp("render"),
+        {
+            "schedule_body": "google_cloud_scheduler_job.training.http_target[0].body",
+            "schedule_uri": "google_cloud_scheduler_job.training.http_target[0].uri",
+            "maintenance_body": "google_cloud_scheduler_job.maintenance[0].http_target[0].body",
+            "maintenance_uri": "google_cloud_scheduler_job.maintenance[0].http_target[0].uri",
+        },
     )
-    for old in (src / "tests").glob("*.tftest.hcl"):
-        old.unlink()
-    (src / "tests" / "render.tftest.hcl").write_text(RENDER_TEST)
-    (src / "zz_render_outputs.tf").write_text(RENDER_OUTPUT)
-    tf = offline.OfflineTerraform(tmp_path_factory.mktemp("render"), src)
-    try:
-        tf.init()
-        with offline.DevServers() as servers:
-            res = tf.run("test", "-verbose", "-no-color", timeout=600, servers=servers)
-    finally:
-        tf.close()
-    assert res.returncode == 0, res.stdout + res.stderr
-    body = re.search(r'^zz_schedule_body_base64 = "([A-Za-z0-9+/=]+)"$', res.stdout, re.M)
-    uri = re.search(r'^zz_schedule_uri = "([^"]+)"$', res.stdout, re.M)
-    maintenance_body = re.search(
-        r'^zz_maintenance_body_base64 = "([A-Za-z0-9+/=]+)"$', res.stdout, re.M
-    )
-    maintenance_uri = re.search(r'^zz_maintenance_uri = "([^"]+)"$', res.stdout, re.M)
-    assert body and uri and maintenance_body and maintenance_uri, res.stdout[-3000:]
     return {
-        "body": json.loads(base64.b64decode(body[1])),
-        "uri": uri[1],
-        "maintenance_body": json.loads(base64.b64decode(maintenance_body[1])),
-        "maintenance_uri": maintenance_uri[1],
+        "body": json.loads(base64.b64decode(out["schedule_body"])),
+        "uri": out["schedule_uri"],
+        "maintenance_body": json.loads(base64.b64decode(out["maintenance_body"])),
+        "maintenance_uri": out["maintenance_uri"],
     }
 
 

@@ -39,9 +39,10 @@ OUTPUTS = {
     "alert_metric_types": METRICS,
     "function_urls": {
         "predict": "https://predict-x.a.run.app",
-        "add_sample": "https://add-sample-x.a.run.app",
+        "samples": "https://samples-x.a.run.app",
         "status": "https://status-x.a.run.app",
     },
+    "smoke_service_account": "potability-smoke@demo.iam.gserviceaccount.com",
 }
 
 FAKE = r"""#!{python}
@@ -61,6 +62,8 @@ if name == "terraform" and "output" in args:
     print(json.dumps({{k: {{"value": v, "sensitive": False}} for k, v in outputs.items()}}))
 elif name == "gcloud" and args[:4] == ["artifacts", "docker", "images", "describe"]:
     print("{digest}")
+elif name == "gcloud" and args[:2] == ["auth", "print-identity-token"]:
+    print("header.payload.signature")
 elif name == "git":
     print("abc123def456")
 elif name == "curl":
@@ -143,20 +146,50 @@ EXPECTED = [
         "--region=europe-west1",
         "--wait",
     ],
-    [
-        "curl",
-        "--fail",
-        "--silent",
-        "--show-error",
-        "--max-time",
-        "60",
-        "--output",
-        os.devnull,
-        "--write-out",
-        "status page: HTTP %{http_code}\\n",
-        "https://status-x.a.run.app",
+    # the smoke test (potability/gcp/smoke.py): the smoke account's token per function
+    *[
+        [
+            "gcloud",
+            "auth",
+            "print-identity-token",
+            "--impersonate-service-account=potability-smoke@demo.iam.gserviceaccount.com",
+            f"--audiences={url}",
+            "--include-email",
+        ]
+        for url in ("https://predict-x.a.run.app", "https://samples-x.a.run.app")
     ],
 ]
+
+
+class SmokeHttp:
+    """The deployed functions as the smoke test sees them: answered, logged, read back."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def post(self, url: str, json: object, headers: dict[str, str], timeout: float) -> object:
+        import requests
+
+        key = f"{url} {headers.get('Idempotency-Key')} {json.get('sample_id')}"  # type: ignore[attr-defined]
+        again = key in self.seen
+        self.seen.add(key)
+        answer = requests.models.Response()
+        if "predict" in url:
+            answer.status_code = 200
+            answer._content = b'{"predictions": [{"potable": 0}]}'
+            if again:
+                answer.headers["Idempotent-Replayed"] = "true"
+        else:
+            answer.status_code = 200 if again else 201
+            answer._content = b'{"status": "already_recorded"}' if again else b"{}"
+        return answer
+
+    def get(self, url: str, params: dict[str, str], timeout: float) -> object:
+        import requests
+
+        answer = requests.models.Response()
+        answer.status_code, answer._content = 200, b'{"model": {"version": "1"}}'
+        return answer
 
 
 class FakeMonitoring:
@@ -180,7 +213,10 @@ def test_deploy_runs_every_step_in_order_with_values_from_terraform(fakes: Path)
     lines: list[str] = []
     monitoring = FakeMonitoring()
     urls = gcp_deploy.deploy(
-        gcp_deploy.Runner(out=lines.append), python="fakepython", monitoring_session=monitoring
+        gcp_deploy.Runner(out=lines.append),
+        python="fakepython",
+        monitoring_session=monitoring,
+        http=SmokeHttp(),
     )
     assert len(monitoring.urls) == len(METRICS)
     assert _calls(fakes) == EXPECTED
@@ -198,6 +234,7 @@ def test_auto_approve_reaches_terraform_apply(fakes: Path) -> None:
         auto_approve=True,
         python="fakepython",
         monitoring_session=FakeMonitoring(),
+        http=SmokeHttp(),
     )
     apply = next(c for c in _calls(fakes) if "apply" in c)
     assert apply[-1] == "-auto-approve" and apply[-2] == f"-var=image_digest={DIGEST}"
@@ -232,7 +269,10 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
         "gcloud run jobs execute '<migration_job output>' --project=demo --region=europe-west1 --wait"
         in printed
     )
-    assert sum(line.startswith("(dry run) + ") for line in out.splitlines()) == 7
+    # 7 steps, the smoke account's two tokens; the smoke calls themselves are only described
+    assert sum(line.startswith("(dry run) + ") for line in out.splitlines()) == 8
+    assert sum("gcloud auth print-identity-token" in line for line in printed) == 2
+    assert "(dry run) would call predict, add_sample and the status page" in out
 
 
 def test_make_gcp_deploy_dry_run_uses_the_module(fakes: Path) -> None:
