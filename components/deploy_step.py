@@ -39,7 +39,8 @@ def deploy_local(
         settings: home, MLflow tracking URI, model name, current MODEL_SERVER_URL.
         version: the champion's registered version.
         changed: whether promote changed the champion.
-        start: the model server starter (default :func:`potability.serving.model_server.start_local`).
+        start: the model server starter
+            (default :func:`potability.serving.model_server.start_local`).
         probe: reads the version a running server serves.
     """
     from potability import config
@@ -92,7 +93,8 @@ def deploy_component(
 ) -> str:
     """Serve the champion (locally or on the Vertex endpoint); mark the run succeeded.
 
-    The ``endpoint_*`` parameters size the Vertex endpoint (:class:`components.vertex.ReplicaScaling`).
+    The ``endpoint_*`` parameters size the Vertex endpoint
+    (:class:`components.vertex.ReplicaScaling`).
     """
     from components.deploy_step import DEPLOY_TARGETS, LOCAL, deploy_local, download_model
     from components.runtime import failure_recorded, step_settings

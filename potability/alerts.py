@@ -124,9 +124,10 @@ EVENTS: dict[str, Event] = {
             "the Vertex endpoint and the function's logs; sensors retry 503s, nothing is lost.",
             "cloud_run_revision",
         ),
-        # Model changes (potability/governance/model_changes.py). The operators' actions (`potability model
-        # ...`) run on an operator's machine: on GCP their lines go to Cloud Logging as the
-        # ``global`` resource (potability/governance/model_control.py); the pipeline's as its ``ml_job``.
+        # Model changes (potability/governance/model_changes.py). The operators' actions
+        # (`potability model ...`) run on an operator's machine: on GCP their lines go to Cloud
+        # Logging as the ``global`` resource (potability/governance/model_control.py); the
+        # pipeline's as its ``ml_job``.
         Event(
             MODEL_ROLLED_BACK,
             "ERROR",
@@ -496,7 +497,10 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
         if event == PIPELINE_RUN_FAILED:
             return f"the {f['step']} step failed; the served model is unchanged"
         if event == PIPELINE_STALE:
-            return f"last successful training {f['hours_since']:.0f} h ago (limit {f['limit_hours']:g} h)"
+            return (
+                f"last successful training {f['hours_since']:.0f} h ago "
+                f"(limit {f['limit_hours']:g} h)"
+            )
         if event == LIVE_PRECISION_FLAGGED:
             return (
                 f"{f['period']}: live precision {f['live_precision'] * 100:.1f}% "

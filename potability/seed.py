@@ -28,7 +28,8 @@ def sha256_of(path: Path) -> str:
 
 
 def load_dataset(path: Path = DATA_CSV, expected_sha256: str | None = DATA_SHA256) -> pd.DataFrame:
-    """The data set as a frame with our column names (features as in FEATURE_NAMES, ``potability``)."""
+    """The data set as a frame with our column names (features as in FEATURE_NAMES,
+    ``potability``)."""
     if expected_sha256 is not None and sha256_of(path) != expected_sha256:
         raise ValueError(f"{path} does not match the published sha256 {expected_sha256}")
     frame = pd.read_csv(path)

@@ -108,7 +108,8 @@ def clean_db(conn: db.Connection) -> db.Connection:
     cur.execute("DELETE FROM water.water_inferences")
     cur.execute("DELETE FROM water.inference_requests")
     cur.execute(
-        "TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours"
+        "TRUNCATE water.inference_hourly, water.inference_hourly_cells, "
+        "water.inference_rolled_hours"
     )
     cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
     conn.commit()

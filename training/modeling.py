@@ -1,6 +1,7 @@
 """The model families, their named grids, calibration and the selection score.
 
-Plain scikit-learn, no I/O: :mod:`training.candidates` and the benchmarks build candidates from here.
+Plain scikit-learn, no I/O: :mod:`training.candidates` and the benchmarks build candidates
+from here.
 
 Every family is one :class:`~sklearn.pipeline.Pipeline` (imputation -> scaling -> classifier;
 HistGradientBoosting takes missing values natively and gets no imputer), so imputation and

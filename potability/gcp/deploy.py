@@ -8,8 +8,9 @@
    build account, which on new projects is the Compute Engine default account, often roleless);
 3. look up the pushed image's digest (``gcloud artifacts docker images describe``);
 4. wait until Cloud Monitoring knows the log-based metrics (their alert policies come with the
-   next apply), make sure Vertex AI's service agent exists (``gcloud beta services identity create``; Google
-   creates it lazily, the GA provider cannot) and ``terraform apply -var image_digest=...``:
+   next apply), make sure Vertex AI's service agent exists
+   (``gcloud beta services identity create``; Google creates it lazily, the GA provider cannot)
+   and ``terraform apply -var image_digest=...``:
    the agent's grant on the network attachment, the functions' serving image, the Vertex
    serving image and the migration job then run that exact build (a tag can move, a digest
    cannot; the migration job exists once the digest is known, terraform/migrate.tf);

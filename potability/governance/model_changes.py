@@ -17,8 +17,8 @@ from), so the public history (status page) and "what serves now" need no other t
   success, from :func:`potability.governance.run_record.finish_run`), :func:`expire_candidates`.
 
 The actions themselves (moving the alias, deploying, undeploying) are
-:mod:`potability.governance.model_control`'s; this module imports neither MLflow nor the run record, so
-the status function and :mod:`potability.governance.run_record` can read it.
+:mod:`potability.governance.model_control`'s; this module imports neither MLflow nor the run
+record, so the status function and :mod:`potability.governance.run_record` can read it.
 """
 
 from __future__ import annotations

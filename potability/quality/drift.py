@@ -304,7 +304,8 @@ def drift_report(
     bins: int = DEFAULT_BINS,
     min_rows: int = DEFAULT_MIN_ROWS,
 ) -> list[FeatureDrift]:
-    """PSI of every feature of ``reference`` (same order), against the same feature in ``recent``."""
+    """PSI of every feature of ``reference`` (same order), against the same feature in
+    ``recent``."""
     return [
         feature_drift(name, values, recent.get(name, ()), bins, min_rows)
         for name, values in reference.items()

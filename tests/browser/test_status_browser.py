@@ -149,7 +149,8 @@ def page_data(clean_db: db.Connection, settings: Settings) -> Iterator[dict[str,
     )
     lab_week = cur.fetchone()[0]
     cur.execute(
-        "SELECT m.live_precision FROM water.qc_live_metrics m JOIN water.qc_runs r ON r.id = m.run_id "
+        "SELECT m.live_precision FROM water.qc_live_metrics m "
+        "JOIN water.qc_runs r ON r.id = m.run_id "
         "WHERE m.model_version = '4' AND m.period = 'all' ORDER BY r.computed_at DESC LIMIT 1"
     )
     live = cur.fetchone()[0]
@@ -273,7 +274,7 @@ LONG_SENSOR = "plant-7/outlet-WWWW-main-" + "m" * 103  # 128 characters, the lon
 
 
 @pytest.fixture
-def few_readings(clean_db: db.Connection, settings: Settings) -> Iterator[None]:
+def few_readings(clean_db: db.Connection, settings: Settings) -> None:
     """Twelve readings (drift needs 50), half of them from a sensor with a 128-character id."""
     now = datetime.now(UTC)
     cur = clean_db.cursor()
@@ -297,7 +298,6 @@ def few_readings(clean_db: db.Connection, settings: Settings) -> Iterator[None]:
         )
     clean_db.commit()
     qc_job.run(clean_db, settings, now)
-    yield
 
 
 def test_few_readings_say_not_enough_data_and_long_ids_stay_inside(

@@ -50,7 +50,8 @@ def terraform_bin(offline: ModuleType) -> str:
 
 @pytest.fixture(scope="session")
 def initialised(offline: ModuleType, terraform_bin: str, tmp_path_factory: pytest.TempPathFactory):
-    """A scratch copy of terraform/ (plus the repo folders it reads), `terraform init`-ed offline."""
+    """A scratch copy of terraform/ (plus the repo folders it reads), `terraform init`-ed
+    offline."""
     try:
         tf = offline.OfflineTerraform(tmp_path_factory.mktemp("tf"), TF_DIR)
         tf.init()

@@ -46,7 +46,7 @@ variables {
 run "render" {
   command = apply
 }
-"""
+"""  # noqa: E501 - the sha256 digest above is one HCL string
 
 RENDER_OUTPUT = """
 output "zz_schedule_body_base64" {

@@ -56,7 +56,8 @@ BREAKAGES = {
     "unknown-argument": (
         "sql.tf",
         'ssl_mode                                      = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"',
-        'ssl_mode                                      = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"\n      require_ssl_typo = true',
+        'ssl_mode                                      = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"\n'
+        "      require_ssl_typo = true",
         r'An argument named "require_ssl_typo" is not expected here',
     ),
     # missing required argument
