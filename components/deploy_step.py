@@ -49,7 +49,9 @@ def deploy_local(
     if not changed and url and probe(url) == version:
         return "unchanged", url
     if start is None:
-        from potability.serving.model_server import start_local as start
+        from potability.serving.model_server import start_local
+
+        start = start_local
     url = start(
         settings.home,
         f"models:/{settings.model_name}/{version}",

@@ -107,7 +107,7 @@ def verify(token: str, audiences: Sequence[str], source: CertsSource) -> dict[st
     certs = source.certs()
     if kid not in certs:
         certs = source.certs(refresh=True)  # a key Google just started using
-    if kid not in certs:
+    if kid is None or kid not in certs:
         raise InvalidIdToken("the ID token is not signed by a current Google key")
     try:
         claims = jwt.decode(

@@ -281,7 +281,7 @@ def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
     for the public (``--reason``)."""
     changes = model_changes.history(conn, now)
     near = model_changes.alerts_around(conn, changes)
-    names = {c.model_name for c in changes} or {None}
+    names = {c.model_name for c in changes}
     holds = [model_changes.hold_state(conn, n) for n in names if n]
     hold = next((h for h in holds if h is not None), None)
     return {

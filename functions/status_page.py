@@ -8,6 +8,7 @@ Every value is escaped: sensor ids and model versions come from the database.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -183,15 +184,15 @@ def svg_hbars(
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
     ]
-    for value, label in markers:
-        x = left + min(value, max_value) * scale
+    for at, marker in markers:
+        x = left + min(at, max_value) * scale
         parts.append(
             f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 4}" '
             'stroke="#6b7280" stroke-dasharray="4 3"/>'
         )
         parts.append(
             f'<text x="{x:.1f}" y="{top - 6}" font-size="11" text-anchor="middle" '
-            f'fill="#4b5563">{escape(label)}</text>'
+            f'fill="#4b5563">{escape(marker)}</text>'
         )
     fits = max(int((left - 12) / LABEL_CHAR_PX), 4)
     for i, (label, value, color, text) in enumerate(items):
@@ -568,11 +569,11 @@ def _live(data: dict[str, Any]) -> str:
             charts.append(
                 '<figure data-testid="chart-live-precision">'
                 + _both(
-                    lambda w, weekly=weekly, version=version: svg_weekly_precision(
+                    functools.partial(
+                        svg_weekly_precision,
                         [(r["period"], r["precision"], r["matches"], r["flagged"]) for r in weekly],
                         qc["precision_floor"],
                         f"Live precision per week, model v{version}",
-                        w,
                     )
                 )
                 + f"<figcaption>Model v{escape(version)}: live precision per ISO week.</figcaption>"

@@ -30,6 +30,7 @@ and the local scheduler between runs), ``potability/quality/job.py`` (flagged pr
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import queue
@@ -593,7 +594,7 @@ class Notifier:
         self.stream = stream
         self.delivered = 0
         self.failed = 0
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=1000)
+        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=1000)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -603,8 +604,9 @@ class Notifier:
                 self._thread = threading.Thread(target=self._work, name="alerts", daemon=True)
                 self._thread.start()
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on the delivery thread (jobs call :meth:`deliver`)."""
+    def submit(self, job: Callable[[], object]) -> None:
+        """Run ``job`` on the delivery thread (jobs call :meth:`deliver`; what they return is
+        not used)."""
         self._ensure_thread()
         try:
             self._queue.put_nowait(job)
@@ -615,7 +617,7 @@ class Notifier:
         """Log and deliver alerts already recorded as new."""
         moment = when or datetime.now(UTC)
         for alert in alerts:
-            self.submit(lambda a=alert, w=moment: self.deliver(a, w))
+            self.submit(functools.partial(self.deliver, alert, moment))
 
     def deliver(self, alert: Alert, when: datetime) -> bool:
         """Write the log line, then POST the webhook (bounded retry); True if delivered."""

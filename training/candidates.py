@@ -255,7 +255,8 @@ def train(
             logged.append(
                 log_candidate(candidate, searched, x_train, y_train, pipeline_run_id, config)
             )
-        mlflow.log_dict([c.to_json() for c in logged], "candidates.json")
+        # log_dict writes any JSON value (json.dump); MLflow annotates a dict
+        mlflow.log_dict([c.to_json() for c in logged], "candidates.json")  # type: ignore[arg-type]
         return parent.info.run_id, logged, parts
 
 

@@ -636,7 +636,7 @@ def fit_ensemble(
     from threadpoolctl import threadpool_limits
 
     vote = soft_vote([(c.family, c.pipeline) for c in voters])
-    oof = np.mean([c.oof_proba() for c in voters], axis=0)
+    oof = np.mean([p for c in voters if (p := c.oof_proba()) is not None], axis=0)  # all of them
     params: dict[str, Any] = {"members": ",".join(c.family for c in voters)}
     params.update({f"{c.family}__{k}": v for c in voters for k, v in c.best_params.items()})
     start = time.perf_counter()

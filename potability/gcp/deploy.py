@@ -236,7 +236,8 @@ def deploy(
 
     out(f"\n== 2/5 pin {pinned} (functions, Vertex serving, migration job, Vertex AI's agent)")
     # The alert policies on log-based metrics are created by this apply (monitoring.tf).
-    metric_types = [str(t) for t in outputs.get("alert_metric_types") or []]
+    listed = outputs.get("alert_metric_types")  # a JSON list, or absent before the apply
+    metric_types = [str(t) for t in listed] if isinstance(listed, list) else []
     if run.dry_run:
         out(
             f"(dry run) would wait until Cloud Monitoring knows {len(metric_types)} log-based "
@@ -293,7 +294,8 @@ def deploy(
     )
 
     out("\n== 5/5 functions")
-    urls = {str(k): str(v) for k, v in dict(outputs.get("function_urls") or {}).items()}
+    by_name = outputs.get("function_urls")  # a JSON object, or absent
+    urls = {str(k): str(v) for k, v in by_name.items()} if isinstance(by_name, dict) else {}
     for name, url in sorted(urls.items()):
         out(f"{name:12} {url}")
     if "status" in urls:

@@ -158,10 +158,12 @@ def is_expired(candidate: ModelChange, now: datetime, days: float) -> bool:
 # --- readers ---------------------------------------------------------------------------------
 
 
-def find(conn: db.Connection, change_id: int) -> ModelChange | None:
-    """The change ``change_id``, or None."""
+def find(conn: db.Connection, change_id: int) -> ModelChange:
+    """The change ``change_id`` (every caller has just recorded it: LookupError otherwise)."""
     rows = _select("id = %s", (change_id,), conn)
-    return rows[0] if rows else None
+    if not rows:
+        raise LookupError(f"no model change {change_id}")
+    return rows[0]
 
 
 def hold_state(conn: db.Connection, model_name: str) -> Hold | None:

@@ -206,8 +206,8 @@ def _values_p(reference_values: np.ndarray, recent_values: np.ndarray) -> float:
 
 
 def decide(
-    reference_counts: Sequence[int],
-    recent_counts: Sequence[int],
+    reference_counts: Sequence[int] | np.ndarray,
+    recent_counts: Sequence[int] | np.ndarray,
     *,
     min_rows: int | None = None,
     alpha: float = DEFAULT_ALPHA,

@@ -367,7 +367,7 @@ def serve(settings: ServingSettings) -> None:
     import uvicorn
 
     app = create_app(load_model(settings), settings)
-    options = {
+    options: dict[str, Any] = {  # uvicorn.Config's keywords, of mixed types
         "http": "httptools",
         "loop": "asyncio",
         "lifespan": "off",
