@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"
 ARTIFACTS = ROOT / "test-artifacts"
 README_SCREENSHOT = ROOT / "docs" / "status-page.png"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -196,22 +195,18 @@ def served(stack_home: Path, database_url: str) -> Iterator[str]:
         services.stop(stack_home, SERVICE)
 
 
-def _launch(playwright: Any) -> Any:
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            "Debian's chromium is not installed: run tools/setup-test-tools.sh "
-            "(apt-get install -y chromium); the status page test needs a real browser"
-        )
-    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+def _launch(playwright: Any, chromium: str) -> Any:
+    return playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
 
 
-def test_status_page_in_headless_chromium(served: str, page_data: dict[str, Any]) -> None:
+def test_status_page_in_headless_chromium(
+    served: str, page_data: dict[str, Any], chromium: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = _launch(p, chromium)
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.set_default_timeout(10_000)
@@ -301,13 +296,13 @@ def few_readings(clean_db: db.Connection, settings: Settings) -> None:
 
 
 def test_few_readings_say_not_enough_data_and_long_ids_stay_inside(
-    served: str, few_readings: None
+    served: str, few_readings: None, chromium: str
 ) -> None:
     from playwright.sync_api import sync_playwright
 
     assert len(LONG_SENSOR) == 128
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = _launch(p, chromium)
         try:
             for viewport in ({"width": 1000, "height": 900}, {"width": 390, "height": 844}):
                 page = browser.new_page(viewport=viewport)

@@ -65,7 +65,9 @@ output "zz_maintenance_uri" {
 
 
 @pytest.fixture(scope="module")
-def rendered(offline, terraform_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def rendered(
+    offline, terraform_bin: str, stand_ins: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict:
     src = tmp_path_factory.mktemp("render-src") / "terraform"
     shutil.copytree(
         TF_DIR, src, ignore=shutil.ignore_patterns(".terraform*", ".build", "*.tfstate*")
