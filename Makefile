@@ -1,6 +1,8 @@
-# Two commands do everything on a fresh machine (Python 3.11 and network access to PyPI):
+# Two commands do everything on a fresh machine (Python 3.11 and network access to PyPI;
+# the full suite also needs Debian's chromium and Terraform >= 1.11: README, "Two commands"):
 #   make run    create the environment, start the local stack and run the main job
-#   make test   create the environment and run the whole test suite
+#   make test   create the environment, lint and type-check, and run the whole test suite
+# While developing: make check (lint, types and the unit tier, well under a minute warm).
 SHELL := /bin/bash
 PYTHON ?= python3
 UV_VERSION := 0.13.9
@@ -8,7 +10,7 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test env tools down status clean gcp-deploy gcp-smoke gcp-destroy function-requirements docs
+.PHONY: run test check lint env tools down status clean gcp-deploy gcp-smoke gcp-destroy function-requirements docs
 
 $(UV):
 	$(PYTHON) -m venv .venv-uv
@@ -31,7 +33,18 @@ run: env
 	$(BIN)/potability functions --quiet
 	$(BIN)/python -m pipelines run --local
 
-test: env tools
+# Static checks, first because they take seconds (warm caches): ruff's rules and its
+# formatting ([tool.ruff]), mypy over the five packages ([tool.mypy]). docs/testing.md.
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The developer's loop: the static checks, then the unit tier (pytest -m unit).
+check: env lint
+	$(BIN)/python -m pytest -m unit -q
+
+test: env lint tools
 	$(BIN)/python -m pytest
 
 down:

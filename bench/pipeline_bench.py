@@ -160,7 +160,8 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
         raw_brier = float(np.mean((raw - y) ** 2)) if raw is not None else float("nan")
         rows.append({**s.as_dict(), "brier_uncalibrated": raw_brier})
         families = "  ".join(
-            f"{c['family'][:8]} cv={c['cv_score']:.3f} P={score_model(c['fitted'].model, parts.test).precision:.3f}"
+            f"{c['family'][:8]} cv={c['cv_score']:.3f} "
+            f"P={score_model(c['fitted'].model, parts.test).precision:.3f}"
             for c in candidates
         )
         print(

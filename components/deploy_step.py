@@ -39,7 +39,8 @@ def deploy_local(
         settings: home, MLflow tracking URI, model name, current MODEL_SERVER_URL.
         version: the champion's registered version.
         changed: whether promote changed the champion.
-        start: the model server starter (default :func:`potability.serving.model_server.start_local`).
+        start: the model server starter
+            (default :func:`potability.serving.model_server.start_local`).
         probe: reads the version a running server serves.
     """
     from potability import config
@@ -48,7 +49,9 @@ def deploy_local(
     if not changed and url and probe(url) == version:
         return "unchanged", url
     if start is None:
-        from potability.serving.model_server import start_local as start
+        from potability.serving.model_server import start_local
+
+        start = start_local
     url = start(
         settings.home,
         f"models:/{settings.model_name}/{version}",
@@ -92,7 +95,8 @@ def deploy_component(
 ) -> str:
     """Serve the champion (locally or on the Vertex endpoint); mark the run succeeded.
 
-    The ``endpoint_*`` parameters size the Vertex endpoint (:class:`components.vertex.ReplicaScaling`).
+    The ``endpoint_*`` parameters size the Vertex endpoint
+    (:class:`components.vertex.ReplicaScaling`).
     """
     from components.deploy_step import DEPLOY_TARGETS, LOCAL, deploy_local, download_model
     from components.runtime import failure_recorded, step_settings

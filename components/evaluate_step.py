@@ -17,7 +17,7 @@ def evaluate_component(
     metrics: Output[Metrics],
     challenger_metrics: Output[ClassificationMetrics],
     mlflow_credentials_secret: str = "",
-):
+) -> None:
     """Score the candidates on the held-out rows; KFP metrics for all, curves for the best."""
     import json
     from pathlib import Path

@@ -10,6 +10,7 @@ def export_component(
     run_id: str,
     database: dict,
     dataset: Output[Dataset],
+    # KFP reads the step's outputs from this functional NamedTuple; mypy takes no call here.
 ) -> NamedTuple("ExportOutputs", [("rows", int), ("sha256", str)]):  # type: ignore[valid-type]
     """Export the training table to ``dataset`` and open the run's row in pipeline_runs."""
     from collections import namedtuple
@@ -24,4 +25,5 @@ def export_component(
         result = export(settings, Path(dataset.path))
         dataset.metadata.update({"rows": result.rows, "sha256": result.sha256, "format": "csv"})
         run_record.start_run(settings, run_id, result.sha256, result.rows)
-    return namedtuple("ExportOutputs", ["rows", "sha256"])(result.rows, result.sha256)
+    ExportOutputs = namedtuple("ExportOutputs", ["rows", "sha256"])
+    return ExportOutputs(result.rows, result.sha256)

@@ -23,11 +23,12 @@ def promote_component(
     mlflow_credentials_secret: str = "",
     promotion_approval: str = "auto",
     candidate_expiry_days: float = 7.0,
-) -> NamedTuple(
+    # KFP reads the step's outputs from this functional NamedTuple; mypy takes no call here.
+) -> NamedTuple(  # type: ignore[valid-type]
     "PromoteOutputs",
     [
         ("decision", str),
-        ("champion_version", str),  # type: ignore[valid-type]
+        ("champion_version", str),
         ("champion_changed", bool),
         ("previous_version", str),
     ],
@@ -58,7 +59,7 @@ def promote_component(
             promotion_approval=promotion_approval,
             candidate_expiry_days=candidate_expiry_days,
         )
-    outputs = namedtuple(
+    PromoteOutputs = namedtuple(
         "PromoteOutputs", ["decision", "champion_version", "champion_changed", "previous_version"]
     )
-    return outputs(*result)
+    return PromoteOutputs(*result)

@@ -21,6 +21,7 @@ def train_component(
     test_set: Output[Dataset],
     candidates: Output[Artifact],
     mlflow_credentials_secret: str = "",
+    # KFP reads the step's outputs from this functional NamedTuple; mypy takes no call here.
 ) -> NamedTuple("TrainOutputs", [("parent_run_id", str), ("training_rows", int)]):  # type: ignore[valid-type]
     """Train the families and the ensemble; write the held-out rows and the candidate list."""
     import json
@@ -68,6 +69,5 @@ def train_component(
         candidates.metadata.update(
             {"families": [c.family for c in logged], "parent_run_id": parent_id}
         )
-    return namedtuple("TrainOutputs", ["parent_run_id", "training_rows"])(
-        parent_id, len(parts.train)
-    )
+    TrainOutputs = namedtuple("TrainOutputs", ["parent_run_id", "training_rows"])
+    return TrainOutputs(parent_id, len(parts.train))

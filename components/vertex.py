@@ -6,7 +6,7 @@ nothing here is tested against the network (Google Cloud is unreachable from the
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 SERVING_PORT = 8080
 HEALTH_ROUTE = "/health"
@@ -285,6 +285,14 @@ def served_on_endpoint(
     return None
 
 
+class EndpointLocation(TypedDict):
+    """Which Vertex endpoint: the keywords every endpoint call here takes."""
+
+    project: str
+    region: str
+    endpoint_id: str
+
+
 class EndpointServing:
     """The serving side of ``potability model rollback|approve`` on GCP
     (:class:`potability.governance.model_control.Serving`): the Terraform-created endpoint
@@ -299,7 +307,7 @@ class EndpointServing:
         self.aiplatform = aiplatform
         self.sleep = sleep
 
-    def _where(self) -> dict[str, str]:
+    def _where(self) -> EndpointLocation:
         s = self.settings
         return {
             "project": s.google_cloud_project,
@@ -326,7 +334,7 @@ class EndpointServing:
             version=version,
             tracking_uri=s.mlflow_tracking_uri,
             model_dir=lambda: LocalServing(s).model_dir(version),
-            probe={k: float(v) for k, v in row.items()},
+            probe={str(k): float(v) for k, v in row.items()},
             sleep=self.sleep,
             **self._where(),
         )

@@ -30,10 +30,17 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, TypeAlias
 
 from functions import google_id_token
 from functions.http import ApiError
 from potability.config import Settings, token_sha256
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
+
+RequestHeaders: TypeAlias = "Headers | Mapping[str, str]"
+"""A request's headers: flask's (case-insensitive) in the functions, a plain mapping in tests."""
 
 TOKEN_HEADER = "X-Regulator-Token"
 SERVERLESS_HEADER = "X-Serverless-Authorization"
@@ -56,7 +63,7 @@ def submitter_for_token(token: str) -> str:
     return f"token:{token_sha256(token)[:8]}"
 
 
-def bearer(headers: Mapping[str, str]) -> str:
+def bearer(headers: RequestHeaders) -> str:
     value = headers.get("Authorization", "")
     if not value:
         raise ApiError(
@@ -122,7 +129,7 @@ def id_token_email(
 
 
 def authorise_samples(
-    headers: Mapping[str, str],
+    headers: RequestHeaders,
     settings: Settings,
     certs: google_id_token.CertsSource | None = None,
     hashes: tuple[str, ...] | None = None,

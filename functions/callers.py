@@ -20,7 +20,6 @@ is the one value handed to the inference writer and stored with every row.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from functions import auth, google_id_token
@@ -45,7 +44,9 @@ class Caller:
 
 
 def predict_caller(
-    headers: Mapping[str, str], settings: Settings, certs: google_id_token.CertsSource | None = None
+    headers: auth.RequestHeaders,
+    settings: Settings,
+    certs: google_id_token.CertsSource | None = None,
 ) -> Caller:
     """The verified caller of a predict request, or an :class:`ApiError` (401/403)."""
     if settings.predict_id_token_audience:

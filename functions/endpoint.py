@@ -149,7 +149,7 @@ class _Http11:
         return status, data
 
     def _chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             size = int(self.reader.readline(1024).split(b";", 1)[0], 16)
             if size == 0:
@@ -290,7 +290,8 @@ class VertexEndpoint:
         from google.cloud import aiplatform_v1
 
         request = aiplatform_v1.PredictRequest(endpoint=self.endpoint)
-        request.instances.extend(instances_for(instances))
+        # proto-plus marshals each dict into a struct Value; the protobuf stubs know only Value
+        request.instances.extend(instances_for(instances))  # type: ignore[arg-type]
         return request
 
     def predict(self, instances: Sequence[Instance]) -> list[Prediction]:

@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 ISSUERS = ("https://accounts.google.com", "accounts.google.com")
@@ -126,7 +126,7 @@ def check_claims(
         raise InvalidIdToken("the ID token is not valid yet (iat/nbf in the future)")
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -165,7 +165,7 @@ def verify(token: str, audiences: Sequence[str], source: CertsSource) -> dict[st
     certs = source.certs()
     if kid not in certs:
         certs = source.certs(refresh=True)  # a key Google just started using
-    if kid not in certs:
+    if kid is None or kid not in certs:
         raise InvalidIdToken("the ID token is not signed by a current Google key")
     try:
         claims = jwt.decode(

@@ -255,6 +255,12 @@ def _send_nonblocking(sock: socket.socket, data: bytes) -> None:
         pass  # the client is gone or not reading: nothing more to do for it
 
 
+class BufferedConn(TConn):
+    """gunicorn's connection with the bytes read of its next request, until it is whole."""
+
+    prebuffer: bytearray
+
+
 class BufferingThreadWorker(ThreadWorker):
     """gunicorn's ``gthread`` worker that hands a connection to a thread only with a whole
     request buffered, and answers its own refusals in JSON (see the module docstring)."""
@@ -275,7 +281,7 @@ class BufferingThreadWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
-        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn = BufferedConn(self.cfg, client_sock, client_addr, listener.getsockname())
         conn.prebuffer = bytearray()
         self._buffer(conn, time.monotonic() + REQUEST_READ_SECONDS)
 
@@ -454,6 +460,7 @@ def install() -> None:
     if getattr(base, "potability_hardened", False):
         return
 
+    # a base class known only at run time (whatever the framework installed): mypy needs it static
     class HardenedGunicornApplication(base):  # type: ignore[misc, valid-type]
         potability_hardened = True
 
@@ -462,4 +469,5 @@ def install() -> None:
             for key, value in GUNICORN_OPTIONS.items():
                 self.cfg.set(key, value)
 
-    ff_gunicorn.GunicornApplication = HardenedGunicornApplication
+    # Replacing the framework's class is the point: its stubs declare a class, not a slot.
+    ff_gunicorn.GunicornApplication = HardenedGunicornApplication  # type: ignore[misc]

@@ -218,13 +218,14 @@ def build_document(settings: Settings | None = None) -> dict[str, Any]:
                             "required": False,
                             "schema": {"$ref": "#/components/schemas/Id"},
                             "description": (
-                                "Client request id: a retry with the same key returns the logged answer "
-                                "(header Idempotent-Replayed: true) instead of a second inference. Keys "
-                                "are scoped to the caller and recognised for the idempotency window, "
+                                "Client request id: a retry with the same key returns the "
+                                "logged answer (header Idempotent-Replayed: true) instead of a "
+                                "second inference. Keys are scoped to the caller and recognised "
+                                "for the idempotency window, "
                                 f"{s.inference_request_key_days:g} days after the first request "
-                                "(INFERENCE_REQUEST_KEY_DAYS), whichever day the retry arrives; after "
-                                "it the key is forgotten and the same key is a new request. A request's "
-                                "readings are logged all or nothing."
+                                "(INFERENCE_REQUEST_KEY_DAYS), whichever day the retry arrives; "
+                                "after it the key is forgotten and the same key is a new "
+                                "request. A request's readings are logged all or nothing."
                             ),
                         }
                     ],

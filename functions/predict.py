@@ -9,8 +9,8 @@ Ordering is what makes it safe: the retry lookup, then the endpoint call, then t
 all readings in ONE statement (``water.log_inferences``, sql/003) that commits as it completes,
 and the answer is sent only after that, so every answer a sensor saw is in
 ``water.water_inferences`` and a failure anywhere (endpoint, database) leaves nothing written.
-The database costs one round trip per request (two with a client id: the lookup). ``latency_ms`` records how long the endpoint took
-for the request the reading was part of.
+The database costs one round trip per request (two with a client id: the lookup).
+``latency_ms`` records how long the endpoint took for the request the reading was part of.
 
 Idempotency: the client's request id (``Idempotency-Key`` header or ``request_id`` field),
 scoped to the caller, is a key in ``water.inference_requests`` (sql/008, unique per

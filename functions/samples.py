@@ -13,7 +13,7 @@ written again); the same id with different values is a 409 and the whole batch i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,7 +85,7 @@ def _check_existing(
     samples: Sequence[Sample],
     inserted: set[str],
     positions: dict[str, int],
-    prefix: str,
+    prefix: Callable[[int], str],
     submitted_by: str,
 ) -> None:
     """Refuse the batch if an id it did not insert is another sample: one recorded with other

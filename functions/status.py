@@ -275,13 +275,13 @@ def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
 
 
 def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
-    """The model changes of the last 90 days (:mod:`potability.governance.model_changes`), newest first,
-    each with its evidence, who made it ("automatic" for the daily pipeline) and the alerts
-    raised around it; and the hold in force. Reasons are shown: operators write them for the
-    public (``--reason``)."""
+    """The model changes of the last 90 days (:mod:`potability.governance.model_changes`),
+    newest first, each with its evidence, who made it ("automatic" for the daily pipeline) and
+    the alerts raised around it; and the hold in force. Reasons are shown: operators write them
+    for the public (``--reason``)."""
     changes = model_changes.history(conn, now)
     near = model_changes.alerts_around(conn, changes)
-    names = {c.model_name for c in changes} or {None}
+    names = {c.model_name for c in changes}
     holds = [model_changes.hold_state(conn, n) for n in names if n]
     hold = next((h for h in holds if h is not None), None)
     return {

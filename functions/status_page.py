@@ -8,6 +8,7 @@ Every value is escaped: sensor ids and model versions come from the database.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -40,7 +41,8 @@ DECISION_LABELS = {
 CSS = """
 :root{--fg:#111827;--muted:#4b5563;--line:#e5e7eb;--card:#f9fafb;--ok:#15803d;--bad:#b91c1c}
 *{box-sizing:border-box}
-body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:#fff}
+body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;
+color:var(--fg);background:#fff}
 header,main,footer{max-width:980px;margin:0 auto;padding:0 16px}
 header{padding-top:20px}
 h1{font-size:1.5rem;margin:0 0 4px}
@@ -51,7 +53,8 @@ h2{font-size:1.15rem;margin:28px 0 8px;border-bottom:1px solid var(--line);paddi
 .card .label{color:var(--muted);font-size:.85rem}
 .card .value{font-size:1.6rem;font-weight:650;margin:2px 0}
 .card .sub{color:var(--muted);font-size:.85rem}
-.flag{display:inline-block;border-radius:999px;padding:1px 10px;font-size:.8rem;font-weight:600;color:#fff}
+.flag{display:inline-block;border-radius:999px;padding:1px 10px;font-size:.8rem;font-weight:600;
+color:#fff}
 .flag.good{background:var(--ok)}.flag.bad{background:var(--bad)}.flag.none{background:#6b7280}
 figure{margin:8px 0 0}
 figcaption{color:var(--muted);font-size:.85rem}
@@ -63,9 +66,11 @@ th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);white-
 td.id{white-space:normal;overflow-wrap:anywhere;min-width:12ch;max-width:32ch}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .legend span{display:inline-block;margin-right:14px;font-size:.85rem}
-.legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;vertical-align:-1px}
+.legend i{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:4px;
+vertical-align:-1px}
 .alerts{list-style:none;padding:0;margin:16px 0 0}
-.alerts li{border:1px solid var(--line);border-left:6px solid var(--bad);border-radius:8px;padding:8px 12px;margin-bottom:8px;background:#fef2f2}
+.alerts li{border:1px solid var(--line);border-left:6px solid var(--bad);border-radius:8px;
+padding:8px 12px;margin-bottom:8px;background:#fef2f2}
 .alerts li.WARNING{border-left-color:#ca8a04;background:#fefce8}
 footer{margin:32px auto 24px;color:var(--muted);font-size:.85rem}
 .narrow{display:none}
@@ -115,9 +120,12 @@ def svg_stacked_bars(
     parts = [
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}" stroke="#9ca3af"/>',
-        f'<text x="{left - 6}" y="{top + 4}" font-size="12" text-anchor="end" fill="#4b5563">{top_value}</text>',
-        f'<text x="{left - 6}" y="{top + plot_h}" font-size="12" text-anchor="end" fill="#4b5563">0</text>',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}" '
+        'stroke="#9ca3af"/>',
+        f'<text x="{left - 6}" y="{top + 4}" font-size="12" text-anchor="end" '
+        f'fill="#4b5563">{top_value}</text>',
+        f'<text x="{left - 6}" y="{top + plot_h}" font-size="12" text-anchor="end" '
+        'fill="#4b5563">0</text>',
     ]
     for i, (b, label) in enumerate(zip(buckets, labels, strict=False)):
         x = left + i * slot + slot * 0.12
@@ -176,15 +184,15 @@ def svg_hbars(
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
     ]
-    for value, label in markers:
-        x = left + min(value, max_value) * scale
+    for at, marker in markers:
+        x = left + min(at, max_value) * scale
         parts.append(
             f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - 4}" '
             'stroke="#6b7280" stroke-dasharray="4 3"/>'
         )
         parts.append(
             f'<text x="{x:.1f}" y="{top - 6}" font-size="11" text-anchor="middle" '
-            f'fill="#4b5563">{escape(label)}</text>'
+            f'fill="#4b5563">{escape(marker)}</text>'
         )
     fits = max(int((left - 12) / LABEL_CHAR_PX), 4)
     for i, (label, value, color, text) in enumerate(items):
@@ -561,11 +569,11 @@ def _live(data: dict[str, Any]) -> str:
             charts.append(
                 '<figure data-testid="chart-live-precision">'
                 + _both(
-                    lambda w, weekly=weekly, version=version: svg_weekly_precision(
+                    functools.partial(
+                        svg_weekly_precision,
                         [(r["period"], r["precision"], r["matches"], r["flagged"]) for r in weekly],
                         qc["precision_floor"],
                         f"Live precision per week, model v{version}",
-                        w,
                     )
                 )
                 + f"<figcaption>Model v{escape(version)}: live precision per ISO week.</figcaption>"
@@ -581,7 +589,8 @@ def _live(data: dict[str, Any]) -> str:
             f"{escape(short)}</span>"
         )
         rows.append(
-            f'<tr data-testid="live-row"><td>v{_e(r["model_version"])}</td><td>{_e(r["period"])}</td>'
+            f'<tr data-testid="live-row"><td>v{_e(r["model_version"])}</td>'
+            f"<td>{_e(r['period'])}</td>"
             f'<td class="num">{r["matches"]}</td><td class="num">{pct(r["precision"])}</td>'
             f'<td class="num">{pct(r["recall"])}</td>'
             f'<td class="num">{r["true_positives"]}/{r["false_positives"]}/'
@@ -749,7 +758,8 @@ def _alerts(data: dict[str, Any]) -> str:
             f" \u00b7 model {escape(str(a['model_version']))}" if a.get("model_version") else ""
         )
         rows.append(
-            f'<li class="{escape(a["severity"])}" data-testid="alert" data-event="{escape(a["event"])}">'
+            f'<li class="{escape(a["severity"])}" data-testid="alert" '
+            f'data-event="{escape(a["event"])}">'
             f"<strong>{escape(a['title'])}</strong><br><span>{escape(a.get('detail') or '')}</span>"
             f'<br><span class="muted">since {escape(when(a["raised_at"]))}{version}</span></li>'
         )

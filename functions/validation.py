@@ -48,7 +48,8 @@ class PredictRequest:
     request_id: str | None
     measured_at: tuple[datetime | None, ...] = ()
     """Per reading, when the sensor measured it (``measured_at``; None: not sent, the arrival
-    time stands in). Quality control matches lab samples on it (potability/quality/live_precision.py)."""
+    time stands in). Quality control matches lab samples on it
+    (potability/quality/live_precision.py)."""
 
     def measured(self, index: int) -> datetime | None:
         return self.measured_at[index] if self.measured_at else None

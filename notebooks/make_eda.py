@@ -108,9 +108,16 @@ frame.head()""",
         """\
 balance = frame[TARGET].value_counts().sort_index()
 share = balance / balance.sum()
-print(f"potable share: {share.get(1, 0):.1%}  (potable {balance.get(1, 0)}, not potable {balance.get(0, 0)})")
+print(
+    f"potable share: {share.get(1, 0):.1%}  "
+    f"(potable {balance.get(1, 0)}, not potable {balance.get(0, 0)})"
+)
 fig, ax = plt.subplots(figsize=(4, 2.6))
-ax.bar(["not potable (0)", "potable (1)"], [balance.get(0, 0), balance.get(1, 0)], color=["#c2410c", "#0f766e"])
+ax.bar(
+    ["not potable (0)", "potable (1)"],
+    [balance.get(0, 0), balance.get(1, 0)],
+    color=["#c2410c", "#0f766e"],
+)
 ax.set_ylabel("samples")
 ax.set_title("Class balance")
 show(fig)""",
@@ -231,8 +238,9 @@ print(corr[TARGET].drop(TARGET).round(3).to_string())""",
         "md",
         """\
 Features are nearly uncorrelated with each other (the largest pair, Solids-Sulfate, has
-|r| of about 0.17) and with the target (|r| below 0.04): nothing is redundant, so every measurement stays in the model, and a linear combination of
-them cannot do much - another reason for tree ensembles.
+|r| of about 0.17) and with the target (|r| below 0.04): nothing is redundant, so every
+measurement stays in the model, and a linear combination of them cannot do much - another
+reason for tree ensembles.
 
 ## What this means for modelling
 
@@ -246,7 +254,7 @@ them cannot do much - another reason for tree ensembles.
 **Why precision.** A false "potable" tells someone unsafe water is safe to drink; a false
 "not potable" costs a re-test. So the pipeline ranks candidates by precision of the potable
 class at a threshold that still keeps recall above a floor, and quality control compares the
-live precision confirmed by lab samples with a floor as well.""",
+live precision confirmed by lab samples with a floor as well.""",  # noqa: E501 - a Markdown table row cannot wrap
     ),
 ]
 

@@ -140,7 +140,7 @@ class ProgressStream(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         self.log.write(text)
         self._partial += text
         *complete, self._partial = self._partial.split("\n")

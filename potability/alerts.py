@@ -30,6 +30,7 @@ and the local scheduler between runs), ``potability/quality/job.py`` (flagged pr
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import queue
@@ -124,9 +125,10 @@ EVENTS: dict[str, Event] = {
             "the Vertex endpoint and the function's logs; sensors retry 503s, nothing is lost.",
             "cloud_run_revision",
         ),
-        # Model changes (potability/governance/model_changes.py). The operators' actions (`potability model
-        # ...`) run on an operator's machine: on GCP their lines go to Cloud Logging as the
-        # ``global`` resource (potability/governance/model_control.py); the pipeline's as its ``ml_job``.
+        # Model changes (potability/governance/model_changes.py). The operators' actions
+        # (`potability model ...`) run on an operator's machine: on GCP their lines go to Cloud
+        # Logging as the ``global`` resource (potability/governance/model_control.py); the
+        # pipeline's as its ``ml_job``.
         Event(
             MODEL_ROLLED_BACK,
             "ERROR",
@@ -496,7 +498,10 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
         if event == PIPELINE_RUN_FAILED:
             return f"the {f['step']} step failed; the served model is unchanged"
         if event == PIPELINE_STALE:
-            return f"last successful training {f['hours_since']:.0f} h ago (limit {f['limit_hours']:g} h)"
+            return (
+                f"last successful training {f['hours_since']:.0f} h ago "
+                f"(limit {f['limit_hours']:g} h)"
+            )
         if event == LIVE_PRECISION_FLAGGED:
             return (
                 f"{f['period']}: live precision {f['live_precision'] * 100:.1f}% "
@@ -589,7 +594,7 @@ class Notifier:
         self.stream = stream
         self.delivered = 0
         self.failed = 0
-        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=1000)
+        self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=1000)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -599,8 +604,9 @@ class Notifier:
                 self._thread = threading.Thread(target=self._work, name="alerts", daemon=True)
                 self._thread.start()
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run ``job`` on the delivery thread (jobs call :meth:`deliver`)."""
+    def submit(self, job: Callable[[], object]) -> None:
+        """Run ``job`` on the delivery thread (jobs call :meth:`deliver`; what they return is
+        not used)."""
         self._ensure_thread()
         try:
             self._queue.put_nowait(job)
@@ -611,7 +617,7 @@ class Notifier:
         """Log and deliver alerts already recorded as new."""
         moment = when or datetime.now(UTC)
         for alert in alerts:
-            self.submit(lambda a=alert, w=moment: self.deliver(a, w))
+            self.submit(functools.partial(self.deliver, alert, moment))
 
     def deliver(self, alert: Alert, when: datetime) -> bool:
         """Write the log line, then POST the webhook (bounded retry); True if delivered."""

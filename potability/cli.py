@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from potability import config, db, migrations, seed
 from potability.config import Settings, load_settings
@@ -31,6 +32,9 @@ from potability.governance import run_record
 from potability.inference import log as inference_log
 from potability.local import services
 from potability.local import stack as local_stack
+
+if TYPE_CHECKING:  # imported lazily at run time, like the commands that use it
+    from potability.governance.model_control import State
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -129,9 +133,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _now():  # a datetime; imported lazily like the other commands do
-    from datetime import datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -353,10 +355,9 @@ def _model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_status(state: object) -> int:
+def _model_status(s: State) -> int:
     from potability import alerts
 
-    s = state  # model_control.State
     print(f"{'serving':12} {('v' + s.serving) if s.serving else 'nothing answers'}")
     print(f"{'champion':12} {('v' + s.alias) if s.alias else 'no alias'} (MLflow alias)")
     print(
@@ -380,9 +381,7 @@ def _model_status(state: object) -> int:
     return 0
 
 
-def _day(text: str):  # a date
-    from datetime import date
-
+def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:

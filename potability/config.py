@@ -268,7 +268,7 @@ class Settings:
         so each default is written once, on the field.
         """
         e = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # each of its field's type, by its parser
         for f in fields(cls):
             name = env_name(f)
             if name in e:
@@ -279,9 +279,10 @@ class Settings:
         settings = cls(**values)
         return replace(settings, home=settings.home.absolute())
 
-    def with_(self, **changes: object) -> Settings:
-        """A copy with some fields changed (tests and the local stack use it)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests and the local stack use it); each value of
+        its field's type, as for :func:`dataclasses.replace`."""
+        return replace(self, **changes)
 
 
 def configuration_markdown() -> str:
@@ -291,17 +292,20 @@ def configuration_markdown() -> str:
     import ast
     import inspect
 
-    body = ast.parse(inspect.getsource(Settings)).body[0].body  # type: ignore[attr-defined]
+    (cls,) = ast.parse(inspect.getsource(Settings)).body
+    assert isinstance(cls, ast.ClassDef)
+    body = cls.body
     docs: dict[str, str] = {}
     for node, after in zip(body, body[1:], strict=False):
         if (
             isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
             and isinstance(after, ast.Expr)
             and isinstance(after.value, ast.Constant)
             and isinstance(after.value.value, str)
         ):
             text = " ".join(after.value.value.split()).replace("``", "`")
-            docs[node.target.id] = text  # type: ignore[union-attr]
+            docs[node.target.id] = text
 
     def shown(value: object) -> str:
         if value == "" or value == ():
@@ -316,15 +320,15 @@ def configuration_markdown() -> str:
         [
             "# Configuration",
             "",
-            "<!-- Generated from potability/config.py (the Settings fields and their docstrings) by",
-            "`make docs`; edit them there. -->",
+            "<!-- Generated from potability/config.py (the Settings fields and their docstrings)",
+            "by `make docs`; edit them there. -->",
             "",
-            "All settings come from environment variables, read in one place (`potability/config.py`:",
-            "every process calls its one loader, `load_settings`, which completes the environment with",
-            "`.potability/env` when it exists); Terraform sets the same names on Google Cloud and",
-            "`potability up` writes them to `.potability/env` locally. A variable that is not set",
-            "leaves the default; text is stripped of surrounding spaces; flags are `1`, `true`, `yes`",
-            "or `on`; lists are comma-separated.",
+            "All settings come from environment variables, read in one place",
+            "(`potability/config.py`: every process calls its one loader, `load_settings`, which",
+            "completes the environment with `.potability/env` when it exists); Terraform sets the",
+            "same names on Google Cloud and `potability up` writes them to `.potability/env`",
+            "locally. A variable that is not set leaves the default; text is stripped of",
+            "surrounding spaces; flags are `1`, `true`, `yes` or `on`; lists are comma-separated.",
             "",
             "| variable | default | meaning |",
             "|---|---|---|",

@@ -12,8 +12,8 @@ import enum
 import queue
 import threading
 import weakref
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.dbapi
@@ -22,7 +22,37 @@ import pg8000.native
 
 from potability.config import Settings
 
-Connection = pg8000.dbapi.Connection
+
+class Cursor(Protocol):
+    """What this code uses of a DB-API 2.0 cursor (``pg8000.dbapi.Cursor``; pg8000 ships no
+    type information). Rows are lists; ``fetchone`` is None past the last row - callers that
+    index it straight away rely on their statement returning one row."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(
+        self, operation: str, args: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> object: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Any: ...
+
+
+class Connection(Protocol):
+    """What this code uses of a DB-API 2.0 connection (``pg8000.dbapi.Connection``)."""
+
+    autocommit: bool
+
+    def cursor(self) -> Cursor: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
 
 DEFAULT_PORT = 5432
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from potability.db import Connection
+from potability.db import Connection, Cursor
 from potability.package_data import shipped_dir
 
 SQL_DIR = shipped_dir("sql")
@@ -160,7 +160,7 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _ensure_role(cur, name: str) -> None:
+def _ensure_role(cur: Cursor, name: str) -> None:
     """``CREATE ROLE name NOLOGIN`` unless it exists (roles are cluster-wide: another database
     on the same server may have created it already)."""
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
@@ -168,12 +168,12 @@ def _ensure_role(cur, name: str) -> None:
         cur.execute(f"CREATE ROLE {_quote(name)} NOLOGIN")
 
 
-def _server_version(cur) -> int:
+def _server_version(cur: Cursor) -> int:
     cur.execute("SELECT current_setting('server_version_num')::int")
     return cur.fetchone()[0]
 
 
-def _role_admin(cur, version: int) -> str | None:
+def _role_admin(cur: Cursor, version: int) -> str | None:
     """The role that creates our roles and grants them: ``None`` if the migrating user may
     create roles itself (a superuser, or CREATEROLE), else a role with CREATEROLE it may
     ``SET ROLE`` to.
@@ -202,7 +202,7 @@ def _role_admin(cur, version: int) -> str | None:
     return row[0]
 
 
-def _grant_member(cur, role: str, member: str, version: int) -> None:
+def _grant_member(cur: Cursor, role: str, member: str, version: int) -> None:
     """``GRANT role TO member`` so that the member can SET ROLE to it and uses its privileges.
 
     Since PostgreSQL 16 a grant's SET and INHERIT options are its own (and a role's creator
@@ -214,7 +214,7 @@ def _grant_member(cur, role: str, member: str, version: int) -> None:
     cur.execute(f"GRANT {_quote(role)} TO {_quote(member)}{options}")
 
 
-def _enable_pgaudit(cur) -> str:
+def _enable_pgaudit(cur: Cursor) -> str:
     cur.execute("SELECT installed_version FROM pg_available_extensions WHERE name = 'pgaudit'")
     row = cur.fetchone()
     if row is None:
@@ -225,7 +225,7 @@ def _enable_pgaudit(cur) -> str:
     return "enabled"
 
 
-def _adopt_schema(cur) -> None:
+def _adopt_schema(cur: Cursor) -> None:
     """Hand ``water`` and what is in it to ``water_owner`` (databases migrated before 005 were
     owned by whoever ran the first migration)."""
     cur.execute("CREATE SCHEMA IF NOT EXISTS water AUTHORIZATION " + OWNER_ROLE)

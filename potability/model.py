@@ -143,8 +143,8 @@ def served_model(estimator: Any, method: str, folds: Any, threshold: float) -> A
     """The (unfitted) shape of every served model: ``estimator`` calibrated by ``method`` on
     its out-of-fold scores over ``folds``, decided at ``threshold``.
 
-    One home for the shape: :mod:`potability.serving.compiled_model` compiles it, and its tests build
-    every family through here (``.fit(x, y)``: k + 1 fits).
+    One home for the shape: :mod:`potability.serving.compiled_model` compiles it, and its tests
+    build every family through here (``.fit(x, y)``: k + 1 fits).
     """
     from sklearn.model_selection import FixedThresholdClassifier
 

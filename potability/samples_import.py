@@ -98,8 +98,8 @@ def read_rows(handle: TextIO) -> list[Row]:
     except StopIteration:
         raise ImportAborted("the file is empty (a header row is required)", 2) from None
     names = _canonical_names()
-    columns = [names.get(h.strip().lower()) for h in header]
-    unknown = [h for h, c in zip(header, columns, strict=False) if c is None]
+    known = [names.get(h.strip().lower()) for h in header]
+    unknown = [h for h, c in zip(header, known, strict=False) if c is None]
     if unknown:
         raise ImportAborted(
             f"unknown column(s) {unknown}; expected the nine measurements "
@@ -107,6 +107,7 @@ def read_rows(handle: TextIO) -> list[Row]:
             f"{list(OPTIONAL)}",
             2,
         )
+    columns = [c for c in known if c is not None]  # all of them: none is unknown
     missing = [n for n in (*FEATURE_NAMES, *REQUIRED) if n not in columns]
     if missing:
         raise ImportAborted(f"missing column(s) {missing}", 2)
@@ -210,11 +211,11 @@ def import_rows(
             i = _index(str(body.get("field", "")))
             if status not in (400, 409, 422) or i is None or i >= len(pending):
                 raise ImportAborted(f"add_sample answered {status}: {body}", 1)
-            message = re.sub(
-                r"samples\[(\d+)\]",
-                lambda m, pending=pending: _line_of(pending, int(m.group(1))),
-                str(body.get("error")),
-            )
+
+            def line_of(match: re.Match[str], rows: Sequence[Row] = pending) -> str:
+                return _line_of(rows, int(match.group(1)))
+
+            message = re.sub(r"samples\[(\d+)\]", line_of, str(body.get("error")))
             bad = pending.pop(i)
             reason = f"{str(body['field']).split('.', 1)[-1]}: {message}"
             outcome.refused.append((bad.line, reason))

@@ -28,7 +28,8 @@ def sha256_of(path: Path) -> str:
 
 
 def load_dataset(path: Path = DATA_CSV, expected_sha256: str | None = DATA_SHA256) -> pd.DataFrame:
-    """The data set as a frame with our column names (features as in FEATURE_NAMES, ``potability``)."""
+    """The data set as a frame with our column names (features as in FEATURE_NAMES,
+    ``potability``)."""
     if expected_sha256 is not None and sha256_of(path) != expected_sha256:
         raise ValueError(f"{path} does not match the published sha256 {expected_sha256}")
     frame = pd.read_csv(path)
@@ -39,8 +40,9 @@ def load_dataset(path: Path = DATA_CSV, expected_sha256: str | None = DATA_SHA25
     return frame[[*FEATURE_NAMES, TARGET]]
 
 
-def _value(v: object) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)  # type: ignore[arg-type]
+def _value(v: float | None) -> float | None:
+    """A cell of the data set: None for a missing value (pandas' NaN)."""
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def seed_sample_id(index: int) -> str:

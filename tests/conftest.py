@@ -7,9 +7,11 @@ at the end. Tests that write share the database, so they clean what they depend 
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,32 @@ from potability.local import stack as local_stack
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def under_ci() -> bool:
+    """CI runs .ci/run with CI=true."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _require_tool(name: str, install: str, path: Path | None = None) -> str:
+    """The executable ``name`` - at ``path`` if given, else found on PATH - for a test that
+    drives it. Missing, the test is skipped with ``install`` (the command that installs it) on
+    a developer's machine, and fails under CI: a run that skipped what it could not test must
+    not pass."""
+    found = (str(path) if path.exists() else None) if path is not None else shutil.which(name)
+    if found is None:
+        reason = f"{name} is not installed: {install}"
+        if under_ci():
+            pytest.fail(f"{reason} (CI=true: every tool the suite needs must be installed)")
+        pytest.skip(reason)
+    return found
+
+
+@pytest.fixture(scope="session")
+def require_tool() -> Callable[..., str]:
+    """``require_tool(name, install, path=None)``: the path of a tool the test needs, or a
+    skip (locally) / failure (CI=true) naming the command that installs it."""
+    return _require_tool
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +136,8 @@ def clean_db(conn: db.Connection) -> db.Connection:
     cur.execute("DELETE FROM water.water_inferences")
     cur.execute("DELETE FROM water.inference_requests")
     cur.execute(
-        "TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours"
+        "TRUNCATE water.inference_hourly, water.inference_hourly_cells, "
+        "water.inference_rolled_hours"
     )
     cur.execute("DELETE FROM water.water_potability WHERE source <> 'seed'")
     conn.commit()

@@ -53,7 +53,8 @@ def test_a_renamed_field_is_refused() -> None:
     ]
     nested = _job(runtimeConfig={"gcsOutputDir": "gs://b/x"})
     assert _errors("aiplatform", "v1", "GoogleCloudAiplatformV1PipelineJob", nested)[0].startswith(
-        "runtimeConfig.gcsOutputDir: unknown field of GoogleCloudAiplatformV1PipelineJobRuntimeConfig"
+        "runtimeConfig.gcsOutputDir: unknown field of "
+        "GoogleCloudAiplatformV1PipelineJobRuntimeConfig"
     )
 
 

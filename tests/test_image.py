@@ -158,7 +158,8 @@ def test_every_package_and_its_data_is_installed(image_env: ImageEnv) -> None:
                 "import importlib, json, sys\n"
                 f"names = {packages!r}\n"
                 "from potability import migrations, seed\n"
-                "print(json.dumps({'files': {n: importlib.import_module(n).__file__ for n in names},"
+                "print(json.dumps({'files': "
+                "{n: importlib.import_module(n).__file__ for n in names},"
                 " 'sql': str(migrations.SQL_DIR), 'csv': str(seed.DATA_CSV),"
                 " 'migrations': [m.version for m in migrations.discover()], 'path': sys.path}))"
             ),
@@ -302,7 +303,8 @@ def test_the_model_server_answers_health_as_the_image_cmd_starts_it(
             except OSError:
                 time.sleep(0.5)
         assert answer is not None, (
-            f"no /health answer (exit {proc.poll()}): {proc.stderr.read() if proc.poll() is not None else ''}"
+            f"no /health answer (exit {proc.poll()}): "
+            f"{proc.stderr.read() if proc.poll() is not None else ''}"
         )
         assert answer[0] == 200
     finally:

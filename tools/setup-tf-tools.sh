@@ -45,5 +45,6 @@ make_venv "$ROOT/.venv-checkov" "$CHECKOV_SPEC" "import checkov"
 # Terraform itself is not a PyPI/Debian package here; the machine image ships it.
 command -v terraform >/dev/null 2>&1 || {
   echo "setup-tf-tools: WARNING: terraform is not on PATH; tests/terraform will fail." >&2
-  echo "  Install Terraform >= 1.9 (HashiCorp's release zip or apt repository)." >&2
+  echo "  Install Terraform >= 1.11 (terraform/versions.tf) from HashiCorp's release zip" >&2
+  echo "  or apt repository." >&2
 }

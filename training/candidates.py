@@ -6,8 +6,8 @@ under the pipeline run's parent run, with its parameters, CV scores (the selecti
 cross-validated precision at the recall floor, threshold tuned inside the folds), the grid, the
 calibration method and the cross-validated Brier scores, the threshold-tuning figure and a
 reliability diagram (out-of-fold, calibrated vs uncalibrated), and the fitted model
-(scikit-learn flavour, with signature and input example). The held-out part is written as a Dataset for
-evaluate and promote, so all later steps score on exactly the same rows.
+(scikit-learn flavour, with signature and input example). The held-out part is written as a
+Dataset for evaluate and promote, so all later steps score on exactly the same rows.
 """
 
 import json
@@ -209,7 +209,8 @@ def train(
     test_fraction: float,
     data_sha256: str = "",
 ) -> tuple[str, list[LoggedCandidate], Split]:
-    """Split, fit all families, log them under one parent run; return (parent id, candidates, split).
+    """Split, fit all families, log them under one parent run; return (parent id, candidates,
+    split).
 
     Args:
         frame: the exported data.
@@ -254,7 +255,8 @@ def train(
             logged.append(
                 log_candidate(candidate, searched, x_train, y_train, pipeline_run_id, config)
             )
-        mlflow.log_dict([c.to_json() for c in logged], "candidates.json")
+        # log_dict writes any JSON value (json.dump); MLflow annotates a dict
+        mlflow.log_dict([c.to_json() for c in logged], "candidates.json")  # type: ignore[arg-type]
         return parent.info.run_id, logged, parts
 
 

@@ -1,6 +1,7 @@
 """The model families, their named grids, calibration and the selection score.
 
-Plain scikit-learn, no I/O: :mod:`training.candidates` and the benchmarks build candidates from here.
+Plain scikit-learn, no I/O: :mod:`training.candidates` and the benchmarks build candidates
+from here.
 
 Every family is one :class:`~sklearn.pipeline.Pipeline` (imputation -> scaling -> classifier;
 HistGradientBoosting takes missing values natively and gets no imputer), so imputation and
@@ -635,7 +636,7 @@ def fit_ensemble(
     from threadpoolctl import threadpool_limits
 
     vote = soft_vote([(c.family, c.pipeline) for c in voters])
-    oof = np.mean([c.oof_proba() for c in voters], axis=0)
+    oof = np.mean([p for c in voters if (p := c.oof_proba()) is not None], axis=0)  # all of them
     params: dict[str, Any] = {"members": ",".join(c.family for c in voters)}
     params.update({f"{c.family}__{k}": v for c in voters for k, v in c.best_params.items()})
     start = time.perf_counter()

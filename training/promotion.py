@@ -327,6 +327,7 @@ def decide_and_promote(
         )
         candidate = register(client, name, challenger, run_id, split)
     challenger_interval = precision_interval(*predictions(challenger_model, rows))
+    interval: tuple[float, float] | tuple[None, None]  # none while the first one waits
     if decision in (FIRST_CHAMPION, CHALLENGER_WINS):
         assert candidate is not None
         new_version, family, after = candidate, challenger["family"], challenger_scores
@@ -409,7 +410,9 @@ def decide_and_promote(
     if candidate and decision == model_changes.CANDIDATE_WAITING:
         client.set_tag(parent_run_id, "candidate_version", candidate)
     client.set_tag(parent_run_id, "challenger_family", challenger["family"])
-    metrics = {f"challenger.{k}": float(v) for k, v in challenger_scores.as_dict().items()}
+    metrics: dict[str, float | None] = {
+        f"challenger.{k}": float(v) for k, v in challenger_scores.as_dict().items()
+    }
     if champion_scores is not None:
         metrics.update(
             {f"champion_before.{k}": float(v) for k, v in champion_scores.as_dict().items()}

@@ -8,8 +8,9 @@
    build account, which on new projects is the Compute Engine default account, often roleless);
 3. look up the pushed image's digest (``gcloud artifacts docker images describe``);
 4. wait until Cloud Monitoring knows the log-based metrics (their alert policies come with the
-   next apply), make sure Vertex AI's service agent exists (``gcloud beta services identity create``; Google
-   creates it lazily, the GA provider cannot) and ``terraform apply -var image_digest=...``:
+   next apply), make sure Vertex AI's service agent exists
+   (``gcloud beta services identity create``; Google creates it lazily, the GA provider cannot)
+   and ``terraform apply -var image_digest=...``:
    the agent's grant on the network attachment, the functions' serving image, the Vertex
    serving image and the migration job then run that exact build (a tag can move, a digest
    cannot; the migration job exists once the digest is known, terraform/migrate.tf);
@@ -240,7 +241,8 @@ def deploy(
 
     out(f"\n== 2/5 pin {pinned} (functions, Vertex serving, migration job, Vertex AI's agent)")
     # The alert policies on log-based metrics are created by this apply (monitoring.tf).
-    metric_types = [str(t) for t in outputs.get("alert_metric_types") or []]
+    listed = outputs.get("alert_metric_types")  # a JSON list, or absent before the apply
+    metric_types = [str(t) for t in listed] if isinstance(listed, list) else []
     if run.dry_run:
         out(
             f"(dry run) would wait until Cloud Monitoring knows {len(metric_types)} log-based "
@@ -297,7 +299,8 @@ def deploy(
     )
 
     out("\n== 5/5 functions, and the smoke test (potability/gcp/smoke.py)")
-    urls = {str(k): str(v) for k, v in dict(outputs.get("function_urls") or {}).items()}
+    by_name = outputs.get("function_urls")  # a JSON object, or absent
+    urls = {str(k): str(v) for k, v in by_name.items()} if isinstance(by_name, dict) else {}
     for name, url in sorted(urls.items()):
         out(f"{name:12} {url}")
     if smoke:

@@ -209,7 +209,8 @@ def run_smoke(
     """What ``make gcp-deploy`` runs last (and ``python -m potability.gcp.smoke``)."""
     outputs = terraform_outputs(run) if outputs is None else outputs
     (account,) = _need(outputs, "smoke_service_account")
-    urls = {str(k): str(v) for k, v in dict(outputs.get("function_urls") or {}).items()}
+    by_name = outputs.get("function_urls")  # a JSON object, or absent
+    urls = {str(k): str(v) for k, v in by_name.items()} if isinstance(by_name, dict) else {}
     if run.dry_run:
         for name in ("predict", "samples"):
             if name in urls:

@@ -1,1 +1,2 @@
-"""Model governance: the pipeline-run record, operators' control of the model, its public history."""
+"""Model governance: the pipeline-run record, operators' control of the model, its public
+history."""

@@ -17,8 +17,8 @@ from), so the public history (status page) and "what serves now" need no other t
   success, from :func:`potability.governance.run_record.finish_run`), :func:`expire_candidates`.
 
 The actions themselves (moving the alias, deploying, undeploying) are
-:mod:`potability.governance.model_control`'s; this module imports neither MLflow nor the run record, so
-the status function and :mod:`potability.governance.run_record` can read it.
+:mod:`potability.governance.model_control`'s; this module imports neither MLflow nor the run
+record, so the status function and :mod:`potability.governance.run_record` can read it.
 """
 
 from __future__ import annotations
@@ -158,10 +158,12 @@ def is_expired(candidate: ModelChange, now: datetime, days: float) -> bool:
 # --- readers ---------------------------------------------------------------------------------
 
 
-def find(conn: db.Connection, change_id: int) -> ModelChange | None:
-    """The change ``change_id``, or None."""
+def find(conn: db.Connection, change_id: int) -> ModelChange:
+    """The change ``change_id`` (every caller has just recorded it: LookupError otherwise)."""
     rows = _select("id = %s", (change_id,), conn)
-    return rows[0] if rows else None
+    if not rows:
+        raise LookupError(f"no model change {change_id}")
+    return rows[0]
 
 
 def hold_state(conn: db.Connection, model_name: str) -> Hold | None:

@@ -3,14 +3,14 @@ approve|reject|status``.
 
 Each action runs under the promotion lock the pipeline's promote step takes (so a daily run
 and an operator never move the ``champion`` alias at once), is recorded in
-``water.model_changes`` (:mod:`potability.governance.model_changes`: who, why, when, on what evidence)
-and raises its alert event. A serving change follows one order, so a failure at any point
+``water.model_changes`` (:mod:`potability.governance.model_changes`: who, why, when, on what
+evidence) and raises its alert event. A serving change follows one order, so a failure at any point
 leaves the old model serving and a repeat finishes the job:
 
 1. record the change as ``switching`` (committed: the window is on record);
 2. serve the new version - locally a new model server loads it beside the old one and takes
-   the port over when the old one stops (:func:`potability.serving.model_server.switch_local`: predict
-   may answer a retryable 503 only in between),
+   the port over when the old one stops (:func:`potability.serving.model_server.switch_local`:
+   predict may answer a retryable 503 only in between),
    on GCP the Vertex endpoint (:func:`components.vertex.switch_endpoint`: deploy, traffic,
    answer check, then undeploy the old);
 3. move the registered model's ``champion`` alias (MLflow), so the next daily run compares
@@ -21,8 +21,8 @@ If 2 fails the old version is served again (locally restarted on it), the row is
 and the alias never moved. Who: on GCP the operator's database identity (their gcloud account,
 through Cloud SQL IAM authentication); locally ``user@host``.
 
-Locally the serving side is :class:`LocalServing` (:mod:`potability.serving.model_server`); on GCP the
-caller (``potability.cli``) passes :class:`components.vertex.EndpointServing`.
+Locally the serving side is :class:`LocalServing` (:mod:`potability.serving.model_server`); on
+GCP the caller (``potability.cli``) passes :class:`components.vertex.EndpointServing`.
 """
 
 from __future__ import annotations

@@ -153,7 +153,8 @@ def last_run(conn: db.Connection) -> PipelineRun | None:
 def current_champion(conn: db.Connection) -> ChampionRecord | None:
     """The champion of the latest succeeded run (None before the first success) - unless an
     operator changed the served version since (``potability model rollback`` / ``approve``,
-    :mod:`potability.governance.model_changes`): then that version, with the evidence it came in with.
+    :mod:`potability.governance.model_changes`): then that version, with the evidence it came
+    in with.
 
     "Latest" is by finish time, then start time: a run that kept the champion confirms it too,
     and a failed run never changes the answer (it moves the alias back)."""

@@ -42,7 +42,7 @@ META_ROWS = b"potability.rows"
 META_SHA256 = b"potability.sha256"
 META_DAY = b"potability.day"
 
-PG_TYPES = {
+PG_TYPES: dict[str, pa.DataType] = {
     "bigint": pa.int64(),
     "integer": pa.int32(),
     "smallint": pa.int16(),
@@ -132,13 +132,13 @@ def write_file(
                     schema=schema,
                 )
             )
-        writer.add_key_value_metadata(
-            {
-                META_ROWS: str(digest.rows).encode(),
-                META_SHA256: digest.sha256.encode(),
-                META_DAY: day.isoformat().encode(),
-            }
-        )
+        metadata = {
+            META_ROWS: str(digest.rows).encode(),
+            META_SHA256: digest.sha256.encode(),
+            META_DAY: day.isoformat().encode(),
+        }
+        # pyarrow takes bytes keys and values as well as text; pyarrow-stubs declares text only
+        writer.add_key_value_metadata(metadata)  # type: ignore[arg-type]
     return Written(path, digest.rows, digest.sha256)
 
 

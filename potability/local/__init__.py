@@ -1,1 +1,2 @@
-"""Local operations: the embedded stack (PostgreSQL, MLflow, model server, functions) on one machine."""
+"""Local operations: the embedded stack (PostgreSQL, MLflow, model server, functions) on one
+machine."""

@@ -50,7 +50,8 @@ def _pgdata(home: Path) -> Path:
 
 
 def start_database(home: Path, external_url: str = "") -> str:
-    """The app database URL: ``external_url`` as given, or the embedded server (started if needed)."""
+    """The app database URL: ``external_url`` as given, or the embedded server (started if
+    needed)."""
     if external_url:
         return external_url
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless

@@ -206,8 +206,8 @@ def _values_p(reference_values: np.ndarray, recent_values: np.ndarray) -> float:
 
 
 def decide(
-    reference_counts: Sequence[int],
-    recent_counts: Sequence[int],
+    reference_counts: Sequence[int] | np.ndarray,
+    recent_counts: Sequence[int] | np.ndarray,
     *,
     min_rows: int | None = None,
     alpha: float = DEFAULT_ALPHA,
@@ -304,7 +304,8 @@ def drift_report(
     bins: int = DEFAULT_BINS,
     min_rows: int = DEFAULT_MIN_ROWS,
 ) -> list[FeatureDrift]:
-    """PSI of every feature of ``reference`` (same order), against the same feature in ``recent``."""
+    """PSI of every feature of ``reference`` (same order), against the same feature in
+    ``recent``."""
     return [
         feature_drift(name, values, recent.get(name, ()), bins, min_rows)
         for name, values in reference.items()

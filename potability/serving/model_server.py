@@ -263,9 +263,10 @@ class ModelApp:
     Flask under gunicorn's gthread worker cost ~1.8 ms - Flask's request/response objects,
     context locals, routing and ``jsonify`` (~0.25-0.9 ms) and gthread's hand-off of every
     keep-alive request from its poller to a pool thread and back (~0.5 ms) each cost more than
-    the forest's ONNX scoring (~0.1 ms): bench/README.md, serving. Vertex's custom-container contract asks
-    only for the two routes (``AIP_HEALTH_ROUTE``, ``AIP_PREDICT_ROUTE``) answering JSON on
-    ``AIP_HTTP_PORT`` (cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements).
+    the forest's ONNX scoring (~0.1 ms): bench/README.md, serving. Vertex's custom-container
+    contract asks only for the two routes (``AIP_HEALTH_ROUTE``, ``AIP_PREDICT_ROUTE``)
+    answering JSON on ``AIP_HTTP_PORT``
+    (cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements).
 
     Every answer is JSON, errors included: 400 naming the ``field`` (``body`` for a body that
     is not a JSON object, ``instances...`` for a bad reading), 404 for an unknown path, 405
@@ -366,7 +367,7 @@ def serve(settings: ServingSettings) -> None:
     import uvicorn
 
     app = create_app(load_model(settings), settings)
-    options = {
+    options: dict[str, Any] = {  # uvicorn.Config's keywords, of mixed types
         "http": "httptools",
         "loop": "asyncio",
         "lifespan": "off",

@@ -17,7 +17,6 @@ from potability.local import services
 
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"
-CHROMIUM = "/usr/bin/chromium"
 MODEL = "browser-history-model"
 
 pytestmark = pytest.mark.slow
@@ -132,12 +131,14 @@ def served(stack_home: Path, database_url: str, history: datetime) -> Iterator[s
         services.stop(stack_home, "history-browser-test")
 
 
-def test_model_history_on_the_page_and_in_its_json(served: str, history: datetime) -> None:
+def test_model_history_on_the_page_and_in_its_json(
+    served: str, history: datetime, chromium: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
         )
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})

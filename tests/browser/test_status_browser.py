@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"
 ARTIFACTS = ROOT / "test-artifacts"
 README_SCREENSHOT = ROOT / "docs" / "status-page.png"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -149,7 +148,8 @@ def page_data(clean_db: db.Connection, settings: Settings) -> Iterator[dict[str,
     )
     lab_week = cur.fetchone()[0]
     cur.execute(
-        "SELECT m.live_precision FROM water.qc_live_metrics m JOIN water.qc_runs r ON r.id = m.run_id "
+        "SELECT m.live_precision FROM water.qc_live_metrics m "
+        "JOIN water.qc_runs r ON r.id = m.run_id "
         "WHERE m.model_version = '4' AND m.period = 'all' ORDER BY r.computed_at DESC LIMIT 1"
     )
     live = cur.fetchone()[0]
@@ -195,22 +195,18 @@ def served(stack_home: Path, database_url: str) -> Iterator[str]:
         services.stop(stack_home, SERVICE)
 
 
-def _launch(playwright: Any) -> Any:
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if executable is None:
-        pytest.fail(
-            "Debian's chromium is not installed: run tools/setup-test-tools.sh "
-            "(apt-get install -y chromium); the status page test needs a real browser"
-        )
-    return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+def _launch(playwright: Any, chromium: str) -> Any:
+    return playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
 
 
-def test_status_page_in_headless_chromium(served: str, page_data: dict[str, Any]) -> None:
+def test_status_page_in_headless_chromium(
+    served: str, page_data: dict[str, Any], chromium: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = _launch(p, chromium)
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 900})
             page.set_default_timeout(10_000)
@@ -273,7 +269,7 @@ LONG_SENSOR = "plant-7/outlet-WWWW-main-" + "m" * 103  # 128 characters, the lon
 
 
 @pytest.fixture
-def few_readings(clean_db: db.Connection, settings: Settings) -> Iterator[None]:
+def few_readings(clean_db: db.Connection, settings: Settings) -> None:
     """Twelve readings (drift needs 50), half of them from a sensor with a 128-character id."""
     now = datetime.now(UTC)
     cur = clean_db.cursor()
@@ -297,17 +293,16 @@ def few_readings(clean_db: db.Connection, settings: Settings) -> Iterator[None]:
         )
     clean_db.commit()
     qc_job.run(clean_db, settings, now)
-    yield
 
 
 def test_few_readings_say_not_enough_data_and_long_ids_stay_inside(
-    served: str, few_readings: None
+    served: str, few_readings: None, chromium: str
 ) -> None:
     from playwright.sync_api import sync_playwright
 
     assert len(LONG_SENSOR) == 128
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = _launch(p, chromium)
         try:
             for viewport in ({"width": 1000, "height": 900}, {"width": 390, "height": 844}):
                 page = browser.new_page(viewport=viewport)

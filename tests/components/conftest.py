@@ -1,5 +1,6 @@
 """The pipeline's steps run as plain functions, in order, on real parts: a database of their
-own (``seeded_db``: migrated and seeded), the session's MLflow server, artifacts in a temporary folder.
+own (``seeded_db``: migrated and seeded), the session's MLflow server, artifacts in a temporary
+folder.
 
 What KFP does between the steps (passing outputs as inputs) is done here by hand, so each
 step's test file can check its own step; the compiled pipeline and a KFP local run are tested

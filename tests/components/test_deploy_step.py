@@ -160,20 +160,20 @@ def test_endpoint_scaling_comes_from_the_target() -> None:
 
 
 @pytest.mark.parametrize(
-    "scaling",
+    ("scaling", "message"),
     [
-        ("n1-standard-2", 0, 1, 60),
-        ("n1-standard-2", 3, 2, 60),
-        ("n1-standard-2", 1, 2, 0),
-        ("", 1, 1, 60),
+        (("n1-standard-2", 0, 1, 60), "need 1 <= endpoint_min_replicas"),
+        (("n1-standard-2", 3, 2, 60), "need 1 <= endpoint_min_replicas"),
+        (("n1-standard-2", 1, 2, 0), "endpoint_cpu_target must be 1..100 percent"),
+        (("", 1, 1, 60), "endpoint machine type must not be empty"),
     ],
 )
-def test_bad_endpoint_scaling_is_refused_before_any_call(scaling) -> None:
+def test_bad_endpoint_scaling_is_refused_before_any_call(scaling, message: str) -> None:
     import dataclasses
 
     fake = FakeAiplatform(deployed=[], existing_models=[])
     bad = dataclasses.replace(TARGET, scaling=vertex.ReplicaScaling(*scaling))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         vertex.deploy_to_endpoint(
             fake,
             bad,

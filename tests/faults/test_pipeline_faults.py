@@ -143,25 +143,26 @@ def start_pipeline(stack: PipelineStack) -> subprocess.Popen[str]:
     }
     for key in ("DATABASE_URL", "MLFLOW_TRACKING_URI", "MODEL_SERVER_URL"):
         env.pop(key, None)  # the stack's env file says where they are
-    log = open(stack.home / f"pipeline-{uuid.uuid4().hex[:6]}.log", "w")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipelines",
-            "run",
-            "--local",
-            *QUICK,
-            "--param",
-            f"model_name={stack.settings.model_name}",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    # Popen gives the child its own copy of the descriptor: ours can close at once.
+    with open(stack.home / f"pipeline-{uuid.uuid4().hex[:6]}.log", "w") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipelines",
+                "run",
+                "--local",
+                *QUICK,
+                "--param",
+                f"model_name={stack.settings.model_name}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
 
 def wait_for_step(pipeline: subprocess.Popen[str], function: str, left: Any) -> psutil.Process:

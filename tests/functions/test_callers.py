@@ -92,5 +92,5 @@ def test_bindings_are_read_from_json_settings() -> None:
         }
     )
     assert settings.predict_sensor_bindings == ((PLANT_A, ("plant-1",)),)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"PREDICT_SENSOR_BINDINGS=.*expected a JSON object"):
         Settings.from_env({"PREDICT_SENSOR_BINDINGS": '{"a": "plant-1"}'})

@@ -200,7 +200,7 @@ def test_a_rollback_that_fails_halfway_leaves_the_old_model_serving(
         version=version,
     )
     conn.commit()
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="did not load .* the old server still serves"):
         model_control.rollback(stack.settings, "try the broken one", version, actor="ops@x")
     assert model_server.health(stack.url)["model_version"] == "2"
     assert stack.client.get_model_version_by_alias(stack.name, "champion").version == "2"

@@ -38,7 +38,8 @@ def _inference(cur: Any, key: str, sensor: str, when: datetime, predicted: int) 
     cols = ", ".join(FEATURE_COLUMNS)
     cur.execute(
         f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
-        "predicted_class, probability, model_name, model_version, endpoint, inferred_at, latency_ms) "
+        "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
+        "latency_ms) "
         f"VALUES (%s, 0, %s, {', '.join(['7.0'] * len(FEATURE_COLUMNS))}, %s, 0.5, "
         "'water-potability', '3', 'local', %s, 2.0)",
         (f"status-req-{key}", sensor, predicted, when),
@@ -368,7 +369,8 @@ def test_open_alerts_are_listed_at_the_top_without_private_text(
 ) -> None:
     from potability import alerts
 
-    # the scenario's QC run flagged v3's live precision (1 TP, 1 FP, floor 0.98: 1 of 2 has a 95% upper bound of 0.975): an open alert
+    # the scenario's QC run flagged v3's live precision (1 TP, 1 FP, floor 0.98: 1 of 2 has a
+    # 95% upper bound of 0.975): an open alert
     failed = alerts.pipeline_failed("run-secret-7", "train: OSError: secret-host:5432 refused", "3")
     assert alerts.insert(clean_db, failed, scenario)
     clean_db.commit()

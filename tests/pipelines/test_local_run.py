@@ -1,7 +1,7 @@
 """End to end: ``run --local`` under kfp.local against the real PostgreSQL and MLflow, twice.
 
-First run: every family and the soft vote as nested MLflow runs with their figures, a champion alias, the
-decision row in water.pipeline_runs, and our model server answering with that version.
+First run: every family and the soft vote as nested MLflow runs with their figures, a champion
+alias, the decision row in water.pipeline_runs, and our model server answering with that version.
 Second run on unchanged data: same export hash, an equal challenger, the champion kept and
 still served. Quick grid and 3 folds keep it to the pipeline's plumbing, not model quality.
 """

@@ -30,7 +30,8 @@ def _kfp_lines(task: str, status: str, body: list[str]) -> str:
                 "20:00:00.000 - INFO - Streamed logs:",
                 "",
                 *("    " + line for line in body),
-                f"20:00:01.000 - INFO - Task {CYAN}'{task}'{RESET} finished with status {color}{status}{RESET}",
+                f"20:00:01.000 - INFO - Task {CYAN}'{task}'{RESET} "
+                f"finished with status {color}{status}{RESET}",
             ]
         )
         + "\n"

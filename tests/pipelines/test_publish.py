@@ -18,7 +18,10 @@ from pipelines.training_pipeline import compile_pipeline
 
 HOST = "https://europe-west1-kfp.pkg.dev/demo/potability-pipelines"
 VERSION = "sha256:" + "ab" * 32
-PACKAGE_PATH = "projects/demo/locations/europe-west1/repositories/potability-pipelines/packages/water-potability-training"
+PACKAGE_PATH = (
+    "projects/demo/locations/europe-west1/repositories/potability-pipelines"
+    "/packages/water-potability-training"
+)
 
 
 class FakeRegistry:

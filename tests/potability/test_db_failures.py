@@ -97,14 +97,10 @@ def test_failures_below_sql_end_the_connection() -> None:
 def test_the_code_is_found_behind_pg8000s_network_error_on_connect() -> None:
     """pg8000 closes the socket after a failed startup; if that close fails, the server's
     error survives only as the InterfaceError's ``__context__``."""
-    try:
-        try:
-            raise server_error("53300", "FATAL")
-        except pg8000.exceptions.DatabaseError:
-            raise pg8000.exceptions.InterfaceError("network error")  # noqa: B904 - as pg8000
-    except pg8000.exceptions.InterfaceError as exc:
-        assert db.sqlstate(exc) == "53300" and db.classify(exc) is CONNECTION
-        assert db.unavailable(exc, "unreachable", CONNECTION).sqlstate == "53300"
+    exc = pg8000.exceptions.InterfaceError("network error")
+    exc.__context__ = server_error("53300", "FATAL")  # what `raise` inside `except` sets
+    assert db.sqlstate(exc) == "53300" and db.classify(exc) is CONNECTION
+    assert db.unavailable(exc, "unreachable", CONNECTION).sqlstate == "53300"
 
 
 def test_unavailable_keeps_the_sqlstate_for_the_log() -> None:
@@ -229,10 +225,10 @@ def test_no_free_connection_slot_is_53300(settings: Settings, conn) -> None:
         conn.commit()
 
 
-def test_serialisation_conflict_is_40001_and_the_connection_is_kept(pool, conn, scratch) -> None:
+def _update_after_a_concurrent_update(pool: db.Pool, conn: db.Connection, scratch: str) -> None:
+    """A REPEATABLE READ transaction of the pool updates a row another session changed after
+    its snapshot: the server refuses it (40001)."""
     with pool.transaction() as c:
-        kept = backend_pid(c)
-    with pytest.raises(db.DatabaseUnavailable) as caught, pool.transaction() as c:
         cur = c.cursor()
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute(f"SELECT v FROM {scratch} WHERE id = 1")  # the snapshot is taken
@@ -240,6 +236,13 @@ def test_serialisation_conflict_is_40001_and_the_connection_is_kept(pool, conn, 
         other.execute(f"UPDATE {scratch} SET v = v + 1 WHERE id = 1")
         conn.commit()
         cur.execute(f"UPDATE {scratch} SET v = v + 10 WHERE id = 1")
+
+
+def test_serialisation_conflict_is_40001_and_the_connection_is_kept(pool, conn, scratch) -> None:
+    with pool.transaction() as c:
+        kept = backend_pid(c)
+    with pytest.raises(db.DatabaseUnavailable) as caught:
+        _update_after_a_concurrent_update(pool, conn, scratch)
     assert (caught.value.failure, caught.value.sqlstate) == (TRANSIENT, "40001")
     with pool.transaction() as c:  # rolled back and reused: only the transaction failed
         assert backend_pid(c) == kept
@@ -276,11 +279,16 @@ def test_deadlock_victim_is_40P01(pool, scratch) -> None:
     assert (failed[0].failure, failed[0].sqlstate) == (TRANSIENT, "40P01")
 
 
-def test_statement_timeout_is_57014(pool) -> None:
-    with pytest.raises(db.DatabaseUnavailable) as caught, pool.transaction() as c:
+def _sleep_past_the_statement_timeout(pool: db.Pool) -> None:
+    with pool.transaction() as c:
         cur = c.cursor()
         cur.execute("SET LOCAL statement_timeout = '50ms'")
         cur.execute("SELECT pg_sleep(5)")
+
+
+def test_statement_timeout_is_57014(pool) -> None:
+    with pytest.raises(db.DatabaseUnavailable) as caught:
+        _sleep_past_the_statement_timeout(pool)
     assert (caught.value.failure, caught.value.sqlstate) == (TRANSIENT, "57014")
 
 
@@ -337,9 +345,8 @@ def test_a_server_shutting_down_refuses_with_57P03_and_a_restart_recovers(
     while local_stack.postgres_pid(home) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert local_stack.postgres_pid(home) is None
-    with pytest.raises(db.DatabaseUnavailable):  # down: refused, still "unavailable"
-        with pool.transaction() as c:
-            backend_pid(c)
+    with pytest.raises(db.DatabaseUnavailable), pool.transaction() as c:  # down: refused
+        backend_pid(c)
     local_stack.start_database(home)
     with pool.transaction() as c:  # the pool recovers without being rebuilt
         assert backend_pid(c) != before
@@ -384,9 +391,12 @@ def test_advisory_lock_is_released_when_its_holder_is_killed(settings: Settings)
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"
-        with pytest.raises(db.DatabaseUnavailable) as caught:  # held: 55P03 after the wait
-            with db.advisory_lock(settings, name, wait_seconds=0.3):
-                pass
+        # held: 55P03 after the wait
+        with (
+            pytest.raises(db.DatabaseUnavailable) as caught,
+            db.advisory_lock(settings, name, wait_seconds=0.3),
+        ):
+            pass
         assert caught.value.sqlstate == "55P03"
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)

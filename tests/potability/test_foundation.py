@@ -31,7 +31,8 @@ def _insert_sample(conn: db.Connection, **overrides: object) -> None:
     row = {**LAB, **dict.fromkeys(FEATURE_COLUMNS, 1.0), "ph": 7.0, **overrides}
     cols = list(row)
     conn.cursor().execute(
-        f"INSERT INTO water.water_potability ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})",
+        f"INSERT INTO water.water_potability ({', '.join(cols)}) "
+        f"VALUES ({', '.join(['%s'] * len(cols))})",
         [row[c] for c in cols],
     )
 
@@ -98,7 +99,8 @@ def test_sql_ranges_match_the_feature_schema(clean_db, feature):
     for table in ["water_inferences"]:
         cur = clean_db.cursor()
         cur.execute(
-            "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+            "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c "
+            "JOIN pg_class t ON t.oid = c.conrelid "
             "WHERE t.relname = %s AND pg_get_constraintdef(c.oid) LIKE %s",
             (table, f"CHECK ((({col} >= %"),
         )

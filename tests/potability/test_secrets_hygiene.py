@@ -30,7 +30,7 @@ def test_urls_in_messages_are_redacted() -> None:
         db.redact_url("postgresql://postgres@/potability?host=/tmp/x")
         == "postgresql://postgres@/potability?host=/tmp/x"
     )
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ValueError, match="not a PostgreSQL URL") as err:
         db.parse_database_url("mysql://app:s3cret-pw@h/db")
     assert "s3cret-pw" not in str(err.value)
 

@@ -2,8 +2,8 @@
 
 These tests run with the project's pytest but drive external tools by subprocess:
 ``terraform`` (on PATH), ``.venv-tf`` (stand-in providers) and ``.venv-checkov``,
-both created by ``bash tools/setup-tf-tools.sh``. A missing tool fails the test
-with that instruction; nothing is skipped.
+both created by ``bash tools/setup-tf-tools.sh``. A missing tool skips the test with that
+instruction on a developer's machine and fails it under CI (``require_tool``, tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -41,16 +42,33 @@ def generator() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def terraform_bin(offline: ModuleType) -> str:
-    try:
-        return offline.terraform_bin()
-    except offline.OfflineError as exc:
-        pytest.fail(str(exc))
+def terraform_bin(require_tool: Callable[..., str]) -> str:
+    return require_tool(
+        "terraform",
+        "install Terraform >= 1.11 (terraform/versions.tf) from HashiCorp's release zip or apt "
+        "repository; no package registry here has it",
+    )
 
 
 @pytest.fixture(scope="session")
-def initialised(offline: ModuleType, terraform_bin: str, tmp_path_factory: pytest.TempPathFactory):
-    """A scratch copy of terraform/ (plus the repo folders it reads), `terraform init`-ed offline."""
+def stand_ins(offline: ModuleType, require_tool: Callable[..., str]) -> str:
+    """The Python of ``.venv-tf``, which runs the schema-only stand-in providers."""
+    return require_tool(
+        "the stand-in providers' .venv-tf",
+        "run `bash tools/setup-tf-tools.sh`",
+        path=offline.TF_VENV_PYTHON,
+    )
+
+
+@pytest.fixture(scope="session")
+def initialised(
+    offline: ModuleType,
+    terraform_bin: str,
+    stand_ins: str,
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """A scratch copy of terraform/ (plus the repo folders it reads), `terraform init`-ed
+    offline."""
     try:
         tf = offline.OfflineTerraform(tmp_path_factory.mktemp("tf"), TF_DIR)
         tf.init()
@@ -61,13 +79,14 @@ def initialised(offline: ModuleType, terraform_bin: str, tmp_path_factory: pytes
 
 
 @pytest.fixture(scope="session")
-def checkov_bin() -> Path:
-    exe = ROOT / ".venv-checkov" / "bin" / "checkov"
-    if not exe.exists():
-        pytest.fail(
-            f"{exe} is missing: run `bash tools/setup-tf-tools.sh` (checkov lives in its own venv)"
+def checkov_bin(require_tool: Callable[..., str]) -> Path:
+    return Path(
+        require_tool(
+            "checkov",
+            "run `bash tools/setup-tf-tools.sh` (checkov lives in its own venv)",
+            path=ROOT / ".venv-checkov" / "bin" / "checkov",
         )
-    return exe
+    )
 
 
 def tf_files() -> list[Path]:

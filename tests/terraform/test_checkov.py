@@ -38,7 +38,8 @@ def test_checkov_has_no_failed_checks(checkov_bin: Path) -> None:
     failed = [c for r in reports for c in r["results"].get("failed_checks", [])]
     summary = [r["summary"] for r in reports]
     assert not failed, "checkov failures:\n" + "\n".join(
-        f"{c['check_id']} {c['resource']} ({c['file_path']}:{c['file_line_range']}): {c['check_name']}"
+        f"{c['check_id']} {c['resource']} "
+        f"({c['file_path']}:{c['file_line_range']}): {c['check_name']}"
         for c in failed
     )
     assert sum(s["passed"] for s in summary) > 40, summary

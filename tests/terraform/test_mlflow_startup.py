@@ -25,7 +25,8 @@ import requests
 from .conftest import TF_DIR
 
 FAKE_GCLOUD = r"""#!/bin/bash
-# fake gcloud: secrets versions access latest --secret S --project P | secrets versions add S --project P --data-file=-
+# fake gcloud: secrets versions access latest --secret S --project P
+#            | secrets versions add S --project P --data-file=-
 set -euo pipefail
 echo "$*" >>"$FAKE_GCLOUD_STORE/argv.log"
 [ "$1 $2" = "secrets versions" ] || { echo "unexpected: $*" >&2; exit 2; }
@@ -41,7 +42,9 @@ while [ $# -gt 0 ]; do
 done
 [ "$project" = "test-project" ] || { echo "wrong project: $project" >&2; exit 3; }
 case "$verb" in
-  access) [ -f "$FAKE_GCLOUD_STORE/$secret" ] || { echo "NOT_FOUND" >&2; exit 1; }; cat "$FAKE_GCLOUD_STORE/$secret" ;;
+  access)
+    [ -f "$FAKE_GCLOUD_STORE/$secret" ] || { echo "NOT_FOUND" >&2; exit 1; }
+    cat "$FAKE_GCLOUD_STORE/$secret" ;;
   add) cat >"$FAKE_GCLOUD_STORE/$secret"; echo "add $secret" >>"$FAKE_GCLOUD_STORE/adds.log" ;;
   *) exit 2 ;;
 esac

@@ -56,7 +56,8 @@ BREAKAGES = {
     "unknown-argument": (
         "sql.tf",
         'ssl_mode                                      = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"',
-        'ssl_mode                                      = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"\n      require_ssl_typo = true',
+        'ssl_mode                                      = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"\n'
+        "      require_ssl_typo = true",
         r'An argument named "require_ssl_typo" is not expected here',
     ),
     # missing required argument
@@ -85,7 +86,7 @@ BREAKAGES = {
 
 @pytest.mark.parametrize("case", sorted(BREAKAGES))
 def test_validate_catches_a_broken_configuration(
-    case: str, offline, terraform_bin: str, tmp_path: Path
+    case: str, offline, terraform_bin: str, stand_ins: str, tmp_path: Path
 ) -> None:
     fname, old, new, expected = BREAKAGES[case]
     src = tmp_path / "src" / "terraform"

@@ -153,10 +153,11 @@ def test_a_champion_under_the_floor_is_replaced_only_on_evidence() -> None:
 
 
 def test_no_replacement_without_evidence_on_the_floor() -> None:
-    with pytest.raises(ValueError):
+    judged = "a champion is replaced only on evidence that judges the recall floor"
+    with pytest.raises(ValueError, match=judged):
         decision.decide(scores(0.9, 0.3), scores(0.5, 0.3), None, FLOOR)
     legacy = Evidence(difference=0.1, low=0.0, high=0.2, probability=1.0, resamples=2000)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=judged):
         decision.decide(scores(0.9, 0.3), scores(0.5, 0.3), legacy, FLOOR)
 
 
@@ -450,7 +451,10 @@ def test_a_run_failing_after_promotion_puts_the_alias_back(ctx: Any, data: Any) 
     ctx.run([_candidate(_fit(train, False), "good", test, ctx.name)], test)
     assert _alias(ctx) == "2"
     # deploy fails afterwards: the step records the failure, which restores the alias.
-    with pytest.raises(OSError), runtime.failure_recorded(ctx.settings, ctx.runs[1], "deploy"):
+    with (
+        pytest.raises(OSError, match="endpoint unreachable"),
+        runtime.failure_recorded(ctx.settings, ctx.runs[1], "deploy"),
+    ):
         raise OSError("endpoint unreachable")
     assert _alias(ctx) == "1"
     row = run_record.read_run(ctx.settings, ctx.runs[1])

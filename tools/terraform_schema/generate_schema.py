@@ -171,7 +171,9 @@ class JsModule:
             }
             window = lines[i + 1 : i + 8]
             i += 1
-            complex_new = next((NEW_RE.match(l) for l in window[:2] if NEW_RE.match(l)), None)
+            complex_new = next(
+                (NEW_RE.match(line) for line in window[:2] if NEW_RE.match(line)), None
+            )
             if complex_new:
                 klass, tfname, wraps_set = complex_new.groups()
                 if tfname != name:
@@ -209,10 +211,10 @@ class JsModule:
                     raise SchemaError(f"{where}.{name}: unknown complex class {klass}")
                 continue
             ty = None
-            if any("Write-only:" in l for l in window):
+            if any("Write-only:" in line for line in window):
                 flags["write_only"] = True
-            for l in window:
-                g = GETTER_RE.match(l)
+            for line in window:
+                g = GETTER_RE.match(line)
                 if g:
                     prefix, getter, tfname = g.groups()
                     if tfname != name:
@@ -223,7 +225,7 @@ class JsModule:
                     if "tolist(" in prefix:
                         ty = ["set", ty[1]]
                     break
-                if FLAGS_RE.match(l):
+                if FLAGS_RE.match(line):
                     break
             if ty is None and name in hcl:
                 is_block, kind, storage = hcl[name]

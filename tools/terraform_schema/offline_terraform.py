@@ -53,7 +53,8 @@ def terraform_bin() -> str:
     tf = shutil.which("terraform")
     if not tf:
         raise OfflineError(
-            "terraform is not on PATH: install Terraform >= 1.11 (tests/terraform needs it; terraform/versions.tf)"
+            "terraform is not on PATH: install Terraform >= 1.11 "
+            "(tests/terraform needs it; terraform/versions.tf)"
         )
     return tf
 
@@ -96,7 +97,8 @@ def build_mirror(workdir: Path, ptmp: Path, python: Path = TF_VENV_PYTHON) -> Pa
         schema = schema_file(provider)
         if not schema.exists():
             raise OfflineError(
-                f"{schema} is missing: run tools/terraform_schema/generate_schema.py --provider {provider}"
+                f"{schema} is missing: run "
+                f"tools/terraform_schema/generate_schema.py --provider {provider}"
             )
         d = mirror / "registry.terraform.io" / "hashicorp" / provider / version / plat
         d.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,8 @@ def _kind(name: str, doc: dict, data: bool) -> type:
     def refuse(self, ctx, *args):
         ctx.diagnostics.add_error(
             f"{name}: schema-only stand-in provider",
-            "This provider only serves the schema (for validate and mocked tests); it cannot manage real objects.",
+            "This provider only serves the schema (for validate and mocked tests); "
+            "it cannot manage real objects.",
         )
 
     methods = {

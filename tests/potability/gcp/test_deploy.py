@@ -255,8 +255,8 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
         shlex.join(EXPECTED[3]),
     ]
     assert (
-        "terraform -chdir=terraform apply -input=false '-var=image_digest=<digest of the pushed image>'"
-        in printed
+        "terraform -chdir=terraform apply -input=false "
+        "'-var=image_digest=<digest of the pushed image>'" in printed
     )
     assert any(
         p.endswith(
@@ -266,8 +266,8 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
         for p in printed
     )
     assert (
-        "gcloud run jobs execute '<migration_job output>' --project=demo --region=europe-west1 --wait"
-        in printed
+        "gcloud run jobs execute '<migration_job output>' "
+        "--project=demo --region=europe-west1 --wait" in printed
     )
     # 7 steps, the smoke account's two tokens; the smoke calls themselves are only described
     assert sum(line.startswith("(dry run) + ") for line in out.splitlines()) == 8

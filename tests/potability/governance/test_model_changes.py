@@ -1,5 +1,5 @@
-"""The model-change record (potability/governance/model_changes.py) on the real PostgreSQL: the gate a
-winning challenger passes, hold state, candidates and their expiry, what a succeeded run
+"""The model-change record (potability/governance/model_changes.py) on the real PostgreSQL: the
+gate a winning challenger passes, hold state, candidates and their expiry, what a succeeded run
 records, "the current champion" after an operator's change, and the alerts of each action."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pg8000.exceptions
 import pytest
 
 from potability import alerts, db
@@ -144,7 +145,8 @@ def test_a_failed_switch_never_counts_as_serving(conn: db.Connection, name: str)
         version="0",
         reason="r",
     )
-    with pytest.raises(Exception):  # one switch at a time per model
+    # one switch at a time per model: the partial unique index refuses a second
+    with pytest.raises(pg8000.exceptions.DatabaseError, match="model_changes_one_switch"):
         mc.begin_switch(
             conn,
             model_name=name,

@@ -38,7 +38,8 @@ def _reset(conn: db.Connection) -> None:
     cur = conn.cursor()
     cur.execute("DELETE FROM water.water_inferences")
     cur.execute(
-        "TRUNCATE water.inference_hourly, water.inference_hourly_cells, water.inference_rolled_hours"
+        "TRUNCATE water.inference_hourly, water.inference_hourly_cells, "
+        "water.inference_rolled_hours"
     )
     conn.commit()
 

@@ -1,4 +1,5 @@
-"""The local stack's command line, as a user runs it: `up` twice is harmless, `down` stops by pid."""
+"""The local stack's command line, as a user runs it: `up` twice is harmless, `down` stops by
+pid."""
 
 from __future__ import annotations
 

@@ -145,7 +145,8 @@ def test_the_drift_reference_is_the_champions_training_rows(runs_db) -> None:
         for k in range(10):
             when = END - timedelta(days=30 - k)
             cur.execute(
-                "INSERT INTO water.water_potability (sample_id, ph, potability, source, submitted_by, "
+                "INSERT INTO water.water_potability "
+                "(sample_id, ph, potability, source, submitted_by, "
                 "created_at, sampled_at) VALUES (%s, %s, %s, 'seed', 'test', %s, %s) "
                 "RETURNING sample_id",
                 (f"ref-{k}", float(k), k % 2, when, when),

@@ -111,7 +111,7 @@ def test_a_batch_is_matched_on_each_readings_measurement_time() -> None:
 
 
 def test_a_negative_window_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the match window cannot be negative"):
         match_samples([], [], timedelta(minutes=-1))
 
 
@@ -187,7 +187,7 @@ def test_clopper_pearson_bounds_by_hand() -> None:
     assert precision_upper_bound(10, 10) == 1.0 and precision_lower_bound(0, 10) == 0.0
     # 30 of 60 (0.5): upper bound ~0.61 > 0.6 - not flagged; 25 of 60: ~0.53 - flagged
     assert precision_upper_bound(30, 60) > 0.6 > precision_upper_bound(25, 60)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="true positives <= predicted positive"):
         precision_upper_bound(3, 2)
 
 
@@ -197,9 +197,16 @@ def test_too_few_potable_calls_are_not_flagged() -> None:
     assert not rows[-1].flagged  # 4 potable calls < 5: noise, not evidence
 
 
-@pytest.mark.parametrize(("floor", "minimum"), [(-0.1, 1), (1.1, 1), (0.5, 0)])
-def test_bad_settings_are_refused(floor: float, minimum: int) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("floor", "minimum", "message"),
+    [
+        (-0.1, 1, "the precision floor must lie in"),
+        (1.1, 1, "the precision floor must lie in"),
+        (0.5, 0, "the minimum number of matches must be at least 1"),
+    ],
+)
+def test_bad_settings_are_refused(floor: float, minimum: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         live_metrics([], floor, minimum)
 
 
@@ -219,7 +226,8 @@ def _insert_inference(
     cols = ", ".join(FEATURE_COLUMNS)
     cur.execute(
         f"INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, {cols}, "
-        "predicted_class, probability, model_name, model_version, endpoint, inferred_at, latency_ms) "
+        "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
+        "latency_ms) "
         f"VALUES (%s, 0, %s, {', '.join(['%s'] * len(FEATURE_COLUMNS))}, %s, %s, "
         "'water-potability', %s, 'test', %s, 1.0)",
         (

@@ -99,7 +99,8 @@ def test_serving_shortcut_for_forests_changes_no_prediction():
 
 
 def test_decision_threshold_of_a_fixed_threshold_model() -> None:
-    """Training serves FixedThresholdClassifier(CalibratedClassifierCV(...)) (training/modeling.py)."""
+    """Training serves FixedThresholdClassifier(CalibratedClassifierCV(...))
+    (training/modeling.py)."""
     from sklearn.dummy import DummyClassifier
     from sklearn.model_selection import FixedThresholdClassifier
 
