@@ -7,8 +7,6 @@ metrics in one transaction; the training run is already recorded as succeeded by
 failure here fails this task (visible in the pipeline UI) without undoing the new champion.
 """
 
-from datetime import UTC
-
 
 def quality_control_component(
     run_id: str,
@@ -22,7 +20,8 @@ def quality_control_component(
         deploy_summary: deploy's output; taking it orders this task after deploy.
         database: the pipeline's ``database`` parameter (:func:`components.runtime.step_settings`).
     """
-    from datetime import datetime
+    # KFP ships this function's body alone: every name it uses is imported here.
+    from datetime import UTC, datetime
 
     from components.runtime import step_settings
     from potability import db
