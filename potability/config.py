@@ -179,7 +179,10 @@ class Settings:
     endpoint_timeout_seconds: float = 10.0
     """How long predict waits for the model endpoint before answering 503 (retryable)."""
     db_pool_size: int = 8
-    """Pooled database connections per function instance (one per serving thread)."""
+    """Most database connections one function instance holds open (one per serving thread)."""
+    db_pool_wait_seconds: float = 5.0
+    """How long a request waits for a pooled connection when all are in use, before a
+    retryable 503: shorter than a client's patience, longer than a burst's queue."""
     status_db_pool_size: int = 2
     """The status function's own connection budget per instance: the page refreshes its data
     once per ``status_refresh_seconds`` (single flight), so however many readers there are it
