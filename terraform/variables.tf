@@ -427,3 +427,21 @@ variable "operators" {
     error_message = "operators must be a group e-mail address (or empty)."
   }
 }
+
+variable "public_status_page" {
+  description = "Grant allUsers run.invoker on the status function (the public status page). An organisation enforcing constraints/iam.allowedPolicyMemberDomains refuses allUsers at apply: set false, or ask the org admin for an exception on this project (terraform/README.md \"Organisation policy\")."
+  type        = bool
+  default     = true
+}
+
+variable "iam_propagation_wait" {
+  description = "How long the apply waits after IAM grants before the functions and the Cloud Run jobs that use them (time_sleep.iam_propagation; Google's cloudfunctions2_basic_builder example waits 60s)."
+  type        = string
+  default     = "60s"
+}
+
+variable "jobs_subnet_cidr" {
+  description = "Subnet of the operators' Cloud Run job (Direct VPC egress; model_job.tf), the one range besides the pipelines' that may reach MLflow. Google asks for at least a /26 for Direct VPC egress."
+  type        = string
+  default     = "10.10.9.0/26"
+}
