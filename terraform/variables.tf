@@ -170,6 +170,17 @@ variable "mlflow_machine_type" {
   default     = "e2-small"
 }
 
+variable "mlflow_workers" {
+  description = "Worker processes of `mlflow server` on the VM (--workers; MLflow's default is 4). Each worker is a full copy of the app, about 350 MB resident (4 workers measured ~1.4 GB locally): on the default e2-small (2 vCPUs, 2 GB) beside the Cloud SQL Auth Proxy and the OS, 4 would leave almost nothing and risk the OOM killer; 2 use ~0.7 GB and match the 2 vCPUs for the load there is (one daily pipeline run, a few engineers). Raise it only with mlflow_machine_type."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.mlflow_workers >= 1 && var.mlflow_workers <= 16
+    error_message = "mlflow_workers: 1 to 16."
+  }
+}
+
 variable "mlflow_version" {
   description = "MLflow version installed on the VM (keep in step with the client in uv.lock)."
   type        = string

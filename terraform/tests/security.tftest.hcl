@@ -126,6 +126,10 @@ run "mlflow_vm_is_private_and_shielded" {
     error_message = "MLflow's artifacts live in their own bucket."
   }
   assert {
+    condition     = strcontains(google_compute_instance.mlflow.metadata["startup-script"], "--no-serve-artifacts --workers 2\n") && google_compute_instance.mlflow.machine_type == "e2-small"
+    error_message = "mlflow server runs 2 workers on the e2-small (its default 4 take ~1.4 GB of the VM's 2 GB; variables.tf mlflow_workers)."
+  }
+  assert {
     condition     = [for m in google_iap_tunnel_instance_iam_member.engineers : m.member] == ["group:ml-eng@example.com"]
     error_message = "Only var.engineers may open IAP tunnels."
   }
