@@ -110,7 +110,8 @@ def test_generator_reads_cdktn_bindings(generator) -> None:
 def _schema(provider: str) -> dict:
     path = (
         SCHEMA_TOOLS
-        / f"{provider}-{ {'google': '8.7.0', 'archive': '2.8.1'}[provider] }.schema.json"
+        / f"{provider}-{ {'google': '8.7.0', 'archive': '2.8.1', 'time': '0.14.2'}[provider] }"
+        ".schema.json"
     )
     ((src, s),) = json.loads(path.read_text())["provider_schemas"].items()
     assert src == f"registry.terraform.io/hashicorp/{provider}"
