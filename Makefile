@@ -10,7 +10,7 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint env tools down status clean gcp-deploy gcp-smoke gcp-destroy function-requirements docs
+.PHONY: run test check lint env tools down status clean gcp-bootstrap gcp-deploy gcp-smoke gcp-model gcp-destroy function-requirements docs
 
 $(UV):
 	$(PYTHON) -m venv .venv-uv
@@ -56,6 +56,12 @@ status:
 clean: down
 	rm -rf .potability
 
+# Before the first `terraform apply` in a fresh project: enable the APIs Terraform itself needs
+# (serviceusage, cloudresourcemanager, iam; potability/gcp/bootstrap.py). PROJECT=... or
+# project_id in terraform/terraform.tfvars.
+gcp-bootstrap: env
+	$(BIN)/python -m potability.gcp.bootstrap $(if $(PROJECT),--project=$(PROJECT)) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
+
 # After `terraform apply` in terraform/: build the image with Cloud Build, pin it by digest,
 # publish the pipeline, run the migration job, print the function URLs and smoke-test status
 # (potability/gcp/deploy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
@@ -67,6 +73,11 @@ gcp-deploy: env
 # runs the pipeline once (potability/gcp/smoke.py).
 gcp-smoke: env
 	$(BIN)/python -m potability.gcp.smoke $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+
+# Operators without a VPN: `potability model ARGS` as the Cloud Run job terraform/model_job.tf
+# creates, e.g. ARGS='rollback --reason "live precision fell"' (potability/gcp/model_job.py).
+gcp-model: env
+	$(BIN)/python -m potability.gcp.model_job $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
 # Teardown: undeploy the endpoint's models, lift Cloud SQL's deletion protection, destroy,
 # delete the service-networking peering Terraform abandons, destroy the rest

@@ -83,6 +83,7 @@ def render(
         "  }\n"
         "}\n"
         'mock_provider "archive" {}\n'
+        'mock_provider "time" {}\n'
         "variables {\n" + "".join(f"  {k} = {_hcl(v)}\n" for k, v in values.items()) + "}\n"
         'run "render" {\n  command = apply\n}\n'
     )
