@@ -79,7 +79,8 @@ def render(
         "  }\n"
         "  override_resource {\n"
         "    target = google_service_account.sa\n"
-        f'    values = {{ email = "svc@{PROJECT}.iam.gserviceaccount.com" }}\n'
+        f'    values = {{ email = "svc@{PROJECT}.iam.gserviceaccount.com",'
+        f' member = "serviceAccount:svc@{PROJECT}.iam.gserviceaccount.com" }}\n'
         "  }\n"
         "}\n"
         'mock_provider "archive" {}\n'
