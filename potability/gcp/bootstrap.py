@@ -64,7 +64,7 @@ def bootstrap(run: Runner, project: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m potability.gcp.bootstrap",
+        prog="potability gcp bootstrap",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -166,7 +166,7 @@ def delete_peering(run: Runner, project: str, network: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m potability.gcp.destroy",
+        prog="potability gcp destroy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -96,7 +96,7 @@ def run_model(run: Runner, model_args: Sequence[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m potability.gcp.model_job",
+        prog="potability gcp model",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

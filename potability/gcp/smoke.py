@@ -248,7 +248,7 @@ def run_smoke(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m potability.gcp.smoke",
+        prog="potability gcp smoke",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -51,4 +51,4 @@ def test_make_gcp_bootstrap_passes_the_project() -> None:
         text=True,
         check=True,
     )
-    assert ".venv/bin/python -m potability.gcp.bootstrap --project=water-prod" in res.stdout
+    assert ".venv/bin/potability gcp bootstrap --project=water-prod" in res.stdout

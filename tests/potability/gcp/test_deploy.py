@@ -283,7 +283,7 @@ def test_make_gcp_deploy_dry_run_uses_the_module(fakes: Path) -> None:
         text=True,
         check=True,
     )
-    assert ".venv/bin/python -m potability.gcp.deploy --dry-run" in res.stdout
+    assert ".venv/bin/potability gcp deploy --dry-run" in res.stdout
 
 
 def test_a_failing_step_stops_with_the_command_and_nothing_after_it(

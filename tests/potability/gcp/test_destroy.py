@@ -142,7 +142,7 @@ def test_make_gcp_destroy_dry_run_uses_the_module() -> None:
         text=True,
         check=True,
     )
-    assert ".venv/bin/python -m potability.gcp.destroy --dry-run" in res.stdout
+    assert ".venv/bin/potability gcp destroy --dry-run" in res.stdout
 
 
 FALLBACK = [

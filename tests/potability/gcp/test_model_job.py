@@ -167,6 +167,4 @@ def test_make_gcp_model_passes_the_arguments_through() -> None:
         text=True,
         check=True,
     )
-    assert ".venv/bin/python -m potability.gcp.model_job --dry-run rollback --reason x" in (
-        res.stdout
-    )
+    assert ".venv/bin/potability gcp model --dry-run rollback --reason x" in (res.stdout)
