@@ -21,6 +21,10 @@ from potability.config import Settings
 from potability.local import services
 from potability.local import stack as local_stack
 
+# Every test gets one tier marker (unit, integration, e2e); unit tests may not open sockets or
+# start processes. tests/tiers.py.
+pytest_plugins = ("tiers",)
+
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -287,6 +291,13 @@ def runs_db(database_url: str) -> Iterator[Settings]:
 def dead_port() -> int:
     """A loopback port nothing listens on (connection refused)."""
     return services.free_port()
+
+
+@pytest.fixture
+def dead_database_url(tmp_path: Path) -> str:
+    """A PostgreSQL URL whose socket directory has no server in it: connecting fails at once
+    (no such socket), as when the database is down."""
+    return f"postgresql://postgres@/potability?host={tmp_path}"
 
 
 @pytest.fixture(scope="session")

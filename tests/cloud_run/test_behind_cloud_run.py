@@ -28,7 +28,7 @@ from cloud_run_support import (
 from potability import db
 from potability.local.function_servers import wait_answering
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 READING = {
     "ph": 7.08,

@@ -23,7 +23,7 @@ from potability.governance import run_record
 from potability.local import services
 from training import modeling
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 READING = {
     "ph": 7.1,

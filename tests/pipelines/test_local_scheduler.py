@@ -85,7 +85,7 @@ def scheduled_home(tmp_path: Path, database_url: str, mlflow_uri: str) -> Iterat
         services.stop(tmp_path, service)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_service_fires_a_real_run_at_its_time(scheduled_home: Path, database_url: str) -> None:
     home = scheduled_home
     zone = ZoneInfo("Europe/Paris")
