@@ -23,13 +23,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 TIERS = ("unit", "integration", "e2e")
-TESTS = Path(__file__).resolve().parent
 
 # Whole runs: the status page in Chromium, the Terraform checks, fault injection on real
 # processes, the notebook executed end to end.
@@ -102,8 +100,8 @@ def tier_of(item: pytest.Item) -> str:
                 f"{item.nodeid} is marked unit but requests {', '.join(services)}"
             )
         return tier
-    folder = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
-    if folder in E2E_FOLDERS or names & E2E_FIXTURES:
+    folders = set(item.path.relative_to(item.config.rootpath).parts[:-1])
+    if folders & E2E_FOLDERS or names & E2E_FIXTURES:
         return "e2e"
     if services:
         return "integration"
