@@ -62,6 +62,7 @@ SERVICE_FIXTURES = frozenset(
         "module_fresh_db",
         "seeded_db",
         "runs_db",
+        "runs_template",
         "mlflow_uri",
         "settings",
         "conn",
