@@ -21,6 +21,10 @@ from potability.config import Settings
 from potability.local import services
 from potability.local import stack as local_stack
 
+# Every test gets one tier marker (unit, integration, e2e); unit tests may not open sockets or
+# start processes: tests/tiers.py. pytester runs the sessions of tests/test_tiers.py.
+pytest_plugins = ("tiers", "pytester")
+
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,9 +134,12 @@ def conn(settings: Settings) -> Iterator[db.Connection]:
 
 @pytest.fixture
 def clean_db(conn: db.Connection) -> db.Connection:
-    """The database with no inferences, no request keys and no lab samples (the seed rows
-    stay). Partitions stay too: the session's partitions ahead are shared by every test."""
+    """The database with no inferences, no request keys, no lab samples and no quality-control
+    runs (the seed rows stay; the status page shows the latest QC run, so one left behind
+    shows in the next test's page). Partitions stay too: the session's partitions ahead are
+    shared by every test."""
     cur = conn.cursor()
+    cur.execute("DELETE FROM water.qc_runs")  # their metrics and drift rows cascade
     cur.execute("DELETE FROM water.water_inferences")
     cur.execute("DELETE FROM water.inference_requests")
     cur.execute(
@@ -261,23 +268,39 @@ def no_alerts(conn: db.Connection) -> Iterator[db.Connection]:
     conn.commit()
 
 
-@pytest.fixture
-def runs_db(database_url: str) -> Iterator[Settings]:
-    """Settings of a database of its own on the session's server, migrated and without any
-    pipeline run or alert: for the questions asked of the whole ``water.pipeline_runs`` table
-    (the latest run, the current champion, staleness). Dropped afterwards."""
-    name = f"runs_{uuid.uuid4().hex[:10]}"
+@pytest.fixture(scope="session")
+def runs_template(database_url: str) -> Iterator[str]:
+    """The name of a database migrated once for the session and never connected to again: the
+    template :func:`runs_db` copies (``CREATE DATABASE ... TEMPLATE``, a file copy instead of
+    every migration per test)."""
+    name = f"runs_template_{uuid.uuid4().hex[:10]}"
     admin = db.connect(Settings(database_url=database_url))
     admin.autocommit = True
     admin.cursor().execute(f"CREATE DATABASE {name}")
     try:
-        url = db.with_database(database_url, name)
-        conn = db.connect(Settings(database_url=url))
+        conn = db.connect(Settings(database_url=db.with_database(database_url, name)))
         try:
             migrations.migrate(conn)
         finally:
             conn.close()
-        yield Settings(env="local", database_url=url)
+        yield name
+    finally:
+        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def runs_db(database_url: str, runs_template: str) -> Iterator[Settings]:
+    """Settings of a database of its own on the session's server, migrated and without any
+    pipeline run or alert: for the questions asked of the whole ``water.pipeline_runs`` table
+    (the latest run, the current champion, staleness). A copy of :func:`runs_template`;
+    dropped afterwards."""
+    name = f"runs_{uuid.uuid4().hex[:10]}"
+    admin = db.connect(Settings(database_url=database_url))
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name} TEMPLATE {runs_template}")
+    try:
+        yield Settings(env="local", database_url=db.with_database(database_url, name))
     finally:
         admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
         admin.close()
@@ -287,6 +310,13 @@ def runs_db(database_url: str) -> Iterator[Settings]:
 def dead_port() -> int:
     """A loopback port nothing listens on (connection refused)."""
     return services.free_port()
+
+
+@pytest.fixture
+def dead_database_url(tmp_path: Path) -> str:
+    """A PostgreSQL URL whose socket directory has no server in it: connecting fails at once
+    (no such socket), as when the database is down."""
+    return f"postgresql://postgres@/potability?host={tmp_path}"
 
 
 @pytest.fixture(scope="session")

@@ -155,6 +155,7 @@ def test_the_image_runs_from_elsewhere_than_its_build_directory() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_every_package_and_its_data_is_installed(image_env: ImageEnv) -> None:
     packages = sorted(p.parent.name for p in ROOT.glob("*/__init__.py"))
     out = image_env.run(
@@ -187,6 +188,7 @@ def job_runs(image_env: ImageEnv, module_fresh_db: str) -> list[str]:
     return [image_env.run(argv, DATABASE_URL=module_fresh_db) for _ in range(2)]
 
 
+@pytest.mark.e2e
 def test_the_migration_job_applies_every_migration_and_seeds_once(
     job_runs: list[str], module_fresh_db: str
 ) -> None:
@@ -215,6 +217,7 @@ def test_the_migration_job_applies_every_migration_and_seeds_once(
         conn.close()
 
 
+@pytest.mark.e2e
 def test_a_pipeline_step_runs_through_kfp_executor_as_compiled(
     image_env: ImageEnv, job_runs: list[str], module_fresh_db: str, tmp_path: Path
 ) -> None:
@@ -275,6 +278,7 @@ def test_a_pipeline_step_runs_through_kfp_executor_as_compiled(
         conn.close()
 
 
+@pytest.mark.e2e
 def test_the_model_server_answers_health_as_the_image_cmd_starts_it(
     image_env: ImageEnv, tiny_model_dir: Path
 ) -> None:

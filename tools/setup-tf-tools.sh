@@ -5,6 +5,8 @@
 #                  protobuf<6, which clashes with the main venv.
 #   .venv-checkov  checkov, whose bundled hcl2 clashes with python-hcl2.
 # Re-running is cheap: a venv whose marker file matches the pinned spec is kept.
+# Both are compiled to bytecode when created: where PYTHONDONTWRITEBYTECODE is set (CI images)
+# every checkov and stand-in provider start would otherwise compile its imports again.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,11 +31,12 @@ make_venv() { # make_venv DIR SPEC IMPORT_CHECK
   rm -rf "$dir"
   if have_uv; then
     "$UV" venv --quiet --python "$PY" "$dir"
-    "$UV" pip install --quiet --python "$dir/bin/python" "$spec"
+    "$UV" pip install --quiet --compile-bytecode --python "$dir/bin/python" "$spec"
   else
     "$PY" -m venv "$dir"
     "$dir/bin/python" -m pip install --quiet --upgrade pip
     "$dir/bin/python" -m pip install --quiet "$spec"
+    "$dir/bin/python" -m compileall -q "$dir/lib" >/dev/null
   fi
   "$dir/bin/python" -c "$check"
   echo "$spec" >"$marker"

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"
 MODEL = "browser-history-model"
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture

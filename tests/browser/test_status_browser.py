@@ -42,7 +42,7 @@ SERVICE = "status-browser-test"
 RUNS = ("browser-test-champion", "browser-test-last")
 SENSORS = ["north-reservoir", "east-main", "south-well", "west-tower"]
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def _insert(conn: db.Connection, settings: Settings, now: datetime) -> None:

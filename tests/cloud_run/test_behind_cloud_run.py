@@ -31,7 +31,7 @@ from potability.features import SMOKE_SENSOR_PREFIX
 from potability.gcp import smoke
 from potability.local.function_servers import wait_answering
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 READING = {
     "ph": 7.08,

@@ -38,7 +38,7 @@ from potability.model import sklearn_save_kwargs
 from potability.serving import model_server
 
 CHAMPION = "champion"
-QUICK = ["--param", "grids=quick", "--param", "cv_folds=3"]
+QUICK = ["--param", "grids=quick", "--param", "cv_folds=2"]
 # MLflow's client retries a refused connection with exponential backoff (7 times by default,
 # minutes in all); a step must fail in bounded time once MLflow is gone.
 BOUNDED_MLFLOW = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}

@@ -225,6 +225,7 @@ def _answer(body: bytes, chunked: bool = False) -> bytes:
     )
 
 
+@pytest.mark.integration
 def test_local_endpoint_retries_a_stale_keepalive_connection_once_and_reads_chunked() -> None:
     body = b'{"predictions":[{"potable":1,"probability":0.75,"model_version":"9"}]}'
     port, seen, thread = _scripted_server([_answer(body), _answer(body, chunked=True)])
@@ -244,6 +245,7 @@ def test_local_endpoint_retries_a_stale_keepalive_connection_once_and_reads_chun
     assert json.loads(sent) == {"instances": [{**reading(ph=None)}]}
 
 
+@pytest.mark.integration
 def test_local_endpoint_garbage_answer_is_unavailable() -> None:
     port, _, thread = _scripted_server([b"SSH-2.0-OpenSSH\r\n"])
     with pytest.raises(EndpointUnavailable):

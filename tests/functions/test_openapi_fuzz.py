@@ -8,22 +8,20 @@ field, and must write nothing (the row counts prove it).
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
-import schemathesis
 import yaml
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
-from schemathesis import GenerationMode
-from schemathesis.core.parameters import ParameterLocation
 
 from functions.openapi import DOCUMENT_PATH, build_document, render
 from potability.features import json_schema_for_reading
 from potability.local import function_servers as local
 
-SCHEMA = schemathesis.openapi.from_path(DOCUMENT_PATH)
-PREDICT = SCHEMA["/predict"]["POST"]
-ADD_SAMPLE = SCHEMA["/add_sample"]["POST"]
+if TYPE_CHECKING:
+    from schemathesis.specs.openapi.schemas import APIOperation
+
 FUZZ = hyp_settings(
     max_examples=60,
     deadline=None,
@@ -31,6 +29,22 @@ FUZZ = hyp_settings(
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+
+
+@functools.cache
+def _operation(path: str) -> APIOperation:
+    """The document's POST ``path``, read when a fuzz test first asks: schemathesis is
+    imported then, not when the unit tier collects this module (seconds of imports)."""
+    import schemathesis
+
+    return schemathesis.openapi.from_path(DOCUMENT_PATH)[path]["POST"]
+
+
+def _cases(path: str, positive: bool) -> Any:
+    from schemathesis import GenerationMode
+
+    mode = GenerationMode.POSITIVE if positive else GenerationMode.NEGATIVE
+    return _operation(path).as_strategy(mode)
 
 
 def test_published_document_is_current() -> None:
@@ -96,7 +110,7 @@ def test_fuzz_predict_valid_requests_are_answered_and_logged(local_functions, cl
     _, env = local_functions
 
     @FUZZ
-    @given(case=PREDICT.as_strategy(GenerationMode.POSITIVE))
+    @given(case=_cases("/predict", positive=True))
     def run(case: Any) -> None:
         before = _counts(clean_db)
         response = case.call(base_url=env["PREDICT_URL"])
@@ -130,7 +144,7 @@ def test_fuzz_predict_invalid_requests_are_refused_and_write_nothing(
     _, env = local_functions
 
     @FUZZ
-    @given(case=PREDICT.as_strategy(GenerationMode.NEGATIVE))
+    @given(case=_cases("/predict", positive=False))
     def run(case: Any) -> None:
         before = _counts(clean_db)
         _refused(case, case.call(base_url=env["PREDICT_URL"]), before, clean_db)
@@ -147,7 +161,7 @@ def test_fuzz_add_sample_valid_requests(local_functions, clean_db) -> None:
     auth = _auth(home)
 
     @FUZZ
-    @given(case=ADD_SAMPLE.as_strategy(GenerationMode.POSITIVE))
+    @given(case=_cases("/add_sample", positive=True))
     def run(case: Any) -> None:
         before = _counts(clean_db)
         response = case.call(base_url=env["ADD_SAMPLE_URL"], headers=auth)
@@ -171,10 +185,12 @@ def test_fuzz_add_sample_invalid_requests_are_refused(local_functions, clean_db)
     auth = _auth(home)
 
     @FUZZ
-    @given(case=ADD_SAMPLE.as_strategy(GenerationMode.NEGATIVE))
+    @given(case=_cases("/add_sample", positive=False))
     def run(case: Any) -> None:
         before = _counts(clean_db)
         response = case.call(base_url=env["ADD_SAMPLE_URL"], headers=auth)
+        from schemathesis.core.parameters import ParameterLocation
+
         if not case.meta.is_negative_at(ParameterLocation.BODY):
             # Only the (generated) Authorization header was broken, and we send a valid one.
             assert response.status_code < 500, response.text
@@ -194,7 +210,7 @@ def test_fuzz_add_sample_without_credentials_writes_nothing(local_functions, cle
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=ADD_SAMPLE.as_strategy(GenerationMode.POSITIVE))
+    @given(case=_cases("/add_sample", positive=True))
     def run(case: Any) -> None:
         before = _counts(clean_db)
         case.headers = {

@@ -310,8 +310,8 @@ def test_bad_requests_are_json_4xx_naming_the_problem(ctx) -> None:
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_database_down_is_503_with_the_shared_retry_after(tmp_path) -> None:
-    dead = Context(Settings(database_url=f"postgresql://postgres@/potability?host={tmp_path}"))
+def test_database_down_is_503_with_the_shared_retry_after(dead_database_url: str) -> None:
+    dead = Context(Settings(database_url=dead_database_url))
     response = call(dead, "/?format=json")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == str(RETRY_AFTER_SECONDS)

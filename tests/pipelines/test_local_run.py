@@ -3,7 +3,7 @@
 First run: every family and the soft vote as nested MLflow runs with their figures, a champion
 alias, the decision row in water.pipeline_runs, and our model server answering with that version.
 Second run on unchanged data: same export hash, an equal challenger, the champion kept and
-still served. Quick grid and 3 folds keep it to the pipeline's plumbing, not model quality.
+still served. Quick grid and 2 folds keep it to the pipeline's plumbing, not model quality.
 """
 
 import json
@@ -23,7 +23,7 @@ from potability.governance import run_record
 from potability.local import services
 from training import modeling
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 READING = {
     "ph": 7.1,
@@ -73,7 +73,7 @@ def e2e(
         mlflow_tracking_uri=mlflow_uri,
         model_name=name,
     )
-    params = {"grids": "quick", "cv_folds": 3}
+    params = {"grids": "quick", "cv_folds": 2}
     first = run_local(settings, params)
     second = run_local(settings, params)
     yield settings, first, second

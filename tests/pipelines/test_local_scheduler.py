@@ -85,7 +85,7 @@ def scheduled_home(tmp_path: Path, database_url: str, mlflow_uri: str) -> Iterat
         services.stop(tmp_path, service)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_service_fires_a_real_run_at_its_time(scheduled_home: Path, database_url: str) -> None:
     home = scheduled_home
     zone = ZoneInfo("Europe/Paris")
@@ -95,7 +95,7 @@ def test_the_service_fires_a_real_run_at_its_time(scheduled_home: Path, database
     settings = config.load_settings(home).with_(
         pipeline_schedule=expression,
         pipeline_schedule_time_zone="Europe/Paris",
-        pipeline_schedule_params=("grids=quick", "cv_folds=3", f"model_name={model}"),
+        pipeline_schedule_params=("grids=quick", "cv_folds=2", f"model_name={model}"),
     )
     line = local_scheduler.start(settings)
     assert line == f"{expression} (Europe/Paris), next run {at.isoformat()}"

@@ -83,9 +83,9 @@ def test_waiting_for_the_next_run_checks_for_a_stale_pipeline_every_minute(
 
 
 def test_a_database_outage_skips_the_check_and_keeps_the_schedule(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    dead_database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dead = Settings(database_url=f"postgresql://postgres@/potability?host={tmp_path}")
+    dead = Settings(database_url=dead_database_url)
     clock = [datetime.now(UTC)]
     due = clock[0] + timedelta(seconds=70)
 

@@ -13,7 +13,7 @@ from potability import alerts, db
 from potability.config import Settings
 from potability.governance import run_record
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 def test_a_failed_run_reaches_the_webhook_once(

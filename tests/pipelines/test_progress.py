@@ -108,6 +108,7 @@ def test_key_results_of_every_step(tmp_path: Path) -> None:
     ) == ("12 lab samples, 9 matched")
 
 
+@pytest.mark.integration
 def test_a_second_run_is_refused_while_one_holds_the_lock(tmp_path: Path) -> None:
     settings = Settings(
         home=tmp_path, database_url="postgresql://unused", mlflow_tracking_uri="http://127.0.0.1:9"

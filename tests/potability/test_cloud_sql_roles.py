@@ -31,6 +31,9 @@ from potability import db, migrations, seed
 from potability.config import Settings
 from potability.local import stack as local_stack
 
+# A PostgreSQL cluster of the module's own, shaped like a new Cloud SQL instance.
+pytestmark = pytest.mark.integration
+
 PROJECT_IAM = "demo-project.iam"
 MIGRATOR = f"potability-migrator@{PROJECT_IAM}"
 MEMBERS = {

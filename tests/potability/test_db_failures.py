@@ -313,6 +313,7 @@ def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
         local_stack.stop_database(home)
 
 
+@pytest.mark.e2e
 def test_a_server_shutting_down_refuses_with_57P03_and_a_restart_recovers(
     private_server: tuple[Path, str],
 ) -> None:

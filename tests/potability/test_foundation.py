@@ -164,8 +164,8 @@ def test_database_url_forms():
     )
 
 
-def test_unreachable_database_is_reported_as_unavailable(tmp_path):
+def test_unreachable_database_is_reported_as_unavailable(dead_database_url):
     from potability.config import Settings
 
     with pytest.raises(db.DatabaseUnavailable):
-        db.connect(Settings(database_url=f"postgresql://postgres@/x?host={tmp_path}"))
+        db.connect(Settings(database_url=dead_database_url))

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from .conftest import SCHEMA_TOOLS, TF_DIR
+
+# Files read and parsed, no tool run: the unit tier, although the folder is end to end.
+pytestmark = pytest.mark.unit
 
 FAKE_JS = """
 class DemoThing extends cdktn.TerraformResource {

@@ -209,6 +209,7 @@ class FakeMonitoring:
         return answer
 
 
+@pytest.mark.integration
 def test_deploy_runs_every_step_in_order_with_values_from_terraform(fakes: Path) -> None:
     lines: list[str] = []
     monitoring = FakeMonitoring()
@@ -227,6 +228,7 @@ def test_deploy_runs_every_step_in_order_with_values_from_terraform(fakes: Path)
     assert "gcloud auth print-identity-token" in text
 
 
+@pytest.mark.integration
 def test_auto_approve_reaches_terraform_apply(fakes: Path) -> None:
     gcp_deploy.deploy(
         gcp_deploy.Runner(out=lambda _: None),
@@ -241,6 +243,7 @@ def test_auto_approve_reaches_terraform_apply(fakes: Path) -> None:
     assert ["git", "rev-parse", "--short=12", "HEAD"] not in _calls(fakes)
 
 
+@pytest.mark.integration
 def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -275,6 +278,7 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
     assert "(dry run) would call predict, add_sample and the status page" in out
 
 
+@pytest.mark.integration
 def test_make_gcp_deploy_dry_run_uses_the_module(fakes: Path) -> None:
     res = subprocess.run(
         ["make", "-n", "gcp-deploy", "DRY_RUN=1"],
@@ -286,6 +290,7 @@ def test_make_gcp_deploy_dry_run_uses_the_module(fakes: Path) -> None:
     assert ".venv/bin/potability gcp deploy --dry-run" in res.stdout
 
 
+@pytest.mark.integration
 def test_a_failing_step_stops_with_the_command_and_nothing_after_it(
     fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -295,6 +300,7 @@ def test_a_failing_step_stops_with_the_command_and_nothing_after_it(
     assert "`gcloud builds submit --project=demo" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_missing_terraform_outputs_say_to_apply_first(
     fakes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

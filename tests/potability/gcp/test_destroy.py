@@ -15,6 +15,9 @@ import pytest
 
 from potability.gcp import destroy as gcp_destroy
 
+# Every test runs the module's commands against fake gcloud and terraform executables.
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[3]
 OUTPUTS = {
     "project_id": "demo",

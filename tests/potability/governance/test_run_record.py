@@ -141,15 +141,12 @@ def test_a_run_that_fails_every_day_becomes_stale(runs_db: Settings) -> None:
 
 
 def test_mark_failed_delivers_its_alert_when_the_database_is_down(
-    capsys: pytest.CaptureFixture[str],
+    dead_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The failure is most likely the database's on GCP: the alert still leaves (log line for
     Cloud Monitoring's log-based metric), and the step still fails with the database's error."""
     import json
 
-    from potability.local import services
-
-    dead_port = services.free_port()  # nothing listens: connection refused
     settings = Settings(env="local", database_url=f"postgresql://postgres@127.0.0.1:{dead_port}/x")
     with pytest.raises(db.DatabaseUnavailable):
         run_record.mark_failed(settings, "rr-db-down", "export: DatabaseUnavailable: refused")

@@ -167,6 +167,7 @@ def _check_against_discovery(method: str, path: str, query: dict[str, str]) -> s
     return which
 
 
+@pytest.mark.integration
 def test_a_day_is_stored_create_only_fetched_and_verified_through_the_json_api(
     gcs: FakeGcs, tmp_path: Path
 ) -> None:

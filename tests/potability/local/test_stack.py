@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from potability.local import services
 from potability.local import stack as local_stack
 
@@ -41,6 +43,7 @@ def test_up_again_reuses_the_running_stack(stack_home, database_url, mlflow_uri,
     assert "last run                 " in status
 
 
+@pytest.mark.integration
 def test_down_stops_what_up_started(tmp_path):
     home = tmp_path / "stack"
     url = local_stack.start_database(home)
