@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from potability.db import Connection
+from potability.db import Connection, sqlstate
 from potability.features import FEATURE_COLUMNS, FEATURES, SMOKE_SENSOR_LIKE
 
 HOUR = timedelta(hours=1)
@@ -111,20 +111,27 @@ def roll_up_cells(
     return int(cur.fetchone()[0])
 
 
-CATCH_UP_HOURS = 24
-"""Hours :func:`catch_up` rolls up per transaction."""
+CATCH_UP_HOURS = 6
+"""Hours :func:`catch_up` rolls up per transaction: bounded work per statement (~0.4 M
+readings after a 10 M-reading backfill of a week), each batch committed."""
 CELL_HOURS = 2
 """Hours whose drift cells :func:`catch_up` fills per transaction: ~23 us a reading measured
 (docs/scale.md), so ~5.5 s at 120 k readings an hour - inside a connection's default 10 s
 socket timeout."""
 
 
-def catch_up(conn: Connection, now: datetime, days: float = WEEK_HOURS / 24) -> int:
+def catch_up(
+    conn: Connection, now: datetime, days: float = WEEK_HOURS / 24, job: str = "maintenance"
+) -> int:
     """Roll up every complete hour of the last ``days`` (``potability qc``, the hourly
-    maintenance, benches), a day's hours per transaction, so a long catch-up keeps what it did
-    if it is interrupted; then fill the drift cells (sql/015) of the rolled-up hours that have
-    none yet, a few hours per transaction. The status page rolls up counts only: cells cost
-    too much for its statement timeout. Returns the hours whose counts it rolled up."""
+    maintenance, benches), :data:`CATCH_UP_HOURS` hours per transaction, so a long catch-up
+    keeps what it did if it is interrupted or times out; then fill the drift cells (sql/015) of
+    the rolled-up hours that have none yet, :data:`CELL_HOURS` hours per transaction. The
+    status page rolls up counts only: cells cost too much for its statement timeout.
+
+    A batch of cells that fails on a reading's values (SQLSTATE class 22, data exception) does
+    not stop the job: the reading is found (:func:`quarantine_failing`), quarantined for
+    ``job`` and the batch retried without it. Returns the hours whose counts it rolled up."""
     start = floor_hour(now - timedelta(days=days))
     through = rollable_through(now)
     done = 0
@@ -132,10 +139,95 @@ def catch_up(conn: Connection, now: datetime, days: float = WEEK_HOURS / 24) -> 
         conn.commit()
         done += n
     conn.commit()
-    while roll_up_cells(conn, start, through, CELL_HOURS):
+    while True:
+        try:
+            filled = roll_up_cells(conn, start, through, CELL_HOURS)
+        except Exception as exc:
+            conn.rollback()
+            if not (sqlstate(exc) or "").startswith("22"):
+                raise
+            if not quarantine_failing(conn, start, through, CELL_HOURS, job, type(exc).__name__):
+                raise  # nothing to quarantine: not a reading's fault
+            conn.commit()
+            continue
         conn.commit()
-    conn.commit()
-    return done
+        if not filled:
+            return done
+
+
+QUARANTINE_STEP = "drift_cells"
+
+
+def quarantine_failing(
+    conn: Connection, start: datetime, through: datetime, hours: int, job: str, error_class: str
+) -> int:
+    """Find the readings whose drift cells cannot be computed in the next ``hours`` hours the
+    cell rollup would fill, by bisecting each hour's id range (each probe one bounded range
+    of one hour: ``water.inference_cells_fail``), and quarantine them; how many. In the
+    caller's transaction."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT hour FROM water.inference_rolled_hours WHERE hour >= %s AND hour < %s "
+        "AND NOT cells_rolled ORDER BY hour LIMIT %s",
+        (floor_hour(start), floor_hour(through), hours),
+    )
+    found = 0
+    for (hour,) in cur.fetchall():
+        cur.execute(
+            "SELECT min(id), max(id) + 1 FROM water.water_inferences "
+            "WHERE inferred_at >= %s AND inferred_at < %s",
+            (hour, hour + HOUR),
+        )
+        lo, hi = cur.fetchone()
+        while lo is not None and _fails(cur, hour, lo, hi):
+            while hi - lo > 1:  # invariant: [lo, hi) holds a failing reading
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if _fails(cur, hour, lo, mid) else (mid, hi)
+            cur.execute(
+                "INSERT INTO water.inference_quarantine (id, inferred_at, sensor_id, job, step, "
+                "error_class) SELECT id, inferred_at, sensor_id, %s, %s, %s "
+                "FROM water.water_inferences WHERE id = %s AND inferred_at >= %s "
+                "AND inferred_at < %s ON CONFLICT DO NOTHING",
+                (job, QUARANTINE_STEP, error_class, lo, hour, hour + HOUR),
+            )
+            found += 1
+            cur.execute(
+                "SELECT min(id), max(id) + 1 FROM water.water_inferences "
+                "WHERE inferred_at >= %s AND inferred_at < %s",
+                (hour, hour + HOUR),
+            )
+            lo, hi = cur.fetchone()
+    return found
+
+
+def _fails(cur: Any, hour: datetime, lo: int, hi: int) -> bool:
+    cur.execute("SELECT water.inference_cells_fail(%s, %s, %s, %s)", (hour, hour + HOUR, lo, hi))
+    return cur.fetchone()[0] is not None
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A reading in quarantine (what a job's alert names)."""
+
+    id: int
+    inferred_at: datetime
+    sensor_id: str
+    job: str
+    step: str
+    error_class: str
+
+
+def quarantined(conn: Connection, limit: int = 20) -> tuple[int, list[Quarantined]]:
+    """(readings in quarantine, the newest ``limit`` of them)."""
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM water.inference_quarantine")
+    total = int(cur.fetchone()[0])
+    cur.execute(
+        "SELECT id, inferred_at, sensor_id, job, step, error_class "
+        "FROM water.inference_quarantine ORDER BY quarantined_at DESC, id DESC LIMIT %s",
+        (limit,),
+    )
+    return total, [Quarantined(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in cur.fetchall()]
 
 
 def forget(conn: Connection, start: datetime, end: datetime) -> int:
@@ -205,7 +297,9 @@ def drift_cells(conn: Connection, start: datetime, end: datetime) -> dict[int, d
         " UNION ALL"
         f" SELECT v.feature, v.cell, count(*) FROM water.water_inferences i"
         f" CROSS JOIN LATERAL (VALUES {_CELLS}) AS v(feature, cell)"
-        f" WHERE {where} GROUP BY 1, 2) c GROUP BY 1, 2",
+        f" WHERE ({where}) AND NOT EXISTS (SELECT 1 FROM water.inference_quarantine q"
+        "  WHERE q.id = i.id AND q.inferred_at = i.inferred_at)"
+        " GROUP BY 1, 2) c GROUP BY 1, 2",
         (covered or None, *[bound for _, lo, _, hi in ranges for bound in (lo, hi)]),
     )
     out: dict[int, dict[int, int]] = {k: {} for k in range(len(FEATURES))}
