@@ -206,7 +206,7 @@ def move_batch(conn: db.Connection, day: date, rows: int = BATCH_ROWS) -> int:
 def drain_day(
     conn: db.Connection,
     day: date,
-    rows: int = BATCH_ROWS,
+    rows: int | None = None,
     on_batch: Callable[[date, int], None] | None = None,
 ) -> tuple[int, bool]:
     """Step 1 for one day: its readings out of DEFAULT in batches of ``rows`` (each committed:
@@ -214,6 +214,7 @@ def drain_day(
     (what predict wrote meanwhile) moved under the lock and the day's table attached.
     Meanwhile the day's moved readings are out of the log's reads: at most the few seconds of
     one day's drain, or until the next run after a kill. Returns (rows moved, attached)."""
+    rows = rows or BATCH_ROWS
     moved = 0
     while True:
         n = move_batch(conn, day, rows)
@@ -242,12 +243,13 @@ def ensure_partitions(
     today: date,
     report: MaintenanceReport | None = None,
     on_batch: Callable[[date, int], None] | None = None,
+    batch_rows: int | None = None,
 ) -> MaintenanceReport:
     """Steps 1 and 2: readings out of DEFAULT into their days, in bounded batches
     (:func:`drain_day`); today + :data:`DAYS_AHEAD`."""
     report = report or MaintenanceReport()
     for day in sorted(set(unattached_days(conn)) | set(default_days(conn))):
-        moved, attached = drain_day(conn, day, on_batch=on_batch)
+        moved, attached = drain_day(conn, day, batch_rows, on_batch)
         if attached:
             report.created.append(day)
         report.moved_from_default += moved
@@ -411,11 +413,13 @@ def run_maintenance(
     now: datetime | None = None,
     store: inference_archive.Store | None = None,
     on_batch: Callable[[date, int], None] | None = None,
+    batch_rows: int | None = None,
 ) -> MaintenanceReport:
     """The hourly step, whole (what the benchmark times): see the module docstring. Recorded
     as a run of the ``maintenance`` job (:func:`potability.jobs.recorded`): a failure raises
     ``maintenance_failed`` naming the step, a success resolves it. ``on_batch`` is called
-    after every batch moved out of DEFAULT (progress for the benchmark and the kill test)."""
+    after every batch moved out of DEFAULT (progress for the benchmark and the kill test);
+    ``batch_rows`` overrides :data:`BATCH_ROWS`."""
     from potability import jobs
 
     started = time.perf_counter()
@@ -428,7 +432,7 @@ def run_maintenance(
         with run.step("connect"):
             conn = held.enter_context(closing(connect(settings)))
         with run.step("partitions"):
-            report = ensure_partitions(conn, today, on_batch=on_batch)
+            report = ensure_partitions(conn, today, on_batch=on_batch, batch_rows=batch_rows)
         with run.step("request_keys"):
             report.keys_pruned = prune_request_keys(conn, now, settings.inference_request_key_days)
         with run.step("retention"):
