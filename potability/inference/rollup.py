@@ -83,6 +83,10 @@ class InferenceActivity:
     daily: list[Count]
     last_24h: WindowSummary
     last_7d: WindowSummary
+    pending: tuple[datetime, ...] = ()
+    """Complete hours with readings that are neither rolled up nor counted here (their
+    readings are missing from every figure): empty when the answer is exact. Only a bounded
+    reader (``max_raw_hours``) leaves hours pending - after a backfill, a deploy on a full log."""
 
 
 def roll_up(
@@ -323,7 +327,8 @@ WITH rolled AS (
            count(*) FILTER (WHERE i.predicted_class = 1)
     FROM water.water_inferences i
     CROSS JOIN LATERAL (SELECT {_BIN.format(col="i.inferred_at")} AS hour) b
-    WHERE i.inferred_at >= (SELECT hour FROM first_gap) AND i.inferred_at <= %(now)s
+    WHERE i.inferred_at >= greatest((SELECT hour FROM first_gap), %(raw_from)s)
+      AND i.inferred_at <= %(now)s
       AND NOT EXISTS (SELECT 1 FROM rolled r WHERE r.hour = b.hour)
     GROUP BY 1, 2, 3
 ), marked AS (
@@ -364,14 +369,56 @@ def _summary(
     )
 
 
-def activity(conn: Connection, now: datetime, max_sensors: int = 50) -> InferenceActivity:
+RAW_HOURS = 2
+"""Hours a bounded reader always counts from raw rows: the current one and the one before
+(rollable only :data:`GRACE` after it ended)."""
+
+
+def unrolled_hours(conn: Connection, start: datetime, before: datetime) -> list[datetime]:
+    """The hours of ``[start, before)`` that are not rolled up and have readings: one probe of
+    the log's ``inferred_at`` index per hour not rolled up (at most a week's 168), never a
+    count."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT h FROM generate_series(%s::timestamptz, %s::timestamptz - interval '1 hour', "
+        "interval '1 hour') h WHERE NOT EXISTS (SELECT 1 FROM water.inference_rolled_hours r "
+        "WHERE r.hour = h) AND EXISTS (SELECT 1 FROM water.water_inferences i "
+        "WHERE i.inferred_at >= h AND i.inferred_at < h + interval '1 hour') ORDER BY h",
+        (start, before),
+    )
+    return [r[0] for r in cur.fetchall()]
+
+
+def activity(
+    conn: Connection, now: datetime, max_sensors: int = 50, max_raw_hours: int | None = None
+) -> InferenceActivity:
     """The log's last week at ``now``, by hour, day, sensor and model version: rollups for the
-    rolled-up hours, raw rows for the others (one statement; exact either way)."""
+    rolled-up hours, raw rows for the others (one statement).
+
+    Exact when ``max_raw_hours`` is None. Otherwise bounded (the status page, issue 29: after
+    a 10 M-reading backfill, counting the un-rolled hours from raw rows took ~14 s and every
+    view answered 503): if more than ``max_raw_hours`` complete hours older than the latest
+    :data:`RAW_HOURS` are neither rolled up nor empty, only the latest :data:`RAW_HOURS` are
+    counted from raw rows and the others are returned as ``pending`` - the rollups catch them
+    up in bounded steps and the answer is exact again."""
     current = floor_hour(now)
     start = current - (WEEK_HOURS - 1) * HOUR
     day_start = current - (DAY_HOURS - 1) * HOUR
+    raw_from = start
+    pending: list[datetime] = []
+    if max_raw_hours is not None:
+        recent = current - (RAW_HOURS - 1) * HOUR
+        waiting = unrolled_hours(conn, start, recent)
+        if len(waiting) > max_raw_hours:
+            raw_from, pending = recent, waiting
     cur = conn.cursor()
-    named = {"start": start, "now": now, "day_start": day_start, "smoke": SMOKE_SENSOR_LIKE}
+    named = {
+        "start": start,
+        "now": now,
+        "day_start": day_start,
+        "smoke": SMOKE_SENSOR_LIKE,
+        "raw_from": raw_from,
+    }
     cur.execute(_ACTIVITY_SQL, tuple(named[name] for name in _ACTIVITY_PARAMS))
     hours: dict[datetime, tuple[int, int]] = {}
     sensors: dict[bool, dict[str, list[int]]] = {True: {}, False: {}}
@@ -407,4 +454,5 @@ def activity(conn: Connection, now: datetime, max_sensors: int = 50) -> Inferenc
         daily=daily,
         last_24h=_summary(day_start, now, sensors[True], versions[True], max_sensors),
         last_7d=_summary(start, now, merged(sensors), merged(versions), max_sensors),
+        pending=tuple(pending),
     )
