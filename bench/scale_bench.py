@@ -449,7 +449,7 @@ def fill_default(database_url: str, rows: int, days: int) -> dict[str, Any]:
         done, chunk = 0, 0
         while done < rows:
             n = min(CHUNK, rows - done)
-            cur.execute(BACKLOG_FILL, (f"{tag}-{chunk}", n, first, days))
+            cur.execute(BACKLOG_FILL, (f"{tag}-{chunk}", first, days, n))
             done += n
             chunk += 1
             print(f"  {done:,} readings in DEFAULT ({time.perf_counter() - started:.0f} s)")
