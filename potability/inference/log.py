@@ -192,6 +192,21 @@ progress committed per batch, and the DEFAULT partition's lock (taken by ``DISAB
 held only that long, so predict's readings of days without a partition wait at most that."""
 
 
+PAUSE_RATIO = 1.0
+"""After each batch (a move out of DEFAULT, a few hours of rollups) the maintenance sleeps this
+many times as long as the batch took: at most half of one core for a backlog's drain, so
+predict keeps its throughput while a backlog drains (bench/scale_bench.py backlog; on the
+benchmark's 2 shared cores an unpaced drain took a third of predict's throughput). It doubles
+the drain's time - progress is committed per batch, so a drain longer than a run is continued
+by the next."""
+
+
+def pace(worked_seconds: float) -> None:
+    """Sleep :data:`PAUSE_RATIO` times ``worked_seconds`` (the batch's time)."""
+    if PAUSE_RATIO > 0:
+        time.sleep(worked_seconds * PAUSE_RATIO)
+
+
 def move_batch(conn: db.Connection, day: date, rows: int = BATCH_ROWS) -> int:
     """Move at most ``rows`` readings of ``day`` out of DEFAULT into the day's table (one
     committed transaction); how many it moved."""
@@ -217,7 +232,9 @@ def drain_day(
     rows = rows or BATCH_ROWS
     moved = 0
     while True:
+        started = time.perf_counter()
         n = move_batch(conn, day, rows)
+        pace(time.perf_counter() - started)
         moved += n
         if on_batch is not None:
             on_batch(day, n)
@@ -439,6 +456,8 @@ def run_maintenance(
             archive_expired(conn, settings, today, report, store)
         with run.step("rollups"):
             # the hours' counts and drift cells (sql/015), so `potability qc` finds them ready
-            report.hours_rolled_up = inference_rollup.catch_up(conn, now, job=jobs.MAINTENANCE)
+            report.hours_rolled_up = inference_rollup.catch_up(
+                conn, now, job=jobs.MAINTENANCE, pace=pace
+            )
     report.seconds = time.perf_counter() - started
     return report

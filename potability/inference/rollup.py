@@ -20,6 +20,8 @@ Readers get typed rows (:class:`InferenceActivity`); :mod:`functions.status` map
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -125,7 +127,11 @@ socket timeout."""
 
 
 def catch_up(
-    conn: Connection, now: datetime, days: float = WEEK_HOURS / 24, job: str = "maintenance"
+    conn: Connection,
+    now: datetime,
+    days: float = WEEK_HOURS / 24,
+    job: str = "maintenance",
+    pace: Callable[[float], None] | None = None,
 ) -> int:
     """Roll up every complete hour of the last ``days`` (``potability qc``, the hourly
     maintenance, benches), :data:`CATCH_UP_HOURS` hours per transaction, so a long catch-up
@@ -135,15 +141,23 @@ def catch_up(
 
     A batch of cells that fails on a reading's values (SQLSTATE class 22, data exception) does
     not stop the job: the reading is found (:func:`quarantine_failing`), quarantined for
-    ``job`` and the batch retried without it. Returns the hours whose counts it rolled up."""
+    ``job`` and the batch retried without it. ``pace`` is called with each batch's seconds
+    (the maintenance sleeps in proportion, so predict keeps its share of the machine). Returns
+    the hours whose counts it rolled up."""
     start = floor_hour(now - timedelta(days=days))
     through = rollable_through(now)
     done = 0
-    while n := roll_up(conn, start, through, CATCH_UP_HOURS):
-        conn.commit()
-        done += n
-    conn.commit()
     while True:
+        began = time.perf_counter()
+        n = roll_up(conn, start, through, CATCH_UP_HOURS)
+        conn.commit()
+        if not n:
+            break
+        done += n
+        if pace is not None:
+            pace(time.perf_counter() - began)
+    while True:
+        began = time.perf_counter()
         try:
             filled = roll_up_cells(conn, start, through, CELL_HOURS)
         except Exception as exc:
@@ -157,6 +171,8 @@ def catch_up(
         conn.commit()
         if not filled:
             return done
+        if pace is not None:
+            pace(time.perf_counter() - began)
 
 
 QUARANTINE_STEP = "drift_cells"
