@@ -5,7 +5,9 @@
 scheduler service before each pipeline firing; ``potability migrate`` runs its partition part):
 
 1. readings that landed in the DEFAULT partition (their day had no partition) are moved into
-   a partition of their own day (``water.ensure_inference_partition``);
+   a partition of their own day in batches of :data:`BATCH_ROWS`, each committed, then the
+   day's table is attached (:func:`drain_day`, sql/018: a backlog of millions is drained over
+   as many runs as it takes, never by one unbounded statement);
 2. partitions for today and the next :data:`DAYS_AHEAD` days are created;
 3. request keys older than the idempotency window (``INFERENCE_REQUEST_KEY_DAYS``) are pruned;
 4. every day older than ``INFERENCE_RETENTION_DAYS`` is exported to Parquet
@@ -18,10 +20,17 @@ scheduler service before each pipeline firing; ``potability migrate`` runs its p
    the latest hour or two to count from raw rows. Hourly, this is ~3 s at 120 k readings an
    hour; the first run after sql/015 fills the whole week.
 
-Each step is idempotent, and a step killed midway leaves the database as it was: partition
-creation is one transaction, an archive file appears whole or not at all, and the drop comes
-last. Running it again completes the work (an archive left by a killed run is verified and
-reused; one that does not match the database stops the run, loudly, dropping nothing).
+Every run is recorded (:mod:`potability.jobs`): ``water.job_status`` says when it last
+succeeded, a failure raises ``maintenance_failed`` naming the step and the error class. Its
+connection sets :data:`STATEMENT_TIMEOUT_MS` below its :data:`SOCKET_TIMEOUT_SECONDS`, and
+the heavy loops pace themselves (:data:`PAUSE_RATIO`) so predict keeps its share of the machine.
+
+Each step is idempotent, and a step killed midway leaves the database as it was, or with the
+batches it committed: partition creation is one transaction, a drain keeps its moved batches
+(in the day's table, attached by the next run), an archive file appears whole or not at
+all, and the drop comes last. Running it again completes the work (an archive left by a
+killed run is verified and reused; one that does not match the database stops the run,
+loudly, dropping nothing).
 
 DDL runs as ``water_owner`` (the role that owns the log, sql/005), as migrations do: the
 partitions it creates belong to that role, and the access roles reach them through the parent
