@@ -371,6 +371,11 @@ def status_data(
 ROLLUP_HOURS_PER_REFRESH = 6
 """Hours a refresh may roll up (oldest first): normally the one that just ended; after a deploy
 on a full log, the week is caught up a few hours per refresh, each a bounded cost."""
+ROLLUP_BUDGET_MS = 800
+"""The statement timeout of a refresh's roll-up: a page view that waits for a refresh waits
+for it, and a refresh must stay under a second (issue 29's target). After a backfill, hours
+that do not fit stay pending for the hourly maintenance; each failed roll-up halves the hours
+the next refresh tries, a successful one restores :data:`ROLLUP_HOURS_PER_REFRESH`."""
 MAX_RAW_HOURS = 4
 """Complete un-rolled hours (besides the latest two) a refresh still counts from raw rows; with
 more (a backfill, a deploy on a full log) they are named as pending instead (issue 29)."""
@@ -391,6 +396,8 @@ class StatusSource:
         self.statement_timeout_ms = settings.status_statement_timeout_ms
         self.refreshes = 0
         """Database refreshes done (the bench and the tests count them)."""
+        self.rollup_hours = ROLLUP_HOURS_PER_REFRESH
+        """Hours the next refresh may roll up (halved after one that timed out)."""
         self.stale_answers = 0
         """Refreshes that failed while the database was up, answered with the last data."""
         self._lock = threading.Lock()
@@ -465,19 +472,23 @@ class StatusSource:
         self.refreshes += 1
         now = datetime.now(UTC)
         try:
-            # its own transaction and half the budget: what it rolled up stays even if the
-            # read below fails, and a roll-up that cannot finish (a backfill's heavy hours, a
-            # lock held by a catch-up) leaves the read its time - the hours stay pending
-            with self.pool.transaction(statement_timeout_ms=self.statement_timeout_ms // 2) as c:
+            # its own transaction and a small budget: what it rolled up stays even if the read
+            # below fails, and a roll-up that cannot finish (a backfill's heavy hours, a lock
+            # held by a catch-up) leaves the read its time - the hours stay pending, and the
+            # next refresh tries fewer of them (readers waiting on a refresh wait for it)
+            budget = min(self.statement_timeout_ms // 2, ROLLUP_BUDGET_MS)
+            with self.pool.transaction(statement_timeout_ms=budget) as c:
                 inference_rollup.roll_up(
                     c,
                     now - timedelta(days=7),
                     inference_rollup.rollable_through(now),
-                    ROLLUP_HOURS_PER_REFRESH,
+                    self.rollup_hours,
                 )
+            self.rollup_hours = ROLLUP_HOURS_PER_REFRESH
         except db.DatabaseUnavailable as exc:
             if exc.failure is db.Failure.CONNECTION:
                 raise
+            self.rollup_hours = max(1, self.rollup_hours // 2)
             log.warning("status roll-up skipped this refresh: %s", exc)
         with self.pool.transaction(
             read_only=True, statement_timeout_ms=self.statement_timeout_ms

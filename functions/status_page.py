@@ -816,7 +816,7 @@ def _jobs(data: dict[str, Any]) -> str:
     if not rows:
         return ""
     return (
-        "<h2>Scheduled jobs</h2><div class=\"table-wrap\"><table><thead><tr><th>Job</th>"
+        '<h2>Scheduled jobs</h2><div class="table-wrap"><table><thead><tr><th>Job</th>'
         "<th>State</th><th>Last success</th><th></th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table></div>"
