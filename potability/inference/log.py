@@ -39,6 +39,7 @@ table's grants (queries and inserts go through ``water.water_inferences``).
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -192,7 +193,11 @@ def unattached_days(conn: db.Connection) -> list[date]:
     )
     names = [r[0] for r in cur.fetchall()]
     conn.rollback()
-    return sorted(datetime.strptime(n[len(PARTITION_PREFIX) :], "%Y%m%d").date() for n in names)
+    return sorted(
+        datetime.strptime(n[len(PARTITION_PREFIX) :], "%Y%m%d").date()
+        for n in names
+        if re.fullmatch(PARTITION_PREFIX + r"\d{8}", n)  # only ours: any other table is left
+    )
 
 
 BATCH_ROWS = 50_000
