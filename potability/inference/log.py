@@ -206,13 +206,13 @@ progress committed per batch, and the DEFAULT partition's lock (taken by ``DISAB
 held only that long, so predict's readings of days without a partition wait at most that."""
 
 
-PAUSE_RATIO = 1.0
-"""After each batch (a move out of DEFAULT, a few hours of rollups) the maintenance sleeps this
-many times as long as the batch took: at most half of one core for a backlog's drain, so
-predict keeps its throughput while a backlog drains (bench/scale_bench.py backlog; on the
-benchmark's 2 shared cores an unpaced drain took a third of predict's throughput). It doubles
-the drain's time - progress is committed per batch, so a drain longer than a run is continued
-by the next."""
+PAUSE_RATIO = 1.5
+"""After each batch (a move out of DEFAULT, a day's attach, a few hours of rollups) the
+maintenance sleeps this many times as long as the batch took: at most 40% of one core for a
+backlog's drain, so predict keeps its throughput while a backlog drains (bench/scale_bench.py
+backlog, docs/scale.md: on the benchmark's 2 shared cores an unpaced drain left predict 68% of
+its throughput, a ratio of 1.0 77-88%). It lengthens the drain - progress is committed per
+batch, so a drain longer than a run is continued by the next."""
 
 
 def pace(worked_seconds: float) -> None:
@@ -265,7 +265,9 @@ def drain_day(
         cur.execute("SELECT water.ensure_inference_partition(%s)", (day,))
         return rest, bool(cur.fetchone()[0])
 
+    started = time.perf_counter()
     rest, attached = _retrying(conn, finish)
+    pace(time.perf_counter() - started)  # the attach reads what is left of DEFAULT
     return moved + rest, attached
 
 
