@@ -284,7 +284,9 @@ def advisory_lock(settings: Settings, name: str, wait_seconds: float = 600.0) ->
     ends *and* when the holder dies (a SIGKILLed step's session ends with its socket). Waiting
     longer than ``wait_seconds`` fails (``55P03``) instead of hanging forever.
     """
-    conn = connect(settings)
+    # the socket must outwait the lock wait: at the 10 s default a second maintenance run
+    # waiting for the first died with TimeoutError instead of waiting (issue 29)
+    conn = connect(settings, timeout=wait_seconds + 30)
     try:
         conn.autocommit = True
         cur = conn.cursor()
