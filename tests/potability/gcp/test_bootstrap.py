@@ -43,6 +43,7 @@ def test_without_a_project_it_stops_and_says_how_to_give_one() -> None:
         bootstrap.bootstrap(Runner(dry_run=True, out=lambda _: None), "")
 
 
+@pytest.mark.integration  # starts a process (make, gcloud's parser, fake tools)
 def test_make_gcp_bootstrap_passes_the_project() -> None:
     res = subprocess.run(
         ["make", "-n", "gcp-bootstrap", "PROJECT=water-prod"],

@@ -78,6 +78,7 @@ REASONS = [
 ]
 
 
+@pytest.mark.integration  # starts a process (make, gcloud's parser, fake tools)
 @pytest.mark.parametrize("reason", REASONS)
 def test_gcloud_splits_the_args_back_into_exactly_the_command(reason: str, tmp_path: Path) -> None:
     """The value goes through the SDK's own ``arg_parsers.ArgList`` (command_lib/run/flags.py
@@ -128,6 +129,7 @@ def _calls(log: Path) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+@pytest.mark.integration  # starts a process (make, gcloud's parser, fake tools)
 def test_make_gcp_model_runs_the_job_from_terraforms_outputs(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -141,6 +143,7 @@ def test_make_gcp_model_runs_the_job_from_terraforms_outputs(
     assert 'resource.labels.job_name="potability-model"' in capsys.readouterr().out
 
 
+@pytest.mark.integration  # starts a process (make, gcloud's parser, fake tools)
 def test_a_refused_or_failed_command_fails_with_where_its_output_is(
     fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -150,6 +153,7 @@ def test_a_refused_or_failed_command_fails_with_where_its_output_is(
     assert "gcloud run jobs execute" in out.err and "gcloud logging read" in out.out
 
 
+@pytest.mark.integration  # starts a process (make, gcloud's parser, fake tools)
 def test_without_the_job_it_says_what_creates_it(
     fakes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -159,6 +163,7 @@ def test_without_the_job_it_says_what_creates_it(
     assert len(_calls(fakes)) == 1  # only terraform output
 
 
+@pytest.mark.integration  # starts a process (make, gcloud's parser, fake tools)
 def test_make_gcp_model_passes_the_arguments_through() -> None:
     res = subprocess.run(
         ["make", "-n", "gcp-model", "ARGS=rollback --reason x", "DRY_RUN=1"],
