@@ -223,4 +223,4 @@ def serve(
 
 
 def _json_error(request: flask.Request, error: ApiError, request_id: str | None) -> flask.Response:
-    return error_response(error, request_id)
+    return error_response(error, request_id, request.path)

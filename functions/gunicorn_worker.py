@@ -48,6 +48,7 @@ from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from functions import request_log
+from functions.http import PROBLEM_JSON, problem
 from potability.config import load_settings
 
 REQUEST_READ_SECONDS = 10.0
@@ -262,13 +263,14 @@ def expects_continue(buf: bytes) -> bool:
 
 
 def error_bytes(refusal: Refusal) -> bytes:
-    """A complete JSON error response that closes the connection."""
+    """A complete error response that closes the connection: problem details, as the
+    application's errors (:func:`functions.http.problem`)."""
     body = json.dumps(
-        {"error": refusal.message, "field": refusal.field}, separators=(",", ":")
+        problem(refusal.status, refusal.field, refusal.message), separators=(",", ":")
     ).encode()
     head = (
         f"HTTP/1.1 {refusal.status} {refusal.reason}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Content-Type: {PROBLEM_JSON}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode("latin-1") + body
 

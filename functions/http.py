@@ -1,8 +1,10 @@
 """HTTP edges shared by the functions: strict JSON bodies, JSON answers, one error type.
 
 Every refusal is an :class:`ApiError` carrying the HTTP status and the *field* at fault, so a
-client always learns what to fix (``{"error": ..., "field": ..., "request_id": ...}``) and a
-handler never needs its own error formatting. Parsing is strict on purpose: NaN/Infinity
+client always learns what to fix - answered as RFC 9457 problem details (:func:`problem`:
+``application/problem+json`` with ``title``, ``status``, ``detail``, ``errors[]`` pointing
+into the body, and the former ``error`` / ``field`` members kept) - and a handler never needs
+its own error formatting. Parsing is strict on purpose: NaN/Infinity
 literals, duplicate keys, non-JSON content types and oversized bodies are refused before any
 value reaches validation, so nothing unexpected can ever reach the database.
 """
@@ -66,11 +68,95 @@ def json_response(
     return response
 
 
-def error_response(error: ApiError, request_id: str | None) -> flask.Response:
-    body: dict[str, Any] = {"error": error.message, "field": error.field}
+PROBLEM_JSON = "application/problem+json"
+"""Errors are RFC 9457 problem details (https://www.rfc-editor.org/rfc/rfc9457)."""
+
+NOT_IN_BODY = frozenset(
+    {
+        "Authorization",
+        "Content-Type",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Expect",
+        "Idempotency-Key",
+        "X-Serverless-Authorization",
+        "method",
+        "format",
+        "headers",
+        "trailers",
+        "url",
+        "request",
+        "request line",
+        "server",
+        "database",
+        "endpoint",
+    }
+)
+"""Fields that name a header, the request itself or a dependency rather than a place in the
+JSON body: their ``errors[]`` entry has no ``pointer``."""
+
+
+def json_pointer(field: str) -> str | None:
+    """The RFC 6901 pointer into the request body of a field as our errors name it
+    (``readings[1].ph`` -> ``/readings/1/ph``; ``body`` -> ``""``, the whole document);
+    ``None`` for a field outside the body (a header, a dependency)."""
+    if field in NOT_IN_BODY:
+        return None
+    if field == "body":
+        return ""
+    steps: list[str] = []
+    for part in field.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            steps.append(name)
+        steps.extend(index.rstrip("]") for index in rest.split("[") if index)
+    return "".join("/" + s.replace("~", "~0").replace("/", "~1") for s in steps)
+
+
+def problem(
+    status: int, field: str, message: str, request_id: str | None = None, instance: str = ""
+) -> dict[str, Any]:
+    """The problem details of a refusal: RFC 9457's members (``type`` ``about:blank``: the
+    status says what kind of problem it is; ``title`` its phrase; ``detail``; ``instance`` the
+    request's path) and ``errors[]`` with a JSON pointer for each place in the body at fault,
+    plus the members clients of the former format read: ``error`` (= ``detail``) and
+    ``field``, and ``request_id``."""
+    from http import HTTPStatus
+
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    where = json_pointer(field)
+    entry: dict[str, Any] = {"detail": message, "field": field}
+    if where is not None:
+        entry["pointer"] = where
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": message,
+        "errors": [entry],
+        "error": message,
+        "field": field,
+    }
+    if instance:
+        body["instance"] = instance
     if request_id:
         body["request_id"] = request_id
-    return json_response(body, error.status, error.headers)
+    return body
+
+
+def error_response(error: ApiError, request_id: str | None, instance: str = "") -> flask.Response:
+    """A refusal as ``application/problem+json``, with the error's headers (``Retry-After``,
+    ``Allow``, ``WWW-Authenticate``)."""
+    response = json_response(
+        problem(error.status, error.field, error.message, request_id, instance),
+        error.status,
+        error.headers,
+    )
+    response.mimetype = PROBLEM_JSON
+    return response
 
 
 def require_method(request: flask.Request, method: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -77,7 +78,7 @@ def test_stalled_clients_at_4x_the_threads_cannot_starve_predict(predict_fn, cle
         for sock in stalled:
             sock.settimeout(min(5, left()))
             status, headers, body = read_response(sock)
-            assert status == 408 and headers["content-type"] == "application/json"
+            assert status == 408 and headers["content-type"] == "application/problem+json"
             assert json.loads(body)["field"] == "request"
     finally:
         for sock in stalled:
@@ -106,7 +107,7 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
 
 def _json_error(port: int, request: bytes) -> tuple[int, dict[str, Any]]:
     status, headers, body = raw_exchange(port, request)
-    assert headers["content-type"] == "application/json", (status, body[:200])
+    assert headers["content-type"] == "application/problem+json", (status, body[:200])
     return status, json.loads(body)
 
 
@@ -225,7 +226,7 @@ def test_a_partial_request_pipelined_behind_a_whole_one_cannot_hold_a_thread(
         for sock in socks:
             sock.settimeout(min(gunicorn_worker.REQUEST_READ_SECONDS + 5, left()))
             status, headers, body = read_response(sock)
-            assert status == 408 and headers["content-type"] == "application/json"
+            assert status == 408 and headers["content-type"] == "application/problem+json"
             assert json.loads(body)["field"] == "request"
     finally:
         for sock in socks:
@@ -398,7 +399,10 @@ def test_any_header_bytes_get_an_answer_and_the_worker_survives(predict_fn) -> N
         answer = answer_to(port, request, timeout=min(15, left()))
         assert answer.startswith(b"HTTP/1."), (request[:300], answer[:300])
         head = answer.split(b"\r\n\r\n", 1)[0].lower()
-        assert b"content-type: application/json" in head, (request[:300], answer[:300])
+        assert re.search(rb"content-type: application/(problem\+)?json\r?\n", head + b"\n"), (
+            request[:300],
+            answer[:300],
+        )
         assert int(answer.split()[1]) != 500, (request[:300], answer[:300])
         assert worker_pids(predict_fn.pid) == workers, request[:300]
 

@@ -231,3 +231,42 @@ def test_timestamps() -> None:
         with pytest.raises(ApiError) as err:
             parse_timestamp(bad, "t", NOW)
         assert err.value.field == "t" and err.value.status == 400
+
+
+def test_an_error_is_problem_details_pointing_into_the_body(client, clean_db) -> None:
+    """RFC 9457: type, title, status, detail, instance, and errors[] with an RFC 6901 pointer
+    to the value at fault; the former members (error, field) stay for clients."""
+    body = predict_body(readings=[reading(), reading(ph=14.5)])
+    response = raw(client, "/predict", json.dumps(body).encode(), {})
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    problem = response.json
+    assert (problem["type"], problem["title"], problem["status"]) == (
+        "about:blank",
+        "Bad Request",
+        400,
+    )
+    assert problem["instance"] == "/predict"
+    assert problem["detail"] == problem["error"]
+    assert problem["field"] == "readings[1].ph"
+    assert problem["errors"] == [
+        {"detail": problem["detail"], "field": "readings[1].ph", "pointer": "/readings/1/ph"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "pointer"),
+    [
+        ("body", ""),
+        ("sensor_id", "/sensor_id"),
+        ("readings[12].Solids", "/readings/12/Solids"),
+        ("samples[0].sampled_at", "/samples/0/sampled_at"),
+        ("a/b~c", "/a~1b~0c"),
+        ("Authorization", None),
+        ("database", None),
+    ],
+)
+def test_fields_become_json_pointers(field: str, pointer: str | None) -> None:
+    from functions.http import json_pointer
+
+    assert json_pointer(field) == pointer

@@ -59,9 +59,17 @@ def test_error_responses_are_complete_json_and_close() -> None:
     raw = gw.error_bytes(gw.Refusal(431, "Request Header Fields Too Large", "headers", "big"))
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
-    assert b"Connection: close" in head and b"Content-Type: application/json" in head
+    assert b"Connection: close" in head and b"Content-Type: application/problem+json" in head
     assert f"Content-Length: {len(body)}".encode() in head
-    assert json.loads(body) == {"error": "big", "field": "headers"}
+    assert json.loads(body) == {
+        "type": "about:blank",
+        "title": "Request Header Fields Too Large",
+        "status": 431,
+        "detail": "big",
+        "errors": [{"detail": "big", "field": "headers"}],  # a header: no pointer into the body
+        "error": "big",
+        "field": "headers",
+    }
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,32 @@ def test_published_document_is_current() -> None:
     )
 
 
+def test_the_published_document_is_valid_openapi_without_yaml_anchors() -> None:
+    from openapi_spec_validator import validate
+
+    text = DOCUMENT_PATH.read_text()
+    assert "&id0" not in text and "*id0" not in text  # PyYAML anchors: plain objects instead
+    validate(yaml.safe_load(text))  # raises with the first violation of the OpenAPI schema
+
+
+def test_errors_are_documented_as_problem_details() -> None:
+    document = build_document()
+    answers = [
+        answer
+        for path in document["paths"].values()
+        for operation in path.values()
+        for status, answer in operation.get("responses", {}).items()
+        if status.startswith(("4", "5"))
+    ]
+    assert answers
+    for answer in answers:
+        assert list(answer["content"]) == ["application/problem+json"]
+    schema = document["components"]["schemas"]["Error"]
+    assert {"type", "title", "status", "detail", "errors", "error", "field"} <= set(
+        schema["required"]
+    )
+
+
 def test_document_feature_schema_is_the_one_feature_schema() -> None:
     published = yaml.safe_load(DOCUMENT_PATH.read_text())
     reading = dict(published["components"]["schemas"]["Reading"])
