@@ -458,7 +458,10 @@ def run_maintenance(
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     today = utc_day(now)
-    with jobs.recorded(settings, jobs.MAINTENANCE) as run, ExitStack() as held:
+    with (
+        jobs.recorded(settings, jobs.MAINTENANCE, quarantine=inference_rollup.quarantined) as run,
+        ExitStack() as held,
+    ):
         with run.step("lock"):
             # One run at a time (the job and an engineer by hand): the second waits.
             held.enter_context(db.advisory_lock(settings, LOCK_NAME))
