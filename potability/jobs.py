@@ -24,7 +24,7 @@ that outage too).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +50,7 @@ class JobRun:
     job: str
     started_at: datetime
     current: str = "start"
+    quarantine: QuarantineReader | None = None
     quarantined_before: int | None = None
     """Readings in quarantine when the run started (None: unknown); more at its end are named
     in a ``job/quarantine`` alert."""
@@ -68,10 +69,16 @@ def _connect(settings: Settings) -> db.Connection:
     return conn
 
 
-def _quarantine_figures(conn: db.Connection) -> dict[str, Any]:
-    from potability.inference import rollup as inference_rollup
+QuarantineReader = Callable[[db.Connection], "tuple[int, Sequence[Any]]"]
+"""(readings in quarantine, the newest of them): the quarantine's owner's reader
+(:func:`potability.inference.rollup.quarantined`), passed in by the job - this module sits
+below the inference log and does not import it."""
 
-    total, newest = inference_rollup.quarantined(conn, limit=10)
+
+def _quarantine_figures(conn: db.Connection, reader: QuarantineReader | None) -> dict[str, Any]:
+    if reader is None:
+        return {"quarantined": 0, "quarantined_readings": []}
+    total, newest = reader(conn)
     return {
         "quarantined": total,
         "quarantined_readings": [
@@ -82,7 +89,7 @@ def _quarantine_figures(conn: db.Connection) -> dict[str, Any]:
                 "step": q.step,
                 "error_class": q.error_class,
             }
-            for q in newest
+            for q in newest[:10]
         ],
     }
 
@@ -118,7 +125,9 @@ def quarantine_alert(job: str, figures: dict[str, Any]) -> alerts.Alert:
     )
 
 
-def _started(settings: Settings, job: str, now: datetime) -> int | None:
+def _started(
+    settings: Settings, job: str, now: datetime, reader: QuarantineReader | None
+) -> int | None:
     """Stamp the start; the readings in quarantine now (None if the database is not there:
     the job itself will meet that and fail, recorded)."""
     try:
@@ -130,10 +139,9 @@ def _started(settings: Settings, job: str, now: datetime) -> int | None:
                 "ON CONFLICT (job) DO UPDATE SET last_started_at = excluded.last_started_at",
                 (job, now),
             )
-            cur.execute("SELECT count(*) FROM water.inference_quarantine")
-            before = int(cur.fetchone()[0])
+            before = _quarantine_figures(conn, reader)["quarantined"]
             conn.commit()
-            return before
+            return int(before)
         finally:
             conn.close()
     except Exception:  # noqa: BLE001
@@ -144,7 +152,7 @@ def _started(settings: Settings, job: str, now: datetime) -> int | None:
 def _succeeded(settings: Settings, run: JobRun, now: datetime) -> list[alerts.Alert]:
     conn = _connect(settings)
     try:
-        figures = _quarantine_figures(conn)
+        figures = _quarantine_figures(conn, run.quarantine)
         cur = conn.cursor()
         cur.execute(
             "INSERT INTO water.job_status (job, last_succeeded_at, quarantined) "
@@ -174,7 +182,9 @@ def _failed(settings: Settings, run: JobRun, exc: BaseException, now: datetime) 
     try:
         conn = _connect(settings)
         try:
-            alert = failed_alert(run.job, run.current, exc, _quarantine_figures(conn))
+            alert = failed_alert(
+                run.job, run.current, exc, _quarantine_figures(conn, run.quarantine)
+            )
             cur = conn.cursor()
             cur.execute(
                 "INSERT INTO water.job_status (job, last_failed_at, failed_step, error_class, "
@@ -195,11 +205,17 @@ def _failed(settings: Settings, run: JobRun, exc: BaseException, now: datetime) 
 
 
 @contextmanager
-def recorded(settings: Settings, job: str, now: datetime | None = None) -> Iterator[JobRun]:
-    """Run the block as one run of ``job``: its outcome recorded, its failure alerted."""
+def recorded(
+    settings: Settings,
+    job: str,
+    now: datetime | None = None,
+    quarantine: QuarantineReader | None = None,
+) -> Iterator[JobRun]:
+    """Run the block as one run of ``job``: its outcome recorded, its failure alerted; the
+    readings in ``quarantine`` counted and named (the job's own reader of them)."""
     started = now or datetime.now(UTC)
-    run = JobRun(job, started)
-    run.quarantined_before = _started(settings, job, started)
+    run = JobRun(job, started, quarantine=quarantine)
+    run.quarantined_before = _started(settings, job, started, quarantine)
     try:
         yield run
     except BaseException as exc:

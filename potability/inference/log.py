@@ -294,15 +294,23 @@ def ensure_partitions(
 
 
 def prune_request_keys(conn: db.Connection, now: datetime, window_days: float) -> int:
-    """Step 3: forget request keys older than the idempotency window."""
+    """Step 3: forget request keys older than the idempotency window, :data:`BATCH_ROWS` per
+    committed, paced transaction (after an outage of the schedule there are days of them)."""
     cur = conn.cursor()
-    cur.execute(
-        "DELETE FROM water.inference_requests WHERE inferred_at < %s",
-        (now - timedelta(days=window_days),),
-    )
-    pruned = cur.rowcount
-    conn.commit()
-    return max(pruned, 0)
+    pruned = 0
+    while True:
+        started = time.perf_counter()
+        cur.execute(
+            "DELETE FROM water.inference_requests WHERE ctid = ANY (ARRAY("
+            "SELECT ctid FROM water.inference_requests WHERE inferred_at < %s LIMIT %s))",
+            (now - timedelta(days=window_days), BATCH_ROWS),
+        )
+        done = max(cur.rowcount, 0)
+        conn.commit()
+        pruned += done
+        if done < BATCH_ROWS:
+            return pruned
+        pace(time.perf_counter() - started)
 
 
 def expired_days(conn: db.Connection, today: date, retention_days: int) -> list[date]:
@@ -458,7 +466,10 @@ def run_maintenance(
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     today = utc_day(now)
-    with jobs.recorded(settings, jobs.MAINTENANCE) as run, ExitStack() as held:
+    with (
+        jobs.recorded(settings, jobs.MAINTENANCE, quarantine=inference_rollup.quarantined) as run,
+        ExitStack() as held,
+    ):
         with run.step("lock"):
             # One run at a time (the job and an engineer by hand): the second waits.
             held.enter_context(db.advisory_lock(settings, LOCK_NAME))

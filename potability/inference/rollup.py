@@ -15,6 +15,10 @@ rolled up yet (the current one; older ones right after a deploy or a backfill) i
 the raw rows, in the same statement. :func:`forget` re-opens hours whose raw rows changed.
 
 Readers get typed rows (:class:`InferenceActivity`); :mod:`functions.status` maps them to JSON.
+
+It also owns ``water.inference_quarantine`` (sql/018, issue 29): a reading whose drift cells
+cannot be computed is found by bisection (:func:`quarantine_failing`), kept in the log, left
+out of every cell count and named in the job's alert, so it never stops a rollup again.
 """
 
 from __future__ import annotations

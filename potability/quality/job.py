@@ -218,7 +218,8 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
     :data:`SOCKET_TIMEOUT_SECONDS`, so a slow one fails as a clear, alerted error."""
     from potability import jobs
 
-    with jobs.recorded(settings, jobs.QC) as job_run:  # the clock's time, not the run's ``now``
+    # the clock's time, not the run's ``now``
+    with jobs.recorded(settings, jobs.QC, quarantine=inference_rollup.quarantined) as job_run:
         conn.cursor().execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         conn.commit()
         return _run(conn, settings, now, job_run)
