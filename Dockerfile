@@ -36,8 +36,16 @@ ENV PATH=/opt/venv/bin:$PATH \
     AIP_HEALTH_ROUTE=/health \
     AIP_PREDICT_ROUTE=/predict
 
-RUN useradd --create-home --uid 1000 app
-USER app
+# Runs as root, deliberately (issue 28). This image is every Vertex AI pipeline step's image, and a
+# step writes its outputs (the executor output, artifacts) under /gcs/<pipeline root>, Vertex's
+# Cloud Storage FUSE mount (vertex-ai/docs/training/cloud-storage-file-system). Whether a non-root
+# user may write there is documented nowhere by Google; open-source KFP failed exactly there
+# ("paths like /gcs/xxx ... are not accessible by non-Root users by default": kubeflow/pipelines
+# #5673, fixed in KFP's own launcher by #6530, not something Vertex documents), and the images
+# Google's KFP components default to (python:3.x) run as root. A `USER app` here would make the
+# first pipeline run the test of an undocumented behaviour, so the risk is removed instead. What
+# the code may reach does not depend on the uid: it is the service account's (metadata server),
+# and each process runs alone in Google's sandbox (Vertex AI job, Cloud Run, the endpoint).
 # Not /app: `python -m` puts the working directory first on sys.path, and /app holds the build
 # context, a source copy. Every command runs from the installed copy in /opt/venv only (sql/ and
 # data/ are its package data) - tests/test_image.py builds this environment as above and runs each

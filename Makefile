@@ -10,7 +10,11 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check lint env tools down status clean gcp-deploy gcp-smoke gcp-destroy function-requirements docs
+.PHONY: help run test check lint env tools down status clean gcp-bootstrap gcp-deploy gcp-smoke gcp-model gcp-destroy function-requirements docs
+
+# This list: each target with the first line of the comment above it.
+help:
+	@awk '/^# / && !c {c=substr($$0,3)} /^[a-z][a-z-]*:/ {split($$0,t,":"); if (c) printf "  make %-22s %s\n", t[1], c} !/^# / {c=""}' $(MAKEFILE_LIST)
 
 $(UV):
 	$(PYTHON) -m venv .venv-uv
@@ -28,10 +32,11 @@ env: $(UV)
 tools: $(UV)
 	UV=$(UV) bash tools/setup-test-tools.sh
 
+# Set up and start the local stack, the functions, and run the pipeline once (README).
 run: env
 	$(BIN)/potability up
 	$(BIN)/potability functions --quiet
-	$(BIN)/python -m pipelines run --local
+	$(BIN)/potability pipeline run --local
 
 # Static checks, first because they take seconds (warm caches): ruff's rules and its
 # formatting ([tool.ruff]), mypy over the five packages ([tool.mypy]). docs/testing.md.
@@ -44,40 +49,56 @@ lint: env
 check: env lint
 	$(BIN)/python -m pytest -m unit -q
 
+# Everything CI runs: lint, types, and the whole suite (all three tiers).
 test: env lint tools
 	$(BIN)/python -m pytest
 
+# Stop the local stack.
 down:
 	$(BIN)/potability down
 
+# What of the local stack runs.
 status:
 	$(BIN)/potability status
 
+# Stop the local stack and delete its state.
 clean: down
 	rm -rf .potability
+
+# Before the first `terraform apply` in a fresh project: enable the APIs Terraform itself needs
+# (serviceusage, cloudresourcemanager, iam; potability/gcp/bootstrap.py). PROJECT=... or
+# project_id in terraform/terraform.tfvars.
+gcp-bootstrap: env
+	$(BIN)/potability gcp bootstrap $(if $(PROJECT),--project=$(PROJECT)) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
 
 # After `terraform apply` in terraform/: build the image with Cloud Build, pin it by digest,
 # publish the pipeline, run the migration job, print the function URLs and smoke-test status
 # (potability/gcp/deploy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
 gcp-deploy: env
-	$(BIN)/python -m potability.gcp.deploy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+	$(BIN)/potability gcp deploy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
 # The smoke test alone (gcp-deploy ends with it): predict, add_sample and the status page called
 # as the smoke-test account through Google's front end, rows read back; ARGS="--pipeline" also
 # runs the pipeline once (potability/gcp/smoke.py).
 gcp-smoke: env
-	$(BIN)/python -m potability.gcp.smoke $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+	$(BIN)/potability gcp smoke $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+
+# Operators without a VPN: `potability model ARGS` as the Cloud Run job terraform/model_job.tf
+# creates, e.g. ARGS='rollback --reason "live precision fell"' (potability/gcp/model_job.py).
+gcp-model: env
+	$(BIN)/potability gcp model $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
 # Teardown: undeploy the endpoint's models, lift Cloud SQL's deletion protection, destroy,
 # delete the service-networking peering Terraform abandons, destroy the rest
 # (potability/gcp/destroy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
 gcp-destroy: env
-	$(BIN)/python -m potability.gcp.destroy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
+	$(BIN)/potability gcp destroy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
-# The Cloud Functions' requirements.txt: exactly what uv.lock pins (with hashes) for the
-# `functions` dependency group. Run after changing dependencies; a test fails while it is stale.
+# docs/configuration.md from the Settings fields and their docstrings (a test fails while stale).
 docs: env
 	$(BIN)/python -c "from potability.config import configuration_markdown as md; open('docs/configuration.md', 'w').write(md())"
 
+# The Cloud Functions' requirements.txt: exactly what uv.lock pins (with hashes) for the
+# `functions` dependency group. Run after changing dependencies; a test fails while it is stale.
 function-requirements: $(UV)
 	$(UV) export --frozen --only-group functions --no-emit-project --quiet > terraform/function_source/requirements.txt

@@ -3,6 +3,7 @@
     python bench/scale_bench.py                         # 0.1 M then 1 M readings (quick)
     python bench/scale_bench.py --sizes 1000000 20000000  # issue 18's sizes
     python bench/scale_bench.py --stack .potability --sizes ...  # a running stack (adds rows!)
+    python bench/scale_bench.py backlog --rows 2000000 --days 10  # issue 29: drain DEFAULT
 
 For each size (ascending, one stack: the log is topped up from one size to the next) it fills
 ``water.water_inferences`` with synthetic readings spread over the last 7 days - 200 sensors,
@@ -426,11 +427,181 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+# --- the "backlog" scenario (issue 29) ---------------------------------------------------------
+
+BACKLOG_FILL = FILL.replace(
+    "now() - random() * interval '7 days'", "%s::timestamptz + random() * %s * interval '1 day'"
+)
+
+
+def fill_default(database_url: str, rows: int, days: int) -> dict[str, Any]:
+    """``rows`` readings spread over the ``days`` whole UTC days before today, none of which has
+    a partition on a fresh stack: all of them land in the DEFAULT partition (what an outage of
+    the maintenance schedule, a restore or a bulk import leaves). The last 7 days of them are
+    also a backfill for the status page (hours with readings, not rolled up)."""
+    conn = _connect(database_url)
+    started = time.perf_counter()
+    try:
+        today = datetime.now(UTC).date()
+        first = datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(days=days)
+        cur = conn.cursor()
+        tag = f"backlog-{int(time.time())}"
+        done, chunk = 0, 0
+        while done < rows:
+            n = min(CHUNK, rows - done)
+            cur.execute(BACKLOG_FILL, (f"{tag}-{chunk}", first, days, n))
+            done += n
+            chunk += 1
+            print(f"  {done:,} readings in DEFAULT ({time.perf_counter() - started:.0f} s)")
+        cur.execute("ANALYZE water.water_inferences_default")
+    finally:
+        conn.close()
+    return {"rows": rows, "days": days, "fill_s": round(time.perf_counter() - started, 1)}
+
+
+def _scalar(database_url: str, sql: str) -> Any:
+    conn = _connect(database_url)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def backlog(args: argparse.Namespace) -> int:
+    """Drain ``--rows`` readings of ``--days`` past days out of DEFAULT with ``potability
+    maintenance`` while predict runs; print drain time, the job's peak memory, predict's
+    throughput alone and during the drain, and the status page's cold refresh before and after
+    (the backlog's last week is un-rolled hours: the page must answer, naming them pending)."""
+    from potability import config
+    from potability.local import stack as local_stack
+
+    temp = tempfile.TemporaryDirectory(prefix="backlogbench-")
+    home = Path(temp.name)
+    env = functions_bench._own_stack(home, "logistic", args.threads, 1)
+    url = env["DATABASE_URL"]
+    try:
+        config.update_env(home, INFERENCE_RETENTION_DAYS=str(max(90, args.days + 30)))
+        for _ in range(20):
+            req = urllib.request.Request(
+                env["PREDICT_URL"],
+                data=json.dumps({"sensor_id": "warm", "reading": functions_bench.READING}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(req, timeout=30).read()
+        print(f"\n== backlog: {args.rows:,} readings over {args.days} days in DEFAULT", flush=True)
+        row = fill_default(url, args.rows, args.days)
+        total_before = _rows(url)
+        row["status_cold_backlog_ms"] = status_cold(url, repeats=3)
+        pending = _scalar(
+            url,
+            "SELECT count(*) FROM generate_series(date_trunc('hour', now()) - interval '167 hours',"
+            " date_trunc('hour', now()) - interval '2 hours', interval '1 hour') h WHERE NOT "
+            "EXISTS (SELECT 1 FROM water.inference_rolled_hours r WHERE r.hour = h)",
+        )
+        print(f"  status cold with the backlog {row['status_cold_backlog_ms']} ms", flush=True)
+        alone = functions_bench.run_scenario(
+            env["PREDICT_URL"], url, 1, args.seconds, args.concurrency, home
+        )
+        print(f"  predict alone {alone['requests_per_s']} req/s", flush=True)
+
+        started = time.perf_counter()
+        proc = _potability(home, "maintenance", stdout=subprocess.PIPE, text=True)
+        peak = [0]
+
+        def poll() -> None:
+            while proc.poll() is None:
+                peak[0] = max(peak[0], tree_rss(proc.pid))
+                time.sleep(0.02)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        during = functions_bench.run_scenario(
+            env["PREDICT_URL"], url, 1, args.seconds, args.concurrency, home
+        )
+        predict_done = time.perf_counter() - started
+        out, _ = proc.communicate()
+        poller.join()
+        drain_s = time.perf_counter() - started
+        print(out, end="")
+        row.update(
+            {
+                "maintenance_exit": proc.returncode,
+                "drain_s": round(drain_s, 1),
+                "drain_readings_per_s": round(args.rows / drain_s),
+                "maintenance_peak_mb": round(peak[0] / 2**20),
+                "predict_rps_alone": alone["requests_per_s"],
+                "predict_rps_during_drain": during["requests_per_s"],
+                "predict_p99_ms_alone": alone["p99_ms"],
+                "predict_p99_ms_during_drain": during["p99_ms"],
+                "predict_window_inside_drain": predict_done <= drain_s,
+                "predict_errors": alone["errors"] + during["errors"],
+                "lost_rows": alone["lost_rows"] + during["lost_rows"],
+                "extra_rows": alone["extra_rows"] + during["extra_rows"],
+                "unrolled_hours_before": int(pending),
+                "default_after": int(
+                    _scalar(url, "SELECT count(*) FROM water.water_inferences_default")
+                ),
+                "log_rows_before_drain": total_before,
+                "log_rows_after_drain": _rows(url),
+                "status_cold_after_ms": status_cold(url, repeats=3),
+            }
+        )
+        row["load_average"] = [round(x, 1) for x in os.getloadavg()]
+        print(
+            f"\nbacklog bench {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+            f"predict x{args.concurrency} single readings {args.seconds:g} s, loopback"
+        )
+        for key, value in row.items():
+            print(f"  {key}: {value}")
+        ratio = row["predict_rps_during_drain"] / max(row["predict_rps_alone"], 1e-9)
+        # each predict request logs one reading: the log must hold exactly those more rows
+        expected_after = total_before + sum(r["requests"] - r["errors"] for r in (alone, during))
+        checks = [
+            ("maintenance exits 0", row["maintenance_exit"] == 0, row["maintenance_exit"]),
+            ("DEFAULT drained", row["default_after"] == 0, row["default_after"]),
+            ("predict during the drain >= 80%", ratio >= 0.8, f"{ratio:.2f}"),
+            (
+                "status cold <= 1000 ms with the backlog",
+                row["status_cold_backlog_ms"] <= 1000,
+                f"{row['status_cold_backlog_ms']} ms",
+            ),
+            (
+                "no predict errors / lost / extra rows",
+                not (row["predict_errors"] or row["lost_rows"] or row["extra_rows"]),
+                f"{row['predict_errors']}/{row['lost_rows']}/{row['extra_rows']}",
+            ),
+        ]
+        checks.append(
+            (
+                "no reading lost or duplicated by the drain",
+                row["log_rows_after_drain"] == expected_after,
+                f"{row['log_rows_after_drain']} rows, expected {expected_after}",
+            )
+        )
+        for name, ok, figure in checks:
+            print(f"{'MET   ' if ok else 'MISSED'} {name}: {figure}")
+        print(json.dumps(row))
+        return 0
+    finally:
+        local_stack.down(home)
+        temp.cleanup()
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "readers":
         url, threads, seconds, out = sys.argv[2:6]
         _readers(url, int(threads), float(seconds), Path(out))
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "backlog":
+        parser = argparse.ArgumentParser(prog="scale_bench.py backlog", description=backlog.__doc__)
+        parser.add_argument("--rows", type=int, default=1_000_000)
+        parser.add_argument("--days", type=int, default=10)
+        parser.add_argument("--seconds", type=float, default=10.0, help="predict, per scenario")
+        parser.add_argument("--concurrency", type=int, default=8, help="predict clients")
+        parser.add_argument("--threads", type=int, default=8, help="function serving threads")
+        return backlog(parser.parse_args(sys.argv[2:]))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -35,14 +35,17 @@ def retry_stale_connection(unit: Callable[[], T]) -> T:
     (:meth:`potability.db.Pool.invalidate`), so the retry runs on a fresh connection. A
     transient failure (serialisation conflict, deadlock victim, no free connection slot, see
     :func:`potability.db.classify`) was rolled back and is worth one more try as well. If the
-    database is really down the retry fails again at once and the client gets the 503.
+    database is really down the retry fails again at once and the client gets the 503. A pool
+    that stayed exhausted for its whole wait is not retried: the client gets the 503 then.
 
     Safe because every unit is one transaction, idempotent by its key (the request id, the
     sample ids), even if the first attempt's commit reached the server before the link broke.
     """
     try:
         return unit()
-    except db.DatabaseUnavailable:
+    except db.DatabaseUnavailable as exc:
+        if exc.failure is db.Failure.EXHAUSTED:  # nothing failed; another try only waits again
+            raise
         return unit()
 
 

@@ -19,12 +19,27 @@ RETRY_AFTER_SECONDS = 5
 """What a 503 asks the client to wait: dependencies restart in seconds locally and on GCP."""
 
 
+FIELD_ECHO_MAX = 64
+"""Most characters of a client's field name an error echoes (a JSON key may be a megabyte)."""
+MESSAGE_MAX = 300
+"""Most characters of an error message (ours, but it may quote what the client sent)."""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 class ApiError(Exception):
-    """A request we refuse: HTTP ``status``, the ``field`` at fault, a human ``message``."""
+    """A request we refuse: HTTP ``status``, the ``field`` at fault, a human ``message``.
+
+    Both are cut to a bounded length here, once, because both can carry what the client sent
+    (an unknown key's name, a bad value): a 1 MB key must not come back as a 1 MB answer and
+    a 1 MB log line."""
 
     def __init__(
         self, status: int, field: str, message: str, headers: Mapping[str, str] | None = None
     ) -> None:
+        field, message = _cut(field, FIELD_ECHO_MAX), _cut(message, MESSAGE_MAX)
         super().__init__(f"{status} {field}: {message}")
         self.status = status
         self.field = field

@@ -24,6 +24,7 @@ error contract, the stale-connection retry); database down -> 503 with ``Retry-A
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -36,13 +37,14 @@ import flask
 from functions.context import Call, Context, retry_stale_connection
 from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
 from functions.status_page import render_error_html, render_html
-from potability import alerts, db
+from potability import alerts, db, jobs
 from potability.config import Settings
 from potability.governance import model_changes, run_record
 from potability.inference import rollup as inference_rollup
 from potability.quality import record as qc_record
 
 FUNCTION = "status"
+log = logging.getLogger(__name__)
 CACHE_SECONDS = 60
 MAX_SENSORS = 50
 """Per-sensor breakdowns list the busiest sensors only, so the page stays readable."""
@@ -137,12 +139,18 @@ def _window(w: inference_rollup.WindowSummary) -> dict[str, Any]:
     }
 
 
-def _inferences(conn: db.Connection, now: datetime) -> dict[str, Any]:
+def _inferences(
+    conn: db.Connection, now: datetime, max_raw_hours: int | None = None
+) -> dict[str, Any]:
     """The log's last 24 hours and 7 days in whole UTC hours, the current one included:
-    charts bucketed by clock hour (``start``, ``end`` of each bucket)."""
-    a = inference_rollup.activity(conn, now, MAX_SENSORS)
+    charts bucketed by clock hour (``start``, ``end`` of each bucket). ``exact`` is false while
+    ``pending_hours`` (complete hours not rolled up yet, their readings not counted) remain:
+    the refreshes and the hourly maintenance roll them up in bounded steps."""
+    a = inference_rollup.activity(conn, now, MAX_SENSORS, max_raw_hours)
     hour = inference_rollup.HOUR
     return {
+        "exact": not a.pending,
+        "pending_hours": [_iso(h) for h in a.pending],
         "last_24h": _window(a.last_24h),
         "last_7d": _window(a.last_7d),
         "hourly_24h": [
@@ -316,17 +324,41 @@ def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
     }
 
 
-def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
-    """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats)."""
+def _jobs(conn: db.Connection) -> list[dict[str, Any]]:
+    """When each scheduled job last succeeded (``water.job_status``, :mod:`potability.jobs`);
+    a failing one with its step and error class (a class name, never the error's text)."""
+    return [
+        {
+            "job": j.job,
+            "last_succeeded_at": _iso(j.last_succeeded_at),
+            "last_failed_at": _iso(j.last_failed_at),
+            "failing": j.failing,
+            "failed_step": j.failed_step if j.failing else None,
+            "error_class": j.error_class if j.failing else None,
+            "failures_in_a_row": j.failures_in_a_row,
+            "quarantined_readings": j.quarantined,
+        }
+        for j in jobs.status(conn)
+    ]
+
+
+def status_data(
+    conn: db.Connection, now: datetime, max_raw_hours: int | None = None
+) -> dict[str, Any]:
+    """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats).
+    ``max_raw_hours``: bound the raw counting (:func:`potability.inference.rollup.activity`)."""
     model = _champion(conn)
     qc = _quality_control(conn)
     return {
         "generated_at": _iso(now),
+        "stale": False,
+        "stale_since": None,
+        "jobs": _jobs(conn),
         "alerts": _open_alerts(conn),
         "model": model,
         "champion_fresh_precision": qc["champion_fresh_precision"] if qc else None,
         "last_pipeline_run": _last_run(conn),
-        "inferences": _inferences(conn, now),
+        "inferences": _inferences(conn, now, max_raw_hours),
         "lab_samples": _lab_samples(conn, now),
         "live_precision": _headline(model, qc),
         "quality_control": qc,
@@ -339,6 +371,14 @@ def status_data(conn: db.Connection, now: datetime) -> dict[str, Any]:
 ROLLUP_HOURS_PER_REFRESH = 6
 """Hours a refresh may roll up (oldest first): normally the one that just ended; after a deploy
 on a full log, the week is caught up a few hours per refresh, each a bounded cost."""
+ROLLUP_BUDGET_MS = 800
+"""The statement timeout of a refresh's roll-up: a page view that waits for a refresh waits
+for it, and a refresh must stay under a second (issue 29's target). After a backfill, hours
+that do not fit stay pending for the hourly maintenance; each failed roll-up halves the hours
+the next refresh tries, a successful one restores :data:`ROLLUP_HOURS_PER_REFRESH`."""
+MAX_RAW_HOURS = 4
+"""Complete un-rolled hours (besides the latest two) a refresh still counts from raw rows; with
+more (a backfill, a deploy on a full log) they are named as pending instead (issue 29)."""
 
 
 class StatusSource:
@@ -356,6 +396,10 @@ class StatusSource:
         self.statement_timeout_ms = settings.status_statement_timeout_ms
         self.refreshes = 0
         """Database refreshes done (the bench and the tests count them)."""
+        self.rollup_hours = ROLLUP_HOURS_PER_REFRESH
+        """Hours the next refresh may roll up (halved after one that timed out)."""
+        self.stale_answers = 0
+        """Refreshes that failed while the database was up, answered with the last data."""
         self._lock = threading.Lock()
         self._data: dict[str, Any] | None = None
         self._fetched = 0.0
@@ -376,14 +420,34 @@ class StatusSource:
         try:
             data = retry_stale_connection(self._read)  # read-only: always safe to repeat
         except BaseException as exc:
+            stale = self._stale(exc)
             with self._lock:
                 self._flight = None
-            flight.set_exception(exc)
-            raise
+            if stale is None:
+                flight.set_exception(exc)
+                raise
+            flight.set_result(stale)
+            return stale
         with self._lock:
             self._data, self._fetched, self._flight = data, time.monotonic(), None
         flight.set_result(data)
         return data
+
+    def _stale(self, exc: BaseException) -> dict[str, Any] | None:
+        """The last good data marked stale, when a refresh failed while the database is up (a
+        statement timeout, a lock, a query's error: issue 29) - never a 503 then; None when the
+        database is unreachable (503, as before) or nothing was read yet."""
+        if isinstance(exc, db.DatabaseUnavailable) and exc.failure is db.Failure.CONNECTION:
+            return None
+        if not isinstance(exc, Exception):
+            return None
+        with self._lock:
+            last = self._data
+        if last is None:
+            return None
+        self.stale_answers += 1
+        log.warning("status refresh failed (%s); serving the data of %s", exc, last["generated_at"])
+        return {**last, "stale": True, "stale_since": last["generated_at"]}
 
     def rendered(self, fmt: str) -> tuple[str, str]:
         """(body, mimetype) of the current data as ``json`` or ``html``, rendered once per
@@ -407,18 +471,29 @@ class StatusSource:
     def _read(self) -> dict[str, Any]:
         self.refreshes += 1
         now = datetime.now(UTC)
-        with self.pool.transaction(statement_timeout_ms=self.statement_timeout_ms) as conn:
-            # its own transaction: what it rolled up stays even if the read below fails
-            inference_rollup.roll_up(
-                conn,
-                now - timedelta(days=7),
-                inference_rollup.rollable_through(now),
-                ROLLUP_HOURS_PER_REFRESH,
-            )
+        try:
+            # its own transaction and a small budget: what it rolled up stays even if the read
+            # below fails, and a roll-up that cannot finish (a backfill's heavy hours, a lock
+            # held by a catch-up) leaves the read its time - the hours stay pending, and the
+            # next refresh tries fewer of them (readers waiting on a refresh wait for it)
+            budget = min(self.statement_timeout_ms // 2, ROLLUP_BUDGET_MS)
+            with self.pool.transaction(statement_timeout_ms=budget) as c:
+                inference_rollup.roll_up(
+                    c,
+                    now - timedelta(days=7),
+                    inference_rollup.rollable_through(now),
+                    self.rollup_hours,
+                )
+            self.rollup_hours = ROLLUP_HOURS_PER_REFRESH
+        except db.DatabaseUnavailable as exc:
+            if exc.failure is db.Failure.CONNECTION:
+                raise
+            self.rollup_hours = max(1, self.rollup_hours // 2)
+            log.warning("status roll-up skipped this refresh: %s", exc)
         with self.pool.transaction(
             read_only=True, statement_timeout_ms=self.statement_timeout_ms
         ) as conn:
-            return status_data(conn, now)
+            return status_data(conn, now, MAX_RAW_HOURS)
 
     def close(self) -> None:
         self.pool.close()

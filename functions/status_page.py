@@ -769,6 +769,60 @@ def _alerts(data: dict[str, Any]) -> str:
     )
 
 
+def _freshness(data: dict[str, Any]) -> str:
+    """Say so when the figures are not the database's current, exact ones (issue 29): a
+    refresh that could not finish (the last good data is shown, with its time), or hours whose
+    readings are not counted yet (a backfill being rolled up)."""
+    notes = []
+    if data.get("stale"):
+        notes.append(
+            f'<p class="muted" data-testid="stale">These figures are from '
+            f"{escape(when(data.get('stale_since')))}: the latest refresh could not finish; "
+            "they are refreshed again shortly.</p>"
+        )
+    pending = (data.get("inferences") or {}).get("pending_hours") or []
+    if pending:
+        first, last = when(pending[0]), when(pending[-1])
+        notes.append(
+            f'<p class="muted" data-testid="pending-hours">Readings of {len(pending)} hour(s) '
+            f"between {escape(first)} and {escape(last)} are not counted yet (being rolled up); "
+            "the totals below are short by them until then.</p>"
+        )
+    return "".join(notes)
+
+
+JOB_LABELS = {"maintenance": "Inference-log maintenance", "qc": "Quality control"}
+
+
+def _jobs(data: dict[str, Any]) -> str:
+    """When each scheduled job last succeeded; a failing one with its step."""
+    rows = []
+    for j in data.get("jobs") or []:
+        state = (
+            _pill("bad", f"failing in {j['failed_step']} ({j['error_class']})", "job-failing")
+            if j["failing"]
+            else _pill("good", "ok", "job-ok")
+        )
+        quarantined = (
+            f"{j['quarantined_readings']} reading(s) quarantined"
+            if j["quarantined_readings"]
+            else ""
+        )
+        rows.append(
+            f'<tr data-testid="job" data-job="{_e(j["job"])}"><td>'
+            f"{escape(JOB_LABELS.get(j['job'], j['job']))}</td><td>{state}</td>"
+            f"<td>{escape(when(j['last_succeeded_at']))}</td><td>{escape(quarantined)}</td></tr>"
+        )
+    if not rows:
+        return ""
+    return (
+        '<h2>Scheduled jobs</h2><div class="table-wrap"><table><thead><tr><th>Job</th>'
+        "<th>State</th><th>Last success</th><th></th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
+
+
 def render_html(data: dict[str, Any]) -> str:
     """The whole page for :func:`functions.status.status_data`'s dict."""
     body = (
@@ -776,6 +830,7 @@ def render_html(data: dict[str, Any]) -> str:
         f'<div class="muted">Updated {escape(when(data["generated_at"]))}. Public, read-only; '
         'the same data as JSON: <a href="?format=json">?format=json</a>.</div></header>'
         "<main>"
+        + _freshness(data)
         + _alerts(data)
         + _cards(data)
         + _activity(data)
@@ -783,6 +838,7 @@ def render_html(data: dict[str, Any]) -> str:
         + _live(data)
         + _drift(data)
         + _run(data)
+        + _jobs(data)
         + _history(data)
         + "</main>"
         "<footer>Readings are classified by a model trained on certified lab analyses; "

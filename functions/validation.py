@@ -81,13 +81,20 @@ def _no_unknown(body: Mapping[str, Any], allowed: frozenset[str], prefix: str = 
 
 
 def check_text(value: Any, field: str) -> str:
-    """A free-text id: 1..128 characters, printable, encodable (no lone surrogates)."""
+    """A free-text id: 1..128 characters, printable, encodable (no lone surrogates), and no
+    format characters (category Cf: bidi overrides such as U+202E, zero-width spaces), which
+    would make one id display as another on the status page and in the logs."""
     if not isinstance(value, str):
         raise ApiError(400, field, "must be a string")
     if not 1 <= len(value) <= TEXT_MAX:
         raise ApiError(400, field, f"must be 1 to {TEXT_MAX} characters")
-    if any(unicodedata.category(c) in {"Cc", "Cs"} for c in value):
-        raise ApiError(400, field, "must not contain control characters or lone surrogates")
+    if any(unicodedata.category(c) in {"Cc", "Cs", "Cf"} for c in value):
+        raise ApiError(
+            400,
+            field,
+            "must not contain control or format characters (bidi overrides, zero-width) "
+            "or lone surrogates",
+        )
     return value
 
 

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.training_pipeline import YAML_PATH
 
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines",
+        prog="potability pipeline",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -59,6 +59,8 @@ MODEL_CHANGED = "model_changed"
 MODEL_HELD = "model_held"
 MODEL_PROMOTED = "model_promoted"
 MODEL_CANDIDATE = "model_candidate"
+MAINTENANCE_FAILED = "maintenance_failed"
+QC_FAILED = "qc_failed"
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,30 @@ EVENTS: dict[str, Event] = {
             "In manual approval mode (PROMOTION_APPROVAL=manual) a challenger passed the "
             "evidence test and waits: `potability model approve VERSION --reason ...` or "
             "`reject`. It expires after CANDIDATE_EXPIRY_DAYS.",
+            "ml_job",
+        ),
+        # The scheduled jobs (potability/jobs.py, issue 29): a failed run names its step and
+        # error class; a run that quarantined readings it could not process names them.
+        Event(
+            MAINTENANCE_FAILED,
+            "ERROR",
+            "The inference-log maintenance failed",
+            "`potability maintenance` (the hourly Cloud Run job) failed in the step the alert "
+            "names, or quarantined readings it could not process. Until it succeeds, readings "
+            "of days without a partition stay in the DEFAULT partition, retention stops and "
+            "the rollups lag (the status page says since when). Read the job's log for the "
+            "error, fix the cause and run it again: each run continues where the last stopped. "
+            "Quarantined readings: water.inference_quarantine (docs/inference-log.md).",
+            "cloud_run_job",
+        ),
+        Event(
+            QC_FAILED,
+            "ERROR",
+            "Quality control failed",
+            "`potability qc` failed in the step the alert names, or quarantined readings it "
+            "could not process: live precision and drift on the status page are as of its last "
+            "success (shown there). Read the run's log, fix the cause, re-run `potability qc`. "
+            "Quarantined readings: water.inference_quarantine (docs/quality-control.md).",
             "ml_job",
         ),
     )
@@ -515,6 +541,10 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
                 if f.get("version")
                 else f"{f['action'].replace('_', ' ')}"
             )
+        if event in (MAINTENANCE_FAILED, QC_FAILED):
+            if f["step"] == "quarantine":
+                return f"{f['job']}: {f['quarantined']} reading(s) quarantined"
+            return f"{f['job']} failed in {f['step']} ({f['error_class']})"
         if event == FUNCTION_ERRORS:
             return (
                 f"{f['function']}: {f['error_rate'] * 100:.0f}% server errors over "

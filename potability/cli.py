@@ -388,11 +388,55 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
 
 
+DELEGATED: dict[str, dict[str, tuple[str, str]]] = {
+    "pipeline": {
+        "": (
+            "pipelines.__main__",
+            "the training pipeline: compile | run [--local] | publish | submit",
+        ),
+    },
+    "gcp": {
+        "bootstrap": ("potability.gcp.bootstrap", "enable the APIs the first apply needs"),
+        "deploy": ("potability.gcp.deploy", "build, apply, publish, migrate, smoke-test"),
+        "smoke": ("potability.gcp.smoke", "call the deployed functions as the smoke account"),
+        "model": ("potability.gcp.model_job", "run `potability model ...` as the Cloud Run job"),
+        "destroy": ("potability.gcp.destroy", "tear the project's resources down"),
+    },
+}
+"""Command groups whose parsers live beside their code (each module keeps its ``main``, so
+``python -m pipelines ...`` still works): ``potability pipeline ARGS`` and ``potability gcp
+NAME ARGS`` hand ``ARGS`` to that module's ``main``."""
+
+
+def _delegate(argv: list[str]) -> int | None:
+    """Run a delegated group's command, or ``None`` if ``argv`` is not one."""
+    import importlib
+
+    if not argv or argv[0] not in DELEGATED:
+        return None
+    group, rest = argv[0], argv[1:]
+    commands = DELEGATED[group]
+    if "" in commands:
+        module_name, _ = commands[""]
+    elif rest and rest[0] in commands:
+        module_name, _ = commands[rest[0]]
+        rest = rest[1:]
+    else:
+        build_parser().parse_args([group, *rest[:1]])  # the group's usage and its error
+        return 2
+    module = importlib.import_module(module_name)
+    return int(module.main(rest))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="potability", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="potability",
+        description="Water potability: the local stack, the data, the model, the pipeline and "
+        "the Google Cloud deployment, in one command.",
+        epilog="`potability COMMAND --help` describes a command. "
+        "Make targets wrap the usual ones (`make help`).",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", help="start the local stack (idempotent)")
     up.add_argument("--mlflow-port", type=int, default=local_stack.DEFAULT_MLFLOW_PORT)
     up.set_defaults(func=_up)
@@ -488,10 +532,21 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ]:
         sub.add_parser(name, help=text).set_defaults(func=func)
+    pipeline = sub.add_parser("pipeline", help=DELEGATED["pipeline"][""][1], add_help=False)
+    pipeline.add_argument("args", nargs="*", help="see `potability pipeline --help`")
+    gcp = sub.add_parser(
+        "gcp", help="the Google Cloud deployment: " + " | ".join(DELEGATED["gcp"])
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, (_, text) in DELEGATED["gcp"].items():
+        gcp.add_parser(name, help=text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    delegated = _delegate(argv)
+    if delegated is not None:
+        return delegated
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_type_hints
 
 DEFAULT_MODEL_NAME = "water-potability"
 DEFAULT_DB_NAME = "potability"
@@ -47,10 +47,6 @@ def _bindings(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((k, tuple(v)) for k, v in sorted(data.items()))
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def _pairs(value: str) -> tuple[tuple[str, str], ...]:
     """``"a=x, b=y"`` -> ``(("a", "x"), ("b", "y"))``; a pair without ``=`` is an error."""
     pairs = []
@@ -69,25 +65,35 @@ def _items(value: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in value.split(",") if x.strip())
 
 
-_CASTS: dict[str, Callable[[str], Any]] = {
-    "str": str.strip,
-    "Path": Path,
-    "bool": _flag,
-    "int": int,
-    "float": float,
-    "tuple[str, ...]": _items,
-}
-"""How a variable's text becomes a field's value, by the field's type (as written)."""
+Env = Literal["local", "gcp"]
+EndpointMode = Literal["local", "vertex"]
+PromotionApproval = Literal["auto", "manual"]
 
 
-def _cast(type_name: Any) -> Callable[[str], Any]:
-    cast = _CASTS.get(type_name if isinstance(type_name, str) else type_name.__name__)
-    if cast is None:
-        raise TypeError(
-            f"no cast from an environment variable to {type_name}: give the field "
-            f"a parse in its metadata"
-        )
-    return cast
+def _parser(hint: Any) -> Callable[[str], Any]:
+    """How a variable's text becomes a value of type ``hint``: pydantic's validation (its lax
+    mode reads ``true``/``false``/``1``/``0``/``yes``/``no``/``on``/``off`` as booleans and
+    refuses anything else - ``ture`` is an error, never a silent ``False``; numbers, paths and
+    ``Literal`` modes are checked the same way); ``str`` is stripped; ``tuple[str, ...]`` is a
+    comma-separated list."""
+    if hint is str:
+        return str.strip
+    if hint == tuple[str, ...]:
+        return _items
+    from pydantic import TypeAdapter
+
+    adapter = TypeAdapter(hint)
+    return lambda text: adapter.validate_python(text.strip())
+
+
+def _reason(exc: Exception) -> str:
+    """pydantic's message without its location and documentation link (the caller names the
+    variable); any other ``ValueError`` as it is."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(error["msg"] for error in exc.errors(include_url=False))
+    return str(exc)
 
 
 def env_name(f: Field[Any]) -> str:
@@ -100,7 +106,7 @@ def env_name(f: Field[Any]) -> str:
 class Settings:
     """Everything a process of the system needs to know about where things are."""
 
-    env: str = field(default="local", metadata={"env": "POTABILITY_ENV"})
+    env: Env = field(default="local", metadata={"env": "POTABILITY_ENV"})
     """``local`` (embedded stack) or ``gcp``."""
     home: Path = field(default=Path(".potability"), metadata={"env": "POTABILITY_HOME"})
     """Local state folder: database files, MLflow artifacts, pids, logs."""
@@ -120,7 +126,7 @@ class Settings:
     """The MLflow tracking server."""
     model_name: str = DEFAULT_MODEL_NAME
     """The registered model (MLflow and Vertex AI)."""
-    endpoint_mode: str = "local"
+    endpoint_mode: EndpointMode = "local"
     """``local`` (HTTP to our model server) or ``vertex`` (Vertex AI endpoint)."""
     model_server_url: str = ""
     """Our model server, with ``ENDPOINT_MODE=local``."""
@@ -179,7 +185,10 @@ class Settings:
     endpoint_timeout_seconds: float = 10.0
     """How long predict waits for the model endpoint before answering 503 (retryable)."""
     db_pool_size: int = 8
-    """Pooled database connections per function instance (one per serving thread)."""
+    """Most database connections one function instance holds open (one per serving thread)."""
+    db_pool_wait_seconds: float = 5.0
+    """How long a request waits for a pooled connection when all are in use, before a
+    retryable 503: shorter than a client's patience, longer than a burst's queue."""
     status_db_pool_size: int = 2
     """The status function's own connection budget per instance: the page refreshes its data
     once per ``status_refresh_seconds`` (single flight), so however many readers there are it
@@ -238,7 +247,7 @@ class Settings:
     pipeline_template_uri: str = ""
     """The published pipeline, ``https://REGION-kfp.pkg.dev/PROJECT/REPO/PACKAGE/TAG``
     (``publish`` prints it; ``submit`` runs it). Empty: ``submit`` sends the local YAML inline."""
-    promotion_approval: str = "auto"
+    promotion_approval: PromotionApproval = "auto"
     """``auto``: a challenger that passes the evidence test is promoted at once; ``manual``: it
     waits as a candidate for ``potability model approve`` (Terraform's ``promotion_approval``;
     the local scheduled runs send it as the pipeline parameter of that name)."""
@@ -263,19 +272,25 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (default: the process environment).
 
-        Each field is read from its variable (:func:`env_name`), cast by its type (:func:`_cast`,
-        or the field's own ``parse``); a variable that is not set leaves the field's default -
-        so each default is written once, on the field.
+        Each field is read from its variable (:func:`env_name`), validated by its type
+        (:func:`_parser`, or the field's own ``parse``); a variable that is not set leaves the
+        field's default - so each default is written once, on the field. A value that does not
+        parse stops the process at start-up with every such variable named.
         """
         e = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
         values: dict[str, Any] = {}  # each of its field's type, by its parser
+        errors: list[str] = []
         for f in fields(cls):
             name = env_name(f)
             if name in e:
                 try:
-                    values[f.name] = (f.metadata.get("parse") or _cast(f.type))(e[name])
-                except ValueError as exc:
-                    raise ValueError(f"{name}={e[name]!r}: {exc}") from None
+                    values[f.name] = (f.metadata.get("parse") or _parser(hints[f.name]))(e[name])
+                except ValueError as exc:  # pydantic's ValidationError is one too
+                    shown = e[name] if len(e[name]) <= 64 else e[name][:64] + "..."
+                    errors.append(f"{name}={shown!r}: {_reason(exc)}")
+        if errors:  # every bad variable at once, each by name: one start-up to fix them all
+            raise ValueError("invalid settings: " + "; ".join(errors))
         settings = cls(**values)
         return replace(settings, home=settings.home.absolute())
 
@@ -328,7 +343,11 @@ def configuration_markdown() -> str:
             "completes the environment with `.potability/env` when it exists); Terraform sets the",
             "same names on Google Cloud and `potability up` writes them to `.potability/env`",
             "locally. A variable that is not set leaves the default; text is stripped of",
-            "surrounding spaces; flags are `1`, `true`, `yes` or `on`; lists are comma-separated.",
+            "surrounding spaces; flags are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`;",
+            "lists are comma-separated; modes are one of the values the table names. Values are",
+            "validated by their type (pydantic): anything else - `DB_IAM_AUTH=ture`, an",
+            "`ENDPOINT_MODE` that is neither `local` nor `vertex` - stops the process at",
+            "start-up with every bad variable named, never a silent default.",
             "",
             "| variable | default | meaning |",
             "|---|---|---|",
@@ -363,7 +382,7 @@ class ServingSettings:
         if not version and uri.startswith("models:/") and "@" not in uri:
             version = uri.rstrip("/").rsplit("/", 1)[-1]
         return cls(
-            port=int(e.get("AIP_HTTP_PORT", "8080")),
+            port=_number(e, "AIP_HTTP_PORT", "8080"),
             host=e.get("MODEL_SERVER_HOST", "0.0.0.0"),
             health_route=e.get("AIP_HEALTH_ROUTE", "/health"),
             predict_route=e.get("AIP_PREDICT_ROUTE", "/predict"),
@@ -371,9 +390,18 @@ class ServingSettings:
             model_name=e.get("MODEL_NAME", DEFAULT_MODEL_NAME),
             model_version=version or "unknown",
             tracking_uri=e.get("MLFLOW_TRACKING_URI", ""),
-            threads=int(e.get("MODEL_SERVER_THREADS", "8")),
+            threads=_number(e, "MODEL_SERVER_THREADS", "8"),
             handover_file=e.get("MODEL_SERVER_HANDOVER_FILE", ""),
         )
+
+
+def _number(environ: Mapping[str, str], name: str, default: str) -> int:
+    """An integer variable of the model server, refused by name if it is not one."""
+    text = environ.get(name, default)
+    try:
+        return int(_parser(int)(text))
+    except ValueError as exc:
+        raise ValueError(f"invalid settings: {name}={text[:64]!r}: {_reason(exc)}") from None
 
 
 # --- the local stack's env file and the one loader ---------------------------------------

@@ -75,6 +75,9 @@ class Failure(enum.Enum):
     TRANSIENT = "transient"
     """The session is fine but the transaction failed for a reason that passes (a serialisation
     conflict, a deadlock victim, resources exhausted): roll back and retry."""
+    EXHAUSTED = "exhausted"
+    """Every connection of the pool stayed in use for the whole wait: nothing was sent to the
+    database. Retrying at once only waits again; the client retries later (503)."""
 
 
 # SQLSTATEs by family (https://www.postgresql.org/docs/current/errcodes-appendix.html). The
@@ -281,7 +284,9 @@ def advisory_lock(settings: Settings, name: str, wait_seconds: float = 600.0) ->
     ends *and* when the holder dies (a SIGKILLed step's session ends with its socket). Waiting
     longer than ``wait_seconds`` fails (``55P03``) instead of hanging forever.
     """
-    conn = connect(settings)
+    # the socket must outwait the lock wait: at the 10 s default a second maintenance run
+    # waiting for the first died with TimeoutError instead of waiting (issue 29)
+    conn = connect(settings, timeout=wait_seconds + 30)
     try:
         conn.autocommit = True
         cur = conn.cursor()
@@ -305,20 +310,49 @@ def advisory_lock(settings: Settings, name: str, wait_seconds: float = 600.0) ->
 class Pool:
     """A small thread-safe pool: connections are created lazily and reused across requests.
 
+    **Bounded**: at most ``size`` connections are open at once. A checkout takes one of
+    ``size`` slots (waiting up to ``wait_seconds`` for one, then :class:`DatabaseUnavailable`
+    with :attr:`Failure.EXHAUSTED`, the retryable 503) and gives it back at checkin. A new
+    connection is opened only when no idle one is left, so open = in use + idle <= ``size``:
+    a burst of misses waits for a connection instead of opening one each (Cloud SQL's
+    ``max_connections`` is shared by every instance of every function and the pipeline).
+    This is the existing pool bounded rather than SQLAlchemy's ``QueuePool``: the hot path
+    keeps its prepared statements per pg8000 connection (:meth:`run`) and the generation
+    rule below, which ``QueuePool``'s ``pre_ping``/``invalidate`` would replace with a round
+    trip per checkout or a per-connection discovery of a failover.
+
     A failure that ends the session (:attr:`Failure.CONNECTION`) discards the connection *and*
     every idle one opened before it: a restart or failover killed them all, and handing them
     out one by one would cost one failed request each. Connections in use at that moment are
     discarded when they come back (they belong to an older generation).
     """
 
-    def __init__(self, settings: Settings, size: int = 4) -> None:
+    def __init__(
+        self, settings: Settings, size: int = 4, wait_seconds: float | None = None
+    ) -> None:
         self._settings = settings
         self.size = size
+        self.wait_seconds = settings.db_pool_wait_seconds if wait_seconds is None else wait_seconds
+        self._slots = threading.BoundedSemaphore(size)
         self._idle: queue.LifoQueue[tuple[int, Connection]] = queue.LifoQueue(maxsize=size)
         self._generation = 0
         self._lock = threading.Lock()
 
     def _checkout(self) -> tuple[int, Connection]:
+        """A slot, then an idle connection of the current generation or a new one."""
+        if not self._slots.acquire(timeout=self.wait_seconds):
+            raise DatabaseUnavailable(
+                f"database pool exhausted: all {self.size} connections in use for "
+                f"{self.wait_seconds:g} s",
+                failure=Failure.EXHAUSTED,
+            )
+        try:
+            return self._take()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _take(self) -> tuple[int, Connection]:
         while True:
             try:
                 generation, conn = self._idle.get_nowait()
@@ -382,14 +416,18 @@ class Pool:
             self._checkin(generation, conn, healthy)
 
     def _checkin(self, generation: int, conn: Connection, healthy: bool) -> None:
-        """Back to the idle queue if healthy and of the current generation, else closed."""
-        if healthy and generation == self._generation:
-            try:
-                self._idle.put_nowait((generation, conn))
-            except queue.Full:
+        """Back to the idle queue if healthy and of the current generation, else closed; the
+        slot is free again either way."""
+        try:
+            if healthy and generation == self._generation:
+                try:
+                    self._idle.put_nowait((generation, conn))
+                except queue.Full:
+                    _close_quietly(conn)
+            else:
                 _close_quietly(conn)
-        else:
-            _close_quietly(conn)
+        finally:
+            self._slots.release()
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         """Run ONE statement on its own (no BEGIN/COMMIT) as a prepared statement; its rows.

@@ -8,6 +8,20 @@ Ranges are *physical* plausibility bounds, deliberately generous (the data set's
 observations sit well inside them): they catch unit mistakes and broken sensors, not unusual
 water. Missing values are legal everywhere (the data set has NaN in ph, Sulfate and
 Trihalomethanes); the model imputes them.
+
+Subnormal values (0 < |x| < 2.2e-308, e.g. 5e-324) are accepted, deliberately (issue 29). As
+measurements they are not plausible - no instrument resolves 1e-308 ppm, the figure is a zero
+that went through some float arithmetic (a unit conversion, a calibration offset) - but they
+are *indistinguishable* from the legal reading 0.0 for every purpose the reading serves: the
+model sees 0 (it scales and thresholds in float64, where a subnormal behaves as 0 to ~300
+digits), the drift grid puts it in cell 0 like 0.0. Refusing it would throw away the other
+eight measurements of a real reading for no safety gain, and a 400 would teach nothing to a
+sensor whose firmware produces it. What mattered was that a stored reading, any reading the
+API accepts, can never stop a job: ``water.drift_cell`` and
+:func:`potability.quality.drift.cells_of` place every float in the ranges below - subnormals,
+the minimum normal, both edges, their neighbours, negative zero - without an error (sql/018,
+tests/potability/quality/test_float_classes.py), and a reading a job still cannot process is
+quarantined, not allowed to block the rest (:mod:`potability.jobs`).
 """
 
 from __future__ import annotations

@@ -126,6 +126,9 @@ ACCESS_ROLES = {
     "pipelines": "water_pipelines",
     "mlflow": "water_mlflow",
     "operators": "water_operators",
+    # The operators' `potability model` Cloud Run job (terraform/model_job.tf) runs as its own
+    # account: the same role as the operators' group.
+    "model-job": "water_operators",
 }
 """Service (Terraform's service-account key) -> NOLOGIN role holding its grants (sql/005)."""
 PGAUDIT_ABSENT = (
@@ -277,7 +280,7 @@ def migrate(
         admin = _role_admin(cur, version)
         if admin:
             cur.execute(f"SET ROLE {_quote(admin)}")
-        for role in (OWNER_ROLE, *ACCESS_ROLES.values()):
+        for role in dict.fromkeys((OWNER_ROLE, *ACCESS_ROLES.values())):  # once each
             _ensure_role(cur, role)
         _grant_member(cur, OWNER_ROLE, migrator, version)
         cur.execute("RESET ROLE")

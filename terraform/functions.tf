@@ -9,6 +9,14 @@ locals {
     if !strcontains(f, "__pycache__") && !endswith(f, ".pyc")
   ])
 
+  # The smoke-test account (iam.tf) is bound like a sensor account, to the one sensor id
+  # potability/gcp/smoke.py writes (SMOKE_SENSOR): its rows are smoke rows (sensor id prefix
+  # smoke-), left out of training, quality control and the status page's figures.
+  smoke_sensor_id = "smoke-deploy"
+  sensor_bindings = merge(var.sensor_bindings, {
+    (google_service_account.sa["smoke"].email) = [local.smoke_sensor_id]
+  })
+
   functions = {
     predict = {
       entry_point = "predict"
@@ -25,7 +33,7 @@ locals {
           "https://${var.region}-${var.project_id}.cloudfunctions.net/${var.name_prefix}-predict",
           "https://${var.name_prefix}-predict-${data.google_project.this.number}.${var.region}.run.app",
         ])
-        PREDICT_SENSOR_BINDINGS = jsonencode(var.sensor_bindings)
+        PREDICT_SENSOR_BINDINGS = jsonencode(local.sensor_bindings)
         # Behind Cloud Run's IAM check the token arrives with its signature replaced by
         # SIGNATURE_REMOVED_BY_GOOGLE (cloud.google.com/run/docs/troubleshooting#signature-removed).
         ID_TOKEN_PLATFORM_VERIFIED = "true"
@@ -147,10 +155,12 @@ resource "google_cloudfunctions2_function" "fn" {
     }
   }
 
-  # IAM before the build and the first start (there is no propagation wait without
-  # the hashicorp/time provider; README.md "What has never run against Google").
+  # IAM before the build and the first start, and Google's 60 s for it to propagate
+  # (time_sleep.iam_propagation, iam.tf).
   depends_on = [
+    time_sleep.iam_propagation,
     google_project_iam_member.sa,
+    google_project_iam_member.functions_build_sources,
     google_storage_bucket_iam_member.sa,
     google_artifact_registry_repository_iam_member.sa,
     google_sql_user.sa,
@@ -161,11 +171,19 @@ resource "google_cloudfunctions2_function" "fn" {
 
 # Invokers. Gen2 functions are Cloud Run services: run.invoker is granted on the
 # service (the function-level IAM resource is known to fail for this role).
+#
+# allUsers on the status page only while var.public_status_page (default true): an
+# organisation enforcing constraints/iam.allowedPolicyMemberDomains refuses that binding at
+# apply (terraform/README.md "Organisation policy"); false leaves the page to invokers
+# granted outside this configuration.
 locals {
   invokers = merge(
     { for sa in distinct(concat(var.sensor_service_accounts, keys(var.sensor_bindings))) : "predict/${sa}" => { fn = "predict", member = "serviceAccount:${sa}" } },
     { "samples/regulator" = { fn = "samples", member = "group:${var.regulator_group}" } },
-    { "status/public" = { fn = "status", member = "allUsers" } },
+    # The smoke test (potability/gcp/smoke.py) calls predict and add_sample as its account.
+    { "predict/smoke" = { fn = "predict", member = google_service_account.sa["smoke"].member } },
+    { "samples/smoke" = { fn = "samples", member = google_service_account.sa["smoke"].member } },
+    var.public_status_page ? { "status/public" = { fn = "status", member = "allUsers" } } : {},
   )
 }
 

@@ -41,6 +41,10 @@ resource "google_project_service" "apis" {
     "artifactregistry.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
+    # Terraform itself needs these two (every google_project_iam_member, data.google_project)
+    # before it can enable anything: `make gcp-bootstrap` enables them, with iam, ahead of the
+    # first apply (terraform/README.md "First apply"); listed here so they stay enabled.
+    "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",
     "iam.googleapis.com",
@@ -50,6 +54,7 @@ resource "google_project_service" "apis" {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "servicenetworking.googleapis.com",
+    "serviceusage.googleapis.com",
     "sqladmin.googleapis.com",
     "storage.googleapis.com",
   ])

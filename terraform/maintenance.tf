@@ -87,6 +87,7 @@ resource "google_cloud_run_v2_job" "maintenance" {
   }
 
   depends_on = [
+    time_sleep.iam_propagation,
     google_project_iam_member.sa,
     google_sql_user.sa,
     google_sql_database.app,

@@ -17,7 +17,7 @@ locals {
   # The operators' IAM group (operators.tf) is a database user of its own name.
   db_role_members = join(",", concat(
     [for k in ["predict", "samples", "status", "pipelines", "mlflow"] : "${k}=${local.db_user[k]}"],
-    var.operators == "" ? [] : ["operators=${var.operators}"],
+    var.operators == "" ? [] : ["operators=${var.operators}", "model-job=${local.db_user["model-job"]}"],
   ))
 }
 
@@ -91,6 +91,7 @@ resource "google_cloud_run_v2_job" "migrate" {
   }
 
   depends_on = [
+    time_sleep.iam_propagation,
     google_project_iam_member.sa,
     google_sql_user.sa,
     google_sql_database.app,

@@ -43,6 +43,7 @@ resource "google_compute_instance" "mlflow" {
     serial-port-enable     = "false"
     startup-script = templatefile("${path.module}/templates/mlflow-startup.sh.tftpl", {
       mlflow_version      = var.mlflow_version
+      mlflow_workers      = var.mlflow_workers
       proxy_version       = var.cloud_sql_proxy_version
       proxy_sha256        = var.cloud_sql_proxy_sha256
       project             = var.project_id

@@ -64,6 +64,24 @@ resource "google_compute_subnetwork" "pipelines" {
   }
 }
 
+# The operators' Cloud Run job (model_job.tf) egresses here, not into the main subnet: the
+# MLflow firewall admits this range, and the functions' range must stay out of it. Direct VPC
+# egress takes its addresses from the subnet; Google asks for at least a /26
+# (https://cloud.google.com/run/docs/configuring/vpc-direct-vpc, "IP address allocation").
+resource "google_compute_subnetwork" "jobs" {
+  name                     = "${var.name_prefix}-jobs-${var.region}"
+  region                   = var.region
+  network                  = google_compute_network.vpc.id
+  ip_cidr_range            = var.jobs_subnet_cidr
+  private_ip_google_access = true
+
+  log_config {
+    aggregation_interval = "INTERVAL_5_SEC"
+    flow_sampling        = 0.5
+    metadata             = "INCLUDE_ALL_METADATA"
+  }
+}
+
 resource "google_compute_network_attachment" "pipelines" {
   name        = "${var.name_prefix}-pipelines"
   region      = var.region
@@ -119,14 +137,14 @@ resource "google_compute_firewall" "iap_to_mlflow" {
   }
 }
 
-# Only the pipeline's jobs (their PSC interfaces in the attachment subnet) reach
-# MLflow; the functions' Direct VPC egress (main subnet) and the private services
+# Only the pipeline's jobs (their PSC interfaces in the attachment subnet) and the operators'
+# `potability model` job (the jobs subnet) reach MLflow; the functions' Direct VPC egress (main subnet) and the private services
 # range do not (ingress is denied unless a rule allows it).
 resource "google_compute_firewall" "internal_to_mlflow" {
   name          = "${var.name_prefix}-allow-pipelines-mlflow"
   network       = google_compute_network.vpc.id
   direction     = "INGRESS"
-  source_ranges = [google_compute_subnetwork.pipelines.ip_cidr_range]
+  source_ranges = [google_compute_subnetwork.pipelines.ip_cidr_range, google_compute_subnetwork.jobs.ip_cidr_range]
   target_tags   = ["mlflow"]
 
   allow {

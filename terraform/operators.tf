@@ -42,6 +42,8 @@ resource "google_project_iam_custom_role" "model_operator" {
   description = "Serve another model version on the endpoint (potability model rollback/approve)."
   permissions = local.operators_permissions
   stage       = "GA"
+
+  depends_on = [google_project_service.apis] # the IAM API (iam.tf, custom roles)
 }
 
 resource "google_project_iam_member" "operators" {

@@ -63,6 +63,16 @@ output "migration_job" {
   value       = local.migrate_job ? google_cloud_run_v2_job.migrate[0].name : ""
 }
 
+output "model_job" {
+  description = "Cloud Run job running `potability model ...` for the operators (make gcp-model; empty until image_digest and operators are set)."
+  value       = local.model_job ? google_cloud_run_v2_job.model[0].name : ""
+}
+
+output "smoke_service_account" {
+  description = "The smoke test's account (potability/gcp/smoke.py): invoker of predict and add_sample, bound to sensor id smoke-deploy; engineers may mint its ID tokens."
+  value       = google_service_account.sa["smoke"].email
+}
+
 output "network_attachment" {
   description = "Network attachment of the pipeline jobs' PSC interfaces (PipelineJob.pscInterfaceConfig.networkAttachment)."
   value       = google_compute_network_attachment.pipelines.name

@@ -23,6 +23,7 @@ resource "google_project_iam_custom_role" "vertex_psc_interface" {
   description = "Vertex AI's service agent attaches pipeline tasks to the network attachment."
   permissions = ["compute.networkAttachments.get", "compute.networkAttachments.update", "compute.regionOperations.get"]
   stage       = "GA"
+  depends_on  = [google_project_service.apis] # the IAM API (iam.tf, custom roles)
 }
 
 resource "google_project_iam_member" "vertex_psc_interface" {

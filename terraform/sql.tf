@@ -121,7 +121,8 @@ resource "google_sql_database" "app" {
 # owns objects cannot be dropped through the API, so Terraform abandons it
 # (provider docs r/sql_user, "deletion_policy"); the instance takes it along.
 resource "google_sql_user" "sa" {
-  for_each = toset(["pipelines", "mlflow", "predict", "samples", "status", "migrator"])
+  # model-job: the operators' `potability model` job (model_job.tf), a member of water_operators.
+  for_each = toset(["pipelines", "mlflow", "predict", "samples", "status", "migrator", "model-job"])
 
   name            = local.db_user[each.key]
   instance        = google_sql_database_instance.main.name

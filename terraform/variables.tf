@@ -170,6 +170,17 @@ variable "mlflow_machine_type" {
   default     = "e2-small"
 }
 
+variable "mlflow_workers" {
+  description = "Worker processes of `mlflow server` on the VM (--workers; MLflow's default is 4). Each worker is a full copy of the app, about 350 MB resident (4 workers measured ~1.4 GB locally): on the default e2-small (2 vCPUs, 2 GB) beside the Cloud SQL Auth Proxy and the OS, 4 would leave almost nothing and risk the OOM killer; 2 use ~0.7 GB and match the 2 vCPUs for the load there is (one daily pipeline run, a few engineers). Raise it only with mlflow_machine_type."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.mlflow_workers >= 1 && var.mlflow_workers <= 16
+    error_message = "mlflow_workers: 1 to 16."
+  }
+}
+
 variable "mlflow_version" {
   description = "MLflow version installed on the VM (keep in step with the client in uv.lock)."
   type        = string
@@ -426,4 +437,22 @@ variable "operators" {
     condition     = var.operators == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.operators))
     error_message = "operators must be a group e-mail address (or empty)."
   }
+}
+
+variable "public_status_page" {
+  description = "Grant allUsers run.invoker on the status function (the public status page). An organisation enforcing constraints/iam.allowedPolicyMemberDomains refuses allUsers at apply: set false, or ask the org admin for an exception on this project (terraform/README.md \"Organisation policy\")."
+  type        = bool
+  default     = true
+}
+
+variable "iam_propagation_wait" {
+  description = "How long the apply waits after IAM grants before the functions and the Cloud Run jobs that use them (time_sleep.iam_propagation; Google's cloudfunctions2_basic_builder example waits 60s)."
+  type        = string
+  default     = "60s"
+}
+
+variable "jobs_subnet_cidr" {
+  description = "Subnet of the operators' Cloud Run job (Direct VPC egress; model_job.tf), the one range besides the pipelines' that may reach MLflow. Google asks for at least a /26 for Direct VPC egress."
+  type        = string
+  default     = "10.10.9.0/26"
 }

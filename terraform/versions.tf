@@ -14,6 +14,12 @@ terraform {
       source  = "hashicorp/archive"
       version = "~> 2.8.0"
     }
+    # time_sleep: waits for IAM propagation where Google's own examples wait (iam.tf).
+    # Pinned to the 0.14 series: tools/terraform_schema/time-0.14.2.schema.json.
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.14.0"
+    }
   }
 
   # Remote state: copy backend.tf.example to backend.tf (see README.md).

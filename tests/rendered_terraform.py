@@ -79,10 +79,12 @@ def render(
         "  }\n"
         "  override_resource {\n"
         "    target = google_service_account.sa\n"
-        f'    values = {{ email = "svc@{PROJECT}.iam.gserviceaccount.com" }}\n'
+        f'    values = {{ email = "svc@{PROJECT}.iam.gserviceaccount.com",'
+        f' member = "serviceAccount:svc@{PROJECT}.iam.gserviceaccount.com" }}\n'
         "  }\n"
         "}\n"
         'mock_provider "archive" {}\n'
+        'mock_provider "time" {}\n'
         "variables {\n" + "".join(f"  {k} = {_hcl(v)}\n" for k, v in values.items()) + "}\n"
         'run "render" {\n  command = apply\n}\n'
     )

@@ -141,6 +141,13 @@ def image_env(tmp_path_factory: pytest.TempPathFactory) -> ImageEnv:
     return ImageEnv(venv, workdir)
 
 
+def test_the_image_runs_pipeline_steps_as_root() -> None:
+    """Every pipeline step writes under Vertex's /gcs mount; non-root writes there are not
+    documented (kubeflow/pipelines #5673): the image keeps the root user (Dockerfile)."""
+    users = [rest for word, rest in dockerfile_instructions() if word == "USER"]
+    assert users in ([], ["root"]), users
+
+
 def test_the_image_runs_from_elsewhere_than_its_build_directory() -> None:
     workdirs = [rest for word, rest in dockerfile_instructions() if word == "WORKDIR"]
     assert workdirs[0] == "/app" and workdirs[-1] != "/app", (

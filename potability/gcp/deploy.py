@@ -328,7 +328,7 @@ def deploy(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m potability.gcp.deploy",
+        prog="potability gcp deploy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -11,7 +11,13 @@
 3. the service-networking peering is abandoned by Terraform (``deletion_policy = "ABANDON"``,
    terraform/network.tf: it cannot be deleted while Cloud SQL's producer network holds the
    instance) and then blocks the VPC's deletion: it is deleted after the instance is gone
-   (``gcloud services vpc-peerings delete``), then ``terraform destroy`` removes the rest.
+   (``gcloud services vpc-peerings delete``), then ``terraform destroy`` removes the rest. That
+   deletion itself is known to fail while the producer side still holds the connection
+   (hashicorp/terraform-provider-google #19908 and #18834: "Failed to delete connection;
+   Producer services (e.g. CloudSQL, Cloud Memstore, etc.) are still using this connection"):
+   the VPC's own end of the peering is then deleted directly (``gcloud compute networks
+   peerings delete servicenetworking-googleapis-com``, the peering's name on the consumer
+   network), which is what unblocks the network's deletion.
 
 What Google makes you wait for is reported, not hidden: Direct VPC egress and the network
 attachment release their subnet addresses up to hours after the functions and jobs are gone (a
@@ -99,18 +105,7 @@ def destroy(run: Runner, auto_approve: bool = False) -> None:
     )
 
     out("\n== 3/4 delete the service-networking peering Terraform abandons (network.tf)")
-    run(
-        [
-            "gcloud",
-            "services",
-            "vpc-peerings",
-            "delete",
-            f"--network={network}",
-            "--service=servicenetworking.googleapis.com",
-            f"--project={project}",
-            "--quiet",
-        ]
-    )
+    delete_peering(run, str(project), str(network))
 
     out("\n== 4/4 destroy everything else")
     run(
@@ -127,9 +122,51 @@ def destroy(run: Runner, auto_approve: bool = False) -> None:
         out(f"note: {line}")
 
 
+PEERING = "servicenetworking-googleapis-com"
+"""The name Google gives the consumer network's end of the service-networking peering."""
+
+
+def delete_peering(run: Runner, project: str, network: str) -> None:
+    """Delete the private services peering: through Service Networking first, and if that is
+    refused (provider #19908, #18834: the producer network still holds the connection), the
+    VPC's own end of it with ``gcloud compute networks peerings delete``. If both fail the
+    second failure stops the teardown (DeployError), as any step does."""
+    try:
+        run(
+            [
+                "gcloud",
+                "services",
+                "vpc-peerings",
+                "delete",
+                f"--network={network}",
+                "--service=servicenetworking.googleapis.com",
+                f"--project={project}",
+                "--quiet",
+            ]
+        )
+    except DeployError as exc:
+        run.out(
+            f"note: {exc}\nService Networking kept the connection (terraform-provider-google "
+            f"#19908, #18834); deleting the network's end of the peering ({PEERING}) instead"
+        )
+        run(
+            [
+                "gcloud",
+                "compute",
+                "networks",
+                "peerings",
+                "delete",
+                PEERING,
+                f"--network={network}",
+                f"--project={project}",
+                "--quiet",
+            ]
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m potability.gcp.destroy",
+        prog="potability gcp destroy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

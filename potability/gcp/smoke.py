@@ -20,7 +20,9 @@ Smoke rows are marked by their sensor id (:data:`potability.features.SMOKE_SENSO
 training, quality control and the status page's figures leave them out.
 
 ``--pipeline`` also starts the daily schedule's own request once (``gcloud scheduler jobs run``)
-and waits, reading the public status page, until that pipeline run has finished.
+and waits, reading the public status page, until that pipeline run has finished - before the
+function checks, because on a first deploy that run is what deploys a model (predict answers 503
+"no model deployed" until then, and the check says so).
 
 Prints one PASS/FAIL line per check; exits 1 if any failed.
 """
@@ -91,6 +93,15 @@ def check_predict(http: Any, url: str, token: str, stamp: str) -> Check:
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"smoke-{stamp}"}
     body = {"sensor_id": SMOKE_SENSOR, "reading": SMOKE_READING}
     first = http.post(url, json=body, headers=headers, timeout=TIMEOUT)
+    if first.status_code == 503 and "no model deployed" in first.text:
+        # The first deploy: identity and binding passed (the function answered), but no
+        # pipeline run has deployed a model yet and a 503 logs nothing to read back.
+        return Check(
+            "predict",
+            False,
+            f"{_describe(first)} - no model is deployed before the first pipeline run: "
+            "`make gcp-smoke ARGS=--pipeline` runs it first, then predict",
+        )
     if first.status_code != 200:
         return Check("predict", False, _describe(first))
     again = http.post(url, json=body, headers=headers, timeout=TIMEOUT)
@@ -211,15 +222,10 @@ def run_smoke(
     (account,) = _need(outputs, "smoke_service_account")
     by_name = outputs.get("function_urls")  # a JSON object, or absent
     urls = {str(k): str(v) for k, v in by_name.items()} if isinstance(by_name, dict) else {}
-    if run.dry_run:
-        for name in ("predict", "samples"):
-            if name in urls:
-                gcloud_id_token(run, str(account), urls[name])
-        run.out("(dry run) would call predict, add_sample and the status page as the smoke account")
-        checks = []
-    else:
-        checks = smoke(urls, lambda audience: gcloud_id_token(run, str(account), audience), http)
+    checks: list[Check] = []
     if pipeline:
+        # The pipeline run first: on a first deploy it is what deploys a model, without which
+        # predict can only answer 503 (issue 28, terraform/README.md "First apply").
         project, region, job = _need(outputs, "project_id", "region", "scheduler_job")
         if http is None:
             import requests
@@ -228,6 +234,13 @@ def run_smoke(
         checks.append(
             wait_for_pipeline(run, http, str(project), str(region), str(job), urls["status"])
         )
+    if run.dry_run:
+        for name in ("predict", "samples"):
+            if name in urls:
+                gcloud_id_token(run, str(account), urls[name])
+        run.out("(dry run) would call predict, add_sample and the status page as the smoke account")
+    else:
+        checks += smoke(urls, lambda audience: gcloud_id_token(run, str(account), audience), http)
     for check in checks:
         run.out(check.line())
     return checks
@@ -235,7 +248,7 @@ def run_smoke(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m potability.gcp.smoke",
+        prog="potability gcp smoke",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

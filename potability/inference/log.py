@@ -5,7 +5,9 @@
 scheduler service before each pipeline firing; ``potability migrate`` runs its partition part):
 
 1. readings that landed in the DEFAULT partition (their day had no partition) are moved into
-   a partition of their own day (``water.ensure_inference_partition``);
+   a partition of their own day in batches of :data:`BATCH_ROWS`, each committed, then the
+   day's table is attached (:func:`drain_day`, sql/018: a backlog of millions is drained over
+   as many runs as it takes, never by one unbounded statement);
 2. partitions for today and the next :data:`DAYS_AHEAD` days are created;
 3. request keys older than the idempotency window (``INFERENCE_REQUEST_KEY_DAYS``) are pruned;
 4. every day older than ``INFERENCE_RETENTION_DAYS`` is exported to Parquet
@@ -18,10 +20,17 @@ scheduler service before each pipeline firing; ``potability migrate`` runs its p
    the latest hour or two to count from raw rows. Hourly, this is ~3 s at 120 k readings an
    hour; the first run after sql/015 fills the whole week.
 
-Each step is idempotent, and a step killed midway leaves the database as it was: partition
-creation is one transaction, an archive file appears whole or not at all, and the drop comes
-last. Running it again completes the work (an archive left by a killed run is verified and
-reused; one that does not match the database stops the run, loudly, dropping nothing).
+Every run is recorded (:mod:`potability.jobs`): ``water.job_status`` says when it last
+succeeded, a failure raises ``maintenance_failed`` naming the step and the error class. Its
+connection sets :data:`STATEMENT_TIMEOUT_MS` below its :data:`SOCKET_TIMEOUT_SECONDS`, and
+the heavy loops pace themselves (:data:`PAUSE_RATIO`) so predict keeps its share of the machine.
+
+Each step is idempotent, and a step killed midway leaves the database as it was, or with the
+batches it committed: partition creation is one transaction, a drain keeps its moved batches
+(in the day's table, attached by the next run), an archive file appears whole or not at
+all, and the drop comes last. Running it again completes the work (an archive left by a
+killed run is verified and reused; one that does not match the database stops the run,
+loudly, dropping nothing).
 
 DDL runs as ``water_owner`` (the role that owns the log, sql/005), as migrations do: the
 partitions it creates belong to that role, and the access roles reach them through the parent
@@ -30,10 +39,11 @@ table's grants (queries and inserts go through ``water.water_inferences``).
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -143,27 +153,139 @@ def ensure_partition(conn: db.Connection, day: date) -> bool:
     return _retrying(conn, work)
 
 
-def default_days(conn: db.Connection) -> dict[date, int]:
-    """Days with readings in the DEFAULT partition, and how many each."""
+def default_days(conn: db.Connection) -> list[date]:
+    """Days with readings in the DEFAULT partition, oldest first.
+
+    Not a ``GROUP BY`` over DEFAULT (that scanned millions of rows in one statement and outlived
+    the socket timeout, issue 29): one probe of its ``inferred_at`` index per day found - the
+    first reading at or after the end of the previous day found."""
+    cur = conn.cursor()
+    days: list[date] = []
+    after: datetime | None = None
+    while True:
+        if after is None:
+            cur.execute("SELECT min(inferred_at) FROM water.water_inferences_default")
+        else:
+            cur.execute(
+                "SELECT min(inferred_at) FROM water.water_inferences_default "
+                "WHERE inferred_at >= %s",
+                (after,),
+            )
+        first = cur.fetchone()[0]
+        if first is None:
+            break
+        day = utc_day(first)
+        days.append(day)
+        after = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    conn.rollback()
+    return days
+
+
+def unattached_days(conn: db.Connection) -> list[date]:
+    """Day tables built beside the log but not attached: a drain a killed run left midway
+    (its rows are kept there; :func:`drain_day` attaches them)."""
     cur = conn.cursor()
     cur.execute(
-        "SELECT (inferred_at AT TIME ZONE 'UTC')::date, count(*) "
-        "FROM water.water_inferences_default GROUP BY 1 ORDER BY 1"
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'water' AND c.relkind = 'r' AND c.relname LIKE %s "
+        "AND NOT c.relispartition",
+        (PARTITION_PREFIX + "%",),
     )
-    found = {r[0]: int(r[1]) for r in cur.fetchall()}
+    names = [r[0] for r in cur.fetchall()]
     conn.rollback()
-    return found
+    return sorted(
+        datetime.strptime(n[len(PARTITION_PREFIX) :], "%Y%m%d").date()
+        for n in names
+        if re.fullmatch(PARTITION_PREFIX + r"\d{8}", n)  # only ours: any other table is left
+    )
+
+
+BATCH_ROWS = 50_000
+"""Readings moved out of DEFAULT per transaction (~0.5-1 s each): bounded work per statement,
+progress committed per batch, and the DEFAULT partition's lock (taken by ``DISABLE TRIGGER``)
+held only that long, so predict's readings of days without a partition wait at most that."""
+
+
+PAUSE_RATIO = 1.5
+"""After each batch (a move out of DEFAULT, a day's attach, a few hours of rollups) the
+maintenance sleeps this many times as long as the batch took: at most 40% of one core for a
+backlog's drain, so predict keeps its throughput while a backlog drains (bench/scale_bench.py
+backlog, docs/scale.md: on the benchmark's 2 shared cores an unpaced drain left predict 68% of
+its throughput, a ratio of 1.0 77-88%). It lengthens the drain - progress is committed per
+batch, so a drain longer than a run is continued by the next."""
+
+
+def pace(worked_seconds: float) -> None:
+    """Sleep :data:`PAUSE_RATIO` times ``worked_seconds`` (the batch's time)."""
+    if PAUSE_RATIO > 0:
+        time.sleep(worked_seconds * PAUSE_RATIO)
+
+
+def move_batch(conn: db.Connection, day: date, rows: int = BATCH_ROWS) -> int:
+    """Move at most ``rows`` readings of ``day`` out of DEFAULT into the day's table (one
+    committed transaction); how many it moved."""
+
+    def work(cur: Any) -> int:
+        cur.execute("SELECT water.move_default_batch(%s, %s)", (day, rows))
+        return int(cur.fetchone()[0])
+
+    return int(_retrying(conn, work))
+
+
+def drain_day(
+    conn: db.Connection,
+    day: date,
+    rows: int | None = None,
+    on_batch: Callable[[date, int], None] | None = None,
+) -> tuple[int, bool]:
+    """Step 1 for one day: its readings out of DEFAULT in batches of ``rows`` (each committed:
+    a run killed or timed out here has made progress, the next continues), then the rest
+    (what predict wrote meanwhile) moved under the lock and the day's table attached.
+    Meanwhile the day's moved readings are out of the log's reads: at most the few seconds of
+    one day's drain, or until the next run after a kill. Returns (rows moved, attached)."""
+    rows = rows or BATCH_ROWS
+    moved = 0
+    while True:
+        started = time.perf_counter()
+        n = move_batch(conn, day, rows)
+        pace(time.perf_counter() - started)
+        moved += n
+        if on_batch is not None:
+            on_batch(day, n)
+        if n < rows:
+            break
+
+    def finish(cur: Any) -> tuple[int, bool]:
+        cur.execute(
+            "SELECT count(*) FROM water.water_inferences_default "
+            "WHERE inferred_at >= %s AND inferred_at < %s",
+            (day, day + timedelta(days=1)),
+        )
+        rest = int(cur.fetchone()[0])
+        cur.execute("SELECT water.ensure_inference_partition(%s)", (day,))
+        return rest, bool(cur.fetchone()[0])
+
+    started = time.perf_counter()
+    rest, attached = _retrying(conn, finish)
+    pace(time.perf_counter() - started)  # the attach reads what is left of DEFAULT
+    return moved + rest, attached
 
 
 def ensure_partitions(
-    conn: db.Connection, today: date, report: MaintenanceReport | None = None
+    conn: db.Connection,
+    today: date,
+    report: MaintenanceReport | None = None,
+    on_batch: Callable[[date, int], None] | None = None,
+    batch_rows: int | None = None,
 ) -> MaintenanceReport:
-    """Steps 1 and 2: readings out of DEFAULT into their days; today + :data:`DAYS_AHEAD`."""
+    """Steps 1 and 2: readings out of DEFAULT into their days, in bounded batches
+    (:func:`drain_day`); today + :data:`DAYS_AHEAD`."""
     report = report or MaintenanceReport()
-    for day, rows in default_days(conn).items():
-        if ensure_partition(conn, day):
+    for day in sorted(set(unattached_days(conn)) | set(default_days(conn))):
+        moved, attached = drain_day(conn, day, batch_rows, on_batch)
+        if attached:
             report.created.append(day)
-        report.moved_from_default += rows
+        report.moved_from_default += moved
     for offset in range(DAYS_AHEAD + 1):
         day = today + timedelta(days=offset)
         if ensure_partition(conn, day):
@@ -300,19 +422,58 @@ def archive_expired(
     return report
 
 
+STATEMENT_TIMEOUT_MS = 120_000
+"""The longest any one statement of the maintenance may run. Every statement is bounded by
+design (a batch of :data:`BATCH_ROWS` readings, a few hours of rollups, a fetch of
+:data:`FETCH_ROWS`) and takes seconds; this is the backstop that turns a pathological plan into
+an error the run reports (``57014``, with its step) instead of a hang."""
+SOCKET_TIMEOUT_SECONDS = STATEMENT_TIMEOUT_MS / 1000 + 60
+"""The connection's socket timeout: longer than :data:`STATEMENT_TIMEOUT_MS`, so the server
+cancels a statement (a clear error) before the client gives up on the socket (issue 29: the
+10 s default was shorter than the old ``GROUP BY`` over DEFAULT)."""
+
+
+def connect(settings: Settings) -> db.Connection:
+    """The maintenance's connection, with its deliberate timeouts."""
+    conn = db.connect(settings, timeout=SOCKET_TIMEOUT_SECONDS)
+    conn.cursor().execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    conn.commit()
+    return conn
+
+
 def run_maintenance(
-    settings: Settings, now: datetime | None = None, store: inference_archive.Store | None = None
+    settings: Settings,
+    now: datetime | None = None,
+    store: inference_archive.Store | None = None,
+    on_batch: Callable[[date, int], None] | None = None,
+    batch_rows: int | None = None,
 ) -> MaintenanceReport:
-    """The daily step, whole (what the benchmark times): see the module docstring."""
+    """The hourly step, whole (what the benchmark times): see the module docstring. Recorded
+    as a run of the ``maintenance`` job (:func:`potability.jobs.recorded`): a failure raises
+    ``maintenance_failed`` naming the step, a success resolves it. ``on_batch`` is called
+    after every batch moved out of DEFAULT (progress for the benchmark and the kill test);
+    ``batch_rows`` overrides :data:`BATCH_ROWS`."""
+    from potability import jobs
+
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     today = utc_day(now)
-    # One run at a time (the job and an engineer by hand): the second waits for the first.
-    with db.advisory_lock(settings, LOCK_NAME), closing(db.connect(settings)) as conn:
-        report = ensure_partitions(conn, today)
-        report.keys_pruned = prune_request_keys(conn, now, settings.inference_request_key_days)
-        archive_expired(conn, settings, today, report, store)
-        # the hours' counts and drift cells (sql/015), so `potability qc` finds them ready
-        report.hours_rolled_up = inference_rollup.catch_up(conn, now)
+    with jobs.recorded(settings, jobs.MAINTENANCE) as run, ExitStack() as held:
+        with run.step("lock"):
+            # One run at a time (the job and an engineer by hand): the second waits.
+            held.enter_context(db.advisory_lock(settings, LOCK_NAME))
+        with run.step("connect"):
+            conn = held.enter_context(closing(connect(settings)))
+        with run.step("partitions"):
+            report = ensure_partitions(conn, today, on_batch=on_batch, batch_rows=batch_rows)
+        with run.step("request_keys"):
+            report.keys_pruned = prune_request_keys(conn, now, settings.inference_request_key_days)
+        with run.step("retention"):
+            archive_expired(conn, settings, today, report, store)
+        with run.step("rollups"):
+            # the hours' counts and drift cells (sql/015), so `potability qc` finds them ready
+            report.hours_rolled_up = inference_rollup.catch_up(
+                conn, now, job=jobs.MAINTENANCE, pace=pace
+            )
     report.seconds = time.perf_counter() - started
     return report

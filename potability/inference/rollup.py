@@ -20,11 +20,13 @@ Readers get typed rows (:class:`InferenceActivity`); :mod:`functions.status` map
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from potability.db import Connection
+from potability.db import Connection, sqlstate
 from potability.features import FEATURE_COLUMNS, FEATURES, SMOKE_SENSOR_LIKE
 
 HOUR = timedelta(hours=1)
@@ -83,6 +85,10 @@ class InferenceActivity:
     daily: list[Count]
     last_24h: WindowSummary
     last_7d: WindowSummary
+    pending: tuple[datetime, ...] = ()
+    """Complete hours with readings that are neither rolled up nor counted here (their
+    readings are missing from every figure): empty when the answer is exact. Only a bounded
+    reader (``max_raw_hours``) leaves hours pending - after a backfill, a deploy on a full log."""
 
 
 def roll_up(
@@ -111,31 +117,137 @@ def roll_up_cells(
     return int(cur.fetchone()[0])
 
 
-CATCH_UP_HOURS = 24
-"""Hours :func:`catch_up` rolls up per transaction."""
+CATCH_UP_HOURS = 6
+"""Hours :func:`catch_up` rolls up per transaction: bounded work per statement (~0.4 M
+readings after a 10 M-reading backfill of a week), each batch committed."""
 CELL_HOURS = 2
 """Hours whose drift cells :func:`catch_up` fills per transaction: ~23 us a reading measured
 (docs/scale.md), so ~5.5 s at 120 k readings an hour - inside a connection's default 10 s
 socket timeout."""
 
 
-def catch_up(conn: Connection, now: datetime, days: float = WEEK_HOURS / 24) -> int:
+def catch_up(
+    conn: Connection,
+    now: datetime,
+    days: float = WEEK_HOURS / 24,
+    job: str = "maintenance",
+    pace: Callable[[float], None] | None = None,
+) -> int:
     """Roll up every complete hour of the last ``days`` (``potability qc``, the hourly
-    maintenance, benches), a day's hours per transaction, so a long catch-up keeps what it did
-    if it is interrupted; then fill the drift cells (sql/015) of the rolled-up hours that have
-    none yet, a few hours per transaction. The status page rolls up counts only: cells cost
-    too much for its statement timeout. Returns the hours whose counts it rolled up."""
+    maintenance, benches), :data:`CATCH_UP_HOURS` hours per transaction, so a long catch-up
+    keeps what it did if it is interrupted or times out; then fill the drift cells (sql/015) of
+    the rolled-up hours that have none yet, :data:`CELL_HOURS` hours per transaction. The
+    status page rolls up counts only: cells cost too much for its statement timeout.
+
+    A batch of cells that fails on a reading's values (SQLSTATE class 22, data exception) does
+    not stop the job: the reading is found (:func:`quarantine_failing`), quarantined for
+    ``job`` and the batch retried without it. ``pace`` is called with each batch's seconds
+    (the maintenance sleeps in proportion, so predict keeps its share of the machine). Returns
+    the hours whose counts it rolled up."""
     start = floor_hour(now - timedelta(days=days))
     through = rollable_through(now)
     done = 0
-    while n := roll_up(conn, start, through, CATCH_UP_HOURS):
+    while True:
+        began = time.perf_counter()
+        n = roll_up(conn, start, through, CATCH_UP_HOURS)
         conn.commit()
+        if not n:
+            break
         done += n
-    conn.commit()
-    while roll_up_cells(conn, start, through, CELL_HOURS):
+        if pace is not None:
+            pace(time.perf_counter() - began)
+    while True:
+        began = time.perf_counter()
+        try:
+            filled = roll_up_cells(conn, start, through, CELL_HOURS)
+        except Exception as exc:
+            conn.rollback()
+            if not (sqlstate(exc) or "").startswith("22"):
+                raise
+            if not quarantine_failing(conn, start, through, CELL_HOURS, job, type(exc).__name__):
+                raise  # nothing to quarantine: not a reading's fault
+            conn.commit()
+            continue
         conn.commit()
-    conn.commit()
-    return done
+        if not filled:
+            return done
+        if pace is not None:
+            pace(time.perf_counter() - began)
+
+
+QUARANTINE_STEP = "drift_cells"
+
+
+def quarantine_failing(
+    conn: Connection, start: datetime, through: datetime, hours: int, job: str, error_class: str
+) -> int:
+    """Find the readings whose drift cells cannot be computed in the next ``hours`` hours the
+    cell rollup would fill, by bisecting each hour's id range (each probe one bounded range
+    of one hour: ``water.inference_cells_fail``), and quarantine them; how many. In the
+    caller's transaction."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT hour FROM water.inference_rolled_hours WHERE hour >= %s AND hour < %s "
+        "AND NOT cells_rolled ORDER BY hour LIMIT %s",
+        (floor_hour(start), floor_hour(through), hours),
+    )
+    found = 0
+    for (hour,) in cur.fetchall():
+        cur.execute(
+            "SELECT min(id), max(id) + 1 FROM water.water_inferences "
+            "WHERE inferred_at >= %s AND inferred_at < %s",
+            (hour, hour + HOUR),
+        )
+        lo, hi = cur.fetchone()
+        while lo is not None and _fails(cur, hour, lo, hi):
+            while hi - lo > 1:  # invariant: [lo, hi) holds a failing reading
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if _fails(cur, hour, lo, mid) else (mid, hi)
+            cur.execute(
+                "INSERT INTO water.inference_quarantine (id, inferred_at, sensor_id, job, step, "
+                "error_class) SELECT id, inferred_at, sensor_id, %s, %s, %s "
+                "FROM water.water_inferences WHERE id = %s AND inferred_at >= %s "
+                "AND inferred_at < %s ON CONFLICT DO NOTHING",
+                (job, QUARANTINE_STEP, error_class, lo, hour, hour + HOUR),
+            )
+            found += 1
+            cur.execute(
+                "SELECT min(id), max(id) + 1 FROM water.water_inferences "
+                "WHERE inferred_at >= %s AND inferred_at < %s",
+                (hour, hour + HOUR),
+            )
+            lo, hi = cur.fetchone()
+    return found
+
+
+def _fails(cur: Any, hour: datetime, lo: int, hi: int) -> bool:
+    cur.execute("SELECT water.inference_cells_fail(%s, %s, %s, %s)", (hour, hour + HOUR, lo, hi))
+    return cur.fetchone()[0] is not None
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A reading in quarantine (what a job's alert names)."""
+
+    id: int
+    inferred_at: datetime
+    sensor_id: str
+    job: str
+    step: str
+    error_class: str
+
+
+def quarantined(conn: Connection, limit: int = 20) -> tuple[int, list[Quarantined]]:
+    """(readings in quarantine, the newest ``limit`` of them)."""
+    cur = conn.cursor()
+    cur.execute("SELECT count(*) FROM water.inference_quarantine")
+    total = int(cur.fetchone()[0])
+    cur.execute(
+        "SELECT id, inferred_at, sensor_id, job, step, error_class "
+        "FROM water.inference_quarantine ORDER BY quarantined_at DESC, id DESC LIMIT %s",
+        (limit,),
+    )
+    return total, [Quarantined(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in cur.fetchall()]
 
 
 def forget(conn: Connection, start: datetime, end: datetime) -> int:
@@ -205,7 +317,9 @@ def drift_cells(conn: Connection, start: datetime, end: datetime) -> dict[int, d
         " UNION ALL"
         f" SELECT v.feature, v.cell, count(*) FROM water.water_inferences i"
         f" CROSS JOIN LATERAL (VALUES {_CELLS}) AS v(feature, cell)"
-        f" WHERE {where} GROUP BY 1, 2) c GROUP BY 1, 2",
+        f" WHERE ({where}) AND NOT EXISTS (SELECT 1 FROM water.inference_quarantine q"
+        "  WHERE q.id = i.id AND q.inferred_at = i.inferred_at)"
+        " GROUP BY 1, 2) c GROUP BY 1, 2",
         (covered or None, *[bound for _, lo, _, hi in ranges for bound in (lo, hi)]),
     )
     out: dict[int, dict[int, int]] = {k: {} for k in range(len(FEATURES))}
@@ -229,7 +343,8 @@ WITH rolled AS (
            count(*) FILTER (WHERE i.predicted_class = 1)
     FROM water.water_inferences i
     CROSS JOIN LATERAL (SELECT {_BIN.format(col="i.inferred_at")} AS hour) b
-    WHERE i.inferred_at >= (SELECT hour FROM first_gap) AND i.inferred_at <= %(now)s
+    WHERE i.inferred_at >= greatest((SELECT hour FROM first_gap), %(raw_from)s)
+      AND i.inferred_at <= %(now)s
       AND NOT EXISTS (SELECT 1 FROM rolled r WHERE r.hour = b.hour)
     GROUP BY 1, 2, 3
 ), marked AS (
@@ -270,14 +385,56 @@ def _summary(
     )
 
 
-def activity(conn: Connection, now: datetime, max_sensors: int = 50) -> InferenceActivity:
+RAW_HOURS = 2
+"""Hours a bounded reader always counts from raw rows: the current one and the one before
+(rollable only :data:`GRACE` after it ended)."""
+
+
+def unrolled_hours(conn: Connection, start: datetime, before: datetime) -> list[datetime]:
+    """The hours of ``[start, before)`` that are not rolled up and have readings: one probe of
+    the log's ``inferred_at`` index per hour not rolled up (at most a week's 168), never a
+    count."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT h FROM generate_series(%s::timestamptz, %s::timestamptz - interval '1 hour', "
+        "interval '1 hour') h WHERE NOT EXISTS (SELECT 1 FROM water.inference_rolled_hours r "
+        "WHERE r.hour = h) AND EXISTS (SELECT 1 FROM water.water_inferences i "
+        "WHERE i.inferred_at >= h AND i.inferred_at < h + interval '1 hour') ORDER BY h",
+        (start, before),
+    )
+    return [r[0] for r in cur.fetchall()]
+
+
+def activity(
+    conn: Connection, now: datetime, max_sensors: int = 50, max_raw_hours: int | None = None
+) -> InferenceActivity:
     """The log's last week at ``now``, by hour, day, sensor and model version: rollups for the
-    rolled-up hours, raw rows for the others (one statement; exact either way)."""
+    rolled-up hours, raw rows for the others (one statement).
+
+    Exact when ``max_raw_hours`` is None. Otherwise bounded (the status page, issue 29: after
+    a 10 M-reading backfill, counting the un-rolled hours from raw rows took ~14 s and every
+    view answered 503): if more than ``max_raw_hours`` complete hours older than the latest
+    :data:`RAW_HOURS` are neither rolled up nor empty, only the latest :data:`RAW_HOURS` are
+    counted from raw rows and the others are returned as ``pending`` - the rollups catch them
+    up in bounded steps and the answer is exact again."""
     current = floor_hour(now)
     start = current - (WEEK_HOURS - 1) * HOUR
     day_start = current - (DAY_HOURS - 1) * HOUR
+    raw_from = start
+    pending: list[datetime] = []
+    if max_raw_hours is not None:
+        recent = current - (RAW_HOURS - 1) * HOUR
+        waiting = unrolled_hours(conn, start, recent)
+        if len(waiting) > max_raw_hours:
+            raw_from, pending = recent, waiting
     cur = conn.cursor()
-    named = {"start": start, "now": now, "day_start": day_start, "smoke": SMOKE_SENSOR_LIKE}
+    named = {
+        "start": start,
+        "now": now,
+        "day_start": day_start,
+        "smoke": SMOKE_SENSOR_LIKE,
+        "raw_from": raw_from,
+    }
     cur.execute(_ACTIVITY_SQL, tuple(named[name] for name in _ACTIVITY_PARAMS))
     hours: dict[datetime, tuple[int, int]] = {}
     sensors: dict[bool, dict[str, list[int]]] = {True: {}, False: {}}
@@ -313,4 +470,5 @@ def activity(conn: Connection, now: datetime, max_sensors: int = 50) -> Inferenc
         daily=daily,
         last_24h=_summary(day_start, now, sensors[True], versions[True], max_sensors),
         last_7d=_summary(start, now, merged(sensors), merged(versions), max_sensors),
+        pending=tuple(pending),
     )

@@ -116,6 +116,10 @@ counts readings per cell, so quality control sums ~170 hours of cells instead of
 rows. 2000 cells put the narrowest data range (turbidity, ~1.5-6.7 NTU in 0-100) at 0.05 NTU
 per cell, fine enough for its deciles (~0.3 NTU apart)."""
 MISSING_CELL = -1
+CELL_ZERO_BAND = 1e-12
+"""A value less than ``(hi - lo) * CELL_ZERO_BAND`` above the range's bottom is in cell 0
+without arithmetic (its scaled value is below 2e-9): the arithmetic then never sees a
+difference small enough to underflow (sql/018, issue 29)."""
 
 
 def cells_of(feature: str, values: Sequence[float | None] | np.ndarray) -> np.ndarray:
@@ -126,8 +130,21 @@ def cells_of(feature: str, values: Sequence[float | None] | np.ndarray) -> np.nd
     array = _as_array(values) if not isinstance(values, np.ndarray) else values.astype(float)
     out = np.full(array.shape, MISSING_CELL, dtype=np.int64)
     measured = ~np.isnan(array)
-    scaled = (array[measured] - spec.minimum) * GRID_CELLS / (spec.maximum - spec.minimum)
-    out[measured] = np.clip(np.floor(scaled), 0, GRID_CELLS - 1).astype(np.int64)
+    x = array[measured]
+    lo, hi = spec.minimum, spec.maximum
+    # The branches of water.drift_cell (sql/018): a value within (hi - lo) * 1e-12 of the
+    # range's bottom is in cell 0, one at or above its top in the last cell, and only the rest
+    # goes through the arithmetic - where PostgreSQL raises on underflow (a subnormal such as
+    # 5e-324) and IEEE would silently give 0, both now give cell 0 without computing it.
+    low = (x <= lo) | (x - lo < (hi - lo) * CELL_ZERO_BAND)
+    high = ~low & (x >= hi)
+    middle = ~low & ~high
+    cells = np.empty(x.shape, dtype=np.int64)
+    cells[low] = 0
+    cells[high] = GRID_CELLS - 1
+    scaled = (x[middle] - lo) * GRID_CELLS / (hi - lo)
+    cells[middle] = np.clip(np.floor(scaled), 0, GRID_CELLS - 1).astype(np.int64)
+    out[measured] = cells
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +34,12 @@ from potability.quality import record as qc_record
 
 SOCKET_TIMEOUT_SECONDS = 900.0
 """The job's connection waits this long for an answer (``db.connect``'s default is 10 s): the
-rollup catch-up after a long pause (or a deploy on a full log) scans a day of raw rows per
-statement and sends nothing until it ends."""
+rollup catch-up after a long pause (or a deploy on a full log) sends nothing until a batch of
+hours is counted."""
+STATEMENT_TIMEOUT_MS = 600_000
+"""The longest one statement of the job may run: below the socket timeout, so the server
+cancels it with a clear ``57014`` (alerted as ``qc_failed``) before the client's socket gives
+up; every statement is bounded by design (a few hours of rollups, ~170 hours of cells)."""
 
 
 @dataclass(frozen=True)
@@ -205,11 +210,27 @@ def run(conn: Connection, settings: Settings, now: datetime) -> QcResult:
 
     In the same transaction the open ``live_precision_flagged`` and ``feature_drift`` alerts
     are made to match this run: new ones are raised (then logged and sent after the commit),
-    cleared ones resolved, and a re-run on the same state raises nothing."""
+    cleared ones resolved, and a re-run on the same state raises nothing.
+
+    Recorded as a run of the ``qc`` job (:func:`potability.jobs.recorded`): a failure raises
+    ``qc_failed`` with its step and error class, and the status page shows the last success.
+    Every statement is bounded by :data:`STATEMENT_TIMEOUT_MS`, shorter than the socket's
+    :data:`SOCKET_TIMEOUT_SECONDS`, so a slow one fails as a clear, alerted error."""
+    from potability import jobs
+
+    with jobs.recorded(settings, jobs.QC) as job_run:  # the clock's time, not the run's ``now``
+        conn.cursor().execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        conn.commit()
+        return _run(conn, settings, now, job_run)
+
+
+def _run(conn: Connection, settings: Settings, now: datetime, job_run: Any) -> QcResult:
     window = timedelta(minutes=settings.qc_match_window_minutes)
     # keep the status page's hourly rollups complete for a week even when nobody looked at
     # the page (each hour its own short transaction: see inference_rollup.catch_up)
-    inference_rollup.catch_up(conn, now)
+    with job_run.step("rollups"):
+        inference_rollup.catch_up(conn, now, job="qc")
+    job_run.current = "compute"
     try:
         lab_count, samples = load_lab_samples(conn)
         matches = live_precision.match_samples(

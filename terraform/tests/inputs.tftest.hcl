@@ -3,6 +3,7 @@
 
 mock_provider "google" {}
 mock_provider "archive" {}
+mock_provider "time" {}
 
 variables {
   project_id      = "test-project"
@@ -14,8 +15,8 @@ run "no_sensors_means_nobody_invokes_predict" {
   command = apply
 
   assert {
-    condition     = length([for k, m in google_cloud_run_service_iam_member.invoker : m if startswith(k, "predict/")]) == 0
-    error_message = "predict has no invoker unless sensors are listed."
+    condition     = [for k, m in google_cloud_run_service_iam_member.invoker : k if startswith(k, "predict/")] == ["predict/smoke"]
+    error_message = "predict has no invoker but the smoke-test account unless sensors are listed."
   }
 }
 
@@ -116,8 +117,8 @@ run "sensor_bindings_grant_invoker_and_reach_predict" {
   }
 
   assert {
-    condition     = jsondecode(google_cloudfunctions2_function.fn["predict"].service_config[0].environment_variables["PREDICT_SENSOR_BINDINGS"]) == { "plant-a@example.iam.gserviceaccount.com" = ["plant-1", "plant-2"] }
-    error_message = "predict binds each sensor account to its sensor ids (PREDICT_SENSOR_BINDINGS)."
+    condition     = jsondecode(google_cloudfunctions2_function.fn["predict"].service_config[0].environment_variables["PREDICT_SENSOR_BINDINGS"]) == { "plant-a@example.iam.gserviceaccount.com" = ["plant-1", "plant-2"], (google_service_account.sa["smoke"].email) = ["smoke-deploy"] }
+    error_message = "predict binds each sensor account to its sensor ids (PREDICT_SENSOR_BINDINGS), and the smoke-test account to smoke-deploy."
   }
   assert {
     condition     = google_cloud_run_service_iam_member.invoker["predict/plant-a@example.iam.gserviceaccount.com"].member == "serviceAccount:plant-a@example.iam.gserviceaccount.com"

@@ -5,6 +5,7 @@
 
 mock_provider "google" {}
 mock_provider "archive" {}
+mock_provider "time" {}
 
 variables {
   project_id      = "test-project"

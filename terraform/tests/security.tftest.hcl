@@ -5,6 +5,7 @@
 
 mock_provider "google" {}
 mock_provider "archive" {}
+mock_provider "time" {}
 
 variables {
   project_id              = "test-project"
@@ -101,8 +102,8 @@ run "mlflow_vm_is_private_and_shielded" {
     error_message = "Engineers reach the MLflow UI (port 5000 only, no SSH) through IAP TCP forwarding only."
   }
   assert {
-    condition     = google_compute_firewall.internal_to_mlflow.source_ranges == toset([google_compute_subnetwork.pipelines.ip_cidr_range]) && google_compute_subnetwork.pipelines.ip_cidr_range == "10.10.8.0/24"
-    error_message = "Only the pipeline jobs' PSC interfaces (attachment subnet) reach MLflow: not the functions' subnet, not the private services range."
+    condition     = google_compute_firewall.internal_to_mlflow.source_ranges == toset([google_compute_subnetwork.pipelines.ip_cidr_range, google_compute_subnetwork.jobs.ip_cidr_range]) && google_compute_subnetwork.pipelines.ip_cidr_range == "10.10.8.0/24" && google_compute_subnetwork.jobs.ip_cidr_range == "10.10.9.0/26"
+    error_message = "Only the pipeline jobs' PSC interfaces (attachment subnet) and the operators' job (jobs subnet) reach MLflow: not the functions' subnet, not the private services range."
   }
   assert {
     condition     = length(setintersection(google_compute_firewall.internal_to_mlflow.source_ranges, toset([google_compute_subnetwork.main.ip_cidr_range]))) == 0
@@ -125,6 +126,10 @@ run "mlflow_vm_is_private_and_shielded" {
     error_message = "MLflow's artifacts live in their own bucket."
   }
   assert {
+    condition     = strcontains(google_compute_instance.mlflow.metadata["startup-script"], "--no-serve-artifacts --workers 2\n") && google_compute_instance.mlflow.machine_type == "e2-small"
+    error_message = "mlflow server runs 2 workers on the e2-small (its default 4 take ~1.4 GB of the VM's 2 GB; variables.tf mlflow_workers)."
+  }
+  assert {
     condition     = [for m in google_iap_tunnel_instance_iam_member.engineers : m.member] == ["group:ml-eng@example.com"]
     error_message = "Only var.engineers may open IAP tunnels."
   }
@@ -141,12 +146,13 @@ run "function_invokers" {
     condition = toset([for k, m in google_cloud_run_service_iam_member.invoker : m.member if m.service == google_cloudfunctions2_function.fn["predict"].name]) == toset([
       "serviceAccount:sensor-a@sensors.iam.gserviceaccount.com",
       "serviceAccount:sensor-b@sensors.iam.gserviceaccount.com",
+      google_service_account.sa["smoke"].member,
     ])
-    error_message = "Only the sensors' service accounts may invoke predict."
+    error_message = "Only the sensors' service accounts and the smoke-test account may invoke predict."
   }
   assert {
-    condition     = [for k, m in google_cloud_run_service_iam_member.invoker : m.member if m.service == google_cloudfunctions2_function.fn["samples"].name] == ["group:regulator@example.com"]
-    error_message = "Only the regulator group may invoke add_sample."
+    condition     = toset([for k, m in google_cloud_run_service_iam_member.invoker : m.member if m.service == google_cloudfunctions2_function.fn["samples"].name]) == toset(["group:regulator@example.com", google_service_account.sa["smoke"].member])
+    error_message = "Only the regulator group and the smoke-test account may invoke add_sample."
   }
   assert {
     condition     = [for k, m in google_cloud_run_service_iam_member.invoker : m.service if m.member == "allUsers"] == [google_cloudfunctions2_function.fn["status"].name]
@@ -270,6 +276,8 @@ run "exact_project_roles_of_every_service_account" {
       scheduler       = sort([google_project_iam_custom_role.roles["pipeline_starter"].name])
       functions-build = sort(["roles/logging.logWriter"])
       image-build     = sort(["roles/logging.logWriter"])
+      smoke           = []
+      model-job       = []
     })
     error_message = "Project-wide roles differ from the reviewed set (iam.tf)."
   }
@@ -295,7 +303,6 @@ run "exact_resource_level_grants" {
       "test-project-potability-pipeline-root roles/storage.objectUser ${google_service_account.sa["pipelines"].member}",
       "test-project-potability-mlflow roles/storage.objectUser ${google_service_account.sa["pipelines"].member}",
       "test-project-potability-mlflow roles/storage.objectUser ${google_service_account.sa["mlflow"].member}",
-      "test-project-potability roles/storage.objectAdmin ${google_service_account.sa["functions-build"].member}",
       "test-project-potability roles/storage.objectViewer ${google_service_account.sa["image-build"].member}",
       "test-project-potability-archive roles/storage.objectCreator ${google_service_account.sa["migrator"].member}",
       "test-project-potability-archive roles/storage.objectViewer ${google_service_account.sa["migrator"].member}",
@@ -494,6 +501,136 @@ run "operators_get_exactly_what_the_model_command_uses" {
   assert {
     condition     = strcontains(local.db_role_members, "operators=model-ops@example.com")
     error_message = "The migration job makes the group a member of water_operators."
+  }
+}
+
+# The operators' path without a VPN (model_job.tf): `potability model ...` as a Cloud Run job.
+run "operators_run_the_model_command_as_a_cloud_run_job" {
+  command = plan
+
+  variables {
+    operators = "model-ops@example.com"
+  }
+
+  assert {
+    condition = (
+      google_cloud_run_v2_job.model[0].name == "potability-model" &&
+      google_cloud_run_v2_job.model[0].template[0].template[0].service_account == google_service_account.sa["model-job"].email &&
+      google_cloud_run_v2_job.model[0].template[0].template[0].containers[0].image == google_cloud_run_v2_job.migrate[0].template[0].template[0].containers[0].image &&
+      google_cloud_run_v2_job.model[0].template[0].template[0].containers[0].args == tolist(["potability", "model", "status"]) &&
+      google_cloud_run_v2_job.model[0].template[0].template[0].max_retries == 0
+    )
+    error_message = "The model job runs `potability model` from the project image as its own account, never retried behind the operator's back."
+  }
+  assert {
+    condition = (
+      google_cloud_run_v2_job.model[0].template[0].template[0].vpc_access[0].network_interfaces[0].subnetwork == google_compute_subnetwork.jobs.name &&
+      google_cloud_run_v2_job.model[0].template[0].template[0].vpc_access[0].egress == "PRIVATE_RANGES_ONLY" &&
+      contains(google_compute_firewall.internal_to_mlflow.source_ranges, google_compute_subnetwork.jobs.ip_cidr_range)
+    )
+    error_message = "The job egresses into the jobs subnet, which the MLflow firewall admits (Cloud SQL's private IP through the VPC)."
+  }
+  assert {
+    condition = (
+      { for e in google_cloud_run_v2_job.model[0].template[0].template[0].containers[0].env : e.name => e.value if e.value != null && e.value != "" }["DB_USER"] == trimsuffix(google_service_account.sa["model-job"].email, ".gserviceaccount.com") &&
+      one([for e in google_cloud_run_v2_job.model[0].template[0].template[0].containers[0].env : e.value_source[0].secret_key_ref[0].secret if e.name == "MLFLOW_TRACKING_PASSWORD"]) == google_secret_manager_secret.mlflow["pipelines"].secret_id
+    )
+    error_message = "The job logs in to Cloud SQL as its own IAM user and to MLflow as `pipelines`, the password from Secret Manager."
+  }
+  assert {
+    condition     = toset(keys(google_project_iam_member.model_job)) == toset(["custom:model_operator", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.logWriter"]) && alltrue([for m in google_project_iam_member.model_job : m.member == google_service_account.sa["model-job"].member])
+    error_message = "The job's account gets what the operators group gets on the project, nothing more."
+  }
+  assert {
+    condition = (
+      google_secret_manager_secret_iam_member.model_job[0].secret_id == google_secret_manager_secret.mlflow["pipelines"].id &&
+      google_secret_manager_secret_iam_member.model_job[0].role == "roles/secretmanager.secretAccessor" &&
+      google_storage_bucket_iam_member.model_job[0].bucket == google_storage_bucket.buckets["mlflow"].name &&
+      google_storage_bucket_iam_member.model_job[0].role == "roles/storage.objectViewer"
+    )
+    error_message = "The job's account reads the MLflow pipelines password and the MLflow bucket, as the operators do."
+  }
+  assert {
+    condition = toset([for b in google_cloud_run_v2_job_iam_member.operators : "${b.name} ${b.role} ${b.member}"]) == toset([
+      "potability-model roles/run.jobsExecutorWithOverrides group:model-ops@example.com",
+      "potability-model roles/run.viewer group:model-ops@example.com",
+    ])
+    error_message = "Operators may execute the model job with their arguments (overrides) and follow it, on that job only."
+  }
+  assert {
+    condition     = strcontains(local.db_role_members, "model-job=${trimsuffix(google_service_account.sa["model-job"].email, ".gserviceaccount.com")}") && google_sql_user.sa["model-job"].type == "CLOUD_IAM_SERVICE_ACCOUNT"
+    error_message = "The job's account is a Cloud SQL IAM user, made a member of water_operators by the migration job."
+  }
+}
+
+run "no_operators_no_model_job" {
+  command = plan
+
+  assert {
+    condition     = length(google_cloud_run_v2_job.model) == 0 && length(google_project_iam_member.model_job) == 0 && length(google_cloud_run_v2_job_iam_member.operators) == 0
+    error_message = "Without an operators group there is no model job and its account holds nothing."
+  }
+}
+
+# Blocker 2 of issue 28: the functions' build reads its source from Google's gcf-v2-sources
+# bucket (iam.tf), and holds nothing on the main bucket (which stages the image's build source).
+run "function_build_reads_only_the_gcf_sources_bucket" {
+  command = plan
+
+  assert {
+    condition = (
+      google_project_iam_member.functions_build_sources.role == "roles/storage.objectViewer" &&
+      google_project_iam_member.functions_build_sources.member == google_service_account.sa["functions-build"].member &&
+      google_project_iam_member.functions_build_sources.condition[0].expression == "resource.name == \"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-europe-west1\" || resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-europe-west1/\")"
+    )
+    error_message = "The functions' build account reads objects of this project's gcf-v2-sources-<number>-<region> bucket only."
+  }
+  assert {
+    condition     = length([for b in google_storage_bucket_iam_member.sa : b if b.member == google_service_account.sa["functions-build"].member]) == 0
+    error_message = "The functions' build account holds nothing on our buckets (the main bucket stages the project image's build source)."
+  }
+}
+
+# Google's example waits 60 s after the grants before the function (iam.tf).
+run "iam_propagation_wait" {
+  command = plan
+
+  assert {
+    condition     = time_sleep.iam_propagation.create_duration == "60s"
+    error_message = "The apply waits 60 s for IAM to propagate, as Google's cloudfunctions2_basic_builder example."
+  }
+}
+
+# Smoke-test account (iam.tf, functions.tf): bound like a sensor to smoke-deploy only.
+run "smoke_test_account" {
+  command = plan
+
+  assert {
+    condition     = jsondecode(google_cloudfunctions2_function.fn["predict"].service_config[0].environment_variables["PREDICT_SENSOR_BINDINGS"])[google_service_account.sa["smoke"].email] == ["smoke-deploy"]
+    error_message = "The smoke-test account may write the sensor id smoke-deploy only."
+  }
+  assert {
+    condition = toset([for b in google_service_account_iam_member.engineers_smoke_tokens : "${b.service_account_id} ${b.role} ${b.member}"]) == toset([
+      "${google_service_account.sa["smoke"].name} roles/iam.serviceAccountOpenIdTokenCreator group:ml-eng@example.com",
+    ])
+    error_message = "Engineers may mint the smoke account's ID tokens (nothing else on it)."
+  }
+  assert {
+    condition     = output.smoke_service_account == google_service_account.sa["smoke"].email
+    error_message = "make gcp-deploy reads the smoke account from the smoke_service_account output."
+  }
+}
+
+run "status_page_not_public" {
+  command = plan
+
+  variables {
+    public_status_page = false
+  }
+
+  assert {
+    condition     = length([for m in google_cloud_run_service_iam_member.invoker : m if m.member == "allUsers"]) == 0
+    error_message = "public_status_page = false: no allUsers binding (organisations enforcing iam.allowedPolicyMemberDomains refuse it)."
   }
 }
 

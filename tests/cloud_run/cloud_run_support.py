@@ -52,6 +52,7 @@ OUTPUTS = {
     "invokers": "[ for m in google_cloud_run_service_iam_member.invoker : {"
     " service = m.service, role = m.role, member = m.member } ]",
     "source_files": "local.function_source_files",
+    "smoke_account": 'google_service_account.sa["smoke"].email',
 }
 
 
@@ -92,6 +93,8 @@ class CloudRun:
     invokers: dict[str, frozenset[str]]
     logs: Path
     """Each function's output (its request log lines): ``<logs>/<key>.log``."""
+    smoke_account: str
+    """The deploy smoke test's service account, as Terraform creates it."""
 
     def token(self, email: str, fn: str, **claims: Any) -> str:
         """An ID token for ``fn``'s run.app URL, as ``gcloud auth print-identity-token

@@ -140,6 +140,7 @@ def cloud_run(
                 functions=rendered["functions"],
                 invokers={key: frozenset(invokers.get(names[key], ())) for key in names},
                 logs=logs,
+                smoke_account=rendered["smoke_account"],
             )
         finally:
             front.stop()

@@ -26,6 +26,9 @@ from cloud_run_support import (
 )
 
 from potability import db
+from potability.config import Settings
+from potability.features import SMOKE_SENSOR_PREFIX
+from potability.gcp import smoke
 from potability.local.function_servers import wait_answering
 
 pytestmark = pytest.mark.e2e
@@ -324,3 +327,39 @@ def test_the_former_auth_code_refuses_every_sensor_behind_cloud_run(
             proc.kill()
             proc.wait()
         certs.shutdown()
+
+
+def test_the_deploy_smoke_test_passes_against_the_functions_as_shipped(
+    cloud_run: CloudRun, clean_db
+) -> None:
+    """``make gcp-deploy``'s last step (potability/gcp/smoke.py) as Terraform provisions its
+    account: an invoker of predict and add_sample, bound to sensor id smoke-deploy. Tokens are
+    minted for each function's Google URL, as ``gcloud auth print-identity-token
+    --impersonate-service-account --audiences`` does; the rows it writes are smoke rows."""
+    audience_of = {url: key for key, url in cloud_run.urls.items()}
+    minted: list[str] = []
+
+    def mint(url: str) -> str:
+        minted.append(audience_of[url])
+        return cloud_run.token(cloud_run.smoke_account, audience_of[url])
+
+    checks = smoke.smoke(cloud_run.urls, mint)
+    assert [(c.name, c.ok) for c in checks] == [
+        ("predict", True),
+        ("add_sample", True),
+        ("status", True),
+    ], [c.line() for c in checks]
+    assert minted == ["predict", "samples"]
+    conn = db.connect(Settings(database_url=cloud_run.env["predict"]["DATABASE_URL"]))
+    try:
+        logged = rows(conn, "SELECT DISTINCT sensor_id FROM water.water_inferences")
+        sampled = rows(
+            conn,
+            "SELECT sensor_id, submitted_by FROM water.water_potability WHERE sample_id LIKE %s",
+            "smoke-%",
+        )
+    finally:
+        conn.close()
+    assert logged == [(smoke.SMOKE_SENSOR,)]
+    assert sampled == [(smoke.SMOKE_SENSOR, cloud_run.smoke_account)]
+    assert smoke.SMOKE_SENSOR.startswith(SMOKE_SENSOR_PREFIX)

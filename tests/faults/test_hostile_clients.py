@@ -186,6 +186,112 @@ def test_keep_alive_and_chunked_requests_still_work(predict_fn, clean_db) -> Non
         sock.close()
 
 
+def predict_request(key: str) -> bytes:
+    body = json.dumps({"sensor_id": "hostile-test", "reading": GOOD_READING}).encode()
+    return (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Idempotency-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def test_a_partial_request_pipelined_behind_a_whole_one_cannot_hold_a_thread(
+    predict_fn, clean_db
+) -> None:
+    """A whole request and, in the same write, the head and part of the body of a second:
+    the first is answered, the second is framed in the event loop like any other and
+    answered 408 when its time is up. When the second went to gunicorn's parser with the
+    first, its body was read in the serving thread with no deadline: 4x the threads of such
+    connections left predict without a thread to answer."""
+    left = deadline(60)
+    port = port_of(predict_fn.url)
+    assert predict_once(predict_fn.url, "pipelined-warmup")[0] == 200
+    partial = (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 4000\r\n\r\n" + b'{"sensor_id": "slow", "reading": {'
+    )
+    socks = []
+    try:
+        for i in range(4 * THREADS):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            socks.append(sock)
+            sock.sendall(predict_request(f"pipelined-{i}") + partial)
+        for sock in socks:  # every first request is answered
+            status, _, answer = read_response(sock)
+            assert status == 200, answer
+        for i in range(3):  # and the second ones hold no thread
+            status, _ = predict_once(predict_fn.url, f"pipelined-normal-{i}", timeout=5)
+            assert status == 200
+        for sock in socks:
+            sock.settimeout(min(gunicorn_worker.REQUEST_READ_SECONDS + 5, left()))
+            status, headers, body = read_response(sock)
+            assert status == 408 and headers["content-type"] == "application/json"
+            assert json.loads(body)["field"] == "request"
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def receive(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("the server closed the connection before every answer")
+    return data
+
+
+def test_whole_pipelined_requests_are_all_answered_in_order(predict_fn, clean_db) -> None:
+    deadline(30)
+    sock = socket.create_connection(("127.0.0.1", port_of(predict_fn.url)), timeout=10)
+    try:
+        sock.sendall(b"".join(predict_request(f"in-order-{i}") for i in range(3)))
+        buffered = b""
+        answers = []
+        while len(answers) < 3:  # three responses, possibly in one read
+            while b"\r\n\r\n" not in buffered:
+                buffered += receive(sock)
+            head, _, buffered = buffered.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(buffered) < length:
+                buffered += receive(sock)
+            answers.append((int(head.split()[1]), json.loads(buffered[:length])))
+            buffered = buffered[length:]
+        assert [status for status, _ in answers] == [200, 200, 200]
+    finally:
+        sock.close()
+
+
+def test_a_body_of_one_byte_chunks_sent_a_chunk_a_write_is_served(predict_fn, clean_db) -> None:
+    deadline(60)
+    body = json.dumps({"sensor_id": "s", "reading": GOOD_READING}).encode()
+    sock = socket.create_connection(("127.0.0.1", port_of(predict_fn.url)), timeout=20)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Idempotency-Key: one-byte-chunks\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        for i in range(len(body)):
+            sock.sendall(b"1\r\n" + body[i : i + 1] + b"\r\n")
+        sock.sendall(b"0\r\n\r\n")
+        status, _, answer = read_response(sock)
+        assert status == 200, answer
+    finally:
+        sock.close()
+
+
+def test_an_endless_trailer_section_is_refused_at_the_head_limit(predict_fn) -> None:
+    """Trailers after the last chunk were buffered without bound (27 MiB in 10 s on one
+    connection against a 1 MiB body limit); now they count like a head."""
+    deadline(30)
+    flood = b"".join(b"X-Trailer-%d: %s\r\n" % (i, b"v" * 1000) for i in range(1000))  # ~1 MB
+    status, error = _json_error(
+        port_of(predict_fn.url),
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n" + flood + b"\r\n",
+    )
+    assert (status, error["field"]) == (431, "trailers")
+
+
 # --- any header bytes: always an answer, never a dead worker --------------------------------
 
 

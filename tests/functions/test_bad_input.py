@@ -96,6 +96,8 @@ PREDICT_CASES: list[tuple[str, Any, int, str]] = [
     ("sensor too long", predict_body(sensor_id="s" * 129), 400, "sensor_id"),
     ("sensor control char", predict_body(sensor_id="a\u0000b"), 400, "sensor_id"),
     ("sensor lone surrogate", b'{"sensor_id": "a\\ud800", "reading": {}}', 400, "sensor_id"),
+    ("sensor bidi override", predict_body(sensor_id="plant-\u202e7-a"), 400, "sensor_id"),
+    ("sensor zero-width space", predict_body(sensor_id="plant\u200b-7"), 400, "sensor_id"),
     ("request id with spaces", predict_body(request_id="a b"), 400, "request_id"),
     ("request id not string", predict_body(request_id=12), 400, "request_id"),
 ]
@@ -120,6 +122,17 @@ def test_predict_bad_input(client, clean_db, fn_settings, body, status, field) -
     assert response.status_code == status, response.json
     assert response.json["field"] == field
     assert response.json["error"]
+    assert count(clean_db, "water_inferences") == 0
+
+
+def test_a_megabyte_key_is_not_echoed_back(client, clean_db, fn_settings) -> None:
+    """An unknown key is named in the error, cut to 64 characters: a 1 MB key once came
+    back whole in the answer (and in the request log line)."""
+    key = "k" * (fn_settings.max_body_bytes // 2)
+    response = raw(client, "/predict", json.dumps(predict_body(**{key: 1})).encode(), {})
+    assert response.status_code == 400
+    assert response.json["field"].startswith("kkk") and len(response.json["field"]) <= 64
+    assert len(response.data) < 1000
     assert count(clean_db, "water_inferences") == 0
 
 

@@ -118,3 +118,65 @@ def test_huge_declared_lengths_are_413_and_duplicates_or_te_with_cl_are_400() ->
     for size in ("²".encode(), b"-1", b"+1", b"1_0", b"f" * 5000):
         bad = gw.complete_request(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n")
         assert isinstance(bad, gw.Refusal) and bad.status in (400, 413), size
+
+
+def one_byte_chunks(body: bytes) -> bytes:
+    return b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n" for i in range(len(body))) + b"0\r\n\r\n"
+
+
+def test_the_framer_resumes_instead_of_reframing_what_it_has_seen() -> None:
+    """Fed a growing buffer, each call starts where the last one stopped: bytes already
+    framed are never looked at again (here they are overwritten with garbage after being
+    framed, and the end is still found). Re-framing the whole buffer on every read made a
+    body of 1-byte chunks quadratic (bench/framing_bench.py measures both sizes)."""
+    body = b'{"sensor_id": "s"}' * 20
+    head = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+    request = head + one_byte_chunks(body)
+    framer = gw.Framer()
+    rescanned: list[object] = []
+    buf = bytearray()
+    for i in range(0, len(request), 6):  # a chunk a read, as a trickling client sends them
+        buf += request[i : i + 6]
+        outcome = framer.feed(buf)
+        rescanned.append(gw.Framer().feed(buf))  # what framing it all again finds
+        if i + 6 < len(request):
+            assert outcome is None
+            framed = max(framer._chunk or 0, len(head))
+            buf[len(head) : framed] = b"z" * (framed - len(head))  # not a chunk size
+    assert outcome == len(request)
+    assert isinstance(rescanned[-1], gw.Refusal)  # the garbage is there: it was not re-read
+
+
+def test_a_body_of_one_byte_chunks_is_one_request() -> None:
+    body = b'{"a": 1}' * 100
+    request = HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + one_byte_chunks(body)
+    assert gw.complete_request(request) == len(request)
+
+
+def test_trailers_are_bounded_like_a_head() -> None:
+    start = HEAD + b"Transfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+    fields = b"".join(b"X-T%d: %s\r\n" % (i, b"v" * 100) for i in range(400))  # ~44 kB
+    refusal = gw.complete_request(start + fields)  # not even ended: refused all the same
+    assert isinstance(refusal, gw.Refusal)
+    assert (refusal.status, refusal.field) == (431, "trailers")
+    ended = gw.complete_request(start + fields + b"\r\n")
+    assert isinstance(ended, gw.Refusal) and ended.field == "trailers"
+    small = start + b"X-T: 1\r\n\r\n"
+    assert gw.complete_request(small) == len(small)
+    framer = gw.Framer()  # a trailer arriving a byte at a time is still found
+    buf = bytearray()
+    outcomes = []
+    for byte in small:
+        buf.append(byte)
+        outcomes.append(framer.feed(buf))
+    assert outcomes[-1] == len(small) and set(outcomes[:-1]) == {None}
+
+
+def test_a_pipelined_request_is_framed_on_its_own() -> None:
+    """The framer ends at the first request: what follows is the next one's, framed (and
+    timed) afresh by the worker, never read by a serving thread as part of the first."""
+    first = HEAD + b"Content-Length: 2\r\n\r\n{}"
+    second_head = HEAD + b"Content-Length: 4000\r\n\r\n"
+    buf = first + second_head + b'{"partial'
+    assert gw.complete_request(buf) == len(first)
+    assert gw.complete_request(buf[len(first) :]) is None  # the second waits for its body

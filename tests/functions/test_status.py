@@ -437,10 +437,13 @@ def _hold_rollups(conn: db.Connection) -> None:
 
 
 def _waiting_status_queries(conn: db.Connection) -> int:
+    """Status queries waiting on the held lock: the refresh's roll-up, or - once its short
+    budget ran out (functions/status.py ROLLUP_BUDGET_MS) - the refresh's read."""
     cur = conn.cursor()
     cur.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND query LIKE '%roll_up_inference_hours%' AND pid <> pg_backend_pid()"
+        "AND (query LIKE '%roll_up_inference_hours%' OR query LIKE '%inference_rolled_hours%') "
+        "AND pid <> pg_backend_pid()"
     )
     waiting = int(cur.fetchone()[0])
     conn.rollback()  # the statistics are a snapshot per transaction

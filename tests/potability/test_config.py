@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from potability import config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +76,9 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
         "tuple[str, ...]": "a, b",
         "tuple[tuple[str, str], ...]": "predict=u1",
         "tuple[tuple[str, tuple[str, ...]], ...]": '{"sa@p": ["plant-1"]}',
+        "Env": "gcp",
+        "EndpointMode": "vertex",
+        "PromotionApproval": "manual",
     }
     environ = {
         config.env_name(f): str(not f.default) if f.type == "bool" else given[f.type]
@@ -147,3 +152,53 @@ def test_the_configuration_doc_is_generated_from_the_settings() -> None:
         assert row.rstrip(" |").split("|")[-1].strip(), f"{f.name} has no docstring"
     assert "| `QC_PRECISION_FLOOR` | `0.6` |" in doc and "| `DB_POOL_SIZE` | `8` |" in doc
     assert "[docs/configuration.md](docs/configuration.md)" in (ROOT / "README.md").read_text()
+
+
+def test_a_value_that_does_not_parse_stops_start_up_naming_every_variable() -> None:
+    """A typo never becomes a silent default or ``False`` (``DB_IAM_AUTH=ture`` used to switch
+    IAM database authentication off): every bad variable is named, with what it accepts."""
+    with pytest.raises(ValueError, match="invalid settings") as caught:
+        config.Settings.from_env(
+            {
+                "DB_IAM_AUTH": "ture",
+                "ENDPOINT_MODE": "vertx",
+                "PROMOTION_APPROVAL": "Manual-ish",
+                "POTABILITY_ENV": "prod",
+                "DB_POOL_SIZE": "8x",
+                "QC_PRECISION_FLOOR": "half",
+                "ID_TOKEN_PLATFORM_VERIFIED": "",
+                "MODEL_NAME": "fine",
+            }
+        )
+    message = str(caught.value)
+    for name in (
+        "DB_IAM_AUTH='ture'",
+        "ENDPOINT_MODE='vertx'",
+        "PROMOTION_APPROVAL",
+        "POTABILITY_ENV='prod'",
+        "DB_POOL_SIZE='8x'",
+        "QC_PRECISION_FLOOR='half'",
+        "ID_TOKEN_PLATFORM_VERIFIED=''",
+    ):
+        assert name in message, name
+    assert "'local' or 'vertex'" in message and "MODEL_NAME" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("true", True), ("FALSE", False), ("1", True), ("0", False), (" yes ", True), ("off", False)],
+)
+def test_booleans_read_the_usual_spellings(text: str, value: bool) -> None:
+    assert config.Settings.from_env({"DB_IAM_AUTH": text}).db_iam_auth is value
+
+
+def test_a_huge_bad_value_is_shown_cut() -> None:
+    with pytest.raises(ValueError, match="DB_POOL_SIZE") as caught:
+        config.Settings.from_env({"DB_POOL_SIZE": "9" * 10 + "x" * 10_000})
+    assert len(str(caught.value)) < 400
+
+
+def test_the_model_server_names_a_bad_port() -> None:
+    with pytest.raises(ValueError, match="AIP_HTTP_PORT='80a'"):
+        config.ServingSettings.from_env({"AIP_HTTP_PORT": "80a"})
+    assert config.ServingSettings.from_env({"AIP_HTTP_PORT": " 9000 "}).port == 9000

@@ -155,22 +155,27 @@ def test_potability_migrate_reports_the_skipped_pgaudit_and_the_memberships(
     from potability import cli
 
     user = f"predict_sa_{uuid.uuid4().hex[:8]}"
+    # The operators' model job (terraform/model_job.tf) shares water_operators with the group.
+    job_user = f"model_job_sa_{uuid.uuid4().hex[:8]}"
     admin = db.connect(Settings(database_url=fresh_db))
     admin.autocommit = True
     admin.cursor().execute(f"CREATE ROLE {user} LOGIN")
+    admin.cursor().execute(f"CREATE ROLE {job_user} LOGIN")
     monkeypatch.setenv("POTABILITY_HOME", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", fresh_db)
-    monkeypatch.setenv("DB_ROLE_MEMBERS", f"predict={user}")
+    monkeypatch.setenv("DB_ROLE_MEMBERS", f"predict={user},model-job={job_user}")
     try:
         assert cli.main(["migrate"]) == 0
         out = capsys.readouterr().out
         assert f"applied: {', '.join(m.version for m in migrations.discover())}" in out
         assert "pgaudit: not available on this server" in out and "skipped" in out
         assert f"member: {user} -> water_predict" in out
+        assert f"member: {job_user} -> water_operators" in out
         assert cli.main(["migrate"]) == 0
         assert "applied: none (up to date)" in capsys.readouterr().out
     finally:
         admin.cursor().execute(f"DROP ROLE IF EXISTS {user}")
+        admin.cursor().execute(f"DROP ROLE IF EXISTS {job_user}")
         admin.close()
 
 

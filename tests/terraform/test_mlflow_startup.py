@@ -57,6 +57,7 @@ def render_startup_script(
     """The script exactly as Terraform renders it (``templatefile`` in ``terraform console``)."""
     values = {
         "mlflow_version": "3.17.2",
+        "mlflow_workers": 2,  # the variable's default (security.tftest.hcl checks the VM's)
         "proxy_version": "2.18.0",
         "proxy_sha256": "0" * 64,
         "project": "test-project",
@@ -130,6 +131,9 @@ def test_startup_script_is_bash_and_wires_the_auth_app(rendered) -> None:
     res = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "mlflow server --app-name basic-auth" in script
+    # 2 workers, not MLflow's default 4 (~1.4 GB): the VM is an e2-small (variables.tf).
+    (exec_start,) = [line for line in script.splitlines() if "bin/mlflow server" in line]
+    assert exec_start.endswith(" --workers 2"), exec_start
     assert "Environment=MLFLOW_AUTH_CONFIG_PATH=$MLFLOW_HOME/auth/basic_auth.ini" in script
     assert "EnvironmentFile=$MLFLOW_HOME/auth/server.env" in script
     assert 'write_user_setup_script "$MLFLOW_HOME/auth" 5000' in script

@@ -115,7 +115,8 @@ def test_generator_reads_cdktn_bindings(generator) -> None:
 def _schema(provider: str) -> dict:
     path = (
         SCHEMA_TOOLS
-        / f"{provider}-{ {'google': '8.7.0', 'archive': '2.8.1'}[provider] }.schema.json"
+        / f"{provider}-{ {'google': '8.7.0', 'archive': '2.8.1', 'time': '0.14.2'}[provider] }"
+        ".schema.json"
     )
     ((src, s),) = json.loads(path.read_text())["provider_schemas"].items()
     assert src == f"registry.terraform.io/hashicorp/{provider}"
@@ -123,7 +124,7 @@ def _schema(provider: str) -> dict:
 
 
 def test_committed_schemas_cover_every_type_the_configuration_uses(generator) -> None:
-    for provider in ("google", "archive"):
+    for provider in ("google", "archive", "time"):
         resources, data_sources = generator.used_types(TF_DIR, provider)
         s = _schema(provider)
         assert resources <= set(s["resource_schemas"]), resources - set(s["resource_schemas"])
@@ -148,6 +149,10 @@ def test_version_pins_match_the_schemas(generator, offline) -> None:
     )
     assert generator.PROVIDERS["google"][2] == offline.STANDINS["google"] == "8.7.0"
     assert generator.PROVIDERS["archive"][2] == offline.STANDINS["archive"] == "2.8.1"
+    assert re.search(
+        r'time\s*=\s*\{\s*source\s*=\s*"hashicorp/time"\s*version\s*=\s*"~> 0\.14\.0"', versions
+    )
+    assert generator.PROVIDERS["time"][2] == offline.STANDINS["time"] == "0.14.2"
 
 
 def test_readme_says_schema_level_not_a_plan() -> None:

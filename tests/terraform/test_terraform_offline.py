@@ -40,6 +40,9 @@ def test_init_uses_only_the_stand_in_providers(initialised) -> None:
     assert re.search(
         r'provider "registry.terraform.io/hashicorp/archive" \{\s*version\s*=\s*"2\.8\.1"', lock
     )
+    assert re.search(
+        r'provider "registry.terraform.io/hashicorp/time" \{\s*version\s*=\s*"0\.14\.2"', lock
+    )
     # init ran in the scratch copy: no lock file or .terraform/ appears in the repository.
     assert initialised.dir != TF_DIR
     assert not (TF_DIR / ".terraform.lock.hcl").exists()

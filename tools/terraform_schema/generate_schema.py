@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate `terraform providers schema -json`-shaped files for hashicorp/google (and archive).
+"""Generate `terraform providers schema -json`-shaped files for hashicorp/google (archive, time).
 
 The real provider binary cannot be downloaded in this workplace, but its schema
 is published on PyPI inside ``cdktn-provider-google`` (21.1.0 is generated from
@@ -48,6 +48,8 @@ from pathlib import Path
 PROVIDERS = {
     "google": ("cdktn-provider-google", "21.1.0", "8.7.0"),
     "archive": ("cdktn-provider-archive", "14.0.1", "2.8.1"),
+    # time_sleep: the IAM propagation waits Google's own examples use (terraform/iam.tf).
+    "time": ("cdktn-provider-time", "14.0.2", "0.14.2"),
 }
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Run Terraform offline against the schema-only stand-in providers.
 
-Builds a provider filesystem mirror (hashicorp/google 8.7.0 and hashicorp/archive
-2.8.1, each a small launcher of ``standin_provider.py`` with its generated
+Builds a provider filesystem mirror (hashicorp/google 8.7.0, hashicorp/archive 2.8.1 and
+hashicorp/time 0.14.2, each a small launcher of ``standin_provider.py`` with its generated
 schema) and a CLI configuration that installs providers from that mirror only,
 then copies a Terraform configuration to a scratch directory and runs
 ``terraform init`` there.  Nothing touches the network or the source directory
@@ -36,7 +36,7 @@ TF_VENV_PYTHON = ROOT / ".venv-tf" / "bin" / "python"
 STANDIN = HERE / "standin_provider.py"
 
 # provider -> version served from the mirror (matches the committed schema files)
-STANDINS = {"google": "8.7.0", "archive": "2.8.1"}
+STANDINS = {"google": "8.7.0", "archive": "2.8.1", "time": "0.14.2"}
 # Repository folders the configuration reads through ${path.module}/..
 SIBLINGS = ("potability", "functions", "sql", "notebooks")
 

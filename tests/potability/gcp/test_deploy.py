@@ -287,7 +287,7 @@ def test_make_gcp_deploy_dry_run_uses_the_module(fakes: Path) -> None:
         text=True,
         check=True,
     )
-    assert ".venv/bin/python -m potability.gcp.deploy --dry-run" in res.stdout
+    assert ".venv/bin/potability gcp deploy --dry-run" in res.stdout
 
 
 @pytest.mark.integration

@@ -32,7 +32,8 @@ name = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as f:
     f.write(json.dumps([name, *args]) + "\n")
-if name == os.environ.get("FAKE_FAIL") and os.environ.get("FAKE_FAIL_ON", "") in args:
+fail_on = [t for t in os.environ.get("FAKE_FAIL_ON", "").split(",") if t]
+if name == os.environ.get("FAKE_FAIL") and any(t in args for t in fail_on):
     sys.exit(3)
 if name == "terraform" and "output" in args:
     outputs = json.load(open(os.environ["FAKE_OUTPUTS"]))
@@ -144,14 +145,40 @@ def test_make_gcp_destroy_dry_run_uses_the_module() -> None:
         text=True,
         check=True,
     )
-    assert ".venv/bin/python -m potability.gcp.destroy --dry-run" in res.stdout
+    assert ".venv/bin/potability gcp destroy --dry-run" in res.stdout
+
+
+FALLBACK = [
+    "gcloud",
+    "compute",
+    "networks",
+    "peerings",
+    "delete",
+    "servicenetworking-googleapis-com",
+    "--network=potability-vpc",
+    "--project=demo",
+    "--quiet",
+]
+
+
+def test_a_refused_peering_deletion_falls_back_to_the_networks_end(
+    fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Service Networking refuses while the producer network holds the connection (provider
+    #19908, #18834): the VPC's end of the peering is deleted instead, and teardown goes on."""
+    monkeypatch.setenv("FAKE_FAIL", "gcloud")
+    monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings")
+    assert gcp_destroy.main(["--auto-approve"]) == 0
+    assert _calls(fakes) == [*EXPECTED[:7], FALLBACK, EXPECTED[7]]
+    assert "servicenetworking-googleapis-com" in capsys.readouterr().out
 
 
 def test_a_failing_step_stops_there(
     fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FAKE_FAIL", "gcloud")
-    monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings")
+    monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings,peerings")
     assert gcp_destroy.main(["--auto-approve"]) == 1
-    assert _calls(fakes) == EXPECTED[:7]  # nothing after the failed peering deletion
-    assert "`gcloud services vpc-peerings delete" in capsys.readouterr().err
+    # both ways of deleting the peering failed: nothing after them
+    assert _calls(fakes) == [*EXPECTED[:7], FALLBACK]
+    assert "`gcloud compute networks peerings delete" in capsys.readouterr().err

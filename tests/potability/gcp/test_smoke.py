@@ -205,3 +205,56 @@ def test_the_dry_run_prints_the_commands(monkeypatch, pipeline: bool) -> None:
     assert len(tokens) == 2
     assert any("gcloud scheduler jobs run" in line for line in lines) is pipeline
     assert all(c.ok for c in checks)
+
+
+def test_a_first_deploy_without_a_model_fails_predict_with_what_to_do() -> None:
+    """Before the first pipeline run the endpoint has no model: predict's 503 logs nothing to
+    read back, so the check fails - saying that ``--pipeline`` deploys one first."""
+
+    class NoModel(FakeHttp):
+        def post(self, url: str, json: Any, headers: dict[str, str], timeout: float) -> Answer:
+            if url == URLS["predict"]:
+                self.calls.append(("POST", url, {"json": json, "headers": headers}))
+                return Answer(503, "no model deployed on the Vertex endpoint yet: ...")
+            return super().post(url, json, headers, timeout)
+
+    checks = smoke.smoke(URLS, lambda aud: "tok", NoModel())
+    (predict,) = [c for c in checks if c.name == "predict"]
+    assert not predict.ok and "ARGS=--pipeline" in predict.detail
+    assert [c.ok for c in checks if c.name != "predict"] == [True, True]
+
+
+def test_with_pipeline_the_run_comes_before_the_function_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a first deploy the pipeline run is what deploys a model predict can answer with."""
+    events: list[str] = []
+
+    class Recording(FakeHttp):
+        def post(self, url: str, json: Any, headers: dict[str, str], timeout: float) -> Answer:
+            events.append(f"POST {url}")
+            return super().post(url, json, headers, timeout)
+
+    class Tokens(Runner):
+        def __call__(self, argv: Any, **kwargs: Any) -> str:
+            events.append(" ".join(argv[:3]))
+            return "tok"
+
+    def pipeline_run(*args: Any, **kwargs: Any) -> smoke.Check:
+        events.append("pipeline")
+        return smoke.Check("pipeline", True, "succeeded: promoted")
+
+    monkeypatch.setattr(smoke, "wait_for_pipeline", pipeline_run)
+    outputs = {
+        "smoke_service_account": ACCOUNT,
+        "function_urls": URLS,
+        "project_id": "demo",
+        "region": "europe-west1",
+        "scheduler_job": "potability-training",
+    }
+    checks = smoke.run_smoke(
+        Tokens(out=lambda _: None), pipeline=True, http=Recording(), outputs=outputs
+    )
+    assert events[0] == "pipeline" and f"POST {URLS['predict']}" in events
+    assert [c.name for c in checks] == ["pipeline", "predict", "add_sample", "status"]
+    assert all(c.ok for c in checks)
