@@ -19,6 +19,7 @@ Registered from tests/conftest.py (``pytest_plugins``); tests/test_tiers.py chec
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -132,11 +133,13 @@ def _unit_tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     if not isinstance(item, pytest.Item) or not item.get_closest_marker("unit"):
         yield
         return
+    # Libraries' probes of the machine, not the test's processes: each runs a command once
+    # and caches the answer, so they are asked here, before the refusals. scikit-learn asks
+    # joblib for the physical cores (`lscpu`); MLflow's model metadata asks platform for
+    # the processor (`uname -p`).
     if "joblib" in sys.modules:
-        # scikit-learn asks joblib for the physical cores, which runs `lscpu` once and caches
-        # the answer: a library's probe of the machine, not the test's process. Asked here,
-        # before the refusals.
         sys.modules["joblib"].cpu_count(only_physical_cores=True)
+    platform.processor()
     violations: list[str] = []
     patch = pytest.MonkeyPatch()
 
