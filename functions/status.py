@@ -284,7 +284,7 @@ def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
 
 def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
     """The model changes of the last 90 days (:mod:`potability.governance.model_changes`),
-    newest first, each with its evidence, who made it ("automatic" for the daily pipeline) and
+    newest first, each with its evidence, who made it (a role: :func:`public_role`) and
     the alerts raised around it; and the hold in force. Reasons are shown: operators write them
     for the public (``--reason``)."""
     changes = model_changes.history(conn, now)
@@ -295,7 +295,9 @@ def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
     return {
         "days": model_changes.HISTORY_DAYS,
         "held": (
-            {"since": _iso(hold.since), "by": hold.actor, "reason": hold.reason} if hold else None
+            {"since": _iso(hold.since), "by": public_role(hold.actor), "reason": hold.reason}
+            if hold
+            else None
         ),
         "changes": [
             {
@@ -305,7 +307,7 @@ def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
                 "version": c.version,
                 "previous_version": c.previous_version,
                 "family": c.family,
-                "by": c.actor,
+                "by": public_role(c.actor),
                 "reason": c.reason,
                 "in_progress": c.status == model_changes.SWITCHING,
                 "evidence": {
@@ -515,6 +517,28 @@ def _wants_json(request: flask.Request) -> bool:
     return best == "application/json"
 
 
+SECURITY_HEADERS = {
+    # The page is one document with its CSS inline and inline SVG charts: nothing else may
+    # load, run, frame it or be submitted from it (https://www.w3.org/TR/CSP3/).
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP level 2
+    "Referrer-Policy": "no-referrer",
+}
+"""Sent with every answer of the public page, HTML or JSON, errors included."""
+
+
+def public_role(actor: str) -> str:
+    """Who made a model change, as the public page names it: ``pipeline`` for the daily
+    pipeline, ``operator`` for a person. The person (an e-mail, ``user@host``) stays in
+    ``water.model_changes`` for the audit and ``potability model status``; the public page
+    is no place for an operator's identity."""
+    return "pipeline" if actor == model_changes.AUTOMATIC else "operator"
+
+
 def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     """The page (or its JSON); run through :func:`functions.context.serve` like the others."""
     if request.method not in ("GET", "HEAD"):
@@ -527,6 +551,7 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
     body, mimetype = source(ctx).rendered("json" if as_json else "html")
     response = flask.Response(body, 200, mimetype=mimetype)
     response.headers.update({"Cache-Control": f"public, max-age={CACHE_SECONDS}", "Vary": "Accept"})
+    response.headers.update(SECURITY_HEADERS)
     return response
 
 
@@ -542,4 +567,5 @@ def render_error(request: flask.Request, error: ApiError, request_id: str | None
         response = error_response(error, request_id)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Vary"] = "Accept"
+    response.headers.update(SECURITY_HEADERS)
     return response

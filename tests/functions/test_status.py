@@ -301,6 +301,35 @@ def test_json_on_request_html_by_default(ctx, scenario) -> None:
     assert "max-age" in response.headers["Cache-Control"]
 
 
+def test_every_answer_carries_the_security_headers(ctx, scenario, dead_database_url) -> None:
+    """HTML, JSON and errors alike: nothing but the page itself may load or frame it."""
+    dead = Context(Settings(database_url=dead_database_url))
+    answers = [
+        call(ctx, "/"),
+        call(ctx, "/?format=json"),
+        call(ctx, "/?format=xml"),
+        call(dead, "/"),
+        call(dead, "/?format=json"),
+    ]
+    assert [r.status_code for r in answers] == [200, 200, 400, 503, 503]
+    for response in answers:
+        policy = response.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert "script-src" not in policy  # the page runs no script at all
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_public_history_names_a_role_never_a_person() -> None:
+    from functions.status import public_role
+    from potability.governance import model_changes
+
+    assert public_role(model_changes.AUTOMATIC) == "pipeline"
+    assert public_role("ana@utility.example") == "operator"
+    assert public_role("root@mlflow-vm") == "operator"
+
+
 def test_bad_requests_are_json_4xx_naming_the_problem(ctx) -> None:
     response = call(ctx, "/?format=xml")
     assert response.status_code == 400 and response.get_json()["field"] == "format"
