@@ -49,11 +49,12 @@ lint: env
 check: env lint
 	$(BIN)/python -m pytest -m unit -q
 
+TEST_WORKERS ?= 2
+
 # Everything CI runs: lint, types, and the whole suite (all three tiers), in TEST_WORKERS
 # processes (pytest-xdist; each file's tests stay in one worker, --dist loadfile, so a file's
 # module fixtures start once). On CI's two cores, measured: 14 min 8 s in one process, 9 min
 # 10 s in two - the suite waits on servers and child processes, so the second core pays.
-TEST_WORKERS ?= 2
 test: env lint tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
