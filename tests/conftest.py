@@ -25,26 +25,6 @@ from potability.local import stack as local_stack
 # start processes: tests/tiers.py. pytester runs the sessions of tests/test_tiers.py.
 pytest_plugins = ("tiers", "pytester")
 
-LONGEST_FIRST = (
-    "tests/terraform/test_terraform_offline.py",  # `terraform test`: 228 s in one test
-    "tests/pipelines/test_local_run.py",  # two KFP runs: 164 s of setup
-    "tests/pipelines/test_local_scheduler.py",  # a real scheduled run: 93 s
-    "tests/cloud_run/test_behind_cloud_run.py",  # the zip's venv and three functions: ~2 min
-    "tests/terraform/test_mlflow_startup.py",  # MLflow's VM start-up, twice: 52 s
-    "tests/faults/test_pipeline_faults.py",  # pipeline runs killed and raced
-)
-"""The files that take longest (``--durations``, two workers, 2026-12-07), run first: with
-``--dist loadfile`` xdist hands files to whichever worker is free in collection order, so the
-long ones go out while there is still other work to put beside them (longest processing time
-first); in their collection order the suite's tail was one worker alone in ``terraform test``."""
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
-
-
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 ROOT = Path(__file__).resolve().parent.parent
