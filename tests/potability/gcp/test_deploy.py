@@ -5,13 +5,12 @@ read-only commands, and a clear stop when a step fails."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import gcp_fakes
 import pytest
 
 from potability.gcp import deploy as gcp_deploy
@@ -73,21 +72,13 @@ elif name == "curl":
 
 @pytest.fixture
 def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("gcloud", "terraform", "git", "curl", "fakepython"):
-        exe = bin_dir / name
-        exe.write_text(FAKE.format(python=sys.executable, digest=DIGEST))
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.log"))
-    monkeypatch.setenv("FAKE_OUTPUTS", str(tmp_path / "outputs.json"))
-    return tmp_path / "calls.log"
-
-
-def _calls(log: Path) -> list[list[str]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return gcp_fakes.install(
+        tmp_path,
+        monkeypatch,
+        FAKE.format(python=sys.executable, digest=DIGEST),
+        OUTPUTS,
+        names=("gcloud", "terraform", "git", "curl", "fakepython"),
+    )
 
 
 EXPECTED = [
@@ -220,7 +211,7 @@ def test_deploy_runs_every_step_in_order_with_values_from_terraform(fakes: Path)
         http=SmokeHttp(),
     )
     assert len(monitoring.urls) == len(METRICS)
-    assert _calls(fakes) == EXPECTED
+    assert gcp_fakes.calls(fakes) == EXPECTED
     assert urls == OUTPUTS["function_urls"]
     text = "\n".join(lines)
     for url in OUTPUTS["function_urls"].values():
@@ -238,9 +229,9 @@ def test_auto_approve_reaches_terraform_apply(fakes: Path) -> None:
         monitoring_session=FakeMonitoring(),
         http=SmokeHttp(),
     )
-    apply = next(c for c in _calls(fakes) if "apply" in c)
+    apply = next(c for c in gcp_fakes.calls(fakes) if "apply" in c)
     assert apply[-1] == "-auto-approve" and apply[-2] == f"-var=image_digest={DIGEST}"
-    assert ["git", "rev-parse", "--short=12", "HEAD"] not in _calls(fakes)
+    assert ["git", "rev-parse", "--short=12", "HEAD"] not in gcp_fakes.calls(fakes)
 
 
 @pytest.mark.integration
@@ -248,7 +239,7 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert gcp_deploy.main(["--dry-run"]) == 0
-    assert _calls(fakes) == [EXPECTED[0], EXPECTED[1]]  # terraform output, git rev-parse
+    assert gcp_fakes.calls(fakes) == [EXPECTED[0], EXPECTED[1]]  # terraform output, git rev-parse
     out = capsys.readouterr().out
     printed = [line.split("+ ", 1)[1] for line in out.splitlines() if "+ " in line]
     assert printed[:4] == [
@@ -296,7 +287,7 @@ def test_a_failing_step_stops_with_the_command_and_nothing_after_it(
 ) -> None:
     monkeypatch.setenv("FAKE_FAIL", "gcloud")
     assert gcp_deploy.main(["--tag", "v1"]) == 1
-    assert [c[0] for c in _calls(fakes)] == ["terraform", "gcloud"]
+    assert [c[0] for c in gcp_fakes.calls(fakes)] == ["terraform", "gcloud"]
     assert "`gcloud builds submit --project=demo" in capsys.readouterr().err
 
 

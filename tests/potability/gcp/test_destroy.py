@@ -4,13 +4,11 @@ dry run printing everything and running only the read-only commands, a clear sto
 
 from __future__ import annotations
 
-import json
-import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import gcp_fakes
 import pytest
 
 from potability.gcp import destroy as gcp_destroy
@@ -45,21 +43,7 @@ elif name == "gcloud" and args[:3] == ["ai", "endpoints", "describe"]:
 
 @pytest.fixture
 def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("gcloud", "terraform"):
-        exe = bin_dir / name
-        exe.write_text(FAKE.format(python=sys.executable))
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.log"))
-    monkeypatch.setenv("FAKE_OUTPUTS", str(tmp_path / "outputs.json"))
-    return tmp_path / "calls.log"
-
-
-def _calls(log: Path) -> list[list[str]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return gcp_fakes.install(tmp_path, monkeypatch, FAKE.format(python=sys.executable), OUTPUTS)
 
 
 WHERE = ["--project=demo", "--region=europe-west1"]
@@ -122,7 +106,7 @@ def test_destroy_runs_around_what_stops_terraform_destroy(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert gcp_destroy.main(["--auto-approve"]) == 0
-    assert _calls(fakes) == EXPECTED
+    assert gcp_fakes.calls(fakes) == EXPECTED
     out = capsys.readouterr().out
     assert "run `make gcp-destroy` again" in out and "another name_prefix" in out
 
@@ -131,7 +115,7 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert gcp_destroy.main(["--dry-run", "--auto-approve"]) == 0
-    assert _calls(fakes) == EXPECTED[:2]  # terraform output, endpoint describe
+    assert gcp_fakes.calls(fakes) == EXPECTED[:2]  # terraform output, endpoint describe
     out = capsys.readouterr().out
     dry = [line.split("+ ", 1)[1] for line in out.splitlines() if line.startswith("(dry run) + ")]
     assert dry == [" ".join(c) for c in EXPECTED[2:]]
@@ -169,7 +153,7 @@ def test_a_refused_peering_deletion_falls_back_to_the_networks_end(
     monkeypatch.setenv("FAKE_FAIL", "gcloud")
     monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings")
     assert gcp_destroy.main(["--auto-approve"]) == 0
-    assert _calls(fakes) == [*EXPECTED[:7], FALLBACK, EXPECTED[7]]
+    assert gcp_fakes.calls(fakes) == [*EXPECTED[:7], FALLBACK, EXPECTED[7]]
     assert "servicenetworking-googleapis-com" in capsys.readouterr().out
 
 
@@ -180,5 +164,5 @@ def test_a_failing_step_stops_there(
     monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings,peerings")
     assert gcp_destroy.main(["--auto-approve"]) == 1
     # both ways of deleting the peering failed: nothing after them
-    assert _calls(fakes) == [*EXPECTED[:7], FALLBACK]
+    assert gcp_fakes.calls(fakes) == [*EXPECTED[:7], FALLBACK]
     assert "`gcloud compute networks peerings delete" in capsys.readouterr().err

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import gcp_fakes
 import pytest
 
 from potability.gcp import model_job
@@ -112,21 +112,7 @@ def test_gcloud_splits_the_args_back_into_exactly_the_command(reason: str, tmp_p
 
 @pytest.fixture
 def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("gcloud", "terraform"):
-        exe = bin_dir / name
-        exe.write_text(FAKE.format(python=sys.executable))
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    (tmp_path / "outputs.json").write_text(json.dumps(OUTPUTS))
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.log"))
-    monkeypatch.setenv("FAKE_OUTPUTS", str(tmp_path / "outputs.json"))
-    return tmp_path / "calls.log"
-
-
-def _calls(log: Path) -> list[list[str]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return gcp_fakes.install(tmp_path, monkeypatch, FAKE.format(python=sys.executable), OUTPUTS)
 
 
 @pytest.mark.integration  # starts a process (make, gcloud's parser, fake tools)
@@ -134,7 +120,7 @@ def test_make_gcp_model_runs_the_job_from_terraforms_outputs(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert model_job.main(["hold", "--reason", "lab review"]) == 0
-    assert _calls(fakes) == [
+    assert gcp_fakes.calls(fakes) == [
         ["terraform", "-chdir=terraform", "output", "-json"],
         model_job.execute_command(
             "demo", "europe-west1", "potability-model", ["hold", "--reason", "lab review"]
@@ -160,7 +146,7 @@ def test_without_the_job_it_says_what_creates_it(
     (tmp_path / "outputs.json").write_text(json.dumps({**OUTPUTS, "model_job": ""}))
     assert model_job.main(["status"]) == 1
     assert "operators" in capsys.readouterr().err
-    assert len(_calls(fakes)) == 1  # only terraform output
+    assert len(gcp_fakes.calls(fakes)) == 1  # only terraform output
 
 
 @pytest.mark.integration  # starts a process (make, gcloud's parser, fake tools)
