@@ -10,6 +10,7 @@ which does not exist on GCP), and background processes get their environment fro
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Mapping
@@ -70,6 +71,7 @@ EndpointMode = Literal["local", "vertex"]
 PromotionApproval = Literal["auto", "manual"]
 
 
+@functools.cache  # one TypeAdapter per type, not one per field per load_settings call
 def _parser(hint: Any) -> Callable[[str], Any]:
     """How a variable's text becomes a value of type ``hint``: pydantic's validation (its lax
     mode reads ``true``/``false``/``1``/``0``/``yes``/``no``/``on``/``off`` as booleans and
