@@ -256,12 +256,6 @@ def complete_request(
     return Framer(max_head, max_body).feed(buf)
 
 
-def expects_continue(buf: bytes) -> bool:
-    framer = Framer()
-    framer.feed(buf)
-    return framer.expects_continue
-
-
 def error_bytes(refusal: Refusal) -> bytes:
     """A complete error response that closes the connection: problem details, as the
     application's errors (:func:`functions.http.problem`)."""

@@ -51,8 +51,10 @@ def test_oversized_heads_and_declared_bodies_are_refused_before_they_are_read() 
 
 
 def test_expect_100_continue_is_seen() -> None:
-    assert gw.expects_continue(HEAD + b"Expect: 100-continue\r\nContent-Length: 9\r\n\r\n")
-    assert not gw.expects_continue(HEAD + b"Content-Length: 9\r\n\r\n")
+    asking, plain = gw.Framer(), gw.Framer()
+    assert asking.feed(HEAD + b"Expect: 100-continue\r\nContent-Length: 9\r\n\r\n") is None
+    assert plain.feed(HEAD + b"Content-Length: 9\r\n\r\n") is None
+    assert asking.expects_continue and not plain.expects_continue
 
 
 def test_error_responses_are_complete_json_and_close() -> None:
