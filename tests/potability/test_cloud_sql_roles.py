@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from potability import db, migrations, seed
+from potability import db, jobs, migrations, seed
 from potability.config import Settings
+from potability.inference import log as inference_log
 from potability.local import stack as local_stack
 
 # A PostgreSQL cluster of the module's own, shaped like a new Cloud SQL instance.
@@ -68,11 +71,16 @@ def cloud_sql_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         local_stack.down(home)
 
 
-def _as(url: str, user: str) -> db.Connection:
-    """A connection to ``url``'s database as ``user`` (trust authentication on the socket)."""
+def _url_as(url: str, user: str) -> str:
+    """``url`` with ``user`` as its user (trust authentication on the socket)."""
     as_user = re.sub(r"^(postgresql://)[^@/]*@", lambda m: m[1] + quote(user, safe="") + "@", url)
     assert as_user != url
-    conn = db.connect(Settings(database_url=as_user))
+    return as_user
+
+
+def _as(url: str, user: str) -> db.Connection:
+    """A connection to ``url``'s database as ``user``."""
+    conn = db.connect(Settings(database_url=_url_as(url, user)))
     cur = conn.cursor()
     cur.execute("SELECT session_user")
     assert cur.fetchone()[0] == user
@@ -168,5 +176,59 @@ def test_a_user_that_cannot_create_roles_is_told_what_it_lacks(cloud_sql_like: s
     try:
         with pytest.raises(migrations.MigratorLacksPrivileges, match="cloudsqlsuperuser"):
             migrations.migrate(conn)
+    finally:
+        conn.close()
+
+
+def test_the_maintenance_job_drains_and_rolls_up_as_the_migrator(
+    cloud_sql_like: str, tmp_path: Path
+) -> None:
+    """terraform/maintenance.tf runs `potability maintenance` as the migrator's IAM user, which
+    holds no privilege of its own: moving rows out of DEFAULT, attaching partitions (owner
+    only), the rollups and ``water.inference_cells_fail`` (EXECUTE revoked from PUBLIC, granted
+    to water_pipelines - sql/018) must all reach it through its membership of water_owner (the
+    functions' and tables' owner, granted WITH INHERIT TRUE by the migration)."""
+    conn = _as(cloud_sql_like, MIGRATOR)
+    try:
+        migrations.migrate(conn, MEMBERS)  # no partition yet: every reading lands in DEFAULT
+    finally:
+        conn.close()
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    admin = db.connect(Settings(database_url=cloud_sql_like))
+    cur = admin.cursor()
+    cur.execute(
+        "INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, ph, solids, "
+        "predicted_class, probability, model_name, model_version, endpoint, inferred_at, "
+        "latency_ms) SELECT 'backlog-' || n, 0, 's' || (n %% 7), (n %% 140) / 10.0, "
+        "CASE WHEN n %% 100 = 0 THEN 5e-324 ELSE n %% 100000 END, n %% 2, 0.5, 'm', '1', 'e', "
+        "%s::timestamptz - n * interval '7 minutes', 1.0 FROM generate_series(1, 2000) n",
+        (now - timedelta(hours=3),),
+    )  # ~9.7 days back from three hours ago: past days in DEFAULT, and a week of hours to roll
+    admin.commit()
+
+    settings = Settings(
+        database_url=_url_as(cloud_sql_like, MIGRATOR), home=tmp_path, inference_retention_days=90
+    )
+    report = inference_log.run_maintenance(settings, now=now)
+    assert report.hours_rolled_up > 0
+
+    cur.execute("SELECT count(*) FROM water.water_inferences_default")
+    assert cur.fetchone()[0] == 0
+    cur.execute("SELECT count(*) FROM water.water_inferences")
+    assert cur.fetchone()[0] == 2000
+    status = {s.job: s for s in jobs.status(admin)}[jobs.MAINTENANCE]
+    assert status.last_succeeded_at is not None and status.failures_in_a_row == 0
+    admin.rollback()
+    admin.close()
+
+    # the bisection's probe (rollup.py), as the job calls it when an hour's cells fail
+    conn = _as(cloud_sql_like, MIGRATOR)
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT water.inference_cells_fail(%s, %s, 0, 9223372036854775807)",
+            (now - timedelta(days=10), now),
+        )
+        assert cur.fetchone()[0] is None  # every stored reading has its cells (sql/018)
     finally:
         conn.close()
