@@ -105,7 +105,22 @@ def test_the_table_is_a_bigquery_table_google_accepts(rendered: dict[str, Any]) 
     assert f"{body['tableReference']['datasetId']}.{body['tableReference']['tableId']}" == (
         archive_query.TABLE
     )
-    assert rendered["dataset"]["location"] == rendered_terraform.REGION
+    dataset = rendered["dataset"]
+    assert dataset["location"] == rendered_terraform.REGION
+    gcp_discovery.validate_request(
+        "bigquery",
+        "v2",
+        "bigquery.datasets.insert",
+        {
+            "datasetReference": {
+                "projectId": rendered_terraform.PROJECT,
+                "datasetId": dataset["dataset_id"],
+            },
+            "location": dataset["location"],
+            "description": dataset["description"],
+            "labels": dataset["labels"],
+        },
+    )
 
 
 def test_the_table_reads_the_layout_the_archive_writes(rendered: dict[str, Any]) -> None:
