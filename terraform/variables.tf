@@ -352,7 +352,7 @@ variable "archive_dataset" {
   default     = "water_archive"
 
   validation {
-    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]{0,1023}$", var.archive_dataset))
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.archive_dataset)) && length(var.archive_dataset) <= 1024
     error_message = "archive_dataset: letters, digits and underscores (a BigQuery dataset id)."
   }
 }

@@ -159,12 +159,21 @@ def test_operators_and_the_regulator_may_query_and_nobody_else(rendered: dict[st
         (m, "roles/storage.objectViewer") for m in members
     }
     assert {r["bucket"] for r in rendered["bucket_readers"]} == {"test-project-potability-archive"}
-    # what the provider PATCHes onto the dataset for them
+    # What the provider PATCHes onto the dataset for them: {"access": [...]}. The discovery
+    # document marks the Dataset's datasetReference "Required." for the whole resource; a
+    # patch leaves it as it is, so the check carries the dataset's own.
     access = [
         {"role": r["role"], "groupByEmail": r["member"].removeprefix("group:")}
         for r in rendered["readers"]
     ]
-    gcp_discovery.validate_request("bigquery", "v2", "bigquery.datasets.patch", {"access": access})
+    reference = {"projectId": rendered_terraform.PROJECT, "datasetId": archive_query.DATASET}
+    assert {r["dataset"] for r in rendered["readers"]} == {reference["datasetId"]}
+    gcp_discovery.validate_request(
+        "bigquery",
+        "v2",
+        "bigquery.datasets.patch",
+        {"datasetReference": reference, "access": access},
+    )
 
 
 def test_the_dashboard_is_a_dashboard_google_accepts(rendered: dict[str, Any]) -> None:
