@@ -56,32 +56,31 @@ PG_TYPES: dict[str, pa.DataType] = {
 """PostgreSQL column type -> Parquet (Arrow) type; timestamps keep PostgreSQL's microseconds."""
 
 
-SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("request_id", pa.string()),
-        ("reading_index", pa.int32()),
-        ("sensor_id", pa.string()),
-        ("ph", pa.float64()),
-        ("hardness", pa.float64()),
-        ("solids", pa.float64()),
-        ("chloramines", pa.float64()),
-        ("sulfate", pa.float64()),
-        ("conductivity", pa.float64()),
-        ("organic_carbon", pa.float64()),
-        ("trihalomethanes", pa.float64()),
-        ("turbidity", pa.float64()),
-        ("predicted_class", pa.int16()),
-        ("probability", pa.float64()),
-        ("model_name", pa.string()),
-        ("model_version", pa.string()),
-        ("endpoint", pa.string()),
-        ("inferred_at", pa.timestamp("us", tz="UTC")),
-        ("latency_ms", pa.float64()),
-        ("caller", pa.string()),
-        ("measured_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
+_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("id", pa.int64()),
+    ("request_id", pa.string()),
+    ("reading_index", pa.int32()),
+    ("sensor_id", pa.string()),
+    ("ph", pa.float64()),
+    ("hardness", pa.float64()),
+    ("solids", pa.float64()),
+    ("chloramines", pa.float64()),
+    ("sulfate", pa.float64()),
+    ("conductivity", pa.float64()),
+    ("organic_carbon", pa.float64()),
+    ("trihalomethanes", pa.float64()),
+    ("turbidity", pa.float64()),
+    ("predicted_class", pa.int16()),
+    ("probability", pa.float64()),
+    ("model_name", pa.string()),
+    ("model_version", pa.string()),
+    ("endpoint", pa.string()),
+    ("inferred_at", pa.timestamp("us", tz="UTC")),
+    ("latency_ms", pa.float64()),
+    ("caller", pa.string()),
+    ("measured_at", pa.timestamp("us", tz="UTC")),
+]
+SCHEMA = pa.schema(_COLUMNS)
 """The archive's Parquet schema, stable: every file has exactly these columns in this order
 (docs/archive.md documents each one). Readers depend on it - ``potability archive query``
 (DuckDB) and the BigQuery external table (terraform/archive.tf) - so it is pinned here rather
