@@ -256,6 +256,40 @@ reason for tree ensembles.
 class at a threshold that still keeps recall above a floor, and quality control compares the
 live precision confirmed by lab samples with a floor as well.""",  # noqa: E501 - a Markdown table row cannot wrap
     ),
+    (
+        "md",
+        """\
+## A year of readings: the archive as a table
+
+Every reading the model answered is kept in the inference log's archive, one Parquet file per
+day, and the whole archive is one table, `water_archive.water_inferences` (docs/archive.md):
+DuckDB here, BigQuery on Google Cloud, with the same queries. Below, the documented question
+"readings and potable share per sensor per month" - the query is read from docs/archive.md, so
+the notebook and the page cannot differ.""",
+    ),
+    (
+        "code",
+        """\
+import re
+
+from potability.inference import archive_query
+
+settings = config.load_settings()
+documented = (ROOT / "docs" / "archive.md").read_text()
+monthly_sql = re.search(r"```sql\\n(-- monthly-share: .*?)```", documented, re.S).group(1)
+print(monthly_sql)
+try:
+    totals = archive_query.query_table(
+        settings,
+        "SELECT COUNT(*) AS readings, COUNT(DISTINCT day) AS days "
+        f"FROM {archive_query.TABLE}",
+    ).to_pylist()[0]
+    print(f"archive: {totals['readings']} readings over {totals['days']} days")
+    monthly = archive_query.query_table(settings, monthly_sql).to_pandas()
+    display(monthly)
+except archive_query.ArchiveNotLocal as exc:  # on Google Cloud: the same query in BigQuery
+    print(exc)""",
+    ),
 ]
 
 

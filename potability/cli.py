@@ -16,6 +16,7 @@ potability model status|rollback|hold|release|approve|reject   operators' contro
                      model in service (docs/operating-the-model.md)
 potability maintenance   inference log: partitions ahead, prune keys, archive + drop old days
 potability archive list|read --day YYYY-MM-DD   the inference log's archive, read back
+potability archive query "SQL"   SQL (DuckDB) over the whole archive (docs/archive.md)
 """
 
 from __future__ import annotations
@@ -167,6 +168,29 @@ def _archive_read(args: argparse.Namespace) -> int:
         )
     else:
         frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def _archive_query(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from potability.inference import archive_query
+
+    settings = load_settings()
+    sql = args.sql if args.sql != "-" else sys.stdin.read()
+    try:
+        if args.out:
+            with open(args.out, "wb") as out:
+                rows = archive_query.write_csv(settings, sql, out, args.archive)
+            print(f"{rows} rows written to {args.out}", file=sys.stderr)
+        else:
+            archive_query.write_csv(settings, sql, sys.stdout.buffer, args.archive)
+    except archive_query.ArchiveNotLocal as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except duckdb.Error as exc:  # DuckDB's message names the mistake in the SQL
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -484,6 +508,19 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument("--day", required=True, type=_day, help="UTC day, YYYY-MM-DD")
     read.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
     read.set_defaults(func=_archive_read)
+    query = archive.add_parser(
+        "query",
+        help="SQL (DuckDB) over the whole archive, as the table water_archive.water_inferences "
+        "(docs/archive.md); result as CSV",
+    )
+    query.add_argument("sql", help='the query, or "-" to read it from standard input')
+    query.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
+    query.add_argument(
+        "--archive",
+        default=None,
+        help="archive folder (default: INFERENCE_ARCHIVE_URI, else <home>/inference-archive)",
+    )
+    query.set_defaults(func=_archive_query)
     fns.set_defaults(func=_functions)
     mig = sub.add_parser("migrate", help="apply pending sql/ migrations")
     mig.add_argument(

@@ -265,6 +265,12 @@ class Settings:
     inference_archive_uri: str = ""
     """Where expired days of the inference log are archived as Parquet: ``gs://BUCKET/PREFIX``
     on GCP (Terraform sets it), a local folder otherwise; empty: ``<home>/inference-archive``."""
+    archive_query_memory_limit: str = "1GB"
+    """``potability archive query``: DuckDB's memory limit (its size syntax, e.g. ``512MB``,
+    ``4GB``); past it DuckDB spills to a temporary folder instead of growing
+    (potability/inference/archive_query.py says why, bench/README.md measures it)."""
+    archive_query_threads: int = 2
+    """``potability archive query``: DuckDB's threads; memory grows with each."""
     db_role_members: tuple[tuple[str, str], ...] = field(default=(), metadata={"parse": _pairs})
     """``potability migrate``: (service, database user) pairs made members of the service's
     access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the

@@ -39,6 +39,7 @@ resource "google_project_service" "apis" {
   for_each = toset([
     "aiplatform.googleapis.com",
     "artifactregistry.googleapis.com",
+    "bigquery.googleapis.com", # the archive's external table (archive.tf)
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     # Terraform itself needs these two (every google_project_iam_member, data.google_project)

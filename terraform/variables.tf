@@ -346,6 +346,23 @@ variable "inference_archive_prefix" {
   }
 }
 
+variable "archive_dataset" {
+  description = "BigQuery dataset of the archive's external table (archive.tf): <archive_dataset>.water_inferences. The documented queries (docs/archive.md) name water_archive, as `potability archive query` does locally."
+  type        = string
+  default     = "water_archive"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_][A-Za-z0-9_]*$", var.archive_dataset)) && length(var.archive_dataset) <= 1024
+    error_message = "archive_dataset: letters, digits and underscores (a BigQuery dataset id)."
+  }
+}
+
+variable "archive_regulator_access" {
+  description = "Also let var.regulator_group query the archive table (BigQuery Data Viewer on the dataset, Job User, Object Viewer on the archive bucket). The operators group always may."
+  type        = bool
+  default     = false
+}
+
 variable "maintenance_schedule" {
   description = "Cron schedule (in schedule_time_zone) of the inference log's maintenance job: partitions ahead, request keys, retention, and the hour's rollups and drift cells that `potability qc` reads (hourly, so qc never fills a day of cells itself)."
   type        = string

@@ -56,8 +56,47 @@ PG_TYPES: dict[str, pa.DataType] = {
 """PostgreSQL column type -> Parquet (Arrow) type; timestamps keep PostgreSQL's microseconds."""
 
 
+_COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("id", pa.int64()),
+    ("request_id", pa.string()),
+    ("reading_index", pa.int32()),
+    ("sensor_id", pa.string()),
+    ("ph", pa.float64()),
+    ("hardness", pa.float64()),
+    ("solids", pa.float64()),
+    ("chloramines", pa.float64()),
+    ("sulfate", pa.float64()),
+    ("conductivity", pa.float64()),
+    ("organic_carbon", pa.float64()),
+    ("trihalomethanes", pa.float64()),
+    ("turbidity", pa.float64()),
+    ("predicted_class", pa.int16()),
+    ("probability", pa.float64()),
+    ("model_name", pa.string()),
+    ("model_version", pa.string()),
+    ("endpoint", pa.string()),
+    ("inferred_at", pa.timestamp("us", tz="UTC")),
+    ("latency_ms", pa.float64()),
+    ("caller", pa.string()),
+    ("measured_at", pa.timestamp("us", tz="UTC")),
+]
+SCHEMA = pa.schema(_COLUMNS)
+"""The archive's Parquet schema, stable: every file has exactly these columns in this order
+(docs/archive.md documents each one). Readers depend on it - ``potability archive query``
+(DuckDB) and the BigQuery external table (terraform/archive.tf) - so it is pinned here rather
+than taken from whatever the log's columns are on the day a file is written: a migration that
+changes ``water.water_inferences`` makes :func:`log_schema` refuse to archive (the days stay in
+the database, ``maintenance_failed`` is raised) until this schema and the document say how the
+change is carried. The rule: columns are only ever appended, nullable; readers take the union
+by name, so an older file reads the new column as NULL."""
+
+
 class ArchiveMismatch(RuntimeError):
     """An archive file does not hold the rows it should (nothing is dropped on it)."""
+
+
+class SchemaChanged(ArchiveMismatch):
+    """The log's columns are no longer the archive's :data:`SCHEMA` (nothing is archived)."""
 
 
 def object_name(day: date) -> str:
@@ -101,6 +140,30 @@ def row_digest(rows: Iterable[Sequence[Any]]) -> RowDigest:
 def arrow_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
     """The Parquet schema of the log's columns (name, PostgreSQL type); unknown types as text."""
     return pa.schema([(name, PG_TYPES.get(pg_type, pa.string())) for name, pg_type in columns])
+
+
+def log_schema(columns: Sequence[tuple[str, str]]) -> pa.Schema:
+    """The archive's :data:`SCHEMA`, if the log's columns (name, PostgreSQL type, in order)
+    are exactly it; else :class:`SchemaChanged` naming the difference."""
+    found = arrow_schema(columns)
+    if found.equals(SCHEMA):
+        return SCHEMA
+    have = {f.name: f.type for f in found}
+    want = {f.name: f.type for f in SCHEMA}
+    differences = [f"new column {n} ({t})" for n, t in have.items() if n not in want]
+    differences += [f"column {n} is gone" for n in want if n not in have]
+    differences += [
+        f"column {n} is {have[n]}, the archive has {want[n]}"
+        for n in want
+        if n in have and have[n] != want[n]
+    ]
+    if not differences:
+        differences = [f"column order {found.names} differs from {SCHEMA.names}"]
+    raise SchemaChanged(
+        "water.water_inferences no longer matches the archive's schema "
+        f"(potability.inference.archive.SCHEMA, docs/archive.md): {'; '.join(differences)}. "
+        "Nothing archived or dropped: extend SCHEMA (append, nullable) and the document first"
+    )
 
 
 @dataclass(frozen=True)

@@ -357,6 +357,7 @@ def archive_day(
     Returns the rows archived. Raises :class:`inference_archive.ArchiveMismatch` (nothing
     dropped) when a file already in the store differs from the database's rows."""
     columns = _columns(conn)
+    inference_archive.log_schema(columns)  # before anything is written or compared
     names = [n for n, _ in columns]
     name = inference_archive.object_name(day)
     try:
@@ -370,7 +371,7 @@ def archive_day(
             local = workdir / f"{partition_name(day)}.parquet"
             written = inference_archive.write_file(
                 local,
-                inference_archive.arrow_schema(columns),
+                inference_archive.SCHEMA,
                 _partition_rows(conn, day, names),
                 day,
             )

@@ -357,6 +357,10 @@ run "exact_resource_level_grants" {
     ])
     error_message = "Every bucket has uniform access, public access prevention and versioning."
   }
+  assert {
+    condition     = length(google_bigquery_dataset_iam_member.archive_readers) == 0 && length(google_project_iam_member.archive_query_jobs) == 0 && length(google_storage_bucket_iam_member.archive_readers) == 0
+    error_message = "Without operators (and archive_regulator_access off) nobody may query the archive table."
+  }
 }
 
 run "direct_vpc_egress_and_ingress" {
@@ -501,6 +505,18 @@ run "operators_get_exactly_what_the_model_command_uses" {
   assert {
     condition     = strcontains(local.db_role_members, "operators=model-ops@example.com")
     error_message = "The migration job makes the group a member of water_operators."
+  }
+  assert {
+    condition = toset(concat(
+      [for m in google_bigquery_dataset_iam_member.archive_readers : "dataset ${m.role} ${m.member}"],
+      [for m in google_project_iam_member.archive_query_jobs : "project ${m.role} ${m.member}"],
+      [for m in google_storage_bucket_iam_member.archive_readers : "${m.bucket} ${m.role} ${m.member}"],
+      )) == toset([
+      "dataset roles/bigquery.dataViewer group:model-ops@example.com",
+      "project roles/bigquery.jobUser group:model-ops@example.com",
+      "test-project-potability-archive roles/storage.objectViewer group:model-ops@example.com",
+    ])
+    error_message = "Operators may query the archive table (archive.tf); the regulator only with archive_regulator_access."
   }
 }
 

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from potability import db, migrations
@@ -445,6 +446,17 @@ def test_retention_archives_verifies_drops_and_reads_back_equal(
     ) == [[0]]
     assert inference_archive.archived_days(settings) == days
     assert _archived_rows(settings, days) == rows  # archived rows == dropped rows, equal values
+    # Files of the pinned schema (docs/archive.md), which the archive's table reads whole.
+    from potability.inference import archive_query
+
+    for day in days:
+        path = tmp_path / "archive" / inference_archive.object_name(day)
+        assert pq.read_schema(path).remove_metadata().equals(inference_archive.SCHEMA)
+    per_day = archive_query.query_table(
+        settings,
+        f"SELECT day, COUNT(*) AS n FROM {archive_query.TABLE} GROUP BY day ORDER BY day",
+    ).to_pylist()
+    assert per_day == [{"day": days[0], "n": 40}, {"day": days[1], "n": 7}]
     # The documented command reads a day back (CSV).
     out = subprocess.run(
         [sys.executable, "-m", "potability.cli", "archive", "read", "--day", days[1].isoformat()],
@@ -464,8 +476,6 @@ def test_retention_archives_verifies_drops_and_reads_back_equal(
     # A tampered file is refused on read.
     path = tmp_path / "archive" / inference_archive.object_name(days[1])
     table = inference_archive.read_day(settings, days[1])
-    import pyarrow.parquet as pq
-
     meta = pq.ParquetFile(path).metadata.metadata
     pq.write_table(table.slice(1), path)
     with pq.ParquetWriter(path, table.schema) as writer:
@@ -473,6 +483,14 @@ def test_retention_archives_verifies_drops_and_reads_back_equal(
         writer.add_key_value_metadata(meta)
     with pytest.raises(inference_archive.ArchiveMismatch):
         inference_archive.read_day(settings, days[1])
+
+
+def test_the_archive_schema_is_the_migrated_logs_columns(log_conn: db.Connection) -> None:
+    """potability.inference.archive.SCHEMA (pinned, documented) is what the migrations make of
+    water.water_inferences: a migration that changes the log fails here first, before the
+    maintenance job refuses to archive (SchemaChanged)."""
+    columns = inference_log._columns(log_conn)
+    assert inference_archive.log_schema(columns) is inference_archive.SCHEMA
 
 
 @pytest.mark.parametrize("die_in", ["put", "fetch"])
