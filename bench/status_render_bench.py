@@ -32,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from functions.status import drift_summary  # noqa: E402
 from potability.features import FEATURE_NAMES  # noqa: E402
 
 NOW = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
@@ -43,6 +44,12 @@ def iso(moment: datetime) -> str:
 
 def _count(key: str, name: str, total: int, potable: int) -> dict[str, Any]:
     return {key: name, "total": total, "potable": potable, "potable_share": potable / total}
+
+
+def _psi(feature: str, k: int, rng: random.Random) -> float:
+    """A day's PSI: ~0.02-0.08 noise; Sulfate climbing from day 60 of 90 to ~0.35."""
+    base = 0.02 + 0.06 * rng.random()
+    return base + max(0, k - 60) * 0.011 if feature == "Sulfate" else base
 
 
 def realistic_data(seed: int = 7) -> dict[str, Any]:
@@ -108,7 +115,7 @@ def realistic_data(seed: int = 7) -> dict[str, Any]:
         for i in range(30)
     ]
     days = 90
-    trend_days = [(NOW - timedelta(days=days - k)).date() for k in range(days)]
+    trend_days = [(NOW - timedelta(days=days - 1 - k)).date() for k in range(days)]
     data: dict[str, Any] = {
         "generated_at": iso(NOW),
         "stale": False,
@@ -244,47 +251,68 @@ def realistic_data(seed: int = 7) -> dict[str, Any]:
         },
         "model_history": {"days": 90, "held": None, "changes": changes},
     }
+    drift_days = [
+        {
+            "day": d.isoformat(),
+            "computed_at": iso(datetime.combine(d, datetime.min.time(), UTC) + 3 * hour),
+            "model_version": "7",
+            "features": [
+                {
+                    "feature": f,
+                    # stable but for Sulfate, drifting up over the last 30 days
+                    "psi": (psi := round(_psi(f, k, rng), 4)),
+                    "status": "ok" if psi < 0.1 else "watch" if psi < 0.25 else "drift",
+                }
+                for f in FEATURE_NAMES
+            ],
+        }
+        for k, d in enumerate(trend_days)
+    ]
     data["trends"] = {
         "days": days,
-        "start": trend_days[0].isoformat(),
-        "end": NOW.date().isoformat(),
+        "first_day": trend_days[0].isoformat(),
+        "last_day": trend_days[-1].isoformat(),
+        "precision_floor": 0.6,
         "traffic": [
             {
                 "day": d.isoformat(),
-                "total": 288_000 + rng.randint(-9_000, 9_000),
-                "potable": 170_000 + rng.randint(-9_000, 9_000),
-                "potable_share": round(0.59 + rng.random() / 50, 4),
-                "hours": 24,
+                "total": (total := 288_000 + rng.randint(-9_000, 9_000)),
+                "potable": (potable := 170_000 + rng.randint(-9_000, 9_000)),
+                "potable_share": round(potable / total, 4),
+                "hours_counted": 24 if d != trend_days[-1] else 14,
             }
             for d in trend_days
         ],
-        "drift": [
-            {
-                "day": d.isoformat(),
-                "model_version": "7",
-                "psi": {f: round(rng.random() * 0.4, 4) for f in FEATURE_NAMES},
-                "status": {f: rng.choice(["ok", "watch", "drift"]) for f in FEATURE_NAMES},
-            }
-            for d in trend_days
-        ],
+        "drift": drift_days,
+        "drift_summary": drift_summary(drift_days),
         "live_precision": [
             {
                 "model_version": r["model_version"],
-                "week_start": r["week_start"],
                 "period": r["period"],
+                "week_start": r["week_start"],
+                "matches": r["matches"],
                 "potable_calls": r["true_positives"] + r["false_positives"],
+                "confirmed": r["true_positives"],
                 "precision": r["precision"],
-                "interval_95": [max(r["precision"] - 0.15, 0), min(r["precision"] + 0.12, 1)],
+                "interval_95": [
+                    round(max(r["precision"] - 0.15, 0), 4),
+                    round(min(r["precision"] + 0.12, 1), 4),
+                ],
+                "flagged": r["flagged"],
             }
             for r in live
             if r["period"] != "all"
         ],
         "model_changes": [
-            {"when": c["when"], "action": c["action"], "version": c["version"]}
-            for c in changes
+            {
+                "when": c["when"],
+                "action": c["action"],
+                "version": c["version"],
+                "previous_version": c["previous_version"],
+            }
+            for c in reversed(changes)
             if c["action"] in ("promoted", "rolled_back")
         ],
-        "precision_floor": 0.6,
     }
     return data
 

@@ -20,7 +20,7 @@ import functools
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +244,278 @@ def svg_weekly_precision(
     }
 
 
+# --- trend charts (issue 33): one time axis of 90 days, model changes marked on it ----------
+
+VERSION_SHAPES = ("circle", "square", "triangle", "diamond")
+"""Each model version's marker shape, so versions are told apart without colour."""
+VERSION_COLORS = ("#0f766e", "#7c3aed", "#c2410c", "#1d4ed8")
+SHAPE_SYMBOLS = {"circle": "\u25cf", "square": "\u25a0", "triangle": "\u25b2", "diamond": "\u25c6"}
+"""The same shapes as text, for the legends."""
+STATUS_SHAPES = {"ok": "circle", "watch": "triangle", "drift": "square"}
+"""Drift status as a marker shape (with its colour): readable without colour."""
+TREND_HEIGHT = 220
+DRIFT_CAP = 0.5
+"""PSI drawn up to this (0.25 is drift already); a higher value sits on the band's top, its
+figure in the tooltip and the table."""
+
+
+def _day_start(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+class TimeAxis:
+    """x positions of moments between the first day's start and the last day's end."""
+
+    def __init__(self, first_day: str, last_day: str, left: float, right: float) -> None:
+        self.start = _day_start(first_day)
+        self.end = _day_start(last_day) + timedelta(days=1)
+        self.left, self.right = left, right
+        self.days = (self.end - self.start).days
+
+    def x(self, moment: datetime) -> float:
+        share = (moment - self.start) / (self.end - self.start)
+        return self.left + (self.right - self.left) * min(max(share, 0.0), 1.0)
+
+    def day_x(self, day: str) -> float:
+        """The middle of a day."""
+        return self.x(_day_start(day) + timedelta(hours=12))
+
+    def slot(self) -> float:
+        return (self.right - self.left) / max(self.days, 1)
+
+    def ticks(self, narrow: bool) -> list[dict[str, Any]]:
+        """Month starts (and the 15th on the wide chart), labelled ``Mon DD``."""
+        out = []
+        for k in range(self.days):
+            day = self.start + timedelta(days=k)
+            if day.day == 1 or (day.day == 15 and not narrow):
+                out.append({"x": self.x(day), "text": day.strftime("%b %d")})
+        return out
+
+    def changes(self, changes: Sequence[dict[str, Any]], top: float) -> list[dict[str, Any]]:
+        """Model changes as vertical lines, labelled with the version served after them; a
+        label that would overlap the previous one is left to the tooltip."""
+        out, last_label = [], -1e9
+        for c in changes:
+            moment = _parse(c["when"])
+            if not self.start <= moment < self.end:
+                continue
+            x = self.x(moment)
+            arrow = "\u21a9" if c["action"] == "rolled_back" else ""
+            label = f"{arrow}v{text(c['version'])}" if c["version"] else ""
+            show = x - last_label >= 30
+            if show:
+                last_label = x
+            was = f" (was v{text(c['previous_version'])})" if c.get("previous_version") else ""
+            out.append(
+                {
+                    "x": x,
+                    "label": label if show else "",
+                    "label_y": top - 6,
+                    "tip": f"{when(c['when'])}: {ACTION_LABELS.get(c['action'], c['action'])} "
+                    f"v{text(c['version'])}{was}",
+                }
+            )
+        return out
+
+
+def _frame(trends: dict[str, Any], width: int, top: int = 26) -> tuple[TimeAxis, dict[str, Any]]:
+    left, right, bottom = (48 if width > NARROW else 40), 12, 30
+    axis = TimeAxis(trends["first_day"], trends["last_day"], left, width - right)
+    frame = {
+        "width": width,
+        "height": TREND_HEIGHT,
+        "left": left,
+        "right": width - right,
+        "top": top,
+        "base": TREND_HEIGHT - bottom,
+        "label_y": TREND_HEIGHT - 10,
+        "ticks": axis.ticks(width <= NARROW),
+        "changes": axis.changes(trends["model_changes"], top),
+    }
+    return axis, frame
+
+
+def versions_of(trends: dict[str, Any]) -> list[dict[str, str]]:
+    """Each model version of the precision trend with its shape, colour and legend symbol."""
+    names = sorted({r["model_version"] for r in trends["live_precision"]}, key=_version_key)
+    return [
+        {
+            "version": v,
+            "shape": VERSION_SHAPES[i % len(VERSION_SHAPES)],
+            "color": VERSION_COLORS[i % len(VERSION_COLORS)],
+            "symbol": SHAPE_SYMBOLS[VERSION_SHAPES[i % len(VERSION_SHAPES)]],
+        }
+        for i, v in enumerate(names)
+    ]
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 30, version)
+
+
+def svg_trend_precision(trends: dict[str, Any], title: str, width: int = WIDE) -> dict[str, Any]:
+    """Live precision per model version and ISO week (a marker in the middle of the week, its
+    95% interval as a bar), the precision floor, the model changes on the time axis."""
+    axis, frame = _frame(trends, width)
+    top, base = frame["top"], frame["base"]
+
+    def y(v: float) -> float:
+        return base - (base - top) * v
+
+    series = []
+    for v in versions_of(trends):
+        points = []
+        for r in trends["live_precision"]:
+            if r["model_version"] != v["version"] or r["precision"] is None:
+                continue
+            x = axis.x(_day_start(r["week_start"]) + timedelta(days=3, hours=12))
+            low, high = r["interval_95"] or (r["precision"], r["precision"])
+            interval = f" (95% interval {pct(low)} to {pct(high)})" if r["interval_95"] else ""
+            points.append(
+                {
+                    "x": x,
+                    "y": y(r["precision"]),
+                    "low": y(low),
+                    "high": y(high),
+                    "tip": f"v{text(v['version'])}, week {r['period']}: precision "
+                    f"{pct(r['precision'])}{interval} on {r['potable_calls']} potable calls "
+                    "checked by the lab",
+                }
+            )
+        line = " ".join(f"{p['x']:.1f},{p['y']:.1f}" for p in points) if len(points) > 1 else ""
+        series.append({**v, "points": points, "line": line})
+    floor = trends["precision_floor"]
+    return {
+        **frame,
+        "title": title,
+        "grid": [{"y": y(t), "text": f"{t * 100:.0f}%"} for t in (0.0, 0.5, 1.0)],
+        "floor": None if floor is None else {"y": y(floor), "text": f"floor {floor * 100:.0f}%"},
+        "series": series,
+        "desc": f"Live precision per ISO week of model versions "
+        f"{', '.join('v' + text(s['version']) for s in series) or 'none'} from "
+        f"{trends['first_day']} to {trends['last_day']}, each with its 95% interval; "
+        f"{len(frame['changes'])} model changes marked.",
+    }
+
+
+def svg_trend_traffic(trends: dict[str, Any], title: str, width: int = WIDE) -> dict[str, Any]:
+    """Readings per day (bars; a day not all of whose hours are counted yet is drawn hatched)
+    and, below them on its own scale, the potable share per day (a line)."""
+    axis, frame = _frame(trends, width)
+    top, base = frame["top"], frame["base"]
+    split = top + (base - top) * 0.58  # bars above, share below
+    bars_top, share_top = top, split + 16
+    peak = max([d["total"] for d in trends["traffic"]] + [1])
+    slot = axis.slot()
+    bars, shares = [], []
+    for d in trends["traffic"]:
+        x = axis.day_x(d["day"])
+        h = (split - bars_top) * d["total"] / peak
+        partial = d["hours_counted"] < 24
+        tip = f"{d['day']}: {d['total']:,} readings, {pct(d['potable_share'])} potable" + (
+            f" ({d['hours_counted']} of 24 hours counted)" if partial else ""
+        )
+        bars.append(
+            {
+                "x": x - slot * 0.4,
+                "w": slot * 0.8,
+                "y": split - h,
+                "h": h,
+                "tip": tip,
+                "partial": partial,
+            }
+        )
+        if d["potable_share"] is not None:
+            shares.append({"x": x, "y": base - (base - share_top) * d["potable_share"], "tip": tip})
+    return {
+        **frame,
+        "title": title,
+        "split": split,
+        "peak": f"{peak:,}",
+        "share_top": share_top,
+        "bars": bars,
+        "shares": shares,
+        "line": " ".join(f"{p['x']:.1f},{p['y']:.1f}" for p in shares) if len(shares) > 1 else "",
+        "desc": f"Readings classified per day from {trends['first_day']} to "
+        f"{trends['last_day']} (bars, up to {peak:,} a day) and the share called potable "
+        f"(line, 0 to 100%); {len(frame['changes'])} model changes marked.",
+    }
+
+
+def svg_trend_drift(trends: dict[str, Any], title: str, width: int = WIDE) -> dict[str, Any]:
+    """PSI per measurement per day (one band per measurement, the watch and drift thresholds
+    dashed in each, the marker's shape its status), the latest value written at the right."""
+    band, gap, top = 34, 6, 26
+    features = [f["feature"] for f in trends["drift_summary"]]
+    height = top + (band + gap) * len(features) + 24
+    label_w, value_w = (108, 92) if width > NARROW else (84, 64)
+    axis = TimeAxis(trends["first_day"], trends["last_day"], label_w, width - value_w)
+    rows = []
+    summary = {s["feature"]: s for s in trends["drift_summary"]}
+    for i, name in enumerate(features):
+        y0 = top + i * (band + gap)
+
+        def y(psi: float, y0: float = y0) -> float:
+            return y0 + band - band * min(psi, DRIFT_CAP) / DRIFT_CAP
+
+        points = []
+        for d in trends["drift"]:
+            f = next((f for f in d["features"] if f["feature"] == name), None)
+            if f is None or f["psi"] is None or f["status"] not in STATUS_SHAPES:
+                continue
+            points.append(
+                {
+                    "x": axis.day_x(d["day"]),
+                    "y": y(f["psi"]),
+                    "marked": f["status"] != "ok",  # stable days: the line alone (page size)
+                    "shape": STATUS_SHAPES[f["status"]],
+                    "color": STATUS_COLORS[f["status"]],
+                    "tip": f"{name}, {d['day']}: PSI {num(f['psi'])} "
+                    f"({STATUS_LABELS[f['status']]})",
+                }
+            )
+        s = summary[name]
+        latest = (
+            f"{num(s['latest_psi'])} {STATUS_LABELS[s['latest_status']]}"
+            if s["measured_days"]
+            else "no data"
+        )
+        rows.append(
+            {
+                "label": name,
+                "clipped": clip(name, int((label_w - 12) / LABEL_CHAR_PX)),
+                "top": y0,
+                "bottom": y0 + band,
+                "text_y": y0 + band * 0.6,
+                "watch": y(0.10),
+                "drift": y(0.25),
+                "points": points,
+                "line": " ".join(f"{p['x']:.1f},{p['y']:.1f}" for p in points)
+                if len(points) > 1
+                else "",
+                "latest": latest,
+            }
+        )
+    return {
+        "width": width,
+        "height": height,
+        "title": title,
+        "left": label_w,
+        "right": width - value_w,
+        "value_x": width - value_w + 6,
+        "label_y": height - 8,
+        "ticks": axis.ticks(width <= NARROW),
+        "changes": axis.changes(trends["model_changes"], top),
+        "top": top,
+        "rows": rows,
+        "desc": f"Population Stability Index of each measurement per day from "
+        f"{trends['first_day']} to {trends['last_day']}, from the day's last quality-control "
+        f"run ({len(trends['drift'])} days with a run); dashed lines at 0.10 (watch) and 0.25 "
+        "(drift).",
+    }
+
+
 def both(chart: Callable[[int], dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The wide and the narrow geometry of a chart; CSS shows one of them."""
     return {"wide": chart(WIDE), "narrow": chart(NARROW)}
@@ -347,6 +619,21 @@ def _charts(data: dict[str, Any]) -> dict[str, Any]:
                     items, top, "PSI per measurement", [(0.1, "0.10"), (0.25, "0.25")], w
                 )
             )
+    trends = data.get("trends")
+    if trends:
+        charts["trend_traffic"] = both(
+            functools.partial(svg_trend_traffic, trends, "Readings and potable share per day")
+        )
+        if trends["live_precision"]:
+            charts["trend_precision"] = both(
+                functools.partial(
+                    svg_trend_precision, trends, "Live precision per model version and week"
+                )
+            )
+        if trends["drift"]:
+            charts["trend_drift"] = both(
+                functools.partial(svg_trend_drift, trends, "Drift per measurement per day")
+            )
     return charts
 
 
@@ -391,6 +678,9 @@ def _environment() -> jinja2.Environment:
         ACTION_LABELS=ACTION_LABELS,
         JOB_LABELS=JOB_LABELS,
         STATUS_LABELS=STATUS_LABELS,
+        STATUS_SHAPES=STATUS_SHAPES,
+        SHAPE_SYMBOLS=SHAPE_SYMBOLS,
+        versions_of=versions_of,
         POTABLE_COLOR=POTABLE_COLOR,
         UNSAFE_COLOR=UNSAFE_COLOR,
     )

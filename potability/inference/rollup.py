@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from potability.db import Connection, sqlstate
@@ -330,6 +330,45 @@ def drift_cells(conn: Connection, start: datetime, end: datetime) -> dict[int, d
     for feature, cell, n in cur.fetchall():
         out[int(feature)][int(cell)] = int(n)
     return out
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Readings of one UTC day counted from its rolled-up hours (``hours`` of them: 24 for a
+    complete past day, fewer for today or a day whose hours were never rolled up)."""
+
+    day: date
+    readings: int
+    potable: int
+    hours: int
+
+
+_DAILY = """
+SELECT day, sum(readings)::bigint, sum(potable)::bigint, sum(hours)::bigint FROM (
+    SELECT (hour AT TIME ZONE 'UTC')::date AS day, 0 AS readings,
+           0 AS potable, count(*) AS hours
+    FROM water.inference_rolled_hours WHERE hour >= %s AND hour < %s GROUP BY 1
+    UNION ALL
+    SELECT (hour AT TIME ZONE 'UTC')::date, sum(readings), sum(potable), 0
+    FROM water.inference_hourly WHERE hour >= %s AND hour < %s AND sensor_id NOT LIKE %s
+    GROUP BY 1
+) t GROUP BY day
+"""
+
+
+def daily(conn: Connection, first: date, last: date) -> list[DayCount]:
+    """Readings and potable calls per UTC day of ``[first, last]`` (every day, oldest first),
+    from the hourly rollups only: the status page's 90-day traffic trend. Its cost follows the
+    window - the rollup rows of those days (hours x sensors x model versions), never the raw
+    log or what is older. Hours not rolled up (the current one; a gap the maintenance has not
+    caught up) are not counted, and each day says how many of its hours are."""
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)
+    cur = conn.cursor()
+    cur.execute(_DAILY, (start, end, start, end, SMOKE_SENSOR_LIKE))
+    found = {day: (int(n), int(p), int(h)) for day, n, p, h in cur.fetchall()}
+    days = (first + timedelta(days=k) for k in range((last - first).days + 1))
+    return [DayCount(d, *found.get(d, (0, 0, 0))) for d in days]
 
 
 _ACTIVITY = f"""
