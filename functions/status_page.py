@@ -84,13 +84,19 @@ def num(value: float | None, digits: int = 3) -> str:
     return "\u2014" if value is None else f"{value:.{digits}f}"
 
 
+def f1(value: float) -> str:
+    """An SVG coordinate: one decimal (a plain function: ~3x cheaper than ``'%.1f'|format``,
+    and a chart draws hundreds of them)."""
+    return f"{value:.1f}"
+
+
 def text(value: Any) -> str:
     """A database value as display text: None as an em dash; format characters (Unicode
     category Cf: bidi overrides, zero-width joiners) as visible ``\\uXXXX`` escapes."""
     if value is None:
         return "\u2014"
     s = str(value)
-    if not any(unicodedata.category(c) == "Cf" for c in s):
+    if s.isascii() or not any(unicodedata.category(c) == "Cf" for c in s):
         return s
     return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" else c for c in s)
 
@@ -453,6 +459,10 @@ def svg_trend_drift(trends: dict[str, Any], title: str, width: int = WIDE) -> di
     axis = TimeAxis(trends["first_day"], trends["last_day"], label_w, width - value_w)
     rows = []
     summary = {s["feature"]: s for s in trends["drift_summary"]}
+    days = [
+        (d["day"], axis.day_x(d["day"]), {f["feature"]: f for f in d["features"]})
+        for d in trends["drift"]
+    ]
     for i, name in enumerate(features):
         y0 = top + i * (band + gap)
 
@@ -460,19 +470,18 @@ def svg_trend_drift(trends: dict[str, Any], title: str, width: int = WIDE) -> di
             return y0 + band - band * min(psi, DRIFT_CAP) / DRIFT_CAP
 
         points = []
-        for d in trends["drift"]:
-            f = next((f for f in d["features"] if f["feature"] == name), None)
+        for day, x, measured in days:
+            f = measured.get(name)
             if f is None or f["psi"] is None or f["status"] not in STATUS_SHAPES:
                 continue
             points.append(
                 {
-                    "x": axis.day_x(d["day"]),
+                    "x": x,
                     "y": y(f["psi"]),
                     "marked": f["status"] != "ok",  # stable days: the line alone (page size)
                     "shape": STATUS_SHAPES[f["status"]],
                     "color": STATUS_COLORS[f["status"]],
-                    "tip": f"{name}, {d['day']}: PSI {num(f['psi'])} "
-                    f"({STATUS_LABELS[f['status']]})",
+                    "tip": f"{name}, {day}: PSI {num(f['psi'])} ({STATUS_LABELS[f['status']]})",
                 }
             )
         s = summary[name]
@@ -670,7 +679,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
-    env.filters.update(pct=pct, when=when, num=num, text=text)
+    env.filters.update(pct=pct, when=when, num=num, text=text, f1=f1)
     env.globals.update(
         live_verdict=live_verdict,
         live_short=live_short,
