@@ -128,3 +128,33 @@ def test_drift_summary_says_since_when_a_measurement_drifts() -> None:
     assert by_feature["ph"] == {"feature": "ph", "measured_days": 0}
     ended = drift_summary([*days, day("2026-11-07", "watch", 0.2)])
     assert next(s for s in ended if s["feature"] == "Sulfate")["drifting_since"] is None
+
+
+def test_days_rolled_up_before_019_are_summed_from_the_hourly_rows(
+    clean_db: db.Connection,
+) -> None:
+    """The roll-up keeps each hour's public totals (sql/019); an hour rolled up before them has
+    NULLs and is summed from its rollup rows: the same figures either way."""
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date(), datetime.min.time(), UTC)
+    cur = clean_db.cursor()
+    for k in range(12):
+        when = midnight - timedelta(days=3, hours=-k)
+        _inference(cur, f"r{k}", "north-1" if k % 3 else "smoke-deploy", when, k % 2)
+    clean_db.commit()
+    inference_rollup.catch_up(clean_db, now, days=5)
+    first, last = now.date() - timedelta(days=4), now.date()
+    with_totals = inference_rollup.daily(clean_db, first, last)
+    cur.execute(
+        "SELECT sum(public_readings), sum(public_potable) FROM water.inference_rolled_hours "
+        "WHERE hour >= %s AND hour < %s",
+        (midnight - timedelta(days=3), midnight - timedelta(days=2)),
+    )
+    assert [int(v) for v in cur.fetchone()] == [8, 4]  # the 4 smoke readings left out
+    cur.execute(
+        "UPDATE water.inference_rolled_hours SET public_readings = NULL, public_potable = NULL"
+    )
+    clean_db.commit()
+    assert inference_rollup.daily(clean_db, first, last) == with_totals
+    day = next(d for d in with_totals if d.day == (midnight - timedelta(days=3)).date())
+    assert (day.readings, day.potable, day.hours) == (8, 4, 24)
