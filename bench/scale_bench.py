@@ -4,6 +4,7 @@
     python bench/scale_bench.py --sizes 1000000 20000000  # issue 18's sizes
     python bench/scale_bench.py --stack .potability --sizes ...  # a running stack (adds rows!)
     python bench/scale_bench.py backlog --rows 2000000 --days 10  # issue 29: drain DEFAULT
+    python bench/scale_bench.py trends [--sensors 200 --days 90]  # issue 33: the 90-day trends
 
 For each size (ascending, one stack: the log is topped up from one size to the next) it fills
 ``water.water_inferences`` with synthetic readings spread over the last 7 days - 200 sensors,
@@ -33,6 +34,7 @@ the targets of issue 18 as MET / MISSED. Loopback only; the machine's load avera
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -42,6 +44,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -589,11 +592,205 @@ def backlog(args: argparse.Namespace) -> int:
         temp.cleanup()
 
 
+# --- the "trends" scenario (issue 33) ----------------------------------------------------------
+
+TRENDS_FILL = """
+INSERT INTO water.water_inferences (request_id, reading_index, sensor_id, ph, hardness, solids,
+    chloramines, sulfate, conductivity, organic_carbon, trihalomethanes, turbidity,
+    predicted_class, probability, model_name, model_version, endpoint, inferred_at, latency_ms)
+SELECT 'trend-' || g, 0, 'sensor-' || lpad((g %% %s)::text, 3, '0'),
+    4 + random() * 6, 100 + random() * 200, 5000 + random() * 40000, 2 + random() * 10,
+    200 + random() * 250, 200 + random() * 500, 5 + random() * 20, 20 + random() * 90,
+    1 + random() * 5, (random() < 0.4)::int, random(), 'water-potability',
+    (5 + (g / %s) * %s / (24 * %s))::text, 'local',
+    %s::timestamptz + (g / %s) * interval '1 hour' + random() * interval '59 minutes', 1.0
+FROM generate_series(0, %s - 1) g
+"""
+"""One reading per sensor per hour over the days: the rollup rows (hours x sensors) the trends
+read are those of any traffic (one reading an hour or sixty); model versions in turn."""
+
+
+def _median_ms(work: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 1)
+
+
+def trends(args: argparse.Namespace) -> int:
+    """The status page with its 90-day trends at a year-scale history: ``--sensors`` sensors
+    reporting every hour for ``--days`` days (hourly rollups rolled by the same catch-up as the
+    maintenance), a quality-control run per day (``--qc-per-day``, through the QC tables'
+    writer), three model versions. Prints the trend reads alone, a fresh instance's first
+    refresh (cold) with and without the trends, the render, and warm HTTP page views."""
+    import functions.status as status
+    import functions.status_page as status_page
+    from potability import db
+    from potability.config import Settings
+    from potability.features import FEATURE_NAMES
+    from potability.governance import model_changes as mc
+    from potability.inference import rollup as inference_rollup
+    from potability.local import stack as local_stack
+    from potability.quality import record as qc_record
+    from potability.quality.drift import FeatureDrift
+    from potability.quality.live_precision import LiveMetric, iso_week
+
+    temp = tempfile.TemporaryDirectory(prefix="trendsbench-")
+    home = Path(temp.name)
+    env = functions_bench._own_stack(home, "logistic", args.threads, 1)
+    url = env["DATABASE_URL"]
+    row: dict[str, Any] = {"sensors": args.sensors, "days": args.days}
+    try:
+        now = datetime.now(UTC)
+        first = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=args.days - 1)
+        hours = int((now - first) / timedelta(hours=1))
+        readings = hours * args.sensors
+        conn = _connect(url)
+        started = time.perf_counter()
+        conn.cursor().execute(
+            TRENDS_FILL,
+            (args.sensors, args.sensors, 3, args.days, first, args.sensors, readings),
+        )
+        conn.cursor().execute("ANALYZE water.water_inferences")
+        conn.close()
+        row["readings"] = readings
+        row["fill_s"] = round(time.perf_counter() - started, 1)
+        print(f"  {readings:,} readings over {args.days} days ({row['fill_s']} s)", flush=True)
+        conn = db.connect(Settings(database_url=url), timeout=3600)
+        started = time.perf_counter()
+        inference_rollup.catch_up(conn, now, days=args.days + 1)
+        row["rollup_catch_up_s"] = round(time.perf_counter() - started, 1)
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM water.inference_hourly")
+        row["rollup_rows"] = int(cur.fetchone()[0])
+        print(f"  rolled up: {row['rollup_rows']:,} hourly rows", flush=True)
+
+        settings = qc_record.QcSettings(30.0, 0.6, 20)
+        runs = 0
+        for k in range(args.days * args.qc_per_day):
+            at = first + timedelta(hours=3) + k * timedelta(days=1) / args.qc_per_day
+            if at > now:
+                break
+            drift = [
+                FeatureDrift(f, 0.02 + (k % 7) / 100, "ok", 3276, 14000, 0.0, 0.0)
+                for f in FEATURE_NAMES
+            ]
+            live = []
+            if at + timedelta(days=1) / args.qc_per_day > now:  # the latest run: every week
+                for week in range(0, args.days, 7):
+                    day = first + timedelta(days=week)
+                    period, monday = iso_week(day)
+                    for version in ("5", "6", "7"):
+                        live.append(
+                            LiveMetric(
+                                version,
+                                period,
+                                monday,
+                                40,
+                                20,
+                                8,
+                                4,
+                                8,
+                                20 / 28,
+                                20 / 24,
+                                False,
+                                0.51,
+                                0.86,
+                            )
+                        )
+            qc_record.store_run(
+                conn, settings, at, at - timedelta(days=7), 100, 90, live, drift, "7"
+            )
+            runs += 1
+        for k, version in enumerate(("5", "6", "7")):
+            mc.record(
+                conn,
+                model_name="water-potability",
+                action=mc.PROMOTED,
+                actor=mc.AUTOMATIC,
+                when=first + timedelta(days=k * args.days / 3),
+                version=version,
+            )
+        conn.commit()
+        row["qc_runs"] = runs
+        print(f"  {runs} QC runs stored", flush=True)
+
+        def read_trends() -> dict[str, Any]:
+            with closing_tx(conn) as c:
+                run = qc_record.latest_run(c)
+                history = status.model_history(c, now)
+                return status._trends(c, now, run, history)
+
+        read_trends()  # warm the caches, as a refreshing instance's are
+        row["trends_read_ms"] = _median_ms(read_trends, args.repeats)
+        last = now.date()
+        row["daily_counts_ms"] = _median_ms(
+            lambda: inference_rollup.daily(conn, last - timedelta(days=89), last), args.repeats
+        )
+        conn.rollback()
+        row["drift_by_day_ms"] = _median_ms(
+            lambda: qc_record.drift_by_day(conn, now - timedelta(days=90), now), args.repeats
+        )
+        conn.rollback()
+        row["status_cold_ms"] = status_cold(url, repeats=args.repeats)
+        original = status._trends
+        status._trends = lambda *a: {}  # type: ignore[assignment,misc]
+        try:
+            row["status_cold_without_trends_ms"] = status_cold(url, repeats=args.repeats)
+        finally:
+            status._trends = original  # type: ignore[assignment]
+        source = status.StatusSource(Settings(database_url=url))
+        data = source.get()
+        source.close()
+        row["render_ms"] = _median_ms(lambda: status_page.render_html(data), args.repeats)
+        page = status_page.render_html(data)
+        row["page_kib"] = round(len(page.encode()) / 1024, 1)
+        row["json_kib"] = round(len(json.dumps(data).encode()) / 1024, 1)
+        without = {k: v for k, v in data.items() if k != "trends"}
+        row["page_without_trends_kib"] = round(
+            len(status_page.render_html(without).encode()) / 1024, 1
+        )
+        for fmt in ("html", "json"):
+            warm = status_warm(env["STATUS_URL"] + f"?format={fmt}")
+            row[f"warm_{fmt}_p50_ms"] = warm["warm_p50_ms"]
+            row[f"warm_{fmt}_p99_ms"] = warm["warm_p99_ms"]
+        conn.close()
+        row["load_average"] = [round(x, 1) for x in os.getloadavg()]
+        print(f"\ntrends bench {now:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, loopback")
+        for key, value in row.items():
+            print(f"  {key}: {value}")
+        print(json.dumps(row))
+        return 0
+    finally:
+        local_stack.down(home)
+        temp.cleanup()
+
+
+@contextlib.contextmanager
+def closing_tx(conn: Any) -> Iterator[Any]:
+    """A read-only transaction on an open connection, rolled back after (as the refresh's)."""
+    conn.cursor().execute("START TRANSACTION READ ONLY")
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "readers":
         url, threads, seconds, out = sys.argv[2:6]
         _readers(url, int(threads), float(seconds), Path(out))
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "trends":
+        parser = argparse.ArgumentParser(prog="scale_bench.py trends", description=trends.__doc__)
+        parser.add_argument("--sensors", type=int, default=SENSORS)
+        parser.add_argument("--days", type=int, default=90)
+        parser.add_argument("--qc-per-day", type=int, default=1, help="QC runs a day (history)")
+        parser.add_argument("--repeats", type=int, default=10)
+        parser.add_argument("--threads", type=int, default=8, help="function serving threads")
+        return trends(parser.parse_args(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "backlog":
         parser = argparse.ArgumentParser(prog="scale_bench.py backlog", description=backlog.__doc__)
         parser.add_argument("--rows", type=int, default=1_000_000)

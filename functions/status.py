@@ -7,7 +7,12 @@ maps records to JSON and holds no SQL: the current champion and the last pipelin
 from :mod:`potability.governance.run_record` (no MLflow call), inference counts from
 :mod:`potability.inference.rollup` (hourly rollups plus the raw rows of the hours not rolled
 up yet), lab-sample counts, live precision and drift from :mod:`potability.quality.record` (the
-latest ``potability qc`` run), open alerts from :mod:`potability.alerts`.
+latest ``potability qc`` run), open alerts from :mod:`potability.alerts`. The 90-day trends
+(issue 33: traffic and potable share per day, drift per feature per day, live precision per
+model version and week with its interval, the model changes) come from the same owners - the
+hourly rollups (:func:`potability.inference.rollup.daily`), the QC tables
+(:func:`potability.quality.record.drift_by_day`, the latest run's weekly rows) and the model
+history - each read bounded by the window, never by history (docs/scale.md).
 
 The page cannot be used to take the database from predict (issue 18): each instance reads the
 database at most once per ``STATUS_REFRESH_SECONDS`` however many readers there are
@@ -39,6 +44,7 @@ from functions.http import RETRY_AFTER_SECONDS, ApiError, error_response
 from functions.status_page import render_error_html, render_html
 from potability import alerts, db, jobs
 from potability.config import Settings
+from potability.features import FEATURE_NAMES
 from potability.governance import model_changes, run_record
 from potability.inference import rollup as inference_rollup
 from potability.quality import record as qc_record
@@ -206,8 +212,7 @@ def _fresh(run: qc_record.QcRun) -> dict[str, Any] | None:
     }
 
 
-def _quality_control(conn: db.Connection) -> dict[str, Any] | None:
-    run = qc_record.latest_run(conn)
+def _quality_control(run: qc_record.QcRun | None) -> dict[str, Any] | None:
     if run is None:
         return None
     live = [
@@ -344,13 +349,141 @@ def _jobs(conn: db.Connection) -> list[dict[str, Any]]:
     ]
 
 
+# --- trends (issue 33): 90 days from the rollups and the QC tables ---------------------------
+
+TREND_DAYS = 90
+"""The trends' window: the last 90 UTC days, today included (the model history's too)."""
+CHANGES_OF_SERVICE = ("promoted", "rolled_back", "approved")
+"""Model changes that change the served version: marked on the trends' time axis."""
+
+
+def drift_summary(days: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per feature, over the trend's days with a QC run: the latest PSI and status, the
+    highest PSI and its day, the days at watch and at drift, and since when it has been
+    drifting (the first day of the unbroken run of drift days that ends with the latest;
+    None when the latest is not drift) - the question "since when has Sulfate drifted?"."""
+    out = []
+    for name in FEATURE_NAMES:
+        series = [
+            (d["day"], f)
+            for d in days
+            for f in d["features"]
+            if f["feature"] == name and f["status"] != "insufficient_data"
+        ]
+        if not series:
+            out.append({"feature": name, "measured_days": 0})
+            continue
+        since = None
+        for day, f in reversed(series):
+            if f["status"] != "drift":
+                break
+            since = day
+        top_day, top = max(series, key=lambda item: item[1]["psi"] or 0.0)
+        out.append(
+            {
+                "feature": name,
+                "measured_days": len(series),
+                "latest_day": series[-1][0],
+                "latest_psi": series[-1][1]["psi"],
+                "latest_status": series[-1][1]["status"],
+                "max_psi": top["psi"],
+                "max_psi_day": top_day,
+                "watch_days": sum(f["status"] == "watch" for _, f in series),
+                "drift_days": sum(f["status"] == "drift" for _, f in series),
+                "drifting_since": since,
+            }
+        )
+    return out
+
+
+def _trends(
+    conn: db.Connection,
+    now: datetime,
+    run: qc_record.QcRun | None,
+    history: dict[str, Any],
+) -> dict[str, Any]:
+    """The last :data:`TREND_DAYS` days: traffic and potable share per day (hourly rollups:
+    :func:`potability.inference.rollup.daily`), drift per feature per day (the day's last QC
+    run: :func:`potability.quality.record.drift_by_day`), live precision per model version
+    and ISO week with its 95% interval (the latest QC run's weekly rows, recomputed by every
+    run from all lab samples), and the model changes of the period. Each read is bounded by
+    the window, not by history (docs/scale.md)."""
+    last = now.astimezone(UTC).date()
+    first = last - timedelta(days=TREND_DAYS - 1)
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    traffic = [
+        {
+            "day": _iso(c.day),
+            "total": c.readings,
+            "potable": c.potable,
+            "potable_share": _share(c.potable, c.readings),
+            "hours_counted": c.hours,
+        }
+        for c in inference_rollup.daily(conn, first, last)
+    ]
+    drift = [
+        {
+            "day": _iso(d.day),
+            "computed_at": _iso(d.computed_at),
+            "model_version": d.champion_version,
+            "features": [
+                {"feature": f.feature, "psi": _num(f.psi), "status": f.status} for f in d.features
+            ],
+        }
+        for d in qc_record.drift_by_day(conn, start, now)
+    ]
+    earliest_week = first - timedelta(days=6)  # the week that contains the first day
+    live = [
+        {
+            "model_version": m.model_version,
+            "period": m.period,
+            "week_start": _iso(m.week_start),
+            "matches": m.matches,
+            "potable_calls": m.predicted_positive,
+            "confirmed": m.true_positives,
+            "precision": _num(m.precision),
+            "interval_95": (
+                [_num(m.precision_low), _num(m.precision_high)]
+                if m.precision_low is not None and m.precision_high is not None
+                else None
+            ),
+            "flagged": m.flagged,
+        }
+        for m in (run.live if run else [])
+        if m.week_start is not None and m.week_start >= earliest_week
+    ]
+    changes = [
+        {
+            "when": c["when"],
+            "action": c["action"],
+            "version": c["version"],
+            "previous_version": c["previous_version"],
+        }
+        for c in reversed(history["changes"])  # oldest first, like the time axis
+        if c["action"] in CHANGES_OF_SERVICE and not c["in_progress"] and c["when"]
+    ]
+    return {
+        "days": TREND_DAYS,
+        "first_day": _iso(first),
+        "last_day": _iso(last),
+        "precision_floor": _num(run.settings.precision_floor) if run else None,
+        "traffic": traffic,
+        "drift": drift,
+        "drift_summary": drift_summary(drift),
+        "live_precision": live,
+        "model_changes": changes,
+    }
+
+
 def status_data(
     conn: db.Connection, now: datetime, max_raw_hours: int | None = None
 ) -> dict[str, Any]:
     """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats).
     ``max_raw_hours``: bound the raw counting (:func:`potability.inference.rollup.activity`)."""
     model = _champion(conn)
-    qc = _quality_control(conn)
+    run = qc_record.latest_run(conn)
+    qc = _quality_control(run)
+    history = model_history(conn, now)
     return {
         "generated_at": _iso(now),
         "stale": False,
@@ -364,7 +497,8 @@ def status_data(
         "lab_samples": _lab_samples(conn, now),
         "live_precision": _headline(model, qc),
         "quality_control": qc,
-        "model_history": model_history(conn, now),
+        "model_history": history,
+        "trends": _trends(conn, now, run, history),
     }
 
 

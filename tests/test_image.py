@@ -166,9 +166,12 @@ def test_every_package_and_its_data_is_installed(image_env: ImageEnv) -> None:
                 "import importlib, json, sys\n"
                 f"names = {packages!r}\n"
                 "from potability import migrations, seed\n"
+                "from functions import status_page\n"
                 "print(json.dumps({'files': "
                 "{n: importlib.import_module(n).__file__ for n in names},"
                 " 'sql': str(migrations.SQL_DIR), 'csv': str(seed.DATA_CSV),"
+                " 'templates': sorted(p.name for p in status_page.TEMPLATES.glob('status/*')),"
+                " 'outage_page': status_page.render_error_html(5),"
                 " 'migrations': [m.version for m in migrations.discover()], 'path': sys.path}))"
             ),
         ]
@@ -178,6 +181,9 @@ def test_every_package_and_its_data_is_installed(image_env: ImageEnv) -> None:
     assert all(f.startswith(site) for f in found["files"].values()), found["files"]
     assert found["sql"].startswith(site) and found["csv"].startswith(site)
     assert found["migrations"] == [m.version for m in migrations.discover(ROOT / "sql")]
+    # the status page's templates are package data (pyproject.toml), rendered from site-packages
+    shipped = sorted(p.name for p in (ROOT / "functions" / "templates" / "status").iterdir())
+    assert found["templates"] == shipped and "try again in 5 seconds" in found["outage_page"]
     assert not any(p.startswith(str(ROOT)) for p in found["path"]), found["path"]
 
 

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from potability.db import Connection, sqlstate
@@ -330,6 +330,49 @@ def drift_cells(conn: Connection, start: datetime, end: datetime) -> dict[int, d
     for feature, cell, n in cur.fetchall():
         out[int(feature)][int(cell)] = int(n)
     return out
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Readings of one UTC day counted from its rolled-up hours (``hours`` of them: 24 for a
+    complete past day, fewer for today or a day whose hours were never rolled up)."""
+
+    day: date
+    readings: int
+    potable: int
+    hours: int
+
+
+_DAILY = """
+SELECT (r.hour AT TIME ZONE 'UTC')::date AS day, count(*),
+       sum(coalesce(r.public_readings, x.readings, 0))::bigint,
+       sum(coalesce(r.public_potable, x.potable, 0))::bigint
+FROM water.inference_rolled_hours r
+LEFT JOIN LATERAL (  -- an hour rolled up before sql/019: summed from its rollup rows
+    SELECT sum(h.readings) AS readings, sum(h.potable) AS potable FROM water.inference_hourly h
+    WHERE r.public_readings IS NULL AND h.hour = r.hour AND h.sensor_id NOT LIKE %s
+) x ON true
+WHERE r.hour >= %s AND r.hour < %s
+GROUP BY 1
+"""
+
+
+def daily(conn: Connection, first: date, last: date) -> list[DayCount]:
+    """Readings and potable calls per UTC day of ``[first, last]`` (every day, oldest first),
+    from the rolled-up hours only: the status page's 90-day traffic trend. Each rolled-up hour
+    carries its public totals (sql/019: written by the roll-up, the smoke test's sensors left
+    out), so a day costs its 24 rows of ``water.inference_rolled_hours`` whatever the number of
+    sensors - never the raw log, nor what is older than the window; an hour rolled up before 019
+    is summed from its ``water.inference_hourly`` rows. Hours not rolled up (the current one; a
+    gap the maintenance has not caught up) are not counted: each day says how many of its hours
+    are."""
+    start = datetime.combine(first, datetime.min.time(), UTC)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC)
+    cur = conn.cursor()
+    cur.execute(_DAILY, (SMOKE_SENSOR_LIKE, start, end))
+    found = {day: (int(n), int(p), int(h)) for day, h, n, p in cur.fetchall()}
+    days = (first + timedelta(days=k) for k in range((last - first).days + 1))
+    return [DayCount(d, *found.get(d, (0, 0, 0))) for d in days]
 
 
 _ACTIVITY = f"""

@@ -196,8 +196,8 @@ def latest_run(conn: Connection) -> QcRun | None:
     )
     cur.execute(
         "SELECT model_version, period, week_start, matches, true_positives, false_positives, "
-        "false_negatives, true_negatives, live_precision, live_recall, flagged "
-        "FROM water.qc_live_metrics WHERE run_id = %s "
+        "false_negatives, true_negatives, live_precision, live_recall, flagged, precision_low, "
+        "precision_high FROM water.qc_live_metrics WHERE run_id = %s "
         "ORDER BY model_version, (period = 'all'), week_start",
         (run_id,),
     )
@@ -214,8 +214,10 @@ def latest_run(conn: Connection) -> QcRun | None:
             precision=prec,
             recall=rec,
             flagged=flag,
+            precision_low=low,
+            precision_high=high,
         )
-        for v, p, w, n, tp, fp, fn, tn, prec, rec, flag in cur.fetchall()
+        for v, p, w, n, tp, fp, fn, tn, prec, rec, flag, low, high in cur.fetchall()
     ]
     cur.execute(
         "SELECT feature, psi, status, reference_rows, recent_rows, reference_null_share, "
@@ -241,6 +243,44 @@ def latest_run(conn: Connection) -> QcRun | None:
         drift,
         fresh,
     )
+
+
+@dataclass(frozen=True)
+class DayDrift:
+    """The drift measured by the last quality-control run of one UTC day."""
+
+    day: date
+    computed_at: datetime
+    champion_version: str | None
+    features: list[FeatureDrift]
+    """In the feature schema's order."""
+
+
+def drift_by_day(conn: Connection, start: datetime, end: datetime) -> list[DayDrift]:
+    """Per UTC day of ``[start, end]`` with a run, the drift of the day's last run (oldest day
+    first): the status page's drift trend. Reads the runs of the window by
+    ``qc_runs_computed_at_idx`` and their nine ``qc_drift`` rows each - a cost that follows
+    the window (90 daily runs, or ~2,000 if qc ran hourly), never the table's history."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT r.day, r.computed_at, r.champion_version, d.feature, d.psi, d.status, "
+        "d.reference_rows, d.recent_rows, d.reference_null_share, d.recent_null_share "
+        "FROM (SELECT DISTINCT ON (day) id, computed_at, champion_version, day FROM ("
+        "  SELECT id, computed_at, champion_version, "
+        "  (computed_at AT TIME ZONE 'UTC')::date AS day FROM water.qc_runs "
+        "  WHERE computed_at >= %s AND computed_at <= %s) w "
+        " ORDER BY day, computed_at DESC, id DESC) r "
+        "JOIN water.qc_drift d ON d.run_id = r.id ORDER BY r.day",
+        (start, end),
+    )
+    order = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    days: dict[date, DayDrift] = {}
+    for day, computed_at, champion, *drift in cur.fetchall():
+        entry = days.setdefault(day, DayDrift(day, computed_at, champion, []))
+        entry.features.append(FeatureDrift(*drift))
+    for entry in days.values():
+        entry.features.sort(key=lambda d: order.get(d.feature, len(order)))
+    return list(days.values())
 
 
 def _date(value: date | datetime | None) -> date | None:

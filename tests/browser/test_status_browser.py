@@ -2,14 +2,14 @@
 entry file as the other functions, against the session's PostgreSQL.
 
 Debian's ``chromium`` is required (tools/setup-test-tools.sh installs it); without it this test
-fails, it does not skip. Screenshots go to ``test-artifacts/`` and the desktop one also to
-``docs/status-page.png`` (the README's picture).
+fails, it does not skip. Screenshots go to ``test-artifacts/``; the README's picture
+(``docs/status-page.png``) is written by tests/browser/test_trends_browser.py, from a stack
+with five weeks of history.
 """
 
 from __future__ import annotations
 
 import random
-import shutil
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,7 +28,6 @@ from potability.quality import job as qc_job
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY = ROOT / "functions" / "main.py"
 ARTIFACTS = ROOT / "test-artifacts"
-README_SCREENSHOT = ROOT / "docs" / "status-page.png"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -239,9 +238,6 @@ def test_status_page_in_headless_chromium(
             body = page.content()
             assert "lab-chemist@" not in body and "browser-sample-" not in body
             page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
-            if not README_SCREENSHOT.exists():  # once: the committed picture stays stable
-                README_SCREENSHOT.parent.mkdir(exist_ok=True)
-                shutil.copyfile(ARTIFACTS / "status-page.png", README_SCREENSHOT)
 
             phone = browser.new_page(
                 viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True

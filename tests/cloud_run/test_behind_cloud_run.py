@@ -200,6 +200,15 @@ def test_the_status_page_is_public(cloud_run: CloudRun, clean_db) -> None:
     assert answer.status_code == 200 and "model" in answer.json()
 
 
+def test_the_status_page_renders_from_the_templates_in_the_zip(
+    cloud_run: CloudRun, clean_db
+) -> None:
+    """The page's Jinja2 templates (functions/templates/) ship in Terraform's function zip."""
+    answer = requests.get(cloud_run.urls["status"], headers={"Accept": "text/html"}, timeout=30)
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/html")
+    assert 'data-testid="inferences-24h-total"' in answer.text and "</html>" in answer.text
+
+
 def test_the_function_gets_googles_trace_header(cloud_run: CloudRun, clean_db) -> None:
     """X-Cloud-Trace-Context reaches the function: its request log line names the trace."""
     answer = predict(cloud_run, SENSOR_IDS[1], cloud_run.token(SENSOR, "predict"))
