@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, NoReturn, NotRequired
 
 from pydantic import (
     AfterValidator,
@@ -53,6 +53,7 @@ EARLIEST_SAMPLE = datetime(1970, 1, 1, tzinfo=UTC)
 RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 )
+_ID_RE = re.compile(ID_PATTERN)
 ERRORS_MAX = 100
 """Most errors one refusal lists (a 100-reading batch can have a thousand): the answer stays
 a few tens of kilobytes whatever the body; ``errors_omitted`` counts the rest."""
@@ -430,28 +431,53 @@ def parse_predict(
     """``{"sensor_id", "reading": {...}}`` or ``{"sensor_id", "readings": [...]}``.
 
     The client's request id (``Idempotency-Key`` header or ``request_id`` field; both must
-    agree when both are sent) makes retries safe.
+    agree when both are sent) makes retries safe. A valid request costs one call into
+    pydantic's core and a few lookups (bench/validation_bench.py); only a refusal gathers
+    and orders errors (:func:`_refuse_predict`).
     """
-    found = _Found()
-    data = _validate(predict_adapter(max_readings), body, now, found)
-    if isinstance(body, dict) and ("reading" in body) == ("readings" in body):
-        found.add(("readings",), 400, "send exactly one of 'reading' or 'readings'")
-    request_id = data.get("request_id") if data else None
-    if idempotency_key is not None:
-        if not re.fullmatch(ID_PATTERN, idempotency_key):
-            found.add(("request_id",), 400, ID_MESSAGE, field="Idempotency-Key")
-        elif request_id is not None and idempotency_key != request_id:
-            found.add(("request_id",), 400, "differs from the Idempotency-Key header")
-        request_id = idempotency_key
-    found.raise_any()
+    try:
+        data = predict_adapter(max_readings).validate_python(
+            body, context=None if now is None else {"now": now}
+        )
+    except PydanticError as exc:
+        _refuse_predict(body, None, idempotency_key, exc)
+    request_id = data.get("request_id")
+    if ("reading" in data) == ("readings" in data) or (
+        idempotency_key is not None
+        and (
+            not _ID_RE.fullmatch(idempotency_key)
+            or (request_id is not None and idempotency_key != request_id)
+        )
+    ):
+        _refuse_predict(body, data, idempotency_key, None)
     readings = [data["reading"]] if "reading" in data else data["readings"]
-    stamps = tuple(r.pop("measured_at", None) for r in readings)
+    stamps = tuple([r.pop("measured_at", None) for r in readings])
     return PredictRequest(
         data["sensor_id"],
         tuple(readings),
-        request_id,
-        stamps if any(stamp is not None for stamp in stamps) else (),
+        idempotency_key or request_id,
+        stamps if stamps.count(None) != len(stamps) else (),
     )
+
+
+def _refuse_predict(
+    body: Any, data: Any, idempotency_key: str | None, exc: PydanticError | None
+) -> NoReturn:
+    """Every error of a predict request at once: the model's, then what it cannot say - one
+    of ``reading`` / ``readings``, and the ``Idempotency-Key`` header."""
+    found = _Found()
+    if exc is not None:
+        found.add_pydantic(exc)
+    if isinstance(body, dict) and ("reading" in body) == ("readings" in body):
+        found.add(("readings",), 400, "send exactly one of 'reading' or 'readings'")
+    if idempotency_key is not None:
+        request_id = data.get("request_id") if data else None
+        if not _ID_RE.fullmatch(idempotency_key):
+            found.add(("request_id",), 400, ID_MESSAGE, field="Idempotency-Key")
+        elif request_id is not None and idempotency_key != request_id:
+            found.add(("request_id",), 400, "differs from the Idempotency-Key header")
+    found.raise_any()
+    raise AssertionError("a refused request with no error")  # unreachable: callers checked
 
 
 def _sample(record: Any) -> Sample:

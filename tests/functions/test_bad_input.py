@@ -542,7 +542,7 @@ SAMPLE_RULES: list[tuple[str, Any, str, str]] = [
     ("label float", sample("s1", potability=1.0), "potability", "must be the integer 0 or 1"),
     ("label 2", sample("s1", potability=2), "potability", "must be the integer 0 or 1"),
     ("id", sample("-s1"), "sample_id", ID_RULE),
-    ("id not text", sample(17), "sample_id", ID_RULE),  # type: ignore[arg-type]
+    ("id not text", sample(17), "sample_id", ID_RULE),
     ("sensor", sample("s1", sensor_id="\u202e"), "sensor_id", TEXT_RULE),
     (
         "sampled_at",
