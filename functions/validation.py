@@ -440,7 +440,7 @@ def parse_predict(
             body, context=None if now is None else {"now": now}
         )
     except PydanticError as exc:
-        _refuse_predict(body, None, idempotency_key, exc)
+        _refuse_predict(body, idempotency_key, exc)
     request_id = data.get("request_id")
     if ("reading" in data) == ("readings" in data) or (
         idempotency_key is not None
@@ -449,7 +449,7 @@ def parse_predict(
             or (request_id is not None and idempotency_key != request_id)
         )
     ):
-        _refuse_predict(body, data, idempotency_key, None)
+        _refuse_predict(body, idempotency_key, None)
     readings = [data["reading"]] if "reading" in data else data["readings"]
     stamps = tuple([r.pop("measured_at", None) for r in readings])
     return PredictRequest(
@@ -460,9 +460,7 @@ def parse_predict(
     )
 
 
-def _refuse_predict(
-    body: Any, data: Any, idempotency_key: str | None, exc: PydanticError | None
-) -> NoReturn:
+def _refuse_predict(body: Any, idempotency_key: str | None, exc: PydanticError | None) -> NoReturn:
     """Every error of a predict request at once: the model's, then what it cannot say - one
     of ``reading`` / ``readings``, and the ``Idempotency-Key`` header."""
     found = _Found()
@@ -471,10 +469,11 @@ def _refuse_predict(
     if isinstance(body, dict) and ("reading" in body) == ("readings" in body):
         found.add(("readings",), 400, "send exactly one of 'reading' or 'readings'")
     if idempotency_key is not None:
-        request_id = data.get("request_id") if data else None
+        # what was sent, even when the rest of the body is refused: said with the other errors
+        request_id = body.get("request_id") if isinstance(body, dict) else None
         if not _ID_RE.fullmatch(idempotency_key):
             found.add(("request_id",), 400, ID_MESSAGE, field="Idempotency-Key")
-        elif request_id is not None and idempotency_key != request_id:
+        elif isinstance(request_id, str) and idempotency_key != request_id:
             found.add(("request_id",), 400, "differs from the Idempotency-Key header")
     found.raise_any()
     raise AssertionError("a refused request with no error")  # unreachable: callers checked

@@ -500,6 +500,15 @@ def test_each_predict_rule_says_what_is_wrong(body, key, field, message) -> None
     assert refused.value.errors == [(field, message)]
 
 
+def test_header_and_field_that_differ_are_named_first_even_beside_a_bad_reading() -> None:
+    """The fuzz test's case: Idempotency-Key and request_id differ, and the reading's time is
+    refused too - both are listed, the ids first (the old validator's only error)."""
+    body = {"sensor_id": "a", "request_id": "k1", "reading": reading(measured_at="1900-01-01")}
+    with pytest.raises(ApiError) as refused:
+        parse_predict(body, "k2", 100, NOW)
+    assert [f for f, _ in refused.value.errors] == ["request_id", "reading.measured_at"]
+
+
 def test_subnormals_negative_zero_and_range_edges_are_readings() -> None:
     """What potability/features.py accepts, deliberately (issue 29), the model accepts."""
     odd = reading(ph=5e-324, Hardness=-0.0, Solids=100000, Turbidity=None, Sulfate=0)
