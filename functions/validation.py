@@ -376,40 +376,48 @@ def _order(error: Any) -> tuple[tuple[int, int, str], ...]:
     )
 
 
+def _described(error: Any) -> tuple[int, str, str]:
+    """(status, field, message) of one of pydantic's errors."""
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden" and loc and loc[-1] == "":
+        loc = loc[:-1]  # an empty key: name the object that holds it
+    status, message = _message(error)
+    return status, _field(loc), message
+
+
 class _Found:
-    """The errors of one request, gathered in order; :meth:`raise_any` refuses it."""
+    """The errors of one request, gathered in order; :meth:`raise_any` refuses it. pydantic's
+    are described only when listed (at most :data:`ERRORS_MAX` of a body's thousands)."""
 
     def __init__(self) -> None:
-        self.errors: list[tuple[tuple[tuple[int, int, str], ...], int, str, str]] = []
+        self.errors: list[tuple[tuple[tuple[int, int, str], ...], Any]] = []
 
     def add(
         self, loc: Sequence[int | str], status: int, message: str, field: str | None = None
     ) -> None:
         """One of our own errors, at ``loc`` in the body (``field``: a name outside it)."""
         self.errors.append(
-            (_order({"loc": loc, "type": ""}), status, field or _field(loc), message)
+            (_order({"loc": loc, "type": ""}), (status, field or _field(loc), message))
         )
 
     def add_pydantic(self, exc: PydanticError) -> None:
-        for error in exc.errors(include_url=False):
-            loc = error["loc"]
-            if error["type"] == "extra_forbidden" and loc and loc[-1] == "":
-                loc = loc[:-1]  # an empty key: name the object that holds it
-            status, message = _message(error)
-            self.errors.append((_order(error), status, _field(loc), message))
+        self.errors.extend((_order(error), error) for error in exc.errors(include_url=False))
 
     def raise_any(self) -> None:
         if not self.errors:
             return
-        found = sorted(self.errors, key=lambda e: e[0])
-        too_large = [e for e in found if e[1] == 413]  # shrink the batch first: 413 leads
-        first = (too_large or found)[0]
-        rest = [e for e in found if e is not first]
+        found = [item for _, item in sorted(self.errors, key=lambda e: e[0])]
+        # a batch over its limit leads (413): shrink it first; its items were not validated
+        found.sort(key=lambda item: not (isinstance(item, dict) and item["type"] == "too_long"))
+        listed = [
+            item if isinstance(item, tuple) else _described(item) for item in found[:ERRORS_MAX]
+        ]
+        status, field, message = listed[0]
         raise ApiError(
-            first[1],
-            first[2],
-            first[3],
-            errors=[(field, message) for _, _, field, message in [first, *rest][:ERRORS_MAX]],
+            status,
+            field,
+            message,
+            errors=[(f, m) for _, f, m in listed],
             omitted=max(0, len(found) - ERRORS_MAX),
         )
 
