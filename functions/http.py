@@ -12,7 +12,7 @@ value reaches validation, so nothing unexpected can ever reach the database.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flask
@@ -32,14 +32,23 @@ def _cut(text: str, limit: int) -> str:
 
 
 class ApiError(Exception):
-    """A request we refuse: HTTP ``status``, the ``field`` at fault, a human ``message``.
+    """A request we refuse: HTTP ``status``, the ``field`` at fault, a human ``message``, and,
+    when several fields are at fault, ``errors``: every ``(field, message)``, the first being
+    ``field`` / ``message`` (request validation lists them all at once: functions/validation.py;
+    ``omitted`` counts those left out of a long list).
 
-    Both are cut to a bounded length here, once, because both can carry what the client sent
-    (an unknown key's name, a bad value): a 1 MB key must not come back as a 1 MB answer and
-    a 1 MB log line."""
+    Fields and messages are cut to a bounded length here, once, because they can carry what
+    the client sent (an unknown key's name, a bad value): a 1 MB key must not come back as a
+    1 MB answer and a 1 MB log line."""
 
     def __init__(
-        self, status: int, field: str, message: str, headers: Mapping[str, str] | None = None
+        self,
+        status: int,
+        field: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        errors: Sequence[tuple[str, str]] = (),
+        omitted: int = 0,
     ) -> None:
         field, message = _cut(field, FIELD_ECHO_MAX), _cut(message, MESSAGE_MAX)
         super().__init__(f"{status} {field}: {message}")
@@ -47,6 +56,10 @@ class ApiError(Exception):
         self.field = field
         self.message = message
         self.headers = dict(headers or {})
+        self.errors = [(_cut(f, FIELD_ECHO_MAX), _cut(m, MESSAGE_MAX)) for f, m in errors] or [
+            (field, message)
+        ]
+        self.omitted = omitted
 
 
 def unavailable(field: str, message: str) -> ApiError:
@@ -114,32 +127,45 @@ def json_pointer(field: str) -> str | None:
 
 
 def problem(
-    status: int, field: str, message: str, request_id: str | None = None, instance: str = ""
+    status: int,
+    field: str,
+    message: str,
+    request_id: str | None = None,
+    instance: str = "",
+    errors: Sequence[tuple[str, str]] = (),
+    omitted: int = 0,
 ) -> dict[str, Any]:
     """The problem details of a refusal: RFC 9457's members (``type`` ``about:blank``: the
     status says what kind of problem it is; ``title`` its phrase; ``detail``; ``instance`` the
-    request's path) and ``errors[]`` with a JSON pointer for each place in the body at fault,
-    plus the members clients of the former format read: ``error`` (= ``detail``) and
-    ``field``, and ``request_id``."""
+    request's path) and ``errors[]``, one entry per ``(field, message)`` of ``errors`` (default:
+    the one ``field``) with a JSON pointer for each place in the body at fault (RFC 9457
+    section 3.2's extension members: https://www.rfc-editor.org/rfc/rfc9457#section-3.2), plus
+    the members clients of the former format read: ``error`` (= ``detail``) and ``field``, the
+    first error, and ``request_id``; ``errors_omitted`` when the list was cut."""
     from http import HTTPStatus
 
     try:
         title = HTTPStatus(status).phrase
     except ValueError:
         title = "Error"
-    where = json_pointer(field)
-    entry: dict[str, Any] = {"detail": message, "field": field}
-    if where is not None:
-        entry["pointer"] = where
+    entries: list[dict[str, Any]] = []
+    for name, detail in errors or [(field, message)]:
+        entry: dict[str, Any] = {"detail": detail, "field": name}
+        where = json_pointer(name)
+        if where is not None:
+            entry["pointer"] = where
+        entries.append(entry)
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
         "status": status,
         "detail": message,
-        "errors": [entry],
+        "errors": entries,
         "error": message,
         "field": field,
     }
+    if omitted:
+        body["errors_omitted"] = omitted
     if instance:
         body["instance"] = instance
     if request_id:
@@ -151,7 +177,15 @@ def error_response(error: ApiError, request_id: str | None, instance: str = "") 
     """A refusal as ``application/problem+json``, with the error's headers (``Retry-After``,
     ``Allow``, ``WWW-Authenticate``)."""
     response = json_response(
-        problem(error.status, error.field, error.message, request_id, instance),
+        problem(
+            error.status,
+            error.field,
+            error.message,
+            request_id,
+            instance,
+            error.errors,
+            error.omitted,
+        ),
         error.status,
         error.headers,
     )

@@ -104,6 +104,30 @@ def env_name(f: Field[Any]) -> str:
     return f.metadata.get("env", f.name.upper())
 
 
+def read_fields(cls: type, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of the settings dataclass ``cls`` that ``environ`` sets, each read from its
+    variable (:func:`env_name`) and validated by its type (:func:`_parser`, or the field's own
+    ``parse``); a variable that is not set leaves the field's default - so each default is
+    written once, on the field. Any value that does not parse is refused with every such
+    variable named: one start-up to fix them all. :class:`Settings` and
+    :class:`ServingSettings` are both read by it."""
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}  # each of its field's type, by its parser
+    errors: list[str] = []
+    for f in fields(cls):
+        name = env_name(f)
+        if name in environ:
+            try:
+                values[f.name] = (f.metadata.get("parse") or _parser(hints[f.name]))(environ[name])
+            except ValueError as exc:  # pydantic's ValidationError is one too
+                text = environ[name]
+                shown = text if len(text) <= 64 else text[:64] + "..."
+                errors.append(f"{name}={shown!r}: {_reason(exc)}")
+    if errors:
+        raise ValueError("invalid settings: " + "; ".join(errors))
+    return values
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a process of the system needs to know about where things are."""
@@ -278,28 +302,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``environ`` (default: the process environment).
-
-        Each field is read from its variable (:func:`env_name`), validated by its type
-        (:func:`_parser`, or the field's own ``parse``); a variable that is not set leaves the
-        field's default - so each default is written once, on the field. A value that does not
-        parse stops the process at start-up with every such variable named.
-        """
-        e = os.environ if environ is None else environ
-        hints = get_type_hints(cls)
-        values: dict[str, Any] = {}  # each of its field's type, by its parser
-        errors: list[str] = []
-        for f in fields(cls):
-            name = env_name(f)
-            if name in e:
-                try:
-                    values[f.name] = (f.metadata.get("parse") or _parser(hints[f.name]))(e[name])
-                except ValueError as exc:  # pydantic's ValidationError is one too
-                    shown = e[name] if len(e[name]) <= 64 else e[name][:64] + "..."
-                    errors.append(f"{name}={shown!r}: {_reason(exc)}")
-        if errors:  # every bad variable at once, each by name: one start-up to fix them all
-            raise ValueError("invalid settings: " + "; ".join(errors))
-        settings = cls(**values)
+        """Build settings from ``environ`` (default: the process environment): each field
+        from its variable, by its type, every bad variable named (:func:`read_fields`)."""
+        settings = cls(**read_fields(cls, os.environ if environ is None else environ))
         return replace(settings, home=settings.home.absolute())
 
     def with_(self, **changes: Any) -> Settings:
@@ -367,49 +372,34 @@ def configuration_markdown() -> str:
 
 @dataclass(frozen=True)
 class ServingSettings:
-    """The model server's settings: Vertex AI's custom-container contract plus our names."""
+    """The model server's settings: Vertex AI's custom-container contract (``AIP_*``,
+    https://cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements) plus our
+    names, read and refused like :class:`Settings` (:func:`read_fields`)."""
 
-    port: int = 8080
-    host: str = "0.0.0.0"
-    health_route: str = "/health"
-    predict_route: str = "/predict"
+    port: int = field(default=8080, metadata={"env": "AIP_HTTP_PORT"})
+    host: str = field(default="0.0.0.0", metadata={"env": "MODEL_SERVER_HOST"})
+    health_route: str = field(default="/health", metadata={"env": "AIP_HEALTH_ROUTE"})
+    predict_route: str = field(default="/predict", metadata={"env": "AIP_PREDICT_ROUTE"})
     model_uri: str = ""
+    """``MODEL_URI``; Vertex AI's ``AIP_STORAGE_URI`` (the model's artifacts) wins when set."""
     model_name: str = DEFAULT_MODEL_NAME
     model_version: str = "unknown"
-    tracking_uri: str = ""
-    threads: int = 8
-    handover_file: str = ""
+    """``MODEL_VERSION``; unset, the version of a ``models:/name/N`` URI."""
+    tracking_uri: str = field(default="", metadata={"env": "MLFLOW_TRACKING_URI"})
+    threads: int = field(default=8, metadata={"env": "MODEL_SERVER_THREADS"})
+    handover_file: str = field(default="", metadata={"env": "MODEL_SERVER_HANDOVER_FILE"})
     """Set by a local switch (:func:`potability.serving.model_server.switch_local`): load the model,
     write this file, then take the port over from the old server as soon as it is free."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
         e = os.environ if environ is None else environ
-        uri = e.get("AIP_STORAGE_URI") or e.get("MODEL_URI", "")
-        version = e.get("MODEL_VERSION", "")
+        storage = e.get("AIP_STORAGE_URI")
+        values = read_fields(cls, {**e, "MODEL_URI": storage} if storage else e)
+        uri, version = values.get("model_uri", ""), values.get("model_version", "")
         if not version and uri.startswith("models:/") and "@" not in uri:
             version = uri.rstrip("/").rsplit("/", 1)[-1]
-        return cls(
-            port=_number(e, "AIP_HTTP_PORT", "8080"),
-            host=e.get("MODEL_SERVER_HOST", "0.0.0.0"),
-            health_route=e.get("AIP_HEALTH_ROUTE", "/health"),
-            predict_route=e.get("AIP_PREDICT_ROUTE", "/predict"),
-            model_uri=uri,
-            model_name=e.get("MODEL_NAME", DEFAULT_MODEL_NAME),
-            model_version=version or "unknown",
-            tracking_uri=e.get("MLFLOW_TRACKING_URI", ""),
-            threads=_number(e, "MODEL_SERVER_THREADS", "8"),
-            handover_file=e.get("MODEL_SERVER_HANDOVER_FILE", ""),
-        )
-
-
-def _number(environ: Mapping[str, str], name: str, default: str) -> int:
-    """An integer variable of the model server, refused by name if it is not one."""
-    text = environ.get(name, default)
-    try:
-        return int(_parser(int)(text))
-    except ValueError as exc:
-        raise ValueError(f"invalid settings: {name}={text[:64]!r}: {_reason(exc)}") from None
+        return cls(**{**values, "model_version": version or "unknown"})
 
 
 # --- the local stack's env file and the one loader ---------------------------------------

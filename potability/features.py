@@ -1,8 +1,9 @@
 """The one feature schema: the nine measurements, their units and physically valid ranges.
 
 Everything that touches a measurement - the SQL CHECK constraints (verified against this
-module by the tests), the functions' request validation, the OpenAPI document and training -
-reads it from here, so a range can never disagree between the database and the API.
+module by the tests), the functions' request models (generated from :data:`FEATURES`:
+functions/validation.py) and so the OpenAPI document, the model server and training - reads it
+from here, so a range can never disagree between the database and the API.
 
 Ranges are *physical* plausibility bounds, deliberately generous (the data set's documented
 observations sit well inside them): they catch unit mistakes and broken sensors, not unusual
@@ -128,21 +129,3 @@ def validate_features(
             f"{where}{missing[0]}", "is required (send null for a missing measurement)"
         )
     return {n: check_value(n, record[n], f"{where}{n}") for n in FEATURE_NAMES}
-
-
-def json_schema_for_reading() -> dict[str, Any]:
-    """JSON Schema of one reading, derived from FEATURES (used by the OpenAPI document)."""
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(FEATURE_NAMES),
-        "properties": {
-            f.name: {
-                "type": ["number", "null"],
-                "minimum": f.minimum,
-                "maximum": f.maximum,
-                "description": f"{f.description} ({f.unit})",
-            }
-            for f in FEATURES
-        },
-    }

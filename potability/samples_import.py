@@ -8,9 +8,10 @@ data set and the API; case and the database's snake_case spellings are accepted 
 validates a sample - judges every row and names what is wrong.
 
 Rows go in batches (``{"samples": [...]}``, at most ``SAMPLES_MAX_BATCH``). The function takes
-a batch all or nothing, so when it refuses one (400 or 409 naming ``samples[i].field``) the
-import reports row ``i`` with its CSV line number and posts the rest of the batch again: every
-good row is recorded, every bad one reported. Re-running is safe: the sample id makes the
+a batch all or nothing, so when it refuses one (400 or 409 naming ``samples[i].field``; a 400
+lists every bad row's fields at once in ``errors[]``) the import reports those rows with their
+CSV line numbers and posts the rest of the batch again: every good row is recorded, every bad
+one reported. Re-running is safe: the sample id makes the
 function answer ``already recorded`` for a row it has (with identical values), which the
 import counts as such. A 503 or a connection failure is retried with a pause (the function
 loses nothing); a refused token stops the import at once. Exit status: 0 when every row is
@@ -138,6 +139,22 @@ def _index(field_name: str) -> int | None:
     return None
 
 
+def _refusals(body: dict[str, Any], rows: int) -> dict[int, list[str]] | None:
+    """The rows a refusal names, each with its reasons (``field: detail``, the field without
+    its ``samples[i].``), from the answer's ``errors[]`` - every bad row of the batch at once -
+    or its ``field`` / ``error``; None when an error names no row of the batch (the batch as a
+    whole was refused: it cannot be fixed by leaving rows out)."""
+    errors = body.get("errors") or [{"field": body.get("field", ""), "detail": body.get("error")}]
+    named: dict[int, list[str]] = {}
+    for error in errors:
+        where = str(error.get("field", ""))
+        i = _index(where)
+        if i is None or i >= rows:
+            return None
+        named.setdefault(i, []).append(f"{where.split('.', 1)[-1]}: {error.get('detail')}")
+    return named
+
+
 @dataclass
 class Poster:
     """POSTs batches to add_sample; retries what is retryable."""
@@ -208,18 +225,18 @@ def import_rows(
                 raise ImportAborted(
                     f"add_sample refused the regulator token ({status}: {body.get('error')})", 2
                 )
-            i = _index(str(body.get("field", "")))
-            if status not in (400, 409, 422) or i is None or i >= len(pending):
+            named = _refusals(body, len(pending)) if status in (400, 409, 422) else None
+            if not named:
                 raise ImportAborted(f"add_sample answered {status}: {body}", 1)
 
             def line_of(match: re.Match[str], rows: Sequence[Row] = pending) -> str:
                 return _line_of(rows, int(match.group(1)))
 
-            message = re.sub(r"samples\[(\d+)\]", line_of, str(body.get("error")))
-            bad = pending.pop(i)
-            reason = f"{str(body['field']).split('.', 1)[-1]}: {message}"
-            outcome.refused.append((bad.line, reason))
-            report(f"  line {bad.line}: refused - {reason}")
+            for i in sorted(named, reverse=True):
+                bad = pending.pop(i)
+                reason = "; ".join(re.sub(r"samples\[(\d+)\]", line_of, r) for r in named[i])
+                outcome.refused.append((bad.line, reason))
+                report(f"  line {bad.line}: refused - {reason}")
         done = min(start + batch_size, len(rows))
         report(
             f"rows {start + 1}-{done} of {len(rows)}: {outcome.recorded} recorded, "

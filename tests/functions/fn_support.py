@@ -73,4 +73,17 @@ def make_app(ctx: Context) -> flask.Flask:
     return app
 
 
+def matches_document(schema: str, answer: Any) -> None:
+    """Raise unless ``answer`` is a ``schema`` of the published OpenAPI document
+    (``components.schemas``, JSON Schema 2020-12 as OpenAPI 3.1 says): the contract of the
+    answers, checked on real ones."""
+    import yaml
+    from jsonschema import Draft202012Validator
+
+    from functions.openapi import DOCUMENT_PATH
+
+    document = yaml.safe_load(DOCUMENT_PATH.read_text())
+    Draft202012Validator({**document, "$ref": f"#/components/schemas/{schema}"}).validate(answer)
+
+
 assert len(GOOD_READING) == len(FEATURE_NAMES)

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fn_support import count, reading, sample
+from fn_support import count, matches_document, reading, sample
 
-from functions.http import ApiError
-from functions.validation import parse_timestamp
+from functions.http import ApiError, problem
+from functions.validation import ERRORS_MAX, parse_predict, parse_samples, parse_timestamp
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -270,3 +270,325 @@ def test_fields_become_json_pointers(field: str, pointer: str | None) -> None:
     from functions.http import json_pointer
 
     assert json_pointer(field) == pointer
+
+
+# --- every error at once (issue 30) ----------------------------------------------------------
+
+
+def test_every_bad_field_is_listed_at_once(client, clean_db) -> None:
+    """One answer names every field at fault, each with its pointer and its own message, in
+    document order: the object's unknown fields, then missing ones, then wrong values; the
+    first is still ``field`` / ``error``."""
+    body = {
+        "sensor_id": "plant-\u202e7",
+        "colour": "blue",
+        "readings": [
+            reading(),
+            {**{k: v for k, v in reading(ph=14.5).items() if k != "Sulfate"}, "x": 1},
+            reading(Turbidity=True, Solids="NaN"),
+            [1, 2],
+        ],
+    }
+    response = raw(client, "/predict", json.dumps(body).encode(), {})
+    assert response.status_code == 400 and response.mimetype == "application/problem+json"
+    matches_document("Problem", response.json)
+    errors = [(e["field"], e.get("pointer"), e["detail"]) for e in response.json["errors"]]
+    assert errors == [
+        ("colour", "/colour", "unknown field"),
+        (
+            "sensor_id",
+            "/sensor_id",
+            "must not contain control or format characters (bidi overrides, zero-width) "
+            "or lone surrogates",
+        ),
+        ("readings[1].x", "/readings/1/x", "unknown field"),
+        (
+            "readings[1].Sulfate",
+            "/readings/1/Sulfate",
+            "is required (send null for a missing measurement)",
+        ),
+        ("readings[1].ph", "/readings/1/ph", "14.5 pH is outside the valid range [0, 14]"),
+        ("readings[2].Solids", "/readings/2/Solids", "must be a number or null, got str"),
+        ("readings[2].Turbidity", "/readings/2/Turbidity", "must be a number or null, got bool"),
+        ("readings[3]", "/readings/3", "must be a JSON object"),
+    ]
+    assert (response.json["field"], response.json["error"]) == ("colour", "unknown field")
+    assert response.json["detail"] == "unknown field"
+    assert count(clean_db, "water_inferences") == 0
+
+
+def test_every_bad_sample_is_listed_at_once(client, clean_db, auth) -> None:
+    body = {
+        "samples": [
+            sample("s1"),
+            sample("s1", potability=True),
+            sample("bad id!", sampled_at="2999-01-01T00:00:00Z", Chloramines=51),
+        ]
+    }
+    response = raw(client, "/add_sample", json.dumps(body).encode(), auth)
+    assert response.status_code == 400
+    assert [(e["field"], e["detail"]) for e in response.json["errors"]] == [
+        ("samples[1].sample_id", "repeats samples[0].sample_id"),
+        ("samples[1].potability", "must be the integer 0 or 1"),
+        ("samples[2].sample_id", ID_RULE),
+        ("samples[2].sampled_at", "is in the future"),
+        ("samples[2].Chloramines", "51 ppm is outside the valid range [0, 50]"),
+    ]
+    assert count(clean_db, "water_potability") == 0
+
+
+ID_RULE = (
+    "must be 1 to 128 characters of letters, digits and . _ : - (starting with a letter or digit)"
+)
+TEXT_RULE = (
+    "must not contain control or format characters (bidi overrides, zero-width) or lone surrogates"
+)
+NOT_OBJECT = "must be a JSON object"
+
+PREDICT_RULES: list[tuple[str, Any, str | None, str, str]] = [
+    ("not an object", [], None, "body", NOT_OBJECT),
+    ("unknown field", {"sensor_id": "a", "reading": reading(), "x": 1}, None, "x", "unknown field"),
+    (
+        "empty key",
+        {"sensor_id": "a", "reading": reading(), "": 1},
+        None,
+        "body",
+        "unknown field ''",
+    ),
+    ("sensor missing", {"reading": reading()}, None, "sensor_id", "is required"),
+    (
+        "sensor not text",
+        {"sensor_id": 7, "reading": reading()},
+        None,
+        "sensor_id",
+        "must be a string",
+    ),
+    (
+        "sensor too long",
+        {"sensor_id": "s" * 129, "reading": reading()},
+        None,
+        "sensor_id",
+        "must be 1 to 128 characters",
+    ),
+    ("sensor Cc", {"sensor_id": "a\x07", "reading": reading()}, None, "sensor_id", TEXT_RULE),
+    ("sensor Cf", {"sensor_id": "a\u200bb", "reading": reading()}, None, "sensor_id", TEXT_RULE),
+    ("sensor Cs", {"sensor_id": "a\ud800", "reading": reading()}, None, "sensor_id", TEXT_RULE),
+    (
+        "request id",
+        {"sensor_id": "a", "reading": reading(), "request_id": "a b"},
+        None,
+        "request_id",
+        ID_RULE,
+    ),
+    ("header", {"sensor_id": "a", "reading": reading()}, "a b", "Idempotency-Key", ID_RULE),
+    (
+        "header and field differ",
+        {"sensor_id": "a", "reading": reading(), "request_id": "k1"},
+        "k2",
+        "request_id",
+        "differs from the Idempotency-Key header",
+    ),
+    (
+        "neither shape",
+        {"sensor_id": "a"},
+        None,
+        "readings",
+        "send exactly one of 'reading' or 'readings'",
+    ),
+    (
+        "both shapes",
+        {"sensor_id": "a", "reading": reading(), "readings": [reading()]},
+        None,
+        "readings",
+        "send exactly one of 'reading' or 'readings'",
+    ),
+    (
+        "readings not a list",
+        {"sensor_id": "a", "readings": {}},
+        None,
+        "readings",
+        "must be a JSON array",
+    ),
+    ("readings empty", {"sensor_id": "a", "readings": []}, None, "readings", "must not be empty"),
+    ("reading not an object", {"sensor_id": "a", "reading": 3}, None, "reading", NOT_OBJECT),
+    (
+        "measurement missing",
+        {"sensor_id": "a", "reading": {k: v for k, v in reading().items() if k != "ph"}},
+        None,
+        "reading.ph",
+        "is required (send null for a missing measurement)",
+    ),
+    (
+        "measurement text",
+        {"sensor_id": "a", "reading": reading(ph="7")},
+        None,
+        "reading.ph",
+        "must be a number or null, got str",
+    ),
+    (
+        "measurement infinite",
+        {"sensor_id": "a", "reading": reading(ph=float("inf"))},
+        None,
+        "reading.ph",
+        "must be finite (use null for a missing value)",
+    ),
+    (
+        "measurement below",
+        {"sensor_id": "a", "reading": reading(Hardness=-0.5)},
+        None,
+        "reading.Hardness",
+        "-0.5 mg/L is outside the valid range [0, 2000]",
+    ),
+    (
+        "measurement above",
+        {"sensor_id": "a", "reading": reading(Solids=100001)},
+        None,
+        "reading.Solids",
+        "100001 ppm is outside the valid range [0, 100000]",
+    ),
+    (
+        "measured_at not text",
+        {"sensor_id": "a", "reading": reading(measured_at=5)},
+        None,
+        "reading.measured_at",
+        "must be an RFC 3339 date-time string",
+    ),
+    (
+        "measured_at no zone",
+        {"sensor_id": "a", "reading": reading(measured_at="2024-05-01T09:30:00")},
+        None,
+        "reading.measured_at",
+        "must be an RFC 3339 date-time with a time zone, e.g. 2024-05-01T09:30:00Z",
+    ),
+    (
+        "measured_at impossible",
+        {"sensor_id": "a", "reading": reading(measured_at="2024-02-30T09:30:00Z")},
+        None,
+        "reading.measured_at",
+        "is not a valid date-time",
+    ),
+    (
+        "measured_at before 1970",
+        {"sensor_id": "a", "reading": reading(measured_at="1969-12-31T23:59:59Z")},
+        None,
+        "reading.measured_at",
+        "must not be before 1970-01-01",
+    ),
+    (
+        "measured_at future",
+        {"sensor_id": "a", "reading": reading(measured_at="2025-01-01T00:06:00Z")},
+        None,
+        "reading.measured_at",
+        "is in the future",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "field", "message"),
+    [c[1:] for c in PREDICT_RULES],
+    ids=[c[0] for c in PREDICT_RULES],
+)
+def test_each_predict_rule_says_what_is_wrong(body, key, field, message) -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_predict(body, key, 100, NOW)
+    assert (refused.value.status, refused.value.field, refused.value.message) == (
+        400,
+        field,
+        message,
+    )
+    assert refused.value.errors == [(field, message)]
+
+
+def test_header_and_field_that_differ_are_named_first_even_beside_a_bad_reading() -> None:
+    """The fuzz test's case: Idempotency-Key and request_id differ, and the reading's time is
+    refused too - both are listed, the ids first (the old validator's only error)."""
+    body = {"sensor_id": "a", "request_id": "k1", "reading": reading(measured_at="1900-01-01")}
+    with pytest.raises(ApiError) as refused:
+        parse_predict(body, "k2", 100, NOW)
+    assert [f for f, _ in refused.value.errors] == ["request_id", "reading.measured_at"]
+
+
+def test_subnormals_negative_zero_and_range_edges_are_readings() -> None:
+    """What potability/features.py accepts, deliberately (issue 29), the model accepts."""
+    odd = reading(ph=5e-324, Hardness=-0.0, Solids=100000, Turbidity=None, Sulfate=0)
+    parsed = parse_predict({"sensor_id": "a", "readings": [odd, reading()]}, None, 100, NOW)
+    assert parsed.readings[0] == {**odd, "Solids": 100000.0, "Sulfate": 0.0}
+    assert parsed.measured_at == ()
+
+
+def test_a_batch_over_the_limit_is_413_before_its_readings_are_read() -> None:
+    body = {"sensor_id": 7, "readings": [reading(ph="bad")] * 101}
+    with pytest.raises(ApiError) as refused:
+        parse_predict(body, None, 100, NOW)
+    assert (refused.value.status, refused.value.field) == (413, "readings")
+    assert refused.value.message == "at most 100 items per request"
+    # the size first, the rest still listed: no reading's errors (none was validated)
+    assert [f for f, _ in refused.value.errors] == ["readings", "sensor_id"]
+
+
+def test_a_long_list_of_errors_is_cut_and_counted() -> None:
+    body = {"sensor_id": "a", "readings": [dict.fromkeys(reading(), "x")] * 100}
+    with pytest.raises(ApiError) as refused:
+        parse_predict(body, None, 100, NOW)
+    assert len(refused.value.errors) == ERRORS_MAX
+    assert refused.value.omitted == 9 * 100 - ERRORS_MAX
+    answer = problem(400, "f", "m", errors=refused.value.errors, omitted=refused.value.omitted)
+    assert len(answer["errors"]) == ERRORS_MAX and answer["errors_omitted"] == 800
+    assert len(json.dumps(answer)) < 20_000
+
+
+def test_every_error_echo_is_bounded() -> None:
+    key = "k" * 10_000
+    with pytest.raises(ApiError) as refused:
+        parse_predict({"sensor_id": "a", "reading": reading(), key: 1, key + "2": 2}, None, 10, NOW)
+    assert all(len(f) <= 64 and len(m) <= 300 for f, m in refused.value.errors)
+    assert len(refused.value.errors) == 2
+
+
+SAMPLE_RULES: list[tuple[str, Any, str, str]] = [
+    ("label bool", sample("s1", potability=True), "potability", "must be the integer 0 or 1"),
+    ("label float", sample("s1", potability=1.0), "potability", "must be the integer 0 or 1"),
+    ("label 2", sample("s1", potability=2), "potability", "must be the integer 0 or 1"),
+    ("id", sample("-s1"), "sample_id", ID_RULE),
+    ("id not text", sample(17), "sample_id", ID_RULE),
+    ("sensor", sample("s1", sensor_id="\u202e"), "sensor_id", TEXT_RULE),
+    (
+        "sampled_at",
+        sample("s1", sampled_at="2024-05-01"),
+        "sampled_at",
+        "must be an RFC 3339 date-time with a time zone, e.g. 2024-05-01T09:30:00Z",
+    ),
+    ("batch not list", {"samples": 1}, "samples", "must be a JSON array"),
+    ("batch empty", {"samples": []}, "samples", "must not be empty"),
+    ("batch item", {"samples": [1]}, "samples[0]", NOT_OBJECT),
+    ("batch unknown", {"samples": [sample("s1")], "y": 0}, "y", "unknown field"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"), [c[1:] for c in SAMPLE_RULES], ids=[c[0] for c in SAMPLE_RULES]
+)
+def test_each_sample_rule_says_what_is_wrong(body, field, message) -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_samples(body, 50, NOW)
+    assert (refused.value.status, refused.value.field, refused.value.message) == (
+        400,
+        field,
+        message,
+    )
+
+
+def test_a_sample_without_sensor_or_with_null_sensor_is_one() -> None:
+    bare = {k: v for k, v in sample("s1").items() if k != "sensor_id"}
+    for body in (bare, sample("s1", sensor_id=None)):
+        (parsed,) = parse_samples(body, 50, NOW)
+        assert parsed.sensor_id is None and parsed.potability == 1
+
+
+def test_an_answer_and_a_refusal_fit_the_document(client, clean_db) -> None:
+    ok = client.post("/predict", json={"sensor_id": "plant-7", "readings": [reading(), reading()]})
+    assert ok.status_code == 200
+    matches_document("PredictResponse", ok.json)
+    refused = raw(client, "/predict", b"[]", {})
+    matches_document("Problem", refused.json)

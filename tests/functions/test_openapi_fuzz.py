@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 
 from functions.openapi import DOCUMENT_PATH, build_document, render
-from potability.features import json_schema_for_reading
+from potability.features import FEATURE_NAMES, FEATURES
 from potability.local import function_servers as local
 
 if TYPE_CHECKING:
@@ -64,38 +64,57 @@ def test_the_published_document_is_valid_openapi_without_yaml_anchors() -> None:
 def test_errors_are_documented_as_problem_details() -> None:
     document = build_document()
     answers = [
-        answer
-        for path in document["paths"].values()
-        for operation in path.values()
+        (path, status, answer)
+        for path, operations in document["paths"].items()
+        for operation in operations.values()
         for status, answer in operation.get("responses", {}).items()
         if status.startswith(("4", "5"))
     ]
     assert answers
-    for answer in answers:
-        assert list(answer["content"]) == ["application/problem+json"]
-    schema = document["components"]["schemas"]["Error"]
+    for path, status, answer in answers:
+        # the status page's outage is also a readable page for a browser (functions/status.py)
+        html = ["text/html"] if (path, status) == ("/status", "503") else []
+        assert list(answer["content"]) == ["application/problem+json", *html]
+    schema = document["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "errors", "error", "field"} <= set(
         schema["required"]
     )
+    entry = document["components"]["schemas"]["ProblemEntry"]
+    assert set(entry["properties"]) == {"detail", "field", "pointer"}
 
 
 def test_document_feature_schema_is_the_one_feature_schema() -> None:
-    published = yaml.safe_load(DOCUMENT_PATH.read_text())
-    reading = dict(published["components"]["schemas"]["Reading"])
-    reading.pop("description")
-    properties = dict(reading.pop("properties"))
-    # the nine measurements are the feature schema's; measured_at is the one addition
-    assert properties.pop("measured_at")["oneOf"] == [
-        {"type": "string", "format": "date-time"},
-        {"type": "null"},
-    ]
-    expected = json_schema_for_reading()
-    assert properties == expected.pop("properties")
-    assert reading == expected
-    sample = published["components"]["schemas"]["Sample"]
-    for name, prop in json_schema_for_reading()["properties"].items():
-        assert sample["properties"][name] == prop
+    """The readings and samples of the document are generated from potability/features.py:
+    each measurement a number in its range or null, all nine required, nothing else allowed
+    (but when a reading was measured)."""
+    published = yaml.safe_load(DOCUMENT_PATH.read_text())["components"]["schemas"]
+    reading, sample = published["Reading"], published["Sample"]
+    assert reading["additionalProperties"] is False and sample["additionalProperties"] is False
+    assert reading["required"] == list(FEATURE_NAMES)
+    assert set(sample["required"]) == {*FEATURE_NAMES, "potability", "sample_id", "sampled_at"}
+    assert list(reading["properties"]) == [*FEATURE_NAMES, "measured_at"]
+    assert reading["properties"]["measured_at"]["type"] == ["string", "null"]
+    assert reading["properties"]["measured_at"]["format"] == "date-time"
+    for feature in FEATURES:
+        for model in (reading, sample):
+            assert model["properties"][feature.name] == {
+                "type": ["number", "null"],
+                "minimum": feature.minimum,
+                "maximum": feature.maximum,
+                "description": f"{feature.description} ({feature.unit})",
+            }
     assert build_document()["openapi"].startswith("3.")
+
+
+def test_the_status_function_is_in_the_document() -> None:
+    status = build_document()["paths"]["/status"]["get"]
+    assert [(p["name"], p["in"], p["schema"]["enum"]) for p in status["parameters"]] == [
+        ("format", "query", ["html", "json"])
+    ]
+    page = status["responses"]["200"]["content"]
+    assert set(page) == {"text/html", "application/json"}
+    assert page["application/json"]["schema"] == {"$ref": "#/components/schemas/Status"}
+    assert set(status["responses"]) == {"200", "400", "405", "503"}
 
 
 def _counts(conn: Any) -> tuple[int, int]:

@@ -282,6 +282,24 @@ def call(
         )
 
 
+def test_the_json_answer_fits_the_published_document(ctx, scenario) -> None:
+    """The status function's JSON is the document's ``Status`` (issue 30): with a model,
+    inferences, lab samples and quality control, and before any of them; its refusals are
+    problem details."""
+    from fn_support import matches_document
+
+    answer = call(ctx, "/?format=json").get_json()
+    assert answer["model"] and answer["quality_control"] and answer["live_precision"]
+    assert answer["inferences"]["last_7d"]["by_sensor"] and answer["jobs"] is not None
+    matches_document("Status", answer)
+    nothing_yet = {
+        **answer,
+        **dict.fromkeys(("model", "last_pipeline_run", "quality_control", "live_precision")),
+    }
+    matches_document("Status", nothing_yet)
+    matches_document("Problem", call(ctx, "/?format=xml").get_json())
+
+
 def test_json_on_request_html_by_default(ctx, scenario) -> None:
     for response in (
         call(ctx, "/?format=json"),

@@ -202,3 +202,22 @@ def test_the_model_server_names_a_bad_port() -> None:
     with pytest.raises(ValueError, match="AIP_HTTP_PORT='80a'"):
         config.ServingSettings.from_env({"AIP_HTTP_PORT": "80a"})
     assert config.ServingSettings.from_env({"AIP_HTTP_PORT": " 9000 "}).port == 9000
+
+
+def test_the_model_server_reads_its_settings_like_the_others() -> None:
+    """One mechanism (read_fields): every bad variable named at once, values stripped."""
+    with pytest.raises(ValueError, match="invalid settings") as caught:
+        config.ServingSettings.from_env({"AIP_HTTP_PORT": "80a", "MODEL_SERVER_THREADS": "x"})
+    assert "AIP_HTTP_PORT='80a'" in str(caught.value)
+    assert "MODEL_SERVER_THREADS='x'" in str(caught.value)
+    read = config.ServingSettings.from_env
+    assert read({}) == config.ServingSettings()
+    vertex = read({"AIP_STORAGE_URI": "gs://b/m", "MODEL_URI": "models:/m/4", "MODEL_NAME": " m "})
+    assert (vertex.model_uri, vertex.model_name, vertex.model_version) == (
+        "gs://b/m",
+        "m",
+        "unknown",
+    )
+    assert read({"MODEL_URI": "models:/m/4"}).model_version == "4"
+    assert read({"MODEL_URI": "models:/m@champion"}).model_version == "unknown"
+    assert read({"MODEL_URI": "models:/m/4", "MODEL_VERSION": "7"}).model_version == "7"
