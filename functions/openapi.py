@@ -232,6 +232,62 @@ class Alert(TypedDict):
     raised_at: Time
 
 
+class TrafficDay(TypedDict):
+    day: Time
+    total: int
+    potable: int
+    potable_share: float | None
+    hours_counted: int
+
+
+class DriftFeature(TypedDict):
+    feature: str
+    psi: float | None
+    status: str
+
+
+class DriftDay(TypedDict):
+    """The day's last quality-control run's drift."""
+
+    day: Time
+    computed_at: Time
+    model_version: str | None
+    features: list[DriftFeature]
+
+
+class WeeklyPrecision(TypedDict):
+    model_version: str
+    period: str
+    week_start: Time
+    matches: int
+    potable_calls: int
+    confirmed: int
+    precision: float | None
+    interval_95: list[float | None] | None
+    flagged: bool
+
+
+class ModelChange(TypedDict):
+    when: Time
+    action: str
+    version: str | None
+    previous_version: str | None
+
+
+class Trends(TypedDict):
+    """The last ``days`` days (UTC), each read bounded by the window (docs/scale.md)."""
+
+    days: int
+    first_day: Time
+    last_day: Time
+    precision_floor: float | None
+    traffic: list[TrafficDay]
+    drift: list[DriftDay]
+    drift_summary: list[dict[str, Any]]
+    live_precision: list[WeeklyPrecision]
+    model_changes: list[ModelChange]
+
+
 class Status(TypedDict):
     """The status page's data (``?format=json``): public figures only, no identities."""
 
@@ -249,12 +305,14 @@ class Status(TypedDict):
     live_precision: LivePrecision | None
     quality_control: QualityControl | None
     model_history: ModelHistory
+    trends: Trends
 
 
 _ANSWERS: tuple[Any, ...] = (
     *(Prediction, PredictResponse, SampleStatus, SamplesResult, ProblemEntry, Problem),
     *(Champion, LastRun, Window, Bucket, Inferences, LabSamples, LivePrecision),
     *(QualityControl, ModelHistory, Job, Alert, Status),
+    *(TrafficDay, DriftFeature, DriftDay, WeeklyPrecision, ModelChange, Trends),
 )
 for _answer in _ANSWERS:  # the docstrings under the fields become their descriptions
     _answer.__pydantic_config__ = ConfigDict(use_attribute_docstrings=True)
