@@ -59,6 +59,7 @@ MODEL_CHANGED = "model_changed"
 MODEL_HELD = "model_held"
 MODEL_PROMOTED = "model_promoted"
 MODEL_CANDIDATE = "model_candidate"
+CHAMPION_UNDER_FLOOR = "champion_under_recall_floor"
 MAINTENANCE_FAILED = "maintenance_failed"
 QC_FAILED = "qc_failed"
 
@@ -174,6 +175,18 @@ EVENTS: dict[str, Event] = {
             "In manual approval mode (PROMOTION_APPROVAL=manual) a challenger passed the "
             "evidence test and waits: `potability model approve VERSION --reason ...` or "
             "`reject`. It expires after CANDIDATE_EXPIRY_DAYS.",
+            "ml_job",
+        ),
+        Event(
+            CHAMPION_UNDER_FLOOR,
+            "WARNING",
+            "The served model's recall is likely under the floor",
+            "The pipeline installed a model whose held-out recall misses RECALL_FLOOR in most "
+            "bootstrap resamples (a first champion is served anyway: no model means no answers "
+            "at all). It calls fewer samples potable than promised, not more unsafe ones: "
+            "precision is unaffected. Expect the next runs, with more lab samples, to replace "
+            "it; to keep such a model out instead, set PROMOTION_APPROVAL=manual "
+            "(docs/statistics.md). Resolved when the pipeline installs another version.",
             "ml_job",
         ),
         # The scheduled jobs (potability/jobs.py, issue 29): a failed run names its step and
@@ -357,6 +370,29 @@ def flagged_precision(metrics: Iterable[Any], floor: float) -> list[Alert]:
     ]
 
 
+def champion_under_floor(
+    model_name: str, version: str, recall: float, floor: float, meets_floor: float
+) -> Alert | None:
+    """The alert for a newly installed champion whose recall is more likely under the floor
+    than over it (``meets_floor``: share of bootstrap resamples of the held-out rows in which
+    its recall reaches the floor, < 0.5); None when it is not (issue 31)."""
+    if meets_floor >= 0.5:
+        return None
+    return Alert(
+        CHAMPION_UNDER_FLOOR,
+        model_name,
+        f"{model_name} v{version} serves with held-out recall {recall:.3f}, under the floor "
+        f"{floor:g} in {(1 - meets_floor) * 100:.0f}% of bootstrap resamples",
+        version,
+        {
+            "version": version,
+            "held_out_recall": round(recall, 4),
+            "floor": floor,
+            "meets_floor": round(meets_floor, 4),
+        },
+    )
+
+
 def drifting_features(drifts: Iterable[Any], champion_version: str | None) -> list[Alert]:
     """One alert per feature at "drift" (``drift.FeatureDrift``)."""
     return [
@@ -532,6 +568,11 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
             return (
                 f"{f['period']}: live precision {f['live_precision'] * 100:.1f}% "
                 f"on {f['matches']} lab matches, floor {f['floor'] * 100:.0f}%"
+            )
+        if event == CHAMPION_UNDER_FLOOR:
+            return (
+                f"v{f['version']}: held-out recall {f['held_out_recall'] * 100:.1f}%, "
+                f"floor {f['floor'] * 100:.0f}%"
             )
         if event == FEATURE_DRIFT:
             return f"{f['feature']}: PSI {f['psi']:.2f} (drift from 0.25)"
