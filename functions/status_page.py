@@ -296,14 +296,15 @@ def _card(label: str, value: str, sub: str, testid: str) -> str:
 
 
 def live_verdict(row: dict[str, Any], floor: float) -> tuple[str, str]:
-    """(css class, words) for a live-precision row: below the floor only counts as a flag with
-    enough matched potable calls; fewer is said as such, never as "above the floor"."""
+    """(css class, words) for a live-precision row: below the floor counts as a flag only when
+    the sequential test says so; a point estimate under it is said as such, never as "above
+    the floor"."""
     if row["precision"] is None:
         return "none", "not measurable yet"
     if row["flagged"]:
         return "bad", f"below floor {pct(floor, 0)}"
     if row["precision"] < floor:
-        return "none", f"below floor {pct(floor, 0)}, too few potable calls to flag"
+        return "none", f"below floor {pct(floor, 0)}, not yet evidence of a drop"
     return "good", f"meets floor {pct(floor, 0)}"
 
 
@@ -555,9 +556,10 @@ def _live(data: dict[str, Any]) -> str:
         f"<p>Each certified lab sample is matched to the reading of the same sensor nearest in "
         f"time, within \u00b1{qc['match_window_minutes']:g} minutes. Of the matched readings the "
         "model called <b>potable</b>, live precision is the share the lab confirmed potable; "
-        "recall is the share of lab-potable water the model recognised. A week is flagged when "
-        f"precision falls below {pct(qc['precision_floor'], 0)} on at least "
-        f"{qc['min_matches']} potable calls. "
+        "recall is the share of lab-potable water the model recognised. A model is flagged "
+        "when a sequential test over its lab-checked potable calls, in time order, shows its "
+        f"precision falling towards {pct(qc['precision_floor'], 0)}; a week is marked when the "
+        "test stood at its limit in that week. "
         f"<span class='muted'>{qc['matched_samples']} of {qc['lab_samples']} lab samples matched; "
         f"computed {escape(when(qc['computed_at']))}.</span></p>"
     )

@@ -344,29 +344,30 @@ def stale(
 
 
 def flagged_precision(metrics: Iterable[Any], floor: float) -> list[Alert]:
-    """One alert per flagged live-precision row (``live_precision.LiveMetric``): each flagged
-    week, and a version's all-weeks row only when none of its weeks is flagged on its own
-    (then the evidence is only in the sum; otherwise it would repeat the week's alert)."""
-    rows = list(metrics)
-    weekly = {m.model_version for m in rows if m.flagged and m.week_start is not None}
+    """One alert per model version whose live-precision CUSUM is at or above its limit (the
+    ``all`` row of ``live_precision.LiveMetric``, issue 31): the sequential test's state, so the
+    alert stays open while the evidence of a drop does and a daily look raises nothing new.
+    Its figures are the calls the alarm rests on (since the statistic last stood at 0)."""
     return [
         Alert(
             LIVE_PRECISION_FLAGGED,
             f"{m.model_version}/{m.period}",
-            f"live precision of model {m.model_version} in {m.period} is "
-            f"{m.precision:.3f}, below the floor {floor:g} ({m.matches} lab matches)",
+            f"live precision of model {m.model_version} dropped towards the floor {floor:g}: "
+            f"{m.alarm_confirmed} of its last {m.alarm_calls} lab-checked potable calls "
+            f"confirmed (CUSUM {m.alarm_statistic:.2f})",
             m.model_version,
             {
                 "period": m.period,
-                "live_precision": round(m.precision, 4),
+                "live_precision": round(m.alarm_confirmed / m.alarm_calls, 4),
                 "floor": floor,
-                "matches": m.matches,
-                "true_positives": m.true_positives,
-                "false_positives": m.false_positives,
+                "matches": m.alarm_calls,
+                "true_positives": m.alarm_confirmed,
+                "false_positives": m.alarm_calls - m.alarm_confirmed,
+                "alarm_statistic": round(m.alarm_statistic, 4),
             },
         )
-        for m in rows
-        if m.flagged and (m.week_start is not None or m.model_version not in weekly)
+        for m in metrics
+        if m.flagged and m.week_start is None and m.alarm_calls
     ]
 
 
@@ -566,8 +567,8 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
             )
         if event == LIVE_PRECISION_FLAGGED:
             return (
-                f"{f['period']}: live precision {f['live_precision'] * 100:.1f}% "
-                f"on {f['matches']} lab matches, floor {f['floor'] * 100:.0f}%"
+                f"live precision {f['live_precision'] * 100:.1f}% on the last {f['matches']} "
+                f"lab-checked potable calls, floor {f['floor'] * 100:.0f}%"
             )
         if event == CHAMPION_UNDER_FLOOR:
             return (

@@ -238,7 +238,10 @@ def _run(conn: Connection, settings: Settings, now: datetime, job_run: Any) -> Q
             samples, load_candidate_inferences(conn, window), window
         )
         metrics = live_precision.live_metrics(
-            matches, settings.qc_precision_floor, settings.qc_min_matches
+            matches,
+            settings.qc_precision_floor,
+            settings.qc_precision_expected,
+            settings.qc_alarm_limit,
         )
         record = run_record.current_champion(conn)
         champion = record.version if record else None
