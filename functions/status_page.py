@@ -631,7 +631,9 @@ def _drift(data: dict[str, Any]) -> str:
         f"<p>Population Stability Index per measurement: the {d['recent_rows']} readings of "
         f"{escape(when(d['window_start']))} \u2013 {escape(when(d['window_end']))} against the "
         f"{d['reference_rows']} training rows of the model in service (missing values count as "
-        "their own bin). Below 0.10 stable, from 0.10 watch, from 0.25 drift.</p>"
+        "their own bin); from 0.25 (and beyond noise) <i>watch</i>: unlike the training data. "
+        "<i>Drift</i> is a change: a measurement whose last two days differ from the four weeks "
+        "before by more than their day-to-day spread allows, or mostly missing.</p>"
         + '<figure data-testid="chart-drift">'
         + _both(
             lambda w: svg_hbars(

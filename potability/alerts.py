@@ -114,7 +114,8 @@ EVENTS: dict[str, Event] = {
             FEATURE_DRIFT,
             "WARNING",
             "A measurement drifted from the training data",
-            "Recent readings of a feature no longer look like the training data (PSI >= 0.25). "
+            "The readings of a feature changed in the last two days against the four weeks "
+            "before (a day-by-day test, docs/statistics.md), or most of its values went missing. "
             "Check the sensor (calibration, units, a failing probe) and the plant; if the water "
             "really changed, collect lab samples so the next training run learns it.",
             "ml_job",
@@ -395,16 +396,24 @@ def champion_under_floor(
 
 
 def drifting_features(drifts: Iterable[Any], champion_version: str | None) -> list[Alert]:
-    """One alert per feature at "drift" (``drift.FeatureDrift``)."""
+    """One alert per feature at "drift" (``drift.FeatureDrift``): its day-by-day change test
+    fired, or most of its values went missing (potability/quality/drift.py)."""
     return [
         Alert(
             FEATURE_DRIFT,
             d.feature,
-            f"{d.feature} drifted from the training data (PSI {d.psi:.3f})",
+            (
+                f"{d.feature} changed in the last days against the weeks before "
+                f"(test statistic {d.change:.1f} x its limit)"
+                if d.change is not None and d.change >= 1
+                else f"{d.feature}: most values are missing ({(d.recent_null_share or 0):.0%})"
+            ),
             champion_version,
             {
                 "feature": d.feature,
-                "psi": round(d.psi, 4),
+                "psi": None if d.psi is None else round(d.psi, 4),
+                "change": None if d.change is None else round(d.change, 2),
+                "recent_null_share": d.recent_null_share,
                 "recent_rows": d.recent_rows,
                 "reference_rows": d.reference_rows,
             },
@@ -576,7 +585,9 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
                 f"floor {f['floor'] * 100:.0f}%"
             )
         if event == FEATURE_DRIFT:
-            return f"{f['feature']}: PSI {f['psi']:.2f} (drift from 0.25)"
+            if f.get("change") is not None and f["change"] >= 1:
+                return f"{f['feature']}: changed in the last 2 days ({f['change']:.1f} x the limit)"
+            return f"{f['feature']}: most values missing"
         if event in (MODEL_ROLLED_BACK, MODEL_CHANGED, MODEL_HELD, MODEL_PROMOTED, MODEL_CANDIDATE):
             return (
                 f"{f['action'].replace('_', ' ')}: v{f['version']}"

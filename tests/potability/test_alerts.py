@@ -326,6 +326,12 @@ def test_drifted_readings_alert_once_and_resolve_when_they_stop(
     cfg = settings.with_(alert_webhook_url=webhook.url)
     now = datetime.now(UTC)
     ph = FEATURE_COLUMNS.index("ph")
+    # 16 days of 150 training-like readings a day before the last two days: the change
+    # test's baseline (issue 31: a drift alert is a change against the weeks before)
+    baseline = _training_rows(cur, 16 * 150)
+    for k, row in enumerate(baseline):
+        when = now - timedelta(days=2 + k // 150, hours=12, minutes=k % 150)
+        _inference(cur, f"al-b{k}", "B", when, 0, row)
     for k, row in enumerate(_training_rows(cur, 300)):
         drifted = list(row)
         drifted[ph] = 12.5 + (k % 10) * 0.1  # a pH probe gone wrong
@@ -337,7 +343,7 @@ def test_drifted_readings_alert_once_and_resolve_when_they_stop(
     assert [a.occurrence for a in first.alerts_raised if a.event == alerts.FEATURE_DRIFT] == ["ph"]
     got = webhook.wait_for(alerts.FEATURE_DRIFT, 1)
     assert len(got) == 1 and got[0]["figures"]["feature"] == "ph"
-    assert got[0]["figures"]["psi"] > 0.25 and got[0]["severity"] == "WARNING"
+    assert got[0]["figures"]["change"] > 1 and got[0]["severity"] == "WARNING"
     assert _open(cur, alerts.FEATURE_DRIFT) == ["ph"]
 
     cur.execute("DELETE FROM water.water_inferences WHERE request_id LIKE 'al-d%'")

@@ -378,7 +378,8 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
         (result.run_id,),
     )
     drift = {f: (status, psi, rows) for f, status, psi, rows in cur.fetchall()}
-    assert len(drift) == 9 and drift["ph"][0] == "drift" and drift["ph"][1] > 0.25
+    # far from the training data (PSI > 0.25) but no weeks before to change from: watch
+    assert len(drift) == 9 and drift["ph"][0] == "watch" and drift["ph"][1] > 0.25
     assert drift["ph"][2] == 65
     # nothing else was measured: every other feature is all-missing, which is drift too
     assert drift["Sulfate"][0] == "drift"
