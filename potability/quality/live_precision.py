@@ -328,12 +328,13 @@ def live_metrics(
             key=lambda m: (m.inference.at, m.inference.id),
         )
         path = cusum((m.sample.potability == 1 for m in calls), expected_precision, precision_floor)
-        at_call = {m.inference.id: value for m, value in zip(calls, path, strict=True)}
+        # by the match itself (its identity), not by an id two callers' matches might share
+        at_call = {id(m): value for m, value in zip(calls, path, strict=True)}
         weeks: dict[tuple[str, date], list[Match]] = defaultdict(list)
         for m in by_version[version]:
             weeks[iso_week(m.inference.at)].append(m)
         for (period, monday), group in sorted(weeks.items()):
-            values = [at_call[m.inference.id] for m in group if m.inference.id in at_call]
+            values = [at_call[id(m)] for m in group if id(m) in at_call]
             peak = max(values) if values else None
             rows.append(metric(version, period, monday, group, peak, limit, confidence))
         final = path[-1] if path else None
