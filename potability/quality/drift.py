@@ -411,9 +411,12 @@ def change_test(
 
 def with_change(result: FeatureDrift, change: Change) -> FeatureDrift:
     """``result`` (the window against the training data) with the change test's verdict: a
-    fired test is ``drift`` (the alert) whatever the window said."""
+    fired test is ``drift`` (the alert) whatever the window said; a test not run (too few
+    days) leaves ``result`` as it is."""
     from dataclasses import replace
 
+    if change.ratio is None:
+        return result
     status = DRIFT if change.fired else result.status
     return replace(result, status=status, change=change.ratio, baseline_days=change.baseline_days)
 
