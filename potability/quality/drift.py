@@ -392,18 +392,20 @@ def change_test(
     base = [d for d in baseline if d.measured >= MIN_DAY_VALUES and d.mean is not None]
     new = [d for d in recent if d.measured >= MIN_DAY_VALUES and d.mean is not None]
     per_test = alpha / (2 * features * looks)
-    df = max(len(base) - 1, 1)
-    mean_limit = float(student_t.ppf(1 - per_test / 2, df))
-    missing_limit = float(student_t.ppf(1 - per_test, df))
-    if len(base) < MIN_BASELINE_DAYS or not new:
-        return Change(None, None, mean_limit, missing_limit, len(base))
-    values = float(np.median([d.measured for d in base]))
-    mean_t = _t([d.mean for d in new], [d.mean for d in base], 1 / math.sqrt(values))  # type: ignore[misc]
-    base_shares = [d.missing_share for d in baseline if d.measured + d.missing >= MIN_DAY_VALUES]
+    mean_limit = float(student_t.ppf(1 - per_test / 2, max(len(base) - 1, 1)))
+    mean_t = None
+    if len(base) >= MIN_BASELINE_DAYS and new:
+        values = float(np.median([d.measured for d in base]))
+        mean_t = _t([d.mean for d in new], [d.mean for d in base], 1 / math.sqrt(values))  # type: ignore[misc]
+    # the missing share counts days by their rows: a sensor that stopped measuring leaves
+    # recent days with too few measured values for the mean, not for this
+    counted = [d for d in baseline if d.measured + d.missing >= MIN_DAY_VALUES]
+    base_shares = [d.missing_share for d in counted]
     new_shares = [d.missing_share for d in recent if d.measured + d.missing >= MIN_DAY_VALUES]
+    missing_limit = float(student_t.ppf(1 - per_test, max(len(counted) - 1, 1)))
     missing_t = None
-    if len(base_shares) >= MIN_BASELINE_DAYS and new_shares:
-        rows = float(np.median([d.measured + d.missing for d in baseline]))
+    if len(counted) >= MIN_BASELINE_DAYS and new_shares:
+        rows = float(np.median([d.measured + d.missing for d in counted]))
         share = max(float(np.mean(base_shares)), 1 / rows)  # type: ignore[arg-type]
         missing_t = _t(new_shares, base_shares, math.sqrt(share * (1 - share) / rows))  # type: ignore[arg-type]
     return Change(mean_t, missing_t, mean_limit, missing_limit, len(base))

@@ -108,8 +108,8 @@ def test_the_decision_on_counts(recent: list[int], status: str | None) -> None:
         return
     value, decided, p_value = decide(REF_COUNTS, recent)
     assert decided == status, (value, p_value)
-    if status in (OK, INSUFFICIENT) and value is not None:
-        assert p_value is None or p_value >= 0.05 or status == INSUFFICIENT
+    if status == OK and value is not None:  # noise, or a difference too small to show
+        assert p_value is None or p_value >= 0.05 or value < 0.25
 
 
 def test_no_recent_counts_is_insufficient_and_alpha_is_checked() -> None:
@@ -148,7 +148,7 @@ def test_ties_collapse_bins_instead_of_creating_empty_ones() -> None:
 def test_report_covers_every_reference_feature_in_order() -> None:
     report = drift_report({"b": REFERENCE, "a": REFERENCE}, {"a": [500.0] * 60})
     assert [r.feature for r in report] == ["b", "a"]
-    assert report[0].status == INSUFFICIENT and report[1].status == DRIFT
+    assert report[0].status == INSUFFICIENT and report[1].status == WATCH  # unlike, no change
 
 
 def test_psi_needs_the_same_bins_and_a_reference() -> None:
@@ -161,7 +161,7 @@ def test_psi_needs_the_same_bins_and_a_reference() -> None:
 # --- the change test, day by day (issue 31) ---------------------------------------------------
 
 
-def _days(means: list[float], measured: int = 1000, missing: int = 0) -> list[DayValues]:
+def _days(means: list[float], measured: int = 100_000, missing: int = 0) -> list[DayValues]:
     return [DayValues(measured, missing, m) for m in means]
 
 
