@@ -177,7 +177,7 @@ class Settings:
     potable calls drift from QC_PRECISION_EXPECTED towards this is flagged (docs/statistics.md)."""
     qc_precision_expected: float = 0.70
     """The live precision a champion is expected to hold: the test stays silent at it."""
-    qc_alarm_limit: float = 6.5
+    qc_alarm_limit: float = 7.0
     """The CUSUM's decision limit: <= 5% false alarms per half-year at 50 lab-checked potable
     calls a week; higher: fewer false alarms, slower detection."""
     qc_min_matches: int = 20

@@ -297,8 +297,8 @@ def test_lab_samples_that_make_a_week_fall_alert_once(
     assert not [a for a in first.alerts_raised if a.event == alerts.LIVE_PRECISION_FLAGGED]
 
     # the lab's next batch: the 30 later calls were unsafe water -> the CUSUM (default floor
-    # 0.60 against 0.70 expected) climbs 30 x log(0.4 / 0.3) = 8.6 past its limit 6.5
-    # (22 refuted calls would be enough; 20 would not: 5.75)
+    # 0.60 against 0.70 expected) climbs 30 x log(0.4 / 0.3) = 8.6 past its limit 7.0
+    # (25 refuted calls would be enough: 7.19; 24 would not: 6.90)
     for k in range(30):
         _lab_sample(cur, f"al-s{k}", "P", now - timedelta(minutes=5 * k + 5), 0)
     conn.commit()

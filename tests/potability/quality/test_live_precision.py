@@ -221,7 +221,7 @@ def test_a_drop_is_flagged_and_a_recovery_clears_the_flag() -> None:
     good = _calls("1", 0, ([True] * 7 + [False] * 3) * 10)  # 0.70, peak 0.86
     rows = live_metrics(good, 0.6)
     assert not rows[-1].flagged and rows[-1].alarm_statistic == pytest.approx(3 * UP)
-    # 40 calls at 0.25: +0.709 every four calls, past 6.5 within them
+    # 40 calls at 0.25: +0.709 every four calls, past 7.0 within them
     bad = _calls("1", 7, [True, False, False, False] * 10)
     rows = live_metrics(good + bad, 0.6)
     assert rows[-1].flagged and rows[-1].alarm_statistic == pytest.approx(
@@ -363,7 +363,7 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
     assert (matches, tp, fp, fn, tn) == (4, 1, 2, 1, 0)
     assert precision == pytest.approx(1 / 3) and recall == pytest.approx(1 / 2)
     # 1/3 < 0.5, but three calls (TP, FP, FP in time order) leave the CUSUM at 1.02, far
-    # under its limit of 6.5: no evidence of a drop
+    # under its limit of 7.0: no evidence of a drop
     assert not flagged
     cur.execute(
         "SELECT lab_samples, matched_samples, precision_floor, min_matches, champion_version, "
@@ -396,7 +396,7 @@ def test_settings_read_the_quality_control_knobs() -> None:
         defaults.qc_drift_window_days,
         defaults.qc_precision_expected,
         defaults.qc_alarm_limit,
-    ) == (30.0, 0.6, 20, 7.0, 0.7, 6.5)
+    ) == (30.0, 0.6, 20, 7.0, 0.7, 7.0)
     custom = Settings.from_env(
         {
             "QC_MATCH_WINDOW_MINUTES": "45",
