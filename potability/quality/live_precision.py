@@ -47,9 +47,9 @@ half-year, not of a test repeated per look. At the defaults (0.70 expected, 0.60
 7.0) and 50 lab-checked potable calls a week, a model holding 0.70 is flagged in 1.9% of
 half-years and a drop to 0.55 within 200 calls (4 weeks) in 84% of cases if calls were
 independent (exact Markov-chain computation); with the lab's calls clustered by sensor and
-sensors of unequal precision, bench/statistics_bench.py measures 3.6% and 85%
-(docs/statistics.md). 6.5 would give 6.8% false alarms with that clustering. Precision between the floor and the expected level is an indifference
-zone: flagged sooner or later, but not promptly.
+sensors of unequal precision, bench/statistics_bench.py measures 4.5% and 84%
+(docs/statistics.md), where 6.5 gave 6.8% false alarms. Precision between the floor and the
+expected level is an indifference zone: flagged sooner or later, but not promptly.
 """
 
 from __future__ import annotations
