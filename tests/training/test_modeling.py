@@ -50,7 +50,7 @@ def test_the_recall_target_is_the_floor_plus_z_standard_errors_of_the_held_out_c
     config = modeling.TrainingConfig(recall_floor=0.2, recall_z=1.645, test_fraction=0.2)
     y = np.r_[np.ones(1000), np.zeros(1600)]
     assert config.target_recall(y) == pytest.approx(0.2 + 1.645 * se)
-    assert modeling.TrainingConfig(recall_floor=0.99).target_recall(y) == 1.0
+    assert modeling.TrainingConfig(recall_floor=0.995, recall_z=2.0).target_recall(y) == 1.0
     with pytest.raises(ValueError, match="potable row"):
         modeling.recall_margin(0.2, 0, 0.2, 1.645)
     with pytest.raises(ValueError, match="test fraction"):
