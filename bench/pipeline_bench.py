@@ -176,7 +176,12 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
             other = modeling.TrainingConfig(seed=seed, cv_seed=seed + 1000)
             _, rerun = _fit_and_choose(parts, grids, other)
             rerun_model = rerun["fitted"].model
-            evidence = paired_bootstrap(y, predictions(rerun_model, parts.test)[1], predicted)
+            evidence = paired_bootstrap(
+                y,
+                predictions(rerun_model, parts.test)[1],
+                predicted,
+                recall_floor=config.recall_floor,
+            )
             decision = decide(
                 score_model(rerun_model, parts.test), s, evidence, config.recall_floor, 0.9
             )

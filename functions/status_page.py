@@ -534,14 +534,15 @@ def both(chart: Callable[[int], dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def live_verdict(row: dict[str, Any], floor: float) -> tuple[str, str]:
-    """(css class, words) for a live-precision row: below the floor only counts as a flag with
-    enough matched potable calls; fewer is said as such, never as "above the floor"."""
+    """(css class, words) for a live-precision row: below the floor counts as a flag only when
+    the sequential test says so; a point estimate under it is said as such, never as "above
+    the floor"."""
     if row["precision"] is None:
         return "none", "not measurable yet"
     if row["flagged"]:
         return "bad", f"below floor {pct(floor, 0)}"
     if row["precision"] < floor:
-        return "none", f"below floor {pct(floor, 0)}, too few potable calls to flag"
+        return "none", f"below floor {pct(floor, 0)}, not yet evidence of a drop"
     return "good", f"meets floor {pct(floor, 0)}"
 
 

@@ -41,6 +41,21 @@ def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{float(value) * 100:.1f}%"
 
 
+def recall_floor_warning(run: Any) -> str | None:
+    """The warning line when this run installed a champion whose held-out recall is more likely
+    under the floor than over it (it serves, with the ``champion_under_recall_floor`` alert
+    open: docs/statistics.md); None otherwise."""
+    meets = (run.details or {}).get("champion_meets_floor")
+    if meets is None or meets >= 0.5 or run.recall_floor is None:
+        return None
+    return (
+        f"WARNING      v{run.champion_version} serves with held-out recall "
+        f"{_pct(run.champion_recall)}, under the floor {_pct(run.recall_floor)} in "
+        f"{(1 - meets) * 100:.0f}% of bootstrap resamples: alert champion_under_recall_floor "
+        "is open (`potability alerts`)"
+    )
+
+
 def summary_lines(settings: Settings, run_id: str, log_path: Path | None) -> list[str]:
     """The run's outcome, the champion, the URLs and the example curls."""
     from potability.governance.run_record import read_run
@@ -54,6 +69,9 @@ def summary_lines(settings: Settings, run_id: str, log_path: Path | None) -> lis
             f"({run.champion_family}): held-out precision "
             f"{_pct(run.champion_precision)}, recall {_pct(run.champion_recall)}"
         )
+    warning = recall_floor_warning(run) if run else None
+    if warning:
+        lines.append(warning)
     mlflow_run_id = (run.mlflow_run_id if run else None) or ""
     lines.append(f"MLflow run   {mlflow_run_link(settings.mlflow_tracking_uri, mlflow_run_id)}")
     if log_path is not None:

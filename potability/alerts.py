@@ -59,6 +59,7 @@ MODEL_CHANGED = "model_changed"
 MODEL_HELD = "model_held"
 MODEL_PROMOTED = "model_promoted"
 MODEL_CANDIDATE = "model_candidate"
+CHAMPION_UNDER_FLOOR = "champion_under_recall_floor"
 MAINTENANCE_FAILED = "maintenance_failed"
 QC_FAILED = "qc_failed"
 
@@ -113,7 +114,8 @@ EVENTS: dict[str, Event] = {
             FEATURE_DRIFT,
             "WARNING",
             "A measurement drifted from the training data",
-            "Recent readings of a feature no longer look like the training data (PSI >= 0.25). "
+            "The readings of a feature changed in the last two days against the four weeks "
+            "before (a day-by-day test, docs/statistics.md), or most of its values went missing. "
             "Check the sensor (calibration, units, a failing probe) and the plant; if the water "
             "really changed, collect lab samples so the next training run learns it.",
             "ml_job",
@@ -174,6 +176,18 @@ EVENTS: dict[str, Event] = {
             "In manual approval mode (PROMOTION_APPROVAL=manual) a challenger passed the "
             "evidence test and waits: `potability model approve VERSION --reason ...` or "
             "`reject`. It expires after CANDIDATE_EXPIRY_DAYS.",
+            "ml_job",
+        ),
+        Event(
+            CHAMPION_UNDER_FLOOR,
+            "WARNING",
+            "The served model's recall is likely under the floor",
+            "The pipeline installed a model whose held-out recall misses RECALL_FLOOR in most "
+            "bootstrap resamples (a first champion is served anyway: no model means no answers "
+            "at all). It calls fewer samples potable than promised, not more unsafe ones: "
+            "precision is unaffected. Expect the next runs, with more lab samples, to replace "
+            "it; to keep such a model out instead, set PROMOTION_APPROVAL=manual "
+            "(docs/statistics.md). Resolved when the pipeline installs another version.",
             "ml_job",
         ),
         # The scheduled jobs (potability/jobs.py, issue 29): a failed run names its step and
@@ -331,43 +345,75 @@ def stale(
 
 
 def flagged_precision(metrics: Iterable[Any], floor: float) -> list[Alert]:
-    """One alert per flagged live-precision row (``live_precision.LiveMetric``): each flagged
-    week, and a version's all-weeks row only when none of its weeks is flagged on its own
-    (then the evidence is only in the sum; otherwise it would repeat the week's alert)."""
-    rows = list(metrics)
-    weekly = {m.model_version for m in rows if m.flagged and m.week_start is not None}
+    """One alert per model version whose live-precision CUSUM is at or above its limit (the
+    ``all`` row of ``live_precision.LiveMetric``, issue 31): the sequential test's state, so the
+    alert stays open while the evidence of a drop does and a daily look raises nothing new.
+    Its figures are the calls the alarm rests on (since the statistic last stood at 0)."""
     return [
         Alert(
             LIVE_PRECISION_FLAGGED,
             f"{m.model_version}/{m.period}",
-            f"live precision of model {m.model_version} in {m.period} is "
-            f"{m.precision:.3f}, below the floor {floor:g} ({m.matches} lab matches)",
+            f"live precision of model {m.model_version} dropped towards the floor {floor:g}: "
+            f"{m.alarm_confirmed} of its last {m.alarm_calls} lab-checked potable calls "
+            f"confirmed (CUSUM {m.alarm_statistic:.2f})",
             m.model_version,
             {
                 "period": m.period,
-                "live_precision": round(m.precision, 4),
+                "live_precision": round(m.alarm_confirmed / m.alarm_calls, 4),
                 "floor": floor,
-                "matches": m.matches,
-                "true_positives": m.true_positives,
-                "false_positives": m.false_positives,
+                "matches": m.alarm_calls,
+                "true_positives": m.alarm_confirmed,
+                "false_positives": m.alarm_calls - m.alarm_confirmed,
+                "alarm_statistic": round(m.alarm_statistic, 4),
             },
         )
-        for m in rows
-        if m.flagged and (m.week_start is not None or m.model_version not in weekly)
+        for m in metrics
+        if m.flagged and m.week_start is None and m.alarm_calls
     ]
 
 
+def champion_under_floor(
+    model_name: str, version: str, recall: float, floor: float, meets_floor: float
+) -> Alert | None:
+    """The alert for a newly installed champion whose recall is more likely under the floor
+    than over it (``meets_floor``: share of bootstrap resamples of the held-out rows in which
+    its recall reaches the floor, < 0.5); None when it is not (issue 31)."""
+    if meets_floor >= 0.5:
+        return None
+    return Alert(
+        CHAMPION_UNDER_FLOOR,
+        model_name,
+        f"{model_name} v{version} serves with held-out recall {recall:.3f}, under the floor "
+        f"{floor:g} in {(1 - meets_floor) * 100:.0f}% of bootstrap resamples",
+        version,
+        {
+            "version": version,
+            "held_out_recall": round(recall, 4),
+            "floor": floor,
+            "meets_floor": round(meets_floor, 4),
+        },
+    )
+
+
 def drifting_features(drifts: Iterable[Any], champion_version: str | None) -> list[Alert]:
-    """One alert per feature at "drift" (``drift.FeatureDrift``)."""
+    """One alert per feature at "drift" (``drift.FeatureDrift``): its day-by-day change test
+    fired, or most of its values went missing (potability/quality/drift.py)."""
     return [
         Alert(
             FEATURE_DRIFT,
             d.feature,
-            f"{d.feature} drifted from the training data (PSI {d.psi:.3f})",
+            (
+                f"{d.feature} changed in the last days against the weeks before "
+                f"(test statistic {d.change:.1f} x its limit)"
+                if d.change is not None and d.change >= 1
+                else f"{d.feature}: most values are missing ({(d.recent_null_share or 0):.0%})"
+            ),
             champion_version,
             {
                 "feature": d.feature,
-                "psi": round(d.psi, 4),
+                "psi": None if d.psi is None else round(d.psi, 4),
+                "change": None if d.change is None else round(d.change, 2),
+                "recent_null_share": d.recent_null_share,
                 "recent_rows": d.recent_rows,
                 "reference_rows": d.reference_rows,
             },
@@ -530,11 +576,18 @@ def public_detail(event: str, figures: Mapping[str, Any]) -> str:
             )
         if event == LIVE_PRECISION_FLAGGED:
             return (
-                f"{f['period']}: live precision {f['live_precision'] * 100:.1f}% "
-                f"on {f['matches']} lab matches, floor {f['floor'] * 100:.0f}%"
+                f"live precision {f['live_precision'] * 100:.1f}% on the last {f['matches']} "
+                f"lab-checked potable calls, floor {f['floor'] * 100:.0f}%"
+            )
+        if event == CHAMPION_UNDER_FLOOR:
+            return (
+                f"v{f['version']}: held-out recall {f['held_out_recall'] * 100:.1f}%, "
+                f"floor {f['floor'] * 100:.0f}%"
             )
         if event == FEATURE_DRIFT:
-            return f"{f['feature']}: PSI {f['psi']:.2f} (drift from 0.25)"
+            if f.get("change") is not None and f["change"] >= 1:
+                return f"{f['feature']}: changed in the last 2 days ({f['change']:.1f} x the limit)"
+            return f"{f['feature']}: most values missing"
         if event in (MODEL_ROLLED_BACK, MODEL_CHANGED, MODEL_HELD, MODEL_PROMOTED, MODEL_CANDIDATE):
             return (
                 f"{f['action'].replace('_', ' ')}: v{f['version']}"

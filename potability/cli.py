@@ -220,7 +220,12 @@ def _qc(args: argparse.Namespace) -> int:
     )
     for m in result.metrics:
         precision = "n/a" if m.precision is None else f"{m.precision:.3f}"
-        flag = f"  FLAGGED (< floor {settings.qc_precision_floor:.2f})" if m.flagged else ""
+        flag = (
+            f"  FLAGGED (falling towards the floor {settings.qc_precision_floor:.2f}: "
+            f"CUSUM {m.alarm_statistic:.2f} >= {settings.qc_alarm_limit:g})"
+            if m.flagged and m.alarm_statistic is not None
+            else ""
+        )
         print(
             f"  model {m.model_version:>8} {m.period:>8}: {m.matches:4d} matches, "
             f"live precision {precision}{flag}"

@@ -197,9 +197,15 @@ class Settings:
     qc_match_window_minutes: float = 30.0
     """A lab sample confirms the nearest inference of its sensor within +/- this many minutes."""
     qc_precision_floor: float = 0.60
-    """Live precision below this (on enough matches) is flagged on the status page."""
+    """The live precision the sequential test (a CUSUM) watches for: a champion whose lab-checked
+    potable calls drift from QC_PRECISION_EXPECTED towards this is flagged (docs/statistics.md)."""
+    qc_precision_expected: float = 0.70
+    """The live precision a champion is expected to hold: the test stays silent at it."""
+    qc_alarm_limit: float = 7.0
+    """The CUSUM's decision limit: <= 5% false alarms per half-year at 50 lab-checked potable
+    calls a week; higher: fewer false alarms, slower detection."""
     qc_min_matches: int = 20
-    """Matched potable predictions needed before a live precision can be flagged."""
+    """Lab-checked potable calls of the champion before its fresh-sample precision is shown."""
     qc_drift_window_days: float = 7.0
     """Drift compares the inferences of the last this-many days with the training data."""
     predict_max_readings: int = 500

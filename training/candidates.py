@@ -12,7 +12,7 @@ Dataset for evaluate and promote, so all later steps score on exactly the same r
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,8 @@ def log_candidate(
             {
                 "family": candidate.family,
                 "recall_floor": config.recall_floor,
-                "recall_margin": config.recall_margin,
+                "recall_z": config.recall_z,
+                "recall_margin": round(config.recall_margin(y_train), 4),
                 "cv_folds": config.cv_folds,
                 "seed": config.seed,
                 "cv_seed": config.fold_seed,
@@ -224,6 +225,8 @@ def train(
     """
     import mlflow
 
+    # the recall margin is sized on the held-out share the floor is judged on
+    config = replace(config, test_fraction=test_fraction)
     parts = split(frame, test_fraction, config.seed)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment)
@@ -234,7 +237,8 @@ def train(
         mlflow.log_params(
             {
                 "recall_floor": config.recall_floor,
-                "recall_margin": config.recall_margin,
+                "recall_z": config.recall_z,
+                "recall_margin": round(config.recall_margin(parts.train[TARGET].astype(int)), 4),
                 "test_fraction": test_fraction,
                 "split_seed": config.seed,
                 "cv_folds": config.cv_folds,

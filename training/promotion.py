@@ -342,6 +342,16 @@ def decide_and_promote(
         if decision == FIRST_CHAMPION
         else None
     )
+    # the new champion's share of resamples at the floor: a first champion is installed
+    # whatever it is, so one under the floor is served with an open alert and a warning in
+    # the run's summary, never silently (potability.governance.model_changes, issue 31)
+    winner_meets = (
+        first_meets
+        if decision == FIRST_CHAMPION
+        else evidence.challenger_meets_floor
+        if decision == CHALLENGER_WINS and evidence is not None
+        else None
+    )
     previous = champion.version if champion else ""
     changed = new_version != previous
     details = {
@@ -371,6 +381,7 @@ def decide_and_promote(
         },
         "evidence": evidence.as_dict() if evidence else None,
         "first_champion_meets_floor": first_meets,
+        "champion_meets_floor": winner_meets,
         "champion_precision_interval": list(interval),
         "compared_on_rows": len(rows),
         "held_out_rows": len(test),

@@ -433,7 +433,26 @@ def record_run_outcome(conn: db.Connection, run: Any, when: datetime) -> list[al
         previous_version=previous,
         evidence=evidence,
     )
-    return raise_alerts(conn, find(conn, change_id), when)
+    raised = raise_alerts(conn, find(conn, change_id), when)
+    if run.decision in WINNING_DECISIONS:
+        raised += recall_floor_alerts(conn, run, when)
+    return raised
+
+
+def recall_floor_alerts(conn: db.Connection, run: Any, when: datetime) -> list[alerts.Alert]:
+    """A run installed a new champion: close the model's ``champion_under_recall_floor`` alert
+    (it was about the version replaced) and raise it again if the new one is more likely under
+    the floor than over it (``details.champion_meets_floor`` < 0.5, promote's bootstrap) -
+    a first champion is served whatever its recall (issue 31, docs/statistics.md)."""
+    name = run.model_name or ""
+    alerts.resolve(conn, alerts.CHAMPION_UNDER_FLOOR, [name], when)
+    meets = (run.details or {}).get("champion_meets_floor")
+    if meets is None or run.champion_recall is None or run.recall_floor is None:
+        return []
+    alert = alerts.champion_under_floor(
+        name, str(run.champion_version), run.champion_recall, run.recall_floor, meets
+    )
+    return [alert] if alert is not None and alerts.insert(conn, alert, when) else []
 
 
 def expire_candidates(

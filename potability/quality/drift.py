@@ -11,25 +11,36 @@ or last bin. Missing values (NULL: sensor did not measure) form a bin of their o
 sensor that stops reporting sulfate is drift too, and the model's imputation hides it.
 Shares are clipped at :data:`EPSILON` so an empty bin costs a large but finite amount.
 
-The DECISION (:func:`decide`, a pure function of bin COUNTS, so the counts may come from SQL)
-does not cry wolf on sampling noise (issue 23). PSI alone does: 50 recent rows drawn from the
-training data itself reach PSI 0.1 in most checks. So:
+Two questions, two rules (issues 23 and 31):
 
-* measured values and missing values are judged apart. The value bins are compared as shares
-  of the MEASURED values (a sensor that always measures sulfate, against training data with 24%
-  missing, has the same value distribution and is not drifting); the missing share is drift
-  only when it is significantly HIGHER than the reference's (a sensor that stopped measuring).
-* each comparison is a test with a stated false-alarm rate: a chi-square test of homogeneity
-  of the reference and recent value counts (two samples, so the reference's own noise counts)
-  and a one-sided two-proportion z-test of the missing share. Each feature gets
-  ``alpha / (2 * features)`` (Bonferroni over the two tests of the nine features), so a check
-  of all nine features with no drift raises an alert in at most ``alpha`` (default 5%) of weeks.
-* PSI stays the size of the effect: significant AND PSI >= 0.25 is ``drift`` (the alert);
-  significant with a smaller PSI, or a significant rise in missing values, below that, is
-  ``watch``; otherwise ``ok``. A significant rise in missing values is ``drift`` too.
-* the minimum sample: ``min_rows`` = 5 expected rows per value bin (50 for deciles), the
-  textbook condition for the chi-square approximation; below it ``insufficient_data``.
-  docs/statistics.md has the simulated false-alarm rates and the power at n = 50 / 200.
+**Does the water look like the training data?** (:func:`decide`, a pure function of bin
+COUNTS of the recent window, so the counts may come from SQL). Measured and missing values are
+judged apart: the value bins as shares of the MEASURED values, with a chi-square test of
+homogeneity against the reference's counts, PSI the size; the missing share only when it is
+significantly HIGHER (a sensor that stopped measuring). Significant with PSI >= 0.25, or a
+significant rise in missing values, is ``watch`` - shown, not alerted: readings of a fixed fleet
+of sensors differ from lab samples for good (each sensor's offset), at deployed volume every
+test against the training rows is significant, and a week-long alert on that says nothing new
+(at 200 sensors without any drift, the former rule sat at ``watch`` 20 weeks of 20). Most values
+now missing (a significant rise to >= 50%) is ``drift``, the alert. Fewer than 5 expected
+measured values per bin (50 for deciles): ``insufficient_data``.
+
+**Did the water change?** (:func:`change_test`, the alert). The unit is the day: readings of
+one sensor are not independent (its offset, its day), so their noise is measured where it is,
+from day to day, not assumed binomial over readings. For each feature and each of the last
+:data:`BASELINE_DAYS` + :data:`RECENT_DAYS` 24-hour periods (:class:`DayValues`, counted from
+the hourly drift cells in SQL - bounded cost): the mean of the measured values in training
+standard deviations, and the missing share. The mean of the last two days is compared with
+the baseline days' by a two-sample t statistic whose spread is the baseline's day-to-day
+standard deviation (never under the spread reading noise alone gives); the missing share the
+same way, one-sided (a rise). A day counts when it has at least :data:`MIN_DAY_VALUES` (100)
+measured values - its mean then moves less than 0.1 sd from reading noise alone - and the test
+runs once :data:`MIN_BASELINE_DAYS` (14) baseline days count, so the day-to-day spread rests on
+at least 13 degrees of freedom. Error rate: ``alpha`` (5%) per half-year for ALL features and
+all daily looks - Bonferroni over 2 tests x 9 features x 182 looks (two-sided for the mean:
+|t(27)| >= 5.26 with a full baseline). A fired test is ``drift``, the alert. Fixed sensor
+offsets are in the baseline days too and cancel; a 0.5 sd shift of a feature is many
+day-to-day standard deviations at 200 sensors (bench/statistics_bench.py, docs/statistics.md).
 
 Pure: :mod:`potability.quality.job` loads the rows and stores the results.
 """
@@ -42,6 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import chi2_contingency, norm
+from scipy.stats import t as student_t
 
 from potability.features import FEATURES_BY_NAME
 
@@ -53,6 +65,17 @@ PSI_DRIFT = 0.25
 DEFAULT_BINS = 10
 DEFAULT_MIN_ROWS = 50
 EPSILON = 1e-4
+
+RECENT_DAYS = 2
+"""Days the change test looks at (the last two 24-hour periods): a shift is judged within 2 days."""
+BASELINE_DAYS = 28
+"""The days before them it compares with."""
+MIN_BASELINE_DAYS = 14
+"""Baseline days that must count before the change test runs (13 degrees of freedom)."""
+MIN_DAY_VALUES = 100
+"""Measured values a day needs to count (its mean within ~0.1 sd of its expectation)."""
+LOOKS_PER_HALF_YEAR = 182
+"""Daily looks the change test's error rate is spread over."""
 
 OK, WATCH, DRIFT, INSUFFICIENT = "ok", "watch", "drift", "insufficient_data"
 STATUSES = (OK, WATCH, DRIFT, INSUFFICIENT)
@@ -72,6 +95,11 @@ class FeatureDrift:
     p_value: float | None = None
     """The smaller Bonferroni-adjusted p-value of the value and missing-share tests (None
     when not tested)."""
+    change: float | None = None
+    """The change test's larger statistic over its critical value (>= 1: fired; None: not
+    run, too few baseline days)."""
+    baseline_days: int = 0
+    """Baseline days that counted for the change test."""
 
 
 def _as_array(values: Sequence[float | None]) -> np.ndarray:
@@ -267,10 +295,132 @@ def decide(
     if new_values.sum() < minimum:
         return value, INSUFFICIENT, p_value
     if p_values < alpha and value is not None and value >= PSI_DRIFT:
-        return value, DRIFT, p_value
-    if p_values < alpha or p_missing < alpha:
+        return value, WATCH, p_value  # unlike the training data: shown, not alerted
+    if p_missing < alpha:
         return value, WATCH, p_value
     return value, OK, p_value
+
+
+# --- the change test: day by day (the alert) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayValues:
+    """One feature over one 24-hour period: what the change test needs of it."""
+
+    measured: int
+    missing: int
+    mean: float | None
+    """Mean of the measured values in training standard deviations from the training mean
+    (None without measured values)."""
+
+    @property
+    def missing_share(self) -> float | None:
+        total = self.measured + self.missing
+        return self.missing / total if total else None
+
+
+def day_values(
+    feature: str, histogram: Mapping[int, int], centre: float, scale: float
+) -> DayValues:
+    """A day's readings of ``feature`` as the hourly drift cells count them (cell -> readings),
+    each measured value taken at its cell's midpoint (half a cell, at most range / 4000, off)."""
+    spec = FEATURES_BY_NAME[feature]
+    width = (spec.maximum - spec.minimum) / GRID_CELLS
+    measured = missing = 0
+    total = 0.0
+    for cell, n in histogram.items():
+        if cell == MISSING_CELL:
+            missing += n
+        else:
+            measured += n
+            total += n * (spec.minimum + (cell + 0.5) * width)
+    if not measured:
+        return DayValues(0, missing, None)
+    return DayValues(measured, missing, (total / measured - centre) / scale)
+
+
+@dataclass(frozen=True)
+class Change:
+    """The change test of one feature (:func:`change_test`)."""
+
+    mean_t: float | None
+    """t statistic of the recent days' mean against the baseline days' (signed)."""
+    missing_t: float | None
+    """t statistic of the recent days' missing share against the baseline's (a rise > 0)."""
+    mean_limit: float
+    missing_limit: float
+    baseline_days: int
+
+    @property
+    def ratio(self) -> float | None:
+        """The larger statistic over its limit (>= 1: fired), None when neither ran."""
+        ratios = [abs(self.mean_t) / self.mean_limit] if self.mean_t is not None else []
+        if self.missing_t is not None:
+            ratios.append(self.missing_t / self.missing_limit)
+        return max(ratios) if ratios else None
+
+    @property
+    def fired(self) -> bool:
+        return self.ratio is not None and self.ratio >= 1.0
+
+
+def _t(recent: list[float], baseline: list[float], floor: float) -> float:
+    spread = max(float(np.std(baseline, ddof=1)), floor)
+    scale = spread * math.sqrt(1 / len(recent) + 1 / len(baseline))
+    return (float(np.mean(recent)) - float(np.mean(baseline))) / scale
+
+
+def change_test(
+    baseline: Sequence[DayValues],
+    recent: Sequence[DayValues],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    features: int = DEFAULT_FEATURES,
+    looks: int = LOOKS_PER_HALF_YEAR,
+) -> Change:
+    """Did the feature change in the ``recent`` days against the ``baseline`` days?
+
+    Two t statistics over days (module docstring): the mean (two-sided) and the missing share
+    (a rise), each with the baseline's day-to-day standard deviation, floored at the spread a
+    day's mean or share has from its readings alone (``1 / sqrt(values)`` sd; binomial for the
+    share). Each limit holds ``alpha / (2 x features x looks)``: the whole rule - every feature,
+    every daily look of a half-year - raises a false alarm in at most ``alpha`` of half-years
+    (Bonferroni; days taken as independent)."""
+    if not 0 < alpha < 1 or features < 1 or looks < 1:
+        raise ValueError("alpha must lie in (0, 1); features and looks at least 1")
+    base = [d for d in baseline if d.measured >= MIN_DAY_VALUES and d.mean is not None]
+    new = [d for d in recent if d.measured >= MIN_DAY_VALUES and d.mean is not None]
+    per_test = alpha / (2 * features * looks)
+    mean_limit = float(student_t.ppf(1 - per_test / 2, max(len(base) - 1, 1)))
+    mean_t = None
+    if len(base) >= MIN_BASELINE_DAYS and new:
+        values = float(np.median([d.measured for d in base]))
+        mean_t = _t([d.mean for d in new], [d.mean for d in base], 1 / math.sqrt(values))  # type: ignore[misc]
+    # the missing share counts days by their rows: a sensor that stopped measuring leaves
+    # recent days with too few measured values for the mean, not for this
+    counted = [d for d in baseline if d.measured + d.missing >= MIN_DAY_VALUES]
+    base_shares = [d.missing_share for d in counted]
+    new_shares = [d.missing_share for d in recent if d.measured + d.missing >= MIN_DAY_VALUES]
+    missing_limit = float(student_t.ppf(1 - per_test, max(len(counted) - 1, 1)))
+    missing_t = None
+    if len(counted) >= MIN_BASELINE_DAYS and new_shares:
+        rows = float(np.median([d.measured + d.missing for d in counted]))
+        share = max(float(np.mean(base_shares)), 1 / rows)  # type: ignore[arg-type]
+        missing_t = _t(new_shares, base_shares, math.sqrt(share * (1 - share) / rows))  # type: ignore[arg-type]
+    return Change(mean_t, missing_t, mean_limit, missing_limit, len(base))
+
+
+def with_change(result: FeatureDrift, change: Change) -> FeatureDrift:
+    """``result`` (the window against the training data) with the change test's verdict: a
+    fired test is ``drift`` (the alert) whatever the window said; a test not run (too few
+    days) leaves ``result`` as it is."""
+    from dataclasses import replace
+
+    if change.ratio is None:
+        return result
+    status = DRIFT if change.fired else result.status
+    return replace(result, status=status, change=change.ratio, baseline_days=change.baseline_days)
 
 
 def feature_drift(

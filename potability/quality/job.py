@@ -197,11 +197,42 @@ def drift_report(
     (:func:`potability.quality.drift.drift_from_counts`)."""
     edges = {name: drift.cell_edges(name, values) for name, values in reference.items()}
     recent = recent_bin_counts(conn, start, end, edges)
-    return [
+    window = [
         drift.drift_from_counts(
             name, drift.cell_bin_counts(drift.cells_of(name, values), edges[name]), recent[name]
         )
         for name, values in reference.items()
+    ]
+    days = day_cells(conn, end, drift.BASELINE_DAYS + drift.RECENT_DAYS)
+    out = []
+    for result, (name, values) in zip(window, reference.items(), strict=True):
+        measured = np.array([v for v in values if v is not None], dtype=float)
+        scale = float(measured.std()) if measured.size > 1 else 0.0
+        if not scale > 0:  # no spread to measure a shift in: the window's verdict stands
+            out.append(result)
+            continue
+        index = FEATURE_NAMES.index(name)
+        summaries = [
+            drift.day_values(name, day[index], float(measured.mean()), scale) for day in days
+        ]
+        change = drift.change_test(
+            summaries[: drift.BASELINE_DAYS], summaries[drift.BASELINE_DAYS :]
+        )
+        out.append(drift.with_change(result, change))
+    return out
+
+
+DAY = timedelta(days=1)
+
+
+def day_cells(conn: Connection, end: datetime, days: int) -> list[dict[int, dict[int, int]]]:
+    """The drift cells (:func:`potability.inference.rollup.drift_cells`) of each of the
+    ``days`` 24-hour periods ending at ``end``, oldest first: what the change test counts
+    per day. Each reads 24 hours of cells plus the raw rows of hours not rolled up yet - for
+    30 days ~720 hours of cells, bounded whatever the traffic."""
+    return [
+        inference_rollup.drift_cells(conn, end - (k + 1) * DAY, end - k * DAY)
+        for k in reversed(range(days))
     ]
 
 
@@ -238,7 +269,10 @@ def _run(conn: Connection, settings: Settings, now: datetime, job_run: Any) -> Q
             samples, load_candidate_inferences(conn, window), window
         )
         metrics = live_precision.live_metrics(
-            matches, settings.qc_precision_floor, settings.qc_min_matches
+            matches,
+            settings.qc_precision_floor,
+            settings.qc_precision_expected,
+            settings.qc_alarm_limit,
         )
         record = run_record.current_champion(conn)
         champion = record.version if record else None

@@ -30,28 +30,47 @@ safe, so precision is what the utility promises):
     precision = TP / (TP + FP)   recall = TP / (TP + FN)
 
 computed per ``model_version`` (of the matched inference) and per ISO week (of the
-measurement time, UTC), plus one ``all`` row per model version. A row is *flagged* only on
-evidence: it rests on at least ``QC_MIN_MATCHES`` matched potable predictions (TP + FP,
-precision's denominator) AND the one-sided :data:`DEFAULT_FLAG_CONFIDENCE` (95%)
-Clopper-Pearson upper bound of its precision is below ``QC_PRECISION_FLOOR``. Clopper-Pearson
-is exact-conservative, so a model whose true precision is at the floor is flagged in at most
-5% of checks (per row); one whose precision is 0.70 far less (docs/statistics.md has the
-simulated rates). A point estimate under the floor is reported, not flagged.
+measurement time, UTC), plus one ``all`` row per model version, each with a two-sided 95%
+Clopper-Pearson interval of its precision (a description, not a test).
 
-Everything here is pure; :mod:`potability.quality.job` loads the rows and stores the results.
+The flag is a SEQUENTIAL test that may be looked at daily, forever (issue 31): a Bernoulli
+CUSUM (Page 1954; for a proportion inspected one item at a time, Reynolds & Stoumbos 1999,
+"A CUSUM chart for monitoring a proportion when inspecting continuously", Journal of Quality
+Technology 31(1)) over a version's matched potable calls in measurement order. Each confirmed
+call adds ``log(floor / expected)`` (< 0), each refuted one ``log((1 - floor) / (1 -
+expected))`` (> 0) - the log-likelihood ratio of the floor (``QC_PRECISION_FLOOR``) against
+the precision the model is expected to hold (``QC_PRECISION_EXPECTED``) - and the statistic
+never goes under 0. The version is flagged while the statistic is at or above
+``QC_ALARM_LIMIT``. Looking daily changes nothing: the statistic is a function of the calls,
+not of when anybody looks, so the false-alarm rate is that of the chart over the calls of a
+half-year, not of a test repeated per look. At the defaults (0.70 expected, 0.60 floor, limit
+7.0) and 50 lab-checked potable calls a week, a model holding 0.70 is flagged in 1.9% of
+half-years and a drop to 0.55 within 200 calls (4 weeks) in 84% of cases if calls were
+independent (exact Markov-chain computation); with the lab's calls clustered by sensor and
+sensors of unequal precision, bench/statistics_bench.py measures 4.5% and 84%
+(docs/statistics.md), where 6.5 gave 6.8% false alarms. Precision between the floor and the
+expected level is an indifference zone: flagged sooner or later, but not promptly.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from scipy.stats import beta as beta_distribution
 
 DEFAULT_FLAG_CONFIDENCE = 0.95
+"""Confidence of the Clopper-Pearson interval each row reports (two-sided 95%)."""
+DEFAULT_EXPECTED_PRECISION = 0.70
+"""The live precision a champion is expected to hold (held-out ~0.72-0.78): the CUSUM stays
+silent at it (``QC_PRECISION_EXPECTED``)."""
+DEFAULT_ALARM_LIMIT = 7.0
+"""The CUSUM's decision limit (``QC_ALARM_LIMIT``): <= 5% false alarms per half-year at 50
+potable calls a week (module docstring)."""
 
 ALL_WEEKS = "all"
 """``period`` of the row that aggregates every week of a model version."""
@@ -117,8 +136,14 @@ class LiveMetric:
     flagged: bool
     precision_low: float | None = None
     precision_high: float | None = None
-    """Two-sided Clopper-Pearson interval of precision at the flag confidence (None without
-    potable predictions); ``precision_high`` < floor is what flags."""
+    """Two-sided 95% Clopper-Pearson interval of precision (None without potable calls)."""
+    alarm_statistic: float | None = None
+    """The CUSUM (:func:`cusum`): a week row's highest value in the week, the ``all`` row's
+    value after the last call; None without potable calls. Flagged at >= the limit."""
+    alarm_calls: int = 0
+    alarm_confirmed: int = 0
+    """``all`` row: the potable calls since the statistic last stood at 0 - the run of calls
+    the alarm rests on - and how many of them the lab confirmed."""
 
     @property
     def predicted_positive(self) -> int:
@@ -217,16 +242,32 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return numerator / denominator if denominator else None
 
 
+def cusum(confirmed: Iterable[bool], expected: float, floor: float) -> list[float]:
+    """The Bernoulli CUSUM after each potable call (True: the lab confirmed it), in order.
+
+    ``S_0 = 0``, ``S_i = max(0, S_(i-1) + step_i)``, the step the log-likelihood ratio of the
+    call under precision ``floor`` against ``expected`` (module docstring)."""
+    if not 0 < floor < expected < 1:
+        raise ValueError("need 0 < precision floor < expected precision < 1")
+    up, down = math.log((1 - floor) / (1 - expected)), math.log(floor / expected)
+    path, statistic = [], 0.0
+    for ok in confirmed:
+        statistic = max(0.0, statistic + (down if ok else up))
+        path.append(statistic)
+    return path
+
+
 def metric(
     model_version: str,
     period: str,
     week_start: date | None,
     matches: Sequence[Match],
-    precision_floor: float,
-    min_matches: int,
+    alarm_statistic: float | None,
+    limit: float,
     confidence: float = DEFAULT_FLAG_CONFIDENCE,
 ) -> LiveMetric:
-    """Confusion counts, precision, recall and the flag for one group of matches."""
+    """Confusion counts, precision, recall and interval of one group of matches; flagged
+    when ``alarm_statistic`` (the CUSUM, :func:`live_metrics`) is at or above ``limit``."""
     tp = fp = fn = tn = 0
     for m in matches:
         predicted, actual = m.inference.predicted_class == 1, m.sample.potability == 1
@@ -241,14 +282,10 @@ def metric(
     precision = _ratio(tp, tp + fp)
     low = high = None
     if tp + fp:
-        # two-sided interval at the flag confidence: its upper end is the one-sided bound
-        # at (1 + confidence) / 2; the flag itself uses the one-sided bound at `confidence`
+        # two-sided interval: each end the one-sided bound at (1 + confidence) / 2
         two_sided = (1 + confidence) / 2
         low = precision_lower_bound(tp, tp + fp, two_sided)
         high = precision_upper_bound(tp, tp + fp, two_sided)
-    flagged = (
-        tp + fp >= min_matches and precision_upper_bound(tp, tp + fp, confidence) < precision_floor
-    )
     return LiveMetric(
         model_version=model_version,
         period=period,
@@ -260,46 +297,56 @@ def metric(
         true_negatives=tn,
         precision=precision,
         recall=_ratio(tp, tp + fn),
-        flagged=flagged,
+        flagged=alarm_statistic is not None and alarm_statistic >= limit,
         precision_low=low,
         precision_high=high,
+        alarm_statistic=alarm_statistic,
     )
 
 
 def live_metrics(
     matches: Iterable[Match],
     precision_floor: float,
-    min_matches: int,
+    expected_precision: float = DEFAULT_EXPECTED_PRECISION,
+    limit: float = DEFAULT_ALARM_LIMIT,
     confidence: float = DEFAULT_FLAG_CONFIDENCE,
 ) -> list[LiveMetric]:
-    """Per model version: one row per ISO week with matches, then its ``all`` row."""
-    if not 0.0 <= precision_floor <= 1.0:
-        raise ValueError("the precision floor must lie in [0, 1]")
-    if min_matches < 1:
-        raise ValueError("the minimum number of matches must be at least 1")
+    """Per model version: one row per ISO week with matches, then its ``all`` row; flagged by
+    the version's CUSUM over its potable calls in measurement order (module docstring)."""
+    if not 0.0 < precision_floor < expected_precision < 1.0:
+        raise ValueError("need 0 < precision floor < expected precision < 1")
+    if limit <= 0:
+        raise ValueError("the alarm limit must be positive")
     if not 0.5 <= confidence < 1.0:
-        raise ValueError("the flag confidence must lie in [0.5, 1)")
+        raise ValueError("the interval confidence must lie in [0.5, 1)")
     by_version: dict[str, list[Match]] = defaultdict(list)
     for m in matches:
         by_version[m.inference.model_version].append(m)
     rows = []
     for version in sorted(by_version):
+        calls = sorted(
+            (m for m in by_version[version] if m.inference.predicted_class == 1),
+            key=lambda m: (m.inference.at, m.inference.id),
+        )
+        path = cusum((m.sample.potability == 1 for m in calls), expected_precision, precision_floor)
+        # by the match itself (its identity), not by an id two callers' matches might share
+        at_call = {id(m): value for m, value in zip(calls, path, strict=True)}
         weeks: dict[tuple[str, date], list[Match]] = defaultdict(list)
         for m in by_version[version]:
             weeks[iso_week(m.inference.at)].append(m)
         for (period, monday), group in sorted(weeks.items()):
-            rows.append(
-                metric(version, period, monday, group, precision_floor, min_matches, confidence)
-            )
+            values = [at_call[id(m)] for m in group if id(m) in at_call]
+            peak = max(values) if values else None
+            rows.append(metric(version, period, monday, group, peak, limit, confidence))
+        final = path[-1] if path else None
+        total = metric(version, ALL_WEEKS, None, by_version[version], final, limit, confidence)
+        since = max((i + 1 for i, value in enumerate(path) if value == 0.0), default=0)
+        run = calls[since:]
         rows.append(
-            metric(
-                version,
-                ALL_WEEKS,
-                None,
-                by_version[version],
-                precision_floor,
-                min_matches,
-                confidence,
+            replace(
+                total,
+                alarm_calls=len(run),
+                alarm_confirmed=sum(1 for m in run if m.sample.potability == 1),
             )
         )
     return rows

@@ -19,8 +19,8 @@ run "every_event_has_a_metric_on_the_code_filter_and_a_policy_with_channels" {
   command = apply
 
   assert {
-    condition     = length(local.alert_events) == 12
-    error_message = "The twelve events of potability/alerts.py are read from alert_events.json."
+    condition     = length(local.alert_events) == 13
+    error_message = "The thirteen events of potability/alerts.py are read from alert_events.json."
   }
   assert {
     condition     = alltrue([for k, e in local.alert_events : google_logging_metric.alert[k].filter == e.log_filter])
@@ -145,7 +145,7 @@ run "policies_on_log_based_metrics_wait_for_gcp_deploy" {
     error_message = "No policy on a log-based metric in the apply that creates the metric (404 'Cannot find metric(s)')."
   }
   assert {
-    condition     = length(google_logging_metric.alert) == 12 && length(output.alert_metric_types) == 14 && contains(output.alert_metric_types, "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed")
+    condition     = length(google_logging_metric.alert) == 13 && length(output.alert_metric_types) == 15 && contains(output.alert_metric_types, "logging.googleapis.com/user/potability/alerts/vertex_pipeline_job_failed")
     error_message = "The metrics exist from the first apply; gcp-deploy waits for exactly their types."
   }
   assert {

@@ -98,7 +98,18 @@ def insert_scenario(conn: db.Connection, settings: Settings, now: datetime) -> N
     _lab(cur, "2", "north-1", now - timedelta(days=2, minutes=-10), now - timedelta(days=2), 0)
     _lab(cur, "3", "south-2", now - timedelta(days=10), now - timedelta(days=10), 1)
     conn.commit()
-    qc_job.run(conn, settings.with_(qc_precision_floor=0.98, qc_min_matches=2), now)
+    # the CUSUM at floor 0.98 against 0.99 expected: the refuted call (2 days ago) adds
+    # log(0.02 / 0.01) = 0.693, the confirmed one (1 h ago) takes 0.010: 0.683 >= limit 0.5
+    qc_job.run(
+        conn,
+        settings.with_(
+            qc_precision_floor=0.98,
+            qc_precision_expected=0.99,
+            qc_alarm_limit=0.5,
+            qc_min_matches=2,
+        ),
+        now,
+    )
 
 
 @pytest.fixture
@@ -416,8 +427,8 @@ def test_open_alerts_are_listed_at_the_top_without_private_text(
 ) -> None:
     from potability import alerts
 
-    # the scenario's QC run flagged v3's live precision (1 TP, 1 FP, floor 0.98: 1 of 2 has a
-    # 95% upper bound of 0.975): an open alert
+    # the scenario's QC run flagged v3's live precision (its CUSUM, 1 FP then 1 TP, stands at
+    # 0.683 >= the scenario's limit 0.5): an open alert
     failed = alerts.pipeline_failed("run-secret-7", "train: OSError: secret-host:5432 refused", "3")
     assert alerts.insert(clean_db, failed, scenario)
     clean_db.commit()
@@ -426,7 +437,10 @@ def test_open_alerts_are_listed_at_the_top_without_private_text(
     assert events == [alerts.LIVE_PRECISION_FLAGGED, alerts.PIPELINE_RUN_FAILED]
     flagged = next(a for a in data["alerts"] if a["event"] == alerts.LIVE_PRECISION_FLAGGED)
     assert flagged["severity"] == "ERROR" and flagged["model_version"] == "3"
-    assert "live precision 50.0% on 2 lab matches, floor 98%" in flagged["detail"]
+    assert (
+        "live precision 50.0% on the last 2 lab-checked potable calls, floor 98%"
+        in (flagged["detail"])
+    )
     page = render_html(data)
     assert page.count('data-testid="alert"') == 2
     assert page.index("Open alerts (2)") < page.index('class="cards"')  # first thing shown

@@ -133,18 +133,27 @@ def _metric(version: str, period: str, flagged: bool, precision: float = 0.4) ->
         matches=30,
         true_positives=12,
         false_positives=18,
+        alarm_statistic=7.25 if flagged else 1.0,
+        alarm_calls=40,
+        alarm_confirmed=20,
     )
 
 
-def test_a_flagged_week_is_one_alert_and_the_all_row_only_without_one() -> None:
+def test_the_sequential_test_raises_one_alert_per_flagged_version_not_per_week() -> None:
+    """Issue 31: the week rows only show where the CUSUM stood; the alert is the version's."""
     rows = [
         _metric("3", "2026-W48", True),
         _metric("3", "all", True),
-        _metric("2", "2026-W40", False),
-        _metric("2", "all", True),
+        _metric("2", "2026-W40", True),  # flagged then, recovered since
+        _metric("2", "all", False),
     ]
-    found = alerts.flagged_precision(rows, 0.6)
-    assert [a.occurrence for a in found] == ["3/2026-W48", "2/all"]
+    (found,) = alerts.flagged_precision(rows, 0.6)
+    assert found.occurrence == "3/all" and found.model_version == "3"
+    assert found.figures["live_precision"] == 0.5 and found.figures["matches"] == 40
+    assert found.figures["alarm_statistic"] == 7.25
+    assert alerts.public_detail(found.event, found.figures) == (
+        "live precision 50.0% on the last 40 lab-checked potable calls, floor 60%"
+    )
 
 
 def test_reconcile_raises_the_new_and_clears_the_gone() -> None:
@@ -281,15 +290,16 @@ def test_lab_samples_that_make_a_week_fall_alert_once(
     # 45 potable calls of sensor P over the morning; the lab confirms the first 15 as potable
     for k in range(45):
         _inference(cur, f"al-i{k}", "P", now - timedelta(minutes=5 * k + 5), 1, rows[k])
-    for k in range(15):
+    for k in range(30, 45):
         _lab_sample(cur, f"al-s{k}", "P", now - timedelta(minutes=5 * k + 5), 1)
     conn.commit()
     first = _run_qc(conn, cfg, now)
     assert not [a for a in first.alerts_raised if a.event == alerts.LIVE_PRECISION_FLAGGED]
 
-    # the lab's next batch: the other 30 calls were unsafe water -> 15/45 = 0.333, whose 95%
-    # upper bound (~0.46) is under 0.60: evidence (25/45 = 0.556 would not be: bound ~0.68)
-    for k in range(15, 45):
+    # the lab's next batch: the 30 later calls were unsafe water -> the CUSUM (default floor
+    # 0.60 against 0.70 expected) climbs 30 x log(0.4 / 0.3) = 8.6 past its limit 7.0
+    # (25 refuted calls would be enough: 7.19; 24 would not: 6.90)
+    for k in range(30):
         _lab_sample(cur, f"al-s{k}", "P", now - timedelta(minutes=5 * k + 5), 0)
     conn.commit()
     second = _run_qc(conn, cfg, now + timedelta(minutes=1))
@@ -298,10 +308,9 @@ def test_lab_samples_that_make_a_week_fall_alert_once(
     got = webhook.wait_for(alerts.LIVE_PRECISION_FLAGGED, 1)
     assert len(got) == 1
     body = got[0]
-    week = now.isocalendar()
-    assert body["occurrence"] == f"al1/{week.year}-W{week.week:02d}"
-    assert body["model_version"] == "al1" and body["figures"]["live_precision"] == 0.3333
-    assert body["figures"]["matches"] == 45 and body["figures"]["floor"] == 0.6
+    assert body["occurrence"] == "al1/all"  # the version's sequential test, not a week
+    assert body["model_version"] == "al1" and body["figures"]["live_precision"] == 0.0
+    assert body["figures"]["matches"] == 30 and body["figures"]["floor"] == 0.6
     assert body["status_url"] == "http://127.0.0.1:9/" and body["severity"] == "ERROR"
     assert [a.event for a in second.alerts_raised] == [alerts.LIVE_PRECISION_FLAGGED]
     assert third.alerts_raised == []
@@ -317,6 +326,12 @@ def test_drifted_readings_alert_once_and_resolve_when_they_stop(
     cfg = settings.with_(alert_webhook_url=webhook.url)
     now = datetime.now(UTC)
     ph = FEATURE_COLUMNS.index("ph")
+    # 16 days of 150 training-like readings a day before the last two days: the change
+    # test's baseline (issue 31: a drift alert is a change against the weeks before)
+    baseline = _training_rows(cur, 16 * 150)
+    for k, row in enumerate(baseline):
+        when = now - timedelta(days=2 + k // 150, hours=12, minutes=k % 150)
+        _inference(cur, f"al-b{k}", "B", when, 0, row)
     for k, row in enumerate(_training_rows(cur, 300)):
         drifted = list(row)
         drifted[ph] = 12.5 + (k % 10) * 0.1  # a pH probe gone wrong
@@ -328,7 +343,7 @@ def test_drifted_readings_alert_once_and_resolve_when_they_stop(
     assert [a.occurrence for a in first.alerts_raised if a.event == alerts.FEATURE_DRIFT] == ["ph"]
     got = webhook.wait_for(alerts.FEATURE_DRIFT, 1)
     assert len(got) == 1 and got[0]["figures"]["feature"] == "ph"
-    assert got[0]["figures"]["psi"] > 0.25 and got[0]["severity"] == "WARNING"
+    assert got[0]["figures"]["change"] > 1 and got[0]["severity"] == "WARNING"
     assert _open(cur, alerts.FEATURE_DRIFT) == ["ph"]
 
     cur.execute("DELETE FROM water.water_inferences WHERE request_id LIKE 'al-d%'")

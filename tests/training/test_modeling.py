@@ -39,6 +39,24 @@ def test_tune_threshold_maximises_precision_subject_to_the_recall_target() -> No
     assert objective.max() == 1.0
 
 
+def test_the_recall_target_is_the_floor_plus_z_standard_errors_of_the_held_out_check() -> None:
+    # 1,000 potable training rows, 20% held out (250 potable): the held-out recall of a model
+    # tuned at the target varies with r(1-r)(1/1000 + 1/250) = 0.16 / 200 at r = 0.2.
+    se = np.sqrt(0.2 * 0.8 / 200)
+    assert modeling.recall_margin(0.2, 1000, 0.2, 1.645) == pytest.approx(1.645 * se)
+    assert modeling.recall_margin(0.2, 1000, 0.2, 0.0) == 0.0
+    # more potable rows, a smaller margin
+    assert modeling.recall_margin(0.2, 4000, 0.2, 1.645) == pytest.approx(1.645 * se / 2)
+    config = modeling.TrainingConfig(recall_floor=0.2, recall_z=1.645, test_fraction=0.2)
+    y = np.r_[np.ones(1000), np.zeros(1600)]
+    assert config.target_recall(y) == pytest.approx(0.2 + 1.645 * se)
+    assert modeling.TrainingConfig(recall_floor=0.995, recall_z=2.0).target_recall(y) == 1.0
+    with pytest.raises(ValueError, match="potable row"):
+        modeling.recall_margin(0.2, 0, 0.2, 1.645)
+    with pytest.raises(ValueError, match="test fraction"):
+        modeling.recall_margin(0.2, 100, 1.0, 1.645)
+
+
 def test_selection_score_applies_to_each_fold_a_threshold_tuned_on_the_others() -> None:
     # Fold 0 ranks well above 0.5, fold 1 is hopeless below it: a threshold tuned on fold 1
     # alone (0.1 .. 0.4) is what fold 0 must be judged at, and vice versa.
@@ -147,7 +165,7 @@ def test_tuning_and_serving_use_one_calibration(fitted: list, sample: tuple) -> 
             candidate.tuning_proba, calibrated.calibrate(candidate.oof_raw)
         )
         threshold, _, _ = modeling.tune_threshold(
-            y, candidate.tuning_proba, modeling.TrainingConfig().target_recall
+            y, candidate.tuning_proba, modeling.TrainingConfig().target_recall(y)
         )
         assert candidate.threshold == threshold == candidate.model.threshold
     # A row whose final score equals its OOF score gets the same probability served as tuned.
@@ -204,7 +222,7 @@ def test_the_grid_search_ranks_as_grid_search_cv_and_keeps_the_best_points_oof_s
 
     def scorer(estimator: object, x_part: object, y_part: object) -> float:
         return modeling.best_precision_at_recall(
-            y_part, modeling.raw_scores(estimator, x_part), config.target_recall
+            y_part, modeling.raw_scores(estimator, x_part), config.target_recall(y)
         )
 
     reference = GridSearchCV(pipeline, points, scoring=scorer, cv=config.folds(), refit=False).fit(

@@ -346,6 +346,11 @@ def test_first_run_registers_version_1_as_champion_and_records_it(ctx: Any, data
     assert row.champion_precision_low < row.champion_precision < row.champion_precision_high
     assert row.probability_challenger_better is None and row.precision_difference is None
     assert 0 <= row.details["first_champion_meets_floor"] <= 1  # marked: on evidence or not
+    # the share the deploy step's floor alert and the run summary read (issue 31)
+    assert row.details["champion_meets_floor"] == row.details["first_champion_meets_floor"]
+    assert row.details["champion_meets_floor"] == evaluation.recall_floor_evidence(
+        *evaluation.predictions(mlflow.sklearn.load_model(good["model_uri"]), test), FLOOR
+    )
     assert row.promotion_confidence == 0.9
     # the held-out rows this test used are recorded (sql/017): never "fresh" for the champion
     conn = db.connect(ctx.settings)
@@ -382,6 +387,8 @@ def test_equal_challenger_keeps_the_champion(ctx: Any, data: Any) -> None:
     same = _candidate(_fit(train, False), "good", test, ctx.name)  # retrained, identical
     assert ctx.run([same], test).decision == decision.CHAMPION_KEPT
     assert _alias(ctx) == "1"
+    # nothing installed: no floor verdict for the deploy step to alert on
+    assert run_record.read_run(ctx.settings, ctx.runs[1]).details["champion_meets_floor"] is None
 
 
 def test_better_challenger_replaces_the_champion(ctx: Any, data: Any) -> None:
@@ -400,6 +407,7 @@ def test_better_challenger_replaces_the_champion(ctx: Any, data: Any) -> None:
         y, evaluation.predictions(good_model, test)[1], worse_pred, recall_floor=FLOOR
     )
     assert row.details["evidence"] == expected.as_dict()
+    assert row.details["champion_meets_floor"] == expected.challenger_meets_floor
     assert row.probability_challenger_better == expected.probability >= 0.9
     assert row.precision_difference_low > 0 and row.precision_difference == pytest.approx(
         row.champion_precision - row.details["champion_before"]["scores"]["precision"]

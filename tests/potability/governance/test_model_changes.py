@@ -232,6 +232,64 @@ def test_a_succeeded_run_records_its_promotion_or_candidate_once(
     assert alerts.MODEL_CANDIDATE in open_events and alerts.MODEL_PROMOTED not in open_events
 
 
+def _installed(
+    settings: Settings,
+    run_id: str,
+    name: str,
+    decision: str,
+    version: str,
+    recall: float,
+    meets: float | None,
+) -> None:
+    run_record.start_run(settings, run_id, "sha", 100)
+    values = {
+        "decision": decision,
+        "model_name": name,
+        "champion_version": version,
+        "champion_family": "random_forest",
+        "champion_precision": 0.7,
+        "champion_recall": recall,
+        "recall_floor": 0.2,
+        "challenger_family": "random_forest",
+        "challenger_precision": 0.7,
+        "training_rows": 100,
+    }
+    details = {"previous_champion_version": None, "champion_meets_floor": meets}
+    run_record.record_decision(settings, run_id, values, details)
+    run_record.finish_run(settings, run_id)
+
+
+def test_a_champion_under_the_recall_floor_is_served_with_an_open_alert_until_replaced(
+    settings: Settings, conn: db.Connection, name: str
+) -> None:
+    """Issue 31: a first champion is installed whatever its recall, never silently."""
+    from pipelines.summary import recall_floor_warning
+
+    def open_floor_alerts() -> list[dict[str, Any]]:
+        conn.rollback()
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT model_version, message FROM water.alerts WHERE event = %s "
+            "AND occurrence = %s AND resolved_at IS NULL",
+            (alerts.CHAMPION_UNDER_FLOOR, name),
+        )
+        return [{"model_version": v, "message": m} for v, m in cur.fetchall()]
+
+    # under the floor in 70% of resamples: served, alert open, the summary warns
+    _installed(settings, f"{name}-a", name, "first_champion", "1", 0.188, 0.3)
+    (alert,) = open_floor_alerts()
+    assert alert["model_version"] == "1" and "0.188" in alert["message"]
+    warning = recall_floor_warning(run_record.read_run(settings, f"{name}-a"))
+    assert warning is not None and "18.8%" in warning and "70%" in warning
+    # a replacement that meets the floor closes it, and its summary says nothing
+    _installed(settings, f"{name}-b", name, "challenger_wins", "2", 0.24, 0.95)
+    assert open_floor_alerts() == []
+    assert recall_floor_warning(run_record.read_run(settings, f"{name}-b")) is None
+    # at exactly half the resamples it is not "more likely under": no alert
+    _installed(settings, f"{name}-c", name, "challenger_wins", "3", 0.2, 0.5)
+    assert open_floor_alerts() == []
+
+
 def test_an_operator_change_is_the_current_champion_until_a_later_run(
     settings: Settings, conn: db.Connection, name: str
 ) -> None:

@@ -6,19 +6,26 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 
 from potability.quality.drift import (
     DRIFT,
     EPSILON,
     INSUFFICIENT,
+    MIN_BASELINE_DAYS,
     OK,
     WATCH,
+    Change,
+    DayValues,
     bin_shares,
+    change_test,
+    day_values,
     decide,
     drift_report,
     feature_drift,
     psi,
     quantile_edges,
+    with_change,
 )
 
 REFERENCE = [float(v) for v in range(100)]  # deciles: ten bins of exactly ten values
@@ -47,7 +54,8 @@ def test_everything_in_one_bin_by_hand() -> None:
     # bin 0 holds all: (1 - 0.1) ln(1 / 0.1); nine empty bins: (eps - 0.1) ln(eps / 0.1)
     expected = 0.9 * math.log(10) + 9 * (EPSILON - 0.1) * math.log(EPSILON / 0.1)
     assert result.psi == pytest.approx(expected)
-    assert result.status == DRIFT and result.recent_rows == 60
+    # unlike the training data - shown as watch; an alert needs a change (issue 31)
+    assert result.status == WATCH and result.recent_rows == 60
 
 
 def test_a_sensor_that_stops_measuring_is_drift() -> None:
@@ -86,8 +94,8 @@ REF_COUNTS = [300] * 10 + [0]  # 3,000 training rows on deciles, none missing
     [
         ([5] * 10 + [0], OK),  # exactly the reference shares
         ([7, 3] * 5 + [0], OK),  # PSI ~0.17 on 50 rows: noise (p ~0.45)
-        ([70, 30] * 5 + [0], WATCH),  # same PSI on 500 rows: significant, < 0.25
-        ([14, 2, 14, 2, 14, 2, 14, 2, 14, 2] + [0], DRIFT),  # PSI ~0.9 on 80 rows
+        ([70, 30] * 5 + [0], OK),  # same PSI on 500 rows: significant, but < 0.25
+        ([14, 2, 14, 2, 14, 2, 14, 2, 14, 2] + [0], WATCH),  # PSI ~0.9 on 80 rows: unlike
         ([5] * 9 + [4] + [0], INSUFFICIENT),  # 49 measured values < 5 per bin
         ([5] * 10 + [12], WATCH),  # missing share up from 0 to 19%
         ([], None),
@@ -100,8 +108,8 @@ def test_the_decision_on_counts(recent: list[int], status: str | None) -> None:
         return
     value, decided, p_value = decide(REF_COUNTS, recent)
     assert decided == status, (value, p_value)
-    if status in (OK, INSUFFICIENT) and value is not None:
-        assert p_value is None or p_value >= 0.05 or status == INSUFFICIENT
+    if status == OK and value is not None:  # noise, or a difference too small to show
+        assert p_value is None or p_value >= 0.05 or value < 0.25
 
 
 def test_no_recent_counts_is_insufficient_and_alpha_is_checked() -> None:
@@ -140,7 +148,7 @@ def test_ties_collapse_bins_instead_of_creating_empty_ones() -> None:
 def test_report_covers_every_reference_feature_in_order() -> None:
     report = drift_report({"b": REFERENCE, "a": REFERENCE}, {"a": [500.0] * 60})
     assert [r.feature for r in report] == ["b", "a"]
-    assert report[0].status == INSUFFICIENT and report[1].status == DRIFT
+    assert report[0].status == INSUFFICIENT and report[1].status == WATCH  # unlike, no change
 
 
 def test_psi_needs_the_same_bins_and_a_reference() -> None:
@@ -148,3 +156,72 @@ def test_psi_needs_the_same_bins_and_a_reference() -> None:
         psi(np.array([0.5, 0.5]), np.array([1.0]))
     with pytest.raises(ValueError, match="x: no reference"):
         feature_drift("x", [], [1.0])
+
+
+# --- the change test, day by day (issue 31) ---------------------------------------------------
+
+
+def _days(means: list[float], measured: int = 100_000, missing: int = 0) -> list[DayValues]:
+    return [DayValues(measured, missing, m) for m in means]
+
+
+BASELINE = _days([0.02 * (-1) ** k for k in range(28)])  # sd 0.0204 day to day
+
+
+def test_a_days_mean_comes_from_its_cells_midpoints_in_training_sd() -> None:
+    # ph's grid: 14 / 2000 = 0.007 per cell; cells 1000 (7.0035) x 3 and 1100 (7.7035) x 1
+    day = day_values("ph", {1000: 3, 1100: 1, -1: 2}, centre=7.0, scale=0.5)
+    assert (day.measured, day.missing) == (4, 2) and day.missing_share == pytest.approx(1 / 3)
+    assert day.mean == pytest.approx(((3 * 7.0035 + 7.7035) / 4 - 7.0) / 0.5)
+    assert day_values("ph", {-1: 5}, 7.0, 0.5) == DayValues(0, 5, None)
+
+
+def test_a_shift_beyond_the_day_to_day_spread_fires_and_noise_does_not() -> None:
+    limit = float(student_t.ppf(1 - 0.05 / (2 * 9 * 182) / 2, 27))
+    quiet = change_test(BASELINE, _days([0.02, -0.02]))
+    assert quiet.mean_limit == pytest.approx(limit) and 5.2 < limit < 5.3
+    assert quiet.baseline_days == 28 and not quiet.fired
+    assert quiet.mean_t == pytest.approx(0.0, abs=1e-9)
+    # 0.5 sd on the last two days: t = 0.5 / (0.0204 x sqrt(1/2 + 1/28)) ~ 33
+    shifted = change_test(BASELINE, _days([0.5, 0.5]))
+    assert shifted.fired and shifted.mean_t == pytest.approx(
+        0.5 / (float(np.std([d.mean for d in BASELINE], ddof=1)) * math.sqrt(1 / 2 + 1 / 28))
+    )
+    assert change_test(BASELINE, _days([-0.5, -0.5])).fired  # either way
+
+
+def test_the_spread_is_never_under_what_reading_noise_gives() -> None:
+    # identical baseline days on 100 values: the spread is floored at 1 / sqrt(100) = 0.1 sd
+    flat = _days([0.0] * 28, measured=100)
+    change = change_test(flat, _days([0.3, 0.3], measured=100))
+    assert change.mean_t == pytest.approx(0.3 / (0.1 * math.sqrt(1 / 2 + 1 / 28)))
+    assert not change.fired  # 4.1 < the limit: 0.3 sd on 100 values a day is within noise
+
+
+def test_a_rise_of_the_missing_share_fires_and_a_fall_does_not() -> None:
+    base = _days([0.0] * 28, measured=900, missing=100)
+    assert change_test(base, _days([0.0, 0.0], measured=500, missing=500)).fired
+    fall = change_test(base, _days([0.0, 0.0], measured=1000, missing=0))
+    assert fall.missing_t is not None and fall.missing_t < 0 and not fall.fired
+
+
+def test_too_few_days_or_values_leave_the_test_unrun() -> None:
+    few = change_test(BASELINE[: MIN_BASELINE_DAYS - 1], _days([0.9, 0.9]))
+    assert few.ratio is None and not few.fired and few.baseline_days == MIN_BASELINE_DAYS - 1
+    thin = change_test(_days([0.0] * 28, measured=99), _days([0.9, 0.9]))
+    assert thin.baseline_days == 0 and not thin.fired  # days under 100 values do not count
+    assert change_test(BASELINE, _days([0.9, 0.9], measured=50)).mean_t is None
+    with pytest.raises(ValueError, match="alpha must lie"):
+        change_test(BASELINE, BASELINE, alpha=1.0)
+
+
+def test_a_fired_change_makes_drift_and_otherwise_the_window_decides() -> None:
+    window = feature_drift("x", REFERENCE, list(REFERENCE))
+    fired = with_change(window, Change(9.0, None, 6.0, 5.9, 28))
+    assert (
+        fired.status == DRIFT and fired.change == pytest.approx(1.5) and fired.baseline_days == 28
+    )
+    kept = with_change(window, Change(1.0, -2.0, 6.0, 5.9, 28))
+    assert kept.status == OK and kept.change == pytest.approx(1 / 6)
+    unrun = with_change(window, Change(None, None, 6.0, 5.9, 3))
+    assert unrun == window  # too few days: the window's verdict, nothing added

@@ -219,3 +219,58 @@ def test_fresh_lab_samples_leave_out_older_and_tested_ones_and_the_run_keeps_the
         assert stored.run_id == run_id and stored.fresh == fresh
     finally:
         conn.close()
+
+
+def test_the_change_test_counts_days_from_the_cells_and_alerts_on_a_shift(
+    clean_db: db.Connection,
+) -> None:
+    """Issue 31: 20 days of 150 readings a day like the training data, then two days in which
+    pH moved 0.8 training sd and turbidity went mostly missing: those two are ``drift``, the
+    other seven keep the window's verdict; the days come from the hourly cells (half of them
+    rolled up) and the raw rows."""
+    rng = random.Random(11)
+
+    def value(spec: object, shift: float = 0.0) -> float:
+        lo, hi = spec.minimum, spec.maximum  # type: ignore[attr-defined]
+        return min(
+            hi, max(lo, rng.gauss(lo + (hi - lo) * 0.3 + shift * (hi - lo) / 50, (hi - lo) / 50))
+        )
+
+    reference = {
+        spec.name: [None if rng.random() < 0.1 else value(spec) for _ in range(600)]
+        for spec in FEATURES
+    }
+    ph, turbidity = FEATURE_NAMES.index("ph"), FEATURE_NAMES.index("Turbidity")
+    for day in range(22):
+        recent = day < 2
+        rows = []
+        for _ in range(150):
+            row: list[float | None] = [
+                value(spec, 0.8 if recent and k == ph else 0.0) for k, spec in enumerate(FEATURES)
+            ]
+            missing = 0.9 if recent else 0.1
+            row = [
+                None if rng.random() < (missing if k == turbidity else 0.1) else v
+                for k, v in enumerate(row)
+            ]
+            rows.append(row)
+        _insert_recent(clean_db, rows, END - timedelta(days=day, hours=12))
+    cur = clean_db.cursor()
+    cur.execute(
+        "SELECT water.roll_up_inference_hours(%s, %s)",
+        (END - timedelta(days=22), END - timedelta(days=11)),
+    )
+    cur.execute(
+        "SELECT water.roll_up_inference_cells(%s, %s)",
+        (END - timedelta(days=22), END - timedelta(days=11)),
+    )
+    clean_db.commit()
+
+    result = {d.feature: d for d in qc_job.drift_report(clean_db, reference, START, END)}
+    clean_db.rollback()
+
+    assert result["ph"].status == drift.DRIFT and result["ph"].change > 1
+    assert result["Turbidity"].status == drift.DRIFT and result["Turbidity"].change > 1
+    for name in set(FEATURE_NAMES) - {"ph", "Turbidity"}:
+        assert result[name].status != drift.DRIFT and result[name].change < 1, name
+        assert result[name].baseline_days == 20  # every baseline day with readings counted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
@@ -11,9 +12,11 @@ from potability.features import FEATURE_COLUMNS
 from potability.quality import job as qc_job
 from potability.quality.live_precision import (
     ALL_WEEKS,
+    DEFAULT_ALARM_LIMIT,
     Inference,
     LabSample,
     Match,
+    cusum,
     iso_week,
     live_metrics,
     match_samples,
@@ -142,7 +145,7 @@ def test_live_precision_and_recall_per_version_and_week() -> None:
     week10 = _matches("1", 0, tp=3, fp=1, fn=2, tn=4)  # precision 3/4, recall 3/5
     week11 = _matches("1", 7, tp=1, fp=9, fn=0, tn=1)  # precision 1/10, recall 1/1
     other = _matches("2", 0, tp=0, fp=0, fn=1, tn=2)  # no potable call: precision undefined
-    rows = live_metrics(week10 + week11 + other, precision_floor=0.7, min_matches=4)
+    rows = live_metrics(week10 + week11 + other, precision_floor=0.6, limit=3.0)
     by_key = {(r.model_version, r.period): r for r in rows}
     assert [(r.model_version, r.period) for r in rows] == [
         ("1", "2025-W10"),
@@ -160,22 +163,81 @@ def test_live_precision_and_recall_per_version_and_week() -> None:
         w10.true_negatives,
     ) == (10, 3, 1, 2, 4)
     assert w10.precision == pytest.approx(0.75) and w10.recall == pytest.approx(0.6)
-    assert w10.week_start == date(2025, 3, 3) and not w10.flagged  # 0.75 >= 0.7
+    assert w10.week_start == date(2025, 3, 3)
+    # week 10's calls in time order: 3 confirmed, 1 refuted - the CUSUM ends at 0.288
+    assert w10.alarm_statistic == pytest.approx(UP) and not w10.flagged
     w11 = by_key["1", "2025-W11"]
     assert w11.precision == pytest.approx(0.1) and w11.recall == pytest.approx(1.0)
-    assert w11.flagged  # upper bound of 1/10 is ~0.39 < 0.7
-    assert w11.precision_low < 0.1 < w11.precision_high < 0.7
+    assert w11.precision_low < 0.1 < w11.precision_high < 0.7  # the 95% interval is reported
+    # then 1 confirmed (0.288 - 0.154), 9 refuted in a row: 2.72 < 3, not flagged
+    assert w11.alarm_statistic == pytest.approx(10 * UP + DOWN) and not w11.flagged
     total = by_key["1", ALL_WEEKS]
     assert (total.matches, total.true_positives, total.false_positives) == (21, 4, 10)
     assert total.precision == pytest.approx(4 / 14) and total.recall == pytest.approx(4 / 6)
-    assert total.flagged and total.week_start is None
+    assert total.week_start is None and total.alarm_statistic == pytest.approx(10 * UP + DOWN)
+    # the calls since it last stood at 0 (after week 10's third confirmed call): FP, TP, 9 FP
+    assert (total.alarm_calls, total.alarm_confirmed) == (11, 1)
     v2 = by_key["2", ALL_WEEKS]
     assert v2.precision is None and v2.recall == pytest.approx(0.0) and not v2.flagged
+    assert v2.alarm_statistic is None
+    # a lower limit flags the version, and the weeks where the statistic reached it
+    flagged = {
+        (r.model_version, r.period): r.flagged
+        for r in live_metrics(week10 + week11, 0.6, limit=2.5)
+    }
+    assert flagged == {("1", "2025-W10"): False, ("1", "2025-W11"): True, ("1", ALL_WEEKS): True}
+
+
+UP, DOWN = math.log(0.4 / 0.3), math.log(0.6 / 0.7)
+"""The CUSUM's steps at floor 0.6, expected 0.7: a refuted call, a confirmed one."""
+
+
+def test_the_cusum_is_the_log_likelihood_ratio_of_the_floor_kept_above_zero() -> None:
+    path = cusum([False, False, True, True, True, True, False], expected=0.7, floor=0.6)
+    assert path == pytest.approx(
+        [UP, 2 * UP, 2 * UP + DOWN, 2 * UP + 2 * DOWN, 2 * UP + 3 * DOWN, 0.0, UP]
+    )
+    assert cusum([], 0.7, 0.6) == []
+
+
+def test_a_model_at_its_expected_precision_keeps_the_statistic_near_zero() -> None:
+    # 7 of 10 confirmed, repeated for a year of weekly batches: never near the limit
+    calls = ([True] * 7 + [False] * 3) * 260
+    assert max(cusum(calls, 0.7, 0.6)) < DEFAULT_ALARM_LIMIT
+
+
+def _calls(version: str, day: int, confirmed: list[bool]) -> list[Match]:
+    """Potable calls a minute apart from ``day``, each confirmed by the lab or not."""
+    out = []
+    for k, ok in enumerate(confirmed):
+        n = day * 10_000 + k
+        t = T0 + timedelta(days=day, minutes=k)
+        out.append(Match(LabSample(n, "A", t, int(ok)), Inference(n, "A", t, 1, version)))
+    return out
+
+
+def test_a_drop_is_flagged_and_a_recovery_clears_the_flag() -> None:
+    """The flag is the state of the sequential test: on while the evidence of a drop lasts."""
+    good = _calls("1", 0, ([True] * 7 + [False] * 3) * 10)  # 0.70, peak 0.86
+    rows = live_metrics(good, 0.6)
+    assert not rows[-1].flagged and rows[-1].alarm_statistic == pytest.approx(3 * UP)
+    # 40 calls at 0.25: +0.709 every four calls, past 7.0 within them
+    bad = _calls("1", 7, [True, False, False, False] * 10)
+    rows = live_metrics(good + bad, 0.6)
+    assert rows[-1].flagged and rows[-1].alarm_statistic == pytest.approx(
+        3 * UP + 10 * (DOWN + 3 * UP)
+    )
+    assert rows[-2].flagged and not rows[-3].flagged  # the week it happened in, not before
+    assert (rows[-1].alarm_calls, rows[-1].alarm_confirmed) == (43, 10)
+    # a run of confirmed calls afterwards brings it back under the limit
+    recovered = _calls("1", 14, [True] * 100)
+    rows = live_metrics(good + bad + recovered, 0.6)
+    assert not rows[-1].flagged and rows[-1].alarm_statistic == 0.0
 
 
 def test_a_point_estimate_under_the_floor_is_not_evidence() -> None:
-    # 1/4 = 0.25 < 0.7, but with 4 calls a precision of 0.75 is still plausible
-    rows = live_metrics(_matches("1", 0, tp=1, fp=3, fn=0, tn=5), 0.7, min_matches=4)
+    # 1/4 = 0.25 < 0.6, but four calls are 4 x 0.288 at most: far from the limit
+    rows = live_metrics(_matches("1", 0, tp=1, fp=3, fn=0, tn=5), 0.6)
     assert rows[-1].precision == pytest.approx(0.25) and not rows[-1].flagged
     assert precision_upper_bound(1, 4) == pytest.approx(0.7514, abs=1e-4)
 
@@ -185,29 +247,25 @@ def test_clopper_pearson_bounds_by_hand() -> None:
     assert precision_upper_bound(0, 10) == pytest.approx(1 - 0.05**0.1)
     assert precision_lower_bound(10, 10) == pytest.approx(0.05**0.1)
     assert precision_upper_bound(10, 10) == 1.0 and precision_lower_bound(0, 10) == 0.0
-    # 30 of 60 (0.5): upper bound ~0.61 > 0.6 - not flagged; 25 of 60: ~0.53 - flagged
     assert precision_upper_bound(30, 60) > 0.6 > precision_upper_bound(25, 60)
     with pytest.raises(ValueError, match="true positives <= predicted positive"):
         precision_upper_bound(3, 2)
 
 
-def test_too_few_potable_calls_are_not_flagged() -> None:
-    rows = live_metrics(_matches("1", 0, tp=1, fp=3, fn=0, tn=50), 0.7, min_matches=5)
-    assert rows[-1].precision == pytest.approx(0.25)
-    assert not rows[-1].flagged  # 4 potable calls < 5: noise, not evidence
-
-
 @pytest.mark.parametrize(
-    ("floor", "minimum", "message"),
+    ("floor", "expected", "limit", "message"),
     [
-        (-0.1, 1, "the precision floor must lie in"),
-        (1.1, 1, "the precision floor must lie in"),
-        (0.5, 0, "the minimum number of matches must be at least 1"),
+        (0.0, 0.7, 6.5, "precision floor < expected precision"),
+        (0.7, 0.7, 6.5, "precision floor < expected precision"),
+        (0.6, 1.0, 6.5, "precision floor < expected precision"),
+        (0.6, 0.7, 0.0, "the alarm limit must be positive"),
     ],
 )
-def test_bad_settings_are_refused(floor: float, minimum: int, message: str) -> None:
+def test_bad_settings_are_refused(
+    floor: float, expected: float, limit: float, message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
-        live_metrics([], floor, minimum)
+        live_metrics([], floor, expected, limit)
 
 
 # --- the job on the real database ---------------------------------------------------------
@@ -304,7 +362,9 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
     period, matches, tp, fp, fn, tn, precision, recall, flagged = cur.fetchone()
     assert (matches, tp, fp, fn, tn) == (4, 1, 2, 1, 0)
     assert precision == pytest.approx(1 / 3) and recall == pytest.approx(1 / 2)
-    assert not flagged  # 1/3 < 0.5, but on 3 potable calls its upper bound is ~0.86: no evidence
+    # 1/3 < 0.5, but three calls (TP, FP, FP in time order) leave the CUSUM at 1.02, far
+    # under its limit of 7.0: no evidence of a drop
+    assert not flagged
     cur.execute(
         "SELECT lab_samples, matched_samples, precision_floor, min_matches, champion_version, "
         "drift_recent_rows, drift_reference_rows FROM water.qc_runs WHERE id = %s",
@@ -318,7 +378,8 @@ def test_the_job_stores_hand_computed_live_metrics_and_drift(clean_db, settings:
         (result.run_id,),
     )
     drift = {f: (status, psi, rows) for f, status, psi, rows in cur.fetchall()}
-    assert len(drift) == 9 and drift["ph"][0] == "drift" and drift["ph"][1] > 0.25
+    # far from the training data (PSI > 0.25) but no weeks before to change from: watch
+    assert len(drift) == 9 and drift["ph"][0] == "watch" and drift["ph"][1] > 0.25
     assert drift["ph"][2] == 65
     # nothing else was measured: every other feature is all-missing, which is drift too
     assert drift["Sulfate"][0] == "drift"
@@ -333,13 +394,17 @@ def test_settings_read_the_quality_control_knobs() -> None:
         defaults.qc_precision_floor,
         defaults.qc_min_matches,
         defaults.qc_drift_window_days,
-    ) == (30.0, 0.6, 20, 7.0)
+        defaults.qc_precision_expected,
+        defaults.qc_alarm_limit,
+    ) == (30.0, 0.6, 20, 7.0, 0.7, 7.0)
     custom = Settings.from_env(
         {
             "QC_MATCH_WINDOW_MINUTES": "45",
             "QC_PRECISION_FLOOR": "0.75",
             "QC_MIN_MATCHES": "5",
             "QC_DRIFT_WINDOW_DAYS": "14",
+            "QC_PRECISION_EXPECTED": "0.8",
+            "QC_ALARM_LIMIT": "5",
         }
     )
     assert (
@@ -347,7 +412,9 @@ def test_settings_read_the_quality_control_knobs() -> None:
         custom.qc_precision_floor,
         custom.qc_min_matches,
         custom.qc_drift_window_days,
-    ) == (45.0, 0.75, 5, 14.0)
+        custom.qc_precision_expected,
+        custom.qc_alarm_limit,
+    ) == (45.0, 0.75, 5, 14.0, 0.8, 5.0)
 
 
 def test_the_qc_command_computes_and_stores_a_run(
