@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-MAX_MODEL_BYTES = 12_000_000
+MAX_MODEL_BYTES = 16_000_000
 """Budget of one candidate's served artifact (the skops file of its MLflow model). The soft
 vote holds copies of its three members, so the default grid's forests stay well under it -
 a daily run's seven candidates then store under :data:`MAX_RUN_BYTES` together."""
