@@ -20,7 +20,7 @@ import pandas as pd
 
 from potability.features import FEATURE_NAMES, TARGET
 from training import modeling
-from training.footprint import footprint
+from training.footprint import drop_duplicates, footprint
 from training.split import Split, split
 
 
@@ -258,6 +258,7 @@ def train(
             searched = grids.get(candidate.family) or {
                 "members": [candidate.best_params["members"]]
             }
+            drop_duplicates(candidate.model)  # the vote's second copy of its members
             cost = footprint(candidate.model, x_train)
             stored += cost["model_bytes"]
             logged.append(
