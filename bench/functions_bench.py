@@ -843,15 +843,18 @@ def main() -> int:
             print(f"target {name}: {'MET' if met else 'NOT MET'}")
         print(
             "bench/README.md row (date | commit | load 1-min before/after | model server "
-            "req/s, p99 | predict single req/s, p99 | ratio req/s, p99 | batch inferences/s, "
-            "p99 | batch/model server | RSS function, model server):"
+            "req/s, p99 | predict single req/s, p99 | ratio req/s, p99 | CPU ms/request "
+            "function, PostgreSQL | batch inferences/s, p99 | batch/model server | RSS function, "
+            "model server):"
         )
+        cpu = single["cpu_ms_per_request"]
         print(
             f"| {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} | {_commit()} | "
             f"{load_before[0]:.1f} / {load_after[0]:.1f} | "
             f"{alone['requests_per_s']:,.0f}, {alone['p99_ms']:.1f} ms | "
             f"{single['requests_per_s']:,.0f}, {single['p99_ms']:.1f} ms | "
             f"**{ratio:.3f}**, {p99_ratio:.1f}x | "
+            f"{cpu['function']:.2f}, {cpu.get('postgresql', float('nan')):.2f} | "
             f"{batched['inferences_per_s']:,.0f}, {batched['p99_ms']:.1f} ms | "
             f"**{batch_ratio:.2f}** | {single['function_rss_mb']:.0f} MB, {model_rss:.0f} MB |"
         )
