@@ -272,8 +272,8 @@ GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
     # The forests are bounded (issue 34): at most 128 leaves a tree and 150 / 200 trees, so the
     # model's size no longer grows with the rows (a tree of 1-sample leaves has about as many
     # leaves as rows). skops stores ~23 kB per tree plus ~80 B per node: 6.5 MB and 8.7 MB, the
-    # vote of both and the boosting 16 MB, where the unbounded 300 extra trees were 75 MB and
-    # their vote 95 MB (training/footprint.py
+    # vote of both and the boosting 18 MB, where the unbounded 300 extra trees were 75 MB and
+    # their vote ~190 MB (training/footprint.py
     # has the budget, tests/training/test_footprint.py checks it; the precision cost over split
     # seeds is in bench/README.md).
     "default": {
