@@ -164,8 +164,8 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     """Load the MLflow (scikit-learn flavour) model named by the settings, and its ONNX form.
 
     A model whose compile report says all serving needs is served by onnxruntime alone
-    (:func:`load_onnx_only`: ~200 MB resident instead of ~330 MB); otherwise the estimator is
-    loaded, and scores itself if it has no usable compiled form."""
+    (:func:`load_onnx_only`: 227 MB resident instead of 330 MB under load); otherwise the
+    estimator is loaded, and scores itself if it has no usable compiled form."""
     import mlflow
     import mlflow.artifacts
 

@@ -2,10 +2,10 @@
 
 Kept apart from :mod:`potability.serving.compiled_model` (the converter, which needs
 scikit-learn) so the model server can serve a compiled model without importing scikit-learn:
-with scikit-learn and the estimator loaded the server held 326 MB, without them ~200 MB (issue
-34's target is 300 MB). The compile report (``compiled/compiled.json``) carries what serving
-needs of the estimator - its threshold, classes and feature names - since compilation records
-them (:func:`served_facts`).
+with scikit-learn and the estimator loaded the server held 330 MB under load, without them
+227 MB (issue 34's target is 300 MB). The compile report (``compiled/compiled.json``) carries
+what serving needs of the estimator - its threshold, classes and feature names - since
+compilation records them (:func:`served_facts`).
 """
 
 from __future__ import annotations
