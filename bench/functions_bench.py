@@ -2,6 +2,7 @@
 
     make bench                                          # = the line below, defaults
     python bench/functions_bench.py                     # own throw-away stack, extra trees
+    python bench/functions_bench.py --grid lean         # ... from the lean grid (bounded trees)
     python bench/functions_bench.py --model logistic    # ... a logistic regression instead
     python bench/functions_bench.py --variants hardened:8:1 gthread:8:1 hardened:16:1
     python bench/functions_bench.py --stack .potability # the running local stack (make run)
@@ -176,12 +177,16 @@ each of the default grid's parameters: the grid lists the largest trees first, s
 the heaviest models a daily run can serve of that family)."""
 
 
+GRID = ["default"]
+"""The named grid the trainer's shapes take their first point from (``--grid``)."""
+
+
 def _trainer_pipeline(family: str) -> Any:
-    """``family``'s pipeline at the default grid's first point."""
+    """``family``'s pipeline at the first point of the grid ``--grid`` names."""
     from training import modeling
 
     pipeline = modeling.make_pipeline(family, 0)
-    point = {key: values[0] for key, values in modeling.grid("default")[family].items()}
+    point = {key: values[0] for key, values in modeling.grid(GRID[0])[family].items()}
     return pipeline.set_params(**point)
 
 
@@ -713,6 +718,9 @@ def main() -> int:
     )
     parser.add_argument("--stack", type=Path, help="use this running stack home (make run)")
     parser.add_argument("--model", choices=sorted(MODELS), default="extra-trees")
+    parser.add_argument(
+        "--grid", default="default", help="the named grid the trainer's shapes come from"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=8, help="clients, single readings")
     parser.add_argument("--batch-concurrency", type=int, default=8, help="clients, batches")
@@ -733,6 +741,7 @@ def main() -> int:
         help="also load `mlflow models serve` on the same model (slow to start)",
     )
     args = parser.parse_args()
+    GRID[0] = args.grid
 
     from potability import config
     from potability.local import function_servers as local

@@ -1,10 +1,11 @@
 """What a candidate costs to keep and to serve: bytes of its served artifact, scoring latency.
 
-Both become MLflow metrics of every candidate (:func:`training.candidates.log_candidate`), and
-the default grid is bounded so every candidate it can produce meets :data:`MAX_MODEL_BYTES`
-(issue 34: the unbounded extra trees were 77 MB as skops, the model server held 862 MB for
-nine features, and a daily run stored 325 MB of models). The budget is checked on the grid's
-heaviest points by tests/training/test_footprint.py.
+Both become MLflow metrics of every candidate (:func:`training.candidates.log_candidate`). The
+``lean`` grid bounds the forests so every candidate it can produce meets
+:data:`MAX_MODEL_BYTES` and a run :data:`MAX_RUN_BYTES` (issue 34: the default grid's unbounded
+extra trees are 75 MB as skops, and a daily run stored 325 MB of models); checked on the
+grid's heaviest points by tests/training/test_footprint.py. It is not the default grid: its
+precision cost over split seeds was more than the issue allows (bench/README.md).
 """
 
 from __future__ import annotations
