@@ -10,7 +10,7 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help run test check lint env tools down status clean gcp-bootstrap gcp-deploy gcp-smoke gcp-model gcp-destroy function-requirements docs
+.PHONY: help run test check lint env tools down status clean gcp-bootstrap gcp-deploy gcp-smoke gcp-model gcp-destroy function-requirements docs bench
 
 # This list: each target with the first line of the comment above it.
 help:
@@ -57,6 +57,12 @@ TEST_WORKERS ?= 2
 # 10 s in two - the suite waits on servers and child processes, so the second core pays.
 test: env lint tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The guard against slowdowns: predict against the model server behind it, one run on a
+# throw-away stack (bench/functions_bench.py); its last line is the row for bench/README.md.
+# ARGS="--variants gthread:8:1" adds other ways of serving predict to the same run.
+bench: env
+	$(BIN)/python bench/functions_bench.py $(ARGS)
 
 # Stop the local stack.
 down:

@@ -1,20 +1,35 @@
-"""Load benchmark of the predict function, end to end on loopback.
+"""The guard against slowdowns: predict against the model server behind it, in one run.
 
-    python bench/functions_bench.py                     # own throw-away stack, logistic model
-    python bench/functions_bench.py --model forest      # ... a 200-tree random forest instead
-    python bench/functions_bench.py --model calibrated-vote  # ... the trainer's served shape
+    make bench                                          # = the line below, defaults
+    python bench/functions_bench.py                     # own throw-away stack, extra trees
+    python bench/functions_bench.py --grid lean         # ... from the lean grid (bounded trees)
+    python bench/functions_bench.py --model logistic    # ... a logistic regression instead
+    python bench/functions_bench.py --variants hardened:8:1 gthread:8:1 hardened:16:1
     python bench/functions_bench.py --stack .potability # the running local stack (make run)
+    python bench/functions_bench.py --mlflow            # also `mlflow models serve`, same model
 
-Path measured: client -> functions-framework (predict) -> model server -> PostgreSQL commit ->
-answer. The load comes from a *second process* (this file with ``client``): ``--concurrency``
-threads, each with its own keep-alive connection, sending for ``--seconds`` per scenario - single
-readings, then batches of 100. Every request carries a unique ``Idempotency-Key``; afterwards
-the database must hold exactly one row per reading of every 200 answer and none for anything
-else ("lost" and "extra" rows are reported). Prints requests/s, inferences/s and p50/p95/p99.
+One run measures, back to back on the same machine and the same model:
 
-Before that it loads the model alone - our model server (the Vertex container's module, scoring
-with the compiled ONNX form when the model has one) and ``mlflow models serve`` on the same
-model directory, both on loopback, same clients, one reading per request - and prints the ratio.
+1. the **model server alone** (our Vertex container's module), ``--concurrency`` clients, one
+   reading per request: req/s, p50/p99 - the reference;
+2. **predict** end to end (client -> functions-framework -> model server -> PostgreSQL commit
+   -> answer), single readings with ``--concurrency`` clients, then batches of 100 with
+   ``--batch-concurrency`` clients: req/s, inferences/s, p50/p95/p99, CPU ms per request of
+   every process tree, the keep-alive connections predict held to the model server (sampled:
+   at most one per serving thread means connections are reused, not opened per request);
+3. the **ratios** predict / model server (req/s, and p99 over p99) and the resident memory of
+   the function and the model server. The machine is shared and changes, the ratios much less:
+   the last line is a row for ``bench/README.md`` (date, commit, load average, ratios).
+
+The load comes from a *second process* (this file with ``client``): threads, each with its own
+keep-alive connection, sending for ``--seconds`` per scenario. Every request carries a unique
+``Idempotency-Key``; afterwards the database must hold exactly one row per reading of every 200
+answer and none for anything else ("lost" and "extra" rows are reported).
+
+``--variants`` serves predict in other ways in the same run, each a functions-framework process
+of its own on the same stack, as ``WORKER:THREADS:PROCESSES``: ``hardened`` is our
+:mod:`functions.gunicorn_worker` (what ships), ``gthread`` the framework's stock gunicorn
+worker (what it runs without ours: no slow-client protection, measured for docs/serving.md).
 
 Without ``--stack`` it builds its own stack in a temporary folder (embedded PostgreSQL, a model
 fitted on the data set and served by our model server, the functions started as ``potability
@@ -33,13 +48,14 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from process_tree import tree_pids  # noqa: E402 - bench/, beside this script
+from process_tree import tree_pids, tree_rss  # noqa: E402 - bench/, beside this script
 
 READING = {
     "ph": 7.08,
@@ -137,20 +153,6 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def _processes(home: Path) -> dict[str, list[int]]:
-    """The stack's processes whose CPU time the benchmark accounts per request."""
-    from potability.local import function_servers as local
-    from potability.local import services
-    from potability.local import stack as local_stack
-
-    roots = {
-        "function": services.running_pid(home, local.FUNCTIONS[0].service),
-        "model server": services.running_pid(home, "model-server"),
-        "postgresql": local_stack.postgres_pid(home),
-    }
-    return {name: tree_pids(pid) for name, pid in roots.items() if pid}
-
-
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -161,15 +163,31 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 MODELS = {
     "logistic": "TunedThreshold(imputer+scaler+LogisticRegression)",
     "forest": "TunedThreshold(imputer+scaler+RandomForest 200 trees)",
+    "extra-trees": "the trainer's shape: FixedThreshold(OOFCalibratedClassifier(isotonic, "
+    "extra_trees pipeline at the default grid's first point - its largest trees))",
     "calibrated-forest": "the trainer's shape: FixedThreshold(OOFCalibratedClassifier(isotonic, "
-    "random_forest pipeline, 200 trees))",
+    "random_forest pipeline at the default grid's first point))",
     "calibrated-vote": "the trainer's shape: FixedThreshold(OOFCalibratedClassifier(isotonic, "
-    "soft vote of random_forest 200 + extra_trees 300 + "
-    "hist_gradient_boosting))",
+    "soft vote of random_forest + extra_trees + hist_gradient_boosting, each at the default "
+    "grid's first point))",
 }
 """``--model`` choices: two plain pipelines, and the shapes ``training.modeling`` serves
-(families at their default sizes, built by its own ``make_pipeline``/``soft_vote``/
-``served_model``)."""
+(built by its own ``make_pipeline``/``soft_vote``/``served_model``, with the first value of
+each of the default grid's parameters: the grid lists the largest trees first, so these are
+the heaviest models a daily run can serve of that family)."""
+
+
+GRID = ["default"]
+"""The named grid the trainer's shapes take their first point from (``--grid``)."""
+
+
+def _trainer_pipeline(family: str) -> Any:
+    """``family``'s pipeline at the first point of the grid ``--grid`` names."""
+    from training import modeling
+
+    pipeline = modeling.make_pipeline(family, 0)
+    point = {key: values[0] for key, values in modeling.grid(GRID[0])[family].items()}
+    return pipeline.set_params(**point)
 
 
 def _estimator(kind: str) -> Any:
@@ -185,12 +203,14 @@ def _estimator(kind: str) -> Any:
     from training import modeling
 
     folds = modeling.TrainingConfig(cv_folds=3, seed=0).folds()
+    if kind == "extra-trees":
+        return served_model(_trainer_pipeline("extra_trees"), "isotonic", folds, 0.5)
     if kind == "calibrated-forest":
-        return served_model(modeling.make_pipeline("random_forest", 0), "isotonic", folds, 0.5)
+        return served_model(_trainer_pipeline("random_forest"), "isotonic", folds, 0.5)
     if kind == "calibrated-vote":
         vote = modeling.soft_vote(
             [
-                (f, modeling.make_pipeline(f, 0))
+                (f, _trainer_pipeline(f))
                 for f in ("random_forest", "extra_trees", "hist_gradient_boosting")
             ]
         )
@@ -235,6 +255,8 @@ def _fit_model(kind: str, folder: Path) -> Path:
         print(f"not compiled ({exc}): scikit-learn will serve it", flush=True)
         return path
     compiled_model.write(compiled, path / compiled_model.FOLDER)
+    skops_bytes = sum(f.stat().st_size for f in path.glob("*.skops"))
+    print(f"model: {skops_bytes / 1e6:.1f} MB as skops", flush=True)
     print(
         f"fitted in {fitted - started:.1f} s; compiled to ONNX in "
         f"{time.perf_counter() - fitted:.1f} s ({len(compiled.onnx) / 1e6:.1f} MB), "
@@ -444,20 +466,60 @@ def compare_model_servers(
     return [ours, theirs]
 
 
+def _connections_to(pids: list[int], port: int) -> set[int]:
+    """Local ports of the established TCP connections ``pids`` hold to ``port`` (loopback)."""
+    import psutil
+
+    found: set[int] = set()
+    for pid in pids:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        found.update(
+            c.laddr.port
+            for c in conns
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        )
+    return found
+
+
 def run_scenario(
     url: str,
     database_url: str,
     batch: int,
     seconds: float,
     concurrency: int,
-    home: Path | None = None,
+    processes: dict[str, int],
+    model_server_port: int | None = None,
 ) -> dict[str, Any]:
+    """Load predict at ``url`` with ``concurrency`` clients sending ``batch`` readings each.
+
+    ``processes``: name -> root pid of the process trees whose CPU time is accounted per
+    request (the function, the model server, PostgreSQL). While the load runs, the function's
+    connections to the model server are sampled every 0.2 s: the most at once and how many
+    distinct ones were seen (both at most the serving threads when keep-alive works)."""
     import resource
 
     prefix = f"bench{batch}-{int(time.time() * 1000)}"
-    processes = _processes(home) if home else {}
-    cpu_before = {name: _cpu_seconds(pids) for name, pids in processes.items()}
+    trees = {name: tree_pids(pid) for name, pid in processes.items()}
+    cpu_before = {name: _cpu_seconds(pids) for name, pids in trees.items()}
     client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seen: set[int] = set()
+    most = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal most
+        function = tree_pids(processes.get("function"))
+        while not stop.wait(0.2):
+            now = _connections_to(function, model_server_port or 0)
+            seen.update(now)
+            most = max(most, len(now))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if model_server_port and "function" in processes:
+        sampler.start()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.json"
         subprocess.run(
@@ -475,11 +537,11 @@ def run_scenario(
             check=True,
         )
         data = json.loads(out.read_text())
+    stop.set()
+    if sampler.is_alive():
+        sampler.join()
     client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = {
-        name: _cpu_seconds(tree_pids(pids[0])) - cpu_before[name]
-        for name, pids in processes.items()
-    }
+    cpu = {name: _cpu_seconds(tree_pids(processes[name])) - cpu_before[name] for name in trees}
     cpu["client"] = (
         client_after.ru_utime
         + client_after.ru_stime
@@ -515,7 +577,134 @@ def run_scenario(
         "cpu_ms_per_request": per_request,
         # What 2 otherwise idle cores could sustain at this CPU cost per request.
         "idle_2core_ceiling_req_per_s": round(2000 / total_ms, 1) if total_ms else None,
+        "model_server_connections": {"most_at_once": most, "distinct_seen": len(seen)},
     }
+
+
+STOCK_SOURCE = """# functions-framework's own gunicorn worker (gthread), for the benchmark only: the
+# class is marked as already hardened, so functions.gunicorn_worker.install() leaves it be.
+from functions_framework._http import gunicorn as _framework
+
+_framework.GunicornApplication.potability_hardened = True
+
+from functions.main import predict  # noqa: E402,F401 - the target
+"""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of serving predict: our worker or the framework's, threads, processes."""
+
+    worker: str
+    threads: int
+    workers: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.worker}:{self.threads}:{self.workers}"
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        worker, threads, workers = (text.split(":") + ["8", "1"])[:3]
+        if worker not in ("hardened", "gthread"):
+            raise argparse.ArgumentTypeError(f"worker must be hardened or gthread, not {worker!r}")
+        return cls(worker, int(threads), int(workers))
+
+
+def start_variant(home: Path, variant: Variant) -> tuple[str, int]:
+    """A predict process of its own on the stack, served as ``variant`` says: (URL, pid)."""
+    from potability import config
+    from potability.local import function_servers as local
+    from potability.local import services
+
+    source = local.SOURCE
+    if variant.worker == "gthread":
+        source = home / "bench_stock_main.py"
+        source.write_text(STOCK_SOURCE)
+    env = config.read_env(home)
+    port = services.free_port(8091)
+    predict = local.FUNCTIONS[0]
+    name = f"bench-predict-{variant.worker}-{variant.threads}-{variant.workers}"
+    argv = [sys.executable, "-m", "functions_framework", "--source", str(source)]
+    argv += ["--target", predict.target, "--host", "127.0.0.1", "--port", str(port)]
+    pid = services.start(
+        home,
+        name,
+        argv,
+        env={
+            **env,
+            "POTABILITY_HOME": str(home),
+            "THREADS": str(variant.threads),
+            "WORKERS": str(variant.workers),
+            "DATABASE_URL": local.function_database_url(env, predict),
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        },
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    local.wait_answering(url, timeout=60, pid=pid)
+    return url, pid
+
+
+def stop_variant(home: Path, variant: Variant) -> None:
+    from potability.local import services
+
+    services.stop(home, f"bench-predict-{variant.worker}-{variant.threads}-{variant.workers}")
+
+
+def _warm(url: str, requests: int = 50) -> None:
+    """Connections, first-request imports, prepared statements."""
+    import urllib.request
+
+    for _ in range(requests):
+        req = urllib.request.Request(
+            url,
+            data=json.dumps({"sensor_id": "warm", "reading": READING}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=30).read()
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def _mb(pid: int | None) -> float:
+    return round(tree_rss(pid) / 2**20, 1)
+
+
+def _print_scenario(label: str, result: dict[str, Any]) -> None:
+    print(
+        f"{label} batch {result['batch']:>3} x{result['concurrency']}: "
+        f"{result['requests_per_s']:8.1f} req/s {result['inferences_per_s']:9.1f} inferences/s  "
+        f"p50 {result['p50_ms']:6.2f} ms p95 {result['p95_ms']:6.2f} ms  "
+        f"p99 {result['p99_ms']:6.2f} ms  errors {result['errors']}  "
+        f"lost rows {result['lost_rows']}  extra rows {result['extra_rows']}",
+        flush=True,
+    )
+    conns = result["model_server_connections"]
+    print(
+        f"          CPU ms per request: {result['cpu_ms_per_request']} -> idle 2-core "
+        f"ceiling ~{result['idle_2core_ceiling_req_per_s']} req/s; connections to the model "
+        f"server: {conns['most_at_once']} at most at once, {conns['distinct_seen']} distinct",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -528,21 +717,35 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--stack", type=Path, help="use this running stack home (make run)")
-    parser.add_argument("--model", choices=sorted(MODELS), default="logistic")
+    parser.add_argument("--model", choices=sorted(MODELS), default="extra-trees")
+    parser.add_argument(
+        "--grid", default="default", help="the named grid the trainer's shapes come from"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--batch-concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=8, help="clients, single readings")
+    parser.add_argument("--batch-concurrency", type=int, default=8, help="clients, batches")
+    parser.add_argument("--batch", type=int, default=100, help="readings per batch request")
     parser.add_argument("--threads", type=int, default=8, help="function serving threads")
     parser.add_argument("--workers", type=int, default=1, help="function processes")
-    parser.add_argument("--model-server-concurrency", type=int, default=4)
     parser.add_argument(
-        "--skip-model-servers",
+        "--variants",
+        nargs="*",
+        type=Variant.parse,
+        default=[],
+        help="more ways to serve predict, measured after the stack's: WORKER:THREADS:PROCESSES "
+        "(WORKER hardened or gthread)",
+    )
+    parser.add_argument(
+        "--mlflow",
         action="store_true",
-        help="skip the model-server-alone comparison with mlflow models serve",
+        help="also load `mlflow models serve` on the same model (slow to start)",
     )
     args = parser.parse_args()
+    GRID[0] = args.grid
 
     from potability import config
+    from potability.local import function_servers as local
+    from potability.local import services
     from potability.local import stack as local_stack
 
     temp: tempfile.TemporaryDirectory[str] | None = None
@@ -555,68 +758,119 @@ def main() -> int:
         home = Path(temp.name)
         env = _own_stack(home, args.model, args.threads, args.workers)
         model = f"{args.model} ({MODELS[args.model]})"
+    started: list[Variant] = []
     try:
         import urllib.request
 
-        for _ in range(50):  # warm up: connections, first-request imports, prepared statements
-            req = urllib.request.Request(
-                env["PREDICT_URL"],
-                data=json.dumps({"sensor_id": "warm", "reading": READING}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            urllib.request.urlopen(req, timeout=30).read()
+        _warm(env["PREDICT_URL"])
         health = json.loads(
             urllib.request.urlopen(f"{env['MODEL_SERVER_URL']}/health", timeout=10).read()
         )
+        load_before = os.getloadavg()
         print(
             f"predict at {env['PREDICT_URL']}, model: {model}, served by the model server "
             f"with runtime={health.get('runtime')}; {args.seconds:g}s per scenario, "
-            "loopback, client in a separate process",
+            f"loopback, client in a separate process; load average {load_before}",
             flush=True,
         )
-        report = []
-        if not args.skip_model_servers:
-            report.extend(
-                compare_model_servers(home, env, args.seconds, args.model_server_concurrency)
-            )
-        for batch, concurrency in ((1, args.concurrency), (100, args.batch_concurrency)):
-            result = run_scenario(
-                env["PREDICT_URL"], env["DATABASE_URL"], batch, args.seconds, concurrency, home
-            )
-            report.append(result)
-            print(
-                f"batch {batch:>3} x{concurrency}: {result['requests_per_s']:8.1f} req/s "
-                f"{result['inferences_per_s']:9.1f} inferences/s  p50 {result['p50_ms']:6.2f} ms "
-                f"p95 {result['p95_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  "
-                f"errors {result['errors']}  lost rows {result['lost_rows']}  "
-                f"extra rows {result['extra_rows']}",
-                flush=True,
-            )
-            print(
-                f"          CPU ms per request: {result['cpu_ms_per_request']} -> idle 2-core "
-                f"ceiling ~{result['idle_2core_ceiling_req_per_s']} req/s",
-                flush=True,
-            )
+        model_pid = services.running_pid(home, "model-server")
+        model_port = int(env["MODEL_SERVER_URL"].rsplit(":", 1)[1])
+        postgres_pid = local_stack.postgres_pid(home)
+        alone = load_server(
+            f"{env['MODEL_SERVER_URL']}/predict", "model", args.seconds, args.concurrency, model_pid
+        )
+        print(
+            f"model server alone x{args.concurrency}: {alone['requests_per_s']:8.1f} req/s  "
+            f"p50 {alone['p50_ms']:6.2f} ms  p99 {alone['p99_ms']:6.2f} ms  errors "
+            f"{alone['errors']}  CPU ms/request: server {alone['cpu_ms_per_request']} + client "
+            f"{alone['client_cpu_ms_per_request']}",
+            flush=True,
+        )
+        shipped = Variant("hardened", args.threads, args.workers)
+        servers = [
+            (shipped, env["PREDICT_URL"], services.running_pid(home, local.FUNCTIONS[0].service))
+        ]
+        report: list[dict[str, Any]] = [alone]
+        for variant in [shipped, *args.variants]:
+            if variant is shipped:
+                url, pid = servers[0][1], servers[0][2]
+            else:
+                url, pid = start_variant(home, variant)
+                started.append(variant)
+                _warm(url)
+            processes = {"function": pid, "model server": model_pid, "postgresql": postgres_pid}
+            processes = {k: v for k, v in processes.items() if v}
+            for batch, concurrency in ((1, args.concurrency), (args.batch, args.batch_concurrency)):
+                result = run_scenario(
+                    url,
+                    env["DATABASE_URL"],
+                    batch,
+                    args.seconds,
+                    concurrency,
+                    processes,
+                    model_port,
+                )
+                result["variant"] = variant.label
+                result["function_rss_mb"] = _mb(pid)
+                report.append(result)
+                _print_scenario(f"predict [{variant.label}]", result)
+            if variant is not shipped:
+                stop_variant(home, variant)
+                started.remove(variant)
+        model_rss = _mb(model_pid)
+        if args.mlflow:
+            report.extend(compare_model_servers(home, env, args.seconds, args.concurrency))
+        load_after = os.getloadavg()
         print(json.dumps(report))
-        scenarios = [r for r in report if "batch" in r]
-        single = scenarios[0]
-        target = (
-            single["inferences_per_s"] >= 300
-            and single["p99_ms"] <= 50
-            and all(
-                r["errors"] == 0 and r["lost_rows"] == 0 and r["extra_rows"] == 0 for r in scenarios
-            )
+        single, batched = report[1], report[2]
+        ratio = single["requests_per_s"] / alone["requests_per_s"]
+        p99_ratio = single["p99_ms"] / alone["p99_ms"] if alone["p99_ms"] else float("nan")
+        batch_ratio = batched["inferences_per_s"] / alone["requests_per_s"]
+        print(
+            f"resident memory: function {single['function_rss_mb']} MB, model server "
+            f"{model_rss} MB (target <= 300 MB); load average {load_before} -> {load_after}",
+            flush=True,
         )
         print(
-            f"load average during the run: {os.getloadavg()} (other work on the machine "
-            "inflates latency; the CPU-per-request figures are less sensitive to it)"
+            f"predict / model server alone: {ratio:.3f}x req/s, {p99_ratio:.1f}x p99; "
+            f"batch inferences/s / model server req/s: {batch_ratio:.2f}x",
+            flush=True,
         )
+        clean = all(
+            r["errors"] == 0 and r["lost_rows"] == 0 and r["extra_rows"] == 0
+            for r in report[1:]
+            if "batch" in r
+        )
+        targets = {
+            "single >= 1,000 req/s": single["requests_per_s"] >= 1000,
+            "single p99 <= 20 ms": single["p99_ms"] <= 20,
+            "batch >= 25,000 inferences/s": batched["inferences_per_s"] >= 25000,
+            "model server RSS <= 300 MB": model_rss <= 300,
+            "no errors, lost or extra rows": clean,
+        }
+        for name, met in targets.items():
+            print(f"target {name}: {'MET' if met else 'NOT MET'}")
         print(
-            "target (>= 300 single inferences/s, p99 <= 50 ms, no errors, no lost rows): "
-            + ("MET" if target else "NOT MET")
+            "bench/README.md row (date | commit | load 1-min before/after | model server "
+            "req/s, p99 | predict single req/s, p99 | ratio req/s, p99 | CPU ms/request "
+            "function, PostgreSQL | batch inferences/s, p99 | batch/model server | RSS function, "
+            "model server):"
         )
-        return 0
+        cpu = single["cpu_ms_per_request"]
+        print(
+            f"| {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} | {_commit()} | "
+            f"{load_before[0]:.1f} / {load_after[0]:.1f} | "
+            f"{alone['requests_per_s']:,.0f}, {alone['p99_ms']:.1f} ms | "
+            f"{single['requests_per_s']:,.0f}, {single['p99_ms']:.1f} ms | "
+            f"**{ratio:.3f}**, {p99_ratio:.1f}x | "
+            f"{cpu['function']:.2f}, {cpu.get('postgresql', float('nan')):.2f} | "
+            f"{batched['inferences_per_s']:,.0f}, {batched['p99_ms']:.1f} ms | "
+            f"**{batch_ratio:.2f}** | {single['function_rss_mb']:.0f} MB, {model_rss:.0f} MB |"
+        )
+        return 0 if clean else 1
     finally:
+        for variant in started:
+            stop_variant(home, variant)
         if temp is not None:
             local_stack.down(Path(temp.name))
             temp.cleanup()

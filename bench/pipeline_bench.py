@@ -130,7 +130,7 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
 
     from potability.features import FEATURE_NAMES
     from potability.seed import load_training_rows
-    from training import modeling
+    from training import footprint, modeling
     from training.decision import CHALLENGER_WINS, decide
     from training.evaluation import (
         paired_bootstrap,
@@ -168,7 +168,8 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
             f"seed {seed}: champion {best['family']:22} ({best['fitted'].calibration}) "
             f"precision {s.precision:.3f} [95% {low:.3f}-{high:.3f}] recall {s.recall:.3f} "
             f"roc_auc {s.roc_auc:.3f} brier {s.brier:.4f} (uncalibrated {raw_brier:.4f}) "
-            f"threshold {s.threshold:.3f}  (fit {time.perf_counter() - start:.0f} s)"
+            f"threshold {s.threshold:.3f}  (fit {time.perf_counter() - start:.0f} s)  "
+            f"size {footprint.model_bytes(footprint.drop_duplicates(model)) / 1e6:.1f} MB"
         )
         print(f"        per family, held-out for reference only: [{families}]")
         if stability:

@@ -1,6 +1,7 @@
 """Step 2, train: the split and the candidates (:func:`training.candidates.train`); the held-out
 rows and the candidate list written for evaluate and promote, the split's sample ids recorded
-(:func:`potability.governance.run_record.record_split`)."""
+(:func:`potability.governance.run_record.record_split`); then the candidates' models past
+retention deleted (:func:`training.retention.prune`)."""
 
 from typing import NamedTuple
 
@@ -69,5 +70,21 @@ def train_component(
         candidates.metadata.update(
             {"families": [c.family for c in logged], "parent_run_id": parent_id}
         )
+    # Housekeeping after the step's work: a failure to prune (the artifact store briefly
+    # unreachable) must not fail a run whose candidates are logged; the next run prunes.
+    import logging
+
+    import mlflow
+
+    from training import retention
+
+    try:
+        retention.prune(
+            mlflow.MlflowClient(settings.mlflow_tracking_uri),
+            settings.model_name,
+            settings.model_name,
+        )
+    except Exception:  # logged with its traceback; the next run prunes again
+        logging.getLogger(__name__).exception("model retention failed; the next run prunes")
     TrainOutputs = namedtuple("TrainOutputs", ["parent_run_id", "training_rows"])
     return TrainOutputs(parent_id, len(parts.train))

@@ -5,21 +5,25 @@
           "predictions": [{"reading_index": 0, "potable": 1, "probability": 0.81,
                            "model_version": "3", "request_id": "..."}, ...]}
 
-Ordering is what makes it safe: the retry lookup, then the endpoint call, then the insert of
-all readings in ONE statement (``water.log_inferences``, sql/003) that commits as it completes,
-and the answer is sent only after that, so every answer a sensor saw is in
-``water.water_inferences`` and a failure anywhere (endpoint, database) leaves nothing written.
-The database costs one round trip per request (two with a client id: the lookup).
-``latency_ms`` records how long the endpoint took for the request the reading was part of.
+Ordering is what makes it safe: the endpoint call, then the insert of all readings in ONE
+statement (``water.log_inferences``, sql/008) that commits as it completes, and the answer is
+sent only after that, so every answer a sensor saw is in ``water.water_inferences`` and a
+failure anywhere (endpoint, database) leaves nothing written. The database costs one round
+trip per request, with or without a client id. ``latency_ms`` records how long the endpoint
+took for the request the reading was part of.
 
 Idempotency: the client's request id (``Idempotency-Key`` header or ``request_id`` field),
 scoped to the caller, is a key in ``water.inference_requests`` (sql/008, unique per
 ``(caller, request_id)``), recognised for the idempotency window (``INFERENCE_REQUEST_KEY_DAYS``,
-default 7 days; then maintenance prunes it). The same statement claims the key and inserts the
-readings, so a request's rows are inserted all or nothing: a retry of a logged request gets the
-logged answer back without calling the endpoint or writing anything; two identical requests
-racing both get the one logged answer (the second claims nothing, inserts nothing, reads back);
-the same key with different readings is a 409 and adds no row.
+default 7 days; then maintenance prunes it). The insert claims the key (``INSERT ... ON
+CONFLICT DO NOTHING RETURNING``) and inserts the readings in the same statement, so a request's
+rows are inserted all or nothing, and it says whether the key was new. Only when it was not (a
+retry, a duplicate in flight, a reused key) are the logged rows read back: the same readings get
+the logged answer (``Idempotent-Replayed: true``, nothing written), other readings a 409 that
+adds no row. The key is not looked up before the endpoint call (issue 34: that lookup was ~18%
+of a request's time, for the rare retry): a retry costs one scoring whose result is discarded,
+and if the endpoint cannot answer a retry, the log is read then - a logged request still gets
+its answer while the endpoint is down.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import flask
 
 from functions.callers import predict_caller
 from functions.context import Call, Context, retry_stale_connection
+from functions.endpoint import EndpointRejected, EndpointUnavailable
 from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.validation import Features, PredictRequest, parse_predict
 from potability import db
@@ -189,22 +194,25 @@ def handle(request: flask.Request, ctx: Context, call: Call) -> flask.Response:
 def _infer_and_log(
     ctx: Context, parsed: PredictRequest, request_id: str, call: Call, caller: str
 ) -> flask.Response:
-    """Look up a retry, ask the endpoint, log; the answer exists only once committed.
+    """Ask the endpoint, log (claiming the key); the answer exists only once committed.
 
-    No transaction spans the endpoint call: the lookup and the insert are single statements,
-    each committed on its own (one round trip each, :meth:`potability.db.Pool.run`). Nothing
-    is lost by that: the lookup never locked anything (READ COMMITTED), and the insert is the
-    only write - atomic for the key and all readings, idempotent by ``(caller, request_id)``.
-    ``caller`` scopes the key: two callers may use the same request id.
+    No transaction spans the endpoint call: the insert is a single statement committed on its
+    own (one round trip, :meth:`potability.db.Pool.run`), the only write - atomic for the key
+    and all readings, idempotent by ``(caller, request_id)``. The log is read only when the key
+    was taken already, or when the endpoint failed a request that carries a client id (it may
+    be a retry of a logged request, answered from the log). ``caller`` scopes the key: two
+    callers may use the same request id.
     """
     endpoint = ctx.endpoint
     model_name = ctx.settings.model_name
-    if parsed.request_id is not None:
-        logged = load_logged(ctx.pool, caller, request_id)
+    started = time.perf_counter()
+    try:
+        predictions = endpoint.predict(parsed.readings)
+    except (EndpointUnavailable, EndpointRejected):
+        logged = load_logged(ctx.pool, caller, request_id) if parsed.request_id else []
         if logged:
             return _replay(request_id, parsed, logged, call)
-    started = time.perf_counter()
-    predictions = endpoint.predict(parsed.readings)
+        raise
     latency_ms = (time.perf_counter() - started) * 1000.0
     call.log["endpoint_ms"] = round(latency_ms, 3)
     rows = [

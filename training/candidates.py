@@ -20,6 +20,7 @@ import pandas as pd
 
 from potability.features import FEATURE_NAMES, TARGET
 from training import modeling
+from training.footprint import drop_duplicates, footprint
 from training.split import Split, split
 
 
@@ -105,6 +106,7 @@ def log_candidate(
     y_train: pd.Series,
     pipeline_run_id: str,
     config: modeling.TrainingConfig,
+    cost: Mapping[str, float] | None = None,
 ) -> LoggedCandidate:
     """Log one family as a nested MLflow run (call inside the parent run).
 
@@ -115,6 +117,8 @@ def log_candidate(
         y_train: training labels (for the out-of-fold reliability diagram).
         pipeline_run_id: the pipeline job name (tag, to find runs of one pipeline run).
         config: the training configuration (logged as parameters).
+        cost: its size and scoring time (:func:`training.footprint.footprint`), logged
+            as metrics.
     """
     import mlflow
     import mlflow.sklearn
@@ -152,6 +156,7 @@ def log_candidate(
                 "threshold": candidate.threshold,
                 **{f"cv_brier_{k}": v for k, v in candidate.cv_brier.items()},
                 **{f"seconds_{k}": v for k, v in candidate.seconds.items()},
+                **(cost or {}),
             }
         )
         thresholds, objective = candidate.tuning_curve
@@ -252,13 +257,19 @@ def train(
         )
         x_train, y_train = features_and_target(parts.train)
         logged = []
+        stored = 0.0
         for candidate in fit_candidates(parts.train, grid_name, config):
             searched = grids.get(candidate.family) or {
                 "members": [candidate.best_params["members"]]
             }
+            drop_duplicates(candidate.model)  # the vote's second copy of its members
+            cost = footprint(candidate.model, x_train)
+            stored += cost["model_bytes"]
             logged.append(
-                log_candidate(candidate, searched, x_train, y_train, pipeline_run_id, config)
+                log_candidate(candidate, searched, x_train, y_train, pipeline_run_id, config, cost)
             )
+        # the run's share of the artifact store (issue 34: <= footprint.MAX_RUN_BYTES)
+        mlflow.log_metric("models_bytes", stored)
         # log_dict writes any JSON value (json.dump); MLflow annotates a dict
         mlflow.log_dict([c.to_json() for c in logged], "candidates.json")  # type: ignore[arg-type]
         return parent.info.run_id, logged, parts

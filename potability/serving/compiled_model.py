@@ -72,20 +72,26 @@ from typing import Any
 
 import numpy as np
 
+from potability.features import FEATURE_NAMES
 from potability.model import (
     DECISION,
     PROBA,
     OOFCalibratedClassifier,
     calibrated_response,
+    decision_threshold,
     probability_model,
+)
+from potability.serving.onnx_scoring import (  # noqa: F401 - re-exported: one place to look
+    FOLDER,
+    ONNX_FILE,
+    OUTPUT,
+    REPORT_FILE,
+    CompiledModel,
+    load,
 )
 
 log = logging.getLogger(__name__)
 
-FOLDER = "compiled"
-"""Folder inside the MLflow model directory."""
-ONNX_FILE = "model.onnx"
-REPORT_FILE = "compiled.json"
 TOLERANCE = 1e-6
 """Largest |P_onnx - P_sklearn| accepted on the check rows."""
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
@@ -94,9 +100,6 @@ FLOAT, DOUBLE, INT64 = 1, 11, 7
 """``onnx.TensorProto`` element types (for ``Cast``)."""
 CHECK_BATCH = 1000
 """Rows per onnxruntime call in the parity check (the model server's largest request)."""
-
-OUTPUT = "probabilities"
-"""The graph's output: float64 [n, 2], columns in ``classes_`` order."""
 
 
 class NotConvertible(Exception):
@@ -570,31 +573,6 @@ def to_onnx(estimator: Any, n_features: int) -> bytes:
     return g.model("X", n_features, out).SerializeToString()
 
 
-class CompiledModel:
-    """An onnxruntime session answering P(potable) for a float64 matrix."""
-
-    def __init__(self, onnx_bytes: bytes, classes: Any) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        # One thread per run: requests are small and the server's threads give concurrency.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            onnx_bytes, options, providers=["CPUExecutionProvider"]
-        )
-        self.input = self.session.get_inputs()[0].name
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.output = OUTPUT if OUTPUT in outputs else outputs[-1]
-        self.column = list(classes).index(1)
-
-    def potable_probability(self, matrix: np.ndarray) -> np.ndarray:
-        proba = self.session.run(
-            [self.output], {self.input: np.ascontiguousarray(matrix, dtype=np.float64)}
-        )[0]
-        return np.asarray(proba, dtype=np.float64)[:, self.column]
-
-
 def max_difference(estimator: Any, compiled: CompiledModel, x: np.ndarray) -> float:
     """Largest |P_onnx - P_sklearn| of P(potable) over the rows of ``x``."""
     column = list(estimator.classes_).index(1)
@@ -648,6 +626,13 @@ def compile_estimator(estimator: Any, x_check: Any) -> Compiled:
             "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
             "target_opset": TARGET_OPSET,
+            # what serving needs of the estimator, so the model server can do without
+            # scikit-learn (potability.serving.onnx_scoring.served_facts)
+            "threshold": decision_threshold(estimator),
+            "classes": [int(c) for c in estimator.classes_],
+            "feature_names": [
+                str(c) for c in getattr(estimator, "feature_names_in_", FEATURE_NAMES)
+            ],
         },
     )
 
@@ -683,11 +668,3 @@ def attach_to_uri(model_uri: str, estimator: Any, x_check: Any) -> dict[str, Any
         log.warning("not compiled: %s is not a logged-model URI", model_uri)
         return {"format": "none", "reason": f"not a logged-model URI: {model_uri}"}
     return attach(model_uri.removeprefix("models:/"), estimator, x_check)
-
-
-def load(model_dir: str | Path, classes: Any) -> CompiledModel | None:
-    """The compiled form stored in an MLflow model directory, or None if it has none."""
-    path = Path(model_dir) / FOLDER / ONNX_FILE
-    if not path.is_file():
-        return None
-    return CompiledModel(path.read_bytes(), classes)

@@ -10,6 +10,7 @@ from kfp.dsl import Artifact, Dataset
 
 from components.train_step import train_component
 from potability.governance import run_record
+from training import footprint
 from training.dataset import read_dataset
 from training.modeling import FAMILIES
 
@@ -24,8 +25,16 @@ def test_train_writes_the_held_out_rows_and_one_candidate_per_family(step_chain)
     families = [c["family"] for c in logged]
     assert set(FAMILIES) <= set(families) and candidates.metadata["families"] == families
     assert candidates.metadata["parent_run_id"] == out.parent_run_id
-    parent = mlflow.MlflowClient(step_chain.mlflow_uri).get_run(out.parent_run_id)
+    client = mlflow.MlflowClient(step_chain.mlflow_uri)
+    parent = client.get_run(out.parent_run_id)
     assert parent.info.status == "FINISHED"
+    # issue 34: each candidate's size and scoring time are metrics, the run's total too
+    sizes = []
+    for candidate in logged:
+        metrics = client.get_run(candidate["run_id"]).data.metrics
+        assert metrics["scoring_ms_1"] > 0 and metrics["scoring_ms_100"] > 0
+        sizes.append(metrics["model_bytes"])
+    assert parent.data.metrics["models_bytes"] == sum(sizes) <= footprint.MAX_RUN_BYTES
 
 
 def test_a_failing_train_records_the_run_as_failed_and_raises(step_chain, tmp_path) -> None:

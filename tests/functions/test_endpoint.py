@@ -33,6 +33,38 @@ def test_local_endpoint_against_the_real_model_server(model_server_url) -> None:
     assert endpoint.predict(readings) == predictions
 
 
+def test_local_endpoint_reuses_its_connections_under_load(model_server_url, monkeypatch) -> None:
+    """Issue 34: 8 threads sending 400 requests open at most 8 connections (one per thread in
+    flight), each kept alive and reused - counted where they are created, and as the kernel
+    sees them (established sockets of this process to the model server)."""
+    import concurrent.futures
+
+    import psutil
+
+    from functions import endpoint as endpoint_module
+
+    opened: list[Any] = []
+
+    class Counted(endpoint_module._Http11):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            opened.append(self)
+
+    monkeypatch.setattr(endpoint_module, "_Http11", Counted)
+    endpoint = LocalEndpoint(model_server_url, timeout=5, pool_size=8)
+    port = int(model_server_url.rsplit(":", 1)[1])
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: endpoint.predict([reading(ph=i % 14)]), range(400)))
+    assert len(answers) == 400 and 1 <= len(opened) <= 8
+    established = {
+        c.laddr.port
+        for c in psutil.Process().net_connections(kind="tcp")
+        if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+    }
+    # all still open, idle in the pool for the next request (none was closed and replaced)
+    assert {conn.sock.getsockname()[1] for conn in opened} <= established
+
+
 def test_local_endpoint_down_or_failing(dead_port, model_server_url) -> None:
     with pytest.raises(EndpointUnavailable):
         LocalEndpoint(f"http://127.0.0.1:{dead_port}", timeout=2).predict([reading()])

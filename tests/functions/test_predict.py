@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from fn_support import count, make_app, reading
 
+from functions import predict
 from functions.callers import LOCAL_OPEN_CALLER
 from functions.context import Context
 from functions.predict import REPLAY_HEADER
+from potability import db
 from potability.config import Settings
 
 
@@ -188,6 +190,65 @@ def test_endpoint_down_is_503_and_nothing_is_written(fn_settings, clean_db, dead
         assert int(response.headers["Retry-After"]) > 0
     assert count(clean_db, "water_inferences") == 0
     ctx.close()
+
+
+class CountingPool(db.Pool):
+    """The real pool, counting the statements :meth:`run` sends (one round trip each)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings, size=2)
+        self.statements: list[str] = []
+
+    def run(self, sql: str, **params: Any) -> list[list[Any]]:
+        self.statements.append(sql)
+        return super().run(sql, **params)
+
+
+def test_a_new_request_with_a_key_costs_one_statement(fn_settings, clean_db) -> None:
+    """Issue 34: the key is claimed by the insert itself; nothing is looked up first. Only a
+    key that was taken (the replay, the 409) reads the log back."""
+    pool = CountingPool(fn_settings)
+    ctx = Context(fn_settings, pool=pool)
+    client = make_app(ctx).test_client()
+    body = {"sensor_id": "a", "readings": [reading(), reading(ph=4.0)]}
+    assert post(client, body, {"Idempotency-Key": "one-trip-1"}).status_code == 200
+    assert pool.statements == [predict.INSERT_SQL]
+    pool.statements.clear()
+    again = post(client, body, {"Idempotency-Key": "one-trip-1"})
+    assert again.headers[REPLAY_HEADER] == "true"
+    assert pool.statements == [predict.INSERT_SQL, predict.SELECT_LOGGED]
+    pool.statements.clear()
+    other = post(
+        client, {"sensor_id": "a", "reading": reading()}, {"Idempotency-Key": "one-trip-1"}
+    )
+    assert other.status_code == 409
+    assert pool.statements == [predict.INSERT_SQL, predict.SELECT_LOGGED]
+    assert count(clean_db, "water_inferences") == 2
+    ctx.close()
+
+
+def test_a_logged_request_is_answered_while_the_endpoint_is_down(
+    client, fn_settings, clean_db, dead_port
+) -> None:
+    """A retry is answered from the log even when the endpoint cannot score it (the log is
+    read when the endpoint fails a request with a client id); a new request gets the 503, and a
+    reused key with other readings the 409."""
+    body = {"sensor_id": "a", "readings": [reading(), reading(ph=5.0)]}
+    first = post(client, body, {"Idempotency-Key": "down-retry-1"})
+    assert first.status_code == 200
+    down = Context(fn_settings.with_(model_server_url=f"http://127.0.0.1:{dead_port}"))
+    down_client = make_app(down).test_client()
+    again = post(down_client, body, {"Idempotency-Key": "down-retry-1"})
+    assert again.status_code == 200, again.json
+    assert again.headers[REPLAY_HEADER] == "true" and again.json == first.json
+    other = post(
+        down_client, {"sensor_id": "a", "reading": reading()}, {"Idempotency-Key": "down-retry-1"}
+    )
+    assert other.status_code == 409
+    new = post(down_client, body, {"Idempotency-Key": "down-retry-2"})
+    assert new.status_code == 503 and new.json["field"] == "endpoint"
+    assert count(clean_db, "water_inferences") == 2
+    down.close()
 
 
 def test_database_down_is_503_and_nothing_is_written(fn_settings, clean_db, tmp_path) -> None:

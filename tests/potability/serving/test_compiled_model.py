@@ -231,3 +231,47 @@ def test_model_server_scores_with_the_compiled_form(tmp_path, data, served, chec
     )
     decided = np.array([a["potable"] for a in answers])
     assert (decided == model.predict(rows)).mean() == 1.0
+
+
+@pytest.mark.integration  # a model server's import path, in a process of its own
+def test_a_compiled_model_is_served_without_scikit_learn(tmp_path, data, served):
+    """Issue 34: the compile report carries the threshold, classes and feature names, so the
+    model server scores with onnxruntime alone and never imports scikit-learn (~130 MB less
+    resident). A report written before it carried them: the estimator is loaded as before."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from potability.config import ServingSettings
+    from potability.model import decision_threshold
+    from potability.serving.model_server import load_model
+
+    x, _ = data
+    model = served("extra_trees", "sigmoid")
+    path = tmp_path / "et"
+    _save(model, path)
+    compiled_model.write(compiled_model.compile_estimator(model, x), path / "compiled")
+    code = (
+        "import sys; from potability.config import ServingSettings; "
+        "from potability.serving.model_server import load_model, predict; import numpy as np; "
+        f"m = load_model(ServingSettings(model_uri={str(path)!r}, model_version='1')); "
+        "p = predict(m, np.full((1, 9), np.nan))[0]['probability']; "
+        "print(m.runtime, m.estimator is None, repr(m.threshold), repr(p), "
+        "'sklearn' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    runtime, no_estimator, threshold, probability, sklearn_loaded = out.stdout.split()
+    assert (runtime, no_estimator, sklearn_loaded) == ("onnx", "True", "False"), out.stderr
+    assert float(threshold) == decision_threshold(model)
+    expected = model.predict_proba(np.full((1, 9), np.nan))[0, 1]
+    assert abs(float(probability) - expected) <= 1e-6
+    report_path = path / "compiled" / compiled_model.REPORT_FILE
+    report = json.loads(report_path.read_text())
+    del report["threshold"]
+    report_path.write_text(json.dumps(report))
+    older = load_model(ServingSettings(model_uri=str(path), model_version="1"))
+    assert older.estimator is not None and older.runtime == "onnx"

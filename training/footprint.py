@@ -1,0 +1,101 @@
+"""What a candidate costs to keep and to serve: bytes of its served artifact, scoring latency.
+
+Both become MLflow metrics of every candidate (:func:`training.candidates.log_candidate`). The
+``lean`` grid bounds the forests so every candidate it can produce meets
+:data:`MAX_MODEL_BYTES` and a run :data:`MAX_RUN_BYTES` (issue 34: the default grid's unbounded
+extra trees are 75 MB as skops, and a daily run stored 325 MB of models); checked on the
+grid's heaviest points by tests/training/test_footprint.py. It is not the default grid: its
+precision cost over split seeds was more than the issue allows (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+MAX_MODEL_BYTES = 20_000_000
+"""Budget of one candidate's served artifact (the skops file of its MLflow model). The soft
+vote holds copies of its three members, so the default grid's forests stay well under it -
+a daily run's seven candidates then store under :data:`MAX_RUN_BYTES` together."""
+MAX_RUN_BYTES = 50_000_000
+"""Budget of all candidates' models of one daily run (issue 34's target)."""
+TIMING_REPEATS = 30
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes of ``model`` serialised as the pipeline stores it (skops, uncompressed: the file
+    ``mlflow.sklearn.log_model`` writes with ``serialization_format="skops"``)."""
+    import skops.io
+
+    return len(skops.io.dumps(model))
+
+
+def drop_duplicates(model: Any) -> Any:
+    """``model`` without the second copy of a soft vote's members: a fitted
+    ``VotingClassifier`` keeps each member in ``estimators_`` *and* in ``named_estimators_``,
+    and skops stores both (no shared references: the vote of two 50-tree forests was 16.6 MB,
+    8.4 MB without the copy). Nothing reads ``named_estimators_`` when scoring or converting;
+    predictions are unchanged (tests/training/test_footprint.py). Returns ``model``."""
+    from sklearn.base import BaseEstimator
+    from sklearn.ensemble import VotingClassifier
+
+    seen: set[int] = set()
+
+    def visit(obj: Any) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, VotingClassifier) and hasattr(obj, "estimators_"):
+            obj.__dict__.pop("named_estimators_", None)
+        if isinstance(obj, BaseEstimator):
+            for name, value in vars(obj).items():
+                if name.endswith("_") or name in ("steps",):
+                    visit(value)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                visit(item)
+
+    visit(model)
+    return model
+
+
+def scoring_ms(model: Any, rows: np.ndarray, repeats: int = TIMING_REPEATS) -> float:
+    """Median milliseconds of ``predict_proba`` on ``rows`` (scikit-learn, one thread).
+
+    The median of ``repeats`` calls after one warm-up call: robust to a shared machine's
+    interruptions. It is scikit-learn's cost; the model server scores the compiled ONNX form
+    when it has one, faster but in the same order between candidates (more and deeper trees
+    cost more in both).
+    """
+    model.predict_proba(rows)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict_proba(rows)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000.0
+
+
+def footprint(model: Any, x: Any) -> dict[str, float]:
+    """The metrics logged per candidate: ``model_bytes``, ``scoring_ms_1`` (one reading) and
+    ``scoring_ms_100`` (a batch of 100 readings), rows taken from ``x`` (the training rows)."""
+    matrix = np.asarray(x, dtype=float)
+    batch = np.resize(matrix, (100, matrix.shape[1]))
+    return {
+        "model_bytes": float(model_bytes(model)),
+        "scoring_ms_1": scoring_ms(model, _frame_like(x, batch[:1])),
+        "scoring_ms_100": scoring_ms(model, _frame_like(x, batch)),
+    }
+
+
+def _frame_like(x: Any, rows: np.ndarray) -> Any:
+    """``rows`` with ``x``'s columns when ``x`` is a DataFrame (the model was fitted on names)."""
+    columns = getattr(x, "columns", None)
+    if columns is None:
+        return rows
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=columns)
