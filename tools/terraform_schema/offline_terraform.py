@@ -282,12 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     td = Path(tempfile.mkdtemp(prefix="tf-offline-"))
     off = None
     try:
-        off = OfflineTerraform(td, ns.src.resolve())
+        testing = ns.args[:1] == ["test"]  # as tests/terraform runs it: empty function sources
+        off = OfflineTerraform(
+            td, ns.src.resolve(), copy_sibling=empty_copy if testing else shutil.copy2
+        )
         off.init()
         with DevServers() as servers:
-            res = off.run(
-                *ns.args, "-no-color", servers=servers if ns.args[:1] == ["test"] else None
-            )
+            res = off.run(*ns.args, "-no-color", servers=servers if testing else None)
         sys.stdout.write(res.stdout)
         sys.stderr.write(res.stderr)
         return res.returncode
