@@ -134,7 +134,7 @@ def empty_copy(src: str, dst: str) -> str:
     """``copy_function`` for a copy of the sibling folders that keeps every path and no content.
 
     ``terraform test`` plans the configuration once per run block, and every plan carries the
-    function sources' contents (~900 KB in ``data.archive_file.function_source``'s source
+    function sources' contents (~730 KB in ``data.archive_file.function_source``'s source
     blocks): two thirds of its CPU time, measured (docs/testing.md). Its assertions are about
     the wiring, not the sources, so it runs on empty files at the same paths: ``fileset``, its
     filter and the dynamic blocks are planned as for real. The contents are checked by
