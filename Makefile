@@ -55,7 +55,10 @@ TEST_WORKERS ?= 2
 # processes (pytest-xdist; each file's tests stay in one worker, --dist loadfile, so a file's
 # module fixtures start once). On CI's two cores, measured: 14 min 8 s in one process, 9 min
 # 10 s in two - the suite waits on servers and child processes, so the second core pays.
-test: env lint tools
+# lint and tools run side by side (each one's output whole, as it ends): a cold mypy is one
+# core's work, the tools' venvs mostly wait on the index and the disk (docs/testing.md).
+test: env
+	@$(MAKE) --no-print-directory -j2 --output-sync=target -o env lint tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The guard against slowdowns: predict against the model server behind it, one run on a

@@ -1,22 +1,38 @@
-"""End to end: ``run --local`` under kfp.local against the real PostgreSQL and MLflow, twice.
+"""End to end: two pipeline runs under kfp.local against the real PostgreSQL and MLflow.
 
-First run: every family and the soft vote as nested MLflow runs with their figures, a champion
-alias, the decision row in water.pipeline_runs, and our model server answering with that version.
-Second run on unchanged data: same export hash, an equal challenger, the champion kept and
-still served. Quick grid and 2 folds keep it to the pipeline's plumbing, not model quality.
+The first run is the local scheduler's: the service (started as ``potability up`` starts it)
+fires ``python -m pipelines run --local`` - the very command a user types - at its time, and a
+run by hand meanwhile is refused. Every family and the soft vote as nested MLflow runs with
+their figures, a champion alias, the decision row in water.pipeline_runs, and our model server
+answering with that version. The second run, ``run_local`` on unchanged data: same export
+hash, an equal challenger, the champion kept and still served. Quick grid and 2 folds keep it
+to the pipeline's plumbing, not model quality.
+
+One run serves both the scheduler's test and the first-run tests: a KFP run costs about a
+minute, and what each checks is a different side of the same run (issue 32).
 """
 
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import mlflow
 import pytest
 import requests
 
-from pipelines.local_run import run_local
+from pipelines import local_scheduler
+from pipelines.local_run import LocalRun, run_local
 from potability import config, db
 from potability.config import Settings
 from potability.governance import run_record
@@ -25,6 +41,8 @@ from training import modeling
 
 pytestmark = pytest.mark.e2e
 
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = ("export", "train", "evaluate", "promote", "deploy", "quality control")
 READING = {
     "ph": 7.1,
     "Hardness": 204.9,
@@ -48,44 +66,187 @@ def _qc_run_ids(database_url: str) -> set[int]:
         conn.close()
 
 
+def _status(home: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PIPELINE_SCHEDULE")}
+    return subprocess.run(
+        [sys.executable, "-m", "potability.cli", "status"],
+        cwd=ROOT,
+        env={**env, "POTABILITY_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
 @pytest.fixture(scope="module")
 def qc_runs_before(database_url: str) -> set[int]:
     """Quality-control runs stored before this module's pipeline runs."""
     return _qc_run_ids(database_url)
 
 
+@dataclass(frozen=True)
+class Scheduled:
+    """What the scheduler's firing showed, observed at the moment each applies (the status
+    before and after the run, a run by hand while it ran); the test asserts on it."""
+
+    home: Path
+    model: str
+    at: datetime
+    expression: str
+    line: str
+    line_again: str
+    status_before: str
+    by_hand: subprocess.CompletedProcess[str]
+    state: dict[str, Any]
+    log: str
+    run_id: str
+    row: tuple[Any, ...]
+    status_after: str
+
+
 @pytest.fixture(scope="module")
-def e2e(
+def scheduled(
     tmp_path_factory: pytest.TempPathFactory,
     database_url: str,
     mlflow_uri: str,
-    qc_runs_before: set[int],
-) -> Iterator[Any]:
-    """Its own stack home (so its model server never replaces the session's), same DB/MLflow."""
+    qc_runs_before: set[int],  # read before the first run starts
+) -> Iterator[Scheduled]:
+    """The first run: fired by the scheduler service 20 s after it starts, in a stack home of
+    this module's own (so its model server never replaces the session's), same DB/MLflow."""
     home = tmp_path_factory.mktemp("pipeline-home")
+    config.update_env(
+        home,
+        POTABILITY_ENV="local",
+        POTABILITY_HOME=str(home),
+        DATABASE_URL=database_url,
+        MLFLOW_TRACKING_URI=mlflow_uri,
+    )
+    zone = ZoneInfo("Europe/Paris")
+    at = (datetime.now(zone) + timedelta(seconds=20)).replace(microsecond=0)
+    expression = f"{at.minute} {at.hour} * * * {at.second}"  # daily, to the second: fires once
+    model = f"water-potability-e2e-{uuid.uuid4().hex[:6]}"
+    settings = config.load_settings(home).with_(
+        pipeline_schedule=expression,
+        pipeline_schedule_time_zone="Europe/Paris",
+        pipeline_schedule_params=("grids=quick", "cv_folds=2", f"model_name={model}"),
+    )
+    try:
+        line = local_scheduler.start(settings)
+        status_before = _status(home)
+        line_again = local_scheduler.start(settings)  # `up` again keeps the running service
+
+        log = services.log_file(home, local_scheduler.SERVICE)
+        deadline = time.monotonic() + 900
+        while "\n  export " not in log.read_text():  # the scheduled run holds the lock by now
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(1)
+        # never two at once: a run by hand while the scheduled one runs is refused
+        by_hand = subprocess.run(
+            [sys.executable, "-m", "pipelines", "run", "--local"],
+            cwd=ROOT,
+            env={**os.environ, "POTABILITY_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        while "last_exit" not in local_scheduler.read_state(home):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(2)
+        state = local_scheduler.read_state(home)
+        text = log.read_text()
+        found = re.search(r"^run (\S+): succeeded", text, re.M)
+        assert found, text
+        with closing(db.connect(Settings(database_url=database_url))) as conn:
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT status, model_name FROM water.pipeline_runs WHERE run_id = %s",
+                (found.group(1),),
+            )
+            row = tuple(cur.fetchone())
+        status_after = _status(home)
+        services.stop(home, local_scheduler.SERVICE)  # its next firing is tomorrow's
+        yield Scheduled(
+            home=home,
+            model=model,
+            at=at,
+            expression=expression,
+            line=line,
+            line_again=line_again,
+            status_before=status_before,
+            by_hand=by_hand,
+            state=state,
+            log=text,
+            run_id=found.group(1),
+            row=row,
+            status_after=status_after,
+        )
+    finally:
+        for service in (local_scheduler.SERVICE, "model-server"):
+            services.stop(home, service)
+        with closing(db.connect(Settings(database_url=database_url))) as conn:
+            conn.cursor().execute("DELETE FROM water.pipeline_runs WHERE model_name = %s", (model,))
+            conn.commit()
+
+
+@pytest.fixture(scope="module")
+def e2e(scheduled: Scheduled, database_url: str, mlflow_uri: str) -> Iterator[Any]:
+    """The scheduled run, then a second by hand (``run_local``) on unchanged data, in the same
+    home (its model server is the scheduled run's)."""
     monkey = pytest.MonkeyPatch()
-    monkey.setenv("POTABILITY_HOME", str(home))  # the components (subprocesses) read it
-    name = f"water-potability-e2e-{uuid.uuid4().hex[:6]}"
+    monkey.setenv("POTABILITY_HOME", str(scheduled.home))  # the components (subprocesses) read it
     settings = Settings(
         env="local",
-        home=home,
+        home=scheduled.home,
         database_url=database_url,
         mlflow_tracking_uri=mlflow_uri,
-        model_name=name,
+        model_name=scheduled.model,
     )
-    params = {"grids": "quick", "cv_folds": 2}
-    first = run_local(settings, params)
-    second = run_local(settings, params)
-    yield settings, first, second
-    services.stop(home, "model-server")
-    monkey.undo()
-    conn = db.connect(settings)
-    cur = conn.cursor()
-    cur.execute(
-        "DELETE FROM water.pipeline_runs WHERE run_id IN (%s, %s)", (first.run_id, second.run_id)
+    try:
+        second = run_local(settings, {"grids": "quick", "cv_folds": 2})
+        yield settings, LocalRun(scheduled.run_id, {}), second
+    finally:
+        monkey.undo()
+
+
+def test_the_scheduler_fires_a_real_run_at_its_time(scheduled: Scheduled) -> None:
+    at, expression, model, text = scheduled.at, scheduled.expression, scheduled.model, scheduled.log
+    assert scheduled.line == f"{expression} (Europe/Paris), next run {at.isoformat()}"
+    assert f"{'next run':24} {at.isoformat()}" in scheduled.status_before
+    assert scheduled.line_again == scheduled.line
+    by_hand = scheduled.by_hand
+    assert by_hand.returncode == 3, by_hand.stdout + by_hand.stderr
+    assert "another local pipeline run is in progress" in by_hand.stderr
+
+    state = scheduled.state
+    assert state["last_maintenance_outcome"] == "succeeded"  # before the run: the log's upkeep
+    assert "inference-log maintenance: partitions created" in text
+    assert state["last_exit"] == 0, text
+    run_id = scheduled.run_id
+    output = text[text.index("scheduled run starting") :].splitlines()[1:-1]
+    # the run's output: a header, one line per step in order, a short summary
+    steps = [re.match(r"  (\S+(?: control)?) +(\d+\.\d) s  (.*)", line) for line in output[1:7]]
+    assert [m.group(1) for m in steps if m] == list(STEPS), output
+    results = {m.group(1): m.group(3) for m in steps}
+    assert re.fullmatch(r"\d+ rows exported", results["export"])
+    assert re.fullmatch(
+        r"\d+ families on \d+ rows, best CV precision \d+\.\d% \(\w+\)", results["train"]
     )
-    conn.commit()
-    conn.close()
+    assert results["promote"] == "first champion, champion v1"
+    assert results["deploy"].startswith(f"started {model} v1 at http://127.0.0.1:")
+    assert len(output) <= 20, output  # the run's share of make run's 80 lines (no functions)
+    assert re.search(rf"^champion     {model} v1 \(\w+\): held-out precision \d+\.\d%", text, re.M)
+    link = re.search(r"^MLflow run   (\S+)", text, re.M).group(1)
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/#/experiments/\d+/runs/[0-9a-f]{32}", link)
+    run_log = scheduled.home / "logs" / "pipeline-runs" / f"{run_id}.log"
+    assert f"full log     {run_log}" in text
+    assert "Executing task" in run_log.read_text()  # kfp's whole output went there
+    assert "Executing task" not in text
+
+    assert scheduled.row == ("succeeded", model)
+    after = scheduled.status_after
+    assert f"{run_id} succeeded" in after and str(run_log) in after
+    assert re.search(r"next run +\S+", after)  # the next day's firing
 
 
 def test_first_run_logs_every_family_with_figures_under_one_parent(e2e: Any) -> None:

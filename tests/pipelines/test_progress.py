@@ -1,6 +1,6 @@
 """One line per finished step, kfp's output in the run's log, a failed step shown in full, and
 never two local runs at once. (A real run's lines are asserted by the scheduler test in
-tests/pipelines/test_local_scheduler.py, which fires one.)"""
+tests/pipelines/test_local_run.py, whose first run the scheduler fires.)"""
 
 from __future__ import annotations
 
