@@ -122,8 +122,7 @@ def history(
     cols = ", ".join(FEATURE_COLUMNS)
     steps = int(timedelta(days=DAYS) / EVERY)
     cur.execute(
-        f"SELECT {cols}, potability FROM water.water_potability WHERE source = 'seed' "
-        "ORDER BY id",
+        f"SELECT {cols}, potability FROM water.water_potability WHERE source = 'seed' ORDER BY id",
     )
     seed_rows = list(cur.fetchall())
     random.Random(7).shuffle(seed_rows)
