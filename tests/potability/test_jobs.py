@@ -78,7 +78,7 @@ def test_a_failing_qc_raises_qc_failed_with_its_step(
     settings = runs_db.with_(alert_webhook_url=webhook.url, qc_precision_floor=1.5)
     conn = db.connect(settings)
     try:
-        with pytest.raises(ValueError, match="precision floor must lie in"):
+        with pytest.raises(ValueError, match="need 0 < precision floor < expected precision < 1"):
             qc_job.run(conn, settings, datetime.now(UTC))
     finally:
         conn.close()
