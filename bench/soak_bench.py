@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions_bench import READING  # bench/, beside this script: one reading for all benches
 from process_tree import tree_rss  # bench/, beside this script
 
 from potability import config, db
@@ -49,17 +50,6 @@ from potability.local import function_servers, services
 from potability.local import stack as local_stack
 from potability.serving import model_server
 
-READING = {
-    "ph": 7.08,
-    "Hardness": 196.4,
-    "Solids": 21000.0,
-    "Chloramines": 7.1,
-    "Sulfate": 333.0,
-    "Conductivity": 421.0,
-    "Organic_carbon": 14.2,
-    "Trihalomethanes": 66.4,
-    "Turbidity": 3.9,
-}
 MIX = (("predict", 0.50), ("predict_batch", 0.15), ("add_sample", 0.15), ("status", 0.20))
 BATCH = 20
 MODEL_NAME = "soak-water-potability"

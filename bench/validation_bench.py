@@ -21,21 +21,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from functions_bench import READING  # bench/, beside this script: one reading for all benches
+
 import functions.validation as validation
 from functions.http import ApiError, parse_json
 from functions.validation import parse_predict, parse_samples
 
-READING = {
-    "ph": 7.08,
-    "Hardness": 196.4,
-    "Solids": 21000.0,
-    "Chloramines": 7.1,
-    "Sulfate": 333.0,
-    "Conductivity": 421.0,
-    "Organic_carbon": 14.2,
-    "Trihalomethanes": 66.4,
-    "Turbidity": 3.9,
-}
 SINGLE = {"sensor_id": "plant-7", "request_id": "req-0001", "reading": READING}
 BATCH = {"sensor_id": "plant-7", "readings": [dict(READING, ph=6 + i / 100) for i in range(100)]}
 SAMPLE = {
