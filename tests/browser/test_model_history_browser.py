@@ -4,19 +4,14 @@ since-when - served by functions-framework from the functions' entry file."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from potability import alerts, db
 from potability.governance import model_changes as mc
-from potability.local import services
 
-ROOT = Path(__file__).resolve().parents[2]
-ENTRY = ROOT / "functions" / "main.py"
 MODEL = "browser-history-model"
 
 pytestmark = pytest.mark.e2e
@@ -102,33 +97,9 @@ def history(conn: db.Connection) -> Iterator[datetime]:
 
 
 @pytest.fixture
-def served(stack_home: Path, database_url: str, history: datetime) -> Iterator[str]:
+def served(serve_status: Callable[[str], str], history: datetime) -> str:
     """Started after the rows are in: the status function caches what it read first."""
-    port = services.free_port()
-    argv = [
-        str(Path(sys.executable).parent / "functions-framework"),
-        "--source",
-        str(ENTRY),
-        "--target",
-        "status",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    env = {
-        "POTABILITY_ENV": "local",
-        "POTABILITY_HOME": str(stack_home),
-        "DATABASE_URL": database_url,
-        "STATUS_REFRESH_SECONDS": "0",
-    }  # no in-process cache: the history rows show at once
-    pid = services.start(stack_home, "history-browser-test", argv, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        services.wait_http(url + "?format=json", timeout=60, pid=pid)
-        yield url
-    finally:
-        services.stop(stack_home, "history-browser-test")
+    return serve_status("history-browser-test")
 
 
 def test_model_history_on_the_page_and_in_its_json(

@@ -10,8 +10,7 @@ with five weeks of history.
 from __future__ import annotations
 
 import random
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,9 @@ from potability import db
 from potability.config import Settings
 from potability.features import FEATURE_COLUMNS
 from potability.inference.rollup import floor_hour
-from potability.local import services
 from potability.quality import job as qc_job
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY = ROOT / "functions" / "main.py"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -164,34 +161,9 @@ def page_data(clean_db: db.Connection, settings: Settings) -> Iterator[dict[str,
 
 
 @pytest.fixture
-def served(stack_home: Path, database_url: str) -> Iterator[str]:
-    """functions-framework serving the ``status`` target of the functions' entry file."""
-    assert ENTRY.exists(), f"{ENTRY} (the functions' entry file) is missing"
-    port = services.free_port()
-    argv = [
-        str(Path(sys.executable).parent / "functions-framework"),
-        "--source",
-        str(ENTRY),
-        "--target",
-        "status",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    env = {
-        "POTABILITY_ENV": "local",
-        "POTABILITY_HOME": str(stack_home),
-        "DATABASE_URL": database_url,
-        "STATUS_REFRESH_SECONDS": "0",
-    }  # no in-process cache: each test's rows show at once
-    pid = services.start(stack_home, SERVICE, argv, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        services.wait_http(url + "?format=json", timeout=60, pid=pid)
-        yield url
-    finally:
-        services.stop(stack_home, SERVICE)
+def served(serve_status: Callable[[str], str]) -> str:
+    """The status function (no in-process cache: each test's rows show at once)."""
+    return serve_status(SERVICE)
 
 
 def _launch(playwright: Any, chromium: str) -> Any:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import random
 import shutil
-import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,11 @@ from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
 from potability.governance import model_changes as mc
 from potability.governance import run_record
 from potability.inference.rollup import floor_hour, rollable_through
-from potability.local import function_servers, services
+from potability.local import function_servers
 from potability.quality import job as qc_job
 from potability.samples_import import Poster, Row, import_rows
 
 ROOT = Path(__file__).resolve().parents[2]
-ENTRY = ROOT / "functions" / "main.py"
 ARTIFACTS = ROOT / "test-artifacts"
 README_SCREENSHOT = ROOT / "docs" / "status-page.png"  # README.md: ![Status page](...)
 SERVICE = "trends-browser-test"
@@ -210,33 +208,9 @@ def history(
 
 
 @pytest.fixture
-def served(stack_home: Path, database_url: str, history: dict[str, Any]) -> Iterator[str]:
-    """functions-framework serving the ``status`` target, started after the history is in."""
-    port = services.free_port()
-    argv = [
-        str(Path(sys.executable).parent / "functions-framework"),
-        "--source",
-        str(ENTRY),
-        "--target",
-        "status",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    env = {
-        "POTABILITY_ENV": "local",
-        "POTABILITY_HOME": str(stack_home),
-        "DATABASE_URL": database_url,
-        "STATUS_REFRESH_SECONDS": "0",
-    }
-    pid = services.start(stack_home, SERVICE, argv, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        services.wait_http(url + "?format=json", timeout=60, pid=pid)
-        yield url
-    finally:
-        services.stop(stack_home, SERVICE)
+def served(serve_status: Callable[[str], str], history: dict[str, Any]) -> str:
+    """The status function, started after the history is in."""
+    return serve_status(SERVICE)
 
 
 def test_trends_in_headless_chromium_and_the_readme_screenshot(
