@@ -155,13 +155,13 @@ def test_status_data_shows_the_numbers_of_the_database(clean_db, scenario) -> No
         ("north-1", 3, 2),
         ("south-2", 1, 0),
     ]
-    assert (week["total"], week["potable"], week["potable_share"]) == (7, 3, round(3 / 7, 4))
+    assert (week["total"], week["potable"], week["potable_share"]) == (7, 3, 3 / 7)
     assert [(s["sensor_id"], s["total"], s["potable_share"]) for s in week["by_sensor"]] == [
         ("north-1", 5, 0.6),
         ("south-2", 2, 0.0),
     ]
     assert week["by_model_version"] == [
-        {"model_version": "3", "total": 7, "potable": 3, "potable_share": round(3 / 7, 4)}
+        {"model_version": "3", "total": 7, "potable": 3, "potable_share": 3 / 7}
     ]
     hourly = data["inferences"]["hourly_24h"]
     assert len(hourly) == 24 and sum(b["total"] for b in hourly) == 4

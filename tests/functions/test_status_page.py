@@ -91,3 +91,12 @@ def test_the_realistic_page_has_every_section(realistic) -> None:
 def test_the_outage_page() -> None:
     page = render_error_html(5)
     assert "try again in 5 seconds" in page and "<script" not in page
+
+
+def test_a_share_is_rounded_once_when_shown() -> None:
+    """37 of 95 is 38.947%: rounding the JSON to 0.3895 first showed it as 39.0%."""
+    from functions.status import _share
+    from functions.status_page import pct
+
+    assert pct(_share(37, 95)) == "38.9%"
+    assert pct(_share(1, 3)) == "33.3%" and pct(_share(0, 0)) == "\u2014"
