@@ -483,7 +483,7 @@ def _trends(
 def status_data(
     conn: db.Connection, now: datetime, max_raw_hours: int | None = None
 ) -> dict[str, Any]:
-    """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, rounded floats).
+    """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, finite floats).
     ``max_raw_hours``: bound the raw counting (:func:`potability.inference.rollup.activity`)."""
     model = _champion(conn)
     run = qc_record.latest_run(conn)
