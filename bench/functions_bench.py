@@ -237,6 +237,7 @@ def _fit_model(kind: str, folder: Path) -> Path:
     from potability.model import sklearn_save_kwargs
     from potability.seed import load_dataset
     from potability.serving import compiled_model
+    from training.candidates import model_requirements
 
     frame = load_dataset()
     x, y = frame[list(FEATURE_NAMES)], frame[TARGET]
@@ -245,7 +246,11 @@ def _fit_model(kind: str, folder: Path) -> Path:
     fitted = time.perf_counter()
     path = folder / f"model-{kind}"
     mlflow.sklearn.save_model(
-        model, str(path), input_example=x.head(2).astype(float), **sklearn_save_kwargs(model)
+        model,
+        str(path),
+        input_example=x.head(2).astype(float),
+        pip_requirements=model_requirements(),  # as the train step: no inference subprocess
+        **sklearn_save_kwargs(model),
     )
     # as promote does for a registered champion (a shape it cannot compile is served by
     # scikit-learn, and the model server says so in /health)

@@ -81,6 +81,7 @@ def train_small_model(path: Path) -> None:
     from potability.features import FEATURE_NAMES, TARGET
     from potability.model import sklearn_save_kwargs
     from potability.seed import load_dataset
+    from training.candidates import model_requirements
 
     frame = load_dataset()
     x, y = frame[list(FEATURE_NAMES)], frame[TARGET]
@@ -95,7 +96,11 @@ def train_small_model(path: Path) -> None:
         random_state=0,
     ).fit(x, y)
     mlflow.sklearn.save_model(
-        model, str(path), input_example=x.head(2).astype(float), **sklearn_save_kwargs(model)
+        model,
+        str(path),
+        input_example=x.head(2).astype(float),
+        pip_requirements=model_requirements(),  # as the train step: no inference subprocess
+        **sklearn_save_kwargs(model),
     )
 
 

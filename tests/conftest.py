@@ -179,9 +179,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).fit(x, y)
     path = tmp_path_factory.mktemp("model") / "tiny"
     from potability.model import sklearn_save_kwargs
+    from training.candidates import model_requirements
 
     mlflow.sklearn.save_model(
-        model, str(path), input_example=x.head(2).astype(float), **sklearn_save_kwargs(model)
+        model,
+        str(path),
+        input_example=x.head(2).astype(float),
+        pip_requirements=model_requirements(),  # as the train step: no inference subprocess
+        **sklearn_save_kwargs(model),
     )
     from potability.serving import compiled_model  # served as registered versions are: compiled
 

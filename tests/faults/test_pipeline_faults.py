@@ -36,6 +36,7 @@ from potability.local import services
 from potability.local import stack as local_stack
 from potability.model import sklearn_save_kwargs
 from potability.serving import model_server
+from training.candidates import model_requirements
 
 CHAMPION = "champion"
 QUICK = ["--param", "grids=quick", "--param", "cv_folds=2"]
@@ -52,7 +53,12 @@ def register_champion(tracking_uri: str, name: str, model_dir: Path) -> str:
     mlflow.set_experiment(name)
     with mlflow.start_run(run_name="seed-champion"):
         estimator = mlflow.sklearn.load_model(str(model_dir))
-        info = mlflow.sklearn.log_model(estimator, name="model", **sklearn_save_kwargs(estimator))
+        info = mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            pip_requirements=model_requirements(),
+            **sklearn_save_kwargs(estimator),
+        )
     version = mlflow.register_model(
         info.model_uri, name, tags={"split_seed": "42", "test_fraction": "0.2"}
     )
@@ -335,7 +341,10 @@ def test_two_promotions_at_once_are_serialised_and_the_alias_stays_registered(
     for n in range(2):  # two runs' challengers: equal models, logged apart
         with mlflow.start_run(run_name=f"race-{n}") as parent:
             info = mlflow.sklearn.log_model(
-                estimator, name="model", **sklearn_save_kwargs(estimator)
+                estimator,
+                name="model",
+                pip_requirements=model_requirements(),
+                **sklearn_save_kwargs(estimator),
             )
         runs.append(
             {

@@ -14,6 +14,7 @@ from sklearn.dummy import DummyClassifier
 
 from potability.model import sklearn_save_kwargs
 from training import retention
+from training.candidates import model_requirements
 
 
 def _pipeline_run(day: int, families: tuple[str, ...]) -> tuple[str, dict[str, str]]:
@@ -26,7 +27,12 @@ def _pipeline_run(day: int, families: tuple[str, ...]) -> tuple[str, dict[str, s
             with mlflow.start_run(run_name=family, nested=True):
                 mlflow.log_metric("cv_precision", 0.5 + day / 100)
                 model = DummyClassifier(strategy="prior").fit(x, y)
-                info = mlflow.sklearn.log_model(model, name="model", **sklearn_save_kwargs(model))
+                info = mlflow.sklearn.log_model(  # requirements as the train step gives them
+                    model,
+                    name="model",
+                    pip_requirements=model_requirements(),
+                    **sklearn_save_kwargs(model),
+                )
                 models[family] = info.model_id
     return parent.info.run_id, models
 
