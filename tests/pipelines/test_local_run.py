@@ -112,7 +112,7 @@ def scheduled(
     mlflow_uri: str,
     qc_runs_before: set[int],  # read before the first run starts
 ) -> Iterator[Scheduled]:
-    """The first run: fired by the scheduler service 20 s after it starts, in a stack home of
+    """The first run: fired by the scheduler service seconds after it starts, in a stack home of
     this module's own (so its model server never replaces the session's), same DB/MLflow."""
     home = tmp_path_factory.mktemp("pipeline-home")
     config.update_env(
@@ -123,16 +123,24 @@ def scheduled(
         MLFLOW_TRACKING_URI=mlflow_uri,
     )
     zone = ZoneInfo("Europe/Paris")
-    at = (datetime.now(zone) + timedelta(seconds=20)).replace(microsecond=0)
-    expression = f"{at.minute} {at.hour} * * * {at.second}"  # daily, to the second: fires once
     model = f"water-potability-e2e-{uuid.uuid4().hex[:6]}"
-    settings = config.load_settings(home).with_(
-        pipeline_schedule=expression,
-        pipeline_schedule_time_zone="Europe/Paris",
-        pipeline_schedule_params=("grids=quick", "cv_folds=2", f"model_name={model}"),
-    )
     try:
-        line = local_scheduler.start(settings)
+        # A firing a few seconds ahead (daily, to the second: it fires once); if the service
+        # took longer than that to start, its next run is tomorrow's: stop it, further ahead.
+        for lead in (6, 20, 60):
+            at = (datetime.now(zone) + timedelta(seconds=lead)).replace(microsecond=0)
+            expression = f"{at.minute} {at.hour} * * * {at.second}"
+            settings = config.load_settings(home).with_(
+                pipeline_schedule=expression,
+                pipeline_schedule_time_zone="Europe/Paris",
+                pipeline_schedule_params=("grids=quick", "cv_folds=2", f"model_name={model}"),
+            )
+            line = local_scheduler.start(settings)
+            if line.endswith(f"next run {at.isoformat()}"):
+                break
+            services.stop(home, local_scheduler.SERVICE)
+        else:
+            pytest.fail(f"the scheduler started too late for each firing: {line}")
         status_before = _status(home)
         line_again = local_scheduler.start(settings)  # `up` again keeps the running service
 
