@@ -68,7 +68,7 @@ TEST_WORKERS ?= 2
 test: $(UV)
 	$(SYNC)
 	@$(MAKE) --no-print-directory -j3 --output-sync=target -o env lint tools bytecode
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The guard against slowdowns: predict against the model server behind it, one run on a
 # throw-away stack (bench/functions_bench.py); its last line is the row for bench/README.md.
