@@ -111,7 +111,7 @@ Time = str | None
 class Champion(TypedDict):
     """The model in service and its held-out evidence."""
 
-    name: str
+    name: str | None
     version: str | None
     family: str | None
     held_out_precision: float | None

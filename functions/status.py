@@ -35,7 +35,7 @@ import threading
 import time
 from concurrent.futures import Future
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 import flask
 
@@ -49,6 +49,26 @@ from potability.governance import model_changes, run_record
 from potability.inference import rollup as inference_rollup
 from potability.quality import record as qc_record
 
+if TYPE_CHECKING:  # the published answers' types (functions/openapi.py): checked, not imported
+    from functions.openapi import (
+        Alert,
+        Champion,
+        DriftDay,
+        Inferences,
+        Job,
+        LabSamples,
+        LastRun,
+        LivePrecision,
+        ModelChange,
+        ModelHistory,
+        QualityControl,
+        Status,
+        TrafficDay,
+        Trends,
+        WeeklyPrecision,
+        Window,
+    )
+
 FUNCTION = "status"
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 60
@@ -59,6 +79,10 @@ MAX_SENSORS = 50
 # --- data: records from their owner modules, mapped to JSON ------------------------------
 
 
+@overload
+def _iso(value: datetime | date) -> str: ...
+@overload
+def _iso(value: datetime | date | None) -> str | None: ...
 def _iso(value: datetime | date | None) -> str | None:
     if value is None:
         return None
@@ -82,7 +106,7 @@ def _share(part: int, total: int) -> float | None:
     return _num(part / total) if total else None
 
 
-def _champion(conn: db.Connection) -> dict[str, Any] | None:
+def _champion(conn: db.Connection) -> Champion | None:
     record = run_record.current_champion(conn)
     if record is None:
         return None
@@ -109,7 +133,7 @@ def _champion(conn: db.Connection) -> dict[str, Any] | None:
     }
 
 
-def _last_run(conn: db.Connection) -> dict[str, Any] | None:
+def _last_run(conn: db.Connection) -> LastRun | None:
     r = run_record.last_run(conn)
     if r is None:
         return None
@@ -138,7 +162,7 @@ def _counts(counts: list[inference_rollup.Count], key: str) -> list[dict[str, An
     ]
 
 
-def _window(w: inference_rollup.WindowSummary) -> dict[str, Any]:
+def _window(w: inference_rollup.WindowSummary) -> Window:
     return {
         "total": w.readings,
         "potable": w.potable,
@@ -150,9 +174,7 @@ def _window(w: inference_rollup.WindowSummary) -> dict[str, Any]:
     }
 
 
-def _inferences(
-    conn: db.Connection, now: datetime, max_raw_hours: int | None = None
-) -> dict[str, Any]:
+def _inferences(conn: db.Connection, now: datetime, max_raw_hours: int | None = None) -> Inferences:
     """The log's last 24 hours and 7 days in whole UTC hours, the current one included:
     charts bucketed by clock hour (``start``, ``end`` of each bucket). ``exact`` is false while
     ``pending_hours`` (complete hours not rolled up yet, their readings not counted) remain:
@@ -185,7 +207,7 @@ def _inferences(
     }
 
 
-def _lab_samples(conn: db.Connection, now: datetime) -> dict[str, Any]:
+def _lab_samples(conn: db.Connection, now: datetime) -> LabSamples:
     c = qc_record.lab_sample_counts(conn, now)
     return {
         "total": c.total,
@@ -217,10 +239,10 @@ def _fresh(run: qc_record.QcRun) -> dict[str, Any] | None:
     }
 
 
-def _quality_control(run: qc_record.QcRun | None) -> dict[str, Any] | None:
+def _quality_control(run: qc_record.QcRun | None) -> QualityControl | None:
     if run is None:
         return None
-    live = [
+    live: list[LivePrecision] = [
         {
             "model_version": m.model_version,
             "period": m.period,
@@ -269,7 +291,7 @@ def _quality_control(run: qc_record.QcRun | None) -> dict[str, Any] | None:
     }
 
 
-def _headline(model: dict[str, Any] | None, qc: dict[str, Any] | None) -> dict[str, Any] | None:
+def _headline(model: Champion | None, qc: QualityControl | None) -> LivePrecision | None:
     """The live precision to show first: the champion's all-weeks row (else the version with
     the most matches)."""
     if qc is None:
@@ -281,10 +303,17 @@ def _headline(model: dict[str, Any] | None, qc: dict[str, Any] | None) -> dict[s
     return chosen[0] if chosen else max(rows, key=lambda r: r["matches"])
 
 
-def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
+def _open_alerts(conn: db.Connection) -> list[Alert]:
     """The open alerts (``water.alerts``), public fields only: no messages or raw figures."""
     return [
-        {k: a[k] for k in ("event", "title", "severity", "model_version", "detail", "raised_at")}
+        {
+            "event": a["event"],
+            "title": a["title"],
+            "severity": a["severity"],
+            "model_version": a["model_version"],
+            "detail": a["detail"],
+            "raised_at": a["raised_at"],
+        }
         for a in alerts.open_alerts(conn)
     ]
 
@@ -292,7 +321,7 @@ def _open_alerts(conn: db.Connection) -> list[dict[str, Any]]:
 # --- model history (issue 22): the changes of the served model, public ----------------------
 
 
-def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
+def model_history(conn: db.Connection, now: datetime) -> ModelHistory:
     """The model changes of the last 90 days (:mod:`potability.governance.model_changes`),
     newest first, each with its evidence, who made it (a role: :func:`public_role`) and
     the alerts raised around it; and the hold in force. Reasons are shown: operators write them
@@ -336,7 +365,7 @@ def model_history(conn: db.Connection, now: datetime) -> dict[str, Any]:
     }
 
 
-def _jobs(conn: db.Connection) -> list[dict[str, Any]]:
+def _jobs(conn: db.Connection) -> list[Job]:
     """When each scheduled job last succeeded (``water.job_status``, :mod:`potability.jobs`);
     a failing one with its step and error class (a class name, never the error's text)."""
     return [
@@ -362,7 +391,7 @@ CHANGES_OF_SERVICE = ("promoted", "rolled_back", "approved")
 """Model changes that change the served version: marked on the trends' time axis."""
 
 
-def drift_summary(days: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def drift_summary(days: list[DriftDay]) -> list[dict[str, Any]]:
     """Per feature, over the trend's days with a QC run: the latest PSI and status, the
     highest PSI and its day, the days at watch and at drift, and since when it has been
     drifting (the first day of the unbroken run of drift days that ends with the latest;
@@ -405,8 +434,8 @@ def _trends(
     conn: db.Connection,
     now: datetime,
     run: qc_record.QcRun | None,
-    history: dict[str, Any],
-) -> dict[str, Any]:
+    history: ModelHistory,
+) -> Trends:
     """The last :data:`TREND_DAYS` days: traffic and potable share per day (hourly rollups:
     :func:`potability.inference.rollup.daily`), drift per feature per day (the day's last QC
     run: :func:`potability.quality.record.drift_by_day`), live precision per model version
@@ -416,7 +445,7 @@ def _trends(
     last = now.astimezone(UTC).date()
     first = last - timedelta(days=TREND_DAYS - 1)
     start = datetime.combine(first, datetime.min.time(), UTC)
-    traffic = [
+    traffic: list[TrafficDay] = [
         {
             "day": _iso(c.day),
             "total": c.readings,
@@ -426,7 +455,7 @@ def _trends(
         }
         for c in inference_rollup.daily(conn, first, last)
     ]
-    drift = [
+    drift: list[DriftDay] = [
         {
             "day": _iso(d.day),
             "computed_at": _iso(d.computed_at),
@@ -438,7 +467,7 @@ def _trends(
         for d in qc_record.drift_by_day(conn, start, now)
     ]
     earliest_week = first - timedelta(days=6)  # the week that contains the first day
-    live = [
+    live: list[WeeklyPrecision] = [
         {
             "model_version": m.model_version,
             "period": m.period,
@@ -457,7 +486,7 @@ def _trends(
         for m in (run.live if run else [])
         if m.week_start is not None and m.week_start >= earliest_week
     ]
-    changes = [
+    changes: list[ModelChange] = [
         {
             "when": c["when"],
             "action": c["action"],
@@ -480,9 +509,7 @@ def _trends(
     }
 
 
-def status_data(
-    conn: db.Connection, now: datetime, max_raw_hours: int | None = None
-) -> dict[str, Any]:
+def status_data(conn: db.Connection, now: datetime, max_raw_hours: int | None = None) -> Status:
     """Everything the page shows, as JSON-safe values (ISO-8601 UTC strings, finite floats).
     ``max_raw_hours``: bound the raw counting (:func:`potability.inference.rollup.activity`)."""
     model = _champion(conn)
@@ -542,12 +569,12 @@ class StatusSource:
         self.stale_answers = 0
         """Refreshes that failed while the database was up, answered with the last data."""
         self._lock = threading.Lock()
-        self._data: dict[str, Any] | None = None
+        self._data: Status | None = None
         self._fetched = 0.0
-        self._flight: Future[dict[str, Any]] | None = None
-        self._bodies: dict[str, tuple[dict[str, Any], str, str]] = {}
+        self._flight: Future[Status] | None = None
+        self._bodies: dict[str, tuple[Status, str, str]] = {}
 
-    def get(self) -> dict[str, Any]:
+    def get(self) -> Status:
         """The current data: from memory while fresh, else from the one refresh in flight."""
         with self._lock:
             if self._data is not None and time.monotonic() - self._fetched < self.refresh_seconds:
@@ -574,7 +601,7 @@ class StatusSource:
         flight.set_result(data)
         return data
 
-    def _stale(self, exc: BaseException) -> dict[str, Any] | None:
+    def _stale(self, exc: BaseException) -> Status | None:
         """The last good data marked stale, when a refresh failed while the database is up (a
         statement timeout, a lock, a query's error: issue 29) - never a 503 then; None when the
         database is unreachable (503, as before) or nothing was read yet."""
@@ -588,7 +615,9 @@ class StatusSource:
             return None
         self.stale_answers += 1
         log.warning("status refresh failed (%s); serving the data of %s", exc, last["generated_at"])
-        return {**last, "stale": True, "stale_since": last["generated_at"]}
+        stale = last.copy()
+        stale["stale"], stale["stale_since"] = True, last["generated_at"]
+        return stale
 
     def rendered(self, fmt: str) -> tuple[str, str]:
         """(body, mimetype) of the current data as ``json`` or ``html``, rendered once per
@@ -609,7 +638,7 @@ class StatusSource:
             self._bodies[fmt] = (data, body, mimetype)
         return body, mimetype
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> Status:
         self.refreshes += 1
         now = datetime.now(UTC)
         try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import math
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -553,7 +553,7 @@ def live_short(cls: str, row: dict[str, Any]) -> str:
     )
 
 
-def _charts(data: dict[str, Any]) -> dict[str, Any]:
+def _charts(data: Mapping[str, Any]) -> dict[str, Any]:
     """The geometry of every chart on the page, both widths."""
     inf = data["inferences"]
     hourly, daily = inf["hourly_24h"], inf["daily_7d"]
@@ -701,7 +701,7 @@ ENVIRONMENT = _environment()
 """Loaded once per instance; templates are compiled on first use and cached."""
 
 
-def render_html(data: dict[str, Any]) -> str:
+def render_html(data: Mapping[str, Any]) -> str:
     """The whole page for :func:`functions.status.status_data`'s dict."""
     return ENVIRONMENT.get_template("status/page.html.j2").render(
         d=data,
