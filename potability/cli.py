@@ -382,7 +382,9 @@ def archive_read(day: date, out: Path | None) -> None:
         frame.to_csv(sys.stdout, index=False)
 
 
-@archive.command("query")
+# SQL may begin with a comment ("-- monthly share ..."): click would take it for an unknown
+# option; ignored unknown options stay arguments (argparse kept any word with a space one).
+@archive.command("query", context_settings={"ignore_unknown_options": True})
 @click.argument("sql")
 @OUT
 @click.option(

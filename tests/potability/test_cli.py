@@ -101,6 +101,12 @@ def test_pipeline_params_are_json_when_they_parse() -> None:
     assert ctx.params["params"] == {"cv_folds": 3, "grids": "quick", "x": "a=b"}
 
 
+def test_archive_query_takes_sql_that_starts_with_a_comment() -> None:
+    sql = "-- monthly share\nSELECT 1 WHERE 2 = 2"
+    ctx = cli.archive_query.make_context("query", [sql, "--out", "x.csv"])
+    assert (ctx.params["sql"], ctx.params["out"]) == (sql, Path("x.csv"))
+
+
 def test_gcp_model_hands_everything_after_its_own_options_to_the_job() -> None:
     ctx = cli.gcp_model.make_context(
         "model", ["--dry-run", "rollback", "4", "--reason", "fell, week 48", "--dry-run"]
