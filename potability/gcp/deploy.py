@@ -275,17 +275,8 @@ def deploy(
         outputs = terraform_outputs(run)
 
     out("\n== 3/5 publish the pipeline to the template registry (the schedule runs `latest`)")
-    run(
-        [
-            python,
-            "-m",
-            "potability.cli",
-            "pipeline",
-            "publish",
-            f"--host={template_uri}",
-            f"--image={pinned}",
-        ]
-    )
+    potability = [python, "-m", "potability.cli"]  # the command line, in this environment
+    run([*potability, "pipeline", "publish", f"--host={template_uri}", f"--image={pinned}"])
 
     out("\n== 4/5 migrate the database (Cloud Run job: potability migrate)")
     job = outputs.get("migration_job") or ("<migration_job output>" if run.dry_run else "")
