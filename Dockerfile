@@ -4,7 +4,7 @@
 # and evaluated a model is the code that serves it.
 #
 #   docker build -t <region>-docker.pkg.dev/<project>/<repo>/potability:<tag> .
-#   PIPELINE_IMAGE=<that tag> python -m pipelines compile      # YAML naming this image
+#   PIPELINE_IMAGE=<that tag> potability pipeline compile      # YAML naming this image
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

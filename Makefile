@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 
 .PHONY: help run test check lint env bytecode tools down status clean gcp-bootstrap gcp-deploy gcp-smoke gcp-model gcp-destroy function-requirements docs bench
 
-# This list: each target with the first line of the comment above it.
+# This list: each target with the first line of the comment above it (one summary line each).
 help:
 	@awk '/^# / && !c {c=substr($$0,3)} /^[a-z][a-z-]*:/ {split($$0,t,":"); if (c) printf "  make %-22s %s\n", t[1], c} !/^# / {c=""}' $(MAKEFILE_LIST)
 
@@ -20,8 +20,8 @@ $(UV):
 	$(PYTHON) -m venv .venv-uv
 	.venv-uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The project environment, exactly as locked in uv.lock (dev group included), compiled to
-# bytecode once: where PYTHONDONTWRITEBYTECODE is set (CI images, this machine) nothing else
+# The project environment, exactly as uv.lock pins it (dev group included), bytecode compiled.
+# Compiled once: where PYTHONDONTWRITEBYTECODE is set (CI images, this machine) nothing else
 # writes .pyc files, and every process - each pipeline step, server and CLI call in the
 # tests - recompiled scikit-learn, MLflow and pandas on import (sklearn 10.6 s -> 3.0 s,
 # measured on the loaded 2-core machine).
@@ -30,8 +30,9 @@ env: $(UV)
 
 SYNC = $(UV) sync --frozen --python $(PYTHON) --quiet
 
-# The bytecode alone (uv's --compile-bytecode processes the whole site-packages, not only what
-# the sync installs): `make test` runs it beside lint and tools, after a plain sync.
+# The environment's bytecode alone (`make test` runs it beside lint and tools).
+# uv's --compile-bytecode processes the whole site-packages, not only what the sync installs:
+# `make test` runs it after a plain sync.
 bytecode: $(UV)
 	$(SYNC) --compile-bytecode
 
@@ -45,8 +46,8 @@ run: env
 	$(BIN)/potability functions --quiet
 	$(BIN)/potability pipeline run --local
 
-# Static checks, first because they take seconds (warm caches): ruff's rules and its
-# formatting ([tool.ruff]), mypy over the five packages ([tool.mypy]). docs/testing.md.
+# Static checks: ruff's rules and formatting, mypy over the five packages (docs/testing.md).
+# First because they take seconds (warm caches); [tool.ruff], [tool.mypy] in pyproject.toml.
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -58,10 +59,11 @@ check: env lint
 
 TEST_WORKERS ?= 2
 
-# Everything CI runs: lint, types, and the whole suite (all three tiers), in TEST_WORKERS
-# processes (pytest-xdist; each file's tests stay in one worker, --dist loadfile, so a file's
-# module fixtures start once). On CI's two cores, measured: 14 min 8 s in one process, 9 min
-# 10 s in two - the suite waits on servers and child processes, so the second core pays.
+# Everything CI runs: lint, types and the whole suite (all three tiers), from scratch.
+# The suite runs in TEST_WORKERS processes (pytest-xdist; each file's tests stay in one
+# worker, --dist loadfile, so a file's module fixtures start once). On CI's two cores,
+# measured: 14 min 8 s in one process, 9 min 10 s in two - the suite waits on servers and
+# child processes, so the second core pays.
 # lint, tools and the bytecode run side by side (each one's output whole, as it ends): a cold
 # mypy is one core's work, the tools' venvs mostly wait on the index and the disk, and the
 # compile fills the other core (docs/testing.md). ruff and mypy read sources only.
@@ -70,8 +72,9 @@ test: $(UV)
 	@$(MAKE) --no-print-directory -j3 --output-sync=target -o env lint tools bytecode
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# The guard against slowdowns: predict against the model server behind it, one run on a
-# throw-away stack (bench/functions_bench.py); its last line is the row for bench/README.md.
+# The guard against slowdowns: predict's throughput and latency, one run (bench/README.md).
+# Predict against the model server behind it, one run on a throw-away stack
+# (bench/functions_bench.py); its last line is the row for bench/README.md.
 # ARGS="--variants gthread:8:1" adds other ways of serving predict to the same run.
 bench: env
 	$(BIN)/python bench/functions_bench.py $(ARGS)
@@ -88,31 +91,35 @@ status:
 clean: down
 	rm -rf .potability
 
-# Before the first `terraform apply` in a fresh project: enable the APIs Terraform itself needs
-# (serviceusage, cloudresourcemanager, iam; potability/gcp/bootstrap.py). PROJECT=... or
+# Before the first `terraform apply`: enable the APIs Terraform itself needs (once a project).
+# serviceusage, cloudresourcemanager and iam (potability/gcp/bootstrap.py). PROJECT=... or
 # project_id in terraform/terraform.tfvars.
 gcp-bootstrap: env
 	$(BIN)/potability gcp bootstrap $(if $(PROJECT),--project=$(PROJECT)) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
 
-# After `terraform apply` in terraform/: build the image with Cloud Build, pin it by digest,
-# publish the pipeline, run the migration job, print the function URLs and smoke-test status
-# (potability/gcp/deploy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
+# After `terraform apply`: build and pin the image, publish, migrate, smoke-test (docs/gcp.md).
+# In detail: build the image with Cloud Build, pin it by digest, publish the pipeline, run the
+# migration job, print the function URLs and smoke-test status (potability/gcp/deploy.py).
+# DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
 gcp-deploy: env
 	$(BIN)/potability gcp deploy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
-# The smoke test alone (gcp-deploy ends with it): predict, add_sample and the status page called
-# as the smoke-test account through Google's front end, rows read back; ARGS="--pipeline" also
-# runs the pipeline once (potability/gcp/smoke.py).
+# The smoke test alone (gcp-deploy ends with it): the deployed functions, called for real.
+# Predict, add_sample and the status page called as the smoke-test account through Google's
+# front end, rows read back; ARGS="--pipeline" also runs the pipeline once
+# (potability/gcp/smoke.py).
 gcp-smoke: env
 	$(BIN)/potability gcp smoke $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
-# Operators without a VPN: `potability model ARGS` as the Cloud Run job terraform/model_job.tf
-# creates, e.g. ARGS='rollback --reason "live precision fell"' (potability/gcp/model_job.py).
+# Operators without a VPN: `potability model ARGS` as a Cloud Run job, e.g. ARGS=status.
+# The job terraform/model_job.tf creates; ARGS='rollback --reason "live precision fell"'
+# (potability/gcp/model_job.py).
 gcp-model: env
 	$(BIN)/potability gcp model $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
-# Teardown: undeploy the endpoint's models, lift Cloud SQL's deletion protection, destroy,
-# delete the service-networking peering Terraform abandons, destroy the rest
+# Teardown: everything Terraform and gcp-deploy created, around what stops `terraform destroy`.
+# Undeploy the endpoint's models, lift Cloud SQL's deletion protection, destroy, delete the
+# service-networking peering Terraform abandons, destroy the rest
 # (potability/gcp/destroy.py). DRY_RUN=1 prints every command instead; ARGS="--auto-approve".
 gcp-destroy: env
 	$(BIN)/potability gcp destroy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
@@ -121,7 +128,8 @@ gcp-destroy: env
 docs: env
 	$(BIN)/python -c "from potability.config import configuration_markdown as md; open('docs/configuration.md', 'w').write(md())"
 
-# The Cloud Functions' requirements.txt: exactly what uv.lock pins (with hashes) for the
-# `functions` dependency group. Run after changing dependencies; a test fails while it is stale.
+# The Cloud Functions' requirements.txt from uv.lock (run after changing dependencies).
+# Exactly what uv.lock pins (with hashes) for the `functions` dependency group; a test fails
+# while it is stale.
 function-requirements: $(UV)
 	$(UV) export --frozen --only-group functions --no-emit-project --quiet > terraform/function_source/requirements.txt

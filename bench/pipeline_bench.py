@@ -3,7 +3,7 @@
     .venv/bin/python bench/pipeline_bench.py [--grids default] [--seeds 0 1 2 3 4]
                                              [--skip-pipeline] [--skip-quality] [--skip-stability]
 
-1. Pipeline: two full ``python -m pipelines run --local`` (kfp.local, every component a
+1. Pipeline: two full ``potability pipeline run --local`` (kfp.local, every component a
    subprocess) against a fresh local stack in a temporary home - a first run (no champion)
    and a second on unchanged data; prints wall time and the peak resident memory of the whole
    process tree (sampled every 0.2 s, children summed) and the decision rows.
@@ -74,7 +74,16 @@ def bench_pipeline(grid: str) -> None:
     try:
         for label in ("first run (no champion)", "second run (unchanged data)"):
             wall, peak, code = run_measured(
-                [sys.executable, "-m", "pipelines", "run", "--local", "--param", f"grids={grid}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "potability.cli",
+                    "pipeline",
+                    "run",
+                    "--local",
+                    "--param",
+                    f"grids={grid}",
+                ],
                 env,
             )
             print(

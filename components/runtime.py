@@ -1,10 +1,11 @@
 """What every component shares: the image it runs in and the settings it builds from parameters.
 
 Components receive the database (one ``database`` parameter, :data:`DATABASE_KEYS`) and MLflow
-coordinates as pipeline parameters (the Vertex scheduler passes them; locally ``pipelines run
---local`` does) and turn them into the one :class:`~potability.config.Settings` the rest of the
-code understands, so the same values flow from Terraform to :func:`potability.db.connect`
-unchanged. A failing step records itself here too (:func:`failure_recorded`).
+coordinates as pipeline parameters (the Vertex scheduler passes them; locally ``potability
+pipeline run --local`` does) and turn them into the one :class:`~potability.config.Settings`
+the rest of the code understands, so the same values flow from Terraform to
+:func:`potability.db.connect` unchanged. A failing step records itself here too
+(:func:`failure_recorded`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ other service, stopped by ``potability down``) with the same kind of expression:
     PIPELINE_SCHEDULE_PARAMS     extra pipeline parameters, "k=v,k=v" (default none: the
                                  pipeline's defaults, which are Terraform's variable defaults).
 
-At each time it fires, it runs ``python -m pipelines run --local`` as a child process (the very
+At each time it fires, it runs ``potability pipeline run --local`` as a child process (the very
 command a user types, so the run's outcome lands in ``water.pipeline_runs`` and its full output
 in ``<home>/logs/pipeline-runs/<run id>.log``; the step lines and summary go to this service's
 log). Never two runs at once: the pipeline's own lock (:func:`pipelines.local_run.run_lock`)
@@ -63,7 +63,7 @@ from potability.local import services
 SERVICE = "scheduler"
 STATE_FILE = "scheduler.json"
 BUSY_EXIT = 3
-"""Exit code of ``python -m pipelines run --local`` when another run holds the lock."""
+"""Exit code of ``potability pipeline run --local`` when another run holds the lock."""
 ROOT = Path(__file__).resolve().parent.parent
 MAX_SLEEP = 30.0
 """Longest single sleep: the wall clock is re-read this often (a laptop may have slept)."""
@@ -139,7 +139,7 @@ def _write_state(home: Path, **values: Any) -> None:
 
 def run_command(settings: Settings) -> list[str]:
     """The command a firing runs: the user's own, with the scheduled parameters."""
-    argv = [sys.executable, "-m", "pipelines", "run", "--local"]
+    argv = [sys.executable, "-m", "potability.cli", "pipeline", "run", "--local"]
     for pair in settings.pipeline_schedule_params:
         argv += ["--param", pair]
     return argv

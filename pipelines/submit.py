@@ -75,7 +75,7 @@ def job_spec(
     if str(template_path).startswith("gs://"):
         raise ValueError(
             "a gs:// template cannot be submitted by URI (Vertex accepts only the "
-            "template registry): `python -m pipelines publish`, then submit its "
+            "template registry): `potability pipeline publish`, then submit its "
             "https://REGION-kfp.pkg.dev/... URI, or pass the local YAML"
         )
     return JobSpec(

@@ -88,7 +88,7 @@ EVENTS: dict[str, Event] = {
             "A step of the training pipeline failed; the champion and the served model are "
             "unchanged (a failed run never moves the alias). Open the run in Vertex AI Pipelines "
             "(or `.potability/logs` locally), read the failed step's error, fix the cause "
-            "(data, quota, image) and re-run: `python -m pipelines submit`.",
+            "(data, quota, image) and re-run: `potability pipeline submit`.",
             "ml_job",
         ),
         Event(

@@ -1,31 +1,22 @@
-"""``potability`` console command: the local stack and the database chores.
+"""``potability``: the project's one command line - the local stack, the data, the model, the
+training pipeline and the Google Cloud deployment. ``potability --help`` lists every command
+with a line, in sections; ``potability COMMAND --help`` describes one.
 
-potability up        start PostgreSQL (embedded unless DATABASE_URL) + migrations + seed + MLflow
-potability down      stop everything ``up`` (and later steps) started, by pid
-potability status    what runs
-potability env       the local settings as shell exports
-potability migrate   apply sql/ migrations to the configured database (GCP: via the connector);
-                     --seed also seeds the training table (the migration job does)
-potability seed      seed the training table from data/ (idempotent)
-potability qc        quality control: live precision from lab samples + feature drift, stored
-potability functions start predict, add_sample and status under functions-framework
-potability samples import FILE.csv   post a regulator's lab results to add_sample
-potability samples tokens list|add|revoke ID   the local regulator tokens (hashes only)
-potability alerts    raise ``pipeline_stale`` if no run succeeded lately; list open alerts
-potability model status|rollback|hold|release|approve|reject   operators' control of the
-                     model in service (docs/operating-the-model.md)
-potability maintenance   inference log: partitions ahead, prune keys, archive + drop old days
-potability archive list|read --day YYYY-MM-DD   the inference log's archive, read back
-potability archive query "SQL"   SQL (DuckDB) over the whole archive (docs/archive.md)
+Built on click (docs/local-mode.md, "The command line"): nested groups, help from the
+docstrings, required options and choices refused with exit 2, and ``CliRunner`` to test the
+parsing without a process. Each command returns its exit status; the logic stays in the
+modules it calls (this file only parses, calls and prints).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import click
 
 from potability import config, db, migrations, seed
 from potability.config import Settings, load_settings
@@ -34,13 +25,65 @@ from potability.inference import log as inference_log
 from potability.local import services
 from potability.local import stack as local_stack
 
-if TYPE_CHECKING:  # imported lazily at run time, like the commands that use it
+if TYPE_CHECKING:  # imported lazily at run time, like the commands that use them
+    from potability.gcp.deploy import Runner
     from potability.governance.model_control import State
 
+SECTIONS = {
+    "Local stack": ("up", "down", "status", "env", "functions"),
+    "Data": ("migrate", "seed", "samples", "archive", "maintenance"),
+    "Model and quality": ("model", "qc", "alerts"),
+    "Pipeline and Google Cloud": ("pipeline", "gcp"),
+}
+"""The top-level help's sections (tests/potability/test_cli.py: every command is in one)."""
 
-def _up(args: argparse.Namespace) -> int:
+
+class _Sections(click.Group):
+    """The top-level group, its help in :data:`SECTIONS` instead of one alphabetical list."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(map(len, self.commands))
+        for title, names in SECTIONS.items():
+            with formatter.section(title):
+                formatter.write_dl([(n, self.commands[n].get_short_help_str(limit)) for n in names])
+
+
+@click.group(cls=_Sections, context_settings={"help_option_names": ["-h", "--help"]})
+def commands() -> None:
+    """Water potability: the local stack, the data, the model, the pipeline and the Google
+    Cloud deployment, in one command. Make targets wrap the usual ones (`make help`)."""
+
+
+@commands.result_callback()
+def _exit_status(code: int | None) -> None:
+    """A command's return value is the process's exit status."""
+    raise click.exceptions.Exit(code or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script (``potability = potability.cli:main``); returns the exit status."""
+    try:
+        commands.main(argv, prog_name="potability")
+    except SystemExit as done:
+        return int(done.code or 0)
+    except db.DatabaseUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# --- the local stack ------------------------------------------------------------------------
+
+
+@commands.command()
+@click.option("--mlflow-port", type=int, default=local_stack.DEFAULT_MLFLOW_PORT, show_default=True)
+def up(mlflow_port: int) -> int:
+    """Start the local stack (idempotent).
+
+    PostgreSQL (embedded unless DATABASE_URL) with migrations and seed, MLflow, the daily
+    schedule."""
     settings = Settings.from_env()  # DATABASE_URL from the real environment only
-    info = local_stack.up(settings, mlflow_port=args.mlflow_port)
+    info = local_stack.up(settings, mlflow_port=mlflow_port)
     print(f"PostgreSQL   {db.redact_url(info.database_url)}")
     print(f"  migrations applied now: {', '.join(info.migrations_applied) or 'none (up to date)'}")
     print(f"  water.water_potability: {info.training_rows} rows ({info.seeded_rows} seeded now)")
@@ -56,13 +99,16 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _down(args: argparse.Namespace) -> int:
+@commands.command()
+def down() -> None:
+    """Stop everything the local stack started, by pid."""
     stopped = local_stack.down(Settings.from_env().home)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-    return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+@commands.command()
+def status() -> None:
+    """Show what runs, and the next and the last pipeline run."""
     settings = load_settings()
     home = settings.home
     for name, state in local_stack.status(home).items():
@@ -75,7 +121,6 @@ def _status(args: argparse.Namespace) -> int:
     upcoming = local_scheduler.next_run(home)
     print(f"{'next run':24} {upcoming or 'none (the scheduler is not running)'}")
     print(f"{'last run':24} {_last_run(settings)}")
-    return 0
 
 
 def _last_run(settings: Settings) -> str:
@@ -101,13 +146,58 @@ def _last_run(settings: Settings) -> str:
     return text + (f", log {log}" if log.exists() else "")
 
 
-def _env(args: argparse.Namespace) -> int:
+@commands.command()
+def env() -> None:
+    """Print the local settings as shell exports.
+
+    In a shell: eval "$(potability env)"."""
     for key, value in config.read_env(Settings.from_env().home).items():
         print(f"export {key}='{value}'")
-    return 0
 
 
-def _migrate(args: argparse.Namespace) -> int:
+@commands.command()
+@click.option(
+    "--threads", type=int, default=8, show_default=True, help="serving threads per function"
+)
+@click.option("--workers", type=int, default=1, show_default=True, help="processes per function")
+@click.option("--quiet", is_flag=True, help="one line: the functions' URLs")
+def functions(threads: int, workers: int, quiet: bool) -> None:
+    """Start predict, add_sample and status locally (idempotent)."""
+    from potability.local import function_servers
+
+    home = Settings.from_env().home
+    env = function_servers.start(home, threads=threads, workers=workers)
+    if quiet:
+        print(
+            "functions    "
+            + ", ".join(f"{fn.target} {env[fn.env_key]}" for fn in function_servers.FUNCTIONS)
+        )
+        return
+    for fn in function_servers.FUNCTIONS:
+        print(
+            f"{fn.target:12} {env[fn.env_key]}   ({fn.env_key}, log {home}/logs/{fn.service}.log)"
+        )
+    print(f"model server {env['MODEL_SERVER_URL']}   (predict answers 503 until a model is served)")
+    print(
+        f"regulator token: {home}/{function_servers.TOKEN_FILE} (only its sha256 is in {home}/env)"
+    )
+    print("OpenAPI: functions/openapi.yaml. Try:")
+    for line in function_servers.example_curls(home):
+        print("  " + line)
+
+
+# --- the data -------------------------------------------------------------------------------
+
+
+@commands.command()
+@click.option(
+    "--seed",
+    "and_seed",
+    is_flag=True,
+    help="then seed the training table from the public data set (idempotent)",
+)
+def migrate(and_seed: bool) -> None:
+    """Apply pending sql/ migrations (GCP: through the connector)."""
     settings = load_settings()
     conn = db.connect(settings)
     try:
@@ -117,7 +207,7 @@ def _migrate(args: argparse.Namespace) -> int:
         # data set - locally `potability up` does, on GCP nothing else would, and the first
         # daily run would export no rows. As water_owner, like the schema it writes into;
         # idempotent (existing sample ids are kept).
-        seeded = seed.seed(conn, as_role=migrations.OWNER_ROLE) if args.seed else None
+        seeded = seed.seed(conn, as_role=migrations.OWNER_ROLE) if and_seed else None
     finally:
         conn.close()
     print("applied: " + (", ".join(result.applied) if result.applied else "none (up to date)"))
@@ -131,21 +221,131 @@ def _migrate(args: argparse.Namespace) -> int:
         print(f"member: {user} -> {role}")
     if seeded is not None:
         print(f"seeded {seeded} new rows")
-    return 0
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _maintenance(args: argparse.Namespace) -> int:
-    report = inference_log.run_maintenance(load_settings())
-    for line in report.lines():
+@commands.command("seed")
+def seed_command() -> None:
+    """Seed the training table from data/ (idempotent)."""
+    conn = db.connect(load_settings())
+    try:
+        print(f"seeded {seed.seed(conn)} new rows")
+    finally:
+        conn.close()
+
+
+@commands.group()
+def samples() -> None:
+    """Lab samples: import a CSV, the local regulator tokens."""
+
+
+@samples.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="file holding the regulator token (default: REGULATOR_TOKEN, "
+    "else the local stack's <home>/regulator-token)",
+)
+@click.option("--url", default="", help="add_sample URL (default: ADD_SAMPLE_URL)")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=0,
+    help="samples per request (default 100, at most SAMPLES_MAX_BATCH)",
+)
+def import_samples(file: Path, token_file: Path | None, url: str, batch_size: int) -> int:
+    """Post a CSV of lab results to add_sample.
+
+    FILE: the nine measurements, potability, sample_id, sampled_at, optional sensor_id."""
+    from potability import samples_import
+
+    settings = load_settings()
+    token = settings.regulator_token
+    if token_file is None and not token:
+        from potability.local.function_servers import TOKEN_FILE
+
+        token_file = settings.home / TOKEN_FILE
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            print(f"error: cannot read the regulator token: {exc}", file=sys.stderr)
+            return 2
+    batch = min(batch_size or samples_import.DEFAULT_BATCH, settings.samples_max_batch)
+    try:
+        outcome = samples_import.import_csv(file, url or settings.add_sample_url, token, batch)
+    except samples_import.ImportAborted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for line in samples_import.summary(outcome):
         print(line)
+    return 1 if outcome.refused else 0
+
+
+@samples.group()
+def tokens() -> None:
+    """Local regulator tokens: list, add, revoke (hashes only)."""
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """The accepted tokens' ids and hashes."""
+    from potability.local import function_servers
+
+    hashes = function_servers.token_hashes(Settings.from_env().home)
+    for digest in hashes:
+        print(f"token:{digest[:8]}  sha256 {digest}")
+    if not hashes:
+        print("no regulator tokens: add_sample refuses every request")
+
+
+@tokens.command("add")
+def tokens_add() -> None:
+    """Create a token (printed once) and accept it."""
+    from potability.local import function_servers
+
+    token, ident = function_servers.new_regulator_token(Settings.from_env().home)
+    print(f"{ident}  (submissions are recorded under this id)")
+    print(token)
+    print(
+        "the token is shown once and never stored; only its sha256 is in the env file",
+        file=sys.stderr,
+    )
+
+
+@tokens.command("revoke")
+@click.argument("token")
+def tokens_revoke(token: str) -> int:
+    """Stop accepting a token (within 30 s).
+
+    TOKEN: its id token:<hex>, a hash prefix, or the token."""
+    from potability.local import function_servers
+
+    try:
+        gone = function_servers.revoke_token(Settings.from_env().home, token)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not gone:
+        print(f"error: no regulator token matches {token!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {', '.join(gone)} (running functions refuse it within 30 s)")
     return 0
 
 
-def _archive_list(args: argparse.Namespace) -> int:
+@commands.group()
+def archive() -> None:
+    """The inference log's archive (Parquet per day), read back."""
+
+
+@archive.command("list")
+def archive_list() -> None:
+    """The archived days."""
     from potability.inference import archive as inference_archive
 
     settings = load_settings()
@@ -153,38 +353,64 @@ def _archive_list(args: argparse.Namespace) -> int:
     print(f"{inference_archive.archive_uri(settings)}: {len(days)} archived days")
     for day in days:
         print(day.isoformat())
-    return 0
 
 
-def _archive_read(args: argparse.Namespace) -> int:
+def _day(ctx: click.Context, param: click.Parameter, text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a day (YYYY-MM-DD)") from None
+
+
+OUT = click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="CSV file (default: stdout)"
+)
+
+
+@archive.command("read")
+@click.option("--day", required=True, callback=_day, help="UTC day, YYYY-MM-DD")
+@OUT
+def archive_read(day: date, out: Path | None) -> None:
+    """One archived day as CSV, verified (count, sha256)."""
     from potability.inference import archive as inference_archive
 
-    table = inference_archive.read_day(load_settings(), args.day)
-    frame = table.to_pandas()
-    if args.out:
-        frame.to_csv(args.out, index=False)
-        print(
-            f"{args.day}: {len(frame)} readings (verified) written to {args.out}", file=sys.stderr
-        )
+    frame = inference_archive.read_day(load_settings(), day).to_pandas()
+    if out:
+        frame.to_csv(out, index=False)
+        print(f"{day}: {len(frame)} readings (verified) written to {out}", file=sys.stderr)
     else:
         frame.to_csv(sys.stdout, index=False)
-    return 0
 
 
-def _archive_query(args: argparse.Namespace) -> int:
+# SQL may begin with a comment ("-- monthly share ..."): click would take it for an unknown
+# option; ignored unknown options stay arguments (argparse kept any word with a space one).
+@archive.command("query", context_settings={"ignore_unknown_options": True})
+@click.argument("sql")
+@OUT
+@click.option(
+    "--archive",
+    "root",
+    default=None,
+    help="archive folder (default: INFERENCE_ARCHIVE_URI, else <home>/inference-archive)",
+)
+def archive_query(sql: str, out: Path | None, root: str | None) -> int:
+    """SQL (DuckDB) over the whole archive, as CSV.
+
+    The archive is the table water_archive.water_inferences (docs/archive.md). SQL: the query,
+    or "-" to read it from standard input."""
     import duckdb
 
     from potability.inference import archive_query
 
     settings = load_settings()
-    sql = args.sql if args.sql != "-" else sys.stdin.read()
+    sql = sql if sql != "-" else sys.stdin.read()
     try:
-        if args.out:
-            with open(args.out, "wb") as out:
-                rows = archive_query.write_csv(settings, sql, out, args.archive)
-            print(f"{rows} rows written to {args.out}", file=sys.stderr)
+        if out:
+            with open(out, "wb") as sink:
+                rows = archive_query.write_csv(settings, sql, sink, root)
+            print(f"{rows} rows written to {out}", file=sys.stderr)
         else:
-            archive_query.write_csv(settings, sql, sys.stdout.buffer, args.archive)
+            archive_query.write_csv(settings, sql, sys.stdout.buffer, root)
     except archive_query.ArchiveNotLocal as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -194,18 +420,21 @@ def _archive_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seed(args: argparse.Namespace) -> int:
-    conn = db.connect(load_settings())
-    try:
-        print(f"seeded {seed.seed(conn)} new rows")
-    finally:
-        conn.close()
-    return 0
+@commands.command()
+def maintenance() -> None:
+    """Inference log: partitions, request keys, archive, retention.
+
+    Partitions ahead, prune request keys, archive and drop the days past retention."""
+    for line in inference_log.run_maintenance(load_settings()).lines():
+        print(line)
 
 
-def _qc(args: argparse.Namespace) -> int:
-    from datetime import datetime
+# --- the model and its quality --------------------------------------------------------------
 
+
+@commands.command()
+def qc() -> None:
+    """Compute and store live precision and feature drift."""
     from potability.quality import job as qc_job
 
     settings = load_settings()
@@ -235,12 +464,11 @@ def _qc(args: argparse.Namespace) -> int:
     for d in result.drift:
         psi = "n/a" if d.psi is None else f"{d.psi:.3f}"
         print(f"  drift {d.feature:16} PSI {psi:>6}  {d.status}")
-    return 0
 
 
-def _alerts(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
+@commands.command()
+def alerts() -> None:
+    """Check for a stale pipeline, list the open alerts."""
     from potability import alerts
 
     settings = config.load_settings()
@@ -257,97 +485,23 @@ def _alerts(args: argparse.Namespace) -> int:
     print(f"{len(listed)} open alert(s)" + (":" if listed else ""))
     for a in listed:
         print(f"  {a['raised_at']}  {a['severity']:7}  {a['event']:22}  {a['message']}")
-    return 0
 
 
-def _functions(args: argparse.Namespace) -> int:
-    from potability.local import function_servers
+@commands.group()
+def model() -> None:
+    """Operators' control of the model in service.
 
-    home = Settings.from_env().home
-    env = function_servers.start(home, threads=args.threads, workers=args.workers)
-    if args.quiet:
-        print(
-            "functions    "
-            + ", ".join(f"{fn.target} {env[fn.env_key]}" for fn in function_servers.FUNCTIONS)
-        )
-        return 0
-    for fn in function_servers.FUNCTIONS:
-        print(
-            f"{fn.target:12} {env[fn.env_key]}   ({fn.env_key}, log {home}/logs/{fn.service}.log)"
-        )
-    print(f"model server {env['MODEL_SERVER_URL']}   (predict answers 503 until a model is served)")
-    print(
-        f"regulator token: {home}/{function_servers.TOKEN_FILE} (only its sha256 is in {home}/env)"
-    )
-    print("OpenAPI: functions/openapi.yaml. Try:")
-    for line in function_servers.example_curls(home):
-        print("  " + line)
-    return 0
+    docs/operating-the-model.md; on Google Cloud without a VPN: `potability gcp model`."""
 
 
-def _samples_import(args: argparse.Namespace) -> int:
-    from potability import samples_import
-
-    settings = load_settings()
-    token = settings.regulator_token
-    token_file = args.token_file
-    if token_file is None and not token:
-        from potability.local.function_servers import TOKEN_FILE
-
-        token_file = settings.home / TOKEN_FILE
-    if token_file is not None:
-        try:
-            token = token_file.read_text().strip()
-        except OSError as exc:
-            print(f"error: cannot read the regulator token: {exc}", file=sys.stderr)
-            return 2
-    batch = min(args.batch_size or samples_import.DEFAULT_BATCH, settings.samples_max_batch)
-    try:
-        outcome = samples_import.import_csv(
-            args.file, args.url or settings.add_sample_url, token, batch
-        )
-    except samples_import.ImportAborted as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    for line in samples_import.summary(outcome):
-        print(line)
-    return 1 if outcome.refused else 0
+REASON = click.option(
+    "--reason", required=True, help="why (shown in the public history on the status page)"
+)
 
 
-def _samples_tokens(args: argparse.Namespace) -> int:
-    from potability.local import function_servers
-
-    home = Settings.from_env().home
-    if args.tokens_action == "list":
-        hashes = function_servers.token_hashes(home)
-        for digest in hashes:
-            print(f"token:{digest[:8]}  sha256 {digest}")
-        if not hashes:
-            print("no regulator tokens: add_sample refuses every request")
-        return 0
-    if args.tokens_action == "add":
-        token, ident = function_servers.new_regulator_token(home)
-        print(f"{ident}  (submissions are recorded under this id)")
-        print(token)
-        print(
-            "the token is shown once and never stored; only its sha256 is in the env file",
-            file=sys.stderr,
-        )
-        return 0
-    try:
-        gone = function_servers.revoke_token(home, args.token)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not gone:
-        print(f"error: no regulator token matches {args.token!r}", file=sys.stderr)
-        return 1
-    print(f"revoked {', '.join(gone)} (running functions refuse it within 30 s)")
-    return 0
-
-
-def _model(args: argparse.Namespace) -> int:
-    """``potability model ...`` (potability/governance/model_control.py)."""
+def _model_control(change: Callable[[Any, Settings, Any], Any]) -> int:
+    """Run ``change(model_control, settings, serving)`` and print its outcome's message (none
+    for ``status``): exit 2 when refused, 1 when the switch failed (the old model serves)."""
     from potability.governance import model_control
 
     settings = load_settings()
@@ -358,18 +512,7 @@ def _model(args: argparse.Namespace) -> int:
     else:
         serving = model_control.LocalServing(settings)
     try:
-        if args.action == "status":
-            return _model_status(model_control.state(settings, serving))
-        if args.action == "rollback":
-            outcome = model_control.rollback(settings, args.reason, args.version, serving)
-        elif args.action == "hold":
-            outcome = model_control.hold(settings, args.reason)
-        elif args.action == "release":
-            outcome = model_control.release(settings, args.reason)
-        elif args.action == "approve":
-            outcome = model_control.approve(settings, args.version, args.reason, serving)
-        else:
-            outcome = model_control.reject(settings, args.version, args.reason)
+        outcome = change(model_control, settings, serving)
     except model_control.Refused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
@@ -380,11 +523,18 @@ def _model(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(outcome.message)
+    if outcome is not None:
+        print(outcome.message)
     return 0
 
 
-def _model_status(s: State) -> int:
+@model.command("status")
+def model_status() -> int:
+    """What serves, the hold, waiting candidates, recent changes."""
+    return _model_control(lambda mc, settings, serving: _print_state(mc.state(settings, serving)))
+
+
+def _print_state(s: State) -> None:
     from potability import alerts
 
     print(f"{'serving':12} {('v' + s.serving) if s.serving else 'nothing answers'}")
@@ -407,195 +557,297 @@ def _model_status(s: State) -> int:
             f"  {alerts.iso(c.started_at)}  {c.action:12} v{c.version or '-':6} "
             f"{c.status:9} {c.actor}: {c.reason or ''}"
         )
+
+
+@model.command()
+@click.argument("version", required=False)
+@REASON
+def rollback(version: str | None, reason: str) -> int:
+    """Serve the previous champion again, or VERSION.
+
+    VERSION: one that served before."""
+    return _model_control(lambda mc, s, serving: mc.rollback(s, reason, version, serving))
+
+
+@model.command()
+@REASON
+def hold(reason: str) -> int:
+    """Hold promotions: runs train and evaluate, never promote."""
+    return _model_control(lambda mc, s, _: mc.hold(s, reason))
+
+
+@model.command()
+@REASON
+def release(reason: str) -> int:
+    """End the hold."""
+    return _model_control(lambda mc, s, _: mc.release(s, reason))
+
+
+@model.command()
+@click.argument("version")
+@REASON
+def approve(version: str, reason: str) -> int:
+    """Promote and deploy the waiting candidate VERSION."""
+    return _model_control(lambda mc, s, serving: mc.approve(s, version, reason, serving))
+
+
+@model.command()
+@click.argument("version")
+@REASON
+def reject(version: str, reason: str) -> int:
+    """Discard the waiting candidate VERSION."""
+    return _model_control(lambda mc, s, _: mc.reject(s, version, reason))
+
+
+# --- the training pipeline ------------------------------------------------------------------
+
+
+@commands.group()
+def pipeline() -> None:
+    """The training pipeline: compile, run --local, publish, submit."""
+
+
+def _params(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--param k=v`` pairs; values are JSON when they parse (numbers, true/false), else text."""
+    import json
+
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"needs key=value, got {pair!r}")
+        try:
+            result[key.strip()] = json.loads(value)
+        except ValueError:
+            result[key.strip()] = value
+    return result
+
+
+PARAM = click.option(
+    "--param", "params", multiple=True, callback=_params, metavar="KEY=VALUE", help="a parameter"
+)
+IMAGE = click.option("--image", default="", help="component image (default: PIPELINE_IMAGE)")
+
+
+@pipeline.command("compile")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="default: pipelines/training_pipeline.yaml",
+)
+@IMAGE
+def pipeline_compile(output: Path | None, image: str) -> None:
+    """Write the pipeline YAML."""
+    from pipelines.training_pipeline import YAML_PATH, compile_pipeline
+
+    print(f"wrote {compile_pipeline(output or YAML_PATH, image=image or None)}")
+
+
+@pipeline.command("run")
+@click.option("--local", is_flag=True, help="under kfp.local, on the local stack")
+@PARAM
+@click.option("--verbose", is_flag=True, help="kfp's full output instead of one line per step")
+def pipeline_run(local: bool, params: dict[str, Any], verbose: bool) -> int:
+    """Run the pipeline under kfp.local, on the local stack.
+
+    Exit 3: another run holds the lock."""
+    if not local:
+        print("only `run --local` runs here; use `submit` for Vertex AI", file=sys.stderr)
+        return 2
+    import signal
+
+    from pipelines.local_run import PipelineBusy, run_local
+    from pipelines.summary import summary_lines
+
+    # `potability down` (SIGTERM to the group) during a run: unwind, so the run is recorded
+    # as failed in water.pipeline_runs instead of staying "running".
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    settings = load_settings()
+    print(
+        f"pipeline: running, {'kfp output follows' if verbose else 'one line per step'} "
+        f"(state in {settings.home})",
+        flush=True,
+    )
+    try:
+        result = run_local(settings, params, progress=None if verbose else sys.stdout)
+    except PipelineBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in summary_lines(settings, result.run_id, result.log_path):
+        print(line)
     return 0
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a day (YYYY-MM-DD)") from None
+@pipeline.command("publish")
+@click.option(
+    "--host",
+    default="",
+    help="https://REGION-kfp.pkg.dev/PROJECT/REPO (default: PIPELINE_TEMPLATE_URI)",
+)
+@IMAGE
+def pipeline_publish(host: str, image: str) -> int:
+    """Compile and upload the pipeline to the template registry.
 
+    The KFP registry (Artifact Registry), tagged with its hash and `latest`."""
+    import tempfile
 
-DELEGATED: dict[str, dict[str, tuple[str, str]]] = {
-    "pipeline": {
-        "": (
-            "pipelines.__main__",
-            "the training pipeline: compile | run [--local] | publish | submit",
-        ),
-    },
-    "gcp": {
-        "bootstrap": ("potability.gcp.bootstrap", "enable the APIs the first apply needs"),
-        "deploy": ("potability.gcp.deploy", "build, apply, publish, migrate, smoke-test"),
-        "smoke": ("potability.gcp.smoke", "call the deployed functions as the smoke account"),
-        "model": ("potability.gcp.model_job", "run `potability model ...` as the Cloud Run job"),
-        "destroy": ("potability.gcp.destroy", "tear the project's resources down"),
-    },
-}
-"""Command groups whose parsers live beside their code (each module keeps its ``main``, so
-``python -m pipelines ...`` still works): ``potability pipeline ARGS`` and ``potability gcp
-NAME ARGS`` hand ``ARGS`` to that module's ``main``."""
+    from pipelines.publish import publish, registry_client, registry_host
+    from pipelines.training_pipeline import compile_pipeline
 
-
-def _delegate(argv: list[str]) -> int | None:
-    """Run a delegated group's command, or ``None`` if ``argv`` is not one."""
-    import importlib
-
-    if not argv or argv[0] not in DELEGATED:
-        return None
-    group, rest = argv[0], argv[1:]
-    commands = DELEGATED[group]
-    if "" in commands:
-        module_name, _ = commands[""]
-    elif rest and rest[0] in commands:
-        module_name, _ = commands[rest[0]]
-        rest = rest[1:]
-    else:
-        build_parser().parse_args([group, *rest[:1]])  # the group's usage and its error
-        return 2
-    module = importlib.import_module(module_name)
-    return int(module.main(rest))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="potability",
-        description="Water potability: the local stack, the data, the model, the pipeline and "
-        "the Google Cloud deployment, in one command.",
-        epilog="`potability COMMAND --help` describes a command. "
-        "Make targets wrap the usual ones (`make help`).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    up = sub.add_parser("up", help="start the local stack (idempotent)")
-    up.add_argument("--mlflow-port", type=int, default=local_stack.DEFAULT_MLFLOW_PORT)
-    up.set_defaults(func=_up)
-    fns = sub.add_parser("functions", help="start the three functions locally (idempotent)")
-    fns.add_argument("--threads", type=int, default=8, help="serving threads per function")
-    fns.add_argument("--workers", type=int, default=1, help="processes per function")
-    fns.add_argument("--quiet", action="store_true", help="one line: the functions' URLs")
-    samples = sub.add_parser("samples", help="lab samples").add_subparsers(
-        dest="action", required=True
-    )
-    imp = samples.add_parser("import", help="post a CSV of lab results to add_sample")
-    imp.add_argument(
-        "file",
-        type=Path,
-        help="CSV: the nine measurements, potability, sample_id, sampled_at, optional sensor_id",
-    )
-    imp.add_argument(
-        "--token-file",
-        type=Path,
-        default=None,
-        help="file holding the regulator token (default: REGULATOR_TOKEN, "
-        "else the local stack's <home>/regulator-token)",
-    )
-    imp.add_argument("--url", default="", help="add_sample URL (default: ADD_SAMPLE_URL)")
-    imp.add_argument(
-        "--batch-size",
-        type=int,
-        default=0,
-        help="samples per request (default 100, at most SAMPLES_MAX_BATCH)",
-    )
-    imp.set_defaults(func=_samples_import)
-    tokens = samples.add_parser("tokens", help="local regulator tokens: list, add, revoke")
-    tokens_sub = tokens.add_subparsers(dest="tokens_action", required=True)
-    tokens_sub.add_parser("list", help="the accepted tokens' ids and hashes")
-    tokens_sub.add_parser("add", help="create a token (printed once) and accept it")
-    revoke = tokens_sub.add_parser("revoke", help="stop accepting a token (within 30 s)")
-    revoke.add_argument("token", help="its id token:<hex>, a hash prefix, or the token")
-    tokens.set_defaults(func=_samples_tokens)
-
-    archive = sub.add_parser(
-        "archive", help="the inference log's archive (Parquet per day)"
-    ).add_subparsers(dest="action", required=True)
-    archive.add_parser("list", help="the archived days").set_defaults(func=_archive_list)
-    read = archive.add_parser("read", help="one archived day as CSV, verified (count, sha256)")
-    read.add_argument("--day", required=True, type=_day, help="UTC day, YYYY-MM-DD")
-    read.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
-    read.set_defaults(func=_archive_read)
-    query = archive.add_parser(
-        "query",
-        help="SQL (DuckDB) over the whole archive, as the table water_archive.water_inferences "
-        "(docs/archive.md); result as CSV",
-    )
-    query.add_argument("sql", help='the query, or "-" to read it from standard input')
-    query.add_argument("--out", type=Path, default=None, help="CSV file (default: stdout)")
-    query.add_argument(
-        "--archive",
-        default=None,
-        help="archive folder (default: INFERENCE_ARCHIVE_URI, else <home>/inference-archive)",
-    )
-    query.set_defaults(func=_archive_query)
-    fns.set_defaults(func=_functions)
-    mig = sub.add_parser("migrate", help="apply pending sql/ migrations")
-    mig.add_argument(
-        "--seed",
-        action="store_true",
-        help="then seed the training table from the public data set (idempotent)",
-    )
-    mig.set_defaults(func=_migrate)
-    model = sub.add_parser(
-        "model", help="operators' control of the model in service (docs/operating-the-model.md)"
-    ).add_subparsers(dest="action", required=True)
-    model.add_parser("status", help="what serves, the hold, waiting candidates, recent changes")
-    for name, text, version in [
-        ("rollback", "serve the previous champion again (or VERSION)", "?"),
-        ("hold", "hold promotions: daily runs train and evaluate but never promote", None),
-        ("release", "end the hold", None),
-        ("approve", "promote and deploy the waiting candidate VERSION", 1),
-        ("reject", "discard the waiting candidate VERSION", 1),
-    ]:
-        action = model.add_parser(name, help=text)
-        if version == "?":
-            action.add_argument(
-                "version",
-                nargs="?",
-                default=None,
-                help="a version that served before (default: the previous)",
-            )
-        elif version:
-            action.add_argument("version", help="the candidate's registered version")
-        action.add_argument(
-            "--reason", required=True, help="why (shown in the public history on the status page)"
+    settings = load_settings()
+    image = image or settings.pipeline_image
+    if not image:
+        print(
+            "publish needs the project image (--image or PIPELINE_IMAGE): the components "
+            "run in it on Vertex AI",
+            file=sys.stderr,
         )
-    sub.choices["model"].set_defaults(func=_model)
-    for name, func, text in [
-        ("down", _down, "stop the local stack"),
-        ("status", _status, "show what runs"),
-        ("env", _env, "print the local settings as shell exports"),
-        ("seed", _seed, "seed the training table (idempotent)"),
-        ("qc", _qc, "compute and store live precision and feature drift"),
-        ("alerts", _alerts, "check for a stale pipeline, list the open alerts"),
-        (
-            "maintenance",
-            _maintenance,
-            "inference log: partitions ahead, prune request keys, "
-            "archive and drop days past retention",
-        ),
-    ]:
-        sub.add_parser(name, help=text).set_defaults(func=func)
-    pipeline = sub.add_parser("pipeline", help=DELEGATED["pipeline"][""][1], add_help=False)
-    pipeline.add_argument("args", nargs="*", help="see `potability pipeline --help`")
-    gcp = sub.add_parser(
-        "gcp", help="the Google Cloud deployment: " + " | ".join(DELEGATED["gcp"])
-    ).add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, (_, text) in DELEGATED["gcp"].items():
-        gcp.add_parser(name, help=text, add_help=False)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    delegated = _delegate(argv)
-    if delegated is not None:
-        return delegated
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except db.DatabaseUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
         return 2
+    source = host or settings.pipeline_template_uri
+    if not source:
+        print(
+            "publish needs the registry (--host or PIPELINE_TEMPLATE_URI, "
+            "`terraform output pipeline_template_uri`)",
+            file=sys.stderr,
+        )
+        return 2
+    registry = registry_host(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        template = compile_pipeline(Path(tmp) / "training_pipeline.yaml", image=image)
+        published = publish(registry_client(registry), registry, template)
+    print(f"published {published.package} {published.version}")
+    print(f"  latest: {published.latest_uri}")
+    print(f"  this version: {published.pinned_uri}")
+    return 0
 
 
-if __name__ == "__main__":
+@pipeline.command("submit")
+@click.option(
+    "--template",
+    default="",
+    help="registry URL or local YAML (default: PIPELINE_TEMPLATE_URI, else the compiled YAML, "
+    "sent inline)",
+)
+@PARAM
+def pipeline_submit(template: str, params: dict[str, Any]) -> None:
+    """Create a Vertex AI PipelineJob."""
+    from google.cloud import aiplatform
+
+    from pipelines.submit import job_spec, submit, vertex_parameters
+    from pipelines.training_pipeline import YAML_PATH
+
+    settings = load_settings()
+    template = template or settings.pipeline_template_uri or str(YAML_PATH)
+    job = submit(aiplatform, job_spec(settings, template, vertex_parameters(settings, params)))
+    print(f"submitted {job.resource_name}")
+
+
+# --- the Google Cloud deployment (potability/gcp/) ------------------------------------------
+
+
+@commands.group()
+def gcp() -> None:
+    """Google Cloud: bootstrap, deploy, smoke, model, destroy.
+
+    Values come from `terraform output` in terraform/; --dry-run prints every command and runs
+    only the read-only ones; every step is idempotent (docs/gcp.md)."""
+
+
+DRY_RUN = click.option(
+    "--dry-run", is_flag=True, help="print every command; run only the read-only ones"
+)
+
+
+def _gcp(name: str, dry_run: bool, step: Callable[[Runner], object]) -> int:
+    """Run ``step`` with a printing Runner: exit 1 on a DeployError or a ``False`` outcome."""
+    from potability.gcp.deploy import DeployError, Runner
+
+    try:
+        outcome = step(Runner(dry_run=dry_run, out=lambda line: print(line, flush=True)))
+    except DeployError as exc:
+        print(f"gcp-{name}: {exc}", file=sys.stderr)
+        return 1
+    return 1 if outcome is False else 0
+
+
+@gcp.command()
+@click.option("--project", default="", help="default: project_id in terraform/terraform.tfvars")
+@DRY_RUN
+def bootstrap(project: str, dry_run: bool) -> int:
+    """Enable the APIs the first `terraform apply` needs.
+
+    Once a project (potability/gcp/bootstrap.py)."""
+    from potability.gcp import bootstrap as gcp_bootstrap
+
+    project = project or gcp_bootstrap.project_from_tfvars()
+    return _gcp("bootstrap", dry_run, lambda run: gcp_bootstrap.bootstrap(run, project))
+
+
+@gcp.command()
+@DRY_RUN
+@click.option("--tag", default="", help="image tag (default: the commit, git rev-parse)")
+@click.option("--auto-approve", is_flag=True, help="pass -auto-approve to terraform apply")
+@click.option("--pipeline", is_flag=True, help="the smoke test also runs the pipeline once")
+@click.option("--no-smoke", is_flag=True, help="skip the smoke test")
+def deploy(dry_run: bool, tag: str, auto_approve: bool, pipeline: bool, no_smoke: bool) -> int:
+    """Build, pin, publish, migrate and smoke-test after an apply.
+
+    Everything after `terraform apply`: the image built with Cloud Build and pinned by digest,
+    the pipeline published, the migration job run, the smoke test (potability/gcp/deploy.py)."""
+    from potability.gcp import deploy as gcp_deploy
+
+    return _gcp(
+        "deploy",
+        dry_run,
+        lambda run: gcp_deploy.deploy(
+            run, tag=tag, auto_approve=auto_approve, smoke=not no_smoke, pipeline=pipeline
+        ),
+    )
+
+
+@gcp.command()
+@click.option("--pipeline", is_flag=True, help="also run the pipeline once, first")
+@DRY_RUN
+def smoke(pipeline: bool, dry_run: bool) -> int:
+    """Call the deployed functions as the smoke-test account.
+
+    One PASS/FAIL line per check; exit 1 if any failed (potability/gcp/smoke.py)."""
+    from potability.gcp.smoke import run_smoke
+
+    return _gcp("smoke", dry_run, lambda run: all(c.ok for c in run_smoke(run, pipeline=pipeline)))
+
+
+@gcp.command(
+    "model",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@DRY_RUN
+@click.argument("model_args", nargs=-1, type=click.UNPROCESSED)
+def gcp_model(dry_run: bool, model_args: tuple[str, ...]) -> int:
+    """Run `potability model ARGS` as the operators' Cloud Run job.
+
+    E.g. `potability gcp model rollback --reason "live precision fell"`: the job runs in the
+    VPC, as its own account; its exit status is the command's (potability/gcp/model_job.py)."""
+    from potability.gcp.model_job import run_model
+
+    return _gcp("model", dry_run, lambda run: run_model(run, model_args))
+
+
+@gcp.command()
+@DRY_RUN
+@click.option("--auto-approve", is_flag=True, help="pass -auto-approve to terraform apply/destroy")
+def destroy(dry_run: bool, auto_approve: bool) -> int:
+    """Tear the project's resources down.
+
+    Around what stops `terraform destroy` alone (potability/gcp/destroy.py)."""
+    from potability.gcp import destroy as gcp_destroy
+
+    return _gcp("destroy", dry_run, lambda run: gcp_destroy.destroy(run, auto_approve=auto_approve))
+
+
+if __name__ == "__main__":  # python -m potability.cli (tests, the local scheduler's runs)
     sys.exit(main())

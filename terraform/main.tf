@@ -18,7 +18,7 @@ locals {
 
   # The schedule's templateUri: Vertex accepts only the template registry (an
   # Artifact Registry KFP repository), never gs:// (aiplatform v1 discovery doc,
-  # PipelineJob.templateUri). `python -m pipelines publish` (make gcp-deploy)
+  # PipelineJob.templateUri). `potability pipeline publish` (make gcp-deploy)
   # uploads the compiled pipeline as this package, tagged latest and by hash.
   pipeline_package      = "water-potability-training"
   pipeline_template_uri = "https://${var.region}-kfp.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}/${local.pipeline_package}/latest"

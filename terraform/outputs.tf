@@ -17,7 +17,7 @@ output "buckets" {
 }
 
 output "pipeline_template_uri" {
-  description = "The published pipeline the schedule runs (`python -m pipelines publish`, make gcp-deploy)."
+  description = "The published pipeline the schedule runs (`potability pipeline publish`, make gcp-deploy)."
   value       = local.pipeline_template_uri
 }
 
@@ -54,7 +54,7 @@ output "image_repository" {
 }
 
 output "pipeline_repository" {
-  description = "Artifact Registry KFP repository (Vertex AI template registry) `python -m pipelines publish` uploads to."
+  description = "Artifact Registry KFP repository (Vertex AI template registry) `potability pipeline publish` uploads to."
   value       = "https://${var.region}-kfp.pkg.dev/${var.project_id}/${google_artifact_registry_repository.pipelines.repository_id}"
 }
 

@@ -77,7 +77,7 @@ resource "google_artifact_registry_repository" "functions" {
   depends_on = [google_project_service.apis]
 }
 
-# Vertex AI's template registry: `python -m pipelines publish` uploads the compiled
+# Vertex AI's template registry: `potability pipeline publish` uploads the compiled
 # pipeline here (package water-potability-training, tags: content hash and latest)
 # and the schedule names it by URL (templateUri). Only the scheduler reads it.
 resource "google_artifact_registry_repository" "pipelines" {

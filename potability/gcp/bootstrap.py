@@ -1,6 +1,6 @@
 """``make gcp-bootstrap``: what a fresh project needs before the first ``terraform apply``.
 
-    python -m potability.gcp.bootstrap [--project PROJECT] [--dry-run]
+    potability gcp bootstrap [--project PROJECT] [--dry-run]
 
 Terraform enables the project's APIs itself (``google_project_service.apis``, terraform/main.tf),
 but it cannot enable the ones it needs to do that, or to read the project at all:
@@ -24,9 +24,7 @@ test_bootstrap.py runs it with a fake ``gcloud``.
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from pathlib import Path
 
 from potability.gcp.deploy import ROOT, TERRAFORM_DIR, DeployError, Runner
@@ -39,7 +37,7 @@ BOOTSTRAP_APIS = (
 """The APIs Terraform needs before it can enable the rest (module docstring)."""
 
 
-def project_from_tfvars(path: Path) -> str:
+def project_from_tfvars(path: Path = ROOT / TERRAFORM_DIR / "terraform.tfvars") -> str:
     """``project_id`` of a terraform.tfvars (the one the first apply will use), or ``""``."""
     if not path.exists():
         return ""
@@ -60,26 +58,3 @@ def bootstrap(run: Runner, project: str) -> None:
         "done: now `terraform -chdir=terraform init && terraform -chdir=terraform apply`, "
         "then `make gcp-deploy` (terraform/README.md, First apply)"
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="potability gcp bootstrap",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--project", default="", help="default: project_id in terraform.tfvars")
-    parser.add_argument("--dry-run", action="store_true", help="print the command only")
-    args = parser.parse_args(argv)
-    project = args.project or project_from_tfvars(ROOT / TERRAFORM_DIR / "terraform.tfvars")
-    run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
-    try:
-        bootstrap(run, project)
-    except DeployError as exc:
-        print(f"gcp-bootstrap: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

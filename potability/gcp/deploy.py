@@ -1,6 +1,6 @@
 """``make gcp-deploy``: everything after ``terraform apply``, one command.
 
-    python -m potability.gcp.deploy [--dry-run] [--tag TAG] [--auto-approve]
+    potability gcp deploy [--dry-run] [--tag TAG] [--auto-approve] [--pipeline] [--no-smoke]
 
 1. read ``terraform output -json`` (project, region, repositories, migration job, URLs);
 2. build and push the project image with Cloud Build (``gcloud builds submit`` with
@@ -15,7 +15,7 @@
    serving image and the migration job then run that exact build (a tag can move, a digest
    cannot; the migration job exists once the digest is known, terraform/migrate.tf);
 5. compile the pipeline for that image and publish it to the KFP template registry
-   (``python -m pipelines publish``), which moves the tag ``latest`` the schedule runs;
+   (``potability pipeline publish``), which moves the tag ``latest`` the schedule runs;
 6. run the migration job and wait for it (``gcloud run jobs execute NAME --wait``):
    ``potability migrate`` - migrations, pgAudit, roles and grants;
 7. print each function's URL and run the smoke test (:mod:`potability.gcp.smoke`): predict,
@@ -31,7 +31,6 @@ re-running is safe (every step is idempotent).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess
@@ -276,7 +275,8 @@ def deploy(
         outputs = terraform_outputs(run)
 
     out("\n== 3/5 publish the pipeline to the template registry (the schedule runs `latest`)")
-    run([python, "-m", "pipelines", "publish", f"--host={template_uri}", f"--image={pinned}"])
+    potability = [python, "-m", "potability.cli"]  # the command line, in this environment
+    run([*potability, "pipeline", "publish", f"--host={template_uri}", f"--image={pinned}"])
 
     out("\n== 4/5 migrate the database (Cloud Run job: potability migrate)")
     job = outputs.get("migration_job") or ("<migration_job output>" if run.dry_run else "")
@@ -311,7 +311,7 @@ def deploy(
         if failed:
             raise DeployError(
                 f"smoke test failed: {', '.join(failed)} (see the FAIL lines above); "
-                "re-run it alone with `python -m potability.gcp.smoke`"
+                "re-run it alone with `potability gcp smoke`"
             )
     for name, who in (("predict", "a sensor account"), ("samples", "the regulator group")):
         if name in urls:
@@ -324,43 +324,3 @@ def deploy(
                 f"-d @body.json {urls[name]}"
             )
     return urls
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="potability gcp deploy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print every command; run only the read-only ones "
-        "(`make gcp-deploy DRY_RUN=1` passes it)",
-    )
-    parser.add_argument("--tag", default="", help="image tag (default: the commit, git rev-parse)")
-    parser.add_argument(
-        "--auto-approve", action="store_true", help="pass -auto-approve to terraform apply"
-    )
-    parser.add_argument(
-        "--pipeline", action="store_true", help="the smoke test also runs the pipeline once"
-    )
-    parser.add_argument("--no-smoke", action="store_true", help="skip the smoke test")
-    args = parser.parse_args(argv)
-    run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
-    try:
-        deploy(
-            run,
-            tag=args.tag,
-            auto_approve=args.auto_approve,
-            smoke=not args.no_smoke,
-            pipeline=args.pipeline,
-        )
-    except DeployError as exc:
-        print(f"gcp-deploy: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

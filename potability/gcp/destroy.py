@@ -1,6 +1,6 @@
 """``make gcp-destroy``: tear down what ``terraform apply`` + ``make gcp-deploy`` created.
 
-    python -m potability.gcp.destroy [--dry-run] [--auto-approve]
+    potability gcp destroy [--dry-run] [--auto-approve]
 
 ``terraform destroy`` alone stops half-way on Google Cloud, in three places this runs around:
 
@@ -28,9 +28,6 @@ and runs only the read-only ones. tests/potability/gcp/test_destroy.py runs it w
 """
 
 from __future__ import annotations
-
-import argparse
-import sys
 
 from potability.gcp.deploy import TERRAFORM_DIR, DeployError, Runner, _need, terraform_outputs
 
@@ -162,32 +159,3 @@ def delete_peering(run: Runner, project: str, network: str) -> None:
                 "--quiet",
             ]
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="potability gcp destroy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print every command; run only the read-only ones "
-        "(`make gcp-destroy DRY_RUN=1` passes it)",
-    )
-    parser.add_argument(
-        "--auto-approve", action="store_true", help="pass -auto-approve to terraform apply/destroy"
-    )
-    args = parser.parse_args(argv)
-    run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
-    try:
-        destroy(run, auto_approve=args.auto_approve)
-    except DeployError as exc:
-        print(f"gcp-destroy: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """``make gcp-model ARGS="rollback --reason ..."``: ``potability model ...`` on Google Cloud
 without a VPN, as the operators' Cloud Run job (terraform/model_job.tf).
 
-    python -m potability.gcp.model_job [--dry-run] rollback --reason "live precision fell"
+    potability gcp model [--dry-run] rollback --reason "live precision fell"
 
 The command needs Cloud SQL's private IP and MLflow's private address, which an operator's
 machine does not reach; the job runs in the VPC (Direct VPC egress into the jobs subnet the
@@ -26,8 +26,6 @@ command to read the job's output from Cloud Logging.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 
 from potability.gcp.deploy import DeployError, Runner, _need, terraform_outputs
@@ -92,26 +90,3 @@ def run_model(run: Runner, model_args: Sequence[str]) -> None:
         run(execute_command(project, region, job, model_args))
     finally:
         run.out(f"the command's output: {logs_command(project, job)}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="potability gcp model",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--dry-run", action="store_true", help="print the command only")
-    parser.add_argument("model_args", nargs=argparse.REMAINDER, help="potability model ARGS")
-    args = parser.parse_args(argv)
-    model_args = args.model_args[1:] if args.model_args[:1] == ["--"] else args.model_args
-    run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
-    try:
-        run_model(run, model_args)
-    except DeployError as exc:
-        print(f"gcp-model: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

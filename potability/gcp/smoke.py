@@ -1,7 +1,7 @@
 """The smoke test ``make gcp-deploy`` ends with: the deployed functions called the way their
 users call them, through Google's front end, with real identities.
 
-    python -m potability.gcp.smoke [--pipeline] [--dry-run]
+    potability gcp smoke [--pipeline] [--dry-run]
 
 As the dedicated smoke-test service account (Terraform's ``smoke_service_account`` output: an
 invoker of predict and add_sample, bound to the sensor id :data:`SMOKE_SENSOR`, impersonated by
@@ -29,8 +29,6 @@ Prints one PASS/FAIL line per check; exits 1 if any failed.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from potability.features import SMOKE_SENSOR_PREFIX
-from potability.gcp.deploy import DeployError, Runner, _need, terraform_outputs
+from potability.gcp.deploy import Runner, _need, terraform_outputs
 
 SMOKE_SENSOR = f"{SMOKE_SENSOR_PREFIX}deploy"
 SMOKE_READING = {
@@ -217,7 +215,7 @@ def wait_for_pipeline(
 def run_smoke(
     run: Runner, pipeline: bool = False, http: Any = None, outputs: dict[str, Any] | None = None
 ) -> list[Check]:
-    """What ``make gcp-deploy`` runs last (and ``python -m potability.gcp.smoke``)."""
+    """What ``make gcp-deploy`` runs last (and ``potability gcp smoke``)."""
     outputs = terraform_outputs(run) if outputs is None else outputs
     (account,) = _need(outputs, "smoke_service_account")
     by_name = outputs.get("function_urls")  # a JSON object, or absent
@@ -244,25 +242,3 @@ def run_smoke(
     for check in checks:
         run.out(check.line())
     return checks
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="potability gcp smoke",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--pipeline", action="store_true", help="also run the pipeline once")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-    args = parser.parse_args(argv)
-    run = Runner(dry_run=args.dry_run, out=lambda line: print(line, flush=True))
-    try:
-        checks = run_smoke(run, pipeline=args.pipeline)
-    except DeployError as exc:
-        print(f"gcp-smoke: {exc}", file=sys.stderr)
-        return 1
-    return 0 if all(c.ok for c in checks) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

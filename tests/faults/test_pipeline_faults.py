@@ -1,7 +1,7 @@
 """Faults in the training pipeline, on real processes: MLflow killed during a run, a pipeline
 step killed with SIGKILL, and promotions from two runs at once.
 
-The pipeline runs are real ``python -m pipelines run --local`` processes (kfp.local, one
+The pipeline runs are real ``potability pipeline run --local`` processes (kfp.local, one
 subprocess per step) with ``grids=quick`` against a PostgreSQL and an MLflow server of this
 module's own (so killing MLflow disturbs no other test), a champion already registered and
 served by our model server. Both failing runs stop during ``train`` - the longest step, and
@@ -139,7 +139,7 @@ def pipeline_stack(
 
 
 def start_pipeline(stack: PipelineStack) -> subprocess.Popen[str]:
-    """``python -m pipelines run --local`` for the stack's model, as an operator starts it."""
+    """``potability pipeline run --local`` for the stack's model, as an operator starts it."""
     env = {
         **os.environ,
         **BOUNDED_MLFLOW,
@@ -155,7 +155,8 @@ def start_pipeline(stack: PipelineStack) -> subprocess.Popen[str]:
             [
                 sys.executable,
                 "-m",
-                "pipelines",
+                "potability.cli",
+                "pipeline",
                 "run",
                 "--local",
                 *QUICK,

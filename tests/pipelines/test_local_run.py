@@ -1,7 +1,7 @@
 """End to end: two pipeline runs under kfp.local against the real PostgreSQL and MLflow.
 
 The first run is the local scheduler's: the service (started as ``potability up`` starts it)
-fires ``python -m pipelines run --local`` - the very command a user types - at its time, and a
+fires ``potability pipeline run --local`` - the very command a user types - at its time, and a
 run by hand meanwhile is refused. Every family and the soft vote as nested MLflow runs with
 their figures, a champion alias, the decision row in water.pipeline_runs, and our model server
 answering with that version. The second run, ``run_local`` on unchanged data: same export
@@ -151,7 +151,7 @@ def scheduled(
             time.sleep(1)
         # never two at once: a run by hand while the scheduled one runs is refused
         by_hand = subprocess.run(
-            [sys.executable, "-m", "pipelines", "run", "--local"],
+            [sys.executable, "-m", "potability.cli", "pipeline", "run", "--local"],
             cwd=ROOT,
             env={**os.environ, "POTABILITY_HOME": str(home)},
             capture_output=True,

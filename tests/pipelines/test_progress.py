@@ -123,7 +123,7 @@ def test_a_second_run_is_refused_while_one_holds_the_lock(tmp_path: Path) -> Non
             "PATH": "/usr/bin:/bin",
         }
         other = subprocess.run(
-            [sys.executable, "-m", "pipelines", "run", "--local"],
+            [sys.executable, "-m", "potability.cli", "pipeline", "run", "--local"],
             cwd=ROOT,
             env=env,
             capture_output=True,

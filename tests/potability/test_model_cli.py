@@ -53,5 +53,5 @@ def test_hold_status_release_and_refusals(operator_env: str, capsys: Any) -> Non
     assert cli.main(["model", "release", "--reason", "again"]) == 0
     assert "not held" in capsys.readouterr().out
     assert cli.main(["model", "reject", "3", "--reason", "no"]) == 2
-    with pytest.raises(SystemExit):  # --reason is required
-        cli.main(["model", "hold"])
+    assert cli.main(["model", "hold"]) == 2  # --reason is required
+    assert "Missing option '--reason'" in capsys.readouterr().err

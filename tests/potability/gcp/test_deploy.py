@@ -13,6 +13,7 @@ from pathlib import Path
 import gcp_fakes
 import pytest
 
+from potability import cli
 from potability.gcp import deploy as gcp_deploy
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -122,7 +123,8 @@ EXPECTED = [
     [
         "fakepython",
         "-m",
-        "pipelines",
+        "potability.cli",
+        "pipeline",
         "publish",
         f"--host={TEMPLATE}",
         f"--image={REPO}/potability@{DIGEST}",
@@ -238,7 +240,7 @@ def test_auto_approve_reaches_terraform_apply(fakes: Path) -> None:
 def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert gcp_deploy.main(["--dry-run"]) == 0
+    assert cli.main(["gcp", "deploy", "--dry-run"]) == 0
     assert gcp_fakes.calls(fakes) == [EXPECTED[0], EXPECTED[1]]  # terraform output, git rev-parse
     out = capsys.readouterr().out
     printed = [line.split("+ ", 1)[1] for line in out.splitlines() if "+ " in line]
@@ -254,7 +256,7 @@ def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
     )
     assert any(
         p.endswith(
-            f"-m pipelines publish --host={TEMPLATE} "
+            f"-m potability.cli pipeline publish --host={TEMPLATE} "
             f"'--image={REPO}/potability@<digest of the pushed image>'"
         )
         for p in printed
@@ -286,7 +288,7 @@ def test_a_failing_step_stops_with_the_command_and_nothing_after_it(
     fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FAKE_FAIL", "gcloud")
-    assert gcp_deploy.main(["--tag", "v1"]) == 1
+    assert cli.main(["gcp", "deploy", "--tag", "v1"]) == 1
     assert [c[0] for c in gcp_fakes.calls(fakes)] == ["terraform", "gcloud"]
     assert "`gcloud builds submit --project=demo" in capsys.readouterr().err
 
@@ -296,7 +298,7 @@ def test_missing_terraform_outputs_say_to_apply_first(
     fakes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "outputs.json").write_text(json.dumps({"project_id": "demo"}))
-    assert gcp_deploy.main([]) == 1
+    assert cli.main(["gcp", "deploy"]) == 1
     err = capsys.readouterr().err
     assert (
         "lacks region, image_repository, pipeline_template_uri, image_build_service_account,"

@@ -11,7 +11,7 @@ from pathlib import Path
 import gcp_fakes
 import pytest
 
-from potability.gcp import destroy as gcp_destroy
+from potability import cli
 
 # Every test runs the module's commands against fake gcloud and terraform executables.
 pytestmark = pytest.mark.integration
@@ -105,7 +105,7 @@ EXPECTED = [
 def test_destroy_runs_around_what_stops_terraform_destroy(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert gcp_destroy.main(["--auto-approve"]) == 0
+    assert cli.main(["gcp", "destroy", "--auto-approve"]) == 0
     assert gcp_fakes.calls(fakes) == EXPECTED
     out = capsys.readouterr().out
     assert "run `make gcp-destroy` again" in out and "another name_prefix" in out
@@ -114,7 +114,7 @@ def test_destroy_runs_around_what_stops_terraform_destroy(
 def test_dry_run_prints_every_command_and_runs_only_the_read_only_ones(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert gcp_destroy.main(["--dry-run", "--auto-approve"]) == 0
+    assert cli.main(["gcp", "destroy", "--dry-run", "--auto-approve"]) == 0
     assert gcp_fakes.calls(fakes) == EXPECTED[:2]  # terraform output, endpoint describe
     out = capsys.readouterr().out
     dry = [line.split("+ ", 1)[1] for line in out.splitlines() if line.startswith("(dry run) + ")]
@@ -152,7 +152,7 @@ def test_a_refused_peering_deletion_falls_back_to_the_networks_end(
     #19908, #18834): the VPC's end of the peering is deleted instead, and teardown goes on."""
     monkeypatch.setenv("FAKE_FAIL", "gcloud")
     monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings")
-    assert gcp_destroy.main(["--auto-approve"]) == 0
+    assert cli.main(["gcp", "destroy", "--auto-approve"]) == 0
     assert gcp_fakes.calls(fakes) == [*EXPECTED[:7], FALLBACK, EXPECTED[7]]
     assert "servicenetworking-googleapis-com" in capsys.readouterr().out
 
@@ -162,7 +162,7 @@ def test_a_failing_step_stops_there(
 ) -> None:
     monkeypatch.setenv("FAKE_FAIL", "gcloud")
     monkeypatch.setenv("FAKE_FAIL_ON", "vpc-peerings,peerings")
-    assert gcp_destroy.main(["--auto-approve"]) == 1
+    assert cli.main(["gcp", "destroy", "--auto-approve"]) == 1
     # both ways of deleting the peering failed: nothing after them
     assert gcp_fakes.calls(fakes) == [*EXPECTED[:7], FALLBACK]
     assert "`gcloud compute networks peerings delete" in capsys.readouterr().err

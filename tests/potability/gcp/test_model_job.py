@@ -14,6 +14,7 @@ from pathlib import Path
 import gcp_fakes
 import pytest
 
+from potability import cli
 from potability.gcp import model_job
 from potability.gcp.deploy import DeployError
 
@@ -119,7 +120,7 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_make_gcp_model_runs_the_job_from_terraforms_outputs(
     fakes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert model_job.main(["hold", "--reason", "lab review"]) == 0
+    assert cli.main(["gcp", "model", "hold", "--reason", "lab review"]) == 0
     assert gcp_fakes.calls(fakes) == [
         ["terraform", "-chdir=terraform", "output", "-json"],
         model_job.execute_command(
@@ -134,7 +135,7 @@ def test_a_refused_or_failed_command_fails_with_where_its_output_is(
     fakes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("FAKE_JOB_EXIT", "1")  # gcloud: the execution failed
-    assert model_job.main(["rollback", "--reason", "x"]) == 1
+    assert cli.main(["gcp", "model", "rollback", "--reason", "x"]) == 1
     out = capsys.readouterr()
     assert "gcloud run jobs execute" in out.err and "gcloud logging read" in out.out
 
@@ -144,7 +145,7 @@ def test_without_the_job_it_says_what_creates_it(
     fakes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "outputs.json").write_text(json.dumps({**OUTPUTS, "model_job": ""}))
-    assert model_job.main(["status"]) == 1
+    assert cli.main(["gcp", "model", "status"]) == 1
     assert "operators" in capsys.readouterr().err
     assert len(gcp_fakes.calls(fakes)) == 1  # only terraform output
 
