@@ -289,7 +289,7 @@ def _samples_import(args: argparse.Namespace) -> int:
     from potability import samples_import
 
     settings = load_settings()
-    token = settings.regulator_token
+    token = settings.regulator_token.get_secret_value()
     token_file = args.token_file
     if token_file is None and not token:
         from potability.local.function_servers import TOKEN_FILE
