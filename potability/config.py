@@ -5,11 +5,8 @@ The same names are set by Terraform on Google Cloud (function environment variab
 read under another. Nothing else in the code reads ``os.environ``: every process builds its
 settings with :func:`load_settings` (the environment completed by the local stack's env file,
 which does not exist on GCP), and background processes get their environment from
-:func:`child_environment`.
-
-pydantic-settings models: each variable validated by its field's type (lax mode: flags are
-``true``/``false``/``1``/``0``/``yes``/``no``/``on``/``off``, ``DB_IAM_AUTH=ture`` is an error,
-never a silent ``False``); lists are comma-separated text, not JSON (``NoDecode``:
+:func:`child_environment`. The settings are pydantic-settings models, each variable validated
+by its field's type; lists are comma-separated text, not JSON (``NoDecode``:
 https://docs.pydantic.dev/latest/concepts/pydantic_settings/#disabling-json-parsing).
 """
 
@@ -18,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -56,17 +53,13 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _items(value: Any) -> Any:
-    """``"a, b,"`` -> ``("a", "b")``; a value that is not text is left to the type."""
-    if not isinstance(value, str):
-        return value
+def _items(value: str) -> tuple[str, ...]:
+    """``"a, b,"`` -> ``("a", "b")``."""
     return tuple(x.strip() for x in value.split(",") if x.strip())
 
 
-def _pairs(value: Any) -> Any:
+def _pairs(value: str) -> tuple[tuple[str, str], ...]:
     """``"a=x, b=y"`` -> ``(("a", "x"), ("b", "y"))``; a pair without ``=`` is an error."""
-    if not isinstance(value, str):
-        return value
     pairs = []
     for item in _items(value):
         key, sep, val = item.partition("=")
@@ -76,10 +69,8 @@ def _pairs(value: Any) -> Any:
     return tuple(pairs)
 
 
-def _bindings(value: Any) -> Any:
+def _bindings(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """``{"who": ["id", ...]}`` (JSON) -> ``(("who", ("id", ...)), ...)``; refuses other shapes."""
-    if not isinstance(value, str):
-        return value
     if not value.strip():
         return ()
     data = json.loads(value)
@@ -91,25 +82,17 @@ def _bindings(value: Any) -> Any:
     return tuple((k, tuple(v)) for k, v in sorted(data.items()))
 
 
-Items = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items)]
-Pairs = Annotated[tuple[tuple[str, str], ...], NoDecode, BeforeValidator(_pairs)]
-Bindings = Annotated[tuple[tuple[str, tuple[str, ...]], ...], NoDecode, BeforeValidator(_bindings)]
+def _text(parse: Callable[[str], Any]) -> BeforeValidator:
+    """``parse`` for a variable's text; values given in code (tuples) are left to the type."""
+    return BeforeValidator(lambda v: parse(v) if isinstance(v, str) else v)
+
+
+Items = Annotated[tuple[str, ...], NoDecode, _text(_items)]
+Pairs = Annotated[tuple[tuple[str, str], ...], NoDecode, _text(_pairs)]
+Bindings = Annotated[tuple[tuple[str, tuple[str, ...]], ...], NoDecode, _text(_bindings)]
 Env = Literal["local", "gcp"]
 EndpointMode = Literal["local", "vertex"]
 PromotionApproval = Literal["auto", "manual"]
-
-
-class _Environment(EnvSettingsSource):
-    """pydantic-settings' environment source, over a given mapping instead of ``os.environ``:
-    :func:`load_settings` passes the environment completed by the env file, tests their own.
-    (Its own subclass for env files, ``DotEnvSettingsSource``, overrides the same method.)"""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return dict(self.environ)  # case-sensitive names, as the config says
 
 
 class _Variables(BaseSettings):
@@ -157,8 +140,10 @@ class _Variables(BaseSettings):
         the rest. Any value that does not parse is refused with every such variable named and
         shown (cut at 64 characters): one start-up to fix them all."""
         environ = os.environ if environ is None else environ
+        source = EnvSettingsSource(cls)  # pydantic-settings' reader of the variables,
+        source.env_vars = dict(environ)  # over the mapping given (load_settings', tests')
         try:
-            return cls(**_Environment(cls, environ)())
+            return cls(**source())
         except ValidationError as exc:
             reasons: dict[str, list[str]] = {}
             for error in exc.errors(include_url=False):
