@@ -140,8 +140,9 @@ class _Variables(BaseSettings):
         the rest. Any value that does not parse is refused with every such variable named and
         shown (cut at 64 characters): one start-up to fix them all."""
         environ = os.environ if environ is None else environ
-        source = EnvSettingsSource(cls)  # pydantic-settings' reader of the variables,
-        source.env_vars = dict(environ)  # over the mapping given (load_settings', tests')
+        source = EnvSettingsSource(cls)  # pydantic-settings' reader of the variables, over the
+        # mapping given; capitals only: with validate_by_name it would read `db_name` as well
+        source.env_vars = {k: v for k, v in environ.items() if k.isupper()}
         try:
             return cls(**source())
         except ValidationError as exc:

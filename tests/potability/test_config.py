@@ -167,7 +167,8 @@ def test_the_existing_variable_names_keep_working() -> None:
     assert settings.db_role_members == (("predict", "u1"), ("status", "u2"))
     assert settings.db_password.get_secret_value() == " keep spaces "
     assert settings.alert_webhook_timeout_seconds == 2.5
-    defaults = config.Settings.from_env({})
+    defaults = config.Settings.from_env({"home": "/x", "db_name": "y", "ENV": "gcp"})  # not ours
+    assert defaults == config.Settings.from_env({}) == config.Settings()
     assert defaults.home == Path(".potability").absolute()
     assert defaults.db_iam_auth is True and defaults.qc_precision_floor == 0.60
 
