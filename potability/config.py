@@ -98,18 +98,16 @@ PromotionApproval = Literal["auto", "manual"]
 class _Variables(BaseSettings):
     """What :class:`Settings` and :class:`ServingSettings` share: each field is read from the
     variable of its name in capitals (or the ``validation_alias`` it names), text without
-    surrounding spaces, frozen; the docstring under a field is its description (the
-    documentation's, :func:`configuration_markdown`)."""
+    surrounding spaces, frozen, defaults validated too (BaseSettings' ``validate_default``); the
+    docstring under a field is its description (:func:`configuration_markdown`)."""
 
     model_config = SettingsConfigDict(
         frozen=True,
         case_sensitive=True,
         alias_generator=AliasGenerator(validation_alias=str.upper),
-        validate_by_name=True,
-        validate_by_alias=True,
+        validate_by_name=True,  # Settings(database_url=...) as well as the variables
         use_attribute_docstrings=True,
-        protected_namespaces=(),
-        extra="forbid",
+        protected_namespaces=(),  # model_name, model_uri
     )
 
     @classmethod
@@ -168,7 +166,7 @@ class Settings(_Variables):
     env: Env = Field(default="local", validation_alias="POTABILITY_ENV")
     """``local`` (embedded stack) or ``gcp``."""
     home: Annotated[Path, AfterValidator(Path.absolute)] = Field(
-        default=Path(".potability"), validation_alias="POTABILITY_HOME", validate_default=True
+        default=Path(".potability"), validation_alias="POTABILITY_HOME"
     )
     """Local state folder: database files, MLflow artifacts, pids, logs."""
     database_url: str = ""
@@ -394,7 +392,7 @@ class ServingSettings(_Variables):
     )
     """``MODEL_URI``; Vertex AI's ``AIP_STORAGE_URI`` (the model's artifacts) wins when set."""
     model_name: str = DEFAULT_MODEL_NAME
-    model_version: str = Field(default="", validate_default=True)
+    model_version: str = ""
     """``MODEL_VERSION``; unset, the version of a ``models:/name/N`` URI, else ``unknown``."""
     tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
     threads: int = Field(default=8, validation_alias="MODEL_SERVER_THREADS")
