@@ -124,7 +124,7 @@ gcp-model: env
 gcp-destroy: env
 	$(BIN)/potability gcp destroy $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run) $(ARGS)
 
-# docs/configuration.md from the Settings fields and their docstrings (a test fails while stale).
+# docs/configuration.md from the Settings model's JSON schema (a test fails while stale).
 docs: env
 	$(BIN)/python -c "from potability.config import configuration_markdown as md; open('docs/configuration.md', 'w').write(md())"
 

@@ -337,11 +337,9 @@ def make_endpoint(settings: Settings) -> Endpoint:
             settings.endpoint_timeout_seconds,
             pool_size=settings.db_pool_size,
         )
-    if settings.endpoint_mode == "vertex":
-        return VertexEndpoint(
-            settings.google_cloud_project,
-            settings.google_cloud_region,
-            settings.vertex_endpoint_id,
-            settings.endpoint_timeout_seconds,
-        )
-    raise ValueError(f"ENDPOINT_MODE must be 'local' or 'vertex', not {settings.endpoint_mode!r}")
+    return VertexEndpoint(  # the only other mode: Settings refuses any other ENDPOINT_MODE
+        settings.google_cloud_project,
+        settings.google_cloud_region,
+        settings.vertex_endpoint_id,
+        settings.endpoint_timeout_seconds,
+    )

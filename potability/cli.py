@@ -265,7 +265,7 @@ def import_samples(file: Path, token_file: Path | None, url: str, batch_size: in
     from potability import samples_import
 
     settings = load_settings()
-    token = settings.regulator_token
+    token = settings.regulator_token.get_secret_value()
     if token_file is None and not token:
         from potability.local.function_servers import TOKEN_FILE
 

@@ -5,18 +5,38 @@ The same names are set by Terraform on Google Cloud (function environment variab
 read under another. Nothing else in the code reads ``os.environ``: every process builds its
 settings with :func:`load_settings` (the environment completed by the local stack's env file,
 which does not exist on GCP), and background processes get their environment from
-:func:`child_environment`.
+:func:`child_environment`. The settings are pydantic-settings models, each variable validated
+by its field's type; lists are comma-separated text, not JSON (``NoDecode``:
+https://docs.pydantic.dev/latest/concepts/pydantic_settings/#disabling-json-parsing).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasGenerator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_MODEL_NAME = "water-potability"
 DEFAULT_DB_NAME = "potability"
@@ -25,7 +45,7 @@ DEFAULT_PIPELINE_SCHEDULE = "0 3 * * *"
 DEFAULT_SCHEDULE_TIME_ZONE = "Etc/UTC"
 """As Terraform's ``schedule_time_zone`` variable."""
 ENV_FILE = "env"
-"""The local stack's settings file under ``home``: ``KEY=VALUE`` lines (``potability env``)."""
+"""The local stack's settings file under ``home``: ``KEY='VALUE'`` lines (``potability env``)."""
 
 
 def token_sha256(token: str) -> str:
@@ -33,10 +53,24 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def _items(value: str) -> tuple[str, ...]:
+    """``"a, b,"`` -> ``("a", "b")``."""
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+def _pairs(value: str) -> tuple[tuple[str, str], ...]:
+    """``"a=x, b=y"`` -> ``(("a", "x"), ("b", "y"))``; a pair without ``=`` is an error."""
+    pairs = []
+    for item in _items(value):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip() or not val.strip():
+            raise ValueError(f"expected service=user pairs separated by commas, got {item!r}")
+        pairs.append((key.strip(), val.strip()))
+    return tuple(pairs)
+
+
 def _bindings(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """``{"who": ["id", ...]}`` (JSON) -> ``(("who", ("id", ...)), ...)``; refuses other shapes."""
-    import json
-
     if not value.strip():
         return ()
     data = json.loads(value)
@@ -48,93 +82,92 @@ def _bindings(value: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((k, tuple(v)) for k, v in sorted(data.items()))
 
 
-def _pairs(value: str) -> tuple[tuple[str, str], ...]:
-    """``"a=x, b=y"`` -> ``(("a", "x"), ("b", "y"))``; a pair without ``=`` is an error."""
-    pairs = []
-    for item in (x.strip() for x in value.split(",")):
-        if not item:
-            continue
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip() or not val.strip():
-            raise ValueError(f"expected service=user pairs separated by commas, got {item!r}")
-        pairs.append((key.strip(), val.strip()))
-    return tuple(pairs)
+def _text(parse: Callable[[str], Any]) -> BeforeValidator:
+    """``parse`` for a variable's text; values given in code (tuples) are left to the type."""
+    return BeforeValidator(lambda v: parse(v) if isinstance(v, str) else v)
 
 
-def _items(value: str) -> tuple[str, ...]:
-    """``"a, b,"`` -> ``("a", "b")``."""
-    return tuple(x.strip() for x in value.split(",") if x.strip())
-
-
+Items = Annotated[tuple[str, ...], NoDecode, _text(_items)]
+Pairs = Annotated[tuple[tuple[str, str], ...], NoDecode, _text(_pairs)]
+Bindings = Annotated[tuple[tuple[str, tuple[str, ...]], ...], NoDecode, _text(_bindings)]
 Env = Literal["local", "gcp"]
 EndpointMode = Literal["local", "vertex"]
 PromotionApproval = Literal["auto", "manual"]
 
 
-@functools.cache  # one TypeAdapter per type, not one per field per load_settings call
-def _parser(hint: Any) -> Callable[[str], Any]:
-    """How a variable's text becomes a value of type ``hint``: pydantic's validation (its lax
-    mode reads ``true``/``false``/``1``/``0``/``yes``/``no``/``on``/``off`` as booleans and
-    refuses anything else - ``ture`` is an error, never a silent ``False``; numbers, paths and
-    ``Literal`` modes are checked the same way); ``str`` is stripped; ``tuple[str, ...]`` is a
-    comma-separated list."""
-    if hint is str:
-        return str.strip
-    if hint == tuple[str, ...]:
-        return _items
-    from pydantic import TypeAdapter
+class _Variables(BaseSettings):
+    """What :class:`Settings` and :class:`ServingSettings` share: each field is read from the
+    variable of its name in capitals (or the ``validation_alias`` it names), text without
+    surrounding spaces, frozen, defaults validated too (BaseSettings' ``validate_default``); the
+    docstring under a field is its description (:func:`configuration_markdown`)."""
 
-    adapter = TypeAdapter(hint)
-    return lambda text: adapter.validate_python(text.strip())
+    model_config = SettingsConfigDict(
+        frozen=True,
+        case_sensitive=True,
+        alias_generator=AliasGenerator(validation_alias=str.upper),
+        validate_by_name=True,  # Settings(database_url=...) as well as the variables
+        use_attribute_docstrings=True,
+        protected_namespaces=(),  # model_name, model_uri
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings(...)`` is its arguments and the defaults, nothing else: the environment is
+        read by :meth:`from_env` alone, so ``Settings(database_url=...)`` never picks up a
+        stray variable."""
+        return (init_settings,)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _stripped(cls, value: Any, info: ValidationInfo) -> Any:
+        """Text without surrounding spaces, except a password (read as it is)."""
+        if isinstance(value, str) and info.field_name != "db_password":
+            return value.strip()
+        return value
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """The settings ``environ`` (default: the process environment) sets, the defaults for
+        the rest. Any value that does not parse is refused with every such variable named and
+        shown (cut at 64 characters): one start-up to fix them all."""
+        environ = os.environ if environ is None else environ
+        source = EnvSettingsSource(cls)  # pydantic-settings' reader of the variables, over the
+        # mapping given; capitals only: with validate_by_name it would read `db_name` as well
+        source.env_vars = {k: v for k, v in environ.items() if k.isupper()}
+        try:
+            return cls(**source())
+        except ValidationError as exc:
+            reasons: dict[str, list[str]] = {}
+            for error in exc.errors(include_url=False):
+                reasons.setdefault(str(error["loc"][0]), []).append(error["msg"])
+            shown = {name: environ.get(name, "") for name in reasons}
+            shown = {k: v if len(v) <= 64 else v[:64] + "..." for k, v in shown.items()}
+            raise ValueError(
+                "invalid settings: "
+                + "; ".join(f"{k}={shown[k]!r}: {'; '.join(v)}" for k, v in reasons.items())
+            ) from None
+
+    def with_(self, **changes: Any) -> Self:
+        """A copy with some fields changed (tests and the local stack use it), validated as
+        the fields are: a value of the wrong type or an unknown name is refused."""
+        return self.model_validate({**dict(self), **changes})
 
 
-def _reason(exc: Exception) -> str:
-    """pydantic's message without its location and documentation link (the caller names the
-    variable); any other ``ValueError`` as it is."""
-    from pydantic import ValidationError
-
-    if isinstance(exc, ValidationError):
-        return "; ".join(error["msg"] for error in exc.errors(include_url=False))
-    return str(exc)
-
-
-def env_name(f: Field[Any]) -> str:
-    """The environment variable of a :class:`Settings` field: its name in capitals, unless the
-    field names another (``metadata={"env": ...}``)."""
-    return f.metadata.get("env", f.name.upper())
-
-
-def read_fields(cls: type, environ: Mapping[str, str]) -> dict[str, Any]:
-    """The fields of the settings dataclass ``cls`` that ``environ`` sets, each read from its
-    variable (:func:`env_name`) and validated by its type (:func:`_parser`, or the field's own
-    ``parse``); a variable that is not set leaves the field's default - so each default is
-    written once, on the field. Any value that does not parse is refused with every such
-    variable named: one start-up to fix them all. :class:`Settings` and
-    :class:`ServingSettings` are both read by it."""
-    hints = get_type_hints(cls)
-    values: dict[str, Any] = {}  # each of its field's type, by its parser
-    errors: list[str] = []
-    for f in fields(cls):
-        name = env_name(f)
-        if name in environ:
-            try:
-                values[f.name] = (f.metadata.get("parse") or _parser(hints[f.name]))(environ[name])
-            except ValueError as exc:  # pydantic's ValidationError is one too
-                text = environ[name]
-                shown = text if len(text) <= 64 else text[:64] + "..."
-                errors.append(f"{name}={shown!r}: {_reason(exc)}")
-    if errors:
-        raise ValueError("invalid settings: " + "; ".join(errors))
-    return values
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(_Variables):
     """Everything a process of the system needs to know about where things are."""
 
-    env: Env = field(default="local", metadata={"env": "POTABILITY_ENV"})
+    env: Env = Field(default="local", validation_alias="POTABILITY_ENV")
     """``local`` (embedded stack) or ``gcp``."""
-    home: Path = field(default=Path(".potability"), metadata={"env": "POTABILITY_HOME"})
+    home: Annotated[Path, AfterValidator(Path.absolute)] = Field(
+        default=Path(".potability"), validation_alias="POTABILITY_HOME"
+    )
     """Local state folder: database files, MLflow artifacts, pids, logs."""
     database_url: str = ""
     """Local DSN, e.g. ``postgresql://postgres@/potability?host=/path/to/socketdir``."""
@@ -144,7 +177,7 @@ class Settings:
     """Database name (Cloud SQL, and the embedded server's database)."""
     db_user: str = ""
     """Database user on Cloud SQL (an IAM service account user unless ``DB_IAM_AUTH`` is off)."""
-    db_password: str = field(default="", repr=False, metadata={"parse": str})
+    db_password: SecretStr = SecretStr("")
     """Database password, only without IAM database authentication (read as is, not stripped)."""
     db_iam_auth: bool = True
     """IAM database authentication through the Cloud SQL connector."""
@@ -162,9 +195,7 @@ class Settings:
     """Google Cloud region of the endpoint and the pipeline."""
     vertex_endpoint_id: str = ""
     """The Vertex AI endpoint predict calls with ``ENDPOINT_MODE=vertex``."""
-    samples_token_sha256: tuple[str, ...] = field(
-        default=(), metadata={"parse": lambda v: tuple(x.lower() for x in _items(v))}
-    )
+    samples_token_sha256: Annotated[Items, AfterValidator(lambda v: tuple(map(str.lower, v)))] = ()
     """sha256 hex digests of bearer tokens allowed to post lab samples (never plain tokens)."""
     samples_token_secret: str = ""
     """GCP: Secret Manager secret (``projects/P/secrets/S``) holding the regulator tokens'
@@ -173,7 +204,7 @@ class Settings:
     samples_trust_platform_identity: bool = False
     """On GCP: the caller's Google ID token is verified (``functions/auth.py``) and its
     e-mail recorded as submitter."""
-    samples_id_token_audience: tuple[str, ...] = ()
+    samples_id_token_audience: Items = ()
     """Audiences a regulator's ID token may carry: the samples function's URLs (Terraform sets
     its ``cloudfunctions.net`` and ``run.app`` URLs). Empty on GCP: every request is refused."""
     id_token_platform_verified: bool = False
@@ -181,17 +212,13 @@ class Settings:
     Run's IAM check, which verifies the caller's ID token and forwards it with the signature
     replaced by `SIGNATURE_REMOVED_BY_GOOGLE`; that marker is then accepted in place of the
     signature (``functions/auth.py``). Off: only tokens with a valid Google signature."""
-    predict_id_token_audience: tuple[str, ...] = ()
+    predict_id_token_audience: Items = ()
     """On GCP: the predict function's URLs, the audiences a sensor's ID token may carry; set,
     predict verifies the token and binds the caller to its sensors (``functions/callers.py``)."""
-    predict_sensor_bindings: tuple[tuple[str, tuple[str, ...]], ...] = field(
-        default=(), metadata={"parse": lambda v: _bindings(v)}
-    )
+    predict_sensor_bindings: Bindings = ()
     """Service account -> the sensor ids it may write (``PREDICT_SENSOR_BINDINGS``, JSON;
     Terraform's ``sensor_bindings``)."""
-    sensor_token_bindings: tuple[tuple[str, tuple[str, ...]], ...] = field(
-        default=(), metadata={"parse": lambda v: _bindings(v)}
-    )
+    sensor_token_bindings: Bindings = ()
     """Locally: sha256 of a sensor's bearer token -> the sensor ids it may write
     (``SENSOR_TOKEN_BINDINGS``, JSON). Empty: local predict is open (docs/security.md)."""
     qc_match_window_minutes: float = 30.0
@@ -239,7 +266,7 @@ class Settings:
     """Service account Vertex runs the pipeline as (``submit``)."""
     add_sample_url: str = ""
     """Where ``potability samples import`` posts (locally published by ``potability functions``)."""
-    regulator_token: str = field(default="", repr=False)
+    regulator_token: SecretStr = SecretStr("")
     """A regulator's plain token for ``potability samples import`` (``REGULATOR_TOKEN``; a
     client setting - the functions only ever hold its sha256)."""
     status_url: str = ""
@@ -264,7 +291,7 @@ class Settings:
     Terraform's ``schedule`` variable; empty disables the local schedule."""
     pipeline_schedule_time_zone: str = DEFAULT_SCHEDULE_TIME_ZONE
     """IANA time zone the schedule is read in (Terraform's ``schedule_time_zone``)."""
-    pipeline_schedule_params: tuple[str, ...] = ()
+    pipeline_schedule_params: Items = ()
     """``key=value`` pipeline parameters the local scheduled runs send besides the defaults
     (Terraform's schedule sends its variables, whose defaults are the pipeline's), e.g.
     ``grids=quick,cv_folds=3``."""
@@ -301,61 +328,36 @@ class Settings:
     (potability/inference/archive_query.py says why, bench/README.md measures it)."""
     archive_query_threads: int = 2
     """``potability archive query``: DuckDB's threads; memory grows with each."""
-    db_role_members: tuple[tuple[str, str], ...] = field(default=(), metadata={"parse": _pairs})
+    db_role_members: Pairs = ()
     """``potability migrate``: (service, database user) pairs made members of the service's
     access role (``DB_ROLE_MEMBERS="predict=user1,status=user2"``; Terraform sets it on the
     migration job)."""
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``environ`` (default: the process environment): each field
-        from its variable, by its type, every bad variable named (:func:`read_fields`)."""
-        settings = cls(**read_fields(cls, os.environ if environ is None else environ))
-        return replace(settings, home=settings.home.absolute())
-
-    def with_(self, **changes: Any) -> Settings:
-        """A copy with some fields changed (tests and the local stack use it); each value of
-        its field's type, as for :func:`dataclasses.replace`."""
-        return replace(self, **changes)
-
 
 def configuration_markdown() -> str:
-    """docs/configuration.md: one row per :class:`Settings` field - its variable, its default
-    and its docstring - so the documented names and defaults are the code's
-    (``make docs``; tests/potability/test_config.py checks the file is current)."""
-    import ast
-    import inspect
-
-    (cls,) = ast.parse(inspect.getsource(Settings)).body
-    assert isinstance(cls, ast.ClassDef)
-    body = cls.body
-    docs: dict[str, str] = {}
-    for node, after in zip(body, body[1:], strict=False):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(after, ast.Expr)
-            and isinstance(after.value, ast.Constant)
-            and isinstance(after.value.value, str)
-        ):
-            text = " ".join(after.value.value.split()).replace("``", "`")
-            docs[node.target.id] = text
+    """docs/configuration.md: one row per :class:`Settings` field from the model's JSON schema -
+    its variable, its default and its description (the field's docstring) - so the documented
+    names and defaults are the code's (``make docs``; tests/potability/test_config.py checks
+    the file is current)."""
 
     def shown(value: object) -> str:
-        if value == "" or value == ():
+        if value in ("", []):
             return "(empty)"
-        return f"`{str(value).lower() if isinstance(value, bool) else value}`"
+        return f"`{json.dumps(value) if isinstance(value, bool) else value}`"
 
+    properties = Settings.model_json_schema()["properties"]
     rows = [
-        f"| `{env_name(f)}` | {shown(f.default)} | {docs.get(f.name, '').replace('|', '/')} |"
-        for f in fields(Settings)
+        f"| `{name}` | {shown(p['default'])} | "
+        + " ".join(p.get("description", "").split()).replace("``", "`").replace("|", "/")
+        + " |"
+        for name, p in properties.items()
     ]
     return "\n".join(
         [
             "# Configuration",
             "",
-            "<!-- Generated from potability/config.py (the Settings fields and their docstrings)",
-            "by `make docs`; edit them there. -->",
+            "<!-- Generated from potability/config.py (the JSON schema of the Settings model: its",
+            "fields and their docstrings) by `make docs`; edit them there. -->",
             "",
             "All settings come from environment variables, read in one place",
             "(`potability/config.py`: every process calls its one loader, `load_settings`, which",
@@ -364,7 +366,7 @@ def configuration_markdown() -> str:
             "locally. A variable that is not set leaves the default; text is stripped of",
             "surrounding spaces; flags are `true`/`false`, `1`/`0`, `yes`/`no` or `on`/`off`;",
             "lists are comma-separated; modes are one of the values the table names. Values are",
-            "validated by their type (pydantic): anything else - `DB_IAM_AUTH=ture`, an",
+            "validated by their type (pydantic-settings): anything else - `DB_IAM_AUTH=ture`, an",
             "`ENDPOINT_MODE` that is neither `local` nor `vertex` - stops the process at",
             "start-up with every bad variable named, never a silent default.",
             "",
@@ -376,36 +378,35 @@ def configuration_markdown() -> str:
     )
 
 
-@dataclass(frozen=True)
-class ServingSettings:
+class ServingSettings(_Variables):
     """The model server's settings: Vertex AI's custom-container contract (``AIP_*``,
     https://cloud.google.com/vertex-ai/docs/predictions/custom-container-requirements) plus our
-    names, read and refused like :class:`Settings` (:func:`read_fields`)."""
+    names, read and refused like :class:`Settings`."""
 
-    port: int = field(default=8080, metadata={"env": "AIP_HTTP_PORT"})
-    host: str = field(default="0.0.0.0", metadata={"env": "MODEL_SERVER_HOST"})
-    health_route: str = field(default="/health", metadata={"env": "AIP_HEALTH_ROUTE"})
-    predict_route: str = field(default="/predict", metadata={"env": "AIP_PREDICT_ROUTE"})
-    model_uri: str = ""
+    port: int = Field(default=8080, validation_alias="AIP_HTTP_PORT")
+    host: str = Field(default="0.0.0.0", validation_alias="MODEL_SERVER_HOST")
+    health_route: str = Field(default="/health", validation_alias="AIP_HEALTH_ROUTE")
+    predict_route: str = Field(default="/predict", validation_alias="AIP_PREDICT_ROUTE")
+    model_uri: str = Field(
+        default="", validation_alias=AliasChoices("AIP_STORAGE_URI", "MODEL_URI")
+    )
     """``MODEL_URI``; Vertex AI's ``AIP_STORAGE_URI`` (the model's artifacts) wins when set."""
     model_name: str = DEFAULT_MODEL_NAME
-    model_version: str = "unknown"
-    """``MODEL_VERSION``; unset, the version of a ``models:/name/N`` URI."""
-    tracking_uri: str = field(default="", metadata={"env": "MLFLOW_TRACKING_URI"})
-    threads: int = field(default=8, metadata={"env": "MODEL_SERVER_THREADS"})
-    handover_file: str = field(default="", metadata={"env": "MODEL_SERVER_HANDOVER_FILE"})
+    model_version: str = ""
+    """``MODEL_VERSION``; unset, the version of a ``models:/name/N`` URI, else ``unknown``."""
+    tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
+    threads: int = Field(default=8, validation_alias="MODEL_SERVER_THREADS")
+    handover_file: str = Field(default="", validation_alias="MODEL_SERVER_HANDOVER_FILE")
     """Set by a local switch (:func:`potability.serving.model_server.switch_local`): load the model,
     write this file, then take the port over from the old server as soon as it is free."""
 
+    @field_validator("model_version")
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
-        e = os.environ if environ is None else environ
-        storage = e.get("AIP_STORAGE_URI")
-        values = read_fields(cls, {**e, "MODEL_URI": storage} if storage else e)
-        uri, version = values.get("model_uri", ""), values.get("model_version", "")
+    def _version_of_the_uri(cls, version: str, info: ValidationInfo) -> str:
+        uri = info.data.get("model_uri", "")
         if not version and uri.startswith("models:/") and "@" not in uri:
             version = uri.rstrip("/").rsplit("/", 1)[-1]
-        return cls(**{**values, "model_version": version or "unknown"})
+        return version or "unknown"
 
 
 # --- the local stack's env file and the one loader ---------------------------------------
@@ -417,12 +418,12 @@ def env_file(home: Path) -> Path:
 
 
 def read_env(home: Path) -> dict[str, str]:
-    """Settings written by ``up`` (empty when the stack was never started, and on GCP)."""
-    path = env_file(home)
-    if not path.exists():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k.strip(): v.strip() for k, v in pairs}
+    """Settings written by ``up`` (empty when the stack was never started, and on GCP), read
+    by python-dotenv - the reader behind pydantic-settings' ``env_file`` - so the quoting
+    :func:`update_env` writes and a line appended by hand (docs/alerts.md) both read back."""
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(env_file(home)).items() if v is not None}
 
 
 def private_home(home: Path) -> Path:
@@ -437,15 +438,19 @@ def private_home(home: Path) -> Path:
 
 def update_env(home: Path, **values: str) -> dict[str, str]:
     """Merge ``values`` into the env file (other services add their URLs here). The file is
-    mode 0600 (it may hold a DATABASE_URL with a password) and replaced atomically, so a
-    process re-reading it never sees half of it."""
+    mode 0600 (it may hold a DATABASE_URL with a password) and replaced atomically, all values
+    at once, so a process re-reading it never sees half of it (python-dotenv's ``set_key``
+    rewrites one key per replace). Each value is single-quoted with ``\\`` and ``'`` escaped,
+    as ``set_key`` quotes, which python-dotenv reads back exactly (spaces, ``#``, quotes)."""
     merged = {**read_env(home), **values}
     private_home(home)
     path = env_file(home)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
+        for key, value in sorted(merged.items()):
+            quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+            handle.write(f"{key}='{quoted}'\n")
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return merged

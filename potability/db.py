@@ -247,7 +247,7 @@ def _cloud_sql_connect(settings: Settings) -> Connection:
     if settings.db_iam_auth:
         extra["enable_iam_auth"] = True
     else:
-        extra["password"] = settings.db_password
+        extra["password"] = settings.db_password.get_secret_value()
     return _connector.connect(
         settings.cloud_sql_instance, "pg8000", user=settings.db_user, db=settings.db_name, **extra
     )

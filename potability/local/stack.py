@@ -6,7 +6,7 @@ State lives in one folder (``Settings.home``, default ``.potability/``):
     mlflow/artifacts/       MLflow artifact store (served by the tracking server)
     run/<service>.pid       one pid file per background service
     logs/<service>.log      its output
-    env                     KEY=VALUE settings every local process reads (``potability env``)
+    env                     dotenv KEY='VALUE' lines every local process reads (``potability env``)
 
 ``up`` is idempotent: whatever already runs is reused. ``down`` stops every service that has a
 pid file, then PostgreSQL (a fast shutdown of the postmaster, by the pid PostgreSQL records).

@@ -1,9 +1,12 @@
 """Settings are built in one place: ``potability/config.py`` reads the environment, nothing else."""
 
 import re
+import stat
 from pathlib import Path
+from typing import get_type_hints
 
 import pytest
+from pydantic import SecretStr
 
 from potability import config
 
@@ -50,6 +53,40 @@ def test_update_env_merges_and_keeps_other_keys(tmp_path: Path) -> None:
     assert config.read_env(tmp_path) == {"A": "1", "B": "3"}
 
 
+def test_the_env_file_reads_back_every_value_and_stays_private(tmp_path: Path) -> None:
+    """Values are written quoted as python-dotenv quotes them, so spaces, quotes, ``#`` and
+    backslashes read back as written (the unquoted ``KEY=VALUE`` file lost them); one atomic
+    replace, mode 0600, no temporary file left behind."""
+    odd = {"DB_PASSWORD": " p'a\\s #s ", "PREDICT_SENSOR_BINDINGS": '{"a": ["p-1"]}', "X": ""}
+    config.update_env(tmp_path, **odd)
+    assert config.read_env(tmp_path) == odd
+    assert stat.S_IMODE(config.env_file(tmp_path).stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [config.ENV_FILE]
+    settings = config.load_settings(tmp_path, {})
+    assert settings.db_password.get_secret_value() == odd["DB_PASSWORD"]
+    assert settings.predict_sensor_bindings == (("a", ("p-1",)),)
+    with config.env_file(tmp_path).open("a") as handle:  # by hand, as docs/alerts.md does
+        handle.write("ALERT_WEBHOOK_URL=http://127.0.0.1:9000/alerts\n")
+    assert config.load_settings(tmp_path, {}).alert_webhook_url == "http://127.0.0.1:9000/alerts"
+
+
+def test_settings_built_in_code_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only from_env/load_settings read variables: ``Settings(database_url=...)`` is its
+    arguments and the defaults, whatever the process environment holds."""
+    monkeypatch.setenv("DB_NAME", "stray")
+    assert config.Settings().db_name == config.DEFAULT_DB_NAME
+    assert config.Settings.from_env().db_name == "stray"
+
+
+def test_with_validates_the_changes() -> None:
+    settings = config.Settings()
+    assert settings.with_(db_pool_size=" 3 ").db_pool_size == 3
+    with pytest.raises(ValueError, match="db_pool_size"):
+        settings.with_(db_pool_size="x")
+    with pytest.raises(ValueError, match="db_pool_sise"):
+        settings.with_(db_pool_sise=3)
+
+
 def test_schedule_defaults_are_terraforms() -> None:
     variables = (ROOT / "terraform" / "variables.tf").read_text()
 
@@ -65,34 +102,39 @@ def test_schedule_defaults_are_terraforms() -> None:
 
 def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
     """from_env is derived from the fields: set every variable to a value unlike the default
-    and every field changes - by name, through its type's cast."""
-    from dataclasses import fields
-
+    and every field changes - by name, through its type."""
     given = {
-        "str": "x",
-        "Path": "/tmp/somewhere",
-        "int": "7",
-        "float": "0.5",
-        "tuple[str, ...]": "a, b",
-        "tuple[tuple[str, str], ...]": "predict=u1",
-        "tuple[tuple[str, tuple[str, ...]], ...]": '{"sa@p": ["plant-1"]}',
-        "Env": "gcp",
-        "EndpointMode": "vertex",
-        "PromotionApproval": "manual",
+        str: "x",
+        SecretStr: "hush",
+        int: "7",
+        float: "0.5",
+        config.Items: "a, b",
+        config.Pairs: "predict=u1",
+        config.Bindings: '{"sa@p": ["plant-1"]}',
+        config.Env: "gcp",
+        config.EndpointMode: "vertex",
+        config.PromotionApproval: "manual",
     }
-    environ = {
-        config.env_name(f): str(not f.default) if f.type == "bool" else given[f.type]
-        for f in fields(config.Settings)
-    }
+    hints = get_type_hints(config.Settings, include_extras=True)  # as written: Items, Pairs...
+    environ = {}
+    for name, f in config.Settings.model_fields.items():
+        hint = hints[name]
+        if name == "home":
+            environ[f.validation_alias] = "/tmp/somewhere"
+        elif name == "samples_token_sha256":
+            environ[f.validation_alias] = "A, b"
+        else:
+            environ[f.validation_alias] = str(not f.default) if hint is bool else given[hint]
     settings = config.Settings.from_env(environ)
     default = config.Settings()
-    for f in fields(config.Settings):
-        assert getattr(settings, f.name) != getattr(default, f.name), config.env_name(f)
+    for name, f in config.Settings.model_fields.items():
+        assert getattr(settings, name) != getattr(default, name), f.validation_alias
     assert settings.db_iam_auth is False and settings.db_pool_size == 7
     assert settings.home == Path("/tmp/somewhere") and settings.qc_precision_floor == 0.5
     assert settings.samples_token_sha256 == ("a", "b")
     assert settings.db_role_members == (("predict", "u1"),)
     assert settings.predict_sensor_bindings == (("sa@p", ("plant-1",)),)
+    assert settings.db_password.get_secret_value() == "hush" and "hush" not in repr(settings)
 
 
 def test_the_existing_variable_names_keep_working() -> None:
@@ -123,9 +165,10 @@ def test_the_existing_variable_names_keep_working() -> None:
     assert settings.pipeline_schedule == "0 4 * * *"
     assert settings.pipeline_schedule_params == ("grids=quick", "cv_folds=3")
     assert settings.db_role_members == (("predict", "u1"), ("status", "u2"))
-    assert settings.db_password == " keep spaces "
+    assert settings.db_password.get_secret_value() == " keep spaces "
     assert settings.alert_webhook_timeout_seconds == 2.5
-    defaults = config.Settings.from_env({})
+    defaults = config.Settings.from_env({"home": "/x", "db_name": "y", "ENV": "gcp"})  # not ours
+    assert defaults == config.Settings.from_env({}) == config.Settings()
     assert defaults.home == Path(".potability").absolute()
     assert defaults.db_iam_auth is True and defaults.qc_precision_floor == 0.60
 
@@ -141,15 +184,13 @@ def test_a_bad_value_is_refused_naming_its_variable() -> None:
 
 def test_the_configuration_doc_is_generated_from_the_settings() -> None:
     """docs/configuration.md is what ``make docs`` writes now: every variable, its default."""
-    from dataclasses import fields
-
     doc = (ROOT / "docs" / "configuration.md").read_text()
     assert doc == config.configuration_markdown(), "docs/configuration.md is stale: make docs"
-    for f in fields(config.Settings):
+    for name, f in config.Settings.model_fields.items():
         row = next(
-            line for line in doc.splitlines() if line.startswith(f"| `{config.env_name(f)}` |")
+            line for line in doc.splitlines() if line.startswith(f"| `{f.validation_alias}` |")
         )
-        assert row.rstrip(" |").split("|")[-1].strip(), f"{f.name} has no docstring"
+        assert row.rstrip(" |").split("|")[-1].strip(), f"{name} has no docstring"
     assert "| `QC_PRECISION_FLOOR` | `0.6` |" in doc and "| `DB_POOL_SIZE` | `8` |" in doc
     assert "[docs/configuration.md](docs/configuration.md)" in (ROOT / "README.md").read_text()
 
@@ -205,7 +246,7 @@ def test_the_model_server_names_a_bad_port() -> None:
 
 
 def test_the_model_server_reads_its_settings_like_the_others() -> None:
-    """One mechanism (read_fields): every bad variable named at once, values stripped."""
+    """One mechanism (from_env): every bad variable named at once, values stripped."""
     with pytest.raises(ValueError, match="invalid settings") as caught:
         config.ServingSettings.from_env({"AIP_HTTP_PORT": "80a", "MODEL_SERVER_THREADS": "x"})
     assert "AIP_HTTP_PORT='80a'" in str(caught.value)

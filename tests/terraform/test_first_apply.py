@@ -21,7 +21,7 @@ import pytest
 import rendered_terraform
 
 from potability import cli, migrations
-from potability.config import Settings, env_name
+from potability.config import Settings
 from potability.features import SMOKE_SENSOR_PREFIX
 from potability.gcp import model_job, smoke
 
@@ -102,7 +102,7 @@ def test_the_smoke_account_writes_exactly_the_sensor_the_smoke_test_sends(
 
 def test_the_model_jobs_environment_is_what_potability_reads(rendered: dict) -> None:
     env = rendered["job_env"]
-    settings_names = {env_name(f) for f in Settings.__dataclass_fields__.values()}
+    settings_names = {f.validation_alias for f in Settings.model_fields.values()}
     mlflow_client = {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME"}  # read by MLflow
     assert set(env) - settings_names <= mlflow_client, set(env) - settings_names - mlflow_client
     assert rendered["job_secret_env"] == ["MLFLOW_TRACKING_PASSWORD"]
