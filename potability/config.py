@@ -258,7 +258,7 @@ class Settings(_Variables):
     status_statement_timeout_ms: int = 5000
     """``statement_timeout`` of every status query: a slow page fails (503), never piles up."""
     pipeline_image: str = ""
-    """The project image the pipeline's components run in (compile time; ``python -m pipelines
+    """The project image the pipeline's components run in (compile time; ``potability pipeline
     compile`` bakes it into the YAML). Empty: ``potability:local`` (local runs need no image)."""
     pipeline_root: str = ""
     """Vertex pipeline root, ``gs://<bucket>/pipeline-root`` (``submit``)."""
@@ -399,6 +399,16 @@ class ServingSettings(_Variables):
     handover_file: str = Field(default="", validation_alias="MODEL_SERVER_HANDOVER_FILE")
     """Set by a local switch (:func:`potability.serving.model_server.switch_local`): load the model,
     write this file, then take the port over from the old server as soon as it is free."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """As :meth:`_Variables.from_env`; an empty ``AIP_STORAGE_URI`` counts as unset: Vertex
+        AI sets it for a model uploaded with an ``artifactUri``, and an empty one must not hide
+        ``MODEL_URI`` (the alias choice takes the first variable present)."""
+        e = os.environ if environ is None else environ
+        if e.get("AIP_STORAGE_URI") == "":
+            e = {k: v for k, v in e.items() if k != "AIP_STORAGE_URI"}
+        return super().from_env(e)
 
     @field_validator("model_version")
     @classmethod

@@ -260,5 +260,6 @@ def test_the_model_server_reads_its_settings_like_the_others() -> None:
         "unknown",
     )
     assert read({"MODEL_URI": "models:/m/4"}).model_version == "4"
+    assert read({"AIP_STORAGE_URI": "", "MODEL_URI": "models:/m/4"}).model_uri == "models:/m/4"
     assert read({"MODEL_URI": "models:/m@champion"}).model_version == "unknown"
     assert read({"MODEL_URI": "models:/m/4", "MODEL_VERSION": "7"}).model_version == "7"
