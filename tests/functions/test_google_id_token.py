@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,20 +38,24 @@ def test_a_google_signed_token_for_this_function_names_the_submitter() -> None:
     )
 
 
+# Tokens are made when the test runs, not at collection: a parallel suite may reach a test
+# minutes after collecting it, when a token "not valid for ten minutes" already is.
 @pytest.mark.parametrize(
     ("token", "reason"),
     [
-        (ATTACKER.token(email="boss@example.org"), "signature"),
-        (TestKey("other-kid").token(), "not signed by a current Google key"),
-        (GOOGLE.token(aud="https://another-function"), "audience"),
-        (GOOGLE.token(exp=int(time.time()) - 120, iat=int(time.time()) - 3720), "expired"),
-        (GOOGLE.token(iss="https://evil.example"), "issuer"),
-        (GOOGLE.token(iat=int(time.time()) + 600, exp=int(time.time()) + 4000), "early"),
-        ("a.b.c", "malformed"),
+        (lambda now: ATTACKER.token(email="boss@example.org"), "signature"),
+        (lambda now: TestKey("other-kid").token(), "not signed by a current Google key"),
+        (lambda now: GOOGLE.token(aud="https://another-function"), "audience"),
+        (lambda now: GOOGLE.token(exp=now - 120, iat=now - 3720), "expired"),
+        (lambda now: GOOGLE.token(iss="https://evil.example"), "issuer"),
+        (lambda now: GOOGLE.token(iat=now + 600, exp=now + 4000), "early"),
+        (lambda now: "a.b.c", "malformed"),
     ],
 )
-def test_forged_foreign_expired_or_misaddressed_tokens_are_refused(token: str, reason: str) -> None:
-    error = refused(bearer(token))
+def test_forged_foreign_expired_or_misaddressed_tokens_are_refused(
+    token: Callable[[int], str], reason: str
+) -> None:
+    error = refused(bearer(token(int(time.time()))))
     assert (error.status, error.field) == (401, "Authorization"), reason
 
 
@@ -81,24 +86,22 @@ def test_the_marker_is_refused_where_the_deployment_is_not_behind_cloud_run() ->
     assert "ID_TOKEN_PLATFORM_VERIFIED" in error.message
 
 
-NOW = int(time.time())
-
-
 @pytest.mark.parametrize(
     ("claims", "reason"),
     [
-        ({"aud": "https://another-function"}, "audience"),
-        ({"exp": NOW - 120, "iat": NOW - 3720}, "expired"),
-        ({"iat": NOW + 600, "exp": NOW + 4000}, "not valid yet"),
-        ({"nbf": NOW + 600}, "not valid yet"),
-        ({"iss": "https://evil.example"}, "issued by Google"),
-        ({"iat": None}, "exp/iat"),
+        (lambda now: {"aud": "https://another-function"}, "audience"),
+        (lambda now: {"exp": now - 120, "iat": now - 3720}, "expired"),
+        (lambda now: {"iat": now + 600, "exp": now + 4000}, "not valid yet"),
+        (lambda now: {"nbf": now + 600}, "not valid yet"),
+        (lambda now: {"iss": "https://evil.example"}, "issued by Google"),
+        (lambda now: {"iat": None}, "exp/iat"),
     ],
 )
 def test_a_stripped_token_is_still_checked_for_audience_issuer_and_times(
-    claims: dict[str, Any], reason: str
+    claims: Callable[[int], dict[str, Any]], reason: str
 ) -> None:
-    error = refused(bearer(platform_stripped(GOOGLE.token(**claims))), BEHIND_CLOUD_RUN)
+    token = GOOGLE.token(**claims(int(time.time())))
+    error = refused(bearer(platform_stripped(token)), BEHIND_CLOUD_RUN)
     assert (error.status, error.field) == (401, "Authorization")
     assert reason in error.message
 
@@ -119,7 +122,7 @@ def test_empty_missing_or_made_up_signatures_are_never_accepted(token: str) -> N
 
 
 def test_a_signed_token_not_valid_yet_is_refused() -> None:
-    error = refused(bearer(GOOGLE.token(nbf=NOW + 600)))
+    error = refused(bearer(GOOGLE.token(nbf=int(time.time()) + 600)))
     assert error.status == 401 and "not valid yet" in error.message
 
 
