@@ -484,6 +484,9 @@ def start_local(
     "succeeded" at once while predict was served by someone else's model. Hence the port must
     be free before we start, and the server that answers must report the model we started.
 
+    A port of our choosing (no ``port``, no published URL) taken by another process while ours
+    starts is given up for another free port, up to three tries.
+
     Raises:
         RuntimeError: the port is held by another process, or what answers is not our model.
     """
@@ -491,39 +494,45 @@ def start_local(
 
     known = config.read_env(home).get("MODEL_SERVER_URL", "")
     services.stop(home, SERVICE)
-    port = port or (int(known.rsplit(":", 1)[1]) if known else 0) or services.free_port(8080)
-    if not services.can_listen(port):
-        raise RuntimeError(
-            f"port {port} is held by another process; the model server for "
-            f"{model_name} v{model_version} cannot listen there"
-        )
+    pinned = port or (int(known.rsplit(":", 1)[1]) if known else 0)
     env = {
         "MODEL_URI": model_uri,
         "MODEL_NAME": model_name,
         "MODEL_VERSION": model_version,
         "MLFLOW_TRACKING_URI": tracking_uri,
-        "AIP_HTTP_PORT": str(port),
         "AIP_HEALTH_ROUTE": "/health",
         "AIP_PREDICT_ROUTE": "/predict",
         "MODEL_SERVER_HOST": "127.0.0.1",
     }
-    pid = services.start(
-        home, SERVICE, [sys.executable, "-m", "potability.serving.model_server"], env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    services.wait_http(f"{url}/health", timeout=120, pid=pid)
-    answered = health(url) or {}
-    if answered.get("model_name") != model_name or (
-        model_version and answered.get("model_version") != model_version
-    ):
-        services.stop(home, SERVICE)
-        raise RuntimeError(
-            f"{url} answers for {answered.get('model_name')} "
-            f"v{answered.get('model_version')}, not {model_name} v{model_version}: "
-            "another process took the port while ours was starting"
+    # A port of our choosing (8080 when free, else any) may be taken by another stack's server
+    # between the check and our bind - two test workers starting at once did: then another.
+    for preferred in (8080, 0, 0) if not pinned else (pinned,):
+        port = pinned or services.free_port(preferred)
+        if not services.can_listen(port):
+            raise RuntimeError(
+                f"port {port} is held by another process; the model server for "
+                f"{model_name} v{model_version} cannot listen there"
+            )
+        pid = services.start(
+            home,
+            SERVICE,
+            [sys.executable, "-m", "potability.serving.model_server"],
+            env={**env, "AIP_HTTP_PORT": str(port)},
         )
-    config.update_env(home, MODEL_SERVER_URL=url)
-    return url
+        url = f"http://127.0.0.1:{port}"
+        services.wait_http(f"{url}/health", timeout=120, pid=pid)
+        answered = health(url) or {}
+        if answered.get("model_name") == model_name and (
+            not model_version or answered.get("model_version") == model_version
+        ):
+            config.update_env(home, MODEL_SERVER_URL=url)
+            return url
+        services.stop(home, SERVICE)
+    raise RuntimeError(
+        f"{url} answers for {answered.get('model_name')} "
+        f"v{answered.get('model_version')}, not {model_name} v{model_version}: "
+        "another process took the port while ours was starting"
+    )
 
 
 NEXT = f"{SERVICE}-next"

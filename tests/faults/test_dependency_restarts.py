@@ -3,6 +3,7 @@ the model server killed and restarted - while real function processes serve real
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -230,26 +231,25 @@ def test_model_server_killed_and_restarted_predict_503_then_recovers(
         services.stop(home, model_server.SERVICE)
 
 
+class Stranger(http.server.BaseHTTPRequestHandler):
+    """Another stack's model server: answers /health for a model that is not ours."""
+
+    def do_GET(self) -> None:  # http.server's name
+        body = json.dumps({"status": "ok", "model_name": "someone-else", "model_version": "9"})
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 def test_model_server_restart_refuses_a_port_another_process_took(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     """The soak benchmark once "restarted" the model server in no time: while ours was down,
     another stack's model server took the port, and the restart took its answer for ours."""
-    import http.server
-
-    class Stranger(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # http.server's name
-            body = json.dumps(
-                {"status": "ok", "model_name": "someone-else", "model_version": "9"}
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
     stranger = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stranger)
     port = stranger.server_address[1]
     thread = threading.Thread(target=stranger.serve_forever, daemon=True)
@@ -270,4 +270,49 @@ def test_model_server_restart_refuses_a_port_another_process_took(
     finally:
         stranger.shutdown()
         stranger.server_close()
+        services.stop(home, model_server.SERVICE)
+
+
+def test_a_port_of_our_choosing_taken_while_ours_starts_is_given_up_for_another(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two test workers once started their model servers at the same moment, both on 8080 (free
+    when each looked): one lost, and its session's fixture failed with every test on it. The
+    race, replayed: the port start_local picks is free when it checks, and a stranger listens
+    there before our server binds (loading the model takes it a second or more)."""
+    contested = services.free_port()
+    picked: list[int] = []
+    real_free_port = services.free_port
+
+    def pick(preferred: int = 0, host: str = "127.0.0.1") -> int:
+        picked.append(contested if not picked else real_free_port(0, host))
+        return picked[-1]
+
+    monkeypatch.setattr(services, "free_port", pick)
+    servers: list[http.server.ThreadingHTTPServer] = []
+
+    def take_the_port() -> None:
+        while not picked:
+            time.sleep(0.01)
+        time.sleep(0.2)  # after start_local's check, before our server binds
+        servers.append(http.server.ThreadingHTTPServer(("127.0.0.1", contested), Stranger))
+        servers[0].serve_forever()
+
+    threading.Thread(target=take_the_port, daemon=True).start()
+    home = tmp_path / "model-home"
+    try:
+        url = model_server.start_local(
+            home, str(tiny_model_dir), "water-potability", "mine-2", tracking_uri=""
+        )
+        assert servers, "the stranger never took the port"
+        assert picked[0] == contested and len(picked) == 2
+        assert url == f"http://127.0.0.1:{picked[1]}" != f"http://127.0.0.1:{contested}"
+        assert model_server.health(url)["model_version"] == "mine-2"
+        from potability import config
+
+        assert config.read_env(home)["MODEL_SERVER_URL"] == url
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
         services.stop(home, model_server.SERVICE)
