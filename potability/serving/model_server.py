@@ -191,7 +191,7 @@ def load_model(settings: ServingSettings) -> LoadedModel:
 
     A model whose compile report says all serving needs is served by onnxruntime alone
     (:func:`load_onnx_only`), neither scikit-learn nor MLflow imported (:func:`fetch_model`):
-    ~186 MB resident under load instead of 311 MB for the default grid's heaviest vote
+    193 MB resident under load instead of 311 MB for the default grid's heaviest vote
     (bench/README.md); otherwise the estimator is loaded, and scores itself if it has no
     usable compiled form."""
     uri = settings.model_uri
