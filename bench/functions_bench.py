@@ -2,7 +2,7 @@
 
     make bench                                          # = the line below, defaults
     python bench/functions_bench.py                     # own throw-away stack, extra trees
-    python bench/functions_bench.py --grid lean         # ... from the lean grid (bounded trees)
+    python bench/functions_bench.py --grid unbounded    # ... from the grid before issue 34
     python bench/functions_bench.py --model logistic    # ... a logistic regression instead
     python bench/functions_bench.py --variants hardened:8:1 gthread:8:1 hardened:16:1
     python bench/functions_bench.py --stack .potability # the running local stack (make run)

@@ -1,12 +1,17 @@
 """Benchmark of the training pipeline: wall time, peak memory, champion quality and stability.
 
     .venv/bin/python bench/pipeline_bench.py [--grids default] [--seeds 0 1 2 3 4]
-                                             [--skip-pipeline] [--skip-quality] [--skip-stability]
+                                             [--pipeline-runs 2] [--skip-pipeline]
+                                             [--skip-quality] [--skip-stability]
 
 1. Pipeline: two full ``potability pipeline run --local`` (kfp.local, every component a
    subprocess) against a fresh local stack in a temporary home - a first run (no champion)
-   and a second on unchanged data; prints wall time and the peak resident memory of the whole
-   process tree (sampled every 0.2 s, children summed) and the decision rows.
+   and a second on unchanged data (``--pipeline-runs 1``: the first only); prints wall time
+   and the peak resident memory of the whole process tree (sampled every 0.2 s, children
+   summed), what the run added to MLflow's artifact store (bytes on disk: the logged models
+   and the rest - figures, tables), the resident memory of the model server deploy started on
+   the champion (after 5 s of 8 clients scoring single readings: its steady state, not a
+   throughput figure), and the decision rows.
 2. Quality, with honest selection: for each split seed, the pipeline's own functions
    in-process - the pipeline's split, every family's grid search, calibration and
    cross-validated selection score on the training part, the challenger chosen by the promote
@@ -62,7 +67,41 @@ def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, int]
     return wall, peak, proc.returncode
 
 
-def bench_pipeline(grid: str) -> None:
+def stored_bytes(artifacts: Path) -> tuple[int, int]:
+    """(bytes of the logged models, bytes of everything else) in MLflow's artifact store.
+
+    MLflow 3 writes a logged model under ``<experiment id>/models/m-<id>/`` and a run's own
+    artifacts (figures, tables) under ``<experiment id>/<run id>/``."""
+    models = other = 0
+    for path in artifacts.rglob("*"):
+        if path.is_file():
+            size = path.stat().st_size
+            if "models" in path.relative_to(artifacts).parts[1:2]:
+                models += size
+            else:
+                other += size
+    return models, other
+
+
+def served_rss(home: Path) -> tuple[int, str]:
+    """(resident bytes, runtime) of the local model server after 5 s of single readings from
+    8 clients (functions_bench's load): the champion as served, scoring arenas allocated."""
+    import json
+    import urllib.request
+
+    from functions_bench import load_server
+
+    from potability import config
+    from potability.local import services
+
+    url = config.read_env(home)["MODEL_SERVER_URL"]
+    pid = services.running_pid(home, "model-server")
+    health = json.loads(urllib.request.urlopen(f"{url}/health", timeout=10).read())
+    load_server(f"{url}/predict", "model", 5.0, 8, pid)
+    return tree_rss(pid), str(health.get("runtime"))
+
+
+def bench_pipeline(grid: str, runs: int = 2) -> None:
     from potability.config import Settings
     from potability.local import services
     from potability.local import stack as local_stack
@@ -72,7 +111,9 @@ def bench_pipeline(grid: str) -> None:
     info = local_stack.up(Settings(home=home), mlflow_port=services.free_port())
     env = {**os.environ, "POTABILITY_HOME": str(home)}
     try:
-        for label in ("first run (no champion)", "second run (unchanged data)"):
+        artifacts = home / "mlflow" / "artifacts"
+        for label in ("first run (no champion)", "second run (unchanged data)")[:runs]:
+            models, other = stored_bytes(artifacts)
             wall, peak, code = run_measured(
                 [
                     sys.executable,
@@ -86,9 +127,14 @@ def bench_pipeline(grid: str) -> None:
                 ],
                 env,
             )
+            models_after, other_after = stored_bytes(artifacts)
+            rss, runtime = served_rss(home)
             print(
                 f"{label:30} wall {wall:6.1f} s   peak RSS (tree) {peak / 2**20:7.0f} MiB"
-                f"   exit {code}"
+                f"   exit {code}\n{'':30} stored: models {(models_after - models) / 1e6:.1f} MB,"
+                f" other artifacts {(other_after - other) / 1e6:.1f} MB; model server "
+                f"{rss / 2**20:.0f} MiB resident ({runtime})",
+                flush=True,
             )
         from potability import db
 
@@ -231,13 +277,20 @@ def main() -> None:
         default=[0, 1, 2, 3, 4],
         help="split seeds of the quality and stability parts",
     )
+    parser.add_argument(
+        "--pipeline-runs",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="pipeline runs: the first only (sizes, memory), or also the second",
+    )
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-stability", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     if not args.skip_pipeline:
-        bench_pipeline(args.grids)
+        bench_pipeline(args.grids, args.pipeline_runs)
     if not args.skip_quality:
         bench_quality(args.grids, args.seeds, not args.skip_stability)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

@@ -121,11 +121,10 @@ def log_candidate(
             as metrics.
     """
     import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
 
     from potability.model import sklearn_save_kwargs
-    from training import figures
+    from training import figures, footprint
 
     with mlflow.start_run(
         run_name=candidate.family,
@@ -183,8 +182,12 @@ def log_candidate(
         mlflow.log_figure(fig, "figures/reliability_cv.png")
         figures.close(fig)
         example = x_train.dropna().head(3)
-        info = mlflow.sklearn.log_model(
-            candidate.model,
+        # mlflow.sklearn.log_model with the skops archive deflated (footprint.save_model)
+        info = Model.log(
+            None,
+            footprint,
+            flavor_name="mlflow.sklearn",
+            sk_model=candidate.model,
             name="model",
             input_example=example,
             signature=infer_signature(example, candidate.model.predict(example)),

@@ -160,21 +160,44 @@ def load_onnx_only(model_dir: str, settings: ServingSettings) -> LoadedModel | N
     )
 
 
+def fetch_model(uri: str, tracking_uri: str) -> str:
+    """The local directory of the model at ``uri``: ``uri`` itself when it is one, else what
+    MLflow's CLI downloads (``models:/``, ``runs:/``, ``gs://``...) in a child process.
+
+    The child keeps MLflow out of the server: importing it pulls pandas and scipy, ~125 MB
+    resident that a model served by onnxruntime alone never uses (measured: 60 -> 185 MB;
+    issue 34's target is 300 MB). ``mlflow artifacts download`` prints the local path as its
+    last line (mlflow/store/artifact/cli.py, ``download_artifacts``)."""
+    import subprocess
+
+    if Path(uri).is_dir():
+        return uri
+    env = {**os.environ, **({"MLFLOW_TRACKING_URI": tracking_uri} if tracking_uri else {})}
+    done = subprocess.run(
+        [sys.executable, "-m", "mlflow", "artifacts", "download", "--artifact-uri", uri],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines or not Path(lines[-1]).is_dir():
+        raise RuntimeError(f"could not download the model {uri}: {done.stderr.strip()[-2000:]}")
+    return lines[-1]
+
+
 def load_model(settings: ServingSettings) -> LoadedModel:
     """Load the MLflow (scikit-learn flavour) model named by the settings, and its ONNX form.
 
     A model whose compile report says all serving needs is served by onnxruntime alone
-    (:func:`load_onnx_only`: 227 MB resident instead of 330 MB under load); otherwise the
-    estimator is loaded, and scores itself if it has no usable compiled form."""
-    import mlflow
-    import mlflow.artifacts
-
-    if settings.tracking_uri:
-        mlflow.set_tracking_uri(settings.tracking_uri)
+    (:func:`load_onnx_only`), neither scikit-learn nor MLflow imported (:func:`fetch_model`):
+    193 MB resident under load instead of 311 MB for the default grid's heaviest vote
+    (bench/README.md); otherwise the estimator is loaded, and scores itself if it has no
+    usable compiled form."""
     uri = settings.model_uri
     if not uri:
         raise RuntimeError("no model to serve: set AIP_STORAGE_URI or MODEL_URI")
-    model_dir = uri if Path(uri).is_dir() else mlflow.artifacts.download_artifacts(uri)
+    model_dir = fetch_model(uri, settings.tracking_uri)
     lean = load_onnx_only(model_dir, settings)
     if lean is not None:
         log.info(

@@ -2,6 +2,7 @@
 
 import json
 import uuid
+import zipfile
 from pathlib import Path
 
 import mlflow
@@ -28,12 +29,22 @@ def test_train_writes_the_held_out_rows_and_one_candidate_per_family(step_chain)
     client = mlflow.MlflowClient(step_chain.mlflow_uri)
     parent = client.get_run(out.parent_run_id)
     assert parent.info.status == "FINISHED"
-    # issue 34: each candidate's size and scoring time are metrics, the run's total too
+    # issue 34: each candidate's size and scoring time are metrics, the run's total too; the
+    # size is the model's stored skops archive, deflated
     sizes = []
     for candidate in logged:
         metrics = client.get_run(candidate["run_id"]).data.metrics
         assert metrics["scoring_ms_1"] > 0 and metrics["scoring_ms_100"] > 0
         sizes.append(metrics["model_bytes"])
+        stored = Path(
+            mlflow.artifacts.download_artifacts(
+                candidate["model_uri"], tracking_uri=step_chain.mlflow_uri
+            )
+        )
+        with zipfile.ZipFile(stored / "model.skops") as archive:
+            assert {m.compress_type for m in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+        size = (stored / "model.skops").stat().st_size
+        assert size == pytest.approx(metrics["model_bytes"], rel=0.01)
     assert parent.data.metrics["models_bytes"] == sum(sizes) <= footprint.MAX_RUN_BYTES
 
 

@@ -8,6 +8,7 @@ is checked here automatically - and fails, naming its class, if the converter la
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,15 +234,38 @@ def test_model_server_scores_with_the_compiled_form(tmp_path, data, served, chec
     assert (decided == model.predict(rows)).mean() == 1.0
 
 
+def _serve_in_own_process(model_uri: str, tracking_uri: str = "") -> list[str]:
+    """load_model and one prediction in a fresh interpreter, as the model server runs: runtime,
+    estimator is None, threshold, P(potable) of an all-missing reading, and whether
+    scikit-learn and MLflow were imported."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys; from potability.config import ServingSettings; "
+        "from potability.serving.model_server import load_model, predict; import numpy as np; "
+        f"m = load_model(ServingSettings(model_uri={model_uri!r}, model_version='1', "
+        f"tracking_uri={tracking_uri!r})); "
+        "p = predict(m, np.full((1, 9), np.nan))[0]['probability']; "
+        "print(m.runtime, m.estimator is None, repr(m.threshold), repr(p), "
+        "'sklearn' in sys.modules, 'mlflow' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert out.stdout.split(), out.stderr
+    return out.stdout.split()
+
+
 @pytest.mark.integration  # a model server's import path, in a process of its own
 def test_a_compiled_model_is_served_without_scikit_learn(tmp_path, data, served):
     """Issue 34: the compile report carries the threshold, classes and feature names, so the
     model server scores with onnxruntime alone and never imports scikit-learn (~130 MB less
-    resident). A report written before it carried them: the estimator is loaded as before."""
+    resident) nor MLflow (~125 MB). A report written before it carried them: the estimator
+    is loaded as before."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from potability.config import ServingSettings
     from potability.model import decision_threshold
@@ -252,20 +276,8 @@ def test_a_compiled_model_is_served_without_scikit_learn(tmp_path, data, served)
     path = tmp_path / "et"
     _save(model, path)
     compiled_model.write(compiled_model.compile_estimator(model, x), path / "compiled")
-    code = (
-        "import sys; from potability.config import ServingSettings; "
-        "from potability.serving.model_server import load_model, predict; import numpy as np; "
-        f"m = load_model(ServingSettings(model_uri={str(path)!r}, model_version='1')); "
-        "p = predict(m, np.full((1, 9), np.nan))[0]['probability']; "
-        "print(m.runtime, m.estimator is None, repr(m.threshold), repr(p), "
-        "'sklearn' in sys.modules)"
-    )
-    root = Path(__file__).resolve().parents[3]
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
-    )
-    runtime, no_estimator, threshold, probability, sklearn_loaded = out.stdout.split()
-    assert (runtime, no_estimator, sklearn_loaded) == ("onnx", "True", "False"), out.stderr
+    runtime, no_estimator, threshold, probability, *imported = _serve_in_own_process(str(path))
+    assert (runtime, no_estimator, imported) == ("onnx", "True", ["False", "False"])
     assert float(threshold) == decision_threshold(model)
     expected = model.predict_proba(np.full((1, 9), np.nan))[0, 1]
     assert abs(float(probability) - expected) <= 1e-6
@@ -275,3 +287,37 @@ def test_a_compiled_model_is_served_without_scikit_learn(tmp_path, data, served)
     report_path.write_text(json.dumps(report))
     older = load_model(ServingSettings(model_uri=str(path), model_version="1"))
     assert older.estimator is not None and older.runtime == "onnx"
+
+
+@pytest.mark.integration  # a model server's import path, against the tracking server
+def test_a_model_named_by_uri_is_downloaded_without_mlflow_in_the_server(
+    tmp_path, data, served, mlflow_uri
+) -> None:
+    """Issue 34: a model named by an MLflow URI (``runs:/``, ``models:/``, ``gs://`` on
+    Vertex) is downloaded by MLflow's CLI in a child process (model_server.fetch_model), so
+    the server serving its compiled form imports neither MLflow nor scikit-learn; a URI that
+    names nothing is a clear error."""
+    import mlflow
+
+    from potability.config import ServingSettings
+    from potability.serving.model_server import fetch_model, load_model
+
+    x, _ = data
+    model = served("extra_trees", "sigmoid")
+    path = tmp_path / "et"
+    _save(model, path)
+    compiled_model.write(compiled_model.compile_estimator(model, x), path / "compiled")
+    client = mlflow.MlflowClient(mlflow_uri)
+    experiment = client.create_experiment(f"fetch-{tmp_path.name}")
+    run = client.create_run(experiment)
+    client.log_artifacts(run.info.run_id, str(path), "model")
+    uri = f"runs:/{run.info.run_id}/model"
+    runtime, no_estimator, _, probability, *imported = _serve_in_own_process(uri, mlflow_uri)
+    assert (runtime, no_estimator, imported) == ("onnx", "True", ["False", "False"])
+    expected = model.predict_proba(np.full((1, 9), np.nan))[0, 1]
+    assert abs(float(probability) - expected) <= 1e-6
+    assert (Path(fetch_model(uri, mlflow_uri)) / "compiled" / "model.onnx").is_file()
+    with pytest.raises(RuntimeError, match="could not download the model runs:/"):
+        load_model(
+            ServingSettings(model_uri=f"runs:/{run.info.run_id}/nothing", tracking_uri=mlflow_uri)
+        )
