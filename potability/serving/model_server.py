@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from potability.config import ServingSettings
+from potability.config import ServingSettings, child_environment
 from potability.features import FEATURE_NAMES, ValidationError, validate_features
 from potability.local import services
 
@@ -172,7 +172,7 @@ def fetch_model(uri: str, tracking_uri: str) -> str:
 
     if Path(uri).is_dir():
         return uri
-    env = {**os.environ, **({"MLFLOW_TRACKING_URI": tracking_uri} if tracking_uri else {})}
+    env = child_environment({"MLFLOW_TRACKING_URI": tracking_uri} if tracking_uri else None)
     done = subprocess.run(
         [sys.executable, "-m", "mlflow", "artifacts", "download", "--artifact-uri", uri],
         capture_output=True,
