@@ -8,7 +8,9 @@ locals {
     split_seed           = var.split_seed
     cv_folds             = var.cv_folds
     grids                = var.grids
-    promotion_confidence = var.promotion_confidence
+    # promotion looks (issue 31): the quarter's false-promotion rate, days between looks
+    promotion_false_rate = var.promotion_false_rate
+    promotion_look_days  = var.promotion_look_days
     # operators' control (issue 22): auto | manual approval, candidate expiry
     promotion_approval    = var.promotion_approval
     candidate_expiry_days = var.candidate_expiry_days

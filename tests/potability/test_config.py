@@ -71,7 +71,7 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
     given = {
         "str": "x",
         "Path": "/tmp/somewhere",
-        "int": "7",
+        "int": "11",
         "float": "0.5",
         "tuple[str, ...]": "a, b",
         "tuple[tuple[str, str], ...]": "predict=u1",
@@ -88,7 +88,7 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
     default = config.Settings()
     for f in fields(config.Settings):
         assert getattr(settings, f.name) != getattr(default, f.name), config.env_name(f)
-    assert settings.db_iam_auth is False and settings.db_pool_size == 7
+    assert settings.db_iam_auth is False and settings.db_pool_size == 11
     assert settings.home == Path("/tmp/somewhere") and settings.qc_precision_floor == 0.5
     assert settings.samples_token_sha256 == ("a", "b")
     assert settings.db_role_members == (("predict", "u1"),)
