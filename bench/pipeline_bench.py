@@ -16,8 +16,9 @@
    as mean and standard deviation over the seeds. Each family's held-out precision is shown
    for reference only. (A first run has no champion, so the challenger is the champion.)
 3. Stability: per seed, the same data, split and grids trained again with another CV seed
-   (other folds, other estimator seeds); the promote rule (paired bootstrap, confidence 0.9)
-   decides between the two. Any promotion is a promotion on noise; the target is 0.
+   (other folds, other estimator seeds); the promote rule on a look (paired bootstrap at the
+   look's confidence, 0.99615 by default) decides between the two. Any promotion is a
+   promotion on noise; the target is 0.
 """
 
 import argparse
@@ -128,10 +129,11 @@ def _stats(values: list[float]) -> str:
 def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
     import numpy as np
 
+    from potability.config import Settings
     from potability.features import FEATURE_NAMES
     from potability.seed import load_training_rows
     from training import footprint, modeling
-    from training.decision import CHALLENGER_WINS, decide
+    from training.decision import CHALLENGER_WINS, decide, look_confidence
     from training.evaluation import (
         paired_bootstrap,
         precision_interval,
@@ -142,6 +144,7 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
     from training.split import split
 
     frame = load_training_rows()
+    look = look_confidence(Settings().promotion_false_rate, Settings().promotion_look_days)
     print(
         f"== champion quality over split seeds {seeds} (grids {grids!r}, test fraction 0.2, "
         "challenger chosen by cross-validation on the training part)"
@@ -184,7 +187,7 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
                 recall_floor=config.recall_floor,
             )
             decision = decide(
-                score_model(rerun_model, parts.test), s, evidence, config.recall_floor, 0.9
+                score_model(rerun_model, parts.test), s, evidence, config.recall_floor, look
             )
             promotions.append(decision == CHALLENGER_WINS)
             print(

@@ -1,6 +1,7 @@
 """The promotion looks (issue 31): a champion is tested only on a look - a run at least
 ``look_days`` dates after the last - at ``1 - false_rate / looks_per_quarter``, so a quarter's
-looks promote a no-better challenger in at most ``false_rate`` of quarters. One test per branch
+looks promote a no-better challenger in at most ``false_rate`` of quarters; the challenger's
+recall floor is judged in the same resamples at ``FLOOR_CONFIDENCE``. One test per branch
 of the rule, each asserting the exact decision; under the rule before (every daily run at
 0.9) the evidence below would have promoted in the branches marked so. The same rule through
 promote, MLflow and PostgreSQL: tests/training/test_promotion.py."""
@@ -73,6 +74,32 @@ def test_on_a_look_strong_evidence_promotes() -> None:
     assert (
         decision.decide(scores(0.85, 0.3), scores(0.7, 0.3), evidence(0.997), FLOOR, LOOK)
         == decision.CHALLENGER_WINS
+    )
+
+
+def test_on_a_look_the_floor_is_judged_at_its_own_level_in_the_same_resamples() -> None:
+    # more precise in 99.9% of resamples, at the floor in 92%: promoted (the floor's 0.9 is
+    # the recall margin's z = 1.28); judged jointly at the look's level it would not be
+    assert (
+        decision.decide(
+            scores(0.85, 0.24),
+            scores(0.7, 0.3),
+            evidence(0.92, challenger_meets=0.92),
+            FLOOR,
+            LOOK,
+        )
+        == decision.CHAMPION_KEPT  # evidence() puts P(more precise) at the joint's 0.92
+    )
+    surely_better = Evidence(0.12, 0.03, 0.2, 0.999, 2000, 0.92, 0.92, 1.0)
+    assert (
+        decision.decide(scores(0.85, 0.24), scores(0.7, 0.3), surely_better, FLOOR, LOOK)
+        == decision.CHALLENGER_WINS
+    )
+    # ... and a challenger at the floor in only 85% of them stays out, however precise
+    at_floor = Evidence(0.12, 0.03, 0.2, 0.999, 2000, 0.85, 0.85, 1.0)
+    assert (
+        decision.decide(scores(0.85, 0.21), scores(0.7, 0.3), at_floor, FLOOR, LOOK)
+        == decision.CHAMPION_KEPT
     )
 
 
