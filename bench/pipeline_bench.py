@@ -118,6 +118,21 @@ def _fit_and_choose(parts: object, grids: str, config: object) -> tuple[list, di
     return candidates, choose_challenger(candidates)
 
 
+def _score_before(c: object, y_train: object, config: object) -> float:
+    """The selection score as computed before issue 31: the grid point, the calibration
+    method and the vote's members chosen on all folds' OOF rows, then scored on those rows
+    (only the threshold was tuned on the other folds) - for the optimism comparison."""
+    import numpy as np
+
+    from training import modeling
+
+    y = np.asarray(y_train).astype(int)
+    ids = modeling.fold_ids(y, config)
+    proba = modeling.cross_fitted_calibration(c.oof_raw, y, ids, c.calibration)
+    target = config.target_recall(y)
+    return modeling.cv_selection(y, proba, ids, target, config.recall_floor).score
+
+
 def _stats(values: list[float]) -> str:
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return (
@@ -150,6 +165,7 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
         "challenger chosen by cross-validation on the training part)"
     )
     rows, promotions = [], []
+    optimism: dict[str, list[float]] = {"now": [], "before": []}
     for seed in seeds:
         start = time.perf_counter()
         parts = split(frame, 0.2, seed)
@@ -162,11 +178,20 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
         raw = uncalibrated_proba(model, parts.test[list(FEATURE_NAMES)].astype(float))
         raw_brier = float(np.mean((raw - y) ** 2)) if raw is not None else float("nan")
         rows.append({**s.as_dict(), "brier_uncalibrated": raw_brier})
+        held_out = {c["family"]: score_model(c["fitted"].model, parts.test) for c in candidates}
+        before = {
+            c["family"]: _score_before(c["fitted"], parts.train["potability"], config)
+            for c in candidates
+        }
         families = "  ".join(
-            f"{c['family'][:8]} cv={c['cv_score']:.3f} "
-            f"P={score_model(c['fitted'].model, parts.test).precision:.3f}"
+            f"{c['family'][:8]} cv={c['cv_score']:.3f} (before {before[c['family']]:.3f}) "
+            f"P={held_out[c['family']].precision:.3f}"
             for c in candidates
         )
+        # the challenger's CV figure against its held-out precision, as ranked now and before
+        chosen_before = max(candidates, key=lambda c: before[c["family"]])["family"]
+        optimism["now"].append(best["cv_score"] - held_out[best["family"]].precision)
+        optimism["before"].append(before[chosen_before] - held_out[chosen_before].precision)
         print(
             f"seed {seed}: champion {best['family']:22} ({best['fitted'].calibration}) "
             f"precision {s.precision:.3f} [95% {low:.3f}-{high:.3f}] recall {s.recall:.3f} "
@@ -204,6 +229,11 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
     print(
         f"seeds with calibrated Brier below uncalibrated: {calibrated_better} of {len(rows)}"
         " (an SVM champion has no uncalibrated probabilities and counts as not below)"
+    )
+    print(
+        "challenger's CV precision minus its held-out precision: "
+        f"now {_stats(optimism['now'])}; selection score before issue 31 "
+        f"{_stats(optimism['before'])}"
     )
     below = sum(r["recall"] < 0.2 for r in rows)
     print(f"seeds with held-out recall below the 0.20 floor: {below} of {len(rows)}")
