@@ -3,11 +3,11 @@
 # pipeline's, see pipelines/). Also an output, for manual runs.
 locals {
   pipeline_parameters = {
-    recall_floor         = var.recall_floor
-    test_fraction        = var.test_fraction
-    split_seed           = var.split_seed
-    cv_folds             = var.cv_folds
-    grids                = var.grids
+    recall_floor  = var.recall_floor
+    test_fraction = var.test_fraction
+    split_seed    = var.split_seed
+    cv_folds      = var.cv_folds
+    grids         = var.grids
     # promotion looks (issue 31): the quarter's false-promotion rate, days between looks
     promotion_false_rate = var.promotion_false_rate
     promotion_look_days  = var.promotion_look_days
