@@ -21,8 +21,9 @@
    as mean and standard deviation over the seeds. Each family's held-out precision is shown
    for reference only. (A first run has no champion, so the challenger is the champion.)
 3. Stability: per seed, the same data, split and grids trained again with another CV seed
-   (other folds, other estimator seeds); the promote rule (paired bootstrap, confidence 0.9)
-   decides between the two. Any promotion is a promotion on noise; the target is 0.
+   (other folds, other estimator seeds); the promote rule on a look (paired bootstrap at the
+   look's confidence, 0.99615 by default) decides between the two. Any promotion is a
+   promotion on noise; the target is 0.
 """
 
 import argparse
@@ -172,6 +173,21 @@ def _fit_and_choose(parts: object, grids: str, config: object) -> tuple[list, di
     return candidates, choose_challenger(candidates)
 
 
+def _score_before(c: object, y_train: object, config: object) -> float:
+    """The selection score as computed before issue 31: the grid point, the calibration
+    method and the vote's members chosen on all folds' OOF rows, then scored on those rows
+    (only the threshold was tuned on the other folds) - for the optimism comparison."""
+    import numpy as np
+
+    from training import modeling
+
+    y = np.asarray(y_train).astype(int)
+    ids = modeling.fold_ids(y, config)
+    proba = modeling.cross_fitted_calibration(c.oof_raw, y, ids, c.calibration)
+    target = config.target_recall(y)
+    return modeling.cv_selection(y, proba, ids, target, config.recall_floor).score
+
+
 def _stats(values: list[float]) -> str:
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return (
@@ -183,10 +199,11 @@ def _stats(values: list[float]) -> str:
 def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
     import numpy as np
 
+    from potability.config import Settings
     from potability.features import FEATURE_NAMES
     from potability.seed import load_training_rows
     from training import footprint, modeling
-    from training.decision import CHALLENGER_WINS, decide
+    from training.decision import CHALLENGER_WINS, decide, look_confidence
     from training.evaluation import (
         paired_bootstrap,
         precision_interval,
@@ -197,11 +214,13 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
     from training.split import split
 
     frame = load_training_rows()
+    look = look_confidence(Settings().promotion_false_rate, Settings().promotion_look_days)
     print(
         f"== champion quality over split seeds {seeds} (grids {grids!r}, test fraction 0.2, "
         "challenger chosen by cross-validation on the training part)"
     )
     rows, promotions = [], []
+    optimism: dict[str, list[float]] = {"now": [], "before": []}
     for seed in seeds:
         start = time.perf_counter()
         parts = split(frame, 0.2, seed)
@@ -214,11 +233,20 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
         raw = uncalibrated_proba(model, parts.test[list(FEATURE_NAMES)].astype(float))
         raw_brier = float(np.mean((raw - y) ** 2)) if raw is not None else float("nan")
         rows.append({**s.as_dict(), "brier_uncalibrated": raw_brier})
+        held_out = {c["family"]: score_model(c["fitted"].model, parts.test) for c in candidates}
+        before = {
+            c["family"]: _score_before(c["fitted"], parts.train["potability"], config)
+            for c in candidates
+        }
         families = "  ".join(
-            f"{c['family'][:8]} cv={c['cv_score']:.3f} "
-            f"P={score_model(c['fitted'].model, parts.test).precision:.3f}"
+            f"{c['family'][:8]} cv={c['cv_score']:.3f} (before {before[c['family']]:.3f}) "
+            f"P={held_out[c['family']].precision:.3f}"
             for c in candidates
         )
+        # the challenger's CV figure against its held-out precision, as ranked now and before
+        chosen_before = max(candidates, key=lambda c: before[c["family"]])["family"]
+        optimism["now"].append(best["cv_score"] - held_out[best["family"]].precision)
+        optimism["before"].append(before[chosen_before] - held_out[chosen_before].precision)
         print(
             f"seed {seed}: champion {best['family']:22} ({best['fitted'].calibration}) "
             f"precision {s.precision:.3f} [95% {low:.3f}-{high:.3f}] recall {s.recall:.3f} "
@@ -239,7 +267,7 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
                 recall_floor=config.recall_floor,
             )
             decision = decide(
-                score_model(rerun_model, parts.test), s, evidence, config.recall_floor, 0.9
+                score_model(rerun_model, parts.test), s, evidence, config.recall_floor, look
             )
             promotions.append(decision == CHALLENGER_WINS)
             print(
@@ -256,6 +284,11 @@ def bench_quality(grids: str, seeds: list[int], stability: bool) -> None:
     print(
         f"seeds with calibrated Brier below uncalibrated: {calibrated_better} of {len(rows)}"
         " (an SVM champion has no uncalibrated probabilities and counts as not below)"
+    )
+    print(
+        "challenger's CV precision minus its held-out precision: "
+        f"now {_stats(optimism['now'])}; selection score before issue 31 "
+        f"{_stats(optimism['before'])}"
     )
     below = sum(r["recall"] < 0.2 for r in rows)
     print(f"seeds with held-out recall below the 0.20 floor: {below} of {len(rows)}")

@@ -16,7 +16,8 @@ def promote_component(
     recall_floor: float,
     split_seed: int,
     test_fraction: float,
-    promotion_confidence: float,
+    promotion_false_rate: float,
+    promotion_look_days: int,
     model_name: str,
     mlflow_tracking_uri: str,
     database: dict,
@@ -33,14 +34,16 @@ def promote_component(
         ("previous_version", str),
     ],
 ):
-    """Pick the challenger, weigh the evidence against the champion, register and move the
-    alias if it wins."""
+    """Pick the challenger, weigh the evidence against the champion on a look (at most one every
+    ``promotion_look_days``, so a quarter's looks promote a no-better challenger in at most
+    ``promotion_false_rate`` of quarters), register and move the alias if it wins."""
     import json
     from collections import namedtuple
     from pathlib import Path
 
     from components.runtime import failure_recorded, step_settings
     from training.dataset import read_dataset
+    from training.decision import look_confidence
     from training.promotion import promote
 
     settings = step_settings(database, mlflow_tracking_uri, model_name, mlflow_credentials_secret)
@@ -55,7 +58,9 @@ def promote_component(
             training_rows=training_rows,
             split_seed=split_seed,
             test_fraction=test_fraction,
-            promotion_confidence=promotion_confidence,
+            # each look's level: the quarter's rate over its looks (training.decision)
+            promotion_confidence=look_confidence(promotion_false_rate, promotion_look_days),
+            promotion_look_days=promotion_look_days,
             promotion_approval=promotion_approval,
             candidate_expiry_days=candidate_expiry_days,
         )

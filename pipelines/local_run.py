@@ -83,6 +83,8 @@ def local_parameters(
         "deploy_target": "local",
         "promotion_approval": settings.promotion_approval,
         "candidate_expiry_days": settings.candidate_expiry_days,
+        "promotion_false_rate": settings.promotion_false_rate,
+        "promotion_look_days": settings.promotion_look_days,
     }
     overrides = dict(overrides or {})
     unknown = set(overrides) - set(params)

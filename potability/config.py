@@ -312,6 +312,13 @@ class Settings(_Variables):
     the local scheduled runs send it as the pipeline parameter of that name)."""
     candidate_expiry_days: float = 7.0
     """A candidate waiting for approval longer than this expires (``candidate_expiry_days``)."""
+    promotion_false_rate: float = 0.05
+    """The largest share of quarters (90 days) in which a challenger no better than the
+    champion may be promoted: each look tests at 1 - this / the quarter's looks
+    (``promotion_false_rate``; docs/statistics.md)."""
+    promotion_look_days: int = 7
+    """Days between promotion tests ("looks"; 13 a quarter): the runs in between keep the
+    champion untested (``promotion_look_days``; docs/statistics.md says why 7)."""
     inference_retention_days: int = 90
     """Days of readings the database keeps (Terraform's ``inference_retention_days``): older
     days are exported to the archive, verified, then dropped by the hourly maintenance

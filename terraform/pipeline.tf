@@ -3,12 +3,14 @@
 # pipeline's, see pipelines/). Also an output, for manual runs.
 locals {
   pipeline_parameters = {
-    recall_floor         = var.recall_floor
-    test_fraction        = var.test_fraction
-    split_seed           = var.split_seed
-    cv_folds             = var.cv_folds
-    grids                = var.grids
-    promotion_confidence = var.promotion_confidence
+    recall_floor  = var.recall_floor
+    test_fraction = var.test_fraction
+    split_seed    = var.split_seed
+    cv_folds      = var.cv_folds
+    grids         = var.grids
+    # promotion looks (issue 31): the quarter's false-promotion rate, days between looks
+    promotion_false_rate = var.promotion_false_rate
+    promotion_look_days  = var.promotion_look_days
     # operators' control (issue 22): auto | manual approval, candidate expiry
     promotion_approval    = var.promotion_approval
     candidate_expiry_days = var.candidate_expiry_days

@@ -414,13 +414,23 @@ variable "alert_auto_close_hours" {
 
 # --- model selection and promotion (issue 11) ---
 
-variable "promotion_confidence" {
-  description = "Probability (paired bootstrap over the held-out rows) that the challenger is more precise than the champion, needed to replace it."
+variable "promotion_false_rate" {
+  description = "Largest share of quarters (90 days) in which a challenger no better than the champion may be promoted: each look tests at 1 - this / the quarter's looks (docs/statistics.md)."
   type        = number
-  default     = 0.9
+  default     = 0.05
   validation {
-    condition     = var.promotion_confidence > 0 && var.promotion_confidence <= 1
-    error_message = "promotion_confidence must be in (0, 1]."
+    condition     = var.promotion_false_rate > 0 && var.promotion_false_rate < 1
+    error_message = "promotion_false_rate must be in (0, 1)."
+  }
+}
+
+variable "promotion_look_days" {
+  description = "Days between promotion tests (looks); the daily runs in between keep the champion untested."
+  type        = number
+  default     = 7
+  validation {
+    condition     = var.promotion_look_days >= 1 && floor(var.promotion_look_days) == var.promotion_look_days
+    error_message = "promotion_look_days must be a whole number >= 1."
   }
 }
 

@@ -18,11 +18,15 @@ What one family's fit does, on the training part only (the held-out rows are nev
 3. calibration: sigmoid (Platt) and isotonic are each cross-fitted on the OOF scores (fold k
    calibrated by a map fitted on the other folds, :func:`potability.model.fit_calibrator`);
    the one with the lower Brier score wins;
-4. the **selection score**: for each fold k, a threshold tuned (max precision at recall >=
-   floor + margin) on the calibrated OOF probabilities of the *other* folds is applied to fold
-   k; the pooled predictions give the cross-validated precision at the recall floor. The
-   challenger is the family with the best selection score, so the held-out rows play no part
-   in choosing it (:func:`training.decision.choose_challenger`);
+4. the **selection score**, nothing in it tuned on the rows it is scored on (issue 31): fold
+   k's rows are scored by the grid point that ranked best on the *other* folds
+   (:func:`fold_choices`), mapped by the calibration method with the lower Brier score on the
+   other folds, and called at a threshold tuned (max precision at recall >= floor + margin)
+   on the other folds' probabilities; the pooled calls give the cross-validated precision at
+   the recall floor (:func:`cv_selection`). The ensemble's is built alike: fold k's vote
+   averages the families best on the other folds. The challenger is the candidate with the
+   best selection score, so the held-out rows play no part in choosing it
+   (:func:`training.decision.choose_challenger`);
 5. the served model: ``FixedThresholdClassifier(OOFCalibratedClassifier(pipeline, method,
    cv=folds))`` (:mod:`potability.model`): the pipeline fitted on the whole training part,
    the chosen calibrator fitted on all OOF scores, and the threshold tuned on that same
@@ -224,19 +228,57 @@ class Selection:
 
 def cv_selection(
     y: np.ndarray,
-    proba: np.ndarray,
+    proba: np.ndarray | Mapping[str, np.ndarray],
     fold_ids: np.ndarray,
     target_recall: float,
     recall_floor: float,
 ) -> Selection:
-    """Threshold tuned on the other folds, applied to each fold; pooled precision and recall."""
+    """Each fold called at a threshold tuned on the other folds; pooled precision and recall.
+
+    Args:
+        y: training labels.
+        proba: cross-fitted calibrated OOF probabilities - one array, or one per calibration
+            method, in which case fold k uses the method with the lower Brier score on the
+            other folds (the choice is not made on the fold it is scored on either).
+        fold_ids: the fold of each row.
+        target_recall: the recall the threshold is tuned at (floor + margin).
+        recall_floor: the floor the pooled recall must reach for the score to count.
+    """
+    return _selection(y, _fold_calls(y, proba, fold_ids, target_recall), recall_floor)
+
+
+def _selection(y: np.ndarray, predicted: np.ndarray, recall_floor: float) -> Selection:
+    precision, recall = precision_and_recall(y, predicted)
+    return Selection(precision_at_recall(y, predicted, recall_floor), precision, recall)
+
+
+def _fold_calls(
+    y: np.ndarray,
+    proba: np.ndarray | Mapping[str, np.ndarray],
+    fold_ids: np.ndarray,
+    target_recall: float,
+) -> np.ndarray:
+    """The calls of :func:`cv_selection`: fold k at the method and threshold of the others."""
+    by_method = proba if isinstance(proba, Mapping) else {"": proba}
     predicted = np.zeros(len(y), dtype=int)
     for k in np.unique(fold_ids):
         mask = fold_ids == k
-        threshold, _, _ = tune_threshold(y[~mask], proba[~mask], target_recall)
-        predicted[mask] = proba[mask] >= threshold
-    precision, recall = precision_and_recall(y, predicted)
-    return Selection(precision_at_recall(y, predicted, recall_floor), precision, recall)
+        method = min(by_method, key=lambda m: brier(y[~mask], by_method[m][~mask]))
+        chosen = by_method[method]
+        threshold, _, _ = tune_threshold(y[~mask], chosen[~mask], target_recall)
+        predicted[mask] = chosen[mask] >= threshold
+    return predicted
+
+
+def fold_choices(per_fold: np.ndarray) -> np.ndarray:
+    """For each fold k, the grid point with the best mean score over the *other* folds
+    (points x folds in; the first among equals, as ``GridSearchCV``): the point fold k's
+    rows are scored by in the selection score, chosen without them."""
+    points, folds = per_fold.shape
+    if folds < 2:
+        return np.zeros(folds, dtype=int)
+    others = (per_fold.sum(axis=1, keepdims=True) - per_fold) / (folds - 1)
+    return np.argmax(others, axis=0)
 
 
 # --- families and grids -----------------------------------------------------------------------
@@ -446,6 +488,11 @@ class FittedCandidate:
     raw_kind: str = "predict_proba"
     pipeline: Any = field(default=None, repr=False)
     """The unfitted best pipeline (what the ensemble's members are built from)."""
+    selection_raw: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    """The OOF raw scores the selection score rests on: fold k's from the grid point (the
+    vote's: the members) chosen on the other folds (:func:`fold_choices`)."""
+    selection_calls: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    """The selection score's OOF calls (0/1 per training row)."""
     seconds: dict[str, float] = field(default_factory=dict)
     """Wall time of ``grid_search`` (every point on every fold) and ``final_fit`` (calibration,
     selection score, threshold and the served model on all rows)."""
@@ -456,10 +503,17 @@ class FittedCandidate:
 
     def oof_proba(self) -> np.ndarray | None:
         """Uncalibrated OOF P(potable), or None for a family without probabilities (SVC)."""
+        return self._proba(self.oof_raw)
+
+    def selection_proba(self) -> np.ndarray | None:
+        """:attr:`selection_raw` as uncalibrated P(potable), or None (SVC)."""
+        return self._proba(self.selection_raw)
+
+    def _proba(self, raw: np.ndarray) -> np.ndarray | None:
         if self.raw_kind == "predict_proba":
-            return self.oof_raw
+            return raw
         if isinstance(self.pipeline[-1], (LogisticRegression, HistGradientBoostingClassifier)):
-            return expit(self.oof_raw)  # binary predict_proba is expit(decision_function)
+            return expit(raw)  # binary predict_proba is expit(decision_function)
         return None
 
 
@@ -487,8 +541,11 @@ def _finish(
     best_params: dict[str, Any],
     search_score: float,
     cv_results: dict[str, Any],
+    selection_raw: np.ndarray | None = None,
 ) -> FittedCandidate:
-    """Calibration choice, selection score, threshold and the final fit, from OOF scores."""
+    """Calibration choice, selection score, threshold and the final fit, from OOF scores
+    (``selection_raw``: the selection score's, :attr:`FittedCandidate.selection_raw`;
+    default ``oof_raw``)."""
     y = np.asarray(y).astype(int)
     ids = fold_ids(y, config)
     calibrated = {m: cross_fitted_calibration(oof_raw, y, ids, m) for m in CALIBRATION_METHODS}
@@ -498,7 +555,14 @@ def _finish(
     if raw_kind == "predict_proba":
         cv_brier["uncalibrated"] = brier(y, oof_raw)
     target = config.target_recall(y)
-    selection = cv_selection(y, proba, ids, target, config.recall_floor)
+    selection_raw = oof_raw if selection_raw is None else selection_raw
+    selection_proba = (
+        calibrated
+        if selection_raw is oof_raw
+        else {m: cross_fitted_calibration(selection_raw, y, ids, m) for m in CALIBRATION_METHODS}
+    )
+    calls = _fold_calls(y, selection_proba, ids, target)
+    selection = _selection(y, calls, config.recall_floor)
     model = calibrated_model(pipeline, method, oof_raw, raw_kind, x, y, config)
     # One calibration: the threshold is tuned on the served calibrator's probabilities of the
     # OOF scores - the map predict_proba applies to the final pipeline's scores.
@@ -521,6 +585,8 @@ def _finish(
         tuning_proba=tuning_proba,
         raw_kind=raw_kind,
         pipeline=pipeline,
+        selection_raw=selection_raw,
+        selection_calls=calls,
     )
     if raw_kind == "decision_function" and candidate.oof_proba() is not None:
         cv_brier["uncalibrated"] = brier(y, candidate.oof_proba())
@@ -574,6 +640,7 @@ def _fit_family(
         found.best_params,
         found.best_score,
         found.cv_results,
+        found.selection_raw,
     )
     candidate.seconds.update(grid_search=searched - start, final_fit=time.perf_counter() - searched)
     return candidate
@@ -594,6 +661,9 @@ class GridResult:
     names and definitions)."""
     oof_raw: np.ndarray
     raw_kind: str
+    selection_raw: np.ndarray | None = None
+    """OOF raw scores with fold k's from the point best on the other folds
+    (:func:`fold_choices`): what the selection score rests on."""
 
 
 def _rows(data: Any, index: np.ndarray) -> Any:
@@ -648,8 +718,10 @@ def search_grid(
     ranks[:] = [1 + int((mean > m).sum()) for m in mean]
     best = int(np.argmin(ranks))  # the first point among equals, as GridSearchCV
     oof = np.empty(len(y))
-    for k, (_, test) in enumerate(splits):
+    honest = np.empty(len(y))
+    for k, ((_, test), chosen) in enumerate(zip(splits, fold_choices(per_fold), strict=True)):
         oof[test] = scores[best * len(splits) + k]
+        honest[test] = scores[int(chosen) * len(splits) + k]
     return GridResult(
         best_params=dict(points[best]),
         best_score=float(mean[best]),
@@ -661,6 +733,7 @@ def search_grid(
         },
         oof_raw=oof,
         raw_kind=calibrated_response(clone(pipeline).set_params(**points[best])),
+        selection_raw=honest,
     )
 
 
@@ -714,6 +787,7 @@ def fit_ensemble(
 
     vote = soft_vote([(c.family, c.pipeline) for c in voters])
     oof = np.mean([p for c in voters if (p := c.oof_proba()) is not None], axis=0)  # all of them
+    selection_raw = vote_selection_raw(fitted, np.asarray(y).astype(int), config)
     params: dict[str, Any] = {"members": ",".join(c.family for c in voters)}
     params.update({f"{c.family}__{k}": v for c in voters for k, v in c.best_params.items()})
     start = time.perf_counter()
@@ -729,9 +803,31 @@ def fit_ensemble(
             params,
             float(np.mean([c.search_score for c in voters])),
             {"params": []},
+            selection_raw,
         )
     candidate.seconds.update(grid_search=0.0, final_fit=time.perf_counter() - start)
     return candidate
+
+
+def vote_selection_raw(
+    fitted: list[FittedCandidate], y: np.ndarray, config: TrainingConfig
+) -> np.ndarray:
+    """The vote's selection scores: fold k's rows averaged over the :data:`ENSEMBLE_SIZE`
+    families with the best selection score on the *other* folds (each family's own selection
+    probabilities), so the members are not chosen on the rows the vote is scored on."""
+    ids = fold_ids(y, config)
+    members = [(c, p) for c in fitted if (p := c.selection_proba()) is not None]
+    out = np.empty(len(y))
+    for k in np.unique(ids):
+        mask = ids == k
+
+        def score(c: FittedCandidate, mask: np.ndarray = mask) -> float:
+            return precision_at_recall(y[~mask], c.selection_calls[~mask], config.recall_floor)
+
+        ranked = sorted(members, key=lambda m: score(m[0]), reverse=True)
+        chosen = [m for m in ranked if score(m[0]) > 0][:ENSEMBLE_SIZE] or ranked[:ENSEMBLE_SIZE]
+        out[mask] = np.mean([p[mask] for _, p in chosen], axis=0)
+    return out
 
 
 def fit_all(

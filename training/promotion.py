@@ -10,13 +10,18 @@ as the stratified cut moved, and were never in its training part); with another 
 older rule, the rows that rule held out - and the challenger is re-scored on those. (A
 champion registered without split tags is compared on all of today's held-out rows.)
 
+The champion is judged only on a *look* (:func:`training.decision.is_look`): a run at least
+``promotion_look_days`` dates after the last look, read from the decisions recorded in
+``water.pipeline_runs`` (:func:`potability.governance.run_record.last_promotion_look`). Runs in
+between score the champion for the record, keep it, and record no tested samples.
+
 The alias moves last, after the decision is written to ``water.pipeline_runs``; if a later
 step fails, :func:`components.runtime.record_failure` moves it back (:func:`restore_alias`).
 """
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
 from potability.features import FEATURE_NAMES, TARGET
@@ -24,10 +29,12 @@ from potability.serving import compiled_model
 from training.dataset import SAMPLE_ID
 from training.decision import (
     CHALLENGER_WINS,
-    DEFAULT_PROMOTION_CONFIDENCE,
     FIRST_CHAMPION,
     choose_challenger,
     decide,
+    is_look,
+    look_confidence,
+    looks_per_quarter,
 )
 from training.evaluation import (
     Scores,
@@ -228,6 +235,17 @@ def register(
     return str(version.version)
 
 
+def _last_look(settings: Any) -> date | None:
+    """:func:`potability.governance.run_record.last_promotion_look` of the settings' model."""
+    from contextlib import closing
+
+    from potability import db
+    from potability.governance import run_record
+
+    with closing(db.connect(settings)) as conn:
+        return run_record.last_promotion_look(conn, settings.model_name)
+
+
 def promote(*, settings: Any, **kwargs: Any) -> PromoteResult:
     """:func:`decide_and_promote`, one pipeline run at a time: two runs at once would both
     read the same champion, and the later alias move would silently undo the earlier one. The
@@ -250,11 +268,13 @@ def decide_and_promote(
     training_rows: int,
     split_seed: int | None = None,
     test_fraction: float | None = None,
-    promotion_confidence: float = DEFAULT_PROMOTION_CONFIDENCE,
+    promotion_confidence: float | None = None,
     client: Any = None,
     load_model: Callable[[str], Any] | None = None,
     promotion_approval: str = "auto",
     candidate_expiry_days: float = 7.0,
+    promotion_look_days: int | None = None,
+    today: date | None = None,
 ) -> PromoteResult:
     """Decide, register (if the challenger wins), record the decision, then move the alias.
 
@@ -268,19 +288,27 @@ def decide_and_promote(
         training_rows: rows the challenger was trained on (recorded).
         split_seed: the split the candidates were trained with (tagged on a new version) ...
         test_fraction: ... and its held-out share.
-        promotion_confidence: P(challenger more precise) needed to replace the champion.
+        promotion_confidence: the share of paired resamples a look needs (default:
+            :func:`training.decision.look_confidence` of the settings'
+            ``promotion_false_rate`` and ``promotion_look_days``).
         client: ``MlflowClient`` (default: for ``settings.mlflow_tracking_uri``).
         load_model: model URI -> estimator (default ``mlflow.sklearn.load_model``).
         promotion_approval: ``auto`` | ``manual`` (a winning challenger waits as a candidate).
         candidate_expiry_days: candidates older than this expire (not approvable).
+        promotion_look_days: days between looks (default: the settings').
+        today: the run's date (default: today, UTC); a look is recorded under it.
     """
     import mlflow
     import mlflow.sklearn
 
     from potability.governance import model_changes, run_record
 
+    look_days = settings.promotion_look_days if promotion_look_days is None else promotion_look_days
+    if promotion_confidence is None:
+        promotion_confidence = look_confidence(settings.promotion_false_rate, look_days)
     if not 0 < promotion_confidence <= 1:
         raise ValueError(f"promotion_confidence must be in (0, 1], got {promotion_confidence}")
+    today = today or datetime.now(UTC).date()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = client or mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     load_model = load_model or mlflow.sklearn.load_model
@@ -298,19 +326,26 @@ def decide_and_promote(
     champion_scores = None
     evidence = None
     rows = test
+    look = False
+    last_look = None
     if champion is not None:
         ensure_not_self(champion, challenger)
+        # the champion is tested on looks only, spaced so a quarter's looks keep the stated
+        # false-promotion rate (training.decision); between them it is kept untested
+        last_look = _last_look(settings)
+        look = is_look(today, last_look, look_days)
         rows = test if champion.split == split else comparison_rows(test, champion.split)
         if len(rows) < len(test):  # another split: both on the rows new to both
             challenger_scores = score_model(challenger_model, rows)
         champion_model = load_model(f"models:/{name}/{champion.version}")
-        champion_scores = score_model(champion_model, rows)
+        champion_scores = score_model(champion_model, rows)  # recorded on every run
         y, champion_pred = predictions(champion_model, rows)
-        evidence = paired_bootstrap(
-            y, predictions(challenger_model, rows)[1], champion_pred, recall_floor=recall_floor
-        )
+        if look:
+            evidence = paired_bootstrap(
+                y, predictions(challenger_model, rows)[1], champion_pred, recall_floor=recall_floor
+            )
     decision = decide(
-        challenger_scores, champion_scores, evidence, recall_floor, promotion_confidence
+        challenger_scores, champion_scores, evidence, recall_floor, promotion_confidence, look
     )
     # Operators' control (issue 22): a hold keeps a winning challenger out, manual approval
     # makes it a candidate (registered, not promoted) - potability/governance/model_changes.py.
@@ -386,6 +421,15 @@ def decide_and_promote(
         "compared_on_rows": len(rows),
         "held_out_rows": len(test),
         "parent_run_id": parent_run_id,
+        # the look schedule (issue 31): a look's date is what spaces the next one
+        **({"promotion_look_on": today.isoformat()} if look else {}),
+        "promotion_look": look,
+        "last_promotion_look_on": last_look.isoformat() if last_look else None,
+        "promotion_look_days": look_days,
+        "looks_per_quarter": looks_per_quarter(look_days),
+        "quarter_false_promotion_bound": round(
+            (1 - promotion_confidence) * looks_per_quarter(look_days), 6
+        ),
     }
     values = {
         "decision": decision,
@@ -411,8 +455,10 @@ def decide_and_promote(
     }
     run_record.record_decision(settings, run_id, values, details)
     # every held-out row this decision looked at: the champion's fresh-sample precision
-    # (quality control) must rest on lab samples no promotion test has used (sql/017)
-    run_record.record_tested_samples(settings, test[SAMPLE_ID], datetime.now(UTC))
+    # (quality control) must rest on lab samples no promotion test has used (sql/017); a
+    # run between looks tested nothing
+    if champion is None or look:
+        run_record.record_tested_samples(settings, test[SAMPLE_ID], datetime.now(UTC))
     if changed:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, new_version)
 

@@ -11,6 +11,8 @@ Readers, each returning typed rows (:class:`PipelineRun`):
 * :func:`last_run` - the latest run started (status page, ``potability status``);
 * :func:`current_champion` - "the current champion": the model the latest succeeded run left
   served, with when it was trained (status page, quality control, alerts);
+* :func:`last_promotion_look` - the date of the last run that tested the champion (promote's
+  spacing of its looks, :func:`training.decision.is_look`);
 * :func:`check_stale` - no success for ``ALERT_STALE_HOURS`` (export, :func:`mark_failed`,
   ``potability alerts check``, the local scheduler between runs).
 
@@ -26,7 +28,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from potability import alerts, db
@@ -200,6 +202,21 @@ def current_champion(conn: db.Connection) -> ChampionRecord | None:
         ),
         trained.started_at if trained else None,
     )
+
+
+def last_promotion_look(conn: db.Connection, model_name: str) -> date | None:
+    """The date of the last look - a run whose promote tested the champion of ``model_name``
+    (``details.promotion_look_on``) - whatever became of the run: a look counts against the
+    quarter's false-promotion rate once its test is made, even if a later step failed. None
+    before the first."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT max((details->>'promotion_look_on')::date) FROM water.pipeline_runs "
+        "WHERE model_name = %s AND details ? 'promotion_look_on'",
+        (model_name,),
+    )
+    row = cur.fetchone()
+    return None if row is None else row[0]
 
 
 def training_sample_ids(conn: db.Connection, version: str) -> list[str] | None:

@@ -237,7 +237,7 @@ run "schedule_submits_the_compiled_pipeline_as_the_pipelines_sa" {
   }
   assert {
     condition = toset(keys(jsondecode(base64decode(google_cloud_scheduler_job.training.http_target[0].body)).runtimeConfig.parameterValues)) == toset([
-      "recall_floor", "test_fraction", "split_seed", "cv_folds", "grids", "promotion_confidence", "promotion_approval", "candidate_expiry_days", "model_name", "mlflow_tracking_uri", "mlflow_credentials_secret",
+      "recall_floor", "test_fraction", "split_seed", "cv_folds", "grids", "promotion_false_rate", "promotion_look_days", "promotion_approval", "candidate_expiry_days", "model_name", "mlflow_tracking_uri", "mlflow_credentials_secret",
       "database", "deploy_target", "project", "region",
       "endpoint_id", "serving_image", "endpoint_machine_type", "endpoint_min_replicas", "endpoint_max_replicas",
       "endpoint_cpu_target",

@@ -97,7 +97,8 @@ def step_chain(
         recall_floor=0.2,
         split_seed=42,
         test_fraction=0.25,
-        promotion_confidence=0.9,
+        promotion_false_rate=0.05,
+        promotion_look_days=7,
         model_name=chain.model_name,
         **common,
     )

@@ -4,7 +4,7 @@ in value, not only in name.
 A default lives where its code needs it - the training config, the promotion rule, the
 endpoint scaling, the settings - and again in the pipeline's signature (what a run without that
 parameter uses) and in the Terraform variable (what the schedule sends). Three copies of one
-number can drift apart silently: a changed ``promotion_confidence`` in Python alone would leave
+number can drift apart silently: a changed ``promotion_false_rate`` in Python alone would leave
 every scheduled run on the old one. Here each copy is compared with the others.
 """
 
@@ -19,7 +19,6 @@ import pytest
 from components.vertex import ReplicaScaling
 from pipelines.training_pipeline import default_parameters
 from potability.config import Settings
-from training.decision import DEFAULT_PROMOTION_CONFIDENCE
 from training.modeling import TrainingConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +41,8 @@ PYTHON = {
     "recall_floor": TrainingConfig().recall_floor,
     "cv_folds": TrainingConfig().cv_folds,
     "split_seed": TrainingConfig().seed,
-    "promotion_confidence": DEFAULT_PROMOTION_CONFIDENCE,
+    "promotion_false_rate": Settings().promotion_false_rate,
+    "promotion_look_days": Settings().promotion_look_days,
     "promotion_approval": Settings().promotion_approval,
     "candidate_expiry_days": Settings().candidate_expiry_days,
     "model_name": Settings().model_name,
@@ -60,7 +60,8 @@ SHARED_WITH_TERRAFORM = [
     "cv_folds",
     "grids",
     "model_name",
-    "promotion_confidence",
+    "promotion_false_rate",
+    "promotion_look_days",
     "promotion_approval",
     "candidate_expiry_days",
     "endpoint_machine_type",
@@ -104,7 +105,7 @@ def test_settings_shared_with_terraform_agree() -> None:
 
 def test_a_changed_default_is_caught() -> None:
     """The parser reads the values themselves: another number is a different default."""
-    assert terraform_default("promotion_confidence") == 0.9
+    assert terraform_default("promotion_false_rate") == 0.05
     assert terraform_default("grids") == "default"
     with pytest.raises(KeyError):
         terraform_default("no_such_variable")

@@ -106,7 +106,7 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
     given = {
         str: "x",
         SecretStr: "hush",
-        int: "7",
+        int: "11",
         float: "0.5",
         config.Items: "a, b",
         config.Pairs: "predict=u1",
@@ -129,7 +129,7 @@ def test_every_field_is_read_from_its_variable_cast_by_its_type() -> None:
     default = config.Settings()
     for name, f in config.Settings.model_fields.items():
         assert getattr(settings, name) != getattr(default, name), f.validation_alias
-    assert settings.db_iam_auth is False and settings.db_pool_size == 7
+    assert settings.db_iam_auth is False and settings.db_pool_size == 11
     assert settings.home == Path("/tmp/somewhere") and settings.qc_precision_floor == 0.5
     assert settings.samples_token_sha256 == ("a", "b")
     assert settings.db_role_members == (("predict", "u1"),)

@@ -1,5 +1,6 @@
-"""The metric, calibration, the selection score (threshold tuned inside the folds), the
-served model's shape, the ensemble and the named grids."""
+"""The metric, calibration, the selection score (nothing in it tuned on the fold it scores:
+grid point, calibration method, threshold, the vote's members), the served model's shape, the
+ensemble and the named grids."""
 
 import numpy as np
 import pytest
@@ -71,6 +72,29 @@ def test_selection_score_applies_to_each_fold_a_threshold_tuned_on_the_others() 
     assert (selection.precision, selection.recall) == (precision, recall)
     # In-sample tuning would have given fold 0 a perfect precision: not what is reported.
     assert selection.precision < 1.0
+
+
+def test_each_fold_is_scored_by_the_grid_point_best_on_the_other_folds() -> None:
+    # point 0 is best on average (0.633 vs 0.6) only thanks to fold 0: fold 0 itself must be
+    # scored by point 1, the others by point 0 (the rule before scored every fold by point 0)
+    per_fold = np.array([[0.9, 0.5, 0.5], [0.6, 0.6, 0.6]])
+    assert modeling.fold_choices(per_fold).tolist() == [1, 0, 0]
+    assert modeling.fold_choices(np.array([[0.5, 0.5], [0.5, 0.5]])).tolist() == [0, 0]  # ties
+    assert modeling.fold_choices(np.array([[0.7], [0.8]])).tolist() == [0]
+
+
+def test_each_fold_is_called_with_the_calibration_method_best_on_the_other_folds() -> None:
+    # "good" has the lower Brier on fold 1, "bad" on fold 0; each fold uses the other's choice
+    y = np.array([1, 0, 1, 0, 1, 0, 1, 0])
+    folds = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    good = np.array([0.4, 0.6, 0.4, 0.6, 0.9, 0.1, 0.9, 0.1])
+    bad = np.array([0.9, 0.1, 0.9, 0.1, 0.4, 0.6, 0.4, 0.6])
+    both = modeling.cv_selection(y, {"good": good, "bad": bad}, folds, 0.5, 0.2)
+    fold0 = good[:4] >= modeling.tune_threshold(y[4:], good[4:], 0.5)[0]
+    fold1 = bad[4:] >= modeling.tune_threshold(y[:4], bad[:4], 0.5)[0]
+    expected = modeling.precision_and_recall(y, np.r_[fold0, fold1].astype(int))
+    assert (both.precision, both.recall) == expected
+    assert both.precision < 1.0  # chosen on the fold itself, each would have scored 1.0
 
 
 def test_cross_fitted_calibration_never_uses_a_fold_own_labels() -> None:
@@ -207,6 +231,44 @@ def test_the_vote_oof_scores_are_exactly_the_vote_refitted_on_the_same_folds(
     np.testing.assert_allclose(vote.oof_raw, direct[:, 1], atol=1e-9)
 
 
+def _member(family: str, calls: list[int], proba: list[float]) -> modeling.FittedCandidate:
+    return modeling.FittedCandidate(
+        family=family,
+        model=None,  # the vote's selection reads only the OOF figures
+        best_params={},
+        selection=modeling.Selection(0.0, 0.0, 0.0),
+        search_score=0.0,
+        calibration="sigmoid",
+        cv_brier={},
+        cv_results={},
+        selection_raw=np.array(proba),
+        selection_calls=np.array(calls),
+    )
+
+
+def test_the_vote_is_scored_on_members_chosen_without_the_fold() -> None:
+    """Fold k's vote averages the ENSEMBLE_SIZE families best on the other folds: a family
+    that shines only on fold k is not among fold k's members (the rule before chose the
+    members once, on every fold's rows, then scored the vote on them)."""
+    config = modeling.TrainingConfig(cv_folds=2, seed=0, recall_floor=0.2)
+    y = np.array([1, 0, 1, 0, 1, 0, 1, 0])
+    ids = modeling.fold_ids(y, config)
+    on = {k: np.flatnonzero(ids == k) for k in (0, 1)}
+    right = np.where(y == 1, 1, 0)  # perfect calls
+    wrong = 1 - right  # every call wrong
+    # "lucky" is right only on fold 0; three steady families right everywhere but one row
+    lucky_calls = np.where(ids == 0, right, wrong)
+    members = [
+        _member("lucky", lucky_calls.tolist(), [0.9] * 8),
+        *(_member(f"steady{i}", right.tolist(), [0.1 * (i + 1)] * 8) for i in range(3)),
+    ]
+    raw = modeling.vote_selection_raw(members, y, config)
+    # fold 0: chosen on fold 1, where lucky is all wrong: the three steady ones vote
+    np.testing.assert_allclose(raw[on[0]], np.mean([0.1, 0.2, 0.3]))
+    # fold 1: on fold 0 all four are perfect - the first three of the list, lucky included
+    np.testing.assert_allclose(raw[on[1]], np.mean([0.9, 0.1, 0.2]))
+
+
 def test_the_grid_search_ranks_as_grid_search_cv_and_keeps_the_best_points_oof_scores(
     sample: tuple,
 ) -> None:
@@ -246,6 +308,16 @@ def test_the_grid_search_ranks_as_grid_search_cv_and_keeps_the_best_points_oof_s
         cross_val_predict(best, x, y, cv=config.folds(), method="decision_function"),
         atol=1e-12,
     )
+    # the selection score's scores: fold k's from the point best on the other folds
+    per_fold = np.array([reference.cv_results_[f"split{k}_test_score"] for k in range(3)]).T
+    choices = modeling.fold_choices(per_fold)
+    assert found.selection_raw is not None
+    for k, (_, rows) in enumerate(config.folds().split(x, y)):
+        point = modeling.make_pipeline("logistic_regression", config.fold_seed).set_params(
+            **reference.cv_results_["params"][choices[k]]
+        )
+        oof = cross_val_predict(point, x, y, cv=config.folds(), method="decision_function")
+        np.testing.assert_allclose(found.selection_raw[rows], oof[rows], atol=1e-12)
 
 
 def test_the_served_model_is_exactly_what_its_own_fit_gives_from_scratch(

@@ -7,7 +7,7 @@ can no longer be approved."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
+from datetime import UTC, date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,7 @@ def ctx(
         expiry_days: float = 7.0,
     ) -> promotion.PromoteResult:
         run_id = f"{name}-{len(runs)}"
+        today = date(2026, 1, 5) + timedelta(days=7 * len(runs))  # every run a look
         runs.append(run_id)
         run_record.start_run(step, run_id, "sha", 100)
         result = promotion.promote(
@@ -119,6 +120,9 @@ def ctx(
             test_fraction=FRACTION,
             promotion_approval=approval,
             candidate_expiry_days=expiry_days,
+            promotion_confidence=0.9,  # the operators' control, not the level, is tested here
+            promotion_look_days=7,
+            today=today,
         )
         run_record.finish_run(step, run_id)  # deploy's last act (nothing to deploy here)
         return result
