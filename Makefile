@@ -70,7 +70,7 @@ TEST_WORKERS ?= 2
 test: $(UV)
 	$(SYNC)
 	@$(MAKE) --no-print-directory -j3 --output-sync=target -o env lint tools bytecode
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The guard against slowdowns: predict's throughput and latency, one run (bench/README.md).
 # Predict against the model server behind it, one run on a throw-away stack

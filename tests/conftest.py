@@ -23,7 +23,7 @@ from potability.local import stack as local_stack
 
 # Every test gets one tier marker (unit, integration, e2e); unit tests may not open sockets or
 # start processes: tests/tiers.py. pytester runs the sessions of tests/test_tiers.py.
-pytest_plugins = ("tiers", "ordering", "pytester")
+pytest_plugins = ("tiers", "pytester")
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
