@@ -57,20 +57,27 @@ lint: env
 check: env lint
 	$(BIN)/python -m pytest -m unit -q
 
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 
 # Everything CI runs: lint, types and the whole suite (all three tiers), from scratch.
 # The suite runs in TEST_WORKERS processes (pytest-xdist; each file's tests stay in one
 # worker, --dist loadfile, so a file's module fixtures start once). On CI's two cores,
-# measured: 14 min 8 s in one process, 9 min 10 s in two - the suite waits on servers and
-# child processes, so the second core pays.
-# lint, tools and the bytecode run side by side (each one's output whole, as it ends): a cold
-# mypy is one core's work, the tools' venvs mostly wait on the index and the disk, and the
-# compile fills the other core (docs/testing.md). ruff and mypy read sources only.
+# measured: 14 min 8 s in one process, 9 min 10 s in two, and a third pays again: the suite
+# waits on servers and child processes most of its time (docs/testing.md).
+# The tools and the bytecode run side by side (each one's output whole, as it ends), then
+# ruff (seconds), then mypy beside the suite: a cold mypy is half a minute of one core's work
+# that the waiting suite absorbs. Its output is printed when the suite ends; a failure of
+# either fails `make test`.
 test: $(UV)
 	$(SYNC)
-	@$(MAKE) --no-print-directory -j3 --output-sync=target -o env lint tools bytecode
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	@$(MAKE) --no-print-directory -j2 --output-sync=target -o env tools bytecode
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@log=$$(mktemp); echo "$(BIN)/mypy (beside the suite; its output follows the suite's)"; \
+	$(BIN)/mypy > $$log 2>&1 & types=$$!; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile; suite=$$?; \
+	wait $$types; typed=$$?; echo "$(BIN)/mypy"; cat $$log; rm -f $$log; \
+	exit $$(( suite || typed ))
 
 # The guard against slowdowns: predict's throughput and latency, one run (bench/README.md).
 # Predict against the model server behind it, one run on a throw-away stack
