@@ -596,6 +596,47 @@ from functions.main import predict  # noqa: E402,F401 - the target
 """
 
 
+ASGI_SOURCE = """# A measurement only (docs/serving.md): predict in functions-framework's ASGI mode
+# (--asgi: Starlette on uvicorn's httptools parser, in gunicorn's UvicornWorker), the same
+# handler behind an adapter: the body read by the event loop, the Flask request rebuilt from
+# the ASGI scope, the handler run in a thread (it blocks on the model server and PostgreSQL).
+import io
+
+import anyio.to_thread
+import flask
+from starlette.responses import Response
+
+from functions import predict as _predict
+from functions.context import serve
+from functions.main import context
+
+
+def _environ(scope, body):
+    environ = {
+        "REQUEST_METHOD": scope["method"], "SCRIPT_NAME": "", "PATH_INFO": scope["path"],
+        "QUERY_STRING": scope["query_string"].decode("latin-1"), "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body), "wsgi.errors": None, "REMOTE_ADDR": scope["client"][0],
+    }
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        value = value.decode("latin-1")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        environ[key] = environ[key] + "," + value if key in environ else value
+    return environ
+
+
+async def predict(request):
+    body = await request.body()
+    flask_request = flask.Request(_environ(request.scope, body))
+    answer = await anyio.to_thread.run_sync(
+        serve, _predict.FUNCTION, _predict.handle, flask_request, context()
+    )
+    return Response(answer.get_data(), answer.status_code, headers=dict(answer.headers))
+"""
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way of serving predict: our worker or the framework's, threads, processes."""
@@ -611,8 +652,10 @@ class Variant:
     @classmethod
     def parse(cls, text: str) -> Variant:
         worker, threads, workers = (text.split(":") + ["8", "1"])[:3]
-        if worker not in ("hardened", "gthread"):
-            raise argparse.ArgumentTypeError(f"worker must be hardened or gthread, not {worker!r}")
+        if worker not in ("hardened", "gthread", "asgi"):
+            raise argparse.ArgumentTypeError(
+                f"worker must be hardened, gthread or asgi, not {worker!r}"
+            )
         return cls(worker, int(threads), int(workers))
 
 
@@ -626,12 +669,17 @@ def start_variant(home: Path, variant: Variant) -> tuple[str, int]:
     if variant.worker == "gthread":
         source = home / "bench_stock_main.py"
         source.write_text(STOCK_SOURCE)
+    if variant.worker == "asgi":
+        source = home / "bench_asgi_main.py"
+        source.write_text(ASGI_SOURCE)
     env = config.read_env(home)
     port = services.free_port(8091)
     predict = local.FUNCTIONS[0]
     name = f"bench-predict-{variant.worker}-{variant.threads}-{variant.workers}"
     argv = [sys.executable, "-m", "functions_framework", "--source", str(source)]
     argv += ["--target", predict.target, "--host", "127.0.0.1", "--port", str(port)]
+    if variant.worker == "asgi":
+        argv.append("--asgi")
     pid = services.start(
         home,
         name,

@@ -16,7 +16,6 @@ the inference log. Faults become :class:`EndpointUnavailable` (retry later, HTTP
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import queue
 import socket
@@ -24,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+
+import orjson
 
 from potability.config import Settings
 from potability.features import FEATURE_NAMES
@@ -233,7 +234,7 @@ class LocalEndpoint:
         raise AssertionError("unreachable")
 
     def predict(self, instances: Sequence[Instance]) -> list[Prediction]:
-        body = json.dumps({"instances": instances_for(instances)}).encode()
+        body = orjson.dumps({"instances": instances_for(instances)})  # finite: validated
         try:
             status, data = self._send(body)
         except (OSError, _Malformed, ValueError) as exc:
@@ -243,8 +244,8 @@ class LocalEndpoint:
         if status != 200:
             raise EndpointRejected(f"model server refused the request ({status}): {data[:200]!r}")
         try:
-            answer = json.loads(data)
-        except ValueError as exc:
+            answer = orjson.loads(data)
+        except ValueError as exc:  # orjson.JSONDecodeError is one
             raise EndpointRejected("model server answered non-JSON") from exc
         if not isinstance(answer, dict):
             raise EndpointRejected("model server answered a non-object")

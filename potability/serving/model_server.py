@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from potability.config import ServingSettings, child_environment
 from potability.features import FEATURE_NAMES, ValidationError, validate_features
@@ -284,7 +284,7 @@ _Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
 def _json(status: int, payload: dict[str, Any], *extra: tuple[bytes, bytes]) -> _Response:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = orjson.dumps(payload)  # NaN would be null (json wrote NaN, which is not JSON)
     return (
         status,
         [
@@ -391,8 +391,11 @@ class ModelApp:
         if raw is None:
             return _error(413, f"body is larger than {MAX_BODY_BYTES} bytes", "body")
         try:
-            body = json.loads(raw)
-        except ValueError:  # includes undecodable bytes
+            # orjson (issue 34): a batch's ~900 floats in a seventh of json's time. Strict
+            # RFC 8259 where json was lenient: NaN / Infinity literals, integers beyond 64 bits
+            # and lone surrogates are a 400 on `body`, as any other text that is not JSON.
+            body = orjson.loads(raw)
+        except ValueError:  # includes undecodable bytes; orjson.JSONDecodeError is one
             body = None
         if not isinstance(body, dict):
             return _error(400, "body must be a JSON object with 'instances'", "body")
