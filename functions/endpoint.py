@@ -54,9 +54,18 @@ class Endpoint(Protocol):
     def predict(self, instances: Sequence[Instance]) -> list[Prediction]: ...
 
 
+_FEATURES = frozenset(FEATURE_NAMES)
+
+
 def instances_for(readings: Sequence[Instance]) -> list[Instance]:
-    """The request instances: exactly the nine features in schema order, null for missing."""
-    return [{name: reading.get(name) for name in FEATURE_NAMES} for reading in readings]
+    """The request instances: exactly the nine features, null for missing. A validated reading
+    has exactly them already and is sent as it is (the model server reads by name)."""
+    return [
+        reading
+        if reading.keys() == _FEATURES
+        else {name: reading.get(name) for name in FEATURE_NAMES}
+        for reading in readings
+    ]
 
 
 def parse_predictions(raw: Any, expected: int, fallback_version: str = "") -> list[Prediction]:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flask
+import orjson
 
 RETRY_AFTER_SECONDS = 5
 """What a 503 asks the client to wait: dependencies restart in seconds locally and on GCP."""
@@ -70,9 +71,12 @@ def unavailable(field: str, message: str) -> ApiError:
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> flask.Response:
-    """A JSON answer (compact, ASCII-escaped so odd client strings cannot break a log line)."""
+    """A JSON answer: compact UTF-8, control characters escaped (so no client string breaks a
+    line), encoded by orjson - a batch's answer in a tenth of json's time (issue 34). A
+    non-finite float, which json refused, would be ``null``: every number answered is checked
+    finite before it gets here."""
     response = flask.Response(
-        json.dumps(body, separators=(",", ":"), allow_nan=False),
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
         status=status,
         mimetype="application/json",
     )

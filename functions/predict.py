@@ -44,18 +44,19 @@ from functions.endpoint import EndpointRejected, EndpointUnavailable
 from functions.http import ApiError, json_response, read_json_body, require_method
 from functions.validation import Features, PredictRequest, parse_predict
 from potability import db
-from potability.features import FEATURE_COLUMNS, FEATURE_NAMES, column
+from potability.features import FEATURE_COLUMNS, FEATURE_NAMES
 
 FUNCTION = "predict"
 REPLAY_HEADER = "Idempotent-Replayed"
 
 INSERT_SQL = (
-    "SELECT water.log_inferences(:caller, :request_id, :sensor_id, :model_name, "
+    "SELECT count(*) FROM water.log_inferences(:caller, :request_id, :sensor_id, :model_name, "
     ":endpoint, :latency_ms, CAST(:rows AS json))"
 )
 """The key and all readings of a request in one short statement (``sql/008``): the rows
-travel as one JSON array (floats exact: shortest round-trip repr both ways), and it returns
-the reading indexes it inserted (all, or none = the key was taken already). Run on
+travel as one JSON array (floats exact: shortest round-trip repr both ways), and it answers
+how many readings it inserted (all, or none = the key was taken already): one row back, where
+the function's own set of reading indexes cost pg8000 a row each to decode. Run on
 its own (:meth:`potability.db.Pool.run`), it commits as it completes: the one statement of a
 request without a client id."""
 SELECT_LOGGED = (
@@ -66,6 +67,10 @@ SELECT_LOGGED = (
 )
 """The logged rows of a request key, in reading order: a retry's answer (the key's
 ``inferred_at`` finds them in one partition, whichever day the retry comes)."""
+
+
+_COLUMNS = tuple(zip(FEATURE_NAMES, FEATURE_COLUMNS, strict=True))
+"""(feature, its column): the keys of a logged row."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ def insert_params(
     records = [
         {
             "reading_index": r.reading_index,
-            **{column(name): r.features[name] for name in FEATURE_NAMES},
+            **{col: r.features[name] for name, col in _COLUMNS},
             "predicted_class": r.potable,
             "probability": r.probability,
             "model_version": r.model_version,
@@ -230,11 +235,11 @@ def _infer_and_log(
         )
         for i, (reading, p) in enumerate(zip(parsed.readings, predictions, strict=False))
     ]
-    inserted = ctx.pool.run(
+    ((inserted,),) = ctx.pool.run(
         INSERT_SQL,
         **insert_params(caller, request_id, parsed.sensor_id, rows, endpoint.name, latency_ms),
     )
-    if len(inserted) != len(rows):
+    if inserted != len(rows):
         # The id was logged meanwhile (a concurrent duplicate, or our own first attempt whose
         # commit landed before the connection broke): answer what is logged.
         return _replay(request_id, parsed, load_logged(ctx.pool, caller, request_id), call)
