@@ -142,8 +142,36 @@ def _port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/", 1)[0])
 
 
+def answered_by(home: Path, fn: LocalFunction, url: str) -> bool:
+    """Whether ``url`` is answered by *our* ``fn`` process: a probe carrying a nonce must land
+    in that process's request log.
+
+    The port was free when chosen, but another stack's function (a second test worker, which
+    prefers the same port) can bind it before ours does: ours then fails to bind, and the other
+    one's answer would pass :func:`wait_answering` - this stack would publish a URL served by
+    another stack's function and database. Every answer, a refusal too, logs its URL
+    (:func:`functions.context.serve`), and ``DELETE`` is refused by all three functions."""
+    log = services.log_file(home, fn.service)
+    offset = log.stat().st_size if log.exists() else 0
+    nonce = secrets.token_hex(8)
+    probe = urllib.request.Request(f"{url}/?probe={nonce}", method="DELETE")
+    try:
+        with urllib.request.urlopen(probe, timeout=10):
+            pass
+    except urllib.error.HTTPError:
+        pass
+    except OSError:
+        return False
+    with open(log, "rb") as lines:
+        lines.seek(offset)
+        return nonce.encode() in lines.read()
+
+
 def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[str, str]:
-    """Start (or find) the three functions; return the env file with their URLs."""
+    """Start (or find) the three functions; return the env file with their URLs.
+
+    A port of our choosing that another process takes while ours starts (see
+    :func:`answered_by`) is given up for another free port, up to three tries."""
     regulator_token(home)
     env = config.read_env(home)
     if not env.get("DATABASE_URL"):
@@ -160,36 +188,50 @@ def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[
             urls[fn.env_key] = known
             continue
         port = services.free_port(_port_of(known) if known else fn.preferred_port)
+        started.append((fn, _start_one(home, env, fn, port, threads, workers), port))
+    for fn, pid, port in started:
         url = f"http://127.0.0.1:{port}"
-        argv = [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--source",
-            str(SOURCE),
-            "--target",
-            fn.target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        process_env = {
-            **env,
-            "POTABILITY_HOME": str(home),
-            "THREADS": str(threads),
-            # revocations (`potability samples tokens revoke`) apply within 30 s
-            "SAMPLES_TOKEN_SECRET": f"file:{config.env_file(home)}",
-            "DATABASE_URL": function_database_url(env, fn),
-            "WORKERS": str(workers),
-            "PYTHONUNBUFFERED": "1",
-        }
-        pid = services.start(home, fn.service, argv, env=process_env, cwd=ROOT)
-        started.append((fn, pid, url))
+        for attempt in range(3):
+            wait_answering(url, timeout=60, pid=pid)
+            if answered_by(home, fn, url):
+                break
+            services.stop(home, fn.service)
+            if attempt == 2:
+                raise RuntimeError(f"{url} is answered by another process, not our {fn.target}")
+            port = services.free_port()
+            url = f"http://127.0.0.1:{port}"
+            pid = _start_one(home, env, fn, port, threads, workers)
         urls[fn.env_key] = url
-    for _fn, pid, url in started:
-        wait_answering(url, timeout=60, pid=pid)
     return config.update_env(home, **urls)
+
+
+def _start_one(
+    home: Path, env: dict[str, str], fn: LocalFunction, port: int, threads: int, workers: int
+) -> int:
+    argv = [
+        sys.executable,
+        "-m",
+        "functions_framework",
+        "--source",
+        str(SOURCE),
+        "--target",
+        fn.target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    process_env = {
+        **env,
+        "POTABILITY_HOME": str(home),
+        "THREADS": str(threads),
+        # revocations (`potability samples tokens revoke`) apply within 30 s
+        "SAMPLES_TOKEN_SECRET": f"file:{config.env_file(home)}",
+        "DATABASE_URL": function_database_url(env, fn),
+        "WORKERS": str(workers),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return services.start(home, fn.service, argv, env=process_env, cwd=ROOT)
 
 
 def example_curls(home: Path) -> list[str]:

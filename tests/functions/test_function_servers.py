@@ -3,10 +3,12 @@ processes on loopback, the example curls, the regulator token, the structured lo
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import stat
 import subprocess
+import threading
 
 import requests
 from fn_support import count, reading
@@ -116,3 +118,54 @@ def test_functions_stop_with_the_stack(tmp_path, database_url) -> None:
     assert set(stopped) >= {fn.service for fn in local.FUNCTIONS}
     assert not any(services.is_alive(pid) for pid in pids if pid)
     assert os.path.exists(tmp_path / local.TOKEN_FILE)
+
+
+class _AnswersAnything(http.server.BaseHTTPRequestHandler):
+    """Another stack's server: 200 to every method, and it remembers what it was asked."""
+
+    asked: list[str] = []
+
+    def _answer(self) -> None:
+        type(self).asked.append(f"{self.command} {self.path}")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_port_taken_while_a_function_starts_is_given_up_for_another(
+    tmp_path, database_url, monkeypatch
+) -> None:
+    """The port chosen for predict was free when chosen, but another process (a second test
+    worker's stack, which prefers the same port) listens there before ours binds: what answers
+    is not ours, so predict moves to another port, and only ours is published."""
+    stranger = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AnswersAnything)
+    threading.Thread(target=stranger.serve_forever, daemon=True).start()
+    taken = stranger.server_address[1]
+    real_free_port = services.free_port
+    chosen: list[int] = []
+
+    def taken_first(preferred: int = 0, host: str = "127.0.0.1") -> int:
+        chosen.append(taken if not chosen else real_free_port(preferred, host))
+        return chosen[-1]
+
+    monkeypatch.setattr(services, "free_port", taken_first)
+    config.update_env(
+        tmp_path, DATABASE_URL=database_url, MODEL_SERVER_URL=f"http://127.0.0.1:{real_free_port()}"
+    )
+    try:
+        env = local.start(tmp_path, threads=1)
+        assert chosen[0] == taken and env["PREDICT_URL"] != f"http://127.0.0.1:{taken}"
+        assert any(a.startswith("DELETE /?probe=") for a in _AnswersAnything.asked)
+        ours = requests.post(
+            env["PREDICT_URL"], json={"sensor_id": "a", "reading": reading()}, timeout=10
+        )
+        assert ours.status_code == 503 and ours.json()["field"] == "endpoint"
+        assert config.read_env(tmp_path)["PREDICT_URL"] == env["PREDICT_URL"]
+    finally:
+        local_stack.down(tmp_path)
+        stranger.shutdown()
