@@ -181,7 +181,7 @@ def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[
         env = config.update_env(home, MODEL_SERVER_URL=f"http://127.0.0.1:{port}")
     env.setdefault("ENDPOINT_MODE", "local")
     urls: dict[str, str] = {}
-    started: list[tuple[LocalFunction, int, str]] = []
+    started: list[tuple[LocalFunction, int, int]] = []
     for fn in FUNCTIONS:
         known = env.get(fn.env_key, "")
         if known and services.running_pid(home, fn.service):
