@@ -29,6 +29,37 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 ROOT = Path(__file__).resolve().parent.parent
 
+SHARED_SESSION_FIXTURES = {
+    "step chain": (
+        "tests/components/test_export_step.py",
+        "tests/components/test_train_step.py",
+        "tests/components/test_evaluate_step.py",
+        "tests/components/test_promote_step.py",
+        "tests/components/test_quality_control.py",
+    ),
+}
+"""Files that share an expensive session fixture (``step_chain``: the whole training, ~30 s a
+build), handed to one xdist worker together, so it is built once instead of once per worker
+that gets one of them (three builds, 100 s of the workers' time, with three workers)."""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile`` (``make test``), with the files of each
+    :data:`SHARED_SESSION_FIXTURES` group as one unit of work."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    group_of = {f: g for g, files in SHARED_SESSION_FIXTURES.items() for f in files}
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        # pytest-xdist's documented extension point: a scope is the unit a worker gets
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return group_of.get(scope, scope)
+
+    return SharedFixtureScheduling(config, log)
+
 
 def under_ci() -> bool:
     """CI runs .ci/run with CI=true."""

@@ -67,17 +67,32 @@ def _heaviest_points(grid_name: str, family: str) -> list[dict]:
     return [dict(zip(keys, values, strict=True)) for values in points]
 
 
+@pytest.fixture(scope="module")
+def daily_fits() -> dict:
+    """A daily run's training rows, and what both grids share: the boosting (a vote member)
+    and the extra trees unbounded, each fitted once for the module."""
+    train = split(load_training_rows(), 0.2, 42).train
+    x, y = features_and_target(train)
+    unbounded = modeling.make_pipeline("extra_trees", 0).fit(x, y)
+    return {
+        "x": x,
+        "y": y,
+        "boosting": modeling.make_pipeline("hist_gradient_boosting", 0).fit(x, y),
+        "unbounded": unbounded,
+        "unbounded_bytes": footprint.model_bytes(unbounded),
+    }
+
+
 @pytest.mark.integration  # ~1 min of forest fits: kept out of `make check`
 @pytest.mark.parametrize("grid_name", ["default", "lean"])
-def test_the_grids_bound_the_trees_and_meet_the_size_budget(grid_name: str) -> None:
+def test_the_grids_bound_the_trees_and_meet_the_size_budget(grid_name: str, daily_fits) -> None:
     """Issue 34: every forest the grid can produce, fitted on a daily run's training rows, has
     trees of at most the grid's leaf bound (so its size no longer grows with the rows); each,
     and the soft vote of the heaviest ones (as stored: deflated, without its second copy of the
     members, unchanged predictions), is under the per-candidate budget, and a run's candidates
     together under the per-run budget."""
-    train = split(load_training_rows(), 0.2, 42).train
-    x, y = features_and_target(train)
-    heaviest = {}
+    x, y, boosting = daily_fits["x"], daily_fits["y"], daily_fits["boosting"]
+    heaviest, sizes = {}, {}
     for family in ("random_forest", "extra_trees"):
         fitted = [
             modeling.make_pipeline(family, 0).set_params(**point).fit(x, y)
@@ -86,8 +101,8 @@ def test_the_grids_bound_the_trees_and_meet_the_size_budget(grid_name: str) -> N
         bound = max(modeling.grid(grid_name)[family]["clf__max_leaf_nodes"])
         for model in fitted:
             assert max(tree.get_n_leaves() for tree in model[-1].estimators_) <= bound
-        heaviest[family] = max(fitted, key=footprint.model_bytes)
-    boosting = modeling.make_pipeline("hist_gradient_boosting", 0).fit(x, y)
+        sized = [(footprint.model_bytes(model), model) for model in fitted]
+        sizes[family], heaviest[family] = max(sized, key=lambda pair: pair[0])
     members = [*heaviest.items(), ("hist_gradient_boosting", boosting)]
     # as training builds it: unfitted members (FittedCandidate.pipeline), fitted by the vote
     vote = modeling.soft_vote([(name, clone(model)) for name, model in members]).fit(x, y)
@@ -95,7 +110,6 @@ def test_the_grids_bound_the_trees_and_meet_the_size_budget(grid_name: str) -> N
     doubled = footprint.model_bytes(vote)
     footprint.drop_duplicates(vote)
     assert (vote.predict_proba(x) == before).all()
-    sizes = {family: footprint.model_bytes(model) for family, model in heaviest.items()}
     sizes["soft_voting"] = footprint.model_bytes(vote)
     assert sizes["soft_voting"] < 0.6 * doubled  # the copy was about half of it
     assert max(sizes.values()) <= footprint.MAX_MODEL_BYTES, sizes
@@ -103,6 +117,6 @@ def test_the_grids_bound_the_trees_and_meet_the_size_budget(grid_name: str) -> N
     small = footprint.model_bytes(boosting) + 3e6
     assert sum(sizes.values()) + small <= footprint.MAX_RUN_BYTES, sizes
     # the same extra trees unbounded grow past the bound with the rows: what the bound stops
-    unbounded = modeling.make_pipeline("extra_trees", 0).fit(x, y)
+    unbounded = daily_fits["unbounded"]
     assert min(tree.get_n_leaves() for tree in unbounded[-1].estimators_) > 256
-    assert footprint.model_bytes(unbounded) > 2 * sizes["extra_trees"]
+    assert daily_fits["unbounded_bytes"] > 2 * sizes["extra_trees"]
