@@ -128,14 +128,21 @@ def wait_answering(url: str, timeout: float, pid: int) -> None:
                 f"function process {pid} exited before {url} answered "
                 "(see its log under <home>/logs/)"
             )
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
+        if _answers(url, timeout=2):
             return
-        except OSError:
-            time.sleep(0.2)
+        time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def _answers(request: str | urllib.request.Request, timeout: float) -> bool:
+    """Whether anything answers HTTP there (a refusal is an answer)."""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def _port_of(url: str) -> int:
@@ -155,12 +162,7 @@ def answered_by(home: Path, fn: LocalFunction, url: str) -> bool:
     offset = log.stat().st_size if log.exists() else 0
     nonce = secrets.token_hex(8)
     probe = urllib.request.Request(f"{url}/?probe={nonce}", method="DELETE")
-    try:
-        with urllib.request.urlopen(probe, timeout=10):
-            pass
-    except urllib.error.HTTPError:
-        pass
-    except OSError:
+    if not _answers(probe, timeout=10):
         return False
     with open(log, "rb") as lines:
         lines.seek(offset)

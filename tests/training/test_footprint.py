@@ -83,8 +83,25 @@ def daily_fits() -> dict:
     }
 
 
-@pytest.mark.integration  # ~1 min of forest fits: kept out of `make check`
-@pytest.mark.parametrize("grid_name", ["default", "lean"])
+def test_the_lean_grid_grows_no_larger_trees_nor_more_of_them_than_the_default() -> None:
+    """So the default grid's size budget below holds for ``lean`` as well (it was fitted too,
+    ~25 s of the suite, to show what this shows)."""
+    default, lean = modeling.grid("default"), modeling.grid("lean")
+    for family in ("random_forest", "extra_trees"):
+        trees = modeling.make_pipeline(family, 0)[-1].n_estimators
+        assert max(lean[family]["clf__n_estimators"]) <= trees
+        assert "clf__n_estimators" not in default[family]
+        assert max(lean[family]["clf__max_leaf_nodes"]) <= min(
+            default[family]["clf__max_leaf_nodes"]
+        )
+        for key in set(default[family]) - {"clf__max_leaf_nodes"}:
+            assert lean[family][key] == default[family][key]
+    for family in set(default) - {"random_forest", "extra_trees"}:
+        assert lean[family] == default[family]
+
+
+@pytest.mark.integration  # ~30 s of forest fits: kept out of `make check`
+@pytest.mark.parametrize("grid_name", ["default"])
 def test_the_grids_bound_the_trees_and_meet_the_size_budget(grid_name: str, daily_fits) -> None:
     """Issue 34: every forest the grid can produce, fitted on a daily run's training rows, has
     trees of at most the grid's leaf bound (so its size no longer grows with the rows); each,
