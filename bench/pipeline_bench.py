@@ -103,6 +103,7 @@ def served_rss(home: Path) -> tuple[int, str]:
 
 
 def bench_pipeline(grid: str, runs: int = 2) -> None:
+    from pipelines.local_scheduler import local_run_command
     from potability.config import Settings
     from potability.local import services
     from potability.local import stack as local_stack
@@ -116,16 +117,7 @@ def bench_pipeline(grid: str, runs: int = 2) -> None:
         for label in ("first run (no champion)", "second run (unchanged data)")[:runs]:
             models, other = stored_bytes(artifacts)
             wall, peak, code = run_measured(
-                [
-                    sys.executable,
-                    "-m",
-                    "potability.cli",
-                    "pipeline",
-                    "run",
-                    "--local",
-                    "--param",
-                    f"grids={grid}",
-                ],
+                local_run_command([f"grids={grid}"]),
                 env,
             )
             models_after, other_after = stored_bytes(artifacts)

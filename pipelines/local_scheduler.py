@@ -44,7 +44,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,8 +139,15 @@ def _write_state(home: Path, **values: Any) -> None:
 
 def run_command(settings: Settings) -> list[str]:
     """The command a firing runs: the user's own, with the scheduled parameters."""
+    return local_run_command(settings.pipeline_schedule_params)
+
+
+def local_run_command(params: Iterable[str] = ()) -> list[str]:
+    """``potability pipeline run --local`` in this interpreter, ``--param`` for each
+    ``key=value`` of ``params``: what a firing runs, and what the pipeline benchmark and the
+    fault tests start."""
     argv = [sys.executable, "-m", "potability.cli", "pipeline", "run", "--local"]
-    for pair in settings.pipeline_schedule_params:
+    for pair in params:
         argv += ["--param", pair]
     return argv
 

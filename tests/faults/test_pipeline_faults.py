@@ -29,6 +29,7 @@ import pytest
 import requests
 from faults_support import ROOT, deadline
 
+from pipelines.local_scheduler import local_run_command
 from potability import config, db
 from potability.config import Settings
 from potability.governance import run_record
@@ -39,7 +40,7 @@ from potability.serving import model_server
 from training.candidates import model_requirements
 
 CHAMPION = "champion"
-QUICK = ["--param", "grids=quick", "--param", "cv_folds=2"]
+QUICK = ("grids=quick", "cv_folds=2")
 # MLflow's client retries a refused connection with exponential backoff (7 times by default,
 # minutes in all); a step must fail in bounded time once MLflow is gone.
 BOUNDED_MLFLOW = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
@@ -152,17 +153,7 @@ def start_pipeline(stack: PipelineStack) -> subprocess.Popen[str]:
     # Popen gives the child its own copy of the descriptor: ours can close at once.
     with open(stack.home / f"pipeline-{uuid.uuid4().hex[:6]}.log", "w") as log:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "potability.cli",
-                "pipeline",
-                "run",
-                "--local",
-                *QUICK,
-                "--param",
-                f"model_name={stack.settings.model_name}",
-            ],
+            local_run_command([*QUICK, f"model_name={stack.settings.model_name}"]),
             cwd=ROOT,
             env=env,
             stdout=log,
