@@ -10,7 +10,7 @@ UV := .venv-uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help run test check lint env bytecode tools down status clean gcp-bootstrap gcp-deploy gcp-smoke gcp-model gcp-destroy function-requirements docs bench
+.PHONY: help run test check lint ruff types env bytecode tools down status clean gcp-bootstrap gcp-deploy gcp-smoke gcp-model gcp-destroy function-requirements docs bench
 
 # This list: each target with the first line of the comment above it (one summary line each).
 help:
@@ -48,9 +48,15 @@ run: env
 
 # Static checks: ruff's rules and formatting, mypy over the five packages (docs/testing.md).
 # First because they take seconds (warm caches); [tool.ruff], [tool.mypy] in pyproject.toml.
-lint: env
+lint: ruff types
+
+# ruff's rules and formatting check (seconds).
+ruff: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# mypy over potability/, training/, functions/, components/ and pipelines/.
+types: env
 	$(BIN)/mypy
 
 # The developer's loop: the static checks, then the unit tier (pytest -m unit).
@@ -71,12 +77,11 @@ TEST_WORKERS ?= 3
 test: $(UV)
 	$(SYNC)
 	@$(MAKE) --no-print-directory -j2 --output-sync=target -o env tools bytecode
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	@log=$$(mktemp); echo "$(BIN)/mypy (beside the suite; its output follows the suite's)"; \
-	$(BIN)/mypy > $$log 2>&1 & types=$$!; \
+	@$(MAKE) --no-print-directory -o env ruff
+	@log=$$(mktemp); echo "make types (beside the suite; its output follows the suite's)"; \
+	$(MAKE) --no-print-directory -o env types > $$log 2>&1 & types=$$!; \
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile; suite=$$?; \
-	wait $$types; typed=$$?; echo "$(BIN)/mypy"; cat $$log; rm -f $$log; \
+	wait $$types; typed=$$?; cat $$log; rm -f $$log; \
 	exit $$(( suite || typed ))
 
 # The guard against slowdowns: predict's throughput and latency, one run (bench/README.md).
