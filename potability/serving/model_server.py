@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import operator
 import os
 import sys
 import warnings
@@ -40,7 +41,7 @@ import numpy as np
 import orjson
 
 from potability.config import ServingSettings, child_environment
-from potability.features import FEATURE_NAMES, ValidationError, validate_features
+from potability.features import FEATURE_NAMES, FEATURES, ValidationError, validate_features
 from potability.local import services
 
 SERVICE = "model-server"
@@ -235,6 +236,12 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     return loaded
 
 
+_VALUES = operator.itemgetter(*FEATURE_NAMES)
+_PLAIN_TYPES = frozenset({float, int, type(None)})
+_LOW = np.array([f.minimum for f in FEATURES])
+_HIGH = np.array([f.maximum for f in FEATURES])
+
+
 def instances_matrix(instances: Any) -> np.ndarray:
     """Validate ``instances`` against the feature schema; nulls become NaN (imputed by the model).
 
@@ -242,16 +249,47 @@ def instances_matrix(instances: Any) -> np.ndarray:
     DataFrame checks cost more than the model itself on a one-reading request (1-3 ms of the
     server's CPU per request); :func:`load_model` checks the model was trained on the
     columns in this order.
+
+    Checked as a whole first (:func:`_plain_matrix`); only instances that fail it are checked
+    reading by reading, for the error that names the field - the same matrix or the same
+    error either way.
     """
     if not isinstance(instances, list) or not instances:
         raise ValidationError("instances", "must be a non-empty list of readings")
     if len(instances) > MAX_INSTANCES:
         raise ValidationError("instances", f"at most {MAX_INSTANCES} readings per request")
+    matrix = _plain_matrix(instances)
+    if matrix is not None:
+        return matrix
     rows = []
     for i, instance in enumerate(instances):
         values = validate_features(instance, where=f"instances[{i}].")
         rows.append([math.nan if values[n] is None else values[n] for n in FEATURE_NAMES])
     return np.asarray(rows, dtype=float)
+
+
+def _plain_matrix(instances: list[Any]) -> np.ndarray | None:
+    """The matrix of ``instances`` when every one is a valid reading, else None.
+
+    One pass in C where :func:`potability.features.validate_features` makes nine Python calls
+    a reading (issue 34: a batch of 100 readings 0.53 -> 0.1 ms, a sixth of the model server's
+    CPU for a batch): exactly the nine names, only numbers or nulls (no bool, no string), and
+    the ranges compared as arrays. A NaN would pass as a null, so the nulls are counted."""
+    if not all(type(i) is dict and len(i) == len(FEATURE_NAMES) for i in instances):
+        return None
+    try:
+        rows = list(map(_VALUES, instances))
+    except KeyError:
+        return None
+    if not {type(v) for row in rows for v in row} <= _PLAIN_TYPES:
+        return None
+    matrix = np.array(rows, dtype=float)
+    missing = np.isnan(matrix)
+    if int(missing.sum()) != sum(row.count(None) for row in rows):
+        return None
+    with np.errstate(invalid="ignore"):
+        inside = (matrix >= _LOW) & (matrix <= _HIGH)
+    return matrix if bool((inside | missing).all()) else None
 
 
 def predict(model: LoadedModel, matrix: np.ndarray) -> list[dict[str, Any]]:

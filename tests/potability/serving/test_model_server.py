@@ -7,9 +7,12 @@ import math
 import mlflow.sklearn
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from potability.config import ServingSettings
-from potability.features import FEATURE_NAMES, TARGET
+from potability.features import FEATURE_NAMES, FEATURES, TARGET, Feature
 from potability.model import decision_threshold
 from potability.seed import load_dataset
 
@@ -286,3 +289,81 @@ def test_a_model_registered_before_the_module_renames_still_loads_and_scores():
         [0.39045484986237716, 0.3880811550718409, 0.3895273108182711]
     )
     assert loaded.threshold == pytest.approx(0.4)
+
+
+_ODD = st.sampled_from([math.nan, math.inf, -math.inf, True, False, "7.1", [], {}, 1e300, -1.0])
+
+
+def _value(feature: Feature) -> st.SearchStrategy[object]:
+    """Mostly a legal measurement of ``feature`` (in range, a float, an int or null), one in
+    thirty something else."""
+    legal = st.one_of(
+        st.none(),
+        st.floats(min_value=feature.minimum, max_value=feature.maximum),
+        st.integers(min_value=math.ceil(feature.minimum), max_value=math.floor(feature.maximum)),
+        st.floats(min_value=feature.maximum, exclude_min=True, allow_nan=False),
+    )
+    return st.integers(0, 29).flatmap(lambda k: _ODD if k == 0 else legal)
+
+
+_INSTANCE = st.fixed_dictionaries({f.name: _value(f) for f in FEATURES}).flatmap(
+    lambda reading: st.sampled_from(
+        [
+            reading,
+            {k: v for k, v in reading.items() if k != "Sulfate"},  # one name missing
+            {**reading, "potability": 1},  # one name too many
+            [reading[n] for n in FEATURE_NAMES],  # not an object
+        ]
+    )
+)
+
+
+def _outcome(instances: list) -> tuple[str, object]:
+    from potability.features import ValidationError
+    from potability.serving.model_server import instances_matrix
+
+    try:
+        return "matrix", instances_matrix(instances).tobytes()
+    except ValidationError as exc:
+        return "refused", (exc.field, exc.message)
+
+
+@hyp_settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(
+        st.one_of(_INSTANCE, _INSTANCE.filter(lambda i: isinstance(i, dict))),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_batch_checked_whole_gives_what_each_reading_checked_alone_gives(
+    instances: list,
+) -> None:
+    """instances_matrix checks a batch in one pass and, if anything fails, reading by reading
+    (for the error naming the field): the matrix or the refusal must be the same as the
+    reading-by-reading check alone would give."""
+    from potability.serving import model_server
+
+    fast = _outcome(instances)
+    original = model_server._plain_matrix
+    try:
+        model_server._plain_matrix = lambda _: None  # reading by reading only
+        slow = _outcome(instances)
+    finally:
+        model_server._plain_matrix = original
+    assert fast == slow
+
+
+def test_a_plain_batch_is_checked_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What sensors send - numbers in range, nulls, integers - never takes the reading-by-reading
+    path (a sixth of the model server's CPU for a batch of 100)."""
+    from potability.serving import model_server
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("checked reading by reading")
+
+    monkeypatch.setattr(model_server, "validate_features", never)
+    reading = dict.fromkeys(FEATURE_NAMES, 1) | {"ph": 7.25, "Sulfate": None}
+    matrix = model_server.instances_matrix([reading, reading])
+    assert matrix.shape == (2, 9) and math.isnan(matrix[0, FEATURE_NAMES.index("Sulfate")])
+    assert matrix[1, FEATURE_NAMES.index("ph")] == 7.25
