@@ -238,6 +238,9 @@ def load_model(settings: ServingSettings) -> LoadedModel:
 
 _VALUES = operator.itemgetter(*FEATURE_NAMES)
 _PLAIN_TYPES = frozenset({float, int, type(None)})
+_WHOLE_FROM = 2
+"""Fewest instances checked as a whole: one reading is cheaper reading by reading (6 against
+10 microseconds: numpy's fixed cost per array operation)."""
 _LOW = np.array([f.minimum for f in FEATURES])
 _HIGH = np.array([f.maximum for f in FEATURES])
 
@@ -250,7 +253,7 @@ def instances_matrix(instances: Any) -> np.ndarray:
     server's CPU per request); :func:`load_model` checks the model was trained on the
     columns in this order.
 
-    Checked as a whole first (:func:`_plain_matrix`); only instances that fail it are checked
+    A batch is checked as a whole first (:func:`_plain_matrix`); only instances that fail it are checked
     reading by reading, for the error that names the field - the same matrix or the same
     error either way.
     """
@@ -258,9 +261,10 @@ def instances_matrix(instances: Any) -> np.ndarray:
         raise ValidationError("instances", "must be a non-empty list of readings")
     if len(instances) > MAX_INSTANCES:
         raise ValidationError("instances", f"at most {MAX_INSTANCES} readings per request")
-    matrix = _plain_matrix(instances)
-    if matrix is not None:
-        return matrix
+    if len(instances) >= _WHOLE_FROM:
+        matrix = _plain_matrix(instances)
+        if matrix is not None:
+            return matrix
     rows = []
     for i, instance in enumerate(instances):
         values = validate_features(instance, where=f"instances[{i}].")
