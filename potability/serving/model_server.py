@@ -253,9 +253,9 @@ def instances_matrix(instances: Any) -> np.ndarray:
     server's CPU per request); :func:`load_model` checks the model was trained on the
     columns in this order.
 
-    A batch is checked as a whole first (:func:`_plain_matrix`); only instances that fail it are checked
-    reading by reading, for the error that names the field - the same matrix or the same
-    error either way.
+    A batch is checked as a whole first (:func:`_plain_matrix`); only a batch that fails it is
+    checked reading by reading, for the error that names the field - the same matrix or the
+    same error either way.
     """
     if not isinstance(instances, list) or not instances:
         raise ValidationError("instances", "must be a non-empty list of readings")
