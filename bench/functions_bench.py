@@ -696,7 +696,7 @@ def start_variant(home: Path, variant: Variant) -> tuple[str, int]:
         cwd=ROOT,
     )
     url = f"http://127.0.0.1:{port}"
-    local.wait_answering(url, timeout=60, pid=pid)
+    services.wait_http(url, timeout=60, pid=pid, any_answer=True)
     return url, pid
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -119,21 +118,6 @@ def revoke_token(home: Path, which: str) -> list[str]:
     return [f"token:{h[:8]}" for h in gone]
 
 
-def wait_answering(url: str, timeout: float, pid: int) -> None:
-    """Wait until ``url`` answers HTTP at all (a function may refuse GET with 405: still up)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not services.is_alive(pid):
-            raise RuntimeError(
-                f"function process {pid} exited before {url} answered "
-                "(see its log under <home>/logs/)"
-            )
-        if _answers(url, timeout=2):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
-
-
 def _answers(request: str | urllib.request.Request, timeout: float) -> bool:
     """Whether anything answers HTTP there (a refusal is an answer)."""
     try:
@@ -155,7 +139,7 @@ def answered_by(home: Path, fn: LocalFunction, url: str) -> bool:
 
     The port was free when chosen, but another stack's function (a second test worker, which
     prefers the same port) can bind it before ours does: ours then fails to bind, and the other
-    one's answer would pass :func:`wait_answering` - this stack would publish a URL served by
+    one's answer would pass :func:`services.wait_http` - this stack would publish a URL served by
     another stack's function and database. Every answer, a refusal too, logs its URL
     (:func:`functions.context.serve`), and ``DELETE`` is refused by all three functions."""
     log = services.log_file(home, fn.service)
@@ -194,7 +178,7 @@ def start(home: Path, threads: int = DEFAULT_THREADS, workers: int = 1) -> dict[
     for fn, pid, port in started:
         url = f"http://127.0.0.1:{port}"
         for attempt in range(3):
-            wait_answering(url, timeout=60, pid=pid)
+            services.wait_http(url, timeout=60, pid=pid, any_answer=True)
             if answered_by(home, fn, url):
                 break
             services.stop(home, fn.service)

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -114,20 +115,29 @@ def start(
     return proc.pid
 
 
-def wait_http(url: str, timeout: float = 120.0, pid: int | None = None) -> None:
-    """Wait until ``url`` answers 200; fail early if the process ``pid`` died."""
+def wait_http(
+    url: str, timeout: float = 120.0, pid: int | None = None, *, any_answer: bool = False
+) -> None:
+    """Wait until ``url`` answers 200 - or, with ``any_answer``, answers HTTP at all (a
+    function may refuse a GET with 405 and be up); fail early if the process ``pid`` died."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if pid is not None and not is_alive(pid):
-            raise RuntimeError(f"process {pid} exited before {url} answered")
+            raise RuntimeError(
+                f"process {pid} exited before {url} answered (see its log under <home>/logs/)"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
+                if any_answer or response.status == 200:
                     return
+        except urllib.error.HTTPError as exc:
+            if any_answer:
+                return
+            last = exc
         except Exception as exc:  # noqa: BLE001 - not up yet
             last = exc
-        time.sleep(0.25)
+        time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s ({last})")
 
 

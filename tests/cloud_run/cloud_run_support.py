@@ -108,7 +108,7 @@ def start_function(
     """Start one function from ``source`` (its venv beside it) as the buildpack's web process
     does: ``functions-framework`` in the source root, with ``FUNCTION_TARGET`` and what Cloud
     Run sets (``PORT``, ``K_SERVICE``, ...; https://cloud.google.com/run/docs/container-contract).
-    Returns the process and its local URL (not yet answering: see ``wait_answering``)."""
+    Returns the process and its local URL (not yet answering: see ``services.wait_http``)."""
     from potability.local import services
 
     port = services.free_port()

@@ -26,7 +26,7 @@ from cloud_run_support import (
     start_function,
 )
 
-from potability.local.function_servers import wait_answering
+from potability.local import services
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +99,7 @@ def cloud_run(
             proc, upstream[key] = start_function(deployed_source, fn, env, logs / f"{key}.log")
             procs.append(proc)
         for proc, url in zip(procs, upstream.values(), strict=True):
-            wait_answering(url, timeout=90, pid=proc.pid)
+            services.wait_http(url, timeout=90, pid=proc.pid, any_answer=True)
         names = {key: fn["name"] for key, fn in rendered["functions"].items()}
         invokers: dict[str, set[str]] = {}
         for binding in rendered["invokers"]:

@@ -29,7 +29,7 @@ from potability import db
 from potability.config import Settings
 from potability.features import SMOKE_SENSOR_PREFIX
 from potability.gcp import smoke
-from potability.local.function_servers import wait_answering
+from potability.local import services
 
 pytestmark = pytest.mark.e2e
 
@@ -314,7 +314,7 @@ def test_the_former_auth_code_refuses_every_sensor_behind_cloud_run(
     fn = cloud_run.functions["predict"]
     proc, url = start_function(source, fn, env, tmp_path / "old-predict.log")
     try:
-        wait_answering(url, timeout=90, pid=proc.pid)
+        services.wait_http(url, timeout=90, pid=proc.pid, any_answer=True)
         service = frontend.Service(
             fn["name"], url, cloud_run.audiences["predict"], cloud_run.invokers["predict"]
         )

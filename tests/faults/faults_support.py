@@ -46,7 +46,6 @@ def start_function(
 ) -> FunctionProcess:
     """``functions-framework --target <target>`` on a free loopback port (the buildpack's
     command on Cloud Run), waiting until it answers HTTP."""
-    from potability.local import function_servers as local
 
     port = services.free_port()
     service = f"fn-{target}-{port}"
@@ -77,7 +76,7 @@ def start_function(
         },
     )
     url = f"http://127.0.0.1:{port}"
-    local.wait_answering(url, timeout=timeout, pid=pid)
+    services.wait_http(url, timeout=timeout, pid=pid, any_answer=True)
     return FunctionProcess(home, service, url, pid)
 
 
