@@ -122,7 +122,6 @@ def insert_params(
     Each row is built straight from the reading and its prediction (one ``zip`` into a dict;
     issue 34: building a :class:`LoggedInference` per reading first, then a row from it, was
     a tenth of a batch's time in the function)."""
-    stamps = request.measured_at or (None,) * len(request.readings)
     records = [
         dict(
             zip(
@@ -133,14 +132,12 @@ def insert_params(
                     p.potable,
                     p.probability,
                     p.model_version,
-                    None if stamp is None else stamp.isoformat(),
+                    None if (stamp := request.measured(i)) is None else stamp.isoformat(),
                 ),
                 strict=True,
             )
         )
-        for i, (reading, p, stamp) in enumerate(
-            zip(request.readings, predictions, stamps, strict=True)
-        )
+        for i, (reading, p) in enumerate(zip(request.readings, predictions, strict=True))
     ]
     return {
         "caller": caller,
